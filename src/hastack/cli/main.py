@@ -1,0 +1,80 @@
+"""hastack: high availability for an OpenStack-style control plane.
+
+Entry point of the `hastack` command. Every subcommand lives in its own module and registers
+itself here; errors meant for the operator are printed plainly, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from hastack import __version__
+from hastack.cli import agent_cmd, cluster_cmd, status
+from hastack.errors import ConfigError, HastackError
+from hastack.lab.demo import run_demo
+from hastack.lab.local import LocalClusterError
+
+__all__ = ["build_parser", "main"]
+
+EPILOG = """\
+examples:
+  hastack demo                     the main job: a cluster, a crash, the failover shown
+  hastack cluster up --nodes 3     start a 3-node cluster on loopback (etcd + agents)
+  hastack status                   DC, quorum, nodes and resources of that cluster
+  hastack cluster kill n1          crash node n1 (SIGKILL its etcd and agent)
+  hastack cluster start n1         bring it back
+  hastack cluster down             stop and remove everything
+  hastack agent -c /etc/hastack/agent.yaml
+                                   run this node's agent (on a real controller)
+
+Every command takes --help. Documentation: README.md and docs/architecture.md.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hastack",
+        description="hastack keeps an OpenStack-style control plane available: cluster "
+        "membership and DC election on etcd (Corosync's role), resource placement and "
+        "recovery (Pacemaker's), fencing, and a proxy in front of the services (HAProxy's).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"hastack {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (status, cluster_cmd, agent_cmd):
+        module.register(sub)
+    demo = sub.add_parser(
+        "demo",
+        help="the main job: start a cluster on this machine, crash a node, show the failover",
+        description="Start a 3-node cluster on loopback, crash the DC's node, measure and show "
+        "the failover, bring the node back, and clean up.",
+    )
+    demo.set_defaults(func=_run_demo)
+    return parser
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    return run_demo()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"hastack: {exc}", file=sys.stderr)
+        return 2
+    except (HastackError, LocalClusterError) as exc:
+        print(f"hastack: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Clusters on one machine: on loopback (local) and, later, in network namespaces (lab)."""

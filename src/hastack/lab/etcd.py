@@ -1,0 +1,70 @@
+"""Running etcd members for local clusters, the lab and tests (Debian's etcd-server 3.4)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["EtcdMember", "etcd_argv", "etcd_binary"]
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdMember:
+    name: str
+    host: str
+    client_port: int = 2379
+    peer_port: int = 2380
+
+    @property
+    def client_url(self) -> str:
+        return f"http://{self.host}:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://{self.host}:{self.peer_port}"
+
+
+def etcd_binary() -> str:
+    found = shutil.which("etcd") or ("/usr/bin/etcd" if Path("/usr/bin/etcd").exists() else None)
+    if found is None:
+        raise FileNotFoundError(
+            "etcd is not installed: install Debian's etcd-server (apt-get install etcd-server)"
+        )
+    return found
+
+
+def etcd_argv(
+    member: EtcdMember,
+    cluster: Sequence[EtcdMember],
+    data_dir: Path,
+    *,
+    token: str,
+    election_ms: int = 1000,
+) -> list[str]:
+    heartbeat_ms = max(10, election_ms // 10)
+    initial = ",".join(f"{m.name}={m.peer_url}" for m in cluster)
+    return [
+        etcd_binary(),
+        "--name", member.name,
+        "--data-dir", str(data_dir),
+        "--listen-client-urls", member.client_url,
+        "--advertise-client-urls", member.client_url,
+        "--listen-peer-urls", member.peer_url,
+        "--initial-advertise-peer-urls", member.peer_url,
+        "--initial-cluster", initial,
+        "--initial-cluster-state", "new",
+        "--initial-cluster-token", token,
+        # Without pre-vote a member that rejoins after a pause forces a needless election.
+        "--pre-vote",
+        "--heartbeat-interval", str(heartbeat_ms),
+        "--election-timeout", str(election_ms),
+        # Small clusters of small values: keep disk and memory modest.
+        "--quota-backend-bytes", str(256 * 1024 * 1024),
+        "--auto-compaction-mode", "revision",
+        "--auto-compaction-retention", "10000",
+        "--snapshot-count", "10000",
+        "--log-level", "warn",
+        "--logger", "zap",
+    ]  # fmt: skip

@@ -1,0 +1,347 @@
+"""A whole hastack cluster on loopback: N etcd members and N agents, each node on its own
+127.x.y.z address with its own directories. For users trying hastack, and for tests.
+
+Everything it starts is recorded (by PID and start time) in `<dir>/cluster.json`; `down`
+ends exactly those processes and removes the directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hastack.lab.etcd import EtcdMember, etcd_argv
+from hastack.lab.processes import ProcessRecord, is_alive, send, spawn, stop, wait_gone
+from hastack.model.agent_config import Timings
+from hastack.store import endpoint_status
+
+__all__ = [
+    "LocalCluster",
+    "LocalClusterError",
+    "NodeProcesses",
+    "default_dir",
+]
+
+STATE_FILE = "cluster.json"
+CLIENT_FILE = "client.yaml"
+
+
+class LocalClusterError(Exception):
+    """A local-cluster operation cannot proceed; the message says why and what to do."""
+
+
+def default_dir() -> Path:
+    return Path.home() / ".hastack" / "local"
+
+
+@dataclass
+class NodeProcesses:
+    name: str
+    host: str
+    etcd: ProcessRecord | None = None
+    agent: ProcessRecord | None = None
+
+
+class LocalCluster:
+    def __init__(self, directory: Path, state: dict[str, Any]) -> None:
+        self.directory = directory
+        self.state = state
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    @staticmethod
+    def load(directory: Path) -> LocalCluster:
+        path = directory / STATE_FILE
+        if not path.exists():
+            raise LocalClusterError(
+                f"no local cluster in {directory} (start one: hastack cluster up)"
+            )
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise LocalClusterError(
+                f"{path}: unreadable ({exc}); remove {directory} by hand"
+            ) from None
+        return LocalCluster(directory, state)
+
+    @property
+    def name(self) -> str:
+        return str(self.state["cluster"])
+
+    @property
+    def client_config(self) -> Path:
+        return self.directory / CLIENT_FILE
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [_member(n, e).client_url for n, e in self.state["nodes"].items()]
+
+    @property
+    def node_names(self) -> list[str]:
+        return list(self.state["nodes"])
+
+    def processes(self, node: str) -> NodeProcesses:
+        entry = self._node(node)
+        return NodeProcesses(
+            name=node,
+            host=entry["host"],
+            etcd=ProcessRecord.from_json(entry["etcd"]) if entry.get("etcd") else None,
+            agent=ProcessRecord.from_json(entry["agent"]) if entry.get("agent") else None,
+        )
+
+    def agent_config_path(self, node: str) -> Path:
+        return self.directory / node / "agent.yaml"
+
+    def agent_state_dir(self, node: str) -> Path:
+        return self.directory / node / "agent"
+
+    def agent_log(self, node: str) -> Path:
+        return self.directory / node / "agent.log"
+
+    def running(self) -> dict[str, dict[str, bool]]:
+        out = {}
+        for node in self.node_names:
+            procs = self.processes(node)
+            out[node] = {
+                "etcd": procs.etcd is not None and is_alive(procs.etcd),
+                "agent": procs.agent is not None and is_alive(procs.agent),
+            }
+        return out
+
+    def _node(self, node: str) -> dict[str, Any]:
+        try:
+            entry: dict[str, Any] = self.state["nodes"][node]
+        except KeyError:
+            known = ", ".join(self.node_names)
+            raise LocalClusterError(f"no node {node!r} in this cluster (nodes: {known})") from None
+        return entry
+
+    def _save(self) -> None:
+        tmp = self.directory / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True))
+        tmp.replace(self.directory / STATE_FILE)
+
+    # ---- creating ---------------------------------------------------------------------------
+
+    @staticmethod
+    def up(
+        directory: Path,
+        *,
+        nodes: int = 3,
+        base_address: str = "127.0.0.10",
+        cluster: str = "local",
+        timings: Timings | None = None,
+        wait: float = 30.0,
+        agents: bool = True,
+        election_ms: int = 1000,
+    ) -> LocalCluster:
+        """Start etcd members and agents; return once every member is healthy and agents run."""
+        if not 1 <= nodes <= 9:
+            raise LocalClusterError(f"--nodes must be between 1 and 9, got {nodes}")
+        if (directory / STATE_FILE).exists():
+            existing = LocalCluster.load(directory)
+            alive = [
+                f"{n} {what}"
+                for n, procs in existing.running().items()
+                for what, up in procs.items()
+                if up
+            ]
+            if alive:
+                raise LocalClusterError(
+                    f"a local cluster is already running in {directory} ({', '.join(alive)}); "
+                    "stop it first: hastack cluster down"
+                )
+            existing.remove()
+        hosts = _hosts(base_address, nodes)
+        members = [EtcdMember(f"n{i + 1}", host) for i, host in enumerate(hosts)]
+        for member in members:
+            _check_free(member.host, member.client_port)
+            _check_free(member.host, member.peer_port)
+        directory.mkdir(parents=True, exist_ok=True)
+        state: dict[str, Any] = {
+            "cluster": cluster,
+            "created": time.time(),
+            "token": f"hastack-{cluster}-{secrets.token_hex(4)}",
+            "nodes": {m.name: {"host": m.host} for m in members},
+            "timings": (timings or Timings()).model_dump(by_alias=True),
+            "election_ms": election_ms,
+        }
+        lc = LocalCluster(directory, state)
+        lc._save()
+        try:
+            for member in members:
+                lc._start_etcd(member.name)
+            asyncio.run(lc.wait_store_healthy(wait))
+            lc._write_configs()
+            if agents:
+                for member in members:
+                    lc.start_agent(member.name)
+        except BaseException:
+            lc.down()
+            raise
+        return lc
+
+    def _write_configs(self) -> None:
+        client = {"cluster": self.name, "etcd": {"endpoints": self.endpoints}}
+        self.client_config.write_text(yaml.safe_dump(client, sort_keys=False))
+        for node in self.node_names:
+            host = self._node(node)["host"]
+            config = {
+                "cluster": self.name,
+                "node": node,
+                "kind": "full",
+                "addresses": [host],
+                # Each agent talks to its own member first, as on real controllers.
+                "etcd": {
+                    "endpoints": _rotate(self.endpoints, self.node_names.index(node)),
+                    "election-timeout": f"{self.state['election_ms']}ms",
+                },
+                "timings": self.state["timings"],
+            }
+            path = self.agent_config_path(node)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def _start_etcd(self, node: str) -> None:
+        entry = self._node(node)
+        members = [_member(n, e) for n, e in self.state["nodes"].items()]
+        member = _member(node, entry)
+        argv = etcd_argv(
+            member,
+            members,
+            self.directory / node / "etcd",
+            token=self.state["token"],
+            election_ms=int(self.state.get("election_ms", 1000)),
+        )
+        record, _ = spawn(argv, log_path=self.directory / node / "etcd.log")
+        entry["etcd"] = record.to_json()
+        self._save()
+
+    def start_agent(self, node: str) -> None:
+        entry = self._node(node)
+        argv = [
+            sys.executable, "-m", "hastack", "agent",
+            "--config", str(self.agent_config_path(node)),
+            "--state-dir", str(self.agent_state_dir(node)),
+        ]  # fmt: skip
+        record, _ = spawn(argv, log_path=self.agent_log(node))
+        entry["agent"] = record.to_json()
+        self._save()
+
+    async def wait_store_healthy(self, wait: float) -> None:
+        deadline = time.monotonic() + wait
+        while True:
+            statuses = await asyncio.gather(*(endpoint_status(e, 1.0) for e in self.endpoints))
+            if all(s.healthy for s in statuses):
+                return
+            if time.monotonic() > deadline:
+                bad = "; ".join(f"{s.endpoint}: {s.error}" for s in statuses if not s.healthy)
+                raise LocalClusterError(f"etcd did not become healthy within {wait:g}s ({bad})")
+            await asyncio.sleep(0.2)
+
+    # ---- faults and repairs -----------------------------------------------------------------
+
+    def kill(self, node: str, what: Sequence[str] = ("agent", "etcd")) -> list[str]:
+        """SIGKILL the node's processes: a crash, with no chance to clean up."""
+        return self._signal(node, what, signal.SIGKILL)
+
+    def pause(self, node: str, what: Sequence[str]) -> list[str]:
+        return self._signal(node, what, signal.SIGSTOP)
+
+    def resume(self, node: str, what: Sequence[str]) -> list[str]:
+        return self._signal(node, what, signal.SIGCONT)
+
+    def _signal(self, node: str, what: Sequence[str], sig: signal.Signals) -> list[str]:
+        procs = self.processes(node)
+        done = []
+        for name in what:
+            record = {"agent": procs.agent, "etcd": procs.etcd}.get(name)
+            if record is None and name not in ("agent", "etcd"):
+                raise LocalClusterError(f"unknown process {name!r} (agent or etcd)")
+            if record is not None and send(record, sig):
+                done.append(f"{node} {name} (pid {record.pid})")
+                if sig == signal.SIGKILL:
+                    wait_gone(record)
+        return done
+
+    def start(self, node: str, what: Sequence[str] = ("etcd", "agent")) -> list[str]:
+        """Start whatever of the node is not running (its etcd keeps its data and rejoins)."""
+        procs = self.processes(node)
+        started = []
+        if "etcd" in what and (procs.etcd is None or not is_alive(procs.etcd)):
+            self._start_etcd(node)
+            started.append(f"{node} etcd")
+        if "agent" in what and (procs.agent is None or not is_alive(procs.agent)):
+            self.start_agent(node)
+            started.append(f"{node} agent")
+        return started
+
+    # ---- ending -----------------------------------------------------------------------------
+
+    def down(self, *, keep_logs: bool = False) -> None:
+        """Stop every process this cluster started (agents first, gracefully), then clean up."""
+        for node in self.node_names:
+            procs = self.processes(node)
+            if procs.agent is not None:
+                stop(procs.agent, grace=5.0)
+        for node in self.node_names:
+            procs = self.processes(node)
+            if procs.etcd is not None:
+                # etcd's graceful stop waits for its peers (~9 s for three): data goes anyway.
+                send(procs.etcd, signal.SIGKILL)
+                wait_gone(procs.etcd)
+        if keep_logs:
+            for node in self.node_names:
+                shutil.rmtree(self.directory / node / "etcd", ignore_errors=True)
+            (self.directory / STATE_FILE).unlink(missing_ok=True)
+        else:
+            self.remove()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _member(node: str, entry: dict[str, Any]) -> EtcdMember:
+    return EtcdMember(name=node, host=entry["host"])
+
+
+def _hosts(base_address: str, nodes: int) -> list[str]:
+    try:
+        base = ipaddress.IPv4Address(base_address)
+    except ValueError:
+        raise LocalClusterError(f"not an IPv4 address: {base_address!r}") from None
+    hosts = [base + i + 1 for i in range(nodes)]
+    loopback = ipaddress.IPv4Network("127.0.0.0/8")
+    if any(h not in loopback for h in hosts):
+        raise LocalClusterError(
+            f"local clusters live on loopback: {base_address} + {nodes} leaves 127.0.0.0/8"
+        )
+    return [str(h) for h in hosts]
+
+
+def _check_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise LocalClusterError(
+                f"{host}:{port} is in use ({exc.strerror}); pick another --base-address"
+            ) from None
+
+
+def _rotate(items: list[str], by: int) -> list[str]:
+    return items[by:] + items[:by]

@@ -1,0 +1,1 @@
+"""Membership (Corosync's role) on etcd: leases, member keys, DC election, quorum."""

@@ -1,0 +1,136 @@
+"""Keeping a lease alive, and knowing — by our own clock — the moment we may have lost it.
+
+The server expires a lease `ttl` seconds after it last received a renewal, so never sooner
+than `ttl` after the *send* time of the last renewal that succeeded. The keeper measures its
+deadline from that send time on the monotonic clock and declares the membership lost at
+`send time + renew-interval + 2 × store-timeout`, which the timing validation keeps below the
+TTL. A silent store (a partitioned member keeps connections open) therefore cannot delay the
+verdict: it comes from the clock, not from an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from hastack.errors import IndeterminateStoreError, LeaseNotFound, StoreError
+from hastack.model.agent_config import Timings
+from hastack.store import Lease, Store
+
+__all__ = ["LeaseKeeper", "LeaseLost"]
+
+log = logging.getLogger(__name__)
+
+# Pause between failed renewal attempts: short, so a store that comes back within the
+# deadline is used at once; non-zero, so a refusing store is not spun on.
+_RETRY_PAUSE = 0.1
+
+
+class LeaseLost(Exception):
+    """Raised by `run` when the lease can no longer be trusted."""
+
+
+class LeaseKeeper:
+    def __init__(
+        self,
+        store: Store,
+        timings: Timings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._timings = timings
+        self._clock = clock
+        self._lease: Lease | None = None
+        self._last_good_send = float("-inf")
+        self._lost_reason: str | None = None
+
+    @property
+    def lease(self) -> Lease:
+        if self._lease is None:
+            raise RuntimeError("no lease acquired")
+        return self._lease
+
+    @property
+    def deadline(self) -> float:
+        """Monotonic time at which, without a renewal, the membership counts as lost."""
+        return self._last_good_send + self._timings.loss_after
+
+    @property
+    def server_expiry_bound(self) -> float:
+        """Monotonic time before which the server cannot have expired the lease."""
+        return self._last_good_send + self._timings.lease_ttl
+
+    def is_held(self) -> bool:
+        return (
+            self._lease is not None and self._lost_reason is None and self._clock() < self.deadline
+        )
+
+    @property
+    def lost_reason(self) -> str | None:
+        if self._lease is not None and self._lost_reason is None and self._clock() >= self.deadline:
+            return self._deadline_reason()
+        return self._lost_reason
+
+    def _deadline_reason(self) -> str:
+        return (
+            f"no lease renewal succeeded for {self._timings.loss_after:g}s "
+            f"(renew-interval + 2 × store-timeout)"
+        )
+
+    async def acquire(self) -> Lease:
+        """Grant a fresh lease; the clock for its deadline starts at the request's send time."""
+        sent = self._clock()
+        lease = await self._store.grant_lease(int(self._timings.lease_ttl))
+        self._lease = lease
+        self._last_good_send = sent
+        self._lost_reason = None
+        return lease
+
+    async def run(self) -> None:
+        """Renew until the lease is lost; then raise LeaseLost with the reason."""
+        lease = self.lease
+        timings = self._timings
+        while True:
+            await self._sleep_until(self._last_good_send + timings.renew_interval)
+            while True:
+                now = self._clock()
+                if now >= self.deadline:
+                    self._lost_reason = self._deadline_reason()
+                    raise LeaseLost(self._lost_reason)
+                sent = now
+                try:
+                    # The deadline bounds the attempt too: waiting for an answer past it
+                    # would only delay the verdict.
+                    async with asyncio.timeout(self.deadline - now):
+                        await self._store.keep_alive(lease.id)
+                except LeaseNotFound:
+                    self._lost_reason = "the lease has expired on the server"
+                    raise LeaseLost(self._lost_reason) from None
+                except (IndeterminateStoreError, TimeoutError) as exc:
+                    log.info("lease %x: renewal failed (%s); retrying", lease.id, exc or "timeout")
+                    await asyncio.sleep(min(_RETRY_PAUSE, max(0.0, self.deadline - self._clock())))
+                    continue
+                except StoreError as exc:
+                    log.warning("lease %x: renewal refused (%s); retrying", lease.id, exc)
+                    await asyncio.sleep(_RETRY_PAUSE)
+                    continue
+                self._last_good_send = sent
+                break
+
+    async def _sleep_until(self, when: float) -> None:
+        delay = when - self._clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def revoke(self) -> None:
+        """Give the lease back (best effort): the member key and any DC key go at once."""
+        if self._lease is None:
+            return
+        lease, self._lease = self._lease, None
+        try:
+            await self._store.revoke_lease(lease.id)
+        except StoreError as exc:
+            log.info("lease %x: revoke failed (%s); it will expire by itself", lease.id, exc)

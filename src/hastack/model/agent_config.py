@@ -1,0 +1,171 @@
+"""The configuration of one agent (one node): who it is, where the store is, its timings."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import math
+from typing import Annotated
+
+import pydantic
+
+from hastack.model.base import Duration, Name, Spec
+from hastack.model.document import load_yaml, validate
+
+__all__ = [
+    "AgentConfig",
+    "ClientConfig",
+    "EtcdSpec",
+    "NodeKind",
+    "Timings",
+    "parse_agent_config",
+    "parse_client_config",
+    "parse_endpoint",
+]
+
+# etcd grants leases in whole seconds and raises anything below 1.5 × its election timeout
+# (1 s by default) to 2 s: a shorter TTL would silently not be what the inequality assumed.
+MIN_LEASE_TTL = 2.0
+
+# How long, in etcd election timeouts, a lease renewal can stall when the etcd leader dies
+# (election plus lease promotion on the new leader; measured up to 2.5, kept with a margin).
+STORE_FAILOVER_FACTOR = 3.0
+
+
+def parse_endpoint(endpoint: str) -> str:
+    """`http://127.0.0.1:2379` or `127.0.0.1:2379` -> `127.0.0.1:2379` (host:port for gRPC)."""
+    text = endpoint.strip()
+    for scheme in ("http://", "https://"):
+        if text.startswith(scheme):
+            text = text[len(scheme) :]
+    text = text.rstrip("/")
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not an etcd endpoint (want host:port or http://host:port): {endpoint!r}")
+    return f"{host}:{port}"
+
+
+def _endpoint(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"not an etcd endpoint: {value!r}")
+    return parse_endpoint(value)
+
+
+Endpoint = Annotated[str, pydantic.BeforeValidator(_endpoint)]
+
+
+class NodeKind(enum.StrEnum):
+    FULL = "full"  # a controller: may be DC, runs any resource
+    REMOTE = "remote"  # a compute host, like pacemaker_remote: never DC
+
+
+class Timings(Spec):
+    """How the agent keeps its membership.
+
+    The agent renews its lease every `renew-interval`; each store call may take up to
+    `store-timeout`. It declares its membership lost when no renewal has succeeded for
+    `renew-interval + 2 × store-timeout` after the send time of the last one that did, which
+    leaves room for two failed attempts. That moment must come before the server can expire
+    the lease (`lease-ttl` after that same send time, at the earliest), so
+
+        renew-interval + 2 × store-timeout < lease-ttl
+
+    and the difference is the budget the node has to stop its exclusive resources itself
+    before anyone else may start them.
+    """
+
+    lease_ttl: Duration = 5.0
+    renew_interval: Duration = 1.0
+    store_timeout: Duration = 1.5
+
+    @pydantic.model_validator(mode="after")
+    def _safe(self) -> Timings:
+        if self.lease_ttl < MIN_LEASE_TTL or self.lease_ttl != math.floor(self.lease_ttl):
+            raise ValueError(
+                f"lease-ttl must be a whole number of seconds, at least {MIN_LEASE_TTL:g}s "
+                f"(etcd grants whole seconds, minimum 2): got {self.lease_ttl:g}s"
+            )
+        if self.renew_interval <= 0 or self.store_timeout <= 0:
+            raise ValueError("renew-interval and store-timeout must be positive")
+        if self.loss_after >= self.lease_ttl:
+            raise ValueError(
+                "unsafe timings: renew-interval + 2 × store-timeout must be less than lease-ttl, "
+                "so that two failed renewals are noticed before the lease can expire on the "
+                f"server; got {self.renew_interval:g}s + 2 × {self.store_timeout:g}s = "
+                f"{self.loss_after:g}s, lease-ttl {self.lease_ttl:g}s"
+            )
+        return self
+
+    @property
+    def loss_after(self) -> float:
+        """Seconds after the last good renewal's send time when membership counts as lost."""
+        return self.renew_interval + 2 * self.store_timeout
+
+    @property
+    def self_fence_budget(self) -> float:
+        """Seconds between declaring membership lost and the earliest server-side expiry."""
+        return self.lease_ttl - self.loss_after
+
+
+class EtcdSpec(Spec):
+    endpoints: Annotated[list[Endpoint], pydantic.Field(min_length=1)]
+    root: str = "/hastack"
+    # The members' --election-timeout: after the etcd leader dies, a lease renewal stalls
+    # for up to ~2.5 × this (measured: 1.0-1.4 s at 500 ms, 2.0-2.5 s at 1 s).
+    election_timeout: Duration = 1.0
+
+    @pydantic.field_validator("root")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        if not value.startswith("/") or value.endswith("/") or "//" in value:
+            raise ValueError(f"not a key prefix (want e.g. /hastack): {value!r}")
+        return value
+
+
+class ClientConfig(Spec):
+    """What a command-line client needs: which cluster, and where its store is."""
+
+    cluster: Name
+    etcd: EtcdSpec
+
+
+class AgentConfig(Spec):
+    cluster: Name
+    node: Name
+    kind: NodeKind = NodeKind.FULL
+    addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = pydantic.Field(
+        default_factory=list
+    )
+    attributes: dict[Name, str] = pydantic.Field(default_factory=dict)
+    etcd: EtcdSpec
+    timings: Timings = Timings()
+    state_dir: str | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _rides_out_store_failover(self) -> AgentConfig:
+        # Renewals may stall for ~2.5 election timeouts while etcd elects a new leader; the
+        # two attempts the keeper makes after its last success must outlast that, or losing
+        # one etcd member would drop every node's membership.
+        stall = STORE_FAILOVER_FACTOR * self.etcd.election_timeout
+        if 2 * self.timings.store_timeout < stall:
+            raise ValueError(
+                "timings.store-timeout too short to ride out an etcd leader election: "
+                f"2 × store-timeout must be at least {STORE_FAILOVER_FACTOR:g} × "
+                f"etcd.election-timeout; got 2 × {self.timings.store_timeout:g}s < "
+                f"{STORE_FAILOVER_FACTOR:g} × {self.etcd.election_timeout:g}s"
+            )
+        return self
+
+
+def parse_client_config(text: str, source: str) -> ClientConfig:
+    """A client configuration, or the cluster and store named in an agent configuration."""
+    doc = load_yaml(text, source)
+    if isinstance(doc.data, dict) and "node" in doc.data:
+        agent = validate(doc, AgentConfig)
+        return ClientConfig(cluster=agent.cluster, etcd=agent.etcd)
+    return validate(doc, ClientConfig)
+
+
+def parse_agent_config(text: str, source: str) -> AgentConfig:
+    """Validate an agent configuration; ConfigError lists every problem with its line."""
+    return validate(load_yaml(text, source), AgentConfig)

@@ -1,0 +1,224 @@
+"""What the store says about nodes: membership records, the DC record, and one snapshot.
+
+Decoding is pure and total: a value that does not decode becomes a problem in the snapshot
+(reported by whoever reads it), never an exception that stops an agent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hastack.model.agent_config import NodeKind
+from hastack.model.base import is_valid_name
+
+__all__ = [
+    "ClusterSnapshot",
+    "DcRecord",
+    "MemberRecord",
+    "NodeRecord",
+    "StoredKey",
+    "decode_snapshot",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """A key as read from the store, relative to the cluster prefix (`members/n1`)."""
+
+    name: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    lease: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """A node that has joined at least once; stays after it goes offline."""
+
+    name: str
+    kind: NodeKind
+    addresses: tuple[str, ...] = ()
+
+    def encode(self) -> bytes:
+        return _dump(
+            {"name": self.name, "kind": self.kind.value, "addresses": list(self.addresses)}
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    """An online node: written on the node's lease, so it vanishes when the lease expires."""
+
+    name: str
+    kind: NodeKind
+    addresses: tuple[str, ...] = ()
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    joined_at: float = 0.0  # wall clock, for display only
+    agent_pid: int = 0
+    lease: int = 0  # filled from the key's lease when decoded
+
+    def encode(self) -> bytes:
+        return _dump(
+            {
+                "name": self.name,
+                "kind": self.kind.value,
+                "addresses": list(self.addresses),
+                "attributes": dict(self.attributes),
+                "joined_at": self.joined_at,
+                "agent_pid": self.agent_pid,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DcRecord:
+    """The designated controller; `epoch` is the leader key's create_revision."""
+
+    node: str
+    epoch: int
+    lease: int
+    since: float = 0.0  # wall clock, for display only
+
+    def encode(self) -> bytes:
+        return _dump({"node": self.node, "since": self.since})
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSnapshot:
+    """Everything one decision may look at, read at one store revision."""
+
+    revision: int
+    dc: DcRecord | None
+    members: Mapping[str, MemberRecord]
+    nodes: Mapping[str, NodeRecord]
+    other: Mapping[str, StoredKey]  # keys this version does not interpret (yet)
+    problems: tuple[str, ...]
+
+    def is_online(self, node: str) -> bool:
+        return node in self.members
+
+    @property
+    def known_nodes(self) -> list[str]:
+        return sorted(set(self.nodes) | set(self.members))
+
+
+def _dump(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+class _Bad(Exception):
+    pass
+
+
+def _load(key: StoredKey) -> dict[str, Any]:
+    try:
+        data = json.loads(key.value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _Bad(f"not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise _Bad(f"expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def _text(data: dict[str, Any], name: str, default: str | None = None) -> str:
+    value = data.get(name, default)
+    if not isinstance(value, str):
+        raise _Bad(f"field {name!r} must be a string, found {value!r}")
+    return value
+
+
+def _kind(data: dict[str, Any]) -> NodeKind:
+    value = _text(data, "kind", "full")
+    try:
+        return NodeKind(value)
+    except ValueError:
+        raise _Bad(f"unknown node kind {value!r}") from None
+
+
+def _addresses(data: dict[str, Any]) -> tuple[str, ...]:
+    value = data.get("addresses", [])
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise _Bad("field 'addresses' must be a list of strings")
+    return tuple(value)
+
+
+def _number(data: dict[str, Any], name: str) -> float:
+    value = data.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Bad(f"field {name!r} must be a number, found {value!r}")
+    return float(value)
+
+
+def _decode_member(node: str, key: StoredKey) -> MemberRecord:
+    data = _load(key)
+    attributes = data.get("attributes", {})
+    if not isinstance(attributes, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
+    ):
+        raise _Bad("field 'attributes' must map strings to strings")
+    name = _text(data, "name", node)
+    if name != node:
+        raise _Bad(f"record names node {name!r} but sits under {node!r}")
+    return MemberRecord(
+        name=node,
+        kind=_kind(data),
+        addresses=_addresses(data),
+        attributes=attributes,
+        joined_at=_number(data, "joined_at"),
+        agent_pid=int(_number(data, "agent_pid")),
+        lease=key.lease,
+    )
+
+
+def _decode_node(node: str, key: StoredKey) -> NodeRecord:
+    data = _load(key)
+    return NodeRecord(name=node, kind=_kind(data), addresses=_addresses(data))
+
+
+def _decode_dc(key: StoredKey) -> DcRecord:
+    data = _load(key)
+    node = _text(data, "node")
+    if not is_valid_name(node):
+        raise _Bad(f"names an invalid node {node!r}")
+    if key.lease == 0:
+        raise _Bad("is not attached to a lease, so it would never expire")
+    return DcRecord(
+        node=node, epoch=key.create_revision, lease=key.lease, since=_number(data, "since")
+    )
+
+
+def decode_snapshot(revision: int, keys: Iterable[StoredKey]) -> ClusterSnapshot:
+    """Interpret every key under the cluster prefix; undecodable ones become problems."""
+    dc: DcRecord | None = None
+    members: dict[str, MemberRecord] = {}
+    nodes: dict[str, NodeRecord] = {}
+    other: dict[str, StoredKey] = {}
+    problems: list[str] = []
+    for key in keys:
+        section, _, rest = key.name.partition("/")
+        try:
+            if key.name == "dc":
+                dc = _decode_dc(key)
+            elif section in ("members", "nodes"):
+                if not is_valid_name(rest):
+                    raise _Bad(f"{rest!r} is not a valid node name")
+                if section == "members":
+                    members[rest] = _decode_member(rest, key)
+                else:
+                    nodes[rest] = _decode_node(rest, key)
+            else:
+                other[key.name] = key
+        except _Bad as exc:
+            problems.append(f"{key.name}: {exc}; ignored")
+    return ClusterSnapshot(
+        revision=revision,
+        dc=dc,
+        members=members,
+        nodes=nodes,
+        other=other,
+        problems=tuple(problems),
+    )

@@ -1,0 +1,502 @@
+"""A small asyncio client for etcd v3: the only code in hastack that talks to the store.
+
+It speaks etcd's gRPC API through the protobuf stubs generated and shipped by `aetcd`, on a
+channel this module owns, because hastack needs three things a general client does not give:
+a deadline on every call (the store timeout is part of the lease safety inequality), errors
+split into definite and indeterminate (see hastack.errors), and failover across several
+endpoints when a member times out rather than refuses (a stopped or partitioned member keeps
+its TCP connection open, so gRPC's own balancer would keep using it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from aetcd import rpc
+
+from hastack.errors import (
+    Compacted,
+    LeaseNotFound,
+    StoreError,
+    StoreRejected,
+    StoreTimeout,
+    StoreUnavailable,
+)
+from hastack.model.agent_config import parse_endpoint
+from hastack.store.types import (
+    Compare,
+    CompareTarget,
+    DeleteOp,
+    Event,
+    EventKind,
+    GetOp,
+    KeyValue,
+    Lease,
+    Op,
+    PutOp,
+    RangeResult,
+    TxnResult,
+    WatchBatch,
+)
+
+__all__ = ["EndpointStatus", "Store", "endpoint_status", "parse_endpoint", "prefix_end"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# etcd cancels a watch opened with this metadata when its member loses the raft leader, so a
+# watch on a partitioned minority member ends instead of staying open and silent.
+_REQUIRE_LEADER = (("hasleader", "true"),)
+
+_CHANNEL_OPTIONS = (
+    # Reconnect quickly after a member restarts; the default backoff grows to two minutes.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    # etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time).
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+)
+
+_COMPARE_RESULT = {
+    "=": rpc.Compare.EQUAL,
+    "!=": rpc.Compare.NOT_EQUAL,
+    "<": rpc.Compare.LESS,
+    ">": rpc.Compare.GREATER,
+}
+_COMPARE_TARGET = {
+    CompareTarget.CREATE: (rpc.Compare.CREATE, "create_revision"),
+    CompareTarget.MOD: (rpc.Compare.MOD, "mod_revision"),
+    CompareTarget.VERSION: (rpc.Compare.VERSION, "version"),
+    CompareTarget.VALUE: (rpc.Compare.VALUE, "value"),
+}
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The first key after every key that starts with `prefix` (etcd's range_end)."""
+    end = bytearray(prefix)
+    while end:
+        if end[-1] < 0xFF:
+            end[-1] += 1
+            return bytes(end)
+        end.pop()
+    return b"\0"  # every key
+
+
+def _kv(pb: Any) -> KeyValue:
+    return KeyValue(
+        key=pb.key.decode("utf-8", "replace"),
+        value=bytes(pb.value),
+        create_revision=pb.create_revision,
+        mod_revision=pb.mod_revision,
+        version=pb.version,
+        lease=pb.lease,
+    )
+
+
+def _translate(error: BaseException) -> StoreError:
+    """Map a gRPC failure to the definite/indeterminate tree."""
+    if isinstance(error, StoreError):
+        return error
+    if isinstance(error, TimeoutError):
+        return StoreTimeout("no answer within the store timeout")
+    if isinstance(error, grpc.aio.AioRpcError):
+        code = error.code()
+        details = error.details() or ""
+        if "Connection refused" in details:
+            details = "connection refused"
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return StoreTimeout(details or "deadline exceeded")
+        if code == grpc.StatusCode.NOT_FOUND and "lease" in details:
+            return LeaseNotFound(details)
+        if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
+            return Compacted(0)
+        if code in (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            grpc.StatusCode.PERMISSION_DENIED,
+            grpc.StatusCode.UNAUTHENTICATED,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+        ):
+            return StoreRejected(f"{code.name}: {details}")
+        return StoreUnavailable(f"{code.name}: {details}")
+    if isinstance(error, OSError | grpc.RpcError):
+        return StoreUnavailable(str(error))
+    raise error
+
+
+@dataclass
+class _Connection:
+    target: str
+    channel: grpc.aio.Channel
+    kv: Any
+    lease: Any
+    watch: Any
+    generation: int
+
+
+class Store:
+    """An etcd v3 client over one or more endpoints.
+
+    Every call has a deadline of `timeout` seconds. When a call ends indeterminately the client
+    moves to the next endpoint for the calls that follow; it does not silently retry writes,
+    because the caller must decide what an unknown outcome means.
+    """
+
+    def __init__(self, endpoints: Sequence[str], timeout: float) -> None:
+        if not endpoints:
+            raise ValueError("at least one etcd endpoint is needed")
+        if timeout <= 0:
+            raise ValueError("the store timeout must be positive")
+        self.endpoints = tuple(parse_endpoint(e) for e in endpoints)
+        self.timeout = timeout
+        self._index = random.randrange(len(self.endpoints))
+        self._conn: _Connection | None = None
+        self._generation = 0
+        self._closed = False
+
+    # ---- connection handling -------------------------------------------------------------
+
+    def _connection(self) -> _Connection:
+        if self._closed:
+            raise StoreUnavailable("store client is closed")
+        if self._conn is None:
+            target = self.endpoints[self._index]
+            channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+            self._generation += 1
+            self._conn = _Connection(
+                target=target,
+                channel=channel,
+                kv=rpc.KVStub(channel),
+                lease=rpc.LeaseStub(channel),
+                watch=rpc.WatchStub(channel),
+                generation=self._generation,
+            )
+        return self._conn
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint the next call will use."""
+        return self.endpoints[self._index]
+
+    def _fail_over(self, conn: _Connection) -> None:
+        """Move to the next endpoint, once per broken connection, however many calls saw it."""
+        if self._conn is not conn:
+            return
+        self._conn = None
+        self._index = (self._index + 1) % len(self.endpoints)
+        # Calls still running on the old channel keep their own deadlines: closing it at
+        # once would cancel them from under their callers.
+        task = asyncio.get_running_loop().create_task(conn.channel.close(grace=self.timeout))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        log.debug("store: leaving %s for %s", conn.target, self.endpoints[self._index])
+
+    async def _call(self, fn: Callable[[_Connection], Awaitable[T]]) -> T:
+        conn = self._connection()
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await fn(conn)
+        except (grpc.aio.AioRpcError, TimeoutError, OSError) as exc:
+            error = _translate(exc)
+            if not isinstance(error, StoreRejected | LeaseNotFound):
+                self._fail_over(conn)
+            raise error from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # our caller is being cancelled: let it be
+            # gRPC cancels calls on a channel that is closing: for us that is a lost connection.
+            raise StoreUnavailable(
+                f"call cancelled: the connection to {conn.target} closed"
+            ) from None
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.channel.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ---- key-value -----------------------------------------------------------------------
+
+    async def get(self, key: str) -> KeyValue | None:
+        result = await self.range(key)
+        return result.kvs[0] if result.kvs else None
+
+    async def get_prefix(self, prefix: str) -> RangeResult:
+        return await self.range(prefix, prefix=True)
+
+    async def range(self, key: str, *, prefix: bool = False) -> RangeResult:
+        request = _range_request(GetOp(key, prefix))
+
+        async def call(c: _Connection) -> Any:
+            return await c.kv.Range(request, timeout=self.timeout)
+
+        response = await self._call(call)
+        return RangeResult(tuple(_kv(kv) for kv in response.kvs), response.header.revision)
+
+    async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:
+        """Write unconditionally; returns the revision of the write."""
+        request = rpc.PutRequest(key=key.encode(), value=value, lease=lease)
+
+        async def call(c: _Connection) -> Any:
+            return await c.kv.Put(request, timeout=self.timeout)
+
+        response = await self._call(call)
+        return int(response.header.revision)
+
+    async def delete(self, key: str, *, prefix: bool = False) -> int:
+        """Delete a key (or every key under a prefix); returns how many were deleted."""
+        request = _delete_request(DeleteOp(key, prefix))
+
+        async def call(c: _Connection) -> Any:
+            return await c.kv.DeleteRange(request, timeout=self.timeout)
+
+        response = await self._call(call)
+        return int(response.deleted)
+
+    async def txn(
+        self,
+        compares: Sequence[Compare],
+        success: Sequence[Op] = (),
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        """One atomic transaction: if every compare holds run `success`, else `failure`."""
+        request = rpc.TxnRequest(
+            compare=[_compare(c) for c in compares],
+            success=[_request_op(op) for op in success],
+            failure=[_request_op(op) for op in failure],
+        )
+
+        async def call(c: _Connection) -> Any:
+            return await c.kv.Txn(request, timeout=self.timeout)
+
+        response = await self._call(call)
+        reads = tuple(
+            tuple(_kv(kv) for kv in r.response_range.kvs)
+            if r.WhichOneof("response") == "response_range"
+            else ()
+            for r in response.responses
+        )
+        return TxnResult(bool(response.succeeded), int(response.header.revision), reads)
+
+    # ---- leases --------------------------------------------------------------------------
+
+    async def grant_lease(self, ttl: int) -> Lease:
+        request = rpc.LeaseGrantRequest(TTL=ttl, ID=0)
+
+        async def call(c: _Connection) -> Any:
+            return await c.lease.LeaseGrant(request, timeout=self.timeout)
+
+        response = await self._call(call)
+        if response.error:
+            raise StoreRejected(f"lease grant refused: {response.error}")
+        return Lease(int(response.ID), int(response.TTL))
+
+    async def keep_alive(self, lease_id: int) -> int:
+        """Renew a lease once; returns the TTL the server granted.
+
+        Raises LeaseNotFound when the lease has already expired on the server.
+        """
+
+        async def call(c: _Connection) -> Any:
+            stream = c.lease.LeaseKeepAlive(timeout=self.timeout)
+            try:
+                await stream.write(rpc.LeaseKeepAliveRequest(ID=lease_id))
+                return await stream.read()
+            finally:
+                stream.cancel()
+
+        response = await self._call(call)
+        if response is grpc.aio.EOF:
+            raise StoreUnavailable("lease keep-alive stream closed without an answer")
+        if response.TTL <= 0:
+            raise LeaseNotFound(f"lease {lease_id:x} has expired")
+        return int(response.TTL)
+
+    async def revoke_lease(self, lease_id: int) -> None:
+        request = rpc.LeaseRevokeRequest(ID=lease_id)
+
+        async def call(c: _Connection) -> Any:
+            return await c.lease.LeaseRevoke(request, timeout=self.timeout)
+
+        await self._call(call)
+
+    async def lease_ttl(self, lease_id: int) -> int:
+        """Seconds the server still gives the lease; -1 when it does not exist."""
+        request = rpc.LeaseTimeToLiveRequest(ID=lease_id, keys=False)
+
+        async def call(c: _Connection) -> Any:
+            return await c.lease.LeaseTimeToLive(request, timeout=self.timeout)
+
+        response = await self._call(call)
+        return int(response.TTL)
+
+    # ---- watch ---------------------------------------------------------------------------
+
+    async def watch_prefix(
+        self,
+        prefix: str,
+        start_revision: int,
+        *,
+        on_reconnect: Callable[[str], None] | None = None,
+    ) -> AsyncIterator[WatchBatch]:
+        """Every change under `prefix` from `start_revision` on, in order, across reconnects.
+
+        When the stream breaks (member died, lost its leader) the watch is opened again on the
+        next endpoint from the revision after the last one delivered, so nothing is missed or
+        repeated. Raises Compacted when that history is gone: the caller must read afresh.
+        """
+        next_revision = start_revision
+        key = prefix.encode()
+        failures = 0
+        while True:
+            conn = self._connection()
+            stream = conn.watch.Watch(metadata=_REQUIRE_LEADER)
+            try:
+                create = rpc.WatchCreateRequest(
+                    key=key,
+                    range_end=prefix_end(key),
+                    start_revision=next_revision,
+                    progress_notify=True,
+                )
+                async with asyncio.timeout(self.timeout):
+                    await stream.write(rpc.WatchRequest(create_request=create))
+                    first = await stream.read()
+                if first is grpc.aio.EOF:
+                    raise StoreUnavailable("watch stream ended before it was created")
+                if first.compact_revision:
+                    raise Compacted(int(first.compact_revision))
+                if not first.created:
+                    raise StoreUnavailable("watch was not created")
+                failures = 0
+                while True:
+                    response = await stream.read()
+                    if response is grpc.aio.EOF:
+                        raise StoreUnavailable("watch stream ended")
+                    if response.compact_revision:
+                        raise Compacted(int(response.compact_revision))
+                    if response.canceled:
+                        raise StoreUnavailable(f"watch canceled: {response.cancel_reason}")
+                    events = tuple(_event(e) for e in response.events)
+                    revision = int(response.header.revision)
+                    if events:
+                        last = max(e.kv.mod_revision for e in events)
+                        next_revision = max(next_revision, last + 1)
+                        revision = max(revision, last)
+                    else:
+                        next_revision = max(next_revision, revision + 1)
+                    yield WatchBatch(events, revision)
+            except Compacted:
+                raise
+            except (grpc.aio.AioRpcError, TimeoutError, OSError, StoreUnavailable) as exc:
+                error = _translate(exc)
+                self._fail_over(conn)
+                failures += 1
+                reason = f"watch on {conn.target} broke ({error}); resuming at {next_revision}"
+                log.debug("store: %s", reason)
+                if on_reconnect is not None:
+                    on_reconnect(reason)
+                # A short, growing pause so a dead cluster is not hammered; capped well below
+                # any lease TTL so a recovered store is noticed quickly.
+                await asyncio.sleep(min(0.05 * 2**failures, 1.0))
+            finally:
+                stream.cancel()
+
+
+def _event(pb: Any) -> Event:
+    kind = EventKind.DELETE if pb.type == rpc.Event.DELETE else EventKind.PUT
+    return Event(kind, _kv(pb.kv))
+
+
+def _range_request(op: GetOp) -> Any:
+    key = op.key.encode()
+    if op.prefix:
+        return rpc.RangeRequest(key=key, range_end=prefix_end(key))
+    return rpc.RangeRequest(key=key)
+
+
+def _delete_request(op: DeleteOp) -> Any:
+    key = op.key.encode()
+    if op.prefix:
+        return rpc.DeleteRangeRequest(key=key, range_end=prefix_end(key))
+    return rpc.DeleteRangeRequest(key=key)
+
+
+def _request_op(op: Op) -> Any:
+    if isinstance(op, PutOp):
+        return rpc.RequestOp(
+            request_put=rpc.PutRequest(key=op.key.encode(), value=op.value, lease=op.lease)
+        )
+    if isinstance(op, DeleteOp):
+        return rpc.RequestOp(request_delete_range=_delete_request(op))
+    return rpc.RequestOp(request_range=_range_request(op))
+
+
+def _compare(c: Compare) -> Any:
+    target, field = _COMPARE_TARGET[c.target]
+    if c.op not in _COMPARE_RESULT:
+        raise ValueError(f"unknown compare operator {c.op!r}")
+    pb = rpc.Compare(result=_COMPARE_RESULT[c.op], target=target, key=c.key.encode())
+    if c.target is CompareTarget.VALUE:
+        if not isinstance(c.operand, bytes):
+            raise TypeError("a value compare needs bytes")
+        pb.value = c.operand
+    else:
+        if not isinstance(c.operand, int):
+            raise TypeError("a revision compare needs an int")
+        setattr(pb, field, c.operand)
+    return pb
+
+
+# ---- endpoint health, for status displays --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStatus:
+    endpoint: str
+    healthy: bool
+    is_leader: bool = False
+    raft_term: int = 0
+    revision: int = 0
+    error: str = ""
+
+
+async def endpoint_status(endpoint: str, timeout: float) -> EndpointStatus:
+    """Ask one member for its status and whether it has a leader (a linearizable read)."""
+    target = parse_endpoint(endpoint)
+    channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+    try:
+        async with asyncio.timeout(timeout):
+            status = await rpc.MaintenanceStub(channel).Status(rpc.StatusRequest())
+            # A member cut off from the majority still answers Status; a linearizable read
+            # proves it can reach a quorum right now.
+            await rpc.KVStub(channel).Range(
+                rpc.RangeRequest(key=b"health", serializable=False), metadata=_REQUIRE_LEADER
+            )
+        return EndpointStatus(
+            endpoint=target,
+            healthy=True,
+            is_leader=status.leader == status.header.member_id,
+            raft_term=int(status.raftTerm),
+            revision=int(status.header.revision),
+        )
+    except (grpc.aio.AioRpcError, TimeoutError, OSError) as exc:
+        with contextlib.suppress(Exception):
+            return EndpointStatus(endpoint=target, healthy=False, error=str(_translate(exc)))
+        return EndpointStatus(endpoint=target, healthy=False, error=repr(exc))
+    finally:
+        await channel.close()

@@ -1,0 +1,81 @@
+"""Where everything lives in etcd: one prefix per cluster, one function per kind of key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hastack.model.base import is_valid_name
+
+__all__ = ["Keys", "is_valid_name"]
+
+DEFAULT_ROOT = "/hastack"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The key layout of one cluster.
+
+    <root>/<cluster>/config            cluster configuration (CAS on mod_revision)
+    <root>/<cluster>/dc                leader key on the DC's lease; create_revision = epoch
+    <root>/<cluster>/members/<node>    on the node's lease: the node is online
+    <root>/<cluster>/nodes/<node>      persistent: every node that ever joined (for OFFLINE)
+    <root>/<cluster>/target/<node>     desired states for that node, written by the DC
+    <root>/<cluster>/status/<node>     observed states reported by the node
+    <root>/<cluster>/fencing/<node>    fencing history
+    <root>/<cluster>/events/<rev>      bounded event log
+    """
+
+    cluster: str
+    root: str = DEFAULT_ROOT
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.root}/{self.cluster}/"
+
+    @property
+    def config(self) -> str:
+        return self.prefix + "config"
+
+    @property
+    def dc(self) -> str:
+        return self.prefix + "dc"
+
+    @property
+    def members(self) -> str:
+        return self.prefix + "members/"
+
+    def member(self, node: str) -> str:
+        return self.members + node
+
+    @property
+    def nodes(self) -> str:
+        return self.prefix + "nodes/"
+
+    def node(self, node: str) -> str:
+        return self.nodes + node
+
+    @property
+    def targets(self) -> str:
+        return self.prefix + "target/"
+
+    def target(self, node: str) -> str:
+        return self.targets + node
+
+    @property
+    def statuses(self) -> str:
+        return self.prefix + "status/"
+
+    def status(self, node: str) -> str:
+        return self.statuses + node
+
+    @property
+    def fencing(self) -> str:
+        return self.prefix + "fencing/"
+
+    @property
+    def events(self) -> str:
+        return self.prefix + "events/"
+
+    def relative(self, key: str) -> str:
+        """`/hastack/c1/members/n1` -> `members/n1`; keys outside the prefix stay whole."""
+        return key[len(self.prefix) :] if key.startswith(self.prefix) else key

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from hastack.lab.local import LocalCluster
+from hastack.model.agent_config import Timings
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers import random_loopback_base
+
+# Fast timings for tests, on etcd members with a 500 ms election timeout:
+# renew 0.5 s + 2 × 0.75 s = 2 s < 3 s TTL, and 2 × 0.75 s ≥ 3 × 0.5 s (store failover).
+FAST = Timings(lease_ttl=3, renew_interval=0.5, store_timeout=0.75)
+ELECTION_MS = 500
+
+ClusterFactory = Callable[..., LocalCluster]
+
+
+@pytest.fixture
+def local_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
+    """Start real etcd members (and, unless agents=False, agents) on a private loopback /24."""
+    started: list[LocalCluster] = []
+
+    def make(nodes: int = 3, *, agents: bool = True, timings: Timings = FAST) -> LocalCluster:
+        for _attempt in range(5):
+            base = random_loopback_base()
+            try:
+                lc = LocalCluster.up(
+                    tmp_path / f"cluster{len(started)}",
+                    nodes=nodes,
+                    base_address=base,
+                    cluster="test",
+                    timings=timings,
+                    agents=agents,
+                    election_ms=ELECTION_MS,
+                )
+            except Exception as exc:
+                if "in use" in str(exc):
+                    continue
+                raise
+            started.append(lc)
+            return lc
+        raise RuntimeError("no free loopback range found")
+
+    yield make
+    for lc in started:
+        lc.down(keep_logs=True)
+    # An agent survives its own bugs by rejoining; a test must not let one pass unseen.
+    for lc in started:
+        for node in lc.node_names:
+            log = lc.agent_log(node)
+            if log.exists():
+                assert "Traceback" not in log.read_text(), f"internal error in {log}"

@@ -1,0 +1,143 @@
+"""Agent configuration: accepted when sound, refused with the place and the reason otherwise."""
+
+from __future__ import annotations
+
+import pytest
+
+from hastack.errors import ConfigError
+from hastack.model.agent_config import NodeKind, parse_agent_config, parse_client_config
+from hastack.model.durations import format_duration, parse_duration
+
+GOOD = """\
+cluster: prod
+node: ctl-1
+kind: full
+addresses: [10.0.0.11]
+attributes:
+  rack: r1
+etcd:
+  endpoints:
+    - http://10.0.0.11:2379
+    - 10.0.0.12:2379
+  election-timeout: 500ms
+timings:
+  lease-ttl: 4s
+  renew-interval: 500ms
+  store-timeout: 1s
+"""
+
+
+def test_good_config() -> None:
+    config = parse_agent_config(GOOD, "agent.yaml")
+    assert config.node == "ctl-1"
+    assert config.kind is NodeKind.FULL
+    assert config.etcd.endpoints == ["10.0.0.11:2379", "10.0.0.12:2379"]
+    assert config.timings.lease_ttl == 4.0
+    assert config.timings.loss_after == 2.5
+    assert config.timings.self_fence_budget == 1.5
+    assert config.attributes == {"rack": "r1"}
+
+
+def test_defaults_are_safe() -> None:
+    config = parse_agent_config("cluster: c\nnode: n\netcd: {endpoints: [a:1]}\n", "a.yaml")
+    t = config.timings
+    assert t.renew_interval + 2 * t.store_timeout < t.lease_ttl
+
+
+def refused(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_agent_config(text, "agent.yaml")
+    return caught.value.problems
+
+
+def test_unsafe_timings_refused_with_the_inequality() -> None:
+    text = GOOD.replace("store-timeout: 1s", "store-timeout: 2s")
+    [problem] = refused(text)
+    assert problem.startswith("agent.yaml:12: timings: unsafe timings")
+    assert "renew-interval + 2 × store-timeout must be less than lease-ttl" in problem
+    assert "0.5s + 2 × 2s = 4.5s, lease-ttl 4s" in problem
+
+
+def test_store_timeout_must_outlast_an_etcd_election() -> None:
+    text = GOOD.replace("election-timeout: 500ms", "election-timeout: 1s")
+    [problem] = refused(text)
+    assert "too short to ride out an etcd leader election" in problem
+    assert "2 × 1s < 3 × 1s" in problem
+
+
+def test_fractional_or_tiny_ttl_refused() -> None:
+    assert (
+        "whole number of seconds" in refused(GOOD.replace("lease-ttl: 4s", "lease-ttl: 1500ms"))[0]
+    )
+    assert "at least 2s" in refused(GOOD.replace("lease-ttl: 4s", "lease-ttl: 1s"))[0]
+
+
+def test_every_problem_named_with_line_and_path() -> None:
+    text = (
+        GOOD.replace("node: ctl-1", "node: 'ctl 1'")
+        .replace("500ms", "soon")
+        .replace("rack: r1", "rack: r1\n  zone: [a]")
+    )
+    text += "colour: blue\n"
+    problems = refused(text)
+    joined = "\n".join(problems)
+    assert "agent.yaml:2: node: not a valid name: 'ctl 1'" in joined
+    assert "agent.yaml:15: timings.renew-interval: not a duration: 'soon'" in joined
+    assert "agent.yaml:7: attributes.zone: Input should be a valid string" in joined
+    assert "agent.yaml:17: colour: unknown key (allowed: addresses, attributes, cluster," in joined
+    assert "agent.yaml:12: etcd.election-timeout: not a duration: 'soon'" in joined
+    assert len(problems) == 5
+
+
+def test_missing_keys() -> None:
+    problems = refused("cluster: c\n")
+    assert "agent.yaml:1: node: required but missing" in problems
+    assert "agent.yaml:1: etcd: required but missing" in problems
+
+
+def test_bad_endpoint_and_kind() -> None:
+    problems = refused(
+        GOOD.replace("10.0.0.12:2379", "10.0.0.12").replace("kind: full", "kind: big")
+    )
+    joined = "\n".join(problems)
+    assert "agent.yaml:10: etcd.endpoints[1]: not an etcd endpoint" in joined
+    assert "agent.yaml:3: kind: Input should be 'full' or 'remote'" in joined
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("", "the document is empty"),
+        ("cluster: [unclosed\n", "not valid YAML"),
+        ("- a\n- b\n", "Input should be a valid dictionary"),
+        ("cluster: a\ncluster: b\n", "key 'cluster' is given twice"),
+    ],
+)
+def test_malformed_documents(text: str, why: str) -> None:
+    problems = refused(text)
+    assert any(why in p for p in problems), problems
+
+
+def test_client_config_from_agent_config() -> None:
+    client = parse_client_config(GOOD, "agent.yaml")
+    assert client.cluster == "prod"
+    assert client.etcd.endpoints[0] == "10.0.0.11:2379"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), (90, 90), ("1.5s", 1.5), ("500ms", 0.5), ("2min", 120), ("1h", 3600), ("PT5S", 5)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "-1", "5 parsecs", True, None, "P", "PT"])
+def test_bad_durations(text: object) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+def test_format_duration_round_trips() -> None:
+    for seconds in (0, 0.5, 1, 1.5, 60, 90, 3600):
+        assert parse_duration(format_duration(seconds)) == seconds
