@@ -6,7 +6,7 @@ from typing import Annotated
 
 import pydantic
 
-from hastack.model.durations import parse_duration
+from hastack.model.durations import format_duration, parse_duration
 
 __all__ = ["Duration", "Name", "Spec", "is_valid_name"]
 
@@ -50,5 +50,9 @@ def _name(value: object) -> str:
     return value
 
 
-Duration = Annotated[float, pydantic.BeforeValidator(_duration)]
+Duration = Annotated[
+    float,
+    pydantic.BeforeValidator(_duration),
+    pydantic.PlainSerializer(format_duration, when_used="json"),
+]
 Name = Annotated[str, pydantic.BeforeValidator(_name)]

@@ -7,7 +7,7 @@ into operator language.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -16,7 +16,7 @@ import yaml
 
 from hastack.errors import ConfigError
 
-__all__ = ["Document", "format_path", "load_yaml", "validate"]
+__all__ = ["Document", "Loc", "format_path", "load_yaml", "validate"]
 
 Loc = tuple[str | int, ...]
 M = TypeVar("M", bound=pydantic.BaseModel)
@@ -29,6 +29,12 @@ class Document:
     source: str
     data: Any
     lines: Mapping[Loc, int] = field(default_factory=dict)
+
+    def describe(self, loc: Loc, message: str) -> str:
+        """`file:line: path: message`."""
+        line = self.line_of(loc)
+        where = f"{self.source}:{line}" if line is not None else self.source
+        return f"{where}: {format_path(loc)}: {message}"
 
     def line_of(self, loc: Loc) -> int | None:
         """The line of `loc`, or of its nearest ancestor that has one."""
@@ -147,17 +153,27 @@ def _clean_loc(loc: Sequence[Any]) -> Loc:
     )
 
 
-def validate(doc: Document, model: type[M], *, context: dict[str, Any] | None = None) -> M:
-    """Validate a document against a model; every problem is reported at once, with its line."""
+def validate(
+    doc: Document,
+    model: type[M],
+    *,
+    checks: Callable[[M], list[tuple[Loc, str]]] | None = None,
+) -> M:
+    """Validate a document against a model; every problem is reported at once, with its line.
+
+    `checks` runs after the fields are valid, for what spans several of them (references).
+    """
     if doc.data is None:
         raise ConfigError(doc.source, [f"{doc.source}: the document is empty"])
     try:
-        return model.model_validate(doc.data, context=context)
+        value = model.model_validate(doc.data)
     except pydantic.ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            loc = _clean_loc(error["loc"])
-            line = doc.line_of(loc)
-            where = f"{doc.source}:{line}" if line is not None else doc.source
-            problems.append(f"{where}: {format_path(loc)}: {_message(error, model, loc)}")
-        raise ConfigError(doc.source, problems) from None
+        located = [
+            (_clean_loc(e["loc"]), _message(e, model, _clean_loc(e["loc"]))) for e in exc.errors()
+        ]
+        raise ConfigError(doc.source, [doc.describe(loc, m) for loc, m in located]) from None
+    if checks is not None:
+        problems = checks(value)
+        if problems:
+            raise ConfigError(doc.source, [doc.describe(loc, m) for loc, m in problems])
+    return value

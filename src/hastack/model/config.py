@@ -1,0 +1,641 @@
+"""The cluster configuration: resources, constraints, properties — Pacemaker's concepts and
+names, written as YAML, validated before anything is stored.
+
+    properties:          cluster options (stonith-enabled, no-quorum-policy, ...)
+    resource-defaults:   meta attributes every resource inherits
+    op-defaults:         operation defaults (timeout)
+    nodes:               per-node settings: attributes, utilization, standby, maintenance
+    resources:           - primitive: ID | group: ID | clone: ID   (the key names the kind)
+    constraints:         - location: ID | colocation: ID | order: ID
+
+Every reference (a resource, a node) must exist; ids are unique across all resources,
+including group members and clone children; unknown keys are refused. Errors name the path
+(`resources[3].ops[0].timeout`) and, through hastack.model.document, the line.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+import pydantic
+
+from hastack.model.base import Duration, Name, Spec
+from hastack.model.document import Loc, load_yaml, validate
+from hastack.model.scores import INFINITY, Score
+
+__all__ = [
+    "AgentRef",
+    "Clone",
+    "ClusterConfig",
+    "Colocation",
+    "Constraint",
+    "Expression",
+    "Group",
+    "Location",
+    "Meta",
+    "NoQuorumPolicy",
+    "NodeSpec",
+    "OnFail",
+    "Op",
+    "Order",
+    "OrderKind",
+    "PlacementStrategy",
+    "Primitive",
+    "Properties",
+    "Resource",
+    "ResourceSet",
+    "Role",
+    "Rule",
+    "parse_cluster_config",
+]
+
+
+class Role(enum.StrEnum):
+    STOPPED = "Stopped"
+    STARTED = "Started"
+    UNPROMOTED = "Unpromoted"
+    PROMOTED = "Promoted"
+
+
+def _role(value: object) -> object:
+    # Pacemaker's pre-2.1 names still fill old configurations.
+    legacy = {"Master": "Promoted", "Slave": "Unpromoted"}
+    if isinstance(value, str):
+        for role in Role:
+            if value.lower() == role.value.lower():
+                return role.value
+        return legacy.get(value, value)
+    return value
+
+
+RoleName = Annotated[Role, pydantic.BeforeValidator(_role)]
+
+
+class OnFail(enum.StrEnum):
+    IGNORE = "ignore"
+    BLOCK = "block"
+    STOP = "stop"
+    RESTART = "restart"
+    FENCE = "fence"
+    STANDBY = "standby"
+    DEMOTE = "demote"
+
+
+class OpName(enum.StrEnum):
+    MONITOR = "monitor"
+    START = "start"
+    STOP = "stop"
+    PROMOTE = "promote"
+    DEMOTE = "demote"
+    NOTIFY = "notify"
+    MIGRATE_TO = "migrate_to"
+    MIGRATE_FROM = "migrate_from"
+    RELOAD = "reload"
+    RELOAD_AGENT = "reload-agent"
+
+
+AGENT_CLASSES = ("ocf", "hastack", "stonith", "systemd", "lsb", "service")
+_AGENT_PART = re.compile(r"^[A-Za-z0-9_.+@-]+$")
+
+
+class AgentRef(Spec):
+    """`ocf:heartbeat:IPaddr2`, `hastack:vip`, `stonith:fence_ipmilan`, `systemd:httpd`."""
+
+    cls: str
+    provider: str | None
+    type: str
+
+    def __str__(self) -> str:
+        if self.provider:
+            return f"{self.cls}:{self.provider}:{self.type}"
+        return f"{self.cls}:{self.type}"
+
+    @staticmethod
+    def parse(text: str) -> AgentRef:
+        parts = text.split(":", 2)
+        cls = parts[0]
+        if cls not in AGENT_CLASSES:
+            raise ValueError(
+                f"unknown agent class {cls!r} in {text!r} (one of {', '.join(AGENT_CLASSES)})"
+            )
+        if cls == "ocf":
+            if len(parts) != 3 or not all(_AGENT_PART.match(p) for p in parts[1:]):
+                raise ValueError(f"an OCF agent is ocf:PROVIDER:TYPE, got {text!r}")
+            return AgentRef(cls=cls, provider=parts[1], type=parts[2])
+        rest = text[len(cls) + 1 :]
+        if len(parts) < 2 or not rest or (cls != "lsb" and not _AGENT_PART.match(rest)):
+            raise ValueError(f"an agent is CLASS:TYPE (e.g. hastack:vip), got {text!r}")
+        return AgentRef(cls=cls, provider=None, type=rest)
+
+
+def _agent(value: object) -> object:
+    if isinstance(value, str):
+        return AgentRef.parse(value)
+    return value
+
+
+def _param(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise ValueError(f"a parameter value is a string or number, not {type(value).__name__}")
+
+
+ParamValue = Annotated[str, pydantic.BeforeValidator(_param)]
+
+
+def _count(value: object) -> object:
+    # migration-threshold and friends accept INFINITY like scores do.
+    if isinstance(value, str) and value.strip().upper() in ("INFINITY", "+INFINITY"):
+        return INFINITY
+    return value
+
+
+Count = Annotated[int, pydantic.BeforeValidator(_count), pydantic.Field(ge=0)]
+
+
+class Op(Spec):
+    name: OpName
+    interval: Duration = 0.0
+    timeout: Duration | None = None
+    on_fail: OnFail | None = None
+    role: RoleName | None = None
+    enabled: bool = True
+
+
+class MultipleActive(enum.StrEnum):
+    STOP_START = "stop_start"
+    STOP_ONLY = "stop_only"
+    BLOCK = "block"
+    STOP_UNEXPECTED = "stop_unexpected"
+
+
+CLONE_META = (
+    "clone_max",
+    "clone_node_max",
+    "clone_min",
+    "notify",
+    "globally_unique",
+    "ordered",
+    "interleave",
+    "promoted_max",
+    "promoted_node_max",
+)
+
+
+class Meta(Spec):
+    """Meta attributes (Pacemaker's names). Unset keys inherit from resource-defaults."""
+
+    priority: int | None = None
+    target_role: RoleName | None = None
+    is_managed: bool | None = None
+    maintenance: bool | None = None
+    resource_stickiness: Score | None = None
+    migration_threshold: Count | None = None
+    failure_timeout: Duration | None = None
+    multiple_active: MultipleActive | None = None
+    allow_migrate: bool | None = None
+    critical: bool | None = None
+    requires: Literal["nothing", "quorum", "fencing", "unfencing"] | None = None
+    # clones only
+    clone_max: Count | None = None
+    clone_node_max: Count | None = None
+    clone_min: Count | None = None
+    notify: bool | None = None
+    globally_unique: bool | None = None
+    ordered: bool | None = None
+    interleave: bool | None = None
+    promoted_max: Count | None = None
+    promoted_node_max: Count | None = None
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _legacy_names(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            renames = {"master-max": "promoted-max", "master-node-max": "promoted-node-max"}
+            data = {renames.get(k, k): v for k, v in data.items()}
+        return data
+
+    def clone_keys_set(self) -> list[str]:
+        return [k.replace("_", "-") for k in CLONE_META if getattr(self, k) is not None]
+
+
+_EMPTY_META = Meta()
+
+
+class Primitive(Spec):
+    primitive: Name
+    agent: Annotated[AgentRef, pydantic.BeforeValidator(_agent)]
+    params: dict[str, ParamValue] = pydantic.Field(default_factory=dict)
+    meta: Meta = _EMPTY_META
+    ops: list[Op] = pydantic.Field(default_factory=list)
+    utilization: dict[str, Annotated[int, pydantic.Field(ge=0)]] = pydantic.Field(
+        default_factory=dict
+    )
+
+    @property
+    def id(self) -> str:
+        return self.primitive
+
+    @pydantic.field_serializer("agent")
+    def _agent_text(self, agent: AgentRef) -> str:
+        return str(agent)
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> Primitive:
+        seen: set[tuple[str, float, str | None]] = set()
+        for op in self.ops:
+            key = (op.name.value, op.interval, op.role.value if op.role else None)
+            if key in seen:
+                raise ValueError(
+                    f"operation {op.name} with interval {op.interval:g}s is defined twice"
+                )
+            seen.add(key)
+        return self
+
+
+class Group(Spec):
+    """Members start in order, on one node, and stop in reverse order."""
+
+    group: Name
+    resources: Annotated[list[Primitive], pydantic.Field(min_length=1)]
+    meta: Meta = _EMPTY_META
+
+    @property
+    def id(self) -> str:
+        return self.group
+
+
+class Clone(Spec):
+    """Instances of one resource (a primitive or a group) on several nodes; `promotable: true`
+    makes some of them Promoted (active/passive, e.g. Galera's writer)."""
+
+    clone: Name
+    resource: Annotated[
+        Annotated[Primitive, pydantic.Tag("<primitive>")]
+        | Annotated[Group, pydantic.Tag("<group>")],
+        pydantic.Discriminator(lambda v: _kind_of(v, ("primitive", "group"))),
+    ]
+    promotable: bool = False
+    meta: Meta = _EMPTY_META
+
+    @property
+    def id(self) -> str:
+        return self.clone
+
+
+Resource = Annotated[
+    Annotated[Primitive, pydantic.Tag("<primitive>")]
+    | Annotated[Group, pydantic.Tag("<group>")]
+    | Annotated[Clone, pydantic.Tag("<clone>")],
+    pydantic.Discriminator(lambda v: _kind_of(v, ("primitive", "group", "clone"))),
+]
+
+
+def _kind_of(value: Any, kinds: tuple[str, ...]) -> str | None:
+    """Which kind a resource or constraint entry is: the one kind key it has."""
+    if isinstance(value, dict):
+        found = [k for k in kinds if k in value]
+    else:
+        found = [k for k in kinds if hasattr(value, k) and isinstance(getattr(value, k), str)]
+    if len(found) == 1:
+        return f"<{found[0]}>"
+    return None
+
+
+# ---- rules ---------------------------------------------------------------------------------
+
+
+class ExprOp(enum.StrEnum):
+    EQ = "eq"
+    NE = "ne"
+    LT = "lt"
+    GT = "gt"
+    LTE = "lte"
+    GTE = "gte"
+    DEFINED = "defined"
+    NOT_DEFINED = "not_defined"
+
+
+class ExprType(enum.StrEnum):
+    STRING = "string"
+    INTEGER = "integer"
+    NUMBER = "number"
+    VERSION = "version"
+
+
+class Expression(Spec):
+    """`attribute op value`: node attributes, plus #uname and #kind as Pacemaker has them."""
+
+    attribute: str
+    op: ExprOp
+    value: ParamValue | None = None
+    type: ExprType | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _value_needed(self) -> Expression:
+        unary = self.op in (ExprOp.DEFINED, ExprOp.NOT_DEFINED)
+        if unary and self.value is not None:
+            raise ValueError(f"op {self.op} takes no value")
+        if not unary and self.value is None:
+            raise ValueError(f"op {self.op} needs a value")
+        return self
+
+
+class Rule(Spec):
+    """Applies `score` (or the node's value of `score-attribute`) where the expressions hold."""
+
+    score: Score | None = None
+    score_attribute: str | None = None
+    boolean_op: Literal["and", "or"] = "and"
+    expressions: Annotated[list[Expression], pydantic.Field(min_length=1)]
+
+    @pydantic.model_validator(mode="after")
+    def _one_score(self) -> Rule:
+        if (self.score is None) == (self.score_attribute is None):
+            raise ValueError("a rule needs exactly one of score or score-attribute")
+        return self
+
+
+# ---- constraints ---------------------------------------------------------------------------
+
+
+class Location(Spec):
+    """Prefer (score > 0) or avoid (score < 0) a node, directly or by rules."""
+
+    location: Name
+    resource: Name
+    node: Name | None = None
+    score: Score | None = None
+    rules: list[Rule] = pydantic.Field(default_factory=list)
+    role: RoleName | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _node_or_rules(self) -> Location:
+        if self.rules and (self.node is not None or self.score is not None):
+            raise ValueError("give either node and score, or rules, not both")
+        if not self.rules and (self.node is None or self.score is None):
+            raise ValueError("needs node and score (or rules)")
+        return self
+
+
+class Colocation(Spec):
+    """Place `resource` relative to `with`: INFINITY together, -INFINITY apart, else prefer."""
+
+    colocation: Name
+    resource: Name
+    with_: Name = pydantic.Field(alias="with")
+    score: Score = INFINITY
+    role: RoleName | None = None
+    with_role: RoleName | None = None
+    influence: bool = True
+
+
+class OrderKind(enum.StrEnum):
+    MANDATORY = "Mandatory"
+    OPTIONAL = "Optional"
+    SERIALIZE = "Serialize"
+
+
+ActionName = Literal["start", "stop", "promote", "demote"]
+
+
+class ResourceSet(Spec):
+    resources: Annotated[list[Name], pydantic.Field(min_length=1)]
+    sequential: bool = True
+    require_all: bool = True
+    action: ActionName | None = None
+    role: RoleName | None = None
+
+
+class Order(Spec):
+    """`then` may not start (or promote) until `first` has; stops run in reverse."""
+
+    order: Name
+    first: Name | None = None
+    then: Name | None = None
+    first_action: ActionName = "start"
+    then_action: ActionName | None = None
+    kind: OrderKind = OrderKind.MANDATORY
+    symmetrical: bool | None = None
+    sets: list[ResourceSet] = pydantic.Field(default_factory=list)
+
+    @pydantic.model_validator(mode="after")
+    def _pair_or_sets(self) -> Order:
+        if self.sets and (self.first or self.then):
+            raise ValueError("give either first and then, or sets, not both")
+        if not self.sets and not (self.first and self.then):
+            raise ValueError("needs first and then (or sets)")
+        return self
+
+    @property
+    def is_symmetrical(self) -> bool:
+        if self.symmetrical is not None:
+            return self.symmetrical
+        return self.kind is not OrderKind.SERIALIZE
+
+    @property
+    def effective_then_action(self) -> str:
+        return self.then_action or self.first_action
+
+
+Constraint = Annotated[
+    Annotated[Location, pydantic.Tag("<location>")]
+    | Annotated[Colocation, pydantic.Tag("<colocation>")]
+    | Annotated[Order, pydantic.Tag("<order>")],
+    pydantic.Discriminator(lambda v: _kind_of(v, ("location", "colocation", "order"))),
+]
+
+
+# ---- cluster-wide --------------------------------------------------------------------------
+
+
+class NoQuorumPolicy(enum.StrEnum):
+    STOP = "stop"
+    FREEZE = "freeze"
+    IGNORE = "ignore"
+    DEMOTE = "demote"
+
+
+class PlacementStrategy(enum.StrEnum):
+    DEFAULT = "default"
+    UTILIZATION = "utilization"
+    MINIMAL = "minimal"
+    BALANCED = "balanced"
+
+
+class Properties(Spec):
+    stonith_enabled: bool = True
+    no_quorum_policy: NoQuorumPolicy = NoQuorumPolicy.STOP
+    symmetric_cluster: bool = True
+    placement_strategy: PlacementStrategy = PlacementStrategy.DEFAULT
+    maintenance_mode: bool = False
+    stop_all_resources: bool = False
+    start_failure_is_fatal: bool = True
+    stop_orphan_resources: bool = True
+
+
+class OpDefaults(Spec):
+    timeout: Duration = 20.0
+
+
+class NodeSpec(Spec):
+    node: Name
+    attributes: dict[str, ParamValue] = pydantic.Field(default_factory=dict)
+    utilization: dict[str, Annotated[int, pydantic.Field(ge=0)]] = pydantic.Field(
+        default_factory=dict
+    )
+    standby: bool = False
+    maintenance: bool = False
+
+
+class ClusterConfig(Spec):
+    properties: Properties = Properties()
+    resource_defaults: Meta = _EMPTY_META
+    op_defaults: OpDefaults = OpDefaults()
+    nodes: list[NodeSpec] = pydantic.Field(default_factory=list)
+    resources: list[Resource] = pydantic.Field(default_factory=list)
+    constraints: list[Constraint] = pydantic.Field(default_factory=list)
+
+    # ---- walking the tree --------------------------------------------------------------------
+
+    def walk(self) -> Iterator[Primitive | Group | Clone]:
+        """Every resource, top-level ones and everything inside groups and clones."""
+        for top in self.resources:
+            yield from _walk(top)
+
+    def primitives(self) -> Iterator[Primitive]:
+        for r in self.walk():
+            if isinstance(r, Primitive):
+                yield r
+
+    def find(self, rid: str) -> Primitive | Group | Clone | None:
+        for r in self.walk():
+            if r.id == rid:
+                return r
+        return None
+
+    # ---- cross-references ----------------------------------------------------------------
+
+    def reference_problems(self) -> list[tuple[Loc, str]]:
+        """What single fields cannot show: duplicate ids, references to nothing, role misuse."""
+        problems: list[tuple[Loc, str]] = []
+        ids: dict[str, int] = {}
+        for index, top in enumerate(self.resources):
+            for r in _walk(top):
+                if r.id in ids:
+                    problems.append(
+                        (
+                            ("resources", index),
+                            f"id {r.id!r} is already used by resources[{ids[r.id]}]",
+                        )
+                    )
+                ids[r.id] = index
+            problems.extend(_resource_problems(top, ("resources", index)))
+        nodes: set[str] = set()
+        for index, n in enumerate(self.nodes):
+            if n.node in nodes:
+                problems.append((("nodes", index, "node"), f"node {n.node!r} is listed twice"))
+            nodes.add(n.node)
+        seen: set[str] = set()
+        for index, c in enumerate(self.constraints):
+            where: Loc = ("constraints", index)
+            cid = _constraint_id(c)
+            if cid in seen or cid in ids:
+                problems.append((where, f"id {cid!r} is already used"))
+            seen.add(cid)
+            for field, ref in _constraint_refs(c):
+                if ref not in ids:
+                    problems.append(((*where, *field), f"no resource named {ref!r}"))
+            if isinstance(c, Location) and c.node is not None and c.node not in nodes:
+                problems.append(
+                    ((*where, "node"), f"no node named {c.node!r} (list it under nodes)")
+                )
+            if isinstance(c, Colocation):
+                if c.resource == c.with_:
+                    problems.append((where, "a resource cannot be colocated with itself"))
+                for key, role, rid in (
+                    ("role", c.role, c.resource),
+                    ("with-role", c.with_role, c.with_),
+                ):
+                    if role in (Role.PROMOTED, Role.UNPROMOTED) and not self._is_promotable(rid):
+                        problems.append(
+                            (
+                                (*where, key),
+                                f"role {role} needs a promotable clone; {rid!r} is not one",
+                            )
+                        )
+        return problems
+
+    def _is_promotable(self, rid: str) -> bool:
+        for r in self.walk():
+            if (
+                isinstance(r, Clone)
+                and r.promotable
+                and (r.id == rid or any(x.id == rid for x in _walk(r.resource)))
+            ):
+                return True
+        return False
+
+
+def _walk(r: Primitive | Group | Clone) -> Iterator[Primitive | Group | Clone]:
+    yield r
+    if isinstance(r, Group):
+        yield from r.resources
+    elif isinstance(r, Clone):
+        yield from _walk(r.resource)
+
+
+def _resource_problems(r: Primitive | Group | Clone, where: Loc) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    if isinstance(r, Primitive | Group) and r.meta.clone_keys_set():
+        keys = ", ".join(r.meta.clone_keys_set())
+        problems.append(((*where, "meta"), f"{keys} only apply to clones"))
+    if isinstance(r, Group):
+        for i, member in enumerate(r.resources):
+            problems.extend(_resource_problems(member, (*where, "resources", i)))
+    if isinstance(r, Clone):
+        inner = r.resource
+        if inner.meta.clone_keys_set():
+            keys = ", ".join(inner.meta.clone_keys_set())
+            problems.append(
+                ((*where, "resource", "meta"), f"put {keys} on the clone, not inside it")
+            )
+        if isinstance(inner, Group):
+            for i, member in enumerate(inner.resources):
+                problems.extend(_resource_problems(member, (*where, "resource", "resources", i)))
+        if not r.promotable and (
+            r.meta.promoted_max is not None or r.meta.promoted_node_max is not None
+        ):
+            problems.append(((*where, "meta"), "promoted-max needs promotable: true"))
+    return problems
+
+
+def _constraint_id(c: Location | Colocation | Order) -> str:
+    if isinstance(c, Location):
+        return c.location
+    if isinstance(c, Colocation):
+        return c.colocation
+    return c.order
+
+
+def _constraint_refs(c: Location | Colocation | Order) -> list[tuple[Loc, str]]:
+    if isinstance(c, Location):
+        return [(("resource",), c.resource)]
+    if isinstance(c, Colocation):
+        return [(("resource",), c.resource), (("with",), c.with_)]
+    refs: list[tuple[Loc, str]] = [
+        ((name,), r) for name, r in (("first", c.first), ("then", c.then)) if r
+    ]
+    for i, s in enumerate(c.sets):
+        refs.extend((("sets", i, "resources", j), r) for j, r in enumerate(s.resources))
+    return refs
+
+
+def parse_cluster_config(text: str, source: str) -> ClusterConfig:
+    """Validate a cluster configuration; ConfigError lists every problem with its line."""
+    return validate(load_yaml(text, source), ClusterConfig, checks=ClusterConfig.reference_problems)

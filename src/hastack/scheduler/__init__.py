@@ -1,0 +1,28 @@
+"""The scheduler: a pure, deterministic function from (configuration, observed state) to the
+target placement of every resource instance and the ordered plan of actions to reach it.
+
+    plan = schedule(config, state)
+
+No I/O, no clock (the state carries `now`), no randomness. See docs/scheduler.md.
+"""
+
+from __future__ import annotations
+
+from hastack.model.config import ClusterConfig
+from hastack.model.state import ClusterState
+from hastack.scheduler.actions import plan_actions
+from hastack.scheduler.assign import assign_all
+from hastack.scheduler.constraints import apply_node_scores, attach_constraints
+from hastack.scheduler.plan import Action, ActionKind, Assignment, Plan
+from hastack.scheduler.tree import build
+
+__all__ = ["Action", "ActionKind", "Assignment", "Plan", "schedule"]
+
+
+def schedule(config: ClusterConfig, state: ClusterState) -> Plan:
+    run = build(config, state)
+    attach_constraints(run)
+    apply_node_scores(run)
+    assign_all(run)
+    outcome = plan_actions(run)
+    return Plan(outcome.assignments, outcome.actions, outcome.warnings)

@@ -1,0 +1,89 @@
+"""Evaluating location rules against a node's attributes, as Pacemaker does."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from hastack.model.config import Expression, ExprOp, ExprType, Rule
+from hastack.model.scores import parse_score
+
+__all__ = ["expression_holds", "rule_score"]
+
+
+def _number(text: str, kind: ExprType) -> float | None:
+    try:
+        return float(text) if kind is ExprType.NUMBER else float(int(text))
+    except ValueError:
+        return None
+
+
+def _version(text: str) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(p) for p in text.split("."))
+    except ValueError:
+        return None
+
+
+def _compare(left: str, right: str, kind: ExprType | None) -> int | None:
+    """-1, 0, 1, or None when the values cannot be compared as that type."""
+    if kind is None:
+        kind = ExprType.NUMBER if "." in left or "." in right else ExprType.INTEGER
+        a, b = _number(left, kind), _number(right, kind)
+        if a is None or b is None:
+            a_s, b_s = left, right
+            return (a_s > b_s) - (a_s < b_s)
+        return (a > b) - (a < b)
+    if kind is ExprType.STRING:
+        a_s, b_s = left.lower(), right.lower()
+        return (a_s > b_s) - (a_s < b_s)
+    if kind is ExprType.VERSION:
+        va, vb = _version(left), _version(right)
+        if va is None or vb is None:
+            return None
+        return (va > vb) - (va < vb)
+    a, b = _number(left, kind), _number(right, kind)
+    if a is None or b is None:
+        return None
+    return (a > b) - (a < b)
+
+
+def expression_holds(expr: Expression, attributes: Mapping[str, str]) -> bool:
+    value = attributes.get(expr.attribute)
+    if expr.op is ExprOp.DEFINED:
+        return value is not None
+    if expr.op is ExprOp.NOT_DEFINED:
+        return value is None
+    if value is None or expr.value is None:
+        return False
+    if expr.op in (ExprOp.EQ, ExprOp.NE):
+        if expr.type is None or expr.type is ExprType.STRING:
+            same = value == expr.value if expr.type is None else value.lower() == expr.value.lower()
+        else:
+            same = _compare(value, expr.value, expr.type) == 0
+        return same if expr.op is ExprOp.EQ else not same
+    order = _compare(value, expr.value, expr.type)
+    if order is None:
+        return False
+    return {
+        ExprOp.LT: order < 0,
+        ExprOp.GT: order > 0,
+        ExprOp.LTE: order <= 0,
+        ExprOp.GTE: order >= 0,
+    }[expr.op]
+
+
+def rule_score(rule: Rule, attributes: Mapping[str, str]) -> int | None:
+    """The score the rule gives a node, or None where it does not apply."""
+    results = (expression_holds(e, attributes) for e in rule.expressions)
+    holds = all(results) if rule.boolean_op == "and" else any(results)
+    if not holds:
+        return None
+    if rule.score is not None:
+        return rule.score
+    raw = attributes.get(rule.score_attribute or "")
+    if raw is None:
+        return None
+    try:
+        return parse_score(raw)
+    except ValueError:
+        return None if raw else 0
