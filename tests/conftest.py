@@ -3,6 +3,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,14 @@ def local_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
     """Start real etcd members (and, unless agents=False, agents) on a private loopback /24."""
     started: list[LocalCluster] = []
 
-    def make(nodes: int = 3, *, agents: bool = True, timings: Timings = FAST) -> LocalCluster:
+    def make(
+        nodes: int = 3,
+        *,
+        agents: bool = True,
+        timings: Timings = FAST,
+        namespaces: bool = False,
+        agent_settings: dict[str, Any] | None = None,
+    ) -> LocalCluster:
         for _attempt in range(5):
             base = random_loopback_base()
             try:
@@ -38,6 +46,8 @@ def local_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
                     timings=timings,
                     agents=agents,
                     election_ms=ELECTION_MS,
+                    namespaces=namespaces,
+                    agent_settings=agent_settings,
                 )
             except Exception as exc:
                 if "in use" in str(exc):

@@ -16,8 +16,8 @@ from conftest import FAST, ClusterFactory
 from hastack.cli.status import StatusReport, collect_status
 from hastack.eventlog import read_events
 from hastack.lab.local import LocalCluster
-from hastack.lab.processes import spawn, stop
 from hastack.model.agent_config import ClientConfig, EtcdSpec
+from hastack.processes import spawn, stop
 from hastack.store import Keys, Store
 from helpers import wait_until
 
@@ -244,7 +244,7 @@ def test_sigterm_leaves_no_process_behind(local_cluster: ClusterFactory) -> None
     ready(lc)
     records = [lc.processes(n) for n in lc.node_names]
     lc.down()
-    from hastack.lab.processes import is_alive
+    from hastack.processes import is_alive
 
     for procs in records:
         assert procs.agent is not None

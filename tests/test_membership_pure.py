@@ -70,10 +70,26 @@ def test_garbage_is_reported_not_fatal() -> None:
     assert len(snap.problems) == 6
 
 
-@given(st.binary(max_size=200), st.sampled_from(["members/n1", "nodes/n1", "dc"]))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.sampled_from(
+            [b"{}", b"[]", b'{"resources": 5}', b'{"epoch": 1, "resources": {"a": 1}}']
+        ),
+    ),
+    st.sampled_from(["members/n1", "nodes/n1", "dc", "config", "status/n1", "target/n1"]),
+)
 def test_decoding_never_raises(value: bytes, name: str) -> None:
     snap = decode_snapshot(1, [key(name, value, lease=3)])
-    assert len(snap.problems) + len(snap.members) + len(snap.nodes) + (snap.dc is not None) == 1
+    decoded = (
+        len(snap.members)
+        + len(snap.nodes)
+        + len(snap.statuses)
+        + len(snap.targets)
+        + (snap.dc is not None)
+        + (snap.config is not None)
+    )
+    assert len(snap.problems) + decoded == 1
 
 
 def snapshot(*, members: dict[str, int], dc: DcRecord | None) -> ClusterSnapshot:

@@ -16,14 +16,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from hastack.controller import Controller, Decision
 from hastack.errors import IndeterminateStoreError, StoreError
 from hastack.eventlog import EventLog
+from hastack.executor.lrm import LocalResourceManager
 from hastack.membership.election import Step, StepKind, campaign, next_step, resign
 from hastack.membership.lease import LeaseKeeper, LeaseLost
 from hastack.membership.snapshot import read_snapshot
 from hastack.model.agent_config import AgentConfig
 from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeRecord
-from hastack.store import Keys, PutOp, Store
+from hastack.model.requests import decode_cleanup
+from hastack.model.status import NodeReport
+from hastack.store import Compare, DeleteOp, Keys, PutOp, Store
 
 __all__ = ["Agent", "MembershipLostHook"]
 
@@ -57,6 +61,20 @@ class Agent:
         self.highest_epoch = 0  # epochs only grow: we never accept an older DC's word
         self._last_reason = ""
         self._reported: set[str] = set()
+        self._last_refusal: str | None = None
+        self._handled_requests: set[str] = set()
+        self.controller = Controller()
+        resource_dir = (
+            state_dir if state_dir is not None else Path(f"/var/lib/hastack/{config.node}")
+        )
+        self.lrm = LocalResourceManager(
+            config.node,
+            state_dir=str(resource_dir),
+            netns=config.netns,
+            publish=self._publish_status,
+            ocf_root=config.ocf_root,
+            ocf_dirs=tuple(config.ocf_agent_dirs),
+        )
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -66,6 +84,8 @@ class Agent:
 
     async def run(self) -> None:
         """Run until stopped; survives store outages and lost memberships by rejoining."""
+        # Resources keep being watched whatever happens to the membership.
+        executor = asyncio.create_task(self.lrm.run(), name="executor")
         try:
             await self._wait_for_store()
             while not self._stopping.is_set():
@@ -90,6 +110,9 @@ class Agent:
                     await self._keeper.revoke()
                     await self._pause(self.config.timings.renew_interval)
         finally:
+            executor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await executor
             await self._leave()
             await self._store.close()
 
@@ -192,6 +215,78 @@ class Agent:
             await self._restore_member_key(step)
         else:
             self._say(step.reason)
+        self._feed_executor(snapshot)
+        if self.epoch is not None and snapshot.config is not None:
+            decision = self.controller.decide(
+                snapshot, snapshot.config, epoch=self.epoch, now=time.time()
+            )
+            await self._write_targets(decision, snapshot)
+
+    def _feed_executor(self, snapshot: ClusterSnapshot) -> None:
+        node = self.config.node
+        self.lrm.set_config(snapshot.config, snapshot.config_revision)
+        member = snapshot.members.get(node)
+        target = snapshot.targets.get(node)
+        # A target older than this life of the agent was meant for the node it was before.
+        if member is None or snapshot.target_revisions.get(node, 0) <= member.revision:
+            target = None
+        dc_epoch = snapshot.dc.epoch if snapshot.dc else 0
+        refusal = self.lrm.set_target(
+            target, dc_epoch=dc_epoch, revision=snapshot.target_revisions.get(node, 0)
+        )
+        if refusal and refusal != self._last_refusal:
+            log.warning("%s", refusal)
+        self._last_refusal = refusal
+        for name, key in snapshot.other.items():
+            if not name.startswith("requests/cleanup/") or name in self._handled_requests:
+                continue
+            self._handled_requests.add(name)
+            try:
+                request = decode_cleanup(key.value)
+            except ValueError as exc:
+                log.warning("store: %s: %s; ignored", name, exc)
+                continue
+            if request.node in (None, node):
+                touched = self.lrm.cleanup(request.resource)
+                log.info("cleanup of %s%s", request.resource, "" if touched else " (nothing here)")
+
+    async def _publish_status(self, report: NodeReport) -> None:
+        await self._store.put(self.keys.status(self.config.node), report.encode())
+
+    async def _write_targets(self, decision: Decision, snapshot: ClusterSnapshot) -> None:
+        epoch = self.epoch
+        if epoch is None:
+            return
+        if decision.hold:
+            log.debug("%s", decision.reason)
+            return
+        ops: list[PutOp | DeleteOp] = []
+        for node, target in sorted(decision.targets.items()):
+            current = snapshot.targets.get(node)
+            if current is None or current.epoch != epoch or not target.same_work(current):
+                ops.append(PutOp(self.keys.target(node), target.encode()))
+        for node in sorted(set(snapshot.targets) - set(decision.targets)):
+            ops.append(DeleteOp(self.keys.target(node)))
+        if decision.replanned:
+            self._say(decision.reason)
+        if not ops:
+            return
+        try:
+            # Only the holder of this very leader key may write targets.
+            result = await self._store.txn([Compare.created_at(self.keys.dc, epoch)], success=ops)
+        except StoreError as exc:
+            self._say(f"could not write targets ({exc})")
+            return
+        if not result.succeeded:
+            self._set_epoch(None, "the leader key changed while writing targets")
+            self.controller.forget()
+            return
+        released = ", ".join(
+            f"{a.kind.value} {a.instance or ''} on {a.node}".replace("  ", " ")
+            for a in decision.ready
+        )
+        if released:
+            log.info("released: %s", released)
 
     async def _campaign(self, step: Step) -> None:
         record = DcRecord(self.config.node, epoch=0, lease=self._keeper.lease.id, since=time.time())
@@ -241,6 +336,7 @@ class Agent:
         else:
             log.info("no longer DC (was epoch %s): %s", self.epoch, reason)
             self.events.record("dc-lost", epoch=self.epoch, reason=reason)
+            self.controller.forget()
         self.epoch = epoch
 
     def _membership_lost(self, reason: str) -> None:

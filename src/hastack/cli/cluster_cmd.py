@@ -8,7 +8,10 @@ import functools
 import time
 from pathlib import Path
 
+import pydantic
+
 from hastack.cli.status import collect_status, render_text
+from hastack.errors import HastackError
 from hastack.lab.local import LocalCluster, default_dir
 from hastack.model.agent_config import ClientConfig, EtcdSpec, Timings
 
@@ -32,11 +35,15 @@ def _wait_for_dc(lc: LocalCluster, timeout: float) -> bool:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    timings = Timings(
-        lease_ttl=args.lease_ttl,
-        renew_interval=args.renew_interval,
-        store_timeout=args.store_timeout,
-    )
+    try:
+        timings = Timings(
+            lease_ttl=args.lease_ttl,
+            renew_interval=args.renew_interval,
+            store_timeout=args.store_timeout,
+        )
+    except pydantic.ValidationError as exc:
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise HastackError(f"timings refused: {reasons}") from None
     directory = _dir(args)
     lc = LocalCluster.up(
         directory,
@@ -44,6 +51,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         base_address=args.base_address,
         cluster=args.name,
         timings=timings,
+        election_ms=args.election_ms,
     )
     ready = _wait_for_dc(lc, 30.0)
     print(f"local cluster {lc.name!r} up in {directory}: {', '.join(lc.node_names)}")
@@ -104,6 +112,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up.add_argument("--lease-ttl", default="5s", help="membership lease TTL (default 5s)")
     up.add_argument("--renew-interval", default="1s", help="lease renew interval (default 1s)")
     up.add_argument("--store-timeout", default="1.5s", help="etcd call timeout (default 1.5s)")
+    up.add_argument(
+        "--election-ms",
+        type=int,
+        default=1000,
+        help="etcd election timeout in ms (default 1000): 2 × store-timeout must be ≥ 3 × it",
+    )
     up.set_defaults(func=cmd_up)
 
     down = csub.add_parser("down", help="stop every process of the local cluster and remove it")

@@ -11,7 +11,14 @@ import sys
 from collections.abc import Sequence
 
 from hastack import __version__
-from hastack.cli import agent_cmd, cluster_cmd, status
+from hastack.cli import (
+    agent_cmd,
+    cluster_cmd,
+    config_cmd,
+    resource_cmd,
+    simulate_cmd,
+    status,
+)
 from hastack.errors import ConfigError, HastackError
 from hastack.lab.demo import run_demo
 from hastack.lab.local import LocalClusterError
@@ -23,6 +30,10 @@ examples:
   hastack demo                     the main job: a cluster, a crash, the failover shown
   hastack cluster up --nodes 3     start a 3-node cluster on loopback (etcd + agents)
   hastack status                   DC, quorum, nodes and resources of that cluster
+  hastack config apply cluster.yaml
+                                   validate, show the difference, store by CAS
+  hastack simulate --state s.yaml --node-down n1
+                                   what the scheduler would do (like crm_simulate)
   hastack cluster kill n1          crash node n1 (SIGKILL its etcd and agent)
   hastack cluster start n1         bring it back
   hastack cluster down             stop and remove everything
@@ -44,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hastack {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (status, cluster_cmd, agent_cmd):
+    for module in (status, resource_cmd, config_cmd, simulate_cmd, cluster_cmd, agent_cmd):
         module.register(sub)
     demo = sub.add_parser(
         "demo",

@@ -11,10 +11,16 @@ from typing import Any
 
 from hastack.cli.client import add_client_options, resolve_client
 from hastack.errors import StoreError
+from hastack.executor.agents.base import OcfRc
 from hastack.membership.quorum import QuorumView, quorum_view
 from hastack.membership.snapshot import read_snapshot
 from hastack.model.agent_config import ClientConfig
+from hastack.model.config import Clone, ClusterConfig, Group, Primitive, Role
 from hastack.model.members import ClusterSnapshot
+from hastack.model.scores import INFINITY
+from hastack.model.state import base_id
+from hastack.scheduler.plan import Assignment
+from hastack.scheduler.render import render_resources
 from hastack.store import EndpointStatus, Keys, Store, endpoint_status
 
 __all__ = ["StatusReport", "collect_status", "register", "render_text"]
@@ -44,6 +50,11 @@ class StatusReport:
     nodes: list[NodeLine] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     error: str | None = None
+    resource_lines: list[str] = field(default_factory=list)
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    failed_actions: list[str] = field(default_factory=list)
+    fail_counts: list[str] = field(default_factory=list)
+    config_revision: int = 0
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -85,6 +96,7 @@ async def collect_status(client: ClientConfig, *, timeout: float = STATUS_TIMEOU
     finally:
         await store.close()
     dc = snapshot.dc
+    lines, resources, failed, counts = _resources(snapshot)
     return StatusReport(
         cluster=client.cluster,
         collected_at=now,
@@ -96,7 +108,76 @@ async def collect_status(client: ClientConfig, *, timeout: float = STATUS_TIMEOU
         dc_since=dc.since if dc else None,
         nodes=_node_lines(snapshot),
         problems=list(snapshot.problems),
+        resource_lines=lines,
+        resources=resources,
+        failed_actions=failed,
+        fail_counts=counts,
+        config_revision=snapshot.config_revision,
     )
+
+
+def _tops(config: ClusterConfig) -> dict[str, str]:
+    out = {}
+    for top in config.resources:
+        stack: list[Primitive | Group | Clone] = [top]
+        while stack:
+            r = stack.pop()
+            out[r.id] = top.id
+            if isinstance(r, Group):
+                stack += r.resources
+            elif isinstance(r, Clone):
+                stack.append(r.resource)
+    return out
+
+
+def _when(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at else "?"
+
+
+def _resources(
+    snapshot: ClusterSnapshot,
+) -> tuple[list[str], list[dict[str, Any]], list[str], list[str]]:
+    """What runs where, failed actions and fail counts, from the nodes' own reports."""
+    config = snapshot.config
+    if config is None:
+        return ([], [], [], [])
+    tops = _tops(config)
+    assignments: list[Assignment] = []
+    resources: list[dict[str, Any]] = []
+    failed: list[str] = []
+    counts: list[str] = []
+    unmanaged = {name for node, target in snapshot.targets.items() for name in target.unmanaged}
+    for node in sorted(snapshot.statuses):
+        report = snapshot.statuses[node]
+        online = node in snapshot.members
+        for instance, r in sorted(report.resources.items()):
+            primitive = base_id(instance) if base_id(instance) in tops else instance
+            entry: dict[str, Any] = {"instance": instance, "node": node, **r.to_json()}
+            entry["node-online"] = online
+            resources.append(entry)
+            if r.role is not Role.STOPPED and online:
+                assignments.append(
+                    Assignment(
+                        instance,
+                        primitive,
+                        tops.get(primitive, instance),
+                        node,
+                        r.role,
+                        managed=instance not in unmanaged,
+                    )
+                )
+            op = r.failed_op
+            if op is not None:
+                what = OcfRc.describe(op.rc)
+                reason = f": {op.reason}" if op.reason else ""
+                failed.append(
+                    f"{instance} {op.op} on {node} returned {op.rc} ({what}){reason} "
+                    f"at {_when(op.at)}" + (", BLOCKED" if r.blocked else "")
+                )
+            if r.fail_count:
+                shown = "INFINITY" if r.fail_count >= INFINITY else str(r.fail_count)
+                counts.append(f"{instance} on {node}: {shown}")
+    return render_resources(config, assignments), resources, failed, counts
 
 
 def _ago(then: float | None, now: float) -> str:
@@ -152,7 +233,18 @@ def render_text(report: StatusReport) -> str:
             out.append(f"  * RemoteOFFLINE: {_bracket(remote_off)}")
         out.append("")
         out.append("Full List of Resources:")
-        out.append("  * No resources")
+        if report.resource_lines:
+            out.extend(line[2:] for line in report.resource_lines)
+        else:
+            out.append("  * No resources")
+        if report.failed_actions:
+            out.append("")
+            out.append("Failed Resource Actions:")
+            out.extend(f"  * {line}" for line in report.failed_actions)
+        if report.fail_counts:
+            out.append("")
+            out.append("Fail Counts:")
+            out.extend(f"  * {line}" for line in report.fail_counts)
     out.append("")
     out.append("Store:")
     for e in report.store:

@@ -24,8 +24,9 @@ from typing import Any
 import yaml
 
 from hastack.lab.etcd import EtcdMember, etcd_argv
-from hastack.lab.processes import ProcessRecord, is_alive, send, spawn, stop, wait_gone
+from hastack.lab.netns import create_node_namespace, remove_namespaces, run_prefix
 from hastack.model.agent_config import Timings
+from hastack.processes import ProcessRecord, is_alive, send, spawn, stop, wait_gone
 from hastack.store import endpoint_status
 
 __all__ = [
@@ -111,6 +112,11 @@ class LocalCluster:
     def agent_log(self, node: str) -> Path:
         return self.directory / node / "agent.log"
 
+    def netns(self, node: str) -> str | None:
+        """The node's own network namespace, when the cluster was made with namespaces."""
+        name = self._node(node).get("netns")
+        return str(name) if name else None
+
     def running(self) -> dict[str, dict[str, bool]]:
         out = {}
         for node in self.node_names:
@@ -147,6 +153,8 @@ class LocalCluster:
         wait: float = 30.0,
         agents: bool = True,
         election_ms: int = 1000,
+        namespaces: bool = False,
+        agent_settings: dict[str, Any] | None = None,
     ) -> LocalCluster:
         """Start etcd members and agents; return once every member is healthy and agents run."""
         if not 1 <= nodes <= 9:
@@ -178,10 +186,21 @@ class LocalCluster:
             "nodes": {m.name: {"host": m.host} for m in members},
             "timings": (timings or Timings()).model_dump(by_alias=True),
             "election_ms": election_ms,
+            "namespaces": [],
+            "agent_settings": agent_settings or {},
         }
         lc = LocalCluster(directory, state)
         lc._save()
         try:
+            if namespaces:
+                prefix = run_prefix()
+                for index, member in enumerate(members, start=1):
+                    name = f"{prefix}-{member.name}"
+                    # Recorded before creation: a failure half-way still cleans up.
+                    lc.state["namespaces"].append(name)
+                    lc.state["nodes"][member.name]["netns"] = name
+                    lc._save()
+                    create_node_namespace(name, f"192.168.250.{index}")
             for member in members:
                 lc._start_etcd(member.name)
             asyncio.run(lc.wait_store_healthy(wait))
@@ -211,6 +230,9 @@ class LocalCluster:
                 },
                 "timings": self.state["timings"],
             }
+            if self._node(node).get("netns"):
+                config["netns"] = self._node(node)["netns"]
+            config.update(self.state.get("agent_settings", {}))
             path = self.agent_config_path(node)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -292,23 +314,38 @@ class LocalCluster:
     # ---- ending -----------------------------------------------------------------------------
 
     def down(self, *, keep_logs: bool = False) -> None:
-        """Stop every process this cluster started (agents first, gracefully), then clean up."""
+        """Stop every process this cluster started (agents first, gracefully, then the
+        services they supervise, then etcd), and clean up."""
         for node in self.node_names:
             procs = self.processes(node)
             if procs.agent is not None:
                 stop(procs.agent, grace=5.0)
+        for record in self.service_processes():
+            stop(record, grace=2.0, group=True)
         for node in self.node_names:
             procs = self.processes(node)
             if procs.etcd is not None:
                 # etcd's graceful stop waits for its peers (~9 s for three): data goes anyway.
                 send(procs.etcd, signal.SIGKILL)
                 wait_gone(procs.etcd)
+        remove_namespaces(self.state.get("namespaces", []))
         if keep_logs:
             for node in self.node_names:
                 shutil.rmtree(self.directory / node / "etcd", ignore_errors=True)
             (self.directory / STATE_FILE).unlink(missing_ok=True)
         else:
             self.remove()
+
+    def service_processes(self) -> list[ProcessRecord]:
+        """Processes that agents' hastack:service resources started (they outlive agents)."""
+        found = []
+        for node in self.node_names:
+            for pidfile in sorted((self.agent_state_dir(node) / "services").glob("*/pid")):
+                try:
+                    found.append(ProcessRecord.from_json(json.loads(pidfile.read_text())))
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+        return found
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)

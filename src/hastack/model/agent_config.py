@@ -140,6 +140,13 @@ class AgentConfig(Spec):
     etcd: EtcdSpec
     timings: Timings = Timings()
     state_dir: str | None = None
+    # Run every resource operation of this node inside this network namespace (local
+    # clusters and tests give each node its own interfaces this way).
+    netns: str | None = None
+    # OCF_ROOT for agents (default /usr/lib/ocf): their libraries and resource.d live there.
+    ocf_root: str | None = None
+    # More resource.d-style directories (PROVIDER/TYPE inside), searched first.
+    ocf_agent_dirs: list[str] = pydantic.Field(default_factory=list)
 
     @pydantic.model_validator(mode="after")
     def _rides_out_store_failover(self) -> AgentConfig:

@@ -149,7 +149,7 @@ def _inner_model(annotation: Any) -> Any:
 def _clean_loc(loc: Sequence[Any]) -> Loc:
     # pydantic adds the name of a union member or a tag to the path; operators never wrote it.
     return tuple(
-        p for p in loc if isinstance(p, int) or not str(p).startswith(("function-", "tagged-"))
+        p for p in loc if isinstance(p, int) or not str(p).startswith(("function-", "tagged-", "<"))
     )
 
 

@@ -7,12 +7,16 @@ Decoding is pure and total: a value that does not decode becomes a problem in th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hastack.model.agent_config import NodeKind
 from hastack.model.base import is_valid_name
+from hastack.model.config import ClusterConfig
+from hastack.model.config_text import config_from_json
+from hastack.model.status import NodeReport, decode_status
+from hastack.model.targets import NodeTarget, decode_target
 
 __all__ = [
     "ClusterSnapshot",
@@ -60,6 +64,7 @@ class MemberRecord:
     joined_at: float = 0.0  # wall clock, for display only
     agent_pid: int = 0
     lease: int = 0  # filled from the key's lease when decoded
+    revision: int = 0  # the key's create_revision: when this life of the agent joined
 
     def encode(self) -> bytes:
         return _dump(
@@ -97,6 +102,11 @@ class ClusterSnapshot:
     nodes: Mapping[str, NodeRecord]
     other: Mapping[str, StoredKey]  # keys this version does not interpret (yet)
     problems: tuple[str, ...]
+    config: ClusterConfig | None = None  # None: none stored, or unreadable (see problems)
+    config_revision: int = 0
+    statuses: Mapping[str, NodeReport] = field(default_factory=dict)
+    targets: Mapping[str, NodeTarget] = field(default_factory=dict)
+    target_revisions: Mapping[str, int] = field(default_factory=dict)
 
     def is_online(self, node: str) -> bool:
         return node in self.members
@@ -171,6 +181,7 @@ def _decode_member(node: str, key: StoredKey) -> MemberRecord:
         joined_at=_number(data, "joined_at"),
         agent_pid=int(_number(data, "agent_pid")),
         lease=key.lease,
+        revision=key.create_revision,
     )
 
 
@@ -191,25 +202,46 @@ def _decode_dc(key: StoredKey) -> DcRecord:
     )
 
 
-def decode_snapshot(revision: int, keys: Iterable[StoredKey]) -> ClusterSnapshot:
-    """Interpret every key under the cluster prefix; undecodable ones become problems."""
+def decode_snapshot(
+    revision: int, keys: Iterable[StoredKey], previous: ClusterSnapshot | None = None
+) -> ClusterSnapshot:
+    """Interpret every key under the cluster prefix; undecodable ones become problems.
+
+    `previous` lets an unchanged configuration be reused rather than validated again.
+    """
     dc: DcRecord | None = None
     members: dict[str, MemberRecord] = {}
     nodes: dict[str, NodeRecord] = {}
     other: dict[str, StoredKey] = {}
+    statuses: dict[str, NodeReport] = {}
+    targets: dict[str, NodeTarget] = {}
+    target_revisions: dict[str, int] = {}
+    config: ClusterConfig | None = None
+    config_revision = 0
     problems: list[str] = []
     for key in keys:
         section, _, rest = key.name.partition("/")
         try:
             if key.name == "dc":
                 dc = _decode_dc(key)
-            elif section in ("members", "nodes"):
+            elif key.name == "config":
+                config_revision = key.mod_revision
+                if previous is not None and previous.config_revision == key.mod_revision:
+                    config = previous.config
+                else:
+                    config = _decode_config(key)
+            elif section in ("members", "nodes", "status", "target"):
                 if not is_valid_name(rest):
                     raise _Bad(f"{rest!r} is not a valid node name")
                 if section == "members":
                     members[rest] = _decode_member(rest, key)
-                else:
+                elif section == "nodes":
                     nodes[rest] = _decode_node(rest, key)
+                elif section == "status":
+                    statuses[rest] = _decode_with(decode_status, rest, key)
+                else:
+                    targets[rest] = _decode_target(key)
+                    target_revisions[rest] = key.mod_revision
             else:
                 other[key.name] = key
         except _Bad as exc:
@@ -221,4 +253,32 @@ def decode_snapshot(revision: int, keys: Iterable[StoredKey]) -> ClusterSnapshot
         nodes=nodes,
         other=other,
         problems=tuple(problems),
+        config=config,
+        config_revision=config_revision,
+        statuses=statuses,
+        targets=targets,
+        target_revisions=target_revisions,
     )
+
+
+def _decode_config(key: StoredKey) -> ClusterConfig:
+    try:
+        return config_from_json(key.value)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
+
+
+def _decode_with(
+    decode: Callable[[str, bytes], NodeReport], node: str, key: StoredKey
+) -> NodeReport:
+    try:
+        return decode(node, key.value)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
+
+
+def _decode_target(key: StoredKey) -> NodeTarget:
+    try:
+        return decode_target(key.value)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None

@@ -53,6 +53,9 @@ class ResourceStatus:
     last_failure: float | None = None  # wall time, for failure-timeout
     # The agent has no definition of it any more (removed from the configuration).
     orphan: bool = False
+    # Which operation failed last (for on-fail): name and interval in seconds.
+    failed_op: str | None = None
+    failed_interval: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

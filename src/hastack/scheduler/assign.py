@@ -489,7 +489,20 @@ def _set_roles(run: Run, clone: Rsc) -> None:
         promoted_now = any(r is Role.PROMOTED for p in i.primitives() for r in p.active.values())
         return (-i.promotion_priority, 0 if promoted_now else 1, _instance_key(run, clone, i))
 
+    # A promoted instance stuck on an unclean node nobody can fence may still be promoted
+    # there: it counts against promoted-max, so no second writer appears.
     chosen = 0
+    for instance in clone.children:
+        for prim in instance.primitives():
+            for where, role in prim.active.items():
+                node_state = run.nodes.get(where)
+                if (
+                    role is Role.PROMOTED
+                    and node_state is not None
+                    and node_state.unclean
+                    and not run.can_fence
+                ):
+                    chosen += 1
     per_node: dict[str, int] = {}
     for instance in sorted(clone.children, key=order):
         node = _first_primitive(instance).node

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from hastack.model.config import Role
-from hastack.model.state import ClusterState, ResourceStatus
+from hastack.model.state import ClusterState, ResourceStatus, base_id
 from hastack.scheduler.plan import Action, ActionKind, Plan
 
 __all__ = ["apply_actions"]
@@ -38,6 +38,9 @@ def apply_actions(state: ClusterState, plan: Plan, actions: Iterable[Action]) ->
         if action.kind is ActionKind.STOP:
             if existing is not None:
                 del running[(existing.resource, action.node)]
+                if existing.fail_count:
+                    # The node keeps counting failures of a stopped resource.
+                    kept.append(replace(existing, role=Role.STOPPED, failed=False, blocked=False))
         elif action.kind is ActionKind.START:
             role = roles.get(instance, Role.STARTED)
             base_role = (
@@ -65,10 +68,13 @@ def apply_actions(state: ClusterState, plan: Plan, actions: Iterable[Action]) ->
 def _find(
     running: dict[tuple[str, str], ResourceStatus], instance: str, node: str
 ) -> ResourceStatus | None:
-    """The entry an action on `instance` refers to: anonymous clone history may name the
-    primitive without its instance number."""
+    """The entry an action on `instance` refers to. Anonymous clone instances are numbered
+    afresh by every scheduling run, so any instance of the same primitive on that node is it
+    (there is at most one per node)."""
     found = running.get((instance, node))
     if found is not None:
         return found
-    base = instance.rpartition(":")[0]
-    return running.get((base, node)) if base else None
+    base = base_id(instance)
+    return next(
+        (r for (name, where), r in running.items() if where == node and base_id(name) == base), None
+    )

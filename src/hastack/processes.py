@@ -6,6 +6,7 @@ process's start time from /proc and every signal is sent only if it still matche
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -15,7 +16,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ProcessRecord", "is_alive", "send", "spawn", "stop", "wait_gone"]
+__all__ = [
+    "ProcessRecord",
+    "is_alive",
+    "send",
+    "spawn",
+    "start_ticks",
+    "stop",
+    "wait_exit",
+    "wait_gone",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +41,8 @@ class ProcessRecord:
         return ProcessRecord(int(data["pid"]), int(data["start_ticks"]))
 
 
-def _start_ticks(pid: int) -> int | None:
+def start_ticks(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat, or None if the process is gone (or a zombie)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -44,7 +55,7 @@ def _start_ticks(pid: int) -> int | None:
 
 
 def is_alive(record: ProcessRecord) -> bool:
-    return _start_ticks(record.pid) == record.start_ticks
+    return start_ticks(record.pid) == record.start_ticks
 
 
 def spawn(
@@ -66,19 +77,22 @@ def spawn(
             cwd=cwd,
             start_new_session=True,
         )
-    ticks = _start_ticks(proc.pid)
+    ticks = start_ticks(proc.pid)
     if ticks is None:
         proc.wait()
         raise RuntimeError(f"{argv[0]} exited at once (code {proc.returncode}); see {log_path}")
     return ProcessRecord(proc.pid, ticks), proc
 
 
-def send(record: ProcessRecord, sig: signal.Signals) -> bool:
-    """Signal the process if it is still the one we started; False if it is gone."""
+def send(record: ProcessRecord, sig: signal.Signals, *, group: bool = False) -> bool:
+    """Signal the process (or its group) if it is still the one we started; False if gone."""
     if not is_alive(record):
         return False
     try:
-        os.kill(record.pid, sig)
+        if group:
+            os.killpg(record.pid, sig)
+        else:
+            os.kill(record.pid, sig)
     except ProcessLookupError:
         return False
     return True
@@ -90,18 +104,19 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def stop(record: ProcessRecord, *, grace: float = 5.0) -> None:
-    """SIGTERM (and SIGCONT, in case it is paused), then SIGKILL after `grace` seconds."""
-    if not send(record, signal.SIGTERM):
+def stop(record: ProcessRecord, *, grace: float = 5.0, group: bool = False) -> None:
+    """SIGTERM (and SIGCONT, in case it is paused), then SIGKILL after `grace` seconds.
+    With `group`, the signals go to the process group it leads (a service and its children)."""
+    if not send(record, signal.SIGTERM, group=group):
         return
-    send(record, signal.SIGCONT)
+    send(record, signal.SIGCONT, group=group)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         _reap(record.pid)
         if not is_alive(record):
             return
         time.sleep(0.05)
-    send(record, signal.SIGKILL)
+    send(record, signal.SIGKILL, group=group)
     wait_gone(record)
 
 
@@ -115,3 +130,34 @@ def wait_gone(record: ProcessRecord, timeout: float = 5.0) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.02)
+
+
+async def wait_exit(record: ProcessRecord, timeout: float) -> bool:
+    """Wait (without polling) until the process exits; True if it did within `timeout`.
+
+    Works for any process, not only our children, through a pidfd.
+    """
+    try:
+        fd = os.pidfd_open(record.pid)
+    except ProcessLookupError:
+        return True
+    try:
+        if not is_alive(record):  # checked after opening: the pidfd is for this very process
+            return True
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(fd, readable)
+        try:
+            await asyncio.wait_for(exited, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            loop.remove_reader(fd)
+        return True
+    finally:
+        os.close(fd)

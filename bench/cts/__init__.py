@@ -1,0 +1,1 @@
+"""Tooling for Pacemaker's scheduler regression cases (cts/scheduler): reading summaries."""

@@ -1,0 +1,143 @@
+"""`hastack config show|apply|import-cib`: the cluster configuration, changed only by CAS."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import sys
+from pathlib import Path
+
+from hastack.cli.client import add_client_options, resolve_client
+from hastack.configstore import StoredConfig, read_config, write_config
+from hastack.errors import CompareFailed, HastackError
+from hastack.model.agent_config import ClientConfig
+from hastack.model.config import ClusterConfig, parse_cluster_config
+from hastack.model.config_text import config_to_yaml
+from hastack.store import Keys, Store
+
+__all__ = ["register"]
+
+
+def _read_text(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise HastackError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+async def _current(client: ClientConfig) -> StoredConfig:
+    async with Store(client.etcd.endpoints, 2.0) as store:
+        return await read_config(store, Keys(client.cluster, client.etcd.root))
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    stored = asyncio.run(_current(resolve_client(args)))
+    if stored.problem:
+        print(f"hastack: the stored configuration is unreadable: {stored.problem}", file=sys.stderr)
+        return 1
+    if stored.config is None:
+        print("# no configuration stored yet (hastack config apply FILE)")
+        return 0
+    print(f"# revision {stored.revision}")
+    print(config_to_yaml(stored.config), end="")
+    return 0
+
+
+def _diff(old: ClusterConfig | None, new: ClusterConfig) -> list[str]:
+    before = config_to_yaml(old).splitlines(keepends=True) if old is not None else []
+    after = config_to_yaml(new).splitlines(keepends=True)
+    return list(difflib.unified_diff(before, after, "stored", "new"))
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    # Validate first: a refused configuration never reaches the store.
+    config = parse_cluster_config(_read_text(args.file), args.file)
+    client = resolve_client(args)
+    keys = Keys(client.cluster, client.etcd.root)
+    stored = asyncio.run(_current(client))
+    diff = _diff(stored.config, config)
+    if not diff:
+        print("no change: the stored configuration is the same")
+        return 0
+    sys.stdout.writelines(diff)
+    if args.dry_run:
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("hastack: not applied: add --yes to apply without asking", file=sys.stderr)
+            return 1
+        if input("apply this change? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("not applied")
+            return 1
+
+    async def write() -> int:
+        async with Store(client.etcd.endpoints, 2.0) as store:
+            return await write_config(store, keys, config, expected=stored.revision)
+
+    try:
+        revision = asyncio.run(write())
+    except CompareFailed:
+        print(
+            "hastack: not applied: the configuration changed since it was read; "
+            "run the command again to see the new difference",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"applied: configuration revision {revision}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "config",
+        help="show, apply or import the cluster configuration (resources, constraints, ...)",
+        description="The cluster configuration lives in etcd and changes only by compare-and-"
+        "swap: `apply` validates the file (every problem with its line), shows the difference "
+        "and writes it only if nobody changed it meanwhile.",
+    )
+    csub = parser.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
+    show = csub.add_parser("show", help="print the stored configuration as YAML")
+    add_client_options(show)
+    show.set_defaults(func=cmd_show)
+    apply = csub.add_parser("apply", help="validate FILE, show the difference, store it by CAS")
+    apply.add_argument("file", metavar="FILE", help="configuration YAML ('-' for stdin)")
+    apply.add_argument("--yes", "-y", action="store_true", help="apply without asking")
+    apply.add_argument(
+        "--dry-run", action="store_true", help="only validate and show the difference"
+    )
+    add_client_options(apply)
+    apply.set_defaults(func=cmd_apply)
+    check = csub.add_parser("check", help="validate FILE without touching the store")
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(func=cmd_check)
+    imp = csub.add_parser(
+        "import-cib",
+        help="convert a Pacemaker CIB (XML) into hastack's YAML, naming what it could not convert",
+    )
+    imp.add_argument("file", metavar="FILE.xml")
+    imp.add_argument("--output", "-o", metavar="FILE", help="write the YAML here (default stdout)")
+    imp.set_defaults(func=cmd_import_cib)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = parse_cluster_config(_read_text(args.file), args.file)
+    count = sum(1 for _ in config.walk())
+    print(f"{args.file}: valid ({count} resources, {len(config.constraints)} constraints)")
+    return 0
+
+
+def cmd_import_cib(args: argparse.Namespace) -> int:
+    from hastack.cib import import_cib  # noqa: PLC0415 - the importer is only needed here
+
+    result = import_cib(_read_text(args.file), args.file)
+    text = config_to_yaml(result.config)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text, end="")
+    for item in result.unsupported:
+        print(f"hastack: not converted: {item}", file=sys.stderr)
+    return 0

@@ -1,0 +1,294 @@
+"""The DC's decisions: from one snapshot to the target of every node. Pure: no I/O.
+
+The DC keeps the transition it is executing (a plan and the state it was computed from), as
+Pacemaker does, rather than re-deciding after every completed action: each cycle it checks
+the observed state against the state the plan predicts for the actions seen done so far. On
+track, it releases the actions whose dependencies are all done; off track (a failure, a node
+lost, a configuration change, anything the plan did not foresee), it plans again from what it
+observes. A new DC has no transition and simply plans from the present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from hastack.model.agent_config import NodeKind
+from hastack.model.config import ClusterConfig, Role
+from hastack.model.members import ClusterSnapshot
+from hastack.model.state import ClusterState, NodeStatus, ResourceStatus, base_id
+from hastack.model.targets import NodeTarget
+from hastack.scheduler import Action, ActionKind, Plan, schedule
+from hastack.scheduler.simulate import apply_actions
+
+__all__ = ["Controller", "Decision", "build_state"]
+
+
+def build_state(snapshot: ClusterSnapshot, config: ClusterConfig, *, now: float) -> ClusterState:
+    """The scheduler's view of the cluster from a snapshot of the store."""
+    names = set(snapshot.known_nodes) | {n.node for n in config.nodes}
+    nodes: dict[str, NodeStatus] = {}
+    resources: list[ResourceStatus] = []
+    for name in sorted(names):
+        member = snapshot.members.get(name)
+        report = snapshot.statuses.get(name)
+        record = snapshot.nodes.get(name)
+        # A node counts as online once its agent has probed and reported in this life.
+        ready = member is not None and report is not None and report.updated >= member.joined_at
+        attributes = dict(member.attributes) if member else {}
+        if report is not None:
+            attributes.update(report.attributes)
+        kind = member.kind if member else (record.kind if record else None)
+        active_elsewhere = report is not None and bool(report.active()) and not ready
+        unclean = (
+            member is None
+            and active_elsewhere
+            and config.properties.stonith_enabled
+            and name not in snapshot_fenced(snapshot)
+        )
+        nodes[name] = NodeStatus(
+            name=name,
+            online=ready,
+            unclean=unclean,
+            attributes=attributes,
+            kind=kind or NodeKind.FULL,
+        )
+        if report is None:
+            continue
+        for instance, r in report.resources.items():
+            failed_op = r.last_op.op if (r.failed and r.last_op) else None
+            resources.append(
+                ResourceStatus(
+                    resource=instance,
+                    node=name,
+                    role=r.role,
+                    failed=r.failed,
+                    blocked=r.blocked,
+                    fail_count=r.fail_count,
+                    last_failure=r.last_failure,
+                    failed_op=failed_op,
+                    failed_interval=r.last_op.interval if (r.failed and r.last_op) else 0.0,
+                )
+            )
+    return ClusterState(nodes=nodes, resources=tuple(resources), has_quorum=True, now=now)
+
+
+def snapshot_fenced(snapshot: ClusterSnapshot) -> frozenset[str]:
+    """Nodes whose fencing is confirmed (the fencing issue records them); none yet."""
+    _ = snapshot
+    return frozenset()
+
+
+def _shape(state: ClusterState) -> tuple[object, ...]:
+    """Every scheduling input the plan's own actions do not change: when the observed state
+    and the plan's prediction differ in any of it, the plan is stale. What runs where in
+    which role (clone instances by their primitive), failures and fail counts, node states
+    and attributes (promotion scores)."""
+    online = {n.name for n in state.nodes.values() if n.online}
+    running = sorted(
+        (base_id(r.resource), r.node, r.role.value, r.failed, r.blocked)
+        for r in state.resources
+        if r.role is not Role.STOPPED and r.node in online
+    )
+    counts = sorted(
+        (base_id(r.resource), r.node, r.fail_count) for r in state.resources if r.fail_count
+    )
+    nodes = sorted(
+        (n.name, n.online, n.unclean, n.standby, n.maintenance, tuple(sorted(n.attributes.items())))
+        for n in state.nodes.values()
+    )
+    return tuple(running), tuple(counts), tuple(nodes)
+
+
+_OFFLINE = NodeStatus("", online=False)
+
+
+def _active(state: ClusterState, instance: str, node: str) -> ResourceStatus | None:
+    for r in state.resources:
+        if (
+            r.node == node
+            and r.role is not Role.STOPPED
+            and (r.resource == instance or base_id(r.resource) == base_id(instance))
+        ):
+            return r
+    return None
+
+
+def _reflected(action: Action, state: ClusterState) -> bool:
+    """Does the observed state show this action done?"""
+    if action.kind is ActionKind.FENCE:
+        return action.node in state.fenced
+    found = _active(state, action.instance or "", action.node)
+    if action.kind is ActionKind.STOP:
+        return found is None
+    if action.kind is ActionKind.START:
+        return found is not None and not found.failed
+    if action.kind is ActionKind.PROMOTE:
+        return found is not None and found.role is Role.PROMOTED
+    return found is not None and found.role is not Role.PROMOTED  # demote
+
+
+def _unsettled(snapshot: ClusterSnapshot, state: ClusterState) -> list[str]:
+    """Online nodes that have not yet finished the work of their current target."""
+    out = []
+    for node, revision in sorted(snapshot.target_revisions.items()):
+        report = snapshot.statuses.get(node)
+        if (
+            state.nodes.get(node, _OFFLINE).online
+            and report is not None
+            and report.acked < revision
+        ):
+            out.append(node)
+    return out
+
+
+def _with_prerequisites(plan: Plan, done: set[int]) -> set[int]:
+    by_id = {a.id: a for a in plan.actions}
+    out = set(done)
+    todo = list(done)
+    while todo:
+        for before in by_id[todo.pop()].after:
+            if before not in out:
+                out.add(before)
+                todo.append(before)
+    return out
+
+
+@dataclass
+class _Transition:
+    plan: Plan
+    base: ClusterState
+    config_revision: int
+    done: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Decision:
+    targets: Mapping[str, NodeTarget]
+    plan: Plan
+    ready: tuple[Action, ...]
+    replanned: bool
+    reason: str
+    hold: bool = False  # write nothing this cycle: a node is still working on its target
+
+
+class Controller:
+    """The DC's memory between cycles: the transition under way. Deterministic, no I/O."""
+
+    def __init__(self) -> None:
+        self._transition: _Transition | None = None
+
+    def decide(
+        self, snapshot: ClusterSnapshot, config: ClusterConfig, *, epoch: int, now: float
+    ) -> Decision:
+        state = build_state(snapshot, config, now=now)
+        busy = _unsettled(snapshot, state)
+        if busy:
+            # An operation may still be under way there: deciding now could start something
+            # the node is about to start (or stop) itself. Wait for its acknowledgement.
+            plan = self._transition.plan if self._transition else Plan((), ())
+            return Decision(
+                {}, plan, (), False, f"waiting for {', '.join(busy)} to finish", hold=True
+            )
+        transition = self._transition
+        replanned = False
+        reason = "following the plan"
+        if transition is None or transition.config_revision != snapshot.config_revision:
+            reason = "new configuration" if transition is not None else "no plan yet"
+            transition = None
+        else:
+            # Progress only grows: an action seen done stays done (a recovery's stop is undone
+            # by its start), and whatever a done action waited for is done too.
+            done = set(transition.done)
+            done |= {a.id for a in transition.plan.actions if _reflected(a, state)}
+            done = _with_prerequisites(transition.plan, done)
+            predicted = apply_actions(
+                transition.base,
+                transition.plan,
+                [a for a in transition.plan.actions if a.id in done],
+            )
+            if _shape(predicted) != _shape(state):
+                reason = "the cluster changed in a way the plan did not foresee"
+                transition = None
+            else:
+                transition.done = done
+        if transition is None:
+            plan = schedule(config, state)
+            transition = _Transition(plan, state, snapshot.config_revision)
+            transition.done = set()
+            replanned = True
+        self._transition = transition
+        ready = tuple(
+            a
+            for a in transition.plan.actions
+            if a.id not in transition.done and set(a.after) <= transition.done
+        )
+        ready = _withhold_unprobed(ready, snapshot, state)
+        targets = _targets(state, transition.plan, ready, epoch, snapshot.config_revision)
+        if replanned:
+            reason = f"planned {len(transition.plan.actions)} action(s): {reason}"
+        return Decision(targets, transition.plan, ready, replanned, reason)
+
+    def forget(self) -> None:
+        """Drop the transition (we stopped being DC)."""
+        self._transition = None
+
+
+def _withhold_unprobed(
+    ready: Iterable[Action], snapshot: ClusterSnapshot, state: ClusterState
+) -> tuple[Action, ...]:
+    """A start waits until every online node has probed the resource: it might already run."""
+    online = [n for n, s in state.nodes.items() if s.online]
+    out = []
+    for action in ready:
+        if action.kind is ActionKind.START and action.instance is not None:
+            primitive = base_id(action.instance)
+            if any(
+                primitive not in snapshot.statuses[n].probed
+                for n in online
+                if n in snapshot.statuses
+            ):
+                continue
+        out.append(action)
+    return tuple(out)
+
+
+def _targets(
+    state: ClusterState, plan: Plan, ready: Iterable[Action], epoch: int, config_revision: int
+) -> dict[str, NodeTarget]:
+    roles: dict[str, dict[str, Role]] = {n: {} for n, s in state.nodes.items() if s.online}
+    for r in state.resources:
+        if r.node in roles and r.role is not Role.STOPPED:
+            roles[r.node][r.resource] = r.role
+    planned_role = {a.instance: a.role for a in plan.assignments}
+    for action in ready:
+        node_roles = roles.get(action.node)
+        if node_roles is None or action.instance is None:
+            continue
+        instance = action.instance
+        existing = next(
+            (k for k in node_roles if k == instance or base_id(k) == base_id(instance)), None
+        )
+        if action.kind is ActionKind.STOP:
+            if existing is not None:
+                del node_roles[existing]
+        elif action.kind is ActionKind.START:
+            role = planned_role.get(instance, Role.STARTED)
+            node_roles[instance] = Role.UNPROMOTED if role is Role.PROMOTED else role
+        elif action.kind is ActionKind.PROMOTE:
+            node_roles.pop(existing or instance, None)
+            node_roles[instance] = Role.PROMOTED
+        elif action.kind is ActionKind.DEMOTE:
+            node_roles.pop(existing or instance, None)
+            node_roles[instance] = Role.UNPROMOTED
+    unmanaged: dict[str, set[str]] = {n: set() for n in roles}
+    for a in plan.assignments:
+        if not a.managed and a.node in unmanaged:
+            unmanaged[a.node].add(a.instance)
+            for r in state.resources:
+                if r.node == a.node and base_id(r.resource) == a.primitive:
+                    unmanaged[a.node].add(r.resource)
+    return {
+        node: NodeTarget(epoch, config_revision, node_roles, frozenset(unmanaged[node]))
+        for node, node_roles in roles.items()
+    }

@@ -1,0 +1,189 @@
+"""OCF resource agents, run unchanged: ClusterLabs' resource-agents work under hastack.
+
+The agent is a script at `<OCF_ROOT>/resource.d/<provider>/<type>`, called with the action as
+its argument and its parameters in the environment (`OCF_RESKEY_<name>`), as Pacemaker's
+executor calls it. See https://github.com/ClusterLabs/OCF-spec for the standard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from hastack.executor.agents.base import AgentMetadata, Driver, OcfRc, OpRequest, OpResult
+from hastack.model.durations import parse_duration
+
+__all__ = ["OCF_ROOT", "OcfDriver", "parse_metadata"]
+
+OCF_ROOT = "/usr/lib/ocf"
+_METADATA_TIMEOUT = 10.0
+_OUTPUT_LIMIT = 64 * 1024  # what we keep of an agent's output: enough for any exit reason
+_BASE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def parse_metadata(text: str, name: str) -> AgentMetadata:
+    """An agent's `meta-data` XML; ValueError if it is not that."""
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise ValueError(f"meta-data is not valid XML ({exc})") from None
+    if root.tag != "resource-agent":
+        raise ValueError(f"meta-data root is <{root.tag}>, expected <resource-agent>")
+    params, required = set(), set()
+    for p in root.iterfind("./parameters/parameter"):
+        pname = p.get("name")
+        if not pname:
+            continue
+        params.add(pname)
+        if p.get("required") in ("1", "true", "yes"):
+            required.add(pname)
+    timeouts: dict[str, float] = {}
+    actions = set()
+    for a in root.iterfind("./actions/action"):
+        aname = a.get("name")
+        if not aname:
+            continue
+        actions.add(aname)
+        if a.get("timeout") and aname not in timeouts:
+            with contextlib.suppress(ValueError):
+                timeouts[aname] = parse_duration(a.get("timeout"))
+    return AgentMetadata(
+        name=root.get("name", name),
+        required=frozenset(required),
+        parameters=frozenset(params),
+        timeouts=timeouts,
+        promotable="promote" in actions and "demote" in actions,
+    )
+
+
+def _exit_reason(stdout: bytes, stderr: bytes) -> str:
+    """The agent's own explanation: `ocf-exit-reason:` lines first, else its last line."""
+    text = (stderr + b"\n" + stdout).decode("utf-8", "replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("ocf-exit-reason:"):
+            return line[len("ocf-exit-reason:") :].strip()
+    return lines[-1][:300] if lines else ""
+
+
+class OcfDriver(Driver):
+    def __init__(
+        self,
+        provider: str,
+        agent_type: str,
+        *,
+        root: str = OCF_ROOT,
+        extra_dirs: tuple[str, ...] = (),
+    ) -> None:
+        self.provider = provider
+        self.type = agent_type
+        self.root = root
+        candidates = [Path(d) / provider / agent_type for d in extra_dirs]
+        candidates.append(Path(root) / "resource.d" / provider / agent_type)
+        self.path = next((c for c in candidates if c.exists()), candidates[-1])
+        self._metadata: AgentMetadata | None = None
+        self.metadata_problem = ""
+
+    def _env(self, request: OpRequest) -> dict[str, str]:
+        env = {
+            "PATH": os.environ.get("PATH", _BASE_PATH),
+            "OCF_ROOT": self.root,
+            "OCF_RA_VERSION_MAJOR": "1",
+            "OCF_RA_VERSION_MINOR": "1",
+            "OCF_RESOURCE_INSTANCE": request.instance,
+            "OCF_RESOURCE_TYPE": self.type,
+            "OCF_RESOURCE_PROVIDER": self.provider,
+            "OCF_CHECK_LEVEL": "0",
+            "HA_RSCTMP": str(Path(request.state_dir) / "rsctmp"),
+            "LANG": "C",
+        }
+        for key, value in request.params.items():
+            env[f"OCF_RESKEY_{key}"] = value
+        for key, value in request.meta.items():
+            env[f"OCF_RESKEY_CRM_meta_{key}"] = value
+        return env
+
+    async def execute(self, request: OpRequest) -> OpResult:
+        if not self.path.is_file():
+            return OpResult(OcfRc.ERR_INSTALLED, f"agent script {self.path} is not installed")
+        if not os.access(self.path, os.X_OK):
+            return OpResult(OcfRc.ERR_INSTALLED, f"agent script {self.path} is not executable")
+        Path(request.state_dir, "rsctmp").mkdir(parents=True, exist_ok=True)
+        result, _ = await self._run(request)
+        return result
+
+    async def _run(self, request: OpRequest) -> tuple[OpResult, str]:
+        argv = [str(self.path), request.op]
+        if request.netns:
+            argv = ["ip", "netns", "exec", request.netns, *argv]
+        return await run_process(argv, self._env(request), request.timeout)
+
+    async def metadata(self) -> AgentMetadata | None:
+        if self._metadata is not None:
+            return self._metadata
+        if not self.path.is_file():
+            self.metadata_problem = f"agent script {self.path} is not installed"
+            return None
+        request = OpRequest(self.type, self.type, "meta-data", {}, {}, _METADATA_TIMEOUT)
+        result, stdout = await self._run(request)
+        if result.rc != OcfRc.SUCCESS:
+            self.metadata_problem = f"meta-data failed: {OcfRc.describe(result.rc)} {result.reason}"
+            return None
+        try:
+            self._metadata = parse_metadata(stdout, f"{self.provider}:{self.type}")
+        except ValueError as exc:
+            self.metadata_problem = str(exc)
+            return None
+        return self._metadata
+
+
+async def run_process(argv: list[str], env: dict[str, str], timeout: float) -> tuple[OpResult, str]:
+    """Run one agent action; on timeout kill its whole process group. Returns the result
+    and the agent's standard output (meta-data is read from it)."""
+    started = time.monotonic()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return OpResult(OcfRc.ERR_INSTALLED, f"cannot run {argv[0]}: {exc.strerror}"), ""
+    try:
+        async with asyncio.timeout(timeout):
+            stdout, stderr = await proc.communicate()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        return (
+            OpResult(
+                OcfRc.ERR_GENERIC,
+                f"timed out after {timeout:g}s (killed)",
+                time.monotonic() - started,
+                timed_out=True,
+            ),
+            "",
+        )
+    except asyncio.CancelledError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    duration = time.monotonic() - started
+    rc = proc.returncode if proc.returncode is not None else OcfRc.ERR_GENERIC
+    reason = _exit_reason(stdout[-_OUTPUT_LIMIT:], stderr[-_OUTPUT_LIMIT:])
+    text = stdout.decode("utf-8", "replace")
+    if rc < 0:
+        return OpResult(OcfRc.ERR_GENERIC, f"killed by signal {-rc}", duration), text
+    if rc not in OcfRc.__members__.values():
+        why = f"unknown exit code {rc}" + (f": {reason}" if reason else "")
+        return OpResult(OcfRc.ERR_GENERIC, why, duration), text
+    return OpResult(rc, reason, duration), text

@@ -1,0 +1,209 @@
+"""`hastack:service`: supervise a command as a cluster resource.
+
+Start runs `command` through `sh -c` in its own session with output to a log file, writes a
+pidfile (pid and the process's start time, so a reused pid is never mistaken for it), and
+waits until it is healthy. The process does not belong to the agent: it outlives an agent
+restart, and the restarted agent adopts it through the probe. Stop sends SIGTERM to the
+process group and SIGKILL if it lingers. Monitor checks the process and its health.
+
+Parameters: command (required); health-cmd (a shell command that exits 0 when healthy),
+health-port (`PORT` or `HOST:PORT`, a TCP connect), health-url (an HTTP GET that must answer
+2xx/3xx); cwd; stop-grace (seconds before SIGKILL, default 5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import ClassVar
+
+from hastack.executor.agents.base import NativeAgent, OcfRc, OpRequest, OpResult
+from hastack.executor.agents.health import check
+from hastack.processes import ProcessRecord, is_alive, start_ticks, wait_exit
+
+__all__ = ["ServiceAgent"]
+
+_POLL = 0.05
+
+
+class ServiceAgent(NativeAgent):
+    name: ClassVar[str] = "service"
+    parameters: ClassVar[dict[str, bool]] = {
+        "command": True,
+        "health-cmd": False,
+        "health-port": False,
+        "health-url": False,
+        "cwd": False,
+        "stop-grace": False,
+    }
+
+    async def execute(self, request: OpRequest) -> OpResult:
+        started = time.monotonic()
+        if not request.params.get("command"):
+            return OpResult(OcfRc.ERR_CONFIGURED, "parameter 'command' is required")
+        op = request.op
+        if op == "start":
+            rc, reason = await self._start(request)
+        elif op == "stop":
+            rc, reason = await self._stop(request)
+        elif op in ("monitor", "status"):
+            rc, reason = await self._monitor(request)
+        elif op in ("validate-all", "meta-data"):
+            rc, reason = OcfRc.SUCCESS, ""
+        else:
+            rc, reason = OcfRc.ERR_UNIMPLEMENTED, f"{op} is not implemented by hastack:service"
+        return OpResult(rc, reason, time.monotonic() - started)
+
+    # ---- files ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _base(request: OpRequest) -> Path:
+        # One directory per instance and command: a changed command is a different service.
+        digest = hashlib.sha256(request.params["command"].encode()).hexdigest()[:8]
+        safe = request.instance.replace(":", "_").replace("/", "_")
+        return Path(request.state_dir) / "services" / f"{safe}-{digest}"
+
+    def _record(self, request: OpRequest) -> ProcessRecord | None:
+        path = self._base(request) / "pid"
+        try:
+            return ProcessRecord.from_json(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    # ---- operations -------------------------------------------------------------------------
+
+    async def _start(self, request: OpRequest) -> tuple[int, str]:
+        record = self._record(request)
+        if record is not None and is_alive(record):
+            return await self._wait_healthy(request, record)
+        base = self._base(request)
+        base.mkdir(parents=True, exist_ok=True)
+        argv = ["sh", "-c", request.params["command"]]
+        if request.netns:
+            argv = ["ip", "netns", "exec", request.netns, *argv]
+        log = (base / "output.log").open("ab")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=request.params.get("cwd") or None,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return OcfRc.ERR_INSTALLED, f"cannot start: {exc.strerror}"
+        finally:
+            log.close()
+        ticks = start_ticks(proc.pid)
+        if ticks is None:
+            await proc.wait()
+            return OcfRc.ERR_GENERIC, self._exit_reason(request, proc.returncode)
+        record = ProcessRecord(proc.pid, ticks)
+        (base / "pid").write_text(json.dumps(record.to_json()))
+        # Reap it when it exits so it never lingers as a zombie of the agent.
+        asyncio.get_running_loop().create_task(proc.wait())
+        return await self._wait_healthy(request, record)
+
+    async def _wait_healthy(self, request: OpRequest, record: ProcessRecord) -> tuple[int, str]:
+        # Stop waiting a little before the operation's timeout so the reason is ours
+        # ("not healthy: ...") rather than a bare "timed out".
+        deadline = time.monotonic() + max(0.5, request.timeout - 0.5)
+        while True:
+            if not is_alive(record):
+                return OcfRc.ERR_GENERIC, self._exit_reason(request, None)
+            ok, why = await self._healthy(request)
+            if ok:
+                return OcfRc.SUCCESS, ""
+            if time.monotonic() >= deadline:
+                return OcfRc.ERR_GENERIC, f"not healthy after {request.timeout:g}s: {why}"
+            await asyncio.sleep(_POLL)
+
+    def _exit_reason(self, request: OpRequest, code: int | None) -> str:
+        log = self._base(request) / "output.log"
+        last = ""
+        with contextlib.suppress(OSError):
+            lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+            last = lines[-1][:200] if lines else ""
+        what = f"exited with {code}" if code is not None else "exited"
+        return f"{what}" + (f": {last}" if last else "")
+
+    async def _stop(self, request: OpRequest) -> tuple[int, str]:
+        record = self._record(request)
+        if record is None or not is_alive(record):
+            (self._base(request) / "pid").unlink(missing_ok=True)
+            return OcfRc.SUCCESS, ""
+        grace = float(request.params.get("stop-grace", "5"))
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(record.pid, signal.SIGTERM)
+        if not await wait_exit(record, min(grace, max(0.0, request.timeout - 1.0))):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(record.pid, signal.SIGKILL)
+            await wait_exit(record, max(1.0, request.timeout))
+        (self._base(request) / "pid").unlink(missing_ok=True)
+        return OcfRc.SUCCESS, ""
+
+    async def _monitor(self, request: OpRequest) -> tuple[int, str]:
+        record = self._record(request)
+        if record is None:
+            return OcfRc.NOT_RUNNING, ""
+        if not is_alive(record):
+            return OcfRc.NOT_RUNNING, self._exit_reason(request, None)
+        ok, why = await self._healthy(request)
+        if not ok:
+            return OcfRc.ERR_GENERIC, f"health check failed: {why}"
+        return OcfRc.SUCCESS, ""
+
+    # ---- health -----------------------------------------------------------------------------
+
+    async def _healthy(self, request: OpRequest) -> tuple[bool, str]:
+        params = request.params
+        checks = []
+        if params.get("health-cmd"):
+            checks.append(("cmd", params["health-cmd"]))
+        if params.get("health-port"):
+            checks.append(("port", params["health-port"]))
+        if params.get("health-url"):
+            checks.append(("url", params["health-url"]))
+        for kind, value in checks:
+            ok, why = await _check(kind, value, request.netns, min(5.0, request.timeout))
+            if not ok:
+                return False, why
+        return True, ""
+
+
+async def _check(kind: str, value: str, netns: str | None, timeout: float) -> tuple[bool, str]:
+    """One health check. Inside a network namespace it runs as a small child process there."""
+    if netns is not None:
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            sys.executable,
+            "-m",
+            "hastack.executor.agents.health",
+            kind,
+            value,
+        ]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            )
+            async with asyncio.timeout(timeout):
+                out, _ = await proc.communicate()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            return False, f"{kind} check timed out"
+        except OSError as exc:
+            return False, f"{kind} check could not run: {exc.strerror}"
+        return proc.returncode == 0, out.decode(errors="replace").strip()
+    return await check(kind, value, timeout)

@@ -1,0 +1,218 @@
+"""What a node reports about its resources: the value of `<prefix>/status/<node>`.
+
+Each agent's executor writes one JSON document for its node, replacing it whenever something
+changes (an operation finished, a monitor failed, a fail count moved):
+
+    {
+      "node": "n1",
+      "epoch": 42,                       the DC epoch of the target this node last accepted
+      "updated": 1700000000.5,           wall clock, for display
+      "resources": {
+        "vip":      {"role": "Started"},
+        "galera:0": {"role": "Promoted"},
+        "web":      {"role": "Stopped", "failed": true, "fail-count": 1000000,
+                     "last-failure": 1699999999.0,
+                     "last-op": {"op": "start", "rc": 1, "reason": "exited with 1: ...",
+                                 "at": 1699999999.0, "duration": 0.4}}
+      }
+    }
+
+Readers (the DC's scheduler, the proxy, `hastack status`) decode it with `decode_status`;
+a value that does not decode is a problem to report, never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hastack.model.config import Role
+
+__all__ = ["LastOp", "NodeReport", "ResourceReport", "decode_status"]
+
+
+@dataclass(frozen=True, slots=True)
+class LastOp:
+    op: str  # start, stop, monitor, promote, demote, probe
+    rc: int  # OCF exit code (0 success, 7 not running, 8 running promoted, ...)
+    reason: str = ""
+    at: float = 0.0
+    duration: float = 0.0
+    interval: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "rc": self.rc,
+            "reason": self.reason,
+            "at": self.at,
+            "duration": self.duration,
+            "interval": self.interval,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceReport:
+    role: Role = Role.STOPPED
+    failed: bool = False
+    blocked: bool = False
+    fail_count: int = 0
+    last_failure: float | None = None
+    last_op: LastOp | None = None
+    # The operation that failed last: kept (for `hastack status`) until a cleanup.
+    failed_op: LastOp | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role.value}
+        if self.failed:
+            out["failed"] = True
+        if self.blocked:
+            out["blocked"] = True
+        if self.fail_count:
+            out["fail-count"] = self.fail_count
+        if self.last_failure is not None:
+            out["last-failure"] = self.last_failure
+        if self.last_op is not None:
+            out["last-op"] = self.last_op.to_json()
+        if self.failed_op is not None:
+            out["failed-op"] = self.failed_op.to_json()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class NodeReport:
+    node: str
+    epoch: int = 0
+    updated: float = 0.0
+    resources: Mapping[str, ResourceReport] = field(default_factory=dict)
+    # Transient node attributes published by resource agents (promotion scores
+    # `master-<rsc>`), gone with the report.
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    # Primitives this node has probed since its agent started: the DC starts a resource
+    # nowhere until every online node has probed it (it might already run somewhere).
+    probed: frozenset[str] = frozenset()
+    # The store revision of the last target whose work this node has finished (every step
+    # done or failed). The DC releases nothing new until every online node has caught up,
+    # so it never plans around an operation that may still be under way.
+    acked: int = 0
+
+    def encode(self) -> bytes:
+        doc = {
+            "node": self.node,
+            "epoch": self.epoch,
+            "acked": self.acked,
+            "updated": self.updated,
+            "probed": sorted(self.probed),
+            "attributes": dict(sorted(self.attributes.items())),
+            "resources": {k: v.to_json() for k, v in sorted(self.resources.items())},
+        }
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+    def active(self) -> dict[str, Role]:
+        """Instances running here (Started, Unpromoted or Promoted)."""
+        return {k: v.role for k, v in self.resources.items() if v.role is not Role.STOPPED}
+
+
+class _Bad(ValueError):
+    pass
+
+
+def _number(data: Mapping[str, Any], name: str, default: float | None) -> float | None:
+    value = data.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Bad(f"{name!r} must be a number, found {value!r}")
+    return float(value)
+
+
+def _role(value: object) -> Role:
+    try:
+        return Role(str(value))
+    except ValueError:
+        raise _Bad(f"unknown role {value!r}") from None
+
+
+def _op(name: str, field: str, raw_op: object) -> LastOp | None:
+    if raw_op is None:
+        return None
+    if not isinstance(raw_op, dict) or not isinstance(raw_op.get("op"), str):
+        raise _Bad(f"resource {name!r}: {field!r} must be an object with 'op'")
+    rc = raw_op.get("rc")
+    if isinstance(rc, bool) or not isinstance(rc, int):
+        raise _Bad(f"resource {name!r}: '{field}.rc' must be an integer")
+    return LastOp(
+        op=raw_op["op"],
+        rc=rc,
+        reason=str(raw_op.get("reason", "")),
+        at=_number(raw_op, "at", 0.0) or 0.0,
+        duration=_number(raw_op, "duration", 0.0) or 0.0,
+        interval=_number(raw_op, "interval", 0.0) or 0.0,
+    )
+
+
+def _resource(name: str, data: object) -> ResourceReport:
+    if not isinstance(data, dict):
+        raise _Bad(f"resource {name!r}: expected an object")
+    fail_count = data.get("fail-count", 0)
+    if isinstance(fail_count, bool) or not isinstance(fail_count, int) or fail_count < 0:
+        raise _Bad(f"resource {name!r}: 'fail-count' must be a non-negative integer")
+    return ResourceReport(
+        role=_role(data.get("role", "Stopped")),
+        failed=bool(data.get("failed", False)),
+        blocked=bool(data.get("blocked", False)),
+        fail_count=fail_count,
+        last_failure=_number(data, "last-failure", None),
+        last_op=_op(name, "last-op", data.get("last-op")),
+        failed_op=_op(name, "failed-op", data.get("failed-op")),
+    )
+
+
+def _integer(data: Mapping[str, Any], name: str) -> int:
+    value = data.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Bad(f"{name!r} must be an integer")
+    return value
+
+
+def _names(value: object) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Bad("'probed' must be a list of resource names")
+    return frozenset(value)
+
+
+def decode_status(node: str, raw: bytes) -> NodeReport:
+    """Decode `status/<node>`; ValueError names what is wrong."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    if data.get("node", node) != node:
+        raise ValueError(f"report names node {data.get('node')!r} but sits under {node!r}")
+    resources = data.get("resources", {})
+    if not isinstance(resources, dict):
+        raise ValueError("'resources' must be an object")
+    attributes = data.get("attributes", {})
+    if not isinstance(attributes, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
+    ):
+        raise ValueError("'attributes' must map strings to strings")
+    try:
+        epoch = data.get("epoch", 0)
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            raise _Bad("'epoch' must be an integer")
+        return NodeReport(
+            node=node,
+            epoch=epoch,
+            updated=_number(data, "updated", 0.0) or 0.0,
+            resources={str(k): _resource(str(k), v) for k, v in resources.items()},
+            attributes=attributes,
+            probed=_names(data.get("probed", [])),
+            acked=_integer(data, "acked"),
+        )
+    except _Bad as exc:
+        raise ValueError(str(exc)) from None
