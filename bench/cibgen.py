@@ -1,8 +1,10 @@
 """Generate Pacemaker CIBs of N nodes x M resources, with a status section, for benchmarks.
 
-The mix, per 100 resources: ~15 groups of 3 members (45 primitives), 5 anonymous clones
-(one instance per node), 1 promotable clone with promotion scores, the rest plain
-primitives; constraints: a mandatory colocation and order between every 5th resource and the
+The mix: clones are the cluster-wide services (an API, memcached, a Galera writer), so their
+number grows slowly with the size, as in real control planes: about one anonymous clone per
+40 resources up to 25, one promotable clone (with promotion scores) per 200 up to 5, each with
+an instance on every node. Of the rest, ~15 % are groups of 3 members, the others plain
+primitives. Constraints: a mandatory colocation and order between every 5th resource and the
 one before it, an order between every 7th and the one before, a location preference for every
 3rd resource. Everything is already running (as a real cluster would be), so the scheduler's
 job is to confirm placement; the failed-node variant takes one node out, which forces moves.
@@ -52,10 +54,15 @@ def generate(nodes: int, resources: int, *, failed_node: bool = False, seed: int
     # (rsc, role, promotion score) per node
     index = 0
     count = 0
+    anonymous = min(25, max(1, resources // 40))
+    promotable = min(5, max(1, resources // 200))
+    clone_at = {round((i + 0.5) * resources / anonymous) for i in range(anonymous)}
+    promotable_at = {round((i + 0.3) * resources / promotable) for i in range(promotable)}
+    promotable_at -= clone_at
     while count < resources:
         index += 1
         roll = index % 100
-        if roll in (10, 30, 50, 70, 90):  # anonymous clone
+        if count in clone_at:  # anonymous clone
             cid, pid = f"clone{index}", f"cl{index}"
             config.append(
                 f'<clone id="{cid}"><meta_attributes id="{cid}-meta">'
@@ -68,7 +75,7 @@ def generate(nodes: int, resources: int, *, failed_node: bool = False, seed: int
             for n in names:
                 running[n].append((pid, "Started", None))
             count += 1
-        elif roll == 55:  # promotable clone
+        elif count in promotable_at:  # promotable clone
             cid, pid = f"ms{index}", f"pr{index}"
             config.append(
                 f'<clone id="{cid}"><meta_attributes id="{cid}-meta">'

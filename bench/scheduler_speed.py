@@ -1,10 +1,14 @@
 """hastack's scheduler against Pacemaker's crm_simulate, on the same generated CIBs.
 
 For each size (nodes x resources, plus a variant with one node gone) it generates a CIB
-(bench/cibgen.py), runs `crm_simulate -S -x` (Debian's pacemaker-cli-utils) and hastack's
+(bench/cibgen.py), runs `crm_simulate -R -x` (Debian's pacemaker-cli-utils: "process the
+input and show what actions the cluster will take", i.e. one scheduler run) and hastack's
 `import_cib` + `schedule` in a fresh process each, and prints wall time, peak memory (max
-RSS of the process) and the ratio. hastack's time is also split into XML import and the
+RSS of the process) and the ratios. hastack's time is also split into XML import and the
 scheduling itself. Medians of --repeat runs. A figure, never a pass/fail.
+
+(`crm_simulate -S` would also simulate executing every action and is many times slower
+again; that is not scheduling, so it is not the anchor.)
 
     .venv/bin/python bench/scheduler_speed.py [--repeat 3] [--sizes 8x100 16x500 ...]
 """
@@ -14,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -26,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from cibgen import generate
+from debs import ensure_programs
 
 WORKER = """
 import json, sys, time
@@ -73,7 +77,7 @@ def _run(argv: list[str], timeout: float, *, capture: bool) -> tuple[Run, str]:
 
 
 def crm_simulate(path: Path, timeout: float) -> Run:
-    run, _ = _run(["crm_simulate", "-S", "-x", str(path)], timeout, capture=False)
+    run, _ = _run(["crm_simulate", "-R", "-x", str(path)], timeout, capture=False)
     return run
 
 
@@ -110,14 +114,12 @@ def main() -> int:
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="per crm_simulate run")
     args = parser.parse_args()
-    if shutil.which("crm_simulate") is None:
-        print("crm_simulate is not installed: apt-get install pacemaker-cli-utils", file=sys.stderr)
-        return 1
+    ensure_programs(("crm_simulate", "pacemaker-cli-utils"))
     header = (
         f"{'case':<22}{'crm_simulate':>14}{'MB':>7}{'hastack':>10}{'MB':>7}"
         f"{'import':>9}{'schedule':>10}{'speed-up':>10}{'sched-only':>12}"
     )
-    print("scheduler: hastack (import_cib + schedule, fresh process) vs crm_simulate -S -x")
+    print("scheduler: hastack (import_cib + schedule, fresh process) vs crm_simulate -R -x")
     print(f"medians of {args.repeat} runs; times in seconds, memory = peak RSS")
     print(header)
     with tempfile.TemporaryDirectory(prefix="hastack-bench-") as tmp:

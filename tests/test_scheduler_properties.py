@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hastack.model.config import ClusterConfig, Role
-from hastack.model.state import ClusterState, NodeStatus, ResourceStatus
+from hastack.model.state import ClusterState, NodeStatus, ResourceStatus, base_id
 from hastack.scheduler import Plan, schedule
 from hastack.scheduler.simulate import apply_actions
 
@@ -32,7 +32,13 @@ def clusters(draw: st.DrawFn) -> tuple[ClusterConfig, ClusterState]:
     singles = PRIMS[: draw(st.integers(1, 4))]
     grouped = draw(st.booleans())
     for name in singles:
-        resources.append({"primitive": name, "agent": "ocf:heartbeat:Dummy"})
+        resources.append(
+            {
+                "primitive": name,
+                "agent": "ocf:heartbeat:Dummy",
+                "utilization": {"cpu": draw(st.integers(0, 2))},
+            }
+        )
     if grouped:
         resources.append(
             {
@@ -97,9 +103,16 @@ def clusters(draw: st.DrawFn) -> tuple[ClusterConfig, ClusterState]:
         )
     config = ClusterConfig.model_validate(
         {
-            "properties": {"stonith-enabled": False},
+            "properties": {
+                "stonith-enabled": False,
+                "placement-strategy": draw(
+                    st.sampled_from(["default", "utilization", "balanced", "minimal"])
+                ),
+            },
             "resource-defaults": {"resource-stickiness": draw(st.sampled_from([0, 1, 50]))},
-            "nodes": [{"node": n} for n in node_names],
+            "nodes": [
+                {"node": n, "utilization": {"cpu": draw(st.integers(0, 4))}} for n in node_names
+            ],
             "resources": resources,
             "constraints": constraints,
         }
@@ -118,8 +131,11 @@ def clusters(draw: st.DrawFn) -> tuple[ClusterConfig, ClusterState]:
     running: list[ResourceStatus] = []
     for name in [*singles, *(["g1", "g2"] if grouped else [])]:
         if draw(st.booleans()):
+            failed = draw(st.booleans())
+            # A failed stop that could not be resolved leaves the resource blocked.
+            blocked = failed and draw(st.sampled_from([False, False, True]))
             running.append(
-                ResourceStatus(name, draw(st.sampled_from(up)), failed=draw(st.booleans()))
+                ResourceStatus(name, draw(st.sampled_from(up)), failed=failed, blocked=blocked)
             )
     for base in ("cp", "pp"):
         for n in draw(st.lists(st.sampled_from(up), unique=True, max_size=len(up))):
@@ -138,12 +154,17 @@ def check_invariants(config: ClusterConfig, state: ClusterState, plan: Plan) -> 
     meta = {c.clone: c.meta for c in config.resources if hasattr(c, "clone")}
     assert promoted["pp"] <= (meta["pr"].promoted_max or 1)
     assert all(v <= 1 for k, v in per_node.items())
+    # A resource whose stop must wait for a blocked resource (never stopped) stays where it
+    # runs, even on a node in standby; nothing may start there.
+    any_blocked = any(r.blocked for r in state.resources)
+    running = {(base_id(r.resource), r.node) for r in state.resources if r.role is not Role.STOPPED}
     for a in plan.assignments:
         if a.node is None or not a.managed:
             continue
         node = state.nodes[a.node]
         assert node.online, f"{a.instance} left on offline {a.node}"
-        assert not node.standby, f"{a.instance} left on standby {a.node}"
+        stuck = any_blocked and (a.primitive, a.node) in running
+        assert not node.standby or stuck, f"{a.instance} left on standby {a.node}"
     assert clones  # the generator always makes clones
 
 

@@ -427,10 +427,14 @@ class _Reader:
         clone_id: str | None = None
         if clone is not None:
             clone_id = clone.get("id")
-            unique = bool(
-                _chain_value(
-                    self.meta_chain.get(clone_id or "", []), self.defaults, "globally_unique"
-                )
+            clone_chain = self.meta_chain.get(clone_id or "", [])
+            explicit = _chain_value(clone_chain, self.defaults, "globally_unique")
+            # Pacemaker: globally-unique defaults to true when clone-node-max > 1.
+            node_max = _chain_value(clone_chain, self.defaults, "clone_node_max")
+            unique = (
+                bool(explicit)
+                if explicit is not None
+                else isinstance(node_max, int) and node_max > 1
             )
             promotable = clone_id in self.promotable_members
         managed = _chain_value(chain, self.defaults, "is_managed") is not False
@@ -677,6 +681,17 @@ class _Reader:
                     util[key] = max(0, int(raw))
                 except ValueError:
                     self.f.note(f"utilization {key}={raw!r} of node '{uname}' ignored")
+            # Capacity the node reports at run time (status transient attributes) adds to
+            # the configured one; configured values win (Pacemaker's add_node_attrs).
+            for state in self.doc.root.findall("status/node_state"):
+                if state.get("id") != nid:
+                    continue
+                transient = state.find("transient_attributes")
+                for key, raw in self.doc.nvpairs(transient, "utilization").items():
+                    try:
+                        util.setdefault(key, max(0, int(raw)))
+                    except ValueError:
+                        self.f.note(f"utilization {key}={raw!r} of node '{uname}' ignored")
             if util:
                 self.f.feature("utilization")
             name = self.names.name(uname)

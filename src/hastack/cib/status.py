@@ -23,7 +23,7 @@ import enum
 import functools
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hastack.cib.cibxml import (
     Findings,
@@ -174,6 +174,10 @@ class _Unpacker:
         self.results: list[ResourceStatus] = []
         # Primitives whose failure-timeout Pacemaker disregards (on-fail=block failures).
         self.no_expiry: set[str] = set()
+        # Resources with a failure ignored by on-fail=ignore: Pacemaker then disregards their
+        # migration-threshold altogether (pcmk__threshold_reached), so their fail counts do
+        # not matter to placement.
+        self.ignored: set[str] = set()
 
     # ---- nodes --------------------------------------------------------------------------
 
@@ -526,6 +530,7 @@ class _Unpacker:
         if strategy is OnFail.IGNORE:
             self.update_state(h, op, op.expected, info)
             self.f.feature("failure-ignored")
+            self.ignored.add(self.instance_name(rid))
             return
         self.op_failure(h, op, strategy, fail_role, info, rid)
         if status == ERROR_HARD:
@@ -807,9 +812,13 @@ class _Unpacker:
             )
         if not self.has_quorum:
             self.f.feature("no-quorum")
+        results = [
+            replace(r, fail_count=0, last_failure=None) if r.resource in self.ignored else r
+            for r in self.results
+        ]
         return ClusterState(
             nodes=statuses,
-            resources=tuple(self.results),
+            resources=tuple(results),
             has_quorum=self.has_quorum,
             now=self.now,
         )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -33,6 +33,8 @@ __all__ = [
     "Colocation",
     "Constraint",
     "Expression",
+    "FenceDevice",
+    "FencingSpec",
     "Group",
     "Location",
     "Meta",
@@ -477,6 +479,68 @@ class Properties(Spec):
     stop_all_resources: bool = False
     start_failure_is_fatal: bool = True
     stop_orphan_resources: bool = True
+    # Fencing (see docs/fencing.md).
+    stonith_action: Literal["reboot", "off"] = "reboot"
+    stonith_timeout: Duration = 60.0
+    # Fast detection: agents send each other heartbeats every heartbeat-interval; the DC
+    # suspects (and, with fencing, fences) a member silent for suspect-after.
+    heartbeat_interval: Duration = 0.2
+    suspect_after: Duration = 1.0
+    # After a lost node's lease expired on the server, how long the DC still waits before it
+    # counts the node as having stopped its resources itself (watchdog reset latency, clock
+    # rate differences).
+    self_fence_margin: Duration = 0.5
+
+    @pydantic.model_validator(mode="after")
+    def _detection(self) -> Properties:
+        if self.heartbeat_interval <= 0:
+            raise ValueError("heartbeat-interval must be positive")
+        if self.suspect_after < 3 * self.heartbeat_interval:
+            raise ValueError(
+                "suspect-after must be at least 3 × heartbeat-interval, or one lost datagram "
+                f"gets a node fenced: got {self.suspect_after:g}s < "
+                f"3 × {self.heartbeat_interval:g}s"
+            )
+        return self
+
+
+_FENCE_AGENT = re.compile(r"^fence_[A-Za-z0-9_-]+$")
+
+
+def _fence_agent(value: object) -> object:
+    if isinstance(value, str) and not _FENCE_AGENT.match(value):
+        raise ValueError(f"not a fence agent name (fence_*, e.g. fence_ipmilan): {value!r}")
+    return value
+
+
+class FenceDevice(Spec):
+    """One fencing device, run by the fence-agents protocol (key=value lines on stdin)."""
+
+    device: Name
+    agent: Annotated[str, pydantic.BeforeValidator(_fence_agent)]
+    params: dict[str, ParamValue] = pydantic.Field(default_factory=dict)
+    targets: list[Name] = pydantic.Field(default_factory=list)  # empty: every node
+    port_map: dict[Name, str] = pydantic.Field(default_factory=dict)  # node -> plug name
+    timeout: Duration = 20.0
+
+    def can_fence(self, node: str) -> bool:
+        return not self.targets or node in self.targets
+
+    def port(self, node: str) -> str:
+        return self.port_map.get(node, node)
+
+
+class FencingSpec(Spec):
+    devices: list[FenceDevice] = pydantic.Field(default_factory=list)
+    # node -> levels, tried in order; a level succeeds when every device in it succeeds.
+    levels: dict[Name, list[list[Name]]] = pydantic.Field(default_factory=dict)
+
+    def levels_for(self, node: str) -> list[list[FenceDevice]]:
+        by_id = {d.device: d for d in self.devices}
+        if node in self.levels:
+            return [[by_id[d] for d in level if d in by_id] for level in self.levels[node]]
+        # Without explicit levels: each device that can fence the node is a level of its own.
+        return [[d] for d in self.devices if d.can_fence(node)]
 
 
 class OpDefaults(Spec):
@@ -500,6 +564,7 @@ class ClusterConfig(Spec):
     nodes: list[NodeSpec] = pydantic.Field(default_factory=list)
     resources: list[Resource] = pydantic.Field(default_factory=list)
     constraints: list[Constraint] = pydantic.Field(default_factory=list)
+    fencing: FencingSpec = FencingSpec()
 
     # ---- walking the tree --------------------------------------------------------------------
 
@@ -569,6 +634,40 @@ class ClusterConfig(Spec):
                                 f"role {role} needs a promotable clone; {rid!r} is not one",
                             )
                         )
+        problems.extend(self._fencing_problems(nodes))
+        return problems
+
+    def _fencing_problems(self, nodes: set[str]) -> list[tuple[Loc, str]]:
+        problems: list[tuple[Loc, str]] = []
+        devices: set[str] = set()
+        for index, d in enumerate(self.fencing.devices):
+            where: Loc = ("fencing", "devices", index)
+            if d.device in devices:
+                problems.append(((*where, "device"), f"device {d.device!r} is defined twice"))
+            devices.add(d.device)
+            for j, target in enumerate(d.targets):
+                if target not in nodes:
+                    problems.append(
+                        ((*where, "targets", j), f"no node named {target!r} (list it under nodes)")
+                    )
+        for node, levels in self.fencing.levels.items():
+            if node not in nodes:
+                problems.append(
+                    (("fencing", "levels", node), f"no node named {node!r} (list it under nodes)")
+                )
+            for i, level in enumerate(levels):
+                if not level:
+                    problems.append(
+                        (("fencing", "levels", node, i), "a level needs at least one device")
+                    )
+                for j, device in enumerate(level):
+                    if device not in devices:
+                        problems.append(
+                            (
+                                ("fencing", "levels", node, i, j),
+                                f"no fencing device named {device!r}",
+                            )
+                        )
         return problems
 
     def _is_promotable(self, rid: str) -> bool:
@@ -636,6 +735,21 @@ def _constraint_refs(c: Location | Colocation | Order) -> list[tuple[Loc, str]]:
     return refs
 
 
-def parse_cluster_config(text: str, source: str) -> ClusterConfig:
-    """Validate a cluster configuration; ConfigError lists every problem with its line."""
-    return validate(load_yaml(text, source), ClusterConfig, checks=ClusterConfig.reference_problems)
+def parse_cluster_config(
+    text: str,
+    source: str,
+    *,
+    extra_checks: Callable[[ClusterConfig], list[tuple[Loc, str]]] | None = None,
+) -> ClusterConfig:
+    """Validate a cluster configuration; ConfigError lists every problem with its line.
+
+    `extra_checks` adds checks the pure model cannot make (fence agents installed here).
+    """
+
+    def checks(config: ClusterConfig) -> list[tuple[Loc, str]]:
+        found = config.reference_problems()
+        if extra_checks is not None and not found:
+            found += extra_checks(config)
+        return found
+
+    return validate(load_yaml(text, source), ClusterConfig, checks=checks)

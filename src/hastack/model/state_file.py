@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import pydantic
 
 from hastack.model.agent_config import NodeKind
-from hastack.model.base import Name, Spec
+from hastack.model.base import Duration, Name, Spec
 from hastack.model.config import ClusterConfig, ParamValue, Role, RoleName
 from hastack.model.document import Document, Loc, load_yaml, validate
 from hastack.model.scores import INFINITY
@@ -56,6 +56,8 @@ class ResourceEntry(Spec):
     blocked: bool = False
     fail_count: Annotated[int, pydantic.Field(ge=0)] = 0
     last_failure: float | None = None
+    failed_op: str | None = None  # which operation failed (for on-fail)
+    failed_interval: Duration = 0.0
 
     @pydantic.field_validator("fail_count", mode="before")
     @classmethod
@@ -94,6 +96,8 @@ class StateEntry(Spec):
                     blocked=r.blocked,
                     fail_count=r.fail_count,
                     last_failure=r.last_failure,
+                    failed_op=r.failed_op,
+                    failed_interval=r.failed_interval,
                 )
                 for r in self.resources
             ),

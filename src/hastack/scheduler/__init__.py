@@ -8,6 +8,8 @@ No I/O, no clock (the state carries `now`), no randomness. See docs/scheduler.md
 
 from __future__ import annotations
 
+import gc
+
 from hastack.model.config import ClusterConfig
 from hastack.model.state import ClusterState
 from hastack.scheduler.actions import plan_actions
@@ -20,9 +22,18 @@ __all__ = ["Action", "ActionKind", "Assignment", "Plan", "schedule"]
 
 
 def schedule(config: ClusterConfig, state: ClusterState) -> Plan:
-    run = build(config, state)
-    attach_constraints(run)
-    apply_node_scores(run)
-    assign_all(run)
-    outcome = plan_actions(run)
+    # One run allocates hundreds of thousands of short-lived objects: the cyclic garbage
+    # collector would walk every live object (the whole configuration) many times over for
+    # nothing. It is off for the run; the run's own cycles are collected after.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        run = build(config, state)
+        attach_constraints(run)
+        apply_node_scores(run)
+        assign_all(run)
+        outcome = plan_actions(run)
+    finally:
+        if was_enabled:
+            gc.enable()
     return Plan(outcome.assignments, outcome.actions, outcome.warnings)

@@ -2,9 +2,12 @@
 that can actually run, in which order, and what the cluster looks like once it has run.
 
 Runnability is a fixed point over three rules (section 7 of the research notes): a start is
-blocked when a mandatory order's first cannot run, when a mandatory colocation's primary
-cannot run, and when quorum is lost under a policy that forbids starting; a stop is blocked
-on an unclean node that cannot be fenced, and a blocked stop blocks the start elsewhere.
+blocked when a mandatory order's first cannot run (a blocked resource never starts; an
+asymmetric order spares what is already running; require-all=false sets need any one first;
+clone-min needs that many instances anywhere), when a mandatory colocation's primary cannot
+run, and when quorum is lost under a policy that forbids starting. A stop is blocked on an
+unclean node that cannot be fenced, or when it must wait for the stop of a blocked resource;
+a blocked stop blocks the start elsewhere.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass, field
 from hastack.model.config import NoQuorumPolicy, OrderKind, Role
 from hastack.model.scores import INFINITY
 from hastack.scheduler.plan import Action, ActionKind, Assignment
-from hastack.scheduler.tree import Kind, Rsc, Run
+from hastack.scheduler.tree import Kind, Order, Rsc, Run
 
 __all__ = ["Outcome", "plan_actions"]
 
@@ -39,6 +42,7 @@ class _Prim:
     target_role: Role
     start_ok: bool = True
     promote_ok: bool = True
+    stop_ok: bool = True  # False: it must wait for the stop of something blocked
     why_not: str = ""
     actions: dict[tuple[ActionKind, str], int] = field(default_factory=dict)
 
@@ -90,13 +94,67 @@ def _quorum_allows_start(run: Run, p: Rsc, already_there: bool) -> bool:
     policy = run.config.properties.no_quorum_policy
     if policy is NoQuorumPolicy.IGNORE:
         return True
+    if policy is NoQuorumPolicy.DEMOTE:
+        # Active instances of a promotable clone keep running (demoted); the rest stops.
+        clone = p.clone
+        return clone is not None and clone.promotable and bool(p.active)
     return policy is NoQuorumPolicy.FREEZE and already_there
 
 
+def _blocked_stops(run: Run, prims: dict[int, _Prim]) -> None:
+    """Stops that must wait for the stop of a blocked resource cannot run (a blocked resource
+    is never stopped): the first of a mandatory order whose then is blocked, and the earlier
+    members of a group before a blocked member. A group member that would start before active
+    later members must restart them, so it cannot start past a blocked one either."""
+
+    def stuck(p: Rsc) -> bool:
+        return p.blocked and bool(prims[id(p)].current)
+
+    for order in run.orders:
+        if (
+            order.kind is not OrderKind.MANDATORY
+            or not order.symmetrical
+            or order.first_action != "start"
+            or order.then_action != "start"
+            or order.first.kind is Kind.CLONE
+            or order.then.kind is Kind.CLONE
+        ):
+            continue
+        then_blocked = next((t for t in order.then.primitives() if stuck(t)), None)
+        if then_blocked is None:
+            continue
+        for f in order.first.primitives():
+            info = prims[id(f)]
+            if info.current and info.stop_ok:
+                info.stop_ok = False
+                info.why_not = f"unrunnable {then_blocked.id} stop"
+    for group in run.all_resources():
+        if group.kind is not Kind.GROUP:
+            continue
+        members = group.children
+        for index, member in enumerate(members):
+            if not stuck(member):
+                continue
+            for earlier in reversed(members[:index]):
+                info = prims[id(earlier)]
+                if not info.current:
+                    if info.target is not None and info.start_ok:
+                        info.start_ok = False
+                        info.why_not = f"unrunnable {member.id} stop"
+                    break
+                if info.stop_ok:
+                    info.stop_ok = False
+                    info.why_not = f"unrunnable {member.id} stop"
+
+
 def _runnability(run: Run, prims: dict[int, _Prim], fenced: set[str]) -> None:
+    _blocked_stops(run, prims)
     for info in prims.values():
         p = info.r
         if not p.managed:
+            continue
+        if not info.stop_ok and (info.target not in info.current or info.target in p.failed):
+            info.start_ok = False  # it cannot leave where it runs now
             continue
         if info.target is None:
             info.start_ok = False
@@ -126,30 +184,37 @@ def _runnability(run: Run, prims: dict[int, _Prim], fenced: set[str]) -> None:
                 run.config.properties.no_quorum_policy is NoQuorumPolicy.FREEZE and was_promoted
             ):
                 info.promote_ok = False
+    plain: list[Order] = []
+    one_of: dict[str, list[Order]] = {}
+    for order in run.orders:
+        if order.first_action not in ("start", "promote"):
+            continue
+        if order.one_of is not None:
+            one_of.setdefault(order.one_of, []).append(order)
+        elif order.kind is OrderKind.MANDATORY:
+            plain.append(order)
     changed = True
     while changed:
         changed = False
-        for order in run.orders:
-            if order.kind is not OrderKind.MANDATORY:
-                continue
-            if order.first_action not in ("start", "promote"):
-                continue
+        for order in plain:
             for t in order.then.primitives():
                 info = prims[id(t)]
-                if not t.managed:
-                    continue
-                if order.then_action == "start" and info.start_ok:
-                    if not _first_will_run(order.first, order.first_action, t, order.then, prims):
-                        info.start_ok = False
-                        info.why_not = f"unrunnable {order.first.id} {order.first_action}"
-                        changed = True
-                elif (
-                    order.then_action == "promote"
-                    and info.promote_ok
-                    and info.target_role is Role.PROMOTED
-                ) and not _first_will_run(order.first, order.first_action, t, order.then, prims):
-                    info.promote_ok = False
+                if not order.symmetrical and _stays_put(info):
+                    continue  # an asymmetric order leaves alone what needs no start
+                if _then_can_run(order, info) and not _first_will_run(order, t, prims):
+                    _block_then(order, info, f"unrunnable {order.first.id} {order.first_action}")
                     changed = True
+        for key, group in one_of.items():
+            for order in group:
+                for t in order.then.primitives():
+                    info = prims[id(t)]
+                    if _then_can_run(order, info) and not any(
+                        _will_run_anywhere(o.first, prims, _role_of(o.first_action))
+                        for o in group
+                        if o.then is order.then
+                    ):
+                        _block_then(order, info, f"one-or-more:{key}")
+                        changed = True
         for coloc in run.colocs:
             if coloc.score < INFINITY:
                 continue
@@ -175,13 +240,43 @@ def _runnability(run: Run, prims: dict[int, _Prim], fenced: set[str]) -> None:
                         changed = True
 
 
+def _stays_put(info: _Prim) -> bool:
+    """Already running where it is placed, on that node only, and not to be recovered."""
+    return (
+        info.target is not None
+        and list(info.current) == [info.target]
+        and info.target not in info.r.failed
+    )
+
+
+def _then_can_run(order: Order, info: _Prim) -> bool:
+    """Would the `then` side of an order still do its action (so that an unrunnable first
+    can block it)?"""
+    if not info.r.managed:
+        return False
+    if order.then_action == "start":
+        return info.start_ok
+    return order.then_action == "promote" and info.promote_ok and info.target_role is Role.PROMOTED
+
+
+def _block_then(order: Order, info: _Prim, why: str) -> None:
+    if order.then_action == "start":
+        info.start_ok = False
+        info.why_not = why
+    else:
+        info.promote_ok = False
+
+
 def _runs(info: _Prim) -> bool:
     if not info.r.managed:
-        return bool(info.current)
+        # A blocked resource gets no start at all: what must start after it cannot.
+        return bool(info.current) and not info.r.blocked
     return info.target is not None and info.start_ok
 
 
-def _will_run_anywhere(r: Rsc, prims: dict[int, _Prim], role: Role | None) -> bool:
+def _will_run_anywhere(
+    r: Rsc, prims: dict[int, _Prim], role: Role | None, minimum: int = 1
+) -> bool:
     if r.kind is Kind.CLONE:
         count = 0
         for instance in r.children:
@@ -192,15 +287,21 @@ def _will_run_anywhere(r: Rsc, prims: dict[int, _Prim], role: Role | None) -> bo
                 ):
                     continue
                 count += 1
-        return count >= max(1, r.clone_min)
+        return count >= minimum
     members = list(r.primitives())
     return bool(members) and all(_runs(prims[id(p)]) for p in members)
 
 
-def _first_will_run(
-    first: Rsc, action: str, then_prim: Rsc, then: Rsc, prims: dict[int, _Prim]
-) -> bool:
-    role = Role.PROMOTED if action == "promote" else None
+def _role_of(action: str) -> Role | None:
+    return Role.PROMOTED if action == "promote" else None
+
+
+def _first_will_run(order: Order, then_prim: Rsc, prims: dict[int, _Prim]) -> bool:
+    first, then = order.first, order.then
+    role = _role_of(order.first_action)
+    if order.simple and first.kind is Kind.CLONE and first.clone_min > 0:
+        # clone-min: enough instances anywhere, whatever interleave says.
+        return _will_run_anywhere(first, prims, role, first.clone_min)
     if first.kind is Kind.CLONE and then.kind is Kind.CLONE and then.interleave:
         node = prims[id(then_prim)].target
         for instance in first.children:
@@ -255,6 +356,9 @@ class _Builder:
         for node, role in info.current.items():
             if stays and node == info.target:
                 continue
+            if not info.stop_ok:
+                self.blocked.append(f"stop of {p.id} on {node} is blocked: {info.why_not}")
+                continue
             if not _stop_ok(self.run, node, self.fenced):
                 self.blocked.append(
                     f"stop of {p.id} on {node} is blocked: node is unclean and cannot be fenced"
@@ -306,9 +410,7 @@ class _Builder:
         if p.orphan:
             return f"{p.id} is no longer configured"
         if info.target is None:
-            if p.target_role is Role.STOPPED or any(
-                a.target_role is Role.STOPPED for a in _ancestors(p)
-            ):
+            if p.target_role is Role.STOPPED:
                 return "target-role is Stopped"
             return "no node can run it"
         if not info.start_ok:
@@ -418,15 +520,6 @@ class _Builder:
         return out
 
 
-def _ancestors(r: Rsc) -> list[Rsc]:
-    out = []
-    p = r.parent
-    while p is not None:
-        out.append(p)
-        p = p.parent
-    return out
-
-
 # ---- results --------------------------------------------------------------------------------
 
 
@@ -445,7 +538,7 @@ def _results(run: Run, prims: dict[int, _Prim]) -> list[Assignment]:
             continue
         final: dict[str, Role] = {}
         for node, role in info.current.items():
-            if not _stop_ok(run, node, set(fenced_nodes)):
+            if not info.stop_ok or not _stop_ok(run, node, set(fenced_nodes)):
                 final[node] = role  # it stays where it cannot be stopped
         if info.target is not None and info.start_ok:
             kept = info.current.get(info.target)

@@ -8,16 +8,28 @@ numbers in comments refer to docs/research/pacemaker-scheduler.md.
 
 from __future__ import annotations
 
-from hastack.model.config import NoQuorumPolicy, Role
+import functools
+from collections.abc import Callable
+
+from hastack.model.config import NoQuorumPolicy, PlacementStrategy, Role
 from hastack.model.scores import INFINITY, add_scores
 from hastack.scheduler.constraints import effective_this_with, effective_with_this
 from hastack.scheduler.tree import Coloc, Kind, Rsc, Run
+from hastack.scheduler.utilization import (
+    ban_insufficient_capacity,
+    compare_capacities,
+    consume,
+    placement_order,
+    release,
+    uses_utilization,
+)
 
 __all__ = ["assign_all"]
 
 
 def assign_all(run: Run) -> None:
-    for top in run.tops:
+    tops = placement_order(run, run.tops) if uses_utilization(run) else run.tops
+    for top in tops:
         assign(run, top)
 
 
@@ -67,16 +79,9 @@ def _assign_primitive(run: Run, r: Rsc, prefer: str | None) -> str | None:
 
 
 def _next_role_stopped(run: Run, r: Rsc) -> bool:
-    return any(x.target_role is Role.STOPPED for x in (r, *_ancestors(r)))
-
-
-def _ancestors(r: Rsc) -> list[Rsc]:
-    out = []
-    p = r.parent
-    while p is not None:
-        out.append(p)
-        p = p.parent
-    return out
+    # target-role is inherited like any meta attribute: a member's own value wins over its
+    # group's or clone's.
+    return r.target_role is Role.STOPPED
 
 
 def _effective(run: Run, node: str, score: int) -> int:
@@ -84,21 +89,40 @@ def _effective(run: Run, node: str, score: int) -> int:
 
 
 def _choose_node(run: Run, r: Rsc, prefer: str | None) -> str | None:
+    """Pacemaker's `assign_best_node` (section 3.2)."""
+    strategy = run.config.properties.placement_strategy
+    if strategy is not PlacementStrategy.DEFAULT:
+        most_free = ban_insufficient_capacity(run, r)
+        if prefer is None:
+            prefer = most_free
     if not r.allowed:
         return None
-    best = max(_effective(run, n, s) for n, s in r.allowed.items())
-    if best < 0:
-        return None
     current = next(iter(r.active), None)
-    ties = [n for n, s in r.allowed.items() if _effective(run, n, s) == best]
-    nodes = run.nodes
-    ties.sort(key=lambda n: (nodes[n].num_resources, n != current, n))
+    if strategy is PlacementStrategy.DEFAULT:
+        # Highest score (unavailable nodes count as -INFINITY), then fewest resources
+        # assigned in this run, then the current node, then the name.
+        available = run.available_nodes
+        allowed = r.allowed
+        if available.issuperset(allowed):
+            values = allowed.values()
+            top = max(values)
+            if top == min(values):
+                ties = list(allowed)  # all equal: the usual case for a plain resource
+            else:
+                ties = [n for n, score in allowed.items() if score == top]
+        else:
+            effective = {n: (s if n in available else -INFINITY) for n, s in allowed.items()}
+            top = max(effective.values())
+            ties = [n for n, score in effective.items() if score == top]
+        best_node = run.load.pick(ties, current)
+    else:
+        best_node = min(r.allowed, key=functools.cmp_to_key(_node_order(run, r, current)))
+    best = r.allowed[best_node]
     if (
         prefer is not None
         and prefer in r.allowed
-        and run.available(prefer)
-        and r.allowed[prefer] >= 0
         and r.allowed[prefer] >= best
+        and run.available(prefer)
     ):
         return prefer
     clone = r.clone
@@ -106,13 +130,36 @@ def _choose_node(run: Run, r: Rsc, prefer: str | None) -> str | None:
     if (
         not unique_instance
         and best > 0
+        and run.available(best_node)
         and current is not None
-        and current in r.allowed
         and run.available(current)
-        and r.allowed[current] == best
+        and r.allowed.get(current, -INFINITY) == best
     ):
         return current
-    return ties[0]
+    return best_node
+
+
+def _node_order(run: Run, r: Rsc, current: str | None) -> Callable[[str, str], int]:
+    """Pacemaker's `compare_nodes` under a utilization strategy."""
+    strategy = run.config.properties.placement_strategy
+    nodes = run.nodes
+
+    def cmp(a: str, b: str) -> int:
+        sa, sb = _effective(run, a, r.allowed[a]), _effective(run, b, r.allowed[b])
+        if sa != sb:
+            return -1 if sa > sb else 1
+        if strategy is not PlacementStrategy.MINIMAL:
+            if strategy is PlacementStrategy.BALANCED:
+                result = compare_capacities(nodes[a], nodes[b])
+                if result:
+                    return result
+            if nodes[a].num_resources != nodes[b].num_resources:
+                return -1 if nodes[a].num_resources < nodes[b].num_resources else 1
+            if current is not None and (a == current) != (b == current):
+                return -1 if a == current else 1
+        return (a > b) - (a < b)
+
+    return cmp
 
 
 def _commit(run: Run, r: Rsc, node: str | None, *, forced: bool = False) -> None:
@@ -127,7 +174,8 @@ def _commit(run: Run, r: Rsc, node: str | None, *, forced: bool = False) -> None
     if node is None:
         r.next_role = Role.STOPPED
         return
-    run.nodes[node].num_resources += 1
+    run.load.change(node, 1)
+    consume(run.nodes[node], r)
     if forced:
         r.next_role = r.active.get(node, Role.STARTED)
     else:
@@ -189,22 +237,29 @@ def _apply_colocation(run: Run, r: Rsc, c: Coloc) -> None:
     where = _primary_nodes(c)
     if where is None:
         return
-    before = dict(r.allowed)
     score = c.score
+    allowed = r.allowed
+    if score >= INFINITY:
+        # A requirement: every node without the primary is out. Built in one step (at
+        # thousands of colocations on a hundred nodes the per-node loop dominated).
+        if not where:
+            r.allowed = dict.fromkeys(allowed, -INFINITY)
+        else:
+            kept = {n: allowed[n] for n in where if n in allowed}
+            r.allowed = dict.fromkeys(allowed, -INFINITY)
+            r.allowed.update(kept)
+        return
+    before = dict(allowed)
     if not where:
         if score > 0:
-            # The primary cannot run: a dependent that needs it cannot either.
-            for node in r.allowed:
-                r.allowed[node] = add_scores(r.allowed[node], -score)
+            # The primary cannot run: a dependent that prefers it loses that much everywhere.
+            for node in allowed:
+                allowed[node] = add_scores(allowed[node], -score)
     else:
-        for node in r.allowed:
-            count = where.get(node, 0)
-            if count:
-                if score < INFINITY:
-                    r.allowed[node] = add_scores(r.allowed[node], _times(score, count))
-            elif score >= INFINITY:
-                r.allowed[node] = -INFINITY
-    if not c.mandatory and not _has_usable_node(run, r.allowed):
+        for node, count in where.items():
+            if node in allowed:
+                allowed[node] = add_scores(allowed[node], _times(score, count))
+    if not c.mandatory and not _has_usable_node(run, allowed):
         r.allowed = before  # a preference is dropped rather than leave nowhere to run
 
 
@@ -229,48 +284,116 @@ def _scale(score: int, factor: float) -> int:
     return max(-INFINITY, min(INFINITY, rounded))
 
 
-def _dependent_table(run: Run, d: Rsc, seen: set[int]) -> dict[str, int]:
-    """A dependent's preferences, with its own dependents' folded in (section 4.4)."""
-    source = d
-    if d.kind is Kind.GROUP and d.children:
-        source = d.children[0]
-    table = {n: s for n, s in source.allowed.items() if run.available(n)}
-    for c in effective_with_this(source):
-        if not c.influence or c.primary_role is not None or c.dependent_role is not None:
-            continue
-        e = c.dependent
-        if id(e) in seen or e.assigned:
-            continue
-        sub = _dependent_table(run, e, seen | {id(e)})
-        factor = c.score / INFINITY
-        for node, value in table.items():
-            other = sub.get(node, -INFINITY)
-            if factor < 0 and other < 0:
-                continue
-            table[node] = add_scores(value, _scale(other, factor))
-    return table
+# Marks a node whose score a non-negative merge would have turned negative: later merges
+# leave it alone and it ends at 1 (Pacemaker's INFINITY_HACK).
+_UNUSABLE = -100 * INFINITY
+
+
+def _has_influence(c: Coloc) -> bool:
+    """A dependent pulls its primary if the colocation says so, or if the primary is not
+    running anywhere yet."""
+    return c.influence or not c.primary.is_active
 
 
 def _merge_dependent(run: Run, primary: Rsc, c: Coloc, *, non_negative: bool = False) -> None:
     """Take in the preferences of a resource colocated with `primary`, scaled by score/INF."""
-    if not c.influence or c.dependent_role is not None or c.primary_role is not None:
+    if not _has_influence(c):
         return
     d = c.dependent
-    if d.assigned or d.assigning:
-        return
-    table = _dependent_table(run, d, {id(primary), id(d)})
-    factor = c.score / INFINITY
-    merged = dict(primary.allowed)
-    for node, value in merged.items():
-        other = table.get(node, -INFINITY)
-        if factor < 0 and other < 0:
+    primary.allowed = _add_colocated_scores(
+        run, d, primary.allowed, c, c.score / INFINITY, non_negative, {id(primary)}
+    )
+
+
+def _add_colocated_scores(
+    run: Run,
+    source: Rsc,
+    table: dict[str, int],
+    c: Coloc,
+    factor: float,
+    non_negative: bool,
+    visiting: set[int],
+) -> dict[str, int]:
+    """`table` with `source`'s node scores added (scaled by `factor`), then recursively those
+    of what is colocated with `source`; a step that would leave no node to run on is rolled
+    back on its own (Pacemaker's `add_colocated_node_scores`, section 4.4)."""
+    if id(source) in visiting:
+        return table
+    visiting = visiting | {id(source)}
+    if source.kind is Kind.GROUP:
+        if not source.children:
+            return table
+        return _add_colocated_scores(
+            run, source.children[0], table, c, factor, non_negative, visiting
+        )
+    work = dict(table)
+    _add_matching(run, work, source, c, factor, non_negative)
+    if not _has_usable_node(run, work):
+        return table
+    for c2 in effective_with_this(source):
+        if not _has_influence(c2):
             continue
-        new = add_scores(value, _scale(other, factor))
-        if non_negative and new < 0 <= value:
-            new = 0
-        merged[node] = new
-    if _has_usable_node(run, merged):
-        primary.allowed = merged
+        other = c2.dependent
+        work = _add_colocated_scores(
+            run, other, work, c2, factor * c2.score / INFINITY, non_negative, visiting
+        )
+    if non_negative:
+        for node, value in work.items():
+            if value == _UNUSABLE:
+                work[node] = 1
+    return work
+
+
+def _source_scores(source: Rsc, c: Coloc) -> dict[str, int]:
+    """The scores a dependent brings. An explicitly colocated group member other than the
+    first never received the group's location scores: count them here."""
+    parent = source.parent
+    if (
+        c.dependent is source
+        and not c.id.startswith("#")
+        and parent is not None
+        and parent.kind is Kind.GROUP
+        and parent.children
+        and parent.children[0] is not source
+    ):
+        scores = dict(source.allowed)
+        for node, value in parent.allowed.items():
+            scores[node] = add_scores(scores[node], value) if node in scores else value
+        return scores
+    return source.allowed
+
+
+def _add_matching(
+    run: Run, work: dict[str, int], source: Rsc, c: Coloc, factor: float, non_negative: bool
+) -> None:
+    scores = _source_scores(source, c)
+    available = run.available_nodes
+    allowed_once: bool | None = None
+    # Only nodes where the dependent brings something matter: a zero adds nothing, and most
+    # nodes of most resources are zero. Nodes it cannot run on bring -INFINITY.
+    bring = {n: v for n, v in scores.items() if v}
+    for n in work.keys() - available:
+        bring[n] = -INFINITY
+    for n in work.keys() - scores.keys():
+        bring[n] = -INFINITY
+    for node, score in bring.items():
+        value = work.get(node)
+        if value is None or value == _UNUSABLE:
+            continue
+        if factor < 0 and score < 0:
+            # Avoiding what the dependent avoids is not worth moving for, unless the
+            # dependent can run in only one place.
+            if allowed_once is None:
+                allowed_once = sum(1 for v in c.dependent.allowed.values() if v >= 0) == 1
+            if c.primary.stickiness >= -score or not _has_influence(c) or not allowed_once:
+                continue
+        new = add_scores(_scale(score, factor), value)
+        if non_negative and new < 0 and value > 0:
+            work[node] = _UNUSABLE
+            continue
+        if non_negative and new < 0 and value == 0:
+            continue
+        work[node] = new
 
 
 # ---- clones ---------------------------------------------------------------------------------
@@ -313,15 +436,22 @@ def _number(instance_id: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def _ban_for_instance(run: Run, clone: Rsc, instance: Rsc, counts: dict[str, int]) -> None:
+def _clone_nodes(run: Run, clone: Rsc) -> frozenset[str]:
+    """Nodes where the clone may have instances at all: available, clone score >= 0."""
+    return frozenset(
+        n for n, score in clone.allowed.items() if score >= 0 and n in run.available_nodes
+    )
+
+
+def _ban_for_instance(
+    clone: Rsc, instance: Rsc, counts: dict[str, int], usable: frozenset[str]
+) -> None:
+    """Keep an instance off nodes the clone cannot use and nodes already full of instances."""
+    full = {n for n, count in counts.items() if count >= clone.clone_node_max}
     for prim in instance.primitives():
-        for node in prim.allowed:
-            if (
-                not run.available(node)
-                or clone.allowed.get(node, -INFINITY) < 0
-                or counts.get(node, 0) >= clone.clone_node_max
-            ):
-                prim.allowed[node] = -INFINITY
+        allowed = prim.allowed
+        for node in (allowed.keys() - usable) | (full & allowed.keys()):
+            allowed[node] = -INFINITY
 
 
 def _first_primitive(r: Rsc) -> Rsc:
@@ -334,6 +464,7 @@ def _assign_instances(run: Run, clone: Rsc) -> None:
     optimal = max(1, clone.clone_max // max(1, len(available)))
     counts: dict[str, int] = {}
     placed = 0
+    usable = _clone_nodes(run, clone)
     # Pass 1: running instances stay where they are, up to an even share per node.
     for instance in instances:
         if placed >= clone.clone_max:
@@ -343,53 +474,113 @@ def _assign_instances(run: Run, clone: Rsc) -> None:
             current is None
             or instance.is_failed
             or not run.available(current)
-            or clone.allowed.get(current, -INFINITY) < 0
             or counts.get(current, 0) >= optimal
         ):
             continue
-        _ban_for_instance(run, clone, instance, counts)
-        first = _first_primitive(instance)
-        here = first.allowed.get(current, -INFINITY)
-        best = max((_effective(run, n, s) for n, s in first.allowed.items()), default=-INFINITY)
-        if here < 0 or (instance.kind is Kind.PRIMITIVE and here < best):
-            continue  # a strictly better node exists: place it in pass 2
-        node = assign(run, instance, current)
-        if node is not None:
-            counts[node] = counts.get(node, 0) + 1
+        if _assign_early(run, clone, instance, current, counts, clone.clone_max - placed, usable):
+            counts[current] = counts.get(current, 0) + 1
             placed += 1
     # Pass 2: the rest, one by one, like primitives.
     for instance in instances:
         if instance.assigned:
             continue
         if placed < clone.clone_max:
-            _ban_for_instance(run, clone, instance, counts)
+            _ban_for_instance(clone, instance, counts, usable)
         else:
             for prim in instance.primitives():
-                for node in prim.allowed:
-                    prim.allowed[node] = -INFINITY
+                for banned in prim.allowed:
+                    prim.allowed[banned] = -INFINITY
         node = assign(run, instance)
         if node is not None:
             counts[node] = counts.get(node, 0) + 1
             placed += 1
 
 
+def _assign_early(
+    run: Run,
+    clone: Rsc,
+    instance: Rsc,
+    current: str,
+    counts: dict[str, int],
+    budget: int,
+    usable: frozenset[str],
+) -> bool:
+    """Try to keep a running instance on its node (section 6.3, pass 1). Each time the
+    instance would rather go elsewhere, one instance is reserved for that better node and the
+    attempt is repeated, until the budget of instances is used up: an instance moves only when
+    enough strictly better nodes exist to take all the remaining instances."""
+    first = _first_primitive(instance)
+    if first.allowed.get(current, -INFINITY) < 0:
+        return False
+    saved = {id(r): dict(r.allowed) for r in _tree(instance)}
+    scratch = dict(counts)
+    reserved = 0
+    while reserved < budget:
+        _ban_for_instance(clone, instance, scratch, usable)
+        node = assign(run, instance, current)
+        if node == current:
+            return True
+        _unassign(run, instance)
+        for r in _tree(instance):
+            r.allowed = dict(saved[id(r)])
+        if node is None:
+            return False
+        scratch[node] = scratch.get(node, 0) + 1
+        reserved += 1
+    return False
+
+
+def _tree(r: Rsc) -> list[Rsc]:
+    return [r, *(x for c in r.children for x in _tree(c))]
+
+
+def _unassign(run: Run, r: Rsc) -> None:
+    """Undo a tentative assignment (Pacemaker's `pcmk__unassign_resource`)."""
+    for x in _tree(r):
+        if x.kind is Kind.PRIMITIVE and x.node is not None:
+            node = run.nodes[x.node]
+            run.load.change(x.node, -1)
+            release(node, x)
+        x.node = None
+        x.assigned = False
+        x.next_role = None
+
+
 # ---- promotion ------------------------------------------------------------------------------
 
 
-def _promotion_score(run: Run, clone: Rsc, instance: Rsc, node: str) -> int | None:
-    """The node attribute `master-<rsc>` for this instance, or None if there is none."""
-    if not clone.unique:
-        for other in clone.children:
-            if (
-                other is not instance
-                and node in other.active_nodes()
-                and node not in instance.active_nodes()
-            ):
-                return None
+def _occupied(clone: Rsc) -> set[str]:
+    """Nodes where some instance of the clone is active."""
+    return {n for instance in clone.children for n in instance.active_nodes()}
+
+
+class _PromotionNames:
+    """Where to look up an instance's promotion scores: per member primitive, the node
+    attributes `master-<name>` to try, and the nodes where the instance is active."""
+
+    def __init__(self, clone: Rsc, instance: Rsc) -> None:
+        self.active = instance.active_nodes()
+        self.names: list[list[str]] = []
+        for prim in instance.primitives():
+            # The name in the resource's history, else its own; an anonymous instance also
+            # answers to its base name.
+            names = [f"master-{prim.history or prim.id}"]
+            if not clone.unique:
+                names.append(f"master-{prim.base}")
+            self.names.append(names)
+
+
+def _promotion_score(
+    run: Run, clone: Rsc, names: _PromotionNames, node: str, occupied: set[str]
+) -> int | None:
+    """The node attribute `master-<rsc>` for this instance, or None if there is none.
+    `occupied`: `_occupied(clone)`."""
+    if not clone.unique and node in occupied and node not in names.active:
+        return None  # another instance of an anonymous clone runs there: its score
     attributes = run.nodes[node].attributes
     total: int | None = None
-    for prim in instance.primitives():
-        for name in (f"master-{prim.id}", f"master-{prim.base}"):
+    for candidates in names.names:
+        for name in candidates:
             raw = attributes.get(name)
             if raw is None:
                 continue
@@ -405,12 +596,14 @@ def _promotion_score(run: Run, clone: Rsc, instance: Rsc, node: str) -> int | No
 
 
 def _add_promotion_scores(run: Run, clone: Rsc) -> None:
+    occupied = _occupied(clone)
     for instance in clone.children:
         first = _first_primitive(instance)
+        names = _PromotionNames(clone, instance)
         for node in list(first.allowed):
             if not run.available(node) or first.allowed[node] < 0:
                 continue
-            score = _promotion_score(run, clone, instance, node)
+            score = _promotion_score(run, clone, names, node, occupied)
             if score is not None and score > 0:
                 first.allowed[node] = add_scores(first.allowed[node], score)
 
@@ -444,6 +637,7 @@ def _set_roles(run: Run, clone: Rsc) -> None:
     no_quorum_freeze = (
         not run.has_quorum and run.config.properties.no_quorum_policy is NoQuorumPolicy.FREEZE
     )
+    occupied = _occupied(clone)
     for instance in clone.children:
         node = instance.node if instance.kind is Kind.PRIMITIVE else _first_primitive(instance).node
         if node is None:
@@ -455,10 +649,12 @@ def _set_roles(run: Run, clone: Rsc) -> None:
             )
             instance.promotion_priority = INFINITY if promoted else -INFINITY
             continue
-        if Role.UNPROMOTED in (clone.target_role, instance.target_role):
+        if Role.UNPROMOTED in (clone.target_role, instance.target_role) or any(
+            node in p.no_promotion for p in instance.primitives()
+        ):
             instance.promotion_priority = -INFINITY
             continue
-        score = _promotion_score(run, clone, instance, node)
+        score = _promotion_score(run, clone, _PromotionNames(clone, instance), node, occupied)
         priority = score if score is not None else -1
         for where, extra in (*clone.promoted_locations, *instance.promoted_locations):
             if where == node:
@@ -472,14 +668,9 @@ def _set_roles(run: Run, clone: Rsc) -> None:
             table[node] = add_scores(table.get(node, 0), instance.promotion_priority)
     for c in clone.with_this:
         if c.primary_role is Role.PROMOTED and c.influence and not c.dependent.assigned:
-            dep = _dependent_table(run, c.dependent, {id(clone), id(c.dependent)})
-            factor = c.score / INFINITY
-            for node, value in table.items():
-                other = dep.get(node, -INFINITY)
-                if factor < 0 and other < 0:
-                    continue
-                new = add_scores(value, _scale(other, factor))
-                table[node] = max(new, 0) if value >= 0 else new
+            table = _add_colocated_scores(
+                run, c.dependent, table, c, c.score / INFINITY, True, {id(clone)}
+            )
     for instance in clone.children:
         node = _first_primitive(instance).node
         if node is not None and instance.promotion_priority >= 0 and instance.managed:
@@ -522,6 +713,8 @@ def _set_roles(run: Run, clone: Rsc) -> None:
             and instance.promotion_priority >= 0
             and per_node.get(node, 0) < clone.promoted_node_max
             and (not no_quorum_freeze or promoted_now)
+            # a cloned group is promoted only if every member will run
+            and all(p.node is not None for p in instance.primitives())
         ):
             _set_role(instance, Role.PROMOTED)
             chosen += 1

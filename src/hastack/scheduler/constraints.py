@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from hastack.model.config import Colocation, Location, Order, OrderKind, Role
+from hastack.model.config import Colocation, Location, MultipleActive, Order, OrderKind, Role
 from hastack.model.scores import INFINITY, add_scores
 from hastack.scheduler.rules import rule_score
 from hastack.scheduler.tree import Coloc, Kind, Rsc, Run
@@ -66,28 +66,47 @@ def _attach_colocation(run: Run, c: Colocation) -> None:
 
 
 def _attach_order(run: Run, c: Order) -> None:
-    pairs: list[tuple[str, str, str, str]] = []
+    # (first, then, first action, then action, one-of key)
+    pairs: list[tuple[str, str, str, str, str | None]] = []
     if c.first and c.then:
-        pairs.append((c.first, c.then, c.first_action, c.effective_then_action))
+        pairs.append((c.first, c.then, c.first_action, c.effective_then_action, None))
     for index, s in enumerate(c.sets):
         action = s.action or "start"
         if s.sequential:
             pairs += [
-                (a, b, action, action) for a, b in zip(s.resources, s.resources[1:], strict=False)
+                (a, b, action, action, None)
+                for a, b in zip(s.resources, s.resources[1:], strict=False)
             ]
         if index + 1 < len(c.sets):
             nxt = c.sets[index + 1]
             nxt_action = nxt.action or "start"
+            if not s.require_all and action in ("start", "promote"):
+                # Any one of this set lets the whole next set go ahead.
+                key = f"{c.order}:{index}"
+                pairs += [
+                    (a, b, action, nxt_action, key) for a in s.resources for b in nxt.resources
+                ]
+                continue
             firsts = s.resources[-1:] if s.sequential else s.resources
             thens = nxt.resources[:1] if nxt.sequential else nxt.resources
-            pairs += [(a, b, action, nxt_action) for a in firsts for b in thens]
-    for first_id, then_id, first_action, then_action in pairs:
+            pairs += [(a, b, action, nxt_action, None) for a in firsts for b in thens]
+    for first_id, then_id, first_action, then_action, one_of in pairs:
         first = constraint_target(run, first_id)
         then = constraint_target(run, then_id)
         if first is None or then is None or first is then:
             continue
         run.orders.append(
-            RunOrder(c.order, first, then, first_action, then_action, c.kind, c.is_symmetrical)
+            RunOrder(
+                c.order,
+                first,
+                then,
+                first_action,
+                then_action,
+                c.kind,
+                c.is_symmetrical,
+                one_of,
+                simple=not c.sets,
+            )
         )
 
 
@@ -103,29 +122,55 @@ def _group_internals(run: Run, group: Rsc) -> None:
         )
 
 
+def _explicit(c: Coloc) -> bool:
+    return not c.id.startswith("#")
+
+
 def effective_this_with(r: Rsc) -> list[Coloc]:
-    """Colocations where `r` is the dependent, including those it inherits: a group's first
-    member carries the group's, a clone instance carries the clone's."""
+    """Colocations where `r` is the dependent, including those it inherits (Pacemaker's
+    `this_with_colocations`): a group's first member carries the group's (and the clone's, if
+    cloned) and the explicit ones of the other members; a clone instance carries the clone's."""
     out = list(r.this_with)
     parent = r.parent
-    if parent is not None:
-        if parent.kind is Kind.GROUP and parent.children and parent.children[0] is r:
-            out += effective_this_with(parent)
-        elif parent.kind is Kind.CLONE:
+    if parent is None:
+        return out
+    if parent.kind is Kind.CLONE:
+        return out + parent.this_with
+    if parent.kind is Kind.GROUP and parent.children:
+        if parent.children[0] is r:
             out += parent.this_with
+            if parent.parent is not None and parent.parent.kind is Kind.CLONE:
+                out += parent.parent.this_with
+            for member in parent.children[1:]:
+                out += [c for c in member.this_with if _explicit(c)]
+        else:
+            # Later members follow the group through the first one, unless an earlier
+            # member is unmanaged: then the group's requirements apply to them directly.
+            for member in parent.children:
+                if member is r:
+                    break
+                if not member.managed:
+                    out += [c for c in parent.this_with if c.score >= INFINITY]
+                    break
     return out
 
 
 def effective_with_this(r: Rsc) -> list[Coloc]:
-    """Colocations where `r` is the primary, including the group's (first member) and the
-    clone's (every instance)."""
+    """Colocations where `r` is the primary, including those it inherits (Pacemaker's
+    `with_this_colocations`): a group's last member carries the group's (and the clone's, if
+    cloned) and the explicit ones of the other members; a clone instance carries the clone's."""
     out = list(r.with_this)
     parent = r.parent
-    if parent is not None:
-        if parent.kind is Kind.GROUP and parent.children and parent.children[0] is r:
-            out += effective_with_this(parent)
-        elif parent.kind is Kind.CLONE:
-            out += parent.with_this
+    if parent is None:
+        return out
+    if parent.kind is Kind.CLONE:
+        return out + parent.with_this
+    if parent.kind is Kind.GROUP and parent.children and parent.children[-1] is r:
+        out += parent.with_this
+        if parent.parent is not None and parent.parent.kind is Kind.CLONE:
+            out += parent.parent.with_this
+        for member in parent.children[:-1]:
+            out += [c for c in member.with_this if _explicit(c)]
     return out
 
 
@@ -153,8 +198,9 @@ def _ban_everywhere(r: Rsc, run: Run) -> None:
 
 def apply_node_scores(run: Run) -> None:
     symmetric = run.config.properties.symmetric_cluster
+    zero = dict.fromkeys(run.node_order, 0)  # copied for each resource: cheaper than building
     for r in run.all_resources():
-        r.allowed = dict.fromkeys(run.node_order, 0) if symmetric else {}
+        r.allowed = zero.copy() if symmetric else {}
     for c in run.config.constraints:
         if isinstance(c, Location):
             _apply_location_constraint(run, c)
@@ -185,7 +231,7 @@ def _apply_location_constraint(run: Run, c: Location) -> None:
 
 
 def _apply_history(run: Run, prim: Rsc) -> None:
-    if prim.orphan:
+    if prim.orphan or (prim.multiple_active is MultipleActive.STOP_ONLY and len(prim.active) > 1):
         _ban_everywhere(prim, run)
         return
     clone = prim.clone

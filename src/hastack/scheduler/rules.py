@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from hastack.model.config import Expression, ExprOp, ExprType, Rule
@@ -10,11 +11,14 @@ from hastack.model.scores import parse_score
 __all__ = ["expression_holds", "rule_score"]
 
 
+# Pacemaker reads numbers with strtoll/strtod: a leading number counts, the rest is ignored.
+_INTEGER = re.compile(r"\s*[+-]?\d+")
+_DECIMAL = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _number(text: str, kind: ExprType) -> float | None:
-    try:
-        return float(text) if kind is ExprType.NUMBER else float(int(text))
-    except ValueError:
-        return None
+    found = (_DECIMAL if kind is ExprType.NUMBER else _INTEGER).match(text)
+    return float(found.group()) if found else None
 
 
 def _version(text: str) -> tuple[int, ...] | None:
@@ -28,11 +32,6 @@ def _compare(left: str, right: str, kind: ExprType | None) -> int | None:
     """-1, 0, 1, or None when the values cannot be compared as that type."""
     if kind is None:
         kind = ExprType.NUMBER if "." in left or "." in right else ExprType.INTEGER
-        a, b = _number(left, kind), _number(right, kind)
-        if a is None or b is None:
-            a_s, b_s = left, right
-            return (a_s > b_s) - (a_s < b_s)
-        return (a > b) - (a < b)
     if kind is ExprType.STRING:
         a_s, b_s = left.lower(), right.lower()
         return (a_s > b_s) - (a_s < b_s)
@@ -43,7 +42,9 @@ def _compare(left: str, right: str, kind: ExprType | None) -> int | None:
         return (va > vb) - (va < vb)
     a, b = _number(left, kind), _number(right, kind)
     if a is None or b is None:
-        return None
+        # Not numbers: Pacemaker compares them as strings, ignoring case.
+        a_s, b_s = left.lower(), right.lower()
+        return (a_s > b_s) - (a_s < b_s)
     return (a > b) - (a < b)
 
 

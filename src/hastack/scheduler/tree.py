@@ -6,6 +6,7 @@ run decides, and nothing outlives it, so the scheduler as a whole stays a pure f
 
 from __future__ import annotations
 
+import bisect
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from hastack.model.config import (
     Meta,
     MultipleActive,
     NoQuorumPolicy,
+    OnFail,
     OrderKind,
     Primitive,
     Role,
@@ -46,6 +48,9 @@ class Node:
     attributes: dict[str, str]
     fenced: bool = False  # unclean, and its fencing is confirmed or planned in this run
     num_resources: int = 0  # primitives assigned here in this run (Pacemaker's tie-break)
+    # Remaining utilization capacity (placement-strategy other than default): the node's
+    # configured capacity minus what the resources assigned here in this run use.
+    capacity: dict[str, int] = field(default_factory=dict)
 
     @property
     def available(self) -> bool:
@@ -53,6 +58,45 @@ class Node:
         return self.online and not (
             self.unclean or self.standby or self.maintenance or self.shutdown
         )
+
+
+class LoadIndex:
+    """Primitives assigned per node in this run (Pacemaker's `num_resources` tie-break),
+    bucketed by count so the least-loaded node among many equal ones is found without
+    looking at every node: at ten thousand resources on a hundred nodes that is the
+    difference between a scan per resource and a set intersection."""
+
+    def __init__(self, nodes: dict[str, Node]) -> None:
+        self._nodes = nodes
+        self._buckets: dict[int, set[str]] = {0: set(nodes)}
+        self._counts = [0]  # counts with a non-empty bucket, ascending
+        for node in nodes.values():
+            node.num_resources = 0
+
+    def change(self, name: str, delta: int) -> None:
+        node = self._nodes[name]
+        old = node.num_resources
+        bucket = self._buckets[old]
+        bucket.discard(name)
+        if not bucket:
+            del self._buckets[old]
+            self._counts.pop(bisect.bisect_left(self._counts, old))
+        node.num_resources = new = old + delta
+        if new not in self._buckets:
+            self._buckets[new] = set()
+            bisect.insort(self._counts, new)
+        self._buckets[new].add(name)
+
+    def pick(self, ties: list[str], current: str | None) -> str:
+        """Fewest assigned, then `current`, then the name (byte order, as strcmp)."""
+        everyone = len(ties) == len(self._nodes)  # the common case: every node equal
+        wanted = None if everyone else set(ties)
+        for count in self._counts:
+            bucket = self._buckets[count]
+            found = bucket if wanted is None else bucket & wanted
+            if found:
+                return current if current in found else min(found)
+        return min(ties)
 
 
 @dataclass(eq=False)
@@ -79,6 +123,11 @@ class Order:
     then_action: str
     kind: OrderKind
     symmetrical: bool
+    # Orders made from a resource set with require-all=false share this key: `then` needs
+    # only one of their firsts (Pacemaker's "one-or-more" pseudo-action).
+    one_of: str | None = None
+    # A plain first/then order honours the first clone's clone-min (sets do not).
+    simple: bool = False
 
 
 @dataclass(eq=False)
@@ -100,6 +149,10 @@ class Rsc:
     requires: str = "fencing"
     multiple_active: MultipleActive = MultipleActive.STOP_START
     critical: bool = True
+    utilization: dict[str, int] = field(default_factory=dict)  # primitives
+    # What must share its node (utilization placement); computed once, on first use.
+    colocated: dict[int, Rsc] | None = None
+    primitive_list: list[Rsc] | None = None  # `primitives()`, once worked out
     # clone settings (kind CLONE)
     clone_max: int = 0
     clone_node_max: int = 1
@@ -129,6 +182,10 @@ class Rsc:
     blocked: bool = False
     orphan: bool = False
     fail_counts: dict[str, int] = field(default_factory=dict)
+    no_promotion: set[str] = field(default_factory=set)  # on-fail=demote: not here any more
+    # The name the observed state knows it by (`db:3` for an anonymous clone instance that
+    # the scheduler numbers `db:0`): promotion scores are recorded under that name.
+    history: str | None = None
 
     def __repr__(self) -> str:
         return f"<{self.kind.name.lower()} {self.id}>"
@@ -153,10 +210,13 @@ class Rsc:
         return None
 
     def primitives(self) -> Iterator[Rsc]:
-        if self.kind is Kind.PRIMITIVE:
-            yield self
-        for child in self.children:
-            yield from child.primitives()
+        # The tree does not change once built, so the list is worked out once.
+        if self.primitive_list is None:
+            found = [self] if self.kind is Kind.PRIMITIVE else []
+            for child in self.children:
+                found.extend(child.primitives())
+            self.primitive_list = found
+        return iter(self.primitive_list)
 
     @property
     def is_instance(self) -> bool:
@@ -195,7 +255,14 @@ class Run:
     orders: list[Order]
     can_fence: bool
     has_quorum: bool
+    any_utilization: bool = False  # some primitive declares what it uses
+    # Nodes that can take new resources (node states do not change during a run).
+    available_nodes: frozenset[str] = frozenset()
     warnings: list[str] = field(default_factory=list)
+    load: LoadIndex = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.load = LoadIndex(self.nodes)
 
     def all_resources(self) -> Iterator[Rsc]:
         def walk(r: Rsc) -> Iterator[Rsc]:
@@ -211,8 +278,7 @@ class Run:
             yield from top.primitives()
 
     def available(self, node: str) -> bool:
-        n = self.nodes.get(node)
-        return n is not None and n.available
+        return node in self.available_nodes
 
 
 # ---- building --------------------------------------------------------------------------------
@@ -220,56 +286,106 @@ class Run:
 _IMPLICIT_CLONE_STICKINESS = 1
 
 
-def _meta_value(name: str, chain: list[Meta], defaults: Meta) -> object:
-    """Own meta, else the nearest ancestor's explicit meta, else resource-defaults."""
-    for meta in chain:
-        value = getattr(meta, name)
-        if value is not None:
-            return value
-    return getattr(defaults, name)
+_MetaValues = tuple[int, int, Role, bool, int, float, MultipleActive | None, bool, str]
 
 
 def _resolve_meta(r: Rsc, chain: list[Meta], config: ClusterConfig, in_clone: bool) -> None:
+    stonith = (
+        r.config is not None and isinstance(r.config, Primitive) and r.config.agent.cls == "stonith"
+    )
+    # Only what each meta object sets explicitly counts (most set nothing); the nearest one
+    # wins. Resolving the same combination twice is common (clone instances, group members
+    # without meta), so the result is kept for the run.
+    explicit: dict[str, object] = {}
+    for meta in reversed(chain):
+        explicit.update(_explicit(meta))
+    key: object = (tuple(sorted(explicit.items(), key=lambda kv: kv[0])), in_clone, stonith)
+    try:
+        values = _META_CACHE.get(key)
+    except TypeError:  # an unhashable value: resolve without the cache
+        values, key = None, None
+    if values is None:
+        values = _meta_values(explicit, config, in_clone, stonith)
+        if key is not None:
+            _META_CACHE[key] = values
+    (
+        r.priority,
+        r.stickiness,
+        r.target_role,
+        r.managed,
+        r.migration_threshold,
+        r.failure_timeout,
+        multiple,
+        r.critical,
+        r.requires,
+    ) = values
+    if multiple is not None:
+        r.multiple_active = multiple
+
+
+_NOTHING: dict[str, object] = {}
+
+
+def _explicit(meta: Meta) -> dict[str, object]:
+    if not meta.model_fields_set:
+        return _NOTHING  # most resources set no meta attribute at all
+    found = _EXPLICIT_CACHE.get(id(meta))
+    if found is None or found[0] is not meta:
+        values = {f: getattr(meta, f) for f in meta.model_fields_set}
+        found = (meta, {k: v for k, v in values.items() if v is not None})
+        _EXPLICIT_CACHE[id(meta)] = found
+    return found[1]
+
+
+# Both caches live for one run: build() clears them, so the scheduler stays a pure function
+# (and ids are never trusted across runs; _explicit also checks the object itself).
+_META_CACHE: dict[object, _MetaValues] = {}
+_EXPLICIT_CACHE: dict[int, tuple[Meta, dict[str, object]]] = {}
+
+
+def _meta_values(
+    explicit: dict[str, object], config: ClusterConfig, in_clone: bool, stonith: bool
+) -> _MetaValues:
     d = config.resource_defaults
 
     def get(name: str) -> object:
-        return _meta_value(name, chain, d)
+        value = explicit.get(name)
+        return value if value is not None else getattr(d, name)
 
     priority = get("priority")
-    r.priority = int(priority) if isinstance(priority, int) else 0
     stickiness = get("resource_stickiness")
-    if isinstance(stickiness, int):
-        r.stickiness = stickiness
-    else:
-        r.stickiness = _IMPLICIT_CLONE_STICKINESS if in_clone else 0
     role = get("target_role")
-    r.target_role = role if isinstance(role, Role) else Role.STARTED
     managed = get("is_managed")
     maintenance = get("maintenance")
-    r.managed = (managed is not False) and maintenance is not True
     threshold = get("migration_threshold")
-    r.migration_threshold = int(threshold) if isinstance(threshold, int) else INFINITY
     timeout = get("failure_timeout")
-    r.failure_timeout = float(timeout) if isinstance(timeout, float | int) else 0.0
     multiple = get("multiple_active")
-    if isinstance(multiple, MultipleActive):
-        r.multiple_active = multiple
     critical = get("critical")
-    r.critical = critical is not False
     requires = get("requires")
     props = config.properties
     if isinstance(requires, str):
-        r.requires = requires
-    elif (
-        r.config is not None and isinstance(r.config, Primitive) and r.config.agent.cls == "stonith"
-    ):
-        r.requires = "quorum"
+        resolved_requires = requires
+    elif stonith:
+        resolved_requires = "quorum"
     elif props.stonith_enabled:
-        r.requires = "fencing"
+        resolved_requires = "fencing"
     elif props.no_quorum_policy is NoQuorumPolicy.IGNORE:
-        r.requires = "nothing"
+        resolved_requires = "nothing"
     else:
-        r.requires = "quorum"
+        resolved_requires = "quorum"
+    return (
+        int(priority) if isinstance(priority, int) else 0,
+        stickiness
+        if isinstance(stickiness, int)
+        else (_IMPLICIT_CLONE_STICKINESS if in_clone else 0),
+        role if isinstance(role, Role) else Role.STARTED,
+        (managed is not False) and maintenance is not True,
+        int(threshold) if isinstance(threshold, int) else INFINITY,
+        float(timeout) if isinstance(timeout, float | int) else 0.0,
+        multiple if isinstance(multiple, MultipleActive) else None,
+        critical is not False,
+        resolved_requires,
+    )
 
 
 def _new(
@@ -288,6 +404,8 @@ def _new(
         else Kind.CLONE
     )
     r = Rsc(id=rid, base=config_res.id, kind=kind, parent=parent, config=config_res)
+    if isinstance(config_res, Primitive):
+        r.utilization = dict(config_res.utilization)
     chain = [config_res.meta, *chain]
     _resolve_meta(r, chain, config, in_clone)
     return r
@@ -311,7 +429,12 @@ def _expand(
             r.children.append(_expand(member, r, inner_chain, config, suffix, node_count, registry))
     elif isinstance(config_res, Clone):
         meta = config_res.meta
-        r.unique = bool(meta.globally_unique)
+        # globally-unique defaults to true when more than one instance may share a node.
+        r.unique = (
+            meta.globally_unique
+            if meta.globally_unique is not None
+            else (meta.clone_node_max or 0) > 1
+        )
         r.clone_max = meta.clone_max if meta.clone_max is not None else max(1, node_count)
         r.clone_node_max = 1 if not r.unique else (meta.clone_node_max or 1)
         if meta.clone_node_max is not None and not r.unique:
@@ -331,13 +454,17 @@ def _expand(
 
 def build(config: ClusterConfig, state: ClusterState) -> Run:
     """The run-time tree with observed state attached; constraints and scores come next."""
+    _META_CACHE.clear()
+    _EXPLICIT_CACHE.clear()
     nodes = _nodes(config, state)
     registry: dict[str, list[Rsc]] = {}
     tops = [_expand(res, None, [], config, "", len(nodes), registry) for res in config.resources]
     # Priority first, configuration order second (a stable sort keeps it).
     tops.sort(key=lambda r: -r.priority)
     props = config.properties
-    has_device = any(p.agent.cls == "stonith" for p in config.primitives())
+    has_device = bool(config.fencing.devices) or any(
+        p.agent.cls == "stonith" for p in config.primitives()
+    )
     has_quorum = state.has_quorum or props.no_quorum_policy is NoQuorumPolicy.IGNORE
     run = Run(
         config=config,
@@ -350,6 +477,8 @@ def build(config: ClusterConfig, state: ClusterState) -> Run:
         orders=[],
         can_fence=props.stonith_enabled and has_device and has_quorum,
         has_quorum=state.has_quorum,
+        any_utilization=any(p.utilization for p in config.primitives()),
+        available_nodes=frozenset(n for n, node in nodes.items() if node.available),
     )
     if props.maintenance_mode:
         for r in run.all_resources():
@@ -360,7 +489,30 @@ def build(config: ClusterConfig, state: ClusterState) -> Run:
             r.managed = False
         run.warnings.append("stonith-enabled is true but no fencing device is configured")
     _apply_state(run, registry)
+    _multiply_active(run)
+    # on-fail may have put nodes in standby or made them unclean
+    run.available_nodes = frozenset(n for n, node in nodes.items() if node.available)
     return run
+
+
+def _multiply_active(run: Run) -> None:
+    """multiple-active=block: a resource found active on several nodes is left alone, and with
+    it its whole group when the group says block too. (stop_only bans it everywhere; that is a
+    node score, applied with the others.)"""
+    for prim in run.primitives():
+        if len(prim.active) < 2 or prim.multiple_active is not MultipleActive.BLOCK:
+            continue
+        parent = prim.parent
+        blocked = [prim]
+        if (
+            parent is not None
+            and parent.kind is Kind.GROUP
+            and parent.multiple_active is MultipleActive.BLOCK
+        ):
+            blocked = parent.children
+        for r in blocked:
+            r.managed = False
+            r.blocked = True
 
 
 def _nodes(config: ClusterConfig, state: ClusterState) -> dict[str, Node]:
@@ -387,27 +539,47 @@ def _nodes(config: ClusterConfig, state: ClusterState) -> dict[str, Node]:
             shutdown=status is not None and status.shutdown,
             kind=kind,
             attributes=attributes,
+            capacity=dict(spec.utilization) if spec is not None else {},
         )
     return out
 
 
-def _instance_for(candidates: list[Rsc], status: ResourceStatus, clone: Rsc) -> Rsc | None:
-    """Which instance of a clone a history entry belongs to."""
-    if clone.unique:
-        return next((c for c in candidates if c.id == status.resource), None)
+def _instance_of(c: Rsc, clone: Rsc) -> Rsc:
+    return c if c.parent is clone or c.parent is None else c.parent
 
-    def instance(c: Rsc) -> Rsc:
-        return c if c.parent is clone or c.parent is None else c.parent
 
-    # Anonymous: the instance already active on that node (for a cloned group, the one a
-    # sibling member placed there), else the first instance active nowhere.
-    for c in candidates:
-        if status.node in instance(c).active_nodes():
-            return c
-    return next((c for c in candidates if not instance(c).active_nodes()), None)
+class _Matcher:
+    """Which instance of an anonymous clone a history entry belongs to: the instance already
+    active on that node (for a cloned group, the one a sibling member placed there), else the
+    first instance active nowhere. Indexed, so that matching stays linear in the history."""
+
+    def __init__(self) -> None:
+        self.where: dict[tuple[int, str], Rsc] = {}  # (clone, node) -> instance active there
+        self.cursor: dict[str, int] = {}  # primitive base -> first instance maybe inactive
+
+    def match(self, candidates: list[Rsc], status: ResourceStatus, clone: Rsc) -> Rsc | None:
+        if clone.unique:
+            return next((c for c in candidates if c.id == status.resource), None)
+        here = self.where.get((id(clone), status.node))
+        if here is not None:
+            base = candidates[0].base
+            return next((c for c in here.primitives() if c.base == base), None)
+        base = candidates[0].base
+        index = self.cursor.get(base, 0)
+        while index < len(candidates) and _instance_of(candidates[index], clone).is_active:
+            index += 1
+        self.cursor[base] = index
+        return candidates[index] if index < len(candidates) else None
+
+    def placed(self, r: Rsc, node: str) -> None:
+        clone = r.clone
+        if clone is not None and not clone.unique:
+            self.where[(id(clone), node)] = _instance_of(r, clone)
 
 
 def _apply_state(run: Run, registry: dict[str, list[Rsc]]) -> None:
+    matcher = _Matcher()
+    live: dict[int, list[Rsc]] = {}  # candidates list -> its configured primitives
     for status in run.state.resources:
         node = run.nodes.get(status.node)
         if node is None or (not node.online and not node.unclean):
@@ -415,7 +587,11 @@ def _apply_state(run: Run, registry: dict[str, list[Rsc]]) -> None:
             # stale, and with fencing a node known to be down has been dealt with.
             continue
         candidates = registry.get(status.resource) or registry.get(base_id(status.resource))
-        prims = [c for c in candidates or [] if c.kind is Kind.PRIMITIVE and not c.orphan]
+        prims = live.get(id(candidates)) if candidates else []
+        if prims is None and candidates:
+            prims = [c for c in candidates if c.kind is Kind.PRIMITIVE and not c.orphan]
+            live[id(candidates)] = prims
+        prims = prims or []
         clone = prims[0].clone if prims else None
         if clone is not None and not clone.unique and status.role is Role.STOPPED:
             # A failure record of an anonymous clone concerns the clone on that node.
@@ -423,7 +599,7 @@ def _apply_state(run: Run, registry: dict[str, list[Rsc]]) -> None:
                 _record(run, p, status)
             continue
         target = (
-            _instance_for(prims, status, clone)
+            matcher.match(prims, status, clone)
             if clone is not None
             else (prims[0] if prims else None)
         )
@@ -432,6 +608,8 @@ def _apply_state(run: Run, registry: dict[str, list[Rsc]]) -> None:
                 continue
             target = _orphan(run, status, registry)
         _record(run, target, status)
+        if status.role is not Role.STOPPED:
+            matcher.placed(target, status.node)
 
 
 def _orphan(run: Run, status: ResourceStatus, registry: dict[str, list[Rsc]]) -> Rsc:
@@ -445,6 +623,42 @@ def _orphan(run: Run, status: ResourceStatus, registry: dict[str, list[Rsc]]) ->
     run.tops.append(r)
     run.warnings.append(f"{status.resource} is running on {status.node} but is not configured")
     return r
+
+
+def on_fail_for(run: Run, r: Rsc, op_name: str | None, interval: float) -> OnFail:
+    """What to do about a failure of `op_name` (with that interval): the operation's own
+    on-fail, else Pacemaker's default — a stop failure fences the node when fencing is on
+    and blocks the resource otherwise; anything else restarts it."""
+    name = "monitor" if op_name == "probe" else op_name
+    if isinstance(r.config, Primitive) and name is not None:
+        for op in r.config.ops:
+            if op.name.value == name and op.interval == interval and op.on_fail is not None:
+                return op.on_fail
+    if name == "stop":
+        return OnFail.FENCE if run.config.properties.stonith_enabled else OnFail.BLOCK
+    return OnFail.RESTART
+
+
+def _on_fail(run: Run, r: Rsc, status: ResourceStatus) -> None:
+    """Apply the failed operation's on-fail to this run (Pacemaker's `unpack_rsc_op` effects)."""
+    if status.failed_op is None:
+        return  # a failure from an importer that already applied its effects
+    node = status.node
+    action = on_fail_for(run, r, status.failed_op, status.failed_interval)
+    if action is OnFail.IGNORE:
+        r.failed.discard(node)
+    elif action is OnFail.BLOCK:
+        r.blocked = True
+        r.managed = False
+    elif action is OnFail.STOP:
+        r.target_role = Role.STOPPED  # stopped, and not started anywhere else
+    elif action is OnFail.FENCE:
+        run.nodes[node].unclean = True  # fenced before anything it ran starts elsewhere
+    elif action is OnFail.STANDBY:
+        run.nodes[node].standby = True  # everything moves off the node
+    elif action is OnFail.DEMOTE and status.role is Role.PROMOTED:
+        r.failed.discard(node)  # demoted in place, not recovered
+        r.no_promotion.add(node)
 
 
 def _record(run: Run, r: Rsc, status: ResourceStatus) -> None:
@@ -465,8 +679,10 @@ def _record(run: Run, r: Rsc, status: ResourceStatus) -> None:
         if role is Role.STARTED and clone is not None and clone.promotable:
             role = Role.UNPROMOTED
         r.active[status.node] = role
+        r.history = status.resource
         if status.failed and not expired:
             r.failed.add(status.node)
+            _on_fail(run, r, status)
     if status.blocked:
         r.blocked = True
         r.managed = False
