@@ -77,7 +77,9 @@ def test_garbage_is_reported_not_fatal() -> None:
             [b"{}", b"[]", b'{"resources": 5}', b'{"epoch": 1, "resources": {"a": 1}}']
         ),
     ),
-    st.sampled_from(["members/n1", "nodes/n1", "dc", "config", "status/n1", "target/n1"]),
+    st.sampled_from(
+        ["members/n1", "nodes/n1", "dc", "config", "status/n1", "target/n1", "fencing/n1"]
+    ),
 )
 def test_decoding_never_raises(value: bytes, name: str) -> None:
     snap = decode_snapshot(1, [key(name, value, lease=3)])
@@ -88,6 +90,7 @@ def test_decoding_never_raises(value: bytes, name: str) -> None:
         + len(snap.targets)
         + (snap.dc is not None)
         + (snap.config is not None)
+        + len(snap.fencing)
     )
     assert len(snap.problems) + decoded == 1
 

@@ -19,14 +19,20 @@ from pathlib import Path
 from hastack.controller import Controller, Decision
 from hastack.errors import IndeterminateStoreError, StoreError
 from hastack.eventlog import EventLog
+from hastack.executor.exclusive import ExclusiveGuard, Watchdog
 from hastack.executor.lrm import LocalResourceManager
+from hastack.fencing.service import FencingService
+from hastack.fencing.watchdog import DeviceWatchdog, ensure_process_watchdog
 from hastack.membership.election import Step, StepKind, campaign, next_step, resign
+from hastack.membership.heartbeat import Heartbeat
 from hastack.membership.lease import LeaseKeeper, LeaseLost
 from hastack.membership.snapshot import read_snapshot
 from hastack.model.agent_config import AgentConfig
+from hastack.model.config import ClusterConfig
 from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeRecord
 from hastack.model.requests import decode_cleanup
 from hastack.model.status import NodeReport
+from hastack.scheduler.plan import ActionKind
 from hastack.store import Compare, DeleteOp, Keys, PutOp, Store
 
 __all__ = ["Agent", "MembershipLostHook"]
@@ -39,6 +45,12 @@ MembershipLostHook = Callable[[str], None]
 # steady poll so a daemon started before etcd joins soon after etcd comes up.
 _CONNECT_BACKOFF_FIRST = 0.5
 _CONNECT_BACKOFF_MAX = 5.0
+
+# The watchdog fires this long before the server could expire our lease: the reset itself
+# (killing processes, removing addresses) must be over by then.
+_WATCHDOG_LEAD = 0.3
+# How long a graceful stop may take to stop this node's exclusive resources.
+_LEAVE_TIMEOUT = 30.0
 
 
 class Agent:
@@ -67,6 +79,8 @@ class Agent:
         resource_dir = (
             state_dir if state_dir is not None else Path(f"/var/lib/hastack/{config.node}")
         )
+        self.watchdog = _watchdog(config, resource_dir)
+        self.guard = ExclusiveGuard(config.node, resource_dir / "exclusive.jsonl", self.watchdog)
         self.lrm = LocalResourceManager(
             config.node,
             state_dir=str(resource_dir),
@@ -74,7 +88,23 @@ class Agent:
             publish=self._publish_status,
             ocf_root=config.ocf_root,
             ocf_dirs=tuple(config.ocf_agent_dirs),
+            guard=self.guard,
         )
+        address = str(config.addresses[0]) if config.addresses else None
+        self.heartbeat = (
+            Heartbeat(config.node, address, config.heartbeat_port)
+            if address and config.heartbeat_port
+            else None
+        )
+        self.fencing = FencingService(
+            self._store, self.keys, config.node, tuple(config.fence_agent_dirs)
+        )
+        self._peers: dict[str, tuple[str, int]] = {}
+        self._lives: dict[str, tuple[int | None, float]] = {}
+        self._heartbeat_interval = 0.2
+        self._suspect_after = 1.0
+        self._dc_since = 0.0
+        self._self_fence: asyncio.Task[bool] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -86,6 +116,11 @@ class Agent:
         """Run until stopped; survives store outages and lost memberships by rejoining."""
         # Resources keep being watched whatever happens to the membership.
         executor = asyncio.create_task(self.lrm.run(), name="executor")
+        beats: list[asyncio.Task[None]] = []
+        if self.heartbeat is not None:
+            await self.heartbeat.start()
+            beats.append(asyncio.create_task(self._send_heartbeats(), name="heartbeats"))
+            beats.append(asyncio.create_task(self._watch_silence(), name="silence"))
         try:
             await self._wait_for_store()
             while not self._stopping.is_set():
@@ -110,10 +145,15 @@ class Agent:
                     await self._keeper.revoke()
                     await self._pause(self.config.timings.renew_interval)
         finally:
+            await self._leave()
+            for task in beats:
+                task.cancel()
+            if self.heartbeat is not None:
+                self.heartbeat.close()
+            self.fencing.cancel()
             executor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await executor
-            await self._leave()
             await self._store.close()
 
     async def _pause(self, seconds: float) -> None:
@@ -154,7 +194,13 @@ class Agent:
         self.events.record("joined", lease=lease.id)
 
     async def _leave(self) -> None:
-        """Graceful exit: give up the DC key and the lease so others need not wait for a TTL."""
+        """Graceful exit: stop what must not run twice, then give up the DC key and the
+        lease, so others need not wait for a TTL and find nothing exclusive left here."""
+        if self.guard.held:
+            log.info("leaving: stopping exclusive resources first")
+            await self.lrm.release_exclusive(time.monotonic() + _LEAVE_TIMEOUT)
+        if not self.guard.held and self.watchdog is not None:
+            self.watchdog.safe()
         if self.epoch is not None:
             with contextlib.suppress(StoreError):
                 await resign(self._store, self.keys, self.epoch)
@@ -181,6 +227,7 @@ class Agent:
                 await asyncio.sleep(0)
                 await asyncio.sleep(0.01)
                 continue
+            self.guard.set_deadline(self._keeper.server_expiry_bound - _WATCHDOG_LEAD)
             try:
                 snapshot = await read_snapshot(self._store, self.keys)
             except StoreError as exc:
@@ -216,11 +263,118 @@ class Agent:
         else:
             self._say(step.reason)
         self._feed_executor(snapshot)
+        self._update_peers(snapshot)
+        if self.epoch is None and snapshot.dc is not None and snapshot.config is not None:
+            await self._depose_if_silent(snapshot, snapshot.config)
         if self.epoch is not None and snapshot.config is not None:
+            config = snapshot.config
             decision = self.controller.decide(
-                snapshot, snapshot.config, epoch=self.epoch, now=time.time()
+                snapshot,
+                config,
+                epoch=self.epoch,
+                now=time.time(),
+                mono=time.monotonic(),
+                suspects=self._suspects(snapshot, config),
             )
+            for action in decision.ready:
+                if action.kind is ActionKind.FENCE:
+                    self.fencing.ensure(action.node, config, self.epoch)
             await self._write_targets(decision, snapshot)
+
+    def _update_peers(self, snapshot: ClusterSnapshot) -> None:
+        self._peers = {
+            name: (m.addresses[0], m.heartbeat_port)
+            for name, m in snapshot.members.items()
+            if m.addresses and m.heartbeat_port
+        }
+        # When this agent first saw each member's current life (its member key's revision):
+        # a member's silence is only held against it from then on.
+        now = time.monotonic()
+        lives = {name: m.revision for name, m in snapshot.members.items()}
+        for name, revision in lives.items():
+            if self._lives.get(name, (None, 0.0))[0] != revision:
+                self._lives[name] = (revision, now)
+        for name in list(self._lives):
+            if name not in lives:
+                del self._lives[name]
+        if snapshot.config is not None:
+            self._heartbeat_interval = snapshot.config.properties.heartbeat_interval
+            self._suspect_after = snapshot.config.properties.suspect_after
+
+    def _suspects(self, snapshot: ClusterSnapshot, config: ClusterConfig) -> frozenset[str]:
+        """Members whose heartbeats stopped, when fencing can act on it (else only the
+        lease decides). If every other member looks silent, the fault is more likely ours:
+        suspect nobody rather than fence the whole cluster."""
+        if self.heartbeat is None or not config.properties.stonith_enabled:
+            return frozenset()
+        if not config.fencing.devices:
+            return frozenset()
+        beating = [n for n in self._peers if n != self.config.node]
+        silent = self.heartbeat.silent(
+            beating, config.properties.suspect_after, since=self._since()
+        )
+        if len(beating) >= 2 and len(silent) == len(beating):
+            self._say(f"every other member looks silent ({', '.join(silent)}); suspecting none")
+            return frozenset()
+        return frozenset(silent)
+
+    def _since(self) -> dict[str, float]:
+        return {name: seen for name, (_, seen) in self._lives.items()}
+
+    async def _depose_if_silent(self, snapshot: ClusterSnapshot, config: ClusterConfig) -> None:
+        """A DC that stopped sending heartbeats cannot fence or recover anything until its
+        lease expires. With fencing configured, any member that has not heard it for
+        suspect-after deletes its leader key (by CAS on its epoch): a new DC is elected at
+        once and fences the silent one before recovering what it ran. If the old DC was in
+        fact alive, it merely loses the key: it can write nothing any more (every DC write
+        compares the epoch), and the next DC sees it healthy and leaves it alone."""
+        dc = snapshot.dc
+        if dc is None or dc.node == self.config.node or self.heartbeat is None:
+            return
+        if not (config.properties.stonith_enabled and config.fencing.devices):
+            return
+        if dc.node not in self._peers:
+            return  # it sends no heartbeats: only its lease tells
+        silent = self.heartbeat.silent(
+            [dc.node], config.properties.suspect_after, since=self._since()
+        )
+        if not silent:
+            return
+        try:
+            deposed = await resign(self._store, self.keys, dc.epoch)
+        except StoreError as exc:
+            self._say(f"could not depose the silent DC {dc.node} ({exc})")
+            return
+        if deposed:
+            log.warning(
+                "deposed DC %s (epoch %d): no heartbeat for %gs",
+                dc.node,
+                dc.epoch,
+                config.properties.suspect_after,
+            )
+            self.events.record("dc-deposed", node=dc.node, epoch=dc.epoch)
+            self._wake.set()
+
+    async def _watch_silence(self) -> None:
+        """Wake the cycle the moment a member falls silent, rather than at the next tick."""
+        assert self.heartbeat is not None
+        silent: set[str] = set()
+        while True:
+            await asyncio.sleep(self._heartbeat_interval)
+            now_silent = set(
+                self.heartbeat.silent(list(self._peers), self._suspect_after, since=self._since())
+            )
+            if now_silent - silent:
+                self._wake.set()
+            silent = now_silent
+
+    async def _send_heartbeats(self) -> None:
+        assert self.heartbeat is not None
+        while True:
+            if self._keeper.is_held():
+                self.heartbeat.lease = self._keeper.lease.id
+                self.heartbeat.send(self._peers)
+            await asyncio.sleep(self._heartbeat_interval)
 
     def _feed_executor(self, snapshot: ClusterSnapshot) -> None:
         node = self.config.node
@@ -258,7 +412,7 @@ class Agent:
         if epoch is None:
             return
         if decision.hold:
-            log.debug("%s", decision.reason)
+            self._say(decision.reason)
             return
         ops: list[PutOp | DeleteOp] = []
         for node, target in sorted(decision.targets.items()):
@@ -324,6 +478,7 @@ class Agent:
             attributes=cfg.attributes,
             joined_at=time.time(),
             agent_pid=os.getpid(),
+            heartbeat_port=cfg.heartbeat_port if cfg.addresses else 0,
         )
 
     def _set_epoch(self, epoch: int | None, reason: str) -> None:
@@ -331,20 +486,50 @@ class Agent:
             return
         if epoch is not None:
             self.highest_epoch = max(self.highest_epoch, epoch)
+            self._dc_since = time.monotonic()
             log.info("became DC at epoch %d (%s)", epoch, reason)
             self.events.record("dc-elected", epoch=epoch, reason=reason)
         else:
             log.info("no longer DC (was epoch %s): %s", self.epoch, reason)
             self.events.record("dc-lost", epoch=self.epoch, reason=reason)
             self.controller.forget()
+            self.fencing.cancel()
         self.epoch = epoch
 
     def _membership_lost(self, reason: str) -> None:
         log.error("membership lost: %s", reason)
         self.events.record("membership-lost", reason=reason)
         self._set_epoch(None, "membership lost")
+        # Self-fencing: whatever must not run twice is stopped here before our lease can
+        # expire on the server; if that cannot be done in time, the watchdog resets the node.
+        if self._self_fence is None or self._self_fence.done():
+            deadline = self._keeper.server_expiry_bound - _WATCHDOG_LEAD
+            self._self_fence = asyncio.get_running_loop().create_task(
+                self._release_exclusive(deadline), name="self-fence"
+            )
         if self._on_membership_lost is not None:
             self._on_membership_lost(reason)
+
+    async def _release_exclusive(self, deadline: float) -> bool:
+        held = sorted(self.guard.held)
+        if not held:
+            return True
+        log.warning(
+            "self-fencing: stopping %s before %.2fs from now",
+            ", ".join(held),
+            deadline - time.monotonic(),
+        )
+        done = await self.lrm.release_exclusive(deadline)
+        if done:
+            self.events.record("self-fenced", resources=held)
+            log.warning("self-fenced: nothing exclusive runs here any more")
+        else:
+            self.events.record("self-fence-incomplete", left=sorted(self.guard.held))
+            log.error(
+                "self-fencing incomplete (%s still held): the watchdog will reset the node",
+                ", ".join(sorted(self.guard.held)),
+            )
+        return done
 
     async def _watch(self) -> None:
         """Wake the cycle on every change under the cluster prefix."""
@@ -374,6 +559,15 @@ class Agent:
                 log.warning("store: %s", problem)
                 self.events.record("store-problem", problem=problem)
         self._reported = set(snapshot.problems)
+
+
+def _watchdog(config: AgentConfig, state_dir: Path) -> Watchdog | None:
+    spec = config.watchdog
+    if spec.kind == "process" and spec.registry:
+        return ensure_process_watchdog(state_dir, config.node, Path(spec.registry))
+    if spec.kind == "device":
+        return DeviceWatchdog(spec.device, spec.timeout)
+    return None
 
 
 def install_signal_handlers(agent: Agent) -> None:

@@ -24,39 +24,57 @@ from hastack.scheduler.simulate import apply_actions
 __all__ = ["Controller", "Decision", "build_state"]
 
 
-def build_state(snapshot: ClusterSnapshot, config: ClusterConfig, *, now: float) -> ClusterState:
-    """The scheduler's view of the cluster from a snapshot of the store."""
+def build_state(
+    snapshot: ClusterSnapshot,
+    config: ClusterConfig,
+    *,
+    now: float,
+    suspects: frozenset[str] = frozenset(),
+    self_fenced: frozenset[str] = frozenset(),
+) -> ClusterState:
+    """The scheduler's view of the cluster from a snapshot of the store.
+
+    A node that is not online is *unclean* — it may still run what it last reported — until
+    one of three things is known: it was fenced (a confirmed success since it last joined),
+    its lease expired on the server and the self-fencing margin has passed (`self_fenced`,
+    which the DC tracks over time), or it never reported anything active. `suspects` are
+    members the DC has stopped hearing heartbeats from: unclean although their lease is
+    still alive, so that fencing can act before the lease expires.
+    """
     names = set(snapshot.known_nodes) | {n.node for n in config.nodes}
     nodes: dict[str, NodeStatus] = {}
     resources: list[ResourceStatus] = []
+    fenced: set[str] = set()
     for name in sorted(names):
         member = snapshot.members.get(name)
         report = snapshot.statuses.get(name)
         record = snapshot.nodes.get(name)
-        # A node counts as online once its agent has probed and reported in this life.
-        ready = member is not None and report is not None and report.updated >= member.joined_at
         attributes = dict(member.attributes) if member else {}
         if report is not None:
             attributes.update(report.attributes)
-        kind = member.kind if member else (record.kind if record else None)
-        active_elsewhere = report is not None and bool(report.active()) and not ready
-        unclean = (
-            member is None
-            and active_elsewhere
-            and config.properties.stonith_enabled
-            and name not in snapshot_fenced(snapshot)
-        )
+        kind = member.kind if member else (record.kind if record else NodeKind.FULL)
+        if snapshot.fenced_since_join(name):
+            fenced.add(name)
+            nodes[name] = NodeStatus(name=name, online=False, attributes=attributes, kind=kind)
+            continue  # whatever it reported is gone with it
+        # A node counts as online once its agent has probed and reported in this life.
+        ready = member is not None and report is not None and report.updated >= member.joined_at
+        suspect = member is not None and name in suspects
+        online = ready and not suspect
+        may_run = report is not None and bool(report.active())
+        if online:
+            unclean = False
+        elif member is not None:
+            unclean = suspect  # alive by its lease but silent: only fencing can settle it
+        else:
+            unclean = may_run and name not in self_fenced
         nodes[name] = NodeStatus(
-            name=name,
-            online=ready,
-            unclean=unclean,
-            attributes=attributes,
-            kind=kind or NodeKind.FULL,
+            name=name, online=online, unclean=unclean, attributes=attributes, kind=kind
         )
         if report is None:
             continue
         for instance, r in report.resources.items():
-            failed_op = r.last_op.op if (r.failed and r.last_op) else None
+            failure = (r.failed_op or r.last_op) if r.failed else None
             resources.append(
                 ResourceStatus(
                     resource=instance,
@@ -66,17 +84,17 @@ def build_state(snapshot: ClusterSnapshot, config: ClusterConfig, *, now: float)
                     blocked=r.blocked,
                     fail_count=r.fail_count,
                     last_failure=r.last_failure,
-                    failed_op=failed_op,
-                    failed_interval=r.last_op.interval if (r.failed and r.last_op) else 0.0,
+                    failed_op=failure.op if failure else None,
+                    failed_interval=failure.interval if failure else 0.0,
                 )
             )
-    return ClusterState(nodes=nodes, resources=tuple(resources), has_quorum=True, now=now)
-
-
-def snapshot_fenced(snapshot: ClusterSnapshot) -> frozenset[str]:
-    """Nodes whose fencing is confirmed (the fencing issue records them); none yet."""
-    _ = snapshot
-    return frozenset()
+    return ClusterState(
+        nodes=nodes,
+        resources=tuple(resources),
+        has_quorum=True,
+        now=now,
+        fenced=frozenset(fenced),
+    )
 
 
 def _shape(state: ClusterState) -> tuple[object, ...]:
@@ -97,7 +115,7 @@ def _shape(state: ClusterState) -> tuple[object, ...]:
         (n.name, n.online, n.unclean, n.standby, n.maintenance, tuple(sorted(n.attributes.items())))
         for n in state.nodes.values()
     )
-    return tuple(running), tuple(counts), tuple(nodes)
+    return tuple(running), tuple(counts), tuple(nodes), tuple(sorted(state.fenced))
 
 
 _OFFLINE = NodeStatus("", online=False)
@@ -129,15 +147,17 @@ def _reflected(action: Action, state: ClusterState) -> bool:
 
 
 def _unsettled(snapshot: ClusterSnapshot, state: ClusterState) -> list[str]:
-    """Online nodes that have not yet finished the work of their current target."""
+    """Nodes whose word the DC must wait for before it releases anything: online nodes that
+    have not finished the work of their current target, and members (alive by their lease,
+    not suspected) that have not yet reported what runs on them in this life."""
     out = []
-    for node, revision in sorted(snapshot.target_revisions.items()):
+    for node, status in sorted(state.nodes.items()):
         report = snapshot.statuses.get(node)
-        if (
-            state.nodes.get(node, _OFFLINE).online
-            and report is not None
-            and report.acked < revision
-        ):
+        revision = snapshot.target_revisions.get(node, 0)
+        if status.online:
+            if report is not None and report.acked < revision:
+                out.append(node)
+        elif node in snapshot.members and not status.unclean and node not in state.fenced:
             out.append(node)
     return out
 
@@ -177,11 +197,39 @@ class Controller:
 
     def __init__(self) -> None:
         self._transition: _Transition | None = None
+        # When this DC first saw each node without a member key (monotonic seconds).
+        self._gone_since: dict[str, float] = {}
+
+    def self_fenced(
+        self, snapshot: ClusterSnapshot, config: ClusterConfig, mono: float
+    ) -> frozenset[str]:
+        """Nodes whose lease is gone since at least the self-fencing margin."""
+        known = set(snapshot.known_nodes) | {n.node for n in config.nodes}
+        for name in list(self._gone_since):
+            if name in snapshot.members:
+                del self._gone_since[name]
+        for name in known - set(snapshot.members):
+            self._gone_since.setdefault(name, mono)
+        margin = config.properties.self_fence_margin
+        return frozenset(n for n, since in self._gone_since.items() if mono - since >= margin)
 
     def decide(
-        self, snapshot: ClusterSnapshot, config: ClusterConfig, *, epoch: int, now: float
+        self,
+        snapshot: ClusterSnapshot,
+        config: ClusterConfig,
+        *,
+        epoch: int,
+        now: float,
+        mono: float = 0.0,
+        suspects: frozenset[str] = frozenset(),
     ) -> Decision:
-        state = build_state(snapshot, config, now=now)
+        state = build_state(
+            snapshot,
+            config,
+            now=now,
+            suspects=suspects,
+            self_fenced=self.self_fenced(snapshot, config, mono),
+        )
         busy = _unsettled(snapshot, state)
         if busy:
             # An operation may still be under way there: deciding now could start something

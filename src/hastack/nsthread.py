@@ -1,5 +1,7 @@
 """Running a piece of blocking code inside a network namespace, without touching the rest.
 
+(Kept free of heavy imports: the fence agent and the watchdog use it and must start fast.)
+
 Entering a network namespace (setns with CLONE_NEWNET) changes only the calling thread, so the
 code runs on a fresh thread that enters the namespace, does its work and ends; the agent's
 own threads never change namespace.
@@ -14,14 +16,15 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["in_netns"]
+__all__ = ["call_in_netns", "in_netns"]
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _call_in(netns: str, fn: Callable[[], T]) -> T:
+def call_in_netns(netns: str, fn: Callable[[], T]) -> T:
+    """Run blocking `fn` on a fresh thread inside `netns`; its result or its exception."""
     box: dict[str, object] = {}
 
     def run() -> None:
@@ -49,4 +52,4 @@ async def in_netns(netns: str | None, fn: Callable[[], T]) -> T:
     """Run blocking `fn` in a thread, inside `netns` if given."""
     if netns is None:
         return await asyncio.to_thread(fn)
-    return await asyncio.to_thread(_call_in, netns, fn)
+    return await asyncio.to_thread(call_in_netns, netns, fn)

@@ -51,7 +51,7 @@ def run_agent(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "agent",
-        help="run this node's agent (membership, DC election, and later resources)",
+        help="run this node's agent (membership, DC election, resources, fencing)",
         description="Run the hastack agent of one node in the foreground until SIGTERM/SIGINT. "
         "It joins the cluster with a lease in etcd, keeps it renewed, takes part in the DC "
         "election, and rejoins by itself after losing its membership. The configuration is "

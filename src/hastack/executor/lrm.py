@@ -9,12 +9,14 @@ It decides nothing about placement: a failure is reported, and the DC decides th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from hastack.executor.agents import Driver, OcfRc, OpRequest, OpResult, UnknownAgent, driver_for
+from hastack.executor.exclusive import ExclusiveGuard
 from hastack.model.config import Clone, ClusterConfig, Group, Op, OpName, Primitive, Role
 from hastack.model.scores import INFINITY
 from hastack.model.state import base_id
@@ -69,8 +71,10 @@ class Instance:
     last_failure: float | None = None
     last_op: LastOp | None = None
     failed_op: LastOp | None = None
-    busy: bool = False
+    busy: bool = False  # an operation for the target (or self-fencing) is under way
     monitor: asyncio.Task[None] | None = field(default=None, repr=False)
+    # Held for the duration of every operation: operations on one resource never overlap.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     def report(self) -> ResourceReport:
         return ResourceReport(
@@ -139,6 +143,7 @@ class LocalResourceManager:
         publish: Callable[[NodeReport], Awaitable[None]],
         ocf_root: str | None = None,
         ocf_dirs: tuple[str, ...] = (),
+        guard: ExclusiveGuard | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.node = node
@@ -147,6 +152,7 @@ class LocalResourceManager:
         self._publish = publish
         self._ocf_root = ocf_root
         self._ocf_dirs = ocf_dirs
+        self.guard = guard or ExclusiveGuard(node, None)
         self._clock = clock
         self.instances: dict[str, Instance] = {}
         self.config: ClusterConfig | None = None
@@ -234,11 +240,12 @@ class LocalResourceManager:
                 self._reconcile()
         finally:
             publisher.cancel()
-            for task in list(self._tasks):
+            pending = [publisher, *self._tasks]
+            pending += [i.monitor for i in self.instances.values() if i.monitor is not None]
+            for task in pending:
                 task.cancel()
-            for inst in self.instances.values():
-                if inst.monitor is not None:
-                    inst.monitor.cancel()
+            # Let them end (kill and reap their agent processes) before the loop closes.
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _publisher(self) -> None:
         while True:
@@ -397,10 +404,100 @@ class LocalResourceManager:
                 OcfRc.ERR_GENERIC, f"timed out after {request.timeout:g}s", request.timeout, True
             )
 
-    async def _operate(self, inst: Instance, op: str) -> None:
+    # ---- exclusivity --------------------------------------------------------------------------
+
+    def exclusive_name(self, inst: Instance) -> str | None:
+        """The name under which `inst` is exclusive while started, if it is."""
+        placement = self._placements.get(inst.primitive)
+        if placement is None:
+            return inst.primitive  # an orphan: assume the worst
+        return placement.primitive.id if placement.clone is None else None
+
+    def exclusive_promoted(self, inst: Instance) -> str | None:
+        """The name under which `inst`'s promoted role is exclusive, if it is."""
+        placement = self._placements.get(inst.primitive)
+        if placement is None or placement.clone is None or not placement.clone.promotable:
+            return None
+        if (placement.clone.meta.promoted_max or 1) != 1:
+            return None
+        return f"{placement.clone.id}[Promoted]"
+
+    def _guard_before(self, inst: Instance, op: str) -> None:
+        name = self.exclusive_name(inst) if op == "start" else None
+        if op == "promote":
+            name = self.exclusive_promoted(inst)
+        if name is not None:
+            self.guard.acquire(name)
+
+    def _guard_after(self, inst: Instance, op: str, ok: bool) -> None:
+        if not ok:
+            return
+        if op == "stop":
+            for name in (self.exclusive_name(inst), self.exclusive_promoted(inst)):
+                if name is not None:
+                    self.guard.release(name)
+        elif op == "demote":
+            name = self.exclusive_promoted(inst)
+            if name is not None:
+                self.guard.release(name)
+
+    def _guard_probe(self, inst: Instance) -> None:
+        name, promoted = self.exclusive_name(inst), self.exclusive_promoted(inst)
+        if inst.role is Role.STOPPED:
+            for n in (name, promoted):
+                if n is not None:
+                    self.guard.release(n)
+            return
+        if name is not None:
+            self.guard.acquire(name)
+        if promoted is not None and inst.role is Role.PROMOTED:
+            self.guard.acquire(promoted)
+
+    async def release_exclusive(self, deadline: float) -> bool:
+        """Self-fencing: stop (or demote) everything exclusive here before `deadline`
+        (monotonic). Returns whether nothing exclusive is left running."""
+        self.target = None  # no DC's word counts any more until we are a member again
+        work = []
+        for inst in list(self.instances.values()):
+            if inst.blocked or inst.role is Role.STOPPED:
+                continue
+            if self.exclusive_name(inst) is not None:
+                work.append(self._self_fence_one(inst, "stop"))
+            elif inst.role is Role.PROMOTED and self.exclusive_promoted(inst) is not None:
+                work.append(self._self_fence_one(inst, "demote"))
+        if work:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await asyncio.gather(*work)
+        return not self.guard.held
+
+    async def _self_fence_one(self, inst: Instance, op: str) -> None:
+        # A running operation ends first (it is bounded by its own timeout).
+        async with inst.lock:
+            await self._self_fence_locked(inst, op)
+
+    async def _self_fence_locked(self, inst: Instance, op: str) -> None:
+        inst.busy = True
         try:
             result = await self._execute(inst, op)
             self._record(inst, op, result)
+            self._guard_after(inst, op, result.rc == OcfRc.SUCCESS)
+            log.warning("self-fencing: %s %s: %s", op, inst.name, OcfRc.describe(result.rc))
+        finally:
+            inst.busy = False
+            self._dirty.set()
+            self._update_monitor(inst)
+
+    async def _operate(self, inst: Instance, op: str) -> None:
+        async with inst.lock:
+            await self._operate_locked(inst, op)
+
+    async def _operate_locked(self, inst: Instance, op: str) -> None:
+        try:
+            self._guard_before(inst, op)
+            result = await self._execute(inst, op)
+            self._record(inst, op, result)
+            self._guard_after(inst, op, result.rc == OcfRc.SUCCESS)
             log.info(
                 "%s %s: %s%s",
                 op,
@@ -489,6 +586,7 @@ class LocalResourceManager:
                 inst = Instance(name, primitive)
             result = await self._execute(inst, "probe")
             self._record_probe(inst, result, placement)
+            self._guard_probe(inst)
             if inst.role is not Role.STOPPED or inst.failed or inst.fail_count:
                 self.instances[inst.name] = inst
             else:
@@ -559,13 +657,12 @@ class LocalResourceManager:
             op = min(ops, key=lambda o: due[id(o)])
             await asyncio.sleep(max(0.0, due[id(op)] - time.monotonic()))
             due[id(op)] = time.monotonic() + op.interval
-            if inst.busy:
+            if inst.busy or inst.lock.locked():
                 continue
-            inst.busy = True
-            try:
+            # A monitor holds the resource's lock but is not target work: it neither blocks
+            # a step (the step waits for the lock) nor delays the acknowledgement.
+            async with inst.lock:
                 result = await self._execute(inst, "monitor", op.interval)
-            finally:
-                inst.busy = False
             expected = OcfRc.RUNNING_PROMOTED if inst.role is Role.PROMOTED else OcfRc.SUCCESS
             if result.rc == expected:
                 continue

@@ -8,6 +8,7 @@ ends exactly those processes and removes the directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import secrets
@@ -23,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from hastack.fencing.local_agent import power_off
 from hastack.lab.etcd import EtcdMember, etcd_argv
 from hastack.lab.netns import create_node_namespace, remove_namespaces, run_prefix
 from hastack.model.agent_config import Timings
@@ -37,6 +39,7 @@ __all__ = [
 ]
 
 STATE_FILE = "cluster.json"
+POWER_FILE = "power.json"
 CLIENT_FILE = "client.yaml"
 
 
@@ -139,6 +142,39 @@ class LocalCluster:
         tmp = self.directory / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True))
         tmp.replace(self.directory / STATE_FILE)
+        self._save_power_registry()
+
+    @property
+    def power_registry(self) -> Path:
+        """What fence_hastack_local needs to power a node of this cluster off (and on)."""
+        return self.directory / POWER_FILE
+
+    def _save_power_registry(self) -> None:
+        nodes = {}
+        for index, (name, entry) in enumerate(self.state["nodes"].items(), start=1):
+            processes = [entry[k] for k in ("agent", "etcd") if entry.get(k)]
+            nodes[name] = {
+                "processes": processes,
+                "service_pidfiles": str(self.agent_state_dir(name) / "services" / "*" / "pid"),
+                "other_pidfiles": [str(self.agent_state_dir(name) / "watchdog.pid")],
+                "exclusive_log": str(self.agent_state_dir(name) / "exclusive.jsonl"),
+                "on": [
+                    sys.executable,
+                    "-m",
+                    "hastack",
+                    "cluster",
+                    "--dir",
+                    str(self.directory),
+                    "start",
+                    name,
+                ],
+            }
+            if entry.get("netns"):
+                nodes[name]["netns"] = entry["netns"]
+                nodes[name]["keep_addresses"] = [f"192.168.250.{index}"]
+        tmp = self.directory / (POWER_FILE + ".tmp")
+        tmp.write_text(json.dumps({"nodes": nodes}, indent=2, sort_keys=True))
+        tmp.replace(self.power_registry)
 
     # ---- creating ---------------------------------------------------------------------------
 
@@ -230,6 +266,9 @@ class LocalCluster:
                 },
                 "timings": self.state["timings"],
             }
+            # A process watchdog resets the node (by its power registry) if its agent cannot
+            # stop its exclusive resources in time.
+            config["watchdog"] = {"kind": "process", "registry": str(self.power_registry)}
             if self._node(node).get("netns"):
                 config["netns"] = self._node(node)["netns"]
             config.update(self.state.get("agent_settings", {}))
@@ -276,6 +315,12 @@ class LocalCluster:
 
     # ---- faults and repairs -----------------------------------------------------------------
 
+    def crash(self, node: str) -> None:
+        """A hard crash of the whole node: every process of it killed at once and the
+        addresses it added gone, as a power cut does (the same thing fencing does)."""
+        registry = json.loads(self.power_registry.read_text())
+        power_off(registry["nodes"][node], node)
+
     def kill(self, node: str, what: Sequence[str] = ("agent", "etcd")) -> list[str]:
         """SIGKILL the node's processes: a crash, with no chance to clean up."""
         return self._signal(node, what, signal.SIGKILL)
@@ -301,6 +346,8 @@ class LocalCluster:
 
     def start(self, node: str, what: Sequence[str] = ("etcd", "agent")) -> list[str]:
         """Start whatever of the node is not running (its etcd keeps its data and rejoins)."""
+        if self.state.get("stopping"):
+            raise LocalClusterError("the local cluster is being stopped; nothing is started")
         procs = self.processes(node)
         started = []
         if "etcd" in what and (procs.etcd is None or not is_alive(procs.etcd)):
@@ -316,18 +363,18 @@ class LocalCluster:
     def down(self, *, keep_logs: bool = False) -> None:
         """Stop every process this cluster started (agents first, gracefully, then the
         services they supervise, then etcd), and clean up."""
-        for node in self.node_names:
-            procs = self.processes(node)
-            if procs.agent is not None:
-                stop(procs.agent, grace=5.0)
-        for record in self.service_processes():
-            stop(record, grace=2.0, group=True)
-        for node in self.node_names:
-            procs = self.processes(node)
-            if procs.etcd is not None:
-                # etcd's graceful stop waits for its peers (~9 s for three): data goes anyway.
-                send(procs.etcd, signal.SIGKILL)
-                wait_gone(procs.etcd)
+        if not (self.directory / STATE_FILE).exists() and not self.directory.exists():
+            return  # already down and removed
+        # From now on `start` refuses (a fence's `reboot` powers nodes on again through it).
+        self._reload()
+        self.state["stopping"] = True
+        self._save()
+        # A start already under way may still record a process: stop until none is left.
+        for _round in range(5):
+            self._reload()
+            if not self._stop_everything():
+                break
+            time.sleep(0.2)
         remove_namespaces(self.state.get("namespaces", []))
         if keep_logs:
             for node in self.node_names:
@@ -338,17 +385,58 @@ class LocalCluster:
 
     def service_processes(self) -> list[ProcessRecord]:
         """Processes that agents' hastack:service resources started (they outlive agents)."""
-        found = []
+        return _pidfile_records(
+            [
+                p
+                for n in self.node_names
+                for p in sorted((self.agent_state_dir(n) / "services").glob("*/pid"))
+            ]
+        )
+
+    def _reload(self) -> None:
+        path = self.directory / STATE_FILE
+        if path.exists():
+            with contextlib.suppress(OSError, ValueError):
+                self.state = json.loads(path.read_text())
+
+    def _stop_everything(self) -> bool:
+        """One pass over every recorded process; True if any was still running."""
+        found = False
         for node in self.node_names:
-            for pidfile in sorted((self.agent_state_dir(node) / "services").glob("*/pid")):
-                try:
-                    found.append(ProcessRecord.from_json(json.loads(pidfile.read_text())))
-                except (OSError, ValueError, KeyError, TypeError):
-                    continue
+            procs = self.processes(node)
+            if procs.agent is not None and is_alive(procs.agent):
+                found = True
+                stop(procs.agent, grace=5.0)
+        for record in self.service_processes():
+            if is_alive(record):
+                found = True
+                stop(record, grace=2.0, group=True)
+        for node in self.node_names:
+            for record in _pidfile_records([self.agent_state_dir(node) / "watchdog.pid"]):
+                if is_alive(record):
+                    found = True
+                    stop(record, grace=1.0)
+        for node in self.node_names:
+            procs = self.processes(node)
+            if procs.etcd is not None and is_alive(procs.etcd):
+                found = True
+                # etcd's graceful stop waits for its peers (~9 s for three): data goes anyway.
+                send(procs.etcd, signal.SIGKILL)
+                wait_gone(procs.etcd)
         return found
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _pidfile_records(paths: list[Path]) -> list[ProcessRecord]:
+    out = []
+    for path in paths:
+        try:
+            out.append(ProcessRecord.from_json(json.loads(path.read_text())))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
 
 
 def _member(node: str, entry: dict[str, Any]) -> EtcdMember:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import math
-from typing import Annotated
+from typing import Annotated, Literal
 
 import pydantic
 
@@ -18,6 +18,7 @@ __all__ = [
     "EtcdSpec",
     "NodeKind",
     "Timings",
+    "WatchdogSpec",
     "parse_agent_config",
     "parse_client_config",
     "parse_endpoint",
@@ -129,6 +130,23 @@ class ClientConfig(Spec):
     etcd: EtcdSpec
 
 
+class WatchdogSpec(Spec):
+    """What resets this node if its agent cannot make it safe in time (docs/fencing.md)."""
+
+    kind: Literal["none", "process", "device"] = "none"
+    # process: the power registry of the local cluster or lab (what to kill, what to flush)
+    registry: str | None = None
+    # device: the kernel watchdog and its timeout in whole seconds
+    device: str = "/dev/watchdog"
+    timeout: int = 5
+
+    @pydantic.model_validator(mode="after")
+    def _complete(self) -> WatchdogSpec:
+        if self.kind == "process" and not self.registry:
+            raise ValueError("a process watchdog needs registry: (the power.json to reset by)")
+        return self
+
+
 class AgentConfig(Spec):
     cluster: Name
     node: Name
@@ -147,6 +165,11 @@ class AgentConfig(Spec):
     ocf_root: str | None = None
     # More resource.d-style directories (PROVIDER/TYPE inside), searched first.
     ocf_agent_dirs: list[str] = pydantic.Field(default_factory=list)
+    # Directories searched first for fence agents (fence_*), before PATH and /usr/sbin.
+    fence_agent_dirs: list[str] = pydantic.Field(default_factory=list)
+    # UDP port for direct heartbeats on the first address (0: none; detection by lease only).
+    heartbeat_port: int = pydantic.Field(default=7941, ge=0, le=65535)
+    watchdog: WatchdogSpec = WatchdogSpec()
 
     @pydantic.model_validator(mode="after")
     def _rides_out_store_failover(self) -> AgentConfig:

@@ -15,6 +15,7 @@ from hastack.model.agent_config import NodeKind
 from hastack.model.base import is_valid_name
 from hastack.model.config import ClusterConfig
 from hastack.model.config_text import config_from_json
+from hastack.model.fencing import FenceRecord, decode_history
 from hastack.model.status import NodeReport, decode_status
 from hastack.model.targets import NodeTarget, decode_target
 
@@ -46,6 +47,7 @@ class NodeRecord:
     name: str
     kind: NodeKind
     addresses: tuple[str, ...] = ()
+    revision: int = 0  # mod_revision of the key: rewritten each time the node (re)joins
 
     def encode(self) -> bytes:
         return _dump(
@@ -63,6 +65,7 @@ class MemberRecord:
     attributes: Mapping[str, str] = field(default_factory=dict)
     joined_at: float = 0.0  # wall clock, for display only
     agent_pid: int = 0
+    heartbeat_port: int = 0  # UDP port for direct heartbeats (0: this agent sends none)
     lease: int = 0  # filled from the key's lease when decoded
     revision: int = 0  # the key's create_revision: when this life of the agent joined
 
@@ -75,6 +78,7 @@ class MemberRecord:
                 "attributes": dict(self.attributes),
                 "joined_at": self.joined_at,
                 "agent_pid": self.agent_pid,
+                "heartbeat_port": self.heartbeat_port,
             }
         )
 
@@ -107,6 +111,16 @@ class ClusterSnapshot:
     statuses: Mapping[str, NodeReport] = field(default_factory=dict)
     targets: Mapping[str, NodeTarget] = field(default_factory=dict)
     target_revisions: Mapping[str, int] = field(default_factory=dict)
+    fencing: Mapping[str, list[FenceRecord]] = field(default_factory=dict)
+    fencing_revisions: Mapping[str, int] = field(default_factory=dict)
+
+    def fenced_since_join(self, node: str) -> bool:
+        """Was the node fenced successfully after it last joined (its current life)?"""
+        history = self.fencing.get(node, [])
+        if not history or not history[-1].succeeded:
+            return False
+        record = self.nodes.get(node)
+        return self.fencing_revisions.get(node, 0) > (record.revision if record else 0)
 
     def is_online(self, node: str) -> bool:
         return node in self.members
@@ -180,6 +194,7 @@ def _decode_member(node: str, key: StoredKey) -> MemberRecord:
         attributes=attributes,
         joined_at=_number(data, "joined_at"),
         agent_pid=int(_number(data, "agent_pid")),
+        heartbeat_port=int(_number(data, "heartbeat_port")),
         lease=key.lease,
         revision=key.create_revision,
     )
@@ -187,7 +202,9 @@ def _decode_member(node: str, key: StoredKey) -> MemberRecord:
 
 def _decode_node(node: str, key: StoredKey) -> NodeRecord:
     data = _load(key)
-    return NodeRecord(name=node, kind=_kind(data), addresses=_addresses(data))
+    return NodeRecord(
+        name=node, kind=_kind(data), addresses=_addresses(data), revision=key.mod_revision
+    )
 
 
 def _decode_dc(key: StoredKey) -> DcRecord:
@@ -216,6 +233,8 @@ def decode_snapshot(
     statuses: dict[str, NodeReport] = {}
     targets: dict[str, NodeTarget] = {}
     target_revisions: dict[str, int] = {}
+    fencing: dict[str, list[FenceRecord]] = {}
+    fencing_revisions: dict[str, int] = {}
     config: ClusterConfig | None = None
     config_revision = 0
     problems: list[str] = []
@@ -230,7 +249,7 @@ def decode_snapshot(
                     config = previous.config
                 else:
                     config = _decode_config(key)
-            elif section in ("members", "nodes", "status", "target"):
+            elif section in ("members", "nodes", "status", "target", "fencing"):
                 if not is_valid_name(rest):
                     raise _Bad(f"{rest!r} is not a valid node name")
                 if section == "members":
@@ -239,6 +258,9 @@ def decode_snapshot(
                     nodes[rest] = _decode_node(rest, key)
                 elif section == "status":
                     statuses[rest] = _decode_with(decode_status, rest, key)
+                elif section == "fencing":
+                    fencing[rest] = _decode_fencing(key)
+                    fencing_revisions[rest] = key.mod_revision
                 else:
                     targets[rest] = _decode_target(key)
                     target_revisions[rest] = key.mod_revision
@@ -258,7 +280,16 @@ def decode_snapshot(
         statuses=statuses,
         targets=targets,
         target_revisions=target_revisions,
+        fencing=fencing,
+        fencing_revisions=fencing_revisions,
     )
+
+
+def _decode_fencing(key: StoredKey) -> list[FenceRecord]:
+    try:
+        return decode_history(key.value)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
 
 
 def _decode_config(key: StoredKey) -> ClusterConfig:

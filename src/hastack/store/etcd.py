@@ -23,6 +23,7 @@ from aetcd import rpc
 
 from hastack.errors import (
     Compacted,
+    IndeterminateStoreError,
     LeaseNotFound,
     StoreError,
     StoreRejected,
@@ -240,12 +241,20 @@ class Store:
         return await self.range(prefix, prefix=True)
 
     async def range(self, key: str, *, prefix: bool = False) -> RangeResult:
+        """A linearizable read. Reads change nothing, so a read that fails for want of a
+        member is tried once on each other endpoint before the failure is reported."""
         request = _range_request(GetOp(key, prefix))
 
         async def call(c: _Connection) -> Any:
             return await c.kv.Range(request, timeout=self.timeout)
 
-        response = await self._call(call)
+        for attempt in range(len(self.endpoints)):
+            try:
+                response = await self._call(call)
+                break
+            except IndeterminateStoreError:
+                if attempt + 1 == len(self.endpoints):
+                    raise
         return RangeResult(tuple(_kv(kv) for kv in response.kvs), response.header.revision)
 
     async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:

@@ -72,6 +72,9 @@ class Keys:
     def fencing(self) -> str:
         return self.prefix + "fencing/"
 
+    def fence_history(self, node: str) -> str:
+        return self.fencing + node
+
     @property
     def events(self) -> str:
         return self.prefix + "events/"

@@ -27,6 +27,11 @@ async def _cmd(command: str, timeout: float) -> tuple[bool, str]:
             proc.kill()
         await proc.wait()
         return False, f"health command timed out after {timeout:g}s"
+    except asyncio.CancelledError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
     if proc.returncode == 0:
         return True, ""
     last = out.decode(errors="replace").strip().splitlines()[-1:] or [""]

@@ -176,6 +176,7 @@ async def run_process(argv: list[str], env: dict[str, str], timeout: float) -> t
     except asyncio.CancelledError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()  # reaped now, not by a transport collected after the loop closed
         raise
     duration = time.monotonic() - started
     rc = proc.returncode if proc.returncode is not None else OcfRc.ERR_GENERIC

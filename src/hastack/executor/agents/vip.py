@@ -17,7 +17,7 @@ from typing import ClassVar
 from pyroute2 import IPRoute
 
 from hastack.executor.agents.base import NativeAgent, OcfRc, OpRequest, OpResult
-from hastack.executor.agents.netns import in_netns
+from hastack.nsthread import in_netns
 
 __all__ = ["VipAgent"]
 

@@ -1,0 +1,96 @@
+"""Recording exclusive resources held on this node, and keeping the watchdog informed.
+
+Exclusive means: must never be active on two nodes at once — a primitive that is not a clone
+(a VIP, a singleton service) and the promoted role of a clone with promoted-max 1 (the Galera
+writer). The guard writes the exclusivity record (hastack.model.exclusivity) that the
+checker reads, and arms the watchdog while anything exclusive is held.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["ExclusiveGuard", "Watchdog"]
+
+
+class Watchdog(Protocol):
+    def arm(self, deadline: float) -> bool: ...
+    def safe(self) -> bool: ...
+
+
+def measure_offset() -> tuple[float, float]:
+    """wall - monotonic, and the uncertainty of that measurement (seconds)."""
+    best = (0.0, float("inf"))
+    for _ in range(3):
+        m0 = time.monotonic()
+        wall = time.time()
+        m1 = time.monotonic()
+        error = m1 - m0
+        if error < best[1]:
+            best = (wall - (m0 + m1) / 2, error)
+    return best
+
+
+class ExclusiveGuard:
+    def __init__(
+        self,
+        node: str,
+        log_path: Path | None,
+        watchdog: Watchdog | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.node = node
+        self._log = log_path
+        self._watchdog = watchdog
+        self._clock = clock
+        self.held: set[str] = set()
+        self.deadline: float | None = None
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _record(self, resource: str, event: str) -> None:
+        if self._log is None:
+            return
+        offset, error = measure_offset()
+        mono = self._clock()
+        entry = {
+            "node": self.node,
+            "resource": resource,
+            "event": event,
+            "mono": mono,
+            "wall": mono + offset,
+            "offset": offset,
+            "offset_error": error,
+        }
+        with self._log.open("a") as f:
+            f.write(json.dumps(entry, sort_keys=True) + "\n")
+
+    def acquire(self, resource: str) -> None:
+        """Before anything that may make `resource` active here."""
+        if self._watchdog is not None and self.deadline is not None:
+            self._watchdog.arm(self.deadline)
+        if resource not in self.held:
+            self.held.add(resource)
+            self._record(resource, "acquire")
+
+    def release(self, resource: str) -> None:
+        """After `resource` is certainly no longer active here."""
+        if resource in self.held:
+            self.held.discard(resource)
+            self._record(resource, "release")
+        if not self.held and self._watchdog is not None:
+            self._watchdog.safe()
+
+    def set_deadline(self, deadline: float) -> None:
+        """The moment by which this node must hold nothing exclusive unless renewed again."""
+        self.deadline = deadline
+        if self._watchdog is not None:
+            if self.held:
+                self._watchdog.arm(deadline)
+            else:
+                self._watchdog.safe()

@@ -1,0 +1,71 @@
+"""The fencing history of a node: the value of `<prefix>/fencing/<node>`, newest last.
+
+    [{"node": "n1", "action": "reboot", "result": "success", "level": 1,
+      "devices": ["ipmi-n1"], "reason": "...", "started": 1700000000.1,
+      "finished": 1700000000.9, "by": "n2", "epoch": 42}, ...]
+
+Kept to the last HISTORY entries. The store revision of the write that added a success is
+what tells the DC the node was fenced after it last joined.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+__all__ = ["HISTORY", "FenceRecord", "decode_history", "encode_history"]
+
+HISTORY = 20
+
+
+@dataclass(frozen=True, slots=True)
+class FenceRecord:
+    node: str
+    action: str
+    result: str  # success, failed
+    level: int
+    devices: tuple[str, ...]
+    reason: str
+    started: float
+    finished: float
+    by: str
+    epoch: int
+
+    @property
+    def succeeded(self) -> bool:
+        return self.result == "success"
+
+
+def encode_history(records: list[FenceRecord]) -> bytes:
+    return json.dumps([asdict(r) for r in records[-HISTORY:]], sort_keys=True).encode()
+
+
+def decode_history(raw: bytes) -> list[FenceRecord]:
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    if not isinstance(data, list):
+        raise ValueError("expected a list of fencing records")
+    out = []
+    for item in data:
+        if not isinstance(item, dict):
+            raise ValueError("a fencing record must be an object")
+        try:
+            out.append(
+                FenceRecord(
+                    node=str(item["node"]),
+                    action=str(item["action"]),
+                    result=str(item["result"]),
+                    level=int(item.get("level", 0)),
+                    devices=tuple(str(d) for d in item.get("devices", [])),
+                    reason=str(item.get("reason", "")),
+                    started=float(item["started"]),
+                    finished=float(item["finished"]),
+                    by=str(item.get("by", "")),
+                    epoch=int(item.get("epoch", 0)),
+                )
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"a fencing record is incomplete ({exc})") from None
+    return out
