@@ -1,0 +1,38 @@
+"""The proxy: HAProxy's role in hastack, fed by cluster state.
+
+    config      the configuration model (frontends, backends, checks), pure
+    balance     roundrobin / leastconn / source / first, pure
+    health      rise/fall counting and check intervals, pure
+    view        what the control plane tells the data plane; backup and sticky rules, pure
+    follow      cluster state -> a backend's servers, pure
+    sources     BackendSource: static, pushed, or the cluster (etcd read + watch)
+    checks      tcp / http / mysql / galera probes
+    control     the control plane: one owner of every server's state
+    runtime     the data plane's live objects: slots, queues, pools, timers
+    http, tcp   the two modes
+    dataplane   listeners and the data plane of one process
+    workers     several data-plane processes under a supervisor (SO_REUSEPORT)
+    stats       counters summed across workers; HTML, JSON, Prometheus
+    admin       the admin endpoint (stats, metrics, run-time commands)
+    server      Proxy and serve(): everything together
+    cli         `hastack proxy ...`
+
+See docs/proxy.md.
+"""
+
+from hastack.proxy.config import ProxyConfig, parse_config
+from hastack.proxy.server import Proxy, serve
+from hastack.proxy.sources import BackendSource, ClusterSource, PushSource, StaticSource
+from hastack.proxy.view import Endpoint
+
+__all__ = [
+    "BackendSource",
+    "ClusterSource",
+    "Endpoint",
+    "Proxy",
+    "ProxyConfig",
+    "PushSource",
+    "StaticSource",
+    "parse_config",
+    "serve",
+]

@@ -1,0 +1,244 @@
+"""`hastack proxy ...`: run the proxy, check its configuration, see and change servers.
+
+    hastack proxy run -c proxy.yaml
+    hastack proxy check -c proxy.yaml
+    hastack proxy servers [--json]
+    hastack proxy set api/n1 state drain|maint|ready
+    hastack proxy set api/n1 weight 50
+
+The run-time commands talk to the admin endpoint (`admin.bind` of the configuration given
+with -c, or --admin HOST:PORT, or $HASTACK_PROXY_ADMIN, or 127.0.0.1:8404).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from hastack.errors import HastackError
+from hastack.proxy.config import ProxyConfig, parse_config
+from hastack.proxy.server import Proxy
+from hastack.proxy.sources import BackendSource, ClusterSource
+from hastack.store import Keys, Store
+
+__all__ = ["load_config", "register"]
+
+DEFAULT_ADMIN = "127.0.0.1:8404"
+
+
+def load_config(path: str) -> ProxyConfig:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise HastackError(
+            f"{path}: cannot read the proxy configuration ({exc.strerror})"
+        ) from None
+    return parse_config(text, path)
+
+
+def cluster_source(config: ProxyConfig) -> tuple[BackendSource | None, Store | None]:
+    """The cluster source for the backends that follow resources (None when none do)."""
+    pools = {b.name: b.cluster for b in config.backends if b.cluster is not None}
+    if not pools or config.cluster is None:
+        return None, None
+    link = config.cluster
+    store = Store(link.etcd.endpoints, link.timeout)
+    return ClusterSource(store, Keys(link.name, link.etcd.root), pools), store
+
+
+async def _run(config: ProxyConfig, grace: float) -> None:
+    source, store = cluster_source(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        proxy = Proxy(config, source)
+        await proxy.start()
+        try:
+            await stop.wait()
+            logging.getLogger("hastack.proxy").info("proxy: stopping (grace %gs)", grace)
+        finally:
+            await proxy.stop(grace)
+    finally:
+        if store is not None:
+            await store.close()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.workers is not None:
+        config = config.model_copy(update={"workers": args.workers})
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s.%(msecs)03d proxy %(levelname)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+    )
+    logging.getLogger("grpc").setLevel(logging.WARNING)
+    uvloop.run(_run(config, args.grace))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    servers = sum(len(b.servers) for b in config.backends)
+    following = [b.name for b in config.backends if b.cluster is not None]
+    print(
+        f"{args.config}: configuration OK: {len(config.frontends)} frontend(s), "
+        f"{len(config.backends)} backend(s), {servers} static server(s)"
+        + (f", following the cluster: {', '.join(following)}" if following else "")
+    )
+    return 0
+
+
+def _admin_address(args: argparse.Namespace) -> str:
+    if args.admin:
+        return str(args.admin)
+    if args.config:
+        config = load_config(args.config)
+        if config.admin is None:
+            raise HastackError(f"{args.config} has no admin endpoint (admin: null)")
+        return config.admin.bind
+    return os.environ.get("HASTACK_PROXY_ADMIN", DEFAULT_ADMIN)
+
+
+def _call(address: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        f"http://{address}{path}",
+        data=data,
+        method="POST" if data is not None else "GET",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            message = exc.reason
+        raise HastackError(f"proxy at {address}: {message}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise HastackError(
+            f"cannot reach the proxy admin endpoint at {address}: {reason}"
+        ) from None
+
+
+def render_servers(servers: list[dict[str, Any]]) -> str:
+    header = ("BACKEND", "SERVER", "ADDRESS", "STATE", "HEALTH", "WEIGHT", "ROLE", "LAST CHECK")
+    rows = [header]
+    for s in servers:
+        role = "backup" if s["backup"] else "primary"
+        if s["active"]:
+            role += "*"
+        check = s["check"]
+        check_text = (
+            (check["message"] if check["ok"] else f"FAIL {check['message']}") if check else "-"
+        )
+        rows.append(
+            (
+                s["backend"],
+                s["server"],
+                f"{s['address']} ({s['source']})",
+                s["state"].upper(),
+                s["health"],
+                str(s["weight"]),
+                role,
+                check_text,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        for r in rows
+    ]
+    return (
+        "\n".join(line.rstrip() for line in lines)
+        + "\n"
+        + "(* the active server of a sticky backend)"
+    )
+
+
+def _cmd_servers(args: argparse.Namespace) -> int:
+    servers = _call(_admin_address(args), "/servers")
+    if args.json:
+        print(json.dumps(servers, indent=2))
+    else:
+        print(render_servers(servers))
+    return 0
+
+
+def _cmd_set(args: argparse.Namespace) -> int:
+    backend, sep, server = args.target.partition("/")
+    if not sep or not backend or not server:
+        raise HastackError(f"want BACKEND/SERVER, not {args.target!r}")
+    if args.what == "state":
+        if args.value not in ("ready", "drain", "maint"):
+            raise HastackError("state is one of: ready, drain, maint")
+        body: dict[str, Any] = {"state": args.value}
+    else:
+        if not args.value.isdigit() or not 0 <= int(args.value) <= 256:
+            raise HastackError("weight is an integer 0..256")
+        body = {"weight": int(args.value)}
+    result = _call(_admin_address(args), f"/servers/{backend}/{server}", body)
+    print(f"{backend}/{server}: {result['state'].upper()} weight {result['weight']}")
+    return 0
+
+
+def _add_admin_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config", metavar="FILE", help="proxy configuration (for admin.bind)"
+    )
+    parser.add_argument("--admin", metavar="HOST:PORT", help="the proxy's admin endpoint")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "proxy",
+        help="the proxy (HAProxy's role): run it, check its configuration, drain servers",
+        description="hastack's L4/HTTP proxy: backends from static addresses or from cluster "
+        "state, health checks, retries, run-time commands, stats. See docs/proxy.md.",
+    )
+    commands = parser.add_subparsers(dest="proxy_command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser("run", help="run the proxy in the foreground until SIGTERM")
+    run.add_argument("-c", "--config", required=True, metavar="FILE", help="proxy YAML file")
+    run.add_argument("--workers", type=int, help="override `workers` (processes)")
+    run.add_argument(
+        "--grace", type=float, default=2.0, help="seconds to let sessions finish on SIGTERM"
+    )
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=_cmd_run)
+
+    check = commands.add_parser("check", help="validate a configuration file and exit")
+    check.add_argument("-c", "--config", required=True, metavar="FILE")
+    check.set_defaults(func=_cmd_check)
+
+    servers = commands.add_parser("servers", help="every server's state, health and weight")
+    _add_admin_options(servers)
+    servers.add_argument("--json", action="store_true")
+    servers.set_defaults(func=_cmd_servers)
+
+    setter = commands.add_parser(
+        "set",
+        help="change a server at run time: state ready|drain|maint, or weight N",
+        description="drain: no new sessions, existing ones finish. maint: out of the pool and "
+        "not checked; back to ready it must pass `rise` checks first. weight: 0..256.",
+    )
+    setter.add_argument("target", metavar="BACKEND/SERVER")
+    setter.add_argument("what", choices=["state", "weight"])
+    setter.add_argument("value")
+    _add_admin_options(setter)
+    setter.set_defaults(func=_cmd_set)

@@ -1,0 +1,168 @@
+"""The data plane of one process: listeners, backends' live state, counters, timeouts.
+
+It takes server states from the control plane (`apply`) and reports what traffic saw
+(`report_error`) — in one process directly, across processes through the supervisor. Several
+workers each bind every frontend address with SO_REUSEPORT, and the kernel spreads new
+connections over them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from hastack.proxy.config import Mode, ProxyConfig, parse_address
+from hastack.proxy.http import HttpClientConn, HttpServerConn
+from hastack.proxy.runtime import BackendRuntime, FrontendRuntime, ServerRuntime, Timers
+from hastack.proxy.tcp import TcpClientConn, TcpServerConn
+from hastack.proxy.view import BackendView
+
+__all__ = ["DataPlane"]
+
+log = logging.getLogger("hastack.proxy")
+
+
+def _tick(config: ProxyConfig) -> float:
+    """The timer sweep period: a tenth of the smallest timeout, within 10 ms .. 250 ms."""
+    smallest = min(
+        [f.timeouts.http_request for f in config.frontends]
+        + [f.timeouts.http_keep_alive for f in config.frontends]
+        + [f.timeouts.client for f in config.frontends]
+        + [b.timeouts.server for b in config.backends]
+        + [b.pool.idle_timeout for b in config.backends]
+    )
+    return min(0.25, max(0.01, smallest / 10))
+
+
+class DataPlane:
+    loop: asyncio.AbstractEventLoop  # set by start(), before any connection exists
+
+    def __init__(
+        self,
+        config: ProxyConfig,
+        *,
+        index: int = 0,
+        workers: int = 1,
+        report_error: Callable[[str, str, str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.index = index
+        self.workers = workers
+        self._report_error = report_error
+        self.timers = Timers(_tick(config))
+        self.backends = {b.name: BackendRuntime(b, index, workers) for b in config.backends}
+        self.frontends = [FrontendRuntime(f, self.backends[f.backend]) for f in config.frontends]
+        self.listeners: list[asyncio.Server] = []
+        self.closing = False
+
+    async def start(self) -> None:
+        """Bind every frontend; an address that cannot be bound fails the start."""
+        self.loop = asyncio.get_running_loop()
+        self.timers.start()
+        try:
+            for frontend in self.frontends:
+                for address in frontend.spec.bind:
+                    host, port = parse_address(address)
+                    factory = self._factory(frontend)
+                    server = await self.loop.create_server(
+                        factory,
+                        host,
+                        port,
+                        reuse_port=self.workers > 1,
+                        reuse_address=True,
+                        backlog=frontend.spec.backlog,
+                    )
+                    self.listeners.append(server)
+        except BaseException:
+            await self.stop()
+            raise
+
+    def _factory(self, frontend: FrontendRuntime) -> Callable[[], asyncio.Protocol]:
+        if frontend.spec.mode is Mode.HTTP:
+            return lambda: HttpClientConn(self, frontend)
+        return lambda: TcpClientConn(self, frontend)
+
+    def apply(self, view: BackendView) -> None:
+        backend = self.backends.get(view.name)
+        if backend is not None:
+            backend.apply(view)
+
+    def report_error(self, backend: str, server: str, why: str) -> None:
+        if self._report_error is not None:
+            self._report_error(backend, server, why)
+
+    async def open_http(self, backend: BackendRuntime, server: ServerRuntime) -> HttpServerConn:
+        async with asyncio.timeout(backend.connect_timeout):
+            _, conn = await self.loop.create_connection(
+                lambda: HttpServerConn(self, backend, server), server.host, server.port
+            )
+        return conn
+
+    async def open_tcp(
+        self, backend: BackendRuntime, server: ServerRuntime, client: TcpClientConn
+    ) -> TcpServerConn:
+        async with asyncio.timeout(backend.connect_timeout):
+            _, conn = await self.loop.create_connection(
+                lambda: TcpServerConn(client, server), server.host, server.port
+            )
+        return conn
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop accepting; let sessions finish for `grace` seconds; then cut what is left."""
+        self.closing = True
+        for listener in self.listeners:
+            listener.close()
+        self.listeners = []
+        for backend in self.backends.values():
+            for server in backend.servers.values():
+                server.close_idle()
+        deadline = self.loop.time() + grace
+        # Polling: stopping is rare, and an event per closed connection would cost every session.
+        while grace > 0 and self.loop.time() < deadline and self._busy_sessions():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        for frontend in self.frontends:
+            for conn in list(frontend.connections):
+                conn.shutdown("proxy stopping")
+        for backend in self.backends.values():
+            for server in backend.servers.values():
+                server.shutdown_sessions("proxy stopping")
+        await asyncio.sleep(0)
+        await self.timers.stop()
+
+    def _busy_sessions(self) -> int:
+        """Sessions still working; idle keep-alive connections are closed on the way."""
+        busy = 0
+        for frontend in self.frontends:
+            for conn in list(frontend.connections):
+                if isinstance(conn, HttpClientConn) and conn.is_idle():
+                    conn.shutdown("proxy stopping")
+                else:
+                    busy += 1
+        return busy
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this process, summed by the supervisor across workers."""
+        return {
+            "frontends": {
+                f.name: {**f.counters.to_json(), "conns_cur": len(f.connections)}
+                for f in self.frontends
+            },
+            "backends": {
+                b.name: {
+                    **b.counters.to_json(),
+                    "queue_cur": len(b.queue),
+                    "servers": {
+                        s.name: {
+                            **s.counters.to_json(),
+                            "load": s.load,
+                            "idle": len(s.idle),
+                            "sessions": len(s.sessions),
+                        }
+                        for s in b.servers.values()
+                    },
+                }
+                for b in self.backends.values()
+            },
+        }

@@ -1,0 +1,99 @@
+"""One data-plane worker process (started by the supervisor; see workers.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+
+import uvloop
+
+from hastack.proxy.config import ProxyConfig
+from hastack.proxy.dataplane import DataPlane
+from hastack.proxy.view import BackendView
+from hastack.proxy.workers import read_message, write_message
+
+log = logging.getLogger("hastack.proxy")
+
+STATS_PUSH_INTERVAL = 1.0
+
+
+async def run_worker(fd: int, index: int, count: int) -> int:
+    sock = socket.socket(fileno=fd)
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    first = await read_message(reader)
+    config = ProxyConfig.model_validate_json(first["config"])
+
+    def report(backend: str, server: str, why: str) -> None:
+        if not writer.is_closing():
+            write_message(writer, {"t": "error", "backend": backend, "server": server, "why": why})
+
+    plane = DataPlane(config, index=index, workers=count, report_error=report)
+    for view in first.get("views", []):
+        plane.apply(BackendView.from_json(view))
+    try:
+        await plane.start()
+    except OSError as exc:
+        write_message(writer, {"t": "failed", "error": f"cannot bind: {exc.strerror or exc}"})
+        await writer.drain()
+        return 1
+    write_message(writer, {"t": "ready", "pid": os.getpid()})
+    stop = asyncio.Event()
+    grace = 0.0
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+
+    async def listen() -> None:
+        nonlocal grace
+        try:
+            while True:
+                message = await read_message(reader)
+                kind = message.get("t")
+                if kind == "view":
+                    plane.apply(BackendView.from_json(message["view"]))
+                elif kind == "stats":
+                    write_message(
+                        writer, {"t": "stats", "id": message["id"], "stats": plane.stats()}
+                    )
+                elif kind == "stop":
+                    grace = float(message.get("grace", 0.0))
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            log.warning("proxy: worker %d lost its supervisor; stopping", index)
+        stop.set()
+
+    async def push() -> None:
+        # Unasked reports keep the supervisor's copy fresh, so a worker that crashes loses at
+        # most this much of its counters.
+        while True:
+            await asyncio.sleep(STATS_PUSH_INTERVAL)
+            if not writer.is_closing():
+                write_message(writer, {"t": "stats", "id": 0, "stats": plane.stats()})
+
+    listener = loop.create_task(listen())
+    pusher = loop.create_task(push())
+    await stop.wait()
+    listener.cancel()
+    pusher.cancel()
+    await plane.stop(grace)
+    writer.close()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    fd, index, count = (int(a) for a in argv[1:4])
+    # Ctrl-C reaches the whole process group; the supervisor decides how to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s.%(msecs)03d proxy-worker-{index} %(levelname)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+    )
+    return uvloop.run(run_worker(fd, index, count))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
