@@ -1,0 +1,33 @@
+"""Checkers: pure functions from a run's records (histories, nemesis log, exclusivity
+records) to a verdict, in the shape of Jepsen's checkers.
+
+A history is a list of operations as JSON objects, each an `invoke` followed by its
+completion from the same process: `ok` (it happened), `fail` (it certainly did not), or
+`info` (unknown — a timeout on a write may or may not have taken effect):
+
+    {"process": "http-0", "type": "invoke", "f": "get", "value": null, "time": 1700000000.1}
+    {"process": "http-0", "type": "ok", "f": "get", "value": 200, "time": 1700000000.2}
+
+Every checker returns a `CheckResult`; `valid` is None when the history holds nothing to
+judge (which is reported, never taken for a pass). Nothing here does I/O except `plot`,
+which draws the availability timeline for people.
+"""
+
+from hastack.checkers.availability import Outage, check_availability
+from hastack.checkers.history import CheckResult, Op, pair_ops, parse_history
+from hastack.checkers.overlap import check_exclusive, dead_events
+from hastack.checkers.queue import check_total_queue
+from hastack.checkers.sets import check_set
+
+__all__ = [
+    "CheckResult",
+    "Op",
+    "Outage",
+    "check_availability",
+    "check_exclusive",
+    "check_set",
+    "check_total_queue",
+    "dead_events",
+    "pair_ops",
+    "parse_history",
+]

@@ -1,0 +1,93 @@
+"""`python -m hastack.lab.net.clientside ...`: the lab's eyes and hands on the cluster,
+run inside the client namespace.
+
+The root namespace cannot reach the lab's networks (they are blackholed there on purpose), so
+everything that talks to etcd — reading the cluster status, storing the cluster
+configuration — runs as this small process inside the client host, like a real operator's
+workstation on the control network.
+
+    status --config CLIENT.yaml [--text]          one report (JSON, or hastack status text)
+    watch  --config CLIENT.yaml --interval S --duration S
+                                                  one JSON report per line, bounded in time
+    apply  --config CLIENT.yaml FILE              store the cluster configuration (CAS)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from hastack.cli.status import StatusReport, collect_status, render_text
+from hastack.configstore import read_config, write_config
+from hastack.model.agent_config import ClientConfig, parse_client_config
+from hastack.model.config import parse_cluster_config
+from hastack.store import Keys, Store
+
+__all__ = ["main"]
+
+
+def _client(path: str) -> ClientConfig:
+    return parse_client_config(Path(path).read_text(), path)
+
+
+def _line(report: StatusReport) -> str:
+    data = report.to_json()
+    data["mono"] = time.monotonic()
+    return json.dumps(data, default=str, sort_keys=True)
+
+
+async def _watch(client: ClientConfig, interval: float, duration: float, timeout: float) -> None:
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        report = await collect_status(client, timeout=timeout)
+        sys.stdout.write(_line(report) + "\n")
+        sys.stdout.flush()
+        await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+async def _apply(client: ClientConfig, path: str) -> int:
+    config = parse_cluster_config(Path(path).read_text(), path)
+    async with Store(client.etcd.endpoints, 2.0) as store:
+        keys = Keys(client.cluster, client.etcd.root)
+        stored = await read_config(store, keys)
+        revision = await write_config(store, keys, config, expected=stored.revision)
+    print(json.dumps({"revision": revision}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hastack.lab.net.clientside")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("status", "watch", "apply"):
+        p = sub.add_parser(name)
+        p.add_argument("--config", required=True)
+        p.add_argument("--timeout", type=float, default=1.0)
+        if name == "status":
+            p.add_argument("--text", action="store_true")
+        if name == "watch":
+            p.add_argument("--interval", type=float, default=0.25)
+            p.add_argument("--duration", type=float, required=True)
+        if name == "apply":
+            p.add_argument("file")
+    args = parser.parse_args(argv)
+    client = _client(args.config)
+    if args.command == "status":
+        report = asyncio.run(collect_status(client, timeout=args.timeout))
+        print(render_text(report) if args.text else _line(report))
+        return 0
+    if args.command == "watch":
+        # The reader closing the pipe (or ^C) is how a watch normally ends early.
+        with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
+            asyncio.run(_watch(client, args.interval, args.duration, args.timeout))
+        return 0
+    return asyncio.run(_apply(client, args.file))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

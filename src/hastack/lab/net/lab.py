@@ -1,0 +1,745 @@
+"""A lab: a whole multi-host cluster on one machine, each host a network namespace.
+
+`Lab.up` builds the topology (`hastack.lab.net.topology`), starts an etcd member and a full
+agent on every controller and a remote agent on every compute host, and records everything
+it creates in `<dir>/lab.json` *before* creating it, so `down` — or the next `up` after a
+crash of this program — removes exactly what this run made and nothing else. Processes are
+recorded by PID and start time and ended by PID; a host's processes are also found through
+its namespace (`netns_pids`), which catches daemons that double-fork.
+
+Faults, each with its undo:
+
+    crash HOST          interfaces down, then SIGKILL every process of the host — a power
+                        loss: peers see silence, not a reset   (undo: start HOST)
+    start HOST          boot: addresses added at run time (a VIP) are gone, interfaces up,
+                        etcd member (controllers) and agent started
+    kill HOST PROC      SIGKILL agent, etcd, or a hastack:service instance's process
+    pause/resume HOST   SIGSTOP/SIGCONT every process of the host
+    partition 'a | b,c' silent drops between the groups' switch ports (nft, bridge family,
+                        in the hub)                              (undo: heal)
+    netem HOST --loss P drop P % of packets to and from the host (nft numgen)
+    link-down HOST K    the host's switch port on link K down    (undo: link-up)
+
+Every fault is appended to `<dir>/nemesis.jsonl` with wall and monotonic times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+from hastack.errors import HastackError
+from hastack.lab.etcd import EtcdMember, etcd_argv, etcd_binary
+from hastack.lab.net import links
+from hastack.lab.net.topology import (
+    CLIENT,
+    FIRST_LINK_OCTET,
+    Host,
+    HostRole,
+    NetFaults,
+    Topology,
+    parse_partition,
+    render_ruleset,
+)
+from hastack.model.agent_config import Timings
+from hastack.processes import ProcessRecord, is_alive, send, spawn, wait_gone
+
+__all__ = [
+    "FAST_TIMINGS",
+    "Lab",
+    "LabError",
+    "StatusFeed",
+    "default_dir",
+    "require_root",
+]
+
+STATE_FILE = "lab.json"
+NEMESIS_FILE = "nemesis.jsonl"
+# Lab default timings (as the tests): renew 0.5 s + 2 × 0.75 s = 2 s < 3 s TTL, and
+# 2 × 0.75 s ≥ 3 × 0.5 s election timeout (the store-failover inequality).
+FAST_TIMINGS = Timings(lease_ttl=3, renew_interval=0.5, store_timeout=0.75)
+FAST_ELECTION_MS = 500
+KILL_ROUNDS = 50  # bounded: a host's processes are gone after a few rounds at most
+
+
+class LabError(HastackError):
+    """A lab operation cannot proceed; the message says why and what to do."""
+
+
+def default_dir() -> Path:
+    return Path.home() / ".hastack" / "lab"
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError(
+            "the lab needs root: it creates network namespaces, veth pairs, bridges and "
+            "routes. Run it as root, or use the loopback cluster instead, which needs no "
+            "privileges: hastack cluster up --nodes 3 (and hastack demo)"
+        )
+
+
+def _require_tools() -> None:
+    missing = [t for t in ("ip", "nft", "unshare") if shutil.which(t) is None]
+    if missing:
+        raise LabError(
+            f"missing {', '.join(missing)}: apt-get install iproute2 nftables util-linux"
+        )
+    try:
+        etcd_binary()
+    except FileNotFoundError as exc:
+        raise LabError(str(exc)) from None
+
+
+class Lab:
+    def __init__(self, directory: Path, state: dict[str, Any]) -> None:
+        self.directory = directory
+        self.state = state
+        self.topology = Topology(
+            prefix=state["prefix"],
+            subnet=int(state["subnet"]),
+            controllers=int(state["controllers"]),
+            computes=int(state["computes"]),
+            links=int(state["links"]),
+        )
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    @staticmethod
+    def load(directory: Path) -> Lab:
+        path = directory / STATE_FILE
+        if not path.exists():
+            raise LabError(f"no lab in {directory} (start one: hastack lab up)")
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise LabError(f"{path}: unreadable ({exc})") from None
+        return Lab(directory, state)
+
+    @property
+    def name(self) -> str:
+        return str(self.state["cluster"])
+
+    @property
+    def client_config(self) -> Path:
+        return self.directory / "client.yaml"
+
+    @property
+    def nemesis_path(self) -> Path:
+        return self.directory / NEMESIS_FILE
+
+    @property
+    def timings(self) -> Timings:
+        return Timings.model_validate(self.state["timings"])
+
+    def hosts(self) -> list[Host]:
+        return self.topology.hosts()
+
+    def host(self, name: str) -> Host:
+        try:
+            return self.topology.host(name)
+        except KeyError as exc:
+            raise LabError(str(exc.args[0])) from None
+
+    def nodes(self) -> list[Host]:
+        """Hosts that run an agent (controllers and computes), not the client."""
+        return [h for h in self.hosts() if h.role is not HostRole.CLIENT]
+
+    def controllers(self) -> list[Host]:
+        return [h for h in self.hosts() if h.role is HostRole.CONTROLLER]
+
+    def endpoints(self) -> list[str]:
+        return [f"http://{h.address}:2379" for h in self.controllers()]
+
+    def host_dir(self, name: str) -> Path:
+        return self.directory / name
+
+    def agent_state_dir(self, name: str) -> Path:
+        return self.host_dir(name) / "agent"
+
+    def agent_log(self, name: str) -> Path:
+        return self.host_dir(name) / "agent.log"
+
+    def _entry(self, name: str) -> dict[str, Any]:
+        self.host(name)
+        entry: dict[str, Any] = self.state["hosts"].setdefault(name, {})
+        return entry
+
+    def record(self, name: str, what: str) -> ProcessRecord | None:
+        data = self._entry(name).get(what)
+        return ProcessRecord.from_json(data) if data else None
+
+    def alive(self, name: str, what: str) -> bool:
+        rec = self.record(name, what)
+        return rec is not None and is_alive(rec)
+
+    def powered(self, name: str) -> bool:
+        return bool(self._entry(name).get("powered", True))
+
+    def faults(self) -> NetFaults:
+        return NetFaults.from_json(self.state.get("faults") or {})
+
+    def is_up(self) -> bool:
+        """Anything this lab created still exists."""
+        created = self.state.get("created", {})
+        return any(links.namespace_exists(n) for n in created.get("namespaces", []))
+
+    def _save(self) -> None:
+        tmp = self.directory / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True))
+        tmp.replace(self.directory / STATE_FILE)
+
+    def _created(self, kind: str, name: str) -> None:
+        """Record an object as ours *before* creating it: a crash half-way still cleans up."""
+        self.state.setdefault("created", {}).setdefault(kind, []).append(name)
+        self._save()
+
+    # ---- creating ---------------------------------------------------------------------------
+
+    @staticmethod
+    def up(
+        directory: Path,
+        *,
+        nodes: int = 3,
+        computes: int = 0,
+        links_count: int = 1,
+        cluster: str = "lab",
+        timings: Timings = FAST_TIMINGS,
+        election_ms: int = FAST_ELECTION_MS,
+        replace: bool = False,
+        wait: float = 60.0,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> Lab:
+        """Build the lab and start its processes; return when every agent has joined and a
+        DC is elected (or raise, having removed everything it made)."""
+        require_root()
+        _require_tools()
+        say = on_progress or (lambda _msg: None)
+        if (directory / STATE_FILE).exists():
+            old = Lab.load(directory)
+            if old.is_up() and not replace:
+                raise LabError(
+                    f"a lab is already up in {directory} (namespaces {old.topology.prefix}-*); "
+                    "stop it first (hastack lab down), or give --replace to tear it down"
+                )
+            say(f"removing what the previous lab in {directory} left ({old.topology.prefix})")
+            old.down()
+        topology = Topology(_free_prefix(), _free_subnet(links_count), nodes, computes, links_count)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / NEMESIS_FILE).unlink(missing_ok=True)
+        state: dict[str, Any] = {
+            "version": 1,
+            "cluster": cluster,
+            "created_at": time.time(),
+            "prefix": topology.prefix,
+            "subnet": topology.subnet,
+            "controllers": nodes,
+            "computes": computes,
+            "links": links_count,
+            "token": f"hastack-{cluster}-{secrets.token_hex(4)}",
+            "timings": timings.model_dump(by_alias=True),
+            "election_ms": election_ms,
+            "created": {"namespaces": [], "blackholes": [], "netns_etc": []},
+            "hosts": {h.name: {"powered": True, "links_down": []} for h in topology.hosts()},
+            "faults": NetFaults().to_json(),
+            "paused": [],
+        }
+        lab = Lab(directory, state)
+        lab._save()
+        try:
+            started = time.monotonic()
+            lab._build_network()
+            say(
+                f"network up in {time.monotonic() - started:.2f}s: "
+                f"{len(topology.hosts())} hosts in namespaces {topology.prefix}-*, "
+                f"{', '.join(str(n) for n in topology.networks())}"
+            )
+            lab._write_configs()
+            for h in lab.controllers():
+                lab._start_etcd(h.name)
+            lab.wait_for(
+                lambda r: bool(r.get("quorum", {}).get("healthy") == nodes),
+                wait,
+                "every etcd member healthy",
+            )
+            say(f"etcd: {nodes} members healthy after {time.monotonic() - started:.2f}s")
+            for h in lab.nodes():
+                lab._start_agent(h.name)
+            lab.wait_for(lab.is_settled, wait, "a DC and every node online")
+            say(f"agents: {len(lab.nodes())} joined, DC elected after "
+                f"{time.monotonic() - started:.2f}s")  # fmt: skip
+        except BaseException:
+            lab.down(keep_logs=True)
+            raise
+        return lab
+
+    def is_settled(self, report: dict[str, Any]) -> bool:
+        online = {n["name"] for n in report.get("nodes", []) if n.get("online")}
+        want = {h.name for h in self.nodes() if self.powered(h.name)}
+        return report.get("dc_node") is not None and want <= online
+
+    def _build_network(self) -> None:
+        t = self.topology
+        for network in t.networks():
+            self._created("blackholes", str(network))
+            links.add_blackhole(str(network))
+        for name in t.namespaces():
+            self._created("namespaces", name)
+            links.create_namespace(name)
+        for h in t.hosts():
+            self._created("netns_etc", h.namespace)
+            links.write_hosts_file(h.namespace, t.hosts_file(h.name), h.name)
+        for k in range(t.links):
+            links.add_bridge(t.hub, f"br{k}")
+        for h in t.hosts():
+            for k, port in enumerate(h.ports()):
+                links.add_veth(t.hub, f"br{k}", port, h.namespace, f"eth{k}", h.addresses[k], 24)
+        self._apply_faults()
+
+    @property
+    def power_registry(self) -> Path:
+        """What fence_hastack_local and the process watchdog need to power a host off."""
+        return self.directory / "power.json"
+
+    def _write_power_registry(self) -> None:
+        nodes: dict[str, dict[str, object]] = {
+            h.name: {
+                "netns": h.namespace,
+                "keep_addresses": list(h.addresses),
+                "exclusive_log": str(self.agent_state_dir(h.name) / "exclusive.jsonl"),
+                # No power-on command: in the lab, hosts are booted by the nemesis (or by
+                # hand), so a `reboot` fence leaves the host off like `off` does.
+            }
+            for h in self.nodes()
+        }  # fmt: skip
+        tmp = self.directory / "power.json.tmp"
+        tmp.write_text(json.dumps({"nodes": nodes}, indent=2, sort_keys=True))
+        tmp.replace(self.power_registry)
+
+    def _write_configs(self) -> None:
+        client = {"cluster": self.name, "etcd": {"endpoints": self.endpoints()}}
+        self.client_config.write_text(yaml.safe_dump(client, sort_keys=False))
+        self._write_power_registry()
+        endpoints = self.endpoints()
+        for i, h in enumerate(self.nodes()):
+            config = {
+                "cluster": self.name,
+                "node": h.name,
+                "kind": "full" if h.role is HostRole.CONTROLLER else "remote",
+                "addresses": list(h.addresses),
+                # Each controller's agent talks to its own member first, as in production.
+                "etcd": {
+                    "endpoints": endpoints[i:] + endpoints[:i] if i < len(endpoints) else endpoints,
+                    "election-timeout": f"{self.state['election_ms']}ms",
+                },
+                "timings": self.state["timings"],
+                # A hung agent's host is reset by its watchdog (the same power-off as
+                # fence_hastack_local) before its lease can expire.
+                "watchdog": {"kind": "process", "registry": str(self.power_registry)},
+            }
+            path = self.host_dir(h.name) / "agent.yaml"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def _spawn_in(self, host: Host, argv: Sequence[str], log: Path) -> ProcessRecord:
+        """Start a process as `host`: its network namespace (and /etc/netns/NAME/hosts),
+        its own UTS namespace with the host's name."""
+        wrapped = [
+            "ip", "netns", "exec", host.namespace, "unshare", "--uts", "--",
+            sys.executable, "-m", "hastack.lab.net.boot", host.name, *argv,
+        ]  # fmt: skip
+        record, _ = spawn(wrapped, log_path=log)
+        return record
+
+    def _start_etcd(self, name: str) -> None:
+        members = [EtcdMember(h.name, h.address) for h in self.controllers()]
+        member = next(m for m in members if m.name == name)
+        argv = etcd_argv(
+            member,
+            members,
+            self.host_dir(name) / "etcd",
+            token=self.state["token"],
+            election_ms=int(self.state["election_ms"]),
+        )
+        self._entry(name)["etcd"] = self._spawn_in(
+            self.host(name), argv, self.host_dir(name) / "etcd.log"
+        ).to_json()
+        self._save()
+
+    def _start_agent(self, name: str) -> None:
+        argv = [
+            sys.executable, "-m", "hastack", "agent",
+            "--config", str(self.host_dir(name) / "agent.yaml"),
+            "--state-dir", str(self.agent_state_dir(name)),
+        ]  # fmt: skip
+        self._entry(name)["agent"] = self._spawn_in(
+            self.host(name), argv, self.agent_log(name)
+        ).to_json()
+        self._save()
+
+    # ---- talking to the cluster (from the client host) --------------------------------------
+
+    def client_argv(self, *args: str) -> list[str]:
+        client = self.host(CLIENT)
+        return [
+            "ip", "netns", "exec", client.namespace,
+            sys.executable, "-m", "hastack.lab.net.clientside", *args,
+        ]  # fmt: skip
+
+    def status(self, *, text: bool = False, timeout: float = 1.0) -> str:
+        argv = self.client_argv("status", "--config", str(self.client_config))
+        argv += ["--timeout", str(timeout)] + (["--text"] if text else [])
+        proc = subprocess.run(argv, capture_output=True, timeout=30, check=False)
+        if proc.returncode != 0:
+            raise LabError(f"cannot read the cluster status: {proc.stderr.decode().strip()}")
+        return proc.stdout.decode()
+
+    def apply_config(self, path: Path) -> int:
+        """Store a cluster configuration (YAML file) by compare-and-swap."""
+        argv = self.client_argv("apply", "--config", str(self.client_config), str(path))
+        proc = subprocess.run(argv, capture_output=True, timeout=30, check=False)
+        if proc.returncode != 0:
+            raise LabError(f"configuration not stored: {proc.stderr.decode().strip()}")
+        return int(json.loads(proc.stdout)["revision"])
+
+    def feed(self, duration: float, interval: float = 0.25) -> StatusFeed:
+        return StatusFeed(self, duration, interval)
+
+    def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str
+    ) -> dict[str, Any]:
+        with self.feed(timeout + 5.0, 0.2) as feed:
+            return feed.wait_for(predicate, timeout, what)
+
+    # ---- faults -----------------------------------------------------------------------------
+
+    def _log(self, op: str, host: str | None, **fields: Any) -> None:
+        entry = {"time": time.time(), "mono": time.monotonic(), "f": op, "host": host, **fields}
+        with self.nemesis_path.open("a") as f:
+            f.write(json.dumps(entry, sort_keys=True) + "\n")
+
+    def _node(self, name: str) -> Host:
+        h = self.host(name)
+        if h.role is HostRole.CLIENT:
+            raise LabError("the client host carries the workloads; faults are for nodes")
+        return h
+
+    def kill_all(self, namespace: str) -> list[int]:
+        """SIGKILL every process in the namespace until none is left (bounded)."""
+        killed: list[int] = []
+        for _ in range(KILL_ROUNDS):
+            found = links.netns_pids(namespace)
+            if not found:
+                return killed
+            for rec in found:
+                if send(rec, signal.SIGKILL):
+                    killed.append(rec.pid)
+            for rec in found:
+                wait_gone(rec, 2.0)
+        raise LabError(f"processes keep appearing in {namespace}: {links.netns_pids(namespace)}")
+
+    def crash(self, name: str) -> list[int]:
+        """Power loss: the NICs go silent first (peers must not get a reset), then every
+        process of the host dies at once."""
+        h = self._node(name)
+        for k in range(len(h.addresses)):
+            links.set_link(h.namespace, f"eth{k}", up=False)
+        killed = self.kill_all(h.namespace)
+        entry = self._entry(name)
+        entry["powered"] = False
+        if name in self.state["paused"]:
+            self.state["paused"].remove(name)
+        self._save()
+        self._log("crash", name, pids=killed)
+        return killed
+
+    def start(self, name: str) -> list[str]:
+        """Boot the host if it is down, and start whatever of its processes is not running."""
+        h = self._node(name)
+        done = []
+        entry = self._entry(name)
+        if not entry.get("powered", True):
+            keep = {f"eth{k}": a for k, a in enumerate(h.addresses)}
+            removed = links.flush_extra_addresses(h.namespace, keep)
+            for k in range(len(h.addresses)):
+                links.set_link(h.namespace, f"eth{k}", up=True)
+            entry["powered"] = True
+            done.append("booted" + (f" (dropped {', '.join(removed)})" if removed else ""))
+        if h.role is HostRole.CONTROLLER and not self.alive(name, "etcd"):
+            self._start_etcd(name)
+            done.append("etcd started")
+        if not self.alive(name, "agent"):
+            self._start_agent(name)
+            done.append("agent started")
+        self._save()
+        self._log("start", name, done=done)
+        return done
+
+    def kill(self, name: str, process: str) -> list[int]:
+        """SIGKILL one process of a host: agent, etcd, or a hastack:service instance."""
+        self._node(name)
+        if process in ("agent", "etcd"):
+            rec = self.record(name, process)
+            records = [rec] if rec is not None else []
+        else:
+            records = self.service_records(name, process)
+            if not records:
+                raise LabError(
+                    f"no process {process!r} on {name}: agent, etcd, or a running "
+                    "hastack:service instance"
+                )
+        killed = []
+        for rec in records:
+            if send(rec, signal.SIGKILL, group=process not in ("agent", "etcd")):
+                wait_gone(rec)
+                killed.append(rec.pid)
+        self._log("kill", name, process=process, pids=killed)
+        return killed
+
+    def service_records(self, name: str, instance: str) -> list[ProcessRecord]:
+        """Live processes of a hastack:service instance on a host (from its pidfiles)."""
+        found = []
+        services = self.agent_state_dir(name) / "services"
+        for pidfile in sorted(services.glob("*/pid")):
+            if not pidfile.parent.name.startswith(instance.replace(":", "_") + "-"):
+                continue
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                rec = ProcessRecord.from_json(json.loads(pidfile.read_text()))
+                if is_alive(rec):
+                    found.append(rec)
+        return found
+
+    def pause(self, name: str) -> list[int]:
+        h = self._node(name)
+        done = [r.pid for r in links.netns_pids(h.namespace) if send(r, signal.SIGSTOP)]
+        if name not in self.state["paused"]:
+            self.state["paused"].append(name)
+        self._save()
+        self._log("pause", name, pids=done)
+        return done
+
+    def resume(self, name: str) -> list[int]:
+        h = self._node(name)
+        done = [r.pid for r in links.netns_pids(h.namespace) if send(r, signal.SIGCONT)]
+        if name in self.state["paused"]:
+            self.state["paused"].remove(name)
+        self._save()
+        self._log("resume", name, pids=done)
+        return done
+
+    def partition(self, spec: str) -> tuple[tuple[str, ...], ...]:
+        groups = parse_partition(spec, [h.name for h in self.hosts()])
+        faults = self.faults()
+        self._set_faults(NetFaults(groups, faults.loss))
+        self._log("partition", None, groups=[list(g) for g in groups])
+        return groups
+
+    def heal(self) -> None:
+        self._set_faults(NetFaults((), self.faults().loss))
+        self._log("heal", None)
+
+    def netem(self, name: str, loss: int) -> None:
+        """Drop `loss` % of the packets to and from the host (0 clears it)."""
+        self.host(name)
+        if not 0 <= loss <= 100:
+            raise LabError(f"--loss is a percentage (0-100), got {loss}")
+        rates = dict(self.faults().loss)
+        if loss:
+            rates[name] = loss
+        else:
+            rates.pop(name, None)
+        self._set_faults(NetFaults(self.faults().partition, tuple(sorted(rates.items()))))
+        self._log("netem", name, loss=loss)
+
+    def link(self, name: str, link: int, up: bool) -> None:
+        """Cut (or mend) the cable of one link: the host's switch port goes down."""
+        h = self.host(name)
+        if not 0 <= link < len(h.addresses):
+            raise LabError(f"{name} has links 0..{len(h.addresses) - 1}, not {link}")
+        links.set_link(self.topology.hub, h.ports()[link], up=up)
+        down = set(self._entry(name).get("links_down", []))
+        (down.discard if up else down.add)(link)
+        self._entry(name)["links_down"] = sorted(down)
+        self._save()
+        self._log("link-up" if up else "link-down", name, link=link)
+
+    def _set_faults(self, faults: NetFaults) -> None:
+        self._apply_faults(faults)  # refused rules leave the recorded state as it was
+        self.state["faults"] = faults.to_json()
+        self._save()
+
+    def _apply_faults(self, faults: NetFaults | None = None) -> None:
+        ports = {h.name: h.ports() for h in self.hosts()}
+        links.apply_nft(self.topology.hub, render_ruleset(faults or self.faults(), ports))
+
+    # ---- ending -----------------------------------------------------------------------------
+
+    def down(self, *, keep_logs: bool = False) -> list[str]:
+        """Remove everything this lab recorded as its own; return what was removed."""
+        removed: list[str] = []
+        created = self.state.get("created", {})
+        for name in created.get("namespaces", []):
+            pids = self.kill_all(name)
+            if pids:
+                removed.append(f"{len(pids)} process(es) in {name}")
+        for h in self.hosts():
+            for what in ("agent", "etcd"):
+                rec = self.record(h.name, what)
+                if rec is not None and send(rec, signal.SIGKILL):
+                    wait_gone(rec)
+                    removed.append(f"{h.name} {what} (pid {rec.pid})")
+        for name in reversed(created.get("namespaces", [])):
+            if links.remove_namespace(name):
+                removed.append(f"namespace {name}")
+        for name in created.get("netns_etc", []):
+            if links.remove_netns_etc(name):
+                removed.append(f"/etc/netns/{name}")
+        for network in created.get("blackholes", []):
+            if links.remove_blackhole(network):
+                removed.append(f"blackhole route {network}")
+        if keep_logs:
+            for h in self.controllers():
+                shutil.rmtree(self.host_dir(h.name) / "etcd", ignore_errors=True)
+            (self.directory / STATE_FILE).unlink(missing_ok=True)
+        else:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        return removed
+
+    def leftovers(self) -> list[str]:
+        """What of this lab still exists on the machine (empty after a clean `down`)."""
+        created = self.state.get("created", {})
+        out = [f"namespace {n}" for n in created.get("namespaces", []) if links.namespace_exists(n)]
+        out += [
+            f"/etc/netns/{n}"
+            for n in created.get("netns_etc", [])
+            if (links.NETNS_ETC / n).exists()
+        ]
+        holes = links.blackholes()
+        out += [f"blackhole {n}" for n in created.get("blackholes", []) if n in holes]
+        for h in self.hosts():
+            for what in ("agent", "etcd"):
+                if self.alive(h.name, what):
+                    out.append(f"{h.name} {what}")
+        return out
+
+
+class StatusFeed:
+    """Cluster status reports streamed from a watcher in the client host, bounded in time.
+
+    A reader thread keeps the newest report (and, if asked, appends every report to a file
+    as a timeline of the run); `wait_for` blocks until a report satisfies a predicate.
+    """
+
+    def __init__(
+        self, lab: Lab, duration: float, interval: float, record_to: Path | None = None
+    ) -> None:
+        argv = lab.client_argv(
+            "watch", "--config", str(lab.client_config),
+            "--interval", str(interval), "--duration", str(duration), "--timeout", "0.5",
+        )  # fmt: skip
+        self._proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        self._cond = threading.Condition()
+        self._latest: dict[str, Any] | None = None
+        self._count = 0
+        self._record: IO[str] | None = record_to.open("a") if record_to else None
+        self._thread = threading.Thread(target=self._read, name="status-feed", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for raw in self._proc.stdout:
+            try:
+                report = json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+            if self._record is not None:
+                self._record.write(raw.decode())
+                self._record.flush()
+            with self._cond:
+                self._latest = report
+                self._count += 1
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def latest(self) -> dict[str, Any] | None:
+        with self._cond:
+            return self._latest
+
+    def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                if self._count > seen and self._latest is not None:
+                    seen = self._count
+                    if predicate(self._latest):
+                        return self._latest
+                left = deadline - time.monotonic()
+                if left <= 0 or (self._proc.poll() is not None and self._count == seen):
+                    last = self._latest or {}
+                    raise LabError(
+                        f"gave up waiting for {what} after {timeout:g}s "
+                        f"(last status: DC {last.get('dc_node')}, "
+                        f"online {[n['name'] for n in last.get('nodes', []) if n.get('online')]})"
+                    )
+                self._cond.wait(min(left, 0.5))
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._thread.join(timeout=2.0)
+        if self._record is not None:
+            self._record.close()
+
+    def __enter__(self) -> StatusFeed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _free_prefix() -> str:
+    for _ in range(20):
+        prefix = f"hl{secrets.token_hex(2)}"
+        taken = set(links.NETNS_RUN.iterdir()) if links.NETNS_RUN.exists() else set()
+        names = {p.name for p in taken}
+        if not any(n.startswith(prefix + "-") for n in names) and not any(
+            (links.NETNS_ETC / n).exists() for n in names if n.startswith(prefix)
+        ):
+            return prefix
+    raise LabError("no free namespace prefix found")
+
+
+def _free_subnet(links_count: int) -> int:
+    """A third octet X such that no route of the root namespace touches 10.(251+k).X.0/24."""
+    candidates = list(range(1, 255))
+    random.shuffle(candidates)
+    for x in candidates:
+        nets = [
+            ipaddress.IPv4Network(f"10.{FIRST_LINK_OCTET + k}.{x}.0/24") for k in range(links_count)
+        ]
+        if not any(links.root_routes_within(n) for n in nets):
+            return x
+    raise LabError("every 10.251.X.0/24 range is in use on this machine")

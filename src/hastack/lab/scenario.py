@@ -1,0 +1,588 @@
+"""Scenarios in the Jepsen shape: a cluster configuration, bounded workload clients, a
+nemesis schedule, and checkers over what was recorded.
+
+A scenario is a YAML file (`scenarios/*.yaml`):
+
+    name: vip-crash-holder
+    lab: {nodes: 3}
+    cluster:                       # the cluster configuration, as `hastack config apply` takes
+      properties: {stonith-enabled: false}
+      resources: [...]             # ${net0} is the lab's first network (10.251.X), ${vip}
+    ready: [vip, api]              #   is ${net0}.100, ${python} this Python, ${power} the
+                                   #   power registry (for fence_hastack_local); the resources
+                                   #   that must run before the load starts
+    workloads:
+      - {kind: http, url: "http://${vip}:8080/", clients: 4, rate: 20, duration: 30s}
+    nemesis:                       # times from the start of the load
+      - {at: 5s, op: crash, node: "@holder:vip"}
+      - {at: 20s, op: start, node: "@crashed"}
+    expect: {max-outage: 15s}
+
+Node selectors: a host name, `@holder:RESOURCE` (where it runs now), `@dc`, `@random` (a
+random controller that is up), `@crashed` (every host crashed by this run), `@paused`,
+and in partitions `@rest` (every node not named in another group).
+
+A run writes one results folder: `history.jsonl` (the clients' operations), `nemesis.jsonl`
+(faults, with times), `status.jsonl` (cluster status every 250 ms), `observed-exclusive.jsonl`
+(where each VIP address was actually configured, sampled every 50 ms), `agents/<host>/`
+(agent and etcd logs, the agents' events and exclusivity records), `checks.json`,
+`availability.png` and `summary.txt`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import signal
+import string
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+from pyroute2 import NetNS
+
+from hastack.checkers import (
+    CheckResult,
+    check_availability,
+    check_exclusive,
+    check_set,
+    check_total_queue,
+    parse_history,
+)
+from hastack.checkers.plot import plot_availability
+from hastack.lab.net.lab import FAST_ELECTION_MS, FAST_TIMINGS, Lab, LabError, StatusFeed
+from hastack.lab.net.topology import CLIENT, HostRole
+from hastack.model.agent_config import Timings
+from hastack.model.base import Duration, Name, Spec
+from hastack.model.document import load_yaml, validate
+from hastack.model.exclusivity import parse_events
+from hastack.model.state import base_id
+from hastack.processes import ProcessRecord, is_alive, send, spawn, wait_gone
+
+__all__ = [
+    "NemesisStep",
+    "Scenario",
+    "ScenarioResult",
+    "WorkloadSpec",
+    "load_scenario",
+    "run_scenario",
+]
+
+OBSERVE_INTERVAL = 0.05
+READY_TIMEOUT = 60.0
+
+
+class LabSpec(Spec):
+    nodes: int = 3
+    computes: int = 0
+    links: int = 1
+
+
+class WorkloadSpec(Spec):
+    kind: Literal["http", "etcd-set"]
+    name: Name | None = None
+    clients: int = pydantic.Field(default=2, ge=1, le=64)
+    rate: float = pydantic.Field(default=10.0, gt=0, le=1000)  # per client, ops per second
+    duration: Duration = pydantic.Field(default=30.0, gt=0, le=600)
+    max_ops: int = pydantic.Field(default=10_000, ge=1, le=100_000)  # per client
+    timeout: Duration = 1.0
+    url: str | None = None  # http
+    final_timeout: Duration = 30.0  # etcd-set: bound on the final read
+
+
+NemesisOp = Literal[
+    "crash", "start", "kill", "pause", "resume", "partition", "heal", "netem", "link-down",
+    "link-up",
+]  # fmt: skip
+
+
+class NemesisStep(Spec):
+    at: Duration  # seconds after the load started
+    op: NemesisOp
+    node: str | None = None
+    process: str | None = None  # kill: agent, etcd, or a service instance
+    groups: str | None = None  # partition: 'n1 | n2,n3' or '@holder:vip | @rest'
+    loss: int | None = None  # netem
+    link: int = 0  # link-down / link-up
+
+
+class Expect(Spec):
+    max_outage: Duration | None = None  # every fault recovered from within this
+    recovered: bool = True  # the service answers again after every fault
+
+
+class Scenario(Spec):
+    name: Name
+    description: str = ""
+    lab: LabSpec = LabSpec()
+    timings: Timings | None = None  # agent timings (default: the lab's fast timings)
+    election_ms: int = FAST_ELECTION_MS
+    cluster: dict[str, Any]
+    ready: list[Name] = pydantic.Field(default_factory=list)
+    workloads: list[WorkloadSpec] = pydantic.Field(min_length=1)
+    nemesis: list[NemesisStep] = pydantic.Field(default_factory=list)
+    settle: Duration = 2.0  # after the load, before collecting
+    expect: Expect = Expect()
+
+
+def load_scenario(path: Path) -> Scenario:
+    return validate(load_yaml(path.read_text(), str(path)), Scenario)
+
+
+@dataclass
+class ScenarioResult:
+    scenario: str
+    results: Path
+    checks: list[CheckResult]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        """No check found a violation and at least one could judge. A check with nothing to
+        judge (valid None — e.g. agents that do not write exclusivity records yet) is shown
+        as UNKNOWN in the summary, never counted as a pass."""
+        return not any(c.valid is False for c in self.checks) and any(
+            c.valid is True for c in self.checks
+        )
+
+    @property
+    def unjudged(self) -> list[str]:
+        return [c.checker for c in self.checks if c.valid is None]
+
+    def check(self, name: str) -> CheckResult:
+        return next(c for c in self.checks if c.checker == name)
+
+
+def _substitute(value: Any, names: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return string.Template(value).safe_substitute(names)
+    if isinstance(value, list):
+        return [_substitute(v, names) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, names) for k, v in value.items()}
+    return value
+
+
+def _vips(config: Mapping[str, Any]) -> dict[str, str]:
+    """resource id -> address of every hastack:vip primitive in a configuration mapping."""
+    found: dict[str, str] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("agent") == "hastack:vip" and "primitive" in node:
+                found[str(node["primitive"])] = str(node.get("params", {}).get("ip"))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(config.get("resources", []))
+    return found
+
+
+class VipObserver:
+    """Samples every node's addresses and records where each VIP is configured, in the
+    exclusivity record format — an outside view that does not rely on the agents."""
+
+    def __init__(self, lab: Lab, vips: Mapping[str, str], path: Path) -> None:
+        self._lab = lab
+        self._vips = dict(vips)
+        self._path = path
+        self._stop = threading.Event()
+        self.holders: dict[str, set[str]] = {r: set() for r in vips}
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="vip-observer", daemon=True)
+
+    def start(self) -> None:
+        if self._vips:
+            self._thread.start()
+
+    def holder(self, resource: str) -> str | None:
+        with self._lock:
+            held = sorted(self.holders.get(resource, ()))
+        return held[0] if held else None
+
+    def _run(self) -> None:
+        nodes = self._lab.nodes()
+        handles = {h.name: NetNS(h.namespace) for h in nodes}
+        try:
+            with self._path.open("a") as out:
+                while not self._stop.is_set():
+                    for name, ns in handles.items():
+                        try:
+                            present = {a.get_attr("IFA_ADDRESS") for a in ns.get_addr(family=2)}
+                        except Exception:  # a namespace going away at the end of the run
+                            continue
+                        for resource, ip in self._vips.items():
+                            with self._lock:
+                                was = name in self.holders[resource]
+                                now = ip in present and self._lab.powered(name)
+                                if now != was:
+                                    (self.holders[resource].add if now else
+                                     self.holders[resource].discard)(name)  # fmt: skip
+                            if now != was:
+                                event = "acquire" if now else "release"
+                                out.write(json.dumps({
+                                    "node": name, "resource": resource, "event": event,
+                                    "wall": time.time(), "offset_error": OBSERVE_INTERVAL,
+                                    "source": "observer",
+                                }) + "\n")  # fmt: skip
+                                out.flush()
+                    self._stop.wait(OBSERVE_INTERVAL)
+        finally:
+            for ns in handles.values():
+                ns.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+
+
+class Runner:
+    """One run of one scenario on a lab (brought up for it, or shared between runs)."""
+
+    def __init__(self, scenario: Scenario, lab: Lab, results: Path, say: Callable[[str], None]):
+        self.scenario = scenario
+        self.lab = lab
+        self.results = results
+        self.say = say
+        t = lab.topology
+        self.names = {f"net{k}": t.net_prefix(k) for k in range(t.links)}
+        self.names["vip"] = f"{t.net_prefix(0)}.100"
+        self.names["python"] = sys.executable
+        self.names["power"] = str(lab.power_registry)
+        self.config = _substitute(scenario.cluster, self.names)
+        self.vips = _vips(self.config)
+        self.feed: StatusFeed | None = None
+        self.observer = VipObserver(lab, self.vips, results / "observed-exclusive.jsonl")
+        self.crashed: set[str] = set()
+        self.notes: list[str] = []
+
+    # ---- selectors ------------------------------------------------------------------------
+
+    def holder(self, resource: str) -> str | None:
+        if resource in self.vips:
+            found = self.observer.holder(resource)
+            if found:
+                return found
+        report = self.feed.latest if self.feed else None
+        for r in (report or {}).get("resources", []):
+            if base_id(str(r["instance"])) == resource and r.get("role") != "Stopped":
+                return str(r["node"])
+        return None
+
+    def select(self, selector: str, taken: set[str] | None = None) -> list[str]:
+        nodes = [h.name for h in self.lab.nodes()]
+        if not selector.startswith("@"):
+            self.lab.host(selector)
+            return [selector]
+        if selector.startswith("@holder:"):
+            found = self.holder(selector.removeprefix("@holder:"))
+            if found is None:
+                raise LabError(f"{selector}: the resource runs nowhere right now")
+            return [found]
+        if selector == "@dc":
+            dc = (self.feed.latest or {}).get("dc_node") if self.feed else None
+            if not dc:
+                raise LabError("@dc: no DC right now")
+            return [str(dc)]
+        if selector == "@random":
+            up = [h.name for h in self.lab.controllers() if self.lab.powered(h.name)]
+            return [random.choice(up)]
+        if selector == "@crashed":
+            return sorted(self.crashed)
+        if selector == "@paused":
+            return list(self.lab.state.get("paused", []))
+        if selector == "@rest":
+            return [n for n in nodes if n not in (taken or set())]
+        raise LabError(f"unknown node selector {selector!r}")
+
+    def _partition_spec(self, groups: str) -> str:
+        parts = [re.split(r"[,\s]+", g.strip()) for g in groups.split("|")]
+        named: set[str] = set()
+        resolved: list[list[str] | None] = []
+        for part in parts:
+            if any(t == "@rest" for t in part):
+                resolved.append(None)
+                continue
+            hosts = [h for t in part if t for h in self.select(t)]
+            named.update(hosts)
+            resolved.append(hosts)
+        out = [g if g is not None else self.select("@rest", named) for g in resolved]
+        return " | ".join(",".join(g) for g in out)
+
+    # ---- the nemesis ------------------------------------------------------------------------
+
+    def apply(self, step: NemesisStep) -> None:
+        lab = self.lab
+        targets = self.select(step.node) if step.node else []
+        if step.op in ("crash", "start", "kill", "pause", "resume", "netem", "link-down",
+                       "link-up") and not targets:  # fmt: skip
+            self.say(f"  nemesis: {step.op}: no node matches {step.node!r}, skipped")
+            return
+        for node in targets:
+            if step.op == "crash":
+                lab.crash(node)
+                self.crashed.add(node)
+            elif step.op == "start":
+                lab.start(node)
+                self.crashed.discard(node)
+            elif step.op == "kill":
+                lab.kill(node, step.process or "agent")
+            elif step.op == "pause":
+                lab.pause(node)
+            elif step.op == "resume":
+                lab.resume(node)
+            elif step.op == "netem":
+                lab.netem(node, step.loss or 0)
+            elif step.op in ("link-down", "link-up"):
+                lab.link(node, step.link, up=step.op == "link-up")
+        groups = ""
+        if step.op == "partition":
+            groups = self._partition_spec(step.groups or "")
+            lab.partition(groups)
+        elif step.op == "heal":
+            lab.heal()
+        what = " ".join(x for x in (step.op, ",".join(targets), step.process or "", groups) if x)
+        self.say(f"  nemesis: {what}")
+
+    # ---- the run ----------------------------------------------------------------------------
+
+    def is_ready(self, report: dict[str, Any]) -> bool:
+        running = {
+            base_id(str(r["instance"]))
+            for r in report.get("resources", [])
+            if r.get("role") not in (None, "Stopped") and r.get("node-online")
+        }
+        return self.lab.is_settled(report) and all(r in running for r in self.scenario.ready)
+
+    def workload_specs(self) -> list[dict[str, Any]]:
+        specs = []
+        for i, w in enumerate(self.scenario.workloads):
+            spec = w.model_dump(by_alias=True, exclude_none=True)
+            spec = _substitute(spec, self.names)
+            spec.setdefault("name", f"{w.kind}{i}" if len(self.scenario.workloads) > 1 else w.kind)
+            if w.kind == "etcd-set":
+                spec["endpoints"] = self.lab.endpoints()
+                spec["prefix"] = f"/lab-set/{self.results.name}/{i}"
+            specs.append(spec)
+        return specs
+
+    def run(self) -> ScenarioResult:
+        s, lab, results = self.scenario, self.lab, self.results
+        (results / "cluster.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+        (results / "scenario.json").write_text(json.dumps(s.model_dump(mode="json"), indent=2))
+        nemesis_offset = lab.nemesis_path.stat().st_size if lab.nemesis_path.exists() else 0
+        longest = max(w.duration + w.final_timeout for w in s.workloads)
+        bound = READY_TIMEOUT + longest + s.settle + 60.0
+        self.feed = StatusFeed(lab, bound, 0.25, record_to=results / "status.jsonl")
+        workers: ProcessRecord | None = None
+        started_at = time.time()
+        try:
+            revision = lab.apply_config(results / "cluster.yaml")
+            self.say(f"  configuration stored (revision {revision}); waiting for "
+                     f"{', '.join(s.ready) or 'the cluster'}")  # fmt: skip
+            self.feed.wait_for(self.is_ready, READY_TIMEOUT, f"{', '.join(s.ready)} running")
+            self.observer.start()
+            specs = self.workload_specs()
+            (results / "workloads.json").write_text(json.dumps(specs, indent=2))
+            allow = [str(n) for n in lab.topology.networks()]
+            argv = [
+                "ip", "netns", "exec", lab.host(CLIENT).namespace,
+                sys.executable, "-m", "hastack.lab.workloads",
+                "--spec", str(results / "workloads.json"),
+                "--history", str(results / "history.jsonl"),
+                *[x for a in allow for x in ("--allow", a)],
+            ]  # fmt: skip
+            load_start = time.monotonic()
+            started_at = time.time()
+            workers, proc = spawn(argv, log_path=results / "workloads.log")
+            self.say(
+                f"  load: {', '.join(f'{w.kind} ×{w.clients}' for w in s.workloads)} "
+                f"for {max(w.duration for w in s.workloads):g}s from the client host"
+            )
+            for step in sorted(s.nemesis, key=lambda x: x.at):
+                delay = load_start + step.at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                try:
+                    self.apply(step)
+                except (LabError, ValueError, OSError) as exc:
+                    self.notes.append(f"nemesis {step.op} at {step.at:g}s failed: {exc}")
+                    self.say(f"  nemesis: {step.op} FAILED: {exc}")
+            try:
+                proc.wait(timeout=max(1.0, load_start + longest + 30.0 - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.notes.append("workload clients overran their bound and were killed")
+            if proc.returncode not in (0, None):
+                self.notes.append(f"workload clients exited with {proc.returncode}: see "
+                                  "workloads.log")  # fmt: skip
+            time.sleep(s.settle)
+        finally:
+            if workers is not None and is_alive(workers):
+                send(workers, signal.SIGKILL)
+                wait_gone(workers)
+            self.observer.stop()
+            self.feed.close()
+        ended_at = time.time()
+        with lab.nemesis_path.open() as f:
+            f.seek(nemesis_offset)
+            run_nemesis = f.read()
+        (results / "nemesis.jsonl").write_text(run_nemesis)
+        self.collect_logs()
+        checks = self.check(started_at, ended_at)
+        result = ScenarioResult(s.name, results, checks, self.notes)
+        self.report(result)
+        return result
+
+    def collect_logs(self) -> None:
+        for h in self.lab.nodes():
+            src = self.lab.host_dir(h.name)
+            dst = self.results / "agents" / h.name
+            dst.mkdir(parents=True, exist_ok=True)
+            for name in ("agent.log", "etcd.log", "agent.yaml"):
+                if (src / name).exists():
+                    shutil.copy(src / name, dst / name)
+            state = self.lab.agent_state_dir(h.name)
+            for name in ("events.jsonl", "exclusive.jsonl"):
+                if (state / name).exists():
+                    shutil.copy(state / name, dst / name)
+            for log in sorted((state / "services").glob("*/output.log")):
+                shutil.copy(log, dst / f"service-{log.parent.name}.log")
+
+    def check(self, started_at: float, ended_at: float) -> list[CheckResult]:
+        results, s = self.results, self.scenario
+        history = parse_history(_lines(results / "history.jsonl"))
+        nemesis = [json.loads(x) for x in _lines(results / "nemesis.jsonl")]
+        # Deaths of the whole lab's life close intervals that began in earlier runs.
+        all_nemesis = [json.loads(x) for x in _lines(self.lab.nemesis_path)]
+        agent_records = []
+        for h in self.lab.nodes():
+            agent_records += parse_events(_lines(results / "agents" / h.name / "exclusive.jsonl"))
+        observed = parse_events(_lines(results / "observed-exclusive.jsonl"))
+        checks = [
+            check_exclusive(agent_records, all_nemesis, end_of_run=ended_at),
+            check_exclusive(observed, all_nemesis, end_of_run=ended_at, name="exclusive-observed"),
+        ]
+        http = [e for e in history if str(e["process"]).startswith(("http",))]
+        if any(w.kind == "http" for w in s.workloads):
+            checks.append(
+                check_availability(
+                    http, nemesis, end_of_run=ended_at, max_outage=s.expect.max_outage
+                )
+            )
+        if any(w.kind == "etcd-set" for w in s.workloads):
+            checks.append(check_set([e for e in history if "set" in str(e["process"])]))
+        if any(e.get("f") == "enqueue" for e in history):
+            checks.append(check_total_queue(history))
+        try:
+            plot_availability(
+                http or history, nemesis, results / "availability.png",
+                title=f"{s.name}: successful operations and faults",
+                start=started_at, end=ended_at,
+            )  # fmt: skip
+        except ImportError:
+            self.notes.append("matplotlib is not installed: no availability.png")
+        (results / "checks.json").write_text(
+            json.dumps([c.to_json() for c in checks], indent=2, default=str)
+        )
+        return checks
+
+    def report(self, result: ScenarioResult) -> None:
+        verdict = "VALID" if result.valid else "NOT VALID"
+        if result.unjudged:
+            verdict += f" ({', '.join(result.unjudged)}: nothing to judge)"
+        lines = [f"scenario {result.scenario}: {verdict}"]
+        for c in result.checks:
+            lines.append(f"  {c.checker:<20} {c.verdict:<8} {c.summary}")
+            lines += [f"      {o}" for o in c.details.get("overlaps", [])]
+        lines += [f"  note: {n}" for n in result.notes]
+        lines.append(f"  results: {result.results}")
+        text = "\n".join(lines)
+        (result.results / "summary.txt").write_text(text + "\n")
+        self.say(text)
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def prepare_lab(lab: Lab) -> list[str]:
+    """Bring a shared lab back to health before a run: heal, clear loss, resume, boot."""
+    done = []
+    faults = lab.faults()
+    if faults.partition:
+        lab.heal()
+        done.append("healed")
+    for host, _ in faults.loss:
+        lab.netem(host, 0)
+        done.append(f"loss cleared on {host}")
+    for name in list(lab.state.get("paused", [])):
+        lab.resume(name)
+        done.append(f"resumed {name}")
+    for h in lab.hosts():
+        for link in lab.state["hosts"].get(h.name, {}).get("links_down", []):
+            lab.link(h.name, int(link), up=True)
+    for h in lab.nodes():
+        down = not lab.powered(h.name) or not lab.alive(h.name, "agent")
+        if h.role is HostRole.CONTROLLER:
+            down = down or not lab.alive(h.name, "etcd")
+        if down:
+            lab.start(h.name)
+            done.append(f"started {h.name}")
+    return done
+
+
+def run_scenario(
+    scenario: Scenario,
+    results_root: Path,
+    *,
+    lab: Lab | None = None,
+    lab_dir: Path | None = None,
+    say: Callable[[str], None] = print,
+) -> ScenarioResult:
+    """Run one scenario. With `lab`, on that (shared) lab; otherwise on a lab brought up for
+    this run in `lab_dir` (default: inside the results folder) and removed afterwards."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    results = results_root / f"{scenario.name}-{stamp}"
+    n = 1
+    while results.exists():
+        n += 1
+        results = results_root / f"{scenario.name}-{stamp}-{n}"
+    results.mkdir(parents=True)
+    own = lab is None
+    if lab is None:
+        timings = scenario.timings or FAST_TIMINGS
+        say(f"scenario {scenario.name}: bringing up a lab ({scenario.lab.nodes} controllers)")
+        lab = Lab.up(
+            lab_dir or results / "lab",
+            nodes=scenario.lab.nodes,
+            computes=scenario.lab.computes,
+            links_count=scenario.lab.links,
+            timings=timings,
+            election_ms=scenario.election_ms,
+            on_progress=lambda m: say(f"  {m}"),
+        )
+    else:
+        fixed = prepare_lab(lab)
+        say(f"scenario {scenario.name} on lab {lab.topology.prefix}"
+            + (f" ({'; '.join(fixed)})" if fixed else ""))  # fmt: skip
+    try:
+        return Runner(scenario, lab, results, say).run()
+    finally:
+        if own:
+            lab.down(keep_logs=False)

@@ -1,0 +1,276 @@
+"""Workload clients for lab scenarios: bounded asyncio clients that record a history.
+
+Run inside the lab's client host (the scenario runner starts this module there with
+`ip netns exec`), so clients reach the cluster the way real ones would — through its
+addresses and VIPs — and nothing else:
+
+    python -m hastack.lab.workloads --spec SPEC.json --history history.jsonl
+
+Every operation is written as an `invoke` line before it is attempted and one completion
+line after (`ok`, `fail`, or `info` when its outcome is unknown), with wall-clock times
+(the checkers compare them with the nemesis log and the agents' records, all on this
+machine's clock). Each workload is bounded in time (`duration`) and in count (`max-ops` per
+client); targets must lie in the networks the runner allows (`allow`), so a mistyped
+address can never send traffic off the machine.
+
+Kinds (add one by subclassing `Workload` and listing it in `KINDS`):
+
+    http       GET a URL (a VIP) on a fresh connection per request
+    etcd-set   add unique elements as etcd keys, read them all back at the end (set checker)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import os
+import sys
+import time
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hastack.errors import DefiniteStoreError, StoreError
+from hastack.store import Store
+
+__all__ = ["KINDS", "History", "HttpWorkload", "SetWorkload", "Workload", "run_workloads"]
+
+MAX_DURATION = 600.0
+MAX_OPS = 100_000
+
+
+class History:
+    """Append-only JSON lines; one write per line so a killed client leaves whole lines."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, process: str, type_: str, f: str, value: Any, **extra: Any) -> None:
+        entry = {"process": process, "type": type_, "f": f, "value": value, "time": time.time()}
+        entry.update(extra)
+        os.write(self._fd, (json.dumps(entry, sort_keys=True) + "\n").encode())
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class Workload:
+    """One kind of client: what each operation is, how it is performed, what ends a run."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, spec: Mapping[str, Any], allow: Sequence[ipaddress.IPv4Network]) -> None:
+        self.spec = spec
+        self.clients = int(spec.get("clients", 1))
+        self.duration = min(float(spec.get("duration", 30.0)), MAX_DURATION)
+        self.max_ops = min(int(spec.get("max-ops", 10_000)), MAX_OPS)
+        self.rate = float(spec.get("rate", 10.0))  # per client, operations per second
+        self.timeout = float(spec.get("timeout", 1.0))
+        self.name = str(spec.get("name", self.kind))
+        self.allow = list(allow)
+        if not 1 <= self.clients <= 64:
+            raise ValueError(f"{self.name}: clients must be 1..64, got {self.clients}")
+
+    def check_target(self, host: str) -> None:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{self.name}: target {host!r} must be an IP address") from None
+        if not address.is_loopback and not any(address in net for net in self.allow):
+            allowed = ", ".join(str(n) for n in self.allow) or "loopback only"
+            raise ValueError(f"{self.name}: target {host} is outside the lab ({allowed})")
+
+    async def setup(self) -> None:
+        """Anything to prepare before the clients start (connections, keys)."""
+
+    def invocation(self, client: int, n: int) -> tuple[str, Any]:
+        """The next operation of client `client`: (f, value), recorded as the invoke."""
+        raise NotImplementedError
+
+    async def perform(self, f: str, value: Any) -> tuple[str, Any, dict[str, Any]]:
+        """Do it: (ok|fail|info, the completion's value, extra fields such as error)."""
+        raise NotImplementedError
+
+    async def finish(self, history: History) -> None:
+        """The final phase (e.g. read everything back), bounded by the workload's timeout."""
+
+    async def close(self) -> None:
+        """Release what setup opened."""
+
+
+class HttpWorkload(Workload):
+    """GET `url` on a fresh TCP connection each time: a client of a VIP must find the new
+    holder after a failover, which a kept-alive connection to the dead node would hide."""
+
+    kind: ClassVar[str] = "http"
+
+    def __init__(self, spec: Mapping[str, Any], allow: Sequence[ipaddress.IPv4Network]) -> None:
+        super().__init__(spec, allow)
+        url = urllib.parse.urlsplit(str(spec["url"]))
+        if url.scheme != "http" or not url.hostname:
+            raise ValueError(f"{self.name}: url must be http://ADDRESS[:PORT]/PATH, got {url}")
+        self.host = url.hostname
+        self.port = url.port or 80
+        self.path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        self.check_target(self.host)
+
+    def invocation(self, client: int, n: int) -> tuple[str, Any]:
+        return "get", self.path
+
+    async def perform(self, f: str, value: Any) -> tuple[str, Any, dict[str, Any]]:
+        writer = None
+        try:
+            async with asyncio.timeout(self.timeout):
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+                writer.write(
+                    f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                )
+                await writer.drain()
+                raw = await reader.read(65536)
+                while len(raw) < 65536:
+                    more = await reader.read(65536)
+                    if not more:
+                        break
+                    raw += more
+        except TimeoutError:
+            return "fail", None, {"error": "timeout"}
+        except OSError as exc:
+            return "fail", None, {"error": exc.strerror or type(exc).__name__}
+        finally:
+            if writer is not None:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        try:
+            status = int(head.split(b" ", 2)[1])
+        except (IndexError, ValueError):
+            return "fail", None, {"error": "bad response"}
+        extra: dict[str, Any] = {}
+        with contextlib.suppress(ValueError, AttributeError):
+            served = json.loads(body).get("node")
+            if served:
+                extra["node"] = str(served)
+        if 200 <= status < 400:
+            return "ok", status, extra
+        return "fail", status, extra | {"error": f"HTTP {status}"}
+
+
+class SetWorkload(Workload):
+    """Add unique integers as keys under a prefix in the lab's etcd; read them all at the end.
+
+    A put that times out may or may not have been applied (`info`); a definite refusal is
+    `fail`. The final read retries until it succeeds or the timeout bound passes.
+    """
+
+    kind: ClassVar[str] = "etcd-set"
+
+    def __init__(self, spec: Mapping[str, Any], allow: Sequence[ipaddress.IPv4Network]) -> None:
+        super().__init__(spec, allow)
+        self.endpoints = [str(e) for e in spec["endpoints"]]
+        for e in self.endpoints:
+            self.check_target(urllib.parse.urlsplit(e if "//" in e else f"//{e}").hostname or "")
+        self.prefix = str(spec.get("prefix", f"/lab-set/{int(time.time())}")) + "/"
+        self.final_timeout = float(spec.get("final-timeout", 30.0))
+        self.store = Store(self.endpoints, self.timeout)
+
+    def invocation(self, client: int, n: int) -> tuple[str, Any]:
+        return "add", client * 1_000_000 + n
+
+    async def perform(self, f: str, value: Any) -> tuple[str, Any, dict[str, Any]]:
+        try:
+            await self.store.put(f"{self.prefix}{value}", b"1")
+        except DefiniteStoreError as exc:
+            return "fail", value, {"error": str(exc)}
+        except StoreError as exc:
+            return "info", value, {"error": str(exc)}
+        return "ok", value, {}
+
+    async def finish(self, history: History) -> None:
+        deadline = time.monotonic() + self.final_timeout
+        process = f"{self.name}-final"
+        while True:
+            history.write(process, "invoke", "read", None)
+            try:
+                result = await self.store.get_prefix(self.prefix)
+            except StoreError as exc:
+                history.write(process, "fail", "read", None, error=str(exc))
+                if time.monotonic() > deadline:
+                    return
+                await asyncio.sleep(0.5)
+                continue
+            values = sorted(int(kv.key.rsplit("/", 1)[1]) for kv in result.kvs)
+            history.write(process, "ok", "read", values)
+            return
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+KINDS: dict[str, type[Workload]] = {w.kind: w for w in (HttpWorkload, SetWorkload)}
+
+
+async def _client(workload: Workload, client: int, history: History, deadline: float) -> None:
+    process = f"{workload.name}-{client}"
+    interval = 1.0 / workload.rate if workload.rate > 0 else 0.0
+    for n in range(workload.max_ops):
+        started = time.monotonic()
+        if started >= deadline:
+            return
+        f, value = workload.invocation(client, n)
+        history.write(process, "invoke", f, value)
+        type_, result, extra = await workload.perform(f, value)
+        history.write(process, type_, f, result, **extra)
+        await asyncio.sleep(max(0.0, min(interval - (time.monotonic() - started),
+                                         deadline - time.monotonic())))  # fmt: skip
+
+
+async def run_workloads(
+    specs: Sequence[Mapping[str, Any]], history_path: Path, allow: Sequence[str]
+) -> None:
+    networks = [ipaddress.IPv4Network(a) for a in allow]
+    workloads = []
+    for spec in specs:
+        kind = str(spec.get("kind"))
+        if kind not in KINDS:
+            raise ValueError(f"unknown workload kind {kind!r} (known: {', '.join(KINDS)})")
+        workloads.append(KINDS[kind](spec, networks))
+    history = History(history_path)
+    try:
+        for w in workloads:
+            await w.setup()
+        now = time.monotonic()
+        async with asyncio.TaskGroup() as group:
+            for w in workloads:
+                for c in range(w.clients):
+                    group.create_task(_client(w, c, history, now + w.duration))
+        for w in workloads:
+            await w.finish(history)
+    finally:
+        for w in workloads:
+            await w.close()
+        history.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hastack.lab.workloads")
+    parser.add_argument("--spec", required=True, help="JSON file: a list of workload specs")
+    parser.add_argument("--history", required=True, help="JSON lines file to append to")
+    parser.add_argument("--allow", action="append", default=[], help="CIDR clients may reach")
+    args = parser.parse_args(argv)
+    specs = json.loads(Path(args.spec).read_text())
+    try:
+        asyncio.run(run_workloads(specs, Path(args.history), args.allow))
+    except ValueError as exc:
+        print(f"workloads: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

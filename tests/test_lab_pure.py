@@ -1,0 +1,96 @@
+"""The lab's shape and fault rules as data: names, addresses, the nft ruleset, partitions,
+and the refusal without root. No privileges needed."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from hastack.lab.net.topology import (
+    NFT_CHAIN,
+    HostRole,
+    NetFaults,
+    Topology,
+    parse_partition,
+    render_ruleset,
+)
+
+
+def topo(links: int = 1, computes: int = 1) -> Topology:
+    return Topology(prefix="hl1234", subnet=77, controllers=3, computes=computes, links=links)
+
+
+def test_hosts_names_namespaces_and_addresses() -> None:
+    t = topo(links=2)
+    hosts = {h.name: h for h in t.hosts()}
+    assert list(hosts) == ["n1", "n2", "n3", "c1", "client"]
+    assert hosts["n2"].namespace == "hl1234-n2"
+    assert hosts["n2"].addresses == ("10.251.77.12", "10.252.77.12")
+    assert hosts["c1"].role is HostRole.COMPUTE
+    assert hosts["c1"].address == "10.251.77.101"
+    assert hosts["client"].ports() == ("client-0", "client-1")
+    assert t.hub == "hl1234-hub"
+    assert t.namespaces()[0] == "hl1234-hub"
+    # Every address lies in the run's own networks, which are private 10/8 ranges.
+    nets = t.networks()
+    assert all(ipaddress.ip_address(a) in nets[k] for h in hosts.values()
+               for k, a in enumerate(h.addresses))  # fmt: skip
+    assert "10.251.77.13\tn3" in t.hosts_file("n1")
+
+
+def test_bounds_are_refused() -> None:
+    with pytest.raises(ValueError, match="--nodes"):
+        Topology("hl1", 1, 0, 0, 1)
+    with pytest.raises(ValueError, match="--links"):
+        Topology("hl1", 1, 3, 0, 3)
+
+
+def test_partition_parsing() -> None:
+    names = [h.name for h in topo().hosts()]
+    assert parse_partition("n1 | n2,n3", names) == (("n1",), ("n2", "n3"))
+    assert parse_partition("n1 n2|n3|c1", names) == (("n1", "n2"), ("n3",), ("c1",))
+    for bad, why in (("n1", "two groups"), ("n1 | n9", "no host"), ("n1 | n1", "two groups"),
+                     ("n1 | ", "empty group")):  # fmt: skip
+        with pytest.raises(ValueError, match=why):
+            parse_partition(bad, names)
+
+
+def test_ruleset_drops_between_groups_in_both_directions_only() -> None:
+    t = topo(links=2)
+    ports = {h.name: h.ports() for h in t.hosts()}
+    text = render_ruleset(NetFaults(partition=(("n1",), ("n2", "n3"))), ports)
+    assert "table bridge hastack_lab" in text
+    assert f"chain {NFT_CHAIN}" in text
+    assert "fwd" not in text.replace("forward", "")  # `fwd` is an nft keyword
+    assert 'iifname { "n1-0", "n1-1" } oifname { "n2-0", "n2-1", "n3-0", "n3-1" } drop' in text
+    assert 'iifname { "n2-0", "n2-1", "n3-0", "n3-1" } oifname { "n1-0", "n1-1" } drop' in text
+    assert "client" not in text  # hosts not named stay connected to every side
+    # The previous table is replaced in the same transaction.
+    assert text.index("delete table") < text.index("chain")
+
+
+def test_ruleset_loss_uses_numgen_and_nothing_when_healthy() -> None:
+    t = topo()
+    ports = {h.name: h.ports() for h in t.hosts()}
+    text = render_ruleset(NetFaults(loss=(("n2", 30),)), ports)
+    assert 'iifname { "n2-0" } numgen random mod 100 < 30 drop' in text
+    assert 'oifname { "n2-0" } numgen random mod 100 < 30 drop' in text
+    assert "drop" not in render_ruleset(NetFaults(), ports)
+    total = render_ruleset(NetFaults(loss=(("n2", 100),)), ports)
+    assert 'iifname { "n2-0" } drop' in total  # numgen's range is 0-99
+
+
+def test_faults_round_trip_through_json() -> None:
+    faults = NetFaults(partition=(("n1",), ("n2", "n3")), loss=(("n1", 5),))
+    assert NetFaults.from_json(faults.to_json()) == faults
+
+
+def test_without_root_the_lab_says_so_and_points_to_the_loopback_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hastack.lab.net import lab
+
+    monkeypatch.setattr(lab.os, "geteuid", lambda: 1000)
+    with pytest.raises(lab.LabError, match=r"needs root.*hastack cluster up"):
+        lab.require_root()
