@@ -96,6 +96,20 @@ def test_refused_configuration_never_reaches_the_store(
     assert result.returncode == 2
     assert f"{bad}:9: constraints[0].node: no node named 'n9'" in result.stderr
     assert stored_revision(lc) == 0
+    # agents the executor cannot run, or native agents without what they require
+    bad.write_text(
+        GOOD.replace("agent: hastack:vip", "agent: systemd:httpd").replace(
+            "constraints:",
+            "  - {primitive: svc, agent: 'hastack:service', params: {comand: 'sleep 9'}}\n"
+            "constraints:",
+        )
+    )
+    result = hastack(lc, "config", "apply", str(bad), "--yes")
+    assert result.returncode == 2
+    assert f"{bad}:5: resources[0].agent: systemd: resources are not supported" in result.stderr
+    assert "resources[1].params: hastack:service requires command" in result.stderr
+    assert "resources[1].params: hastack:service has no parameter comand" in result.stderr
+    assert stored_revision(lc) == 0
 
 
 def test_apply_is_compare_and_swap(local_cluster: ClusterFactory) -> None:

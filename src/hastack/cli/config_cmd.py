@@ -11,7 +11,7 @@ from pathlib import Path
 from hastack.cli.client import add_client_options, resolve_client
 from hastack.configstore import StoredConfig, read_config, write_config
 from hastack.errors import CompareFailed, HastackError
-from hastack.fencing.check import fencing_problems
+from hastack.executor.check import apply_problems
 from hastack.model.agent_config import ClientConfig
 from hastack.model.config import ClusterConfig, parse_cluster_config
 from hastack.model.config_text import config_to_yaml
@@ -55,7 +55,7 @@ def _diff(old: ClusterConfig | None, new: ClusterConfig) -> list[str]:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     # Validate first: a refused configuration never reaches the store.
-    config = parse_cluster_config(_read_text(args.file), args.file, extra_checks=fencing_problems)
+    config = parse_cluster_config(_read_text(args.file), args.file, extra_checks=apply_problems)
     client = resolve_client(args)
     keys = Keys(client.cluster, client.etcd.root)
     stored = asyncio.run(_current(client))
@@ -124,7 +124,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config = parse_cluster_config(_read_text(args.file), args.file, extra_checks=fencing_problems)
+    config = parse_cluster_config(_read_text(args.file), args.file, extra_checks=apply_problems)
     count = sum(1 for _ in config.walk())
     print(f"{args.file}: valid ({count} resources, {len(config.constraints)} constraints)")
     return 0

@@ -15,6 +15,8 @@ from hastack.cli import (
     agent_cmd,
     cluster_cmd,
     config_cmd,
+    fence_cmd,
+    lab_cmd,
     resource_cmd,
     simulate_cmd,
     status,
@@ -22,6 +24,7 @@ from hastack.cli import (
 from hastack.errors import ConfigError, HastackError
 from hastack.lab.demo import run_demo
 from hastack.lab.local import LocalClusterError
+from hastack.proxy import cli as proxy_cmd
 
 __all__ = ["build_parser", "main"]
 
@@ -39,6 +42,11 @@ examples:
   hastack cluster down             stop and remove everything
   hastack agent -c /etc/hastack/agent.yaml
                                    run this node's agent (on a real controller)
+  hastack fence n2                 fence node n2 by its fencing levels (as the DC would)
+  hastack proxy run -c proxy.yaml  run the proxy (HAProxy's role) in front of the services
+  hastack lab demo                 the main job on the lab (as root): three hosts in network
+                                   namespaces, a VIP and an API under load, the VIP holder
+                                   crashed and fenced, the failover measured
 
 Every command takes --help. Documentation: README.md and docs/architecture.md.
 """
@@ -55,7 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hastack {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (status, resource_cmd, config_cmd, simulate_cmd, cluster_cmd, agent_cmd):
+    for module in (
+        status,
+        resource_cmd,
+        config_cmd,
+        simulate_cmd,
+        fence_cmd,
+        cluster_cmd,
+        agent_cmd,
+        proxy_cmd,
+        lab_cmd,
+    ):
         module.register(sub)
     demo = sub.add_parser(
         "demo",

@@ -17,6 +17,7 @@ import yaml
 from hastack.cli.client import add_client_options, resolve_client
 from hastack.configstore import read_config, write_config
 from hastack.errors import CompareFailed, HastackError
+from hastack.executor.check import agent_problems
 from hastack.membership.snapshot import read_snapshot
 from hastack.model.agent_config import ClientConfig
 from hastack.model.config import Clone, ClusterConfig, Group, Primitive
@@ -49,7 +50,7 @@ def _validated(data: dict[str, Any]) -> ClusterConfig:
         raise HastackError(
             "the change would make the configuration invalid: " + "; ".join(reasons)
         ) from None
-    located = config.reference_problems()
+    located = config.reference_problems() or agent_problems(config)
     if located:
         text = "; ".join(f"{format_path(loc)}: {msg}" for loc, msg in located)
         raise HastackError(f"the change would make the configuration invalid: {text}")

@@ -1,0 +1,82 @@
+"""Checking resource agents before a configuration is stored: every primitive must name an
+agent this executor can run, and a native agent must get the parameters it requires.
+
+OCF scripts are looked for on the nodes, not here (the machine running `hastack config
+apply` need not have them); a missing script or required parameter is reported in status by
+the node that probes it. Fence devices are checked by `hastack.fencing.check`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from hastack.executor.agents import NATIVE
+from hastack.fencing.check import fencing_problems
+from hastack.model.config import Clone, ClusterConfig, Group, Primitive
+from hastack.model.document import Loc
+
+__all__ = ["agent_problems", "apply_problems"]
+
+# What each class needs instead, when this executor cannot run it.
+_INSTEAD = {
+    "stonith": "fence devices go under fencing.devices (docs/fencing.md)",
+    "systemd": "wrap the unit's command in hastack:service, or use its OCF agent",
+    "lsb": "wrap the init script's daemon in hastack:service, or use its OCF agent",
+    "service": "wrap the daemon in hastack:service, or use its OCF agent",
+}
+
+
+def _primitives(r: Primitive | Group | Clone, where: Loc) -> Iterator[tuple[Loc, Primitive]]:
+    if isinstance(r, Primitive):
+        yield where, r
+    elif isinstance(r, Group):
+        for index, member in enumerate(r.resources):
+            yield from _primitives(member, (*where, "resources", index))
+    else:
+        yield from _primitives(r.resource, (*where, "resource"))
+
+
+def agent_problems(config: ClusterConfig) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    for index, top in enumerate(config.resources):
+        for where, p in _primitives(top, ("resources", index)):
+            cls = p.agent.cls
+            if cls in _INSTEAD:
+                problems.append(
+                    (
+                        (*where, "agent"),
+                        f"{cls}: resources are not supported by hastack's executor; "
+                        f"{_INSTEAD[cls]}",
+                    )
+                )
+            elif cls == "hastack":
+                native = NATIVE.get(p.agent.type)
+                if native is None:
+                    known = ", ".join(f"hastack:{n}" for n in sorted(NATIVE))
+                    problems.append(
+                        ((*where, "agent"), f"no native agent {p.agent} (known: {known})")
+                    )
+                    continue
+                required = (k for k, req in native.parameters.items() if req)
+                missing = sorted(k for k in required if k not in p.params)
+                unknown = sorted(k for k in p.params if k not in native.parameters)
+                if missing:
+                    problems.append(
+                        ((*where, "params"), f"{p.agent} requires {', '.join(missing)}")
+                    )
+                if unknown:
+                    allowed = ", ".join(sorted(native.parameters))
+                    problems.append(
+                        (
+                            (*where, "params"),
+                            f"{p.agent} has no parameter {', '.join(unknown)} (allowed: {allowed})",
+                        )
+                    )
+    return problems
+
+
+def apply_problems(
+    config: ClusterConfig, fence_agent_dirs: Sequence[str] = ()
+) -> list[tuple[Loc, str]]:
+    """Everything checked before a configuration may be stored, beyond the pure model."""
+    return agent_problems(config) + fencing_problems(config, fence_agent_dirs)
