@@ -89,6 +89,13 @@ class Agent:
             ocf_root=config.ocf_root,
             ocf_dirs=tuple(config.ocf_agent_dirs),
             guard=self.guard,
+            cluster={
+                "node": config.node,
+                "address": str(config.addresses[0]) if config.addresses else "",
+                "name": config.cluster,
+                "etcd-endpoints": ",".join(config.etcd.endpoints),
+                "etcd-root": config.etcd.root,
+            },
         )
         address = str(config.addresses[0]) if config.addresses else None
         self.heartbeat = (

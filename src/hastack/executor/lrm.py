@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from hastack.executor.agents import Driver, OcfRc, OpRequest, OpResult, UnknownAgent, driver_for
@@ -145,8 +145,10 @@ class LocalResourceManager:
         ocf_dirs: tuple[str, ...] = (),
         guard: ExclusiveGuard | None = None,
         clock: Callable[[], float] = time.time,
+        cluster: Mapping[str, str] | None = None,
     ) -> None:
         self.node = node
+        self.cluster = dict(cluster or {})
         self.state_dir = state_dir
         self.netns = netns
         self._publish = publish
@@ -362,6 +364,7 @@ class LocalResourceManager:
         )
         meta = {"timeout": str(int(timeout * 1000)), "interval": str(int(interval * 1000))}
         meta["name"] = "monitor" if op == "probe" else op
+        meta["on_node"] = self.node  # as Pacemaker passes it (CRM_meta_on_node)
         if placement.clone is not None:
             c = placement.clone
             tail = inst.name.rpartition(":")[2]
@@ -387,6 +390,7 @@ class LocalResourceManager:
             interval=interval,
             netns=self.netns,
             state_dir=self.state_dir,
+            cluster=self.cluster,
         )
 
     async def _execute(self, inst: Instance, op: str, interval: float = 0.0) -> OpResult:

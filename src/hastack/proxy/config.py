@@ -1,7 +1,7 @@
 """The proxy's configuration: frontends, backends, servers, checks, timeouts.
 
-The same model serves the standalone file (`hastack proxy run -c proxy.yaml`) and, later, the
-parameters of a `hastack:proxy` resource inside the cluster configuration: it is a plain `Spec`
+The same model serves the standalone file (`hastack proxy run -c proxy.yaml`) and the `config`
+parameter of a `hastack:proxy` resource inside the cluster configuration: it is a plain `Spec`
 (frozen, kebab-case keys, unknown keys refused) and reading it does no I/O. Names and defaults
 follow HAProxy where an operator would look for them (`balance roundrobin`, `inter/fastinter/
 rise/fall`, `on-marked-down shutdown-sessions`, `timeout connect/client/server/queue`).
@@ -144,6 +144,9 @@ class FrontendSpec(Spec):
     timeouts: FrontendTimeouts = FrontendTimeouts()
     http: HttpLimits = HttpLimits()
     backlog: Annotated[int, pydantic.Field(ge=1, le=65535)] = 1024
+    # Bind even when the address is not (yet) on this host (IP_FREEBIND, HAProxy's `freebind`):
+    # a proxy clone listens on the VIP on every node, and answers wherever the VIP lands.
+    freebind: bool = False
 
 
 def _default_expect() -> list[int | str]:

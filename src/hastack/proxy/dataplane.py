@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,30 @@ def _tick(config: ProxyConfig) -> float:
         + [b.pool.idle_timeout for b in config.backends]
     )
     return min(0.25, max(0.01, smallest / 10))
+
+
+# Linux's IP_FREEBIND (not exported by the socket module everywhere).
+_IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+
+
+def listening_socket(address: str, *, reuse_port: bool, freebind: bool) -> socket.socket:
+    """A bound, non-blocking TCP socket for a frontend address ("host:port", "[v6]:port")."""
+    host, port = parse_address(address)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if freebind:
+            level = socket.IPPROTO_IPV6 if family == socket.AF_INET6 else socket.IPPROTO_IP
+            sock.setsockopt(level, _IP_FREEBIND, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class DataPlane:
@@ -64,15 +89,11 @@ class DataPlane:
         try:
             for frontend in self.frontends:
                 for address in frontend.spec.bind:
-                    host, port = parse_address(address)
-                    factory = self._factory(frontend)
+                    sock = listening_socket(
+                        address, reuse_port=self.workers > 1, freebind=frontend.spec.freebind
+                    )
                     server = await self.loop.create_server(
-                        factory,
-                        host,
-                        port,
-                        reuse_port=self.workers > 1,
-                        reuse_address=True,
-                        backlog=frontend.spec.backlog,
+                        self._factory(frontend), sock=sock, backlog=frontend.spec.backlog
                     )
                     self.listeners.append(server)
         except BaseException:

@@ -1,4 +1,5 @@
-"""Resource agents by class: `ocf:PROVIDER:TYPE` scripts and hastack's native `hastack:TYPE`."""
+"""Resource agents by class: `ocf:PROVIDER:TYPE` scripts and hastack's native `hastack:TYPE`
+(vip, service, proxy)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hastack.executor.agents.base import (
     OpResult,
 )
 from hastack.executor.agents.ocf import OCF_ROOT, OcfDriver
+from hastack.executor.agents.proxy import ProxyAgent
 from hastack.executor.agents.service import ServiceAgent
 from hastack.executor.agents.vip import VipAgent
 from hastack.model.config import AgentRef
@@ -23,6 +25,7 @@ __all__ = [
     "OcfRc",
     "OpRequest",
     "OpResult",
+    "ProxyAgent",
     "UnknownAgent",
     "driver_for",
 ]
@@ -30,6 +33,7 @@ __all__ = [
 NATIVE: dict[str, type[NativeAgent]] = {
     VipAgent.name: VipAgent,
     ServiceAgent.name: ServiceAgent,
+    ProxyAgent.name: ProxyAgent,
 }
 
 

@@ -51,6 +51,10 @@ class OpRequest:
     interval: float = 0.0
     netns: str | None = None  # run inside this network namespace
     state_dir: str = "/var/lib/hastack"
+    # This node and its cluster: node, address (its first), name, etcd-endpoints
+    # (comma-separated), etcd-root. Services see the node as environment variables; the proxy
+    # reads cluster state from the store.
+    cluster: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,9 @@ waits until it is healthy. The process does not belong to the agent: it outlives
 restart, and the restarted agent adopts it through the probe. Stop sends SIGTERM to the
 process group and SIGKILL if it lingers. Monitor checks the process and its health.
 
+The command sees HASTACK_NODE, HASTACK_NODE_ADDRESS (the node's first address)
+and HASTACK_INSTANCE (`api:2`), so one clone's command can bind each node's own address.
+
 Parameters: command (required); health-cmd (a shell command that exits 0 when healthy),
 health-port (`PORT` or `HOST:PORT`, a TCP connect), health-url (an HTTP GET that must answer
 2xx/3xx); cwd; stop-grace (seconds before SIGKILL, default 5).
@@ -96,6 +99,7 @@ class ServiceAgent(NativeAgent):
                 stdout=log,
                 stderr=log,
                 cwd=request.params.get("cwd") or None,
+                env=service_env(request),
                 start_new_session=True,
             )
         except OSError as exc:
@@ -177,6 +181,16 @@ class ServiceAgent(NativeAgent):
             if not ok:
                 return False, why
         return True, ""
+
+
+def service_env(request: OpRequest) -> dict[str, str]:
+    """The environment of a service's command and health command: ours plus the node's."""
+    return {
+        **os.environ,
+        "HASTACK_NODE": request.cluster.get("node", ""),
+        "HASTACK_NODE_ADDRESS": request.cluster.get("address", ""),
+        "HASTACK_INSTANCE": request.instance,
+    }
 
 
 async def _check(kind: str, value: str, netns: str | None, timeout: float) -> tuple[bool, str]:

@@ -1,0 +1,102 @@
+"""`hastack:proxy`: the proxy as a cluster resource, configured inside the cluster configuration.
+
+    - clone: proxy-clone
+      resource:
+        primitive: proxy
+        agent: hastack:proxy
+        params:
+          config: |
+            frontends: [{name: api, bind: ["10.0.0.10:80"], backend: api, freebind: true}]
+            backends: [{name: api, cluster: {resource: api, port: 8080}}]
+        ops: [{name: monitor, interval: 2s}]
+
+`config` is the proxy's own YAML (docs/proxy.md). Its `cluster` link is filled in from the
+node's agent (cluster name and etcd endpoints) when it is left out, so backends can follow
+cluster resources without repeating where the store is. Start writes the configuration to the
+node's state directory and runs `hastack proxy run` under `hastack:service` supervision;
+healthy means the admin endpoint answers (or, without one, the first frontend accepts).
+
+Parameters: config (required), workers, stop-grace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import ClassVar
+
+import yaml
+
+from hastack.errors import ConfigError
+from hastack.executor.agents.base import NativeAgent, OcfRc, OpRequest, OpResult
+from hastack.executor.agents.service import ServiceAgent
+from hastack.proxy.config import ProxyConfig, parse_address, parse_config
+
+__all__ = ["ProxyAgent", "proxy_config"]
+
+
+def proxy_config(text: str, cluster: dict[str, str], source: str = "config") -> ProxyConfig:
+    """The `config` parameter validated, with the cluster link filled in from `cluster`
+    (name, etcd-endpoints, etcd-root) when the text leaves it out. Raises ConfigError."""
+    config = parse_config(text, source, standalone=not cluster.get("name"))
+    if config.cluster is not None or not cluster.get("name"):
+        return config
+    data = yaml.safe_load(text) or {}
+    data["cluster"] = {
+        "name": cluster["name"],
+        "etcd": {
+            "endpoints": cluster["etcd-endpoints"].split(","),
+            "root": cluster.get("etcd-root", "/hastack"),
+        },
+    }
+    return parse_config(yaml.safe_dump(data, sort_keys=False), source)
+
+
+class ProxyAgent(NativeAgent):
+    name: ClassVar[str] = "proxy"
+    parameters: ClassVar[dict[str, bool]] = {"config": True, "workers": False, "stop-grace": False}
+    default_timeouts: ClassVar[dict[str, float]] = {"start": 20.0, "stop": 20.0, "monitor": 10.0}
+
+    def __init__(self) -> None:
+        self._service = ServiceAgent()
+
+    async def execute(self, request: OpRequest) -> OpResult:
+        started = time.monotonic()
+        text = request.params.get("config", "")
+        if not text.strip():
+            return OpResult(OcfRc.ERR_CONFIGURED, "parameter 'config' is required")
+        try:
+            config = proxy_config(text, dict(request.cluster), f"{request.primitive}.config")
+        except ConfigError as exc:
+            return OpResult(OcfRc.ERR_CONFIGURED, str(exc), time.monotonic() - started)
+        if request.op in ("validate-all", "meta-data"):
+            return OpResult(OcfRc.SUCCESS, "", time.monotonic() - started)
+        params = self._service_params(request, config)
+        return await self._service.execute(replace(request, params=params))
+
+    @staticmethod
+    def _service_params(request: OpRequest, config: ProxyConfig) -> dict[str, str]:
+        body = yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False)
+        digest = hashlib.sha256(body.encode()).hexdigest()[:8]
+        safe = request.instance.replace(":", "_").replace("/", "_")
+        path = Path(request.state_dir) / "proxy" / f"{safe}-{digest}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.write_text(body)
+        argv = [sys.executable, "-m", "hastack", "proxy", "run", "-c", str(path)]
+        if request.params.get("workers"):
+            argv += ["--workers", request.params["workers"]]
+        params = {"command": "exec " + shlex.join(argv)}
+        if config.admin is not None:
+            host, port = parse_address(config.admin.bind)
+            params["health-url"] = f"http://{host}:{port}/stats.json"
+        else:
+            host, port = parse_address(config.frontends[0].bind[0])
+            params["health-port"] = f"{host}:{port}"
+        if request.params.get("stop-grace"):
+            params["stop-grace"] = request.params["stop-grace"]
+        return params
