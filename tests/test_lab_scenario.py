@@ -99,3 +99,12 @@ def test_lab_demo_runs_and_cleans_up() -> None:
     from hastack.lab.demo_lab import run_lab_demo
 
     assert run_lab_demo(keep_results=False) == 0
+
+
+@pytest.mark.lab
+def test_proxy_clone_behind_the_vip_survives_the_holder_crash(tmp_path: Path) -> None:
+    result = run("proxy-crash-holder", tmp_path)
+    assert_vip_safe_and_recovered(result)
+    # every controller ran a proxy instance listening on the VIP (freebind) before the crash
+    logs = "".join(p.read_text() for p in (result.results / "agents").glob("*/agent.log"))
+    assert logs.count("start proxy:") >= 3, logs[-2000:]
