@@ -1,4 +1,5 @@
-"""The functional core imports nothing that does I/O: model/, scheduler/, quorum arithmetic."""
+"""The functional core imports nothing that does I/O: model/, scheduler/, quorum arithmetic, the
+DC's decisions (controller.py) and the checkers (all but the plot, which writes a PNG)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ from pathlib import Path
 
 SRC = Path(__file__).parent.parent / "src" / "hastack"
 
-PURE = [SRC / "model", SRC / "scheduler", SRC / "membership" / "quorum.py"]
+PURE = [
+    SRC / "model",
+    SRC / "scheduler",
+    SRC / "membership" / "quorum.py",
+    SRC / "controller.py",
+    *sorted(p for p in (SRC / "checkers").glob("*.py") if p.name != "plot.py"),
+]
 
 # Modules that do I/O, or that reach the network, disk, clock or processes.
 FORBIDDEN = {
