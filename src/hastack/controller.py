@@ -17,7 +17,7 @@ from hastack.model.agent_config import NodeKind
 from hastack.model.config import ClusterConfig, Role
 from hastack.model.members import ClusterSnapshot
 from hastack.model.state import ClusterState, NodeStatus, ResourceStatus, base_id
-from hastack.model.targets import NodeTarget
+from hastack.model.targets import NodeTarget, NotifyRequest
 from hastack.scheduler import Action, ActionKind, Plan, schedule
 from hastack.scheduler.simulate import apply_actions
 
@@ -133,7 +133,10 @@ def _active(state: ClusterState, instance: str, node: str) -> ResourceStatus | N
 
 
 def _reflected(action: Action, state: ClusterState) -> bool:
-    """Does the observed state show this action done?"""
+    """Does the observed state show this action done? (Notifications leave no trace in the
+    state: their keys in the nodes' reports say when they are done.)"""
+    if action.kind is ActionKind.NOTIFY:
+        return False
     if action.kind is ActionKind.FENCE:
         return action.node in state.fenced
     found = _active(state, action.instance or "", action.node)
@@ -179,7 +182,18 @@ class _Transition:
     plan: Plan
     base: ClusterState
     config_revision: int
+    key: str = ""  # `<epoch>.<serial>`: notification keys are `<key>.<action id>`
     done: set[int] = field(default_factory=set)
+
+    def notified(self, snapshot: ClusterSnapshot) -> set[int]:
+        """NOTIFY actions whose keys the recipients report as run."""
+        out = set()
+        for a in self.plan.actions:
+            if a.kind is ActionKind.NOTIFY:
+                report = snapshot.statuses.get(a.node)
+                if report is not None and f"{self.key}.{a.id}" in report.notified:
+                    out.add(a.id)
+        return out
 
 
 @dataclass(frozen=True)
@@ -197,6 +211,7 @@ class Controller:
 
     def __init__(self) -> None:
         self._transition: _Transition | None = None
+        self._serial = 0  # transitions planned under this DC
         # When this DC first saw each node without a member key (monotonic seconds).
         self._gone_since: dict[str, float] = {}
 
@@ -249,6 +264,7 @@ class Controller:
             # by its start), and whatever a done action waited for is done too.
             done = set(transition.done)
             done |= {a.id for a in transition.plan.actions if _reflected(a, state)}
+            done |= transition.notified(snapshot)
             done = _with_prerequisites(transition.plan, done)
             predicted = apply_actions(
                 transition.base,
@@ -262,8 +278,10 @@ class Controller:
                 transition.done = done
         if transition is None:
             plan = schedule(config, state)
-            transition = _Transition(plan, state, snapshot.config_revision)
-            transition.done = set()
+            self._serial += 1
+            transition = _Transition(
+                plan, state, snapshot.config_revision, key=f"{epoch}.{self._serial}"
+            )
             replanned = True
         self._transition = transition
         ready = tuple(
@@ -272,7 +290,9 @@ class Controller:
             if a.id not in transition.done and set(a.after) <= transition.done
         )
         ready = _withhold_unprobed(ready, snapshot, state)
-        targets = _targets(state, transition.plan, ready, epoch, snapshot.config_revision)
+        targets = _targets(
+            state, transition.plan, ready, epoch, snapshot.config_revision, transition.key
+        )
         if replanned:
             reason = f"planned {len(transition.plan.actions)} action(s): {reason}"
         return Decision(targets, transition.plan, ready, replanned, reason)
@@ -302,14 +322,26 @@ def _withhold_unprobed(
 
 
 def _targets(
-    state: ClusterState, plan: Plan, ready: Iterable[Action], epoch: int, config_revision: int
+    state: ClusterState,
+    plan: Plan,
+    ready: Iterable[Action],
+    epoch: int,
+    config_revision: int,
+    key: str = "",
 ) -> dict[str, NodeTarget]:
     roles: dict[str, dict[str, Role]] = {n: {} for n, s in state.nodes.items() if s.online}
     for r in state.resources:
         if r.node in roles and r.role is not Role.STOPPED:
             roles[r.node][r.resource] = r.role
     planned_role = {a.instance: a.role for a in plan.assignments}
+    notify: dict[str, list[NotifyRequest]] = {n: [] for n in roles}
     for action in ready:
+        if action.kind is ActionKind.NOTIFY:
+            if action.node in notify and action.instance and action.notify is not None:
+                variables = dict(action.notify.variables)
+                request = NotifyRequest(f"{key}.{action.id}", action.instance, variables)
+                notify[action.node].append(request)
+            continue
         node_roles = roles.get(action.node)
         if node_roles is None or action.instance is None:
             continue
@@ -337,6 +369,8 @@ def _targets(
                 if r.node == a.node and base_id(r.resource) == a.primitive:
                     unmanaged[a.node].add(r.resource)
     return {
-        node: NodeTarget(epoch, config_revision, node_roles, frozenset(unmanaged[node]))
+        node: NodeTarget(
+            epoch, config_revision, node_roles, frozenset(unmanaged[node]), tuple(notify[node])
+        )
         for node, node_roles in roles.items()
     }

@@ -21,7 +21,7 @@ from hastack.model.config import Clone, ClusterConfig, Group, Op, OpName, Primit
 from hastack.model.scores import INFINITY
 from hastack.model.state import base_id
 from hastack.model.status import LastOp, NodeReport, ResourceReport
-from hastack.model.targets import NodeTarget
+from hastack.model.targets import NodeTarget, NotifyRequest
 
 __all__ = ["LocalResourceManager", "Placement", "local_steps"]
 
@@ -29,6 +29,8 @@ log = logging.getLogger("hastack.executor")
 
 # Publishing is coalesced: many results within this window make one write.
 _PUBLISH_DELAY = 0.01
+# How many notification keys a node reports (the DC needs only the current transition's).
+_NOTIFIED_KEPT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +166,9 @@ class LocalResourceManager:
         self.highest_epoch = 0
         self.probed: set[str] = set()
         self.attributes: dict[str, str] = {}
+        # Clone notifications run (keys, most recent last) and those under way.
+        self.notified: list[str] = []
+        self._notifying: set[str] = set()
         self._wake = asyncio.Event()
         self._dirty = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -273,6 +278,7 @@ class LocalResourceManager:
             attributes=dict(self.attributes),
             probed=frozenset(self.probed),
             acked=self.acked,
+            notified=tuple(self.notified),
         )
 
     def _reconcile(self) -> None:
@@ -287,7 +293,8 @@ class LocalResourceManager:
                 inst = Instance(name, primitive)
                 self.instances[name] = inst
             self._launch(inst, op)
-        busy = any(i.busy for i in self.instances.values())
+        self._launch_notifications(self.target)
+        busy = any(i.busy for i in self.instances.values()) or bool(self._notifying)
         if not steps and not busy and self.acked != self._target_revision:
             # Nothing left to do for this target: every step is done or has failed.
             self.acked = self._target_revision
@@ -316,6 +323,64 @@ class LocalResourceManager:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # ---- clone notifications ---------------------------------------------------------------
+
+    def _launch_notifications(self, target: NodeTarget) -> None:
+        for request in target.notify:
+            if request.key in self._notifying or request.key in self.notified:
+                continue
+            inst = self._notify_recipient(request.instance)
+            if inst is None:
+                # Not running here (any more): there is no one to tell.
+                log.info("notify %s: not running here, nothing to do", request.instance)
+                self._notified(request.key)
+                continue
+            self._notifying.add(request.key)
+            task = asyncio.create_task(
+                self._notify(inst, request), name=f"notify {request.instance}"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _notify_recipient(self, name: str) -> Instance | None:
+        inst = self.instances.get(name)
+        if inst is None:
+            # The DC numbers anonymous clone instances afresh: ours is the one of that primitive.
+            primitive = base_id(name)
+            inst = next((i for i in self.instances.values() if i.primitive == primitive), None)
+        return inst if inst is not None and inst.role is not Role.STOPPED else None
+
+    def _notified(self, key: str) -> None:
+        self.notified.append(key)
+        del self.notified[:-_NOTIFIED_KEPT]
+        self._dirty.set()
+
+    async def _notify(self, inst: Instance, request: NotifyRequest) -> None:
+        try:
+            async with inst.lock:
+                result = await self._execute(inst, "notify", extra=request.variables)
+            when = request.variables.get("notify_type", "")
+            what = request.variables.get("notify_operation", "")
+            if result.rc == OcfRc.SUCCESS:
+                log.info("notify %s (%s-%s): success", inst.name, when, what)
+            else:
+                # A failed notification does not fail the resource: its monitor judges it.
+                inst.last_op = LastOp(
+                    "notify", result.rc, result.reason, self._clock(), result.duration
+                )
+                log.warning(
+                    "notify %s (%s-%s): %s%s",
+                    inst.name,
+                    when,
+                    what,
+                    OcfRc.describe(result.rc),
+                    f" ({result.reason})" if result.reason else "",
+                )
+        finally:
+            self._notifying.discard(request.key)
+            self._notified(request.key)
+            self._wake.set()
+
     # ---- operations -------------------------------------------------------------------------
 
     def _driver(self, primitive: str) -> Driver:
@@ -335,7 +400,11 @@ class LocalResourceManager:
         return None
 
     async def _request(
-        self, inst: Instance, op: str, interval: float = 0.0
+        self,
+        inst: Instance,
+        op: str,
+        interval: float = 0.0,
+        extra: Mapping[str, str] | None = None,
     ) -> OpRequest | OpResult:
         """Everything the agent needs for one operation, or the reason it cannot run."""
         placement = self._placements.get(inst.primitive)
@@ -379,6 +448,8 @@ class LocalResourceManager:
             if c.promotable:
                 meta["promoted_max"] = str(c.meta.promoted_max or 1)
                 meta["promoted_node_max"] = str(c.meta.promoted_node_max or 1)
+            meta["notify"] = "true" if c.meta.notify else "false"
+        meta.update(extra or {})
         instance_name = inst.name if not placement.anonymous_clone else inst.primitive
         return OpRequest(
             instance=instance_name,
@@ -393,8 +464,14 @@ class LocalResourceManager:
             cluster=self.cluster,
         )
 
-    async def _execute(self, inst: Instance, op: str, interval: float = 0.0) -> OpResult:
-        request = await self._request(inst, op, interval)
+    async def _execute(
+        self,
+        inst: Instance,
+        op: str,
+        interval: float = 0.0,
+        extra: Mapping[str, str] | None = None,
+    ) -> OpResult:
+        request = await self._request(inst, op, interval, extra)
         if isinstance(request, OpResult):
             return request
         driver = self._driver(inst.primitive)

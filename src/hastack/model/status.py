@@ -97,12 +97,16 @@ class NodeReport:
     # done or failed). The DC releases nothing new until every online node has caught up,
     # so it never plans around an operation that may still be under way.
     acked: int = 0
+    # Keys of the clone notifications this node has run, most recent last (bounded): the DC
+    # counts a NOTIFY action done when its key is here.
+    notified: tuple[str, ...] = ()
 
     def encode(self) -> bytes:
         doc = {
             "node": self.node,
             "epoch": self.epoch,
             "acked": self.acked,
+            "notified": list(self.notified),
             "updated": self.updated,
             "probed": sorted(self.probed),
             "attributes": dict(sorted(self.attributes.items())),
@@ -177,10 +181,14 @@ def _integer(data: Mapping[str, Any], name: str) -> int:
     return value
 
 
-def _names(value: object) -> frozenset[str]:
+def _strings(value: object, field: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _Bad("'probed' must be a list of resource names")
-    return frozenset(value)
+        raise _Bad(f"{field!r} must be a list of strings")
+    return tuple(value)
+
+
+def _names(value: object) -> frozenset[str]:
+    return frozenset(_strings(value, "probed"))
 
 
 def decode_status(node: str, raw: bytes) -> NodeReport:
@@ -213,6 +221,7 @@ def decode_status(node: str, raw: bytes) -> NodeReport:
             attributes=attributes,
             probed=_names(data.get("probed", [])),
             acked=_integer(data, "acked"),
+            notified=_strings(data.get("notified", []), "notified"),
         )
     except _Bad as exc:
         raise ValueError(str(exc)) from None

@@ -2,10 +2,13 @@
 
     {"epoch": 42, "config": 17,
      "resources": {"vip": "Started", "galera:1": "Promoted", "web": "Stopped"},
-     "unmanaged": ["legacy"]}
+     "unmanaged": ["legacy"],
+     "notify": [{"key": "42.3.7", "instance": "rmq:1",
+                 "variables": {"notify_type": "pre", "notify_operation": "start", ...}}]}
 
 Written only by the DC (by CAS on its leader key, so a deposed DC cannot write). An instance
 not listed is to be stopped if it runs; `unmanaged` ones are left exactly as they are.
+`notify` lists clone notifications to run once each (by key), docs/executor.md.
 """
 
 from __future__ import annotations
@@ -16,7 +19,19 @@ from dataclasses import dataclass, field
 
 from hastack.model.config import Role
 
-__all__ = ["NodeTarget", "decode_target"]
+__all__ = ["NodeTarget", "NotifyRequest", "decode_target"]
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyRequest:
+    """Run `notify` once on `instance` with these `notify_*` variables."""
+
+    key: str
+    instance: str
+    variables: Mapping[str, str]
+
+    def to_json(self) -> dict[str, object]:
+        return {"key": self.key, "instance": self.instance, "variables": dict(self.variables)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,14 +40,17 @@ class NodeTarget:
     config_revision: int
     resources: Mapping[str, Role] = field(default_factory=dict)
     unmanaged: frozenset[str] = frozenset()
+    notify: tuple[NotifyRequest, ...] = ()
 
     def encode(self) -> bytes:
-        doc = {
+        doc: dict[str, object] = {
             "epoch": self.epoch,
             "config": self.config_revision,
             "resources": {k: v.value for k, v in sorted(self.resources.items())},
             "unmanaged": sorted(self.unmanaged),
         }
+        if self.notify:
+            doc["notify"] = [n.to_json() for n in self.notify]
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     def same_work(self, other: NodeTarget | None) -> bool:
@@ -42,6 +60,7 @@ class NodeTarget:
             and other.config_revision == self.config_revision
             and dict(other.resources) == dict(self.resources)
             and other.unmanaged == self.unmanaged
+            and other.notify == self.notify
         )
 
 
@@ -69,4 +88,23 @@ def decode_target(raw: bytes) -> NodeTarget:
     unmanaged = data.get("unmanaged", [])
     if not isinstance(unmanaged, list) or not all(isinstance(u, str) for u in unmanaged):
         raise ValueError("'unmanaged' must be a list of names")
-    return NodeTarget(epoch, config, resources, frozenset(unmanaged))
+    notify = _notify(data.get("notify", []))
+    return NodeTarget(epoch, config, resources, frozenset(unmanaged), notify)
+
+
+def _notify(raw: object) -> tuple[NotifyRequest, ...]:
+    if not isinstance(raw, list):
+        raise ValueError("'notify' must be a list")
+    out = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise ValueError(f"notify[{index}] must be an object")
+        key, instance, variables = item.get("key"), item.get("instance"), item.get("variables")
+        if not isinstance(key, str) or not isinstance(instance, str):
+            raise ValueError(f"notify[{index}] needs 'key' and 'instance' strings")
+        if not isinstance(variables, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in variables.items()
+        ):
+            raise ValueError(f"notify[{index}].variables must map strings to strings")
+        out.append(NotifyRequest(key, instance, variables))
+    return tuple(out)

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from hastack.model.config import NoQuorumPolicy, OrderKind, Role
 from hastack.model.scores import INFINITY
-from hastack.scheduler.plan import Action, ActionKind, Assignment
+from hastack.scheduler.notify import add_notifications
+from hastack.scheduler.plan import Action, ActionKind, Assignment, Notification
 from hastack.scheduler.tree import Kind, Order, Rsc, Run
 
 __all__ = ["Outcome", "plan_actions"]
@@ -29,6 +30,7 @@ _RANK = {
     ActionKind.STOP: 2,
     ActionKind.START: 3,
     ActionKind.PROMOTE: 4,
+    ActionKind.NOTIFY: 5,
 }
 
 
@@ -328,9 +330,16 @@ class _Builder:
         self.edges: dict[int, set[int]] = {}
         self.blocked: list[str] = []
 
-    def add(self, kind: ActionKind, node: str, instance: str | None, reason: str) -> int:
+    def add(
+        self,
+        kind: ActionKind,
+        node: str,
+        instance: str | None,
+        reason: str,
+        notify: Notification | None = None,
+    ) -> int:
         aid = len(self.actions)
-        self.actions.append(Action(aid, kind, node, instance, reason))
+        self.actions.append(Action(aid, kind, node, instance, reason, notify=notify))
         self.edges[aid] = set()
         return aid
 
@@ -345,6 +354,7 @@ class _Builder:
         for info in self.prims.values():
             self._primitive(info, fence_ids)
         self._orders()
+        add_notifications(self.run, self.prims, self.add, self.after)
 
     def _primitive(self, info: _Prim, fence_ids: dict[str, int]) -> None:
         p = info.r
@@ -516,7 +526,7 @@ class _Builder:
         for old in order:
             a = self.actions[old]
             after = tuple(sorted(new_id[d] for d in self.edges[old] if d in new_id))
-            out.append(Action(new_id[old], a.kind, a.node, a.instance, a.reason, after))
+            out.append(Action(new_id[old], a.kind, a.node, a.instance, a.reason, after, a.notify))
         return out
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from hastack.model.config import Role
 
-__all__ = ["Action", "ActionKind", "Assignment", "Plan"]
+__all__ = ["Action", "ActionKind", "Assignment", "Notification", "Plan"]
 
 
 class ActionKind(enum.StrEnum):
@@ -17,6 +17,7 @@ class ActionKind(enum.StrEnum):
     DEMOTE = "demote"
     START = "start"
     PROMOTE = "promote"
+    NOTIFY = "notify"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,16 @@ class Assignment:
 
 
 @dataclass(frozen=True, slots=True)
+class Notification:
+    """What a NOTIFY action tells its recipient: Pacemaker's `notify_*` meta variables
+    (without the `OCF_RESKEY_CRM_meta_` prefix), e.g. ("notify_type", "pre")."""
+
+    type: str  # pre, post
+    operation: str  # start, stop, promote, demote
+    variables: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Action:
     id: int
     kind: ActionKind
@@ -39,6 +50,7 @@ class Action:
     instance: str | None  # None for fencing
     reason: str
     after: tuple[int, ...] = ()  # ids of actions that must complete first
+    notify: Notification | None = None  # NOTIFY actions only
 
 
 @dataclass(frozen=True)
