@@ -124,6 +124,51 @@ def test_loss_and_link_down_are_undone(lab: Lab) -> None:
     settle(lab)
 
 
+TIMED_GET = (
+    "import sys, time, urllib.request\n"
+    "t0 = time.monotonic()\n"
+    "body = urllib.request.urlopen(sys.argv[1], timeout=5).read()\n"
+    "print(time.monotonic() - t0, len(body))\n"
+)
+
+
+def timed_get(lab: Lab, src: str, dst: str) -> float:
+    """Seconds for a fresh HTTP GET (two round trips) from `src` to `dst`'s etcd /version."""
+    url = f"http://{lab.host(dst).address}:2379/version"
+    proc = run_as(lab, src, sys.executable, "-c", TIMED_GET, url)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    seconds, size = proc.stdout.split()
+    assert int(size) > 0
+    return float(seconds)
+
+
+def test_delay_slows_every_round_trip_and_is_undone(lab: Lab) -> None:
+    def hub_links() -> str:
+        argv = ["ip", "netns", "exec", lab.topology.hub, "ip", "-o", "link"]
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+    lab.delay("n2", 150)
+    try:
+        assert "n2-0x" in hub_links()
+        # connect and request: two round trips, each at least 2 × 150 ms (a lower bound:
+        # frames cannot arrive before the delayer sends them)
+        assert timed_get(lab, "client", "n2") >= 0.55
+        # the partition rules still match the host's switch port while it is re-cabled
+        lab.partition("n2 | n1,n3,client")
+        try:
+            assert not connects(lab, "client", "n2")
+        finally:
+            lab.heal()
+    finally:
+        lab.delay("n2", 0)
+    left = hub_links()
+    assert "n2-0x" not in left
+    assert "n2-0y" not in left
+    assert lab.delays() == {}
+    timed_get(lab, "client", "n2")
+    settle(lab)
+
+
 def test_crash_kills_every_process_and_start_boots_the_host(lab: Lab) -> None:
     victim = lab.host("n3")
     before = netlinks.netns_pids(victim.namespace)

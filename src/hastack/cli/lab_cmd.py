@@ -98,6 +98,9 @@ def _render(lab: Lab) -> str:
         out.append("  partition: " + " | ".join(",".join(g) for g in faults.partition))
     for host, pct in faults.loss:
         out.append(f"  loss: {pct}% of packets to and from {host}")
+    for host, d in sorted(lab.delays().items()):
+        jitter = f" ± {d['jitter']:g}" if d.get("jitter") else ""
+        out.append(f"  delay: {d['delay']:g}{jitter} ms each way to and from {host}")
     return "\n".join(out)
 
 
@@ -139,20 +142,23 @@ def cmd_fault(args: argparse.Namespace) -> int:
         lab.heal()
         print("healed: every host reaches every other")
     elif op == "netem":
-        if args.delay is not None:
-            raise LabError(
-                "--delay is not available: this kernel has no tc netem and no nft queue; "
-                "delay needs the iptables NFQUEUE target and a userspace delayer, which the "
-                "lab does not ship yet (see docs/lab.md). --loss works."
+        if args.loss is None and args.delay is None:
+            raise LabError("give --loss PCT and/or --delay MS (0 clears either)")
+        if args.loss is not None:
+            lab.netem(args.node, args.loss)
+            print(
+                f"{args.node}: {args.loss}% loss to and from it"
+                if args.loss
+                else f"{args.node}: loss cleared"
             )
-        if args.loss is None:
-            raise LabError("give --loss PCT (0 clears it)")
-        lab.netem(args.node, args.loss)
-        print(
-            f"{args.node}: {args.loss}% loss to and from it"
-            if args.loss
-            else f"{args.node}: loss cleared"
-        )
+        if args.delay is not None:
+            lab.delay(args.node, args.delay, args.jitter)
+            jitter = f" ± {args.jitter:g}" if args.jitter else ""
+            print(
+                f"{args.node}: {args.delay:g}{jitter} ms delay each way to and from it"
+                if args.delay
+                else f"{args.node}: delay cleared"
+            )
     elif op in ("link-down", "link-up"):
         lab.link(args.node, args.link, up=op == "link-up")
         print(f"{args.node} link {args.link} {'up' if op == 'link-up' else 'down'}")
@@ -231,10 +237,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     part = fault("partition", "cut groups from each other: 'n1 | n2,n3' (silent drops)")
     part.add_argument("groups")
     fault("heal", "remove the partition")
-    netem = fault("netem", "packet loss to and from a host")
+    netem = fault("netem", "packet loss and delay to and from a host")
     netem.add_argument("node")
     netem.add_argument("--loss", type=int, metavar="PCT", help="percent dropped; 0 clears")
-    netem.add_argument("--delay", metavar="MS", help="not available (see docs/lab.md)")
+    netem.add_argument(
+        "--delay", type=float, metavar="MS", help="milliseconds added each way; 0 clears"
+    )
+    netem.add_argument("--jitter", type=float, default=0.0, metavar="MS", help="± around --delay")
     for name, what in (("link-down", "cut"), ("link-up", "mend")):
         p = fault(name, f"{what} the cable of one link of a host")
         p.add_argument("node")

@@ -111,7 +111,9 @@ class NemesisStep(Spec):
     node: str | None = None
     process: str | None = None  # kill: agent, etcd, or a service instance
     groups: str | None = None  # partition: 'n1 | n2,n3' or '@holder:vip | @rest'
-    loss: int | None = None  # netem
+    loss: int | None = None  # netem: percent dropped (0 clears)
+    delay: Duration | None = None  # netem: added each way (0 clears), e.g. 100ms
+    jitter: Duration = 0.0  # netem: ± around the delay
     link: int = 0  # link-down / link-up
 
 
@@ -345,7 +347,10 @@ class Runner:
             elif step.op == "resume":
                 lab.resume(node)
             elif step.op == "netem":
-                lab.netem(node, step.loss or 0)
+                if step.loss is not None or step.delay is None:
+                    lab.netem(node, step.loss or 0)
+                if step.delay is not None:
+                    lab.delay(node, step.delay * 1000.0, step.jitter * 1000.0)
             elif step.op in ("link-down", "link-up"):
                 lab.link(node, step.link, up=step.op == "link-up")
         groups = ""
@@ -522,7 +527,8 @@ def _lines(path: Path) -> list[str]:
 
 
 def prepare_lab(lab: Lab) -> list[str]:
-    """Bring a shared lab back to health before a run: heal, clear loss, resume, boot."""
+    """Bring a shared lab back to health before a run: heal, clear loss and delay, resume,
+    boot."""
     done = []
     faults = lab.faults()
     if faults.partition:
@@ -531,6 +537,9 @@ def prepare_lab(lab: Lab) -> list[str]:
     for host, _ in faults.loss:
         lab.netem(host, 0)
         done.append(f"loss cleared on {host}")
+    for host in lab.delays():
+        lab.delay(host, 0)
+        done.append(f"delay cleared on {host}")
     for name in list(lab.state.get("paused", [])):
         lab.resume(name)
         done.append(f"resumed {name}")

@@ -18,6 +18,9 @@ Faults, each with its undo:
     partition 'a | b,c' silent drops between the groups' switch ports (nft, bridge family,
                         in the hub)                              (undo: heal)
     netem HOST --loss P drop P % of packets to and from the host (nft numgen)
+    netem HOST --delay D  delay every frame to and from the host by D ms (± jitter), through
+                        a user-space delayer re-cabled into its switch port (the kernel here
+                        has no sch_netem)                       (undo: --delay 0)
     link-down HOST K    the host's switch port on link K down    (undo: link-up)
 
 Every fault is appended to `<dir>/nemesis.jsonl` with wall and monotonic times.
@@ -42,6 +45,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import yaml
+from pyroute2 import NetNS
 
 from hastack.errors import HastackError
 from hastack.lab.etcd import EtcdMember, etcd_argv, etcd_binary
@@ -565,6 +569,71 @@ class Lab:
             rates.pop(name, None)
         self._set_faults(NetFaults(self.faults().partition, tuple(sorted(rates.items()))))
         self._log("netem", name, loss=loss)
+
+    def delays(self) -> dict[str, dict[str, float]]:
+        """host -> {"delay": ms, "jitter": ms} for hosts whose ports are delayed now."""
+        return dict(self.state.get("delays", {}))
+
+    def delay(self, name: str, delay: float, jitter: float = 0.0) -> None:
+        """Delay every frame to and from the host by `delay` ms (± `jitter`); 0 clears it."""
+        h = self.host(name)
+        if delay < 0 or jitter < 0 or jitter > delay:
+            raise LabError("--delay and --jitter are milliseconds, with 0 <= jitter <= delay")
+        self._stop_delayers(name)
+        if delay:
+            records = []
+            try:
+                for k, port in enumerate(h.ports()):
+                    records.append(self._start_delayer(name, port, k, delay, jitter))
+            finally:
+                self._entry(name)["delayers"] = [r.to_json() for r in records]
+                self.state.setdefault("delays", {})[name] = {"delay": delay, "jitter": jitter}
+                self._save()
+            self._relink(name)
+        self._log("netem", name, delay=delay, jitter=jitter)
+
+    def _start_delayer(
+        self, name: str, port: str, link: int, delay: float, jitter: float
+    ) -> ProcessRecord:
+        log = self.host_dir(name) / f"delayer-{link}.log"
+        start = log.stat().st_size if log.exists() else 0
+        argv = [
+            "ip", "netns", "exec", self.topology.hub, sys.executable, "-m",
+            "hastack.lab.net.delayer", "--port", port, "--bridge", f"br{link}",
+            "--delay", f"{delay:g}", "--jitter", f"{jitter:g}",
+        ]  # fmt: skip
+        record, proc = spawn(argv, log_path=log)
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            text = log.read_text(errors="replace")[start:]
+            if "delaying" in text:
+                return record
+            if proc.poll() is not None:
+                raise LabError(f"the delayer for {port} failed: {text.strip()[-500:]}")
+            time.sleep(0.02)
+        send(record, signal.SIGKILL)
+        raise LabError(f"the delayer for {port} did not start within 10 s (see {log})")
+
+    def _stop_delayers(self, name: str) -> None:
+        """End the host's delayers (they re-cable its ports as they exit)."""
+        entry = self._entry(name)
+        for data in entry.pop("delayers", []):
+            record = ProcessRecord.from_json(data)
+            if send(record, signal.SIGTERM) and not wait_gone(record, 10.0):
+                send(record, signal.SIGKILL)
+                wait_gone(record)
+        self.state.get("delays", {}).pop(name, None)
+        self._save()
+        # A delayer that died without re-cabling (SIGKILL): cable the ports back here.
+        with NetNS(self.topology.hub) as ns:
+            for k, port in enumerate(self.host(name).ports()):
+                links.unplumb_delay(ns, port, f"br{k}")
+        self._relink(name)
+
+    def _relink(self, name: str) -> None:
+        """Keep cut cables cut across re-cabling."""
+        for k in self._entry(name).get("links_down", []):
+            links.set_link(self.topology.hub, self.host(name).ports()[k], up=False)
 
     def link(self, name: str, link: int, up: bool) -> None:
         """Cut (or mend) the cable of one link: the host's switch port goes down."""

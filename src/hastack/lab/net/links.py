@@ -30,14 +30,17 @@ __all__ = [
     "apply_nft",
     "blackholes",
     "create_namespace",
+    "delay_names",
     "flush_extra_addresses",
     "namespace_exists",
     "netns_pids",
+    "plumb_delay",
     "remove_blackhole",
     "remove_namespace",
     "remove_netns_etc",
     "root_routes_within",
     "set_link",
+    "unplumb_delay",
     "write_hosts_file",
 ]
 
@@ -217,3 +220,46 @@ def apply_nft(hub: str, ruleset: str) -> None:
         raise OSError(errno.ENOENT, "nft not found: apt-get install nftables") from None
     if proc.returncode != 0:
         raise OSError(f"nft refused the lab ruleset: {proc.stderr.decode().strip()}")
+
+
+# ---- the delayer's re-cabling (hastack.lab.net.delayer) ----------------------------------
+
+
+def delay_names(port: str) -> tuple[str, str]:
+    return port + "x", port + "y"
+
+
+def _index_of(ipr: IPRoute, name: str) -> int:
+    found = ipr.link_lookup(ifname=name)
+    if not found:
+        raise OSError(f"no interface {name}")
+    return int(found[0])
+
+
+def plumb_delay(ipr: IPRoute, port: str, bridge: str) -> None:
+    """Put a delayer's two interfaces between a host's cable and its switch port, keeping the
+    port's name on the bridge (hastack.lab.net.delayer has the picture)."""
+    outer, inner = delay_names(port)
+    old = _index_of(ipr, port)
+    ipr.link("set", index=old, state="down")
+    ipr.link("set", index=old, master=0)
+    ipr.link("set", index=old, ifname=outer)
+    ipr.link("add", ifname=port, kind="veth", peer={"ifname": inner})
+    ipr.link("set", index=_index_of(ipr, port), master=_index_of(ipr, bridge))
+    for name in (port, inner, outer):
+        ipr.link("set", index=_index_of(ipr, name), state="up")
+
+
+def unplumb_delay(ipr: IPRoute, port: str, bridge: str) -> bool:
+    """Cable the host back to the switch directly; False if it was not re-cabled."""
+    outer, _ = delay_names(port)
+    if not ipr.link_lookup(ifname=outer):
+        return False
+    with contextlib.suppress(OSError):
+        ipr.link("del", index=_index_of(ipr, port))  # and its peer
+    old = _index_of(ipr, outer)
+    ipr.link("set", index=old, state="down")
+    ipr.link("set", index=old, ifname=port)
+    ipr.link("set", index=old, master=_index_of(ipr, bridge))
+    ipr.link("set", index=old, state="up")
+    return True
