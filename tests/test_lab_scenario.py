@@ -108,3 +108,14 @@ def test_proxy_clone_behind_the_vip_survives_the_holder_crash(tmp_path: Path) ->
     # every controller ran a proxy instance listening on the VIP (freebind) before the crash
     logs = "".join(p.read_text() for p in (result.results / "agents").glob("*/agent.log"))
     assert logs.count("start proxy:") >= 3, logs[-2000:]
+
+
+@pytest.mark.lab
+def test_rabbitmq_quorum_queue_loses_no_confirmed_message_across_a_node_crash(
+    tmp_path: Path,
+) -> None:
+    result = run("rabbitmq-queue-crash", tmp_path)
+    check = result.check("total-queue")
+    assert check.valid is True, check.summary
+    assert check.details["confirmed"] > 500
+    assert check.details["lost"] == []

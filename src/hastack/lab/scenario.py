@@ -41,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,7 @@ class LabSpec(Spec):
 
 
 class WorkloadSpec(Spec):
-    kind: Literal["http", "etcd-set"]
+    kind: Literal["http", "etcd-set", "amqp-queue"]
     name: Name | None = None
     clients: int = pydantic.Field(default=2, ge=1, le=64)
     rate: float = pydantic.Field(default=10.0, gt=0, le=1000)  # per client, ops per second
@@ -96,7 +97,18 @@ class WorkloadSpec(Spec):
     max_ops: int = pydantic.Field(default=10_000, ge=1, le=100_000)  # per client
     timeout: Duration = 1.0
     url: str | None = None  # http
-    final_timeout: Duration = 30.0  # etcd-set: bound on the final read
+    final_timeout: Duration = 30.0  # etcd-set, amqp-queue: bound on the final read / drain
+    urls: list[str] = pydantic.Field(default_factory=list)  # amqp-queue: the brokers
+    queue: Name = "hastack-lab"  # amqp-queue
+    consumers: int = pydantic.Field(default=1, ge=0, le=16)  # amqp-queue
+
+    @pydantic.model_validator(mode="after")
+    def _target(self) -> WorkloadSpec:
+        if self.kind == "http" and not self.url:
+            raise ValueError("an http workload needs url")
+        if self.kind == "amqp-queue" and not self.urls:
+            raise ValueError("an amqp-queue workload needs urls")
+        return self
 
 
 NemesisOp = Literal[
@@ -134,6 +146,7 @@ class Scenario(Spec):
     nemesis: list[NemesisStep] = pydantic.Field(default_factory=list)
     settle: Duration = 2.0  # after the load, before collecting
     expect: Expect = Expect()
+    ready_timeout: Duration = READY_TIMEOUT  # for the `ready` resources to run
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -264,6 +277,8 @@ class Runner:
         self.names["vip"] = f"{t.net_prefix(0)}.100"
         self.names["python"] = sys.executable
         self.names["power"] = str(lab.power_registry)
+        self.names["labdir"] = str(lab.directory)
+        self.names["controllers"] = ",".join(h.name for h in lab.controllers())
         self.config = _substitute(scenario.cluster, self.names)
         self.vips = _vips(self.config)
         self.feed: StatusFeed | None = None
@@ -365,12 +380,25 @@ class Runner:
     # ---- the run ----------------------------------------------------------------------------
 
     def is_ready(self, report: dict[str, Any]) -> bool:
-        running = {
+        """Every `ready` resource runs: a primitive somewhere, a clone on as many nodes as the
+        cluster can give it (clone-max, or every online node that may run resources)."""
+        running: Counter[str] = Counter(
             base_id(str(r["instance"]))
             for r in report.get("resources", [])
             if r.get("role") not in (None, "Stopped") and r.get("node-online")
-        }
-        return self.lab.is_settled(report) and all(r in running for r in self.scenario.ready)
+        )
+        online = sum(1 for n in report.get("nodes", []) if n.get("online"))
+        ready = all(running[r] >= self._instances_wanted(r, online) for r in self.scenario.ready)
+        return self.lab.is_settled(report) and ready
+
+    def _instances_wanted(self, primitive: str, online: int) -> int:
+        for top in self.config.get("resources", []):
+            inner = top.get("resource") if "clone" in top else None
+            members = (inner or {}).get("resources", [inner]) if inner else []
+            if any(isinstance(m, dict) and m.get("primitive") == primitive for m in members):
+                clone_max = (top.get("meta") or {}).get("clone-max")
+                return min(int(clone_max), online) if clone_max is not None else online
+        return 1
 
     def workload_specs(self) -> list[dict[str, Any]]:
         specs = []
@@ -390,7 +418,7 @@ class Runner:
         (results / "scenario.json").write_text(json.dumps(s.model_dump(mode="json"), indent=2))
         nemesis_offset = lab.nemesis_path.stat().st_size if lab.nemesis_path.exists() else 0
         longest = max(w.duration + w.final_timeout for w in s.workloads)
-        bound = READY_TIMEOUT + longest + s.settle + 60.0
+        bound = s.ready_timeout + longest + s.settle + 60.0
         self.feed = StatusFeed(lab, bound, 0.25, record_to=results / "status.jsonl")
         workers: ProcessRecord | None = None
         started_at = time.time()
@@ -398,7 +426,7 @@ class Runner:
             revision = lab.apply_config(results / "cluster.yaml")
             self.say(f"  configuration stored (revision {revision}); waiting for "
                      f"{', '.join(s.ready) or 'the cluster'}")  # fmt: skip
-            self.feed.wait_for(self.is_ready, READY_TIMEOUT, f"{', '.join(s.ready)} running")
+            self.feed.wait_for(self.is_ready, s.ready_timeout, f"{', '.join(s.ready)} running")
             self.observer.start()
             specs = self.workload_specs()
             (results / "workloads.json").write_text(json.dumps(specs, indent=2))

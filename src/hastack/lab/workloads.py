@@ -17,6 +17,8 @@ Kinds (add one by subclassing `Workload` and listing it in `KINDS`):
 
     http       GET a URL (a VIP) on a fresh connection per request
     etcd-set   add unique elements as etcd keys, read them all back at the end (set checker)
+    amqp-queue publish unique integers to a RabbitMQ quorum queue with publisher confirms,
+               consume them meanwhile, drain the rest at the end (total-queue checker)
 """
 
 from __future__ import annotations
@@ -34,10 +36,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import aio_pika
+
 from hastack.errors import DefiniteStoreError, StoreError
 from hastack.store import Store
 
-__all__ = ["KINDS", "History", "HttpWorkload", "SetWorkload", "Workload", "run_workloads"]
+__all__ = [
+    "KINDS",
+    "History",
+    "HttpWorkload",
+    "QueueWorkload",
+    "SetWorkload",
+    "Workload",
+    "run_workloads",
+]
 
 MAX_DURATION = 600.0
 MAX_OPS = 100_000
@@ -94,6 +106,9 @@ class Workload:
     async def perform(self, f: str, value: Any) -> tuple[str, Any, dict[str, Any]]:
         """Do it: (ok|fail|info, the completion's value, extra fields such as error)."""
         raise NotImplementedError
+
+    async def background(self, history: History, deadline: float) -> None:
+        """Work beside the clients until `deadline` (monotonic), e.g. consumers."""
 
     async def finish(self, history: History) -> None:
         """The final phase (e.g. read everything back), bounded by the workload's timeout."""
@@ -212,7 +227,151 @@ class SetWorkload(Workload):
         await self.store.close()
 
 
-KINDS: dict[str, type[Workload]] = {w.kind: w for w in (HttpWorkload, SetWorkload)}
+class QueueWorkload(Workload):
+    """Producers publish unique integers to a quorum queue, each confirmed by the broker
+    (`enqueue`: ok once confirmed, `info` when the connection died after sending, `fail` when
+    nothing was sent); `consumers` take messages meanwhile (`dequeue`, acknowledged after
+    they are recorded, so a lost ack means a duplicate, never a loss); at the end `drain`
+    takes what is left. Every client moves to the next broker URL when its connection
+    breaks."""
+
+    kind: ClassVar[str] = "amqp-queue"
+
+    def __init__(self, spec: Mapping[str, Any], allow: Sequence[ipaddress.IPv4Network]) -> None:
+        super().__init__(spec, allow)
+        self.urls = [str(u) for u in spec["urls"]]
+        for u in self.urls:
+            parts = urllib.parse.urlsplit(u)
+            if parts.scheme != "amqp" or not parts.hostname:
+                raise ValueError(f"{self.name}: urls must be amqp://USER:PASS@ADDRESS:PORT/")
+            self.check_target(parts.hostname)
+        self.queue = str(spec.get("queue", "hastack-lab"))
+        self.consumers = int(spec.get("consumers", 1))
+        self.final_timeout = float(spec.get("final-timeout", 60.0))
+        self.setup_timeout = float(spec.get("setup-timeout", 60.0))
+        self._next_url = 0
+        self._producers: dict[int, tuple[Any, Any]] = {}  # client -> (connection, channel)
+
+    def _url(self) -> str:
+        url = self.urls[self._next_url % len(self.urls)]
+        self._next_url += 1
+        return url
+
+    async def _open(self) -> tuple[Any, Any]:
+        connection = await aio_pika.connect(self._url(), timeout=self.timeout)
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            await channel.declare_queue(
+                self.queue, durable=True, arguments={"x-queue-type": "quorum"}
+            )
+        except BaseException:
+            await connection.close()
+            raise
+        return connection, channel
+
+    async def setup(self) -> None:
+        deadline = time.monotonic() + self.setup_timeout
+        while True:
+            try:
+                connection, _ = await self._open()
+                await connection.close()
+                return
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise ValueError(
+                        f"{self.name}: no broker would declare the queue: {exc}"
+                    ) from None
+                await asyncio.sleep(1.0)
+
+    def invocation(self, client: int, n: int) -> tuple[str, Any]:
+        return "enqueue", client * 1_000_000 + n
+
+    async def perform(self, f: str, value: Any) -> tuple[str, Any, dict[str, Any]]:
+        client = int(value) // 1_000_000
+        link: tuple[Any, Any] | None = self._producers.get(client)
+        if link is None or link[0].is_closed:
+            try:
+                link = await asyncio.wait_for(self._open(), self.timeout * 2)
+            except Exception as exc:
+                self._producers.pop(client, None)
+                return "fail", value, {"error": f"connect: {exc or type(exc).__name__}"}
+            self._producers[client] = link
+        message = aio_pika.Message(
+            str(value).encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+        )
+        try:
+            await link[1].default_exchange.publish(
+                message, routing_key=self.queue, timeout=self.timeout
+            )
+        except aio_pika.exceptions.DeliveryError as exc:
+            return "fail", value, {"error": f"refused by the broker: {exc}"}
+        except Exception as exc:
+            # Sent, but no confirm: it may or may not be in the queue.
+            self._producers.pop(client, None)
+            with contextlib.suppress(Exception):
+                await link[0].close()
+            return "info", value, {"error": str(exc) or type(exc).__name__}
+        return "ok", value, {}
+
+    async def _take(
+        self, history: History, process: str, deadline: float, *, drain: bool
+    ) -> list[int]:
+        """Get messages until `deadline` (or, draining, until the queue stays empty)."""
+        taken: list[int] = []
+        empty_since: float | None = None
+        connection = None
+        while time.monotonic() < deadline:
+            try:
+                if connection is None or connection.is_closed:
+                    connection, channel = await asyncio.wait_for(self._open(), self.timeout * 2)
+                    queue = await channel.get_queue(self.queue, ensure=False)
+                message = await queue.get(no_ack=False, fail=False, timeout=self.timeout)
+            except Exception:
+                connection = None
+                await asyncio.sleep(0.2)
+                continue
+            if message is None:
+                if drain:
+                    empty_since = empty_since or time.monotonic()
+                    if time.monotonic() - empty_since > 2.0:
+                        break
+                await asyncio.sleep(0.05)
+                continue
+            empty_since = None
+            value = int(message.body.decode())
+            if not drain:
+                history.write(process, "invoke", "dequeue", None)
+                history.write(process, "ok", "dequeue", value)
+            taken.append(value)
+            with contextlib.suppress(Exception):
+                await message.ack()
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
+        return taken
+
+    async def background(self, history: History, deadline: float) -> None:
+        await asyncio.gather(
+            *(
+                self._take(history, f"{self.name}-consumer-{i}", deadline, drain=False)
+                for i in range(self.consumers)
+            )
+        )
+
+    async def finish(self, history: History) -> None:
+        process = f"{self.name}-drain"
+        history.write(process, "invoke", "drain", None)
+        deadline = time.monotonic() + self.final_timeout
+        values = await self._take(history, process, deadline, drain=True)
+        history.write(process, "ok", "drain", values)
+
+    async def close(self) -> None:
+        for connection, _ in self._producers.values():
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+
+KINDS: dict[str, type[Workload]] = {w.kind: w for w in (HttpWorkload, SetWorkload, QueueWorkload)}
 
 
 async def _client(workload: Workload, client: int, history: History, deadline: float) -> None:
@@ -249,6 +408,7 @@ async def run_workloads(
             for w in workloads:
                 for c in range(w.clients):
                     group.create_task(_client(w, c, history, now + w.duration))
+                group.create_task(w.background(history, now + w.duration))
         for w in workloads:
             await w.finish(history)
     finally:
