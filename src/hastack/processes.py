@@ -120,6 +120,26 @@ def stop(record: ProcessRecord, *, grace: float = 5.0, group: bool = False) -> N
     wait_gone(record)
 
 
+def state(pid: int) -> str | None:
+    """The process's state letter (R, S, T, Z...) from /proc/PID/stat, None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()[0]
+
+
+def wait_stopped(pids: list[int], timeout: float = 2.0) -> list[int]:
+    """Wait until every process is stopped by a signal (SIGSTOP is delivered asynchronously);
+    returns those that are not, after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = [p for p in pids if state(p) not in (None, "T", "t", "Z")]
+        if not running or time.monotonic() >= deadline:
+            return running
+        time.sleep(0.01)
+
+
 def wait_gone(record: ProcessRecord, timeout: float = 5.0) -> bool:
     """Wait until the process has exited (reaping it if it is our child); True if it has."""
     deadline = time.monotonic() + timeout

@@ -61,7 +61,7 @@ from hastack.lab.net.topology import (
     render_ruleset,
 )
 from hastack.model.agent_config import Timings
-from hastack.processes import ProcessRecord, is_alive, send, spawn, wait_gone
+from hastack.processes import ProcessRecord, is_alive, send, spawn, wait_gone, wait_stopped
 
 __all__ = [
     "FAST_TIMINGS",
@@ -531,10 +531,13 @@ class Lab:
     def pause(self, name: str) -> list[int]:
         h = self._node(name)
         done = [r.pid for r in links.netns_pids(h.namespace) if send(r, signal.SIGSTOP)]
+        # The fault is in effect when this returns: SIGSTOP lands asynchronously. (A process
+        # in uninterruptible sleep stops later; the nemesis log says which.)
+        late = wait_stopped(done)
         if name not in self.state["paused"]:
             self.state["paused"].append(name)
         self._save()
-        self._log("pause", name, pids=done)
+        self._log("pause", name, pids=done, **({"late": late} if late else {}))
         return done
 
     def resume(self, name: str) -> list[int]:
