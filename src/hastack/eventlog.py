@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hastack.model.jsontext import json_lines
+
 __all__ = ["EventLog", "read_events"]
 
 
@@ -40,10 +42,4 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     """Every whole line of an event log; a torn last line is skipped."""
     if not path.exists():
         return []
-    events = []
-    for line in path.read_text().splitlines():
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return events
+    return list(json_lines(path.read_text().splitlines()))

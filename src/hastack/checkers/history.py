@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from hastack.model.jsontext import json_lines
 
 __all__ = ["COMPLETIONS", "CheckResult", "Op", "pair_ops", "parse_history"]
 
@@ -53,11 +54,7 @@ class Op:
 def parse_history(lines: Iterable[str]) -> list[dict[str, Any]]:
     """Whole JSON lines with a process, a type and a time; torn lines are skipped."""
     out = []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for entry in json_lines(lines):
         if (
             isinstance(entry, dict)
             and "process" in entry

@@ -12,17 +12,16 @@ suspected by heartbeats and fenced, so nothing waits for its lease to expire.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from hastack.checkers import pair_ops, parse_history
+from hastack.eventlog import read_events
 from hastack.lab.net.lab import FAST_ELECTION_MS, FAST_TIMINGS, Lab, require_root
 from hastack.lab.scenario import Runner, Scenario, ScenarioResult
 from hastack.model.document import load_yaml, validate
@@ -100,20 +99,9 @@ class Failover:
         return self.first_ok_after - self.last_ok_before
 
 
-def _read_lines(path: Path) -> list[dict[str, Any]]:
-    out = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
-
-
 def failover_figures(results: Path) -> Failover | None:
     """The failover of the first crash in a run's results folder, from its records."""
-    nemesis = [e for e in _read_lines(results / "nemesis.jsonl") if e.get("f") == "crash"]
+    nemesis = [e for e in read_events(results / "nemesis.jsonl") if e.get("f") == "crash"]
     if not nemesis:
         return None
     crash, victim = float(nemesis[0]["time"]), str(nemesis[0]["host"])
@@ -133,7 +121,7 @@ def failover_figures(results: Path) -> Failover | None:
     offline_seen = None
     vip_began = vip_done = None
     new_holder = None
-    for report in _read_lines(results / "status.jsonl"):
+    for report in read_events(results / "status.jsonl"):
         at = float(report.get("collected_at", 0))
         if at <= crash:
             continue

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from hastack.model.config import ClusterConfig
+from hastack.model.jsontext import json_value
 
 __all__ = ["config_from_json", "config_to_json", "config_to_yaml"]
 
@@ -30,10 +31,7 @@ def config_to_json(config: ClusterConfig) -> bytes:
 
 def config_from_json(raw: bytes) -> ClusterConfig:
     """Decode a stored configuration; ValueError says what is wrong with it."""
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not valid JSON ({exc})") from None
+    data = json_value(raw)
     if not isinstance(data, dict) or data.get("format") != STORE_FORMAT or "config" not in data:
         raise ValueError(f"not a hastack configuration of format {STORE_FORMAT}")
     try:

@@ -20,11 +20,12 @@ one resource on two nodes that overlap by more than the clocks' combined uncerta
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from hastack.model.jsontext import json_lines
 
 __all__ = ["Interval", "Overlap", "find_overlaps", "intervals_from_events", "parse_events"]
 
@@ -58,11 +59,7 @@ class Overlap:
 def parse_events(lines: Iterable[str]) -> list[dict[str, Any]]:
     """Whole JSON lines; a torn or foreign line is skipped."""
     out = []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for entry in json_lines(lines):
         if (
             isinstance(entry, dict)
             and isinstance(entry.get("node"), str)

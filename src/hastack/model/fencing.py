@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from hastack.model.jsontext import json_value
+
 __all__ = ["HISTORY", "FenceRecord", "decode_history", "encode_history"]
 
 HISTORY = 20
@@ -41,10 +43,7 @@ def encode_history(records: list[FenceRecord]) -> bytes:
 
 
 def decode_history(raw: bytes) -> list[FenceRecord]:
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not valid JSON ({exc})") from None
+    data = json_value(raw)
     if not isinstance(data, list):
         raise ValueError("expected a list of fencing records")
     out = []

@@ -16,6 +16,7 @@ from hastack.model.base import is_valid_name
 from hastack.model.config import ClusterConfig
 from hastack.model.config_text import config_from_json
 from hastack.model.fencing import FenceRecord, decode_history
+from hastack.model.jsontext import json_object
 from hastack.model.status import NodeReport, decode_status
 from hastack.model.targets import NodeTarget, decode_target
 
@@ -140,12 +141,9 @@ class _Bad(Exception):
 
 def _load(key: StoredKey) -> dict[str, Any]:
     try:
-        data = json.loads(key.value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _Bad(f"not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise _Bad(f"expected a JSON object, found {type(data).__name__}")
-    return data
+        return json_object(key.value)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
 
 
 def _text(data: dict[str, Any], name: str, default: str | None = None) -> str:

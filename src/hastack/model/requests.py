@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from hastack.model.jsontext import json_value
+
 __all__ = ["CleanupRequest", "decode_cleanup"]
 
 
@@ -23,10 +25,7 @@ class CleanupRequest:
 
 
 def decode_cleanup(raw: bytes) -> CleanupRequest:
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not valid JSON ({exc})") from None
+    data = json_value(raw)
     if not isinstance(data, dict) or not isinstance(data.get("resource"), str):
         raise ValueError("a cleanup request needs a 'resource' name")
     node = data.get("node")

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hastack.model.config import Role
+from hastack.model.jsontext import json_object
 
 __all__ = ["LastOp", "NodeReport", "ResourceReport", "decode_status"]
 
@@ -193,12 +194,7 @@ def _names(value: object) -> frozenset[str]:
 
 def decode_status(node: str, raw: bytes) -> NodeReport:
     """Decode `status/<node>`; ValueError names what is wrong."""
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValueError("expected a JSON object")
+    data = json_object(raw)
     if data.get("node", node) != node:
         raise ValueError(f"report names node {data.get('node')!r} but sits under {node!r}")
     resources = data.get("resources", {})

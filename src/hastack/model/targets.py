@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hastack.model.config import Role
+from hastack.model.jsontext import json_object
 
 __all__ = ["NodeTarget", "NotifyRequest", "decode_target"]
 
@@ -65,12 +66,7 @@ class NodeTarget:
 
 
 def decode_target(raw: bytes) -> NodeTarget:
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValueError("expected a JSON object")
+    data = json_object(raw)
     epoch, config = data.get("epoch"), data.get("config", 0)
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch <= 0:
         raise ValueError("'epoch' must be a positive integer")
