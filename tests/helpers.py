@@ -1,12 +1,18 @@
-"""Shared test helpers: waiting with a bound, picking loopback addresses nobody else uses."""
+"""Shared test helpers: waiting with a bound, picking loopback addresses nobody else uses,
+running the `hastack` command against a test cluster."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from hastack.lab.local import LocalCluster
 
 T = TypeVar("T")
 
@@ -38,3 +44,18 @@ async def async_wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def hastack_cli(
+    lc: LocalCluster, *args: str, stdin: str | None = None, timeout: float = 30.0
+) -> subprocess.CompletedProcess[str]:
+    """`hastack ARGS --etcd ... --cluster ...` against the test cluster `lc`, never raising."""
+    where = ["--etcd", ",".join(lc.endpoints), "--cluster", lc.name]
+    return subprocess.run(
+        [sys.executable, "-m", "hastack", *args, *where],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

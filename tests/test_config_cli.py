@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 
 from conftest import ClusterFactory
@@ -13,6 +11,7 @@ from hastack.errors import CompareFailed
 from hastack.lab.local import LocalCluster
 from hastack.model.config import parse_cluster_config
 from hastack.store import Keys, Store
+from helpers import hastack_cli
 
 GOOD = """\
 properties: {stonith-enabled: false}
@@ -27,28 +26,6 @@ constraints:
 """
 
 
-def hastack(
-    lc: LocalCluster, *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hastack",
-            *args,
-            "--etcd",
-            ",".join(lc.endpoints),
-            "--cluster",
-            lc.name,
-        ],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 def stored_revision(lc: LocalCluster) -> int:
     async def read() -> int:
         async with Store(lc.endpoints, 2.0) as store:
@@ -61,17 +38,17 @@ def test_apply_show_and_no_change(local_cluster: ClusterFactory, tmp_path: Path)
     lc = local_cluster(1, agents=False)
     path = tmp_path / "cluster.yaml"
     path.write_text(GOOD)
-    empty = hastack(lc, "config", "show")
+    empty = hastack_cli(lc, "config", "show")
     assert "no configuration stored yet" in empty.stdout
-    applied = hastack(lc, "config", "apply", str(path), "--yes")
+    applied = hastack_cli(lc, "config", "apply", str(path), "--yes")
     assert applied.returncode == 0, applied.stderr
     assert "+- primitive: vip" in applied.stdout
     assert "applied: configuration revision" in applied.stdout
-    shown = hastack(lc, "config", "show")
+    shown = hastack_cli(lc, "config", "show")
     assert shown.returncode == 0
     body = "\n".join(line for line in shown.stdout.splitlines() if not line.startswith("#"))
     assert parse_cluster_config(body, "shown") == parse_cluster_config(GOOD, "good")
-    again = hastack(lc, "config", "apply", str(path), "--yes")
+    again = hastack_cli(lc, "config", "apply", str(path), "--yes")
     assert "no change" in again.stdout
 
 
@@ -85,14 +62,14 @@ def test_refused_configuration_never_reaches_the_store(
             "node: n1, score", "node: n9, score"
         )
     )
-    result = hastack(lc, "config", "apply", str(bad), "--yes")
+    result = hastack_cli(lc, "config", "apply", str(bad), "--yes")
     assert result.returncode == 2
     assert f"{bad}:7: resources[0].ops[0].interval: not a duration: 'often'" in result.stderr
     assert "Traceback" not in result.stderr
     assert stored_revision(lc) == 0
     # references are checked too, with their line
     bad.write_text(GOOD.replace("node: n1, score", "node: n9, score"))
-    result = hastack(lc, "config", "apply", str(bad), "--yes")
+    result = hastack_cli(lc, "config", "apply", str(bad), "--yes")
     assert result.returncode == 2
     assert f"{bad}:9: constraints[0].node: no node named 'n9'" in result.stderr
     assert stored_revision(lc) == 0
@@ -104,7 +81,7 @@ def test_refused_configuration_never_reaches_the_store(
             "constraints:",
         )
     )
-    result = hastack(lc, "config", "apply", str(bad), "--yes")
+    result = hastack_cli(lc, "config", "apply", str(bad), "--yes")
     assert result.returncode == 2
     assert f"{bad}:5: resources[0].agent: systemd: resources are not supported" in result.stderr
     assert "resources[1].params: hastack:service requires command" in result.stderr
@@ -138,11 +115,11 @@ def test_apply_needs_yes_when_not_interactive(
     lc = local_cluster(1, agents=False)
     path = tmp_path / "cluster.yaml"
     path.write_text(GOOD)
-    result = hastack(lc, "config", "apply", str(path), stdin="")
+    result = hastack_cli(lc, "config", "apply", str(path), stdin="")
     assert result.returncode == 1
     assert "add --yes" in result.stderr
     assert stored_revision(lc) == 0
-    dry = hastack(lc, "config", "apply", str(path), "--dry-run")
+    dry = hastack_cli(lc, "config", "apply", str(path), "--dry-run")
     assert dry.returncode == 0
     assert "+- primitive: vip" in dry.stdout
     assert stored_revision(lc) == 0
@@ -156,7 +133,7 @@ def test_garbage_stored_configuration_is_reported(local_cluster: ClusterFactory)
             await store.put(Keys(lc.name).config, b'{"format": 1, "config": {"resources": 5}}')
 
     asyncio.run(plant())
-    shown = hastack(lc, "config", "show")
+    shown = hastack_cli(lc, "config", "show")
     assert shown.returncode == 1
     assert "stored configuration is unreadable" in shown.stderr
     assert "Traceback" not in shown.stderr

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from hastack.lab.local import LocalCluster
 from hastack.model.config import FencingSpec, Role
 from hastack.model.exclusivity import find_overlaps, intervals_from_events, parse_events
 from hastack.processes import is_alive, spawn, stop
-from helpers import wait_until
+from helpers import hastack_cli, wait_until
 from test_executor import apply, has_address, running
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
@@ -204,11 +202,7 @@ def test_cut_off_holder_stops_its_resources_itself(cluster: LocalCluster) -> Non
 
 
 def _fence_history(lc: LocalCluster) -> list[dict[str, object]]:
-    result = subprocess.run(
-        [sys.executable, "-m", "hastack", "fence", "history", "-v",
-         "--etcd", ",".join(lc.endpoints), "--cluster", lc.name],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+    result = hastack_cli(lc, "fence", "history", "-v")
     out = []
     for line in result.stdout.splitlines():
         parts = line.split()
@@ -277,11 +271,7 @@ def test_fence_device_config_is_checked_before_storing(
     ):
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(doc))
-        result = subprocess.run(
-            [sys.executable, "-m", "hastack", "config", "apply", str(path), "--yes",
-             "--etcd", ",".join(lc.endpoints), "--cluster", lc.name],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+        result = hastack_cli(lc, "config", "apply", str(path), "--yes", timeout=60)
         assert result.returncode == 2, result.stderr
         assert why in result.stderr, result.stderr
         assert "Traceback" not in result.stderr

@@ -5,19 +5,16 @@ they happened. Plus the store encodings that carry notifications."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import ClusterFactory
-from hastack.lab.local import LocalCluster
 from hastack.model.config import Role
 from hastack.model.status import NodeReport, decode_status
 from hastack.model.targets import NodeTarget, NotifyRequest, decode_target
-from helpers import wait_until
+from helpers import hastack_cli, wait_until
 
 TEST_AGENTS = str(Path(__file__).parent / "ocf" / "resource.d")
 
@@ -52,17 +49,6 @@ resources:
 """
 
 
-def hastack(lc: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    where = ["--etcd", ",".join(lc.endpoints), "--cluster", lc.name]
-    return subprocess.run(
-        [sys.executable, "-m", "hastack", *args, *where],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 def records(log: Path) -> list[dict[str, Any]]:
     if not log.exists():
         return []
@@ -76,7 +62,7 @@ def test_clone_notifications_reach_every_instance_in_order(
     log = tmp_path / "notify.jsonl"
     path = tmp_path / "cluster.yaml"
     path.write_text(config(log))
-    applied = hastack(lc, "config", "apply", str(path), "--yes")
+    applied = hastack_cli(lc, "config", "apply", str(path), "--yes")
     assert applied.returncode == 0, applied.stderr
 
     # Three instances start; whoever started before the others heard about the later ones.
@@ -100,7 +86,7 @@ def test_clone_notifications_reach_every_instance_in_order(
     mark = len(every)
 
     # Standby n3: everyone hears pre-stop before n3 stops, only n1 and n2 hear post-stop.
-    standby = hastack(lc, "node", "standby", "n3")
+    standby = hastack_cli(lc, "node", "standby", "n3")
     assert standby.returncode == 0, standby.stderr
 
     def post_stop_seen() -> list[dict[str, Any]] | None:

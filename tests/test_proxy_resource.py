@@ -5,7 +5,6 @@ them is put in standby. Three real agents on a real etcd; everything on loopback
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
 import urllib.request
@@ -15,10 +14,9 @@ import pytest
 
 from conftest import ClusterFactory
 from hastack.executor.check import agent_problems
-from hastack.lab.local import LocalCluster
 from hastack.model.config import parse_cluster_config
 from hastack.proxy.dataplane import listening_socket
-from helpers import wait_until
+from helpers import hastack_cli, wait_until
 from test_proxy_support import free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -66,17 +64,6 @@ constraints:
 """
 
 
-def hastack(lc: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    where = ["--etcd", ",".join(lc.endpoints), "--cluster", lc.name]
-    return subprocess.run(
-        [sys.executable, "-m", "hastack", *args, *where],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 def answers(port: int, count: int) -> list[str]:
     out = []
     for _ in range(count):
@@ -92,7 +79,7 @@ def test_proxy_resource_balances_over_the_clone_and_follows_standby(
     proxy_port, admin_port, api_port = free_port(), free_port(), free_port()
     path = tmp_path / "cluster.yaml"
     path.write_text(cluster_yaml(proxy_port, admin_port, api_port))
-    applied = hastack(lc, "config", "apply", str(path), "--yes")
+    applied = hastack_cli(lc, "config", "apply", str(path), "--yes")
     assert applied.returncode == 0, applied.stderr
 
     def every_node_answers() -> bool:
@@ -107,7 +94,7 @@ def test_proxy_resource_balances_over_the_clone_and_follows_standby(
         stats = json.load(r)
     assert "api" in json.dumps(stats)
 
-    standby = hastack(lc, "node", "standby", "n3")
+    standby = hastack_cli(lc, "node", "standby", "n3")
     assert standby.returncode == 0, standby.stderr
 
     def n3_gone() -> bool:
@@ -132,7 +119,7 @@ def test_a_broken_proxy_configuration_is_refused_before_storing(
     lc = local_cluster(1, agents=False)
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    result = hastack(lc, "config", "apply", str(path), "--yes")
+    result = hastack_cli(lc, "config", "apply", str(path), "--yes")
     assert result.returncode == 2
     assert "resources[1].params.config:" in result.stderr
     assert "no backend 'nowhere'" in result.stderr

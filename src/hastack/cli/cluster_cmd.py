@@ -8,10 +8,8 @@ import functools
 import time
 from pathlib import Path
 
-import pydantic
-
 from hastack.cli.status import collect_status, render_text
-from hastack.errors import HastackError
+from hastack.cli.timing_options import add_timing_options, timings_from_args
 from hastack.lab.local import LocalCluster, default_dir
 from hastack.model.agent_config import ClientConfig, EtcdSpec, Timings
 
@@ -35,15 +33,7 @@ def _wait_for_dc(lc: LocalCluster, timeout: float) -> bool:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    try:
-        timings = Timings(
-            lease_ttl=args.lease_ttl,
-            renew_interval=args.renew_interval,
-            store_timeout=args.store_timeout,
-        )
-    except pydantic.ValidationError as exc:
-        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
-        raise HastackError(f"timings refused: {reasons}") from None
+    timings = timings_from_args(args)
     directory = _dir(args)
     lc = LocalCluster.up(
         directory,
@@ -109,15 +99,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="127.0.0.10",
         help="node i gets base + i (default 127.0.0.10, so 127.0.0.11, .12, ...)",
     )
-    up.add_argument("--lease-ttl", default="5s", help="membership lease TTL (default 5s)")
-    up.add_argument("--renew-interval", default="1s", help="lease renew interval (default 1s)")
-    up.add_argument("--store-timeout", default="1.5s", help="etcd call timeout (default 1.5s)")
-    up.add_argument(
-        "--election-ms",
-        type=int,
-        default=1000,
-        help="etcd election timeout in ms (default 1000): 2 × store-timeout must be ≥ 3 × it",
-    )
+    add_timing_options(up, Timings(), 1000)
     up.set_defaults(func=cmd_up)
 
     down = csub.add_parser("down", help="stop every process of the local cluster and remove it")

@@ -10,14 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pydantic
-
-from hastack.errors import HastackError
+from hastack.cli.timing_options import add_timing_options, timings_from_args
 from hastack.lab.demo_lab import run_lab_demo
 from hastack.lab.net.lab import FAST_ELECTION_MS, FAST_TIMINGS, Lab, LabError, default_dir
 from hastack.lab.net.lab import require_root as _require_root
 from hastack.lab.scenario import load_scenario, run_scenario
-from hastack.model.agent_config import Timings
 
 __all__ = ["register"]
 
@@ -32,15 +29,7 @@ def _load(args: argparse.Namespace) -> Lab:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    try:
-        timings = Timings(
-            lease_ttl=args.lease_ttl,
-            renew_interval=args.renew_interval,
-            store_timeout=args.store_timeout,
-        )
-    except pydantic.ValidationError as exc:
-        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
-        raise HastackError(f"timings refused: {reasons}") from None
+    timings = timings_from_args(args)
     lab = Lab.up(
         _dir(args),
         nodes=args.nodes,
@@ -206,10 +195,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up.add_argument("--computes", type=int, default=0, help="compute hosts (remote agents)")
     up.add_argument("--links", type=int, default=1, choices=(1, 2), help="networks per host")
     up.add_argument("--replace", action="store_true", help="tear down a lab already up in --dir")
-    up.add_argument("--lease-ttl", default=f"{FAST_TIMINGS.lease_ttl:g}s")
-    up.add_argument("--renew-interval", default=f"{FAST_TIMINGS.renew_interval:g}s")
-    up.add_argument("--store-timeout", default=f"{FAST_TIMINGS.store_timeout:g}s")
-    up.add_argument("--election-ms", type=int, default=FAST_ELECTION_MS)
+    add_timing_options(up, FAST_TIMINGS, FAST_ELECTION_MS)
     up.set_defaults(func=cmd_up)
 
     down = lab_sub.add_parser("down", help="remove everything the lab made")
