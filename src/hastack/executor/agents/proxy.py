@@ -21,6 +21,7 @@ Parameters: config (required), workers, stop-grace.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shlex
 import sys
@@ -56,6 +57,17 @@ def proxy_config(text: str, cluster: dict[str, str], source: str = "config") -> 
     return parse_config(yaml.safe_dump(data, sort_keys=False), source)
 
 
+@functools.lru_cache(maxsize=32)
+def _prepared(
+    text: str, cluster: tuple[tuple[str, str], ...], source: str
+) -> tuple[ProxyConfig, str]:
+    """The validated configuration and the file body to run it from. Every operation (a
+    monitor each interval) needs them, and they change only with the parameter: computed
+    once per text. Raises ConfigError (not cached)."""
+    config = proxy_config(text, dict(cluster), source)
+    return config, yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False)
+
+
 class ProxyAgent(NativeAgent):
     name: ClassVar[str] = "proxy"
     parameters: ClassVar[dict[str, bool]] = {"config": True, "workers": False, "stop-grace": False}
@@ -69,18 +81,18 @@ class ProxyAgent(NativeAgent):
         text = request.params.get("config", "")
         if not text.strip():
             return OpResult(OcfRc.ERR_CONFIGURED, "parameter 'config' is required")
+        cluster = tuple(sorted(request.cluster.items()))
         try:
-            config = proxy_config(text, dict(request.cluster), f"{request.primitive}.config")
+            config, body = _prepared(text, cluster, f"{request.primitive}.config")
         except ConfigError as exc:
             return OpResult(OcfRc.ERR_CONFIGURED, str(exc), time.monotonic() - started)
         if request.op in ("validate-all", "meta-data"):
             return OpResult(OcfRc.SUCCESS, "", time.monotonic() - started)
-        params = self._service_params(request, config)
+        params = self._service_params(request, config, body)
         return await self._service.execute(replace(request, params=params))
 
     @staticmethod
-    def _service_params(request: OpRequest, config: ProxyConfig) -> dict[str, str]:
-        body = yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False)
+    def _service_params(request: OpRequest, config: ProxyConfig, body: str) -> dict[str, str]:
         digest = hashlib.sha256(body.encode()).hexdigest()[:8]
         safe = request.instance.replace(":", "_").replace("/", "_")
         path = Path(request.state_dir) / "proxy" / f"{safe}-{digest}.yaml"
