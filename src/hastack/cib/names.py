@@ -52,14 +52,7 @@ class NameMap:
             self._taken.add(pacemaker_id)
             self._to_hastack[pacemaker_id] = pacemaker_id
             return pacemaker_id
-        base = sanitize(pacemaker_id)
-        candidate = base
-        n = 2
-        while candidate in self._taken:
-            suffix = f"-{n}"
-            candidate = base[: _MAX - len(suffix)] + suffix
-            n += 1
-        self._taken.add(candidate)
+        candidate = self.fresh(pacemaker_id)
         self._to_hastack[pacemaker_id] = candidate
         self._to_pacemaker[candidate] = pacemaker_id
         return candidate

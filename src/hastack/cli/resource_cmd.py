@@ -242,15 +242,18 @@ def cmd_disable(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cli_location(data: dict[str, Any], name: str, rid: str, node: str, score: str) -> None:
+    """Put the command line's location constraint `name` in place of any older one."""
+    _find(data, rid)
+    _node_entry(data, node)
+    data["constraints"] = [c for c in _constraints(data) if c.get("location") != name]
+    _constraints(data).append({"location": name, "resource": rid, "node": node, "score": score})
+
+
 def cmd_move(args: argparse.Namespace) -> int:
     def edit(data: dict[str, Any]) -> str:
-        _find(data, args.id)
-        _node_entry(data, args.node)
         name = f"cli-prefer-{args.id}"
-        data["constraints"] = [c for c in _constraints(data) if c.get("location") != name]
-        _constraints(data).append(
-            {"location": name, "resource": args.id, "node": args.node, "score": "INFINITY"}
-        )
+        _cli_location(data, name, args.id, args.node, "INFINITY")
         return (
             f"{args.id} moves to {args.node} (constraint {name}; "
             f"`hastack resource clear {args.id}` removes it)"
@@ -262,13 +265,8 @@ def cmd_move(args: argparse.Namespace) -> int:
 
 def cmd_ban(args: argparse.Namespace) -> int:
     def edit(data: dict[str, Any]) -> str:
-        _find(data, args.id)
-        _node_entry(data, args.node)
         name = f"cli-ban-{args.id}-on-{args.node}"
-        data["constraints"] = [c for c in _constraints(data) if c.get("location") != name]
-        _constraints(data).append(
-            {"location": name, "resource": args.id, "node": args.node, "score": "-INFINITY"}
-        )
+        _cli_location(data, name, args.id, args.node, "-INFINITY")
         return f"{args.id} banned from {args.node} (constraint {name})"
 
     print(change_config(resolve_client(args), edit))
