@@ -1,16 +1,30 @@
 """Installing the Debian packages a benchmark's anchor needs (HAProxy, keepalived,
-crm_simulate), with apt-get, only when their programs are missing. Needs root."""
+crm_simulate, ...), with apt-get, only when their programs are missing. Needs root.
+
+Which package provides a program is read from scripts/debian-packages, the one list of
+everything the project installs (its `bench` lines are installed here, on demand)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+from pathlib import Path
+
+MANIFEST = Path(__file__).resolve().parent.parent / "scripts" / "debian-packages"
 
 
-def ensure_programs(*wanted: tuple[str, str]) -> None:
-    """`wanted` is (program, Debian package) pairs; installs the packages of missing programs."""
-    missing = sorted({pkg for program, pkg in wanted if shutil.which(program) is None})
+def package_of(program: str) -> str:
+    for raw in MANIFEST.read_text().splitlines():
+        line = raw.split("#", 1)[0].split()
+        if len(line) >= 3 and program in line[2:]:
+            return line[1]
+    raise SystemExit(f"{program}: not in {MANIFEST}; add the Debian package that provides it")
+
+
+def ensure_programs(*programs: str) -> None:
+    """Install the packages of the missing `programs` (as listed in the manifest)."""
+    missing = sorted({package_of(p) for p in programs if shutil.which(p) is None})
     if not missing:
         return
     if os.geteuid() != 0:

@@ -122,7 +122,7 @@ def trial(lab: Lab, work: Path, index: int) -> float | None:
 
 
 def run_trials(lab: Lab, trials: int) -> list[float]:
-    ensure_programs(("keepalived", "keepalived"))
+    ensure_programs("keepalived")
     out = []
     with tempfile.TemporaryDirectory(prefix="hastack-keepalived-") as tmp:
         for i in range(trials):

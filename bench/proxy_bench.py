@@ -43,7 +43,7 @@ BIG = 1 << 20  # bytes of the bulk response
 
 
 def ensure_tools() -> None:
-    ensure_programs(("haproxy", "haproxy"), ("wrk", "wrk"), ("nginx", "nginx-light"))
+    ensure_programs("haproxy", "wrk", "nginx")
 
 
 def free_port() -> int:

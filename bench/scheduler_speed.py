@@ -114,7 +114,7 @@ def main() -> int:
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="per crm_simulate run")
     args = parser.parse_args()
-    ensure_programs(("crm_simulate", "pacemaker-cli-utils"))
+    ensure_programs("crm_simulate")
     header = (
         f"{'case':<22}{'crm_simulate':>14}{'MB':>7}{'hastack':>10}{'MB':>7}"
         f"{'import':>9}{'schedule':>10}{'speed-up':>10}{'sched-only':>12}"

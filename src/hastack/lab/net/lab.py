@@ -98,8 +98,12 @@ def require_root() -> None:
         )
 
 
+# What the lab runs besides etcd (scripts/debian-packages installs them).
+LAB_PROGRAMS = ("ip", "nft", "unshare")
+
+
 def _require_tools() -> None:
-    missing = [t for t in ("ip", "nft", "unshare") if shutil.which(t) is None]
+    missing = [t for t in LAB_PROGRAMS if shutil.which(t) is None]
     if missing:
         raise LabError(
             f"missing {', '.join(missing)}: apt-get install iproute2 nftables util-linux"
