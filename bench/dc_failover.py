@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 from hastack.lab.local import LocalCluster
-from hastack.membership.snapshot import read_snapshot
 from hastack.model.agent_config import Timings
 from hastack.model.durations import parse_duration
 from hastack.store import EventKind, Keys, Store
+from hastack.store.snapshot import read_snapshot
 
 
 async def wait_all_online(store: Store, keys: Keys, nodes: int, timeout: float = 30) -> str:

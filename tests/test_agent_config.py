@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from hastack.errors import ConfigError
-from hastack.model.agent_config import NodeKind, parse_agent_config, parse_client_config
+from hastack.model.agent_config import parse_agent_config, parse_client_config
 from hastack.model.durations import format_duration, parse_duration
+from hastack.model.members import NodeKind
 
 GOOD = """\
 cluster: prod

@@ -12,7 +12,6 @@ import pytest
 
 from hastack.cib import CibImport, import_cib, to_yaml
 from hastack.errors import ConfigError
-from hastack.model.agent_config import NodeKind
 from hastack.model.config import (
     Clone,
     Colocation,
@@ -25,6 +24,7 @@ from hastack.model.config import (
     Role,
     parse_cluster_config,
 )
+from hastack.model.members import NodeKind
 from hastack.model.scores import INFINITY
 from hastack.model.state import ResourceStatus
 

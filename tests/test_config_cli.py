@@ -6,11 +6,11 @@ import asyncio
 from pathlib import Path
 
 from conftest import ClusterFactory
-from hastack.configstore import read_config, write_config
 from hastack.errors import CompareFailed
 from hastack.lab.local import LocalCluster
 from hastack.model.config import parse_cluster_config
 from hastack.store import Keys, Store
+from hastack.store.config import read_config, write_config
 from helpers import hastack_cli
 
 GOOD = """\

@@ -17,9 +17,7 @@ import pytest
 import yaml
 
 from conftest import ClusterFactory
-from hastack.configstore import read_config, write_config
 from hastack.lab.local import LocalCluster
-from hastack.membership.snapshot import read_snapshot
 from hastack.model.config import Role, parse_cluster_config
 from hastack.model.members import ClusterSnapshot
 from hastack.model.requests import CleanupRequest
@@ -27,6 +25,8 @@ from hastack.model.state import base_id
 from hastack.model.status import ResourceReport
 from hastack.processes import ProcessRecord, is_alive
 from hastack.store import Keys, PutOp, Store
+from hastack.store.config import read_config, write_config
+from hastack.store.snapshot import read_snapshot
 from helpers import wait_until
 
 TEST_AGENTS = str(Path(__file__).parent / "ocf" / "resource.d")

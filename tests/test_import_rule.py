@@ -22,7 +22,7 @@ FORBIDDEN = {
     "pathlib", "signal", "threading", "multiprocessing", "urllib", "http", "requests",
     "pyroute2", "select", "selectors", "ssl", "tempfile", "io", "logging",
     "hastack.store", "hastack.agent", "hastack.lab", "hastack.cli", "hastack.executor",
-    "hastack.membership.lease", "hastack.membership.election", "hastack.membership.snapshot",
+    "hastack.membership.lease", "hastack.membership.election", "hastack.store.snapshot",
     "hastack.proxy", "hastack.fencing", "hastack.eventlog",
 }  # fmt: skip
 

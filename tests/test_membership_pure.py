@@ -7,11 +7,11 @@ from hypothesis import strategies as st
 
 from hastack.membership.election import StepKind, next_step
 from hastack.membership.quorum import majority, quorum_view
-from hastack.model.agent_config import NodeKind
 from hastack.model.members import (
     ClusterSnapshot,
     DcRecord,
     MemberRecord,
+    NodeKind,
     NodeRecord,
     StoredKey,
     decode_snapshot,

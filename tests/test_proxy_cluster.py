@@ -14,9 +14,8 @@ import pytest
 
 from conftest import ClusterFactory
 from hastack.lab.local import LocalCluster
-from hastack.model.agent_config import NodeKind
 from hastack.model.config import Role
-from hastack.model.members import MemberRecord
+from hastack.model.members import MemberRecord, NodeKind
 from hastack.model.status import NodeReport, ResourceReport
 from hastack.proxy.config import ProxyConfig
 from hastack.proxy.server import Proxy

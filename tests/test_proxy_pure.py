@@ -11,9 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hastack.errors import ConfigError
-from hastack.model.agent_config import NodeKind
 from hastack.model.config import Role
-from hastack.model.members import MemberRecord
+from hastack.model.members import MemberRecord, NodeKind
 from hastack.model.status import NodeReport, ResourceReport
 from hastack.proxy.balance import First, LeastConn, RoundRobin, SourceHash
 from hastack.proxy.checks import judge_galera, parse_greeting

@@ -26,7 +26,6 @@ from hastack.fencing.watchdog import DeviceWatchdog, ensure_process_watchdog
 from hastack.membership.election import Step, StepKind, campaign, next_step, resign
 from hastack.membership.heartbeat import Heartbeat
 from hastack.membership.lease import LeaseKeeper, LeaseLost
-from hastack.membership.snapshot import read_snapshot
 from hastack.model.agent_config import AgentConfig
 from hastack.model.config import ClusterConfig
 from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeRecord
@@ -34,6 +33,7 @@ from hastack.model.requests import decode_cleanup
 from hastack.model.status import NodeReport
 from hastack.scheduler.plan import ActionKind
 from hastack.store import Compare, DeleteOp, Keys, PutOp, Store
+from hastack.store.snapshot import read_snapshot
 
 __all__ = ["Agent", "MembershipLostHook"]
 

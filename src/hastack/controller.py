@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from hastack.model.agent_config import NodeKind
 from hastack.model.config import ClusterConfig, Role
-from hastack.model.members import ClusterSnapshot
+from hastack.model.members import ClusterSnapshot, NodeKind
 from hastack.model.state import ClusterState, NodeStatus, ResourceStatus, base_id
 from hastack.model.targets import NodeTarget, NotifyRequest
 from hastack.scheduler import Action, ActionKind, Plan, schedule

@@ -35,8 +35,8 @@ from hastack.cib.cibxml import (
 )
 from hastack.cib.configuration import ConfigResult, NodeInfo, PrimitiveInfo
 from hastack.cib.names import NameMap
-from hastack.model.agent_config import NodeKind
 from hastack.model.config import NoQuorumPolicy, Role
+from hastack.model.members import NodeKind
 from hastack.model.scores import INFINITY, add_scores
 from hastack.model.state import ClusterState, NodeStatus, ResourceStatus, base_id
 

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 from hastack.cli.client import add_client_options, resolve_client
-from hastack.configstore import StoredConfig, read_config, write_config
 from hastack.errors import CompareFailed, HastackError
 from hastack.executor.check import apply_problems
 from hastack.model.agent_config import ClientConfig
 from hastack.model.config import ClusterConfig, parse_cluster_config
 from hastack.model.config_text import config_to_yaml
 from hastack.store import Keys, Store
+from hastack.store.config import StoredConfig, read_config, write_config
 
 __all__ = ["register"]
 

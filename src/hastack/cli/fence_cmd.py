@@ -7,12 +7,12 @@ import asyncio
 import time
 
 from hastack.cli.client import add_client_options, resolve_client
-from hastack.configstore import read_config
 from hastack.errors import HastackError
 from hastack.fencing.fencer import fence_node
 from hastack.fencing.service import record_fencing
-from hastack.membership.snapshot import read_snapshot
 from hastack.store import Keys, Store
+from hastack.store.config import read_config
+from hastack.store.snapshot import read_snapshot
 
 __all__ = ["register"]
 

@@ -15,10 +15,8 @@ import pydantic
 import yaml
 
 from hastack.cli.client import add_client_options, resolve_client
-from hastack.configstore import read_config, write_config
 from hastack.errors import CompareFailed, HastackError
 from hastack.executor.check import agent_problems
-from hastack.membership.snapshot import read_snapshot
 from hastack.model.agent_config import ClientConfig
 from hastack.model.config import Clone, ClusterConfig, Group, Primitive
 from hastack.model.config_text import config_to_yaml
@@ -26,6 +24,8 @@ from hastack.model.document import format_path
 from hastack.model.requests import CleanupRequest
 from hastack.model.state import base_id
 from hastack.store import Keys, PutOp, Store
+from hastack.store.config import read_config, write_config
+from hastack.store.snapshot import read_snapshot
 
 __all__ = ["register"]
 

@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from hastack.cli.client import add_client_options, resolve_client
-from hastack.configstore import read_config
 from hastack.errors import HastackError
-from hastack.membership.snapshot import read_snapshot
 from hastack.model.config import ClusterConfig
 from hastack.model.state import ClusterState, NodeStatus
 from hastack.model.state_file import parse_saved_state
 from hastack.scheduler import schedule
 from hastack.scheduler.render import render_summary
 from hastack.store import Keys, Store
+from hastack.store.config import read_config
+from hastack.store.snapshot import read_snapshot
 
 __all__ = ["register"]
 

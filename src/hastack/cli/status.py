@@ -13,7 +13,6 @@ from hastack.cli.client import add_client_options, resolve_client
 from hastack.errors import StoreError
 from hastack.executor.agents.base import OcfRc
 from hastack.membership.quorum import QuorumView, quorum_view
-from hastack.membership.snapshot import read_snapshot
 from hastack.model.agent_config import ClientConfig
 from hastack.model.config import Clone, ClusterConfig, Group, Primitive, Role
 from hastack.model.members import ClusterSnapshot
@@ -22,6 +21,7 @@ from hastack.model.state import base_id
 from hastack.scheduler.plan import Assignment
 from hastack.scheduler.render import render_resources
 from hastack.store import EndpointStatus, Keys, Store, endpoint_status
+from hastack.store.snapshot import read_snapshot
 
 __all__ = ["StatusReport", "collect_status", "register", "render_text"]
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from hastack.model.agent_config import NodeKind
-from hastack.model.members import ClusterSnapshot, DcRecord
+from hastack.model.members import ClusterSnapshot, DcRecord, NodeKind
 from hastack.store import Compare, DeleteOp, GetOp, Keys, PutOp, Store
 
 __all__ = ["Step", "StepKind", "campaign", "next_step", "resign"]

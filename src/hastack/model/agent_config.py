@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 import math
 from typing import Annotated, Literal
@@ -11,6 +10,7 @@ import pydantic
 
 from hastack.model.base import Duration, Name, Spec
 from hastack.model.document import load_yaml, validate
+from hastack.model.members import NodeKind
 
 __all__ = [
     "AgentConfig",
@@ -53,11 +53,6 @@ def _endpoint(value: object) -> str:
 
 
 Endpoint = Annotated[str, pydantic.BeforeValidator(_endpoint)]
-
-
-class NodeKind(enum.StrEnum):
-    FULL = "full"  # a controller: may be DC, runs any resource
-    REMOTE = "remote"  # a compute host, like pacemaker_remote: never DC
 
 
 class Timings(Spec):

@@ -6,12 +6,12 @@ Decoding is pure and total: a value that does not decode becomes a problem in th
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hastack.model.agent_config import NodeKind
 from hastack.model.base import is_valid_name
 from hastack.model.config import ClusterConfig
 from hastack.model.config_text import config_from_json
@@ -24,10 +24,16 @@ __all__ = [
     "ClusterSnapshot",
     "DcRecord",
     "MemberRecord",
+    "NodeKind",
     "NodeRecord",
     "StoredKey",
     "decode_snapshot",
 ]
+
+
+class NodeKind(enum.StrEnum):
+    FULL = "full"  # a controller: may be DC, runs any resource
+    REMOTE = "remote"  # a compute host, like pacemaker_remote: never DC
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from hastack.model.agent_config import NodeKind
 from hastack.model.config import Role
+from hastack.model.members import NodeKind
 
 __all__ = ["ClusterState", "NodeStatus", "ResourceStatus", "base_id"]
 

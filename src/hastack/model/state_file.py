@@ -22,10 +22,10 @@ from typing import Annotated, Any
 
 import pydantic
 
-from hastack.model.agent_config import NodeKind
 from hastack.model.base import Duration, Name, Spec
 from hastack.model.config import ClusterConfig, ParamValue, Role, RoleName
 from hastack.model.document import Document, Loc, load_yaml, validate
+from hastack.model.members import NodeKind
 from hastack.model.scores import INFINITY
 from hastack.model.state import ClusterState, NodeStatus, ResourceStatus
 

@@ -11,7 +11,6 @@ import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from hastack.model.agent_config import NodeKind
 from hastack.model.config import (
     Clone,
     ClusterConfig,
@@ -24,6 +23,7 @@ from hastack.model.config import (
     Primitive,
     Role,
 )
+from hastack.model.members import NodeKind
 from hastack.model.scores import INFINITY
 from hastack.model.state import ClusterState, ResourceStatus, base_id
 

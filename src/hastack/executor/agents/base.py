@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import enum
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
+
+from hastack.model.ocf import OcfRc
 
 __all__ = [
     "AgentMetadata",
@@ -16,28 +17,6 @@ __all__ = [
     "OpRequest",
     "OpResult",
 ]
-
-
-class OcfRc(enum.IntEnum):
-    """OCF exit codes (the resource agent API's, which Pacemaker uses)."""
-
-    SUCCESS = 0
-    ERR_GENERIC = 1
-    ERR_ARGS = 2
-    ERR_UNIMPLEMENTED = 3
-    ERR_PERM = 4
-    ERR_INSTALLED = 5
-    ERR_CONFIGURED = 6
-    NOT_RUNNING = 7
-    RUNNING_PROMOTED = 8
-    FAILED_PROMOTED = 9
-
-    @staticmethod
-    def describe(rc: int) -> str:
-        try:
-            return OcfRc(rc).name.lower().replace("_", " ")
-        except ValueError:
-            return f"unknown exit code {rc}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 from hastack.cli.status import StatusReport, collect_status, render_text
-from hastack.configstore import read_config, write_config
 from hastack.model.agent_config import ClientConfig, parse_client_config
 from hastack.model.config import parse_cluster_config
 from hastack.store import Keys, Store
+from hastack.store.config import read_config, write_config
 
 __all__ = ["main"]
 
