@@ -13,10 +13,10 @@ from pathlib import Path
 import yaml
 
 from conftest import FAST, ClusterFactory
-from hastack.cli.status import StatusReport, collect_status
 from hastack.eventlog import read_events
 from hastack.lab.local import LocalCluster
 from hastack.model.agent_config import ClientConfig, EtcdSpec
+from hastack.ops.status import StatusReport, collect_status
 from hastack.processes import spawn, stop
 from hastack.store import Keys, Store
 from helpers import wait_until

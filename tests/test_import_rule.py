@@ -1,5 +1,6 @@
 """The functional core imports nothing that does I/O: model/, scheduler/, quorum arithmetic, the
-DC's decisions (controller.py) and the checkers (all but the plot, which writes a PNG)."""
+DC's decisions (controller.py), the operations layer's configuration edits, and the checkers
+(all but the plot, which writes a PNG)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ PURE = [
     SRC / "scheduler",
     SRC / "membership" / "quorum.py",
     SRC / "controller.py",
+    SRC / "ops" / "edits.py",
     *sorted(p for p in (SRC / "checkers").glob("*.py") if p.name != "plot.py"),
 ]
 
@@ -23,7 +25,9 @@ FORBIDDEN = {
     "pyroute2", "select", "selectors", "ssl", "tempfile", "io", "logging",
     "hastack.store", "hastack.agent", "hastack.lab", "hastack.cli", "hastack.executor",
     "hastack.membership.lease", "hastack.membership.election", "hastack.store.snapshot",
-    "hastack.proxy", "hastack.fencing", "hastack.eventlog",
+    "hastack.proxy", "hastack.fencing", "hastack.eventlog", "hastack.ops.cluster",
+    "hastack.ops.configure", "hastack.ops.requests", "hastack.ops.status",
+    "hastack.ops.simulate", "hastack.ops.resources",
 }  # fmt: skip
 
 

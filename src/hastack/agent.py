@@ -398,8 +398,9 @@ class Agent:
         if refusal and refusal != self._last_refusal:
             log.warning("%s", refusal)
         self._last_refusal = refusal
+        requests = self.keys.relative(self.keys.cleanup_requests)
         for name, key in snapshot.other.items():
-            if not name.startswith("requests/cleanup/") or name in self._handled_requests:
+            if not name.startswith(requests) or name in self._handled_requests:
                 continue
             self._handled_requests.add(name)
             try:

@@ -8,10 +8,11 @@ import functools
 import time
 from pathlib import Path
 
-from hastack.cli.status import collect_status, render_text
 from hastack.cli.timing_options import add_timing_options, timings_from_args
 from hastack.lab.local import LocalCluster, default_dir
 from hastack.model.agent_config import ClientConfig, EtcdSpec, Timings
+from hastack.ops.status import collect_status
+from hastack.ops.status_text import render_text
 
 __all__ = ["register"]
 

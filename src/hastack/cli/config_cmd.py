@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import difflib
 import sys
 from pathlib import Path
 
 from hastack.cli.client import add_client_options, resolve_client
-from hastack.errors import CompareFailed, HastackError
+from hastack.errors import HastackError
 from hastack.executor.check import apply_problems
 from hastack.model.agent_config import ClientConfig
-from hastack.model.config import ClusterConfig, parse_cluster_config
+from hastack.model.config import parse_cluster_config
 from hastack.model.config_text import config_to_yaml
-from hastack.store import Keys, Store
-from hastack.store.config import StoredConfig, read_config, write_config
+from hastack.ops.cluster import open_cluster
+from hastack.ops.configure import ConfigChanged, apply_config, config_diff
+from hastack.store.config import StoredConfig, read_config
 
 __all__ = ["register"]
 
@@ -29,13 +29,16 @@ def _read_text(path: str) -> str:
         raise HastackError(f"{path}: cannot read ({exc.strerror})") from None
 
 
-async def _current(client: ClientConfig) -> StoredConfig:
-    async with Store(client.etcd.endpoints, 2.0) as store:
-        return await read_config(store, Keys(client.cluster, client.etcd.root))
+def _current(client: ClientConfig) -> StoredConfig:
+    async def read() -> StoredConfig:
+        async with open_cluster(client) as cluster:
+            return await read_config(cluster.store, cluster.keys)
+
+    return asyncio.run(read())
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    stored = asyncio.run(_current(resolve_client(args)))
+    stored = _current(resolve_client(args))
     if stored.problem:
         print(f"hastack: the stored configuration is unreadable: {stored.problem}", file=sys.stderr)
         return 1
@@ -47,19 +50,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _diff(old: ClusterConfig | None, new: ClusterConfig) -> list[str]:
-    before = config_to_yaml(old).splitlines(keepends=True) if old is not None else []
-    after = config_to_yaml(new).splitlines(keepends=True)
-    return list(difflib.unified_diff(before, after, "stored", "new"))
-
-
 def cmd_apply(args: argparse.Namespace) -> int:
     # Validate first: a refused configuration never reaches the store.
     config = parse_cluster_config(_read_text(args.file), args.file, extra_checks=apply_problems)
     client = resolve_client(args)
-    keys = Keys(client.cluster, client.etcd.root)
-    stored = asyncio.run(_current(client))
-    diff = _diff(stored.config, config)
+    stored = _current(client)
+    diff = config_diff(stored.config, config)
     if not diff:
         print("no change: the stored configuration is the same")
         return 0
@@ -75,17 +71,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
             return 1
 
     async def write() -> int:
-        async with Store(client.etcd.endpoints, 2.0) as store:
-            return await write_config(store, keys, config, expected=stored.revision)
+        async with open_cluster(client) as cluster:
+            return await apply_config(cluster, config, expected=stored.revision)
 
     try:
         revision = asyncio.run(write())
-    except CompareFailed:
-        print(
-            "hastack: not applied: the configuration changed since it was read; "
-            "run the command again to see the new difference",
-            file=sys.stderr,
-        )
+    except ConfigChanged as exc:
+        print(f"hastack: {exc}", file=sys.stderr)
         return 1
     print(f"applied: configuration revision {revision}")
     return 0

@@ -8,10 +8,9 @@ import time
 
 from hastack.cli.client import add_client_options, resolve_client
 from hastack.errors import HastackError
-from hastack.fencing.fencer import fence_node
-from hastack.fencing.service import record_fencing
-from hastack.store import Keys, Store
-from hastack.store.config import read_config
+from hastack.model.members import ClusterSnapshot
+from hastack.ops.cluster import open_cluster
+from hastack.ops.requests import FenceResult, fence_by_hand
 from hastack.store.snapshot import read_snapshot
 
 __all__ = ["register"]
@@ -20,55 +19,47 @@ __all__ = ["register"]
 def cmd_fence(args: argparse.Namespace) -> int:
     client = resolve_client(args)
 
-    async def run() -> int:
-        keys = Keys(client.cluster, client.etcd.root)
-        async with Store(client.etcd.endpoints, 2.0) as store:
-            stored = await read_config(store, keys)
-            if stored.config is None:
-                raise HastackError(stored.problem or "no configuration stored: no fence devices")
-            config = stored.config
-            if not config.fencing.levels_for(args.node):
-                raise HastackError(f"no fencing device can fence {args.node}")
-            action = args.action or config.properties.stonith_action
-            print(f"fencing {args.node} ({action}) ...")
-            outcome = await fence_node(
-                config.fencing, args.node, action=action, by="cli", epoch=0,
-                agent_dirs=tuple(args.agent_dir),
-            )  # fmt: skip
-            for line in outcome.attempts:
-                print(f"  {line}")
-            await record_fencing(store, keys, outcome.record, epoch=None)
-        if outcome.record.succeeded:
-            print(f"{args.node} fenced (level {outcome.record.level})")
-            return 0
-        print(f"hastack: fencing {args.node} FAILED")
-        return 1
+    async def run() -> FenceResult:
+        async with open_cluster(client) as cluster:
+            return await fence_by_hand(
+                cluster, args.node, action=args.action, agent_dirs=args.agent_dir
+            )
 
-    return asyncio.run(run())
+    print(f"fencing {args.node} ...")
+    result = asyncio.run(run())
+    for line in result.attempts:
+        print(f"  {line}")
+    if not result.recorded:
+        print("hastack: the result could not be recorded in the fencing history")
+    if result.record.succeeded:
+        print(f"{args.node} fenced (level {result.record.level})")
+        return 0
+    print(f"hastack: fencing {args.node} FAILED")
+    return 1
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     client = resolve_client(args)
 
-    async def read() -> None:
-        async with Store(client.etcd.endpoints, 2.0) as store:
-            snapshot = await read_snapshot(store, Keys(client.cluster, client.etcd.root))
-        nodes = [args.node] if args.node else sorted(snapshot.fencing)
-        if not any(snapshot.fencing.get(n) for n in nodes):
-            print("no fencing recorded")
-        for node in nodes:
-            for r in snapshot.fencing.get(node, []):
-                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.finished))
-                took = r.finished - r.started
-                devices = f" by {', '.join(r.devices)} (level {r.level})" if r.devices else ""
-                print(
-                    f"{when}  {node:<12} {r.action:<7} {r.result.upper():<8}{devices}, "
-                    f"{took:.2f}s, requested by {r.by}" + (f" epoch {r.epoch}" if r.epoch else "")
-                )
-                if not r.succeeded or args.verbose:
-                    print(f"    {r.reason}")
+    async def read() -> ClusterSnapshot:
+        async with open_cluster(client) as cluster:
+            return await read_snapshot(cluster.store, cluster.keys)
 
-    asyncio.run(read())
+    snapshot = asyncio.run(read())
+    nodes = [args.node] if args.node else sorted(snapshot.fencing)
+    if not any(snapshot.fencing.get(n) for n in nodes):
+        print("no fencing recorded")
+    for node in nodes:
+        for r in snapshot.fencing.get(node, []):
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.finished))
+            took = r.finished - r.started
+            devices = f" by {', '.join(r.devices)} (level {r.level})" if r.devices else ""
+            print(
+                f"{when}  {node:<12} {r.action:<7} {r.result.upper():<8}{devices}, "
+                f"{took:.2f}s, requested by {r.by}" + (f" epoch {r.epoch}" if r.epoch else "")
+            )
+            if not r.succeeded or args.verbose:
+                print(f"    {r.reason}")
     return 0
 
 

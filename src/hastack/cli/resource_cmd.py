@@ -1,112 +1,45 @@
-"""`hastack resource ...` and `hastack node ...`: everyday changes, each a CAS change of the
-configuration (like pcs), except cleanup (a request agents act on) and restart."""
+"""`hastack resource ...` and `hastack node ...`: everyday changes, like pcs. The CLI parses
+and prints; each change is a typed edit from hastack.ops.edits written by compare-and-swap
+(hastack.ops.configure), or a request the nodes act on (cleanup)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
-import time
-import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-import pydantic
 import yaml
 
 from hastack.cli.client import add_client_options, resolve_client
-from hastack.errors import CompareFailed, HastackError
-from hastack.executor.check import agent_problems
-from hastack.model.agent_config import ClientConfig
-from hastack.model.config import Clone, ClusterConfig, Group, Primitive
+from hastack.errors import HastackError
+from hastack.model.config import Primitive, Role, constraint_references
 from hastack.model.config_text import config_to_yaml
-from hastack.model.document import format_path
-from hastack.model.requests import CleanupRequest
-from hastack.model.state import base_id
-from hastack.store import Keys, PutOp, Store
-from hastack.store.config import read_config, write_config
-from hastack.store.snapshot import read_snapshot
+from hastack.ops import edits
+from hastack.ops.cluster import Cluster, open_cluster
+from hastack.ops.configure import change_config, read_stored
+from hastack.ops.requests import request_cleanup
+from hastack.ops.resources import restart
 
 __all__ = ["register"]
 
-Edit = Callable[[dict[str, Any]], str]  # changes the plain configuration, says what it did
-
-_ATTEMPTS = 5  # a CAS that keeps losing means someone else is editing: say so, do not spin
-_REQUEST_TTL = 60  # cleanup requests vanish by themselves after this many seconds
+T = TypeVar("T")
 
 
-def _plain(config: ClusterConfig | None) -> dict[str, Any]:
-    if config is None:
-        return {}
-    data: dict[str, Any] = config.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-    return data
+def _run(args: argparse.Namespace, work: Callable[[Cluster], Awaitable[T]]) -> T:
+    client = resolve_client(args)
+
+    async def go() -> T:
+        async with open_cluster(client) as cluster:
+            return await work(cluster)
+
+    return asyncio.run(go())
 
 
-def _validated(data: dict[str, Any]) -> ClusterConfig:
-    try:
-        config = ClusterConfig.model_validate(data)
-    except pydantic.ValidationError as exc:
-        reasons = [f"{format_path(e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise HastackError(
-            "the change would make the configuration invalid: " + "; ".join(reasons)
-        ) from None
-    located = config.reference_problems() or agent_problems(config)
-    if located:
-        text = "; ".join(f"{format_path(loc)}: {msg}" for loc, msg in located)
-        raise HastackError(f"the change would make the configuration invalid: {text}")
-    return config
-
-
-def change_config(client: ClientConfig, edit: Edit) -> str:
-    """Read, edit, validate and write back by CAS, retrying a few times if someone raced us."""
-
-    async def attempt() -> str:
-        keys = Keys(client.cluster, client.etcd.root)
-        async with Store(client.etcd.endpoints, 2.0) as store:
-            for _ in range(_ATTEMPTS):
-                stored = await read_config(store, keys)
-                if stored.problem:
-                    raise HastackError(f"the stored configuration is unreadable: {stored.problem}")
-                data = _plain(stored.config)
-                said = edit(data)
-                config = _validated(data)
-                if stored.config is not None and config == stored.config:
-                    return f"{said} (no change)"
-                try:
-                    revision = await write_config(store, keys, config, expected=stored.revision)
-                except CompareFailed:
-                    continue
-                return f"{said} (configuration revision {revision})"
-        raise HastackError("the configuration kept changing under us; try again")
-
-    return asyncio.run(attempt())
-
-
-# ---- editing helpers ------------------------------------------------------------------------
-
-
-def _walk(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for item in items:
-        out.append(item)
-        if "group" in item:
-            out += _walk(item.get("resources", []))
-        if "clone" in item:
-            out += _walk([item["resource"]])
-    return out
-
-
-def _find(data: dict[str, Any], rid: str) -> dict[str, Any]:
-    for item in _walk(data.get("resources", [])):
-        if rid in (item.get("primitive"), item.get("group"), item.get("clone")):
-            return item
-    known = [
-        i.get("primitive") or i.get("group") or i.get("clone")
-        for i in _walk(data.get("resources", []))
-    ]
-    raise HastackError(
-        f"no resource {rid!r} (resources: {', '.join(str(k) for k in known) or 'none'})"
-    )
+def _edit(args: argparse.Namespace, edit: edits.Edit) -> int:
+    changed = _run(args, lambda cluster: change_config(cluster, edit))
+    print(changed.message)
+    return 0
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -119,31 +52,14 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def _constraints(data: dict[str, Any]) -> list[dict[str, Any]]:
-    constraints: list[dict[str, Any]] = data.setdefault("constraints", [])
-    return constraints
-
-
-def _node_entry(data: dict[str, Any], node: str) -> dict[str, Any]:
-    nodes: list[dict[str, Any]] = data.setdefault("nodes", [])
-    for entry in nodes:
-        if entry.get("node") == node:
-            return entry
-    entry = {"node": node}
-    nodes.append(entry)
-    return entry
-
-
-# ---- commands -------------------------------------------------------------------------------
-
-
-def cmd_create(args: argparse.Namespace) -> int:
+def _primitive(args: argparse.Namespace) -> Primitive:
+    """The primitive described on the command line, validated like a configuration file's."""
+    data: dict[str, Any] = {"primitive": args.id, "agent": args.agent}
     params = _pairs(args.params, "a parameter")
-    primitive: dict[str, Any] = {"primitive": args.id, "agent": args.agent}
     if params:
-        primitive["params"] = params
+        data["params"] = params
     if args.meta:
-        primitive["meta"] = _pairs(args.meta, "--meta")
+        data["meta"] = _pairs(args.meta, "--meta")
     ops = []
     for spec in args.op:
         name, *rest = spec.split()
@@ -151,192 +67,75 @@ def cmd_create(args: argparse.Namespace) -> int:
     if args.monitor:
         ops.append({"name": "monitor", "interval": args.monitor})
     if ops:
-        primitive["ops"] = ops
+        data["ops"] = ops
+    try:
+        return Primitive.model_validate(data)
+    except ValueError as exc:
+        raise HastackError(f"{args.id}: {exc}") from None
 
-    def edit(data: dict[str, Any]) -> str:
-        resources: list[dict[str, Any]] = data.setdefault("resources", [])
-        if args.group:
-            try:
-                group = _find(data, args.group)
-            except HastackError:
-                resources.append({"group": args.group, "resources": [primitive]})
-                return f"created {args.id} in new group {args.group}"
-            if "group" not in group:
-                raise HastackError(f"{args.group} is not a group")
-            group["resources"].append(primitive)
-            return f"created {args.id} at the end of group {args.group}"
-        if args.clone or args.promotable:
-            clone: dict[str, Any] = {"clone": f"{args.id}-clone", "resource": primitive}
-            if args.promotable:
-                clone["promotable"] = True
-            resources.append(clone)
-            return f"created {args.id} in clone {args.id}-clone"
-        resources.append(primitive)
-        return f"created {args.id}"
 
-    print(change_config(resolve_client(args), edit))
-    return 0
+# ---- commands -------------------------------------------------------------------------------
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    edit = edits.create(
+        _primitive(args), group=args.group, clone=args.clone, promotable=args.promotable
+    )
+    return _edit(args, edit)
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    def edit(data: dict[str, Any]) -> str:
-        target = _find(data, args.id)
-        removed = {i.get("primitive") or i.get("group") or i.get("clone") for i in _walk([target])}
-
-        def prune(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            kept = []
-            for item in items:
-                if item is target:
-                    continue
-                if "group" in item:
-                    item["resources"] = prune(item["resources"])
-                    if not item["resources"]:
-                        removed.add(item["group"])
-                        continue
-                if "clone" in item and item["resource"] is target:
-                    removed.add(item["clone"])
-                    continue
-                kept.append(item)
-            return kept
-
-        data["resources"] = prune(data.get("resources", []))
-        before = len(_constraints(data))
-        data["constraints"] = [c for c in _constraints(data) if not removed & _refs(c)]
-        dropped = before - len(data["constraints"])
-        extra = f" and {dropped} constraint(s) that named it" if dropped else ""
-        return f"deleted {', '.join(sorted(str(r) for r in removed))}{extra}"
-
-    print(change_config(resolve_client(args), edit))
-    return 0
-
-
-def _refs(c: dict[str, Any]) -> set[str]:
-    refs = {c.get("resource"), c.get("with"), c.get("first"), c.get("then")}
-    for s in c.get("sets", []):
-        refs |= set(s.get("resources", []))
-    return {r for r in refs if r}
-
-
-def _set_target_role(rid: str, role: str | None) -> Edit:
-    def edit(data: dict[str, Any]) -> str:
-        item = _find(data, rid)
-        meta = item.setdefault("meta", {})
-        if role is None:
-            meta.pop("target-role", None)
-            if not meta:
-                item.pop("meta")
-            return f"enabled {rid}"
-        meta["target-role"] = role
-        return f"disabled {rid} (target-role {role})"
-
-    return edit
+    return _edit(args, edits.delete(args.id))
 
 
 def cmd_enable(args: argparse.Namespace) -> int:
-    print(change_config(resolve_client(args), _set_target_role(args.id, None)))
-    return 0
+    return _edit(args, edits.set_target_role(args.id, None))
 
 
 def cmd_disable(args: argparse.Namespace) -> int:
-    print(change_config(resolve_client(args), _set_target_role(args.id, "Stopped")))
-    return 0
-
-
-def _cli_location(data: dict[str, Any], name: str, rid: str, node: str, score: str) -> None:
-    """Put the command line's location constraint `name` in place of any older one."""
-    _find(data, rid)
-    _node_entry(data, node)
-    data["constraints"] = [c for c in _constraints(data) if c.get("location") != name]
-    _constraints(data).append({"location": name, "resource": rid, "node": node, "score": score})
+    return _edit(args, edits.set_target_role(args.id, Role.STOPPED))
 
 
 def cmd_move(args: argparse.Namespace) -> int:
-    def edit(data: dict[str, Any]) -> str:
-        name = f"cli-prefer-{args.id}"
-        _cli_location(data, name, args.id, args.node, "INFINITY")
-        return (
-            f"{args.id} moves to {args.node} (constraint {name}; "
-            f"`hastack resource clear {args.id}` removes it)"
-        )
-
-    print(change_config(resolve_client(args), edit))
-    return 0
+    return _edit(args, edits.move(args.id, args.node))
 
 
 def cmd_ban(args: argparse.Namespace) -> int:
-    def edit(data: dict[str, Any]) -> str:
-        name = f"cli-ban-{args.id}-on-{args.node}"
-        _cli_location(data, name, args.id, args.node, "-INFINITY")
-        return f"{args.id} banned from {args.node} (constraint {name})"
-
-    print(change_config(resolve_client(args), edit))
-    return 0
+    return _edit(args, edits.ban(args.id, args.node))
 
 
 def cmd_clear(args: argparse.Namespace) -> int:
-    def edit(data: dict[str, Any]) -> str:
-        _find(data, args.id)
-        prefixes = (f"cli-prefer-{args.id}", f"cli-ban-{args.id}-on-")
-        before = len(_constraints(data))
-        data["constraints"] = [
-            c
-            for c in _constraints(data)
-            if not (
-                str(c.get("location", "")).startswith(prefixes) and c.get("resource") == args.id
-            )
-        ]
-        return f"cleared {before - len(data['constraints'])} move/ban constraint(s) of {args.id}"
-
-    print(change_config(resolve_client(args), edit))
-    return 0
+    return _edit(args, edits.clear(args.id))
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    client = resolve_client(args)
-
-    async def read() -> ClusterConfig | None:
-        async with Store(client.etcd.endpoints, 2.0) as store:
-            stored = await read_config(store, Keys(client.cluster, client.etcd.root))
-        if stored.problem:
-            raise HastackError(f"the stored configuration is unreadable: {stored.problem}")
-        return stored.config
-
-    config = asyncio.run(read())
+    stored = _run(args, read_stored)
+    config = stored.config
     if config is None:
         print("# no configuration stored yet")
         return 0
-    if args.id:
-        data = _plain(config)
-        shown: dict[str, Any] = {"resources": [_find(data, args.id)]}
-        related = [c for c in data.get("constraints", []) if args.id in _refs(c)]
-        if related:
-            shown["constraints"] = related
-        print(yaml.safe_dump(shown, sort_keys=False), end="")
+    if not args.id:
+        print(config_to_yaml(config), end="")
         return 0
-    print(config_to_yaml(config), end="")
+    found = config.find(args.id)
+    if found is None:
+        edits.resource_names(config, args.id)  # raises, naming the resources there are
+        return 1
+    dump = found.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    shown: dict[str, Any] = {"resources": [dump]}
+    related = [
+        c.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        for c in config.constraints
+        if args.id in constraint_references(c)
+    ]
+    if related:
+        shown["constraints"] = related
+    print(yaml.safe_dump(shown, sort_keys=False), end="")
     return 0
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    client = resolve_client(args)
-    request = CleanupRequest(args.id, args.node)
-
-    async def send() -> None:
-        keys = Keys(client.cluster, client.etcd.root)
-        async with Store(client.etcd.endpoints, 2.0) as store:
-            lease = await store.grant_lease(_REQUEST_TTL)
-            await store.txn(
-                [],
-                success=[
-                    PutOp(
-                        keys.prefix + f"requests/cleanup/{uuid.uuid4().hex}",
-                        request.encode(),
-                        lease=lease.id,
-                    )
-                ],
-            )
-
-    asyncio.run(send())
+    _run(args, lambda cluster: request_cleanup(cluster, args.id, args.node))
     where = f"on {args.node}" if args.node else "on every node"
     print(
         f"cleanup of {args.id} requested {where}: "
@@ -345,60 +144,15 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _running_anywhere(client: ClientConfig, rid: str) -> bool:
-    async def check() -> bool:
-        async with Store(client.etcd.endpoints, 2.0) as store:
-            snapshot = await read_snapshot(store, Keys(client.cluster, client.etcd.root))
-        config = snapshot.config
-        names = {rid}
-        if config is not None:
-            found = config.find(rid)
-            if found is not None:
-                stack: list[Primitive | Group | Clone] = [found]
-                while stack:
-                    r = stack.pop()
-                    names.add(r.id)
-                    if isinstance(r, Group):
-                        stack += r.resources
-                    elif isinstance(r, Clone):
-                        stack.append(r.resource)
-        for report in snapshot.statuses.values():
-            for instance in report.active():
-                if base_id(instance) in names:
-                    return True
-        return False
-
-    return asyncio.run(check())
-
-
 def cmd_restart(args: argparse.Namespace) -> int:
-    client = resolve_client(args)
-    print(change_config(client, _set_target_role(args.id, "Stopped")))
-    deadline = time.monotonic() + args.timeout
-    while _running_anywhere(client, args.id):
-        if time.monotonic() > deadline:
-            print(
-                f"hastack: {args.id} did not stop within {args.timeout:g}s; enabling it again",
-                file=sys.stderr,
-            )
-            break
-        time.sleep(0.2)
-    print(change_config(client, _set_target_role(args.id, None)))
+    for line in _run(args, lambda cluster: restart(cluster, args.id, timeout=args.timeout)):
+        print(line)
     return 0
 
 
 def _node_flag(flag: str, value: bool) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        def edit(data: dict[str, Any]) -> str:
-            entry = _node_entry(data, args.node)
-            if value:
-                entry[flag] = True
-            else:
-                entry.pop(flag, None)
-            return f"node {args.node}: {flag} {'on' if value else 'off'}"
-
-        print(change_config(resolve_client(args), edit))
-        return 0
+        return _edit(args, edits.set_node_flag(args.node, flag, value))
 
     return run
 

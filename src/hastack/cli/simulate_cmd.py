@@ -6,20 +6,19 @@ import argparse
 import asyncio
 import json
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from hastack.cli.client import add_client_options, resolve_client
 from hastack.errors import HastackError
 from hastack.model.config import ClusterConfig
-from hastack.model.state import ClusterState, NodeStatus
+from hastack.model.state import ClusterState
 from hastack.model.state_file import parse_saved_state
+from hastack.ops.cluster import open_cluster
+from hastack.ops.simulate import WhatIf, live_state, what_if
 from hastack.scheduler import schedule
 from hastack.scheduler.render import render_summary
-from hastack.store import Keys, Store
-from hastack.store.config import read_config
-from hastack.store.snapshot import read_snapshot
 
 __all__ = ["register"]
 
@@ -50,57 +49,27 @@ def _load_live(args: argparse.Namespace) -> tuple[ClusterConfig, ClusterState]:
     client = resolve_client(args)
 
     async def read() -> tuple[ClusterConfig, ClusterState]:
-        keys = Keys(client.cluster, client.etcd.root)
-        async with Store(client.etcd.endpoints, 2.0) as store:
-            stored = await read_config(store, keys)
-            snapshot = await read_snapshot(store, keys)
-        if stored.problem:
-            raise HastackError(f"the stored configuration is unreadable: {stored.problem}")
-        config = stored.config or ClusterConfig()
-        nodes = {
-            name: NodeStatus(name, online=snapshot.is_online(name)) for name in snapshot.known_nodes
-        }
-        # Resource status keys are written by agents' executors; until then only nodes.
-        return config, ClusterState(nodes=nodes, has_quorum=True)
+        async with open_cluster(client) as cluster:
+            return await live_state(cluster)
 
     return asyncio.run(read())
 
 
-def _what_if(state: ClusterState, args: argparse.Namespace) -> ClusterState:
-    nodes = dict(state.nodes)
-
-    def node(name: str) -> NodeStatus:
-        if name not in nodes:
-            raise HastackError(
-                f"no node {name!r} in this cluster (nodes: {', '.join(sorted(nodes))})"
-            )
-        return nodes[name]
-
-    for name in args.node_down:
-        nodes[name] = replace(node(name), online=False, unclean=False)
-    for name in args.node_fail:
-        nodes[name] = replace(node(name), online=False, unclean=True)
-    for name in args.node_up:
-        nodes[name] = replace(node(name), online=True, unclean=False)
-    for name in args.standby:
-        nodes[name] = replace(node(name), standby=True)
-    resources = list(state.resources)
+def _changes(args: argparse.Namespace) -> WhatIf:
+    fail = []
     for spec in args.fail:
         rsc, sep, where = spec.rpartition(":")
         if not sep or not rsc:
             raise HastackError(f"--fail wants RESOURCE:NODE, got {spec!r}")
-        node(where)
-        found = False
-        for i, r in enumerate(resources):
-            if r.node == where and (r.resource == rsc or r.resource.rpartition(":")[0] == rsc):
-                resources[i] = replace(
-                    r, failed=True, fail_count=r.fail_count + 1, last_failure=state.now
-                )
-                found = True
-        if not found:
-            raise HastackError(f"--fail: {rsc} is not running on {where}")
-    quorum = state.has_quorum if args.quorum is None else args.quorum == "yes"
-    return replace(state, nodes=nodes, resources=tuple(resources), has_quorum=quorum)
+        fail.append((rsc, where))
+    return WhatIf(
+        node_down=args.node_down,
+        node_fail=args.node_fail,
+        node_up=args.node_up,
+        standby=args.standby,
+        fail=fail,
+        quorum=None if args.quorum is None else args.quorum == "yes",
+    )
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -112,7 +81,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         config, state = _load_cib(args.cib)
     else:
         config, state = _load_live(args)
-    state = _what_if(state, args)
+    state = what_if(state, _changes(args))
     plan = schedule(config, state)
     if args.json:
         out: dict[str, Any] = {

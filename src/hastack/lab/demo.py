@@ -14,9 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from hastack.cli.status import StatusReport, collect_status, render_text
 from hastack.lab.local import LocalCluster
 from hastack.model.agent_config import ClientConfig, EtcdSpec
+from hastack.ops.status import StatusReport, collect_status
+from hastack.ops.status_text import render_text
 
 __all__ = ["run_demo"]
 

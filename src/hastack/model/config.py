@@ -51,6 +51,7 @@ __all__ = [
     "ResourceSet",
     "Role",
     "Rule",
+    "constraint_references",
     "parse_cluster_config",
 ]
 
@@ -720,6 +721,11 @@ def _constraint_id(c: Location | Colocation | Order) -> str:
     if isinstance(c, Colocation):
         return c.colocation
     return c.order
+
+
+def constraint_references(c: Location | Colocation | Order) -> set[str]:
+    """The resources a constraint names."""
+    return {name for _, name in _constraint_refs(c)}
 
 
 def _constraint_refs(c: Location | Colocation | Order) -> list[tuple[Loc, str]]:

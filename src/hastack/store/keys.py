@@ -22,7 +22,7 @@ class Keys:
     <root>/<cluster>/target/<node>     desired states for that node, written by the DC
     <root>/<cluster>/status/<node>     observed states reported by the node
     <root>/<cluster>/fencing/<node>    fencing history
-    <root>/<cluster>/events/<rev>      bounded event log
+    <root>/<cluster>/requests/cleanup/<id>  an operator's cleanup request, on a short lease
     """
 
     cluster: str
@@ -76,8 +76,11 @@ class Keys:
         return self.fencing + node
 
     @property
-    def events(self) -> str:
-        return self.prefix + "events/"
+    def cleanup_requests(self) -> str:
+        return self.prefix + "requests/cleanup/"
+
+    def cleanup_request(self, request_id: str) -> str:
+        return self.cleanup_requests + request_id
 
     def relative(self, key: str) -> str:
         """`/hastack/c1/members/n1` -> `members/n1`; keys outside the prefix stay whole."""

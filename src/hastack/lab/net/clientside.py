@@ -22,11 +22,12 @@ import sys
 import time
 from pathlib import Path
 
-from hastack.cli.status import StatusReport, collect_status, render_text
 from hastack.model.agent_config import ClientConfig, parse_client_config
 from hastack.model.config import parse_cluster_config
-from hastack.store import Keys, Store
-from hastack.store.config import read_config, write_config
+from hastack.ops.cluster import open_cluster
+from hastack.ops.configure import apply_config, read_stored
+from hastack.ops.status import StatusReport, collect_status
+from hastack.ops.status_text import render_text
 
 __all__ = ["main"]
 
@@ -53,10 +54,9 @@ async def _watch(client: ClientConfig, interval: float, duration: float, timeout
 
 async def _apply(client: ClientConfig, path: str) -> int:
     config = parse_cluster_config(Path(path).read_text(), path)
-    async with Store(client.etcd.endpoints, 2.0) as store:
-        keys = Keys(client.cluster, client.etcd.root)
-        stored = await read_config(store, keys)
-        revision = await write_config(store, keys, config, expected=stored.revision)
+    async with open_cluster(client) as cluster:
+        stored = await read_stored(cluster)
+        revision = await apply_config(cluster, config, expected=stored.revision)
     print(json.dumps({"revision": revision}))
     return 0
 

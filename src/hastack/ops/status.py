@@ -1,0 +1,195 @@
+"""What `hastack status` shows, collected from one snapshot: DC and epoch, quorum, nodes
+(online, offline, standby, maintenance), resources with role and node, failed actions, fail
+counts, store health, and values the store holds that hastack cannot read."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hastack.errors import StoreError
+from hastack.executor.agents.base import OcfRc
+from hastack.membership.quorum import QuorumView, quorum_view
+from hastack.model.agent_config import ClientConfig
+from hastack.model.config import Clone, ClusterConfig, Group, Primitive, Role
+from hastack.model.members import ClusterSnapshot
+from hastack.model.scores import INFINITY
+from hastack.model.state import base_id
+from hastack.scheduler.plan import Assignment
+from hastack.scheduler.render import render_resources
+from hastack.store import EndpointStatus, Keys, Store, endpoint_status
+from hastack.store.snapshot import read_snapshot
+
+__all__ = ["NodeLine", "StatusReport", "collect_status"]
+
+STATUS_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class NodeLine:
+    name: str
+    kind: str
+    online: bool
+    addresses: list[str] = field(default_factory=list)
+    attributes: dict[str, str] = field(default_factory=dict)
+    # From the configuration (`hastack node standby|maintenance`): shown apart from the
+    # plain online nodes, as `pcs status` shows them.
+    standby: bool = False
+    maintenance: bool = False
+    active: int = 0  # instances it reports running (a node in standby still emptying)
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    cluster: str
+    collected_at: float
+    store: list[EndpointStatus]
+    quorum: QuorumView
+    revision: int | None = None
+    dc_node: str | None = None
+    dc_epoch: int | None = None
+    dc_since: float | None = None
+    nodes: list[NodeLine] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    error: str | None = None
+    resource_lines: list[str] = field(default_factory=list)
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    failed_actions: list[str] = field(default_factory=list)
+    fail_counts: list[str] = field(default_factory=list)
+    config_revision: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["quorum"] = {
+            "quorate": self.quorum.is_quorate,
+            "healthy": self.quorum.healthy,
+            "total": self.quorum.total,
+            "needed": self.quorum.needed,
+        }
+        return data
+
+
+def _node_lines(snapshot: ClusterSnapshot) -> list[NodeLine]:
+    config = snapshot.config
+    flags = {n.node: n for n in config.nodes} if config is not None else {}
+    lines = []
+    for name in snapshot.known_nodes:
+        member = snapshot.members.get(name)
+        record = snapshot.nodes.get(name)
+        spec = flags.get(name)
+        report = snapshot.statuses.get(name)
+        kind = member.kind if member else record.kind if record else None
+        if kind is None:
+            continue
+        lines.append(
+            NodeLine(
+                name,
+                kind.value,
+                member is not None,
+                list(member.addresses if member else record.addresses if record else ()),
+                dict(member.attributes) if member else {},
+                standby=spec is not None and spec.standby,
+                maintenance=spec is not None and spec.maintenance,
+                active=len(report.active()) if report is not None and member else 0,
+            )
+        )
+    return lines
+
+
+async def collect_status(client: ClientConfig, *, timeout: float = STATUS_TIMEOUT) -> StatusReport:
+    keys = Keys(client.cluster, client.etcd.root)
+    endpoints = await asyncio.gather(*(endpoint_status(e, timeout) for e in client.etcd.endpoints))
+    quorum = quorum_view(sum(1 for e in endpoints if e.healthy), len(endpoints))
+    now = time.time()
+    store = Store([e.endpoint for e in endpoints if e.healthy] or client.etcd.endpoints, timeout)
+    try:
+        snapshot = await read_snapshot(store, keys)
+    except StoreError as exc:
+        return StatusReport(client.cluster, now, list(endpoints), quorum, error=str(exc))
+    finally:
+        await store.close()
+    dc = snapshot.dc
+    lines, resources, failed, counts = _resources(snapshot)
+    return StatusReport(
+        cluster=client.cluster,
+        collected_at=now,
+        store=list(endpoints),
+        quorum=quorum,
+        revision=snapshot.revision,
+        dc_node=dc.node if dc else None,
+        dc_epoch=dc.epoch if dc else None,
+        dc_since=dc.since if dc else None,
+        nodes=_node_lines(snapshot),
+        problems=list(snapshot.problems),
+        resource_lines=lines,
+        resources=resources,
+        failed_actions=failed,
+        fail_counts=counts,
+        config_revision=snapshot.config_revision,
+    )
+
+
+def _tops(config: ClusterConfig) -> dict[str, str]:
+    out = {}
+    for top in config.resources:
+        stack: list[Primitive | Group | Clone] = [top]
+        while stack:
+            r = stack.pop()
+            out[r.id] = top.id
+            if isinstance(r, Group):
+                stack += r.resources
+            elif isinstance(r, Clone):
+                stack.append(r.resource)
+    return out
+
+
+def _when(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at else "?"
+
+
+def _resources(
+    snapshot: ClusterSnapshot,
+) -> tuple[list[str], list[dict[str, Any]], list[str], list[str]]:
+    """What runs where, failed actions and fail counts, from the nodes' own reports."""
+    config = snapshot.config
+    if config is None:
+        return ([], [], [], [])
+    tops = _tops(config)
+    assignments: list[Assignment] = []
+    resources: list[dict[str, Any]] = []
+    failed: list[str] = []
+    counts: list[str] = []
+    unmanaged = {name for node, target in snapshot.targets.items() for name in target.unmanaged}
+    for node in sorted(snapshot.statuses):
+        report = snapshot.statuses[node]
+        online = node in snapshot.members
+        for instance, r in sorted(report.resources.items()):
+            primitive = base_id(instance) if base_id(instance) in tops else instance
+            entry: dict[str, Any] = {"instance": instance, "node": node, **r.to_json()}
+            entry["node-online"] = online
+            resources.append(entry)
+            if r.role is not Role.STOPPED and online:
+                assignments.append(
+                    Assignment(
+                        instance,
+                        primitive,
+                        tops.get(primitive, instance),
+                        node,
+                        r.role,
+                        managed=instance not in unmanaged,
+                    )
+                )
+            op = r.failed_op
+            if op is not None:
+                what = OcfRc.describe(op.rc)
+                reason = f": {op.reason}" if op.reason else ""
+                failed.append(
+                    f"{instance} {op.op} on {node} returned {op.rc} ({what}){reason} "
+                    f"at {_when(op.at)}" + (", BLOCKED" if r.blocked else "")
+                )
+            if r.fail_count:
+                shown = "INFINITY" if r.fail_count >= INFINITY else str(r.fail_count)
+                counts.append(f"{instance} on {node}: {shown}")
+    return render_resources(config, assignments), resources, failed, counts
