@@ -386,11 +386,8 @@ class Agent:
     def _feed_executor(self, snapshot: ClusterSnapshot) -> None:
         node = self.config.node
         self.lrm.set_config(snapshot.config, snapshot.config_revision)
-        member = snapshot.members.get(node)
-        target = snapshot.targets.get(node)
         # A target older than this life of the agent was meant for the node it was before.
-        if member is None or snapshot.target_revisions.get(node, 0) <= member.revision:
-            target = None
+        target = snapshot.current_target(node)
         dc_epoch = snapshot.dc.epoch if snapshot.dc else 0
         refusal = self.lrm.set_target(
             target, dc_epoch=dc_epoch, revision=snapshot.target_revisions.get(node, 0)
@@ -425,7 +422,12 @@ class Agent:
         ops: list[PutOp | DeleteOp] = []
         for node, target in sorted(decision.targets.items()):
             current = snapshot.targets.get(node)
-            if current is None or current.epoch != epoch or not target.same_work(current):
+            if (
+                current is None
+                or current.epoch != epoch
+                or not target.same_work(current)
+                or snapshot.target_is_void(node)
+            ):
                 ops.append(PutOp(self.keys.target(node), target.encode()))
         for node in sorted(set(snapshot.targets) - set(decision.targets)):
             ops.append(DeleteOp(self.keys.target(node)))

@@ -157,7 +157,9 @@ def _unsettled(snapshot: ClusterSnapshot, state: ClusterState) -> list[str]:
         report = snapshot.statuses.get(node)
         revision = snapshot.target_revisions.get(node, 0)
         if status.online:
-            if report is not None and report.acked < revision:
+            # A target from before the node's current life is void: the node will not act on
+            # it, and the DC rewrites it (waiting for it would wait for ever).
+            if report is not None and report.acked < revision and not snapshot.target_is_void(node):
                 out.append(node)
         elif node in snapshot.members and not status.unclean and node not in state.fenced:
             out.append(node)

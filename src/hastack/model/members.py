@@ -129,6 +129,24 @@ class ClusterSnapshot:
         record = self.nodes.get(node)
         return self.fencing_revisions.get(node, 0) > (record.revision if record else 0)
 
+    def target_is_void(self, node: str) -> bool:
+        """Was the node's target written before its current life (before its member key)?
+
+        Such a target was computed from what the node ran before it lost its membership; the
+        node ignores it, so the DC must not wait for it and must write a new one."""
+        member = self.members.get(node)
+        return (
+            member is not None
+            and node in self.targets
+            and self.target_revisions.get(node, 0) <= member.revision
+        )
+
+    def current_target(self, node: str) -> NodeTarget | None:
+        """The node's target, unless it is void or the node is not a member."""
+        if node not in self.members or self.target_is_void(node):
+            return None
+        return self.targets.get(node)
+
     def is_online(self, node: str) -> bool:
         return node in self.members
 
