@@ -26,6 +26,7 @@ __all__ = [
     "MemberRecord",
     "NodeKind",
     "NodeRecord",
+    "SnapshotDecoder",
     "StoredKey",
     "decode_snapshot",
 ]
@@ -241,70 +242,117 @@ def _decode_dc(key: StoredKey) -> DcRecord:
     )
 
 
-def decode_snapshot(
-    revision: int, keys: Iterable[StoredKey], previous: ClusterSnapshot | None = None
-) -> ClusterSnapshot:
-    """Interpret every key under the cluster prefix; undecodable ones become problems.
+_SECTIONS = ("members", "nodes", "status", "target", "fencing")
 
-    `previous` lets an unchanged configuration be reused rather than validated again.
-    """
-    dc: DcRecord | None = None
-    members: dict[str, MemberRecord] = {}
-    nodes: dict[str, NodeRecord] = {}
-    other: dict[str, StoredKey] = {}
-    statuses: dict[str, NodeReport] = {}
-    targets: dict[str, NodeTarget] = {}
-    target_revisions: dict[str, int] = {}
-    fencing: dict[str, list[FenceRecord]] = {}
-    fencing_revisions: dict[str, int] = {}
-    config: ClusterConfig | None = None
-    config_revision = 0
-    problems: list[str] = []
-    for key in keys:
-        section, _, rest = key.name.partition("/")
-        try:
-            if key.name == "dc":
-                dc = _decode_dc(key)
-            elif key.name == "config":
-                config_revision = key.mod_revision
-                if previous is not None and previous.config_revision == key.mod_revision:
-                    config = previous.config
-                else:
-                    config = _decode_config(key)
-            elif section in ("members", "nodes", "status", "target", "fencing"):
-                if not is_valid_name(rest):
-                    raise _Bad(f"{rest!r} is not a valid node name")
-                if section == "members":
-                    members[rest] = _decode_member(rest, key)
-                elif section == "nodes":
-                    nodes[rest] = _decode_node(rest, key)
-                elif section == "status":
-                    statuses[rest] = _decode_with(decode_status, rest, key)
-                elif section == "fencing":
-                    fencing[rest] = _decode_fencing(key)
-                    fencing_revisions[rest] = key.mod_revision
-                else:
-                    targets[rest] = _decode_target(key)
-                    target_revisions[rest] = key.mod_revision
+
+def _decode_one(key: StoredKey) -> tuple[str, str, object]:
+    """(section, name, decoded value) of one key; _Bad when it does not decode."""
+    if key.name in ("dc", "config"):
+        return key.name, key.name, _decode_dc(key) if key.name == "dc" else _decode_config(key)
+    section, _, rest = key.name.partition("/")
+    if section not in _SECTIONS:
+        return "other", key.name, key
+    if not is_valid_name(rest):
+        raise _Bad(f"{rest!r} is not a valid node name")
+    if section == "members":
+        return section, rest, _decode_member(rest, key)
+    if section == "nodes":
+        return section, rest, _decode_node(rest, key)
+    if section == "status":
+        return section, rest, _decode_with(decode_status, rest, key)
+    if section == "fencing":
+        return section, rest, _decode_fencing(key)
+    return section, rest, _decode_target(key)
+
+
+class SnapshotDecoder:
+    """Decodes the keys of a cluster into snapshots, decoding a key again only when its
+    revision changed: an agent that follows the store's changes pays for what changed, not
+    for the whole cluster at every cycle (docs/control-plane.md)."""
+
+    def __init__(self) -> None:
+        # key name -> (mod_revision, decoded or the problem text)
+        self._cache: dict[str, tuple[int, tuple[str, str, object] | str]] = {}
+
+    def decode(self, revision: int, keys: Iterable[StoredKey]) -> ClusterSnapshot:
+        dc: DcRecord | None = None
+        members: dict[str, MemberRecord] = {}
+        nodes: dict[str, NodeRecord] = {}
+        other: dict[str, StoredKey] = {}
+        statuses: dict[str, NodeReport] = {}
+        targets: dict[str, NodeTarget] = {}
+        target_revisions: dict[str, int] = {}
+        fencing: dict[str, list[FenceRecord]] = {}
+        fencing_revisions: dict[str, int] = {}
+        config: ClusterConfig | None = None
+        config_revision = 0
+        problems: list[str] = []
+        seen: set[str] = set()
+        for key in keys:
+            seen.add(key.name)
+            cached = self._cache.get(key.name)
+            if cached is not None and cached[0] == key.mod_revision:
+                result = cached[1]
             else:
-                other[key.name] = key
-        except _Bad as exc:
-            problems.append(f"{key.name}: {exc}; ignored")
-    return ClusterSnapshot(
-        revision=revision,
-        dc=dc,
-        members=members,
-        nodes=nodes,
-        other=other,
-        problems=tuple(problems),
-        config=config,
-        config_revision=config_revision,
-        statuses=statuses,
-        targets=targets,
-        target_revisions=target_revisions,
-        fencing=fencing,
-        fencing_revisions=fencing_revisions,
-    )
+                try:
+                    result = _decode_one(key)
+                except _Bad as exc:
+                    result = f"{key.name}: {exc}; ignored"
+                self._cache[key.name] = (key.mod_revision, result)
+            if key.name == "config":
+                config_revision = key.mod_revision
+            if isinstance(result, str):
+                problems.append(result)
+                continue
+            section, name, value = result
+            if section == "dc":
+                assert isinstance(value, DcRecord)
+                dc = value
+            elif section == "config":
+                assert isinstance(value, ClusterConfig)
+                config = value
+            elif section == "members":
+                assert isinstance(value, MemberRecord)
+                members[name] = value
+            elif section == "nodes":
+                assert isinstance(value, NodeRecord)
+                nodes[name] = value
+            elif section == "status":
+                assert isinstance(value, NodeReport)
+                statuses[name] = value
+            elif section == "fencing":
+                assert isinstance(value, list)
+                fencing[name] = value
+                fencing_revisions[name] = key.mod_revision
+            elif section == "target":
+                assert isinstance(value, NodeTarget)
+                targets[name] = value
+                target_revisions[name] = key.mod_revision
+            else:
+                assert isinstance(value, StoredKey)
+                other[name] = value
+        for gone in set(self._cache) - seen:
+            del self._cache[gone]
+        return ClusterSnapshot(
+            revision=revision,
+            dc=dc,
+            members=members,
+            nodes=nodes,
+            other=other,
+            problems=tuple(problems),
+            config=config,
+            config_revision=config_revision,
+            statuses=statuses,
+            targets=targets,
+            target_revisions=target_revisions,
+            fencing=fencing,
+            fencing_revisions=fencing_revisions,
+        )
+
+
+def decode_snapshot(revision: int, keys: Iterable[StoredKey]) -> ClusterSnapshot:
+    """Interpret every key under the cluster prefix; undecodable ones become problems."""
+    return SnapshotDecoder().decode(revision, keys)
 
 
 def _decode_fencing(key: StoredKey) -> list[FenceRecord]:
