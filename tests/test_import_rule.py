@@ -15,6 +15,7 @@ PURE = [
     SRC / "membership" / "quorum.py",
     SRC / "controller.py",
     SRC / "ops" / "edits.py",
+    SRC / "executor" / "throttle.py",
     *sorted(p for p in (SRC / "checkers").glob("*.py") if p.name != "plot.py"),
 ]
 

@@ -491,6 +491,18 @@ class Properties(Spec):
     # counts the node as having stopped its resources itself (watchdog reset latency, clock
     # rate differences).
     self_fence_margin: Duration = 0.5
+    # Throttling (docs/control-plane.md), Pacemaker's names. node-action-limit: operations at
+    # once on one node (0: 2 × its cores); load-threshold: CPU load (%) above which a node
+    # lowers that limit; batch-limit: actions the DC has released and not yet seen done,
+    # cluster-wide (0: no limit; fencing is never held back).
+    node_action_limit: Annotated[int, pydantic.Field(ge=0)] = 0
+    load_threshold: Annotated[int, pydantic.Field(gt=0, le=1000)] = 80
+    batch_limit: Annotated[int, pydantic.Field(ge=0)] = 30
+    # Resource agents run this much nicer than the agent (0: the same CPU priority).
+    resource_nice: Annotated[int, pydantic.Field(ge=0, le=19)] = 10
+    # How long the DC waits beyond an operation's own timeout for a node to finish it (and
+    # for a node to take a new target at all) before it treats the node as failed.
+    cluster_delay: Duration = 20.0
 
     @pydantic.model_validator(mode="after")
     def _detection(self) -> Properties:

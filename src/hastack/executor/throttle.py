@@ -1,0 +1,70 @@
+"""How many operations a node runs at once: Pacemaker's node-action-limit and load-threshold.
+Pure: the executor feeds it samples of /proc/stat and asks for the limit.
+
+A node runs at most `node-action-limit` operations at a time (0: twice its cores). When its CPU
+is busier than `load-threshold`, it lowers that limit step by step — half above the
+threshold, a quarter above 1.2 × the threshold, one at a time above 1.5 × — so a burst of work
+on a saturated machine slows down instead of starving the agent and etcd. Load here is the
+larger of the CPU busy fraction over the last sample period and the runnable processes per
+core, so a long queue of runnable work counts even when every core reads 100 %.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CpuSample", "cpu_load", "effective_limit", "node_limit", "parse_proc_stat"]
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSample:
+    busy: int  # jiffies spent not idle, all CPUs
+    total: int  # all jiffies, all CPUs
+    running: int  # runnable tasks at the moment of the sample (procs_running)
+
+
+def parse_proc_stat(text: str) -> CpuSample:
+    """The aggregate `cpu` line and `procs_running` of /proc/stat."""
+    busy = total = running = 0
+    found = False
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0] == "cpu":
+            values = [int(v) for v in fields[1:]]
+            idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+            total = sum(values[:8])  # guest time is already counted in user/nice
+            busy = total - idle
+            found = True
+        elif fields[0] == "procs_running":
+            running = int(fields[1])
+    if not found:
+        raise ValueError("no aggregate 'cpu' line")
+    return CpuSample(busy, total, running)
+
+
+def cpu_load(before: CpuSample, after: CpuSample, cores: int) -> float:
+    """Load as a fraction of the machine (1.0 = every core busy)."""
+    elapsed = after.total - before.total
+    busy = (after.busy - before.busy) / elapsed if elapsed > 0 else 0.0
+    # procs_running counts the sampling process itself.
+    queue = max(0, after.running - 1) / max(1, cores)
+    return max(busy, queue)
+
+
+def node_limit(configured: int, cores: int) -> int:
+    """node-action-limit with its default (0: twice the cores)."""
+    return configured if configured > 0 else 2 * max(1, cores)
+
+
+def effective_limit(limit: int, load: float, threshold_percent: int) -> int:
+    """The limit, lowered while the node is busier than the threshold."""
+    threshold = threshold_percent / 100.0
+    if load <= threshold:
+        return limit
+    if load <= 1.2 * threshold:
+        return max(1, limit // 2)
+    if load <= 1.5 * threshold:
+        return max(1, limit // 4)
+    return 1

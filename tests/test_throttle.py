@@ -1,0 +1,51 @@
+"""Throttling arithmetic (pure): limits, load from /proc/stat, and the steps down."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hastack.executor.throttle import (
+    CpuSample,
+    cpu_load,
+    effective_limit,
+    node_limit,
+    parse_proc_stat,
+)
+
+STAT = """\
+cpu  100 5 50 800 20 0 5 0 0 0
+cpu0 50 2 25 400 10 0 3 0 0 0
+cpu1 50 3 25 400 10 0 2 0 0 0
+intr 12345
+procs_running 3
+procs_blocked 0
+"""
+
+
+def test_proc_stat_is_read_as_busy_and_total_jiffies() -> None:
+    sample = parse_proc_stat(STAT)
+    assert sample == CpuSample(busy=160, total=980, running=3)
+    with pytest.raises(ValueError, match="no aggregate 'cpu' line"):
+        parse_proc_stat("intr 1\n")
+
+
+def test_load_is_busy_fraction_or_run_queue_per_core() -> None:
+    before = CpuSample(busy=0, total=0, running=1)
+    assert cpu_load(before, CpuSample(50, 200, 1), cores=2) == 0.25
+    # a queue of 9 runnable tasks on 2 cores: 4x overloaded even if busy reads 100 %
+    assert cpu_load(before, CpuSample(200, 200, 9), cores=2) == 4.0
+    assert cpu_load(before, before, cores=2) == 0.0
+
+
+def test_limits_step_down_with_load() -> None:
+    assert node_limit(0, cores=2) == 4
+    assert node_limit(7, cores=2) == 7
+    assert [effective_limit(8, load, 80) for load in (0.5, 0.8, 0.9, 1.1, 1.3)] == [8, 8, 4, 2, 1]
+
+
+@given(st.integers(1, 64), st.floats(0, 10), st.floats(0, 10), st.integers(10, 200))
+def test_more_load_never_allows_more_operations(limit: int, a: float, b: float, t: int) -> None:
+    low, high = sorted((a, b))
+    assert 1 <= effective_limit(limit, high, t) <= effective_limit(limit, low, t) <= limit
