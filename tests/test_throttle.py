@@ -49,3 +49,58 @@ def test_limits_step_down_with_load() -> None:
 def test_more_load_never_allows_more_operations(limit: int, a: float, b: float, t: int) -> None:
     low, high = sorted((a, b))
     assert 1 <= effective_limit(limit, high, t) <= effective_limit(limit, low, t) <= limit
+
+
+# ---- the DC's batch-limit ----------------------------------------------------------------------
+
+
+def test_the_dc_keeps_at_most_batch_limit_actions_in_flight() -> None:
+    from hastack.controller import Controller
+    from hastack.model.config import Role, parse_cluster_config
+    from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeKind
+    from hastack.model.status import NodeReport, ResourceReport
+
+    config = parse_cluster_config(
+        "properties: {stonith-enabled: false, batch-limit: 2}\n"
+        "nodes: [{node: n1}]\n"
+        "resources:\n"
+        + "".join(f"  - {{primitive: d{i}, agent: 'ocf:heartbeat:Dummy'}}\n" for i in range(5)),
+        "c.yaml",
+    )
+    names = {f"d{i}" for i in range(5)}
+
+    def snap(running: set[str], acked: int) -> ClusterSnapshot:
+        report = NodeReport(
+            "n1",
+            updated=2.0,
+            resources={r: ResourceReport(role=Role.STARTED) for r in running},
+            probed=frozenset(names),
+            acked=acked,
+        )
+        return ClusterSnapshot(
+            revision=10,
+            dc=DcRecord("n1", 5, 1),
+            members={"n1": MemberRecord("n1", NodeKind.FULL, joined_at=1.0, revision=1)},
+            nodes={},
+            other={},
+            problems=(),
+            config=config,
+            config_revision=3,
+            statuses={"n1": report},
+        )
+
+    controller = Controller()
+    first = controller.decide(snap(set(), 0), config, epoch=5, now=3.0)
+    assert sorted(first.targets["n1"].resources) == ["d0", "d1"]
+    # d0 is done: one more goes out, d1 (released) stays
+    second = controller.decide(snap({"d0"}, 0), config, epoch=5, now=3.0)
+    assert sorted(second.targets["n1"].resources) == ["d0", "d1", "d2"]
+    # nothing done yet: nothing new
+    third = controller.decide(snap({"d0"}, 0), config, epoch=5, now=3.0)
+    assert sorted(third.targets["n1"].resources) == ["d0", "d1", "d2"]
+    # without a limit everything goes at once
+    unlimited = config.model_copy(
+        update={"properties": config.properties.model_copy(update={"batch_limit": 0})}
+    )
+    everything = Controller().decide(snap(set(), 0), unlimited, epoch=5, now=3.0)
+    assert set(everything.targets["n1"].resources) == names

@@ -185,6 +185,7 @@ class _Transition:
     config_revision: int
     key: str = ""  # `<epoch>.<serial>`: notification keys are `<key>.<action id>`
     done: set[int] = field(default_factory=set)
+    released: set[int] = field(default_factory=set)  # put in a target at least once
 
     def notified(self, snapshot: ClusterSnapshot) -> set[int]:
         """NOTIFY actions whose keys the recipients report as run."""
@@ -291,6 +292,8 @@ class Controller:
             if a.id not in transition.done and set(a.after) <= transition.done
         )
         ready = _withhold_unprobed(ready, snapshot, state)
+        ready = _within_batch_limit(ready, transition, config.properties.batch_limit)
+        transition.released |= {a.id for a in ready}
         targets = _targets(
             state, transition.plan, ready, epoch, snapshot.config_revision, transition.key
         )
@@ -301,6 +304,28 @@ class Controller:
     def forget(self) -> None:
         """Drop the transition (we stopped being DC)."""
         self._transition = None
+
+
+def _within_batch_limit(
+    ready: tuple[Action, ...], transition: _Transition, limit: int
+) -> tuple[Action, ...]:
+    """Pacemaker's batch-limit: at most `limit` actions released and not yet seen done,
+    cluster-wide (0: no limit). What was released stays released; new actions go out in plan
+    order as room frees up. Fencing is never held back."""
+    if limit <= 0:
+        return ready
+    in_flight = sum(
+        1 for a in ready if a.id in transition.released and a.kind is not ActionKind.FENCE
+    )
+    room = limit - in_flight
+    out = []
+    for action in ready:
+        if action.kind is ActionKind.FENCE or action.id in transition.released:
+            out.append(action)
+        elif room > 0:
+            out.append(action)
+            room -= 1
+    return tuple(out)
 
 
 def _withhold_unprobed(
