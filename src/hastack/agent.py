@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,7 @@ from hastack.model.requests import decode_cleanup
 from hastack.model.status import NodeReport
 from hastack.scheduler.plan import ActionKind
 from hastack.store import Compare, DeleteOp, Keys, PutOp, Store
+from hastack.store.blocking import BlockingLeaseClient
 from hastack.store.snapshot import read_snapshot
 
 __all__ = ["Agent", "MembershipLostHook"]
@@ -67,6 +69,9 @@ class Agent:
         self._on_membership_lost = on_membership_lost
         self._store = Store(config.etcd.endpoints, config.timings.store_timeout)
         self._keeper = LeaseKeeper(self._store, config.timings)
+        # Renewals run in a thread of their own on a channel of their own
+        # (docs/control-plane.md): a busy main loop never delays them.
+        self._lease_client = BlockingLeaseClient(config.etcd.endpoints)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.epoch: int | None = None  # the epoch we hold as DC, if any
@@ -125,8 +130,7 @@ class Agent:
         executor = asyncio.create_task(self.lrm.run(), name="executor")
         beats: list[asyncio.Task[None]] = []
         if self.heartbeat is not None:
-            await self.heartbeat.start()
-            beats.append(asyncio.create_task(self._send_heartbeats(), name="heartbeats"))
+            self.heartbeat.start()
             beats.append(asyncio.create_task(self._watch_silence(), name="silence"))
         try:
             await self._wait_for_store()
@@ -162,6 +166,7 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await executor
             await self._store.close()
+            self._lease_client.close()
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -218,12 +223,38 @@ class Agent:
     # ---- the cycle ---------------------------------------------------------------------------
 
     async def _serve(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            renew = group.create_task(self._keeper.run(), name="renew")
-            watch = group.create_task(self._watch(), name="watch")
-            await self._cycle_until_stopped()
-            renew.cancel()
-            watch.cancel()
+        loop = asyncio.get_running_loop()
+        lost = asyncio.Event()
+        reasons: list[str] = []
+
+        def on_lost(reason: str) -> None:  # called in the renewal thread
+            def tell() -> None:
+                reasons.append(reason)
+                lost.set()
+
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(tell)
+
+        stop = threading.Event()
+        renewer = threading.Thread(
+            target=self._keeper.run_blocking,
+            args=(self._lease_client.keep_alive, stop, on_lost),
+            name="lease-renewal",
+            daemon=True,
+        )
+        renewer.start()
+        if self.heartbeat is not None:
+            self.heartbeat.lease = self._keeper.lease.id
+        try:
+            async with asyncio.TaskGroup() as group:
+                renew = group.create_task(_raise_when_lost(lost, reasons), name="renew")
+                watch = group.create_task(self._watch(), name="watch")
+                await self._cycle_until_stopped()
+                renew.cancel()
+                watch.cancel()
+        finally:
+            stop.set()
+            await asyncio.to_thread(renewer.join)
 
     async def _cycle_until_stopped(self) -> None:
         interval = self.config.timings.renew_interval
@@ -307,6 +338,9 @@ class Agent:
         if snapshot.config is not None:
             self._heartbeat_interval = snapshot.config.properties.heartbeat_interval
             self._suspect_after = snapshot.config.properties.suspect_after
+        if self.heartbeat is not None:
+            self.heartbeat.set_peers(self._peers)
+            self.heartbeat.interval = self._heartbeat_interval
 
     def _suspects(self, snapshot: ClusterSnapshot, config: ClusterConfig) -> frozenset[str]:
         """Members whose heartbeats stopped, when fencing can act on it (else only the
@@ -374,14 +408,6 @@ class Agent:
             if now_silent - silent:
                 self._wake.set()
             silent = now_silent
-
-    async def _send_heartbeats(self) -> None:
-        assert self.heartbeat is not None
-        while True:
-            if self._keeper.is_held():
-                self.heartbeat.lease = self._keeper.lease.id
-                self.heartbeat.send(self._peers)
-            await asyncio.sleep(self._heartbeat_interval)
 
     def _feed_executor(self, snapshot: ClusterSnapshot) -> None:
         node = self.config.node
@@ -508,6 +534,8 @@ class Agent:
 
     def _membership_lost(self, reason: str) -> None:
         log.error("membership lost: %s", reason)
+        if self.heartbeat is not None:
+            self.heartbeat.lease = 0  # a node without a membership stops sounding alive
         self.events.record("membership-lost", reason=reason)
         self._set_epoch(None, "membership lost")
         # Self-fencing: whatever must not run twice is stopped here before our lease can
@@ -569,6 +597,11 @@ class Agent:
                 log.warning("store: %s", problem)
                 self.events.record("store-problem", problem=problem)
         self._reported = set(snapshot.problems)
+
+
+async def _raise_when_lost(lost: asyncio.Event, reasons: list[str]) -> None:
+    await lost.wait()
+    raise LeaseLost(reasons[0] if reasons else "lease lost")
 
 
 def _watchdog(config: AgentConfig, state_dir: Path) -> Watchdog | None:

@@ -5,33 +5,26 @@ notes when it last heard from each. The DC suspects a member it has not heard fr
 suspect-after, and with fencing configured fences it at once instead of waiting for the
 member's lease to expire. A wrong suspicion costs a fence, never a double-active resource:
 suspicion only ever leads to fencing, and recovery still waits for the fence to succeed.
+
+Sending and receiving run in a thread of their own (docs/control-plane.md): a main event
+loop busy with a burst of resource operations must not make its node look dead, nor make it
+think its peers are. The main loop sets the peers and the lease, and asks who is silent.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
+import select
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 
 __all__ = ["Heartbeat"]
 
 log = logging.getLogger("hastack.heartbeat")
-
-
-class _Receiver(asyncio.DatagramProtocol):
-    def __init__(self, on_beat: Callable[[str, int], None]) -> None:
-        self._on_beat = on_beat
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        try:
-            message = json.loads(data)
-            self._on_beat(str(message["node"]), int(message["lease"]))
-        except (ValueError, KeyError, TypeError):
-            return  # not ours; say nothing, it is a datagram from anywhere
 
 
 class Heartbeat:
@@ -41,45 +34,84 @@ class Heartbeat:
         address: str,
         port: int,
         *,
+        interval: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node = node
         self.address = address
         self.port = port
+        self.interval = interval
         self._clock = clock
         self.last_seen: dict[str, float] = {}
-        self._transport: asyncio.DatagramTransport | None = None
-        self.lease = 0
+        self.lease = 0  # 0: not a member: nothing is sent
+        self._peers: Mapping[str, tuple[str, int]] = {}
+        self._sock: socket.socket | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self.started = clock()
 
-    def _beat(self, node: str, lease: int) -> None:
-        if node != self.node:
-            self.last_seen[node] = self._clock()
+    def set_peers(self, peers: Mapping[str, tuple[str, int]]) -> None:
+        """node -> (address, port); replaced whole, read by the thread."""
+        self._peers = dict(peers)
 
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+    def start(self) -> None:
         family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Receiver(self._beat), local_addr=(self.address, self.port), family=family
-        )
-        self._transport = transport
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.bind((self.address, self.port))
+        self._sock = sock
         self.started = self._clock()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self._thread.start()
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2 * self.interval + 1.0)
+            self._thread = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _run(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        next_send = self._clock()
+        while not self._stop.is_set():
+            now = self._clock()
+            if now >= next_send:
+                self.send(self._peers)
+                next_send = now + self.interval
+            with contextlib.suppress(OSError, ValueError):
+                ready, _, _ = select.select([sock], [], [], max(0.0, next_send - self._clock()))
+                if ready:
+                    self._drain(sock)
+
+    def _drain(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                data = sock.recv(512)
+            except BlockingIOError:
+                return
+            try:
+                message = json.loads(data)
+                node = str(message["node"])
+                int(message["lease"])
+            except (ValueError, KeyError, TypeError):
+                continue  # not ours; say nothing, it is a datagram from anywhere
+            if node != self.node:
+                self.last_seen[node] = self._clock()
 
     def send(self, peers: Mapping[str, tuple[str, int]]) -> None:
         """One heartbeat to every peer: node -> (address, port)."""
-        if self._transport is None:
+        if self._sock is None or not self.lease:
             return
         data = json.dumps({"node": self.node, "lease": self.lease}).encode()
         for node, (address, port) in peers.items():
             if node == self.node or not port:
                 continue
             with contextlib.suppress(OSError):
-                self._transport.sendto(data, (address, port))
+                self._sock.sendto(data, (address, port))
 
     def silent(
         self, members: list[str], after: float, *, since: Mapping[str, float] | float

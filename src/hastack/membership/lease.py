@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -118,6 +119,39 @@ class LeaseKeeper:
                     await asyncio.sleep(_RETRY_PAUSE)
                     continue
                 self._last_good_send = sent
+                break
+
+    def run_blocking(
+        self,
+        renew: Callable[[int, float], int],
+        stop: threading.Event,
+        on_lost: Callable[[str], None],
+    ) -> None:
+        """`run` for a thread of its own (the liveness thread, docs/control-plane.md): renew
+        with the blocking `renew(lease_id, timeout)` until the lease is lost — then call
+        `on_lost(reason)` once and return — or until `stop` is set."""
+        lease = self.lease
+        timings = self._timings
+        while not stop.is_set():
+            if stop.wait(max(0.0, self._last_good_send + timings.renew_interval - self._clock())):
+                return
+            while not stop.is_set():
+                now = self._clock()
+                if now >= self.deadline:
+                    self._lost_reason = self._deadline_reason()
+                    on_lost(self._lost_reason)
+                    return
+                try:
+                    renew(lease.id, self.deadline - now)
+                except LeaseNotFound:
+                    self._lost_reason = "the lease has expired on the server"
+                    on_lost(self._lost_reason)
+                    return
+                except StoreError as exc:
+                    log.info("lease %x: renewal failed (%s); retrying", lease.id, exc)
+                    stop.wait(min(_RETRY_PAUSE, max(0.0, self.deadline - self._clock())))
+                    continue
+                self._last_good_send = now
                 break
 
     async def _sleep_until(self, when: float) -> None:

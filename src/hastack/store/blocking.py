@@ -1,0 +1,109 @@
+"""Lease keep-alives on a blocking gRPC channel of their own, for the liveness thread.
+
+The agent's main event loop runs resource operations, decodes the cluster state and plans;
+under a burst of work it can be busy for a while. Lease renewals must never wait behind that
+(docs/control-plane.md), so they run in a thread of their own with this client: its own
+channel (so a saturated main channel cannot delay them either), a deadline on every call,
+and the same error tree and endpoint failover as the asyncio client (hastack.store.etcd).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from aetcd import rpc
+
+from hastack.errors import LeaseNotFound, StoreError, StoreTimeout, StoreUnavailable
+from hastack.model.agent_config import parse_endpoint
+
+__all__ = ["BlockingLeaseClient"]
+
+log = logging.getLogger(__name__)
+
+_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+)
+
+
+class BlockingLeaseClient:
+    """Renews leases, one call at a time, from one thread."""
+
+    def __init__(self, endpoints: Sequence[str]) -> None:
+        if not endpoints:
+            raise ValueError("at least one etcd endpoint is needed")
+        self.endpoints = tuple(parse_endpoint(e) for e in endpoints)
+        self._index = random.randrange(len(self.endpoints))
+        self._channel: grpc.Channel | None = None
+        self._stub: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def endpoint(self) -> str:
+        return self.endpoints[self._index]
+
+    def _lease_stub(self) -> Any:
+        if self._stub is None:
+            self._channel = grpc.insecure_channel(self.endpoint, options=_CHANNEL_OPTIONS)
+            self._stub = rpc.LeaseStub(self._channel)
+        return self._stub
+
+    def _fail_over(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        self._channel = None
+        self._stub = None
+        self._index = (self._index + 1) % len(self.endpoints)
+
+    def keep_alive(self, lease_id: int, timeout: float) -> int:
+        """Renew once within `timeout` seconds; the TTL granted. LeaseNotFound when the lease
+        is gone on the server; StoreTimeout/StoreUnavailable when the outcome is unknown (the
+        next call then goes to the next endpoint)."""
+        with self._lock:
+            stub = self._lease_stub()
+            responses = stub.LeaseKeepAlive(
+                iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=timeout
+            )
+            try:
+                response = next(responses)
+            except StopIteration:
+                self._fail_over()
+                raise StoreUnavailable("lease keep-alive stream closed without an answer") from None
+            except grpc.RpcError as exc:
+                error = _translate(exc)
+                if not isinstance(error, LeaseNotFound):
+                    self._fail_over()
+                raise error from None
+            finally:
+                responses.cancel()
+            if response.TTL <= 0:
+                raise LeaseNotFound(f"lease {lease_id:x} has expired")
+            return int(response.TTL)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._channel is not None:
+                self._channel.close()
+            self._channel = None
+            self._stub = None
+
+
+def _translate(error: grpc.RpcError) -> StoreError:
+    code = error.code() if hasattr(error, "code") else None
+    details = (error.details() if hasattr(error, "details") else "") or ""
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return StoreTimeout(details or "deadline exceeded")
+    if code == grpc.StatusCode.NOT_FOUND and "lease" in details:
+        return LeaseNotFound(details)
+    if "Connection refused" in details:
+        details = "connection refused"
+    name = code.name if code is not None else "UNKNOWN"
+    return StoreUnavailable(f"{name}: {details}")
