@@ -37,6 +37,7 @@ from hastack.cib.configuration import ConfigResult, NodeInfo, PrimitiveInfo
 from hastack.cib.names import NameMap
 from hastack.model.config import NoQuorumPolicy, Role
 from hastack.model.members import NodeKind
+from hastack.model.ocf import OcfRc
 from hastack.model.scores import INFINITY, add_scores
 from hastack.model.state import ClusterState, NodeStatus, ResourceStatus, base_id
 
@@ -47,19 +48,18 @@ PENDING, DONE, CANCELLED, TIMEOUT, NOT_SUPPORTED, ERROR = -1, 0, 1, 2, 3, 4
 ERROR_HARD, ERROR_FATAL, NOT_INSTALLED, NOT_CONNECTED, INVALID = 5, 6, 7, 8, 9
 NO_FENCE_DEVICE, NO_SECRETS = 10, 11
 
-# OCF exit codes.
-OCF_OK, OCF_INVALID_PARAM, OCF_UNIMPLEMENTED, OCF_INSUFFICIENT_PRIV = 0, 2, 3, 4
-OCF_NOT_INSTALLED, OCF_NOT_CONFIGURED, OCF_NOT_RUNNING = 5, 6, 7
-OCF_RUNNING_PROMOTED, OCF_FAILED_PROMOTED = 8, 9
-OCF_DEGRADED, OCF_DEGRADED_PROMOTED = 190, 191
-
 _PROBE_RESULTS = (
-    OCF_OK,
-    OCF_NOT_RUNNING,
-    OCF_RUNNING_PROMOTED,
-    OCF_DEGRADED,
-    OCF_DEGRADED_PROMOTED,
+    OcfRc.SUCCESS,
+    OcfRc.NOT_RUNNING,
+    OcfRc.RUNNING_PROMOTED,
+    OcfRc.DEGRADED,
+    OcfRc.DEGRADED_PROMOTED,
 )
+# A degraded result counts as the healthy one while the history is replayed.
+_HEALTHY: dict[int, int] = {
+    OcfRc.DEGRADED: OcfRc.SUCCESS,
+    OcfRc.DEGRADED_PROMOTED: OcfRc.RUNNING_PROMOTED,
+}
 _STATE_TASKS = {
     "monitor",
     "start",
@@ -446,43 +446,43 @@ class _Unpacker:
             return
         expired = self.expired(op, node, rid, info)
         old_rc = op.rc
-        rc = {OCF_DEGRADED: OCF_OK, OCF_DEGRADED_PROMOTED: OCF_RUNNING_PROMOTED}.get(op.rc, op.rc)
+        rc = _HEALTHY.get(op.rc, op.rc)
         status = op.status
         masked = op.is_probe and (
-            old_rc in (OCF_NOT_INSTALLED, OCF_INVALID_PARAM) or op.status == NOT_INSTALLED
+            old_rc in (OcfRc.ERR_INSTALLED, OcfRc.ERR_ARGS) or op.status == NOT_INSTALLED
         )
         if masked:
-            status, rc = DONE, OCF_NOT_RUNNING
+            status, rc = DONE, OcfRc.NOT_RUNNING
         if status in (DONE, ERROR):
             status = ERROR if op.expected < 0 or rc != op.expected else DONE
-            if rc == OCF_OK:
-                if op.is_probe and op.expected == OCF_NOT_RUNNING:
+            if rc == OcfRc.SUCCESS:
+                if op.is_probe and op.expected == OcfRc.NOT_RUNNING:
                     status = DONE
-            elif rc == OCF_NOT_RUNNING:
+            elif rc == OcfRc.NOT_RUNNING:
                 if op.is_probe or op.expected == rc or not managed:
                     status = DONE
                     h.role = _Role.STOPPED
                     h.on_fail = OnFail.IGNORE
                     h.next_stopped = False
-            elif rc == OCF_RUNNING_PROMOTED:
+            elif rc == OcfRc.RUNNING_PROMOTED:
                 if op.is_probe and rc != op.expected:
                     status = DONE
                 if not expired or rc == op.expected:
                     h.role = _Role.PROMOTED
-            elif rc == OCF_FAILED_PROMOTED:
+            elif rc == OcfRc.FAILED_PROMOTED:
                 if not expired:
                     h.role = _Role.PROMOTED
                 status = ERROR
-            elif rc == OCF_NOT_CONFIGURED:
+            elif rc == OcfRc.ERR_CONFIGURED:
                 status = ERROR_FATAL
-            elif rc == OCF_UNIMPLEMENTED:
+            elif rc == OcfRc.ERR_UNIMPLEMENTED:
                 if op.interval_ms == 0:
                     if not expired:
                         self.block_if_unrecoverable(h, op)
                     status = ERROR_HARD
                 else:
                     status = NOT_SUPPORTED
-            elif rc in (OCF_NOT_INSTALLED, OCF_INVALID_PARAM, OCF_INSUFFICIENT_PRIV):
+            elif rc in (OcfRc.ERR_INSTALLED, OcfRc.ERR_ARGS, OcfRc.ERR_PERM):
                 if not expired:
                     self.block_if_unrecoverable(h, op)
                 status = ERROR_HARD
@@ -566,9 +566,9 @@ class _Unpacker:
         self, h: _History, op: _Op, rc: int, info: PrimitiveInfo | None, *, masked: bool = False
     ) -> None:
         clear = False
-        if rc == OCF_NOT_INSTALLED or masked:
+        if rc == OcfRc.ERR_INSTALLED or masked:
             h.role = _Role.STOPPED
-        elif rc == OCF_NOT_RUNNING:
+        elif rc == OcfRc.NOT_RUNNING:
             clear = True
         elif op.task == "monitor":
             last = h.last_failure
@@ -629,7 +629,7 @@ class _Unpacker:
         if migrate_from is not None:
             if source_newer:
                 return
-            if migrate_from.rc == OCF_OK and migrate_from.status == DONE:
+            if migrate_from.rc == OcfRc.SUCCESS and migrate_from.status == DONE:
                 h.role = _Role.STOPPED  # dangling: the source still needs a stop
                 return
         if source_newer:
@@ -698,11 +698,11 @@ class _Unpacker:
             if strategy is OnFail.BLOCK:
                 h.role = _Role.PROMOTED
                 h.next_stopped = True
-            elif op.rc == OCF_NOT_RUNNING:
+            elif op.rc == OcfRc.NOT_RUNNING:
                 h.role = _Role.STOPPED
             else:
                 h.role = _Role.UNPROMOTED
-        if op.is_probe and op.rc == OCF_NOT_INSTALLED:
+        if op.is_probe and op.rc == OcfRc.ERR_INSTALLED:
             h.role = _Role.STOPPED
         elif h.role < _Role.STARTED:
             self.set_active(h, info)
