@@ -15,8 +15,8 @@ import re
 from collections.abc import Mapping
 
 from hastack.cib.cibxml import parse_int, parse_score_text
-from hastack.cib.configuration import PrimitiveInfo
 from hastack.cib.operations import NOT_INSTALLED, Op
+from hastack.cib.resources import PrimitiveInfo
 from hastack.model.ocf import OcfRc
 from hastack.model.scores import INFINITY, add_scores
 from hastack.model.state import base_id

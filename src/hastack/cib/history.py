@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 from hastack.cib import failcounts
 from hastack.cib.cibxml import Findings, XmlDoc
-from hastack.cib.configuration import ConfigResult, PrimitiveInfo
+from hastack.cib.configuration import ConfigResult
 from hastack.cib.names import NameMap
 from hastack.cib.node_state import NodeState
 from hastack.cib.operations import (
@@ -42,6 +42,7 @@ from hastack.cib.operations import (
     Op,
     read_operations,
 )
+from hastack.cib.resources import PrimitiveInfo
 from hastack.model.config import NoQuorumPolicy, Role
 from hastack.model.ocf import OcfRc
 from hastack.model.state import ResourceStatus, base_id

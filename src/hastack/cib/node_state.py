@@ -16,7 +16,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from hastack.cib.cibxml import Findings, XmlDoc, parse_bool, parse_int, parse_interval
-from hastack.cib.configuration import ConfigResult, NodeInfo
+from hastack.cib.configuration import ConfigResult
+from hastack.cib.nodes import NodeInfo
 from hastack.model.members import NodeKind
 from hastack.model.state import NodeStatus
 
