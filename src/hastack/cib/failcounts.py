@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 
 from hastack.cib.cibxml import parse_int, parse_score_text
-from hastack.cib.operations import NOT_INSTALLED, Op
+from hastack.cib.operations import ExecStatus, Op
 from hastack.cib.resources import PrimitiveInfo
 from hastack.model.ocf import OcfRc
 from hastack.model.scores import INFINITY, add_scores
@@ -72,7 +72,7 @@ def is_expired(
 ) -> bool:
     """Whether failure-timeout has passed for this operation's result — and for the newest
     failure counted on the node, while the fail count is not zero."""
-    if op.status == NOT_INSTALLED or info is None or info.failure_timeout <= 0:
+    if op.status == ExecStatus.NOT_INSTALLED or info is None or info.failure_timeout <= 0:
         return False
     if op.last_change is None:
         return False

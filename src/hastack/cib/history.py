@@ -28,20 +28,7 @@ from hastack.cib.cibxml import Findings, XmlDoc
 from hastack.cib.configuration import ConfigResult
 from hastack.cib.names import NameMap
 from hastack.cib.node_state import NodeState
-from hastack.cib.operations import (
-    CANCELLED,
-    DONE,
-    ERROR,
-    ERROR_FATAL,
-    ERROR_HARD,
-    NO_FENCE_DEVICE,
-    NO_SECRETS,
-    NOT_INSTALLED,
-    NOT_SUPPORTED,
-    PENDING,
-    Op,
-    read_operations,
-)
+from hastack.cib.operations import ExecStatus, Op, read_operations
 from hastack.cib.resources import PrimitiveInfo
 from hastack.model.config import NoQuorumPolicy, Role
 from hastack.model.ocf import OcfRc
@@ -290,54 +277,58 @@ class _Replay:
         info: PrimitiveInfo | None,
         managed: bool,
     ) -> None:
-        if op.status < PENDING or op.status > NO_SECRETS or op.status == CANCELLED:
+        if (
+            op.status < ExecStatus.PENDING
+            or op.status > ExecStatus.NO_SECRETS
+            or op.status == ExecStatus.CANCELLED
+        ):
             return
         expired = self.expired(op, node, rid, info)
         old_rc = op.rc
         rc = _HEALTHY.get(op.rc, op.rc)
         status = op.status
         masked = op.is_probe and (
-            old_rc in (OcfRc.ERR_INSTALLED, OcfRc.ERR_ARGS) or op.status == NOT_INSTALLED
+            old_rc in (OcfRc.ERR_INSTALLED, OcfRc.ERR_ARGS) or op.status == ExecStatus.NOT_INSTALLED
         )
         if masked:
-            status, rc = DONE, OcfRc.NOT_RUNNING
-        if status in (DONE, ERROR):
-            status = ERROR if op.expected < 0 or rc != op.expected else DONE
+            status, rc = ExecStatus.DONE, OcfRc.NOT_RUNNING
+        if status in (ExecStatus.DONE, ExecStatus.ERROR):
+            status = ExecStatus.ERROR if op.expected < 0 or rc != op.expected else ExecStatus.DONE
             if rc == OcfRc.SUCCESS:
                 if op.is_probe and op.expected == OcfRc.NOT_RUNNING:
-                    status = DONE
+                    status = ExecStatus.DONE
             elif rc == OcfRc.NOT_RUNNING:
                 if op.is_probe or op.expected == rc or not managed:
-                    status = DONE
+                    status = ExecStatus.DONE
                     h.role = _Role.STOPPED
                     h.on_fail = OnFail.IGNORE
                     h.next_stopped = False
             elif rc == OcfRc.RUNNING_PROMOTED:
                 if op.is_probe and rc != op.expected:
-                    status = DONE
+                    status = ExecStatus.DONE
                 if not expired or rc == op.expected:
                     h.role = _Role.PROMOTED
             elif rc == OcfRc.FAILED_PROMOTED:
                 if not expired:
                     h.role = _Role.PROMOTED
-                status = ERROR
+                status = ExecStatus.ERROR
             elif rc == OcfRc.ERR_CONFIGURED:
-                status = ERROR_FATAL
+                status = ExecStatus.ERROR_FATAL
             elif rc == OcfRc.ERR_UNIMPLEMENTED:
                 if op.interval_ms == 0:
                     if not expired:
                         self.block_if_unrecoverable(h, op)
-                    status = ERROR_HARD
+                    status = ExecStatus.ERROR_HARD
                 else:
-                    status = NOT_SUPPORTED
+                    status = ExecStatus.NOT_SUPPORTED
             elif rc in (OcfRc.ERR_INSTALLED, OcfRc.ERR_ARGS, OcfRc.ERR_PERM):
                 if not expired:
                     self.block_if_unrecoverable(h, op)
-                status = ERROR_HARD
-            elif status == DONE:
-                status = ERROR
-        elif status in (NO_FENCE_DEVICE, NO_SECRETS):
-            status = ERROR_HARD
+                status = ExecStatus.ERROR_HARD
+            elif status == ExecStatus.DONE:
+                status = ExecStatus.ERROR
+        elif status in (ExecStatus.NO_FENCE_DEVICE, ExecStatus.NO_SECRETS):
+            status = ExecStatus.ERROR_HARD
 
         if expired:
             if masked and old_rc != op.expected:
@@ -356,7 +347,7 @@ class _Replay:
                 "hard-error",
             )
             return
-        if status == PENDING:
+        if status == ExecStatus.PENDING:
             self.f.feature("pending-op")
             if self.failure_is_newer(op, h.last_failure):
                 return
@@ -365,11 +356,11 @@ class _Replay:
             elif op.task == "promote":
                 h.role = _Role.PROMOTED
             return
-        if status == DONE:
+        if status == ExecStatus.DONE:
             self.update_state(h, op, rc, info)
             return
         strategy, fail_role = self.failure_handling(op, info)
-        if status == NOT_INSTALLED:
+        if status == ExecStatus.NOT_INSTALLED:
             if strategy is OnFail.IGNORE:
                 h.on_fail = max(h.on_fail, OnFail.BAN)
             self.hard_error(rid, node)
@@ -381,9 +372,9 @@ class _Replay:
             self.ignored.add(self.instance_name(rid))
             return
         self.op_failure(h, op, strategy, fail_role, info, rid)
-        if status == ERROR_HARD:
+        if status == ExecStatus.ERROR_HARD:
             self.hard_error(rid, node)
-        elif status == ERROR_FATAL:
+        elif status == ExecStatus.ERROR_FATAL:
             self.f.unsupported(
                 f"fatal error of '{rid}' (bans it from every node, not representable)",
                 "hard-error",
@@ -477,7 +468,7 @@ class _Replay:
         if migrate_from is not None:
             if source_newer:
                 return
-            if migrate_from.rc == OcfRc.SUCCESS and migrate_from.status == DONE:
+            if migrate_from.rc == OcfRc.SUCCESS and migrate_from.status == ExecStatus.DONE:
                 h.role = _Role.STOPPED  # dangling: the source still needs a stop
                 return
         if source_newer:

@@ -5,38 +5,39 @@ order of one resource's operations on one node.
 
 Pacemaker orders by call id; a call still pending (call id -1) is placed by the number of the
 transition that started it, and equal entries keep the order in which Pacemaker collects them
-(last first), since its sort is stable. Entries without an operation name, result or execution
-status are skipped, as Pacemaker skips them.
+(last first), since its sort is stable. Entries without an operation name, exit code or
+execution status are skipped.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from hastack.cib.cibxml import parse_int
 
-__all__ = [
-    "CANCELLED",
-    "DONE",
-    "ERROR",
-    "ERROR_FATAL",
-    "ERROR_HARD",
-    "NOT_INSTALLED",
-    "NOT_SUPPORTED",
-    "NO_FENCE_DEVICE",
-    "NO_SECRETS",
-    "PENDING",
-    "Op",
-    "read_operations",
-]
+__all__ = ["ExecStatus", "Op", "read_operations"]
 
-# Pacemaker's execution statuses (include/crm/common/results.h): how the call went, as opposed
-# to the agent's exit code (hastack.model.ocf.OcfRc), which is what it answered.
-PENDING, DONE, CANCELLED, TIMEOUT, NOT_SUPPORTED, ERROR = -1, 0, 1, 2, 3, 4
-ERROR_HARD, ERROR_FATAL, NOT_INSTALLED, NOT_CONNECTED, INVALID = 5, 6, 7, 8, 9
-NO_FENCE_DEVICE, NO_SECRETS = 10, 11
+
+class ExecStatus(enum.IntEnum):
+    """Pacemaker's execution statuses (include/crm/common/results.h): how the call went, as
+    opposed to the agent's exit code (hastack.model.ocf.OcfRc), which is what it answered."""
+
+    PENDING = -1
+    DONE = 0
+    CANCELLED = 1
+    TIMEOUT = 2
+    NOT_SUPPORTED = 3
+    ERROR = 4
+    ERROR_HARD = 5
+    ERROR_FATAL = 6
+    NOT_INSTALLED = 7
+    NOT_CONNECTED = 8
+    INVALID = 9
+    NO_FENCE_DEVICE = 10
+    NO_SECRETS = 11
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Op:
     interval_ms: int
     call_id: int  # -1 while pending
     rc: int  # the agent's exit code
-    status: int  # the execution status
+    status: int  # the execution status (ExecStatus, or a value Pacemaker does not know)
     expected: int  # the exit code the transition expected (-1 if unknown)
     last_change: int | None
 
