@@ -430,6 +430,15 @@ def test_without_metadata_op_defaults_fill_in() -> None:
     assert op_timeout(p, "start", 0.0, None, CONFIG) == 7.0
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="a probe looks up the agent's metadata timeout under 'probe', which no agent "
+    "declares: it gets op-defaults, not the agent's monitor timeout",
+)
+def test_a_probe_without_its_own_op_takes_the_agents_monitor_timeout() -> None:
+    assert request("a", "probe").timeout == META.timeouts["monitor"]
+
+
 def test_a_primitive_request() -> None:
     got = request("plain", "probe")
     assert got == OpRequest(
@@ -509,6 +518,76 @@ def test_a_start_missing_a_required_parameter_never_reaches_the_agent() -> None:
 
 def config_with(text: str) -> ClusterConfig:
     return parse_cluster_config(text, "test.yaml")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="CRM_meta_clone_max defaults to the configured `nodes:` (1 when there are none) "
+    "while the scheduler counts every node it knows: agents hear clone 2 of clone_max 1",
+)
+def test_the_clone_number_is_below_clone_max() -> None:
+    config = config_with(
+        "resources:\n  - clone: c\n    resource: {primitive: p, agent: ocf:heartbeat:Dummy}\n"
+    )
+    made = op_request(
+        "p:2", placements(config)["p"], "start", config=config, metadata=None, host=HOST
+    )
+    assert isinstance(made, OpRequest)
+    assert int(made.meta["clone"]) < int(made.meta["clone_max"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the scheduler takes a clone with clone-node-max > 1 and no globally-unique as "
+    "unique (two instances may share a node); the executor takes it as anonymous and gives "
+    "both instances on a node the same OCF_RESOURCE_INSTANCE",
+)
+def test_a_clone_with_several_instances_per_node_is_globally_unique() -> None:
+    config = config_with(
+        "resources:\n  - clone: c\n    meta: {clone-node-max: 2}\n"
+        "    resource: {primitive: p, agent: ocf:heartbeat:Dummy}\n"
+    )
+    place = placements(config)["p"]
+    names = set()
+    for name in ("p:0", "p:1"):
+        made = op_request(name, place, "start", config=config, metadata=None, host=HOST)
+        assert isinstance(made, OpRequest)
+        names.add(made.instance)
+    assert names == {"p:0", "p:1"}
+
+
+# ---- OCF 1.1 degraded states ------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="OCF 1.1: a monitor's 190 or 191 (degraded) means running in its role, no "
+    "recovery to take (Pacemaker reads them as 0 and 8); the executor counts a failure "
+    "and the DC restarts the resource",
+)
+@pytest.mark.parametrize(
+    ("before", "rc"),
+    [(STARTED, OcfRc.DEGRADED), (PROMOTED, OcfRc.DEGRADED_PROMOTED)],
+    ids=["degraded", "degraded-promoted"],
+)
+def test_a_degraded_monitor_is_not_a_failure(before: ResourceReport, rc: OcfRc) -> None:
+    assert after_monitor(before, OpResult(rc, "slow disk"), now=NOW, interval=5.0) is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="OCF 1.1: a probe's 190 or 191 (degraded) means running, in that role (Pacemaker "
+    "reads them as 0 and 8); the executor takes it for a failed Started instance, which "
+    "the DC stops",
+)
+@pytest.mark.parametrize(
+    ("rc", "role"),
+    [(OcfRc.DEGRADED, Role.UNPROMOTED), (OcfRc.DEGRADED_PROMOTED, Role.PROMOTED)],
+    ids=["degraded", "degraded-promoted"],
+)
+def test_a_degraded_probe_adopts_a_running_instance(rc: OcfRc, role: Role) -> None:
+    after = after_probe(FRESH, OpResult(rc, "slow disk"), now=NOW, promotable=True)
+    assert (after.role, after.failed) == (role, False)
 
 
 # ---- probes, monitors, exclusivity, cleanup ----------------------------------------------
