@@ -1,6 +1,6 @@
 """The functional core imports nothing that does I/O: model/, scheduler/, quorum arithmetic, the
-DC's decisions (controller.py), the operations layer's configuration edits, and the checkers
-(all but the plot, which writes a PNG)."""
+DC's decisions (controller.py), the operations layer's configuration edits, the executor's
+transitions and throttling arithmetic, and the checkers (all but the plot, which writes a PNG)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ PURE = [
     SRC / "controller.py",
     SRC / "ops" / "edits.py",
     SRC / "executor" / "throttle.py",
+    SRC / "executor" / "transitions.py",
     *sorted(p for p in (SRC / "checkers").glob("*.py") if p.name != "plot.py"),
 ]
 

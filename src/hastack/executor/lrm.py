@@ -4,6 +4,10 @@ It probes every configured resource once (to adopt what already runs), then brin
 to the target the DC writes, one operation at a time per resource and any number in parallel
 across resources, runs recurring monitors, counts failures, and publishes the node's report.
 It decides nothing about placement: a failure is reported, and the DC decides the recovery.
+
+This module is the loop: tasks, locks, the monitors' timers, the exclusivity guard,
+publishing. What a result does to an instance's report, which step comes next and what an
+operation asks of its agent are pure decisions in `hastack.executor.transitions`.
 """
 
 from __future__ import annotations
@@ -17,13 +21,32 @@ from dataclasses import dataclass, field
 
 from hastack.executor.agents import Driver, OcfRc, OpRequest, OpResult, UnknownAgent, driver_for
 from hastack.executor.exclusive import ExclusiveGuard
-from hastack.model.config import Clone, ClusterConfig, Group, Op, OpName, Primitive, Role
-from hastack.model.scores import INFINITY
+from hastack.executor.transitions import (
+    Host,
+    MonitorSchedule,
+    Placement,
+    TargetOp,
+    after_cleanup,
+    after_monitor,
+    after_notify,
+    after_operation,
+    after_probe,
+    cleanup_covers,
+    exclusive_name,
+    exclusive_promoted,
+    is_worth_reporting,
+    local_steps,
+    monitors_for,
+    op_request,
+    placements,
+    probe_names,
+)
+from hastack.model.config import ClusterConfig, Op, Role
 from hastack.model.state import base_id
-from hastack.model.status import LastOp, NodeReport, ResourceReport
+from hastack.model.status import NodeReport, ResourceReport
 from hastack.model.targets import NodeTarget, NotifyRequest
 
-__all__ = ["LocalResourceManager", "Placement", "local_steps"]
+__all__ = ["Instance", "LocalResourceManager"]
 
 log = logging.getLogger("hastack.executor")
 
@@ -33,106 +56,18 @@ _PUBLISH_DELAY = 0.01
 _NOTIFIED_KEPT = 256
 
 
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """Where a primitive sits in the configuration tree: what its agent needs to know."""
-
-    primitive: Primitive
-    clone: Clone | None
-
-    @property
-    def anonymous_clone(self) -> bool:
-        return self.clone is not None and not self.clone.meta.globally_unique
-
-    @property
-    def promotable(self) -> bool:
-        return self.clone is not None and self.clone.promotable
-
-
-def placements(config: ClusterConfig) -> dict[str, Placement]:
-    out: dict[str, Placement] = {}
-    for top in config.resources:
-        clone = top if isinstance(top, Clone) else None
-        inner = top.resource if isinstance(top, Clone) else top
-        members = inner.resources if isinstance(inner, Group) else [inner]
-        for p in members:
-            out[p.id] = Placement(p, clone)
-    return out
-
-
 @dataclass
 class Instance:
-    """One resource instance on this node, as this node knows it."""
+    """One resource instance on this node: what it is (its report, the value this node
+    publishes, replaced by every result) and what running it takes."""
 
     name: str
     primitive: str
-    role: Role = Role.STOPPED
-    failed: bool = False
-    blocked: bool = False
-    fail_count: int = 0
-    last_failure: float | None = None
-    last_op: LastOp | None = None
-    failed_op: LastOp | None = None
+    report: ResourceReport = field(default_factory=ResourceReport)
     busy: bool = False  # an operation for the target (or self-fencing) is under way
     monitor: asyncio.Task[None] | None = field(default=None, repr=False)
     # Held for the duration of every operation: operations on one resource never overlap.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
-
-    def report(self) -> ResourceReport:
-        return ResourceReport(
-            role=self.role,
-            failed=self.failed,
-            blocked=self.blocked,
-            fail_count=self.fail_count,
-            last_failure=self.last_failure,
-            last_op=self.last_op,
-            failed_op=self.failed_op,
-        )
-
-    @property
-    def worth_reporting(self) -> bool:
-        return (
-            self.role is not Role.STOPPED
-            or self.failed
-            or self.fail_count > 0
-            or self.last_op is not None
-        )
-
-
-def local_steps(target: NodeTarget, instances: dict[str, Instance]) -> list[tuple[str, str]]:
-    """The next operation for each instance that is not where the target wants it. Pure.
-
-    One step at a time per instance: a target of Promoted from Stopped is a start now and a
-    promote once the start has succeeded; Stopped from Promoted is a demote, then a stop.
-    """
-    steps = []
-    for name in sorted(set(target.resources) | set(instances)):
-        if name in target.unmanaged:
-            continue
-        inst = instances.get(name)
-        current = inst.role if inst else Role.STOPPED
-        if inst is not None and (inst.busy or inst.blocked):
-            continue
-        desired = target.resources.get(name, Role.STOPPED)
-        op = _step(current, desired)
-        if op is not None:
-            steps.append((name, op))
-    return steps
-
-
-def _step(current: Role, desired: Role) -> str | None:
-    active = {Role.STARTED, Role.UNPROMOTED}
-    if desired is Role.STOPPED:
-        if current is Role.PROMOTED:
-            return "demote"
-        return "stop" if current in active else None
-    if current is Role.STOPPED:
-        return "start"
-    if desired is Role.PROMOTED and current in active:
-        return "promote"
-    if desired in active and current is Role.PROMOTED:
-        return "demote"
-    return None
 
 
 class LocalResourceManager:
@@ -214,23 +149,14 @@ class LocalResourceManager:
         """Forget failures of `resource` (a primitive, clone or instance) and probe it again."""
         touched = False
         for inst in self.instances.values():
-            if resource in (inst.name, inst.primitive, base_id(inst.name)) or self._in_clone(
-                inst.primitive, resource
-            ):
-                inst.failed = False
-                inst.blocked = False
-                inst.fail_count = 0
-                inst.last_failure = None
-                inst.failed_op = None
+            placement = self._placements.get(inst.primitive)
+            if cleanup_covers(resource, inst.name, inst.primitive, placement):
+                inst.report = after_cleanup(inst.report)
                 self.probed.discard(inst.primitive)
                 touched = True
         self._wake.set()
         self._dirty.set()
         return touched
-
-    def _in_clone(self, primitive: str, name: str) -> bool:
-        placement = self._placements.get(primitive)
-        return placement is not None and placement.clone is not None and placement.clone.id == name
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -274,7 +200,9 @@ class LocalResourceManager:
             node=self.node,
             epoch=self.target.epoch if self.target else 0,
             updated=self._clock(),
-            resources={k: v.report() for k, v in self.instances.items() if v.worth_reporting},
+            resources={
+                k: v.report for k, v in self.instances.items() if is_worth_reporting(v.report)
+            },
             attributes=dict(self.attributes),
             probed=frozenset(self.probed),
             acked=self.acked,
@@ -285,7 +213,11 @@ class LocalResourceManager:
         if self.target is None or self.config is None:
             return
         self._adopt_clone_names(self.target)
-        steps = local_steps(self.target, self.instances)
+        steps = local_steps(
+            self.target,
+            {name: inst.report for name, inst in self.instances.items()},
+            busy={name for name, inst in self.instances.items() if inst.busy},
+        )
         for name, op in steps:
             inst = self.instances.get(name)
             if inst is None:
@@ -317,7 +249,7 @@ class LocalResourceManager:
                 other.name = name
                 self.instances[name] = other
 
-    def _launch(self, inst: Instance, op: str) -> None:
+    def _launch(self, inst: Instance, op: TargetOp) -> None:
         inst.busy = True
         task = asyncio.create_task(self._operate(inst, op), name=f"{op} {inst.name}")
         self._tasks.add(task)
@@ -348,7 +280,7 @@ class LocalResourceManager:
             # The DC numbers anonymous clone instances afresh: ours is the one of that primitive.
             primitive = base_id(name)
             inst = next((i for i in self.instances.values() if i.primitive == primitive), None)
-        return inst if inst is not None and inst.role is not Role.STOPPED else None
+        return inst if inst is not None and inst.report.role is not Role.STOPPED else None
 
     def _notified(self, key: str) -> None:
         self.notified.append(key)
@@ -361,13 +293,10 @@ class LocalResourceManager:
                 result = await self._execute(inst, "notify", extra=request.variables)
             when = request.variables.get("notify_type", "")
             what = request.variables.get("notify_operation", "")
+            inst.report = after_notify(inst.report, result, now=self._clock())
             if result.rc == OcfRc.SUCCESS:
                 log.info("notify %s (%s-%s): success", inst.name, when, what)
             else:
-                # A failed notification does not fail the resource: its monitor judges it.
-                inst.last_op = LastOp(
-                    "notify", result.rc, result.reason, self._clock(), result.duration
-                )
                 log.warning(
                     "notify %s (%s-%s): %s%s",
                     inst.name,
@@ -393,12 +322,6 @@ class LocalResourceManager:
             self._drivers[primitive] = driver
         return driver
 
-    def _op_config(self, p: Primitive, name: str, interval: float) -> Op | None:
-        for op in p.ops:
-            if op.name.value == name and op.interval == interval:
-                return op
-        return None
-
     async def _request(
         self,
         inst: Instance,
@@ -408,60 +331,21 @@ class LocalResourceManager:
     ) -> OpRequest | OpResult:
         """Everything the agent needs for one operation, or the reason it cannot run."""
         placement = self._placements.get(inst.primitive)
-        if placement is None:
+        if placement is None or self.config is None:
             return OpResult(OcfRc.ERR_CONFIGURED, f"{inst.primitive} is not in the configuration")
-        p = placement.primitive
         try:
             driver = self._driver(inst.primitive)
         except UnknownAgent as exc:
             return OpResult(OcfRc.ERR_INSTALLED, str(exc))
-        metadata = await driver.metadata()
-        if op == "start" and metadata is not None:
-            missing = sorted(metadata.required - set(p.params))
-            if missing:
-                return OpResult(
-                    OcfRc.ERR_CONFIGURED,
-                    f"required parameter(s) missing: {', '.join(missing)}",
-                )
-        configured = self._op_config(p, "monitor" if op == "probe" else op, interval)
-        assert self.config is not None
-        timeout = (
-            configured.timeout
-            if configured is not None and configured.timeout is not None
-            else (metadata.timeouts.get(op) if metadata else None)
-            or self.config.op_defaults.timeout
-        )
-        meta = {"timeout": str(int(timeout * 1000)), "interval": str(int(interval * 1000))}
-        meta["name"] = "monitor" if op == "probe" else op
-        meta["on_node"] = self.node  # as Pacemaker passes it (CRM_meta_on_node)
-        if placement.clone is not None:
-            c = placement.clone
-            tail = inst.name.rpartition(":")[2]
-            meta.update(
-                {
-                    "clone": tail if tail.isdigit() else "0",
-                    "clone_max": str(c.meta.clone_max or len(self.config.nodes) or 1),
-                    "clone_node_max": str(c.meta.clone_node_max or 1),
-                    "globally_unique": "true" if c.meta.globally_unique else "false",
-                }
-            )
-            if c.promotable:
-                meta["promoted_max"] = str(c.meta.promoted_max or 1)
-                meta["promoted_node_max"] = str(c.meta.promoted_node_max or 1)
-            meta["notify"] = "true" if c.meta.notify else "false"
-        meta.update(extra or {})
-        instance_name = inst.name if not placement.anonymous_clone else inst.primitive
-        return OpRequest(
-            instance=instance_name,
-            primitive=inst.primitive,
-            op="monitor" if op == "probe" else op,
-            params=dict(p.params),
-            meta=meta,
-            timeout=timeout,
+        return op_request(
+            inst.name,
+            placement,
+            op,
+            config=self.config,
+            metadata=await driver.metadata(),
+            host=Host(self.node, self.netns, self.state_dir, self.cluster),
             interval=interval,
-            netns=self.netns,
-            state_dir=self.state_dir,
-            cluster=self.cluster,
+            extra=extra,
         )
 
     async def _execute(
@@ -489,19 +373,11 @@ class LocalResourceManager:
 
     def exclusive_name(self, inst: Instance) -> str | None:
         """The name under which `inst` is exclusive while started, if it is."""
-        placement = self._placements.get(inst.primitive)
-        if placement is None:
-            return inst.primitive  # an orphan: assume the worst
-        return placement.primitive.id if placement.clone is None else None
+        return exclusive_name(inst.primitive, self._placements.get(inst.primitive))
 
     def exclusive_promoted(self, inst: Instance) -> str | None:
         """The name under which `inst`'s promoted role is exclusive, if it is."""
-        placement = self._placements.get(inst.primitive)
-        if placement is None or placement.clone is None or not placement.clone.promotable:
-            return None
-        if (placement.clone.meta.promoted_max or 1) != 1:
-            return None
-        return f"{placement.clone.id}[Promoted]"
+        return exclusive_promoted(self._placements.get(inst.primitive))
 
     def _guard_before(self, inst: Instance, op: str) -> None:
         name = self.exclusive_name(inst) if op == "start" else None
@@ -524,14 +400,15 @@ class LocalResourceManager:
 
     def _guard_probe(self, inst: Instance) -> None:
         name, promoted = self.exclusive_name(inst), self.exclusive_promoted(inst)
-        if inst.role is Role.STOPPED:
+        role = inst.report.role
+        if role is Role.STOPPED:
             for n in (name, promoted):
                 if n is not None:
                     self.guard.release(n)
             return
         if name is not None:
             self.guard.acquire(name)
-        if promoted is not None and inst.role is Role.PROMOTED:
+        if promoted is not None and role is Role.PROMOTED:
             self.guard.acquire(promoted)
 
     async def release_exclusive(self, deadline: float) -> bool:
@@ -540,11 +417,11 @@ class LocalResourceManager:
         self.target = None  # no DC's word counts any more until we are a member again
         work = []
         for inst in list(self.instances.values()):
-            if inst.blocked or inst.role is Role.STOPPED:
+            if inst.report.blocked or inst.report.role is Role.STOPPED:
                 continue
             if self.exclusive_name(inst) is not None:
                 work.append(self._self_fence_one(inst, "stop"))
-            elif inst.role is Role.PROMOTED and self.exclusive_promoted(inst) is not None:
+            elif inst.report.role is Role.PROMOTED and self.exclusive_promoted(inst) is not None:
                 work.append(self._self_fence_one(inst, "demote"))
         if work:
             with contextlib.suppress(TimeoutError):
@@ -552,12 +429,12 @@ class LocalResourceManager:
                     await asyncio.gather(*work)
         return not self.guard.held
 
-    async def _self_fence_one(self, inst: Instance, op: str) -> None:
+    async def _self_fence_one(self, inst: Instance, op: TargetOp) -> None:
         # A running operation ends first (it is bounded by its own timeout).
         async with inst.lock:
             await self._self_fence_locked(inst, op)
 
-    async def _self_fence_locked(self, inst: Instance, op: str) -> None:
+    async def _self_fence_locked(self, inst: Instance, op: TargetOp) -> None:
         inst.busy = True
         try:
             result = await self._execute(inst, op)
@@ -569,11 +446,11 @@ class LocalResourceManager:
             self._dirty.set()
             self._update_monitor(inst)
 
-    async def _operate(self, inst: Instance, op: str) -> None:
+    async def _operate(self, inst: Instance, op: TargetOp) -> None:
         async with inst.lock:
             await self._operate_locked(inst, op)
 
-    async def _operate_locked(self, inst: Instance, op: str) -> None:
+    async def _operate_locked(self, inst: Instance, op: TargetOp) -> None:
         try:
             self._guard_before(inst, op)
             result = await self._execute(inst, op)
@@ -592,45 +469,17 @@ class LocalResourceManager:
             self._wake.set()
             self._update_monitor(inst)
 
-    def _record(self, inst: Instance, op: str, result: OpResult, interval: float = 0.0) -> None:
-        now = self._clock()
-        inst.last_op = LastOp(op, result.rc, result.reason, now, result.duration, interval)
+    def _record(self, inst: Instance, op: TargetOp, result: OpResult) -> None:
         placement = self._placements.get(inst.primitive)
-        promotable = placement is not None and placement.promotable
-        ok = result.rc == OcfRc.SUCCESS
-        if op == "start":
-            if ok:
-                inst.role = Role.UNPROMOTED if promotable else Role.STARTED
-                inst.failed = False
-            else:
-                # A failed start may have left something behind: it needs a stop, and (with
-                # start-failure-is-fatal, the default) this node is banned until cleanup.
-                inst.role = Role.UNPROMOTED if promotable else Role.STARTED
-                self._fail(inst, now, fatal=self._start_failure_is_fatal())
-        elif op == "stop":
-            if ok:
-                inst.role = Role.STOPPED
-                inst.failed = False
-            else:
-                inst.blocked = True
-                self._fail(inst, now, fatal=True)
-        elif op == "promote":
-            inst.role = Role.PROMOTED
-            if not ok:
-                self._fail(inst, now)
-        elif op == "demote":
-            inst.role = Role.UNPROMOTED
-            if not ok:
-                self._fail(inst, now)
-
-    def _fail(self, inst: Instance, now: float, *, fatal: bool = False) -> None:
-        inst.failed = True
-        inst.failed_op = inst.last_op
-        inst.last_failure = now
-        inst.fail_count = INFINITY if fatal else min(INFINITY, inst.fail_count + 1)
-
-    def _start_failure_is_fatal(self) -> bool:
-        return self.config is None or self.config.properties.start_failure_is_fatal
+        inst.report = after_operation(
+            inst.report,
+            op,
+            result,
+            now=self._clock(),
+            promotable=placement is not None and placement.promotable,
+            start_failure_is_fatal=self.config is None
+            or self.config.properties.start_failure_is_fatal,
+        )
 
     # ---- probes -----------------------------------------------------------------------------
 
@@ -646,13 +495,8 @@ class LocalResourceManager:
 
     async def _probe(self, primitive: str) -> None:
         placement = self._placements[primitive]
-        names = [primitive]
-        if placement.clone is not None and not placement.anonymous_clone:
-            count = placement.clone.meta.clone_max or max(
-                1, len(self.config.nodes) if self.config else 1
-            )
-            names = [f"{primitive}:{i}" for i in range(count)]
-        for name in names:
+        assert self.config is not None  # placements come from it
+        for name in probe_names(placement, self.config):
             inst = self.instances.get(name) or next(
                 (
                     i
@@ -666,100 +510,55 @@ class LocalResourceManager:
             if inst is None:
                 inst = Instance(name, primitive)
             result = await self._execute(inst, "probe")
-            self._record_probe(inst, result, placement)
+            inst.report = after_probe(
+                inst.report, result, now=self._clock(), promotable=placement.promotable
+            )
             self._guard_probe(inst)
-            if inst.role is not Role.STOPPED or inst.failed or inst.fail_count:
+            report = inst.report
+            if report.role is not Role.STOPPED or report.failed or report.fail_count:
                 self.instances[inst.name] = inst
             else:
                 self.instances.pop(inst.name, None)
             self._update_monitor(inst)
         self.probed.add(primitive)
 
-    def _record_probe(self, inst: Instance, result: OpResult, placement: Placement) -> None:
-        now = self._clock()
-        rc = result.rc
-        inst.last_op = LastOp("probe", rc, result.reason, now, result.duration)
-        if rc == OcfRc.SUCCESS:
-            inst.role = Role.UNPROMOTED if placement.promotable else Role.STARTED
-        elif rc == OcfRc.RUNNING_PROMOTED:
-            inst.role = Role.PROMOTED
-        elif rc == OcfRc.NOT_RUNNING:
-            inst.role = Role.STOPPED
-            inst.last_op = None  # nothing to say about a resource that is simply not here
-        elif rc in (OcfRc.ERR_INSTALLED, OcfRc.ERR_CONFIGURED, OcfRc.ERR_ARGS):
-            # It cannot run here at all: stopped, and this node banned until cleanup.
-            inst.role = Role.STOPPED
-            inst.fail_count = INFINITY
-            inst.last_failure = now
-            inst.failed_op = inst.last_op
-        else:
-            # Unknown state (an error, a failed promoted): treat as active and failed, so the
-            # DC stops it before starting it anywhere.
-            inst.role = Role.PROMOTED if rc == OcfRc.FAILED_PROMOTED else Role.STARTED
-            self._fail(inst, now)
-
     # ---- monitors ---------------------------------------------------------------------------
 
     def _monitors_for(self, inst: Instance) -> list[Op]:
         placement = self._placements.get(inst.primitive)
-        if placement is None or inst.role is Role.STOPPED:
-            return []
-        out = []
-        for op in placement.primitive.ops:
-            if op.name is not OpName.MONITOR or op.interval <= 0 or not op.enabled:
-                continue
-            if op.role is not None and not _role_matches(op.role, inst.role):
-                continue
-            if (
-                op.role is None
-                and inst.role is Role.PROMOTED
-                and any(
-                    o.name is OpName.MONITOR and o.role is Role.PROMOTED
-                    for o in placement.primitive.ops
-                )
-            ):
-                continue
-            out.append(op)
-        return out
+        return [] if placement is None else monitors_for(placement.primitive, inst.report.role)
 
     def _update_monitor(self, inst: Instance) -> None:
         if inst.monitor is not None:
             inst.monitor.cancel()
             inst.monitor = None
         ops = self._monitors_for(inst)
-        if ops and not inst.blocked and self.instances.get(inst.name) is inst:
+        if ops and not inst.report.blocked and self.instances.get(inst.name) is inst:
             inst.monitor = asyncio.create_task(
                 self._monitor_loop(inst, ops), name=f"monitor {inst.name}"
             )
 
     async def _monitor_loop(self, inst: Instance, ops: list[Op]) -> None:
-        due = {id(op): time.monotonic() + op.interval for op in ops}
+        schedule = MonitorSchedule.starting([op.interval for op in ops], time.monotonic())
         while True:
-            op = min(ops, key=lambda o: due[id(o)])
-            await asyncio.sleep(max(0.0, due[id(op)] - time.monotonic()))
-            due[id(op)] = time.monotonic() + op.interval
+            index, due = schedule.next()
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            schedule = schedule.ran(index, time.monotonic())
             if inst.busy or inst.lock.locked():
                 continue
+            op = ops[index]
             # A monitor holds the resource's lock but is not target work: it neither blocks
             # a step (the step waits for the lock) nor delays the acknowledgement.
             async with inst.lock:
                 result = await self._execute(inst, "monitor", op.interval)
-            expected = OcfRc.RUNNING_PROMOTED if inst.role is Role.PROMOTED else OcfRc.SUCCESS
-            if result.rc == expected:
+            failed = after_monitor(
+                inst.report, result, now=self._clock(), interval=op.interval, on_fail=op.on_fail
+            )
+            if failed is None:
                 continue
-            if op.on_fail is not None and op.on_fail.value == "ignore":
-                continue
-            why = result.reason or OcfRc.describe(result.rc)
+            why = failed.last_op.reason if failed.last_op else ""
             log.warning("monitor %s: %s (%s)", inst.name, OcfRc.describe(result.rc), why)
-            now = self._clock()
-            inst.last_op = LastOp("monitor", result.rc, why, now, result.duration, op.interval)
-            self._fail(inst, now)
+            inst.report = failed
             self._dirty.set()
             self._wake.set()
             return  # the DC decides the recovery; monitoring resumes after it
-
-
-def _role_matches(wanted: Role, current: Role) -> bool:
-    if wanted in (Role.STARTED, Role.UNPROMOTED):
-        return current in (Role.STARTED, Role.UNPROMOTED)
-    return wanted is current

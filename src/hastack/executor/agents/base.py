@@ -1,13 +1,16 @@
-"""The one interface every resource agent is driven through, OCF script or native class."""
+"""The one interface every resource agent is driven through, OCF script or native class.
+
+The request, result and metadata types are plain data in `hastack.model.operations`,
+re-exported here for the drivers."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import ClassVar
 
 from hastack.model.ocf import OcfRc
+from hastack.model.operations import AgentMetadata, OpRequest, OpResult
 
 __all__ = [
     "AgentMetadata",
@@ -17,42 +20,6 @@ __all__ = [
     "OpRequest",
     "OpResult",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class OpRequest:
-    instance: str  # `vip`, `galera:1`
-    primitive: str  # the configuration id
-    op: str  # start, stop, monitor, promote, demote, meta-data, validate-all
-    params: Mapping[str, str]
-    meta: Mapping[str, str]  # CRM_meta_* values (without the prefix): timeout, interval, clone...
-    timeout: float
-    interval: float = 0.0
-    netns: str | None = None  # run inside this network namespace
-    state_dir: str = "/var/lib/hastack"
-    # This node and its cluster: node, address (its first), name, etcd-endpoints
-    # (comma-separated), etcd-root. Services see the node as environment variables; the proxy
-    # reads cluster state from the store.
-    cluster: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class OpResult:
-    rc: int
-    reason: str = ""  # why, for people: the agent's last line of output, or what went wrong
-    duration: float = 0.0
-    timed_out: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class AgentMetadata:
-    """What an agent says about itself: its parameters and default timeouts."""
-
-    name: str
-    required: frozenset[str] = frozenset()
-    parameters: frozenset[str] = frozenset()
-    timeouts: Mapping[str, float] = field(default_factory=dict)  # action -> seconds
-    promotable: bool = False
 
 
 class Driver(ABC):

@@ -1,0 +1,130 @@
+"""The local resource manager's loop with a scripted agent: no processes, no namespaces, no
+store. The wall clock is fake; the loop waits on events, never on a timer of the test's."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from hastack.executor import lrm
+from hastack.executor.agents import AgentMetadata, Driver, OcfRc, OpRequest, OpResult
+from hastack.executor.lrm import LocalResourceManager
+from hastack.model.config import AgentRef, ClusterConfig, Role, parse_cluster_config
+from hastack.model.status import LastOp, NodeReport
+from hastack.model.targets import NodeTarget
+
+pytestmark = pytest.mark.timeout(20)
+
+TWO = parse_cluster_config(
+    """\
+resources:
+  - {primitive: keep, agent: "ocf:test:scripted"}
+  - {primitive: gone, agent: "ocf:test:scripted"}
+""",
+    "test.yaml",
+)
+ONE = parse_cluster_config(
+    'resources:\n  - {primitive: keep, agent: "ocf:test:scripted"}\n', "test.yaml"
+)
+
+
+class Scripted(Driver):
+    """Answers every operation from `answers` (op -> rc; not running by default). Metadata
+    waits for `metadata_ready`, so a test can change things while an operation asks for it."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, int] = {}
+        self.calls: list[OpRequest] = []
+        self.metadata_ready = asyncio.Event()
+        self.metadata_ready.set()
+        self.asking = asyncio.Event()
+
+    async def execute(self, request: OpRequest) -> OpResult:
+        self.calls.append(request)
+        return OpResult(self.answers.get(request.op, OcfRc.NOT_RUNNING), duration=0.25)
+
+    async def metadata(self) -> AgentMetadata:
+        self.asking.set()
+        await self.metadata_ready.wait()
+        return AgentMetadata("scripted")
+
+
+class Harness:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.driver = Scripted()
+        monkeypatch.setattr(lrm, "driver_for", self._driver_for)
+        self.reports: list[NodeReport] = []
+        self.published = asyncio.Event()
+        self.now = 1000.0
+        self.lrm = LocalResourceManager(
+            "n1", state_dir="/nonexistent", publish=self._publish, clock=lambda: self.now
+        )
+
+    def _driver_for(self, ref: AgentRef, **_: object) -> Driver:
+        return self.driver
+
+    async def _publish(self, report: NodeReport) -> None:
+        self.reports.append(report)
+        self.published.set()
+
+    async def until(self, check: Callable[[NodeReport], bool]) -> NodeReport:
+        while True:
+            if self.reports and check(self.reports[-1]):
+                return self.reports[-1]
+            self.published.clear()
+            await self.published.wait()
+
+
+@pytest.fixture
+def harness(monkeypatch: pytest.MonkeyPatch) -> Harness:
+    return Harness(monkeypatch)
+
+
+async def test_probe_then_start_stamped_with_the_lrms_clock(harness: Harness) -> None:
+    h = harness
+    h.driver.answers = {"start": OcfRc.SUCCESS}
+    h.lrm.set_config(ONE, revision=3)
+    loop = asyncio.create_task(h.lrm.run())
+    try:
+        await h.until(lambda r: "keep" in r.probed)
+        h.now = 1042.5
+        h.lrm.set_target(NodeTarget(1, 3, {"keep": Role.STARTED}), dc_epoch=1, revision=9)
+        done = await h.until(lambda r: r.acked == 9)
+        assert done.resources["keep"].role is Role.STARTED
+        assert done.resources["keep"].last_op == LastOp("start", 0, "", 1042.5, 0.25)
+        assert done.updated == 1042.5
+        assert [c.op for c in h.driver.calls] == ["monitor", "start"]
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+def without(config: ClusterConfig, primitive: str) -> ClusterConfig:
+    kept = [r for r in config.resources if r.id != primitive]
+    return config.model_copy(update={"resources": kept})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a resource removed from the configuration while its probe waits for the agent's "
+    "metadata makes _driver() raise KeyError, which ends LocalResourceManager.run(): the "
+    "node then runs nothing more, and nothing notices",
+)
+async def test_a_resource_removed_while_its_probe_asks_for_metadata(harness: Harness) -> None:
+    h = harness
+    h.driver.metadata_ready.clear()
+    h.lrm.set_config(TWO, revision=1)
+    loop = asyncio.create_task(h.lrm.run())
+    try:
+        await h.driver.asking.wait()
+        h.lrm.set_config(ONE, revision=2)
+        h.driver.metadata_ready.set()
+        probed = asyncio.create_task(h.until(lambda r: "keep" in r.probed))
+        await asyncio.wait([loop, probed], return_when=asyncio.FIRST_COMPLETED)
+        probed.cancel()
+        assert not loop.done(), loop.exception()
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
