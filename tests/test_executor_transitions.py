@@ -430,11 +430,6 @@ def test_without_metadata_op_defaults_fill_in() -> None:
     assert op_timeout(p, "start", 0.0, None, CONFIG) == 7.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a probe looks up the agent's metadata timeout under 'probe', which no agent "
-    "declares: it gets op-defaults, not the agent's monitor timeout",
-)
 def test_a_probe_without_its_own_op_takes_the_agents_monitor_timeout() -> None:
     assert request("a", "probe").timeout == META.timeouts["monitor"]
 
@@ -452,6 +447,7 @@ def test_a_primitive_request() -> None:
         netns="ns-n2",
         state_dir="/var/lib/hastack/n2",
         cluster={"node": "n2", "name": "c1"},
+        nice=10,  # resource-nice: agents run below the agent's own priority
     )
 
 
@@ -520,28 +516,19 @@ def config_with(text: str) -> ClusterConfig:
     return parse_cluster_config(text, "test.yaml")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CRM_meta_clone_max defaults to the configured `nodes:` (1 when there are none) "
-    "while the scheduler counts every node it knows: agents hear clone 2 of clone_max 1",
-)
 def test_the_clone_number_is_below_clone_max() -> None:
     config = config_with(
         "resources:\n  - clone: c\n    resource: {primitive: p, agent: ocf:heartbeat:Dummy}\n"
     )
+    # The agent tells the executor how many nodes the cluster knows, as the scheduler counts.
+    host = replace(HOST, known_nodes=3)
     made = op_request(
-        "p:2", placements(config)["p"], "start", config=config, metadata=None, host=HOST
+        "p:2", placements(config)["p"], "start", config=config, metadata=None, host=host
     )
     assert isinstance(made, OpRequest)
     assert int(made.meta["clone"]) < int(made.meta["clone_max"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the scheduler takes a clone with clone-node-max > 1 and no globally-unique as "
-    "unique (two instances may share a node); the executor takes it as anonymous and gives "
-    "both instances on a node the same OCF_RESOURCE_INSTANCE",
-)
 def test_a_clone_with_several_instances_per_node_is_globally_unique() -> None:
     config = config_with(
         "resources:\n  - clone: c\n    meta: {clone-node-max: 2}\n"
@@ -559,12 +546,6 @@ def test_a_clone_with_several_instances_per_node_is_globally_unique() -> None:
 # ---- OCF 1.1 degraded states ------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OCF 1.1: a monitor's 190 or 191 (degraded) means running in its role, no "
-    "recovery to take (Pacemaker reads them as 0 and 8); the executor counts a failure "
-    "and the DC restarts the resource",
-)
 @pytest.mark.parametrize(
     ("before", "rc"),
     [(STARTED, OcfRc.DEGRADED), (PROMOTED, OcfRc.DEGRADED_PROMOTED)],
@@ -574,12 +555,6 @@ def test_a_degraded_monitor_is_not_a_failure(before: ResourceReport, rc: OcfRc) 
     assert after_monitor(before, OpResult(rc, "slow disk"), now=NOW, interval=5.0) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OCF 1.1: a probe's 190 or 191 (degraded) means running, in that role (Pacemaker "
-    "reads them as 0 and 8); the executor takes it for a failed Started instance, which "
-    "the DC stops",
-)
 @pytest.mark.parametrize(
     ("rc", "role"),
     [(OcfRc.DEGRADED, Role.UNPROMOTED), (OcfRc.DEGRADED_PROMOTED, Role.PROMOTED)],

@@ -106,12 +106,6 @@ def without(config: ClusterConfig, primitive: str) -> ClusterConfig:
     return config.model_copy(update={"resources": kept})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a resource removed from the configuration while its probe waits for the agent's "
-    "metadata makes _driver() raise KeyError, which ends LocalResourceManager.run(): the "
-    "node then runs nothing more, and nothing notices",
-)
 async def test_a_resource_removed_while_its_probe_asks_for_metadata(harness: Harness) -> None:
     h = harness
     h.driver.metadata_ready.clear()

@@ -15,12 +15,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from hastack.executor.agents import Driver, OcfRc, OpRequest, OpResult, UnknownAgent, driver_for
 from hastack.executor.exclusive import ExclusiveGuard
+from hastack.executor.throttle import (
+    CpuSample,
+    cpu_load,
+    effective_limit,
+    node_limit,
+    parse_proc_stat,
+)
 from hastack.executor.transitions import (
     Host,
     MonitorSchedule,
@@ -43,15 +52,19 @@ from hastack.executor.transitions import (
 )
 from hastack.model.config import ClusterConfig, Op, Role
 from hastack.model.state import base_id
-from hastack.model.status import NodeReport, ResourceReport
+from hastack.model.status import NodeReport, PendingOp, ResourceReport
 from hastack.model.targets import NodeTarget, NotifyRequest
 
 __all__ = ["Instance", "LocalResourceManager"]
 
 log = logging.getLogger("hastack.executor")
 
-# Publishing is coalesced: many results within this window make one write.
+# Publishing is coalesced: many results within this window make one write, and writes are
+# at least this far apart (a burst of 150 results is a handful of writes, not 150).
 _PUBLISH_DELAY = 0.01
+_PUBLISH_SPACING = 0.05
+# How often the node's CPU load is sampled for the throttle.
+_LOAD_PERIOD = 1.0
 # How many notification keys a node reports (the DC needs only the current transition's).
 _NOTIFIED_KEPT = 256
 
@@ -68,6 +81,38 @@ class Instance:
     monitor: asyncio.Task[None] | None = field(default=None, repr=False)
     # Held for the duration of every operation: operations on one resource never overlap.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+
+class Throttle:
+    """At most `limit` operations at once on this node (node-action-limit, lowered while the
+    CPU is busier than load-threshold: hastack.executor.throttle)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.running = 0
+        self.waiting = 0
+        self._free = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with self._free:
+            self.waiting += 1
+            try:
+                await self._free.wait_for(lambda: self.running < self.limit)
+            finally:
+                self.waiting -= 1
+            self.running += 1
+        try:
+            yield
+        finally:
+            async with self._free:
+                self.running -= 1
+                self._free.notify_all()
+
+    async def set_limit(self, limit: int) -> None:
+        async with self._free:
+            self.limit = max(1, limit)
+            self._free.notify_all()
 
 
 class LocalResourceManager:
@@ -109,12 +154,24 @@ class LocalResourceManager:
         self._tasks: set[asyncio.Task[None]] = set()
         self._ready = False
         self._wake.set()  # the first pass publishes, even before any configuration exists
+        self.known_nodes = 0
+        self.cores = os.cpu_count() or 1
+        self.throttle = Throttle(node_limit(0, self.cores))
+        self.load = 0.0
+        # Operations under way for the target (and notifications): reported so the DC and
+        # `hastack status` see what a node is doing, and for how long it may take.
+        self.pending: dict[str, PendingOp] = {}
+        self.working = 0  # the revision of the target accepted in this life
+        self.last_pass = time.monotonic()  # when the loop last ran a pass (self-check)
 
     # ---- inputs -----------------------------------------------------------------------------
 
     _config_revision = 0
 
-    def set_config(self, config: ClusterConfig | None, revision: int = 0) -> None:
+    def set_config(
+        self, config: ClusterConfig | None, revision: int = 0, *, known_nodes: int = 0
+    ) -> None:
+        self.known_nodes = known_nodes
         if config is self.config:
             return
         self.config = config
@@ -139,6 +196,8 @@ class LocalResourceManager:
             self.highest_epoch = max(self.highest_epoch, target.epoch)
             self.target = target
             self._target_revision = revision
+            self.working = revision
+            self._dirty.set()
             self._wake.set()
         return None
 
@@ -162,23 +221,37 @@ class LocalResourceManager:
 
     async def run(self) -> None:
         publisher = asyncio.create_task(self._publisher(), name="publish")
+        sampler = asyncio.create_task(self._sample_load(), name="load")
         try:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                await self._probe_new()
-                if not self._ready:
-                    self._ready = True
-                    self._dirty.set()
-                self._reconcile()
+                self.last_pass = time.monotonic()
+                try:
+                    await self._probe_new()
+                    if not self._ready:
+                        self._ready = True
+                        self._dirty.set()
+                    self._reconcile()
+                except Exception:
+                    # A bug must not stop this node's executor for good (the node would run
+                    # nothing more and nobody would notice): say so loudly and go on.
+                    log.exception("executor pass failed; trying again")
+                    await asyncio.sleep(0.5)
+                    self._wake.set()
         finally:
             publisher.cancel()
-            pending = [publisher, *self._tasks]
+            sampler.cancel()
+            pending = [publisher, sampler, *self._tasks]
             pending += [i.monitor for i in self.instances.values() if i.monitor is not None]
             for task in pending:
                 task.cancel()
             # Let them end (kill and reap their agent processes) before the loop closes.
             await asyncio.gather(*pending, return_exceptions=True)
+
+    def stalled_for(self) -> float:
+        """Seconds a wake-up has waited for a pass of the loop (0 when none is waiting)."""
+        return time.monotonic() - self.last_pass if self._wake.is_set() else 0.0
 
     async def _publisher(self) -> None:
         while True:
@@ -194,6 +267,33 @@ class LocalResourceManager:
                 log.warning("could not publish status: %s", exc)
                 await asyncio.sleep(0.5)
                 self._dirty.set()
+            await asyncio.sleep(_PUBLISH_SPACING)
+
+    async def _sample_load(self) -> None:
+        """Lower the node's operation limit while its CPU is busier than load-threshold."""
+        before: CpuSample | None = None
+        while True:
+            try:
+                with open("/proc/stat") as f:  # noqa: ASYNC230 - a procfs read, microseconds
+                    sample = parse_proc_stat(f.read())
+            except (OSError, ValueError):
+                sample = None
+            props = self.config.properties if self.config is not None else None
+            base = node_limit(props.node_action_limit if props else 0, self.cores)
+            if sample is not None and before is not None:
+                self.load = cpu_load(before, sample, self.cores)
+            limit = effective_limit(base, self.load, props.load_threshold if props else 80)
+            if limit != self.throttle.limit:
+                if limit < self.throttle.limit:
+                    log.info(
+                        "load %.0f%%: at most %d operation(s) at once (of %d)",
+                        100 * self.load,
+                        limit,
+                        base,
+                    )
+                await self.throttle.set_limit(limit)
+            before = sample
+            await asyncio.sleep(_LOAD_PERIOD)
 
     def report(self) -> NodeReport:
         return NodeReport(
@@ -207,6 +307,8 @@ class LocalResourceManager:
             probed=frozenset(self.probed),
             acked=self.acked,
             notified=tuple(self.notified),
+            working=self.working,
+            pending=dict(self.pending),
         )
 
     def _reconcile(self) -> None:
@@ -290,7 +392,7 @@ class LocalResourceManager:
     async def _notify(self, inst: Instance, request: NotifyRequest) -> None:
         try:
             async with inst.lock:
-                result = await self._execute(inst, "notify", extra=request.variables)
+                result = await self._execute(inst, "notify", extra=request.variables, track=True)
             when = request.variables.get("notify_type", "")
             what = request.variables.get("notify_operation", "")
             inst.report = after_notify(inst.report, result, now=self._clock())
@@ -328,25 +430,30 @@ class LocalResourceManager:
         op: str,
         interval: float = 0.0,
         extra: Mapping[str, str] | None = None,
-    ) -> OpRequest | OpResult:
-        """Everything the agent needs for one operation, or the reason it cannot run."""
+    ) -> tuple[OpRequest, Driver] | OpResult:
+        """Everything the agent needs for one operation, with the driver that runs it, or
+        the reason it cannot run."""
         placement = self._placements.get(inst.primitive)
         if placement is None or self.config is None:
             return OpResult(OcfRc.ERR_CONFIGURED, f"{inst.primitive} is not in the configuration")
+        config = self.config
         try:
             driver = self._driver(inst.primitive)
         except UnknownAgent as exc:
             return OpResult(OcfRc.ERR_INSTALLED, str(exc))
-        return op_request(
+        # The configuration may change while the metadata is read: the request is made from
+        # the one this operation started with.
+        request = op_request(
             inst.name,
             placement,
             op,
-            config=self.config,
+            config=config,
             metadata=await driver.metadata(),
-            host=Host(self.node, self.netns, self.state_dir, self.cluster),
+            host=Host(self.node, self.netns, self.state_dir, self.cluster, self.known_nodes),
             interval=interval,
             extra=extra,
         )
+        return request if isinstance(request, OpResult) else (request, driver)
 
     async def _execute(
         self,
@@ -354,11 +461,32 @@ class LocalResourceManager:
         op: str,
         interval: float = 0.0,
         extra: Mapping[str, str] | None = None,
+        *,
+        throttled: bool = True,
+        track: bool = False,
     ) -> OpResult:
-        request = await self._request(inst, op, interval, extra)
-        if isinstance(request, OpResult):
-            return request
-        driver = self._driver(inst.primitive)
+        """Run one operation. `throttled`: wait for a slot under the node's limit first
+        (self-fencing never waits); `track`: list it as pending while it runs."""
+        if not throttled:
+            return await self._run_op(inst, op, interval, extra, track)
+        async with self.throttle.slot():
+            return await self._run_op(inst, op, interval, extra, track)
+
+    async def _run_op(
+        self,
+        inst: Instance,
+        op: str,
+        interval: float,
+        extra: Mapping[str, str] | None,
+        track: bool,
+    ) -> OpResult:
+        made = await self._request(inst, op, interval, extra)
+        if isinstance(made, OpResult):
+            return made
+        request, driver = made
+        if track:
+            self.pending[inst.name] = PendingOp(op, self._clock(), request.timeout)
+            self._dirty.set()
         try:
             # OCF scripts are killed at their timeout by the driver; native agents are
             # cancelled here, with a little slack so the driver's own message wins.
@@ -368,6 +496,9 @@ class LocalResourceManager:
             return OpResult(
                 OcfRc.ERR_GENERIC, f"timed out after {request.timeout:g}s", request.timeout, True
             )
+        finally:
+            if track:
+                self.pending.pop(inst.name, None)
 
     # ---- exclusivity --------------------------------------------------------------------------
 
@@ -437,7 +568,7 @@ class LocalResourceManager:
     async def _self_fence_locked(self, inst: Instance, op: TargetOp) -> None:
         inst.busy = True
         try:
-            result = await self._execute(inst, op)
+            result = await self._execute(inst, op, throttled=False)
             self._record(inst, op, result)
             self._guard_after(inst, op, result.rc == OcfRc.SUCCESS)
             log.warning("self-fencing: %s %s: %s", op, inst.name, OcfRc.describe(result.rc))
@@ -453,7 +584,7 @@ class LocalResourceManager:
     async def _operate_locked(self, inst: Instance, op: TargetOp) -> None:
         try:
             self._guard_before(inst, op)
-            result = await self._execute(inst, op)
+            result = await self._execute(inst, op, track=True)
             self._record(inst, op, result)
             self._guard_after(inst, op, result.rc == OcfRc.SUCCESS)
             log.info(
@@ -496,7 +627,7 @@ class LocalResourceManager:
     async def _probe(self, primitive: str) -> None:
         placement = self._placements[primitive]
         assert self.config is not None  # placements come from it
-        for name in probe_names(placement, self.config):
+        for name in probe_names(placement, self.config, self.known_nodes):
             inst = self.instances.get(name) or next(
                 (
                     i
@@ -539,7 +670,9 @@ class LocalResourceManager:
             )
 
     async def _monitor_loop(self, inst: Instance, ops: list[Op]) -> None:
-        schedule = MonitorSchedule.starting([op.interval for op in ops], time.monotonic())
+        schedule = MonitorSchedule.starting(
+            [op.interval for op in ops], time.monotonic(), spread=random.uniform(0.5, 1.0)
+        )
         while True:
             index, due = schedule.next()
             await asyncio.sleep(max(0.0, due - time.monotonic()))

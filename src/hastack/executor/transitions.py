@@ -74,8 +74,19 @@ class Placement:
     clone: Clone | None
 
     @property
+    def unique_clone(self) -> bool:
+        """As the scheduler reads it: globally-unique, which defaults to true when more
+        than one instance may share a node."""
+        if self.clone is None:
+            return False
+        meta = self.clone.meta
+        if meta.globally_unique is not None:
+            return meta.globally_unique
+        return (meta.clone_node_max or 0) > 1
+
+    @property
     def anonymous_clone(self) -> bool:
-        return self.clone is not None and not self.clone.meta.globally_unique
+        return self.clone is not None and not self.unique_clone
 
     @property
     def promotable(self) -> bool:
@@ -94,14 +105,21 @@ def placements(config: ClusterConfig) -> dict[str, Placement]:
     return out
 
 
-def probe_names(placement: Placement, config: ClusterConfig) -> list[str]:
+def probe_names(placement: Placement, config: ClusterConfig, known_nodes: int = 0) -> list[str]:
     """The instance names a probe looks for: a globally-unique clone's every instance, since
     any of them may run here; anything else under its primitive's name."""
     primitive = placement.primitive.id
     if placement.clone is None or placement.anonymous_clone:
         return [primitive]
-    count = placement.clone.meta.clone_max or max(1, len(config.nodes))
+    count = clone_max(placement.clone, config, known_nodes)
     return [f"{primitive}:{i}" for i in range(count)]
+
+
+def clone_max(clone: Clone, config: ClusterConfig, known_nodes: int = 0) -> int:
+    """clone-max, or as the scheduler counts by default: one per node it knows."""
+    if clone.meta.clone_max is not None:
+        return clone.meta.clone_max
+    return max(1, known_nodes, len(config.nodes))
 
 
 def exclusive_name(primitive: str, placement: Placement | None) -> str | None:
@@ -130,6 +148,15 @@ def cleanup_covers(resource: str, name: str, primitive: str, placement: Placemen
 
 
 # ---- an instance's report after a result ----------------------------------------------------
+
+
+def effective_rc(rc: int) -> int:
+    """OCF 1.1's degraded codes mean running in that role: no recovery to take."""
+    if rc == OcfRc.DEGRADED:
+        return OcfRc.SUCCESS
+    if rc == OcfRc.DEGRADED_PROMOTED:
+        return OcfRc.RUNNING_PROMOTED
+    return rc
 
 
 def _started(promotable: bool) -> Role:
@@ -185,8 +212,8 @@ def after_probe(
     report: ResourceReport, result: OpResult, *, now: float, promotable: bool = False
 ) -> ResourceReport:
     """The report after a probe (a monitor with interval 0): what already runs is adopted."""
-    rc = result.rc
-    last = LastOp("probe", rc, result.reason, now, result.duration)
+    rc = effective_rc(result.rc)
+    last = LastOp("probe", result.rc, result.reason, now, result.duration)
     if rc == OcfRc.SUCCESS:
         return replace(report, role=_started(promotable), last_op=last)
     if rc == OcfRc.RUNNING_PROMOTED:
@@ -224,7 +251,7 @@ def after_monitor(
     After a failure monitoring stops: the DC decides the recovery, and the monitor starts
     again with the role the recovery leaves."""
     expected = OcfRc.RUNNING_PROMOTED if report.role is Role.PROMOTED else OcfRc.SUCCESS
-    if result.rc == expected or on_fail is OnFail.IGNORE:
+    if effective_rc(result.rc) == expected or on_fail is OnFail.IGNORE:
         return None
     why = result.reason or OcfRc.describe(result.rc)
     last = LastOp("monitor", result.rc, why, now, result.duration, interval)
@@ -313,6 +340,7 @@ class Host:
     state_dir: str = "/var/lib/hastack"
     # node, address, name, etcd-endpoints, etcd-root: see OpRequest.cluster.
     cluster: Mapping[str, str] = field(default_factory=dict)
+    known_nodes: int = 0  # nodes the cluster knows (a clone's default clone-max)
 
 
 def _op_config(p: Primitive, name: str, interval: float) -> Op | None:
@@ -334,7 +362,8 @@ def op_timeout(
     configured = _op_config(p, "monitor" if op == "probe" else op, interval)
     if configured is not None and configured.timeout is not None:
         return configured.timeout
-    return (metadata.timeouts.get(op) if metadata else None) or config.op_defaults.timeout
+    action = "monitor" if op == "probe" else op
+    return (metadata.timeouts.get(action) if metadata else None) or config.op_defaults.timeout
 
 
 def op_request(
@@ -372,7 +401,7 @@ def op_request(
         "on_node": host.node,  # as Pacemaker passes it (CRM_meta_on_node)
     }
     if placement.clone is not None:
-        meta.update(_clone_meta(placement.clone, name, config))
+        meta.update(_clone_meta(placement, name, config, host.known_nodes))
     meta.update(extra or {})
     return OpRequest(
         instance=p.id if placement.anonymous_clone else name,
@@ -385,16 +414,21 @@ def op_request(
         netns=host.netns,
         state_dir=host.state_dir,
         cluster=host.cluster,
+        nice=config.properties.resource_nice,
     )
 
 
-def _clone_meta(c: Clone, name: str, config: ClusterConfig) -> dict[str, str]:
+def _clone_meta(
+    placement: Placement, name: str, config: ClusterConfig, known_nodes: int
+) -> dict[str, str]:
+    c = placement.clone
+    assert c is not None
     tail = name.rpartition(":")[2]
     meta = {
         "clone": tail if tail.isdigit() else "0",
-        "clone_max": str(c.meta.clone_max or len(config.nodes) or 1),
+        "clone_max": str(clone_max(c, config, known_nodes)),
         "clone_node_max": str(c.meta.clone_node_max or 1),
-        "globally_unique": "true" if c.meta.globally_unique else "false",
+        "globally_unique": "true" if placement.unique_clone else "false",
     }
     if c.promotable:
         meta["promoted_max"] = str(c.meta.promoted_max or 1)
@@ -443,8 +477,12 @@ class MonitorSchedule:
     due: tuple[float, ...]
 
     @classmethod
-    def starting(cls, intervals: Collection[float], now: float) -> MonitorSchedule:
-        return cls(tuple(intervals), tuple(now + i for i in intervals))
+    def starting(
+        cls, intervals: Collection[float], now: float, spread: float = 1.0
+    ) -> MonitorSchedule:
+        """`spread` in [0.5, 1]: the first turn comes that fraction of an interval after
+        `now`, so resources started together do not monitor together for ever."""
+        return cls(tuple(intervals), tuple(now + i * spread for i in intervals))
 
     def next(self) -> tuple[int, float]:
         """The monitor due first (the first listed among equals) and when."""

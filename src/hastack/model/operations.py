@@ -29,6 +29,8 @@ class OpRequest:
     # (comma-separated), etcd-root. Services see the node as environment variables; the proxy
     # reads cluster state from the store.
     cluster: Mapping[str, str] = field(default_factory=dict)
+    # How much nicer than the agent an agent process runs (resource-nice).
+    nice: int = 0
 
 
 @dataclass(frozen=True, slots=True)

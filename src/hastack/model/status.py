@@ -31,7 +31,7 @@ from typing import Any
 from hastack.model.config import Role
 from hastack.model.jsontext import json_object
 
-__all__ = ["LastOp", "NodeReport", "ResourceReport", "decode_status"]
+__all__ = ["LastOp", "NodeReport", "PendingOp", "ResourceReport", "decode_status"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,18 @@ class LastOp:
             "duration": self.duration,
             "interval": self.interval,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOp:
+    """An operation under way on a node: what, since when (wall clock), and its timeout."""
+
+    op: str
+    since: float
+    timeout: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.op, "since": self.since, "timeout": self.timeout}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +113,19 @@ class NodeReport:
     # Keys of the clone notifications this node has run, most recent last (bounded): the DC
     # counts a NOTIFY action done when its key is here.
     notified: tuple[str, ...] = ()
+    # The store revision of the target this node accepted and is working on (in this life),
+    # and the operations under way for it: the DC's deadline for a node is built from them
+    # (docs/control-plane.md), `hastack status` shows them.
+    working: int = 0
+    pending: Mapping[str, PendingOp] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         doc = {
             "node": self.node,
             "epoch": self.epoch,
             "acked": self.acked,
+            "working": self.working,
+            "pending": {k: v.to_json() for k, v in sorted(self.pending.items())},
             "notified": list(self.notified),
             "updated": self.updated,
             "probed": sorted(self.probed),
@@ -175,6 +194,19 @@ def _resource(name: str, data: object) -> ResourceReport:
     )
 
 
+def _pending(raw: object) -> dict[str, PendingOp]:
+    if not isinstance(raw, dict):
+        raise _Bad("'pending' must be an object")
+    out = {}
+    for name, item in raw.items():
+        if not isinstance(item, dict) or not isinstance(item.get("op"), str):
+            raise _Bad(f"pending {name!r}: must be an object with 'op'")
+        out[str(name)] = PendingOp(
+            item["op"], _number(item, "since", 0.0) or 0.0, _number(item, "timeout", 0.0) or 0.0
+        )
+    return out
+
+
 def _integer(data: Mapping[str, Any], name: str) -> int:
     value = data.get(name, 0)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -218,6 +250,8 @@ def decode_status(node: str, raw: bytes) -> NodeReport:
             probed=_names(data.get("probed", [])),
             acked=_integer(data, "acked"),
             notified=_strings(data.get("notified", []), "notified"),
+            working=_integer(data, "working"),
+            pending=_pending(data.get("pending", {})),
         )
     except _Bad as exc:
         raise ValueError(str(exc)) from None

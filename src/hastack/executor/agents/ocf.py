@@ -121,6 +121,10 @@ class OcfDriver(Driver):
         argv = [str(self.path), request.op]
         if request.netns:
             argv = ["ip", "netns", "exec", request.netns, *argv]
+        if request.nice > 0:
+            # Below the agent's own priority: a burst of agent scripts must not starve the
+            # agent's renewals and heartbeats, nor etcd (docs/control-plane.md).
+            argv = ["nice", "-n", str(request.nice), *argv]
         return await run_process(argv, self._env(request), request.timeout)
 
     async def metadata(self) -> AgentMetadata | None:
