@@ -5,7 +5,7 @@ from __future__ import annotations
 from hastack.controller import Controller
 from hastack.model.config import ClusterConfig, Role, parse_cluster_config
 from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeKind, NodeRecord
-from hastack.model.status import NodeReport, ResourceReport
+from hastack.model.status import NodeReport, PendingOp, ResourceReport
 from hastack.model.targets import NodeTarget
 
 CONFIG = parse_cluster_config(
@@ -79,3 +79,75 @@ def test_a_target_from_before_the_nodes_current_life_is_not_waited_for() -> None
     waiting = Controller().decide(live, CONFIG, epoch=52, now=20.0)
     assert waiting.hold
     assert waiting.reason == "waiting for n1 to finish"
+
+
+FENCED = parse_cluster_config(
+    """\
+properties: {stonith-enabled: true, cluster-delay: 20s}
+nodes: [{node: n1}, {node: n2}]
+fencing:
+  devices: [{device: d, agent: fence_hastack_local, targets: [n1, n2]}]
+resources:
+  - {primitive: vip, agent: "hastack:vip", params: {ip: 10.9.9.9}}
+""",
+    "c.yaml",
+)
+
+
+def working(node: str, *, updated: float, pending: dict[str, PendingOp]) -> NodeReport:
+    return NodeReport(
+        node=node,
+        updated=updated,
+        resources={"vip": ResourceReport(role=Role.STARTED)},
+        probed=frozenset({"vip"}),
+        acked=40,
+        working=60,
+        pending=pending,
+    )
+
+
+def test_a_node_that_never_finishes_is_given_up_on_after_its_timeout_and_cluster_delay() -> None:
+    target = NodeTarget(epoch=52, config_revision=7, resources={"vip": Role.STARTED})
+    start = {"vip": PendingOp("start", since=9.0, timeout=10.0)}
+
+    def snap(updated: float) -> ClusterSnapshot:
+        return snapshot(
+            FENCED,
+            member_revisions={"n1": 50, "n2": 3},
+            targets={"n1": (60, target), "n2": (61, NodeTarget(52, 7))},
+            reports={
+                "n1": working("n1", updated=updated, pending=start),
+                "n2": report("n2", acked=61),
+            },
+        )
+
+    controller = Controller()
+    for mono in (100.0, 120.0, 129.9):  # 20 s of cluster-delay + the start's 10 s
+        decision = controller.decide(snap(10.0), FENCED, epoch=52, now=20.0, mono=mono)
+        assert decision.hold, mono
+        assert not decision.overdue
+    given_up = controller.decide(snap(10.0), FENCED, epoch=52, now=20.0, mono=130.5)
+    assert not given_up.hold
+    assert given_up.overdue == {
+        "n1": "n1 has not finished its target (start vip) for 30s (allowed 30s)"
+    }
+    assert [(a.kind.value, a.node) for a in given_up.ready] == [("fence", "n1")]
+
+
+def test_progress_starts_the_clock_again() -> None:
+    target = NodeTarget(epoch=52, config_revision=7, resources={"vip": Role.STARTED})
+    controller = Controller()
+    for step, mono in enumerate((100.0, 125.0, 150.0, 175.0)):
+        snap = snapshot(
+            FENCED,
+            member_revisions={"n1": 50, "n2": 3},
+            targets={"n1": (60, target), "n2": (61, NodeTarget(52, 7))},
+            reports={
+                # a new report every 25 s: slow, but moving
+                "n1": working("n1", updated=10.0 + step, pending={}),
+                "n2": report("n2", acked=61),
+            },
+        )
+        decision = controller.decide(snap, FENCED, epoch=52, now=20.0, mono=mono)
+        assert decision.hold
+        assert not decision.overdue

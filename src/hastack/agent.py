@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from hastack.controller import Controller, Decision
@@ -80,6 +80,7 @@ class Agent:
         self._reported: set[str] = set()
         self._last_refusal: str | None = None
         self._handled_requests: set[str] = set()
+        self._overdue_said: set[str] = set()
         self.controller = Controller()
         resource_dir = (
             state_dir if state_dir is not None else Path(f"/var/lib/hastack/{config.node}")
@@ -314,6 +315,7 @@ class Agent:
                 mono=time.monotonic(),
                 suspects=self._suspects(snapshot, config),
             )
+            self._say_overdue(decision.overdue)
             for action in decision.ready:
                 if action.kind is ActionKind.FENCE:
                     self.fencing.ensure(action.node, config, self.epoch)
@@ -585,6 +587,13 @@ class Agent:
                 await asyncio.sleep(self.config.timings.renew_interval)
 
     # ---- saying things once --------------------------------------------------------------------
+
+    def _say_overdue(self, overdue: Mapping[str, str]) -> None:
+        for node, why in overdue.items():
+            if node not in self._overdue_said:
+                log.warning("giving up waiting: %s; treating %s as failed", why, node)
+                self.events.record("node-overdue", node=node, reason=why)
+        self._overdue_said = set(overdue)
 
     def _say(self, reason: str) -> None:
         if reason != self._last_reason:

@@ -206,6 +206,9 @@ class Decision:
     replanned: bool
     reason: str
     hold: bool = False  # write nothing this cycle: a node is still working on its target
+    # Nodes that did not finish (or take) their target in time: treated as failed this cycle
+    # (docs/control-plane.md), each with the one line saying why.
+    overdue: Mapping[str, str] = field(default_factory=dict)
 
 
 class Controller:
@@ -216,6 +219,8 @@ class Controller:
         self._serial = 0  # transitions planned under this DC
         # When this DC first saw each node without a member key (monotonic seconds).
         self._gone_since: dict[str, float] = {}
+        # Nodes the DC waits for: what it last saw of their progress, and since when.
+        self._waiting: dict[str, tuple[object, float]] = {}
 
     def self_fenced(
         self, snapshot: ClusterSnapshot, config: ClusterConfig, mono: float
@@ -240,20 +245,30 @@ class Controller:
         mono: float = 0.0,
         suspects: frozenset[str] = frozenset(),
     ) -> Decision:
-        state = build_state(
-            snapshot,
-            config,
-            now=now,
-            suspects=suspects,
-            self_fenced=self.self_fenced(snapshot, config, mono),
-        )
+        self_fenced = self.self_fenced(snapshot, config, mono)
+        state = build_state(snapshot, config, now=now, suspects=suspects, self_fenced=self_fenced)
         busy = _unsettled(snapshot, state)
+        overdue = self._overdue(snapshot, config, busy, mono)
+        if overdue:
+            # Given up on: failed like a silent node (fenced where fencing can, its resources
+            # blocked until then), so the rest of the cluster moves on.
+            suspects = suspects | frozenset(overdue)
+            state = build_state(
+                snapshot, config, now=now, suspects=suspects, self_fenced=self_fenced
+            )
+            busy = _unsettled(snapshot, state)
         if busy:
             # An operation may still be under way there: deciding now could start something
             # the node is about to start (or stop) itself. Wait for its acknowledgement.
             plan = self._transition.plan if self._transition else Plan((), ())
             return Decision(
-                {}, plan, (), False, f"waiting for {', '.join(busy)} to finish", hold=True
+                {},
+                plan,
+                (),
+                False,
+                f"waiting for {', '.join(busy)} to finish",
+                hold=True,
+                overdue=overdue,
             )
         transition = self._transition
         replanned = False
@@ -299,7 +314,45 @@ class Controller:
         )
         if replanned:
             reason = f"planned {len(transition.plan.actions)} action(s): {reason}"
-        return Decision(targets, transition.plan, ready, replanned, reason)
+        return Decision(targets, transition.plan, ready, replanned, reason, overdue=overdue)
+
+    def _overdue(
+        self, snapshot: ClusterSnapshot, config: ClusterConfig, busy: list[str], mono: float
+    ) -> dict[str, str]:
+        """Nodes that have made no progress for longer than they may: `cluster-delay` to take
+        a target (or to report at all in a new life), plus the longest timeout of the
+        operations they report under way. Progress — a new report, a new target taken, an
+        operation started or ended — starts the clock again; the clock is the DC's own."""
+        delay = config.properties.cluster_delay
+        out: dict[str, str] = {}
+        waiting: dict[str, tuple[object, float]] = {}
+        for node in busy:
+            report = snapshot.statuses.get(node)
+            seen = (
+                snapshot.target_revisions.get(node, 0),
+                snapshot.members[node].revision if node in snapshot.members else 0,
+                report.updated if report else None,
+                report.working if report else None,
+                tuple(sorted(report.pending.items())) if report else (),
+            )
+            previous = self._waiting.get(node)
+            since = previous[1] if previous is not None and previous[0] == seen else mono
+            waiting[node] = (seen, since)
+            longest = (
+                max((p.timeout for p in report.pending.values()), default=0.0) if report else 0.0
+            )
+            allowed = delay + longest
+            if mono - since > allowed:
+                if report is None or report.updated < snapshot.members[node].joined_at:
+                    what = "has not reported since it joined"
+                elif report.working < snapshot.target_revisions.get(node, 0):
+                    what = "has not taken its target"
+                else:
+                    doing = ", ".join(f"{p.op} {i}" for i, p in sorted(report.pending.items()))
+                    what = f"has not finished its target ({doing or 'nothing reported under way'})"
+                out[node] = f"{node} {what} for {mono - since:.0f}s (allowed {allowed:g}s)"
+        self._waiting = waiting
+        return out
 
     def forget(self) -> None:
         """Drop the transition (we stopped being DC)."""
