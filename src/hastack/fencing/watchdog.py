@@ -105,7 +105,7 @@ class DeviceWatchdog:
 
 
 def _reset(node: str, registry_path: Path) -> None:
-    from hastack.fencing.local_agent import power_off  # noqa: PLC0415 - only when firing
+    from hastack.lab.power import power_off  # noqa: PLC0415 - only when firing
 
     try:
         registry: dict[str, Any] = json.loads(registry_path.read_text())
@@ -161,7 +161,7 @@ def main(argv: list[str]) -> int:
     # Everything the reset needs is loaded now: when it fires, every millisecond counts.
     import pyroute2  # noqa: F401, PLC0415
 
-    import hastack.fencing.local_agent  # noqa: F401, PLC0415
+    import hastack.lab.power  # noqa: F401, PLC0415
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s watchdog %(levelname)s: %(message)s"

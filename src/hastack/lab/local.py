@@ -24,9 +24,9 @@ from typing import Any
 
 import yaml
 
-from hastack.fencing.local_agent import power_off
 from hastack.lab.etcd import EtcdMember, etcd_argv
 from hastack.lab.netns import create_node_namespace, remove_namespaces, run_prefix
+from hastack.lab.power import power_off
 from hastack.model.agent_config import Timings
 from hastack.processes import ProcessRecord, is_alive, send, spawn, stop, wait_gone
 from hastack.store import endpoint_status
