@@ -570,8 +570,8 @@ class Agent:
 
 def _watchdog(config: AgentConfig, state_dir: Path) -> Watchdog | None:
     spec = config.watchdog
-    if spec.kind == "process" and spec.registry:
-        return ensure_process_watchdog(state_dir, config.node, Path(spec.registry))
+    if spec.kind == "process":
+        return ensure_process_watchdog(state_dir, config.node, spec.reset)
     if spec.kind == "device":
         return DeviceWatchdog(spec.device, spec.timeout)
     return None

@@ -26,7 +26,7 @@ import yaml
 
 from hastack.lab.etcd import EtcdMember, etcd_argv
 from hastack.lab.netns import create_node_namespace, remove_namespaces, run_prefix
-from hastack.lab.power import power_off
+from hastack.lab.power import power_off, reset_command
 from hastack.model.agent_config import Timings
 from hastack.processes import ProcessRecord, is_alive, send, spawn, stop, wait_gone
 from hastack.store import endpoint_status
@@ -266,9 +266,9 @@ class LocalCluster:
                 },
                 "timings": self.state["timings"],
             }
-            # A process watchdog resets the node (by its power registry) if its agent cannot
-            # stop its exclusive resources in time.
-            config["watchdog"] = {"kind": "process", "registry": str(self.power_registry)}
+            # A process watchdog powers the node off (by its power registry) if its agent
+            # cannot stop its exclusive resources in time.
+            config["watchdog"] = {"kind": "process", "reset": reset_command(self.power_registry)}
             if self._node(node).get("netns"):
                 config["netns"] = self._node(node)["netns"]
             config.update(self.state.get("agent_settings", {}))

@@ -60,6 +60,7 @@ from hastack.lab.net.topology import (
     parse_partition,
     render_ruleset,
 )
+from hastack.lab.power import reset_command
 from hastack.model.agent_config import Timings
 from hastack.processes import ProcessRecord, is_alive, send, spawn, wait_gone, wait_stopped
 
@@ -356,9 +357,9 @@ class Lab:
                     "election-timeout": f"{self.state['election_ms']}ms",
                 },
                 "timings": self.state["timings"],
-                # A hung agent's host is reset by its watchdog (the same power-off as
-                # fence_hastack_local) before its lease can expire.
-                "watchdog": {"kind": "process", "registry": str(self.power_registry)},
+                # A hung agent's host is powered off by its watchdog (the power switch
+                # fence_hastack_local drives) before its lease can expire.
+                "watchdog": {"kind": "process", "reset": reset_command(self.power_registry)},
             }
             path = self.host_dir(h.name) / "agent.yaml"
             path.parent.mkdir(parents=True, exist_ok=True)
