@@ -38,9 +38,18 @@ from typing import Any
 from hastack.nsthread import call_in_netns
 from hastack.processes import ProcessRecord, is_alive
 
-__all__ = ["RegistryError", "main", "power_off", "power_status", "read_registry", "reset_command"]
+__all__ = [
+    "NodePower",
+    "RegistryError",
+    "main",
+    "power_off",
+    "power_status",
+    "read_registry",
+    "reset_command",
+    "write_registry",
+]
 
-NodePower = dict[str, Any]
+NodePower = dict[str, Any]  # one node's entry in the registry
 
 
 class RegistryError(Exception):
