@@ -262,13 +262,15 @@ def run_process_watchdog(
             socket_path.unlink()
 
 
+USAGE = "usage: python -m hastack.fencing.watchdog SOCKET NODE STATE_DIR [-- RESET_COMMAND...]"
+
+
 def main(argv: list[str]) -> int:
-    """`python -m hastack.fencing.watchdog SOCKET NODE STATE_DIR [-- RESET_COMMAND...]`."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s watchdog %(levelname)s: %(message)s"
     )
     if len(argv) < 3 or (len(argv) > 3 and (argv[3] != "--" or len(argv) == 4)):
-        print(main.__doc__, file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     return run_process_watchdog(Path(argv[0]), argv[1], Path(argv[2]), argv[4:])
 
