@@ -142,3 +142,14 @@ def test_bad_durations(text: object) -> None:
 def test_format_duration_round_trips() -> None:
     for seconds in (0, 0.5, 1, 1.5, 60, 90, 3600):
         assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_watchdog_reset_is_a_command_of_a_process_watchdog() -> None:
+    text = GOOD + "watchdog: {kind: process, reset: [power-off-me, --now]}\n"
+    assert parse_agent_config(text, "a.yaml").watchdog.reset == ["power-off-me", "--now"]
+    default = parse_agent_config(GOOD + "watchdog: {kind: process}\n", "a.yaml").watchdog
+    assert default.reset == []  # the documented default reset
+    [problem] = refused(GOOD + "watchdog: {kind: device, reset: [poweroff]}\n")
+    assert "reset: is what a process watchdog runs" in problem
+    [problem] = refused(GOOD + "watchdog: {kind: process, reset: ['']}\n")
+    assert "watchdog.reset[0]: String should have at least 1 character" in problem

@@ -205,7 +205,7 @@ def test_availability_an_in_flight_success_does_not_hide_the_outage() -> None:
 
 def test_plot_draws_a_png(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from hastack.checkers.plot import plot_availability
+    from hastack.lab.plot import plot_availability
 
     crash = [{"f": "crash", "host": "n1", "time": T0 + 5.0}]
     path = plot_availability(_load(5.0, 8.0), crash, tmp_path / "a.png", title="t")

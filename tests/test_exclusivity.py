@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from hastack.fencing.watchdog import ProcessWatchdogClient
 from hastack.model.exclusivity import find_overlaps, intervals_from_events, parse_events
-from hastack.processes import is_alive, spawn, stop
+from hastack.processes import is_alive, spawn, start_ticks, stop
 from helpers import wait_until
 
 
@@ -78,10 +80,10 @@ def test_process_watchdog_resets_after_the_deadline_unless_safe(tmp_path: Path) 
         json.dumps({"nodes": {"n1": {"processes": [victim.to_json()], "exclusive_log": str(log)}}})
     )
     sock = tmp_path / "wd.sock"
-    dog, _ = spawn(
-        [sys.executable, "-m", "hastack.fencing.watchdog", str(sock), "n1", str(registry)],
-        log_path=tmp_path / "wd.log",
-    )
+    # The reset a local cluster names: its power switch, by the registry.
+    reset = [sys.executable, "-m", "hastack.lab.power", str(registry)]
+    argv = [sys.executable, "-m", "hastack.fencing.watchdog", str(sock), "n1", str(tmp_path)]
+    dog, _ = spawn([*argv, "--", *reset], log_path=tmp_path / "wd.log")
     try:
         wait_until(sock.exists, 10)
         client = ProcessWatchdogClient(sock)
@@ -103,3 +105,55 @@ def test_process_watchdog_resets_after_the_deadline_unless_safe(tmp_path: Path) 
     finally:
         stop(victim)
         stop(dog)
+
+
+AGENT = """
+import socket, sys, time
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+sock.sendto(f"arm {time.monotonic() + 0.3:.6f}".encode(), sys.argv[1])
+time.sleep(3600)
+"""
+
+
+def test_default_reset_kills_the_agents_group_and_its_services(tmp_path: Path) -> None:
+    """Without a reset command, the watchdog kills the process group of whoever armed it (the
+    agent, known from the kernel's credentials) and the services it started."""
+    sock = tmp_path / "wd.sock"
+    service, _ = spawn(["sleep", "3600"], log_path=tmp_path / "service.log")
+    pidfile = tmp_path / "services" / "app-12345678" / "pid"
+    pidfile.parent.mkdir(parents=True)
+    pidfile.write_text(json.dumps(service.to_json()))
+    bystander, _ = spawn(["sleep", "3600"], log_path=tmp_path / "bystander.log")
+    dog, _ = spawn(
+        [sys.executable, "-m", "hastack.fencing.watchdog", str(sock), "n1", str(tmp_path)],
+        log_path=tmp_path / "wd.log",
+    )
+    agent = None
+    try:
+        wait_until(sock.exists, 10)
+        # The "agent" arms the watchdog with a child in its process group, then hangs.
+        agent, _ = spawn(
+            ["sh", "-c", f'sleep 3600 & exec {sys.executable} -c "$0" "$1"', AGENT, str(sock)],
+            log_path=tmp_path / "agent.log",
+        )
+        wait_until(lambda: not is_alive(service), 10, 0.01)
+        assert not is_alive(agent)
+
+        def group_left() -> list[int]:
+            out = []
+            for entry in Path("/proc").iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    pid = int(entry.name)
+                    if os.getpgid(pid) == agent.pid and start_ticks(pid) is not None:
+                        out.append(pid)  # alive, not a zombie
+            return out
+
+        wait_until(lambda: not group_left(), 5, 0.01)  # the whole group, child included
+        assert is_alive(bystander)
+        wait_until(lambda: not is_alive(dog), 5)  # it fired once, and is done
+        dead = [json.loads(x) for x in (tmp_path / "exclusive.jsonl").read_text().splitlines()]
+        assert dead[-1]["event"] == "dead"
+        assert "default reset done" in (tmp_path / "wd.log").read_text()
+    finally:
+        for record in (service, bystander, dog, *([agent] if agent else [])):
+            stop(record, group=record is agent)

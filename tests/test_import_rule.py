@@ -1,13 +1,23 @@
-"""The functional core imports nothing that does I/O: model/, scheduler/, quorum arithmetic, the
-DC's decisions (controller.py), the operations layer's configuration edits, the executor's
-transitions and throttling arithmetic, and the checkers (all but the plot, which writes a PNG)."""
+"""Import rules, checked statically on the sources:
+
+* the functional core imports nothing that does I/O: model/, scheduler/, quorum arithmetic, the
+  DC's decisions (controller.py), the operations layer's configuration edits, the executor's
+  transitions and throttling arithmetic, and the checkers;
+* the product does not import the lab (`hastack.lab`: local clusters, the netns lab, their
+  power switch), except the command-line front ends of the lab's own commands;
+* nothing outside the lab imports what only the lab needs (the `lab` extra in pyproject.toml).
+"""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
-SRC = Path(__file__).parent.parent / "src" / "hastack"
+ROOT = Path(__file__).parent.parent
+SRC = ROOT / "src" / "hastack"
 
 PURE = [
     SRC / "model",
@@ -17,7 +27,7 @@ PURE = [
     SRC / "ops" / "edits.py",
     SRC / "executor" / "throttle.py",
     SRC / "executor" / "transitions.py",
-    *sorted(p for p in (SRC / "checkers").glob("*.py") if p.name != "plot.py"),
+    SRC / "checkers",
 ]
 
 # Modules that do I/O, or that reach the network, disk, clock or processes.
@@ -32,6 +42,14 @@ FORBIDDEN = {
     "hastack.ops.simulate", "hastack.ops.resources",
 }  # fmt: skip
 
+# The `hastack cluster`, `hastack lab` and `hastack demo` commands are the lab's front end in
+# the one `hastack` command (and `hastack status` finds a local cluster's client.yaml by
+# default). Nothing else outside lab/ may import the lab.
+LAB_FRONT_ENDS = {"cli/main.py", "cli/cluster_cmd.py", "cli/lab_cmd.py", "cli/client.py"}
+
+# The import names of the `lab` extra's distributions.
+IMPORT_NAMES = {"aio-pika": "aio_pika", "matplotlib": "matplotlib"}
+
 
 def _files() -> list[Path]:
     out: list[Path] = []
@@ -43,14 +61,55 @@ def _files() -> list[Path]:
     return out
 
 
-def _imports(path: Path) -> list[str]:
+def _package(path: Path) -> str:
+    """The package a source file belongs to (what its relative imports start from)."""
+    return ".".join(path.relative_to(SRC.parent).parent.parts)
+
+
+def _imports(source: str, package: str = "") -> list[str]:
+    """Every module the source imports, anywhere in it (relative imports resolved)."""
     names = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names.extend(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.append(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                names.append(node.module or "")
+                continue
+            parts = package.split(".")
+            base = parts[: len(parts) - node.level + 1]
+            names.append(".".join([*base, *([node.module] if node.module else [])]))
     return names
+
+
+def _imports_of(path: Path) -> list[str]:
+    return _imports(path.read_text(), _package(path))
+
+
+def _is(name: str, module: str) -> bool:
+    return name == module or name.startswith(module + ".")
+
+
+def _lab_extra() -> set[str]:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    extra = pyproject["project"]["optional-dependencies"]["lab"]
+    dists = {req.split(">")[0].split("=")[0].split("<")[0].split("[")[0].strip() for req in extra}
+    assert dists <= IMPORT_NAMES.keys(), f"name the import of {dists - IMPORT_NAMES.keys()}"
+    return {IMPORT_NAMES[d] for d in dists}
+
+
+def _lab_offenders(imports: dict[str, list[str]], lab_only: set[str]) -> list[str]:
+    """`imports`: file (relative to src/hastack) -> the modules it imports."""
+    offenders = []
+    for rel, names in imports.items():
+        if rel.startswith("lab/"):
+            continue
+        for name in names:
+            if _is(name, "hastack.lab") and rel not in LAB_FRONT_ENDS:
+                offenders.append(f"{rel} imports the lab ({name})")
+            if any(_is(name, m) for m in lab_only):
+                offenders.append(f"{rel} imports {name}, which only the lab extra installs")
+    return offenders
 
 
 def test_pure_modules_import_no_io() -> None:
@@ -58,13 +117,50 @@ def test_pure_modules_import_no_io() -> None:
     assert any(f.parent.name == "model" for f in files), "the rule must cover model/"
     offenders = []
     for path in files:
-        for name in _imports(path):
-            if any(name == f or name.startswith(f + ".") for f in FORBIDDEN):
+        for name in _imports_of(path):
+            if any(_is(name, f) for f in FORBIDDEN):
                 offenders.append(f"{path.relative_to(SRC)} imports {name}")
     assert offenders == []
 
 
-def test_the_checker_catches_a_violation(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.py"
-    bad.write_text("import os\nfrom hastack.store import Store\n")
-    assert _imports(bad) == ["os", "hastack.store"]
+def test_the_product_does_not_import_the_lab_or_its_extra() -> None:
+    lab_only = _lab_extra()
+    assert lab_only == {"aio_pika", "matplotlib"}
+    assert all((SRC / f).exists() for f in LAB_FRONT_ENDS), "a front end moved: update the list"
+    imports = {p.relative_to(SRC).as_posix(): _imports_of(p) for p in sorted(SRC.rglob("*.py"))}
+    assert _lab_offenders(imports, lab_only) == []
+
+
+def test_the_product_runs_without_the_lab_extra() -> None:
+    """The `hastack` command and the agent start with aio-pika and matplotlib missing."""
+    code = (
+        "import sys\n"
+        "sys.modules.update({'aio_pika': None, 'matplotlib': None})\n"
+        "import hastack.cli.main, hastack.agent, hastack.lab.scenario, hastack.lab.workloads\n"
+        "sys.exit(hastack.cli.main.main(['--help']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+
+
+def test_the_checker_catches_a_violation() -> None:
+    assert _imports("import os\nfrom hastack.store import Store\n") == ["os", "hastack.store"]
+
+
+def test_the_lab_rule_catches_a_violation() -> None:
+    imports = {
+        "fencing/watchdog.py": _imports(
+            "def reset() -> None:\n    from hastack.lab.power import power_off\n",
+            "hastack.fencing",
+        ),
+        "executor/lrm.py": _imports(
+            "from ..lab import power\nimport matplotlib.pyplot\n", "hastack.executor"
+        ),
+        "cli/lab_cmd.py": _imports("from hastack.lab.net import Lab\n", "hastack.cli"),
+        "lab/plot.py": _imports("import matplotlib\n", "hastack.lab"),
+    }
+    assert _lab_offenders(imports, {"matplotlib"}) == [
+        "fencing/watchdog.py imports the lab (hastack.lab.power)",
+        "executor/lrm.py imports the lab (hastack.lab)",
+        "executor/lrm.py imports matplotlib.pyplot, which only the lab extra installs",
+    ]

@@ -615,8 +615,8 @@ async def _raise_when_lost(lost: asyncio.Event, reasons: list[str]) -> None:
 
 def _watchdog(config: AgentConfig, state_dir: Path) -> Watchdog | None:
     spec = config.watchdog
-    if spec.kind == "process" and spec.registry:
-        return ensure_process_watchdog(state_dir, config.node, Path(spec.registry))
+    if spec.kind == "process":
+        return ensure_process_watchdog(state_dir, config.node, spec.reset)
     if spec.kind == "device":
         return DeviceWatchdog(spec.device, spec.timeout)
     return None

@@ -9,8 +9,8 @@ completion from the same process: `ok` (it happened), `fail` (it certainly did n
     {"process": "http-0", "type": "ok", "f": "get", "value": 200, "time": 1700000000.2}
 
 Every checker returns a `CheckResult`; `valid` is None when the history holds nothing to
-judge (which is reported, never taken for a pass). Nothing here does I/O except `plot`,
-which draws the availability timeline for people.
+judge (which is reported, never taken for a pass). Nothing here does I/O; the lab draws
+the availability timeline for people (`hastack.lab.plot`).
 """
 
 from hastack.checkers.availability import Outage, check_availability

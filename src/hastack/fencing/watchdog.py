@@ -6,12 +6,22 @@ hung (frozen, deadlocked, stuck in a stop that never returns) it cannot; a watch
 
 Two kinds:
 
-* **process** (local clusters, the lab, tests): a small process of its own, `hastack
-  watchdog`, told over a Unix datagram socket `arm <deadline>` (monotonic seconds; the
-  agent's lease-safe deadline, refreshed at every renewal while it holds exclusive resources)
-  and `safe` (nothing exclusive runs here). Past an armed deadline it powers the node off the
-  way fence_hastack_local does (every process of the node, the addresses it added), records
-  the moment, and exits.
+* **process**: a small process of its own (`python -m hastack.fencing.watchdog`), told over a
+  Unix datagram socket `arm <deadline>` (monotonic seconds; the agent's lease-safe deadline,
+  refreshed at every renewal while it holds exclusive resources) and `safe` (nothing
+  exclusive runs here). It learns which process armed it from the kernel (SCM_CREDENTIALS).
+  Past an armed deadline it runs the node's *reset* and exits:
+
+  - the command the agent configuration names (`watchdog: {kind: process, reset: [argv...]}`),
+    run with the node's name appended — e.g. one that powers the host off. Local clusters and
+    the lab name their power switch here. If the command cannot run, fails, or outlasts
+    `RESET_TIMEOUT`, the default reset follows;
+  - by default: SIGKILL to the process group of the process that armed it (the agent) and to
+    the process groups of the `hastack:service` resources it started (their pidfiles under
+    the state directory), then a `dead` line in the node's exclusivity record. It cannot take
+    back what outlives a process, such as an address a VIP added: where that matters, name a
+    reset that can (a power switch), or use a device.
+
 * **device** (`/dev/watchdog`, e.g. softdog): the kernel resets the whole machine unless the
   agent writes to the device within its timeout; `safe` disarms it with the magic close. This
   is the production choice; it cannot be exercised by the tests here, since firing it would
@@ -25,19 +35,37 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-__all__ = ["DeviceWatchdog", "ProcessWatchdogClient", "run_process_watchdog"]
+from hastack.processes import ProcessRecord, is_alive, spawn, start_ticks
+
+__all__ = [
+    "RESET_TIMEOUT",
+    "DeviceWatchdog",
+    "ProcessWatchdogClient",
+    "default_reset",
+    "ensure_process_watchdog",
+    "run_process_watchdog",
+]
 
 log = logging.getLogger("hastack.watchdog")
 
 WDIOC_SETTIMEOUT = 0xC0045706  # _IOWR('W', 6, int)
 WDIOC_KEEPALIVE = 0x80045705  # _IOR('W', 5, int)
+
+# A reset command that has not finished by then is killed and the default reset runs. The
+# reset should be over within the self-fence margin; this bound only keeps a hung command
+# from hiding that the node was never made safe.
+RESET_TIMEOUT = 10.0
+
+_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
 class ProcessWatchdogClient:
@@ -104,28 +132,104 @@ class DeviceWatchdog:
         self.safe()
 
 
-def _reset(node: str, registry_path: Path) -> None:
-    from hastack.fencing.local_agent import power_off  # noqa: PLC0415 - only when firing
+# ---- the reset ------------------------------------------------------------------------------
 
+
+def _kill_group(record: ProcessRecord) -> bool:
+    """SIGKILL the process group of a process that is still the one recorded; True if it was
+    alive. Never our own group."""
+    if not is_alive(record):
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        group = os.getpgid(record.pid)
+        if group != os.getpgid(0):
+            os.killpg(group, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(record.pid, signal.SIGKILL)
+    return True
+
+
+def _service_records(state_dir: Path) -> list[ProcessRecord]:
+    out = []
+    for pidfile in sorted((state_dir / "services").glob("*/pid")):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            out.append(ProcessRecord.from_json(json.loads(pidfile.read_text())))
+    return out
+
+
+def default_reset(node: str, state_dir: Path, agent: ProcessRecord | None) -> None:
+    """Kill the agent's process group and those of the services it started, then record the
+    node's death for the exclusivity checker."""
+    for round_ in range(5):
+        targets = ([agent] if agent is not None else []) + _service_records(state_dir)
+        if not [r for r in targets if _kill_group(r)]:
+            break
+        time.sleep(0.01 * (round_ + 1))  # a group forked meanwhile dies in the next round
+    entry = {"node": node, "event": "dead", "wall": time.time(), "by": "watchdog"}
+    with contextlib.suppress(OSError), (state_dir / "exclusive.jsonl").open("a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def _run_reset_command(command: Sequence[str], node: str) -> bool:
+    argv = [*command, node]
     try:
-        registry: dict[str, Any] = json.loads(registry_path.read_text())
-        entry = registry["nodes"][node]
-    except (OSError, ValueError, KeyError) as exc:
-        log.error(
-            "cannot read power registry %s: %s; killing the agent's group only", registry_path, exc
-        )
+        # Its own session: a reset that kills this watchdog's group does not kill itself.
+        done = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, timeout=RESET_TIMEOUT, check=False,
+            start_new_session=True,
+        )  # fmt: skip
+    except OSError as exc:
+        log.error("reset command %s cannot run: %s", argv, exc)
+        return False
+    except subprocess.TimeoutExpired:
+        log.error("reset command %s did not finish within %gs", argv, RESET_TIMEOUT)
+        return False
+    if done.returncode != 0:
+        log.error("reset command %s failed (exit code %d)", argv, done.returncode)
+        return False
+    return True
+
+
+def reset_node(
+    node: str, state_dir: Path, command: Sequence[str], agent: ProcessRecord | None
+) -> None:
+    started = time.monotonic()
+    if command and _run_reset_command(command, node):
+        log.info("reset by %s done in %.3fs", command[0], time.monotonic() - started)
         return
-    power_off(entry, node, exclude={os.getpid()})
+    if command:
+        log.error("falling back to the default reset")
+    default_reset(node, state_dir, agent)
+    log.info("default reset done in %.3fs", time.monotonic() - started)
 
 
-def run_process_watchdog(socket_path: Path, node: str, registry_path: Path) -> int:
+# ---- the watchdog process -------------------------------------------------------------------
+
+
+def _sender(ancdata: list[tuple[int, int, bytes]]) -> ProcessRecord | None:
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            pid = _CREDENTIALS.unpack(payload[: _CREDENTIALS.size])[0]
+            ticks = start_ticks(pid) if pid > 0 and pid != os.getpid() else None
+            return ProcessRecord(pid, ticks) if ticks is not None else None
+    return None
+
+
+def run_process_watchdog(
+    socket_path: Path, node: str, state_dir: Path, reset: Sequence[str] = ()
+) -> int:
     """The watchdog process's main loop."""
     with contextlib.suppress(FileNotFoundError):
         socket_path.unlink()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     sock.bind(str(socket_path))
     deadline: float | None = None
-    log.info("watchdog for %s listening on %s", node, socket_path)
+    armed_by: ProcessRecord | None = None
+    log.info(
+        "watchdog for %s listening on %s; reset: %s",
+        node, socket_path, " ".join(reset) + " NODE" if reset else "default",
+    )  # fmt: skip
     try:
         while True:
             now = time.monotonic()
@@ -134,18 +238,20 @@ def run_process_watchdog(socket_path: Path, node: str, registry_path: Path) -> i
                     "watchdog for %s: deadline passed with exclusive resources held; resetting",
                     node,
                 )
-                _reset(node, registry_path)
+                reset_node(node, state_dir, reset, armed_by)
                 return 1
             sock.settimeout(None if deadline is None else max(0.001, deadline - now))
             try:
-                data = sock.recv(256).decode(errors="replace").split()
+                raw, ancdata, _flags, _address = sock.recvmsg(256, socket.CMSG_SPACE(12))
             except TimeoutError:
                 continue
+            data = raw.decode(errors="replace").split()
             if not data:
                 continue
             if data[0] == "arm" and len(data) == 2:
                 with contextlib.suppress(ValueError):
                     deadline = float(data[1])
+                    armed_by = _sender(ancdata) or armed_by
             elif data[0] == "safe":
                 deadline = None
             elif data[0] == "exit" and deadline is None:
@@ -156,28 +262,24 @@ def run_process_watchdog(socket_path: Path, node: str, registry_path: Path) -> i
             socket_path.unlink()
 
 
+USAGE = "usage: python -m hastack.fencing.watchdog SOCKET NODE STATE_DIR [-- RESET_COMMAND...]"
+
+
 def main(argv: list[str]) -> int:
-    """`python -m hastack.fencing.watchdog SOCKET NODE REGISTRY`."""
-    # Everything the reset needs is loaded now: when it fires, every millisecond counts.
-    import pyroute2  # noqa: F401, PLC0415
-
-    import hastack.fencing.local_agent  # noqa: F401, PLC0415
-
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s watchdog %(levelname)s: %(message)s"
     )
-    return run_process_watchdog(Path(argv[0]), argv[1], Path(argv[2]))
+    if len(argv) < 3 or (len(argv) > 3 and (argv[3] != "--" or len(argv) == 4)):
+        print(USAGE, file=sys.stderr)
+        return 2
+    return run_process_watchdog(Path(argv[0]), argv[1], Path(argv[2]), argv[4:])
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
-
-
-def ensure_process_watchdog(state_dir: Path, node: str, registry: Path) -> ProcessWatchdogClient:
+def ensure_process_watchdog(
+    state_dir: Path, node: str, reset: Sequence[str] = ()
+) -> ProcessWatchdogClient:
     """Start this node's watchdog process unless one already runs (it outlives agent
     restarts, like the services it protects); return a client for it."""
-    from hastack.processes import ProcessRecord, is_alive, spawn  # noqa: PLC0415
-
     state_dir.mkdir(parents=True, exist_ok=True)
     socket_path = state_dir / "watchdog.sock"
     pidfile = state_dir / "watchdog.pid"
@@ -189,20 +291,16 @@ def ensure_process_watchdog(state_dir: Path, node: str, registry: Path) -> Proce
         # wait below must see the new one appear.
         with contextlib.suppress(FileNotFoundError):
             socket_path.unlink()
-        record, _ = spawn(
-            [
-                sys.executable,
-                "-m",
-                "hastack.fencing.watchdog",
-                str(socket_path),
-                node,
-                str(registry),
-            ],
-            log_path=state_dir / "watchdog.log",
-        )
+        argv = [sys.executable, "-m", "hastack.fencing.watchdog", str(socket_path), node]
+        argv += [str(state_dir), *(["--", *reset] if reset else [])]
+        record, _ = spawn(argv, log_path=state_dir / "watchdog.log")
         pidfile.write_text(json.dumps(record.to_json()))
         for _ in range(100):  # until it listens, so the first message is not lost
             if socket_path.exists():
                 break
             time.sleep(0.01)
     return ProcessWatchdogClient(socket_path)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -2,7 +2,8 @@
 127.x.y.z address with its own directories. For users trying hastack, and for tests.
 
 Everything it starts is recorded (by PID and start time) in `<dir>/cluster.json`; `down`
-ends exactly those processes and removes the directory.
+ends exactly those processes and removes the directory. The files it writes and how it starts
+etcd members and agents are shared with the lab (`hastack.lab.harness`).
 """
 
 from __future__ import annotations
@@ -22,16 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from hastack.fencing.local_agent import power_off
-from hastack.lab.etcd import EtcdMember, etcd_argv
+from hastack.lab.etcd import EtcdMember
+from hastack.lab.harness import CLIENT_FILE, AgentNode, Harness
 from hastack.lab.netns import create_node_namespace, remove_namespaces, run_prefix
+from hastack.lab.power import NodePower, power_off, read_registry
 from hastack.model.agent_config import Timings
 from hastack.processes import ProcessRecord, is_alive, send, spawn, stop, wait_gone
 from hastack.store import endpoint_status
 
 __all__ = [
+    "CLIENT_FILE",
     "LocalCluster",
     "LocalClusterError",
     "NodeProcesses",
@@ -39,8 +40,6 @@ __all__ = [
 ]
 
 STATE_FILE = "cluster.json"
-POWER_FILE = "power.json"
-CLIENT_FILE = "client.yaml"
 
 
 class LocalClusterError(Exception):
@@ -59,10 +58,8 @@ class NodeProcesses:
     agent: ProcessRecord | None = None
 
 
-class LocalCluster:
-    def __init__(self, directory: Path, state: dict[str, Any]) -> None:
-        self.directory = directory
-        self.state = state
+class LocalCluster(Harness):
+    STATE_FILE = STATE_FILE
 
     # ---- reading ----------------------------------------------------------------------------
 
@@ -82,38 +79,20 @@ class LocalCluster:
         return LocalCluster(directory, state)
 
     @property
-    def name(self) -> str:
-        return str(self.state["cluster"])
-
-    @property
-    def client_config(self) -> Path:
-        return self.directory / CLIENT_FILE
-
-    @property
     def endpoints(self) -> list[str]:
-        return [_member(n, e).client_url for n, e in self.state["nodes"].items()]
+        return [m.client_url for m in self.etcd_members()]
 
     @property
     def node_names(self) -> list[str]:
         return list(self.state["nodes"])
 
     def processes(self, node: str) -> NodeProcesses:
-        entry = self._node(node)
         return NodeProcesses(
             name=node,
-            host=entry["host"],
-            etcd=ProcessRecord.from_json(entry["etcd"]) if entry.get("etcd") else None,
-            agent=ProcessRecord.from_json(entry["agent"]) if entry.get("agent") else None,
+            host=self._node(node)["host"],
+            etcd=self.record(node, "etcd"),
+            agent=self.record(node, "agent"),
         )
-
-    def agent_config_path(self, node: str) -> Path:
-        return self.directory / node / "agent.yaml"
-
-    def agent_state_dir(self, node: str) -> Path:
-        return self.directory / node / "agent"
-
-    def agent_log(self, node: str) -> Path:
-        return self.directory / node / "agent.log"
 
     def netns(self, node: str) -> str | None:
         """The node's own network namespace, when the cluster was made with namespaces."""
@@ -139,42 +118,47 @@ class LocalCluster:
         return entry
 
     def _save(self) -> None:
-        tmp = self.directory / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True))
-        tmp.replace(self.directory / STATE_FILE)
-        self._save_power_registry()
+        super()._save()
+        # The registry lists the node's processes: it follows every start.
+        self._write_power_registry()
 
-    @property
-    def power_registry(self) -> Path:
-        """What fence_hastack_local needs to power a node of this cluster off (and on)."""
-        return self.directory / POWER_FILE
+    # ---- what the harness needs -------------------------------------------------------------
 
-    def _save_power_registry(self) -> None:
-        nodes = {}
-        for index, (name, entry) in enumerate(self.state["nodes"].items(), start=1):
-            processes = [entry[k] for k in ("agent", "etcd") if entry.get(k)]
-            nodes[name] = {
-                "processes": processes,
-                "service_pidfiles": str(self.agent_state_dir(name) / "services" / "*" / "pid"),
-                "other_pidfiles": [str(self.agent_state_dir(name) / "watchdog.pid")],
-                "exclusive_log": str(self.agent_state_dir(name) / "exclusive.jsonl"),
-                "on": [
-                    sys.executable,
-                    "-m",
-                    "hastack",
-                    "cluster",
-                    "--dir",
-                    str(self.directory),
-                    "start",
-                    name,
-                ],
-            }
-            if entry.get("netns"):
-                nodes[name]["netns"] = entry["netns"]
-                nodes[name]["keep_addresses"] = [f"192.168.250.{index}"]
-        tmp = self.directory / (POWER_FILE + ".tmp")
-        tmp.write_text(json.dumps({"nodes": nodes}, indent=2, sort_keys=True))
-        tmp.replace(self.power_registry)
+    def etcd_members(self) -> list[EtcdMember]:
+        return [_member(n, e) for n, e in self.state["nodes"].items()]
+
+    def agent_nodes(self) -> list[AgentNode]:
+        out = []
+        for name, entry in self.state["nodes"].items():
+            settings = {"netns": entry["netns"]} if entry.get("netns") else {}
+            settings.update(self.state.get("agent_settings", {}))
+            out.append(AgentNode(name, "full", [entry["host"]], settings))
+        return out
+
+    def _process_entry(self, node: str) -> dict[str, Any]:
+        return self._node(node)
+
+    def _spawn(self, node: str, argv: Sequence[str], log: Path) -> ProcessRecord:
+        record, _ = spawn(argv, log_path=log)
+        return record
+
+    def _power_entry(self, node: str) -> NodePower:
+        entry = self._node(node)
+        power: NodePower = {
+            "processes": [entry[k] for k in ("agent", "etcd") if entry.get(k)],
+            "service_pidfiles": str(self.agent_state_dir(node) / "services" / "*" / "pid"),
+            "other_pidfiles": [str(self.agent_state_dir(node) / "watchdog.pid")],
+            "exclusive_log": str(self.agent_state_dir(node) / "exclusive.jsonl"),
+            "on": [
+                sys.executable, "-m", "hastack", "cluster", "--dir", str(self.directory),
+                "start", node,
+            ],
+        }  # fmt: skip
+        if entry.get("netns"):
+            index = self.node_names.index(node) + 1
+            power["netns"] = entry["netns"]
+            power["keep_addresses"] = [f"192.168.250.{index}"]
+        return power
 
     # ---- creating ---------------------------------------------------------------------------
 
@@ -249,58 +233,8 @@ class LocalCluster:
             raise
         return lc
 
-    def _write_configs(self) -> None:
-        client = {"cluster": self.name, "etcd": {"endpoints": self.endpoints}}
-        self.client_config.write_text(yaml.safe_dump(client, sort_keys=False))
-        for node in self.node_names:
-            host = self._node(node)["host"]
-            config = {
-                "cluster": self.name,
-                "node": node,
-                "kind": "full",
-                "addresses": [host],
-                # Each agent talks to its own member first, as on real controllers.
-                "etcd": {
-                    "endpoints": _rotate(self.endpoints, self.node_names.index(node)),
-                    "election-timeout": f"{self.state['election_ms']}ms",
-                },
-                "timings": self.state["timings"],
-            }
-            # A process watchdog resets the node (by its power registry) if its agent cannot
-            # stop its exclusive resources in time.
-            config["watchdog"] = {"kind": "process", "registry": str(self.power_registry)}
-            if self._node(node).get("netns"):
-                config["netns"] = self._node(node)["netns"]
-            config.update(self.state.get("agent_settings", {}))
-            path = self.agent_config_path(node)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(yaml.safe_dump(config, sort_keys=False))
-
-    def _start_etcd(self, node: str) -> None:
-        entry = self._node(node)
-        members = [_member(n, e) for n, e in self.state["nodes"].items()]
-        member = _member(node, entry)
-        argv = etcd_argv(
-            member,
-            members,
-            self.directory / node / "etcd",
-            token=self.state["token"],
-            election_ms=int(self.state.get("election_ms", 1000)),
-        )
-        record, _ = spawn(argv, log_path=self.directory / node / "etcd.log")
-        entry["etcd"] = record.to_json()
-        self._save()
-
     def start_agent(self, node: str) -> None:
-        entry = self._node(node)
-        argv = [
-            sys.executable, "-m", "hastack", "agent",
-            "--config", str(self.agent_config_path(node)),
-            "--state-dir", str(self.agent_state_dir(node)),
-        ]  # fmt: skip
-        record, _ = spawn(argv, log_path=self.agent_log(node))
-        entry["agent"] = record.to_json()
-        self._save()
+        self._start_agent(node)
 
     async def wait_store_healthy(self, wait: float) -> None:
         deadline = time.monotonic() + wait
@@ -318,8 +252,7 @@ class LocalCluster:
     def crash(self, node: str) -> None:
         """A hard crash of the whole node: every process of it killed at once and the
         addresses it added gone, as a power cut does (the same thing fencing does)."""
-        registry = json.loads(self.power_registry.read_text())
-        power_off(registry["nodes"][node], node)
+        power_off(read_registry(self.power_registry)[node], node)
 
     def kill(self, node: str, what: Sequence[str] = ("agent", "etcd")) -> list[str]:
         """SIGKILL the node's processes: a crash, with no chance to clean up."""
@@ -466,7 +399,3 @@ def _check_free(host: str, port: int) -> None:
             raise LocalClusterError(
                 f"{host}:{port} is in use ({exc.strerror}); pick another --base-address"
             ) from None
-
-
-def _rotate(items: list[str], by: int) -> list[str]:
-    return items[by:] + items[:by]

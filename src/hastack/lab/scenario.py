@@ -59,9 +59,9 @@ from hastack.checkers import (
     check_total_queue,
     parse_history,
 )
-from hastack.checkers.plot import plot_availability
 from hastack.lab.net.lab import FAST_ELECTION_MS, FAST_TIMINGS, Lab, LabError, StatusFeed
 from hastack.lab.net.topology import CLIENT, HostRole
+from hastack.lab.plot import plot_availability
 from hastack.model.agent_config import Timings
 from hastack.model.base import Duration, Name, Spec
 from hastack.model.document import load_yaml, validate

@@ -34,9 +34,8 @@ import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
-
-import aio_pika
 
 from hastack.errors import DefiniteStoreError, StoreError
 from hastack.store import Store
@@ -227,6 +226,18 @@ class SetWorkload(Workload):
         await self.store.close()
 
 
+def _aio_pika() -> ModuleType:
+    # The lab extra: loaded only by the workload that needs it, so the others run without it.
+    try:
+        import aio_pika  # noqa: PLC0415
+    except ImportError:
+        raise ValueError(
+            "the amqp-queue workload needs aio-pika, from the lab extra: "
+            "pip install -e '.[lab]' (scripts/setup installs it)"
+        ) from None
+    return aio_pika
+
+
 class QueueWorkload(Workload):
     """Producers publish unique integers to a quorum queue, each confirmed by the broker
     (`enqueue`: ok once confirmed, `info` when the connection died after sending, `fail` when
@@ -251,6 +262,7 @@ class QueueWorkload(Workload):
         self.setup_timeout = float(spec.get("setup-timeout", 60.0))
         self._next_url = 0
         self._producers: dict[int, tuple[Any, Any]] = {}  # client -> (connection, channel)
+        self._amqp = _aio_pika()
 
     def _url(self) -> str:
         url = self.urls[self._next_url % len(self.urls)]
@@ -258,7 +270,7 @@ class QueueWorkload(Workload):
         return url
 
     async def _open(self) -> tuple[Any, Any]:
-        connection = await aio_pika.connect(self._url(), timeout=self.timeout)
+        connection = await self._amqp.connect(self._url(), timeout=self.timeout)
         try:
             channel = await connection.channel(publisher_confirms=True)
             await channel.declare_queue(
@@ -296,14 +308,14 @@ class QueueWorkload(Workload):
                 self._producers.pop(client, None)
                 return "fail", value, {"error": f"connect: {exc or type(exc).__name__}"}
             self._producers[client] = link
-        message = aio_pika.Message(
-            str(value).encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+        message = self._amqp.Message(
+            str(value).encode(), delivery_mode=self._amqp.DeliveryMode.PERSISTENT
         )
         try:
             await link[1].default_exchange.publish(
                 message, routing_key=self.queue, timeout=self.timeout
             )
-        except aio_pika.exceptions.DeliveryError as exc:
+        except self._amqp.exceptions.DeliveryError as exc:
             return "fail", value, {"error": f"refused by the broker: {exc}"}
         except Exception as exc:
             # Sent, but no confirm: it may or may not be in the queue.

@@ -129,16 +129,20 @@ class WatchdogSpec(Spec):
     """What resets this node if its agent cannot make it safe in time (docs/fencing.md)."""
 
     kind: Literal["none", "process", "device"] = "none"
-    # process: the power registry of the local cluster or lab (what to kill, what to flush)
-    registry: str | None = None
+    # process: the command run when the deadline passes, with the node's name appended (one
+    # that powers the host off, say). Empty: the agent's process group and the processes of
+    # the hastack:service resources it started are killed.
+    reset: list[Annotated[str, pydantic.Field(min_length=1)]] = pydantic.Field(default_factory=list)
     # device: the kernel watchdog and its timeout in whole seconds
     device: str = "/dev/watchdog"
     timeout: int = 5
 
     @pydantic.model_validator(mode="after")
     def _complete(self) -> WatchdogSpec:
-        if self.kind == "process" and not self.registry:
-            raise ValueError("a process watchdog needs registry: (the power.json to reset by)")
+        if self.reset and self.kind != "process":
+            raise ValueError(
+                f"reset: is what a process watchdog runs; a {self.kind} watchdog has none"
+            )
         return self
 
 

@@ -23,7 +23,9 @@ Faults, each with its undo:
                         has no sch_netem)                       (undo: --delay 0)
     link-down HOST K    the host's switch port on link K down    (undo: link-up)
 
-Every fault is appended to `<dir>/nemesis.jsonl` with wall and monotonic times.
+Every fault is appended to `<dir>/nemesis.jsonl` with wall and monotonic times. The files it
+writes for its nodes and how it starts etcd members and agents are shared with the loopback
+cluster (`hastack.lab.harness`).
 """
 
 from __future__ import annotations
@@ -44,11 +46,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-import yaml
 from pyroute2 import NetNS
 
 from hastack.errors import HastackError
-from hastack.lab.etcd import EtcdMember, etcd_argv, etcd_binary
+from hastack.lab.etcd import EtcdMember, etcd_binary
+from hastack.lab.harness import AgentNode, Harness
 from hastack.lab.net import links
 from hastack.lab.net.topology import (
     CLIENT,
@@ -60,6 +62,7 @@ from hastack.lab.net.topology import (
     parse_partition,
     render_ruleset,
 )
+from hastack.lab.power import NodePower
 from hastack.model.agent_config import Timings
 from hastack.processes import ProcessRecord, is_alive, send, spawn, wait_gone, wait_stopped
 
@@ -114,10 +117,11 @@ def _require_tools() -> None:
         raise LabError(str(exc)) from None
 
 
-class Lab:
+class Lab(Harness):
+    STATE_FILE = STATE_FILE
+
     def __init__(self, directory: Path, state: dict[str, Any]) -> None:
-        self.directory = directory
-        self.state = state
+        super().__init__(directory, state)
         self.topology = Topology(
             prefix=state["prefix"],
             subnet=int(state["subnet"]),
@@ -138,14 +142,6 @@ class Lab:
         except (OSError, json.JSONDecodeError) as exc:
             raise LabError(f"{path}: unreadable ({exc})") from None
         return Lab(directory, state)
-
-    @property
-    def name(self) -> str:
-        return str(self.state["cluster"])
-
-    @property
-    def client_config(self) -> Path:
-        return self.directory / "client.yaml"
 
     @property
     def nemesis_path(self) -> Path:
@@ -172,29 +168,15 @@ class Lab:
         return [h for h in self.hosts() if h.role is HostRole.CONTROLLER]
 
     def endpoints(self) -> list[str]:
-        return [f"http://{h.address}:2379" for h in self.controllers()]
+        return [m.client_url for m in self.etcd_members()]
 
     def host_dir(self, name: str) -> Path:
-        return self.directory / name
-
-    def agent_state_dir(self, name: str) -> Path:
-        return self.host_dir(name) / "agent"
-
-    def agent_log(self, name: str) -> Path:
-        return self.host_dir(name) / "agent.log"
+        return self.node_dir(name)
 
     def _entry(self, name: str) -> dict[str, Any]:
         self.host(name)
         entry: dict[str, Any] = self.state["hosts"].setdefault(name, {})
         return entry
-
-    def record(self, name: str, what: str) -> ProcessRecord | None:
-        data = self._entry(name).get(what)
-        return ProcessRecord.from_json(data) if data else None
-
-    def alive(self, name: str, what: str) -> bool:
-        rec = self.record(name, what)
-        return rec is not None and is_alive(rec)
 
     def powered(self, name: str) -> bool:
         return bool(self._entry(name).get("powered", True))
@@ -206,11 +188,6 @@ class Lab:
         """Anything this lab created still exists."""
         created = self.state.get("created", {})
         return any(links.namespace_exists(n) for n in created.get("namespaces", []))
-
-    def _save(self) -> None:
-        tmp = self.directory / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True))
-        tmp.replace(self.directory / STATE_FILE)
 
     def _created(self, kind: str, name: str) -> None:
         """Record an object as ours *before* creating it: a crash half-way still cleans up."""
@@ -319,86 +296,42 @@ class Lab:
                 links.add_veth(t.hub, f"br{k}", port, h.namespace, f"eth{k}", h.addresses[k], 24)
         self._apply_faults()
 
-    @property
-    def power_registry(self) -> Path:
-        """What fence_hastack_local and the process watchdog need to power a host off."""
-        return self.directory / "power.json"
+    # ---- what the harness needs -------------------------------------------------------------
 
-    def _write_power_registry(self) -> None:
-        nodes: dict[str, dict[str, object]] = {
-            h.name: {
-                "netns": h.namespace,
-                "keep_addresses": list(h.addresses),
-                "exclusive_log": str(self.agent_state_dir(h.name) / "exclusive.jsonl"),
-                # No power-on command: in the lab, hosts are booted by the nemesis (or by
-                # hand), so a `reboot` fence leaves the host off like `off` does.
-            }
+    def etcd_members(self) -> list[EtcdMember]:
+        return [EtcdMember(h.name, h.address) for h in self.controllers()]
+
+    def agent_nodes(self) -> list[AgentNode]:
+        return [
+            AgentNode(
+                h.name, "full" if h.role is HostRole.CONTROLLER else "remote", list(h.addresses)
+            )
             for h in self.nodes()
-        }  # fmt: skip
-        tmp = self.directory / "power.json.tmp"
-        tmp.write_text(json.dumps({"nodes": nodes}, indent=2, sort_keys=True))
-        tmp.replace(self.power_registry)
+        ]
 
-    def _write_configs(self) -> None:
-        client = {"cluster": self.name, "etcd": {"endpoints": self.endpoints()}}
-        self.client_config.write_text(yaml.safe_dump(client, sort_keys=False))
-        self._write_power_registry()
-        endpoints = self.endpoints()
-        for i, h in enumerate(self.nodes()):
-            config = {
-                "cluster": self.name,
-                "node": h.name,
-                "kind": "full" if h.role is HostRole.CONTROLLER else "remote",
-                "addresses": list(h.addresses),
-                # Each controller's agent talks to its own member first, as in production.
-                "etcd": {
-                    "endpoints": endpoints[i:] + endpoints[:i] if i < len(endpoints) else endpoints,
-                    "election-timeout": f"{self.state['election_ms']}ms",
-                },
-                "timings": self.state["timings"],
-                # A hung agent's host is reset by its watchdog (the same power-off as
-                # fence_hastack_local) before its lease can expire.
-                "watchdog": {"kind": "process", "registry": str(self.power_registry)},
-            }
-            path = self.host_dir(h.name) / "agent.yaml"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(yaml.safe_dump(config, sort_keys=False))
+    def _process_entry(self, node: str) -> dict[str, Any]:
+        return self._entry(node)
 
-    def _spawn_in(self, host: Host, argv: Sequence[str], log: Path) -> ProcessRecord:
-        """Start a process as `host`: its network namespace (and /etc/netns/NAME/hosts),
+    def _power_entry(self, node: str) -> NodePower:
+        h = self.host(node)
+        return {
+            "netns": h.namespace,
+            "keep_addresses": list(h.addresses),
+            "exclusive_log": str(self.agent_state_dir(h.name) / "exclusive.jsonl"),
+            # No power-on command: in the lab, hosts are booted by the nemesis (or by hand),
+            # so a `reboot` fence leaves the host off like `off` does.
+        }
+
+    def _spawn(self, node: str, argv: Sequence[str], log: Path) -> ProcessRecord:
+        """Start a process as the host: its network namespace (and /etc/netns/NAME/hosts),
         its own UTS namespace with the host's name."""
+        host = self.host(node)
         wrapped = [
             "ip", "netns", "exec", host.namespace, "unshare", "--uts", "--",
             sys.executable, "-m", "hastack.lab.net.boot", host.name, *argv,
         ]  # fmt: skip
         record, _ = spawn(wrapped, log_path=log)
         return record
-
-    def _start_etcd(self, name: str) -> None:
-        members = [EtcdMember(h.name, h.address) for h in self.controllers()]
-        member = next(m for m in members if m.name == name)
-        argv = etcd_argv(
-            member,
-            members,
-            self.host_dir(name) / "etcd",
-            token=self.state["token"],
-            election_ms=int(self.state["election_ms"]),
-        )
-        self._entry(name)["etcd"] = self._spawn_in(
-            self.host(name), argv, self.host_dir(name) / "etcd.log"
-        ).to_json()
-        self._save()
-
-    def _start_agent(self, name: str) -> None:
-        argv = [
-            sys.executable, "-m", "hastack", "agent",
-            "--config", str(self.host_dir(name) / "agent.yaml"),
-            "--state-dir", str(self.agent_state_dir(name)),
-        ]  # fmt: skip
-        self._entry(name)["agent"] = self._spawn_in(
-            self.host(name), argv, self.agent_log(name)
-        ).to_json()
-        self._save()
 
     # ---- talking to the cluster (from the client host) --------------------------------------
 

@@ -1,6 +1,8 @@
 """The availability timeline as a PNG, for people: each operation's latency over time (ok in
 green, fail in red, unknown in orange, along the bottom), each fault as a labelled vertical
-line, and each outage shaded. matplotlib with the Agg backend: no display needed.
+line, and each outage shaded. matplotlib with the Agg backend: no display needed. matplotlib
+comes with the `lab` extra (`pip install 'hastack[lab]'`); without it `plot_availability`
+raises ImportError, and a scenario run says there is no PNG.
 """
 
 from __future__ import annotations

@@ -1,0 +1,184 @@
+"""What a loopback cluster (`LocalCluster`) and a network-namespace lab (`Lab`) share.
+
+Both keep a directory with a state file (every process by PID and start time), write the same
+files for their nodes and start etcd members and agents the same way:
+
+    <dir>/client.yaml             what `hastack status` needs: the cluster and its etcd
+    <dir>/power.json              the power registry (`hastack.lab.power`): what a node owns
+    <dir>/<node>/agent.yaml       the node's agent configuration
+    <dir>/<node>/agent/           the agent's state directory (events, exclusivity record)
+    <dir>/<node>/agent.log
+    <dir>/<node>/etcd/, etcd.log  the node's etcd member, when it has one
+
+Every agent talks to its own etcd member first, as on real controllers, and is given a
+process watchdog whose reset is the power switch: a hung agent's node is powered off before
+its lease can expire. A subclass says which nodes there are, what each owns, and how a
+process of a node is started (on loopback, or inside the node's namespace).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+
+from hastack.lab.etcd import EtcdMember, etcd_argv
+from hastack.lab.power import NodePower, reset_command, write_registry
+from hastack.processes import ProcessRecord, is_alive
+
+__all__ = ["CLIENT_FILE", "POWER_FILE", "AgentNode", "Harness"]
+
+CLIENT_FILE = "client.yaml"
+POWER_FILE = "power.json"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentNode:
+    """A node that runs an agent, as its configuration describes it."""
+
+    name: str
+    kind: Literal["full", "remote"]
+    addresses: list[str]
+    # More keys of its agent configuration (netns, test settings), written last.
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+class Harness(ABC):
+    STATE_FILE: ClassVar[str]
+
+    def __init__(self, directory: Path, state: dict[str, Any]) -> None:
+        self.directory = directory
+        self.state = state
+
+    # ---- what a subclass says -----------------------------------------------------------------
+
+    @abstractmethod
+    def etcd_members(self) -> list[EtcdMember]:
+        """The etcd cluster, in the order of its endpoints."""
+
+    @abstractmethod
+    def agent_nodes(self) -> list[AgentNode]:
+        """The nodes that run an agent."""
+
+    @abstractmethod
+    def _power_entry(self, node: str) -> NodePower:
+        """What belongs to the node, for the power registry."""
+
+    @abstractmethod
+    def _process_entry(self, node: str) -> dict[str, Any]:
+        """The node's part of the state, where its process records are kept."""
+
+    @abstractmethod
+    def _spawn(self, node: str, argv: Sequence[str], log: Path) -> ProcessRecord:
+        """Start a process of the node."""
+
+    # ---- layout -------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return str(self.state["cluster"])
+
+    @property
+    def client_config(self) -> Path:
+        return self.directory / CLIENT_FILE
+
+    @property
+    def power_registry(self) -> Path:
+        """What fence_hastack_local and the process watchdogs need to power a node off."""
+        return self.directory / POWER_FILE
+
+    def node_dir(self, node: str) -> Path:
+        return self.directory / node
+
+    def agent_config_path(self, node: str) -> Path:
+        return self.node_dir(node) / "agent.yaml"
+
+    def agent_state_dir(self, node: str) -> Path:
+        return self.node_dir(node) / "agent"
+
+    def agent_log(self, node: str) -> Path:
+        return self.node_dir(node) / "agent.log"
+
+    def record(self, node: str, what: str) -> ProcessRecord | None:
+        """The node's `agent` or `etcd` process as last started, if ever."""
+        data = self._process_entry(node).get(what)
+        return ProcessRecord.from_json(data) if data else None
+
+    def alive(self, node: str, what: str) -> bool:
+        rec = self.record(node, what)
+        return rec is not None and is_alive(rec)
+
+    # ---- writing ------------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        tmp = self.directory / (self.STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True))
+        tmp.replace(self.directory / self.STATE_FILE)
+
+    def _write_power_registry(self) -> None:
+        nodes = {n.name: self._power_entry(n.name) for n in self.agent_nodes()}
+        write_registry(self.power_registry, nodes)
+
+    def _write_configs(self) -> None:
+        endpoints = [m.client_url for m in self.etcd_members()]
+        client = {"cluster": self.name, "etcd": {"endpoints": endpoints}}
+        self.client_config.write_text(yaml.safe_dump(client, sort_keys=False))
+        self._write_power_registry()
+        for node in self.agent_nodes():
+            path = self.agent_config_path(node.name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(yaml.safe_dump(self._agent_config(node, endpoints), sort_keys=False))
+
+    def _agent_config(self, node: AgentNode, endpoints: list[str]) -> dict[str, Any]:
+        members = [m.name for m in self.etcd_members()]
+        first = members.index(node.name) if node.name in members else 0
+        config: dict[str, Any] = {
+            "cluster": self.name,
+            "node": node.name,
+            "kind": node.kind,
+            "addresses": list(node.addresses),
+            # Each agent talks to its own member first, as on real controllers.
+            "etcd": {
+                "endpoints": endpoints[first:] + endpoints[:first],
+                "election-timeout": f"{self.state['election_ms']}ms",
+            },
+            "timings": self.state["timings"],
+            # A hung agent's node is powered off by its watchdog (the power switch
+            # fence_hastack_local drives) before its lease can expire.
+            "watchdog": {"kind": "process", "reset": reset_command(self.power_registry)},
+        }
+        config.update(node.settings)
+        return config
+
+    # ---- starting -----------------------------------------------------------------------------
+
+    def _start_etcd(self, node: str) -> None:
+        members = self.etcd_members()
+        member = next(m for m in members if m.name == node)
+        argv = etcd_argv(
+            member,
+            members,
+            self.node_dir(node) / "etcd",
+            token=self.state["token"],
+            election_ms=int(self.state.get("election_ms", 1000)),
+        )
+        log = self.node_dir(node) / "etcd.log"
+        self._record_process(node, "etcd", self._spawn(node, argv, log))
+
+    def _start_agent(self, node: str) -> None:
+        argv = [
+            sys.executable, "-m", "hastack", "agent",
+            "--config", str(self.agent_config_path(node)),
+            "--state-dir", str(self.agent_state_dir(node)),
+        ]  # fmt: skip
+        self._record_process(node, "agent", self._spawn(node, argv, self.agent_log(node)))
+
+    def _record_process(self, node: str, what: str, record: ProcessRecord) -> None:
+        self._process_entry(node)[what] = record.to_json()
+        self._save()
