@@ -205,6 +205,9 @@ class Agent:
             "joined cluster %s as %s (%s), lease %x", cfg.cluster, cfg.node, cfg.kind, lease.id
         )
         self.events.record("joined", lease=lease.id)
+        # The DC counts a member as online once it has reported in its current life: report
+        # now, even if nothing changed here since the last life (else it waits for ever).
+        self.lrm.announce()
 
     async def _leave(self) -> None:
         """Graceful exit: stop what must not run twice, then give up the DC key and the

@@ -249,6 +249,10 @@ class LocalResourceManager:
             # Let them end (kill and reap their agent processes) before the loop closes.
             await asyncio.gather(*pending, return_exceptions=True)
 
+    def announce(self) -> None:
+        """Publish the node's report again, changed or not (after the node joins)."""
+        self._dirty.set()
+
     def stalled_for(self) -> float:
         """Seconds a wake-up has waited for a pass of the loop (0 when none is waiting)."""
         return time.monotonic() - self.last_pass if self._wake.is_set() else 0.0
