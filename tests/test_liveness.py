@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from conftest import ClusterFactory
+from hastack.agent import Agent
 from hastack.controller import Controller
+from hastack.fencing.watchdog import ensure_process_watchdog
+from hastack.membership.selfcheck import EXIT_STALLED, SelfCheck
+from hastack.model.agent_config import parse_agent_config
 from hastack.model.config import ClusterConfig, Role, parse_cluster_config
 from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeKind, NodeRecord
 from hastack.model.status import NodeReport, PendingOp, ResourceReport
@@ -151,3 +165,118 @@ def test_progress_starts_the_clock_again() -> None:
         decision = controller.decide(snap, FENCED, epoch=52, now=20.0, mono=mono)
         assert decision.hold
         assert not decision.overdue
+
+
+# ---- the self-check and the watchdog: an agent never goes silent -------------------------------
+
+
+def test_the_self_check_ends_a_process_whose_loop_stopped() -> None:
+    now = [0.0]
+    exits: list[int] = []
+    said: list[str] = []
+    check = SelfCheck(5.0, on_stall=said.append, clock=lambda: now[0], exit_process=exits.append)
+    check.tick("cycle")
+    now[0] = 4.9
+    assert check.check()
+    check.tick("cycle")  # progress: the clock starts again
+    now[0] = 9.0
+    assert check.check()
+    now[0] = 10.0
+    assert not check.check()
+    assert exits == [EXIT_STALLED]
+    assert said == ["the agent's event loop made no progress for 5.1s (limit 5s; last: cycle)"]
+
+
+def test_an_agent_whose_event_loop_is_blocked_ends_itself(
+    local_cluster: ClusterFactory, tmp_path: Path
+) -> None:
+    """A real agent on a real etcd; its event loop blocked by a call that does not return
+    (here: a sleep in a callback). The self-check thread notices and ends the process (the
+    exit is recorded instead, so the test's own process survives)."""
+    lc = local_cluster(1, agents=False)
+    config = parse_agent_config(
+        yaml.safe_dump(
+            {
+                "cluster": lc.name,
+                "node": "w1",
+                "etcd": {"endpoints": lc.endpoints, "election-timeout": "500ms"},
+                "timings": {"lease-ttl": "3s", "renew-interval": "500ms", "store-timeout": "750ms"},
+                "heartbeat-port": 0,
+            }
+        ),
+        "agent.yaml",
+    )
+    exits: list[int] = []
+    check = SelfCheck(2.0, exit_process=exits.append)
+    events = tmp_path / "w1" / "events.jsonl"
+
+    async def scenario() -> None:
+        agent = Agent(config, state_dir=tmp_path / "w1", self_check=check)
+        running = asyncio.create_task(agent.run())
+        try:
+            for _ in range(200):
+                if events.exists() and '"joined"' in events.read_text():
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)
+            assert exits == []  # a running cycle ticks
+            time.sleep(3.5)  # the event loop is blocked: nothing in it runs  # noqa: ASYNC251
+            assert exits == [EXIT_STALLED]
+        finally:
+            agent.stop()
+            await asyncio.wait_for(running, 30)
+
+    asyncio.run(scenario())
+    assert '"self-check-failed"' in events.read_text()
+
+
+def test_a_supervised_agent_that_ends_is_started_again(tmp_path: Path) -> None:
+    marks = tmp_path / "runs"
+    script = f"import sys; open({str(marks)!r}, 'a').write('x'); sys.exit(70)"
+    result = subprocess.run(
+        [sys.executable, "-m", "hastack.lab.supervise", "--max-restarts", "2", "--",
+         sys.executable, "-c", script],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 70
+    assert marks.read_text() == "xxx"  # the first run and two restarts
+    assert "restart 1" in result.stderr
+    assert "giving up" in result.stderr
+
+
+SPEAKER = """
+import socket, sys, time
+path, times = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+for _ in range(times):
+    s.sendto(("alive %f" % (time.monotonic() + 1.0)).encode(), path)
+    time.sleep(0.3)
+s.sendto(b"safe", path)  # a graceful end: nothing to kill any more
+time.sleep(60 if times == 1 else 0)
+"""
+
+
+def test_a_watchdog_that_stops_hearing_from_its_agent_kills_it(tmp_path: Path) -> None:
+    """Nothing exclusive held: the agent says `alive` with a deadline; past it without a word
+    the watchdog kills the agent (its supervisor then starts a fresh one), and says so. The
+    watchdog learns who speaks from the kernel: the speaking process is the one killed."""
+    client = ensure_process_watchdog(tmp_path, "w1")
+    try:
+        # Speaks once, then falls silent for 60 s (its "safe" below comes too late: it is
+        # sent only after the sleep, so the watchdog must act first).
+        silent = subprocess.Popen(
+            [sys.executable, "-c", SPEAKER.replace('s.sendto(b"safe", path)', "pass"),
+             str(client.path), "1"],
+            start_new_session=True,
+        )  # fmt: skip
+        assert silent.wait(timeout=15) == -signal.SIGKILL
+        assert "no word from the agent" in (tmp_path / "watchdog.log").read_text()
+        # The negative control: one that keeps speaking, then says it is safe, is left alone.
+        speaking = subprocess.Popen(
+            [sys.executable, "-c", SPEAKER, str(client.path), "10"], start_new_session=True
+        )
+        assert speaking.wait(timeout=15) == 0
+        assert (tmp_path / "watchdog.log").read_text().count("no word from the agent") == 1
+    finally:
+        client.safe()
+        client.exit()

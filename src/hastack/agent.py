@@ -27,6 +27,7 @@ from hastack.fencing.watchdog import DeviceWatchdog, ensure_process_watchdog
 from hastack.membership.election import Step, StepKind, campaign, next_step, resign
 from hastack.membership.heartbeat import Heartbeat
 from hastack.membership.lease import LeaseKeeper, LeaseLost
+from hastack.membership.selfcheck import SelfCheck
 from hastack.model.agent_config import AgentConfig
 from hastack.model.config import ClusterConfig
 from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeRecord
@@ -53,6 +54,9 @@ _CONNECT_BACKOFF_MAX = 5.0
 _WATCHDOG_LEAD = 0.3
 # How long a graceful stop may take to stop this node's exclusive resources.
 _LEAVE_TIMEOUT = 30.0
+# The self-check gives the cycle at least this long (5 × renew-interval + 4 × store-timeout
+# otherwise: a cycle waits for a few store calls at most).
+_SELF_CHECK_MIN = 5.0
 
 
 class Agent:
@@ -62,6 +66,7 @@ class Agent:
         *,
         state_dir: Path | None = None,
         on_membership_lost: MembershipLostHook | None = None,
+        self_check: SelfCheck | None = None,
     ) -> None:
         self.config = config
         self.keys = Keys(config.cluster, config.etcd.root)
@@ -72,6 +77,18 @@ class Agent:
         # Renewals run in a thread of their own on a channel of their own
         # (docs/control-plane.md): a busy main loop never delays them.
         self._lease_client = BlockingLeaseClient(config.etcd.endpoints)
+        # An agent never goes silent: if its cycle stops running, the self-check ends the
+        # process (its supervisor starts a fresh one), and a watchdog that hears nothing
+        # more kills it in case even that cannot happen (docs/control-plane.md).
+        timings = config.timings
+        self.selfcheck = self_check or SelfCheck(
+            max(_SELF_CHECK_MIN, 5 * timings.renew_interval + 4 * timings.store_timeout)
+        )
+        self.selfcheck.on_stall = lambda reason: self.events.record(
+            "self-check-failed", reason=reason
+        )
+        self._alive_window = self.selfcheck.limit + 2 * timings.renew_interval
+        self._executor_stall_said = False
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.epoch: int | None = None  # the epoch we hold as DC, if any
@@ -129,6 +146,7 @@ class Agent:
         """Run until stopped; survives store outages and lost memberships by rejoining."""
         # Resources keep being watched whatever happens to the membership.
         executor = asyncio.create_task(self.lrm.run(), name="executor")
+        self.selfcheck.start()
         beats: list[asyncio.Task[None]] = []
         if self.heartbeat is not None:
             self.heartbeat.start()
@@ -136,6 +154,7 @@ class Agent:
         try:
             await self._wait_for_store()
             while not self._stopping.is_set():
+                self._check_progress()
                 try:
                     await self._join()
                 except StoreError as exc:
@@ -157,6 +176,7 @@ class Agent:
                     await self._keeper.revoke()
                     await self._pause(self.config.timings.renew_interval)
         finally:
+            self.selfcheck.stop()  # leaving may take its time (stopping what is exclusive)
             await self._leave()
             for task in beats:
                 task.cancel()
@@ -173,10 +193,22 @@ class Agent:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
+    def _check_progress(self) -> None:
+        """The cycle runs: tell the self-check; and say so when the executor does not."""
+        self.selfcheck.tick("cycle")
+        stalled = self.lrm.stalled_for()
+        if stalled > self.selfcheck.limit and not self._executor_stall_said:
+            log.error("the executor has not run a pass for %.0fs", stalled)
+            self.events.record("executor-stalled", seconds=round(stalled, 1))
+            self._executor_stall_said = True
+        elif stalled == 0.0:
+            self._executor_stall_said = False
+
     async def _wait_for_store(self) -> None:
         delay = _CONNECT_BACKOFF_FIRST
         endpoints = ", ".join(self._store.endpoints)
         while not self._stopping.is_set():
+            self._check_progress()
             try:
                 await self._store.get(self.keys.dc)
                 log.info("store reachable at %s", self._store.endpoint)
@@ -264,12 +296,16 @@ class Agent:
         interval = self.config.timings.renew_interval
         while not self._stopping.is_set():
             self._wake.clear()
+            self._check_progress()
             if not self._keeper.is_held():
                 # The renew task raises LeaseLost at the same moment; let it do so.
                 await asyncio.sleep(0)
                 await asyncio.sleep(0.01)
                 continue
-            self.guard.set_deadline(self._keeper.server_expiry_bound - _WATCHDOG_LEAD)
+            self.guard.set_deadline(
+                self._keeper.server_expiry_bound - _WATCHDOG_LEAD,
+                alive_until=time.monotonic() + self._alive_window,
+            )
             try:
                 snapshot = await read_snapshot(self._store, self.keys)
             except StoreError as exc:

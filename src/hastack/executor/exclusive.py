@@ -19,6 +19,7 @@ __all__ = ["ExclusiveGuard", "Watchdog"]
 
 class Watchdog(Protocol):
     def arm(self, deadline: float) -> bool: ...
+    def alive(self, deadline: float) -> bool: ...
     def safe(self) -> bool: ...
 
 
@@ -86,11 +87,15 @@ class ExclusiveGuard:
         if not self.held and self._watchdog is not None:
             self._watchdog.safe()
 
-    def set_deadline(self, deadline: float) -> None:
-        """The moment by which this node must hold nothing exclusive unless renewed again."""
+    def set_deadline(self, deadline: float, alive_until: float | None = None) -> None:
+        """The moment by which this node must hold nothing exclusive unless renewed again;
+        with nothing exclusive held, `alive_until` tells the watchdog when to give the agent
+        up for wedged (docs/control-plane.md)."""
         self.deadline = deadline
         if self._watchdog is not None:
             if self.held:
                 self._watchdog.arm(deadline)
+            elif alive_until is not None:
+                self._watchdog.alive(alive_until)
             else:
                 self._watchdog.safe()

@@ -67,25 +67,49 @@ RESET_TIMEOUT = 10.0
 
 _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
+# A watchdog that wakes this much later than it meant to was frozen (its node paused) or
+# starved; an unarmed one then gives its agent this long to speak before killing it. An
+# armed one never waits: past the lease-safe deadline the node must be reset, whatever froze.
+_FROZEN = 1.0
+_ALIVE_GRACE = 5.0
+
 
 class ProcessWatchdogClient:
-    """The agent's side of the process watchdog: fire-and-forget datagrams."""
+    """The agent's side of the process watchdog: fire-and-forget datagrams.
+
+    A message that cannot be delivered (the watchdog paused with its node, its queue full) is
+    counted; the first failure of a run of them is logged, and the recovery — never one line
+    per message."""
 
     def __init__(self, socket_path: Path) -> None:
         self.path = socket_path
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
+        self.undelivered = 0  # messages lost in the current run of failures
 
     def _send(self, message: str) -> bool:
         try:
             self._sock.sendto(message.encode(), str(self.path))
         except OSError as exc:
-            log.warning("watchdog at %s unreachable (%s)", self.path, exc)
+            if self.undelivered == 0:
+                log.warning(
+                    "watchdog at %s unreachable (%s); keep-alives are being lost", self.path, exc
+                )
+            self.undelivered += 1
             return False
+        if self.undelivered:
+            log.warning("watchdog at %s reachable again (%d message(s) lost)", self.path,
+                        self.undelivered)  # fmt: skip
+            self.undelivered = 0
         return True
 
     def arm(self, deadline: float) -> bool:
         return self._send(f"arm {deadline:.6f}")
+
+    def alive(self, deadline: float) -> bool:
+        """Nothing exclusive is held, and the agent is alive: if no word comes again before
+        `deadline`, the watchdog kills the agent so that its supervisor starts it again."""
+        return self._send(f"alive {deadline:.6f}")
 
     def safe(self) -> bool:
         return self._send("safe")
@@ -116,6 +140,12 @@ class DeviceWatchdog:
             log.error("watchdog device %s: %s", self.device, exc)
             return False
         return True
+
+    def alive(self, deadline: float) -> bool:
+        """A device watchdog keeps its meaning: armed only while something exclusive is
+        held. A wedged agent without exclusive resources is left to its self-check."""
+        _ = deadline
+        return self.safe()
 
     def safe(self) -> bool:
         if self._fd is not None:
@@ -224,8 +254,11 @@ def run_process_watchdog(
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     sock.bind(str(socket_path))
-    deadline: float | None = None
+    deadline: float | None = None  # armed: reset the node past it
     armed_by: ProcessRecord | None = None
+    alive_until: float | None = None  # not armed: kill the agent past it
+    alive_by: ProcessRecord | None = None
+    woke_late = time.monotonic()  # when the watchdog last meant to be awake
     log.info(
         "watchdog for %s listening on %s; reset: %s",
         node, socket_path, " ".join(reset) + " NODE" if reset else "default",
@@ -240,11 +273,29 @@ def run_process_watchdog(
                 )
                 reset_node(node, state_dir, reset, armed_by)
                 return 1
-            sock.settimeout(None if deadline is None else max(0.001, deadline - now))
+            if deadline is None and alive_until is not None and now - woke_late > _FROZEN:
+                # The watchdog itself was frozen with its node (or starved): the agent
+                # froze with it and deserves the same chance to speak as after its start.
+                alive_until = max(alive_until, now + _ALIVE_GRACE)
+            if deadline is None and alive_until is not None and now >= alive_until:
+                log.error(
+                    "watchdog for %s: no word from the agent (pid %s) since its deadline; "
+                    "killing it so that its supervisor starts it again",
+                    node, alive_by.pid if alive_by else "?",
+                )  # fmt: skip
+                if alive_by is not None and is_alive(alive_by):
+                    with contextlib.suppress(OSError):
+                        os.kill(alive_by.pid, signal.SIGKILL)
+                alive_until = None
+                continue
+            wake = deadline if deadline is not None else alive_until
+            sock.settimeout(None if wake is None else max(0.001, wake - now))
             try:
                 raw, ancdata, _flags, _address = sock.recvmsg(256, socket.CMSG_SPACE(12))
             except TimeoutError:
+                woke_late = wake if wake is not None else time.monotonic()
                 continue
+            woke_late = time.monotonic()
             data = raw.decode(errors="replace").split()
             if not data:
                 continue
@@ -252,8 +303,14 @@ def run_process_watchdog(
                 with contextlib.suppress(ValueError):
                     deadline = float(data[1])
                     armed_by = _sender(ancdata) or armed_by
+            elif data[0] == "alive" and len(data) == 2:
+                with contextlib.suppress(ValueError):
+                    alive_until = float(data[1])
+                    alive_by = _sender(ancdata) or alive_by
+                    deadline = None
             elif data[0] == "safe":
                 deadline = None
+                alive_until = None
             elif data[0] == "exit" and deadline is None:
                 return 0
     finally:

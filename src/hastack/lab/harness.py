@@ -172,7 +172,11 @@ class Harness(ABC):
         self._record_process(node, "etcd", self._spawn(node, argv, log))
 
     def _start_agent(self, node: str) -> None:
+        # Under a supervisor, as systemd runs it on a real host: an agent that ends itself
+        # (its self-check) or that its watchdog kills starts again. The recorded process is
+        # the supervisor, leader of the group both are in: signal the group.
         argv = [
+            sys.executable, "-m", "hastack.lab.supervise", "--",
             sys.executable, "-m", "hastack", "agent",
             "--config", str(self.agent_config_path(node)),
             "--state-dir", str(self.agent_state_dir(node)),

@@ -271,7 +271,8 @@ class LocalCluster(Harness):
             record = {"agent": procs.agent, "etcd": procs.etcd}.get(name)
             if record is None and name not in ("agent", "etcd"):
                 raise LocalClusterError(f"unknown process {name!r} (agent or etcd)")
-            if record is not None and send(record, sig):
+            # The agent runs under its supervisor: the signal goes to both (their group).
+            if record is not None and send(record, sig, group=name == "agent"):
                 done.append(f"{node} {name} (pid {record.pid})")
                 if sig == signal.SIGKILL:
                     wait_gone(record)
@@ -339,7 +340,7 @@ class LocalCluster(Harness):
             procs = self.processes(node)
             if procs.agent is not None and is_alive(procs.agent):
                 found = True
-                stop(procs.agent, grace=5.0)
+                stop(procs.agent, grace=5.0, group=True)  # the agent and its supervisor
         for record in self.service_processes():
             if is_alive(record):
                 found = True

@@ -38,7 +38,7 @@ class SelfCheck:
         exit_process: Callable[[int], None] = os._exit,
     ) -> None:
         self.limit = limit
-        self._on_stall = on_stall
+        self.on_stall = on_stall  # records the stall (the agent's event log)
         self._clock = clock
         self._exit = exit_process
         self._last = clock()
@@ -76,9 +76,9 @@ class SelfCheck:
             f"(limit {self.limit:g}s; last: {self._what})"
         )
         log.critical("%s; exiting so that the supervisor restarts it. Stuck at:\n%s", reason, where)
-        if self._on_stall is not None:
+        if self.on_stall is not None:
             try:
-                self._on_stall(reason)
+                self.on_stall(reason)
             except Exception:  # the exit below must happen whatever the report does
                 log.exception("self-check: recording the stall failed")
         for handler in logging.getLogger().handlers:

@@ -446,7 +446,8 @@ class Lab(Harness):
                 )
         killed = []
         for rec in records:
-            if send(rec, signal.SIGKILL, group=process not in ("agent", "etcd")):
+            # A service and the agent (under its supervisor) are killed with their group.
+            if send(rec, signal.SIGKILL, group=process != "etcd"):
                 wait_gone(rec)
                 killed.append(rec.pid)
         self._log("kill", name, process=process, pids=killed)
