@@ -17,7 +17,7 @@ from hastack.errors import (
     StoreUnavailable,
 )
 from hastack.lab.local import LocalCluster
-from hastack.store import Compare, DeleteOp, EventKind, GetOp, PutOp, Store
+from hastack.store import Compare, DeleteOp, EtcdStore, EventKind, GetOp, PutOp, Store
 from helpers import async_wait_until
 
 
@@ -27,7 +27,7 @@ def etcd(local_cluster: ClusterFactory) -> LocalCluster:
 
 
 async def test_get_put_delete_and_prefix(etcd: LocalCluster) -> None:
-    async with Store(etcd.endpoints, 2.0) as store:
+    async with EtcdStore(etcd.endpoints, 2.0) as store:
         assert await store.get("/t/a") is None
         rev = await store.put("/t/a", b"1")
         await store.put("/t/b", b"2")
@@ -45,7 +45,7 @@ async def test_get_put_delete_and_prefix(etcd: LocalCluster) -> None:
 
 
 async def test_compare_and_swap(etcd: LocalCluster) -> None:
-    async with Store(etcd.endpoints, 2.0) as store:
+    async with EtcdStore(etcd.endpoints, 2.0) as store:
         # create only if absent: the first wins, the second sees the winner
         first = await store.txn([Compare.absent("/cas/k")], success=[PutOp("/cas/k", b"a")])
         second = await store.txn(
@@ -78,7 +78,7 @@ async def test_compare_and_swap(etcd: LocalCluster) -> None:
 
 
 async def test_lease_expiry_removes_keys(etcd: LocalCluster) -> None:
-    async with Store(etcd.endpoints, 2.0) as store:
+    async with EtcdStore(etcd.endpoints, 2.0) as store:
         lease = await store.grant_lease(2)
         assert lease.ttl == 2
         await store.put("/lease/k", b"v", lease=lease.id)
@@ -95,7 +95,7 @@ async def test_lease_expiry_removes_keys(etcd: LocalCluster) -> None:
 
 
 async def test_revoked_lease_takes_keys_at_once(etcd: LocalCluster) -> None:
-    async with Store(etcd.endpoints, 2.0) as store:
+    async with EtcdStore(etcd.endpoints, 2.0) as store:
         lease = await store.grant_lease(30)
         await store.put("/lease/r", b"v", lease=lease.id)
         await store.revoke_lease(lease.id)
@@ -110,7 +110,7 @@ async def _absent(store: Store, key: str) -> bool:
 async def test_watch_resumes_after_member_restart(etcd: LocalCluster) -> None:
     """Watch through member n1 only; kill and restart n1; no event is lost or repeated."""
     n1 = etcd.endpoints[0]
-    async with Store(etcd.endpoints, 1.0) as writer, Store([n1], 1.0) as watcher:
+    async with EtcdStore(etcd.endpoints, 1.0) as writer, EtcdStore([n1], 1.0) as watcher:
         start = await writer.put("/w/0", b"0")
         seen: list[tuple[str, int]] = []
         reconnects: list[str] = []
@@ -156,7 +156,7 @@ async def _put_retrying(store: Store, key: str) -> None:
 
 
 async def test_watch_from_compacted_revision_is_definite(etcd: LocalCluster) -> None:
-    async with Store(etcd.endpoints, 2.0) as store:
+    async with EtcdStore(etcd.endpoints, 2.0) as store:
         first = await store.put("/c/k", b"1")
         for i in range(5):
             await store.put("/c/k", str(i).encode())
@@ -173,7 +173,7 @@ async def test_watch_from_compacted_revision_is_definite(etcd: LocalCluster) -> 
 
 
 async def test_failover_to_next_endpoint(etcd: LocalCluster) -> None:
-    async with Store(etcd.endpoints, 1.0) as store:
+    async with EtcdStore(etcd.endpoints, 1.0) as store:
         await store.put("/f/a", b"1")
         victim = store.endpoint
         node = etcd.node_names[etcd.endpoints.index("http://" + victim)]
@@ -191,7 +191,7 @@ async def test_failover_to_next_endpoint(etcd: LocalCluster) -> None:
 async def test_no_reachable_member_is_indeterminate(etcd: LocalCluster) -> None:
     for node in etcd.node_names:
         etcd.kill(node, ["etcd"])
-    async with Store(etcd.endpoints, 0.5) as store:
+    async with EtcdStore(etcd.endpoints, 0.5) as store:
         with pytest.raises((StoreUnavailable, StoreTimeout)) as caught:
             await store.put("/x", b"1")
         assert isinstance(caught.value, IndeterminateStoreError)
@@ -199,7 +199,7 @@ async def test_no_reachable_member_is_indeterminate(etcd: LocalCluster) -> None:
 
 async def test_paused_member_times_out_then_fails_over(etcd: LocalCluster) -> None:
     """A SIGSTOPped member keeps its connections open: only a deadline notices it."""
-    async with Store(etcd.endpoints, 0.5) as store:
+    async with EtcdStore(etcd.endpoints, 0.5) as store:
         await store.put("/p/a", b"1")
         victim = store.endpoint
         node = etcd.node_names[etcd.endpoints.index("http://" + victim)]

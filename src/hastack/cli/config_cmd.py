@@ -14,7 +14,7 @@ from hastack.executor.check import apply_problems
 from hastack.model.agent_config import ClientConfig
 from hastack.model.config import ClusterConfig, parse_cluster_config
 from hastack.model.config_text import config_to_yaml
-from hastack.store import Keys, Store
+from hastack.store import EtcdStore, Keys
 from hastack.store.config import StoredConfig, read_config, write_config
 
 __all__ = ["register"]
@@ -30,7 +30,7 @@ def _read_text(path: str) -> str:
 
 
 async def _current(client: ClientConfig) -> StoredConfig:
-    async with Store(client.etcd.endpoints, 2.0) as store:
+    async with EtcdStore(client.etcd.endpoints, 2.0) as store:
         return await read_config(store, Keys(client.cluster, client.etcd.root))
 
 
@@ -75,7 +75,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             return 1
 
     async def write() -> int:
-        async with Store(client.etcd.endpoints, 2.0) as store:
+        async with EtcdStore(client.etcd.endpoints, 2.0) as store:
             return await write_config(store, keys, config, expected=stored.revision)
 
     try:

@@ -10,7 +10,7 @@ from hastack.cli.client import add_client_options, resolve_client
 from hastack.errors import HastackError
 from hastack.fencing.fencer import fence_node
 from hastack.fencing.service import record_fencing
-from hastack.store import Keys, Store
+from hastack.store import EtcdStore, Keys
 from hastack.store.config import read_config
 from hastack.store.snapshot import read_snapshot
 
@@ -22,7 +22,7 @@ def cmd_fence(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         keys = Keys(client.cluster, client.etcd.root)
-        async with Store(client.etcd.endpoints, 2.0) as store:
+        async with EtcdStore(client.etcd.endpoints, 2.0) as store:
             stored = await read_config(store, keys)
             if stored.config is None:
                 raise HastackError(stored.problem or "no configuration stored: no fence devices")
@@ -51,7 +51,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     client = resolve_client(args)
 
     async def read() -> None:
-        async with Store(client.etcd.endpoints, 2.0) as store:
+        async with EtcdStore(client.etcd.endpoints, 2.0) as store:
             snapshot = await read_snapshot(store, Keys(client.cluster, client.etcd.root))
         nodes = [args.node] if args.node else sorted(snapshot.fencing)
         if not any(snapshot.fencing.get(n) for n in nodes):

@@ -23,7 +23,7 @@ from hastack.model.config_text import config_to_yaml
 from hastack.model.document import format_path
 from hastack.model.requests import CleanupRequest
 from hastack.model.state import base_id
-from hastack.store import Keys, PutOp, Store
+from hastack.store import EtcdStore, Keys, PutOp
 from hastack.store.config import read_config, write_config
 from hastack.store.snapshot import read_snapshot
 
@@ -62,7 +62,7 @@ def change_config(client: ClientConfig, edit: Edit) -> str:
 
     async def attempt() -> str:
         keys = Keys(client.cluster, client.etcd.root)
-        async with Store(client.etcd.endpoints, 2.0) as store:
+        async with EtcdStore(client.etcd.endpoints, 2.0) as store:
             for _ in range(_ATTEMPTS):
                 stored = await read_config(store, keys)
                 if stored.problem:
@@ -295,7 +295,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     client = resolve_client(args)
 
     async def read() -> ClusterConfig | None:
-        async with Store(client.etcd.endpoints, 2.0) as store:
+        async with EtcdStore(client.etcd.endpoints, 2.0) as store:
             stored = await read_config(store, Keys(client.cluster, client.etcd.root))
         if stored.problem:
             raise HastackError(f"the stored configuration is unreadable: {stored.problem}")
@@ -323,7 +323,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
     async def send() -> None:
         keys = Keys(client.cluster, client.etcd.root)
-        async with Store(client.etcd.endpoints, 2.0) as store:
+        async with EtcdStore(client.etcd.endpoints, 2.0) as store:
             lease = await store.grant_lease(_REQUEST_TTL)
             await store.txn(
                 [],
@@ -347,7 +347,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 def _running_anywhere(client: ClientConfig, rid: str) -> bool:
     async def check() -> bool:
-        async with Store(client.etcd.endpoints, 2.0) as store:
+        async with EtcdStore(client.etcd.endpoints, 2.0) as store:
             snapshot = await read_snapshot(store, Keys(client.cluster, client.etcd.root))
         config = snapshot.config
         names = {rid}

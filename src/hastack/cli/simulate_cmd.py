@@ -17,7 +17,7 @@ from hastack.model.state import ClusterState, NodeStatus
 from hastack.model.state_file import parse_saved_state
 from hastack.scheduler import schedule
 from hastack.scheduler.render import render_summary
-from hastack.store import Keys, Store
+from hastack.store import EtcdStore, Keys
 from hastack.store.config import read_config
 from hastack.store.snapshot import read_snapshot
 
@@ -51,7 +51,7 @@ def _load_live(args: argparse.Namespace) -> tuple[ClusterConfig, ClusterState]:
 
     async def read() -> tuple[ClusterConfig, ClusterState]:
         keys = Keys(client.cluster, client.etcd.root)
-        async with Store(client.etcd.endpoints, 2.0) as store:
+        async with EtcdStore(client.etcd.endpoints, 2.0) as store:
             stored = await read_config(store, keys)
             snapshot = await read_snapshot(store, keys)
         if stored.problem:

@@ -1,7 +1,12 @@
-"""The coordination store: etcd v3 behind a small async interface."""
+"""The coordination store: etcd v3 behind a small async interface.
 
-from hastack.store.etcd import EndpointStatus, Store, endpoint_status
+`Store` is the interface (a Protocol); `EtcdStore` is the etcd client that provides it and
+`hastack.store.memory.MemoryStore` the in-memory fake for tests.
+"""
+
+from hastack.store.etcd import EndpointStatus, EtcdStore, endpoint_status
 from hastack.store.keys import Keys
+from hastack.store.protocol import Store
 from hastack.store.types import (
     Compare,
     DeleteOp,
@@ -20,6 +25,7 @@ __all__ = [
     "Compare",
     "DeleteOp",
     "EndpointStatus",
+    "EtcdStore",
     "Event",
     "EventKind",
     "GetOp",

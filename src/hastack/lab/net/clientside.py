@@ -25,7 +25,7 @@ from pathlib import Path
 from hastack.cli.status import StatusReport, collect_status, render_text
 from hastack.model.agent_config import ClientConfig, parse_client_config
 from hastack.model.config import parse_cluster_config
-from hastack.store import Keys, Store
+from hastack.store import EtcdStore, Keys
 from hastack.store.config import read_config, write_config
 
 __all__ = ["main"]
@@ -53,7 +53,7 @@ async def _watch(client: ClientConfig, interval: float, duration: float, timeout
 
 async def _apply(client: ClientConfig, path: str) -> int:
     config = parse_cluster_config(Path(path).read_text(), path)
-    async with Store(client.etcd.endpoints, 2.0) as store:
+    async with EtcdStore(client.etcd.endpoints, 2.0) as store:
         keys = Keys(client.cluster, client.etcd.root)
         stored = await read_config(store, keys)
         revision = await write_config(store, keys, config, expected=stored.revision)
