@@ -9,6 +9,7 @@ from hastack.store.keys import Keys
 from hastack.store.protocol import Store
 from hastack.store.types import (
     Compare,
+    CompareTarget,
     DeleteOp,
     Event,
     EventKind,
@@ -23,6 +24,7 @@ from hastack.store.types import (
 
 __all__ = [
     "Compare",
+    "CompareTarget",
     "DeleteOp",
     "EndpointStatus",
     "EtcdStore",

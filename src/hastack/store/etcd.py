@@ -122,6 +122,7 @@ def _translate(error: BaseException) -> StoreError:
             return Compacted(0)
         if code in (
             grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.OUT_OF_RANGE,  # a lease TTL too large, a future revision
             grpc.StatusCode.FAILED_PRECONDITION,
             grpc.StatusCode.PERMISSION_DENIED,
             grpc.StatusCode.UNAUTHENTICATED,
