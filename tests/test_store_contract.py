@@ -511,8 +511,7 @@ async def test_a_watch_before_the_compaction_is_compacted(subject: Subject) -> N
     latest = await store.put(subject.key("k"), b"last")
     await subject.compact(latest)
     with pytest.raises(Compacted) as caught:
-        async for _ in store.watch_prefix(subject.prefix, first):
-            pass
+        await asyncio.wait_for(_drain(store.watch_prefix(subject.prefix, first)), 5)
     assert caught.value.compact_revision == latest
     assert isinstance(caught.value, DefiniteStoreError)
     # the compacted revision itself is still there
@@ -553,6 +552,11 @@ def _collect(store: Store, prefix: str, start: int) -> _Collector:
 async def _count(seen: list[Event], count: int) -> bool:
     assert len(seen) <= count, f"more events than expected: {seen}"
     return len(seen) == count
+
+
+async def _drain(watch: AsyncIterator[WatchBatch]) -> None:
+    async for _ in watch:
+        pass
 
 
 async def _absent(store: Store, key: str) -> bool:
