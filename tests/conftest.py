@@ -22,6 +22,18 @@ ELECTION_MS = 500
 ClusterFactory = Callable[..., LocalCluster]
 
 
+def start_local_cluster(directory: Path, **settings: Any) -> LocalCluster:
+    """LocalCluster.up on a private loopback /24, trying another when one is in use."""
+    for _attempt in range(5):
+        try:
+            return LocalCluster.up(directory, base_address=random_loopback_base(), **settings)
+        except Exception as exc:
+            if "in use" in str(exc):
+                continue
+            raise
+    raise RuntimeError("no free loopback range found")
+
+
 @pytest.fixture
 def local_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
     """Start real etcd members (and, unless agents=False, agents) on a private loopback /24."""
@@ -35,27 +47,18 @@ def local_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
         namespaces: bool = False,
         agent_settings: dict[str, Any] | None = None,
     ) -> LocalCluster:
-        for _attempt in range(5):
-            base = random_loopback_base()
-            try:
-                lc = LocalCluster.up(
-                    tmp_path / f"cluster{len(started)}",
-                    nodes=nodes,
-                    base_address=base,
-                    cluster="test",
-                    timings=timings,
-                    agents=agents,
-                    election_ms=ELECTION_MS,
-                    namespaces=namespaces,
-                    agent_settings=agent_settings,
-                )
-            except Exception as exc:
-                if "in use" in str(exc):
-                    continue
-                raise
-            started.append(lc)
-            return lc
-        raise RuntimeError("no free loopback range found")
+        lc = start_local_cluster(
+            tmp_path / f"cluster{len(started)}",
+            nodes=nodes,
+            cluster="test",
+            timings=timings,
+            agents=agents,
+            election_ms=ELECTION_MS,
+            namespaces=namespaces,
+            agent_settings=agent_settings,
+        )
+        started.append(lc)
+        return lc
 
     yield make
     for lc in started:

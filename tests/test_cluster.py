@@ -18,7 +18,7 @@ from hastack.lab.local import LocalCluster
 from hastack.model.agent_config import ClientConfig, EtcdSpec
 from hastack.ops.status import StatusReport, collect_status
 from hastack.processes import spawn, stop
-from hastack.store import Keys, Store
+from hastack.store import EtcdStore, Keys
 from helpers import wait_until
 
 
@@ -106,7 +106,7 @@ def test_cut_off_agent_knows_before_its_lease_expires(local_cluster: ClusterFact
 
     async def pause_and_watch_member_key() -> None:
         keys = Keys(lc.name)
-        async with Store(lc.endpoints[1:], 1.0) as store:
+        async with EtcdStore(lc.endpoints[1:], 1.0) as store:
             start = (await store.get_prefix(keys.member("n1"))).revision + 1
             paused_at.append(time.time())
             lc.pause("n1", ["etcd"])
@@ -180,7 +180,7 @@ def test_garbage_in_the_store_is_reported_and_survived(local_cluster: ClusterFac
     keys = Keys(lc.name)
 
     async def plant() -> None:
-        async with Store(lc.endpoints, 2.0) as store:
+        async with EtcdStore(lc.endpoints, 2.0) as store:
             await store.put(keys.member("zz"), b"\x00garbage")
             await store.put(keys.node("yy"), b'{"kind": 7}')
 

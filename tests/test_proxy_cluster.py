@@ -1,6 +1,6 @@
 """Backends that follow cluster state in a real etcd: a stopped instance leaves the pool at once.
 
-The status and member keys are written here with hastack.store.Store, as agents will write
+The status and member keys are written here with hastack.store.EtcdStore, as agents will write
 them; the health checks are set to a 10 s interval so any quick change can only have come
 from the cluster.
 """
@@ -20,7 +20,7 @@ from hastack.model.status import NodeReport, ResourceReport
 from hastack.proxy.config import ProxyConfig
 from hastack.proxy.server import Proxy
 from hastack.proxy.sources import ClusterSource
-from hastack.store import Keys, Store
+from hastack.store import EtcdStore, Keys
 from test_proxy_support import Backend, free_port, get, running, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -79,7 +79,7 @@ async def test_pool_follows_status_and_membership(etcd: LocalCluster) -> None:
     await n2.start()
     keys = Keys("test")
     port, db_port = free_port(), free_port()
-    async with Store(etcd.endpoints, 2.0) as store:
+    async with EtcdStore(etcd.endpoints, 2.0) as store:
         await store.put(keys.member("n1"), member("n1"))
         await store.put(keys.member("n2"), member("n2"))
         await store.put(keys.status("n1"), report("n1", api_0=Role.STARTED, galera_0=Role.PROMOTED))
@@ -150,7 +150,7 @@ async def test_in_flight_requests_survive_an_instance_moving(etcd: LocalCluster)
     api_port = free_port()
     keys = Keys("test")
     port, db_port = free_port(), free_port()
-    async with Store(etcd.endpoints, 2.0) as store:
+    async with EtcdStore(etcd.endpoints, 2.0) as store:
         n1 = await Backend("n1", host=NODES["n1"], port=api_port).start()
         n2 = await Backend("n2", host=NODES["n2"], port=api_port).start()
         try:

@@ -1,4 +1,6 @@
-"""The store client against a real 3-member etcd."""
+"""EtcdStore against a real 3-member etcd: what only a real cluster shows (timing of lease
+expiry, members dying, pausing, failover). The semantics every store shares are checked
+against both EtcdStore and MemoryStore in test_store_contract.py."""
 
 from __future__ import annotations
 
@@ -9,15 +11,12 @@ import pytest
 
 from conftest import ClusterFactory
 from hastack.errors import (
-    Compacted,
-    DefiniteStoreError,
     IndeterminateStoreError,
-    LeaseNotFound,
     StoreTimeout,
     StoreUnavailable,
 )
 from hastack.lab.local import LocalCluster
-from hastack.store import Compare, DeleteOp, EventKind, GetOp, PutOp, Store
+from hastack.store import EtcdStore, EventKind, Store
 from helpers import async_wait_until
 
 
@@ -26,81 +25,17 @@ def etcd(local_cluster: ClusterFactory) -> LocalCluster:
     return local_cluster(3, agents=False)
 
 
-async def test_get_put_delete_and_prefix(etcd: LocalCluster) -> None:
-    async with Store(etcd.endpoints, 2.0) as store:
-        assert await store.get("/t/a") is None
-        rev = await store.put("/t/a", b"1")
-        await store.put("/t/b", b"2")
-        await store.put("/tx", b"outside")
-        kv = await store.get("/t/a")
-        assert kv is not None
-        assert kv.value == b"1"
-        assert kv.create_revision == kv.mod_revision == rev
-        found = await store.get_prefix("/t/")
-        assert [k.key for k in found.kvs] == ["/t/a", "/t/b"]
-        assert found.revision >= rev
-        assert await store.delete("/t/", prefix=True) == 2
-        assert (await store.get_prefix("/t/")).kvs == ()
-        assert await store.get("/tx") is not None
-
-
-async def test_compare_and_swap(etcd: LocalCluster) -> None:
-    async with Store(etcd.endpoints, 2.0) as store:
-        # create only if absent: the first wins, the second sees the winner
-        first = await store.txn([Compare.absent("/cas/k")], success=[PutOp("/cas/k", b"a")])
-        second = await store.txn(
-            [Compare.absent("/cas/k")], success=[PutOp("/cas/k", b"b")], failure=[GetOp("/cas/k")]
-        )
-        assert first.succeeded
-        assert not second.succeeded
-        assert second.reads[0][0].value == b"a"
-        kv = await store.get("/cas/k")
-        assert kv is not None
-        # update only if unchanged since we read it
-        ok = await store.txn(
-            [Compare.unchanged("/cas/k", kv.mod_revision)], success=[PutOp("/cas/k", b"c")]
-        )
-        stale = await store.txn(
-            [Compare.unchanged("/cas/k", kv.mod_revision)], success=[PutOp("/cas/k", b"d")]
-        )
-        assert ok.succeeded
-        assert not stale.succeeded
-        after = await store.get("/cas/k")
-        assert after is not None
-        assert after.value == b"c"
-        assert after.create_revision == kv.create_revision
-        # compare on create revision: the key's identity, not its content
-        gone = await store.txn(
-            [Compare.created_at("/cas/k", kv.create_revision)], success=[DeleteOp("/cas/k")]
-        )
-        assert gone.succeeded
-        assert await store.get("/cas/k") is None
-
-
-async def test_lease_expiry_removes_keys(etcd: LocalCluster) -> None:
-    async with Store(etcd.endpoints, 2.0) as store:
+async def test_lease_expires_not_before_its_ttl_after_the_last_renewal(etcd: LocalCluster) -> None:
+    """The server expiry bound the lease keeper relies on, measured on real time."""
+    async with EtcdStore(etcd.endpoints, 2.0) as store:
         lease = await store.grant_lease(2)
-        assert lease.ttl == 2
         await store.put("/lease/k", b"v", lease=lease.id)
-        granted = await store.keep_alive(lease.id)
-        assert granted == 2
+        assert await store.keep_alive(lease.id) == 2
         renewed_at = time.monotonic()
         await async_wait_until(lambda: _absent(store, "/lease/k"), timeout=6)
         elapsed = time.monotonic() - renewed_at
         # not before the TTL from the last renewal, and not much after (etcd checks every 0.5 s)
         assert 2.0 <= elapsed < 4.5
-        assert await store.lease_ttl(lease.id) == -1
-        with pytest.raises(LeaseNotFound):
-            await store.keep_alive(lease.id)
-
-
-async def test_revoked_lease_takes_keys_at_once(etcd: LocalCluster) -> None:
-    async with Store(etcd.endpoints, 2.0) as store:
-        lease = await store.grant_lease(30)
-        await store.put("/lease/r", b"v", lease=lease.id)
-        await store.revoke_lease(lease.id)
-        assert await store.get("/lease/r") is None
-        assert isinstance(LeaseNotFound("x"), DefiniteStoreError)
 
 
 async def _absent(store: Store, key: str) -> bool:
@@ -110,7 +45,7 @@ async def _absent(store: Store, key: str) -> bool:
 async def test_watch_resumes_after_member_restart(etcd: LocalCluster) -> None:
     """Watch through member n1 only; kill and restart n1; no event is lost or repeated."""
     n1 = etcd.endpoints[0]
-    async with Store(etcd.endpoints, 1.0) as writer, Store([n1], 1.0) as watcher:
+    async with EtcdStore(etcd.endpoints, 1.0) as writer, EtcdStore([n1], 1.0) as watcher:
         start = await writer.put("/w/0", b"0")
         seen: list[tuple[str, int]] = []
         reconnects: list[str] = []
@@ -155,25 +90,8 @@ async def _put_retrying(store: Store, key: str) -> None:
     raise AssertionError(f"could not write {key}")
 
 
-async def test_watch_from_compacted_revision_is_definite(etcd: LocalCluster) -> None:
-    async with Store(etcd.endpoints, 2.0) as store:
-        first = await store.put("/c/k", b"1")
-        for i in range(5):
-            await store.put("/c/k", str(i).encode())
-        import grpc
-        from aetcd import rpc
-
-        latest = await store.put("/c/k", b"last")
-        async with grpc.aio.insecure_channel(store.endpoint) as channel:
-            await rpc.KVStub(channel).Compact(rpc.CompactionRequest(revision=latest, physical=True))
-        with pytest.raises(Compacted) as caught:
-            async for _ in store.watch_prefix("/c/", first):
-                pass
-        assert caught.value.compact_revision == latest
-
-
 async def test_failover_to_next_endpoint(etcd: LocalCluster) -> None:
-    async with Store(etcd.endpoints, 1.0) as store:
+    async with EtcdStore(etcd.endpoints, 1.0) as store:
         await store.put("/f/a", b"1")
         victim = store.endpoint
         node = etcd.node_names[etcd.endpoints.index("http://" + victim)]
@@ -191,7 +109,7 @@ async def test_failover_to_next_endpoint(etcd: LocalCluster) -> None:
 async def test_no_reachable_member_is_indeterminate(etcd: LocalCluster) -> None:
     for node in etcd.node_names:
         etcd.kill(node, ["etcd"])
-    async with Store(etcd.endpoints, 0.5) as store:
+    async with EtcdStore(etcd.endpoints, 0.5) as store:
         with pytest.raises((StoreUnavailable, StoreTimeout)) as caught:
             await store.put("/x", b"1")
         assert isinstance(caught.value, IndeterminateStoreError)
@@ -199,7 +117,7 @@ async def test_no_reachable_member_is_indeterminate(etcd: LocalCluster) -> None:
 
 async def test_paused_member_times_out_then_fails_over(etcd: LocalCluster) -> None:
     """A SIGSTOPped member keeps its connections open: only a deadline notices it."""
-    async with Store(etcd.endpoints, 0.5) as store:
+    async with EtcdStore(etcd.endpoints, 0.5) as store:
         await store.put("/p/a", b"1")
         victim = store.endpoint
         node = etcd.node_names[etcd.endpoints.index("http://" + victim)]

@@ -34,7 +34,7 @@ from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeR
 from hastack.model.requests import decode_cleanup
 from hastack.model.status import NodeReport
 from hastack.scheduler.plan import ActionKind
-from hastack.store import Compare, DeleteOp, Keys, PutOp, Store
+from hastack.store import Compare, DeleteOp, EtcdStore, Keys, PutOp
 from hastack.store.blocking import BlockingLeaseClient
 from hastack.store.snapshot import read_snapshot
 
@@ -72,7 +72,7 @@ class Agent:
         self.keys = Keys(config.cluster, config.etcd.root)
         self.events = EventLog(state_dir / "events.jsonl" if state_dir else None, config.node)
         self._on_membership_lost = on_membership_lost
-        self._store = Store(config.etcd.endpoints, config.timings.store_timeout)
+        self._store = EtcdStore(config.etcd.endpoints, config.timings.store_timeout)
         self._keeper = LeaseKeeper(self._store, config.timings)
         # Renewals run in a thread of their own on a channel of their own
         # (docs/control-plane.md): a busy main loop never delays them.

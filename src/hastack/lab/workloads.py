@@ -38,7 +38,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from hastack.errors import DefiniteStoreError, StoreError
-from hastack.store import Store
+from hastack.store import EtcdStore
 
 __all__ = [
     "KINDS",
@@ -191,7 +191,7 @@ class SetWorkload(Workload):
             self.check_target(urllib.parse.urlsplit(e if "//" in e else f"//{e}").hostname or "")
         self.prefix = str(spec.get("prefix", f"/lab-set/{int(time.time())}")) + "/"
         self.final_timeout = float(spec.get("final-timeout", 30.0))
-        self.store = Store(self.endpoints, self.timeout)
+        self.store = EtcdStore(self.endpoints, self.timeout)
 
     def invocation(self, client: int, n: int) -> tuple[str, Any]:
         return "add", client * 1_000_000 + n

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from hastack.model.agent_config import ClientConfig
-from hastack.store import Keys, Store
+from hastack.store import EtcdStore, Keys, Store
 
 __all__ = ["Cluster", "open_cluster"]
 
@@ -29,5 +29,5 @@ class Cluster:
 async def open_cluster(
     client: ClientConfig, *, timeout: float = OPERATOR_TIMEOUT
 ) -> AsyncIterator[Cluster]:
-    async with Store(client.etcd.endpoints, timeout) as store:
+    async with EtcdStore(client.etcd.endpoints, timeout) as store:
         yield Cluster(client.cluster, store, Keys(client.cluster, client.etcd.root))

@@ -19,7 +19,7 @@ from hastack.model.scores import INFINITY
 from hastack.model.state import base_id
 from hastack.scheduler.plan import Assignment
 from hastack.scheduler.render import render_resources
-from hastack.store import EndpointStatus, Keys, Store, endpoint_status
+from hastack.store import EndpointStatus, EtcdStore, Keys, endpoint_status
 from hastack.store.snapshot import read_snapshot
 
 __all__ = ["NodeLine", "StatusReport", "collect_status"]
@@ -103,7 +103,9 @@ async def collect_status(client: ClientConfig, *, timeout: float = STATUS_TIMEOU
     endpoints = await asyncio.gather(*(endpoint_status(e, timeout) for e in client.etcd.endpoints))
     quorum = quorum_view(sum(1 for e in endpoints if e.healthy), len(endpoints))
     now = time.time()
-    store = Store([e.endpoint for e in endpoints if e.healthy] or client.etcd.endpoints, timeout)
+    store = EtcdStore(
+        [e.endpoint for e in endpoints if e.healthy] or client.etcd.endpoints, timeout
+    )
     try:
         snapshot = await read_snapshot(store, keys)
     except StoreError as exc:

@@ -29,7 +29,7 @@ from hastack.errors import HastackError
 from hastack.proxy.config import ProxyConfig, parse_config
 from hastack.proxy.server import Proxy
 from hastack.proxy.sources import BackendSource, ClusterSource
-from hastack.store import Keys, Store
+from hastack.store import EtcdStore, Keys, Store
 
 __all__ = ["load_config", "register"]
 
@@ -52,7 +52,7 @@ def cluster_source(config: ProxyConfig) -> tuple[BackendSource | None, Store | N
     if not pools or config.cluster is None:
         return None, None
     link = config.cluster
-    store = Store(link.etcd.endpoints, link.timeout)
+    store = EtcdStore(link.etcd.endpoints, link.timeout)
     return ClusterSource(store, Keys(link.name, link.etcd.root), pools), store
 
 

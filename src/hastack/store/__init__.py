@@ -1,9 +1,15 @@
-"""The coordination store: etcd v3 behind a small async interface."""
+"""The coordination store: etcd v3 behind a small async interface.
 
-from hastack.store.etcd import EndpointStatus, Store, endpoint_status
+`Store` is the interface (a Protocol); `EtcdStore` is the etcd client that provides it and
+`hastack.store.memory.MemoryStore` the in-memory fake for tests.
+"""
+
+from hastack.store.etcd import EndpointStatus, EtcdStore, endpoint_status
 from hastack.store.keys import Keys
+from hastack.store.protocol import Store
 from hastack.store.types import (
     Compare,
+    CompareTarget,
     DeleteOp,
     Event,
     EventKind,
@@ -18,8 +24,10 @@ from hastack.store.types import (
 
 __all__ = [
     "Compare",
+    "CompareTarget",
     "DeleteOp",
     "EndpointStatus",
+    "EtcdStore",
     "Event",
     "EventKind",
     "GetOp",

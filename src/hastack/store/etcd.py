@@ -16,7 +16,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import grpc
 from aetcd import rpc
@@ -47,7 +47,7 @@ from hastack.store.types import (
     WatchBatch,
 )
 
-__all__ = ["EndpointStatus", "Store", "endpoint_status", "parse_endpoint", "prefix_end"]
+__all__ = ["EndpointStatus", "EtcdStore", "endpoint_status", "parse_endpoint", "prefix_end"]
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,7 @@ def _translate(error: BaseException) -> StoreError:
             return Compacted(0)
         if code in (
             grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.OUT_OF_RANGE,  # a lease TTL too large, a future revision
             grpc.StatusCode.FAILED_PRECONDITION,
             grpc.StatusCode.PERMISSION_DENIED,
             grpc.StatusCode.UNAUTHENTICATED,
@@ -144,8 +145,8 @@ class _Connection:
     generation: int
 
 
-class Store:
-    """An etcd v3 client over one or more endpoints.
+class EtcdStore:
+    """An etcd v3 client over one or more endpoints; provides hastack.store.Store.
 
     Every call has a deadline of `timeout` seconds. When a call ends indeterminately the client
     moves to the next endpoint for the calls that follow; it does not silently retry writes,
@@ -225,7 +226,7 @@ class Store:
             conn, self._conn = self._conn, None
             await conn.channel.close()
 
-    async def __aenter__(self) -> Store:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

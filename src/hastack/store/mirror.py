@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 from hastack.errors import Compacted, StoreError
 from hastack.model.members import ClusterSnapshot, SnapshotDecoder, StoredKey
-from hastack.store.etcd import Store
 from hastack.store.keys import Keys
+from hastack.store.protocol import Store
 from hastack.store.types import EventKind, KeyValue, WatchBatch
 
 __all__ = ["Mirror", "follow", "follow_all"]
