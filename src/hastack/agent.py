@@ -34,9 +34,9 @@ from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeR
 from hastack.model.requests import decode_cleanup
 from hastack.model.status import NodeReport
 from hastack.scheduler.plan import ActionKind
-from hastack.store import Compare, DeleteOp, EtcdStore, Keys, PutOp
+from hastack.store import Compare, DeleteOp, EtcdStore, Keys, PutOp, Store
 from hastack.store.blocking import BlockingLeaseClient
-from hastack.store.snapshot import read_snapshot
+from hastack.store.mirror import Mirror, follow_all
 
 __all__ = ["Agent", "MembershipLostHook"]
 
@@ -67,16 +67,23 @@ class Agent:
         state_dir: Path | None = None,
         on_membership_lost: MembershipLostHook | None = None,
         self_check: SelfCheck | None = None,
+        store: Store | None = None,
     ) -> None:
+        """`store`: a store client to use instead of etcd at `config.etcd` (the tests' in-memory
+        store); lease renewals then run in the event loop instead of a thread of their own."""
         self.config = config
         self.keys = Keys(config.cluster, config.etcd.root)
         self.events = EventLog(state_dir / "events.jsonl" if state_dir else None, config.node)
         self._on_membership_lost = on_membership_lost
-        self._store = EtcdStore(config.etcd.endpoints, config.timings.store_timeout)
+        self._store: Store = store or EtcdStore(config.etcd.endpoints, config.timings.store_timeout)
         self._keeper = LeaseKeeper(self._store, config.timings)
         # Renewals run in a thread of their own on a channel of their own
         # (docs/control-plane.md): a busy main loop never delays them.
-        self._lease_client = BlockingLeaseClient(config.etcd.endpoints)
+        self._lease_client = BlockingLeaseClient(config.etcd.endpoints) if store is None else None
+        # The cluster state, kept from the store's watch streams: all of it while DC, only
+        # what this node acts on otherwise (docs/control-plane.md).
+        self._mirror: Mirror | None = None
+        self._mirror_task: asyncio.Task[None] | None = None
         # An agent never goes silent: if its cycle stops running, the self-check ends the
         # process (its supervisor starts a fresh one), and a watchdog that hears nothing
         # more kills it in case even that cannot happen (docs/control-plane.md).
@@ -186,8 +193,10 @@ class Agent:
             executor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await executor
+            await self._follow(None)
             await self._store.close()
-            self._lease_client.close()
+            if self._lease_client is not None:
+                self._lease_client.close()
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -272,25 +281,29 @@ class Agent:
                 loop.call_soon_threadsafe(tell)
 
         stop = threading.Event()
-        renewer = threading.Thread(
-            target=self._keeper.run_blocking,
-            args=(self._lease_client.keep_alive, stop, on_lost),
-            name="lease-renewal",
-            daemon=True,
-        )
-        renewer.start()
+        renewer: threading.Thread | None = None
+        if self._lease_client is not None:
+            renewer = threading.Thread(
+                target=self._keeper.run_blocking,
+                args=(self._lease_client.keep_alive, stop, on_lost),
+                name="lease-renewal",
+                daemon=True,
+            )
+            renewer.start()
         if self.heartbeat is not None:
             self.heartbeat.lease = self._keeper.lease.id
         try:
             async with asyncio.TaskGroup() as group:
-                renew = group.create_task(_raise_when_lost(lost, reasons), name="renew")
-                watch = group.create_task(self._watch(), name="watch")
+                if renewer is not None:
+                    renew = group.create_task(_raise_when_lost(lost, reasons), name="renew")
+                else:
+                    renew = group.create_task(self._keeper.run(), name="renew")
                 await self._cycle_until_stopped()
                 renew.cancel()
-                watch.cancel()
         finally:
             stop.set()
-            await asyncio.to_thread(renewer.join)
+            if renewer is not None:
+                await asyncio.to_thread(renewer.join)
 
     async def _cycle_until_stopped(self) -> None:
         interval = self.config.timings.renew_interval
@@ -306,12 +319,11 @@ class Agent:
                 self._keeper.server_expiry_bound - _WATCHDOG_LEAD,
                 alive_until=time.monotonic() + self._alive_window,
             )
-            try:
-                snapshot = await read_snapshot(self._store, self.keys)
-            except StoreError as exc:
-                self._say(f"cannot read the cluster state ({exc}); deciding nothing this cycle")
+            mirror = await self._follow(self._ranges())
+            if mirror.loaded:
+                await self._decide_and_act(mirror.snapshot())
             else:
-                await self._decide_and_act(snapshot)
+                self._say("reading the cluster state")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
 
@@ -344,6 +356,11 @@ class Agent:
         self._update_peers(snapshot)
         if self.epoch is None and snapshot.dc is not None and snapshot.config is not None:
             await self._depose_if_silent(snapshot, snapshot.config)
+        if self.epoch is not None and self._mirror is not None and not self._is_full(self._mirror):
+            # Just elected: the DC decides on the whole cluster, never on a follower's view
+            # (without other nodes' reports it would start what already runs elsewhere).
+            self._wake.set()
+            return
         if self.epoch is not None and snapshot.config is not None:
             config = snapshot.config
             decision = self.controller.decide(
@@ -610,20 +627,44 @@ class Agent:
             )
         return done
 
-    async def _watch(self) -> None:
-        """Wake the cycle on every change under the cluster prefix."""
-        start = 0
-        while True:
-            try:
-                if start == 0:
-                    start = (await self._store.get_prefix(self.keys.dc)).revision + 1
-                async for _batch in self._store.watch_prefix(self.keys.prefix, start):
-                    self._wake.set()
-            except StoreError as exc:
-                # Compacted or unreadable: the cycle's own timer keeps us correct meanwhile.
-                log.debug("watch restarting: %s", exc)
-                start = 0
-                await asyncio.sleep(self.config.timings.renew_interval)
+    def _ranges(self) -> tuple[str, ...]:
+        """What this agent follows: everything while DC; otherwise what it acts on."""
+        keys, node = self.keys, self.config.node
+        if self.epoch is not None:
+            return (keys.prefix,)
+        return (
+            keys.dc,
+            keys.config,
+            keys.members,
+            keys.nodes,
+            keys.target(node),
+            keys.fence_history(node),
+            keys.cleanup_requests,
+        )
+
+    def _is_full(self, mirror: Mirror) -> bool:
+        return mirror.ranges == (self.keys.prefix,) and mirror.loaded
+
+    async def _follow(self, ranges: tuple[str, ...] | None) -> Mirror:
+        """Follow `ranges` of the store (None: nothing any more), keeping the mirror we have
+        if it already follows them. Every change wakes the cycle."""
+        mirror = self._mirror
+        if mirror is not None and ranges is not None and mirror.ranges == ranges:
+            return mirror
+        if self._mirror_task is not None:
+            self._mirror_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._mirror_task
+            self._mirror_task = None
+        if ranges is None:
+            self._mirror = None
+            return Mirror(self.keys, ())
+        mirror = Mirror(self.keys, ranges)
+        self._mirror = mirror
+        self._mirror_task = asyncio.create_task(
+            follow_all(self._store, mirror, self._wake.set), name="mirror"
+        )
+        return mirror
 
     # ---- saying things once --------------------------------------------------------------------
 

@@ -363,8 +363,10 @@ class EtcdStore:
         start_revision: int,
         *,
         on_reconnect: Callable[[str], None] | None = None,
+        exact: bool = False,
     ) -> AsyncIterator[WatchBatch]:
-        """Every change under `prefix` from `start_revision` on, in order, across reconnects.
+        """Every change under `prefix` (of that one key, with `exact`) from `start_revision`
+        on, in order, across reconnects.
 
         When the stream breaks (member died, lost its leader) the watch is opened again on the
         next endpoint from the revision after the last one delivered, so nothing is missed or
@@ -379,7 +381,8 @@ class EtcdStore:
             try:
                 create = rpc.WatchCreateRequest(
                     key=key,
-                    range_end=prefix_end(key),
+                    # An exact key's range ends at the first key after it.
+                    range_end=key + b"\0" if exact else prefix_end(key),
                     start_revision=next_revision,
                     progress_notify=True,
                 )

@@ -194,14 +194,17 @@ class MemoryBackend:
         for event in self._waiting:
             event.set()
 
-    def _events_since(self, revision: int, prefix: str) -> tuple[tuple[Event, ...], int]:
-        """Events under `prefix` from `revision` on, and the revision they bring us up to."""
+    def _events_since(
+        self, revision: int, prefix: str, *, exact: bool = False
+    ) -> tuple[tuple[Event, ...], int]:
+        """Events under `prefix` (of that key, with `exact`) from `revision` on, and the
+        revision they bring us up to."""
         first = bisect.bisect_left(self._history, revision, key=lambda entry: entry[0])
         events = tuple(
             e
             for _, changes in self._history[first:]
             for e in changes
-            if e.kv.key.startswith(prefix)
+            if (e.kv.key == prefix if exact else e.kv.key.startswith(prefix))
         )
         return events, self._revision
 
@@ -600,6 +603,7 @@ class MemoryStore:
         start_revision: int,
         *,
         on_reconnect: Callable[[str], None] | None = None,
+        exact: bool = False,
     ) -> AsyncIterator[WatchBatch]:
         self._check_open()
         backend = self.backend
@@ -622,7 +626,7 @@ class MemoryStore:
                     backend.expire()
                     if position < backend.compacted:
                         raise Compacted(backend.compacted)
-                    events, revision = backend._events_since(position, prefix)
+                    events, revision = backend._events_since(position, prefix, exact=exact)
                     if revision >= position:
                         position = revision + 1
                     if events:

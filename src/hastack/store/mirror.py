@@ -6,8 +6,9 @@ twelve nodes). The mirror reads each range once, then applies the changes the wa
 in revision order; it reads a range again only when the watch cannot resume (its history was
 compacted). `Mirror` itself is plain data and pure; `follow` is the task that feeds it.
 
-Each range is consistent on its own (one watch stream, revision order). Which ranges an agent
-follows depends on its role (docs/control-plane.md): the DC follows the whole prefix.
+A range ending in `/` is a prefix; any other is one exact key. Each range is consistent on its
+own (one watch stream, revision order). Which ranges an agent follows depends on its role
+(docs/control-plane.md): the DC follows the whole prefix.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ log = logging.getLogger(__name__)
 # After a failed read of a range, wait this long before trying again (the watch itself
 # resumes on its own; only a compaction or a failed first read comes back here).
 _RETRY = 0.5
+
+
+def is_prefix(range_: str) -> bool:
+    """A range that ends in `/` is every key under it; any other is that one key."""
+    return range_.endswith("/")
+
+
+def in_range(key: str, range_: str) -> bool:
+    return key.startswith(range_) if is_prefix(range_) else key == range_
 
 
 class Mirror:
@@ -55,8 +65,8 @@ class Mirror:
         return self._revisions.get(prefix, 0)
 
     def load(self, prefix: str, kvs: Iterable[KeyValue], revision: int) -> None:
-        """Replace everything under `prefix` by a fresh read made at `revision`."""
-        for key in [k for k in self._kvs if k.startswith(prefix)]:
+        """Replace everything in range `prefix` by a fresh read made at `revision`."""
+        for key in [k for k in self._kvs if in_range(k, prefix)]:
             del self._kvs[key]
         for kv in kvs:
             self._kvs[kv.key] = kv
@@ -100,7 +110,7 @@ async def follow(store: Store, mirror: Mirror, prefix: str, on_change: Callable[
     again when the watch's history is gone. Calls `on_change` after every change."""
     while True:
         try:
-            result = await store.get_prefix(prefix)
+            result = await store.range(prefix, prefix=is_prefix(prefix))
         except StoreError as exc:
             log.debug("mirror: reading %s failed (%s); retrying", prefix, exc)
             await asyncio.sleep(_RETRY)
@@ -108,7 +118,9 @@ async def follow(store: Store, mirror: Mirror, prefix: str, on_change: Callable[
         mirror.load(prefix, result.kvs, result.revision)
         on_change()
         try:
-            async for batch in store.watch_prefix(prefix, result.revision + 1):
+            async for batch in store.watch_prefix(
+                prefix, result.revision + 1, exact=not is_prefix(prefix)
+            ):
                 if mirror.apply(prefix, batch):
                     on_change()
         except Compacted:

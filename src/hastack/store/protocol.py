@@ -107,8 +107,10 @@ class Store(Protocol):
         start_revision: int,
         *,
         on_reconnect: Callable[[str], None] | None = None,
+        exact: bool = False,
     ) -> AsyncIterator[WatchBatch]:
-        """Every change under `prefix` from `start_revision` on, in revision order.
+        """Every change under `prefix` (with `exact`: of that one key) from `start_revision`
+        on, in revision order.
 
         Breaks in the connection are resumed from the revision after the last one delivered
         (each reported to `on_reconnect`); raises Compacted when that history is gone.
