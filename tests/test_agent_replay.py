@@ -1,0 +1,165 @@
+"""The agent's cycle through lost memberships and rejoins, on the in-memory store.
+
+Three real agents (real executors running Debian's Dummy agent) share one in-memory store;
+a node is cut off from the store (its calls stay silent until their timeout, its watches stay
+open and silent — a member on the minority side) at a chosen moment of the transition that
+follows a configuration change, for long enough to lose its membership or not, and healed.
+Whatever the order of election, loss and rejoin, the cluster must end settled: one DC, every
+node a member executing the DC's current target (acknowledged, not void), the singleton on
+exactly one node and the clone on all three (docs/control-plane.md, the wedge this replaces).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+
+from hastack.agent import Agent
+from hastack.membership.selfcheck import SelfCheck
+from hastack.model.agent_config import AgentConfig, EtcdSpec, Timings
+from hastack.model.config import Role, parse_cluster_config
+from hastack.model.config_text import config_to_json
+from hastack.model.members import ClusterSnapshot
+from hastack.model.state import base_id
+from hastack.store import Keys
+from hastack.store.memory import MemoryBackend, MemoryStore
+from hastack.store.snapshot import read_snapshot
+
+NODES = ("n1", "n2", "n3")
+# lease 2 s; lost after 0.3 + 2 × 0.5 = 1.3 s without a renewal.
+TIMINGS = Timings(lease_ttl=2, renew_interval=0.3, store_timeout=0.5)
+CONFIG = parse_cluster_config(
+    """\
+properties: {stonith-enabled: false, cluster-delay: 5s}
+op-defaults: {timeout: 10s}
+nodes: [{node: n1}, {node: n2}, {node: n3}]
+resources:
+  - {primitive: solo, agent: "ocf:heartbeat:Dummy", ops: [{name: monitor, interval: 1s}]}
+  - clone: c
+    resource: {primitive: d, agent: "ocf:heartbeat:Dummy"}
+""",
+    "replay.yaml",
+)
+
+
+def settled(snap: ClusterSnapshot) -> str | None:
+    """Why the cluster is not settled yet, or None."""
+    if snap.dc is None:
+        return "no DC"
+    if set(snap.members) != set(NODES):
+        return f"members {sorted(snap.members)}"
+    solo, clones = [], []
+    for node in NODES:
+        report = snap.statuses.get(node)
+        target = snap.current_target(node)
+        if report is None or target is None:
+            return f"{node}: no report or no current target"
+        if target.epoch != snap.dc.epoch:
+            return f"{node}: target from epoch {target.epoch}, DC at {snap.dc.epoch}"
+        if report.acked != snap.target_revisions[node]:
+            return f"{node}: acked {report.acked} of {snap.target_revisions[node]}"
+        for instance, role in report.active().items():
+            if base_id(instance) == "solo":
+                solo.append(node)
+            elif base_id(instance) == "d" and role is Role.STARTED:
+                clones.append(node)
+    if len(solo) != 1:
+        return f"solo active on {solo}"
+    if sorted(clones) != list(NODES):
+        return f"clone on {clones}"
+    return None
+
+
+@pytest.mark.parametrize(
+    ("victim", "after", "cut_for"),
+    [
+        ("dc", 0.0, 3.0),  # the DC lost as the plan is made
+        ("dc", 0.6, 3.0),  # ... while its targets are being executed
+        ("holder", 1.5, 3.0),  # the singleton's node lost once it runs there
+        ("follower", 0.3, 3.0),  # a node lost while its target is written
+        ("follower", 0.3, 0.8),  # cut off, back before its membership is lost
+        ("dc+follower", 0.3, 3.0),  # two nodes lost, one after the other
+    ],
+)
+async def test_the_cluster_settles_after_any_loss_and_rejoin(
+    tmp_path: Path, victim: str, after: float, cut_for: float
+) -> None:
+    backend = MemoryBackend(min_lease_ttl=2)
+    stores = {n: MemoryStore(backend, timeout=TIMINGS.store_timeout) for n in NODES}
+    keys = Keys("replay")
+    agents = {
+        n: Agent(
+            AgentConfig(
+                cluster="replay",
+                node=n,
+                etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3),
+                timings=TIMINGS,
+                heartbeat_port=0,
+            ),
+            state_dir=tmp_path / n,
+            store=stores[n],
+            self_check=SelfCheck(30.0),
+        )
+        for n in NODES
+    }
+    running = [asyncio.create_task(a.run(), name=n) for n, a in agents.items()]
+    observer = MemoryStore(backend)
+
+    async def snapshot() -> ClusterSnapshot:
+        return await read_snapshot(observer, keys)
+
+    async def wait_settled(timeout: float) -> None:
+        why: str | None = "not looked yet"
+        for _ in range(int(timeout / 0.1)):
+            why = settled(await snapshot())
+            if why is None:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"not settled within {timeout}s: {why}")
+
+    try:
+        for _ in range(100):
+            snap = await snapshot()
+            if snap.dc is not None and set(snap.members) == set(NODES):
+                break
+            await asyncio.sleep(0.1)
+        await observer.put(keys.config, config_to_json(CONFIG))
+        await asyncio.sleep(after)
+        snap = await snapshot()
+        assert snap.dc is not None
+        dc = snap.dc.node
+        holders = [n for n, r in snap.statuses.items() if "solo" in r.active()]
+        victims = {
+            "dc": [dc],
+            "follower": [next(n for n in NODES if n != dc)],
+            "holder": holders[:1] or [dc],
+            "dc+follower": [dc, next(n for n in NODES if n != dc)],
+        }[victim]
+        for node in victims:
+            stores[node].partition()
+            await asyncio.sleep(cut_for / 2)
+        await asyncio.sleep(cut_for / 2)
+        for node in victims:
+            stores[node].heal()
+        await wait_settled(40.0)
+        # Settled means settled: a while later it still is, with the same DC epoch.
+        first = (await snapshot()).dc
+        await asyncio.sleep(2.0)
+        assert settled(await snapshot()) is None
+        assert (await snapshot()).dc == first
+        if cut_for > TIMINGS.lease_ttl:
+            lost = [
+                n
+                for n in victims
+                if '"membership-lost"' in (tmp_path / n / "events.jsonl").read_text()
+            ]
+            assert lost == victims  # the fault did what the case says
+    finally:
+        for a in agents.values():
+            a.stop()
+        for task in running:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 30)
