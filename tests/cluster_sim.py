@@ -50,7 +50,11 @@ class _Node:
     member_revision: int = 0  # members/<name> create_revision
     joined_at: float = 0.0  # when this life of its agent joined (wall clock)
     attributes: dict[str, str] = field(default_factory=dict)
+    # What runs there as its executor knows it, and what its status key says (the same,
+    # except while operations are under way: `begin`).
     resources: dict[str, ResourceReport] = field(default_factory=dict)
+    reported: dict[str, ResourceReport] = field(default_factory=dict)
+    in_flight: list[tuple[str, str]] = field(default_factory=list)
     probed: frozenset[str] = frozenset()
     acked: int = 0
     notified: tuple[str, ...] = ()
@@ -83,6 +87,7 @@ class SimCluster:
             self._join(node)
             for instance, role in (running or {}).get(name, {}).items():
                 node.resources[instance] = ResourceReport(role=role)
+            node.reported = dict(node.resources)
         self.controller = Controller()
         self.epoch = 0
         self.dc = next(iter(self.nodes))
@@ -115,7 +120,7 @@ class SimCluster:
                 n.name,
                 epoch=self.epoch,
                 updated=n.updated,
-                resources=dict(n.resources),
+                resources=dict(n.reported),
                 probed=n.probed,
                 acked=n.acked,
                 notified=n.notified,
@@ -193,15 +198,44 @@ class SimCluster:
         """The node's agent has probed everything and reports in this life."""
         node = self.nodes[name]
         node.probed = frozenset(placements(self.config))
+        node.reported = dict(node.resources)
         node.updated = self.now
         self._bump()
 
+    def begin(self, name: str) -> None:
+        """The node starts the steps of its current target but finishes none of them yet: its
+        report does not change, while what it starts or promotes may already be active."""
+        node = self.nodes[name]
+        target = self.targets.get(name)
+        if node.in_flight or not node.member or target is None or self.fenced(name):
+            return
+        instances = self._instances(node, target)
+        node.in_flight = local_steps(target, instances)
+        self._operate(
+            instances, [(i, op) for i, op in node.in_flight if op in ("start", "promote")]
+        )
+        node.resources = {k: v.report() for k, v in instances.items() if v.worth_reporting}
+
     def execute(self, name: str) -> None:
-        """The node carries out its current target, every step succeeding, and says so."""
+        """The node finishes what it had begun, then carries out its current target, every
+        step succeeding, and reports it done."""
         node = self.nodes[name]
         target = self.targets.get(name)
         if not node.member or target is None or self.fenced(name):
             return
+        instances = self._instances(node, target)
+        self._operate(instances, node.in_flight)
+        node.in_flight = []
+        while steps := local_steps(target, instances):
+            self._operate(instances, steps)
+        node.resources = {k: v.report() for k, v in instances.items() if v.worth_reporting}
+        node.reported = dict(node.resources)
+        node.notified = (*node.notified, *(n.key for n in target.notify))
+        node.acked = self.target_revisions[name]
+        node.updated = self.now
+        self._bump()
+
+    def _instances(self, node: _Node, target: NodeTarget) -> dict[str, Instance]:
         where = placements(self.config)
         instances = {
             instance: Instance(
@@ -218,29 +252,27 @@ class SimCluster:
             for instance, r in node.resources.items()
         }
         _adopt_clone_names(target, instances, self.config)
-        while steps := local_steps(target, instances):
-            for instance, op in steps:
-                inst = instances.get(instance)
-                if inst is None:
-                    inst = instances[instance] = Instance(instance, base_id(instance))
-                placement = where.get(inst.primitive)
-                promotable = placement is not None and placement.promotable
-                if op == "start":
-                    inst.role = Role.UNPROMOTED if promotable else Role.STARTED
-                elif op == "stop":
-                    inst.role = Role.STOPPED
-                elif op == "promote":
-                    inst.role = Role.PROMOTED
-                else:
-                    inst.role = Role.UNPROMOTED
-                if op in ("start", "stop"):
-                    inst.failed = False
-                inst.last_op = LastOp(op, 0, at=self.now)
-        node.resources = {k: v.report() for k, v in instances.items() if v.worth_reporting}
-        node.notified = (*node.notified, *(n.key for n in target.notify))
-        node.acked = self.target_revisions[name]
-        node.updated = self.now
-        self._bump()
+        return instances
+
+    def _operate(self, instances: dict[str, Instance], steps: Iterable[tuple[str, str]]) -> None:
+        where = placements(self.config)
+        for instance, op in steps:
+            inst = instances.get(instance)
+            if inst is None:
+                inst = instances[instance] = Instance(instance, base_id(instance))
+            placement = where.get(inst.primitive)
+            promotable = placement is not None and placement.promotable
+            if op == "start":
+                inst.role = Role.UNPROMOTED if promotable else Role.STARTED
+            elif op == "stop":
+                inst.role = Role.STOPPED
+            elif op == "promote":
+                inst.role = Role.PROMOTED
+            else:
+                inst.role = Role.UNPROMOTED
+            if op in ("start", "stop"):
+                inst.failed = False
+            inst.last_op = LastOp(op, 0, at=self.now)
 
     def lose(self, name: str) -> None:
         """Its lease expires: the member key goes, its last report stays."""
@@ -252,13 +284,19 @@ class SimCluster:
         reports after probing (after a fencing, nothing runs there any more)."""
         node = self.nodes[name]
         if self.fenced(name):
-            node.resources = {}
+            node.resources, node.reported, node.in_flight = {}, {}, []
         if not reported:
             node.updated = self.now - 1  # what it reported in its previous life
         self._join(node, reported=reported)
 
     def fenced(self, name: str) -> bool:
-        return self.snapshot().fenced_since_join(name)
+        """Fenced since it last joined (as `ClusterSnapshot.fenced_since_join`)."""
+        history = self.fencing.get(name)
+        return (
+            bool(history)
+            and history[-1].succeeded
+            and self.fencing_revisions[name] > self.nodes[name].record_revision
+        )
 
     def fence(self, name: str) -> None:
         """A fencing device confirms the node is off (its member key stays until its lease
@@ -282,6 +320,7 @@ class SimCluster:
             last_op=op,
             failed_op=op,
         )
+        node.reported[instance] = node.resources[instance]
         node.updated = self.now
         self._bump()
 
@@ -297,8 +336,8 @@ class SimCluster:
     # ---- what runs where --------------------------------------------------------------------
 
     def active(self) -> dict[str, list[tuple[str, Role]]]:
-        """instance -> (node, role) wherever a node may run it: every node's last report,
-        unless the node has been fenced since."""
+        """instance -> (node, role) wherever it may be active (operations under way
+        included), on every node not fenced since."""
         out: dict[str, list[tuple[str, Role]]] = {}
         for node in self.nodes.values():
             if self.fenced(node.name):
