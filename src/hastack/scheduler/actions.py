@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from hastack.model.config import NoQuorumPolicy, OrderKind, Role
 from hastack.model.scores import INFINITY
@@ -23,15 +24,19 @@ from hastack.scheduler.tree import Kind, Order, Rsc, Run
 
 __all__ = ["Outcome", "plan_actions"]
 
-_INVERSE = {"start": "stop", "stop": "start", "promote": "demote", "demote": "promote"}
-_RANK = {
-    ActionKind.FENCE: 0,
-    ActionKind.DEMOTE: 1,
-    ActionKind.STOP: 2,
-    ActionKind.START: 3,
-    ActionKind.PROMOTE: 4,
-    ActionKind.NOTIFY: 5,
-}
+_INVERSE = MappingProxyType(
+    {"start": "stop", "stop": "start", "promote": "demote", "demote": "promote"}
+)
+_RANK = MappingProxyType(
+    {
+        ActionKind.FENCE: 0,
+        ActionKind.DEMOTE: 1,
+        ActionKind.STOP: 2,
+        ActionKind.START: 3,
+        ActionKind.PROMOTE: 4,
+        ActionKind.NOTIFY: 5,
+    }
+)
 
 
 @dataclass

@@ -13,6 +13,12 @@ from collections.abc import Callable
 
 from hastack.model.config import NoQuorumPolicy, PlacementStrategy, Role
 from hastack.model.scores import INFINITY, add_scores
+from hastack.scheduler.colocated import (
+    Follow,
+    add_colocated_node_scores,
+    has_influence,
+    has_usable_node,
+)
 from hastack.scheduler.constraints import effective_this_with, effective_with_this
 from hastack.scheduler.tree import Coloc, Kind, Rsc, Run
 from hastack.scheduler.utilization import (
@@ -259,7 +265,7 @@ def _apply_colocation(run: Run, r: Rsc, c: Coloc) -> None:
         for node, count in where.items():
             if node in allowed:
                 allowed[node] = add_scores(allowed[node], _times(score, count))
-    if not c.mandatory and not _has_usable_node(run, allowed):
+    if not c.mandatory and not has_usable_node(run, allowed):
         r.allowed = before  # a preference is dropped rather than leave nowhere to run
 
 
@@ -270,130 +276,20 @@ def _times(score: int, count: int) -> int:
     return total
 
 
-def _has_usable_node(run: Run, allowed: dict[str, int]) -> bool:
-    return any(s >= 0 and run.available(n) for n, s in allowed.items())
-
-
-def _scale(score: int, factor: float) -> int:
-    if score == 0 or factor == 0:
-        return 0
-    value = score * factor
-    rounded = int(value + 0.5) if value >= 0 else -int(-value + 0.5)
-    if rounded == 0:
-        rounded = 1 if value > 0 else -1
-    return max(-INFINITY, min(INFINITY, rounded))
-
-
-# Marks a node whose score a non-negative merge would have turned negative: later merges
-# leave it alone and it ends at 1 (Pacemaker's INFINITY_HACK).
-_UNUSABLE = -100 * INFINITY
-
-
-def _has_influence(c: Coloc) -> bool:
-    """A dependent pulls its primary if the colocation says so, or if the primary is not
-    running anywhere yet."""
-    return c.influence or not c.primary.is_active
-
-
 def _merge_dependent(run: Run, primary: Rsc, c: Coloc, *, non_negative: bool = False) -> None:
     """Take in the preferences of a resource colocated with `primary`, scaled by score/INF."""
-    if not _has_influence(c):
+    if not has_influence(c):
         return
-    d = c.dependent
-    primary.allowed = _add_colocated_scores(
-        run, d, primary.allowed, c, c.score / INFINITY, non_negative, {id(primary)}
+    primary.allowed = add_colocated_node_scores(
+        run,
+        c.dependent,
+        primary.allowed,
+        c,
+        c.score / INFINITY,
+        Follow.DEPENDENTS,
+        non_negative=non_negative,
+        visiting=frozenset({id(primary)}),
     )
-
-
-def _add_colocated_scores(
-    run: Run,
-    source: Rsc,
-    table: dict[str, int],
-    c: Coloc,
-    factor: float,
-    non_negative: bool,
-    visiting: set[int],
-) -> dict[str, int]:
-    """`table` with `source`'s node scores added (scaled by `factor`), then recursively those
-    of what is colocated with `source`; a step that would leave no node to run on is rolled
-    back on its own (Pacemaker's `add_colocated_node_scores`, section 4.4)."""
-    if id(source) in visiting:
-        return table
-    visiting = visiting | {id(source)}
-    if source.kind is Kind.GROUP:
-        if not source.children:
-            return table
-        return _add_colocated_scores(
-            run, source.children[0], table, c, factor, non_negative, visiting
-        )
-    work = dict(table)
-    _add_matching(run, work, source, c, factor, non_negative)
-    if not _has_usable_node(run, work):
-        return table
-    for c2 in effective_with_this(source):
-        if not _has_influence(c2):
-            continue
-        other = c2.dependent
-        work = _add_colocated_scores(
-            run, other, work, c2, factor * c2.score / INFINITY, non_negative, visiting
-        )
-    if non_negative:
-        for node, value in work.items():
-            if value == _UNUSABLE:
-                work[node] = 1
-    return work
-
-
-def _source_scores(source: Rsc, c: Coloc) -> dict[str, int]:
-    """The scores a dependent brings. An explicitly colocated group member other than the
-    first never received the group's location scores: count them here."""
-    parent = source.parent
-    if (
-        c.dependent is source
-        and not c.id.startswith("#")
-        and parent is not None
-        and parent.kind is Kind.GROUP
-        and parent.children
-        and parent.children[0] is not source
-    ):
-        scores = dict(source.allowed)
-        for node, value in parent.allowed.items():
-            scores[node] = add_scores(scores[node], value) if node in scores else value
-        return scores
-    return source.allowed
-
-
-def _add_matching(
-    run: Run, work: dict[str, int], source: Rsc, c: Coloc, factor: float, non_negative: bool
-) -> None:
-    scores = _source_scores(source, c)
-    available = run.available_nodes
-    allowed_once: bool | None = None
-    # Only nodes where the dependent brings something matter: a zero adds nothing, and most
-    # nodes of most resources are zero. Nodes it cannot run on bring -INFINITY.
-    bring = {n: v for n, v in scores.items() if v}
-    for n in work.keys() - available:
-        bring[n] = -INFINITY
-    for n in work.keys() - scores.keys():
-        bring[n] = -INFINITY
-    for node, score in bring.items():
-        value = work.get(node)
-        if value is None or value == _UNUSABLE:
-            continue
-        if factor < 0 and score < 0:
-            # Avoiding what the dependent avoids is not worth moving for, unless the
-            # dependent can run in only one place.
-            if allowed_once is None:
-                allowed_once = sum(1 for v in c.dependent.allowed.values() if v >= 0) == 1
-            if c.primary.stickiness >= -score or not _has_influence(c) or not allowed_once:
-                continue
-        new = add_scores(_scale(score, factor), value)
-        if non_negative and new < 0 and value > 0:
-            work[node] = _UNUSABLE
-            continue
-        if non_negative and new < 0 and value == 0:
-            continue
-        work[node] = new
 
 
 # ---- clones ---------------------------------------------------------------------------------
@@ -668,8 +564,15 @@ def _set_roles(run: Run, clone: Rsc) -> None:
             table[node] = add_scores(table.get(node, 0), instance.promotion_priority)
     for c in clone.with_this:
         if c.primary_role is Role.PROMOTED and c.influence and not c.dependent.assigned:
-            table = _add_colocated_scores(
-                run, c.dependent, table, c, c.score / INFINITY, True, {id(clone)}
+            table = add_colocated_node_scores(
+                run,
+                c.dependent,
+                table,
+                c,
+                c.score / INFINITY,
+                Follow.DEPENDENTS,
+                non_negative=True,
+                visiting=frozenset({id(clone)}),
             )
     for instance in clone.children:
         node = _first_primitive(instance).node

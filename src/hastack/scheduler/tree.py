@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from hastack.model.config import (
     Clone,
@@ -289,58 +290,110 @@ _IMPLICIT_CLONE_STICKINESS = 1
 _MetaValues = tuple[int, int, Role, bool, int, float, MultipleActive | None, bool, str]
 
 
-def _resolve_meta(r: Rsc, chain: list[Meta], config: ClusterConfig, in_clone: bool) -> None:
-    stonith = (
-        r.config is not None and isinstance(r.config, Primitive) and r.config.agent.cls == "stonith"
-    )
-    # Only what each meta object sets explicitly counts (most set nothing); the nearest one
-    # wins. Resolving the same combination twice is common (clone instances, group members
-    # without meta), so the result is kept for the run.
-    explicit: dict[str, object] = {}
-    for meta in reversed(chain):
-        explicit.update(_explicit(meta))
-    key: object = (tuple(sorted(explicit.items(), key=lambda kv: kv[0])), in_clone, stonith)
-    try:
-        values = _META_CACHE.get(key)
-    except TypeError:  # an unhashable value: resolve without the cache
-        values, key = None, None
-    if values is None:
-        values = _meta_values(explicit, config, in_clone, stonith)
-        if key is not None:
-            _META_CACHE[key] = values
-    (
-        r.priority,
-        r.stickiness,
-        r.target_role,
-        r.managed,
-        r.migration_threshold,
-        r.failure_timeout,
-        multiple,
-        r.critical,
-        r.requires,
-    ) = values
-    if multiple is not None:
-        r.multiple_active = multiple
+class _Expander:
+    """Expands configured resources into run-time objects, for one `build` (one run).
+
+    It keeps what it has worked out about meta attributes: resolving the same combination
+    twice is common (clone instances, group members without meta), and all of it goes with
+    the run, so no two runs share anything."""
+
+    def __init__(self, config: ClusterConfig, node_count: int) -> None:
+        self.config = config
+        self.node_count = node_count
+        # configuration id -> every run-time object made from it
+        self.registry: dict[str, list[Rsc]] = {}
+        self._resolved: dict[object, _MetaValues] = {}
+        # id(meta) -> (meta, what it sets explicitly); the meta object is kept so that its
+        # id stays its own for as long as this cache lives.
+        self._explicit: dict[int, tuple[Meta, Mapping[str, object]]] = {}
+
+    def expand(
+        self,
+        config_res: Primitive | Group | Clone,
+        parent: Rsc | None,
+        chain: list[Meta],
+        suffix: str,
+    ) -> Rsc:
+        in_clone = suffix != "" or isinstance(config_res, Clone)
+        r = self._new(config_res, config_res.id + suffix, parent, chain, in_clone)
+        self.registry.setdefault(config_res.id, []).append(r)
+        inner_chain = [config_res.meta, *chain]
+        if isinstance(config_res, Group):
+            for member in config_res.resources:
+                r.children.append(self.expand(member, r, inner_chain, suffix))
+        elif isinstance(config_res, Clone):
+            _clone_settings(r, config_res, self.node_count)
+            for i in range(r.clone_max):
+                r.children.append(self.expand(config_res.resource, r, inner_chain, f":{i}"))
+        return r
+
+    def _new(
+        self,
+        config_res: Primitive | Group | Clone,
+        rid: str,
+        parent: Rsc | None,
+        chain: list[Meta],
+        in_clone: bool,
+    ) -> Rsc:
+        kind = (
+            Kind.PRIMITIVE
+            if isinstance(config_res, Primitive)
+            else Kind.GROUP
+            if isinstance(config_res, Group)
+            else Kind.CLONE
+        )
+        r = Rsc(id=rid, base=config_res.id, kind=kind, parent=parent, config=config_res)
+        if isinstance(config_res, Primitive):
+            r.utilization = dict(config_res.utilization)
+        self._resolve_meta(r, [config_res.meta, *chain], in_clone)
+        return r
+
+    def _resolve_meta(self, r: Rsc, chain: list[Meta], in_clone: bool) -> None:
+        stonith = (
+            r.config is not None
+            and isinstance(r.config, Primitive)
+            and r.config.agent.cls == "stonith"
+        )
+        # Only what each meta object sets explicitly counts (most set nothing); the nearest
+        # one wins.
+        explicit: dict[str, object] = {}
+        for meta in reversed(chain):
+            explicit.update(self._explicit_values(meta))
+        key: object = (tuple(sorted(explicit.items(), key=lambda kv: kv[0])), in_clone, stonith)
+        try:
+            values = self._resolved.get(key)
+        except TypeError:  # an unhashable value: resolve without the cache
+            values, key = None, None
+        if values is None:
+            values = _meta_values(explicit, self.config, in_clone, stonith)
+            if key is not None:
+                self._resolved[key] = values
+        (
+            r.priority,
+            r.stickiness,
+            r.target_role,
+            r.managed,
+            r.migration_threshold,
+            r.failure_timeout,
+            multiple,
+            r.critical,
+            r.requires,
+        ) = values
+        if multiple is not None:
+            r.multiple_active = multiple
+
+    def _explicit_values(self, meta: Meta) -> Mapping[str, object]:
+        if not meta.model_fields_set:
+            return _NOTHING  # most resources set no meta attribute at all
+        found = self._explicit.get(id(meta))
+        if found is None:
+            values = {f: getattr(meta, f) for f in meta.model_fields_set}
+            found = (meta, {k: v for k, v in values.items() if v is not None})
+            self._explicit[id(meta)] = found
+        return found[1]
 
 
-_NOTHING: dict[str, object] = {}
-
-
-def _explicit(meta: Meta) -> dict[str, object]:
-    if not meta.model_fields_set:
-        return _NOTHING  # most resources set no meta attribute at all
-    found = _EXPLICIT_CACHE.get(id(meta))
-    if found is None or found[0] is not meta:
-        values = {f: getattr(meta, f) for f in meta.model_fields_set}
-        found = (meta, {k: v for k, v in values.items() if v is not None})
-        _EXPLICIT_CACHE[id(meta)] = found
-    return found[1]
-
-
-# Both caches live for one run: build() clears them, so the scheduler stays a pure function
-# (and ids are never trusted across runs; _explicit also checks the object itself).
-_META_CACHE: dict[object, _MetaValues] = {}
-_EXPLICIT_CACHE: dict[int, tuple[Meta, dict[str, object]]] = {}
+_NOTHING: Mapping[str, object] = MappingProxyType({})
 
 
 def _meta_values(
@@ -388,77 +441,30 @@ def _meta_values(
     )
 
 
-def _new(
-    config_res: Primitive | Group | Clone,
-    rid: str,
-    parent: Rsc | None,
-    chain: list[Meta],
-    config: ClusterConfig,
-    in_clone: bool,
-) -> Rsc:
-    kind = (
-        Kind.PRIMITIVE
-        if isinstance(config_res, Primitive)
-        else Kind.GROUP
-        if isinstance(config_res, Group)
-        else Kind.CLONE
+def _clone_settings(r: Rsc, config_res: Clone, node_count: int) -> None:
+    meta = config_res.meta
+    # globally-unique defaults to true when more than one instance may share a node.
+    r.unique = (
+        meta.globally_unique if meta.globally_unique is not None else (meta.clone_node_max or 0) > 1
     )
-    r = Rsc(id=rid, base=config_res.id, kind=kind, parent=parent, config=config_res)
-    if isinstance(config_res, Primitive):
-        r.utilization = dict(config_res.utilization)
-    chain = [config_res.meta, *chain]
-    _resolve_meta(r, chain, config, in_clone)
-    return r
-
-
-def _expand(
-    config_res: Primitive | Group | Clone,
-    parent: Rsc | None,
-    chain: list[Meta],
-    config: ClusterConfig,
-    suffix: str,
-    node_count: int,
-    registry: dict[str, list[Rsc]],
-) -> Rsc:
-    in_clone = suffix != "" or isinstance(config_res, Clone)
-    r = _new(config_res, config_res.id + suffix, parent, chain, config, in_clone)
-    registry.setdefault(config_res.id, []).append(r)
-    inner_chain = [config_res.meta, *chain]
-    if isinstance(config_res, Group):
-        for member in config_res.resources:
-            r.children.append(_expand(member, r, inner_chain, config, suffix, node_count, registry))
-    elif isinstance(config_res, Clone):
-        meta = config_res.meta
-        # globally-unique defaults to true when more than one instance may share a node.
-        r.unique = (
-            meta.globally_unique
-            if meta.globally_unique is not None
-            else (meta.clone_node_max or 0) > 1
-        )
-        r.clone_max = meta.clone_max if meta.clone_max is not None else max(1, node_count)
-        r.clone_node_max = 1 if not r.unique else (meta.clone_node_max or 1)
-        if meta.clone_node_max is not None and not r.unique:
-            r.clone_node_max = 1
-        r.clone_min = meta.clone_min or 0
-        r.promotable = config_res.promotable
-        r.promoted_max = meta.promoted_max if meta.promoted_max is not None else 1
-        r.promoted_node_max = meta.promoted_node_max if meta.promoted_node_max is not None else 1
-        r.interleave = bool(meta.interleave)
-        r.ordered = bool(meta.ordered)
-        for i in range(r.clone_max):
-            r.children.append(
-                _expand(config_res.resource, r, inner_chain, config, f":{i}", node_count, registry)
-            )
-    return r
+    r.clone_max = meta.clone_max if meta.clone_max is not None else max(1, node_count)
+    r.clone_node_max = 1 if not r.unique else (meta.clone_node_max or 1)
+    if meta.clone_node_max is not None and not r.unique:
+        r.clone_node_max = 1
+    r.clone_min = meta.clone_min or 0
+    r.promotable = config_res.promotable
+    r.promoted_max = meta.promoted_max if meta.promoted_max is not None else 1
+    r.promoted_node_max = meta.promoted_node_max if meta.promoted_node_max is not None else 1
+    r.interleave = bool(meta.interleave)
+    r.ordered = bool(meta.ordered)
 
 
 def build(config: ClusterConfig, state: ClusterState) -> Run:
     """The run-time tree with observed state attached; constraints and scores come next."""
-    _META_CACHE.clear()
-    _EXPLICIT_CACHE.clear()
     nodes = _nodes(config, state)
-    registry: dict[str, list[Rsc]] = {}
-    tops = [_expand(res, None, [], config, "", len(nodes), registry) for res in config.resources]
+    expander = _Expander(config, len(nodes))
+    tops = [expander.expand(res, None, [], "") for res in config.resources]
+    registry = expander.registry
     # Priority first, configuration order second (a stable sort keeps it).
     tops.sort(key=lambda r: -r.priority)
     props = config.properties

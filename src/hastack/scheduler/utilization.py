@@ -16,7 +16,8 @@ from __future__ import annotations
 import functools
 
 from hastack.model.config import PlacementStrategy
-from hastack.model.scores import INFINITY, add_scores
+from hastack.model.scores import INFINITY
+from hastack.scheduler.colocated import Follow, add_colocated_node_scores
 from hastack.scheduler.constraints import effective_this_with, effective_with_this
 from hastack.scheduler.tree import Coloc, Kind, Node, Rsc, Run
 
@@ -167,7 +168,7 @@ def placement_order(run: Run, tops: list[Rsc]) -> list[Rsc]:
     nodes = _sorted_nodes(run)
     keys: dict[int, tuple[int, int, tuple[int, ...]]] = {}
     for r in tops:
-        table = _merged_scores(run, r, None, None, 1.0, set()) or {}
+        table = add_colocated_node_scores(run, r, None, None, 1.0, Follow.PRIMARIES)
         current = r.current_node
         here = table.get(current, -INFINITY) if current is not None else -INFINITY
         keys[id(r)] = (-r.priority, -here, tuple(-table.get(n, -INFINITY) for n in nodes))
@@ -254,57 +255,3 @@ def _sorted_nodes(run: Run) -> list[str]:
         return (a > b) - (a < b)
 
     return sorted(run.nodes, key=functools.cmp_to_key(cmp))
-
-
-def _merged_scores(
-    run: Run,
-    source: Rsc,
-    table: dict[str, int] | None,
-    coloc: Coloc | None,
-    factor: float,
-    visiting: set[int],
-) -> dict[str, int] | None:
-    """A resource's node scores with those of what it is colocated with (recursively, scaled
-    by each colocation's score) — Pacemaker's `add_colocated_node_scores` in its "this with"
-    mode, used only to order resources."""
-    if id(source) in visiting:
-        return table
-    visiting = visiting | {id(source)}
-    if source.kind is Kind.GROUP:
-        if not source.children:
-            return table
-        # The last member reaches every other member through the group's own colocations.
-        member = source.children[-1] if table is None else source.children[0]
-        return _merged_scores(run, member, table, coloc, factor, visiting)
-    if table is None:
-        work = dict(source.allowed)
-    else:
-        assert coloc is not None
-        work = dict(table)
-        _add_matching(run, work, source, coloc, factor)
-    if any(s >= 0 and run.available(n) for n, s in work.items()):
-        for c in effective_this_with(source) if source.kind is not Kind.CLONE else source.this_with:
-            merged = _merged_scores(run, c.primary, work, c, factor * c.score / INFINITY, visiting)
-            if merged is not None:
-                work = merged
-    elif table is not None:
-        return table  # merging this one would leave nowhere to run: roll it back
-    return work
-
-
-def _add_matching(run: Run, work: dict[str, int], source: Rsc, coloc: Coloc, factor: float) -> None:
-    for node, value in work.items():
-        score = source.allowed.get(node, -INFINITY) if run.available(node) else -INFINITY
-        if factor < 0 and score < 0:
-            allowed_once = sum(1 for s in coloc.dependent.allowed.values() if s >= 0) == 1
-            if coloc.primary.stickiness >= -score or not coloc.influence or not allowed_once:
-                continue
-        work[node] = add_scores(_scaled(score, factor), value)
-
-
-def _scaled(score: int, factor: float) -> int:
-    value = factor * score
-    delta = int(value - 0.5) if value < 0 else int(value + 0.5)
-    if delta == 0 and score != 0:
-        delta = 1 if factor > 0 else -1 if factor < 0 else 0
-    return delta

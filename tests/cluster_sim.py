@@ -1,0 +1,365 @@
+"""A cluster in memory around the DC's `Controller`, for tests of its decisions.
+
+It keeps what the store would hold (member keys, node records, status reports, targets,
+fencing history, one revision counter) and plays the other parts: the DC agent writes the
+targets of each decision as `agent._write_targets` does (only what changed, nothing while it
+holds), and each node's executor carries out its whole target when told to, step by step with
+the executor's own `local_steps`, then acknowledges it. Every operation succeeds unless a test
+makes one fail. Pure and deterministic: time is whatever the test says it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from hastack.controller import Controller, Decision, build_state
+from hastack.executor.lrm import Instance, local_steps, placements
+from hastack.model.config import ClusterConfig, Role
+from hastack.model.fencing import FenceRecord
+from hastack.model.members import (
+    ClusterSnapshot,
+    DcRecord,
+    MemberRecord,
+    NodeKind,
+    NodeRecord,
+)
+from hastack.model.state import base_id
+from hastack.model.status import LastOp, NodeReport, ResourceReport
+from hastack.model.targets import NodeTarget
+from hastack.scheduler import Plan, schedule
+
+__all__ = ["SimCluster", "action_text"]
+
+ACTIVE = (Role.STARTED, Role.UNPROMOTED, Role.PROMOTED)
+
+
+def action_text(decision: Decision) -> list[str]:
+    """The released actions as `start vip n1`, `fence n2`."""
+    return [
+        f"{a.kind.value} {a.instance} {a.node}" if a.instance else f"{a.kind.value} {a.node}"
+        for a in decision.ready
+    ]
+
+
+@dataclass
+class _Node:
+    name: str
+    member: bool = True  # its member key exists (its lease is alive)
+    record_revision: int = 0  # nodes/<name> mod_revision: when it last joined
+    member_revision: int = 0  # members/<name> create_revision
+    joined_at: float = 0.0  # when this life of its agent joined (wall clock)
+    attributes: dict[str, str] = field(default_factory=dict)
+    # What runs there as its executor knows it, and what its status key says (the same,
+    # except while operations are under way: `begin`).
+    resources: dict[str, ResourceReport] = field(default_factory=dict)
+    reported: dict[str, ResourceReport] = field(default_factory=dict)
+    in_flight: list[tuple[str, str]] = field(default_factory=list)
+    probed: frozenset[str] = frozenset()
+    acked: int = 0
+    notified: tuple[str, ...] = ()
+    updated: float = 0.0
+
+
+class SimCluster:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        nodes: Iterable[str],
+        *,
+        running: Mapping[str, Mapping[str, Role]] | None = None,
+        attributes: Mapping[str, Mapping[str, str]] | None = None,
+        now: float = 1000.0,
+    ) -> None:
+        self.revision = 0
+        self.now = now
+        self.mono = 0.0
+        self.config = config
+        self.config_revision = self._bump()
+        self.nodes: dict[str, _Node] = {}
+        self.targets: dict[str, NodeTarget] = {}
+        self.target_revisions: dict[str, int] = {}
+        self.fencing: dict[str, list[FenceRecord]] = {}
+        self.fencing_revisions: dict[str, int] = {}
+        for name in nodes:
+            node = _Node(name, attributes=dict((attributes or {}).get(name, {})))
+            self.nodes[name] = node
+            self._join(node)
+            for instance, role in (running or {}).get(name, {}).items():
+                node.resources[instance] = ResourceReport(role=role)
+            node.reported = dict(node.resources)
+        self.controller = Controller()
+        self.epoch = 0
+        self.dc = next(iter(self.nodes))
+        self.new_dc()
+
+    # ---- the store --------------------------------------------------------------------------
+
+    def _bump(self) -> int:
+        self.revision += 1
+        return self.revision
+
+    def snapshot(self) -> ClusterSnapshot:
+        members = {
+            n.name: MemberRecord(
+                n.name,
+                NodeKind.FULL,
+                attributes=dict(n.attributes),
+                joined_at=n.joined_at,
+                revision=n.member_revision,
+            )
+            for n in self.nodes.values()
+            if n.member
+        }
+        records = {
+            n.name: NodeRecord(n.name, NodeKind.FULL, revision=n.record_revision)
+            for n in self.nodes.values()
+        }
+        statuses = {
+            n.name: NodeReport(
+                n.name,
+                epoch=self.epoch,
+                updated=n.updated,
+                resources=dict(n.reported),
+                probed=n.probed,
+                acked=n.acked,
+                notified=n.notified,
+            )
+            for n in self.nodes.values()
+        }
+        return ClusterSnapshot(
+            revision=self.revision,
+            dc=DcRecord(self.dc, self.epoch, lease=1),
+            members=members,
+            nodes=records,
+            other={},
+            problems=(),
+            config=self.config,
+            config_revision=self.config_revision,
+            statuses=statuses,
+            targets=dict(self.targets),
+            target_revisions=dict(self.target_revisions),
+            fencing={k: list(v) for k, v in self.fencing.items()},
+            fencing_revisions=dict(self.fencing_revisions),
+        )
+
+    # ---- the DC -----------------------------------------------------------------------------
+
+    def new_dc(self) -> None:
+        """The DC is replaced: a fresh controller under a new epoch (it remembers nothing)."""
+        self.controller = Controller()
+        self.epoch = self._bump()
+
+    def decide(self, suspects: Iterable[str] = ()) -> Decision:
+        return self.controller.decide(
+            self.snapshot(),
+            self.config,
+            epoch=self.epoch,
+            now=self.now,
+            mono=self.mono,
+            suspects=frozenset(suspects),
+        )
+
+    def write(self, decision: Decision) -> None:
+        """Write the decision's targets as the DC agent does."""
+        if decision.hold:
+            return
+        for node, target in sorted(decision.targets.items()):
+            current = self.targets.get(node)
+            if current is None or current.epoch != self.epoch or not target.same_work(current):
+                self.targets[node] = target
+                self.target_revisions[node] = self._bump()
+        for node in sorted(set(self.targets) - set(decision.targets)):
+            del self.targets[node]
+            del self.target_revisions[node]
+
+    def step(self, suspects: Iterable[str] = ()) -> Decision:
+        decision = self.decide(suspects)
+        self.write(decision)
+        return decision
+
+    def state_plan(self) -> Plan:
+        """What a scheduler run on the current state would do (nothing, once converged)."""
+        return schedule(self.config, build_state(self.snapshot(), self.config, now=self.now))
+
+    # ---- the nodes --------------------------------------------------------------------------
+
+    def _join(self, node: _Node, *, reported: bool = True) -> None:
+        node.member = True
+        node.record_revision = self._bump()
+        node.member_revision = node.record_revision
+        node.joined_at = self.now
+        node.acked = 0
+        node.notified = ()
+        if reported:
+            self.report(node.name)
+
+    def report(self, name: str) -> None:
+        """The node's agent has probed everything and reports in this life."""
+        node = self.nodes[name]
+        node.probed = frozenset(placements(self.config))
+        node.reported = dict(node.resources)
+        node.updated = self.now
+        self._bump()
+
+    def begin(self, name: str) -> None:
+        """The node starts the steps of its current target but finishes none of them yet: its
+        report does not change, while what it starts or promotes may already be active."""
+        node = self.nodes[name]
+        target = self.targets.get(name)
+        if node.in_flight or not node.member or target is None or self.fenced(name):
+            return
+        instances = self._instances(node, target)
+        node.in_flight = local_steps(target, instances)
+        self._operate(
+            instances, [(i, op) for i, op in node.in_flight if op in ("start", "promote")]
+        )
+        node.resources = {k: v.report() for k, v in instances.items() if v.worth_reporting}
+
+    def execute(self, name: str) -> None:
+        """The node finishes what it had begun, then carries out its current target, every
+        step succeeding, and reports it done."""
+        node = self.nodes[name]
+        target = self.targets.get(name)
+        if not node.member or target is None or self.fenced(name):
+            return
+        instances = self._instances(node, target)
+        self._operate(instances, node.in_flight)
+        node.in_flight = []
+        while steps := local_steps(target, instances):
+            self._operate(instances, steps)
+        node.resources = {k: v.report() for k, v in instances.items() if v.worth_reporting}
+        node.reported = dict(node.resources)
+        node.notified = (*node.notified, *(n.key for n in target.notify))
+        node.acked = self.target_revisions[name]
+        node.updated = self.now
+        self._bump()
+
+    def _instances(self, node: _Node, target: NodeTarget) -> dict[str, Instance]:
+        where = placements(self.config)
+        instances = {
+            instance: Instance(
+                instance,
+                base_id(instance) if base_id(instance) in where else instance,
+                role=r.role,
+                failed=r.failed,
+                blocked=r.blocked,
+                fail_count=r.fail_count,
+                last_failure=r.last_failure,
+                last_op=r.last_op,
+                failed_op=r.failed_op,
+            )
+            for instance, r in node.resources.items()
+        }
+        _adopt_clone_names(target, instances, self.config)
+        return instances
+
+    def _operate(self, instances: dict[str, Instance], steps: Iterable[tuple[str, str]]) -> None:
+        where = placements(self.config)
+        for instance, op in steps:
+            inst = instances.get(instance)
+            if inst is None:
+                inst = instances[instance] = Instance(instance, base_id(instance))
+            placement = where.get(inst.primitive)
+            promotable = placement is not None and placement.promotable
+            if op == "start":
+                inst.role = Role.UNPROMOTED if promotable else Role.STARTED
+            elif op == "stop":
+                inst.role = Role.STOPPED
+            elif op == "promote":
+                inst.role = Role.PROMOTED
+            else:
+                inst.role = Role.UNPROMOTED
+            if op in ("start", "stop"):
+                inst.failed = False
+            inst.last_op = LastOp(op, 0, at=self.now)
+
+    def lose(self, name: str) -> None:
+        """Its lease expires: the member key goes, its last report stays."""
+        self.nodes[name].member = False
+        self._bump()
+
+    def join(self, name: str, *, reported: bool = True) -> None:
+        """A new life of the node's agent: it rejoins and, unless `reported` is false,
+        reports after probing (after a fencing, nothing runs there any more)."""
+        node = self.nodes[name]
+        if self.fenced(name):
+            node.resources, node.reported, node.in_flight = {}, {}, []
+        if not reported:
+            node.updated = self.now - 1  # what it reported in its previous life
+        self._join(node, reported=reported)
+
+    def fenced(self, name: str) -> bool:
+        """Fenced since it last joined (as `ClusterSnapshot.fenced_since_join`)."""
+        history = self.fencing.get(name)
+        return (
+            bool(history)
+            and history[-1].succeeded
+            and self.fencing_revisions[name] > self.nodes[name].record_revision
+        )
+
+    def fence(self, name: str) -> None:
+        """A fencing device confirms the node is off (its member key stays until its lease
+        expires: `lose`)."""
+        record = FenceRecord(
+            name, "off", "success", 1, ("dev",), "test", self.now, self.now, self.dc, self.epoch
+        )
+        self.fencing.setdefault(name, []).append(record)
+        self.fencing_revisions[name] = self._bump()
+
+    def fail(self, name: str, instance: str) -> None:
+        """A recurring monitor finds the instance failed (it still counts as active)."""
+        node = self.nodes[name]
+        r = node.resources[instance]
+        op = LastOp("monitor", 1, "failed", self.now, interval=10.0)
+        node.resources[instance] = replace(
+            r,
+            failed=True,
+            fail_count=r.fail_count + 1,
+            last_failure=self.now,
+            last_op=op,
+            failed_op=op,
+        )
+        node.reported[instance] = node.resources[instance]
+        node.updated = self.now
+        self._bump()
+
+    def unprobe(self, name: str, primitives: Iterable[str]) -> None:
+        node = self.nodes[name]
+        node.probed = node.probed - set(primitives)
+        self._bump()
+
+    def set_config(self, config: ClusterConfig) -> None:
+        self.config = config
+        self.config_revision = self._bump()
+
+    # ---- what runs where --------------------------------------------------------------------
+
+    def active(self) -> dict[str, list[tuple[str, Role]]]:
+        """instance -> (node, role) wherever it may be active (operations under way
+        included), on every node not fenced since."""
+        out: dict[str, list[tuple[str, Role]]] = {}
+        for node in self.nodes.values():
+            if self.fenced(node.name):
+                continue
+            for instance, r in node.resources.items():
+                if r.role in ACTIVE:
+                    out.setdefault(instance, []).append((node.name, r.role))
+        return out
+
+
+def _adopt_clone_names(
+    target: NodeTarget, instances: dict[str, Instance], config: ClusterConfig
+) -> None:
+    """As the executor does: an anonymous clone's instance here answers to whatever number
+    the DC gives it."""
+    where = placements(config)
+    for name in target.resources:
+        placement = where.get(base_id(name))
+        if placement is None or not placement.anonymous_clone or name in instances:
+            continue
+        other = next((i for i in instances.values() if i.primitive == base_id(name)), None)
+        if other is not None:
+            del instances[other.name]
+            other.name = name
+            instances[name] = other
