@@ -14,7 +14,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from hastack.controller import Controller, Decision, build_state
-from hastack.executor.lrm import Instance, local_steps, placements
+from hastack.executor.transitions import (
+    after_operation,
+    is_worth_reporting,
+    local_steps,
+    placements,
+)
 from hastack.model.config import ClusterConfig, Role
 from hastack.model.fencing import FenceRecord
 from hastack.model.members import (
@@ -24,6 +29,7 @@ from hastack.model.members import (
     NodeKind,
     NodeRecord,
 )
+from hastack.model.operations import OpResult
 from hastack.model.state import base_id
 from hastack.model.status import LastOp, NodeReport, ResourceReport
 from hastack.model.targets import NodeTarget
@@ -214,7 +220,7 @@ class SimCluster:
         self._operate(
             instances, [(i, op) for i, op in node.in_flight if op in ("start", "promote")]
         )
-        node.resources = {k: v.report() for k, v in instances.items() if v.worth_reporting}
+        node.resources = {k: v for k, v in instances.items() if is_worth_reporting(v)}
 
     def execute(self, name: str) -> None:
         """The node finishes what it had begun, then carries out its current target, every
@@ -228,51 +234,33 @@ class SimCluster:
         node.in_flight = []
         while steps := local_steps(target, instances):
             self._operate(instances, steps)
-        node.resources = {k: v.report() for k, v in instances.items() if v.worth_reporting}
+        node.resources = {k: v for k, v in instances.items() if is_worth_reporting(v)}
         node.reported = dict(node.resources)
         node.notified = (*node.notified, *(n.key for n in target.notify))
         node.acked = self.target_revisions[name]
         node.updated = self.now
         self._bump()
 
-    def _instances(self, node: _Node, target: NodeTarget) -> dict[str, Instance]:
-        where = placements(self.config)
-        instances = {
-            instance: Instance(
-                instance,
-                base_id(instance) if base_id(instance) in where else instance,
-                role=r.role,
-                failed=r.failed,
-                blocked=r.blocked,
-                fail_count=r.fail_count,
-                last_failure=r.last_failure,
-                last_op=r.last_op,
-                failed_op=r.failed_op,
-            )
-            for instance, r in node.resources.items()
-        }
-        _adopt_clone_names(target, instances, self.config)
-        return instances
+    def _instances(self, node: _Node, target: NodeTarget) -> dict[str, ResourceReport]:
+        """The node's reports, named as the executor names them for this target."""
+        reports = dict(node.resources)
+        _adopt_clone_names(target, reports, self.config)
+        return reports
 
-    def _operate(self, instances: dict[str, Instance], steps: Iterable[tuple[str, str]]) -> None:
+    def _operate(
+        self, reports: dict[str, ResourceReport], steps: Iterable[tuple[str, str]]
+    ) -> None:
+        """Each step succeeds, as the executor's own transitions record a success."""
         where = placements(self.config)
         for instance, op in steps:
-            inst = instances.get(instance)
-            if inst is None:
-                inst = instances[instance] = Instance(instance, base_id(instance))
-            placement = where.get(inst.primitive)
-            promotable = placement is not None and placement.promotable
-            if op == "start":
-                inst.role = Role.UNPROMOTED if promotable else Role.STARTED
-            elif op == "stop":
-                inst.role = Role.STOPPED
-            elif op == "promote":
-                inst.role = Role.PROMOTED
-            else:
-                inst.role = Role.UNPROMOTED
-            if op in ("start", "stop"):
-                inst.failed = False
-            inst.last_op = LastOp(op, 0, at=self.now)
+            placement = where.get(base_id(instance))
+            reports[instance] = after_operation(
+                reports.get(instance, ResourceReport()),
+                op,  # type: ignore[arg-type]
+                OpResult(0),
+                now=self.now,
+                promotable=placement is not None and placement.promotable,
+            )
 
     def lose(self, name: str) -> None:
         """Its lease expires: the member key goes, its last report stays."""
@@ -349,17 +337,15 @@ class SimCluster:
 
 
 def _adopt_clone_names(
-    target: NodeTarget, instances: dict[str, Instance], config: ClusterConfig
+    target: NodeTarget, reports: dict[str, ResourceReport], config: ClusterConfig
 ) -> None:
     """As the executor does: an anonymous clone's instance here answers to whatever number
     the DC gives it."""
     where = placements(config)
     for name in target.resources:
         placement = where.get(base_id(name))
-        if placement is None or not placement.anonymous_clone or name in instances:
+        if placement is None or not placement.anonymous_clone or name in reports:
             continue
-        other = next((i for i in instances.values() if i.primitive == base_id(name)), None)
+        other = next((k for k in reports if base_id(k) == base_id(name)), None)
         if other is not None:
-            del instances[other.name]
-            other.name = name
-            instances[name] = other
+            reports[name] = reports.pop(other)
