@@ -350,11 +350,6 @@ def test_crash_at_any_point_never_overlaps_and_carries_out_the_plan(
     assert failed == [], "every failure is recovered"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the scheduler does not order a promotable clone's demotes before its promotes, so "
-    "the DC releases a switchover's demote and promote together: both nodes are promoted",
-)
 @SETTINGS
 @example(SWITCHOVER, [])
 @given(cases(), stories)

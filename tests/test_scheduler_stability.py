@@ -31,11 +31,6 @@ def _config(doc: dict[str, Any]) -> ClusterConfig:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no ordering between one instance's demote and another's promote: the DC releases "
-    "both at once and, for a while, two instances are promoted (promoted-max 1)",
-)
 def test_a_switchover_demotes_before_it_promotes() -> None:
     config = _config({"resources": [PROMOTABLE]})
     state = ClusterState(

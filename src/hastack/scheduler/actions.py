@@ -460,6 +460,19 @@ class _Builder:
                     _INVERSE[order.first_action],
                     interleaved,
                 )
+        # A promotable clone demotes before it promotes: a switchover never has the old and
+        # the new promoted instance at once (promoted-max), as Pacemaker orders a clone's
+        # promote after its demoted.
+        for r in self.run.all_resources():
+            if r.kind is Kind.CLONE and r.promotable:
+                kinds: dict[ActionKind, list[int]] = {ActionKind.DEMOTE: [], ActionKind.PROMOTE: []}
+                for p in r.primitives():
+                    for (k, _), a in self.prims[id(p)].actions.items():
+                        if k in kinds:
+                            kinds[k].append(a)
+                for promote in kinds[ActionKind.PROMOTE]:
+                    for demote in kinds[ActionKind.DEMOTE]:
+                        self.after(demote, promote)
         # Ordered clones start their instances one after the other.
         for r in self.run.all_resources():
             if r.kind is Kind.CLONE and r.ordered:
