@@ -18,7 +18,7 @@ from hastack.lab.net.topology import (
 
 
 def topo(links: int = 1, computes: int = 1) -> Topology:
-    return Topology(prefix="hl1234", subnet=77, controllers=3, computes=computes, links=links)
+    return Topology(prefix="hl1234", subnet=76, controllers=3, computes=computes, links=links)
 
 
 def test_hosts_names_namespaces_and_addresses() -> None:
@@ -26,9 +26,12 @@ def test_hosts_names_namespaces_and_addresses() -> None:
     hosts = {h.name: h for h in t.hosts()}
     assert list(hosts) == ["n1", "n2", "n3", "c1", "client"]
     assert hosts["n2"].namespace == "hl1234-n2"
-    assert hosts["n2"].addresses == ("10.251.77.12", "10.252.77.12")
+    assert hosts["n2"].addresses == ("10.251.76.12", "10.252.76.12")
     assert hosts["c1"].role is HostRole.COMPUTE
-    assert hosts["c1"].address == "10.251.77.101"
+    assert hosts["c1"].address == "10.251.77.1"  # computes fill the second half of the /23
+    hundred = Topology("hl1", 76, 3, 254, 1)
+    assert hundred.host("c254").address == "10.251.77.254"
+    assert hundred.host("c254").ports() == ("c254-0",)
     assert hosts["client"].ports() == ("client-0", "client-1")
     assert t.hub == "hl1234-hub"
     assert t.namespaces()[0] == "hl1234-hub"
@@ -36,14 +39,18 @@ def test_hosts_names_namespaces_and_addresses() -> None:
     nets = t.networks()
     assert all(ipaddress.ip_address(a) in nets[k] for h in hosts.values()
                for k, a in enumerate(h.addresses))  # fmt: skip
-    assert "10.251.77.13\tn3" in t.hosts_file("n1")
+    assert "10.251.76.13\tn3" in t.hosts_file("n1")
 
 
 def test_bounds_are_refused() -> None:
     with pytest.raises(ValueError, match="--nodes"):
-        Topology("hl1", 1, 0, 0, 1)
+        Topology("hl1", 2, 0, 0, 1)
     with pytest.raises(ValueError, match="--links"):
-        Topology("hl1", 1, 3, 0, 3)
+        Topology("hl1", 2, 3, 0, 3)
+    with pytest.raises(ValueError, match=r"--computes must be between 0 and 254"):
+        Topology("hl1", 2, 3, 255, 1)
+    with pytest.raises(ValueError, match="subnet octet must be even"):
+        Topology("hl1", 1, 3, 0, 1)
 
 
 def test_partition_parsing() -> None:

@@ -30,7 +30,7 @@ from hastack.membership.lease import LeaseKeeper, LeaseLost
 from hastack.membership.selfcheck import SelfCheck
 from hastack.model.agent_config import AgentConfig
 from hastack.model.config import ClusterConfig
-from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeRecord
+from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeKind, NodeRecord
 from hastack.model.requests import decode_cleanup
 from hastack.model.status import NodeReport
 from hastack.scheduler.plan import ActionKind
@@ -157,7 +157,8 @@ class Agent:
         beats: list[asyncio.Task[None]] = []
         if self.heartbeat is not None:
             self.heartbeat.start()
-            beats.append(asyncio.create_task(self._watch_silence(), name="silence"))
+            if self.config.kind is NodeKind.FULL:  # only full nodes judge silence
+                beats.append(asyncio.create_task(self._watch_silence(), name="silence"))
         try:
             await self._wait_for_store()
             while not self._stopping.is_set():
@@ -397,7 +398,16 @@ class Agent:
             self._heartbeat_interval = snapshot.config.properties.heartbeat_interval
             self._suspect_after = snapshot.config.properties.suspect_after
         if self.heartbeat is not None:
-            self.heartbeat.set_peers(self._peers)
+            # Beats go to the full nodes only: they are the ones that may be DC and judge
+            # silence. A hundred computes beating to each other would be 50,000 datagrams a
+            # second; beating to three controllers, 1,500.
+            self.heartbeat.set_peers(
+                {
+                    name: peer
+                    for name, peer in self._peers.items()
+                    if snapshot.members[name].kind is NodeKind.FULL
+                }
+            )
             self.heartbeat.interval = self._heartbeat_interval
 
     def _suspects(self, snapshot: ClusterSnapshot, config: ClusterConfig) -> frozenset[str]:
@@ -430,6 +440,8 @@ class Agent:
         dc = snapshot.dc
         if dc is None or dc.node == self.config.node or self.heartbeat is None:
             return
+        if self.config.kind is not NodeKind.FULL:
+            return  # computes hear no beats (they send them to the full nodes only)
         if not (config.properties.stonith_enabled and config.fencing.devices):
             return
         if dc.node not in self._peers:

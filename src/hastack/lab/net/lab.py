@@ -224,7 +224,12 @@ class Lab(Harness):
                 )
             say(f"removing what the previous lab in {directory} left ({old.topology.prefix})")
             old.down()
-        topology = Topology(_free_prefix(), _free_subnet(links_count), nodes, computes, links_count)
+        try:
+            topology = Topology(
+                _free_prefix(), _free_subnet(links_count), nodes, computes, links_count
+            )
+        except ValueError as exc:
+            raise LabError(str(exc)) from None
         directory.mkdir(parents=True, exist_ok=True)
         (directory / NEMESIS_FILE).unlink(missing_ok=True)
         state: dict[str, Any] = {
@@ -293,7 +298,10 @@ class Lab(Harness):
             links.add_bridge(t.hub, f"br{k}")
         for h in t.hosts():
             for k, port in enumerate(h.ports()):
-                links.add_veth(t.hub, f"br{k}", port, h.namespace, f"eth{k}", h.addresses[k], 24)
+                links.add_veth(
+                    t.hub, f"br{k}", port, h.namespace, f"eth{k}", h.addresses[k],
+                    t.network(k).prefixlen,
+                )  # fmt: skip
         self._apply_faults()
 
     # ---- what the harness needs -------------------------------------------------------------
@@ -743,13 +751,14 @@ def _free_prefix() -> str:
 
 
 def _free_subnet(links_count: int) -> int:
-    """A third octet X such that no route of the root namespace touches 10.(251+k).X.0/24."""
-    candidates = list(range(1, 255))
+    """An even third octet X such that no route of the root namespace touches
+    10.(251+k).X.0/23."""
+    candidates = list(range(0, 255, 2))
     random.shuffle(candidates)
     for x in candidates:
         nets = [
-            ipaddress.IPv4Network(f"10.{FIRST_LINK_OCTET + k}.{x}.0/24") for k in range(links_count)
+            ipaddress.IPv4Network(f"10.{FIRST_LINK_OCTET + k}.{x}.0/23") for k in range(links_count)
         ]
         if not any(links.root_routes_within(n) for n in nets):
             return x
-    raise LabError("every 10.251.X.0/24 range is in use on this machine")
+    raise LabError("every 10.251.X.0/23 range is in use on this machine")

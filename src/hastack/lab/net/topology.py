@@ -7,9 +7,11 @@ and `client` (workloads). Every host is a namespace `<prefix>-<host>`; the switc
 bridge per link, `br0`, `br1`) live in `<prefix>-hub`. Host `h`'s interface on link `k` is
 `eth<k>` inside its namespace; its other end, the switch port, is `<h>-<k>` in the hub.
 
-Link `k` is the network `10.<251+k>.<X>.0/24`, with `X` chosen per run so that two labs on
-one machine never share addresses. Controllers are `.11, .12, ...`, computes `.101, ...`,
-the client `.200`; `.100` is free for a VIP.
+Link `k` is the network `10.<251+k>.<X>.0/23` (X even), chosen per run so that two labs on
+one machine never share addresses. In its first half, `10.<251+k>.<X>`: controllers are
+`.11, .12, ...`, the client `.200`; `.100` is free for a VIP and `.150`-`.199` for addresses
+that scenarios hand out (routers). Computes fill the second half, `10.<251+k>.<X+1>.1` to
+`.254`: up to 254 of them.
 """
 
 from __future__ import annotations
@@ -33,12 +35,13 @@ __all__ = [
     "render_ruleset",
 ]
 
-FIRST_LINK_OCTET = 251  # link k is 10.(251+k).X.0/24
+FIRST_LINK_OCTET = 251  # link k is 10.(251+k).X.0/23
+MAX_COMPUTES = 254
 MAX_LINKS = 2
 NFT_TABLE = "hastack_lab"
 NFT_CHAIN = "forward_filter"  # never `fwd`: that is an nft keyword
 CLIENT = "client"
-_HOST_RE = re.compile(r"^(n|c)[1-9][0-9]?$|^client$")
+_HOST_RE = re.compile(r"^n[1-9]$|^c[1-9][0-9]{0,2}$|^client$")
 
 
 class HostRole(enum.StrEnum):
@@ -73,7 +76,7 @@ def port_name(host: str, link: int) -> str:
 @dataclass(frozen=True, slots=True)
 class Topology:
     prefix: str  # per run, e.g. hl3fa9
-    subnet: int  # X in 10.(251+k).X.0/24
+    subnet: int  # X in 10.(251+k).X.0/23, even
     controllers: int
     computes: int
     links: int
@@ -81,36 +84,42 @@ class Topology:
     def __post_init__(self) -> None:
         if not 1 <= self.controllers <= 9:
             raise ValueError(f"--nodes must be between 1 and 9, got {self.controllers}")
-        if not 0 <= self.computes <= 9:
-            raise ValueError(f"--computes must be between 0 and 9, got {self.computes}")
+        if not 0 <= self.computes <= MAX_COMPUTES:
+            raise ValueError(
+                f"--computes must be between 0 and {MAX_COMPUTES} (the addresses of the second "
+                f"half of the lab's /23), got {self.computes}"
+            )
         if not 1 <= self.links <= MAX_LINKS:
             raise ValueError(f"--links must be 1 or {MAX_LINKS}, got {self.links}")
-        if not 1 <= self.subnet <= 254:
-            raise ValueError(f"subnet octet must be 1..254, got {self.subnet}")
+        if not 0 <= self.subnet <= 254 or self.subnet % 2:
+            raise ValueError(f"subnet octet must be even, 0..254, got {self.subnet}")
 
     @property
     def hub(self) -> str:
         return f"{self.prefix}-hub"
 
     def network(self, link: int) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(f"10.{FIRST_LINK_OCTET + link}.{self.subnet}.0/24")
+        return ipaddress.IPv4Network(f"10.{FIRST_LINK_OCTET + link}.{self.subnet}.0/23")
 
     def networks(self) -> list[ipaddress.IPv4Network]:
         return [self.network(k) for k in range(self.links)]
 
-    def net_prefix(self, link: int) -> str:
-        """`10.251.X` — scenarios write `${net0}.100` for the VIP."""
-        return str(self.network(link).network_address).rsplit(".", 1)[0]
+    def net_prefix(self, link: int, half: int = 0) -> str:
+        """`10.251.X` — scenarios write `${net0}.100` for the VIP; half 1 is the computes'."""
+        base = self.network(link).network_address
+        return str(base + 256 * half).rsplit(".", 1)[0]
 
-    def _host(self, name: str, role: HostRole, last_octet: int) -> Host:
-        addresses = tuple(f"{self.net_prefix(k)}.{last_octet}" for k in range(self.links))
+    def _host(self, name: str, role: HostRole, last_octet: int, half: int = 0) -> Host:
+        addresses = tuple(f"{self.net_prefix(k, half)}.{last_octet}" for k in range(self.links))
         return Host(name, role, f"{self.prefix}-{name}", addresses)
 
     def hosts(self) -> list[Host]:
         out = [
             self._host(f"n{i}", HostRole.CONTROLLER, 10 + i) for i in range(1, 1 + self.controllers)
         ]
-        out += [self._host(f"c{i}", HostRole.COMPUTE, 100 + i) for i in range(1, 1 + self.computes)]
+        out += [
+            self._host(f"c{i}", HostRole.COMPUTE, i, half=1) for i in range(1, 1 + self.computes)
+        ]
         out.append(self._host(CLIENT, HostRole.CLIENT, 200))
         return out
 
