@@ -405,13 +405,15 @@ class EtcdStore:
                     if response.canceled:
                         raise StoreUnavailable(f"watch canceled: {response.cancel_reason}")
                     events = tuple(_event(e) for e in response.events)
-                    revision = int(response.header.revision)
                     if events:
-                        last = max(e.kv.mod_revision for e in events)
-                        next_revision = max(next_revision, last + 1)
-                        revision = max(revision, last)
+                        # The header's revision is the store's when the response was sent:
+                        # events up to it may still be on their way in later responses.
+                        # What has been delivered is up to the last event.
+                        revision = max(e.kv.mod_revision for e in events)
                     else:
-                        next_revision = max(next_revision, revision + 1)
+                        # A progress notification: everything up to its revision was sent.
+                        revision = int(response.header.revision)
+                    next_revision = max(next_revision, revision + 1)
                     yield WatchBatch(events, revision)
             except Compacted:
                 raise

@@ -50,6 +50,7 @@ class Mirror:
         self.ranges = tuple(ranges)
         self._kvs: dict[str, KeyValue] = {}
         self._revisions: dict[str, int] = {}  # range -> revision it is current at
+        self._loaded: dict[str, int] = {}  # range -> revision of its last full read
         self._decoder = SnapshotDecoder()
 
     @property
@@ -71,13 +72,14 @@ class Mirror:
         for kv in kvs:
             self._kvs[kv.key] = kv
         self._revisions[prefix] = revision
+        self._loaded[prefix] = revision
 
     def apply(self, prefix: str, batch: WatchBatch) -> bool:
         """Apply one batch of changes under `prefix`; whether anything changed."""
         changed = False
         for event in batch.events:
             key = event.kv.key
-            if event.kv.mod_revision <= self._revisions.get(prefix, 0):
+            if event.kv.mod_revision <= self._loaded.get(prefix, 0):
                 continue  # already in the read this range was loaded from
             if event.kind is EventKind.DELETE:
                 changed |= self._kvs.pop(key, None) is not None
