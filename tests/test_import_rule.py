@@ -1,5 +1,6 @@
 """The functional core imports nothing that does I/O: model/, scheduler/, quorum arithmetic, the
-DC's decisions (controller.py) and the checkers (all but the plot, which writes a PNG)."""
+DC's decisions (controller.py), the Galera chooser and parsers (galera/) and the checkers (all
+but the plot, which writes a PNG)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ PURE = [
     SRC / "scheduler",
     SRC / "membership" / "quorum.py",
     SRC / "controller.py",
+    SRC / "galera",
     *sorted(p for p in (SRC / "checkers").glob("*.py") if p.name != "plot.py"),
 ]
 
