@@ -314,7 +314,7 @@ class _View:
         out: dict[str, list[str]] = {}
         for n in names:
             p = self.positions.get(n)
-            if p is not None and p.is_known:
+            if p is not None and p.uuid is not None and p.is_known:
                 out.setdefault(p.uuid, []).append(n)
         return out
 

@@ -206,7 +206,9 @@ def needs_recovery(grastate: str | None) -> bool:
 class Position:
     """Where a stopped node's data stands, as its agent reports it."""
 
-    uuid: str = ZERO_UUID  # all zeros: no cluster state at all (a fresh datadir)
+    # All zeros: InnoDB holds no wsrep position, so no cluster state at all (a fresh
+    # datadir). None: not known (nothing could be recovered, and grastate.dat names none).
+    uuid: str | None = ZERO_UUID
     seqno: int = UNKNOWN_SEQNO
     safe_to_bootstrap: bool = False
     grastate: GrastateState = GrastateState.PRESENT
@@ -214,7 +216,10 @@ class Position:
     rolled_back: int = 0  # prepared transactions rolled back (grastate then deleted)
 
     def __post_init__(self) -> None:
-        parse_uuid(self.uuid)
+        if self.uuid is not None:
+            parse_uuid(self.uuid)
+        elif self.seqno != UNKNOWN_SEQNO:
+            raise ValueError("a seqno without a cluster UUID")
         if not UNKNOWN_SEQNO <= self.seqno <= _MAX_SEQNO:
             raise ValueError(f"seqno {self.seqno} is out of range")
         if self.rolled_back < 0:
@@ -227,7 +232,7 @@ class Position:
 
     @property
     def is_known(self) -> bool:
-        return not self.is_empty and self.seqno >= 0
+        return self.uuid is not None and not self.is_empty and self.seqno >= 0
 
     @property
     def can_bootstrap(self) -> bool:
@@ -250,7 +255,7 @@ class Position:
         return f"grastate.dat {self.grastate.value}, nothing recovered"
 
     def __str__(self) -> str:
-        return f"{self.uuid}:{self.seqno}"
+        return f"{self.uuid}:{self.seqno}" if self.uuid is not None else "unknown"
 
 
 def read_position(
@@ -274,12 +279,15 @@ def read_position(
     safe = saved.safe_to_bootstrap if saved is not None and not rolled_back else False
     if saved is not None and saved.seqno >= 0 and saved.uuid != ZERO_UUID and not rolled_back:
         return Position(saved.uuid, saved.seqno, safe, state, Source.GRASTATE)
-    uuid = saved.uuid if saved is not None else ZERO_UUID
+    named = saved.uuid if saved is not None and saved.uuid != ZERO_UUID else None
     recovered = recovery.recovered if recovery is not None else None
-    if recovered is None or recovered.uuid == ZERO_UUID:
-        # Nothing in InnoDB: the file's UUID (if any) is all we know, with no seqno.
-        return Position(uuid, UNKNOWN_SEQNO, safe, state, Source.RECOVERED, rolled_back)
-    if uuid not in (ZERO_UUID, recovered.uuid):
+    if recovered is None:
+        # Recovery gave no position: the file's UUID, if it names one, is all we know.
+        return Position(named, UNKNOWN_SEQNO, safe, state, Source.RECOVERED, rolled_back)
+    if recovered.uuid == ZERO_UUID:
+        # InnoDB holds no wsrep position: this datadir never applied a write set.
+        return Position(ZERO_UUID, UNKNOWN_SEQNO, False, state, Source.RECOVERED, rolled_back)
+    if named not in (None, recovered.uuid):
         # The file names another history than the data: trust neither for a bootstrap.
         state = GrastateState.CORRUPT
     return Position(recovered.uuid, recovered.seqno, safe, state, Source.RECOVERED, rolled_back)
@@ -308,9 +316,13 @@ def position_from_attributes(resource: str, attributes: Mapping[str, str]) -> Po
     text = attributes.get(f"galera-{resource}-position")
     if text is None:
         return None
-    where = parse_position(text)
-    if where.gtid is not None:
-        raise ValueError(f"position {text!r} carries a GTID")
+    uuid: str | None = None
+    seqno = UNKNOWN_SEQNO
+    if text != "unknown":
+        where = parse_position(text)
+        if where.gtid is not None:
+            raise ValueError(f"position {text!r} carries a GTID")
+        uuid, seqno = where.uuid, where.seqno
     safe = attributes.get(f"galera-{resource}-safe-to-bootstrap", "0")
     if safe not in ("0", "1"):
         raise ValueError(f"safe-to-bootstrap must be 0 or 1, found {safe!r}")
@@ -318,8 +330,8 @@ def position_from_attributes(resource: str, attributes: Mapping[str, str]) -> Po
     if not rolled.isdigit():
         raise ValueError(f"rolled-back must be a count, found {rolled!r}")
     return Position(
-        uuid=where.uuid,
-        seqno=where.seqno,
+        uuid=uuid,
+        seqno=seqno,
         safe_to_bootstrap=safe == "1",
         grastate=GrastateState(attributes.get(f"galera-{resource}-grastate", "present")),
         source=Source(attributes.get(f"galera-{resource}-source", "grastate")),
