@@ -83,10 +83,12 @@ def _position(spec: str | dict[str, Any]) -> Position:
 
 
 def _history(spec: dict[str, Any]) -> NodeHistory:
-    _only(spec, {"generation", "primary-seen", "view", "stopped", "fenced", "last"}, "history")
+    keys = {"generation", "started", "primary-seen", "view", "stopped", "fenced", "last"}
+    _only(spec, keys, "history")
     last = _position(spec["last"]) if "last" in spec else None
     return NodeHistory(
         generation=int(spec.get("generation", 0)),
+        started=spec.get("started"),
         primary_seen=spec.get("primary-seen"),
         view=frozenset(spec.get("view", [])),
         stopped=spec.get("stopped"),
@@ -186,6 +188,8 @@ def test_out_ignores_marks_older_than_the_last_primary_check() -> None:
     assert NodeHistory(stopped=50, fenced=40).out == 40
     assert NodeHistory(primary_seen=45, stopped=50, fenced=40).out == 50
     assert NodeHistory(primary_seen=60, stopped=50, fenced=40).out is None
+    assert NodeHistory(started=45, fenced=40).out is None  # it ran again after the fencing
+    assert NodeHistory(started=45, fenced=40, stopped=70).out == 70
     assert NodeHistory().out is None
 
 
@@ -229,6 +233,7 @@ def clusters(draw: st.DrawFn) -> tuple[ClusterRecord, dict[str, Position]]:
     for n in nodes:
         history[n] = NodeHistory(
             generation=draw(st.sampled_from([generation] * 4 + [0])),
+            started=draw(revisions),
             primary_seen=draw(revisions),
             view=frozenset(draw(st.sets(st.sampled_from(nodes)))),
             stopped=draw(revisions),
@@ -251,7 +256,7 @@ def could_be_ahead(record: ClusterRecord, positions: dict[str, Position], node: 
         return False
     if node in positions and positions[node].is_empty:
         return False
-    after = -1 if h.primary_seen is None else h.primary_seen
+    after = max(-1 if r is None else r for r in (h.primary_seen, h.started))
     marks = [r for r in (h.stopped, h.fenced) if r is not None and r > after]
     if not marks:
         return True
@@ -397,6 +402,7 @@ class Life:
         self.clean: set[str] = set()
         self.revision = 10
         self.seen: dict[str, tuple[int, frozenset[str]]] = {}
+        self.started: dict[str, int] = {}
         self.stopped: dict[str, int] = {}
         self.fenced: dict[str, int] = {}
 
@@ -443,17 +449,17 @@ class Life:
                             self.safe[m] = len(rest) == 1
             self.stopped[node] = self._record()
         elif kind == "fence" and node not in self.alive and node not in self.clean:
-            self.fenced.setdefault(node, self._record())
+            if self.fenced.get(node, -1) <= self.started.get(node, -1):
+                self.fenced[node] = self._record()
         elif kind == "agent-back" and node not in self.alive:
             self.stopped.setdefault(node, self._record())
         elif (
             kind == "rejoin" and node not in self.alive and self.primary and self.view & self.alive
         ):
-            # Its agent starts it again (a start record: older marks no longer count) and it
-            # joins by IST: a view change, and it is Synced with the others.
-            self._record()
-            self.stopped.pop(node, None)
-            self.fenced.pop(node, None)
+            # Its agent starts it again (a start record: older marks no longer count, which
+            # the chooser must see by itself) and it joins by IST: a view change, Synced.
+            self.started[node] = self._record()
+            self.stopped.pop(node, None)  # the start record replaces the stop record
             self.alive.add(node)
             self.clean.discard(node)
             self._new_view(self.view | {node})
@@ -477,7 +483,11 @@ class Life:
         for n in self.nodes:
             seen, view = self.seen.get(n, (None, frozenset()))
             history[n] = NodeHistory(
-                primary_seen=seen, view=view, stopped=self.stopped.get(n), fenced=self.fenced.get(n)
+                started=self.started.get(n),
+                primary_seen=seen,
+                view=view,
+                stopped=self.stopped.get(n),
+                fenced=self.fenced.get(n),
             )
         return ClusterRecord(self.nodes, history=history)
 

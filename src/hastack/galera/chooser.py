@@ -10,9 +10,10 @@ the short form:
 * Nodes of an older generation (not run since the last bootstrap) are neither compared nor
   waited for.
 * Node X cannot be ahead of node L ("X is dominated by L") when X was out — its stop record
-  or a successful fencing, after its last start — at revision `out(X)`, and L, which has
-  reported a known position, was later checked Synced in a Primary view without X: a check
-  that began after L's agent had seen a revision ≥ `out(X)`. Revisions, not clocks.
+  or a successful fencing, after its last start and last check — at revision `out(X)`, and
+  L, which has reported a known position, was later checked Synced in a Primary view
+  without X: a check that began after L's agent had seen a revision ≥ `out(X)`. Revisions,
+  not clocks.
 * Every node reported an empty datadir and the cluster never ran → a new cluster.
 * One usable node with safe_to_bootstrap and no higher seqno beside it → bootstrap it now.
 * Wait for every absent node that is not dominated; refuse for a reported one whose position
@@ -52,13 +53,15 @@ class NodeHistory:
 
     # The history it belongs to: the bootstrap key's revision when it last started.
     generation: int = 0
+    # The revision of its last start record (None: none recorded).
+    started: int | None = None
     # Its last check found it Synced in a Primary view; the check began after its agent had
     # seen this revision. `view`: that Primary view's members.
     primary_seen: int | None = None
     view: frozenset[str] = frozenset()
     # Its record says stopped: the revision of that write (an upper bound on the stop).
     stopped: int | None = None
-    # A successful fencing after its last start: the revision of that record.
+    # The revision of its last successful fencing.
     fenced: int | None = None
     # Its last known position, for the loss report.
     last_uuid: str | None = None
@@ -67,8 +70,9 @@ class NodeHistory:
     @property
     def out(self) -> int | None:
         """The earliest revision by which it was certainly out of the Primary Component, if
-        that is after its last Primary check (an older stop or fence says nothing)."""
-        after = -1 if self.primary_seen is None else self.primary_seen
+        that is after its last start and its last Primary check (an older stop or fencing
+        says nothing about its last life)."""
+        after = max(-1 if r is None else r for r in (self.primary_seen, self.started))
         marks = [r for r in (self.stopped, self.fenced) if r is not None and r > after]
         return min(marks) if marks else None
 
