@@ -5,6 +5,7 @@ standby and maintenance)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -256,3 +257,39 @@ def test_simulate_and_status_show_the_live_cluster(
     assert not nodes["n3"]["maintenance"]
     assert nodes["n2"]["maintenance"]
     assert not nodes["n1"]["standby"]
+
+
+def test_status_says_what_is_pending_and_since_when() -> None:
+    from hastack.model.members import ClusterSnapshot, MemberRecord, NodeKind
+    from hastack.model.status import NodeReport, PendingOp
+    from hastack.model.targets import NodeTarget
+    from hastack.ops.status import _pending
+
+    snap = ClusterSnapshot(
+        revision=50,
+        dc=None,
+        members={n: MemberRecord(n, NodeKind.FULL, revision=1) for n in ("n1", "n2", "n3")},
+        nodes={},
+        other={},
+        problems=(),
+        statuses={
+            "n1": NodeReport("n1", acked=10, working=20, pending={
+                "app": PendingOp("start", since=1000.0, timeout=20.0)
+            }),
+            "n2": NodeReport("n2", acked=10, working=10),
+        },
+        targets={
+            "n1": NodeTarget(5, 1, {"app": Role.STARTED}, at=999.0),
+            "n2": NodeTarget(5, 1, {}, at=1001.0),
+        },
+        target_revisions={"n1": 20, "n2": 21},
+    )  # fmt: skip
+    assert _pending(snap, now=1003.0) == [
+        f"start app on n1: running 3s of its 20s timeout (since {_when(1000.0)})",
+        f"n2: has not taken its target yet (written {_when(1001.0)}, 2s ago)",
+        "n3: has not reported since it joined",
+    ]
+
+
+def _when(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -524,7 +525,8 @@ class Agent:
                 or not target.same_work(current)
                 or snapshot.target_is_void(node)
             ):
-                ops.append(PutOp(self.keys.target(node), target.encode()))
+                written = dataclasses.replace(target, at=time.time())
+                ops.append(PutOp(self.keys.target(node), written.encode()))
         for node in sorted(set(snapshot.targets) - set(decision.targets)):
             ops.append(DeleteOp(self.keys.target(node)))
         if decision.replanned:

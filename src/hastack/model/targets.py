@@ -42,6 +42,7 @@ class NodeTarget:
     resources: Mapping[str, Role] = field(default_factory=dict)
     unmanaged: frozenset[str] = frozenset()
     notify: tuple[NotifyRequest, ...] = ()
+    at: float = 0.0  # wall clock when the DC wrote it, for display (`hastack status`)
 
     def encode(self) -> bytes:
         doc: dict[str, object] = {
@@ -50,6 +51,8 @@ class NodeTarget:
             "resources": {k: v.value for k, v in sorted(self.resources.items())},
             "unmanaged": sorted(self.unmanaged),
         }
+        if self.at:
+            doc["at"] = self.at
         if self.notify:
             doc["notify"] = [n.to_json() for n in self.notify]
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
@@ -85,7 +88,10 @@ def decode_target(raw: bytes) -> NodeTarget:
     if not isinstance(unmanaged, list) or not all(isinstance(u, str) for u in unmanaged):
         raise ValueError("'unmanaged' must be a list of names")
     notify = _notify(data.get("notify", []))
-    return NodeTarget(epoch, config, resources, frozenset(unmanaged), notify)
+    at = data.get("at", 0.0)
+    if isinstance(at, bool) or not isinstance(at, int | float):
+        raise ValueError("'at' must be a number")
+    return NodeTarget(epoch, config, resources, frozenset(unmanaged), notify, float(at))
 
 
 def _notify(raw: object) -> tuple[NotifyRequest, ...]:

@@ -58,6 +58,9 @@ class StatusReport:
     resources: list[dict[str, Any]] = field(default_factory=list)
     failed_actions: list[str] = field(default_factory=list)
     fail_counts: list[str] = field(default_factory=list)
+    # What the DC is waiting for: operations under way and targets not yet taken, each with
+    # since when (docs/control-plane.md).
+    pending: list[str] = field(default_factory=list)
     config_revision: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -114,6 +117,7 @@ async def collect_status(client: ClientConfig, *, timeout: float = STATUS_TIMEOU
         await store.close()
     dc = snapshot.dc
     lines, resources, failed, counts = _resources(snapshot)
+    pending = _pending(snapshot, now)
     return StatusReport(
         cluster=client.cluster,
         collected_at=now,
@@ -128,9 +132,34 @@ async def collect_status(client: ClientConfig, *, timeout: float = STATUS_TIMEOU
         resource_lines=lines,
         resources=resources,
         failed_actions=failed,
+        pending=pending,
         fail_counts=counts,
         config_revision=snapshot.config_revision,
     )
+
+
+def _pending(snapshot: ClusterSnapshot, now: float) -> list[str]:
+    """Operations under way on online nodes, and targets a node has not taken yet."""
+    out = []
+    for node in sorted(snapshot.members):
+        report = snapshot.statuses.get(node)
+        target = snapshot.current_target(node)
+        revision = snapshot.target_revisions.get(node, 0)
+        if report is None:
+            out.append(f"{node}: has not reported since it joined")
+            continue
+        for instance, op in sorted(report.pending.items()):
+            took = max(0.0, now - op.since)
+            out.append(
+                f"{op.op} {instance} on {node}: running {took:.0f}s of its {op.timeout:g}s "
+                f"timeout (since {_when(op.since)})"
+            )
+        if target is not None and report.working < revision:
+            since = f" (written {_when(target.at)}, {max(0.0, now - target.at):.0f}s ago)"
+            out.append(f"{node}: has not taken its target yet" + (since if target.at else ""))
+        elif target is not None and report.acked < revision and not report.pending:
+            out.append(f"{node}: finishing its target (notifications or steps queued)")
+    return out
 
 
 def _tops(config: ClusterConfig) -> dict[str, str]:

@@ -77,6 +77,10 @@ def render_text(report: StatusReport) -> str:
             out.append("")
             out.append("Failed Resource Actions:")
             out.extend(f"  * {line}" for line in report.failed_actions)
+        if report.pending:
+            out.append("")
+            out.append("Pending Actions:")
+            out.extend(f"  * {line}" for line in report.pending)
         if report.fail_counts:
             out.append("")
             out.append("Fail Counts:")
