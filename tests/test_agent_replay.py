@@ -20,7 +20,7 @@ import pytest
 from hastack.agent import Agent
 from hastack.membership.selfcheck import SelfCheck
 from hastack.model.agent_config import AgentConfig, EtcdSpec, Timings
-from hastack.model.config import Role, parse_cluster_config
+from hastack.model.config import Location, Role, parse_cluster_config
 from hastack.model.config_text import config_to_json
 from hastack.model.members import ClusterSnapshot
 from hastack.model.state import base_id
@@ -79,6 +79,7 @@ def settled(snap: ClusterSnapshot) -> str | None:
         ("dc", 0.0, 3.0),  # the DC lost as the plan is made
         ("dc", 0.6, 3.0),  # ... while its targets are being executed
         ("holder", 1.5, 3.0),  # the singleton's node lost once it runs there
+        ("holder", 1.5, 6.0),  # ... and back long after the singleton moved elsewhere
         ("follower", 0.3, 3.0),  # a node lost while its target is written
         ("follower", 0.3, 0.8),  # cut off, back before its membership is lost
         ("dc+follower", 0.3, 3.0),  # two nodes lost, one after the other
@@ -107,6 +108,22 @@ async def test_the_cluster_settles_after_any_loss_and_rejoin(
     }
     running = [asyncio.create_task(a.run(), name=n) for n, a in agents.items()]
     observer = MemoryStore(backend)
+    overlaps: list[tuple[str, ...]] = []
+
+    async def watch_exclusive() -> None:
+        """The singleton, as the executors themselves hold it: never on two nodes at once."""
+        while True:
+            holding = tuple(
+                n
+                for n, a in agents.items()
+                if "solo" in a.lrm.instances
+                and a.lrm.instances["solo"].report.role is not Role.STOPPED
+            )
+            if len(holding) > 1:
+                overlaps.append(holding)
+            await asyncio.sleep(0.02)
+
+    sampler = asyncio.create_task(watch_exclusive())
 
     async def snapshot() -> ClusterSnapshot:
         return await read_snapshot(observer, keys)
@@ -126,7 +143,14 @@ async def test_the_cluster_settles_after_any_loss_and_rejoin(
             if snap.dc is not None and set(snap.members) == set(NODES):
                 break
             await asyncio.sleep(0.1)
-        await observer.put(keys.config, config_to_json(CONFIG))
+        # The singleton prefers a node that is not the DC: losing its holder then leaves
+        # the holder a follower, with a follower's view of the store to come back to.
+        dc_now = (await snapshot()).dc
+        assert dc_now is not None
+        elsewhere = next(n for n in NODES if n != dc_now.node)
+        prefer = Location(location="solo-prefers", resource="solo", node=elsewhere, score=100)
+        config = CONFIG.model_copy(update={"constraints": [prefer]})
+        await observer.put(keys.config, config_to_json(config))
         await asyncio.sleep(after)
         snap = await snapshot()
         assert snap.dc is not None
@@ -143,7 +167,8 @@ async def test_the_cluster_settles_after_any_loss_and_rejoin(
             await asyncio.sleep(cut_for / 2)
         await asyncio.sleep(cut_for / 2)
         for node in victims:
-            stores[node].heal()
+            # Its broken watch streams come back later than its first requests, as etcd's do.
+            stores[node].heal(watches_after=1.0)
         await wait_settled(40.0)
         # Settled means settled: a while later it still is, with the same DC epoch.
         first = (await snapshot()).dc
@@ -157,7 +182,9 @@ async def test_the_cluster_settles_after_any_loss_and_rejoin(
                 if '"membership-lost"' in (tmp_path / n / "events.jsonl").read_text()
             ]
             assert lost == victims  # the fault did what the case says
+        assert overlaps == []
     finally:
+        sampler.cancel()
         for a in agents.values():
             a.stop()
         for task in running:

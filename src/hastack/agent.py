@@ -248,6 +248,10 @@ class Agent:
             "joined cluster %s as %s (%s), lease %x", cfg.cluster, cfg.node, cfg.kind, lease.id
         )
         self.events.record("joined", lease=lease.id)
+        # Whatever this agent mirrored before is from its previous life, and may be stale
+        # (its watches were silent while it was cut off): acting on it could run a target
+        # of that life — a VIP now held elsewhere. Read everything afresh, after the join.
+        await self._follow(None)
         # The DC counts a member as online once it has reported in its current life: report
         # now, even if nothing changed here since the last life (else it waits for ever).
         self.lrm.announce()

@@ -453,6 +453,7 @@ class MemoryStore:
         self.endpoints = (endpoint,)
         self._rules: list[_Rule] = []
         self._partitioned = False
+        self._watches_resume = 0.0  # monotonic: watches silent until then (see heal)
         self._closed = False
         self._interruptions = 0
         self._waiting: set[asyncio.Event] = set()  # our own callers and watchers
@@ -480,10 +481,14 @@ class MemoryStore:
         silent. Changes made meanwhile reach the watches after `heal`."""
         self._partitioned = True
 
-    def heal(self) -> None:
-        """End the partition and every injected fault; calls in flight go through."""
+    def heal(self, *, watches_after: float = 0.0) -> None:
+        """End the partition and every injected fault; calls in flight go through. With
+        `watches_after`, open watches stay silent that many seconds more — as etcd's watch
+        streams, broken by the partition, resume only after gRPC's reconnect backoff while a
+        new request already goes through: what was missed arrives late."""
         self._partitioned = False
         self._rules.clear()
+        self._watches_resume = time.monotonic() + watches_after
         self._wake()
 
     @property
@@ -622,7 +627,8 @@ class MemoryStore:
                         on_reconnect(
                             f"watch on {self.endpoint} broke (injected); resuming at {position}"
                         )
-                if not self._partitioned:
+                lag = self._watches_resume - time.monotonic()
+                if not self._partitioned and lag <= 0:
                     backend.expire()
                     if position < backend.compacted:
                         raise Compacted(backend.compacted)
@@ -633,6 +639,9 @@ class MemoryStore:
                         yield WatchBatch(events, revision)
                         continue
                 event.clear()
+                if lag > 0 and not self._partitioned:
+                    await asyncio.sleep(lag)
+                    continue
                 await _wait(event, None if self._partitioned else _until(backend))
         finally:
             backend._waiting.discard(event)
