@@ -159,7 +159,13 @@ def _unsettled(snapshot: ClusterSnapshot, state: ClusterState) -> list[str]:
         if status.online:
             # A target from before the node's current life is void: the node will not act on
             # it, and the DC rewrites it (waiting for it would wait for ever).
-            if report is not None and report.acked < revision and not snapshot.target_is_void(node):
+            # So is one the node refused (an older DC's, once it has seen a newer epoch).
+            if (
+                report is not None
+                and report.acked < revision
+                and report.refused != revision
+                and not snapshot.target_is_void(node)
+            ):
                 out.append(node)
         elif node in snapshot.members and not status.unclean and node not in state.fenced:
             out.append(node)

@@ -162,6 +162,7 @@ class LocalResourceManager:
         # `hastack status` see what a node is doing, and for how long it may take.
         self.pending: dict[str, PendingOp] = {}
         self.working = 0  # the revision of the target accepted in this life
+        self.refused = 0  # the revision of the last target refused (an older DC's)
         self.last_pass = time.monotonic()  # when the loop last ran a pass (self-check)
 
     # ---- inputs -----------------------------------------------------------------------------
@@ -188,6 +189,9 @@ class LocalResourceManager:
         if target is None:
             return None
         if target.epoch < self.highest_epoch:
+            if self.refused != revision:
+                self.refused = revision  # said in the report: the DC must not wait for it
+                self._dirty.set()
             return f"target from epoch {target.epoch} refused: epoch {self.highest_epoch} seen"
         if self.config is not None and target.config_revision != self._config_revision:
             # The plan was made for another configuration: wait until we have the same one.
@@ -313,6 +317,7 @@ class LocalResourceManager:
             notified=tuple(self.notified),
             working=self.working,
             pending=dict(self.pending),
+            refused=self.refused,
         )
 
     def _reconcile(self) -> None:

@@ -118,6 +118,9 @@ class NodeReport:
     # (docs/control-plane.md), `hastack status` shows them.
     working: int = 0
     pending: Mapping[str, PendingOp] = field(default_factory=dict)
+    # The revision of the last target this node refused (written under an older DC epoch
+    # than one it has seen): it will never work on it, so the DC must not wait for it.
+    refused: int = 0
 
     def encode(self) -> bytes:
         doc = {
@@ -125,6 +128,7 @@ class NodeReport:
             "epoch": self.epoch,
             "acked": self.acked,
             "working": self.working,
+            "refused": self.refused,
             "pending": {k: v.to_json() for k, v in sorted(self.pending.items())},
             "notified": list(self.notified),
             "updated": self.updated,
@@ -251,6 +255,7 @@ def decode_status(node: str, raw: bytes) -> NodeReport:
             acked=_integer(data, "acked"),
             notified=_strings(data.get("notified", []), "notified"),
             working=_integer(data, "working"),
+            refused=_integer(data, "refused"),
             pending=_pending(data.get("pending", {})),
         )
     except _Bad as exc:

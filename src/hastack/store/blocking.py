@@ -10,7 +10,6 @@ and the same error tree and endpoint failover as the asyncio client (hastack.sto
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -41,7 +40,8 @@ class BlockingLeaseClient:
         if not endpoints:
             raise ValueError("at least one etcd endpoint is needed")
         self.endpoints = tuple(parse_endpoint(e) for e in endpoints)
-        self._index = random.randrange(len(self.endpoints))
+        # The first endpoint is the preferred one (an agent lists its own member first).
+        self._index = 0
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
         self._lock = threading.Lock()
