@@ -85,6 +85,13 @@ class Agent:
         # what this node acts on otherwise (docs/control-plane.md).
         self._mirror: Mirror | None = None
         self._mirror_task: asyncio.Task[None] | None = None
+        # A quiet range is asked for progress this often, and must have caught up with a
+        # revision the cluster was at this long ago, or its watch is stale.
+        self._progress_every = 2 * config.timings.renew_interval
+        self._lag_limit = (
+            self._progress_every + config.timings.renew_interval + config.timings.store_timeout
+        )
+        self._confirmed: list[tuple[int, float]] = []  # (cluster revision, when), oldest first
         # An agent never goes silent: if its cycle stops running, the self-check ends the
         # process (its supervisor starts a fresh one), and a watchdog that hears nothing
         # more kills it in case even that cannot happen (docs/control-plane.md).
@@ -326,6 +333,9 @@ class Agent:
                 alive_until=time.monotonic() + self._alive_window,
             )
             mirror = await self._follow(self._ranges())
+            if self._is_stale(mirror):
+                await self._follow(None)  # read every range again, from where the store is
+                continue
             if mirror.loaded:
                 await self._decide_and_act(mirror.snapshot())
             else:
@@ -660,6 +670,37 @@ class Agent:
             keys.cleanup_requests,
         )
 
+    def _is_stale(self, mirror: Mirror) -> bool:
+        """Has a watch fallen behind the cluster? A member cut off from its cluster (etcd with
+        pre-vote keeps its leader, so `hasleader` does not end its watches) holds them open
+        and silent; the lease renewals tell the cluster's real revision. A range that has not
+        reached the revision the cluster was at `lag-limit` ago is read again, elsewhere."""
+        if self._lease_client is None or not mirror.loaded:
+            return False
+        now = time.monotonic()
+        latest = self._lease_client.confirmed
+        if latest[0] and (not self._confirmed or self._confirmed[-1] != latest):
+            self._confirmed.append(latest)
+        older = [c for c in self._confirmed if now - c[1] >= self._lag_limit]
+        self._confirmed = [c for c in self._confirmed if now - c[1] < 2 * self._lag_limit]
+        if not older:
+            return False
+        revision = older[-1][0]
+        behind = mirror.is_behind(revision)
+        if not behind:
+            return False
+        names = ", ".join(self.keys.relative(r) or "everything" for r in behind)
+        log.warning(
+            "the store's watch on %s lags the cluster (not at revision %d after %.1fs); "
+            "reading it again",
+            names,
+            revision,
+            self._lag_limit,
+        )
+        self.events.record("watch-stale", ranges=names, revision=revision)
+        self._confirmed.clear()
+        return True
+
     def _is_full(self, mirror: Mirror) -> bool:
         return mirror.ranges == (self.keys.prefix,) and mirror.loaded
 
@@ -679,8 +720,9 @@ class Agent:
             return Mirror(self.keys, ())
         mirror = Mirror(self.keys, ranges)
         self._mirror = mirror
+        progress = self._progress_every if self._lease_client is not None else None
         self._mirror_task = asyncio.create_task(
-            follow_all(self._store, mirror, self._wake.set), name="mirror"
+            follow_all(self._store, mirror, self._wake.set, progress), name="mirror"
         )
         return mirror
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,9 @@ class BlockingLeaseClient:
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
         self._lock = threading.Lock()
+        # The cluster's revision in the last renewal's answer (a keep-alive reaches the raft
+        # leader, so it is current) and the monotonic time the renewal was sent.
+        self.confirmed: tuple[int, float] = (0, 0.0)
 
     @property
     def endpoint(self) -> str:
@@ -68,6 +72,7 @@ class BlockingLeaseClient:
         is gone on the server; StoreTimeout/StoreUnavailable when the outcome is unknown (the
         next call then goes to the next endpoint)."""
         with self._lock:
+            sent = time.monotonic()
             stub = self._lease_stub()
             responses = stub.LeaseKeepAlive(
                 iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=timeout
@@ -86,6 +91,7 @@ class BlockingLeaseClient:
                 responses.cancel()
             if response.TTL <= 0:
                 raise LeaseNotFound(f"lease {lease_id:x} has expired")
+            self.confirmed = (int(response.header.revision), sent)
             return int(response.TTL)
 
     def close(self) -> None:
