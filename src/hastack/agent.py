@@ -712,8 +712,12 @@ class Agent:
             return mirror
         if self._mirror_task is not None:
             self._mirror_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._mirror_task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("following the store failed")
             self._mirror_task = None
         if ranges is None:
             self._mirror = None

@@ -416,6 +416,8 @@ class EtcdStore:
                         async with asyncio.timeout(self.timeout):
                             await stream.write(progress)
                         continue
+                    if isinstance(response, asyncio.InvalidStateError):
+                        raise StoreUnavailable("watch stream ended")
                     if isinstance(response, BaseException):
                         raise response
                     if response is grpc.aio.EOF:
@@ -437,6 +439,12 @@ class EtcdStore:
                     yield WatchBatch(events, revision)
             except Compacted:
                 raise
+            except asyncio.InvalidStateError:
+                # A write (a progress request) on a call that has already ended: the stream
+                # is gone, like any other break.
+                self._fail_over(conn)
+                failures += 1
+                await asyncio.sleep(min(0.05 * 2**failures, 1.0))
             except (grpc.aio.AioRpcError, TimeoutError, OSError, StoreUnavailable) as exc:
                 error = _translate(exc)
                 self._fail_over(conn)
@@ -464,7 +472,7 @@ async def _read_into(stream: Any, responses: asyncio.Queue[Any]) -> None:
             await responses.put(response)
             if response is grpc.aio.EOF:
                 return
-    except (grpc.aio.AioRpcError, OSError) as exc:
+    except (grpc.aio.AioRpcError, OSError, asyncio.InvalidStateError) as exc:
         await responses.put(exc)
 
 

@@ -145,6 +145,11 @@ async def follow(
         except StoreError as exc:
             log.debug("mirror: watch on %s ended (%s); reading it again", prefix, exc)
             await asyncio.sleep(_RETRY)
+        except Exception:
+            # Whatever went wrong, a range that stops being followed would leave its node
+            # acting on what it last saw, for ever: say so, and read it again.
+            log.exception("mirror: following %s failed; reading it again", prefix)
+            await asyncio.sleep(_RETRY)
 
 
 async def follow_all(
