@@ -20,18 +20,11 @@ from aetcd import rpc
 
 from hastack.errors import LeaseNotFound, StoreError, StoreTimeout, StoreUnavailable
 from hastack.model.agent_config import parse_endpoint
+from hastack.store.etcd import CHANNEL_OPTIONS
 
 __all__ = ["BlockingLeaseClient"]
 
 log = logging.getLogger(__name__)
-
-_CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-)
 
 
 class BlockingLeaseClient:
@@ -56,7 +49,7 @@ class BlockingLeaseClient:
 
     def _lease_stub(self) -> Any:
         if self._stub is None:
-            self._channel = grpc.insecure_channel(self.endpoint, options=_CHANNEL_OPTIONS)
+            self._channel = grpc.insecure_channel(self.endpoint, options=CHANNEL_OPTIONS)
             self._stub = rpc.LeaseStub(self._channel)
         return self._stub
 

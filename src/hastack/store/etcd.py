@@ -57,7 +57,7 @@ T = TypeVar("T")
 # watch on a partitioned minority member ends instead of staying open and silent.
 _REQUIRE_LEADER = (("hasleader", "true"),)
 
-_CHANNEL_OPTIONS = (
+CHANNEL_OPTIONS = (
     # Reconnect quickly after a member restarts; the default backoff grows to two minutes.
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
@@ -172,7 +172,7 @@ class EtcdStore:
             raise StoreUnavailable("store client is closed")
         if self._conn is None:
             target = self.endpoints[self._index]
-            channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+            channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
             self._generation += 1
             self._conn = _Connection(
                 target=target,
@@ -537,7 +537,7 @@ class EndpointStatus:
 async def endpoint_status(endpoint: str, timeout: float) -> EndpointStatus:
     """Ask one member for its status and whether it has a leader (a linearizable read)."""
     target = parse_endpoint(endpoint)
-    channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+    channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
     try:
         async with asyncio.timeout(timeout):
             status = await rpc.MaintenanceStub(channel).Status(rpc.StatusRequest())
