@@ -246,6 +246,7 @@ def _apply_location_constraint(run: Run, c: Location) -> None:
         return
     if c.resource_discovery is Discovery.EXCLUSIVE:
         # Even when it names no node (a rule that holds nowhere): then no node may run it.
+        # A Promoted-role location never gets here: the model refuses discovery on one.
         for r in _tree(target):
             r.exclusive_discovery = True
     for node, score in scores:
@@ -261,12 +262,12 @@ def _apply_exclusive_discovery(run: Run) -> None:
     node is -INFINITY, whatever else (locations, stickiness) said of it. A resource's
     exclusive locations also reach its group's members and its clone's instances.
 
-    Two departures from Pacemaker's code, both toward its documentation ("only allowed
-    within that subset of nodes") and toward the probes, so that nothing starts where it
-    was not looked for: an exclusive location on a member of a group restricts that member
-    (the group follows it), where Pacemaker restricts only probes below a top-level resource
-    without exclusive locations of its own; and exclusive locations that name no node leave
-    the resource nowhere to run, where Pacemaker lets it run anywhere."""
+    Exclusive locations that name no node (a rule that holds nowhere) leave the resource
+    nowhere to run, as in Pacemaker. One departure from Pacemaker's code, toward its
+    documentation ("only allowed within that subset of nodes") and toward the probes, so
+    that nothing starts where it was not looked for: an exclusive location on a member of a
+    group restricts that member (and the group follows it), where Pacemaker restricts only
+    the member's probes unless the top-level resource has exclusive locations itself."""
     for r in run.all_resources():
         if not r.exclusive_discovery:
             continue
