@@ -19,6 +19,8 @@ from hastack.executor.transitions import (
     is_worth_reporting,
     local_steps,
     placements,
+    rule_attributes,
+    unprobed,
 )
 from hastack.model.config import ClusterConfig, Role
 from hastack.model.fencing import FenceRecord
@@ -62,6 +64,7 @@ class _Node:
     reported: dict[str, ResourceReport] = field(default_factory=dict)
     in_flight: list[tuple[str, str]] = field(default_factory=list)
     probed: frozenset[str] = frozenset()
+    unprobed: frozenset[str] = frozenset()
     acked: int = 0
     notified: tuple[str, ...] = ()
     updated: float = 0.0
@@ -128,6 +131,7 @@ class SimCluster:
                 updated=n.updated,
                 resources=dict(n.reported),
                 probed=n.probed,
+                unprobed=n.unprobed,
                 acked=n.acked,
                 notified=n.notified,
             )
@@ -201,9 +205,12 @@ class SimCluster:
             self.report(node.name)
 
     def report(self, name: str) -> None:
-        """The node's agent has probed everything and reports in this life."""
+        """The node's agent has probed everything (but what resource-discovery keeps it from
+        looking for) and reports in this life."""
         node = self.nodes[name]
-        node.probed = frozenset(placements(self.config))
+        attributes = rule_attributes(self.config, name, NodeKind.FULL, node.attributes)
+        node.unprobed = frozenset(unprobed(self.config, name, attributes))
+        node.probed = frozenset(placements(self.config)) - node.unprobed
         node.reported = dict(node.resources)
         node.updated = self.now
         self._bump()

@@ -58,7 +58,6 @@ UNSUPPORTED_FEATURES = {
     "ticket": 82,
     "remote": 36,
     "bundle": 36,
-    "discovery": 21,
     "guest": 14,
     "partial-migration": 13,
     "node-health": 9,

@@ -134,6 +134,8 @@ class Agent:
                 "etcd-endpoints": ",".join(config.etcd.endpoints),
                 "etcd-root": config.etcd.root,
             },
+            kind=config.kind,
+            node_attributes=config.attributes,
         )
         address = str(config.addresses[0]) if config.addresses else None
         self.heartbeat = (

@@ -390,16 +390,20 @@ def _within_batch_limit(
 def _withhold_unprobed(
     ready: Iterable[Action], snapshot: ClusterSnapshot, state: ClusterState
 ) -> tuple[Action, ...]:
-    """A start waits until every online node has probed the resource: it might already run."""
-    online = [n for n, s in state.nodes.items() if s.online]
+    """A start waits until every online node has probed the resource: it might already run.
+    A node that does not probe it by rule (resource-discovery: never there, or exclusive to
+    other nodes) says so, and is not waited for: the rule is the operator's word that it does
+    not run there."""
+    online = [
+        snapshot.statuses[n] for n, s in state.nodes.items() if s.online and n in snapshot.statuses
+    ]
     out = []
     for action in ready:
         if action.kind is ActionKind.START and action.instance is not None:
             primitive = base_id(action.instance)
             if any(
-                primitive not in snapshot.statuses[n].probed
-                for n in online
-                if n in snapshot.statuses
+                primitive not in report.probed and primitive not in report.unprobed
+                for report in online
             ):
                 continue
         out.append(action)

@@ -32,6 +32,7 @@ __all__ = [
     "ClusterConfig",
     "Colocation",
     "Constraint",
+    "Discovery",
     "Expression",
     "FenceDevice",
     "FencingSpec",
@@ -367,8 +368,35 @@ class Rule(Spec):
 # ---- constraints ---------------------------------------------------------------------------
 
 
+class Discovery(enum.StrEnum):
+    """Pacemaker's `resource-discovery` of a location constraint, for the nodes it names:
+    whether those nodes probe the resource (look for it already running).
+
+    * always: probe it there (the default).
+    * never: never probe it there; the cluster assumes it is not running there unless it
+      started it itself. It may still run there.
+    * exclusive: probe it, and run it, only on the nodes that the resource's exclusive
+      locations name; every other node neither probes nor runs it.
+
+    Where several locations of a resource name one node, the strongest wins: exclusive over
+    never over always.
+    """
+
+    ALWAYS = "always"
+    NEVER = "never"
+    EXCLUSIVE = "exclusive"
+
+    @property
+    def strength(self) -> int:
+        return _DISCOVERY_STRENGTH[self]
+
+
+_DISCOVERY_STRENGTH = {Discovery.ALWAYS: 0, Discovery.NEVER: 1, Discovery.EXCLUSIVE: 2}
+
+
 class Location(Spec):
-    """Prefer (score > 0) or avoid (score < 0) a node, directly or by rules."""
+    """Prefer (score > 0) or avoid (score < 0) a node, directly or by rules; and whether the
+    nodes it names probe the resource (`resource-discovery`)."""
 
     location: Name
     resource: Name
@@ -376,6 +404,7 @@ class Location(Spec):
     score: Score | None = None
     rules: list[Rule] = pydantic.Field(default_factory=list)
     role: RoleName | None = None
+    resource_discovery: Discovery = Discovery.ALWAYS
 
     @pydantic.model_validator(mode="after")
     def _node_or_rules(self) -> Location:
@@ -383,6 +412,13 @@ class Location(Spec):
             raise ValueError("give either node and score, or rules, not both")
         if not self.rules and (self.node is None or self.score is None):
             raise ValueError("needs node and score (or rules)")
+        if self.role is Role.PROMOTED and self.resource_discovery is not Discovery.ALWAYS:
+            # Pacemaker ignores it there: a promoted-role location only weighs promotion.
+            raise ValueError(
+                f"resource-discovery {self.resource_discovery} needs a location for every "
+                "role: one for the Promoted role only weighs promotion, and probes concern "
+                "the resource in any role"
+            )
         return self
 
 

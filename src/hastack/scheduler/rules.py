@@ -5,10 +5,22 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from hastack.model.config import Expression, ExprOp, ExprType, Rule
+from hastack.model.config import Expression, ExprOp, ExprType, Location, Rule
+from hastack.model.members import NodeKind
 from hastack.model.scores import parse_score
 
-__all__ = ["expression_holds", "rule_score"]
+__all__ = ["expression_holds", "location_names", "node_attributes", "rule_score"]
+
+
+def node_attributes(
+    name: str, kind: NodeKind, configured: Mapping[str, str], reported: Mapping[str, str]
+) -> dict[str, str]:
+    """A node's attributes as location rules see them: `#uname`, those the configuration
+    gives it, those its agent reports (its member record's, then its status report's), and
+    `#kind`. The scheduler and the executor (which probes by rules too) both read this."""
+    attributes = {"#uname": name, **configured, **reported}
+    attributes["#kind"] = "cluster" if kind is NodeKind.FULL else "remote"
+    return attributes
 
 
 # Pacemaker reads numbers with strtoll/strtod: a leading number counts, the rest is ignored.
@@ -88,3 +100,10 @@ def rule_score(rule: Rule, attributes: Mapping[str, str]) -> int | None:
         return parse_score(raw)
     except ValueError:
         return None if raw else 0
+
+
+def location_names(c: Location, node: str, attributes: Mapping[str, str]) -> bool:
+    """Whether location `c` names `node` (as its node, or by a rule that gives it a score)."""
+    if c.node is not None:
+        return c.node == node
+    return any(rule_score(rule, attributes) is not None for rule in c.rules)

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from hastack.model.config import (
     Clone,
     ClusterConfig,
+    Discovery,
     Group,
     Meta,
     MultipleActive,
@@ -27,6 +28,7 @@ from hastack.model.config import (
 from hastack.model.members import NodeKind
 from hastack.model.scores import INFINITY
 from hastack.model.state import ClusterState, ResourceStatus, base_id
+from hastack.scheduler.rules import node_attributes
 
 __all__ = ["Coloc", "Kind", "Node", "Order", "Rsc", "Run", "build"]
 
@@ -169,6 +171,10 @@ class Rsc:
     # scores
     allowed: dict[str, int] = field(default_factory=dict)
     promoted_locations: list[tuple[str, int]] = field(default_factory=list)
+    # resource-discovery of the locations that name a node, where it is not `always` (the
+    # strongest per node), and whether any location of this resource is `exclusive`.
+    discovery: dict[str, Discovery] = field(default_factory=dict)
+    exclusive_discovery: bool = False
     this_with: list[Coloc] = field(default_factory=list)  # we are the dependent
     with_this: list[Coloc] = field(default_factory=list)  # we are the primary
     # assignment
@@ -527,13 +533,13 @@ def _nodes(config: ClusterConfig, state: ClusterState) -> dict[str, Node]:
     for name in [*specs, *(n for n in state.nodes if n not in specs)]:
         spec = specs.get(name)
         status = state.nodes.get(name)
-        attributes: dict[str, str] = {"#uname": name}
-        if spec is not None:
-            attributes.update(spec.attributes)
-        if status is not None:
-            attributes.update(status.attributes)
         kind = status.kind if status is not None else NodeKind.FULL
-        attributes["#kind"] = "cluster" if kind is NodeKind.FULL else "remote"
+        attributes = node_attributes(
+            name,
+            kind,
+            spec.attributes if spec is not None else {},
+            status.attributes if status is not None else {},
+        )
         fenced = name in state.fenced
         out[name] = Node(
             name=name,
