@@ -498,7 +498,9 @@ class Agent:
 
     def _feed_executor(self, snapshot: ClusterSnapshot) -> None:
         node = self.config.node
-        self.lrm.set_config(snapshot.config, snapshot.config_revision)
+        self.lrm.set_config(
+            snapshot.config, snapshot.config_revision, known_nodes=len(snapshot.known_nodes)
+        )
         # A target older than this life of the agent was meant for the node it was before.
         target = snapshot.current_target(node)
         dc_epoch = snapshot.dc.epoch if snapshot.dc else 0

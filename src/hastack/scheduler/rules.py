@@ -66,6 +66,11 @@ def expression_holds(expr: Expression, attributes: Mapping[str, str]) -> bool:
         return value is not None
     if expr.op is ExprOp.NOT_DEFINED:
         return value is None
+    if value is None and expr.op is ExprOp.NE and expr.value is not None:
+        # An attribute a node does not have is not equal to anything (Pacemaker: `ne`
+        # against an undefined attribute passes) — the OpenStack Instance HA rule "-INFINITY
+        # where compute-instanceha-role ne true" must keep resources off nodes without it.
+        return True
     if value is None or expr.value is None:
         return False
     if expr.op in (ExprOp.EQ, ExprOp.NE):
