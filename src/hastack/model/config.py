@@ -245,6 +245,13 @@ class Primitive(Spec):
     def id(self) -> str:
         return self.primitive
 
+    @property
+    def is_remote_connection(self) -> bool:
+        """Pacemaker's connection to a remote node (`ocf:pacemaker:remote`), whose id names
+        the node it creates (docs/compute.md)."""
+        a = self.agent
+        return a.cls == "ocf" and a.provider == "pacemaker" and a.type == "remote"
+
     @pydantic.field_serializer("agent")
     def _agent_text(self, agent: AgentRef) -> str:
         return str(agent)
@@ -655,6 +662,8 @@ class ClusterConfig(Spec):
             if n.node in nodes:
                 problems.append((("nodes", index, "node"), f"node {n.node!r} is listed twice"))
             nodes.add(n.node)
+        # A remote node's connection resource creates the node it names.
+        nodes |= {p.primitive for p in self.primitives() if p.is_remote_connection}
         seen: set[str] = set()
         for index, c in enumerate(self.constraints):
             where: Loc = ("constraints", index)
