@@ -79,7 +79,9 @@ class SimCluster:
         running: Mapping[str, Mapping[str, Role]] | None = None,
         attributes: Mapping[str, Mapping[str, str]] | None = None,
         now: float = 1000.0,
+        remote: Iterable[str] = (),
     ) -> None:
+        self.remote = frozenset(remote)  # nodes of kind remote (computes)
         self.revision = 0
         self.now = now
         self.mono = 0.0
@@ -112,7 +114,7 @@ class SimCluster:
         members = {
             n.name: MemberRecord(
                 n.name,
-                NodeKind.FULL,
+                self.kind(n.name),
                 attributes=dict(n.attributes),
                 joined_at=n.joined_at,
                 revision=n.member_revision,
@@ -121,7 +123,7 @@ class SimCluster:
             if n.member
         }
         records = {
-            n.name: NodeRecord(n.name, NodeKind.FULL, revision=n.record_revision)
+            n.name: NodeRecord(n.name, self.kind(n.name), revision=n.record_revision)
             for n in self.nodes.values()
         }
         statuses = {
@@ -152,6 +154,9 @@ class SimCluster:
             fencing={k: list(v) for k, v in self.fencing.items()},
             fencing_revisions=dict(self.fencing_revisions),
         )
+
+    def kind(self, name: str) -> NodeKind:
+        return NodeKind.REMOTE if name in self.remote else NodeKind.FULL
 
     # ---- the DC -----------------------------------------------------------------------------
 

@@ -6,9 +6,10 @@ and clones, with their meta and instance attributes, operations and utilization.
 Besides the hastack resources, `Resources` keeps what the constraints and the status section
 need to know of each Pacemaker id: what it became, the meta attributes it inherits, and why
 it was left out if it was. Remote connections (ocf:pacemaker:remote) are primitives that
-create their remote node (the scheduler knows them). Bundles, guest nodes, launched resources, groups that are not ordered or not collocated and meta attributes chosen
-by rules are recorded as unsupported; instance attributes chosen by rules are left out with a
-note. Tags are only collected here, for the constraints that name them.
+create their remote node (the scheduler knows them). Bundles, guest nodes, launched
+resources, groups that are not ordered or not collocated and meta attributes chosen by rules
+are recorded as unsupported; instance attributes chosen by rules are left out with a note.
+Tags are only collected here, for the constraints that name them.
 """
 
 from __future__ import annotations

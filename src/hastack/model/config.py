@@ -546,6 +546,9 @@ class Properties(Spec):
     # How long the DC waits beyond an operation's own timeout for a node to finish it (and
     # for a node to take a new target at all) before it treats the node as failed.
     cluster_delay: Duration = 20.0
+    # A remote node fenced less than this long ago is not given resources even if its agent
+    # joined again: Pacemaker's reconnect_interval for hastack's own remote nodes.
+    reconnect_interval: Duration = 0.0
 
     @pydantic.model_validator(mode="after")
     def _detection(self) -> Properties:
