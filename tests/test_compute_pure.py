@@ -33,7 +33,8 @@ def servers(host: str, n: int, evacuable: int) -> list[Server]:
 
 def disabled_and_listed(record: EvacuationRecord, listed: list[Server]) -> EvacuationRecord:
     first = plan_round(record, None, host_back=False, now=T0)
-    assert first.disable_host and first.list_servers
+    assert first.disable_host
+    assert first.list_servers
     return apply_results(record, first, now=T0, servers=listed, disabled=True)
 
 
@@ -47,7 +48,8 @@ def test_record_round_trip_and_refusal() -> None:
 def test_first_the_host_is_forced_down_and_disabled() -> None:
     # Nova refuses to evacuate from a host it believes up; and nothing else happens before.
     round_ = plan_round(new_record("c2", T0, 7, "n1"), None, host_back=False, now=T0)
-    assert round_.disable_host and round_.evacuate == ()
+    assert round_.disable_host
+    assert round_.evacuate == ()
 
 
 def test_only_evacuable_instances_move_the_others_are_skipped() -> None:
@@ -99,7 +101,8 @@ def test_nova_unreachable_backs_off_and_never_enables_the_host() -> None:
             continue
         record = apply_results(record, round_, now=now, unreachable="connection refused")
     assert record.state is RecordState.PENDING
-    assert record.last_error == "connection refused" and record.attempts == 3
+    assert record.last_error == "connection refused"
+    assert record.attempts == 3
     assert waits == [1.0, 2.0, 4.0]  # growing, and nothing happened in between
 
 
@@ -112,7 +115,8 @@ def test_done_only_when_every_evacuable_instance_moved_then_enabled_only_when_ba
     )
     # Requested is not done: the instances still show on the host.
     round_ = plan_round(record, listed, host_back=True, now=T0 + 1)
-    assert not round_.mark_done and not round_.enable_host
+    assert not round_.mark_done
+    assert not round_.enable_host
     left = [s for s in listed if not s.evacuable]  # only the skipped one stays listed there
     round_ = plan_round(record, left, host_back=True, now=T0 + 2)
     assert round_.mark_done
@@ -140,7 +144,9 @@ def test_a_second_fence_keeps_a_pending_record_and_restarts_a_done_one() -> None
     assert refenced(pending, T0 + 5, 8, "n2").instances == pending.instances
     done = replace(pending, state=RecordState.DONE)
     again = refenced(done, T0 + 5, 8, "n2")
-    assert again.state is RecordState.PENDING and not again.instances and again.epoch == 8
+    assert again.state is RecordState.PENDING
+    assert not again.instances
+    assert again.epoch == 8
 
 
 def test_evacuable_tag() -> None:
