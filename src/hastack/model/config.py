@@ -566,9 +566,16 @@ class Properties(Spec):
 _FENCE_AGENT = re.compile(r"^fence_[A-Za-z0-9_-]+$")
 
 
+# The fencing step that records a fenced compute for evacuation (docs/compute.md): not a
+# program but a step the fencer runs itself, the last device of a level after a power device.
+EVACUATE_STEP = "hastack:evacuate"
+
+
 def _fence_agent(value: object) -> object:
-    if isinstance(value, str) and not _FENCE_AGENT.match(value):
-        raise ValueError(f"not a fence agent name (fence_*, e.g. fence_ipmilan): {value!r}")
+    if isinstance(value, str) and value != EVACUATE_STEP and not _FENCE_AGENT.match(value):
+        raise ValueError(
+            f"not a fence agent name (fence_*, e.g. fence_ipmilan, or {EVACUATE_STEP}): {value!r}"
+        )
     return value
 
 
@@ -585,6 +592,10 @@ class FenceDevice(Spec):
     def can_fence(self, node: str) -> bool:
         return not self.targets or node in self.targets
 
+    @property
+    def is_evacuate_step(self) -> bool:
+        return self.agent == EVACUATE_STEP
+
     def port(self, node: str) -> str:
         return self.port_map.get(node, node)
 
@@ -598,8 +609,13 @@ class FencingSpec(Spec):
         by_id = {d.device: d for d in self.devices}
         if node in self.levels:
             return [[by_id[d] for d in level if d in by_id] for level in self.levels[node]]
-        # Without explicit levels: each device that can fence the node is a level of its own.
-        return [[d] for d in self.devices if d.can_fence(node)]
+        # Without explicit levels: each device that can fence the node is a level of its own
+        # (an evacuate step powers nothing off: it only ever follows a power device).
+        return [[d] for d in self.devices if d.can_fence(node) and not d.is_evacuate_step]
+
+    def evacuates(self, node: str) -> bool:
+        """Is the node marked for evacuation (a level of it ends with an evacuate step)?"""
+        return any(level and level[-1].is_evacuate_step for level in self.levels_for(node))
 
 
 class OpDefaults(Spec):
@@ -729,7 +745,37 @@ class ClusterConfig(Spec):
                                 f"no fencing device named {device!r}",
                             )
                         )
+                problems.extend(self._evacuate_problems(node, i, level))
         return problems
+
+    def _evacuate_problems(self, node: str, index: int, level: list[str]) -> list[tuple[Loc, str]]:
+        """A level that evacuates must power the node off first: the evacuate step is its last
+        device, after at least one device that is not a step (docs/compute.md)."""
+        by_id = {d.device: d for d in self.fencing.devices}
+        steps = [
+            j for j, name in enumerate(level) if name in by_id and by_id[name].is_evacuate_step
+        ]
+        if not steps:
+            return []
+        where: Loc = ("fencing", "levels", node, index)
+        if steps != [len(level) - 1]:
+            return [
+                (
+                    where,
+                    f"{node}: the {EVACUATE_STEP} step must be the last device of the level, once",
+                )
+            ]
+        power = [n for n in level[:-1] if n in by_id and not by_id[n].is_evacuate_step]
+        if not power:
+            return [
+                (
+                    where,
+                    f"compute {node} cannot be evacuated: no fence device in this level powers "
+                    f"it off before the {EVACUATE_STEP} step (evacuating a host that may still "
+                    "run its instances would run them twice)",
+                )
+            ]
+        return []
 
     def _is_promotable(self, rid: str) -> bool:
         for r in self.walk():
