@@ -207,3 +207,78 @@ def test_rounds_never_exceed_the_bound_and_converge(
             on_host.pop(order[0], None)
     assert record.state is RecordState.DONE
     assert all(not s.evacuable for s in on_host.values())
+
+
+# ---- the instance checkers: each verdict caught by a history built to break it ------------
+
+from hastack.checkers.instances import LogLine, check_instances  # noqa: E402
+
+
+def _log(*runs: tuple[str, float, float]) -> list[LogLine]:
+    """Lines every 0.1 s for each (host, from, to)."""
+    out, seq = [], 0
+    for host, start, end in runs:
+        t = start
+        while t < end:
+            out.append(LogLine(host, seq, round(t, 3)))
+            seq += 1
+            t += 0.1
+    return out
+
+
+def _good() -> dict[str, list[LogLine]]:
+    # vm0, vm1 evacuable: c2 until the crash at 10, c1 from 14 (fence at 12); vm2 stays down.
+    return {
+        "vm0": _log(("c2", 0, 10), ("c1", 14, 20)),
+        "vm1": _log(("c2", 0, 10), ("c3", 15, 20)),
+        "vm2": _log(("c2", 0, 10)),
+        "other": _log(("c1", 0, 20)),
+    }
+
+
+EVENTS = [
+    {"t": 14.5, "event": "active", "name": "vm0"},
+    {"t": 15.5, "event": "active", "name": "vm1"},
+    {"t": 30.0, "event": "enable", "host": "c2"},
+]
+
+
+def _check(logs: dict[str, list[LogLine]], fenced_at: float | None = 12.0, events=EVENTS):  # type: ignore[no-untyped-def]
+    return check_instances(
+        logs, host="c2", fault_at=10.0, fenced_at=fenced_at, evacuable={"vm0", "vm1"},
+        within=10.0, nova_events=events,
+    )  # fmt: skip
+
+
+def test_instance_checker_passes_a_good_run() -> None:
+    result = _check(_good())
+    assert result.valid is True, result.summary
+
+
+def test_instance_checker_catches_an_evacuation_before_the_fence() -> None:
+    logs = _good()
+    logs["vm0"] = _log(("c2", 0, 10), ("c1", 11, 20))  # started elsewhere at 11, fence at 12
+    result = _check(logs)
+    assert result.valid is False
+    assert result.details["problems"]["fenced-first"]
+
+
+def test_instance_checker_catches_two_copies() -> None:
+    logs = _good()
+    logs["vm1"] = sorted(_log(("c2", 0, 16)) + _log(("c3", 15, 20)), key=lambda x: x.wall)
+    result = _check(logs)
+    assert result.details["problems"]["no-interleave"]
+
+
+def test_instance_checker_catches_late_and_unwanted_evacuations() -> None:
+    logs = _good()
+    logs["vm0"] = _log(("c2", 0, 10), ("c1", 25, 30))  # 13 s after the fence
+    logs["vm2"] = _log(("c2", 0, 10), ("c1", 14, 20))  # not evacuable, yet it came back
+    result = _check(logs)
+    assert len(result.details["problems"]["in-time"]) == 2
+
+
+def test_instance_checker_catches_an_early_enable_and_a_missing_fence() -> None:
+    early = [*EVENTS[:2], {"t": 15.0, "event": "enable", "host": "c2"}]
+    assert _check(_good(), events=early).details["problems"]["enabled-after-done"]
+    assert _check(_good(), fenced_at=None).details["problems"]["fenced-first"]
