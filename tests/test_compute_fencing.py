@@ -124,3 +124,30 @@ fencing:
 def test_an_evacuate_step_is_never_a_level_of_its_own() -> None:
     levels = spec({}).levels_for("c2")
     assert [[d.device for d in level] for level in levels] == [["broken"], ["power"]]
+
+
+def test_status_lists_pending_evacuations_with_why_they_wait() -> None:
+    from dataclasses import replace
+
+    from hastack.compute.evacuation import new_record
+    from hastack.model.members import ClusterSnapshot, StoredKey
+    from hastack.ops.status import _evacuations
+
+    waiting = replace(
+        new_record("c2", 100.0, 3, "n1"),
+        attempts=2,
+        next_try=112.0,
+        last_error="connection refused",
+    )
+    done = replace(new_record("c5", 90.0, 3, "n1"), state=RecordState.DONE)
+    other = {
+        f"evacuate/{r.node}": StoredKey(f"evacuate/{r.node}", r.encode(), 1, 1, 0)
+        for r in (waiting, done)
+    }
+    snapshot = ClusterSnapshot(1, None, {}, {}, other, ())
+    lines = _evacuations(snapshot, now=110.0)
+    assert lines == [
+        "evacuation of c2: pending, fenced 10s ago, instances not read yet; Nova: connection "
+        "refused (try 2, next in 2s)",
+        "evacuation of c5: done; the host stays disabled until it is back (fenced 20s ago)",
+    ]
