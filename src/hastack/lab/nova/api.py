@@ -176,10 +176,16 @@ class FakeNova:
             svc = self.state["services"][self._service_of(host)["id"]]
             if now - svc["seen"] >= self.down_after:
                 self._event("report-up", host=host, status=svc["status"])
+                # The host was down: what it ran died with it, and Nova finds those instances
+                # shut off (they are not started again by themselves).
+                for s in self.state["servers"].values():
+                    if s["host"] == host and s["status"] == "ACTIVE" and s["id"] not in running:
+                        s["status"] = "SHUTOFF"
+                        self._event("shutoff", server=s["id"], name=s["name"], host=host)
             svc["seen"] = now
             mine = []
             for s in self.state["servers"].values():
-                if s["host"] != host:
+                if s["host"] != host or s["status"] not in ("ACTIVE", "REBUILD"):
                     continue
                 mine.append({"id": s["id"], "name": s["name"]})
                 if s["status"] == "REBUILD" and s["id"] in running:
