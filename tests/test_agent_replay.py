@@ -96,7 +96,7 @@ async def test_the_cluster_settles_after_any_loss_and_rejoin(
             AgentConfig(
                 cluster="replay",
                 node=n,
-                etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3),
+                etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3, insecure=True),
                 timings=TIMINGS,
                 heartbeat_port=0,
             ),
@@ -203,7 +203,7 @@ async def test_the_dc_gives_up_on_a_node_that_never_answers(tmp_path: Path) -> N
             AgentConfig(
                 cluster="replay",
                 node=n,
-                etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3),
+                etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3, insecure=True),
                 timings=TIMINGS,
                 heartbeat_port=0,
             ),

@@ -9,7 +9,7 @@ from conftest import ClusterFactory
 from hastack.errors import CompareFailed
 from hastack.lab.local import LocalCluster
 from hastack.model.config import parse_cluster_config
-from hastack.store import EtcdStore, Keys
+from hastack.store import Keys
 from hastack.store.config import read_config, write_config
 from helpers import hastack_cli
 
@@ -28,7 +28,7 @@ constraints:
 
 def stored_revision(lc: LocalCluster) -> int:
     async def read() -> int:
-        async with EtcdStore(lc.endpoints, 2.0) as store:
+        async with lc.store(2.0) as store:
             return (await read_config(store, Keys(lc.name))).revision
 
     return asyncio.run(read())
@@ -95,7 +95,7 @@ def test_apply_is_compare_and_swap(local_cluster: ClusterFactory) -> None:
 
     async def race() -> None:
         keys = Keys(lc.name)
-        async with EtcdStore(lc.endpoints, 2.0) as store:
+        async with lc.store(2.0) as store:
             first = await write_config(store, keys, config, expected=0)
             try:
                 await write_config(store, keys, config, expected=0)
@@ -129,7 +129,7 @@ def test_garbage_stored_configuration_is_reported(local_cluster: ClusterFactory)
     lc = local_cluster(1, agents=False)
 
     async def plant() -> None:
-        async with EtcdStore(lc.endpoints, 2.0) as store:
+        async with lc.store(2.0) as store:
             await store.put(Keys(lc.name).config, b'{"format": 1, "config": {"resources": 5}}')
 
     asyncio.run(plant())

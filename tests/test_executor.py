@@ -24,7 +24,7 @@ from hastack.model.requests import CleanupRequest
 from hastack.model.state import base_id
 from hastack.model.status import ResourceReport
 from hastack.processes import ProcessRecord, is_alive
-from hastack.store import EtcdStore, Keys, PutOp
+from hastack.store import Keys, PutOp
 from hastack.store.config import read_config, write_config
 from hastack.store.snapshot import read_snapshot
 from helpers import wait_until
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces ne
 
 def snapshot(lc: LocalCluster) -> ClusterSnapshot:
     async def read() -> ClusterSnapshot:
-        async with EtcdStore(lc.endpoints, 2.0) as store:
+        async with lc.store(2.0) as store:
             return await read_snapshot(store, Keys(lc.name))
 
     return asyncio.run(read())
@@ -46,7 +46,7 @@ def apply(lc: LocalCluster, text: str) -> None:
     config = parse_cluster_config(text, "test.yaml")
 
     async def write() -> None:
-        async with EtcdStore(lc.endpoints, 2.0) as store:
+        async with lc.store(2.0) as store:
             keys = Keys(lc.name)
             stored = await read_config(store, keys)
             await write_config(store, keys, config, expected=stored.revision)
@@ -210,7 +210,7 @@ constraints:
 
 def request_cleanup(lc: LocalCluster, resource: str) -> None:
     async def send() -> None:
-        async with EtcdStore(lc.endpoints, 2.0) as store:
+        async with lc.store(2.0) as store:
             lease = await store.grant_lease(30)
             key = Keys(lc.name).prefix + f"requests/cleanup/{time.monotonic_ns()}"
             await store.txn(

@@ -29,5 +29,5 @@ class Cluster:
 async def open_cluster(
     client: ClientConfig, *, timeout: float = OPERATOR_TIMEOUT
 ) -> AsyncIterator[Cluster]:
-    async with EtcdStore(client.etcd.endpoints, timeout) as store:
+    async with EtcdStore.for_spec(client.etcd, timeout) as store:
         yield Cluster(client.cluster, store, Keys(client.cluster, client.etcd.root))

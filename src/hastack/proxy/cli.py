@@ -52,7 +52,7 @@ def cluster_source(config: ProxyConfig) -> tuple[BackendSource | None, Store | N
     if not pools or config.cluster is None:
         return None, None
     link = config.cluster
-    store = EtcdStore(link.etcd.endpoints, link.timeout)
+    store = EtcdStore.for_spec(link.etcd, link.timeout)
     return ClusterSource(store, Keys(link.name, link.etcd.root), pools), store
 
 

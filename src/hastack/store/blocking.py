@@ -4,7 +4,8 @@ The agent's main event loop runs resource operations, decodes the cluster state 
 under a burst of work it can be busy for a while. Lease renewals must never wait behind that
 (docs/control-plane.md), so they run in a thread of their own with this client: its own
 channel (so a saturated main channel cannot delay them either), a deadline on every call,
-and the same error tree and endpoint failover as the asyncio client (hastack.store.etcd).
+and the same error tree and endpoint failover as the asyncio client (hastack.store.etcd),
+and the same credentials (mutual TLS, etcd's user token: docs/security.md).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from aetcd import rpc
 
 from hastack.errors import LeaseNotFound, StoreError, StoreTimeout, StoreUnavailable
 from hastack.model.agent_config import parse_endpoint
+from hastack.store.etcd import describe_failure
+from hastack.store.tls import StoreCredentials
 
 __all__ = ["BlockingLeaseClient"]
 
@@ -36,10 +39,12 @@ _CHANNEL_OPTIONS = (
 class BlockingLeaseClient:
     """Renews leases, one call at a time, from one thread."""
 
-    def __init__(self, endpoints: Sequence[str]) -> None:
+    def __init__(self, endpoints: Sequence[str], *, credentials: StoreCredentials) -> None:
         if not endpoints:
             raise ValueError("at least one etcd endpoint is needed")
         self.endpoints = tuple(parse_endpoint(e) for e in endpoints)
+        self.credentials = credentials
+        self._metadata: tuple[tuple[str, str], ...] | None = None
         # The first endpoint is the preferred one (an agent lists its own member first).
         self._index = 0
         self._channel: grpc.Channel | None = None
@@ -52,15 +57,37 @@ class BlockingLeaseClient:
 
     def _lease_stub(self) -> Any:
         if self._stub is None:
-            self._channel = grpc.insecure_channel(self.endpoint, options=_CHANNEL_OPTIONS)
+            material = self.credentials.material()
+            if material is None:
+                self._channel = grpc.insecure_channel(self.endpoint, options=_CHANNEL_OPTIONS)
+            else:
+                creds = grpc.ssl_channel_credentials(
+                    root_certificates=material.ca,
+                    private_key=material.key,
+                    certificate_chain=material.cert,
+                )
+                self._channel = grpc.secure_channel(self.endpoint, creds, options=_CHANNEL_OPTIONS)
             self._stub = rpc.LeaseStub(self._channel)
+            self._metadata = None
         return self._stub
+
+    def _token(self, timeout: float) -> tuple[tuple[str, str], ...]:
+        """etcd's token for the configured user on this channel (none without a user)."""
+        creds = self.credentials
+        if creds.username is None:
+            return ()
+        if self._metadata is None:
+            request = rpc.AuthenticateRequest(name=creds.username, password=creds.password or "")
+            response = rpc.AuthStub(self._channel).Authenticate(request, timeout=timeout)
+            self._metadata = (("token", str(response.token)),)
+        return self._metadata
 
     def _fail_over(self) -> None:
         if self._channel is not None:
             self._channel.close()
         self._channel = None
         self._stub = None
+        self._metadata = None
         self._index = (self._index + 1) % len(self.endpoints)
 
     def keep_alive(self, lease_id: int, timeout: float) -> int:
@@ -69,8 +96,13 @@ class BlockingLeaseClient:
         next call then goes to the next endpoint)."""
         with self._lock:
             stub = self._lease_stub()
+            try:
+                metadata = self._token(timeout)
+            except grpc.RpcError as exc:
+                self._fail_over()
+                raise _translate(exc) from None
             responses = stub.LeaseKeepAlive(
-                iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=timeout
+                iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=timeout, metadata=metadata
             )
             try:
                 response = next(responses)
@@ -80,6 +112,7 @@ class BlockingLeaseClient:
             except grpc.RpcError as exc:
                 error = _translate(exc)
                 if not isinstance(error, LeaseNotFound):
+                    # Also a token etcd no longer knows: the next attempt authenticates anew.
                     self._fail_over()
                 raise error from None
             finally:
@@ -103,7 +136,7 @@ def _translate(error: grpc.RpcError) -> StoreError:
         return StoreTimeout(details or "deadline exceeded")
     if code == grpc.StatusCode.NOT_FOUND and "lease" in details:
         return LeaseNotFound(details)
-    if "Connection refused" in details:
-        details = "connection refused"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        details = describe_failure(details)
     name = code.name if code is not None else "UNKNOWN"
     return StoreUnavailable(f"{name}: {details}")

@@ -42,18 +42,25 @@ __all__ = ["ProxyAgent", "proxy_config"]
 
 def proxy_config(text: str, cluster: dict[str, str], source: str = "config") -> ProxyConfig:
     """The `config` parameter validated, with the cluster link filled in from `cluster`
-    (name, etcd-endpoints, etcd-root) when the text leaves it out. Raises ConfigError."""
+    (name, etcd-endpoints, etcd-root, the node's TLS files) when the text leaves it out.
+    Raises ConfigError."""
     config = parse_config(text, source, standalone=not cluster.get("name"))
     if config.cluster is not None or not cluster.get("name"):
         return config
     data = yaml.safe_load(text) or {}
-    data["cluster"] = {
-        "name": cluster["name"],
-        "etcd": {
-            "endpoints": cluster["etcd-endpoints"].split(","),
-            "root": cluster.get("etcd-root", "/hastack"),
-        },
+    etcd: dict[str, object] = {
+        "endpoints": cluster["etcd-endpoints"].split(","),
+        "root": cluster.get("etcd-root", "/hastack"),
     }
+    # The node's own certificate files (paths: the proxy runs on the same host).
+    if cluster.get("etcd-insecure") == "true":
+        etcd["insecure"] = True
+    if "etcd-cert" in cluster:
+        etcd["tls"] = {k: cluster[f"etcd-{k}"] for k in ("ca", "cert", "key")}
+    if "etcd-username" in cluster:
+        etcd["username"] = cluster["etcd-username"]
+        etcd["password-file"] = cluster["etcd-password-file"]
+    data["cluster"] = {"name": cluster["name"], "etcd": etcd}
     return parse_config(yaml.safe_dump(data, sort_keys=False), source)
 
 
