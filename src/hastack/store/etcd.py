@@ -598,11 +598,16 @@ async def endpoint_status(
                 rpc.StatusRequest(), metadata=metadata
             )
             # A member cut off from the majority still answers Status; a linearizable read
-            # proves it can reach a quorum right now.
-            await rpc.KVStub(channel).Range(
-                rpc.RangeRequest(key=b"health", serializable=False),
-                metadata=_REQUIRE_LEADER + metadata,
-            )
+            # proves it can reach a quorum right now. etcd checks a user's permission only
+            # after the read index is confirmed, so "permission denied" proves it as well.
+            try:
+                await rpc.KVStub(channel).Range(
+                    rpc.RangeRequest(key=b"health", serializable=False),
+                    metadata=_REQUIRE_LEADER + metadata,
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.PERMISSION_DENIED:
+                    raise
         return EndpointStatus(
             endpoint=target,
             healthy=True,
