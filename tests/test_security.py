@@ -218,7 +218,7 @@ def test_only_the_clusters_certificates_reach_the_prefix(
         assert await _plain_put(target, other) != "written"
         # Plaintext, with hastack's own client (explicitly insecure) and by hand.
         async with EtcdStore(lc.endpoints, 1.0, credentials=StoreCredentials.insecure()) as plain:
-            with pytest.raises(StoreError, match="closed the connection|handshake"):
+            with pytest.raises(StoreError, match=r"closed the connection|handshake"):
                 await plain.put(keys.config, b"bad")
             with pytest.raises(StoreError):
                 await plain.get(keys.config)
@@ -239,9 +239,9 @@ def test_only_the_clusters_certificates_reach_the_prefix(
         blocking.keep_alive(1, 1.0)
     blocking.close()
     # The command line: a plaintext client of a TLS cluster is told what went wrong.
+    argv = ["config", "show", "--etcd", lc.endpoints[0], "--cluster", lc.name]
     result = subprocess.run(
-        [sys.executable, "-m", "hastack", "config", "show", "--etcd", lc.endpoints[0]]
-        + ["--cluster", lc.name],
+        [sys.executable, "-m", "hastack", *argv],
         capture_output=True,
         text=True,
         timeout=60,

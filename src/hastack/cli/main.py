@@ -20,6 +20,7 @@ from hastack.cli import (
     resource_cmd,
     simulate_cmd,
     status,
+    token_cmd,
 )
 from hastack.errors import ConfigError, HastackError
 from hastack.lab.demo import run_demo
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         agent_cmd,
         proxy_cmd,
         lab_cmd,
+        token_cmd,
     ):
         module.register(sub)
     demo = sub.add_parser(
