@@ -8,6 +8,7 @@ from pathlib import Path
 from conftest import ClusterFactory
 from hastack.errors import CompareFailed
 from hastack.lab.local import LocalCluster
+from hastack.model.audit import Actor, AuditRecord
 from hastack.model.config import parse_cluster_config
 from hastack.store import Keys
 from hastack.store.config import read_config, write_config
@@ -96,14 +97,15 @@ def test_apply_is_compare_and_swap(local_cluster: ClusterFactory) -> None:
     async def race() -> None:
         keys = Keys(lc.name)
         async with lc.store(2.0) as store:
-            first = await write_config(store, keys, config, expected=0)
+            record = AuditRecord.of_change(0.0, Actor("test", "test", "here"), "test", 0, [])
+            first = await write_config(store, keys, config, expected=0, record=record)
             try:
-                await write_config(store, keys, config, expected=0)
+                await write_config(store, keys, config, expected=0, record=record)
             except CompareFailed:
                 pass
             else:
                 raise AssertionError("a second writer from the same base revision must lose")
-            second = await write_config(store, keys, config, expected=first)
+            second = await write_config(store, keys, config, expected=first, record=record)
             assert second > first
 
     asyncio.run(race())

@@ -18,6 +18,7 @@ import yaml
 
 from conftest import ClusterFactory
 from hastack.lab.local import LocalCluster
+from hastack.model.audit import Actor, AuditRecord
 from hastack.model.config import Role, parse_cluster_config
 from hastack.model.members import ClusterSnapshot
 from hastack.model.requests import CleanupRequest
@@ -49,7 +50,8 @@ def apply(lc: LocalCluster, text: str) -> None:
         async with lc.store(2.0) as store:
             keys = Keys(lc.name)
             stored = await read_config(store, keys)
-            await write_config(store, keys, config, expected=stored.revision)
+            record = AuditRecord.of_change(0.0, Actor("test", "test", "here"), "test", 0, [])
+            await write_config(store, keys, config, expected=stored.revision, record=record)
 
     asyncio.run(write())
 
