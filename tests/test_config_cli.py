@@ -76,7 +76,7 @@ def test_refused_configuration_never_reaches_the_store(
     assert stored_revision(lc) == 0
     # agents the executor cannot run, or native agents without what they require
     bad.write_text(
-        GOOD.replace("agent: hastack:vip", "agent: systemd:httpd").replace(
+        GOOD.replace("agent: hastack:vip", "agent: lsb:httpd").replace(
             "constraints:",
             "  - {primitive: svc, agent: 'hastack:service', params: {comand: 'sleep 9'}}\n"
             "constraints:",
@@ -84,7 +84,7 @@ def test_refused_configuration_never_reaches_the_store(
     )
     result = hastack_cli(lc, "config", "apply", str(bad), "--yes")
     assert result.returncode == 2
-    assert f"{bad}:5: resources[0].agent: systemd: resources are not supported" in result.stderr
+    assert f"{bad}:5: resources[0].agent: lsb: resources are not supported" in result.stderr
     assert "resources[1].params: hastack:service requires command" in result.stderr
     assert "resources[1].params: hastack:service has no parameter comand" in result.stderr
     assert stored_revision(lc) == 0
