@@ -84,6 +84,39 @@ def test_hosts_have_their_own_names_and_the_lab_cannot_route_out(lab: Lab) -> No
         assert {etcd.pid, agent.pid} <= pids
 
 
+# A client of the lab's etcd from the client host: argv[1] is "tls" (the operator's
+# certificate, from client.yaml) or "plain" (no certificate, plaintext).
+STORE_PROBE = """
+import asyncio, sys
+from hastack.model.agent_config import parse_client_config
+from hastack.store import EtcdStore
+from hastack.store.tls import StoreCredentials
+
+async def main() -> None:
+    client = parse_client_config(open(sys.argv[2]).read(), sys.argv[2])
+    if sys.argv[1] == "tls":
+        store = EtcdStore.for_spec(client.etcd, 2.0)
+    else:
+        store = EtcdStore(client.etcd.endpoints, 2.0, credentials=StoreCredentials.insecure())
+    async with store:
+        kv = await store.get("/hastack/" + client.cluster + "/dc")
+        print("read", kv is not None)
+
+asyncio.run(main())
+"""
+
+
+def test_the_labs_etcd_takes_only_the_clusters_certificates(lab: Lab) -> None:
+    client = str(lab.client_config)
+    assert "tls" in lab.client_config.read_text()
+    assert all(e.startswith("https://") for e in lab.endpoints())
+    ok = run_as(lab, "client", sys.executable, "-c", STORE_PROBE, "tls", client)
+    assert ok.stdout.strip() == "read True", ok.stderr
+    plain = run_as(lab, "client", sys.executable, "-c", STORE_PROBE, "plain", client)
+    assert plain.returncode != 0
+    assert "plaintext to a TLS member" in plain.stderr
+
+
 def test_partition_isolates_and_heal_restores(lab: Lab) -> None:
     assert connects(lab, "n1", "n2")
     lab.partition("n1 | n2,n3")
