@@ -110,9 +110,9 @@ def test_the_labs_etcd_takes_only_the_clusters_certificates(lab: Lab) -> None:
     client = str(lab.client_config)
     assert "tls" in lab.client_config.read_text()
     assert all(e.startswith("https://") for e in lab.endpoints())
-    ok = run_as(lab, "client", sys.executable, "-c", STORE_PROBE, "tls", client)
+    ok = run_as(lab, "client", sys.executable, "-c", STORE_PROBE, "tls", client, timeout=60)
     assert ok.stdout.strip() == "read True", ok.stderr
-    plain = run_as(lab, "client", sys.executable, "-c", STORE_PROBE, "plain", client)
+    plain = run_as(lab, "client", sys.executable, "-c", STORE_PROBE, "plain", client, timeout=60)
     assert plain.returncode != 0
     assert "plaintext to a TLS member" in plain.stderr
 
