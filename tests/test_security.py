@@ -261,12 +261,15 @@ def test_etcd_user_and_password_through_both_clients(
     endpoint = lc.endpoints[0]
     prefix = b"/hastack/"
 
-    async def enable_auth() -> None:
+    def channel() -> grpc.aio.Channel:
         material = lc.credentials.material()
         assert material is not None
         creds = grpc.ssl_channel_credentials(material.ca, material.key, material.cert)
-        async with grpc.aio.secure_channel(parse_endpoint(endpoint), creds) as channel:
-            auth = rpc.AuthStub(channel)
+        return grpc.aio.secure_channel(parse_endpoint(endpoint), creds)
+
+    async def enable_auth() -> None:
+        async with channel() as ch:
+            auth = rpc.AuthStub(ch)
             await auth.UserAdd(rpc.AuthUserAddRequest(name="root", password="root-secret"))
             await auth.UserGrantRole(rpc.AuthUserGrantRoleRequest(user="root", role="root"))
             await auth.UserAdd(rpc.AuthUserAddRequest(name="hastack", password="s3cret"))
@@ -278,6 +281,16 @@ def test_etcd_user_and_password_through_both_clients(
                 rpc.AuthRoleGrantPermissionRequest(name="cluster", perm=perm)
             )
             await auth.UserGrantRole(rpc.AuthUserGrantRoleRequest(user="hastack", role="cluster"))
+            await auth.AuthEnable(rpc.AuthEnableRequest())
+
+    async def forget_tokens() -> None:
+        """Auth off and on again: etcd forgets every token it gave, as when one expires."""
+        async with channel() as ch:
+            auth = rpc.AuthStub(ch)
+            root = await auth.Authenticate(
+                rpc.AuthenticateRequest(name="root", password="root-secret")
+            )
+            await auth.AuthDisable(rpc.AuthDisableRequest(), metadata=(("token", root.token),))
             await auth.AuthEnable(rpc.AuthEnableRequest())
 
     asyncio.run(enable_auth())
@@ -300,6 +313,17 @@ def test_etcd_user_and_password_through_both_clients(
             blocking = BlockingLeaseClient(spec.endpoints, credentials=load_credentials(spec))
             try:
                 assert blocking.keep_alive(lease.id, 2.0) > 0
+                # Tokens forgotten: both clients authenticate again and their calls succeed.
+                assert store._conn is not None
+                old_token = store._conn.metadata
+                await forget_tokens()
+                async with channel() as ch:  # (the old token is refused now)
+                    with pytest.raises(grpc.aio.AioRpcError, match="invalid auth token"):
+                        await rpc.KVStub(ch).Range(
+                            rpc.RangeRequest(key=b"/hastack/test/x"), metadata=old_token
+                        )
+                assert blocking.keep_alive(lease.id, 2.0) > 0
+                await store.put("/hastack/test/x", b"2")
             finally:
                 blocking.close()
             status = await endpoint_status(endpoint, 2.0, load_credentials(spec))

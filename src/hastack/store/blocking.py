@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -94,32 +95,51 @@ class BlockingLeaseClient:
         """Renew once within `timeout` seconds; the TTL granted. LeaseNotFound when the lease
         is gone on the server; StoreTimeout/StoreUnavailable when the outcome is unknown (the
         next call then goes to the next endpoint)."""
+        deadline = time.monotonic() + timeout
         with self._lock:
-            stub = self._lease_stub()
             try:
-                metadata = self._token(timeout)
-            except grpc.RpcError as exc:
-                self._fail_over()
-                raise _translate(exc) from None
-            responses = stub.LeaseKeepAlive(
-                iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=timeout, metadata=metadata
-            )
-            try:
-                response = next(responses)
-            except StopIteration:
-                self._fail_over()
-                raise StoreUnavailable("lease keep-alive stream closed without an answer") from None
-            except grpc.RpcError as exc:
-                error = _translate(exc)
-                if not isinstance(error, LeaseNotFound):
-                    # Also a token etcd no longer knows: the next attempt authenticates anew.
+                return self._keep_alive(lease_id, timeout)
+            except _TokenExpired:
+                # etcd forgot our token (unused for its TTL, or auth turned off and on): the
+                # renewal was refused, so it is safe to authenticate again and repeat it
+                # within what is left of this attempt's time.
+                self._metadata = None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StoreTimeout("no time left to renew after authenticating") from None
+                try:
+                    return self._keep_alive(lease_id, left)
+                except _TokenExpired as exc:
                     self._fail_over()
-                raise error from None
-            finally:
-                responses.cancel()
-            if response.TTL <= 0:
-                raise LeaseNotFound(f"lease {lease_id:x} has expired")
-            return int(response.TTL)
+                    raise StoreUnavailable(str(exc)) from None
+
+    def _keep_alive(self, lease_id: int, timeout: float) -> int:
+        stub = self._lease_stub()
+        try:
+            metadata = self._token(timeout)
+        except grpc.RpcError as exc:
+            self._fail_over()
+            raise _translate(exc) from None
+        responses = stub.LeaseKeepAlive(
+            iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=timeout, metadata=metadata
+        )
+        try:
+            response = next(responses)
+        except StopIteration:
+            self._fail_over()
+            raise StoreUnavailable("lease keep-alive stream closed without an answer") from None
+        except grpc.RpcError as exc:
+            if metadata and _invalid_token(exc):
+                raise _TokenExpired(str(_translate(exc))) from None
+            error = _translate(exc)
+            if not isinstance(error, LeaseNotFound):
+                self._fail_over()
+            raise error from None
+        finally:
+            responses.cancel()
+        if response.TTL <= 0:
+            raise LeaseNotFound(f"lease {lease_id:x} has expired")
+        return int(response.TTL)
 
     def close(self) -> None:
         with self._lock:
@@ -127,6 +147,16 @@ class BlockingLeaseClient:
                 self._channel.close()
             self._channel = None
             self._stub = None
+
+
+class _TokenExpired(Exception):
+    """etcd refused our authentication token."""
+
+
+def _invalid_token(error: grpc.RpcError) -> bool:
+    code = error.code() if hasattr(error, "code") else None
+    details = (error.details() if hasattr(error, "details") else "") or ""
+    return code == grpc.StatusCode.UNAUTHENTICATED and "token" in details
 
 
 def _translate(error: grpc.RpcError) -> StoreError:
