@@ -158,17 +158,22 @@ def test_loss_and_link_down_are_undone(lab: Lab) -> None:
 
 
 TIMED_GET = (
-    "import sys, time, urllib.request\n"
+    "import ssl, sys, time, urllib.request\n"
+    "context = ssl.create_default_context(cafile=sys.argv[2])\n"
+    "context.load_cert_chain(sys.argv[3], sys.argv[4])\n"
     "t0 = time.monotonic()\n"
-    "body = urllib.request.urlopen(sys.argv[1], timeout=5).read()\n"
+    "body = urllib.request.urlopen(sys.argv[1], timeout=5, context=context).read()\n"
     "print(time.monotonic() - t0, len(body))\n"
 )
 
 
 def timed_get(lab: Lab, src: str, dst: str) -> float:
-    """Seconds for a fresh HTTP GET (two round trips) from `src` to `dst`'s etcd /version."""
-    url = f"http://{lab.host(dst).address}:2379/version"
-    proc = run_as(lab, src, sys.executable, "-c", TIMED_GET, url)
+    """Seconds for a fresh HTTPS GET (at least two round trips: connect, then TLS and the
+    request) from `src` to `dst`'s etcd /version, with the operator's certificate."""
+    url = f"https://{lab.host(dst).address}:2379/version"
+    cert, key = lab.pki.operator()
+    tls = [str(lab.pki.ca_cert), str(cert), str(key)]
+    proc = run_as(lab, src, sys.executable, "-c", TIMED_GET, url, *tls)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     seconds, size = proc.stdout.split()
     assert int(size) > 0
@@ -183,8 +188,8 @@ def test_delay_slows_every_round_trip_and_is_undone(lab: Lab) -> None:
     lab.delay("n2", 150)
     try:
         assert "n2-0x" in hub_links()
-        # connect and request: two round trips, each at least 2 × 150 ms (a lower bound:
-        # frames cannot arrive before the delayer sends them)
+        # connect, then the handshake and the request: at least two round trips, each at
+        # least 2 × 150 ms (a lower bound: frames cannot arrive before the delayer sends them)
         assert timed_get(lab, "client", "n2") >= 0.55
         # the partition rules still match the host's switch port while it is re-cabled
         lab.partition("n2 | n1,n3,client")
