@@ -59,7 +59,8 @@ def resolve_client(args: argparse.Namespace) -> ClientConfig:
         try:
             spec = EtcdSpec.model_validate(etcd)
         except pydantic.ValidationError as exc:
-            raise HastackError("; ".join(str(e["msg"]) for e in exc.errors())) from None
+            reasons = (str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            raise HastackError("; ".join(reasons)) from None
         return ClientConfig(cluster=args.cluster, etcd=spec)
     candidates: list[Path] = []
     if args.config:
