@@ -112,3 +112,34 @@ def test_token_new_command(tmp_path: Path) -> None:
     assert authorize(TokenFile(path), f"Bearer {token}", need=Role.WRITE) == Operator(
         "ops", Role.WRITE
     )
+
+
+def test_proxy_check_reads_the_tokens_file(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("alice superuser sha256:" + "ab" * 32 + "\n")
+    config = tmp_path / "proxy.yaml"
+    config.write_text(
+        f"admin: {{bind: 127.0.0.1:18404, tokens: {tokens}}}\n"
+        "frontends: [{name: f, bind: [127.0.0.1:18080], backend: b}]\n"
+        "backends: [{name: b, servers: [{name: s, address: 127.0.0.1:1}]}]\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "hastack", "proxy", "check", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"{tokens}:1: role must be read or write, not 'superuser'" in result.stderr
+    everywhere = config.read_text().replace("127.0.0.1:18404", "0.0.0.0:18404")
+    config.write_text(everywhere)
+    result = subprocess.run(
+        [sys.executable, "-m", "hastack", "proxy", "check", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "admin.bind: 0.0.0.0:18404: the admin endpoint binds one address" in result.stderr

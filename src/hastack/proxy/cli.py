@@ -25,6 +25,7 @@ from typing import Any
 
 import uvloop
 
+from hastack.auth import TokenFile
 from hastack.errors import HastackError
 from hastack.proxy.config import ProxyConfig, parse_config
 from hastack.proxy.server import Proxy
@@ -91,6 +92,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    if config.admin is not None and config.admin.tokens:
+        TokenFile(config.admin.tokens)  # ConfigError naming the file and line
     servers = sum(len(b.servers) for b in config.backends)
     following = [b.name for b in config.backends if b.cluster is not None]
     print(
