@@ -51,7 +51,7 @@ def agent(node: str, tmp_path: Path, store: MemoryStore) -> Agent:
         AgentConfig(
             cluster="replay",
             node=node,
-            etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3),
+            etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3, insecure=True),
             timings=TIMINGS,
             heartbeat_port=0,
         ),

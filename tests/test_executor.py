@@ -18,13 +18,14 @@ import yaml
 
 from conftest import ClusterFactory
 from hastack.lab.local import LocalCluster
+from hastack.model.audit import Actor, AuditRecord
 from hastack.model.config import Role, parse_cluster_config
 from hastack.model.members import ClusterSnapshot
 from hastack.model.requests import CleanupRequest
 from hastack.model.state import base_id
 from hastack.model.status import ResourceReport
 from hastack.processes import ProcessRecord, is_alive
-from hastack.store import EtcdStore, Keys, PutOp
+from hastack.store import Keys, PutOp
 from hastack.store.config import read_config, write_config
 from hastack.store.snapshot import read_snapshot
 from helpers import wait_until
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces ne
 
 def snapshot(lc: LocalCluster) -> ClusterSnapshot:
     async def read() -> ClusterSnapshot:
-        async with EtcdStore(lc.endpoints, 2.0) as store:
+        async with lc.store(2.0) as store:
             return await read_snapshot(store, Keys(lc.name))
 
     return asyncio.run(read())
@@ -46,10 +47,11 @@ def apply(lc: LocalCluster, text: str) -> None:
     config = parse_cluster_config(text, "test.yaml")
 
     async def write() -> None:
-        async with EtcdStore(lc.endpoints, 2.0) as store:
+        async with lc.store(2.0) as store:
             keys = Keys(lc.name)
             stored = await read_config(store, keys)
-            await write_config(store, keys, config, expected=stored.revision)
+            record = AuditRecord.of_change(0.0, Actor("test", "test", "here"), "test", 0, [])
+            await write_config(store, keys, config, expected=stored.revision, record=record)
 
     asyncio.run(write())
 
@@ -210,7 +212,7 @@ constraints:
 
 def request_cleanup(lc: LocalCluster, resource: str) -> None:
     async def send() -> None:
-        async with EtcdStore(lc.endpoints, 2.0) as store:
+        async with lc.store(2.0) as store:
             lease = await store.grant_lease(30)
             key = Keys(lc.name).prefix + f"requests/cleanup/{time.monotonic_ns()}"
             await store.txn(

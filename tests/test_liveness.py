@@ -199,7 +199,7 @@ def test_an_agent_whose_event_loop_is_blocked_ends_itself(
             {
                 "cluster": lc.name,
                 "node": "w1",
-                "etcd": {"endpoints": lc.endpoints, "election-timeout": "500ms"},
+                "etcd": {**lc.etcd_spec("n1"), "election-timeout": "500ms"},
                 "timings": {"lease-ttl": "3s", "renew-interval": "500ms", "store-timeout": "750ms"},
                 "heartbeat-port": 0,
             }

@@ -16,6 +16,7 @@ from test_proxy_support import (
     Backend,
     Client,
     Request,
+    admin_tokens,
     backends,
     free_port,
     get,
@@ -182,16 +183,25 @@ async def test_drain_maint_ready_and_weight_from_admin_endpoint() -> None:
         port, admin = free_port(), free_port()
         async with running(http_config(port, servers_of(a, b), admin_port=admin)) as proxy:
 
-            def post(server: str, body: dict[str, object]) -> dict[str, object]:
+            def post(
+                server: str, body: dict[str, object], token: str | None = admin_tokens().write
+            ) -> dict[str, object]:
                 req = urllib.request.Request(
                     f"http://{HOST}:{admin}/servers/be/{server}",
                     data=json.dumps(body).encode(),
                     method="POST",
+                    headers={"Authorization": f"Bearer {token}"} if token else {},
                 )
                 with urllib.request.urlopen(req, timeout=5) as response:
                     result: dict[str, object] = json.loads(response.read())
                     return result
 
+            # Without a token, with an unknown one, with a read-only one: refused, no change.
+            for token, code in ((None, 401), ("hst_guess", 401), (admin_tokens().read, 403)):
+                with pytest.raises(urllib.error.HTTPError) as refused:
+                    await asyncio.to_thread(post, "a", {"state": "maint"}, token)
+                assert refused.value.code == code
+                assert state_of(proxy, "a") == "up"
             held = Client(HOST, port)
             assert (await held.request()).status == 200  # a kept connection, before the drain
             result = await asyncio.to_thread(post, "a", {"state": "drain"})

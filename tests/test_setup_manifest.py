@@ -154,6 +154,9 @@ def used_names() -> dict[str, set[str]]:
 def _covered(name: str, provided: set[str]) -> bool:
     if name in provided:
         return True
+    # Where pip puts one of hastack's own console scripts (the units `hastack init` writes).
+    if name.startswith("/usr/local/bin/") and Path(name).name in _own_programs():
+        return True
     # A path under a listed directory (/usr/lib/ocf/resource.d/... under /usr/lib/ocf).
     return name.startswith("/") and any(
         p.startswith("/") and name.startswith(p.rstrip("/") + "/") for p in provided

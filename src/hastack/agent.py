@@ -38,6 +38,7 @@ from hastack.scheduler.plan import ActionKind
 from hastack.store import Compare, DeleteOp, EtcdStore, Keys, PutOp, Store
 from hastack.store.blocking import BlockingLeaseClient
 from hastack.store.mirror import Mirror, follow_all
+from hastack.store.tls import load_credentials
 
 __all__ = ["Agent", "MembershipLostHook"]
 
@@ -76,11 +77,18 @@ class Agent:
         self.keys = Keys(config.cluster, config.etcd.root)
         self.events = EventLog(state_dir / "events.jsonl" if state_dir else None, config.node)
         self._on_membership_lost = on_membership_lost
-        self._store: Store = store or EtcdStore(config.etcd.endpoints, config.timings.store_timeout)
-        self._keeper = LeaseKeeper(self._store, config.timings)
         # Renewals run in a thread of their own on a channel of their own
         # (docs/control-plane.md): a busy main loop never delays them.
-        self._lease_client = BlockingLeaseClient(config.etcd.endpoints) if store is None else None
+        self._lease_client: BlockingLeaseClient | None = None
+        if store is None:
+            # The certificate files are checked before anything starts: a bad one is named.
+            credentials = load_credentials(config.etcd)
+            store = EtcdStore(
+                config.etcd.endpoints, config.timings.store_timeout, credentials=credentials
+            )
+            self._lease_client = BlockingLeaseClient(config.etcd.endpoints, credentials=credentials)
+        self._store: Store = store
+        self._keeper = LeaseKeeper(self._store, config.timings)
         # The cluster state, kept from the store's watch streams: all of it while DC, only
         # what this node acts on otherwise (docs/control-plane.md).
         self._mirror: Mirror | None = None
@@ -134,6 +142,7 @@ class Agent:
                 "name": config.cluster,
                 "etcd-endpoints": ",".join(config.etcd.endpoints),
                 "etcd-root": config.etcd.root,
+                **_etcd_security(config),
             },
             kind=config.kind,
             node_attributes=config.attributes,
@@ -768,6 +777,18 @@ class Agent:
 async def _raise_when_lost(lost: asyncio.Event, reasons: list[str]) -> None:
     await lost.wait()
     raise LeaseLost(reasons[0] if reasons else "lease lost")
+
+
+def _etcd_security(config: AgentConfig) -> dict[str, str]:
+    """How this node reaches the store, for what it starts that reads it too (the proxy):
+    the paths of its certificate files, never their contents."""
+    etcd = config.etcd
+    out = {"etcd-insecure": "true"} if etcd.insecure else {}
+    if etcd.tls is not None:
+        out |= {"etcd-ca": etcd.tls.ca, "etcd-cert": etcd.tls.cert, "etcd-key": etcd.tls.key}
+    if etcd.username is not None and etcd.password_file is not None:
+        out |= {"etcd-username": etcd.username, "etcd-password-file": etcd.password_file}
+    return out
 
 
 def _watchdog(config: AgentConfig, state_dir: Path) -> Watchdog | None:

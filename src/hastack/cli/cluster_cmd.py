@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hastack.cli.timing_options import add_timing_options, timings_from_args
 from hastack.lab.local import LocalCluster, default_dir
-from hastack.model.agent_config import ClientConfig, EtcdSpec, Timings
+from hastack.model.agent_config import Timings
 from hastack.ops.status import collect_status
 from hastack.ops.status_text import render_text
 
@@ -22,7 +22,7 @@ def _dir(args: argparse.Namespace) -> Path:
 
 
 def _wait_for_dc(lc: LocalCluster, timeout: float) -> bool:
-    client = ClientConfig(cluster=lc.name, etcd=EtcdSpec(endpoints=lc.endpoints))
+    client = lc.client()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         report = asyncio.run(collect_status(client))
@@ -43,6 +43,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         cluster=args.name,
         timings=timings,
         election_ms=args.election_ms,
+        insecure=args.insecure,
     )
     ready = _wait_for_dc(lc, 30.0)
     print(f"local cluster {lc.name!r} up in {directory}: {', '.join(lc.node_names)}")
@@ -50,7 +51,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not ready:
         print("warning: not every agent joined within 30s; see the agent.log files")
         return 1
-    client = ClientConfig(cluster=lc.name, etcd=EtcdSpec(endpoints=lc.endpoints))
+    client = lc.client()
     print()
     print(render_text(asyncio.run(collect_status(client))))
     return 0
@@ -99,6 +100,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--base-address",
         default="127.0.0.10",
         help="node i gets base + i (default 127.0.0.10, so 127.0.0.11, .12, ...)",
+    )
+    up.add_argument(
+        "--insecure",
+        action="store_true",
+        help="run etcd in plaintext, without certificates (anyone who can reach it commands "
+        "the cluster); by default it runs with mutual TLS and a CA made for this cluster",
     )
     add_timing_options(up, Timings(), 1000)
     up.set_defaults(func=cmd_up)

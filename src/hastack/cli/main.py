@@ -16,10 +16,12 @@ from hastack.cli import (
     cluster_cmd,
     config_cmd,
     fence_cmd,
+    init_cmd,
     lab_cmd,
     resource_cmd,
     simulate_cmd,
     status,
+    token_cmd,
 )
 from hastack.errors import ConfigError, HastackError
 from hastack.lab.demo import run_demo
@@ -70,9 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         simulate_cmd,
         fence_cmd,
         cluster_cmd,
+        init_cmd,
         agent_cmd,
         proxy_cmd,
         lab_cmd,
+        token_cmd,
     ):
         module.register(sub)
     demo = sub.add_parser(

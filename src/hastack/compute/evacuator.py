@@ -31,6 +31,7 @@ from hastack.compute.evacuation import (
 )
 from hastack.compute.nova import NovaApi, NovaError, NovaUnavailable
 from hastack.errors import StoreError
+from hastack.model.agent_config import EtcdSpec
 from hastack.store import Compare, DeleteOp, EtcdStore, Keys, PutOp, Store
 
 __all__ = ["Evacuator", "main"]
@@ -178,8 +179,9 @@ class Evacuator:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Evacuate fenced computes through Nova.")
     parser.add_argument("--cluster", required=True)
-    parser.add_argument("--etcd", required=True, help="comma-separated endpoints")
-    parser.add_argument("--root", default="/hastack")
+    parser.add_argument(
+        "--etcd-json", required=True, help="the etcd: block (endpoints, root, tls...) as JSON"
+    )
     parser.add_argument("--nova-url", required=True)
     parser.add_argument("--token", default=None, help="a Keystone token (none: no auth)")
     parser.add_argument("--tag", default="evacuable", help="metadata/flavor tag; '' for all")
@@ -192,16 +194,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     nova = NovaApi(args.nova_url, token=args.token, timeout=args.timeout, tag=args.tag)
+    spec = EtcdSpec.model_validate(json.loads(args.etcd_json))
 
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        store = EtcdStore(args.etcd.split(","), 2.0)
+        store = EtcdStore.for_spec(spec, 2.0)
         try:
             log.info("evacuator up: cluster %s, Nova at %s", args.cluster, args.nova_url)
-            await Evacuator(store, Keys(args.cluster, args.root), nova, parallel=args.parallel).run(
+            await Evacuator(store, Keys(args.cluster, spec.root), nova, parallel=args.parallel).run(
                 stop
             )
         finally:

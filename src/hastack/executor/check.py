@@ -22,7 +22,6 @@ __all__ = ["agent_problems", "apply_problems"]
 # What each class needs instead, when this executor cannot run it.
 _INSTEAD = {
     "stonith": "fence devices go under fencing.devices (docs/fencing.md)",
-    "systemd": "wrap the unit's command in hastack:service, or use its OCF agent",
     "lsb": "wrap the init script's daemon in hastack:service, or use its OCF agent",
     "service": "wrap the daemon in hastack:service, or use its OCF agent",
 }

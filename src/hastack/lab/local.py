@@ -125,7 +125,7 @@ class LocalCluster(Harness):
     # ---- what the harness needs -------------------------------------------------------------
 
     def etcd_members(self) -> list[EtcdMember]:
-        return [_member(n, e) for n, e in self.state["nodes"].items()]
+        return [_member(n, e, self.secure) for n, e in self.state["nodes"].items()]
 
     def agent_nodes(self) -> list[AgentNode]:
         out = []
@@ -175,8 +175,10 @@ class LocalCluster(Harness):
         election_ms: int = 1000,
         namespaces: bool = False,
         agent_settings: dict[str, Any] | None = None,
+        insecure: bool = False,
     ) -> LocalCluster:
-        """Start etcd members and agents; return once every member is healthy and agents run."""
+        """Start etcd members and agents; return once every member is healthy and agents run.
+        etcd runs with mutual TLS and certificates made for this cluster, unless `insecure`."""
         if not 1 <= nodes <= 9:
             raise LocalClusterError(f"--nodes must be between 1 and 9, got {nodes}")
         if (directory / STATE_FILE).exists():
@@ -208,10 +210,12 @@ class LocalCluster(Harness):
             "election_ms": election_ms,
             "namespaces": [],
             "agent_settings": agent_settings or {},
+            "secure": not insecure,
         }
         lc = LocalCluster(directory, state)
         lc._save()
         try:
+            lc._make_pki()
             if namespaces:
                 prefix = run_prefix()
                 for index, member in enumerate(members, start=1):
@@ -239,7 +243,10 @@ class LocalCluster(Harness):
     async def wait_store_healthy(self, wait: float) -> None:
         deadline = time.monotonic() + wait
         while True:
-            statuses = await asyncio.gather(*(endpoint_status(e, 1.0) for e in self.endpoints))
+            credentials = self.credentials
+            statuses = await asyncio.gather(
+                *(endpoint_status(e, 1.0, credentials) for e in self.endpoints)
+            )
             if all(s.healthy for s in statuses):
                 return
             if time.monotonic() > deadline:
@@ -373,8 +380,8 @@ def _pidfile_records(paths: list[Path]) -> list[ProcessRecord]:
     return out
 
 
-def _member(node: str, entry: dict[str, Any]) -> EtcdMember:
-    return EtcdMember(name=node, host=entry["host"])
+def _member(node: str, entry: dict[str, Any], secure: bool) -> EtcdMember:
+    return EtcdMember(name=node, host=entry["host"], secure=secure)
 
 
 def _hosts(base_address: str, nodes: int) -> list[str]:

@@ -413,6 +413,8 @@ class Runner:
             spec.setdefault("name", f"{w.kind}{i}" if len(self.scenario.workloads) > 1 else w.kind)
             if w.kind == "etcd-set":
                 spec["endpoints"] = self.lab.endpoints()
+                # The operator's certificate files (docs/security.md).
+                spec["etcd"] = self.lab.etcd_spec()
                 spec["prefix"] = f"/lab-set/{self.results.name}/{i}"
             specs.append(spec)
         return specs

@@ -26,7 +26,8 @@ class OpRequest:
     netns: str | None = None  # run inside this network namespace
     state_dir: str = "/var/lib/hastack"
     # This node and its cluster: node, address (its first), name, etcd-endpoints
-    # (comma-separated), etcd-root. Services see the node as environment variables; the proxy
+    # (comma-separated), etcd-root, and how it reaches etcd (etcd-ca, etcd-cert, etcd-key
+    # paths, or etcd-insecure). Services see the node as environment variables; the proxy
     # reads cluster state from the store.
     cluster: Mapping[str, str] = field(default_factory=dict)
     # How much nicer than the agent an agent process runs (resource-nice).

@@ -11,12 +11,14 @@ never retries: the operator must look at the new difference.
 from __future__ import annotations
 
 import difflib
+import time
 from dataclasses import dataclass
 
 import pydantic
 
 from hastack.errors import CompareFailed, HastackError
 from hastack.executor.check import agent_problems
+from hastack.model.audit import AuditRecord
 from hastack.model.config import ClusterConfig
 from hastack.model.config_text import config_to_yaml
 from hastack.model.document import format_path
@@ -83,9 +85,10 @@ async def change_config(cluster: Cluster, edit: Edit, *, attempts: int = ATTEMPT
         config = validated(edited.config)
         if stored.config is not None and config == stored.config:
             return Changed(f"{edited.message} (no change)", stored.revision, False)
+        record = _record(cluster, edited.message, stored, config)
         try:
             revision = await write_config(
-                cluster.store, cluster.keys, config, expected=stored.revision
+                cluster.store, cluster.keys, config, expected=stored.revision, record=record
             )
         except CompareFailed:
             continue
@@ -100,11 +103,29 @@ def config_diff(old: ClusterConfig | None, new: ClusterConfig) -> list[str]:
     return list(difflib.unified_diff(before, after, "stored", "new"))
 
 
-async def apply_config(cluster: Cluster, config: ClusterConfig, *, expected: int) -> int:
+def _record(
+    cluster: Cluster, what: str, stored: StoredConfig, config: ClusterConfig
+) -> AuditRecord:
+    return AuditRecord.of_change(
+        time.time(), cluster.by, what, stored.revision, config_diff(stored.config, config)
+    )
+
+
+async def apply_config(
+    cluster: Cluster,
+    config: ClusterConfig,
+    *,
+    expected: int,
+    previous: ClusterConfig | None = None,
+) -> int:
     """Store `config` if the stored configuration is still at revision `expected` (0: none
-    stored); its new revision. ConfigChanged if someone wrote in between."""
+    stored); its new revision. ConfigChanged if someone wrote in between. `previous`, the
+    configuration the caller read at `expected`, gives the audit record its difference."""
+    record = _record(cluster, "configuration applied", StoredConfig(previous, expected), config)
     try:
-        return await write_config(cluster.store, cluster.keys, config, expected=expected)
+        return await write_config(
+            cluster.store, cluster.keys, config, expected=expected, record=record
+        )
     except CompareFailed:
         raise ConfigChanged(
             "not applied: the configuration changed since it was read; "

@@ -22,6 +22,7 @@ from hastack.scheduler.plan import Assignment
 from hastack.scheduler.render import render_resources
 from hastack.store import EndpointStatus, EtcdStore, Keys, endpoint_status
 from hastack.store.snapshot import read_snapshot
+from hastack.store.tls import load_credentials
 
 __all__ = ["NodeLine", "StatusReport", "collect_status"]
 
@@ -104,11 +105,16 @@ def _node_lines(snapshot: ClusterSnapshot) -> list[NodeLine]:
 
 async def collect_status(client: ClientConfig, *, timeout: float = STATUS_TIMEOUT) -> StatusReport:
     keys = Keys(client.cluster, client.etcd.root)
-    endpoints = await asyncio.gather(*(endpoint_status(e, timeout) for e in client.etcd.endpoints))
+    credentials = load_credentials(client.etcd)
+    endpoints = await asyncio.gather(
+        *(endpoint_status(e, timeout, credentials) for e in client.etcd.endpoints)
+    )
     quorum = quorum_view(sum(1 for e in endpoints if e.healthy), len(endpoints))
     now = time.time()
     store = EtcdStore(
-        [e.endpoint for e in endpoints if e.healthy] or client.etcd.endpoints, timeout
+        [e.endpoint for e in endpoints if e.healthy] or client.etcd.endpoints,
+        timeout,
+        credentials=credentials,
     )
     try:
         snapshot = await read_snapshot(store, keys)

@@ -25,6 +25,7 @@ from typing import Any
 
 import uvloop
 
+from hastack.auth import TokenFile
 from hastack.errors import HastackError
 from hastack.proxy.config import ProxyConfig, parse_config
 from hastack.proxy.server import Proxy
@@ -52,7 +53,7 @@ def cluster_source(config: ProxyConfig) -> tuple[BackendSource | None, Store | N
     if not pools or config.cluster is None:
         return None, None
     link = config.cluster
-    store = EtcdStore(link.etcd.endpoints, link.timeout)
+    store = EtcdStore.for_spec(link.etcd, link.timeout)
     return ClusterSource(store, Keys(link.name, link.etcd.root), pools), store
 
 
@@ -91,6 +92,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    if config.admin is not None and config.admin.tokens:
+        TokenFile(config.admin.tokens)  # ConfigError naming the file and line
     servers = sum(len(b.servers) for b in config.backends)
     following = [b.name for b in config.backends if b.cluster is not None]
     print(
@@ -112,13 +115,18 @@ def _admin_address(args: argparse.Namespace) -> str:
     return os.environ.get("HASTACK_PROXY_ADMIN", DEFAULT_ADMIN)
 
 
-def _call(address: str, path: str, body: dict[str, Any] | None = None) -> Any:
+def _call(
+    address: str, path: str, body: dict[str, Any] | None = None, token: str | None = None
+) -> Any:
     data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
         f"http://{address}{path}",
         data=data,
         method="POST" if data is not None else "GET",
-        headers={"Content-Type": "application/json"},
+        headers=headers,
     )
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
@@ -128,6 +136,8 @@ def _call(address: str, path: str, body: dict[str, Any] | None = None) -> Any:
             message = json.loads(exc.read()).get("error", exc.reason)
         except ValueError:
             message = exc.reason
+        if exc.code == 401:
+            message = f"{message} (give your token: --token-file FILE or $HASTACK_TOKEN)"
         raise HastackError(f"proxy at {address}: {message}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
@@ -172,7 +182,7 @@ def render_servers(servers: list[dict[str, Any]]) -> str:
 
 
 def _cmd_servers(args: argparse.Namespace) -> int:
-    servers = _call(_admin_address(args), "/servers")
+    servers = _call(_admin_address(args), "/servers", token=_token(args))
     if args.json:
         print(json.dumps(servers, indent=2))
     else:
@@ -192,7 +202,7 @@ def _cmd_set(args: argparse.Namespace) -> int:
         if not args.value.isdigit() or not 0 <= int(args.value) <= 256:
             raise HastackError("weight is an integer 0..256")
         body = {"weight": int(args.value)}
-    result = _call(_admin_address(args), f"/servers/{backend}/{server}", body)
+    result = _call(_admin_address(args), f"/servers/{backend}/{server}", body, token=_token(args))
     print(f"{backend}/{server}: {result['state'].upper()} weight {result['weight']}")
     return 0
 
@@ -202,6 +212,21 @@ def _add_admin_options(parser: argparse.ArgumentParser) -> None:
         "-c", "--config", metavar="FILE", help="proxy configuration (for admin.bind)"
     )
     parser.add_argument("--admin", metavar="HOST:PORT", help="the proxy's admin endpoint")
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="a file holding your operator token (default: $HASTACK_TOKEN)",
+    )
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """The operator's token: from --token-file, else $HASTACK_TOKEN."""
+    if getattr(args, "token_file", None):
+        try:
+            return Path(args.token_file).read_text().strip() or None
+        except OSError as exc:
+            raise HastackError(f"{args.token_file}: cannot read ({exc.strerror})") from None
+    return os.environ.get("HASTACK_TOKEN") or None
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

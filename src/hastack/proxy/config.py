@@ -7,8 +7,13 @@ follow HAProxy where an operator would look for them (`balance roundrobin`, `int
 rise/fall`, `on-marked-down shutdown-sessions`, `timeout connect/client/server/queue`).
 
     workers: 2
-    admin: {bind: 127.0.0.1:8404}
-    cluster: {name: prod, etcd: {endpoints: [http://10.0.0.11:2379]}}
+    admin: {bind: 127.0.0.1:8404, tokens: /etc/hastack/tokens}
+    cluster:
+      name: prod
+      etcd:
+        endpoints: [https://10.0.0.11:2379]
+        tls: {ca: /etc/hastack/pki/ca.crt, cert: /etc/hastack/pki/node.crt,
+              key: /etc/hastack/pki/node.key}
     frontends:
       - {name: api, bind: [10.0.0.10:8774], backend: nova-api}
     backends:
@@ -293,9 +298,26 @@ class BackendSpec(Spec):
 
 
 class AdminSpec(Spec):
-    """The stats page, JSON, Prometheus metrics and run-time commands (HTTP, keep it private)."""
+    """The stats page, JSON, Prometheus metrics and run-time commands (HTTP, keep it private).
+
+    Run-time commands need an operator's `write` token from the tokens file (hastack.auth,
+    docs/security.md); without a tokens file none is accepted. Reads need a token too unless
+    `open-reads`; `/health` is always open (monitors ask it)."""
 
     bind: Address = "127.0.0.1:8404"
+    tokens: str | None = None
+    open_reads: bool = False
+
+    @pydantic.field_validator("bind")
+    @classmethod
+    def _not_everywhere(cls, value: str) -> str:
+        host = value.rpartition(":")[0].strip("[]")
+        if host in ("0.0.0.0", "::", "*", ""):
+            raise ValueError(
+                f"{value}: the admin endpoint binds one address of this host, not every one "
+                "(anyone who reaches it may read the servers, and with a token drain them)"
+            )
+        return value
 
 
 class ClusterLink(Spec):

@@ -81,7 +81,7 @@ class Proxy:
                 self.control.start()
                 await self.pool.start()
             if self.config.admin is not None:
-                self.admin = AdminServer(self, self.config.admin.bind)
+                self.admin = AdminServer(self, self.config.admin)
                 await self.admin.start()
         except BaseException:
             await self.stop()

@@ -24,6 +24,10 @@ class Keys:
     <root>/<cluster>/fencing/<node>    fencing history
     <root>/<cluster>/requests/cleanup/<id>  an operator's cleanup request, on a short lease
     <root>/<cluster>/evacuate/<node>   a fenced compute's evacuation record (docs/compute.md)
+    <root>/.audit/<cluster>/head       the newest audit record's sequence number
+    <root>/.audit/<cluster>/log/<seq>  one record per configuration change (docs/security.md):
+                                       beside the cluster prefix, so what watches it never
+                                       gets them (no cluster's name starts with '.')
     """
 
     cluster: str
@@ -89,6 +93,17 @@ class Keys:
 
     def cleanup_request(self, request_id: str) -> str:
         return self.cleanup_requests + request_id
+
+    @property
+    def audit_head(self) -> str:
+        return f"{self.root}/.audit/{self.cluster}/head"
+
+    @property
+    def audit_log(self) -> str:
+        return f"{self.root}/.audit/{self.cluster}/log/"
+
+    def audit_record(self, seq: int) -> str:
+        return f"{self.audit_log}{seq:012d}"
 
     def relative(self, key: str) -> str:
         """`/hastack/c1/members/n1` -> `members/n1`; keys outside the prefix stay whole."""

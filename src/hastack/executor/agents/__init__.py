@@ -1,5 +1,5 @@
-"""Resource agents by class: `ocf:PROVIDER:TYPE` scripts and hastack's native `hastack:TYPE`
-(vip, service, proxy)."""
+"""Resource agents by class: `ocf:PROVIDER:TYPE` scripts, hastack's native `hastack:TYPE`
+(vip, service, proxy) and systemd units (`systemd:UNIT`, through systemd's D-Bus API)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from hastack.executor.agents.evacuator import EvacuatorAgent
 from hastack.executor.agents.ocf import OCF_ROOT, OcfDriver
 from hastack.executor.agents.proxy import ProxyAgent
 from hastack.executor.agents.service import ServiceAgent
+from hastack.executor.agents.systemd import SystemdDriver
 from hastack.executor.agents.vip import VipAgent
 from hastack.model.config import AgentRef
 
@@ -27,6 +28,7 @@ __all__ = [
     "OpRequest",
     "OpResult",
     "ProxyAgent",
+    "SystemdDriver",
     "UnknownAgent",
     "driver_for",
 ]
@@ -54,4 +56,6 @@ def driver_for(
             known = ", ".join(f"hastack:{n}" for n in sorted(NATIVE))
             raise UnknownAgent(f"no native agent hastack:{ref.type} (known: {known})")
         return native()
+    if ref.cls == "systemd":
+        return SystemdDriver(ref.type)
     raise UnknownAgent(f"{ref} agents are not supported by this executor yet")

@@ -16,12 +16,13 @@ at once, default 4), timeout (per Nova call, default 5s).
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from dataclasses import replace
 from typing import ClassVar
 
-from hastack.executor.agents.base import NativeAgent, OcfRc, OpRequest, OpResult
+from hastack.executor.agents.base import NativeAgent, OcfRc, OpRequest, OpResult, etcd_block
 from hastack.executor.agents.service import ServiceAgent
 
 __all__ = ["EvacuatorAgent"]
@@ -53,8 +54,8 @@ class EvacuatorAgent(NativeAgent):
         argv = [
             sys.executable, "-m", "hastack.compute.evacuator",
             "--cluster", cluster["name"],
-            "--etcd", cluster["etcd-endpoints"],
-            "--root", cluster.get("etcd-root", "/hastack"),
+            # The node's own store access, certificates and all, as a JSON `etcd:` block.
+            "--etcd-json", json.dumps(etcd_block(cluster)),
             "--nova-url", url,
         ]  # fmt: skip
         for name in ("token", "tag", "parallel", "timeout"):

@@ -33,7 +33,7 @@ from typing import ClassVar
 import yaml
 
 from hastack.errors import ConfigError
-from hastack.executor.agents.base import NativeAgent, OcfRc, OpRequest, OpResult
+from hastack.executor.agents.base import NativeAgent, OcfRc, OpRequest, OpResult, etcd_block
 from hastack.executor.agents.service import ServiceAgent
 from hastack.proxy.config import ProxyConfig, parse_address, parse_config
 
@@ -42,18 +42,13 @@ __all__ = ["ProxyAgent", "proxy_config"]
 
 def proxy_config(text: str, cluster: dict[str, str], source: str = "config") -> ProxyConfig:
     """The `config` parameter validated, with the cluster link filled in from `cluster`
-    (name, etcd-endpoints, etcd-root) when the text leaves it out. Raises ConfigError."""
+    (name, etcd-endpoints, etcd-root, the node's TLS files) when the text leaves it out.
+    Raises ConfigError."""
     config = parse_config(text, source, standalone=not cluster.get("name"))
     if config.cluster is not None or not cluster.get("name"):
         return config
     data = yaml.safe_load(text) or {}
-    data["cluster"] = {
-        "name": cluster["name"],
-        "etcd": {
-            "endpoints": cluster["etcd-endpoints"].split(","),
-            "root": cluster.get("etcd-root", "/hastack"),
-        },
-    }
+    data["cluster"] = {"name": cluster["name"], "etcd": etcd_block(cluster)}
     return parse_config(yaml.safe_dump(data, sort_keys=False), source)
 
 

@@ -210,9 +210,11 @@ class Lab(Harness):
         replace: bool = False,
         wait: float = 60.0,
         on_progress: Callable[[str], None] | None = None,
+        insecure: bool = False,
     ) -> Lab:
         """Build the lab and start its processes; return when every agent has joined and a
-        DC is elected (or raise, having removed everything it made)."""
+        DC is elected (or raise, having removed everything it made). etcd runs with mutual
+        TLS and certificates made for this lab, unless `insecure`."""
         require_root()
         _require_tools()
         say = on_progress or (lambda _msg: None)
@@ -249,6 +251,7 @@ class Lab(Harness):
             "hosts": {h.name: {"powered": True, "links_down": []} for h in topology.hosts()},
             "faults": NetFaults().to_json(),
             "paused": [],
+            "secure": not insecure,
         }
         lab = Lab(directory, state)
         lab._save()
@@ -260,6 +263,7 @@ class Lab(Harness):
                 f"{len(topology.hosts())} hosts in namespaces {topology.prefix}-*, "
                 f"{', '.join(str(n) for n in topology.networks())}"
             )
+            lab._make_pki()
             lab._write_configs()
             for h in lab.controllers():
                 lab._start_etcd(h.name)
@@ -308,7 +312,7 @@ class Lab(Harness):
     # ---- what the harness needs -------------------------------------------------------------
 
     def etcd_members(self) -> list[EtcdMember]:
-        return [EtcdMember(h.name, h.address) for h in self.controllers()]
+        return [EtcdMember(h.name, h.address, secure=self.secure) for h in self.controllers()]
 
     def agent_nodes(self) -> list[AgentNode]:
         return [
