@@ -24,7 +24,7 @@ from typing import Protocol
 
 from hastack.executor import attrd_shim
 
-__all__ = ["AttributeBackend", "AttributeServer", "socket_path", "write_shims"]
+__all__ = ["AttributeBackend", "AttributeServer", "send_attributes", "socket_path", "write_shims"]
 
 log = logging.getLogger("hastack.executor")
 
@@ -143,3 +143,28 @@ class AttributeServer:
             lifetime,
         )
         return {"ok": True}
+
+
+async def send_attributes(path: str, node: str, changes: dict[str, str | None]) -> bool:
+    """Set transient attributes of `node` through its agent's socket while an operation is
+    still under way (a native agent's progress); False if the agent could not be told."""
+    ok = True
+    for name, value in changes.items():
+        request = {
+            "command": "delete" if value is None else "update",
+            "name": name,
+            "node": node,
+            "lifetime": "reboot",
+            "value": value,
+        }
+        try:
+            async with asyncio.timeout(5):
+                reader, writer = await asyncio.open_unix_connection(path)
+                writer.write(json.dumps(request).encode() + b"\n")
+                await writer.drain()
+                answer = json.loads((await reader.readline()).decode() or "null")
+                writer.close()
+        except (OSError, TimeoutError, ValueError):
+            return False
+        ok = ok and isinstance(answer, dict) and bool(answer.get("ok"))
+    return ok

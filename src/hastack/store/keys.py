@@ -23,6 +23,9 @@ class Keys:
     <root>/<cluster>/status/<node>     observed states reported by the node
     <root>/<cluster>/fencing/<node>    fencing history
     <root>/<cluster>/requests/cleanup/<id>  an operator's cleanup request, on a short lease
+    <root>/<cluster>/galera/<rsc>/bootstrap      who bootstrapped Galera resource <rsc> (its
+                                                 mod_revision is the generation)
+    <root>/<cluster>/galera/<rsc>/nodes/<node>   that node's Galera history (docs/galera.md)
     """
 
     cluster: str
@@ -81,6 +84,15 @@ class Keys:
 
     def cleanup_request(self, request_id: str) -> str:
         return self.cleanup_requests + request_id
+
+    def galera(self, resource: str) -> str:
+        return self.prefix + f"galera/{resource}/"
+
+    def galera_bootstrap(self, resource: str) -> str:
+        return self.galera(resource) + "bootstrap"
+
+    def galera_node(self, resource: str, node: str) -> str:
+        return self.galera(resource) + f"nodes/{node}"
 
     def relative(self, key: str) -> str:
         """`/hastack/c1/members/n1` -> `members/n1`; keys outside the prefix stay whole."""

@@ -11,6 +11,7 @@ from hastack.executor.agents.base import (
     OpRequest,
     OpResult,
 )
+from hastack.executor.agents.galera import GaleraAgent
 from hastack.executor.agents.ocf import OCF_ROOT, OcfDriver
 from hastack.executor.agents.proxy import ProxyAgent
 from hastack.executor.agents.service import ServiceAgent
@@ -34,6 +35,7 @@ NATIVE: dict[str, type[NativeAgent]] = {
     VipAgent.name: VipAgent,
     ServiceAgent.name: ServiceAgent,
     ProxyAgent.name: ProxyAgent,
+    GaleraAgent.name: GaleraAgent,
 }
 
 
