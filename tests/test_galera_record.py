@@ -309,3 +309,32 @@ async def test_status_and_forced_bootstrap_through_the_operations_layer() -> Non
     assert choose(record, view.positions).node == "n2"
     # refused for a node whose position is not usable / not reported
     assert (await force_bootstrap(cluster, "n3")).decision.verdict is Verdict.REFUSE
+
+
+def test_config_apply_refuses_a_galera_clone_that_could_never_be_promoted() -> None:
+    from hastack.executor.check import agent_problems
+
+    bad = parse_cluster_config(
+        """
+resources:
+  - clone: db-clone
+    resource:
+      primitive: db
+      agent: hastack:galera
+      params: {nodes: n1 n2 n3, cluster-address: "gcomm://a,b", datadir: /d}
+      ops: [{name: monitor, interval: 10s, role: Promoted}]
+""",
+        "bad.yaml",
+    )
+    said = [msg for _, msg in agent_problems(bad)]
+    assert any("promotable clone" in m for m in said), said
+    assert any("role Unpromoted" in m for m in said), said
+    assert any("lists 2 address(es) for 3 node(s)" in m for m in said), said
+    good = parse_cluster_config(
+        CONFIG.replace(
+            "datadir: /d}",
+            "datadir: /d}\n      ops: [{name: monitor, interval: 5s, role: Unpromoted}]",
+        ),
+        "good.yaml",
+    )
+    assert agent_problems(good) == []

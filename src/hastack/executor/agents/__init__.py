@@ -22,6 +22,7 @@ __all__ = [
     "NATIVE",
     "AgentMetadata",
     "Driver",
+    "GaleraAgent",
     "NativeAgent",
     "OcfRc",
     "OpRequest",

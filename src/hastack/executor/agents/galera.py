@@ -461,18 +461,17 @@ class GaleraAgent(NativeAgent):
         return argv
 
     def _running_pid(self, paths: Paths) -> int | None:
-        """The pid of our mariadbd, if it runs (its command line names our defaults-file)."""
-        try:
+        """The pid of our mariadbd, if it runs: the one its pid file names, else (the pid
+        file is written only once a state transfer is over) the process whose command line
+        names our defaults-file. Never an install-db or --wsrep-recover run."""
+        with contextlib.suppress(OSError, ValueError, IndexError):
             pid = int(paths.pid.read_text().split()[0])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except (OSError, ValueError, IndexError):
-            return None
-        if stat.rpartition(")")[2].split()[0] == "Z":
-            return None
-        if f"--defaults-file={paths.cnf}".encode() not in cmdline:
-            return None
-        return pid
+            if _is_our_server(pid, paths):
+                return pid
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and _is_our_server(int(entry.name), paths):
+                return int(entry.name)
+        return None
 
     async def _run(
         self, request: OpRequest, argv: list[str], timeout: float, stdin: str | None = None
@@ -993,8 +992,8 @@ class GaleraAgent(NativeAgent):
         shown = ""
         while True:
             if self._running_pid(paths) is None:
-                await asyncio.sleep(0.3)  # the pid file may not be written yet
-                if self._running_pid(paths) is None and not await self._starting(paths):
+                await asyncio.sleep(0.3)  # just started: not exec'd yet
+                if self._running_pid(paths) is None:
                     text = _read_from(paths.error_log, offset)
                     why = _errors(text) or "no error logged"
                     raise _Refused(OcfRc.ERR_GENERIC, f"{what}: mysqld exited: {why}")
@@ -1018,19 +1017,6 @@ class GaleraAgent(NativeAgent):
             if now > deadline:
                 raise _Refused(OcfRc.ERR_GENERIC, f"{what}: not Synced in time: {shown}")
             await asyncio.sleep(_POLL)
-
-    async def _starting(self, paths: Paths) -> bool:
-        """Is a mariadbd of ours still coming up (no pid file yet)?"""
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                cmd = (entry / "cmdline").read_bytes()
-                if f"--defaults-file={paths.cnf}".encode() in cmd and b"--wsrep-recover" not in cmd:
-                    stat = (entry / "stat").read_text()
-                    if stat.rpartition(")")[2].split()[0] != "Z":
-                        return True
-        return False
 
     def _progress(
         self, s: Settings, paths: Paths, status: Status | None
@@ -1105,6 +1091,21 @@ class GaleraAgent(NativeAgent):
             out[f"galera-{s.resource}-{name}"] = None
         out[f"master-{s.resource}"] = None
         return OcfRc.SUCCESS, ""
+
+
+def _is_our_server(pid: int, paths: Paths) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat.rpartition(")")[2].split()[0] == "Z":
+        return False
+    if f"--defaults-file={paths.cnf}".encode() not in argv:
+        return False
+    return not any(a in (b"--wsrep-recover", b"--bootstrap") for a in argv) and not any(
+        a.endswith(b"install-db") for a in argv[:2]
+    )
 
 
 def _process_record(request: OpRequest, s: Settings) -> Path:
