@@ -698,12 +698,19 @@ class GaleraAgent(NativeAgent):
         if position is None:
             position = await self._recover(request, s, paths)
             self._positions[request.instance] = position
-        view, _ = await self._view(request, s)
-        mine = view.records.get(s.node)
-        if mine is not None and mine[0].state is not NodeState.STOPPED:
-            await self._mark_stopped(request, s, view, position)  # it crashed
-            view, _ = await self._view(request, s)
         self._publish_position(s, position, out)
+        try:
+            view, _ = await self._view(request, s)
+            mine = view.records.get(s.node)
+            if mine is not None and mine[0].state is not NodeState.STOPPED:
+                await self._mark_stopped(request, s, view, position)  # it crashed
+                view, _ = await self._view(request, s)
+        except StoreError as exc:
+            # The position is known and published; the decision waits for the next monitor
+            # (a store that cannot be read must not fail a stopped database).
+            log.warning("%s: galera records unreadable (%s); deciding later", s.node, exc)
+            out[f"galera-{s.resource}-state"] = "recovered, store unreachable"
+            return
         self._score(s, view, self._decide(s, view, position), out)
 
     async def _start(
@@ -753,7 +760,10 @@ class GaleraAgent(NativeAgent):
     async def _monitor_running(
         self, request: OpRequest, s: Settings, paths: Paths, out: dict[str, str | None]
     ) -> tuple[int, str]:
-        view, revision = await self._view(request, s)
+        view: ClusterView | None = None
+        revision = 0
+        with contextlib.suppress(StoreError):
+            view, revision = await self._view(request, s)  # before the check: `seen`
         try:
             status = await self._status(request, paths)
         except ValueError as exc:
@@ -766,8 +776,9 @@ class GaleraAgent(NativeAgent):
         out[f"galera-{s.resource}-decision"] = None
         out[f"master-{s.resource}"] = SCORE_PROMOTED
         out[f"galera-{s.resource}-position"] = f"{status.uuid}:{status.last_committed}"
-        if status.state == "4":
-            await self._confirm_primary(request, s, view, revision, status)
+        if status.state == "4" and view is not None:
+            with contextlib.suppress(StoreError):
+                await self._confirm_primary(request, s, view, revision, status)
         return OcfRc.RUNNING_PROMOTED, ""
 
     def _unhealthy(
@@ -1050,11 +1061,17 @@ class GaleraAgent(NativeAgent):
             return OcfRc.SUCCESS, ""
         position = await self._recover(request, s, paths)
         self._positions[request.instance] = position
-        await self._mark_stopped(request, s, None, position)
-        view, _ = await self._view(request, s)
-        self._publish_position(s, position, out)
-        self._score(s, view, self._decide(s, view, position), out)
         paths.started.touch()
+        self._publish_position(s, position, out)
+        try:
+            await self._mark_stopped(request, s, None, position)
+            view, _ = await self._view(request, s)
+        except StoreError as exc:
+            # mysqld is stopped, which is what demote promises; the Unpromoted monitor
+            # writes the stopped record once the store answers.
+            log.warning("%s: stopped record not written yet (%s)", s.node, exc)
+            return OcfRc.SUCCESS, ""
+        self._score(s, view, self._decide(s, view, position), out)
         return OcfRc.SUCCESS, "killed after the stop timeout" if killed else ""
 
     async def _stop(
