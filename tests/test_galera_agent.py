@@ -257,28 +257,26 @@ def test_bad_input_is_a_clear_failed_action_and_nothing_is_wiped(
     insert(lc, "n1", 0, 10)
     table = data / "t" / "rows.ibd"
     assert table.exists()
-    # A server that will not start (an option it does not know), found after a power loss
+    # A server that will not start (an option it does not know): the changed parameters
+    # restart it (a clean stop), and the promote names the cause from the server's log
     apply(lc, galera_config(lc, base, extra="        options: no-such-option=1\n"))
-    lc.crash("n1")
-    lc.start("n1")
 
     def refused() -> str | None:
         r = failed_reason(lc, "n1")
         return r if r is not None and "no-such-option" in r else None
 
     reason = wait_until(refused, 120, 0.5)
-    assert "--wsrep-recover failed" in reason, reason
-    assert "unknown variable" in reason, reason
+    assert "unknown variable 'no-such-option=1'" in reason, reason
     assert table.exists()
-    # A cluster address that is not this host's: the server cannot listen there
+    # A cluster address whose entry for this node is not this host's: named at start
     apply(lc, galera_config(lc, base, address="gcomm://192.0.2.1:4567"))
     cleanup(lc)
 
     def cannot_bind() -> str | None:
         r = failed_reason(lc, "n1")
-        return r if r is not None and r.startswith("promote") else None
+        return r if r is not None and "192.0.2.1" in r else None
 
     reason = wait_until(cannot_bind, 120, 0.5)
-    assert "mysqld exited" in reason, reason
+    assert "192.0.2.1, this node's address in cluster-address, is not an address" in reason
     assert table.exists()
-    assert sorted(p.name for p in data.iterdir()) >= ["grastate.dat", "mysql", "t"]
+    assert {"grastate.dat", "mysql", "t"} <= {p.name for p in data.iterdir()}

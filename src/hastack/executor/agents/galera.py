@@ -43,6 +43,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -332,10 +333,13 @@ def parse_status(text: str) -> Status:
     )
 
 
-def _errors(text: str, limit: int = 2) -> str:
-    """The last [ERROR] lines of a server log, for a failed action's reason."""
+def _errors(text: str) -> str:
+    """A server log's [ERROR] lines for a failed action's reason: the first (usually the
+    cause, e.g. `unknown variable`) and the last (how it ended), once each."""
     lines = [line for line in text.splitlines() if "[ERROR]" in line]
-    picked = [re.sub(r"^\S+ \S+ \d+ \[ERROR\] ", "", line).strip() for line in lines[-limit:]]
+    picked = [re.sub(r"^\S+ \S+ \d+ \[ERROR\] ", "", line).strip() for line in lines]
+    if len(picked) > 2:
+        picked = [picked[0], "...", picked[-1]]
     return "; ".join(picked)[:400]
 
 
@@ -520,6 +524,23 @@ class GaleraAgent(NativeAgent):
         text = defaults_file(s, paths)
         if not paths.cnf.exists() or paths.cnf.read_text() != text:
             paths.cnf.write_text(text)
+
+    def _check_address(self, request: OpRequest, s: Settings) -> None:
+        """This node's entry of cluster-address must be an address of this host (else the
+        server dies at once with a bind error that names no address)."""
+        if request.netns:
+            return  # the address lives in the node's namespace, not here
+        family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
+        try:
+            infos = socket.getaddrinfo(s.host, None, family, socket.SOCK_STREAM)
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.bind((infos[0][4][0], 0))
+        except OSError as exc:
+            raise _Refused(
+                OcfRc.ERR_CONFIGURED,
+                f"{s.host}, this node's address in cluster-address, is not an address of "
+                f"this host ({exc.strerror or exc})",
+            ) from None
 
     def _check_datadir(self, s: Settings) -> None:
         if not s.datadir.is_dir():
@@ -718,6 +739,7 @@ class GaleraAgent(NativeAgent):
     ) -> tuple[int, str]:
         paths = _paths(request)
         self._check_datadir(s)
+        self._check_address(request, s)
         self._prepare(s, paths)
         if self._running_pid(paths) is not None:
             return OcfRc.SUCCESS, ""  # promoted already (the probe will say so)
