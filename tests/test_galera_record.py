@@ -338,3 +338,18 @@ resources:
         "good.yaml",
     )
     assert agent_problems(good) == []
+
+
+def test_a_failed_servers_reason_starts_with_the_cause() -> None:
+    from hastack.executor.agents.galera import _errors
+
+    log = (
+        "2026-12-06 12:02:37 0 [Note] Starting MariaDB\n"
+        "2026-12-06 12:02:37 0 [ERROR] /usr/sbin/mariadbd: unknown variable 'x=1'\n"
+        "2026-12-06 12:02:37 0 [ERROR] WSREP: Exception: State wait was interrupted\n"
+        "2026-12-06 12:02:37 0 [ERROR] WSREP: View callback failed (FATAL)\n"
+    )
+    assert _errors(log) == (
+        "/usr/sbin/mariadbd: unknown variable 'x=1'; ...; WSREP: View callback failed (FATAL)"
+    )
+    assert _errors("nothing wrong\n") == ""
