@@ -42,6 +42,7 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import time
@@ -225,6 +226,10 @@ class Paths:
         return self.base / "started"
 
     @property
+    def tmpdir(self) -> Path:
+        return self.base / "tmp"
+
+    @property
     def socket(self) -> str:
         path = str((self.base / "mysqld.sock").absolute())
         if len(path.encode()) <= _SOCKET_MAX:
@@ -258,6 +263,10 @@ def defaults_file(s: Settings, paths: Paths) -> str:
         f"socket={paths.socket}",
         f"pid-file={paths.pid}",
         f"log-error={paths.error_log}",
+        # Its own temporary directory: temporary table files are named after the server's
+        # pid, which another PID namespace on the same machine may also use (seen here:
+        # mariadb-install-db failing on "Unknown table 'mysql.tmp_user_sys'").
+        f"tmpdir={paths.tmpdir}",
         f"port={s.port}",
         f"bind-address={s.host}",
         f"user={s.user}",
@@ -521,6 +530,7 @@ class GaleraAgent(NativeAgent):
 
     def _prepare(self, s: Settings, paths: Paths) -> None:
         paths.base.mkdir(parents=True, exist_ok=True)
+        paths.tmpdir.mkdir(exist_ok=True)
         text = defaults_file(s, paths)
         if not paths.cnf.exists() or paths.cnf.read_text() != text:
             paths.cnf.write_text(text)
@@ -564,9 +574,18 @@ class GaleraAgent(NativeAgent):
             raise _Refused(OcfRc.ERR_GENERIC, "mariadb-install-db timed out") from None
         except OSError as exc:
             raise _Refused(OcfRc.ERR_INSTALLED, f"mariadb-install-db: {exc.strerror}") from None
+        with contextlib.suppress(OSError):
+            (paths.base / "install.log").write_text(out)
         if rc != 0:
-            last = _errors(out) or (out.strip().splitlines() or ["?"])[-1]
-            raise _Refused(OcfRc.ERR_GENERIC, f"mariadb-install-db failed ({rc}): {last}")
+            lines = [line.strip() for line in out.splitlines() if line.strip()]
+            cause = _errors(out) or next(
+                (line for line in lines if "error" in line.lower()), lines[0] if lines else "?"
+            )
+            raise _Refused(
+                OcfRc.ERR_GENERIC,
+                f"mariadb-install-db failed ({rc}): {cause[:300]} (all of it in "
+                f"{paths.base / 'install.log'}; the datadir is left empty)",
+            )
 
     async def _recover_once(
         self, request: OpRequest, s: Settings, paths: Paths, extra: list[str]
@@ -744,7 +763,21 @@ class GaleraAgent(NativeAgent):
         if self._running_pid(paths) is not None:
             return OcfRc.SUCCESS, ""  # promoted already (the probe will say so)
         if not any(s.datadir.iterdir()):
-            await self._initialize(request, s, paths)
+            for attempt in (1, 2):
+                try:
+                    await self._initialize(request, s, paths)
+                    break
+                except _Refused as exc:
+                    # It was empty: leave it empty, so that the next try initializes it
+                    # again rather than recovering half a datadir.
+                    for entry in list(s.datadir.iterdir()):
+                        if entry.is_dir() and not entry.is_symlink():
+                            shutil.rmtree(entry, ignore_errors=True)
+                        else:
+                            entry.unlink(missing_ok=True)
+                    if attempt == 2:
+                        raise
+                    log.warning("%s: %s; trying once more", s.node, exc)
         self._positions.pop(request.instance, None)
         await self._unpromoted(request, s, paths, out)
         paths.started.touch()
