@@ -257,9 +257,11 @@ def test_bad_input_is_a_clear_failed_action_and_nothing_is_wiped(
     insert(lc, "n1", 0, 10)
     table = data / "t" / "rows.ibd"
     assert table.exists()
-    # A server that will not start (an option it does not know): the changed parameters
-    # restart it (a clean stop), and the promote names the cause from the server's log
+    # A server that will not start (an option it does not know), found after a power loss:
+    # the failed action names the cause from the server's own words
     apply(lc, galera_config(lc, base, extra="        options: no-such-option=1\n"))
+    lc.crash("n1")
+    lc.start("n1")
 
     def refused() -> str | None:
         r = failed_reason(lc, "n1")
