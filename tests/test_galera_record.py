@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from hastack.cli.galera_cmd import render_status
 from hastack.executor.agents.galera import (
     Paths,
     _Refused,
@@ -287,6 +288,12 @@ async def test_status_and_forced_bootstrap_through_the_operations_layer() -> Non
     assert report.primary == []
     assert report.cluster_uuid == U
     assert report.decision.startswith("wait: wait for n3 (last seqno 12)")
+    text = render_status(report)
+    assert "Galera resource db" in text
+    assert "  * Primary: none" in text
+    assert "  * Decision: wait: wait for n3 (last seqno 12)" in text
+    assert "  * n3 (OFFLINE): Stopped, position not reported" in text
+    assert f"  * n2 (online): Unpromoted, position {U}:10" in text
     n3 = next(n for n in report.nodes if n.name == "n3")
     assert not n3.online
     assert n3.record is not None
