@@ -235,6 +235,16 @@ def test_a_galera_cluster_forms_rejoins_by_ist_and_reforms_after_a_power_loss(
     assert not boot2.forced
     assert wsrep(lc, "n3", "wsrep_cluster_state_uuid") == uuid
     assert all(count_rows(lc, n) == 200 for n in lc.node_names)
+    # the operator's view
+    shown = hastack_cli(lc, "galera", "status")
+    assert shown.returncode == 0, shown.stderr
+    assert f"Cluster UUID: {uuid}" in shown.stdout, shown.stdout
+    assert "Primary: n1, n2, n3" in shown.stdout, shown.stdout
+    assert f"Last bootstrap: {boot2.node} at {uuid}:{boot2.seqno}" in shown.stdout
+    # --force is refused while a Primary is live
+    forced = hastack_cli(lc, "galera", "bootstrap", "n3", "--force", "--yes")
+    assert forced.returncode == 1
+    assert "never bootstrap beside it" in forced.stdout, forced.stdout
 
 
 def test_bad_input_is_a_clear_failed_action_and_nothing_is_wiped(
