@@ -183,7 +183,7 @@ def test_a_galera_cluster_forms_rejoins_by_ist_and_reforms_after_a_power_loss(
     # the position and promotion score are node attributes
     attrs = snapshot(lc).statuses["n2"].attributes
     assert attrs["master-galera"] == "100"
-    assert attrs["galera-galera-state"] == "synced"
+    assert attrs["galera-galera-state"] in ("synced", "donor")  # donor while n3 joined
 
     # ---- a node powered off comes back and rejoins by IST
     log3 = Paths(lc.agent_state_dir("n3") / "galera" / "galera").error_log
@@ -207,7 +207,7 @@ def test_a_galera_cluster_forms_rejoins_by_ist_and_reforms_after_a_power_loss(
     reason = wait_until(lambda: failed_reason(lc, "n3"), 60, 0.5)
     assert f"datadir {base / 'n3'} does not exist" in reason, reason
     insert(lc, "n2", 150, 10)
-    assert count_rows(lc, "n1") == 160
+    wait_until(lambda: count_rows(lc, "n1") == 160, 20, 0.2)
     assert running(lc, "galera").get("n1") is Role.PROMOTED
     assert sorted(p.name for p in moved.iterdir()) == files_before  # nothing wiped
     moved.rename(base / "n3")
