@@ -11,6 +11,8 @@ that does not match, a server that will not start, an address that is not this h
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import subprocess
 from pathlib import Path
@@ -48,7 +50,6 @@ resources:
         nodes: {nodes}
         cluster-address: {address}
         datadir: "{base}/{{node}}"
-        user: root
         buffer-pool-size: 16M
         gcache-size: 16M
         fast-evs: "true"
@@ -59,6 +60,23 @@ resources:
         - {{name: monitor, interval: 2s, role: Promoted}}
         - {{name: monitor, interval: 1s, role: Unpromoted}}
 """
+
+
+def let_mysql_through(path: Path) -> None:
+    """The server runs as the mysql user (as on a real host; rsync SST needs it: run as root
+    its rsync daemon writes as nobody): let it through pytest's private directories."""
+    for p in [path, *path.parents]:
+        if p == Path("/tmp") or p == Path("/"):
+            break
+        p.chmod(p.stat().st_mode | 0o011)
+
+
+def data_dirs(base: Path, nodes: list[str]) -> None:
+    user = pwd.getpwnam("mysql")
+    for node in nodes:
+        (base / node).mkdir(parents=True)
+        os.chown(base / node, user.pw_uid, user.pw_gid)
+    os.chown(base, user.pw_uid, user.pw_gid)
 
 
 def host(lc: LocalCluster, node: str) -> str:
@@ -164,8 +182,8 @@ def test_a_galera_cluster_forms_rejoins_by_ist_and_reforms_after_a_power_loss(
 ) -> None:
     lc = local_cluster(3)
     base = tmp_path / "data"
-    for node in lc.node_names:
-        (base / node).mkdir(parents=True)
+    let_mysql_through(tmp_path)
+    data_dirs(base, lc.node_names)
     apply(lc, galera_config(lc, base))
 
     # ---- it forms by itself: one bootstrap, then the others join
@@ -253,7 +271,8 @@ def test_bad_input_is_a_clear_failed_action_and_nothing_is_wiped(
     lc = local_cluster(1)
     base = tmp_path / "data"
     data = base / "n1"
-    data.mkdir(parents=True)
+    let_mysql_through(tmp_path)
+    data_dirs(base, ["n1"])
     me = host(lc, "n1")
     # A cluster address that does not match the node list: refused before anything is done
     apply(lc, galera_config(lc, base, address=f"gcomm://{me}:4567,{me}:4568"))

@@ -40,6 +40,7 @@ import contextlib
 import json
 import logging
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -534,6 +535,17 @@ class GaleraAgent(NativeAgent):
         text = defaults_file(s, paths)
         if not paths.cnf.exists() or paths.cnf.read_text() != text:
             paths.cnf.write_text(text)
+        if s.user != "root" and os.geteuid() == 0:
+            # The server runs as `user` and writes its socket, pid file, log and temporary
+            # files here; its SST scripts read the defaults-file as that user too.
+            try:
+                entry = pwd.getpwnam(s.user)
+            except KeyError:
+                raise _Refused(OcfRc.ERR_CONFIGURED, f"no user {s.user!r} on this host") from None
+            paths.error_log.touch(exist_ok=True)  # the agent appends to it too
+            for path in (paths.base, paths.tmpdir, paths.cnf, paths.error_log):
+                with contextlib.suppress(FileNotFoundError):
+                    os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def _check_address(self, request: OpRequest, s: Settings) -> None:
         """This node's entry of cluster-address must be an address of this host (else the
