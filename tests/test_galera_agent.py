@@ -150,7 +150,26 @@ def records(lc: LocalCluster) -> dict[str, object]:
 
 
 def count_rows(lc: LocalCluster, node: str) -> int:
-    return int(sql(lc, node, "SELECT COUNT(*) FROM t.rows"))
+    """The rows a node holds; -1 while its server refuses the connection (seen once on this
+    busy machine right after a join: ECONNREFUSED on the socket of a Synced node)."""
+    sock = Paths(lc.agent_state_dir(node) / "galera" / "galera").socket
+    done = subprocess.run(
+        [
+            "mariadb",
+            "--no-defaults",
+            f"--socket={sock}",
+            "-uroot",
+            "-N",
+            "-B",
+            "-e",
+            "SELECT COUNT(*) FROM t.rows",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return int(done.stdout.strip()) if done.returncode == 0 else -1
 
 
 def insert(lc: LocalCluster, node: str, first: int, n: int) -> None:
