@@ -325,8 +325,10 @@ def http_config(
 
 
 @contextlib.asynccontextmanager
-async def running(config: ProxyConfig, source: BackendSource | None = None) -> AsyncIterator[Proxy]:
-    proxy = Proxy(config, source)
+async def running(
+    config: ProxyConfig, source: BackendSource | None = None, **options: Any
+) -> AsyncIterator[Proxy]:
+    proxy = Proxy(config, source, **options)
     await proxy.start()
     try:
         yield proxy

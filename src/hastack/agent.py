@@ -33,7 +33,10 @@ from hastack.model.agent_config import AgentConfig
 from hastack.model.config import ClusterConfig
 from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeKind, NodeRecord
 from hastack.model.requests import decode_cleanup
-from hastack.model.status import NodeReport
+from hastack.model.status import NodeReport, decode_status
+from hastack.ops.cluster import Cluster
+from hastack.ops.configure import change_config
+from hastack.ops.edits import set_node_attribute
 from hastack.scheduler.plan import ActionKind
 from hastack.store import Compare, DeleteOp, EtcdStore, Keys, PutOp, Store
 from hastack.store.blocking import BlockingLeaseClient
@@ -136,6 +139,7 @@ class Agent:
             ocf_root=config.ocf_root,
             ocf_dirs=tuple(config.ocf_agent_dirs),
             guard=self.guard,
+            cluster_attributes=_StoreAttributes(self._store, self.keys),
             cluster={
                 "node": config.node,
                 "address": str(config.addresses[0]) if config.addresses else "",
@@ -772,6 +776,33 @@ class Agent:
                 log.warning("store: %s", problem)
                 self.events.record("store-problem", problem=problem)
         self._reported = set(snapshot.problems)
+
+
+class _StoreAttributes:
+    """Node attributes the executor reads or writes through the store (docs/attributes.md):
+    permanent ones in the configuration (by CAS, as `hastack` commands change it), other
+    nodes' transient ones from their reports, while they are online."""
+
+    def __init__(self, store: Store, keys: Keys) -> None:
+        self._store = store
+        self._keys = keys
+
+    async def set_permanent(self, node: str, name: str, value: str | None) -> None:
+        await change_config(
+            Cluster(self._keys.cluster, self._store, self._keys),
+            set_node_attribute(node, name, value),
+        )
+
+    async def transient_of(self, node: str, name: str) -> str | None:
+        if await self._store.get(self._keys.member(node)) is None:
+            return None  # not online: its transient attributes are gone with it
+        found = await self._store.get(self._keys.status(node))
+        if found is None:
+            return None
+        try:
+            return decode_status(node, found.value).attributes.get(name)
+        except ValueError:
+            return None
 
 
 async def _raise_when_lost(lost: asyncio.Event, reasons: list[str]) -> None:

@@ -57,8 +57,6 @@ def build_state(
         report = snapshot.statuses.get(name)
         record = snapshot.nodes.get(name)
         attributes = dict(member.attributes) if member else {}
-        if report is not None:
-            attributes.update(report.attributes)
         kind = member.kind if member else (record.kind if record else NodeKind.FULL)
         if snapshot.fenced_since_join(name):
             fenced.add(name)
@@ -68,6 +66,11 @@ def build_state(
         ready = member is not None and report is not None and report.updated >= member.joined_at
         suspect = member is not None and name in suspects
         online = ready and not suspect
+        if online and report is not None:
+            # Transient attributes count only from a node online in this life: a lost,
+            # fenced or restarting node's last report says what may run, not what it wants
+            # (docs/attributes.md).
+            attributes.update(report.attributes)
         # Back too soon after its fence: a member, but nothing new is placed there yet.
         held = False
         if online and kind is NodeKind.REMOTE and props.reconnect_interval > 0:

@@ -16,6 +16,7 @@ from hastack.cli import (
     cluster_cmd,
     config_cmd,
     fence_cmd,
+    galera_cmd,
     init_cmd,
     lab_cmd,
     resource_cmd,
@@ -45,6 +46,9 @@ examples:
   hastack agent -c /etc/hastack/agent.yaml
                                    run this node's agent (on a real controller)
   hastack fence n2                 fence node n2 by its fencing levels (as the DC would)
+  hastack galera status            positions, cluster UUID, Primary members of Galera
+  hastack galera bootstrap n1 --force
+                                   the escape hatch: n1 bootstraps; says what may be lost
   hastack proxy run -c proxy.yaml  run the proxy (HAProxy's role) in front of the services
   hastack lab demo                 the main job on the lab (as root): three hosts in network
                                    namespaces, a VIP and an API under load, the VIP holder
@@ -71,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         config_cmd,
         simulate_cmd,
         fence_cmd,
+        galera_cmd,
         cluster_cmd,
         init_cmd,
         agent_cmd,

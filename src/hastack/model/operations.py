@@ -40,6 +40,9 @@ class OpResult:
     reason: str = ""  # why, for people: the agent's last line of output, or what went wrong
     duration: float = 0.0
     timed_out: bool = False
+    # Transient node attributes the agent sets on its node with this result: name -> value,
+    # None deletes (docs/attributes.md). None: no change.
+    attributes: Mapping[str, str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

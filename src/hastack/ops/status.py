@@ -35,7 +35,10 @@ class NodeLine:
     kind: str
     online: bool
     addresses: list[str] = field(default_factory=list)
+    # Transient attributes (set by agents in this life; the agent file's static ones too)
+    # and permanent ones (the configuration's nodes[].attributes): docs/attributes.md.
     attributes: dict[str, str] = field(default_factory=dict)
+    permanent: dict[str, str] = field(default_factory=dict)
     # From the configuration (`hastack node standby|maintenance`): shown apart from the
     # plain online nodes, as `pcs status` shows them.
     standby: bool = False
@@ -88,13 +91,17 @@ def _node_lines(snapshot: ClusterSnapshot) -> list[NodeLine]:
         kind = member.kind if member else record.kind if record else None
         if kind is None:
             continue
+        transient = dict(member.attributes) if member else {}
+        if member is not None and report is not None and report.updated >= member.joined_at:
+            transient.update(report.attributes)
         lines.append(
             NodeLine(
                 name,
                 kind.value,
                 member is not None,
                 list(member.addresses if member else record.addresses if record else ()),
-                dict(member.attributes) if member else {},
+                dict(sorted(transient.items())),
+                {k: str(v) for k, v in sorted(spec.attributes.items())} if spec else {},
                 standby=spec is not None and spec.standby,
                 maintenance=spec is not None and spec.maintenance,
                 active=len(report.active()) if report is not None and member else 0,

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -27,7 +28,9 @@ import uvloop
 
 from hastack.auth import TokenFile
 from hastack.errors import HastackError
+from hastack.eventlog import EventLog
 from hastack.proxy.config import ProxyConfig, parse_config
+from hastack.proxy.control import ActiveChanged
 from hastack.proxy.server import Proxy
 from hastack.proxy.sources import BackendSource, ClusterSource
 from hastack.store import EtcdStore, Keys, Store
@@ -57,14 +60,27 @@ def cluster_source(config: ProxyConfig) -> tuple[BackendSource | None, Store | N
     return ClusterSource(store, Keys(link.name, link.etcd.root), pools), store
 
 
-async def _run(config: ProxyConfig, grace: float) -> None:
+def _event_recorder(path: str | None) -> ActiveChanged | None:
+    """`--events FILE`: each change of a sticky backend's writer as a `writer-changed` line
+    of an event log (the hastack:proxy agent points it at its node's events.jsonl)."""
+    if not path:
+        return None
+    events = EventLog(Path(path), os.environ.get("HASTACK_NODE", "") or socket.gethostname())
+
+    def record(backend: str, active: str | None, was: str | None, reason: str) -> None:
+        events.record("writer-changed", backend=backend, active=active, was=was, reason=reason)
+
+    return record
+
+
+async def _run(config: ProxyConfig, grace: float, events: str | None = None) -> None:
     source, store = cluster_source(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        proxy = Proxy(config, source)
+        proxy = Proxy(config, source, on_active_changed=_event_recorder(events))
         await proxy.start()
         try:
             await stop.wait()
@@ -86,7 +102,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         datefmt="%Y-%m-%dT%H:%M:%S",
     )
     logging.getLogger("grpc").setLevel(logging.WARNING)
-    uvloop.run(_run(config, args.grace))
+    uvloop.run(_run(config, args.grace, args.events))
     return 0
 
 
@@ -245,6 +261,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--grace", type=float, default=2.0, help="seconds to let sessions finish on SIGTERM"
     )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument(
+        "--events",
+        metavar="FILE",
+        help="append each change of a sticky backend's active server (the writer) to this "
+        "event log (JSON lines, event writer-changed)",
+    )
     run.set_defaults(func=_cmd_run)
 
     check = commands.add_parser("check", help="validate a configuration file and exit")

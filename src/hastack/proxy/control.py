@@ -95,6 +95,10 @@ class _Backend:
         # Run-time commands on cluster servers outlive the server leaving and returning.
         self.admin: dict[str, AdminState] = {}
         self.weights: dict[str, int] = {}
+        # Sticky backends: every change of the active server (the one writer), most recent
+        # last (bounded), and how many there were.
+        self.active_changes = 0
+        self.active_history: list[dict[str, Any]] = []
 
     def servers(self) -> list[ServerControl]:
         return [*self.static.values(), *self.dynamic.values()]
@@ -103,10 +107,24 @@ class _Backend:
         return self.static.get(name) or self.dynamic.get(name)
 
 
+# How many changes of a sticky backend's active server the control plane keeps for stats.
+ACTIVE_HISTORY = 20
+
+# A change of a sticky backend's active server, told to whoever records events: the backend,
+# the new active server (None: none), the one before, why.
+ActiveChanged = Callable[[str, str | None, str | None, str], None]
+
+
 class ControlPlane:
-    def __init__(self, config: ProxyConfig, publish: Callable[[BackendView], None]) -> None:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        publish: Callable[[BackendView], None],
+        on_active_changed: ActiveChanged | None = None,
+    ) -> None:
         self.config = config
         self._publish_cb = publish
+        self._on_active_changed = on_active_changed
         self.backends: dict[str, _Backend] = {}
         self.started = False
         for spec in config.backends:
@@ -314,14 +332,48 @@ class ControlPlane:
         if backend.spec.sticky:
             active = choose_active(servers, backend.active)
             if active != backend.active:
+                was = backend.active
+                why = self._why_moved(backend, was)
                 log.warning(
-                    "proxy: backend %s: active server is now %s (was %s)",
+                    "proxy: backend %s: active server is now %s (was %s: %s)",
                     backend.spec.name,
                     active or "none",
-                    backend.active or "none",
+                    was or "none",
+                    why,
                 )
                 backend.active = active
+                backend.active_changes += 1
+                backend.active_history.append(
+                    {"at": time.time(), "active": active, "was": was, "reason": why}
+                )
+                del backend.active_history[:-ACTIVE_HISTORY]
+                if self._on_active_changed is not None:
+                    try:
+                        self._on_active_changed(backend.spec.name, active, was, why)
+                    except Exception as exc:  # recording must never stop the proxy
+                        log.warning("proxy: could not record the change: %s", exc)
         return BackendView(backend.spec.name, servers, backend.active)
+
+    @staticmethod
+    def _why_moved(backend: _Backend, was: str | None) -> str:
+        if was is None:
+            return "first server up"
+        old = backend.find(was)
+        if old is None:
+            return "removed (the cluster no longer runs it there)"
+        return f"{old.state.value}" + (f": {old.reason}" if old.reason else "")
+
+    def describe_backends(self) -> dict[str, dict[str, Any]]:
+        """Per sticky backend: the active server and its history of changes."""
+        return {
+            name: {
+                "active": b.active,
+                "active_changes": b.active_changes,
+                "active_history": list(b.active_history),
+            }
+            for name, b in self.backends.items()
+            if b.spec.sticky
+        }
 
     def _publish(self, backend: _Backend, *, force: bool = False) -> None:
         view = self._view(backend)

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from hastack.errors import HastackError
 from hastack.proxy.admin import AdminServer
 from hastack.proxy.config import ProxyConfig
-from hastack.proxy.control import ControlPlane
+from hastack.proxy.control import ActiveChanged, ControlPlane
 from hastack.proxy.dataplane import DataPlane
 from hastack.proxy.sources import BackendSource, StaticSource
 from hastack.proxy.stats import StatsCollector, build_report
@@ -39,7 +39,13 @@ FIRST_LISTS_WAIT = 5.0
 
 
 class Proxy:
-    def __init__(self, config: ProxyConfig, source: BackendSource | None = None) -> None:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        source: BackendSource | None = None,
+        *,
+        on_active_changed: ActiveChanged | None = None,
+    ) -> None:
         if source is None and any(b.cluster is not None for b in config.backends):
             raise HastackError(
                 "backends follow cluster resources but no cluster source was given "
@@ -47,7 +53,7 @@ class Proxy:
             )
         self.config = config
         self.source: BackendSource = source or StaticSource()
-        self.control = ControlPlane(config, self._publish)
+        self.control = ControlPlane(config, self._publish, on_active_changed)
         self.plane: DataPlane | None = None
         self.pool: WorkerPool | None = None
         self.admin: AdminServer | None = None
@@ -142,6 +148,9 @@ class Proxy:
             started=self.started_at,
             workers=self.config.workers,
         )
+        sticky = self.control.describe_backends()
+        for backend in report["backends"]:
+            backend.update(sticky.get(backend["name"], {}))
         if self.pool is not None:
             report["processes"] = self.pool.processes
         else:

@@ -272,6 +272,9 @@ def _backend_metrics(backends: Iterable[dict[str, Any]]) -> Iterator[Metric]:
     )
     weight = GaugeMetricFamily(p + "server_weight", "Current weight", labels=sl)
     active = GaugeMetricFamily(p + "server_active", "Sticky backend's active server", labels=sl)
+    moves = CounterMetricFamily(
+        p + "backend_active_changes", "Changes of a sticky backend's active server", labels=bl
+    )
     cur = GaugeMetricFamily(p + "server_current_sessions", "In flight now", labels=sl)
     total = CounterMetricFamily(p + "server_sessions", "Requests or sessions sent", labels=sl)
     b_in = CounterMetricFamily(p + "server_bytes_in", "Bytes to the server", labels=sl)
@@ -289,6 +292,8 @@ def _backend_metrics(backends: Iterable[dict[str, Any]]) -> Iterator[Metric]:
         b_queue.add_metric([bname], b["queue_cur"])
         b_qto.add_metric([bname], b["queue_timeouts"])
         b_none.add_metric([bname], b["no_server"])
+        if b["sticky"]:
+            moves.add_metric([bname], b.get("active_changes", 0))
         for s in b["servers"]:
             labels = [bname, s["server"]]
             up.add_metric(labels, 1 if s["state"] == "up" else 0)
@@ -308,4 +313,4 @@ def _backend_metrics(backends: Iterable[dict[str, Any]]) -> Iterator[Metric]:
             if s["check"] is not None:
                 check_ok.add_metric(labels, 1 if s["check"]["ok"] else 0)
     yield from (b_up, b_servers, b_queue, b_qto, b_none, up, state, weight, active, cur, total)
-    yield from (b_in, b_out, cerr, rerr, retries, redisp, trans, check_ok)
+    yield from (b_in, b_out, cerr, rerr, retries, redisp, trans, check_ok, moves)

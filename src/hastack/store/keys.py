@@ -28,6 +28,9 @@ class Keys:
     <root>/.audit/<cluster>/log/<seq>  one record per configuration change (docs/security.md):
                                        beside the cluster prefix, so what watches it never
                                        gets them (no cluster's name starts with '.')
+    <root>/<cluster>/galera/<rsc>/bootstrap      who bootstrapped Galera resource <rsc> (its
+                                                 mod_revision is the generation)
+    <root>/<cluster>/galera/<rsc>/nodes/<node>   that node's Galera history (docs/galera.md)
     """
 
     cluster: str
@@ -104,6 +107,15 @@ class Keys:
 
     def audit_record(self, seq: int) -> str:
         return f"{self.audit_log}{seq:012d}"
+
+    def galera(self, resource: str) -> str:
+        return self.prefix + f"galera/{resource}/"
+
+    def galera_bootstrap(self, resource: str) -> str:
+        return self.galera(resource) + "bootstrap"
+
+    def galera_node(self, resource: str, node: str) -> str:
+        return self.galera(resource) + f"nodes/{node}"
 
     def relative(self, key: str) -> str:
         """`/hastack/c1/members/n1` -> `members/n1`; keys outside the prefix stay whole."""

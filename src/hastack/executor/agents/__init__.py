@@ -12,6 +12,7 @@ from hastack.executor.agents.base import (
     OpResult,
 )
 from hastack.executor.agents.evacuator import EvacuatorAgent
+from hastack.executor.agents.galera import GaleraAgent
 from hastack.executor.agents.ocf import OCF_ROOT, OcfDriver
 from hastack.executor.agents.proxy import ProxyAgent
 from hastack.executor.agents.service import ServiceAgent
@@ -23,6 +24,7 @@ __all__ = [
     "NATIVE",
     "AgentMetadata",
     "Driver",
+    "GaleraAgent",
     "NativeAgent",
     "OcfRc",
     "OpRequest",
@@ -38,6 +40,7 @@ NATIVE: dict[str, type[NativeAgent]] = {
     VipAgent.name: VipAgent,
     ServiceAgent.name: ServiceAgent,
     ProxyAgent.name: ProxyAgent,
+    GaleraAgent.name: GaleraAgent,
 }
 
 

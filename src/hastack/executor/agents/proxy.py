@@ -94,7 +94,19 @@ class ProxyAgent(NativeAgent):
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             path.write_text(body)
-        argv = [sys.executable, "-m", "hastack", "proxy", "run", "-c", str(path)]
+        # Writer changes of sticky backends go to the node's event log beside the agent's.
+        events = Path(request.state_dir) / "events.jsonl"
+        argv = [
+            sys.executable,
+            "-m",
+            "hastack",
+            "proxy",
+            "run",
+            "-c",
+            str(path),
+            "--events",
+            str(events),
+        ]
         if request.params.get("workers"):
             argv += ["--workers", request.params["workers"]]
         params = {"command": "exec " + shlex.join(argv)}
