@@ -641,6 +641,7 @@ class GaleraAgent(NativeAgent):
         grastate = grastate_path.read_text(errors="replace") if grastate_path.exists() else None
         position = read_position(grastate)
         if position.seqno >= 0 and position.uuid not in (None, ZERO_UUID):
+            _log_position(s, position)
             return position
         text = await self._recover_once(request, s, paths, [])
         recovery = parse_recovery_log(text)
@@ -653,7 +654,9 @@ class GaleraAgent(NativeAgent):
                 # The data now lacks transactions others committed: a full state transfer.
                 grastate_path.rename(s.datadir / f"grastate.dat.rolled-back-{int(time.time())}")
             grastate = None
-        return read_position(grastate, recovery, rolled_back=rolled)
+        position = read_position(grastate, recovery, rolled_back=rolled)
+        _log_position(s, position)
+        return position
 
     async def _start_mysqld(
         self, request: OpRequest, s: Settings, paths: Paths, extra: list[str]
@@ -661,7 +664,8 @@ class GaleraAgent(NativeAgent):
         argv = [s.mysqld, f"--defaults-file={paths.cnf}", *extra]
         paths.pid.unlink(missing_ok=True)
         with paths.error_log.open("ab") as out:
-            out.write(f"\n# hastack: {shlex.join(argv)}\n".encode())
+            # The time splits the log into the server's runs (hastack.galera.serverlog).
+            out.write(f"\n# hastack {time.time():.3f}: {shlex.join(argv)}\n".encode())
             try:
                 proc = await asyncio.create_subprocess_exec(
                     *self._argv(request, argv),
@@ -1181,6 +1185,20 @@ class GaleraAgent(NativeAgent):
             out[f"galera-{s.resource}-{name}"] = None
         out[f"master-{s.resource}"] = None
         return OcfRc.SUCCESS, ""
+
+
+def _log_position(s: Settings, position: Position) -> None:
+    """Every recovered position in the agent's log: what a bootstrap choice is checked against."""
+    log.info(
+        "%s: %s position %s:%s (%s, grastate %s, safe_to_bootstrap %d)",
+        s.node,
+        s.resource,
+        position.uuid or "unknown",
+        position.seqno,
+        position.source.value,
+        position.grastate.value,
+        int(position.safe_to_bootstrap),
+    )
 
 
 def _is_our_server(pid: int, paths: Paths) -> bool:
