@@ -112,7 +112,8 @@ class ProxyAgent(NativeAgent):
         params = {"command": "exec " + shlex.join(argv)}
         if config.admin is not None:
             host, port = parse_address(config.admin.bind)
-            params["health-url"] = f"http://{host}:{port}/stats.json"
+            # /health: always open; /stats.json needs a read token (docs/security.md).
+            params["health-url"] = f"http://{host}:{port}/health"
         else:
             host, port = parse_address(config.frontends[0].bind[0])
             params["health-port"] = f"{host}:{port}"
