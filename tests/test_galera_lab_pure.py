@@ -39,6 +39,14 @@ WSREP_SST: [INFO] rsync SST started on joiner (20261206 13:17:41.303)
 2026-12-06 13:19:21 2 [Note] WSREP: IST received: {UUID}:57
 2026-12-06 13:19:21 2 [Note] WSREP: Synchronized with group, ready for connections
 
+# hastack 1765026150.000: mariadbd --defaults-file=/d/my.cnf --wsrep-start-position={UUID}:57
+WSREP_SST: [INFO] rsync SST started on joiner (20261206 13:19:40.000)
+2026-12-06 13:19:40 1 [Note] WSREP: ####### IST uuid:{UUID} f: 58, l: 90, STRv: 3
+WSREP_SST: [INFO] rsync IST completed on joiner (20261206 13:19:41.000)
+2026-12-06 13:19:41 3 [Note] WSREP: SST received: {UUID}:57
+2026-12-06 13:19:41 2 [Note] WSREP: IST received: {UUID}:90
+2026-12-06 13:19:41 2 [Note] WSREP: Synchronized with group, ready for connections
+
 # hastack 1765026200.000: mariadbd --defaults-file=/d/my.cnf --wsrep-new-cluster \
 --wsrep-start-position={UUID}:57
 2026-12-06 13:20:00 0 [ERROR] WSREP: something went wrong
@@ -48,10 +56,16 @@ WSREP_SST: [INFO] rsync SST started on joiner (20261206 13:17:41.303)
 
 def test_the_server_log_splits_into_runs_with_their_state_transfer() -> None:
     runs = server_runs(LOG)
-    assert [r.started for r in runs] == [1765026000.25, 1765026100.5, 1765026200.0, None]
-    sst, ist, boot, old = runs
+    assert [r.started for r in runs] == [
+        1765026000.25, 1765026100.5, 1765026150.0, 1765026200.0, None
+    ]  # fmt: skip
+    sst, ist, bypass, boot, old = runs
     assert (sst.transfer, sst.received, sst.synced) == (Transfer.SST, f"{UUID}:4", True)
     assert (ist.transfer, ist.received, ist.synced) == (Transfer.IST, f"{UUID}:57", True)
+    # the SST script ran but copied nothing (the donor's --bypass): an IST from its position
+    assert (bypass.transfer, bypass.received) == (Transfer.IST, f"{UUID}:90")
+    assert bypass.start_position == f"{UUID}:57"
+    assert [kind for _, kind in bypass.transfers] == [Transfer.IST, Transfer.IST]
     assert boot.bootstrap
     assert boot.start_position == f"{UUID}:57"
     assert boot.transfer is None

@@ -16,7 +16,15 @@ Lines as MariaDB 10.11 with galera-4 26.4 writes them (seen on these machines):
     ... [Note] WSREP: Synchronized with group, ready for connections
 
 (An SST is followed by a short IST of the write sets that arrived meanwhile: a run with an
-SST counts as SST.)
+SST counts as SST.) The SST script runs on every join, an IST too: the donor then passes
+`--bypass`, the joiner's script copies nothing and says so, and its "SST received" only
+confirms the joiner's own position — an IST, not a copy:
+
+    WSREP_SST: [INFO] rsync SST started on joiner (20261206 14:09:31.643)
+    ... [Note] WSREP: ####### IST uuid:96ac7b1a-f17e-11f1-a6ac-6e56f7facdeb f: 625, l: 1130, STRv: 3
+    WSREP_SST: [INFO] rsync IST completed on joiner (20261206 14:09:33.060)
+    ... [Note] WSREP: SST received: 96ac7b1a-f17e-11f1-a6ac-6e56f7facdeb:624
+    ... [Note] WSREP: IST received: 96ac7b1a-f17e-11f1-a6ac-6e56f7facdeb:1130
 """
 
 from __future__ import annotations
@@ -75,6 +83,7 @@ class _Reading:
     errors: list[str] = field(default_factory=list)
     transfers: list[tuple[float | None, Transfer]] = field(default_factory=list)
     clock: float | None = None  # the time of the last timed line
+    bypass: bool = False  # the SST script said it copied nothing (an IST)
 
     def done(self) -> ServerRun:
         return ServerRun(
@@ -92,14 +101,17 @@ class _Reading:
         stamp = _STAMP.match(line)
         if stamp:
             self.clock = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S").timestamp()
+        if "IST completed on joiner" in line:
+            self.bypass = True
         received = _RECEIVED.search(line)
         if received:
-            self.transfers.append((self.clock, Transfer(received.group(1))))
-        if "SST started on joiner" in line or (received and received.group(1) == "SST"):
-            self.transfer = Transfer.SST
-        elif received and self.transfer is None:
-            self.transfer = Transfer.IST
-        if received and (self.transfer is Transfer.IST or received.group(1) == "SST"):
+            kind = Transfer(received.group(1))
+            if kind is Transfer.SST and self.bypass:
+                kind = Transfer.IST
+            self.bypass = False
+            self.transfers.append((self.clock, kind))
+            if kind is Transfer.SST or self.transfer is None:
+                self.transfer = kind
             self.received = f"{received.group(2)}:{received.group(3)}"
         if "Synchronized with group" in line:
             self.synced = True
