@@ -72,7 +72,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     async def write() -> int:
         async with open_cluster(client) as cluster:
-            return await apply_config(cluster, config, expected=stored.revision)
+            return await apply_config(
+                cluster, config, expected=stored.revision, previous=stored.config
+            )
 
     try:
         revision = asyncio.run(write())

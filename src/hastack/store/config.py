@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hastack.errors import CompareFailed
@@ -33,11 +34,19 @@ async def read_config(store: Store, keys: Keys) -> StoredConfig:
     return decode_stored_config(kv.value if kv else None, kv.mod_revision if kv else 0)
 
 
-async def write_config(store: Store, keys: Keys, config: ClusterConfig, *, expected: int) -> int:
-    """Store `config` if the stored one is still at revision `expected` (0: none yet)."""
+async def write_config(
+    store: Store,
+    keys: Keys,
+    config: ClusterConfig,
+    *,
+    expected: int,
+    also: Sequence[PutOp] = (),
+) -> int:
+    """Store `config` if the stored one is still at revision `expected` (0: none yet), with
+    the writes `also` in the same transaction (the change's record in the event history)."""
     result = await store.txn(
         [Compare.unchanged(keys.config, expected)],
-        success=[PutOp(keys.config, config_to_json(config))],
+        success=[PutOp(keys.config, config_to_json(config)), *also],
     )
     if not result.succeeded:
         raise CompareFailed(f"configuration is no longer at revision {expected}")

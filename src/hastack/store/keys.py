@@ -23,6 +23,8 @@ class Keys:
     <root>/<cluster>/status/<node>     observed states reported by the node
     <root>/<cluster>/fencing/<node>    fencing history
     <root>/<cluster>/requests/cleanup/<id>  an operator's cleanup request, on a short lease
+    <root>/.events/<cluster>/<id>      the event history (docs/api.md §4): beside the cluster
+                                       prefix, so that what watches the prefix never gets it
     """
 
     cluster: str
@@ -81,6 +83,14 @@ class Keys:
 
     def cleanup_request(self, request_id: str) -> str:
         return self.cleanup_requests + request_id
+
+    @property
+    def events(self) -> str:
+        # A name never starts with '.', so no cluster's prefix can be this one.
+        return f"{self.root}/.events/{self.cluster}/"
+
+    def event(self, event_id: str) -> str:
+        return self.events + event_id
 
     def relative(self, key: str) -> str:
         """`/hastack/c1/members/n1` -> `members/n1`; keys outside the prefix stay whole."""
