@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 from hastack.api.counters import AgentCounters, LocalView
 from hastack.controller import Controller, Decision
@@ -199,6 +200,7 @@ class Agent:
         # Resources keep being watched whatever happens to the membership.
         executor = asyncio.create_task(self.lrm.run(), name="executor")
         recorder = asyncio.create_task(self.history.run(), name="events")
+        api = self._start_api()
         self.selfcheck.start()
         beats: list[asyncio.Task[None]] = []
         if self.heartbeat is not None:
@@ -245,10 +247,22 @@ class Agent:
             recorder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await recorder
+            if api is not None:
+                api.stop()
             await self._follow(None)
             await self._store.close()
             if self._lease_client is not None:
                 self._lease_client.close()
+
+    def _start_api(self) -> _ApiHandle | None:
+        if self.config.api is None:
+            return None
+        # Imported here: an agent that serves no API loads no HTTP server (docs/api.md).
+        from hastack.api.server import ApiThread  # noqa: PLC0415
+
+        thread = ApiThread(self.config, self)
+        thread.start()
+        return thread
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -838,6 +852,10 @@ class Agent:
 async def _raise_when_lost(lost: asyncio.Event, reasons: list[str]) -> None:
     await lost.wait()
     raise LeaseLost(reasons[0] if reasons else "lease lost")
+
+
+class _ApiHandle(Protocol):
+    def stop(self) -> None: ...
 
 
 def _watchdog(config: AgentConfig, state_dir: Path) -> Watchdog | None:

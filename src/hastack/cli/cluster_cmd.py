@@ -43,10 +43,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         cluster=args.name,
         timings=timings,
         election_ms=args.election_ms,
+        api_port=args.api_port,
+        api_open_reads=args.api_open_reads,
     )
     ready = _wait_for_dc(lc, 30.0)
     print(f"local cluster {lc.name!r} up in {directory}: {', '.join(lc.node_names)}")
     print(f"client configuration: {lc.client_config} (hastack status uses it by default)")
+    if args.api_port is not None:
+        urls = ", ".join(str(lc.api_url(n)) for n in lc.node_names)
+        print(f"API and dashboard: {urls}")
+        print(f"operator token (write): in {lc.directory / 'api-token'}")
     if not ready:
         print("warning: not every agent joined within 30s; see the agent.log files")
         return 1
@@ -99,6 +105,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--base-address",
         default="127.0.0.10",
         help="node i gets base + i (default 127.0.0.10, so 127.0.0.11, .12, ...)",
+    )
+    up.add_argument(
+        "--api-port", type=int, metavar="PORT",
+        help="every agent serves the REST API and dashboard on its address and PORT",
+    )  # fmt: skip
+    up.add_argument(
+        "--api-open-reads", action="store_true", help="let the API answer reads without a token"
     )
     add_timing_options(up, Timings(), 1000)
     up.set_defaults(func=cmd_up)

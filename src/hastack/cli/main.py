@@ -21,6 +21,7 @@ from hastack.cli import (
     resource_cmd,
     simulate_cmd,
     status,
+    token_cmd,
 )
 from hastack.errors import ConfigError, HastackError
 from hastack.lab.demo import run_demo
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         fence_cmd,
         cluster_cmd,
         agent_cmd,
+        token_cmd,
         proxy_cmd,
         lab_cmd,
     ):

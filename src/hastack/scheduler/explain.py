@@ -116,11 +116,12 @@ def why_stopped(config: ClusterConfig, state: ClusterState, plan: Plan) -> dict[
                 "fencing; clean it up once it is known to be stopped there"
             )
         reasons += _dependencies(config, ids, runs)
-        nodes, usable = _node_reasons(config, state, chain, ids, specs)
-        if nodes and not usable:
-            reasons.append("nowhere to run: " + "; ".join(nodes))
-        elif nodes:
-            reasons.append("kept off " + "; ".join(nodes))
+        if not reasons:  # nothing above stops it everywhere: look at each node
+            nodes, usable = _node_reasons(config, state, chain, ids, specs)
+            if nodes and not usable:
+                reasons.append("nowhere to run: " + "; ".join(nodes))
+            elif nodes:
+                reasons.append("kept off " + "; ".join(nodes))
         if not reasons:
             reasons.append("the scheduler placed it nowhere (hastack simulate shows the scores)")
         out[primitive.id] = reasons
