@@ -379,3 +379,48 @@ async def test_the_dashboard_is_one_page_with_nothing_from_elsewhere(setup: Setu
     assert "http://" not in page
     assert "https://" not in page
     assert "<script src" not in page
+
+
+def test_the_api_thread_answers_even_when_the_store_does_not(tmp_path: Path) -> None:
+    """Its own thread and loop: health from the agent's view at once; reads say the store
+    cannot be reached (503) within 2 s instead of hanging; stopping it frees the port."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from hastack.api.server import ApiThread
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = AgentConfig.model_validate(
+        {
+            "cluster": "c",
+            "node": "n1",
+            "etcd": {"endpoints": ["127.0.0.1:1"]},  # nothing listens there
+            "api": {"listen": f"127.0.0.1:{port}", "open-reads": True},
+        }
+    )
+    thread = ApiThread(config, FakeAgent())
+    thread.start()
+    try:
+        assert thread.bound.wait(5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            assert response.status == 200
+        asked = time.monotonic()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/status", timeout=5)
+        assert time.monotonic() - asked < 2.0
+        assert refused.value.code == 503
+        assert "cannot read the store" in json.loads(refused.value.read())["error"]
+        write = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/nodes/n1/standby", data=b"{}", method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as unauthorized:
+            urllib.request.urlopen(write, timeout=2)
+        assert unauthorized.value.code == 401
+    finally:
+        thread.stop()
+    with socket.socket() as again:
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))

@@ -248,7 +248,7 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await recorder
             if api is not None:
-                api.stop()
+                await asyncio.to_thread(api.stop)
             await self._follow(None)
             await self._store.close()
             if self._lease_client is not None:
