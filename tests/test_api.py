@@ -33,6 +33,7 @@ from hastack.store.history import read_events
 from hastack.store.memory import MemoryBackend, MemoryStore
 
 CONFIG = """\
+properties: {stonith-enabled: false}
 nodes: [{node: n1}, {node: n2}, {node: n3}]
 resources:
   - group: web

@@ -94,7 +94,10 @@ def start(local_cluster: ClusterFactory) -> LocalCluster:
 
     def settled() -> bool:
         for node in lc.node_names:
-            status, data = call(lc, node, "/api/v1/status")
+            try:
+                status, data = call(lc, node, "/api/v1/status")
+            except urllib.error.URLError:
+                return False  # its agent has not bound the API yet
             if status != 200 or data["dc_node"] is None:
                 return False
             if not all(n["online"] for n in data["nodes"]) or len(data["nodes"]) != 3:
@@ -231,6 +234,7 @@ def test_the_dashboard_in_chromium_before_and_after_a_node_is_killed(
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium must not look for drivers online
     driver = browser(Path(tempfile.mkdtemp(dir=tmp_path, prefix="chromium-")))
     wait = WebDriverWait(driver, 20, poll_frequency=0.2)
+    shot = tmp_path / "dashboard.png"
     try:
         driver.get(f"{lc.api_url(served_by)}/")
         wait.until(lambda d: d.find_element(By.ID, "dc").text == dc)
@@ -275,12 +279,22 @@ def test_the_dashboard_in_chromium_before_and_after_a_node_is_killed(
             lambda d: d.find_elements(By.CSS_SELECTOR, f"#nodes tr[data-node='{other}'] .standby")
         )
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#events tr[data-kind=config]"))
-        shot = tmp_path / "dashboard.png"
         driver.save_screenshot(str(shot))
         print(f"\nscreenshot: {shot}")
         assert shot.stat().st_size > 10_000
+    except Exception:
+        failed = tmp_path / "dashboard-failed.png"
+        driver.save_screenshot(str(failed))
+        print(f"\nscreenshot at the failure: {failed}; banner: {banner_text(driver)!r}")
+        raise
     finally:
         driver.quit()
+
+
+def banner_text(driver: Any) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.ID, "banner").text)
 
 
 @pytest.fixture(autouse=True)

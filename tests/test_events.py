@@ -187,6 +187,7 @@ def test_a_cluster_records_elections_transitions_failures_and_who_changed_what(
     [election] = wait_until(lambda: events_of("election"), timeout=20)
     assert "became DC at epoch" in str(election["text"])
     config = (
+        "properties: {stonith-enabled: false}\n"
         "resources:\n"
         "  - {primitive: flaky, agent: 'hastack:service', "
         "params: {command: 'exec sleep 3600'}, ops: [{name: monitor, interval: 1s}]}\n"

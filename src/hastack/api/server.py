@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import threading
@@ -163,7 +164,13 @@ class Api:
             except StoreError as exc:
                 raise ApiError(503, f"cannot read the store: {exc}") from None
             if facts is not None and facts.snapshot.revision == snapshot.revision:
-                facts = Facts(facts.snapshot, facts.report, facts.unclean, facts.fenced, read_at)
+                # Nothing changed in the store: the scheduler's explanations stand; the store's
+                # health and the times shown are taken afresh.
+                report = build_report(
+                    self.config.cluster, snapshot, list(self._health), time.time(), explain=False
+                )
+                report = dataclasses.replace(report, stopped=facts.report.stopped)
+                facts = Facts(snapshot, report, facts.unclean, facts.fenced, read_at)
             else:
                 facts = self._derive(snapshot, read_at)
             self._facts = facts

@@ -101,6 +101,11 @@ def why_stopped(config: ClusterConfig, state: ClusterState, plan: Plan) -> dict[
                 reasons.append(f"disabled: target-role=Stopped on {r.id}")
             if r.meta.is_managed is False:
                 reasons.append(f"unmanaged: is-managed=false on {r.id}")
+        if props.stonith_enabled and not config.fencing.devices:
+            reasons.append(
+                "stonith-enabled is true but no fencing device is configured: nothing may "
+                "start (configure fencing, or set stonith-enabled: false)"
+            )
         if props.stop_all_resources:
             reasons.append("the cluster property stop-all-resources is set")
         if props.maintenance_mode:
