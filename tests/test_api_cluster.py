@@ -56,7 +56,12 @@ def call(
 def cluster_config(lc: LocalCluster) -> str:
     return yaml.safe_dump(
         {
-            "properties": {"heartbeat-interval": "200ms", "suspect-after": SUSPECT_AFTER},
+            # A fenced node stays off (a reboot would bring it back into the test).
+            "properties": {
+                "heartbeat-interval": "200ms",
+                "suspect-after": SUSPECT_AFTER,
+                "stonith-action": "off",
+            },
             "nodes": [{"node": n} for n in lc.node_names],
             "fencing": {
                 "devices": [
