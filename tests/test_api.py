@@ -43,6 +43,14 @@ resources:
   - clone: cache-clone
     resource: {primitive: cache, agent: "ocf:heartbeat:Dummy"}
   - {primitive: solo, agent: "ocf:heartbeat:Dummy", meta: {target-role: Stopped}}
+  - clone: proxy-clone
+    resource:
+      primitive: proxy
+      agent: "hastack:proxy"
+      params:
+        config: |
+          frontends: [{name: web, bind: ["127.0.0.1:18080"], backend: web}]
+          backends: [{name: web, cluster: {resource: ip, port: 8080}}]
 """
 KEYS = Keys("c")
 
@@ -75,7 +83,7 @@ async def _seed(store: MemoryStore) -> None:
     lease = await store.grant_lease(60)
     for name in ("n1", "n2", "n3"):
         await store.put(KEYS.node(name), NodeRecord(name, NodeKind.FULL).encode())
-        member = MemberRecord(name, NodeKind.FULL, joined_at=1.0)
+        member = MemberRecord(name, NodeKind.FULL, (f"10.0.0.{name[1]}",), joined_at=1.0)
         await store.put(KEYS.member(name), member.encode(), lease=lease.id)
     failed = LastOp("monitor", 7, "not running", at=time.time())
     report = NodeReport(
@@ -138,6 +146,16 @@ async def test_status_shows_nodes_resources_failures_and_why_stopped(setup: Setu
     assert data["fail_counts"] == ["app on n2: 2"]
     assert data["stopped"]["solo"] == ["disabled: target-role=Stopped on solo"]
     assert data["answered-by"]["node"] == "n1"
+    [proxy] = data["components"]["proxies"]
+    assert proxy["resource"] == "proxy"
+    # the backend's servers as the proxy itself would take them from the cluster
+    assert proxy["backends"] == [
+        {
+            "name": "web",
+            "follows": "ip",
+            "servers": [{"name": "n2", "address": "10.0.0.2:8080", "from": "cluster"}],
+        }
+    ]
     resources = await (await setup.client.get("/api/v1/resources", headers=setup.read)).json()
     assert {r["instance"] for r in resources["resources"]} == {"ip", "app"}
     config = await (await setup.client.get("/api/v1/config", headers=setup.read)).json()

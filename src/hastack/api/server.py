@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from hastack.api.components import components
 from hastack.api.counters import AgentCounters, LocalView
 from hastack.api.metrics import render_metrics
 from hastack.api.openapi import openapi
@@ -268,6 +269,7 @@ class Api:
         for node in data["nodes"]:
             node["unclean"] = node["name"] in facts.unclean
             node["fenced"] = node["name"] in facts.fenced
+        data["components"] = components(facts.snapshot)
         data["answered-by"] = self._view_json(self.agent.local_view())
         data["read-age"] = round(time.monotonic() - facts.read_at, 3)
         return data
