@@ -11,8 +11,6 @@ from hastack.errors import ConfigError
 from hastack.model.config import Role
 from hastack.model.members import ClusterSnapshot
 from hastack.model.state import base_id
-from hastack.proxy.config import parse_config
-from hastack.proxy.follow import follow
 
 __all__ = ["components"]
 
@@ -50,6 +48,11 @@ def components(snapshot: ClusterSnapshot) -> dict[str, list[dict[str, Any]]]:
 def _proxy(
     snapshot: ClusterSnapshot, rid: str, params: dict[str, Any], running: list[dict[str, Any]]
 ) -> dict[str, Any]:
+    # Imported here: the proxy package loads its whole server; only a cluster with a proxy
+    # resource needs its configuration model.
+    from hastack.proxy.config import parse_config  # noqa: PLC0415
+    from hastack.proxy.follow import follow  # noqa: PLC0415
+
     entry: dict[str, Any] = {"resource": rid, "instances": running, "backends": []}
     text = params.get("config")
     if not isinstance(text, str):
