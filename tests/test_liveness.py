@@ -280,3 +280,26 @@ def test_a_watchdog_that_stops_hearing_from_its_agent_kills_it(tmp_path: Path) -
     finally:
         client.safe()
         client.exit()
+
+
+def test_a_target_the_node_refused_is_not_waited_for() -> None:
+    """A new DC (epoch 76) finds n1's target from the DC before it (epoch 69), which n1 has
+    refused since it saw epoch 76: waiting for it would be waiting for ever."""
+    old = NodeTarget(epoch=69, config_revision=7, resources={"vip": Role.STARTED})
+    refused = NodeReport("n1", updated=10.0, probed=frozenset({"vip"}), acked=40, refused=60)
+    snap = snapshot(
+        CONFIG,
+        member_revisions={"n1": 50, "n2": 3},
+        targets={"n1": (60, old), "n2": (61, NodeTarget(52, 7))},
+        reports={"n1": refused, "n2": report("n2", acked=61)},
+    )
+    assert not Controller().decide(snap, CONFIG, epoch=76, now=20.0).hold
+    # The negative control: not refused (yet), it is waited for.
+    taken = NodeReport("n1", updated=10.0, probed=frozenset({"vip"}), acked=40, working=60)
+    snap = snapshot(
+        CONFIG,
+        member_revisions={"n1": 50, "n2": 3},
+        targets={"n1": (60, old), "n2": (61, NodeTarget(52, 7))},
+        reports={"n1": taken, "n2": report("n2", acked=61)},
+    )
+    assert Controller().decide(snap, CONFIG, epoch=76, now=20.0).hold

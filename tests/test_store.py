@@ -5,6 +5,7 @@ against both EtcdStore and MemoryStore in test_store_contract.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -141,3 +142,30 @@ async def _put_ok(store: Store, key: str) -> bool:
     except IndeterminateStoreError:
         return False
     return True
+
+
+async def test_a_quiet_watch_reports_how_far_the_store_has_gone(
+    etcd: LocalCluster,
+) -> None:
+    """With progress_every, a watch on a range nothing changes in still says how far the
+    store has gone: an empty batch whose revision follows the writes elsewhere — how the
+    agent tells a quiet range from a stale watch (docs/control-plane.md)."""
+    async with EtcdStore(etcd.endpoints, 0.5) as watcher, EtcdStore(etcd.endpoints, 2.0) as writer:
+        start = (await writer.get_prefix("/quiet/")).revision + 1
+        batches: list[int] = []
+
+        async def follow() -> None:
+            async for batch in watcher.watch_prefix("/quiet/", start, progress_every=0.2):
+                assert batch.events == ()
+                batches.append(batch.revision)
+
+        task = asyncio.create_task(follow())
+        try:
+            written = await writer.put("/elsewhere/a", b"1")
+            await async_wait_until(
+                lambda: asyncio.sleep(0, bool(batches) and batches[-1] >= written), 3.0
+            )
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -108,6 +108,13 @@ class Agent:
         # what this node acts on otherwise (docs/control-plane.md).
         self._mirror: Mirror | None = None
         self._mirror_task: asyncio.Task[None] | None = None
+        # A quiet range is asked for progress this often, and must have caught up with a
+        # revision the cluster was at this long ago, or its watch is stale.
+        self._progress_every = 2 * config.timings.renew_interval
+        self._lag_limit = (
+            self._progress_every + config.timings.renew_interval + config.timings.store_timeout
+        )
+        self._confirmed: list[tuple[int, float]] = []  # (cluster revision, when), oldest first
         # An agent never goes silent: if its cycle stops running, the self-check ends the
         # process (its supervisor starts a fresh one), and a watchdog that hears nothing
         # more kills it in case even that cannot happen (docs/control-plane.md).
@@ -129,6 +136,7 @@ class Agent:
         self._last_refusal: str | None = None
         self._handled_requests: set[str] = set()
         self._overdue_said: set[str] = set()
+        self._suspected: set[str] = set()
         self.controller = Controller()
         resource_dir = (
             state_dir if state_dir is not None else Path(f"/var/lib/hastack/{config.node}")
@@ -150,6 +158,8 @@ class Agent:
                 "etcd-endpoints": ",".join(config.etcd.endpoints),
                 "etcd-root": config.etcd.root,
             },
+            kind=config.kind,
+            node_attributes=config.attributes,
         )
         address = str(config.addresses[0]) if config.addresses else None
         self.heartbeat = (
@@ -390,6 +400,9 @@ class Agent:
                 alive_until=time.monotonic() + self._alive_window,
             )
             mirror = await self._follow(self._ranges())
+            if self._is_stale(mirror):
+                await self._follow(None)  # read every range again, from where the store is
+                continue
             if mirror.loaded:
                 await self._decide_and_act(mirror.snapshot())
             else:
@@ -540,6 +553,12 @@ class Agent:
         if len(beating) >= 2 and len(silent) == len(beating):
             self._say(f"every other member looks silent ({', '.join(silent)}); suspecting none")
             return frozenset()
+        for node in set(silent) - self._suspected:
+            # A step of the failover pipeline, timed by bench/vip_failover.py.
+            log.warning("suspecting %s: no heartbeat for %gs", node, self.heartbeat.threshold(
+                node, config.properties.suspect_after))  # fmt: skip
+            self.events.record("node-suspected", node=node)
+        self._suspected = set(silent)
         return frozenset(silent)
 
     def _since(self) -> dict[str, float]:
@@ -593,7 +612,9 @@ class Agent:
         assert self.heartbeat is not None
         silent: set[str] = set()
         while True:
-            await asyncio.sleep(self._heartbeat_interval)
+            # A quarter of the interval: suspicion acted on within 50 ms of its moment at the
+            # default 200 ms, not up to a whole interval later (docs/control-plane.md).
+            await asyncio.sleep(self._heartbeat_interval / 4)
             now_silent = set(
                 self.heartbeat.silent(list(self._peers), self._suspect_after, since=self._since())
             )
@@ -603,7 +624,9 @@ class Agent:
 
     def _feed_executor(self, snapshot: ClusterSnapshot) -> None:
         node = self.config.node
-        self.lrm.set_config(snapshot.config, snapshot.config_revision)
+        self.lrm.set_config(
+            snapshot.config, snapshot.config_revision, known_nodes=len(snapshot.known_nodes)
+        )
         # A target older than this life of the agent was meant for the node it was before.
         target = snapshot.current_target(node)
         dc_epoch = snapshot.dc.epoch if snapshot.dc else 0
@@ -802,6 +825,37 @@ class Agent:
             keys.cleanup_requests,
         )
 
+    def _is_stale(self, mirror: Mirror) -> bool:
+        """Has a watch fallen behind the cluster? A member cut off from its cluster (etcd with
+        pre-vote keeps its leader, so `hasleader` does not end its watches) holds them open
+        and silent; the lease renewals tell the cluster's real revision. A range that has not
+        reached the revision the cluster was at `lag-limit` ago is read again, elsewhere."""
+        if self._lease_client is None or not mirror.loaded:
+            return False
+        now = time.monotonic()
+        latest = self._lease_client.confirmed
+        if latest[0] and (not self._confirmed or self._confirmed[-1] != latest):
+            self._confirmed.append(latest)
+        older = [c for c in self._confirmed if now - c[1] >= self._lag_limit]
+        self._confirmed = [c for c in self._confirmed if now - c[1] < 2 * self._lag_limit]
+        if not older:
+            return False
+        revision = older[-1][0]
+        behind = mirror.is_behind(revision)
+        if not behind:
+            return False
+        names = ", ".join(self.keys.relative(r) or "everything" for r in behind)
+        log.warning(
+            "the store's watch on %s lags the cluster (not at revision %d after %.1fs); "
+            "reading it again",
+            names,
+            revision,
+            self._lag_limit,
+        )
+        self.events.record("watch-stale", ranges=names, revision=revision)
+        self._confirmed.clear()
+        return True
+
     def _is_full(self, mirror: Mirror) -> bool:
         return mirror.ranges == (self.keys.prefix,) and mirror.loaded
 
@@ -813,16 +867,21 @@ class Agent:
             return mirror
         if self._mirror_task is not None:
             self._mirror_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._mirror_task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("following the store failed")
             self._mirror_task = None
         if ranges is None:
             self._mirror = None
             return Mirror(self.keys, ())
         mirror = Mirror(self.keys, ranges)
         self._mirror = mirror
+        progress = self._progress_every if self._lease_client is not None else None
         self._mirror_task = asyncio.create_task(
-            follow_all(self._store, mirror, self._wake.set), name="mirror"
+            follow_all(self._store, mirror, self._wake.set, progress), name="mirror"
         )
         return mirror
 

@@ -15,19 +15,23 @@ the availability timeline for people (`hastack.lab.plot`).
 
 from hastack.checkers.availability import Outage, check_availability
 from hastack.checkers.history import CheckResult, Op, pair_ops, parse_history
+from hastack.checkers.instances import LogLine, check_instances, parse_log
 from hastack.checkers.overlap import check_exclusive, dead_events
 from hastack.checkers.queue import check_total_queue
 from hastack.checkers.sets import check_set
 
 __all__ = [
     "CheckResult",
+    "LogLine",
     "Op",
     "Outage",
     "check_availability",
     "check_exclusive",
+    "check_instances",
     "check_set",
     "check_total_queue",
     "dead_events",
     "pair_ops",
     "parse_history",
+    "parse_log",
 ]

@@ -1,6 +1,7 @@
 """The local resource manager: this node's side of the executor.
 
-It probes every configured resource once (to adopt what already runs), then brings the node
+It probes every configured resource once (to adopt what already runs; not those that
+resource-discovery keeps this node from looking for), then brings the node
 to the target the DC writes, one operation at a time per resource and any number in parallel
 across resources, runs recurring monitors, counts failures, and publishes the node's report.
 It decides nothing about placement: a failure is reported, and the DC decides the recovery.
@@ -49,8 +50,11 @@ from hastack.executor.transitions import (
     op_request,
     placements,
     probe_names,
+    rule_attributes,
+    unprobed,
 )
 from hastack.model.config import ClusterConfig, Op, Role
+from hastack.model.members import NodeKind
 from hastack.model.state import base_id
 from hastack.model.status import NodeReport, PendingOp, ResourceReport
 from hastack.model.targets import NodeTarget, NotifyRequest
@@ -128,8 +132,14 @@ class LocalResourceManager:
         guard: ExclusiveGuard | None = None,
         clock: Callable[[], float] = time.time,
         cluster: Mapping[str, str] | None = None,
+        kind: NodeKind = NodeKind.FULL,
+        node_attributes: Mapping[str, str] | None = None,
     ) -> None:
         self.node = node
+        # What location rules see of this node besides the configuration: its kind and the
+        # attributes of its member record (resource-discovery by rule).
+        self.kind = kind
+        self.node_attributes = dict(node_attributes or {})
         self.cluster = dict(cluster or {})
         self.state_dir = state_dir
         self.netns = netns
@@ -145,6 +155,10 @@ class LocalResourceManager:
         self.target: NodeTarget | None = None
         self.highest_epoch = 0
         self.probed: set[str] = set()
+        # Primitives this node does not probe, by resource-discovery, and what that was
+        # worked out from (the configuration and the attributes rules read).
+        self.unprobed: frozenset[str] = frozenset()
+        self._unprobed_from: tuple[ClusterConfig, dict[str, str]] | None = None
         self.attributes: dict[str, str] = {}
         # Clone notifications run (keys, most recent last) and those under way.
         self.notified: list[str] = []
@@ -162,6 +176,7 @@ class LocalResourceManager:
         # `hastack status` see what a node is doing, and for how long it may take.
         self.pending: dict[str, PendingOp] = {}
         self.working = 0  # the revision of the target accepted in this life
+        self.refused = 0  # the revision of the last target refused (an older DC's)
         self.last_pass = time.monotonic()  # when the loop last ran a pass (self-check)
 
     # ---- inputs -----------------------------------------------------------------------------
@@ -188,6 +203,9 @@ class LocalResourceManager:
         if target is None:
             return None
         if target.epoch < self.highest_epoch:
+            if self.refused != revision:
+                self.refused = revision  # said in the report: the DC must not wait for it
+                self._dirty.set()
             return f"target from epoch {target.epoch} refused: epoch {self.highest_epoch} seen"
         if self.config is not None and target.config_revision != self._config_revision:
             # The plan was made for another configuration: wait until we have the same one.
@@ -309,10 +327,12 @@ class LocalResourceManager:
             },
             attributes=dict(self.attributes),
             probed=frozenset(self.probed),
+            unprobed=self.unprobed,
             acked=self.acked,
             notified=tuple(self.notified),
             working=self.working,
             pending=dict(self.pending),
+            refused=self.refused,
         )
 
     def _reconcile(self) -> None:
@@ -619,14 +639,37 @@ class LocalResourceManager:
     # ---- probes -----------------------------------------------------------------------------
 
     async def _probe_new(self) -> None:
-        """Probe every configured primitive not probed yet (at start, and when one is added)."""
+        """Probe every configured primitive not probed yet (at start, and when one is added),
+        but those resource-discovery keeps this node from looking for."""
         if self.config is None:
             return
-        todo = [p for p in self._placements if p not in self.probed]
+        self._update_unprobed(self.config)
+        todo = [p for p in self._placements if p not in self.probed and p not in self.unprobed]
         if not todo:
             return
         await asyncio.gather(*(self._probe(p) for p in todo))
         self._dirty.set()
+
+    def _update_unprobed(self, config: ClusterConfig) -> None:
+        """Work out again what this node does not probe when the configuration or the
+        attributes its rules read have changed; a change is published."""
+        reported = {**self.node_attributes, **self.attributes}
+        if self._unprobed_from is not None:
+            seen_config, seen_attributes = self._unprobed_from
+            if seen_config is config and seen_attributes == reported:
+                return
+        self._unprobed_from = (config, reported)
+        attributes = rule_attributes(config, self.node, self.kind, reported)
+        found = frozenset(unprobed(config, self.node, attributes))
+        if found != self.unprobed:
+            if found:
+                log.info(
+                    "not probing %d resource(s) here (resource-discovery): %s",
+                    len(found),
+                    ", ".join(sorted(found)),
+                )
+            self.unprobed = found
+            self._dirty.set()
 
     async def _probe(self, primitive: str) -> None:
         placement = self._placements[primitive]

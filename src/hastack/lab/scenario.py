@@ -61,6 +61,7 @@ from hastack.checkers import (
 )
 from hastack.lab.net.lab import FAST_ELECTION_MS, FAST_TIMINGS, Lab, LabError, StatusFeed
 from hastack.lab.net.topology import CLIENT, HostRole
+from hastack.lab.nova.run import NovaRun, NovaSpec
 from hastack.lab.plot import plot_availability
 from hastack.model.agent_config import Timings
 from hastack.model.base import Duration, Name, Spec
@@ -147,6 +148,7 @@ class Scenario(Spec):
     settle: Duration = 2.0  # after the load, before collecting
     expect: Expect = Expect()
     ready_timeout: Duration = READY_TIMEOUT  # for the `ready` resources to run
+    nova: NovaSpec | None = None  # the lab's fake Nova and instances (docs/compute.md)
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -279,6 +281,9 @@ class Runner:
         self.names["power"] = str(lab.power_registry)
         self.names["labdir"] = str(lab.directory)
         self.names["controllers"] = ",".join(h.name for h in lab.controllers())
+        self.nova = NovaRun(scenario.nova, lab, results) if scenario.nova else None
+        if self.nova is not None:
+            self.names.update(self.nova.names())
         self.config = _substitute(scenario.cluster, self.names)
         self.vips = _vips(self.config)
         self.feed: StatusFeed | None = None
@@ -423,10 +428,17 @@ class Runner:
         workers: ProcessRecord | None = None
         started_at = time.time()
         try:
+            if self.nova is not None:
+                self.nova.start(bound)
+                self.say(f"  fake Nova API at {self.nova.url}")
             revision = lab.apply_config(results / "cluster.yaml")
             self.say(f"  configuration stored (revision {revision}); waiting for "
                      f"{', '.join(s.ready) or 'the cluster'}")  # fmt: skip
             self.feed.wait_for(self.is_ready, s.ready_timeout, f"{', '.join(s.ready)} running")
+            if self.nova is not None:
+                self.nova.boot()
+                self.say(f"  {s.nova.instances if s.nova else 0} instances running on "
+                         f"{s.nova.host if s.nova else ''}")  # fmt: skip
             self.observer.start()
             specs = self.workload_specs()
             (results / "workloads.json").write_text(json.dumps(specs, indent=2))
@@ -468,6 +480,8 @@ class Runner:
                 wait_gone(workers)
             self.observer.stop()
             self.feed.close()
+            if self.nova is not None:
+                self.nova.stop()
         ended_at = time.time()
         with lab.nemesis_path.open() as f:
             f.seek(nemesis_offset)
@@ -519,6 +533,8 @@ class Runner:
             checks.append(check_set([e for e in history if "set" in str(e["process"])]))
         if any(e.get("f") == "enqueue" for e in history):
             checks.append(check_total_queue(history))
+        if self.nova is not None:
+            checks += self.nova.check(nemesis, results / "agents")
         try:
             plot_availability(
                 http or history, nemesis, results / "availability.png",

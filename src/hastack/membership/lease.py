@@ -145,7 +145,9 @@ class LeaseKeeper:
                     on_lost(self._lost_reason)
                     return
                 try:
-                    renew(lease.id, self.deadline - now)
+                    # One store timeout per attempt, as the asyncio client: an attempt sent to
+                    # a member cut off from its cluster must leave time to try another.
+                    renew(lease.id, min(timings.store_timeout, self.deadline - now))
                 except LeaseNotFound:
                     self._lost_reason = "the lease has expired on the server"
                     on_lost(self._lost_reason)

@@ -130,6 +130,13 @@ class ClusterSnapshot:
         record = self.nodes.get(node)
         return self.fencing_revisions.get(node, 0) > (record.revision if record else 0)
 
+    def last_fenced(self, node: str) -> float | None:
+        """When the node's last successful fence finished (wall time), if it ever was."""
+        for record in reversed(self.fencing.get(node, [])):
+            if record.succeeded:
+                return record.finished
+        return None
+
     def target_is_void(self, node: str) -> bool:
         """Was the node's target written before its current life (before its member key)?
 

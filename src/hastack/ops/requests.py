@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from hastack.compute.fence_step import evacuate_steps
 from hastack.errors import HastackError
 from hastack.fencing.fencer import fence_node
 from hastack.fencing.service import record_fencing
@@ -74,6 +75,7 @@ async def fence_by_hand(
         by="cli",
         epoch=0,
         agent_dirs=tuple(agent_dirs),
+        steps=evacuate_steps(cluster.store, cluster.keys, epoch=None, by="cli"),
     )
     recorded = await record_fencing(cluster.store, cluster.keys, outcome.record, epoch=None)
     # The DC records the result as it sees the history change; this says who asked.

@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hastack.compute.evacuation import EvacuationRecord, RecordState
 from hastack.controller import build_state
 from hastack.errors import StoreError
 from hastack.executor.agents.base import OcfRc
@@ -188,6 +189,36 @@ def _pending(snapshot: ClusterSnapshot, now: float) -> list[str]:
             out.append(f"{node}: has not taken its target yet" + (since if target.at else ""))
         elif target is not None and report.acked < revision and not report.pending:
             out.append(f"{node}: finishing its target (notifications or steps queued)")
+    return out + _evacuations(snapshot, now)
+
+
+def _evacuations(snapshot: ClusterSnapshot, now: float) -> list[str]:
+    """Fenced computes whose evacuation record is still there (docs/compute.md): pending
+    ones with what is left and why they wait, done ones waiting for their host."""
+    out = []
+    for name, key in sorted(snapshot.other.items()):
+        if not name.startswith("evacuate/"):
+            continue
+        try:
+            record = EvacuationRecord.decode(key.value)
+        except ValueError as exc:
+            out.append(f"evacuation record {name}: {exc}")
+            continue
+        age = max(0.0, now - record.fenced_at)
+        if record.state is RecordState.DONE:
+            out.append(
+                f"evacuation of {record.node}: done; the host stays disabled until it is back "
+                f"(fenced {age:.0f}s ago)"
+            )
+            continue
+        left = record.pending_instances
+        line = f"evacuation of {record.node}: pending, fenced {age:.0f}s ago, " + (
+            f"{len(left)} instance(s) left" if record.listed else "instances not read yet"
+        )
+        if record.last_error:
+            line += f"; Nova: {record.last_error} (try {record.attempts}, next in "
+            line += f"{max(0.0, record.next_try - now):.0f}s)"
+        out.append(line)
     return out
 
 

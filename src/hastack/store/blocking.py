@@ -10,8 +10,8 @@ and the same error tree and endpoint failover as the asyncio client (hastack.sto
 from __future__ import annotations
 
 import logging
-import random
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,18 +20,11 @@ from aetcd import rpc
 
 from hastack.errors import LeaseNotFound, StoreError, StoreTimeout, StoreUnavailable
 from hastack.model.agent_config import parse_endpoint
+from hastack.store.etcd import CHANNEL_OPTIONS
 
 __all__ = ["BlockingLeaseClient"]
 
 log = logging.getLogger(__name__)
-
-_CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-)
 
 
 class BlockingLeaseClient:
@@ -41,10 +34,14 @@ class BlockingLeaseClient:
         if not endpoints:
             raise ValueError("at least one etcd endpoint is needed")
         self.endpoints = tuple(parse_endpoint(e) for e in endpoints)
-        self._index = random.randrange(len(self.endpoints))
+        # The first endpoint is the preferred one (an agent lists its own member first).
+        self._index = 0
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
         self._lock = threading.Lock()
+        # The cluster's revision in the last renewal's answer (a keep-alive reaches the raft
+        # leader, so it is current) and the monotonic time the renewal was sent.
+        self.confirmed: tuple[int, float] = (0, 0.0)
 
     @property
     def endpoint(self) -> str:
@@ -52,7 +49,7 @@ class BlockingLeaseClient:
 
     def _lease_stub(self) -> Any:
         if self._stub is None:
-            self._channel = grpc.insecure_channel(self.endpoint, options=_CHANNEL_OPTIONS)
+            self._channel = grpc.insecure_channel(self.endpoint, options=CHANNEL_OPTIONS)
             self._stub = rpc.LeaseStub(self._channel)
         return self._stub
 
@@ -68,6 +65,7 @@ class BlockingLeaseClient:
         is gone on the server; StoreTimeout/StoreUnavailable when the outcome is unknown (the
         next call then goes to the next endpoint)."""
         with self._lock:
+            sent = time.monotonic()
             stub = self._lease_stub()
             responses = stub.LeaseKeepAlive(
                 iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=timeout
@@ -86,6 +84,7 @@ class BlockingLeaseClient:
                 responses.cancel()
             if response.TTL <= 0:
                 raise LeaseNotFound(f"lease {lease_id:x} has expired")
+            self.confirmed = (int(response.header.revision), sent)
             return int(response.TTL)
 
     def close(self) -> None:

@@ -57,7 +57,7 @@ T = TypeVar("T")
 # watch on a partitioned minority member ends instead of staying open and silent.
 _REQUIRE_LEADER = (("hasleader", "true"),)
 
-_CHANNEL_OPTIONS = (
+CHANNEL_OPTIONS = (
     # Reconnect quickly after a member restarts; the default backoff grows to two minutes.
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
@@ -172,7 +172,7 @@ class EtcdStore:
             raise StoreUnavailable("store client is closed")
         if self._conn is None:
             target = self.endpoints[self._index]
-            channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+            channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
             self._generation += 1
             self._conn = _Connection(
                 target=target,
@@ -364,6 +364,7 @@ class EtcdStore:
         *,
         on_reconnect: Callable[[str], None] | None = None,
         exact: bool = False,
+        progress_every: float | None = None,
     ) -> AsyncIterator[WatchBatch]:
         """Every change under `prefix` (of that one key, with `exact`) from `start_revision`
         on, in order, across reconnects.
@@ -371,6 +372,12 @@ class EtcdStore:
         When the stream breaks (member died, lost its leader) the watch is opened again on the
         next endpoint from the revision after the last one delivered, so nothing is missed or
         repeated. Raises Compacted when that history is gone: the caller must read afresh.
+
+        With `progress_every`, the stream is asked for a progress notification whenever it
+        has been quiet that long: an empty batch carrying the member's current revision. A
+        member cut off from its cluster still answers, with a revision that stops moving —
+        how a caller that knows the cluster's revision (from a lease renewal, say) can tell
+        a silent range from a stale stream (docs/control-plane.md).
         """
         next_revision = start_revision
         key = prefix.encode()
@@ -378,6 +385,8 @@ class EtcdStore:
         while True:
             conn = self._connection()
             stream = conn.watch.Watch(metadata=_REQUIRE_LEADER)
+            responses: asyncio.Queue[Any] = asyncio.Queue()
+            reader: asyncio.Task[None] | None = None
             try:
                 create = rpc.WatchCreateRequest(
                     key=key,
@@ -396,8 +405,21 @@ class EtcdStore:
                 if not first.created:
                     raise StoreUnavailable("watch was not created")
                 failures = 0
+                # Reads run in a task of their own: a read is never cancelled (that would end
+                # the call), the loop below waits on the queue with a timeout instead.
+                reader = asyncio.create_task(_read_into(stream, responses))
                 while True:
-                    response = await stream.read()
+                    try:
+                        response = await asyncio.wait_for(responses.get(), progress_every)
+                    except TimeoutError:
+                        progress = rpc.WatchRequest(progress_request=rpc.WatchProgressRequest())
+                        async with asyncio.timeout(self.timeout):
+                            await stream.write(progress)
+                        continue
+                    if isinstance(response, asyncio.InvalidStateError):
+                        raise StoreUnavailable("watch stream ended")
+                    if isinstance(response, BaseException):
+                        raise response
                     if response is grpc.aio.EOF:
                         raise StoreUnavailable("watch stream ended")
                     if response.compact_revision:
@@ -417,6 +439,12 @@ class EtcdStore:
                     yield WatchBatch(events, revision)
             except Compacted:
                 raise
+            except asyncio.InvalidStateError:
+                # A write (a progress request) on a call that has already ended: the stream
+                # is gone, like any other break.
+                self._fail_over(conn)
+                failures += 1
+                await asyncio.sleep(min(0.05 * 2**failures, 1.0))
             except (grpc.aio.AioRpcError, TimeoutError, OSError, StoreUnavailable) as exc:
                 error = _translate(exc)
                 self._fail_over(conn)
@@ -430,6 +458,22 @@ class EtcdStore:
                 await asyncio.sleep(min(0.05 * 2**failures, 1.0))
             finally:
                 stream.cancel()
+                if reader is not None:
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reader
+
+
+async def _read_into(stream: Any, responses: asyncio.Queue[Any]) -> None:
+    """Every response of a watch stream into a queue; its end or failure too."""
+    try:
+        while True:
+            response = await stream.read()
+            await responses.put(response)
+            if response is grpc.aio.EOF:
+                return
+    except (grpc.aio.AioRpcError, OSError, asyncio.InvalidStateError) as exc:
+        await responses.put(exc)
 
 
 def _event(pb: Any) -> Event:
@@ -493,7 +537,7 @@ class EndpointStatus:
 async def endpoint_status(endpoint: str, timeout: float) -> EndpointStatus:
     """Ask one member for its status and whether it has a leader (a linearizable read)."""
     target = parse_endpoint(endpoint)
-    channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+    channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
     try:
         async with asyncio.timeout(timeout):
             status = await rpc.MaintenanceStub(channel).Status(rpc.StatusRequest())

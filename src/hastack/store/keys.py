@@ -23,6 +23,7 @@ class Keys:
     <root>/<cluster>/status/<node>     observed states reported by the node
     <root>/<cluster>/fencing/<node>    fencing history
     <root>/<cluster>/requests/cleanup/<id>  an operator's cleanup request, on a short lease
+    <root>/<cluster>/evacuate/<node>   a fenced compute's evacuation record (docs/compute.md)
     <root>/.events/<cluster>/<id>      the event history (docs/api.md §4): beside the cluster
                                        prefix, so that what watches the prefix never gets it
     """
@@ -76,6 +77,13 @@ class Keys:
 
     def fence_history(self, node: str) -> str:
         return self.fencing + node
+
+    @property
+    def evacuations(self) -> str:
+        return self.prefix + "evacuate/"
+
+    def evacuation(self, node: str) -> str:
+        return self.evacuations + node
 
     @property
     def cleanup_requests(self) -> str:

@@ -11,6 +11,7 @@ from hastack.executor.agents.base import (
     OpRequest,
     OpResult,
 )
+from hastack.executor.agents.evacuator import EvacuatorAgent
 from hastack.executor.agents.ocf import OCF_ROOT, OcfDriver
 from hastack.executor.agents.proxy import ProxyAgent
 from hastack.executor.agents.service import ServiceAgent
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 NATIVE: dict[str, type[NativeAgent]] = {
+    EvacuatorAgent.name: EvacuatorAgent,
     VipAgent.name: VipAgent,
     ServiceAgent.name: ServiceAgent,
     ProxyAgent.name: ProxyAgent,

@@ -35,6 +35,7 @@ import ipaddress
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -465,8 +466,12 @@ class Lab(Harness):
         """Live processes of a hastack:service instance on a host (from its pidfiles)."""
         found = []
         services = self.agent_state_dir(name) / "services"
+        wanted = instance.replace(":", "_")
         for pidfile in sorted(services.glob("*/pid")):
-            if not pidfile.parent.name.startswith(instance.replace(":", "_") + "-"):
+            folder = pidfile.parent.name
+            # `api:2`, or `api` for whichever instance of the clone runs on the host.
+            of_clone = ":" not in instance and re.match(rf"^{re.escape(wanted)}_\d+-", folder)
+            if not folder.startswith(wanted + "-") and not of_clone:
                 continue
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 rec = ProcessRecord.from_json(json.loads(pidfile.read_text()))
