@@ -85,6 +85,20 @@ def test_a_node_records_each_new_failure_once() -> None:
     assert len(failed_action_events("n2", broken, twice, now=131.0)) == 1
 
 
+def test_verbose_lines_show_a_transitions_actions_and_a_changes_difference() -> None:
+    from hastack.cli.events_cmd import details
+
+    transition = ClusterEvent(
+        EventKind.TRANSITION, "planned 2 action(s)", 1.0, "n1",
+        {"actions": [{"kind": "start", "resource": "app", "node": "n2", "reason": "placed"},
+                     {"kind": "fence", "resource": None, "node": "n3", "reason": "unclean"}],
+         "more": 0},
+    )  # fmt: skip
+    assert details(transition) == ["    start app on n2: placed", "    fence on n3: unclean"]
+    change = ClusterEvent(EventKind.CONFIG, "x", 1.0, "cli", {"diff": ["-a", "+b"]})
+    assert details(change) == ["    -a", "    +b"]
+
+
 def test_stored_events_decode_or_say_why_not() -> None:
     event = ClusterEvent(EventKind.CONFIG, "moved web to n2", 1.5, "cli", {"by": "root@h"})
     back = decode_event(event.encode(), 42)

@@ -14,7 +14,7 @@ from hastack.model.events import ClusterEvent, kinds
 from hastack.ops import events
 from hastack.ops.cluster import open_cluster
 
-__all__ = ["format_event", "register"]
+__all__ = ["details", "format_event", "register"]
 
 
 def format_event(event: ClusterEvent) -> str:
@@ -22,11 +22,26 @@ def format_event(event: ClusterEvent) -> str:
     return f"{when} {event.kind.value:<13} {event.text}"
 
 
-def _print(event: ClusterEvent, as_json: bool) -> None:
+def details(event: ClusterEvent) -> list[str]:
+    """The lines `-v` adds: a transition's actions with their reasons, a change's difference."""
+    out = []
+    for action in event.data.get("actions", []):
+        what = f"{action.get('kind')} {action.get('resource') or ''}".strip()
+        out.append(f"    {what} on {action.get('node')}: {action.get('reason')}")
+    if event.data.get("more"):
+        out.append(f"    ... and {event.data['more']} more")
+    out += [f"    {line}" for line in event.data.get("diff", [])]
+    return out
+
+
+def _print(event: ClusterEvent, as_json: bool, verbose: bool = False) -> None:
     if as_json:
         print(json.dumps(event.to_json(), sort_keys=True), flush=True)
-    else:
-        print(format_event(event), flush=True)
+        return
+    print(format_event(event), flush=True)
+    if verbose:
+        for line in details(event):
+            print(line, flush=True)
 
 
 def run_events(args: argparse.Namespace) -> int:
@@ -42,10 +57,10 @@ def run_events(args: argparse.Namespace) -> int:
             for problem in history.problems:
                 print(f"hastack: {problem}", file=sys.stderr)
             for event in history.events:
-                _print(event, args.json)
+                _print(event, args.json, args.verbose)
             if args.follow:
                 async for event in events.follow(cluster, history.revision, wanted):
-                    _print(event, args.json)
+                    _print(event, args.json, args.verbose)
 
     asyncio.run(go())
     return 0
@@ -63,6 +78,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_client_options(parser)
     parser.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="with each transition its actions and reasons, with each change its difference",
+    )  # fmt: skip
     parser.add_argument(
         "--limit", type=int, default=50, metavar="N", help="the newest N events (default 50)"
     )
