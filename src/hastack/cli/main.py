@@ -15,6 +15,7 @@ from hastack.cli import (
     agent_cmd,
     cluster_cmd,
     config_cmd,
+    events_cmd,
     fence_cmd,
     galera_cmd,
     init_cmd,
@@ -36,6 +37,7 @@ examples:
   hastack demo                     the main job: a cluster, a crash, the failover shown
   hastack cluster up --nodes 3     start a 3-node cluster on loopback (etcd + agents)
   hastack status                   DC, quorum, nodes and resources of that cluster
+  hastack events --follow          the event history: elections, transitions, failures
   hastack config apply cluster.yaml
                                    validate, show the difference, store by CAS
   hastack simulate --state s.yaml --node-down n1
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (
         status,
+        events_cmd,
         resource_cmd,
         config_cmd,
         simulate_cmd,
@@ -79,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         cluster_cmd,
         init_cmd,
         agent_cmd,
+        token_cmd,
         proxy_cmd,
         lab_cmd,
         token_cmd,
