@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -201,16 +202,32 @@ class _ResponseReader:
 
 
 class Client:
-    """A keep-alive HTTP/1.1 client on raw streams (one request at a time)."""
+    """A keep-alive HTTP/1.1 client on raw streams (one request at a time); TLS with `tls`."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
         self.host = host
         self.port = port
+        self.tls = tls
+        self.server_hostname = server_hostname
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def connect(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        if self.tls is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        else:
+            self.reader, self.writer = await asyncio.open_connection(
+                self.host,
+                self.port,
+                ssl=self.tls,
+                server_hostname=self.server_hostname or self.host,
+            )
 
     async def close(self) -> None:
         if self.writer is not None:

@@ -10,6 +10,7 @@
     control     the control plane: one owner of every server's state
     runtime     the data plane's live objects: slots, queues, pools, timers
     http, tcp   the two modes
+    tls         certificates by SNI, read again on change; TLS to servers
     dataplane   listeners and the data plane of one process
     workers     several data-plane processes under a supervisor (SO_REUSEPORT)
     stats       counters summed across workers; HTML, JSON, Prometheus

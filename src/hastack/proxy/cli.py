@@ -29,6 +29,7 @@ from hastack.errors import HastackError
 from hastack.proxy.config import ProxyConfig, parse_config
 from hastack.proxy.server import Proxy
 from hastack.proxy.sources import BackendSource, ClusterSource
+from hastack.proxy.tls import certificate_problems
 from hastack.store import EtcdStore, Keys, Store
 
 __all__ = ["load_config", "register"]
@@ -43,7 +44,7 @@ def load_config(path: str) -> ProxyConfig:
         raise HastackError(
             f"{path}: cannot read the proxy configuration ({exc.strerror})"
         ) from None
-    return parse_config(text, path)
+    return parse_config(text, path, files=certificate_problems)
 
 
 def cluster_source(config: ProxyConfig) -> tuple[BackendSource | None, Store | None]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections import Counter
+from collections.abc import Callable
 from typing import Annotated
 
 import pydantic
@@ -34,6 +35,7 @@ __all__ = [
     "AdminSpec",
     "BackendSpec",
     "Balance",
+    "CertificateSpec",
     "CheckSpec",
     "CheckType",
     "ClusterLink",
@@ -41,6 +43,7 @@ __all__ = [
     "FollowRole",
     "FrontendSpec",
     "FrontendTimeouts",
+    "FrontendTlsSpec",
     "HttpCheckSpec",
     "HttpLimits",
     "Mode",
@@ -51,6 +54,8 @@ __all__ = [
     "ProxyConfig",
     "ServerSpec",
     "ServerTimeouts",
+    "ServerTlsSpec",
+    "TlsVersion",
     "parse_address",
     "parse_config",
 ]
@@ -136,6 +141,52 @@ class FrontendTimeouts(Spec):
         return self
 
 
+class TlsVersion(enum.StrEnum):
+    TLS1_2 = "1.2"
+    TLS1_3 = "1.3"
+
+
+class CertificateSpec(Spec):
+    """A certificate (PEM, with its chain after it) and its private key (PEM, unencrypted).
+
+    `key` may be left out when the key is in the certificate file. The names SNI selects on
+    are read from the certificate itself (subjectAltName, else the common name).
+    """
+
+    cert: Annotated[str, pydantic.Field(min_length=1)]
+    key: Annotated[str, pydantic.Field(min_length=1)] | None = None
+
+
+class FrontendTlsSpec(Spec):
+    """TLS termination on a frontend, with the standard library's ssl (OpenSSL)."""
+
+    # The first is the default, for clients that send no SNI or a name no certificate has.
+    certificates: Annotated[list[CertificateSpec], pydantic.Field(min_length=1)]
+    min_version: TlsVersion = TlsVersion.TLS1_2
+    # OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's); default: Python's.
+    ciphers: str | None = None
+    # ALPN protocols offered; default `http/1.1` on an HTTP frontend, none on TCP.
+    alpn: list[Annotated[str, pydantic.Field(min_length=1, max_length=255)]] | None = None
+    handshake_timeout: Duration = 10.0
+    # How often the certificate files are looked at; a changed one is read again, no restart.
+    watch_interval: Duration = 2.0
+
+    @pydantic.model_validator(mode="after")
+    def _positive(self) -> FrontendTlsSpec:
+        if min(self.handshake_timeout, self.watch_interval) <= 0:
+            raise ValueError("handshake-timeout and watch-interval must be positive")
+        return self
+
+
+class ServerTlsSpec(Spec):
+    """TLS from the proxy to the servers of a backend."""
+
+    verify: bool = True  # the server's certificate against `ca` (default: the system's CAs)
+    ca: str | None = None  # PEM file of the CAs to trust
+    sni: str | None = None  # server name sent and verified; default the server's address
+    min_version: TlsVersion = TlsVersion.TLS1_2
+
+
 class FrontendSpec(Spec):
     name: Name
     bind: Annotated[list[Address], pydantic.Field(min_length=1)]
@@ -147,6 +198,7 @@ class FrontendSpec(Spec):
     # Bind even when the address is not (yet) on this host (IP_FREEBIND, HAProxy's `freebind`):
     # a proxy clone listens on the VIP on every node, and answers wherever the VIP lands.
     freebind: bool = False
+    tls: FrontendTlsSpec | None = None
 
 
 def _default_expect() -> list[int | str]:
@@ -290,6 +342,7 @@ class BackendSpec(Spec):
     pool: PoolSpec = PoolSpec()
     # Request bodies up to this size are kept so an idempotent request can be sent again.
     retry_buffer: Annotated[int, pydantic.Field(ge=0, le=16 * 1048576)] = 65536
+    tls: ServerTlsSpec | None = None
 
 
 class AdminSpec(Spec):
@@ -381,7 +434,24 @@ def check_config(config: ProxyConfig, *, standalone: bool = True) -> list[tuple[
     return problems
 
 
-def parse_config(text: str, source: str, *, standalone: bool = True) -> ProxyConfig:
-    """Validate a proxy configuration; every problem at once, each with file:line: path."""
+def parse_config(
+    text: str,
+    source: str,
+    *,
+    standalone: bool = True,
+    files: Callable[[ProxyConfig], list[tuple[Loc, str]]] | None = None,
+) -> ProxyConfig:
+    """Validate a proxy configuration; every problem at once, each with file:line: path.
+
+    `files` checks what the configuration names on this host (certificate files: see
+    `hastack.proxy.tls.certificate_problems`); reading them is I/O, so the caller asks for it.
+    """
     doc = load_yaml(text, source)
-    return validate(doc, ProxyConfig, checks=lambda c: check_config(c, standalone=standalone))
+
+    def checks(config: ProxyConfig) -> list[tuple[Loc, str]]:
+        problems = check_config(config, standalone=standalone)
+        if files is not None and not problems:
+            problems = files(config)
+        return problems
+
+    return validate(doc, ProxyConfig, checks=checks)

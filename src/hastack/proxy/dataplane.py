@@ -18,6 +18,7 @@ from hastack.proxy.config import Mode, ProxyConfig, parse_address
 from hastack.proxy.http import HttpClientConn, HttpServerConn
 from hastack.proxy.runtime import BackendRuntime, FrontendRuntime, ServerRuntime, Timers
 from hastack.proxy.tcp import TcpClientConn, TcpServerConn
+from hastack.proxy.tls import TlsAccept
 from hastack.proxy.view import BackendView
 
 __all__ = ["DataPlane"]
@@ -81,11 +82,13 @@ class DataPlane:
         self.frontends = [FrontendRuntime(f, self.backends[f.backend]) for f in config.frontends]
         self.listeners: list[asyncio.Server] = []
         self.closing = False
+        self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Bind every frontend; an address that cannot be bound fails the start."""
         self.loop = asyncio.get_running_loop()
         self.timers.start()
+        self._watcher = self.loop.create_task(self._watch_certificates())
         try:
             for frontend in self.frontends:
                 for address in frontend.spec.bind:
@@ -101,9 +104,27 @@ class DataPlane:
             raise
 
     def _factory(self, frontend: FrontendRuntime) -> Callable[[], asyncio.Protocol]:
+        make: Callable[[], asyncio.Protocol]
         if frontend.spec.mode is Mode.HTTP:
-            return lambda: HttpClientConn(self, frontend)
-        return lambda: TcpClientConn(self, frontend)
+            make = lambda: HttpClientConn(self, frontend)  # noqa: E731
+        else:
+            make = lambda: TcpClientConn(self, frontend)  # noqa: E731
+        tls = frontend.tls
+        if tls is None:
+            return make
+        return lambda: TlsAccept(tls, make, frontend.counters, frontend.connections, frontend.name)
+
+    async def _watch_certificates(self) -> None:
+        """Certificate files are looked at every `watch-interval`; changed ones are read again
+        (new connections get them, established ones keep theirs)."""
+        watched = [f.tls for f in self.frontends if f.tls is not None]
+        if not watched:
+            return
+        interval = min(t.spec.watch_interval for t in watched)
+        while True:
+            await asyncio.sleep(interval)
+            for tls in watched:
+                tls.refresh()
 
     def apply(self, view: BackendView) -> None:
         backend = self.backends.get(view.name)
@@ -115,9 +136,14 @@ class DataPlane:
             self._report_error(backend, server, why)
 
     async def open_http(self, backend: BackendRuntime, server: ServerRuntime) -> HttpServerConn:
+        # The connect timeout covers the TLS handshake too: both are "reaching the server".
         async with asyncio.timeout(backend.connect_timeout):
             _, conn = await self.loop.create_connection(
-                lambda: HttpServerConn(self, backend, server), server.host, server.port
+                lambda: HttpServerConn(self, backend, server),
+                server.host,
+                server.port,
+                ssl=backend.ssl,
+                server_hostname=backend.server_hostname(server),
             )
         return conn
 
@@ -126,7 +152,11 @@ class DataPlane:
     ) -> TcpServerConn:
         async with asyncio.timeout(backend.connect_timeout):
             _, conn = await self.loop.create_connection(
-                lambda: TcpServerConn(client, server), server.host, server.port
+                lambda: TcpServerConn(client, server),
+                server.host,
+                server.port,
+                ssl=backend.ssl,
+                server_hostname=backend.server_hostname(server),
             )
         return conn
 
@@ -151,6 +181,10 @@ class DataPlane:
                 server.shutdown_sessions("proxy stopping")
         await asyncio.sleep(0)
         await self.timers.stop()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
 
     def _busy_sessions(self) -> int:
         """Sessions still working; idle keep-alive connections are closed on the way."""

@@ -404,7 +404,7 @@ class HttpClientConn(asyncio.Protocol):
             ex.chunked = self.te.rstrip().lower().endswith(b"chunked")
         head = [ex.method, b" ", self.url, b" HTTP/1.1\r\n", *parts]
         if self.frontend.forwarded_for:
-            head += (b"X-Forwarded-For: ", self.client_key, b"\r\n")
+            head += (b"X-Forwarded-For: ", self.client_key, b"\r\n", self.frontend.forwarded_proto)
         if ex.upgrade:
             head += (self.upgrade_line, b"Connection: Upgrade\r\n")
         head.append(b"\r\n")

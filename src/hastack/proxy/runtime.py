@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from hastack.proxy.balance import make_balancer
 from hastack.proxy.config import BackendSpec, FrontendSpec, OnMarkedDown
+from hastack.proxy.tls import FrontendTls, server_context, server_hostname
 from hastack.proxy.view import BackendView, ServerState, ServerView, candidates
 
 __all__ = [
@@ -114,6 +116,10 @@ def describe_error(exc: BaseException, timeout: float) -> str:
     """
     if isinstance(exc, TimeoutError):
         return f"timed out after {timeout:g}s"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: certificate verify failed: {exc.verify_message or exc.reason}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
     if isinstance(exc, OSError) and exc.errno:
         return os.strerror(exc.errno).lower()
     return str(exc) or type(exc).__name__
@@ -233,6 +239,12 @@ class BackendRuntime:
         self.server_timeout = spec.timeouts.server
         self.retries = spec.retries
         self.redispatch = spec.redispatch
+        self.ssl: ssl.SSLContext | None = server_context(spec.tls, spec.mode) if spec.tls else None
+
+    def server_hostname(self, server: ServerRuntime) -> str | None:
+        if self.spec.tls is None:
+            return None
+        return server_hostname(self.spec.tls, server.host)
 
     # ---- the view from the control plane ------------------------------------------------
 
@@ -363,9 +375,13 @@ class FrontendCounters:
         "requests",
         "responses",
         "timeouts",
+        "tls_failures",
+        "tls_handshakes",
     )
 
     def __init__(self) -> None:
+        self.tls_handshakes = 0  # completed
+        self.tls_failures = 0  # failed: refused, timed out, or the client gave up
         self.conns_total = 0
         self.conns_cur = 0
         self.requests = 0
@@ -391,4 +407,8 @@ class FrontendRuntime:
         self.max_header_size = spec.http.max_header_size
         self.max_headers = spec.http.max_headers
         self.forwarded_for = spec.http.forwarded_for
+        # Behind TLS termination the server needs to know the client used https.
+        self.forwarded_proto = b"X-Forwarded-Proto: https\r\n" if spec.tls else b""
         self.connections: set[Any] = set()
+        # TLS termination (None: plain TCP). Built by the data plane, which may fail to load it.
+        self.tls: FrontendTls | None = FrontendTls(spec.tls, spec.mode) if spec.tls else None

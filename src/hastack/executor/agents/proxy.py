@@ -35,7 +35,9 @@ import yaml
 from hastack.errors import ConfigError
 from hastack.executor.agents.base import NativeAgent, OcfRc, OpRequest, OpResult
 from hastack.executor.agents.service import ServiceAgent
+from hastack.model.document import format_path
 from hastack.proxy.config import ProxyConfig, parse_address, parse_config
+from hastack.proxy.tls import certificate_problems
 
 __all__ = ["ProxyAgent", "proxy_config"]
 
@@ -86,6 +88,13 @@ class ProxyAgent(NativeAgent):
             config, body = _prepared(text, cluster, f"{request.primitive}.config")
         except ConfigError as exc:
             return OpResult(OcfRc.ERR_CONFIGURED, str(exc), time.monotonic() - started)
+        if request.op in ("start", "validate-all"):
+            # The certificate files are on this node: checked here, not when the cluster
+            # configuration was applied elsewhere.
+            problems = certificate_problems(config)
+            if problems:
+                why = "; ".join(f"{format_path(loc)}: {message}" for loc, message in problems)
+                return OpResult(OcfRc.ERR_CONFIGURED, why, time.monotonic() - started)
         if request.op in ("validate-all", "meta-data"):
             return OpResult(OcfRc.SUCCESS, "", time.monotonic() - started)
         params = self._service_params(request, config, body)
