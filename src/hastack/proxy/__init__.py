@@ -11,11 +11,12 @@
     runtime     the data plane's live objects: slots, queues, pools, timers
     http, tcp   the two modes
     tls         certificates by SNI, read again on change; TLS to servers
-    dataplane   listeners and the data plane of one process
+    listeners   the listening sockets, kept by the supervisor across reloads
+    dataplane   the data plane of one process: accept, proxy, drain
     workers     several data-plane processes under a supervisor (SO_REUSEPORT)
     stats       counters summed across workers; HTML, JSON, Prometheus
     admin       the admin endpoint (stats, metrics, run-time commands)
-    server      Proxy and serve(): everything together
+    server      Proxy and serve(): everything together; reload as generations
     cli         `hastack proxy ...`
 
 See docs/proxy.md.

@@ -361,6 +361,9 @@ class ClusterLink(Spec):
 
 class ProxyConfig(Spec):
     workers: Annotated[int, pydantic.Field(ge=1, le=64)] = 1
+    # After a reload, how long the previous data plane may take to finish its sessions
+    # (HAProxy's `hard-stop-after`); what is still open then is cut.
+    hard_stop_after: Duration = 30.0
     admin: AdminSpec | None = AdminSpec()
     cluster: ClusterLink | None = None
     frontends: Annotated[list[FrontendSpec], pydantic.Field(min_length=1)]

@@ -175,6 +175,7 @@ class HttpClientConn(asyncio.Protocol):
         self.write_paused = False
         self.deadline = 0.0
         self.closed = False
+        self.lost = False
         self.tunnel = False
         self.upgraded: Exchange | None = None
         self.bytes_seen = 0
@@ -196,8 +197,11 @@ class HttpClientConn(asyncio.Protocol):
         self.plane.timers.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.closed:
+        # `closed` may already be set (the proxy closed it after an answer); `lost` says this
+        # ran, so the connection leaves the frontend's set and the timers exactly once.
+        if self.lost:
             return
+        self.lost = True
         self.closed = True
         self.counters.conns_cur -= 1
         self.frontend.connections.discard(self)

@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from hastack.proxy.config import ProxyConfig
 
-__all__ = ["StatsCollector", "add_into", "build_report", "render_html"]
+__all__ = ["StatsCollector", "add_into", "build_report", "counters_only", "render_html"]
 
 CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
 
@@ -37,6 +37,19 @@ def add_into(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, int | float) and not isinstance(value, bool):
             total[key] = total.get(key, 0) + value
     return total
+
+
+# Values that describe the present, not a count: a stopped process's are not added to totals.
+_GAUGES = frozenset({"conns_cur", "queue_cur", "load", "idle", "sessions"})
+
+
+def counters_only(stats: dict[str, Any]) -> dict[str, Any]:
+    """`stats` without its gauges, for the totals kept after a process or plane stopped."""
+    return {
+        key: counters_only(value) if isinstance(value, dict) else value
+        for key, value in stats.items()
+        if key not in _GAUGES
+    }
 
 
 def _classes(values: list[int] | None) -> dict[str, int]:
