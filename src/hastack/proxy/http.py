@@ -166,6 +166,7 @@ class HttpClientConn(asyncio.Protocol):
         self.url = b""
         self.parts: list[bytes] = []  # request header lines as they will be sent
         self.nheaders = 0
+        self.hosts = 0  # Host header lines (RFC 9112 §3.2: exactly one in HTTP/1.1)
         self.conn_value = b""  # Connection header(s), for the tokens it lists
         self.te = b""
         self.upgrade_line = b""
@@ -337,6 +338,16 @@ class HttpClientConn(asyncio.Protocol):
             # The head is still incomplete. llhttp calls on_header only for complete lines, so
             # one endless line is caught by counting raw bytes here.
             self.raw_head += n
+            if (
+                self.url
+                and not self.nheaders
+                and data.endswith(b"\n")
+                and self.parser.get_http_version() == "0.0"
+            ):
+                # A request line ended without a version: HTTP/0.9, whose client waits for an
+                # answer without sending a blank line (llhttp would wait for headers).
+                self._refuse_request(400, "HTTP/0.9 requests are not served")
+                return
             if self.raw_head > self.frontend.max_header_size:
                 self._refuse_request(
                     400,
@@ -354,6 +365,7 @@ class HttpClientConn(asyncio.Protocol):
         self.url = b""
         self.parts = []
         self.nheaders = 0
+        self.hosts = 0
         self.conn_value = b""
         self.te = b""
         self.upgrade_line = b""
@@ -381,7 +393,9 @@ class HttpClientConn(asyncio.Protocol):
             elif lower == b"upgrade":
                 self.upgrade_line = name + b": " + value + b"\r\n"
             return
-        if lower == b"transfer-encoding":
+        if lower == b"host":
+            self.hosts += 1
+        elif lower == b"transfer-encoding":
             self.te = value
         self.parts += (name, b": ", value, b"\r\n")
 
@@ -389,12 +403,19 @@ class HttpClientConn(asyncio.Protocol):
         ex = self.building
         assert ex is not None
         parser = self.parser
+        version = parser.get_http_version()
+        if self.hosts != 1 and (self.hosts > 1 or version == "1.1"):
+            # RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host and
+            # to any request with more than one (two proxies could pick different ones).
+            raise _Refuse(400, f"{self.hosts} Host headers (an HTTP/1.1 request has one)")
+        if version == "0.9":
+            raise _Refuse(400, "HTTP/0.9 requests are not served")
         method = parser.get_method()
         if method == b"CONNECT":
             raise _Refuse(405, "CONNECT is not proxied")
         ex.method = method
         ex.keep_alive = parser.should_keep_alive()
-        ex.http10 = parser.get_http_version() == "1.0"
+        ex.http10 = version == "1.0"
         ex.upgrade = parser.should_upgrade()
         if ex.method not in IDEMPOTENT:
             ex.replayable = False  # kept in the buffer until sent, never sent twice
