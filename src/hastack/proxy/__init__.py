@@ -18,14 +18,25 @@
     admin       the admin endpoint (stats, metrics, run-time commands)
     server      Proxy and serve(): everything together; reload as generations
     cli         `hastack proxy ...`
+    native      the hot path (balance, runtime, http, tcp) compiled with mypyc, never stale
 
 See docs/proxy.md.
 """
 
-from hastack.proxy.config import ProxyConfig, parse_config
-from hastack.proxy.server import Proxy, serve
-from hastack.proxy.sources import BackendSource, ClusterSource, PushSource, StaticSource
-from hastack.proxy.view import Endpoint
+# Before any hot module is imported: a compiled build older than its sources must not run.
+from hastack.proxy import native as _native
+
+_native.guard()
+
+from hastack.proxy.config import ProxyConfig, parse_config  # noqa: E402
+from hastack.proxy.server import Proxy, serve  # noqa: E402
+from hastack.proxy.sources import (  # noqa: E402
+    BackendSource,
+    ClusterSource,
+    PushSource,
+    StaticSource,
+)
+from hastack.proxy.view import Endpoint  # noqa: E402
 
 __all__ = [
     "BackendSource",

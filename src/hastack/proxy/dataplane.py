@@ -12,7 +12,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from hastack.proxy.config import Mode, ProxyConfig
 from hastack.proxy.http import HttpClientConn, HttpServerConn
@@ -80,11 +80,14 @@ class DataPlane:
             raise
 
     def _factory(self, frontend: FrontendRuntime) -> Callable[[], asyncio.Protocol]:
+        # The connection classes are asyncio protocols by their methods, not by a base class
+        # (so mypyc compiles them as native classes): typed as protocols here, where asyncio
+        # takes them.
         make: Callable[[], asyncio.Protocol]
         if frontend.spec.mode is Mode.HTTP:
-            make = lambda: HttpClientConn(self, frontend)  # noqa: E731
+            make = cast(Callable[[], asyncio.Protocol], lambda: HttpClientConn(self, frontend))
         else:
-            make = lambda: TcpClientConn(self, frontend)  # noqa: E731
+            make = cast(Callable[[], asyncio.Protocol], lambda: TcpClientConn(self, frontend))
         tls = frontend.tls
         if tls is None:
             return make
@@ -115,26 +118,26 @@ class DataPlane:
         # The connect timeout covers the TLS handshake too: both are "reaching the server".
         async with asyncio.timeout(backend.connect_timeout):
             _, conn = await self.loop.create_connection(
-                lambda: HttpServerConn(self, backend, server),
+                cast(Callable[[], asyncio.Protocol], lambda: HttpServerConn(self, backend, server)),
                 server.host,
                 server.port,
                 ssl=backend.ssl,
                 server_hostname=backend.server_hostname(server),
             )
-        return conn
+        return cast(HttpServerConn, conn)
 
     async def open_tcp(
         self, backend: BackendRuntime, server: ServerRuntime, client: TcpClientConn
     ) -> TcpServerConn:
         async with asyncio.timeout(backend.connect_timeout):
             _, conn = await self.loop.create_connection(
-                lambda: TcpServerConn(client, server),
+                cast(Callable[[], asyncio.Protocol], lambda: TcpServerConn(client, server)),
                 server.host,
                 server.port,
                 ssl=backend.ssl,
                 server_hostname=backend.server_hostname(server),
             )
-        return conn
+        return cast(TcpServerConn, conn)
 
     async def drain(self, grace: float) -> None:
         """Hand over to a newer data plane (a reload) without dropping a request.

@@ -147,8 +147,9 @@ class Exchange:
         self.task: asyncio.Task[None] | None = None
 
 
-class HttpClientConn(asyncio.Protocol):
-    """A client connection on an HTTP frontend."""
+class HttpClientConn:
+    """A client connection on an HTTP frontend (an asyncio protocol by its methods; no base
+    class, so that mypyc compiles it as a native class: runtime.py, "Compiled")."""
 
     def __init__(self, plane: DataPlane, frontend: FrontendRuntime) -> None:
         self.plane = plane
@@ -213,6 +214,9 @@ class HttpClientConn(asyncio.Protocol):
         for ex in self.pending:
             self._abandon(ex, "client went away")
         self.pending.clear()
+
+    def eof_received(self) -> bool:
+        return False  # the client is done: the transport closes (asyncio.Protocol's default)
 
     def _abandon(self, ex: Exchange, why: str) -> None:
         if ex.task is not None and not ex.task.done():
@@ -722,7 +726,7 @@ def _pop_idle(server: ServerRuntime) -> HttpServerConn | None:
     return None
 
 
-class HttpServerConn(asyncio.Protocol):
+class HttpServerConn:
     """A connection to a server; carries one exchange at a time, pooled in between."""
 
     def __init__(self, plane: DataPlane, backend: BackendRuntime, server: ServerRuntime) -> None:
@@ -736,6 +740,9 @@ class HttpServerConn(asyncio.Protocol):
         self.remaining = 0
         self.head_buf = b""
         self.parser: httptools.HttpResponseParser | None = None
+        # The connection's validating parser for usual heads (one per connection, not per
+        # response); `parser` is it or a parser for one unusual response.
+        self.validator: httptools.HttpResponseParser | None = None
         self.reason = b""
         self.parts: list[bytes] = []  # response header lines as they will be sent
         self.conn_value = b""
@@ -783,6 +790,9 @@ class HttpServerConn(asyncio.Protocol):
             if self.got:
                 why += " in the middle of the response head"
             client.server_failed(ex, self, why, fresh=self.used == 0)
+
+    def eof_received(self) -> bool:
+        return False  # the server closed: connection_lost follows
 
     def _release_slot(self, ex: Exchange) -> None:
         if ex.server is not None:
@@ -932,8 +942,16 @@ class HttpServerConn(asyncio.Protocol):
             self.reason = b""
             self.message_done = False
             self.plain = self._plain_head(head)
-            # llhttp validates every head; only unusual ones need our per-header callbacks.
-            parser = httptools.HttpResponseParser(_VALIDATE_ONLY if self.plain else self)
+            # llhttp validates every head; only unusual ones need our per-header callbacks. A
+            # usual head goes to the connection's own validating parser, which is also given
+            # the body (so it stays at message boundaries) — except after a HEAD request,
+            # where llhttp could not know that no body follows.
+            if self.plain and ex.method != b"HEAD":
+                parser = self.validator
+                if parser is None:
+                    parser = self.validator = httptools.HttpResponseParser(_VALIDATE_ONLY)
+            else:
+                parser = httptools.HttpResponseParser(_VALIDATE_ONLY if self.plain else self)
             self.parser = parser
             try:
                 parser.feed_data(head)
@@ -986,14 +1004,16 @@ class HttpServerConn(asyncio.Protocol):
         # per small response instead of two.
         if mode == _LENGTH:
             n = len(buf)
+            if n > length:
+                self.keep = False
+                buf = buf[:length]
+            if buf and parser is self.validator:
+                parser.feed_data(buf)  # counted by llhttp too: the next head starts clean
             if n < length:
                 self.remaining = length - n
                 client.write_response(head + buf if buf else head)
                 return
             self.remaining = 0
-            if n > length:
-                self.keep = False
-                buf = buf[:length]
             client.write_response(head + buf if buf else head)
             self._finish(ex)
         elif mode == _NOBODY:
@@ -1018,11 +1038,18 @@ class HttpServerConn(asyncio.Protocol):
         n = len(data)
         remaining = self.remaining
         client = ex.client
+        validator = self.validator
         if n < remaining:
             self.remaining = remaining - n
+            if validator is not None and self.parser is validator:
+                validator.feed_data(data)
             client.write_response(data)
             return
-        client.write_response(data if n == remaining else data[:remaining])
+        if n > remaining:
+            data = data[:remaining]
+        if validator is not None and self.parser is validator:
+            validator.feed_data(data)
+        client.write_response(data)
         self.remaining = 0
         if n > remaining:
             self.keep = False
