@@ -135,18 +135,22 @@ def share(total: int, index: int, workers: int) -> int:
     return max(1, total // workers + (1 if index < total % workers else 0))
 
 
+# Counter names, for to_json: a class compiled by mypyc has no __slots__ to read at run time.
+_SERVER_COUNTERS = (
+    "bytes_in",
+    "bytes_out",
+    "conn_errors",
+    "max_load",
+    "redispatches",
+    "resp_errors",
+    "responses",
+    "retries",
+    "total",
+)
+
+
 class ServerCounters:
-    __slots__ = (
-        "bytes_in",
-        "bytes_out",
-        "conn_errors",
-        "max_load",
-        "redispatches",
-        "resp_errors",
-        "responses",
-        "retries",
-        "total",
-    )
+    __slots__ = _SERVER_COUNTERS
 
     def __init__(self) -> None:
         self.total = 0  # sessions (tcp) or requests (http) sent
@@ -160,7 +164,7 @@ class ServerCounters:
         self.responses = [0, 0, 0, 0, 0, 0]  # 1xx..5xx, other
 
     def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in _SERVER_COUNTERS}
 
 
 class ServerRuntime:
@@ -207,8 +211,11 @@ class ServerRuntime:
             conn.shutdown("pool closed")
 
 
+_BACKEND_COUNTERS = ("no_server", "queue_max", "queue_timeouts", "queued")
+
+
 class BackendCounters:
-    __slots__ = ("no_server", "queue_max", "queue_timeouts", "queued")
+    __slots__ = _BACKEND_COUNTERS
 
     def __init__(self) -> None:
         self.queued = 0  # requests that had to wait
@@ -217,7 +224,7 @@ class BackendCounters:
         self.no_server = 0  # refused: no usable server
 
     def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in _BACKEND_COUNTERS}
 
 
 class BackendRuntime:
@@ -365,19 +372,22 @@ class BackendRuntime:
                 future.set_result(None)
 
 
+_FRONTEND_COUNTERS = (
+    "bad_requests",
+    "bytes_in",
+    "bytes_out",
+    "conns_cur",
+    "conns_total",
+    "requests",
+    "responses",
+    "timeouts",
+    "tls_failures",
+    "tls_handshakes",
+)
+
+
 class FrontendCounters:
-    __slots__ = (
-        "bad_requests",
-        "bytes_in",
-        "bytes_out",
-        "conns_cur",
-        "conns_total",
-        "requests",
-        "responses",
-        "timeouts",
-        "tls_failures",
-        "tls_handshakes",
-    )
+    __slots__ = _FRONTEND_COUNTERS
 
     def __init__(self) -> None:
         self.tls_handshakes = 0  # completed
@@ -392,7 +402,7 @@ class FrontendCounters:
         self.timeouts = 0  # answered 408 or closed for client timeout
 
     def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in _FRONTEND_COUNTERS}
 
 
 class FrontendRuntime:
