@@ -40,10 +40,12 @@ __all__ = [
     "CheckType",
     "ClusterLink",
     "ClusterPool",
+    "DataPlane",
     "FollowRole",
     "FrontendSpec",
     "FrontendTimeouts",
     "FrontendTlsSpec",
+    "HaproxySpec",
     "HttpCheckSpec",
     "HttpLimits",
     "Mode",
@@ -139,6 +141,11 @@ class FrontendTimeouts(Spec):
         if min(self.client, self.http_request, self.http_keep_alive) <= 0:
             raise ValueError("timeouts must be positive")
         return self
+
+
+class DataPlane(enum.StrEnum):
+    BUILTIN = "builtin"  # hastack's own worker processes (uvloop + httptools)
+    HAPROXY = "haproxy"  # Debian's haproxy, configured and driven by hastack (haproxy.py)
 
 
 class TlsVersion(enum.StrEnum):
@@ -359,8 +366,20 @@ class ClusterLink(Spec):
     timeout: Duration = 1.5  # per store call
 
 
+class HaproxySpec(Spec):
+    """Where and how the haproxy data plane runs (`data-plane: haproxy`)."""
+
+    binary: str = "haproxy"
+    # Its configuration, stats socket and combined certificates; default a private temporary
+    # directory (a unix socket path must stay short).
+    run_dir: str | None = None
+
+
 class ProxyConfig(Spec):
-    workers: Annotated[int, pydantic.Field(ge=1, le=64)] = 1
+    # Who moves the bytes; hastack keeps the control plane either way (docs/proxy.md).
+    data_plane: DataPlane = DataPlane.BUILTIN
+    workers: Annotated[int, pydantic.Field(ge=1, le=64)] = 1  # haproxy: its threads
+    haproxy: HaproxySpec = HaproxySpec()
     # After a reload, how long the previous data plane may take to finish its sessions
     # (HAProxy's `hard-stop-after`); what is still open then is cut.
     hard_stop_after: Duration = 30.0
@@ -408,6 +427,15 @@ def check_config(config: ProxyConfig, *, standalone: bool = True) -> list[tuple[
                     ("frontends", i, "mode"),
                     f"frontend is {frontend.mode.value} but backend {backend.name!r} is "
                     f"{backend.mode.value}",
+                )
+            )
+        alpn = frontend.tls.alpn if frontend.tls is not None else None
+        if alpn and "h2" in alpn and config.data_plane is DataPlane.BUILTIN:
+            problems.append(
+                (
+                    ("frontends", i, "tls", "alpn"),
+                    "the built-in data plane speaks HTTP/1.1 only: offer h2 with "
+                    "`data-plane: haproxy`",
                 )
             )
         for j, address in enumerate(frontend.bind):

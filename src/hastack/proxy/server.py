@@ -17,16 +17,21 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
 from hastack.errors import HastackError
+from hastack.proxy import native
 from hastack.proxy.admin import AdminServer
-from hastack.proxy.config import ProxyConfig
+from hastack.proxy.config import DataPlane, ProxyConfig
 from hastack.proxy.control import ControlPlane
-from hastack.proxy.dataplane import DataPlane
+from hastack.proxy.dataplane import DataPlane as BuiltinPlane
+from hastack.proxy.haproxy import HaproxyPlane
 from hastack.proxy.listeners import Listeners
 from hastack.proxy.sources import BackendSource, ServerLists, StaticSource
 from hastack.proxy.stats import StatsCollector, add_into, build_report, counters_only
@@ -48,8 +53,9 @@ class _Generation:
     def __init__(self, number: int, config: ProxyConfig) -> None:
         self.number = number
         self.config = config
-        self.plane: DataPlane | None = None
+        self.plane: BuiltinPlane | None = None
         self.pool: WorkerPool | None = None
+        self.haproxy: HaproxyPlane | None = None  # data-plane: haproxy, passed on at reload
         self.control = ControlPlane(config, self.publish)
 
     def publish(self, view: BackendView) -> None:
@@ -57,12 +63,16 @@ class _Generation:
             self.plane.apply(view)
         if self.pool is not None:
             self.pool.broadcast(view)
+        if self.haproxy is not None:
+            self.haproxy.apply(view)
 
     async def counters(self) -> dict[str, Any]:
         if self.plane is not None:
             return self.plane.stats()
         if self.pool is not None:
             return await self.pool.collect()
+        if self.haproxy is not None:
+            return await self.haproxy.counters()
         return {}
 
     def final_counters(self) -> dict[str, Any]:
@@ -86,6 +96,8 @@ class _Generation:
             await self.plane.stop(grace)
         if self.pool is not None:
             await self.pool.stop(grace)
+        if self.haproxy is not None:
+            await self.haproxy.stop(grace)
 
 
 class Proxy:
@@ -106,6 +118,7 @@ class Proxy:
         self._source_task: asyncio.Task[None] | None = None
         self._first_lists = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self._private_dir: Path | None = None
         self.reload_status: dict[str, Any] = {"generation": 1, "at": None, "error": None}
         self.started_at = time.time()
         self.collector = StatsCollector()
@@ -118,7 +131,7 @@ class Proxy:
         return self.current.control
 
     @property
-    def plane(self) -> DataPlane | None:
+    def plane(self) -> BuiltinPlane | None:
         return self.current.plane
 
     @property
@@ -131,7 +144,8 @@ class Proxy:
 
     async def start(self) -> None:
         try:
-            self.listeners.ensure(self.config)
+            if self.config.data_plane is DataPlane.BUILTIN:
+                self.listeners.ensure(self.config)  # haproxy binds its own
             self._source_task = asyncio.get_running_loop().create_task(
                 self._follow_source(self.source)
             )
@@ -158,8 +172,11 @@ class Proxy:
         gen.control.set_source_lists(self.lists)
         if previous is not None:
             gen.control.adopt(previous.control)
+        if config.data_plane is DataPlane.HAPROXY:
+            await self._start_haproxy(gen, previous)
+            return
         if config.workers == 1:
-            gen.plane = DataPlane(config, report_error=self._report_error)
+            gen.plane = BuiltinPlane(config, report_error=self._report_error)
         else:
             gen.pool = WorkerPool(config, self._report_error, self.listeners)
         gen.control.start()
@@ -174,6 +191,42 @@ class Proxy:
         except BaseException:
             await gen.stop(0.0)
             raise
+
+    async def _start_haproxy(self, gen: _Generation, previous: _Generation | None) -> None:
+        """HAProxy as the data plane: one haproxy for the proxy's life, reloaded (its master
+        passes the listeners on) rather than replaced."""
+        running = previous.haproxy if previous is not None else None
+        if running is None:
+            gen.haproxy = HaproxyPlane(
+                gen.config, self._haproxy_dir(gen.config), gen.config.haproxy.binary
+            )
+            gen.control.start()  # the views first: haproxy starts with every server in place
+            try:
+                await gen.haproxy.start()
+            except BaseException:
+                await gen.stop(0.0)
+                raise
+            return
+        assert previous is not None
+        previous.haproxy = None  # the old control plane's views no longer reach it
+        gen.haproxy = running
+        gen.control.start()
+        try:
+            await running.reload(gen.config)
+        except BaseException:
+            gen.haproxy = None
+            await gen.control.stop()
+            previous.haproxy = running
+            for view in previous.control.views():
+                running.apply(view)
+            raise
+
+    def _haproxy_dir(self, config: ProxyConfig) -> Path:
+        if config.haproxy.run_dir:
+            return Path(config.haproxy.run_dir)
+        if self._private_dir is None:
+            self._private_dir = Path(tempfile.mkdtemp(prefix="hastack-haproxy-"))
+        return self._private_dir
 
     async def _follow_source(self, source: BackendSource) -> None:
         try:
@@ -199,9 +252,15 @@ class Proxy:
                 return self._refused(
                     "backends follow cluster resources but no cluster source was given"
                 )
+            if config.data_plane is not self.config.data_plane:
+                return self._refused(
+                    f"the data plane changes ({self.config.data_plane} to {config.data_plane}): "
+                    "that needs a restart"
+                )
             gen = _Generation(self.current.number + 1, config)
             try:
-                self.listeners.ensure(config)
+                if config.data_plane is DataPlane.BUILTIN:
+                    self.listeners.ensure(config)
                 await self._start_generation(gen, self.current)
             except (OSError, ValueError, HastackError) as exc:
                 return self._refused(str(getattr(exc, "strerror", None) or exc))
@@ -281,6 +340,9 @@ class Proxy:
         self.draining.clear()
         await self.current.stop(grace)
         self.listeners.close()
+        if self._private_dir is not None:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
+            self._private_dir = None
 
     async def __aenter__(self) -> Proxy:
         await self.start()
@@ -307,9 +369,14 @@ class Proxy:
         )
         if self.pool is not None:
             report["processes"] = self.pool.processes
+        elif self.current.haproxy is not None:
+            pid = self.current.haproxy.pid()
+            report["processes"] = [process_summary(0, pid, 0, counters)]
         else:
             report["processes"] = [process_summary(0, os.getpid(), 0, counters)]
         report["pid"] = os.getpid()
+        report["data_plane"] = self.config.data_plane.value
+        report["native"] = native.state()
         report["reload"] = {**self.reload_status, "draining": len(self.draining)}
         self.collector.report = report
         return report

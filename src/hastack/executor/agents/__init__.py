@@ -1,5 +1,5 @@
 """Resource agents by class: `ocf:PROVIDER:TYPE` scripts and hastack's native `hastack:TYPE`
-(vip, service, proxy)."""
+(vip, service, proxy, haproxy)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hastack.executor.agents.base import (
     OpResult,
 )
 from hastack.executor.agents.ocf import OCF_ROOT, OcfDriver
-from hastack.executor.agents.proxy import ProxyAgent
+from hastack.executor.agents.proxy import HaproxyAgent, ProxyAgent
 from hastack.executor.agents.service import ServiceAgent
 from hastack.executor.agents.vip import VipAgent
 from hastack.model.config import AgentRef
@@ -21,6 +21,7 @@ __all__ = [
     "NATIVE",
     "AgentMetadata",
     "Driver",
+    "HaproxyAgent",
     "NativeAgent",
     "OcfRc",
     "OpRequest",
@@ -34,6 +35,7 @@ NATIVE: dict[str, type[NativeAgent]] = {
     VipAgent.name: VipAgent,
     ServiceAgent.name: ServiceAgent,
     ProxyAgent.name: ProxyAgent,
+    HaproxyAgent.name: HaproxyAgent,
 }
 
 

@@ -41,7 +41,7 @@ from hastack.errors import ConfigError
 from hastack.executor.agents.base import NativeAgent, OcfRc, OpRequest, OpResult
 from hastack.executor.agents.service import ServiceAgent
 from hastack.model.document import format_path
-from hastack.proxy.config import ProxyConfig, parse_address, parse_config
+from hastack.proxy.config import DataPlane, ProxyConfig, parse_address, parse_config
 from hastack.proxy.tls import certificate_problems
 
 __all__ = ["ProxyAgent", "proxy_config"]
@@ -68,12 +68,14 @@ def proxy_config(text: str, cluster: dict[str, str], source: str = "config") -> 
 
 @functools.lru_cache(maxsize=32)
 def _prepared(
-    text: str, cluster: tuple[tuple[str, str], ...], source: str, workers: str
+    text: str, cluster: tuple[tuple[str, str], ...], source: str, workers: str, data_plane: str
 ) -> tuple[ProxyConfig, str]:
     """The validated configuration and the file body to run it from. Every operation (a
     monitor each interval) needs them, and they change only with the parameter: computed
     once per text. Raises ConfigError (not cached)."""
     config = proxy_config(text, dict(cluster), source)
+    if data_plane:
+        config = config.model_copy(update={"data_plane": DataPlane(data_plane)})
     if workers:
         try:
             config = config.model_copy(update={"workers": int(workers)})
@@ -86,6 +88,7 @@ class ProxyAgent(NativeAgent):
     name: ClassVar[str] = "proxy"
     parameters: ClassVar[dict[str, bool]] = {"config": True, "workers": False, "stop-grace": False}
     default_timeouts: ClassVar[dict[str, float]] = {"start": 20.0, "stop": 20.0, "monitor": 10.0}
+    data_plane: ClassVar[str] = ""  # "": as the configuration says (default builtin)
 
     def __init__(self) -> None:
         self._service = ServiceAgent()
@@ -98,7 +101,11 @@ class ProxyAgent(NativeAgent):
         cluster = tuple(sorted(request.cluster.items()))
         try:
             config, body = _prepared(
-                text, cluster, f"{request.primitive}.config", request.params.get("workers", "")
+                text,
+                cluster,
+                f"{request.primitive}.config",
+                request.params.get("workers", ""),
+                self.data_plane,
             )
         except ConfigError as exc:
             return OpResult(OcfRc.ERR_CONFIGURED, str(exc), time.monotonic() - started)
@@ -186,3 +193,15 @@ class _Files:
         partial.write_text(body)
         partial.replace(self.config)
         self.digest.write_text(_digest(body) + "\n")
+
+
+class HaproxyAgent(ProxyAgent):
+    """`hastack:haproxy`: the same resource with Debian's haproxy as the data plane.
+
+    The `config` parameter is the same proxy YAML; hastack renders HAProxy's configuration
+    from it, runs haproxy, keeps the control plane (checks, cluster state, run-time commands)
+    and pushes server changes through HAProxy's run-time API (hastack.proxy.haproxy).
+    """
+
+    name: ClassVar[str] = "haproxy"
+    data_plane: ClassVar[str] = DataPlane.HAPROXY.value
