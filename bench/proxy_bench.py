@@ -36,13 +36,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from debs import ensure_programs
 
 HOST = "127.0.0.1"
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 BIG = 1 << 20  # bytes of the bulk response
 
@@ -408,7 +410,7 @@ def run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
             f"bulk {direct_bulk.mbytes:,.0f} MiB/s",
             flush=True,
         )
-        side_by_side(args, procs, work, ports, measures)
+        guarded("side by side", side_by_side, args, procs, work, ports, measures)
     if "kill" in args.only:
         print(
             "\nbackend killed under load (wrk 8 s, 20 connections, SIGKILL one of two nginx at "
@@ -420,8 +422,9 @@ def run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
             ("haproxy", False, "HAProxy default checks (inter 2s fall 3, retries 3)"),
             ("haproxy", True, "HAProxy + option redispatch + retry-on all"),
         ):
-            failed, total = kill_run(kind, tuned, procs, work, args.workers)
-            print(f"  {label:<56} failed {failed:>6} of {total:>7}", flush=True)
+            result = guarded(label, kill_run, kind, tuned, procs, work, args.workers)
+            if result is not None:
+                print(f"  {label:<56} failed {result[0]:>6} of {result[1]:>7}", flush=True)
     if "reload" in args.only:
         print("\nthree reloads under load (wrk 8 s, 20 connections, a reload at 2, 4 and 6 s):")
         for kind, label in (
@@ -429,11 +432,22 @@ def run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
             ("hastack-haproxy", "hastack:haproxy (hastack proxy reload)"),
             ("haproxy", "HAProxy (master-worker, SIGUSR2, expose-fd listeners)"),
         ):
-            failed, total = reload_run(kind, procs, work, args.workers, ports)
-            print(f"  {label:<56} failed {failed:>6} of {total:>7}", flush=True)
+            result = guarded(label, reload_run, kind, procs, work, args.workers, ports)
+            if result is not None:
+                print(f"  {label:<56} failed {result[0]:>6} of {result[1]:>7}", flush=True)
     for backend in backends:
         procs.stop(backend)
     return 0
+
+
+def guarded(what: str, run: Callable[..., T], *args: Any) -> T | None:
+    """One section; a failure is printed and the others still run (one lock hold measures
+    everything it can)."""
+    try:
+        return run(*args)
+    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError, ValueError) as exc:
+        print(f"  {what}: FAILED: {type(exc).__name__}: {exc}", flush=True)
+        return None
 
 
 def native_state() -> str:
