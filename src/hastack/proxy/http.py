@@ -474,13 +474,13 @@ class HttpClientConn:
             if ex.replayable:
                 ex.buffer.append(data)
                 ex.buffered += len(data)
-                if ex.buffered > self.backend.spec.retry_buffer:
+                if ex.buffered > self.backend.retry_buffer:
                     ex.replayable = False
                     ex.buffer = []
             return
         ex.buffer.append(data)
         ex.buffered += len(data)
-        if ex.buffered > self.backend.spec.retry_buffer:
+        if ex.buffered > self.backend.retry_buffer:
             ex.replayable = False
         if ex.buffered > HOLD_LIMIT:
             self._pause(_HOLD)
@@ -811,8 +811,8 @@ class HttpServerConn:
 
     def park(self) -> None:
         """Keep a fresh connection nobody needs any more, if the pool has room."""
-        if self.server.usable and len(self.server.idle) < self.backend.spec.pool.max_idle:
-            self.deadline = self.loop.time() + self.backend.spec.pool.idle_timeout
+        if self.server.usable and len(self.server.idle) < self.backend.pool_max_idle:
+            self.deadline = self.loop.time() + self.backend.pool_idle_timeout
             self.server.idle.append(self)
         elif self.transport is not None:
             self.transport.close()
@@ -1121,9 +1121,9 @@ class HttpServerConn:
             and server.usable
             and not self.closed
             and not self.plane.closing
-            and len(server.idle) < self.backend.spec.pool.max_idle
+            and len(server.idle) < self.backend.pool_max_idle
         ):
-            self.deadline = self.loop.time() + self.backend.spec.pool.idle_timeout
+            self.deadline = self.loop.time() + self.backend.pool_idle_timeout
             if self.paused_by_client:
                 self.pause_from_client(False)
             server.idle.append(self)

@@ -246,6 +246,10 @@ class BackendRuntime:
         self.server_timeout = spec.timeouts.server
         self.retries = spec.retries
         self.redispatch = spec.redispatch
+        # Read per request: plain attributes, not the configuration model's.
+        self.retry_buffer = spec.retry_buffer
+        self.pool_max_idle = spec.pool.max_idle
+        self.pool_idle_timeout = spec.pool.idle_timeout
         self.ssl: ssl.SSLContext | None = server_context(spec.tls, spec.mode) if spec.tls else None
 
     def server_hostname(self, server: ServerRuntime) -> str | None:
