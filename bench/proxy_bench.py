@@ -76,9 +76,11 @@ class Processes:
     def __init__(self) -> None:
         self.started: list[subprocess.Popen[bytes]] = []
 
-    def start(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    def start(
+        self, args: list[str], log: Path, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         with log.open("ab") as out:
-            process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
         self.started.append(process)
         return process
 
@@ -251,6 +253,30 @@ backends:
 {items}"""
 
 
+BASELINE: list[str] = []  # --baseline SRC: the source tree of the "before" hastack
+
+
+def baseline_config(workers: int, ports: Ports, servers: list[int]) -> str:
+    items = "".join(
+        f"      - {{name: s{i}, address: '{HOST}:{p}'}}\n" for i, p in enumerate(servers)
+    )
+    return f"""\
+workers: {workers}
+admin: null
+frontends:
+  - {{name: web, bind: ['{HOST}:{ports.http}'], backend: app}}
+  - {{name: tcp, bind: ['{HOST}:{ports.tcp}'], backend: tcpapp, mode: tcp}}
+backends:
+  - name: app
+    check: {{type: tcp, interval: 2s}}
+    servers:
+{items}  - name: tcpapp
+    mode: tcp
+    check: {{type: tcp, interval: 2s}}
+    servers:
+{items}"""
+
+
 @dataclass
 class Load:
     rps: float
@@ -336,6 +362,18 @@ def proxy(
         process = procs.start(
             ["haproxy", "-W", "-db", "-f", str(cfg)], work / f"haproxy-{ports.http}.log"
         )
+    elif kind == "baseline":
+        # Another hastack source tree (e.g. main's), plain HTTP and TCP only: the before of a
+        # before/after measured in the same run. Its configuration uses no newer keys.
+        cfg = work / f"baseline-{ports.http}.yaml"
+        cfg.write_text(baseline_config(workers, ports, servers))
+        env = {**os.environ, "PYTHONPATH": BASELINE[0]}
+        process = procs.start(
+            [sys.executable, "-m", "hastack", "proxy", "run", "-c", str(cfg), "--grace", "0"],
+            work / f"baseline-{ports.http}.log",
+            env=env,
+        )
+        ports = Ports(ports.http, ports.tcp, ports.http)  # no TLS frontend
     else:
         cfg = work / f"hastack-{ports.http}.yaml"
         cfg.write_text(
@@ -372,7 +410,14 @@ def main() -> int:
     parser.add_argument(
         "--only", default=",".join(SECTIONS), help=f"comma-separated: {','.join(SECTIONS)}"
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="SRC",
+        help="also run the hastack of this source tree (HTTP, TCP, bulk): before/after in one run",
+    )
     args = parser.parse_args()
+    if args.baseline:
+        BASELINE.append(str(Path(args.baseline).resolve()))
     args.only = [o for o in args.only.split(",") if o]
     unknown = set(args.only) - set(SECTIONS)
     if unknown:
@@ -459,7 +504,12 @@ def native_state() -> str:
 
 
 KINDS = ("haproxy", "hastack", "hastack-haproxy")
-LABELS = {"haproxy": "HAProxy", "hastack": "hastack", "hastack-haproxy": "hastack:haproxy"}
+LABELS = {
+    "haproxy": "HAProxy",
+    "hastack": "hastack",
+    "hastack-haproxy": "hastack:haproxy",
+    "baseline": "baseline",
+}
 
 
 def side_by_side(
@@ -468,10 +518,11 @@ def side_by_side(
     results: dict[str, dict[str, float]] = {}
     # The proxies run side by side and the runs rotate (A B C, B C A, ...), so a drift in what
     # else the machine is doing falls on all alike.
+    kinds = (*KINDS, "baseline") if BASELINE else KINDS
     with contextlib.ExitStack() as stack:
         frontends = {
             kind: stack.enter_context(proxy(kind, procs, work, args.workers, ports)).ports
-            for kind in KINDS
+            for kind in kinds
         }
         plan = {
             "http": ("http", "/", args.connections, False),
@@ -484,15 +535,18 @@ def side_by_side(
         for name in measures:
             which, path, connections, close = plan[name]
             for i in range(args.runs):
-                for kind in KINDS[i % 3 :] + KINDS[: i % 3]:
+                for kind in kinds[i % len(kinds) :] + kinds[: i % len(kinds)]:
+                    if kind == "baseline" and which == "https":
+                        continue
                     port = getattr(frontends[kind], which)
                     scheme = "https" if which == "https" else "http"
                     url = f"{scheme}://{HOST}:{port}{path}"
                     load = wrk(url, connections=connections, duration=args.duration, close=close)
                     runs.setdefault((kind, name), []).append(load)
-        for kind in KINDS:
-            results[kind] = {"errors": sum(r.failed for m in measures for r in runs[(kind, m)])}
-            for name in measures:
+        for kind in kinds:
+            done = [m for m in measures if (kind, m) in runs]
+            results[kind] = {"errors": sum(r.failed for m in done for r in runs[(kind, m)])}
+            for name in done:
                 value = [r.mbytes if name == "bulk" else r.rps for r in runs[(kind, name)]]
                 results[kind][name] = median(value)
             if "http" in measures:
@@ -525,6 +579,12 @@ def side_by_side(
             f"{ratio(hh):>7}{fmt.format(a[key]):>10}"
         )
     print("(ratios: against HAProxy; for p99, HAProxy's over ours)")
+    if "baseline" in results:
+        b = results["baseline"]
+        for title, key, fmt, higher in rows:
+            if key in b:
+                ratio = b[key] / a[key] if higher else a[key] / b[key]
+                print(f"baseline {title:<36}{fmt.format(b[key]):>10}{ratio:>6.2f}x")
     print(
         f"(errors during these runs: hastack {h['errors']:.0f}, hastack:haproxy "
         f"{hh['errors']:.0f}, HAProxy {a['errors']:.0f})"

@@ -48,13 +48,10 @@ pytestmark = [
 def haproxy_config(
     port: int, servers: list[dict[str, Any]], tmp: Path, **backend: Any
 ) -> ProxyConfig:
-    config = http_config(port, servers, **backend)
-    return config.model_copy(
-        update={
-            "data_plane": "haproxy",
-            "haproxy": config.haproxy.model_copy(update={"run_dir": str(tmp)}),
-        }
-    )
+    data = http_config(port, servers, **backend).model_dump(by_alias=True, mode="json")
+    data["data-plane"] = "haproxy"
+    data["haproxy"] = {"run-dir": str(tmp)}
+    return ProxyConfig.model_validate(data)  # validated: the data plane is an enum member
 
 
 async def _named(backend: Backend, request: Request) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -156,8 +153,7 @@ async def test_a_killed_backend_fails_no_request_with_either_data_plane(
 async def test_cluster_changes_reach_haproxy_at_once(tmp_path: Path) -> None:
     async with backends("a", "b", "c", handler=_named) as (a, b, c):
         port, admin = free_port(), free_port()
-        config = haproxy_config(port, [], tmp_path)
-        data = config.model_dump(by_alias=True, mode="json")
+        data = haproxy_config(port, [], tmp_path).model_dump(by_alias=True, mode="json")
         data["admin"] = {"bind": f"{HOST}:{admin}"}
         data["cluster"] = None
         data["backends"][0]["servers"] = []

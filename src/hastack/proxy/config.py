@@ -430,7 +430,7 @@ def check_config(config: ProxyConfig, *, standalone: bool = True) -> list[tuple[
                 )
             )
         alpn = frontend.tls.alpn if frontend.tls is not None else None
-        if alpn and "h2" in alpn and config.data_plane is DataPlane.BUILTIN:
+        if alpn and "h2" in alpn and config.data_plane == DataPlane.BUILTIN:
             problems.append(
                 (
                     ("frontends", i, "tls", "alpn"),

@@ -144,7 +144,7 @@ class Proxy:
 
     async def start(self) -> None:
         try:
-            if self.config.data_plane is DataPlane.BUILTIN:
+            if self.config.data_plane == DataPlane.BUILTIN:
                 self.listeners.ensure(self.config)  # haproxy binds its own
             self._source_task = asyncio.get_running_loop().create_task(
                 self._follow_source(self.source)
@@ -172,7 +172,7 @@ class Proxy:
         gen.control.set_source_lists(self.lists)
         if previous is not None:
             gen.control.adopt(previous.control)
-        if config.data_plane is DataPlane.HAPROXY:
+        if config.data_plane == DataPlane.HAPROXY:
             await self._start_haproxy(gen, previous)
             return
         if config.workers == 1:
@@ -252,14 +252,14 @@ class Proxy:
                 return self._refused(
                     "backends follow cluster resources but no cluster source was given"
                 )
-            if config.data_plane is not self.config.data_plane:
+            if config.data_plane != self.config.data_plane:
                 return self._refused(
                     f"the data plane changes ({self.config.data_plane} to {config.data_plane}): "
                     "that needs a restart"
                 )
             gen = _Generation(self.current.number + 1, config)
             try:
-                if config.data_plane is DataPlane.BUILTIN:
+                if config.data_plane == DataPlane.BUILTIN:
                     self.listeners.ensure(config)
                 await self._start_generation(gen, self.current)
             except (OSError, ValueError, HastackError) as exc:
