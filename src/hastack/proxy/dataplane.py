@@ -19,7 +19,6 @@ from hastack.proxy.http import HttpClientConn, HttpServerConn
 from hastack.proxy.listeners import listening_socket
 from hastack.proxy.runtime import BackendRuntime, FrontendRuntime, ServerRuntime, Timers
 from hastack.proxy.tcp import TcpClientConn, TcpServerConn
-from hastack.proxy.tls import TlsAccept
 from hastack.proxy.view import BackendView
 
 __all__ = ["DataPlane", "listening_socket"]
@@ -70,9 +69,16 @@ class DataPlane:
         try:
             for frontend in self.frontends:
                 for address in frontend.spec.bind:
+                    tls = frontend.tls
                     for sock in listeners.get(address, []):
+                        # TLS is the event loop's (OpenSSL underneath); FrontendTls counts the
+                        # handshakes and picks the certificate.
                         server = await self.loop.create_server(
-                            self._factory(frontend), sock=sock, backlog=frontend.spec.backlog
+                            self._factory(frontend),
+                            sock=sock,
+                            backlog=frontend.spec.backlog,
+                            ssl=tls.default if tls is not None else None,
+                            ssl_handshake_timeout=tls.spec.handshake_timeout if tls else None,
                         )
                         self.listeners.append(server)
         except BaseException:
@@ -88,22 +94,30 @@ class DataPlane:
             make = cast(Callable[[], asyncio.Protocol], lambda: HttpClientConn(self, frontend))
         else:
             make = cast(Callable[[], asyncio.Protocol], lambda: TcpClientConn(self, frontend))
-        tls = frontend.tls
-        if tls is None:
-            return make
-        return lambda: TlsAccept(tls, make, frontend.counters, frontend.connections, frontend.name)
+        return make
 
     async def _watch_certificates(self) -> None:
         """Certificate files are looked at every `watch-interval`; changed ones are read again
-        (new connections get them, established ones keep theirs)."""
+        (new connections get them, established ones keep theirs). Handshakes past their
+        timeout are counted as failed on the way (FrontendTls.sweep)."""
         watched = [f.tls for f in self.frontends if f.tls is not None]
         if not watched:
             return
-        interval = min(t.spec.watch_interval for t in watched)
+        tick = min(
+            1.0,
+            *(t.spec.handshake_timeout for t in watched),
+            *(t.spec.watch_interval for t in watched),
+        )
+        looked = self.loop.time()
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(tick)
+            now = self.loop.time()
             for tls in watched:
-                tls.refresh()
+                tls.sweep()
+                if now - looked >= tls.spec.watch_interval:
+                    tls.refresh()
+            if now - looked >= min(t.spec.watch_interval for t in watched):
+                looked = now
 
     def apply(self, view: BackendView) -> None:
         backend = self.backends.get(view.name)

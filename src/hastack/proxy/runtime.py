@@ -425,4 +425,6 @@ class FrontendRuntime:
         self.forwarded_proto = b"X-Forwarded-Proto: https\r\n" if spec.tls else b""
         self.connections: set[Any] = set()
         # TLS termination (None: plain TCP). Built by the data plane, which may fail to load it.
-        self.tls: FrontendTls | None = FrontendTls(spec.tls, spec.mode) if spec.tls else None
+        self.tls: FrontendTls | None = (
+            FrontendTls(spec.tls, spec.mode, self.counters, spec.name) if spec.tls else None
+        )

@@ -18,16 +18,15 @@ suites), no compression, no renegotiation, ALPN `http/1.1` on HTTP frontends.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
 import os
 import ssl
 import time
-from collections.abc import Callable
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -47,7 +46,6 @@ __all__ = [
     "CertificateError",
     "CertificateInfo",
     "FrontendTls",
-    "TlsAccept",
     "certificate_problems",
     "inspect_certificate",
     "matches",
@@ -175,8 +173,14 @@ def _signature(paths: list[str]) -> tuple[tuple[float, int, int], ...]:
 class FrontendTls:
     """The server contexts of one frontend and the SNI choice among them."""
 
-    def __init__(self, spec: FrontendTlsSpec, mode: Mode) -> None:
+    def __init__(
+        self, spec: FrontendTlsSpec, mode: Mode, counters: HandshakeCounters, frontend: str
+    ) -> None:
         self.spec = spec
+        self.counters = counters
+        self.frontend = frontend
+        # Every connection's TLS state is of this class: how handshakes are counted.
+        self.handshake = type("Handshake", (_Handshake,), {"tls": self})
         self.alpn = (
             spec.alpn if spec.alpn is not None else (["http/1.1"] if mode is Mode.HTTP else [])
         )
@@ -186,6 +190,8 @@ class FrontendTls:
         self.reloads = 0
         self._last_log = 0.0
         self._unlogged = 0
+        self.pending: dict[int, float] = {}  # handshakes under way: token -> when to give up
+        self._next = 0
 
     @property
     def default(self) -> ssl.SSLContext:
@@ -215,6 +221,7 @@ class FrontendTls:
         except (OSError, ssl.SSLError) as exc:
             raise CertificateError(f"{cert.cert}: {exc}") from None
         context.sni_callback = self._sni
+        context.sslobject_class = self.handshake
         return context
 
     def context_for(self, server_name: str | None) -> ssl.SSLContext:
@@ -253,19 +260,48 @@ class FrontendTls:
         )
         return True
 
-    def log_failure(
-        self, frontend: str, transport: asyncio.BaseTransport, exc: BaseException
-    ) -> None:
+    def begin(self, handshake: ssl.SSLObject) -> int:
+        """A handshake starts; it ends by `end` (completed or refused), by being freed (the
+        connection went away), or, at the latest, when the handshake timeout has passed."""
+        self._next += 1
+        token = self._next
+        grace = self.spec.handshake_timeout + 0.5
+        self.pending[token] = time.monotonic() + grace
+        weakref.finalize(handshake, self._freed, token)
+        return token
+
+    def end(self, token: int) -> bool:
+        return self.pending.pop(token, None) is not None
+
+    def _freed(self, token: int) -> None:
+        if self.end(token):
+            self.abandoned()
+
+    def sweep(self) -> None:
+        """Handshakes older than the handshake timeout were cut by the event loop (or the
+        client is gone and the object not freed yet): counted now, not at garbage time."""
+        now = time.monotonic()
+        for token in [t for t, deadline in self.pending.items() if deadline < now]:
+            if self.end(token):
+                self.abandoned()
+
+    def failed(self, exc: BaseException) -> None:
+        self.counters.tls_failures += 1
+        why = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+        self._log(f"refused: {why}")
+
+    def abandoned(self) -> None:
+        self.counters.tls_failures += 1
+        self._log("not completed (the client went away, or the handshake timeout passed)")
+
+    def _log(self, what: str) -> None:
         """One line a second at most: a scanner must not flood the log."""
         now = time.monotonic()
         if now - self._last_log < 1.0:
             self._unlogged += 1
             return
-        peer = transport.get_extra_info("peername")
-        who = f"{peer[0]}:{peer[1]}" if peer else "?"
         more = f" ({self._unlogged} more since the last line)" if self._unlogged else ""
-        why = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-        log.warning("proxy: %s: TLS handshake with %s failed: %s%s", frontend, who, why, more)
+        log.warning("proxy: %s: a TLS handshake was %s%s", self.frontend, what, more)
         self._last_log, self._unlogged = now, 0
 
 
@@ -292,101 +328,28 @@ class HandshakeCounters(Protocol):
     tls_failures: int
 
 
-class _Held(asyncio.Protocol):
-    """The application side while the handshake finishes: what arrives is kept for the real
-    protocol (asyncio may deliver the first bytes before the awaiting task resumes)."""
+class _Handshake(ssl.SSLObject):
+    """The TLS state of one connection, as the event loop's TLS layer drives it.
 
-    def __init__(self) -> None:
-        self.data: list[bytes] = []
-        self.eof = False
-        self.lost: tuple[Exception | None] | None = None
-
-    def data_received(self, data: bytes) -> None:
-        self.data.append(data)
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        return False  # TLS has no half-close
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = (exc,)
-
-
-class TlsAccept(asyncio.Protocol):
-    """The first protocol of a connection to a TLS frontend.
-
-    It gives the socket to the event loop's TLS layer (`start_tls`, OpenSSL underneath),
-    counts how the handshake ends, and hands the TLS transport to the frontend's own protocol.
-    A failed handshake (no shared version or cipher, a client that gives up, a timeout) is
-    counted and logged here; it never reaches the proxying code.
+    `SSLContext.sslobject_class` is how the standard library lets this class be ours: every
+    handshake the loop runs for the frontend goes through `do_handshake` here, so each ends
+    counted once — completed, refused by OpenSSL (no shared version or cipher, plain HTTP on
+    the TLS port: logged with OpenSSL's reason), or abandoned (the client went away or the
+    handshake timeout cut it: counted when the connection's TLS state is freed).
     """
 
-    def __init__(
-        self,
-        tls: FrontendTls,
-        make: Callable[[], asyncio.Protocol],
-        counters: HandshakeCounters,
-        connections: set[Any],
-        frontend: str,
-    ) -> None:
-        self.tls = tls
-        self.make = make
-        self.counters = counters
-        self.connections = connections
-        self.frontend = frontend
-        self.transport: asyncio.Transport | None = None
-        self.task: asyncio.Task[None] | None = None
+    tls: FrontendTls  # set on the per-frontend subclass (FrontendTls.__init__)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        self.transport.pause_reading()
-        self.connections.add(self)
-        self.task = asyncio.get_running_loop().create_task(self._handshake(self.transport))
-
-    async def _handshake(self, transport: asyncio.Transport) -> None:
-        loop = asyncio.get_running_loop()
-        held = _Held()
+    def do_handshake(self) -> None:
+        if not hasattr(self, "_token"):
+            self._token = self.tls.begin(self)  # from here on, not completing is a failure
         try:
-            tls_transport = await loop.start_tls(
-                transport,
-                held,
-                self.tls.default,
-                server_side=True,
-                ssl_handshake_timeout=self.tls.spec.handshake_timeout,
-            )
-        except (OSError, TimeoutError, EOFError) as exc:
-            self.counters.tls_failures += 1
-            self.tls.log_failure(self.frontend, transport, exc)
-            transport.abort()
-            return
-        finally:
-            self.connections.discard(self)
-            self.task = None
-        if tls_transport is None:  # the peer went away as the handshake ended
-            self.counters.tls_failures += 1
-            return
-        self.counters.tls_handshakes += 1
-        protocol = self.make()
-        tls_transport.set_protocol(protocol)
-        protocol.connection_made(tls_transport)
-        for data in held.data:
-            protocol.data_received(data)
-        if held.eof and not protocol.eof_received():
-            tls_transport.close()
-        if held.lost is not None:
-            protocol.connection_lost(held.lost[0])
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            self.counters.tls_failures += 1
-        self.connections.discard(self)
-
-    def is_idle(self) -> bool:
-        return False  # mid-handshake: a request is coming
-
-    def shutdown(self, why: str) -> None:
-        if self.task is not None:
-            self.task.cancel()
-        if self.transport is not None:
-            self.transport.abort()
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except (ssl.SSLError, OSError) as exc:
+            if self.tls.end(self._token):
+                self.tls.failed(exc)
+            raise
+        if self.tls.end(self._token):
+            self.tls.counters.tls_handshakes += 1
