@@ -311,7 +311,7 @@ async def test_writes_need_a_write_token_and_reads_a_token_unless_open(setup: Se
     none = await setup.client.post(path)
     assert none.status == 401
     assert none.headers["WWW-Authenticate"] == "Bearer"
-    assert "needs a credential" in (await none.json())["error"]
+    assert "a token is needed" in (await none.json())["error"]
     wrong = await setup.client.post(path, headers={"Authorization": "Bearer hst_nope"})
     assert wrong.status == 401
     basic = await setup.client.post(path, headers={"Authorization": "Basic YTpi"})

@@ -390,7 +390,9 @@ class Api:
         await _body(request, empty_ok=True)
         await self._known_node(node)
         flag, on = NODE_ACTIONS[action]
-        changed = await change_config(self.cluster(who, request), edits.set_node_flag(node, flag, on))
+        changed = await change_config(
+            self.cluster(who, request), edits.set_node_flag(node, flag, on)
+        )
         self._facts = None
         return _json(
             {"message": changed.message, "revision": changed.revision, "changed": changed.changed}

@@ -85,7 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
         token_cmd,
         proxy_cmd,
         lab_cmd,
-        token_cmd,
     ):
         module.register(sub)
     demo = sub.add_parser(

@@ -65,7 +65,7 @@ def agent_problems(config: ClusterConfig) -> list[tuple[Loc, str]]:
                     problems.append(
                         ((*where, "params"), f"{p.agent} requires {', '.join(missing)}")
                     )
-                if native is ProxyAgent and isinstance(p.params.get("config"), str):
+                if issubclass(native, ProxyAgent) and isinstance(p.params.get("config"), str):
                     problems += _proxy_problems(str(p.params["config"]), (*where, "params"))
                 if native is GaleraAgent:
                     problems += _galera_problems(p, top, where)

@@ -1,5 +1,6 @@
 """Resource agents by class: `ocf:PROVIDER:TYPE` scripts, hastack's native `hastack:TYPE`
-(vip, service, proxy) and systemd units (`systemd:UNIT`, through systemd's D-Bus API)."""
+(vip, service, proxy, haproxy, galera, evacuator) and systemd units (`systemd:UNIT`, through
+systemd's D-Bus API)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from hastack.executor.agents.base import (
 from hastack.executor.agents.evacuator import EvacuatorAgent
 from hastack.executor.agents.galera import GaleraAgent
 from hastack.executor.agents.ocf import OCF_ROOT, OcfDriver
-from hastack.executor.agents.proxy import ProxyAgent
+from hastack.executor.agents.proxy import HaproxyAgent, ProxyAgent
 from hastack.executor.agents.service import ServiceAgent
 from hastack.executor.agents.systemd import SystemdDriver
 from hastack.executor.agents.vip import VipAgent
@@ -25,6 +26,7 @@ __all__ = [
     "AgentMetadata",
     "Driver",
     "GaleraAgent",
+    "HaproxyAgent",
     "NativeAgent",
     "OcfRc",
     "OpRequest",
@@ -41,6 +43,7 @@ NATIVE: dict[str, type[NativeAgent]] = {
     ServiceAgent.name: ServiceAgent,
     ProxyAgent.name: ProxyAgent,
     GaleraAgent.name: GaleraAgent,
+    HaproxyAgent.name: HaproxyAgent,
 }
 
 
