@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hastack.errors import HastackError
 from hastack.lab.etcd import EtcdMember
 from hastack.lab.harness import CLIENT_FILE, AgentNode, Harness
 from hastack.lab.netns import create_node_namespace, remove_namespaces, run_prefix
@@ -42,7 +43,7 @@ __all__ = [
 STATE_FILE = "cluster.json"
 
 
-class LocalClusterError(Exception):
+class LocalClusterError(HastackError):
     """A local-cluster operation cannot proceed; the message says why and what to do."""
 
 

@@ -1,7 +1,16 @@
 """Resource agents by class: `ocf:PROVIDER:TYPE` scripts and hastack's native `hastack:TYPE`
-(vip, service, proxy)."""
+(vip, service, proxy).
+
+A native agent's module is imported the first time a resource needs it: the proxy agent
+brings the whole proxy (uvloop, httptools, aiomysql, prometheus_client) and the VIP agent
+pyroute2, which a hundred compute agents that run neither should not load
+(docs/control-plane.md, "Lighter agents").
+"""
 
 from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
 
 from hastack.executor.agents.base import (
     AgentMetadata,
@@ -12,9 +21,6 @@ from hastack.executor.agents.base import (
     OpResult,
 )
 from hastack.executor.agents.ocf import OCF_ROOT, OcfDriver
-from hastack.executor.agents.proxy import ProxyAgent
-from hastack.executor.agents.service import ServiceAgent
-from hastack.executor.agents.vip import VipAgent
 from hastack.model.config import AgentRef
 
 __all__ = [
@@ -25,16 +31,36 @@ __all__ = [
     "OcfRc",
     "OpRequest",
     "OpResult",
-    "ProxyAgent",
     "UnknownAgent",
     "driver_for",
 ]
 
-NATIVE: dict[str, type[NativeAgent]] = {
-    VipAgent.name: VipAgent,
-    ServiceAgent.name: ServiceAgent,
-    ProxyAgent.name: ProxyAgent,
-}
+
+class _NativeAgents(Mapping[str, type[NativeAgent]]):
+    """hastack:TYPE -> its agent class, each module imported when first looked up."""
+
+    def __init__(self, where: Mapping[str, str]) -> None:
+        self._where = dict(where)  # type -> "module:Class"
+
+    def __getitem__(self, name: str) -> type[NativeAgent]:
+        module, _, cls = self._where[name].partition(":")
+        found: type[NativeAgent] = getattr(importlib.import_module(module), cls)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
+NATIVE: Mapping[str, type[NativeAgent]] = _NativeAgents(
+    {
+        "vip": "hastack.executor.agents.vip:VipAgent",
+        "service": "hastack.executor.agents.service:ServiceAgent",
+        "proxy": "hastack.executor.agents.proxy:ProxyAgent",
+    }
+)
 
 
 class UnknownAgent(Exception):
