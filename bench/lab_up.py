@@ -1,7 +1,7 @@
 """How long the lab takes to come up and go down, and what its processes cost.
 
     flock /tmp/hastack-lab.lock .venv/bin/python bench/lab_up.py [--trials 3] [--nodes 3]
-        [--computes 100] [--idle 30]
+        [--computes 100] [--idle 30] [--start-wave 10]
 
 Root only; hold the machine's lab lock (it measures). Prints per trial: network built, etcd
 healthy, agents joined with a DC (all from the start of `Lab.up`), teardown time, and whether
@@ -61,6 +61,9 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--computes", type=int, default=0)
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle measured")
+    parser.add_argument(
+        "--start-wave", type=int, default=0, help="computes started together (default: the lab's)"
+    )
     parser.add_argument("--settle", type=float, default=10.0, help="seconds before the idle")
     parser.add_argument(
         "--wait", type=float, default=0.0, help="bound on the start (default: the lab's own)"
@@ -77,6 +80,8 @@ def main() -> int:
             marks: list[str] = []
             started = time.monotonic()
             extra = {"wait": args.wait} if args.wait else {}
+            if args.start_wave:
+                extra["start_wave"] = args.start_wave
             lab = Lab.up(
                 Path(tmp) / "lab",
                 nodes=args.nodes,
@@ -85,9 +90,14 @@ def main() -> int:
                 **extra,
             )
             ups.append(time.monotonic() - started)
+            lost = len(labstats.events(lab, ["membership-lost"]))
+            elected = len(labstats.events(lab, ["dc-elected"]))
+            marks.append(f"{lost} membership(s) lost and {elected} DC election(s) while starting")
             try:
                 if trial == args.trials:
                     costs = idle_costs(lab, args.idle, args.settle)
+                    lost = len(labstats.events(lab, ["membership-lost"])) - lost
+                    costs += f"\n  memberships lost while idle: {lost} (must be 0)"
                     du = subprocess.run(
                         ["du", "-sk", tmp], capture_output=True, text=True, check=True
                     )

@@ -17,11 +17,13 @@ The machine's own figures come from /proc/stat (busy fraction of all cores) and
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hastack.lab.net.lab import Lab
 from hastack.lab.net.links import netns_pids
@@ -135,6 +137,27 @@ def machine_busy(before: tuple[int, int], after: tuple[int, int]) -> float:
 def loadavg() -> tuple[float, float, float]:
     a, b, c = Path("/proc/loadavg").read_text().split()[:3]
     return float(a), float(b), float(c)
+
+
+def events(lab: Lab, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """The agents' events (events.jsonl of every node), oldest first; only `kinds` if given."""
+    wanted = set(kinds) if kinds is not None else None
+    out: list[dict[str, Any]] = []
+    for h in lab.nodes():
+        path = lab.agent_state_dir(h.name) / "events.jsonl"
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash
+            if wanted is None or entry.get("event") in wanted:
+                out.append(entry)
+    out.sort(key=lambda e: float(e.get("t", 0.0)))
+    return out
 
 
 def alive(proc: Proc) -> bool:

@@ -4,9 +4,11 @@ and the refusal without root. No privileges needed."""
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 
+from hastack.lab.net.lab import FAST_TIMINGS, Lab, LabError
 from hastack.lab.net.topology import (
     NFT_CHAIN,
     HostRole,
@@ -101,3 +103,33 @@ def test_without_root_the_lab_says_so_and_points_to_the_loopback_cluster(
     monkeypatch.setattr(lab.os, "geteuid", lambda: 1000)
     with pytest.raises(lab.LabError, match=r"needs root.*hastack cluster up"):
         lab.require_root()
+
+
+def _lab(computes: int) -> Lab:
+    state = {
+        "cluster": "lab", "prefix": "hl1234", "subnet": 76, "controllers": 3,
+        "computes": computes, "links": 1, "election_ms": 500, "hosts": {},
+        "timings": FAST_TIMINGS.model_dump(by_alias=True),
+    }  # fmt: skip
+    return Lab(Path("/nonexistent"), state)
+
+
+def test_agents_start_in_waves_controllers_first() -> None:
+    lab = _lab(25)
+    waves = lab._waves(10)
+    assert waves[0] == ["n1", "n2", "n3"]
+    assert [len(w) for w in waves[1:]] == [10, 10, 5]
+    assert [n for wave in waves for n in wave] == [h.name for h in lab.nodes()]
+    with pytest.raises(LabError, match="at least 1"):
+        lab._waves(0)
+
+
+def test_computes_spread_their_first_etcd_endpoint_over_the_members() -> None:
+    lab = _lab(6)
+    endpoints = [m.client_url for m in lab.etcd_members()]
+    first = {
+        n.name: lab._agent_config(n, endpoints)["etcd"]["endpoints"][0] for n in lab.agent_nodes()
+    }
+    # A controller talks to its own member first; computes take the members in turn.
+    assert [first[n] for n in ("n1", "n2", "n3")] == endpoints
+    assert [first[f"c{i}"] for i in range(1, 7)] == endpoints + endpoints
