@@ -133,3 +133,16 @@ def test_computes_spread_their_first_etcd_endpoint_over_the_members() -> None:
     # A controller talks to its own member first; computes take the members in turn.
     assert [first[n] for n in ("n1", "n2", "n3")] == endpoints
     assert [first[f"c{i}"] for i in range(1, 7)] == endpoints + endpoints
+
+
+def test_sizes_the_plan_or_the_memory_cannot_hold_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hastack.lab.net import lab as lab_module
+
+    monkeypatch.setattr(lab_module, "_available_mib", lambda: 1000)
+    with pytest.raises(LabError, match=r"need about 6\.3 GiB of memory .* 1\.0 GiB is available"):
+        lab_module._check_size(3, 100, 1)
+    with pytest.raises(LabError, match="--computes must be between 0 and 254"):
+        lab_module._check_size(3, 255, 1)
+    lab_module._check_size(3, 5, 1)  # 750 MiB: fits

@@ -85,6 +85,10 @@ FAST_ELECTION_MS = 500
 KILL_ROUNDS = 50  # bounded: a host's processes are gone after a few rounds at most
 # Compute agents started together, each wave waited for before the next (`_start_agents`).
 START_WAVE = 10
+# Memory a host's processes take, rounded up from bench/lab_up.py (PSS, idle, 100 computes:
+# supervisor + agent + watchdog ≈ 44 MiB; a controller adds etcd, ≈ 66 MiB, and is the DC).
+MIB_PER_COMPUTE = 60
+MIB_PER_CONTROLLER = 150
 
 
 class LabError(HastackError):
@@ -219,6 +223,7 @@ class Lab(Harness):
         `start_wave` at a time; `wait` bounds each wait (etcd, then each wave)."""
         require_root()
         _require_tools()
+        _check_size(nodes, computes, links_count)  # before anything is touched
         say = on_progress or (lambda _msg: None)
         if (directory / STATE_FILE).exists():
             old = Lab.load(directory)
@@ -773,6 +778,33 @@ class StatusFeed:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_size(nodes: int, computes: int, links_count: int) -> None:
+    """Refuse sizes the address plan or this machine's memory cannot hold, saying why."""
+    try:
+        Topology("hl0000", 0, nodes, computes, links_count)
+    except ValueError as exc:
+        raise LabError(str(exc)) from None
+    need = nodes * MIB_PER_CONTROLLER + computes * MIB_PER_COMPUTE
+    available = _available_mib()
+    if available is not None and need > available:
+        raise LabError(
+            f"{nodes} controllers and {computes} computes need about {need / 1024:.1f} GiB of "
+            f"memory ({MIB_PER_CONTROLLER} MiB per controller, {MIB_PER_COMPUTE} MiB per "
+            f"compute, as measured by bench/lab_up.py) and {available / 1024:.1f} GiB is "
+            "available: start fewer computes"
+        )
+
+
+def _available_mib() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _joined(report: dict[str, Any], want: frozenset[str]) -> bool:
