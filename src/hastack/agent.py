@@ -77,6 +77,7 @@ class Agent:
         self._on_membership_lost = on_membership_lost
         self._store: Store = store or EtcdStore(config.etcd.endpoints, config.timings.store_timeout)
         self._keeper = LeaseKeeper(self._store, config.timings)
+        self._keeper.on_late = self._renewal_late
         # Renewals run in a thread of their own on a channel of their own
         # (docs/control-plane.md): a busy main loop never delays them.
         self._lease_client = BlockingLeaseClient(config.etcd.endpoints) if store is None else None
@@ -601,6 +602,13 @@ class Agent:
             self.controller.forget()
             self.fencing.cancel()
         self.epoch = epoch
+
+    def _renewal_late(self, gap: float) -> None:
+        """A renewal used over half of its margin (called in the renewal thread): the node
+        came close to losing its membership. Said, and recorded for the benchmarks."""
+        limit = self.config.timings.loss_after
+        log.warning("lease renewal late: %.2fs after the previous one (lost at %gs)", gap, limit)
+        self.events.record("lease-renewal-late", gap=round(gap, 3), limit=limit)
 
     def _membership_lost(self, reason: str) -> None:
         log.error("membership lost: %s", reason)
