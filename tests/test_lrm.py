@@ -122,3 +122,33 @@ async def test_a_resource_removed_while_its_probe_asks_for_metadata(harness: Har
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_a_resource_removed_from_the_configuration_is_stopped_by_its_last_definition(
+    harness: Harness,
+) -> None:
+    """The DC stops an orphan (running, no longer configured): the stop must run the agent
+    it was started with. It used to fail 'not in the configuration' — a failed stop, which
+    fences the node."""
+    h = harness
+    h.driver.answers = {"start": OcfRc.SUCCESS, "stop": OcfRc.SUCCESS}
+    h.lrm.set_config(TWO, revision=1)
+    loop = asyncio.create_task(h.lrm.run())
+    try:
+        await h.until(lambda r: {"keep", "gone"} <= r.probed)
+        both = {"keep": Role.STARTED, "gone": Role.STARTED}
+        h.lrm.set_target(NodeTarget(1, 1, both), dc_epoch=1, revision=5)
+        await h.until(lambda r: r.acked == 5)
+        h.lrm.set_config(ONE, revision=2)
+        h.lrm.set_target(NodeTarget(1, 2, {"keep": Role.STARTED}), dc_epoch=1, revision=6)
+        done = await h.until(lambda r: r.acked == 6)
+        assert "gone" not in done.active()
+        assert not any(r.failed for r in done.resources.values())
+        stop = [c for c in h.driver.calls if c.op == "stop"]
+        assert [c.instance for c in stop] == ["gone"]
+        # Once stopped, the next configuration forgets it.
+        h.lrm.set_config(ONE.model_copy(), revision=3)
+        assert "gone" not in h.lrm._placements
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)

@@ -176,9 +176,25 @@ class LocalResourceManager:
             return
         self.config = config
         self._config_revision = revision
-        self._placements = placements(config) if config else {}
+        fresh = placements(config) if config else {}
+        # A primitive removed from the configuration may still run here: keep the definition
+        # it runs with until it is stopped, so that the DC's stop of the orphan runs the
+        # agent that can stop it, as Pacemaker's executor stops an orphan by its last known
+        # definition. Without it the stop failed "not in the configuration", and a failed
+        # stop means fencing: removing resources fenced every node that ran them.
+        for name, placement in self._placements.items():
+            if name not in fresh and self._active_here(name):
+                fresh[name] = placement
+        self._placements = fresh
         self._drivers = {k: v for k, v in self._drivers.items() if k in self._placements}
         self._wake.set()
+
+    def _active_here(self, primitive: str) -> bool:
+        """Some instance of the primitive runs here, or may (an operation is under way)."""
+        return any(
+            i.primitive == primitive and (i.busy or i.report.role is not Role.STOPPED)
+            for i in self.instances.values()
+        )
 
     def set_target(
         self, target: NodeTarget | None, *, dc_epoch: int, revision: int = 0
