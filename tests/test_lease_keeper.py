@@ -58,12 +58,18 @@ def test_past_the_deadline_the_membership_is_lost_not_late() -> None:
     lost: list[str] = []
     keeper.on_late = late.append
 
+    timeouts: list[float] = []
+
     def renew(lease: int, timeout: float) -> int:
-        clock.now += timeout  # nothing answers before the deadline
+        timeouts.append(timeout)
+        clock.now += timeout  # nothing answers in time
         raise StoreTimeout("no answer within the store timeout")
 
     clock.now = 100.5
     keeper.run_blocking(renew, threading.Event(), lost.append)
+    # Two attempts of a store timeout each (the second on the next member), not one that
+    # waits out the whole budget on a member that will never answer.
+    assert timeouts == pytest.approx([0.75, 0.75])
     assert late == []
     assert lost == ["no lease renewal succeeded for 2s (renew-interval + 2 × store-timeout)"]
     assert not keeper.is_held()

@@ -161,7 +161,11 @@ class LeaseKeeper:
                     on_lost(self._lost_reason)
                     return
                 try:
-                    renew(lease.id, self.deadline - now)
+                    # One attempt lasts a store timeout at most, as the asyncio store's calls
+                    # do: a member that cannot answer (cut off, or cut from its leader) must
+                    # leave time for a second attempt on the next member, which is what
+                    # renew-interval + 2 × store-timeout budgets for.
+                    renew(lease.id, min(timings.store_timeout, self.deadline - now))
                 except LeaseNotFound:
                     self._lost_reason = "the lease has expired on the server"
                     on_lost(self._lost_reason)
