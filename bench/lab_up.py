@@ -92,7 +92,11 @@ def main() -> int:
             ups.append(time.monotonic() - started)
             lost = len(labstats.events(lab, ["membership-lost"]))
             elected = len(labstats.events(lab, ["dc-elected"]))
-            marks.append(f"{lost} membership(s) lost and {elected} DC election(s) while starting")
+            late = len(labstats.events(lab, ["lease-renewal-late"]))
+            marks.append(
+                f"{lost} membership(s) lost, {elected} DC election(s) and {late} late lease "
+                "renewal(s) while starting"
+            )
             try:
                 if trial == args.trials:
                     costs = idle_costs(lab, args.idle, args.settle)
