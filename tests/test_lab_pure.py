@@ -124,17 +124,6 @@ def test_agents_start_in_waves_controllers_first() -> None:
         lab._waves(0)
 
 
-def test_computes_spread_their_first_etcd_endpoint_over_the_members() -> None:
-    lab = _lab(6)
-    endpoints = [m.client_url for m in lab.etcd_members()]
-    first = {
-        n.name: lab._agent_config(n, endpoints)["etcd"]["endpoints"][0] for n in lab.agent_nodes()
-    }
-    # A controller talks to its own member first; computes take the members in turn.
-    assert [first[n] for n in ("n1", "n2", "n3")] == endpoints
-    assert [first[f"c{i}"] for i in range(1, 7)] == endpoints + endpoints
-
-
 def test_sizes_the_plan_or_the_memory_cannot_hold_are_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -137,14 +137,7 @@ class Harness(ABC):
 
     def _agent_config(self, node: AgentNode, endpoints: list[str]) -> dict[str, Any]:
         members = [m.name for m in self.etcd_members()]
-        if node.name in members:
-            first = members.index(node.name)
-        else:
-            # A node without a member (a compute) starts with one chosen by its place: a
-            # hundred computes spread over the members, not all on the first one (nor all
-            # failing over at once when it dies).
-            others = [n.name for n in self.agent_nodes() if n.name not in members]
-            first = others.index(node.name) % len(members) if members else 0
+        first = members.index(node.name) if node.name in members else 0
         config: dict[str, Any] = {
             "cluster": self.name,
             "node": node.name,
