@@ -63,7 +63,7 @@ from hastack.lab.net.topology import (
     parse_partition,
     render_ruleset,
 )
-from hastack.lab.power import NodePower
+from hastack.lab.power import NodePower, clear_volatile, read_registry
 from hastack.model.agent_config import Timings
 from hastack.processes import ProcessRecord, is_alive, send, spawn, wait_gone, wait_stopped
 
@@ -451,6 +451,7 @@ class Lab(Harness):
         for k in range(len(h.addresses)):
             links.set_link(h.namespace, f"eth{k}", up=False)
         killed = self.kill_all(h.namespace)
+        clear_volatile(read_registry(self.power_registry).get(name, {}))
         entry = self._entry(name)
         entry["powered"] = False
         if name in self.state["paused"]:
