@@ -87,7 +87,10 @@ def test_every_problem_named_with_line_and_path() -> None:
     assert "agent.yaml:2: node: not a valid name: 'ctl 1'" in joined
     assert "agent.yaml:16: timings.renew-interval: not a duration: 'soon'" in joined
     assert "agent.yaml:7: attributes.zone: Input should be a valid string" in joined
-    assert "agent.yaml:18: colour: unknown key (allowed: addresses, attributes, cluster," in joined
+    assert (
+        "agent.yaml:18: colour: unknown key (allowed: addresses, api, attributes, cluster,"
+        in joined
+    )
     assert "agent.yaml:12: etcd.election-timeout: not a duration: 'soon'" in joined
     assert len(problems) == 5
 

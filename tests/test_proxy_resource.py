@@ -136,23 +136,3 @@ def test_freebind_listens_on_an_address_not_yet_here() -> None:
         assert sock.getsockname() == ("192.0.2.77", int(address.rsplit(":", 1)[1]))
     finally:
         sock.close()
-
-
-def test_the_resource_monitor_asks_the_always_open_health_path(tmp_path: Path) -> None:
-    # With the default admin endpoint (no tokens, reads closed) /stats.json answers 401:
-    # a monitor asking it failed every proxy resource. /health needs no token.
-    from hastack.executor.agents.proxy import ProxyAgent, _prepared
-    from hastack.model.operations import OpRequest
-
-    text = textwrap.dedent(
-        """\
-        frontends: [{name: web, bind: ["127.0.0.1:8080"], backend: api}]
-        backends: [{name: api, servers: [{name: a, address: "127.0.0.1:8081"}]}]
-        """
-    )
-    cluster = {"name": "c", "etcd-endpoints": "http://127.0.0.1:2379", "etcd-insecure": "true"}
-    config, body = _prepared(text, tuple(sorted(cluster.items())), "t")
-    request = OpRequest("proxy", "proxy", "start", {"config": text}, {}, 20.0,
-                        state_dir=str(tmp_path), cluster=cluster)  # fmt: skip
-    params = ProxyAgent._service_params(request, config, body)
-    assert params["health-url"] == "http://127.0.0.1:8404/health"

@@ -12,6 +12,7 @@ import functools
 import json
 import shutil
 import socket
+import ssl
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -230,16 +231,32 @@ class _ResponseReader:
 
 
 class Client:
-    """A keep-alive HTTP/1.1 client on raw streams (one request at a time)."""
+    """A keep-alive HTTP/1.1 client on raw streams (one request at a time); TLS with `tls`."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
         self.host = host
         self.port = port
+        self.tls = tls
+        self.server_hostname = server_hostname
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def connect(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        if self.tls is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        else:
+            self.reader, self.writer = await asyncio.open_connection(
+                self.host,
+                self.port,
+                ssl=self.tls,
+                server_hostname=self.server_hostname or self.host,
+            )
 
     async def close(self) -> None:
         if self.writer is not None:

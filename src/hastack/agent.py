@@ -17,7 +17,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
+from hastack.api.counters import AgentCounters, LocalView
 from hastack.controller import Controller, Decision
 from hastack.errors import IndeterminateStoreError, StoreError
 from hastack.eventlog import EventLog
@@ -31,15 +33,19 @@ from hastack.membership.lease import LeaseKeeper, LeaseLost
 from hastack.membership.selfcheck import SelfCheck
 from hastack.model.agent_config import AgentConfig
 from hastack.model.config import ClusterConfig
+from hastack.model.events import (
+    ClusterEvent,
+    EventKind,
+    failed_action_events,
+    snapshot_events,
+)
 from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeKind, NodeRecord
 from hastack.model.requests import decode_cleanup
 from hastack.model.status import NodeReport, decode_status
-from hastack.ops.cluster import Cluster
-from hastack.ops.configure import change_config
-from hastack.ops.edits import set_node_attribute
 from hastack.scheduler.plan import ActionKind
 from hastack.store import Compare, DeleteOp, EtcdStore, Keys, PutOp, Store
 from hastack.store.blocking import BlockingLeaseClient
+from hastack.store.history import EventRecorder, HistoryTrimmer
 from hastack.store.mirror import Mirror, follow_all
 from hastack.store.tls import load_credentials
 
@@ -62,6 +68,10 @@ _LEAVE_TIMEOUT = 30.0
 # The self-check gives the cycle at least this long (5 × renew-interval + 4 × store-timeout
 # otherwise: a cycle waits for a few store calls at most).
 _SELF_CHECK_MIN = 5.0
+# A stopping agent gives its last events this long to reach the store.
+_EVENTS_FLUSH = 1.0
+# A transition's event lists this many of its actions (the rest are counted).
+_EVENT_ACTIONS = 20
 
 
 class Agent:
@@ -92,6 +102,17 @@ class Agent:
             self._lease_client = BlockingLeaseClient(config.etcd.endpoints, credentials=credentials)
         self._store: Store = store
         self._keeper = LeaseKeeper(self._store, config.timings)
+        # Numbers for the API's metrics; the liveness thread adds its renewals' latency.
+        self.counters = AgentCounters()
+        self._keeper.on_renewed = self.counters.renewals.observe
+        self._keeper.on_late = self._renewal_late
+        # The cluster's event history (docs/api.md §4): written off the cycle, trimmed by
+        # the DC, which also records what it sees change between its views.
+        self.history = EventRecorder(self._store, self.keys, config.node)
+        self._trimmer: asyncio.Task[None] | None = None
+        self._dc_view: ClusterSnapshot | None = None
+        self._last_report: NodeReport | None = None
+        self._flags = (False, False)  # this node's standby and maintenance, as last seen
         # The cluster state, kept from the store's watch streams: all of it while DC, only
         # what this node acts on otherwise (docs/control-plane.md).
         self._mirror: Mirror | None = None
@@ -173,10 +194,34 @@ class Agent:
         self._stopping.set()
         self._wake.set()
 
+    def local_view(self) -> LocalView:
+        """What this agent knows first hand, for the API's health endpoints (called from the
+        API's thread: it reads attributes only)."""
+        standby, maintenance = self._flags
+        return LocalView(
+            node=self.config.node,
+            member=self._keeper.is_held(),
+            dc=self.epoch is not None,
+            epoch=self.epoch,
+            standby=standby,
+            maintenance=maintenance,
+            cycle_stalled_for=self.selfcheck.stalled_for(),
+            cycle_limit=self.selfcheck.limit,
+        )
+
+    def events_dropped(self) -> int:
+        return self.history.dropped
+
+    def record(self, kind: EventKind, text: str, **data: object) -> None:
+        """An event for the cluster's history (queued; never blocks the cycle)."""
+        self.history.record(ClusterEvent(kind, text, time.time(), self.config.node, data))
+
     async def run(self) -> None:
         """Run until stopped; survives store outages and lost memberships by rejoining."""
         # Resources keep being watched whatever happens to the membership.
         executor = asyncio.create_task(self.lrm.run(), name="executor")
+        recorder = asyncio.create_task(self.history.run(), name="events")
+        api = self._start_api()
         self.selfcheck.start()
         beats: list[asyncio.Task[None]] = []
         if self.heartbeat is not None:
@@ -218,10 +263,27 @@ class Agent:
             executor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await executor
+            self._stop_trimmer()
+            await self.history.flush(_EVENTS_FLUSH)
+            recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recorder
+            if api is not None:
+                await asyncio.to_thread(api.stop)
             await self._follow(None)
             await self._store.close()
             if self._lease_client is not None:
                 self._lease_client.close()
+
+    def _start_api(self) -> _ApiHandle | None:
+        if self.config.api is None:
+            return None
+        # Imported here: an agent that serves no API loads no HTTP server (docs/api.md).
+        from hastack.api.server import ApiThread  # noqa: PLC0415
+
+        thread = ApiThread(self.config, self)
+        thread.start()
+        return thread
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -361,6 +423,12 @@ class Agent:
 
     async def _decide_and_act(self, snapshot: ClusterSnapshot) -> None:
         self._report_problems(snapshot)
+        spec = (
+            next((n for n in snapshot.config.nodes if n.node == self.config.node), None)
+            if snapshot.config is not None
+            else None
+        )
+        self._flags = (spec.standby, spec.maintenance) if spec is not None else (False, False)
         if snapshot.dc is not None:
             self.highest_epoch = max(self.highest_epoch, snapshot.dc.epoch)
         cfg = self.config
@@ -393,8 +461,16 @@ class Agent:
             # (without other nodes' reports it would start what already runs elsewhere).
             self._wake.set()
             return
+        if self.epoch is not None:
+            for event in snapshot_events(
+                self._dc_view, snapshot, writer=self.config.node, now=time.time()
+            ):
+                self._count_fencing(event)
+                self.history.record(event)
+            self._dc_view = snapshot
         if self.epoch is not None and snapshot.config is not None:
             config = snapshot.config
+            started = time.monotonic()
             decision = self.controller.decide(
                 snapshot,
                 config,
@@ -403,11 +479,43 @@ class Agent:
                 mono=time.monotonic(),
                 suspects=self._suspects(snapshot, config),
             )
+            if decision.replanned:
+                self.counters.scheduler.observe(time.monotonic() - started)
+                self._record_transition(decision)
             self._say_overdue(decision.overdue)
             for action in decision.ready:
                 if action.kind is ActionKind.FENCE:
                     self.fencing.ensure(action.node, config, self.epoch)
             await self._write_targets(decision, snapshot)
+
+    def _record_transition(self, decision: Decision) -> None:
+        actions = decision.plan.actions
+        if not actions:
+            return
+        self.record(
+            EventKind.TRANSITION,
+            f"{decision.reason} (epoch {self.epoch})",
+            epoch=self.epoch,
+            actions=[
+                {
+                    "kind": a.kind.value,
+                    "resource": a.instance,
+                    "node": a.node,
+                    "reason": a.reason,
+                }
+                for a in actions[:_EVENT_ACTIONS]
+            ],
+            more=max(0, len(actions) - _EVENT_ACTIONS),
+        )
+
+    def _count_fencing(self, event: ClusterEvent) -> None:
+        """Fencing this DC ran (by its own fencing service), for the metrics."""
+        if event.kind is not EventKind.FENCING or event.data.get("by") != self.config.node:
+            return
+        if event.data.get("result") == "success":
+            self.counters.fencing_success += 1
+        else:
+            self.counters.fencing_failed += 1
 
     def _update_peers(self, snapshot: ClusterSnapshot) -> None:
         self._peers = {
@@ -501,6 +609,13 @@ class Agent:
                 config.properties.suspect_after,
             )
             self.events.record("dc-deposed", node=dc.node, epoch=dc.epoch)
+            self.record(
+                EventKind.DEPOSED,
+                f"{self.config.node} deposed DC {dc.node} (epoch {dc.epoch}): no heartbeat "
+                f"for {config.properties.suspect_after:g}s",
+                dc=dc.node,
+                epoch=dc.epoch,
+            )
             self._wake.set()
 
     async def _watch_silence(self) -> None:
@@ -548,6 +663,11 @@ class Agent:
 
     async def _publish_status(self, report: NodeReport) -> None:
         await self._store.put(self.keys.status(self.config.node), report.encode())
+        for event in failed_action_events(
+            self.config.node, self._last_report, report, now=time.time()
+        ):
+            self.history.record(event)
+        self._last_report = report
 
     async def _write_targets(self, decision: Decision, snapshot: ClusterSnapshot) -> None:
         epoch = self.epoch
@@ -637,15 +757,42 @@ class Agent:
             self._dc_since = time.monotonic()
             log.info("became DC at epoch %d (%s)", epoch, reason)
             self.events.record("dc-elected", epoch=epoch, reason=reason)
+            self.counters.dc_changes += 1
+            self.record(
+                EventKind.ELECTION,
+                f"{self.config.node} became DC at epoch {epoch}: {reason}",
+                epoch=epoch,
+                reason=reason,
+            )
+            self._dc_view = None
+            self._stop_trimmer()
+            trimmer = HistoryTrimmer(self._store, self.keys)
+            self._trimmer = asyncio.get_running_loop().create_task(trimmer.run(), name="trim")
         else:
             log.info("no longer DC (was epoch %s): %s", self.epoch, reason)
             self.events.record("dc-lost", epoch=self.epoch, reason=reason)
+            self._stop_trimmer()
+            self._dc_view = None
             self.controller.forget()
             self.fencing.cancel()
         self.epoch = epoch
 
+    def _stop_trimmer(self) -> None:
+        if self._trimmer is not None:
+            self._trimmer.cancel()
+            self._trimmer = None
+
+    def _renewal_late(self, gap: float) -> None:
+        """A renewal used over half of its margin (called in the renewal thread): the node
+        came close to losing its membership. Said, and recorded for the benchmarks."""
+        limit = self.config.timings.loss_after
+        log.warning("lease renewal late: %.2fs after the previous one (lost at %gs)", gap, limit)
+        self.events.record("lease-renewal-late", gap=round(gap, 3), limit=limit)
+
     def _membership_lost(self, reason: str) -> None:
         log.error("membership lost: %s", reason)
+        self.counters.membership_losses += 1
+        self.record(EventKind.MEMBERSHIP, f"{self.config.node} lost its membership: {reason}")
         if self.heartbeat is not None:
             self.heartbeat.lease = 0  # a node without a membership stops sounding alive
         self.events.record("membership-lost", reason=reason)
@@ -763,6 +910,7 @@ class Agent:
             if node not in self._overdue_said:
                 log.warning("giving up waiting: %s; treating %s as failed", why, node)
                 self.events.record("node-overdue", node=node, reason=why)
+                self.record(EventKind.OVERDUE, f"gave up waiting: {why}", node=node)
         self._overdue_said = set(overdue)
 
     def _say(self, reason: str) -> None:
@@ -788,6 +936,11 @@ class _StoreAttributes:
         self._keys = keys
 
     async def set_permanent(self, node: str, name: str, value: str | None) -> None:
+        # The operations layer only for this (an OCF agent's crm_attribute -l forever).
+        from hastack.ops.cluster import Cluster  # noqa: PLC0415
+        from hastack.ops.configure import change_config  # noqa: PLC0415
+        from hastack.ops.edits import set_node_attribute  # noqa: PLC0415
+
         await change_config(
             Cluster(self._keys.cluster, self._store, self._keys),
             set_node_attribute(node, name, value),
@@ -820,6 +973,10 @@ def _etcd_security(config: AgentConfig) -> dict[str, str]:
     if etcd.username is not None and etcd.password_file is not None:
         out |= {"etcd-username": etcd.username, "etcd-password-file": etcd.password_file}
     return out
+
+
+class _ApiHandle(Protocol):
+    def stop(self) -> None: ...
 
 
 def _watchdog(config: AgentConfig, state_dir: Path) -> Watchdog | None:

@@ -44,10 +44,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         timings=timings,
         election_ms=args.election_ms,
         insecure=args.insecure,
+        api_port=args.api_port,
+        api_open_reads=args.api_open_reads,
     )
     ready = _wait_for_dc(lc, 30.0)
     print(f"local cluster {lc.name!r} up in {directory}: {', '.join(lc.node_names)}")
     print(f"client configuration: {lc.client_config} (hastack status uses it by default)")
+    if args.api_port is not None:
+        urls = ", ".join(str(lc.api_url(n)) for n in lc.node_names)
+        print(f"API and dashboard: {urls}")
+        print(f"operator token (write): in {lc.directory / 'api-token'}")
     if not ready:
         print("warning: not every agent joined within 30s; see the agent.log files")
         return 1
@@ -106,6 +112,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="run etcd in plaintext, without certificates (anyone who can reach it commands "
         "the cluster); by default it runs with mutual TLS and a CA made for this cluster",
+    )
+    up.add_argument(
+        "--api-port", type=int, metavar="PORT",
+        help="every agent serves the REST API and dashboard on its address and PORT",
+    )  # fmt: skip
+    up.add_argument(
+        "--api-open-reads", action="store_true", help="let the API answer reads without a token"
     )
     add_timing_options(up, Timings(), 1000)
     up.set_defaults(func=cmd_up)

@@ -1,12 +1,12 @@
-"""`hastack token new NAME [--read-only] --file FILE`: an operator's token for the write APIs
-(the proxy's admin endpoint, the REST API). docs/security.md §4."""
+"""`hastack token new NAME [--read-only] --file FILE | list --file FILE`: operator tokens
+for the write APIs (the proxy's admin endpoint, the REST API). docs/security.md §4."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from hastack.auth import Role, add_token
+from hastack.auth import Role, TokenFile, Tokens, add_token
 
 __all__ = ["register"]
 
@@ -19,6 +19,14 @@ def cmd_new(args: argparse.Namespace) -> int:
         f"# {args.name} ({role.value}) added to {args.file}; this token is shown only now "
         "and stored nowhere else (the file keeps its SHA-256)"
     )
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    tokens = TokenFile(path).current() if path.exists() else Tokens()
+    for entry in tokens.entries:
+        print(f"{entry.operator.name}\t{entry.operator.role.value}")
     return 0
 
 
@@ -36,3 +44,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     new.add_argument("--file", required=True, metavar="FILE", help="the tokens file")
     new.add_argument("--read-only", action="store_true", help="may read, never write")
     new.set_defaults(func=cmd_new)
+    show = tsub.add_parser("list", help="the names and roles in FILE (never a token)")
+    show.add_argument("--file", required=True, metavar="FILE", help="the tokens file")
+    show.set_defaults(func=cmd_list)

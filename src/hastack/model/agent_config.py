@@ -14,6 +14,7 @@ from hastack.model.members import NodeKind
 
 __all__ = [
     "AgentConfig",
+    "ApiSpec",
     "ClientConfig",
     "EtcdSpec",
     "NodeKind",
@@ -206,6 +207,33 @@ class WatchdogSpec(Spec):
         return self
 
 
+def _listen(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"not host:port: {value!r}")
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(
+            f"not host:port (the address to listen on, e.g. 10.0.0.11:7480): {value!r}"
+        )
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"listen on an IP address, not a name: {value!r}") from None
+    return value
+
+
+class ApiSpec(Spec):
+    """The REST API and dashboard this agent serves (docs/api.md). Absent: none."""
+
+    # host:port, an address of this host (no default: it binds only where written).
+    listen: Annotated[str, pydantic.BeforeValidator(_listen)]
+    # The operator tokens file (`hastack token new`); without it no write is accepted.
+    tokens: str | None = None
+    # Reads (status, events, metrics) without a token. Writes always need one.
+    open_reads: bool = False
+
+
 class AgentConfig(Spec):
     cluster: Name
     node: Name
@@ -229,6 +257,7 @@ class AgentConfig(Spec):
     # UDP port for direct heartbeats on the first address (0: none; detection by lease only).
     heartbeat_port: int = pydantic.Field(default=7941, ge=0, le=65535)
     watchdog: WatchdogSpec = WatchdogSpec()
+    api: ApiSpec | None = None
 
     @pydantic.model_validator(mode="after")
     def _rides_out_store_failover(self) -> AgentConfig:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hastack.compute.evacuation import EvacuationRecord, RecordState
+from hastack.controller import build_state
 from hastack.errors import StoreError
 from hastack.executor.agents.base import OcfRc
 from hastack.membership.quorum import QuorumView, quorum_view
@@ -18,13 +19,15 @@ from hastack.model.config import Clone, ClusterConfig, Group, Primitive, Role
 from hastack.model.members import ClusterSnapshot
 from hastack.model.scores import INFINITY
 from hastack.model.state import base_id
+from hastack.scheduler import schedule
+from hastack.scheduler.explain import why_stopped
 from hastack.scheduler.plan import Assignment
 from hastack.scheduler.render import render_resources
 from hastack.store import EndpointStatus, EtcdStore, Keys, endpoint_status
 from hastack.store.snapshot import read_snapshot
 from hastack.store.tls import load_credentials
 
-__all__ = ["NodeLine", "StatusReport", "collect_status"]
+__all__ = ["NodeLine", "StatusReport", "build_report", "collect_status"]
 
 STATUS_TIMEOUT = 2.0
 
@@ -67,6 +70,8 @@ class StatusReport:
     # since when (docs/control-plane.md).
     pending: list[str] = field(default_factory=list)
     config_revision: int = 0
+    # Configured primitives that run nowhere, with what keeps each from running.
+    stopped: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -129,13 +134,28 @@ async def collect_status(client: ClientConfig, *, timeout: float = STATUS_TIMEOU
         return StatusReport(client.cluster, now, list(endpoints), quorum, error=str(exc))
     finally:
         await store.close()
+    return build_report(client.cluster, snapshot, list(endpoints), now)
+
+
+def build_report(
+    cluster: str,
+    snapshot: ClusterSnapshot,
+    endpoints: list[EndpointStatus],
+    now: float,
+    *,
+    explain: bool = True,
+) -> StatusReport:
+    """What `hastack status` shows, from one snapshot and the store members' health. With
+    `explain`, the scheduler runs on the DC's view of the snapshot to say why each stopped
+    resource does not run (hastack.scheduler.explain)."""
+    quorum = quorum_view(sum(1 for e in endpoints if e.healthy), len(endpoints))
     dc = snapshot.dc
     lines, resources, failed, counts = _resources(snapshot)
     pending = _pending(snapshot, now)
     return StatusReport(
-        cluster=client.cluster,
+        cluster=cluster,
         collected_at=now,
-        store=list(endpoints),
+        store=endpoints,
         quorum=quorum,
         revision=snapshot.revision,
         dc_node=dc.node if dc else None,
@@ -149,7 +169,16 @@ async def collect_status(client: ClientConfig, *, timeout: float = STATUS_TIMEOU
         pending=pending,
         fail_counts=counts,
         config_revision=snapshot.config_revision,
+        stopped=_stopped(snapshot, now) if explain else {},
     )
+
+
+def _stopped(snapshot: ClusterSnapshot, now: float) -> dict[str, list[str]]:
+    config = snapshot.config
+    if config is None:
+        return {}
+    state = build_state(snapshot, config, now=now)
+    return why_stopped(config, state, schedule(config, state))
 
 
 def _pending(snapshot: ClusterSnapshot, now: float) -> list[str]:

@@ -89,6 +89,11 @@ def render_text(report: StatusReport) -> str:
             out.append("")
             out.append("Failed Resource Actions:")
             out.extend(f"  * {line}" for line in report.failed_actions)
+        if report.stopped:
+            out.append("")
+            out.append("Not Running:")
+            for rid, reasons in sorted(report.stopped.items()):
+                out.append(f"  * {rid}: {'; '.join(reasons)}")
         if report.pending:
             out.append("")
             out.append("Pending Actions:")

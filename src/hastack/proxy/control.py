@@ -58,6 +58,7 @@ class ServerControl:
     maxconn: int = 0
     source: str = "static"
     checked: bool = False
+    configured_weight: int = -1  # from the configuration or the source; `weight` may differ
     admin: AdminState = AdminState.READY
     health: Health = field(default_factory=Health)
     last_check: CheckResult | None = None
@@ -137,6 +138,7 @@ class ControlPlane:
                     host=host,
                     port=port,
                     weight=s.weight,
+                    configured_weight=s.weight,
                     backup=s.backup,
                     maxconn=s.maxconn,
                     checked=spec.check is not None and s.check,
@@ -144,6 +146,35 @@ class ControlPlane:
             self.backends[spec.name] = backend
 
     # ---- life ----------------------------------------------------------------------------
+
+    def adopt(self, old: ControlPlane) -> None:
+        """Carry over from the control plane of the configuration before a reload what a
+        reload must not forget: each unchanged server's health (no server comes back up or
+        goes down because of a reload), run-time commands (a drained server stays drained), a
+        run-time weight unless the configuration changed that weight, and a sticky backend's
+        active server (a reload never moves the Galera writer). Call before `start`."""
+        for name, backend in self.backends.items():
+            before = old.backends.get(name)
+            if before is None:
+                continue
+            backend.admin = dict(before.admin)
+            backend.weights = dict(before.weights)
+            if backend.spec.sticky:
+                backend.active = before.active
+            for server in backend.servers():
+                prev = before.find(server.name)
+                if prev is None or (prev.host, prev.port) != (server.host, server.port):
+                    continue
+                server.health = prev.health
+                server.admin = prev.admin
+                server.last_check = prev.last_check
+                server.last_check_at = prev.last_check_at
+                server.last_change = prev.last_change
+                server.reason = prev.reason
+                server.passive_errors = prev.passive_errors
+                server.transitions = prev.transitions
+                if prev.configured_weight == server.configured_weight:
+                    server.weight = prev.weight
 
     def start(self) -> None:
         self.started = True
@@ -197,6 +228,7 @@ class ControlPlane:
                         host=endpoint.host,
                         port=endpoint.port,
                         weight=backend.weights.get(endpoint.name, endpoint.weight),
+                        configured_weight=endpoint.weight,
                         maxconn=endpoint.maxconn,
                         source="cluster",
                         checked=backend.spec.check is not None,

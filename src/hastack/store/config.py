@@ -4,6 +4,7 @@ change with its audit record in the same transaction (docs/security.md §5)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hastack.errors import CompareFailed
@@ -48,10 +49,17 @@ async def read_config(store: Store, keys: Keys) -> StoredConfig:
 
 
 async def write_config(
-    store: Store, keys: Keys, config: ClusterConfig, *, expected: int, record: AuditRecord
+    store: Store,
+    keys: Keys,
+    config: ClusterConfig,
+    *,
+    expected: int,
+    record: AuditRecord,
+    also: Sequence[PutOp] = (),
 ) -> int:
     """Store `config` if the stored one is still at revision `expected` (0: none yet), and
-    its audit record with it, atomically: a change without its record cannot exist."""
+    its audit record with it, atomically: a change without its record cannot exist; with the
+    writes `also` in the same transaction (the change's record in the event history)."""
     head = await store.get(keys.audit_head)
     seq = _head_seq(head.value if head else None) + 1
     result = await store.txn(
@@ -64,6 +72,7 @@ async def write_config(
             PutOp(keys.audit_record(seq), json.dumps(record.to_json()).encode()),
             PutOp(keys.audit_head, str(seq).encode()),
             *([DeleteOp(keys.audit_record(seq - AUDIT_KEEP))] if seq > AUDIT_KEEP else []),
+            *also,
         ],
     )
     if not result.succeeded:

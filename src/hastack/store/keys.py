@@ -31,6 +31,8 @@ class Keys:
     <root>/<cluster>/galera/<rsc>/bootstrap      who bootstrapped Galera resource <rsc> (its
                                                  mod_revision is the generation)
     <root>/<cluster>/galera/<rsc>/nodes/<node>   that node's Galera history (docs/galera.md)
+    <root>/.events/<cluster>/<id>      the event history (docs/api.md §4): beside the cluster
+                                       prefix, so that what watches the prefix never gets it
     """
 
     cluster: str
@@ -116,6 +118,14 @@ class Keys:
 
     def galera_node(self, resource: str, node: str) -> str:
         return self.galera(resource) + f"nodes/{node}"
+
+    @property
+    def events(self) -> str:
+        # A name never starts with '.', so no cluster's prefix can be this one.
+        return f"{self.root}/.events/{self.cluster}/"
+
+    def event(self, event_id: str) -> str:
+        return self.events + event_id
 
     def relative(self, key: str) -> str:
         """`/hastack/c1/members/n1` -> `members/n1`; keys outside the prefix stay whole."""
