@@ -321,3 +321,22 @@ def test_minority_refuses_writes_while_cut_off() -> None:
     accepted = _write(4, "n1", 3.0)  # acknowledged by the cut-off node: a violation
     assert check_minority(before + refused + accepted, PARTITION).valid is False
     assert check_minority(before + after, PARTITION).valid is None  # nothing sent to it
+
+
+def test_availability_takes_faults_struck_together_as_one_outage() -> None:
+    # A power loss of every node: three crashes some milliseconds apart, writes back 6 s later.
+    h: list[dict[str, Any]] = []
+    for i in range(40):
+        at = i * 0.25
+        if 2.0 <= at < 8.0:
+            h += op(f"c{i % 2}", "add", i, at, 0.5, kind="fail")
+        else:
+            h += op(f"c{i % 2}", "add", i, at, 0.01)
+    crashes = [{"f": "crash", "host": n, "time": T0 + 2.0 + k * 0.05}
+               for k, n in enumerate(("n1", "n2", "n3"))]  # fmt: skip
+    result = check_availability(h, crashes, end_of_run=T0 + 10.0, max_outage=8.0)
+    assert result.valid is True, result.summary
+    assert [round(o["seconds"], 2) for o in result.details["outages"]] == [6.25] * 3
+    # never back: every one of them says so
+    down = [e for e in h if e["time"] < T0 + 2.0 or e["type"] == "invoke"]
+    assert check_availability(down, crashes, end_of_run=T0 + 10.0).valid is False

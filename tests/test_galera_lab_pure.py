@@ -105,14 +105,25 @@ def test_the_agent_s_recovered_positions_are_read_back_from_its_log() -> None:
 T = 1_765_026_000.0
 
 
-def _status(at: float, role: str, online: bool = True) -> dict[str, Any]:
+def _status(
+    at: float, role: str, online: bool = True, op_at: float | None = None
+) -> dict[str, Any]:
+    """A status report at T+at; n3's instance last operated at T+op_at (by default just
+    before the report)."""
+    n3 = {
+        "instance": "galera:2",
+        "node": "n3",
+        "role": role,
+        "node-online": online,
+        "last-op": {"op": "promote", "at": T + (at - 0.5 if op_at is None else op_at)},
+    }
     return {
         "collected_at": T + at,
         "resources": [
             {"instance": "galera:0", "node": "n1", "role": "Promoted", "node-online": True},
-            {"instance": "galera:2", "node": "n3", "role": role, "node-online": online},
+            n3,
         ],
-    }
+    }  # fmt: skip
 
 
 BOOT = [
@@ -127,9 +138,12 @@ def _run(at: float, transfer: Transfer | None) -> ServerRun:
 
 
 def test_rejoin_by_ist_within_the_limit_passes() -> None:
-    # a report of the node's previous life (not online yet in this one) does not count
+    # a report of the node's previous life does not count: not online yet in the new one,
+    # or still online because the old life's member key outlives the power loss (its last
+    # operation is from before the boot)
     statuses = [_status(9, "Promoted"), _status(10.5, "Promoted", online=False),
-                _status(12, "Unpromoted"), _status(21, "Promoted")]  # fmt: skip
+                _status(10.8, "Promoted", op_at=3.0), _status(12, "Unpromoted"),
+                _status(21, "Promoted")]  # fmt: skip
     runs = {"n3": [_run(1, Transfer.SST), _run(14, Transfer.IST)]}
     result = check_rejoin(BOOT, statuses, runs, resource="galera", limit=30.0)
     assert result.valid is True, result.summary

@@ -35,12 +35,21 @@ def _is_instance(instance: str, resource: str) -> bool:
 
 
 def promoted_since(
-    statuses: Iterable[Mapping[str, Any]], node: str, resource: str, since: float
+    statuses: Iterable[Mapping[str, Any]],
+    node: str,
+    resource: str,
+    since: float,
+    *,
+    booted: bool = False,
 ) -> float | None:
     """When the status timeline first shows `resource` Promoted and serving on `node` after
     `since`, from reports of the node's present life (`node-online`): the instance not
     failed, and the node's `galera-<resource>-state` attribute synced (or donor) when the
-    report carries it."""
+    report carries it. `booted`: the node was powered on at `since`, and only an instance
+    whose last operation (the promote) came after that counts — until the new agent writes
+    its member key, the key of the life before the power loss is still there (its lease
+    outlives it, renewed anew when etcd itself restarts) and with it that life's last
+    report, Promoted."""
     for report in statuses:
         at = float(report.get("collected_at") or 0.0)
         if at <= since:
@@ -59,6 +68,7 @@ def promoted_since(
                 and r.get("role") == "Promoted"
                 and r.get("node-online")
                 and not r.get("failed")
+                and (not booted or float((r.get("last-op") or {}).get("at", 0.0)) > since)
             ):
                 return at
     return None
@@ -117,7 +127,7 @@ def check_rejoin(
     found: list[dict[str, Any]] = []
     bad: list[str] = []
     for node, at, how_back in returns:
-        promoted = promoted_since(statuses, node, resource, at)
+        promoted = promoted_since(statuses, node, resource, at, booted=how_back == "boot")
         seconds = None if promoted is None else promoted - at
         how = _joined_by(runs.get(node, ()), at)
         found.append(

@@ -67,6 +67,7 @@ from hastack.checkers import (
     check_writers,
     pair_ops,
     parse_history,
+    promoted_since,
 )
 from hastack.eventlog import read_events
 from hastack.galera.serverlog import ServerRun, Transfer, reported_positions, server_runs
@@ -318,6 +319,7 @@ class Runner:
         self.feed: StatusFeed | None = None
         self.observer = VipObserver(lab, self.vips, results / "observed-exclusive.jsonl")
         self.crashed: set[str] = set()
+        self.booted: dict[str, float] = {}  # node -> wall time of its last boot
         self.notes: list[str] = []
 
     # ---- selectors ------------------------------------------------------------------------
@@ -426,6 +428,7 @@ class Runner:
                 lab.crash(node)
                 self.crashed.add(node)
             elif step.op == "start":
+                self.booted[node] = time.time()
                 lab.start(node)
                 self.crashed.discard(node)
             elif step.op == "kill":
@@ -620,8 +623,18 @@ class Runner:
         left = load_start + max(boots) + self.scenario.expect.rejoin + 2.0 - time.monotonic()
         if left <= 0:
             return
+        galera = [str(p["primitive"]) for p in galera_primitives(self.config)]
+
+        def back(report: dict[str, Any]) -> bool:
+            # Promoted by a life begun after the boot: the old life's report lingers.
+            return self.is_ready(report) and all(
+                promoted_since([report], node, name, at - 1e-3, booted=True) is not None
+                for node, at in self.booted.items()
+                for name in galera
+            )
+
         try:
-            self.feed.wait_for(self.is_ready, left, "the booted nodes to run everything again")
+            self.feed.wait_for(back, left, "the booted nodes to run everything again")
         except LabError as exc:
             self.notes.append(str(exc))
 
