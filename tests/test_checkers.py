@@ -340,3 +340,23 @@ def test_availability_takes_faults_struck_together_as_one_outage() -> None:
     # never back: every one of them says so
     down = [e for e in h if e["time"] < T0 + 2.0 or e["type"] == "invoke"]
     assert check_availability(down, crashes, end_of_run=T0 + 10.0).valid is False
+
+
+def test_writer_moved_after_every_node_lost_power_is_judged_from_the_boot() -> None:
+    # Nobody could take over: the writes resume on the old writer once it is back.
+    h: list[dict[str, Any]] = []
+    for i in range(10):
+        h += _write(i, "n1", i * 0.1)
+    for i in range(10, 20):
+        h += _write(i, "n1", 5.0 + i * 0.1)
+    power_loss = [
+        {"f": "crash", "host": "n1", "time": T0 + 1.0},
+        {"f": "crash", "host": "n2", "time": T0 + 1.0},
+        {"f": "start", "host": "n1", "time": T0 + 3.0},
+        {"f": "start", "host": "n2", "time": T0 + 3.0},
+    ]
+    result = check_writer_moved(h, power_loss, limit=None)
+    assert result.valid is True, result.summary
+    assert result.details["moves"][0]["to"] == "n1"
+    # no write at all after the boot: still a failure
+    assert check_writer_moved(h[:20], power_loss, limit=None).valid is False

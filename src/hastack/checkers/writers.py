@@ -197,6 +197,10 @@ def check_writer_moved(
             None,
         )  # fmt: skip
         elsewhere = next((w for w in writes if w[1] > t and w[0] != writer), None)
+        if back is not None and (elsewhere is None or elsewhere[1] > back):
+            # Nobody took over before it came back (every node was down: a power loss), and
+            # the writes resumed there or elsewhere after its return: judged from there.
+            elsewhere = next((w for w in writes if w[1] > back), None)
         late = [w for w in writes if w[0] == writer and w[1] > t and (back is None or w[1] < back)]
         moved = None if elsewhere is None else elsewhere[1] - t
         moves.append(
