@@ -94,7 +94,8 @@ class Probe:
         revision = 0
         for endpoint in self.endpoints:
             try:
-                url = f"{endpoint}/metrics"
+                scheme = "" if "://" in endpoint else "https://" if self._https else "http://"
+                url = f"{scheme}{endpoint}/metrics"
                 with urllib.request.urlopen(url, timeout=5.0, context=self._https) as answer:
                     text = answer.read().decode()
             except OSError as exc:
