@@ -32,6 +32,7 @@ from hastack.compute.evacuation import (
 from hastack.compute.nova import NovaApi, NovaError, NovaUnavailable
 from hastack.errors import StoreError
 from hastack.model.agent_config import EtcdSpec
+from hastack.model.durations import parse_duration
 from hastack.store import Compare, DeleteOp, EtcdStore, Keys, PutOp, Store
 
 __all__ = ["Evacuator", "main"]
@@ -176,6 +177,16 @@ class Evacuator:
             self._said[key] = line
 
 
+def _duration(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError(f"not a positive duration: {text!r}")
+    return seconds
+
+
+_duration.__name__ = "duration"  # argparse names the type in its error
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Evacuate fenced computes through Nova.")
     parser.add_argument("--cluster", required=True)
@@ -186,7 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--token", default=None, help="a Keystone token (none: no auth)")
     parser.add_argument("--tag", default="evacuable", help="metadata/flavor tag; '' for all")
     parser.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL)
-    parser.add_argument("--timeout", type=float, default=5.0, help="per Nova call, seconds")
+    parser.add_argument(
+        "--timeout", type=_duration, default=5.0, help="per Nova call (5, 5s, 500ms)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
