@@ -278,6 +278,18 @@ def test_instance_checker_catches_late_and_unwanted_evacuations() -> None:
     assert len(result.details["problems"]["in-time"]) == 2
 
 
+def test_instance_checker_lets_a_cut_off_host_run_its_instances_until_its_fence() -> None:
+    # A partition at 10, the fence at 12: vm2 (not evacuable) runs on c2 until the fence.
+    logs = _good()
+    logs["vm2"] = _log(("c2", 0, 12))
+    assert _check(logs).valid is True
+    # Negative control: still writing a second after the fence (the power-off failed).
+    logs["vm2"] = _log(("c2", 0, 13))
+    problems = _check(logs).details["problems"]["in-time"]
+    assert problems
+    assert "after c2's fence" in problems[0]
+
+
 def test_instance_checker_catches_an_early_enable_and_a_missing_fence() -> None:
     early = [*EVENTS[:2], {"t": 15.0, "event": "enable", "host": "c2"}]
     assert _check(_good(), events=early).details["problems"]["enabled-after-done"]
