@@ -86,9 +86,15 @@ def test_evacuation_through_novaclient(nova: tuple[FakeNova, str]) -> None:
         # Done, but c2 is not back: it stays disabled, the record stays.
         await _drain(store, evacuator, fake, 2)
         assert await _record(store) is not None
-        # c2's agent joins again (a life after the fence): enabled, record gone.
+        # c2's agent joins again (a life after the fence), but its compute service has not
+        # reported yet: still disabled, so that the service boots disabled.
         member = MemberRecord("c2", NodeKind.REMOTE, joined_at=time.time())
         await store.put(KEYS.member("c2"), member.encode())
+        await _drain(store, evacuator, fake, 2)
+        assert await _record(store) is not None
+        assert fake.services({"host": "c2"})["services"][0]["status"] == "disabled"
+        # Its compute service reports (and finds itself disabled): enabled, record gone.
+        fake.report({"host": "c2", "running": []})
         await _drain(store, evacuator, fake, 1)
         assert await _record(store) is None
         service = fake.services({"host": "c2"})["services"][0]

@@ -25,6 +25,7 @@ from hastack.compute.evacuation import (
     DEFAULT_PARALLEL,
     CallResult,
     EvacuationRecord,
+    RecordState,
     Round,
     apply_results,
     plan_round,
@@ -99,7 +100,21 @@ class Evacuator:
     async def _one(self, record: EvacuationRecord, revision: int, host_back: bool) -> str | None:
         """One round for one record; a line for the pending list when Nova is unreachable."""
         node, now = record.node, time.time()
-        plan = plan_round(record, None, host_back=host_back, now=now, parallel=self._parallel)
+        reported: str | None = None
+        if record.state is RecordState.DONE and host_back and record.disabled_mark:
+            try:  # has its compute service reported since it was disabled?
+                reported = await asyncio.to_thread(self._nova.service_updated, node)
+            except (NovaError, NovaUnavailable) as exc:
+                self._say(node, f"{node}: back, its compute service not read yet ({exc})")
+                return f"{node} (done, to be enabled: {exc})"
+        plan = plan_round(
+            record,
+            None,
+            host_back=host_back,
+            now=now,
+            parallel=self._parallel,
+            service_updated=reported,
+        )
         if plan.wait_until:
             return (
                 f"{node} ({len(record.pending_instances)} instance(s) pending, {record.last_error})"
@@ -110,13 +125,14 @@ class Evacuator:
             self._say(node, plan.reason)
             return None
         disabled: bool | None = None
+        mark: str | None = None
         try:
             if plan.disable_host:
-                await asyncio.to_thread(self._nova.disable_host, node)
+                mark = await asyncio.to_thread(self._nova.disable_host, node)
                 disabled = True
                 log.warning("%s: compute service forced down and disabled", node)
             servers = await asyncio.to_thread(self._nova.servers_on, node)
-            current = apply_results(record, plan, now=now, disabled=disabled)
+            current = apply_results(record, plan, now=now, disabled=disabled, disabled_mark=mark)
             plan = plan_round(
                 current, servers, host_back=host_back, now=now, parallel=self._parallel
             )

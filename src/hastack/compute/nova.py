@@ -69,17 +69,30 @@ class NovaApi:
             raise NovaError(f"no nova-compute service on {host}")
         return str(services[0].id)
 
-    def disable_host(self, host: str) -> None:
+    def disable_host(self, host: str) -> str:
         """Force the host's compute service down (Nova refuses to evacuate from a host it
-        believes up) and disable it (nothing is scheduled there until it is enabled)."""
+        believes up) and disable it (nothing is scheduled there until it is enabled). Returns
+        the service's updated_at as Nova answered the disable ("" if it said none)."""
         sid = self._service_id(host)
         self._call(f"force down {host}", self._nova.services.force_down, sid, True)
-        self._call(
+        service = self._call(
             f"disable {host}",
             self._nova.services.disable_log_reason,
             sid,
             "fenced by hastack; evacuating",
         )
+        return str(getattr(service, "updated_at", "") or "")
+
+    def service_updated(self, host: str) -> str:
+        """The host's compute service's updated_at now ("" if Nova gives none): it moves
+        when the service reports."""
+        found = self._call(
+            f"services of {host}", self._nova.services.list, host=host, binary="nova-compute"
+        )
+        services = list(found)  # type: ignore[call-overload]
+        if not services:
+            raise NovaError(f"no nova-compute service on {host}")
+        return str(getattr(services[0], "updated_at", "") or "")
 
     def enable_host(self, host: str) -> None:
         sid = self._service_id(host)
