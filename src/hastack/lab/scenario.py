@@ -78,10 +78,14 @@ from hastack.lab.nova.run import NovaRun, NovaSpec
 from hastack.lab.plot import plot_availability
 from hastack.model.agent_config import Timings
 from hastack.model.base import Duration, Name, Spec
+from hastack.model.config import Location, parse_cluster_config
 from hastack.model.document import load_yaml, validate
 from hastack.model.exclusivity import parse_events
+from hastack.model.members import NodeKind
+from hastack.model.scores import INFINITY
 from hastack.model.state import base_id
 from hastack.processes import ProcessRecord, is_alive, send, spawn, wait_gone
+from hastack.scheduler.rules import node_attributes, rule_score
 
 __all__ = [
     "NemesisStep",
@@ -315,6 +319,9 @@ class Runner:
         if self.nova is not None:
             self.names.update(self.nova.names())
         self.config = _substitute(scenario.cluster, self.names)
+        self.cluster_config = parse_cluster_config(
+            yaml.safe_dump(self.config, sort_keys=False), f"{scenario.name}: cluster"
+        )
         self.vips = _vips(self.config)
         self.feed: StatusFeed | None = None
         self.observer = VipObserver(lab, self.vips, results / "observed-exclusive.jsonl")
@@ -464,7 +471,7 @@ class Runner:
 
     def is_ready(self, report: dict[str, Any]) -> bool:
         """Every `ready` resource runs: a primitive somewhere, a clone on as many nodes as the
-        cluster can give it (clone-max, or every online node that may run resources)."""
+        cluster can give it (clone-max, or every online node its locations do not ban)."""
         running: Counter[str] = Counter(
             base_id(str(r["instance"]))
             for r in report.get("resources", [])
@@ -475,10 +482,10 @@ class Runner:
             for r in report.get("resources", [])
             if r.get("role") == "Promoted" and r.get("node-online")
         )
-        online = sum(1 for n in report.get("nodes", []) if n.get("online"))
+        online = [n for n in report.get("nodes", []) if n.get("online")]
         ready = all(
             running[r] >= self._instances_wanted(r, online)
-            and promoted[r] >= self._promoted_wanted(r, online)
+            and promoted[r] >= self._promoted_wanted(r, len(online))
             for r in self.scenario.ready
         )
         return self.lab.is_settled(report) and ready
@@ -495,14 +502,41 @@ class Runner:
                 return min(int((top.get("meta") or {}).get("promoted-max", 1)), online)
         return 0
 
-    def _instances_wanted(self, primitive: str, online: int) -> int:
+    def _instances_wanted(self, primitive: str, online: list[dict[str, Any]]) -> int:
         for top in self.config.get("resources", []):
             inner = top.get("resource") if "clone" in top else None
-            members = (inner or {}).get("resources", [inner]) if inner else []
+            if not isinstance(inner, dict):
+                continue
+            members = inner.get("resources", [inner])
             if any(isinstance(m, dict) and m.get("primitive") == primitive for m in members):
+                ids = {top["clone"], inner.get("primitive") or inner.get("group")} | {
+                    m.get("primitive") for m in members if isinstance(m, dict)
+                }
+                usable = sum(1 for n in online if not self._banned(ids, n))
                 clone_max = (top.get("meta") or {}).get("clone-max")
-                return min(int(clone_max), online) if clone_max is not None else online
+                return min(int(clone_max), usable) if clone_max is not None else usable
         return 1
+
+    def _banned(self, ids: set[str | None], node: dict[str, Any]) -> bool:
+        """Does a -INFINITY location of one of these resources keep them off this node (by
+        name or by rule: `#kind ne remote` keeps a clone on the computes)?"""
+        kind = NodeKind.REMOTE if node.get("kind") == NodeKind.REMOTE.value else NodeKind.FULL
+        name = str(node.get("name"))
+        attributes = node_attributes(
+            name, kind, node.get("permanent") or {}, node.get("attributes") or {}
+        )
+        for c in self.cluster_config.constraints:
+            if not isinstance(c, Location) or c.resource not in ids or c.role is not None:
+                continue
+            if c.node is not None:
+                if c.node == name and c.score is not None and c.score <= -INFINITY:
+                    return True
+                continue
+            for rule in c.rules:
+                score = rule_score(rule, attributes)
+                if score is not None and score <= -INFINITY:
+                    return True
+        return False
 
     def workload_specs(self) -> list[dict[str, Any]]:
         specs = []
