@@ -467,6 +467,9 @@ class Agent:
             ):
                 self._count_fencing(event)
                 self.history.record(event)
+                if event.kind is EventKind.CONNECTIVITY:
+                    # Also in the agent's own log, where the lab's checkers read it.
+                    self.events.record("connectivity", text=event.text, data=dict(event.data))
             self._dc_view = snapshot
         if self.epoch is not None and snapshot.config is not None:
             config = snapshot.config

@@ -1,0 +1,267 @@
+"""hastack:ping (docs/connectivity.md): targets and parameters, the score, dampening, the
+DC's connectivity events — pure; then the probe and the agent on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hastack.executor.agents import NATIVE
+from hastack.executor.agents.ping import PingAgent, probe
+from hastack.executor.check import agent_problems
+from hastack.model.config import parse_cluster_config
+from hastack.model.connectivity import (
+    Dampener,
+    Target,
+    connectivity_events,
+    lost_everywhere,
+    parse_targets,
+    ping_settings,
+    score,
+)
+from hastack.model.document import format_path
+from hastack.model.operations import OpRequest
+from hastack.scheduler.rules import rule_score
+
+# ---- targets and parameters ------------------------------------------------------------------
+
+
+def test_targets_are_addresses_with_an_optional_interface_or_port() -> None:
+    got = parse_targets("10.0.0.1, 10.1.0.1@eth1 10.0.0.2:22 [fd00::1]:443 fd00::2@eth0")
+    assert [str(t) for t in got] == [
+        "10.0.0.1", "10.1.0.1@eth1", "10.0.0.2:22", "[fd00::1]:443", "fd00::2@eth0",
+    ]  # fmt: skip
+    assert (got[1].interface, got[2].port, got[3].port) == ("eth1", 22, 443)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("", "no targets"),
+        ("gateway.example", "is not an address"),
+        ("10.0.0.300", "is not an address"),
+        ("10.0.0.1:0", "is not 1..65535"),
+        ("10.0.0.1:http", "is not 1..65535"),
+        ("10.0.0.1@", "an interface name"),
+        ("[fd00::1]443", "[ADDRESS]:PORT"),
+        ("10.0.0.1 10.0.0.1", "listed twice"),
+    ],
+)
+def test_bad_targets_are_refused_with_the_reason(text: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why.replace("[", r"\[").replace("]", r"\]")):
+        parse_targets(text)
+
+
+def test_settings_defaults_and_bad_values() -> None:
+    s = ping_settings({"targets": "10.0.0.1"})
+    assert (s.name, s.multiplier, s.interval, s.dampen, s.attempts) == ("pingd", 1000, 1, 5, 2)
+    s = ping_settings({"targets": "10.0.0.1", "dampen": "0", "interval": "500ms"})
+    assert (s.dampen, s.interval) == (0.0, 0.5)
+    for params, where in [
+        ({"targets": "10.0.0.1", "interval": "0s"}, "interval"),
+        ({"targets": "10.0.0.1", "dampen": "soon"}, "dampen"),
+        ({"targets": "10.0.0.1", "multiplier": "-5"}, "multiplier"),
+        ({"targets": "nowhere"}, "targets"),
+    ]:
+        with pytest.raises(ValueError, match=f"^{where}: "):
+            ping_settings(params)
+
+
+CONFIG = """\
+resources:
+  - primitive: vip
+    agent: hastack:vip
+    params: {ip: 10.0.0.100}
+  - clone: ping-clone
+    resource:
+      primitive: ping
+      agent: hastack:ping
+      params: {targets: "10.0.0.1 10.0.0.300", dampen: 3s}
+      ops: [{name: monitor, interval: 5s}]
+constraints:
+  - location: vip-connected
+    resource: vip
+    rules:
+      - score-attribute: pingd
+        expressions: [{attribute: pingd, op: defined}]
+"""
+
+
+def test_a_target_that_is_not_an_address_is_refused_at_apply_with_its_path() -> None:
+    config = parse_cluster_config(CONFIG, "cluster.yaml")
+    problems = [(format_path(loc), msg) for loc, msg in agent_problems(config)]
+    assert problems == [
+        ("resources[1].resource.params.targets", "'10.0.0.300' is not an address (IPv4 or "
+         "IPv6, no names)"),
+    ]  # fmt: skip
+    good = parse_cluster_config(CONFIG.replace(" 10.0.0.300", ""), "cluster.yaml")
+    assert agent_problems(good) == []
+
+
+def test_the_recommended_rule_prefers_the_best_connected_node_and_never_bans() -> None:
+    config = parse_cluster_config(CONFIG, "cluster.yaml")
+    rule = config.constraints[0].rules[0]  # type: ignore[union-attr]
+    assert rule_score(rule, {"pingd": "2000"}) == 2000
+    assert rule_score(rule, {"pingd": "0"}) == 0  # lost: no preference, never -INFINITY
+    assert rule_score(rule, {}) is None
+
+
+# ---- score and dampening ---------------------------------------------------------------------
+
+
+def test_score_is_reachable_targets_times_multiplier() -> None:
+    assert score(2, 1000) == 2000
+    assert score(0, 1000) == 0
+
+
+def test_the_first_value_is_published_at_once() -> None:
+    d = Dampener(5.0)
+    assert d.observe(1000, now=0.0) == 1000
+
+
+def test_a_change_is_published_only_once_it_held_dampen_seconds() -> None:
+    d = Dampener(3.0)
+    d.observe(1000, 0.0)
+    seen = [d.observe(0, t) for t in (1.0, 2.0, 3.0, 3.9)]
+    assert seen == [None, None, None, None]
+    assert d.observe(0, 4.0) == 0  # different since 1.0, for 3 s
+    assert d.published == 0
+    assert d.observe(0, 5.0) is None  # once
+
+
+def test_a_flap_shorter_than_dampen_is_never_published() -> None:
+    d = Dampener(3.0)
+    d.observe(1000, 0.0)
+    for t in range(1, 30):
+        # down for 2 rounds out of every 3: never 3 s in a row
+        value = 0 if t % 3 else 1000
+        assert d.observe(value, float(t)) is None
+    assert d.published == 1000
+
+
+def test_a_change_still_moving_is_published_dampen_after_it_began() -> None:
+    d = Dampener(3.0)
+    d.observe(2000, 0.0)
+    assert d.observe(1000, 1.0) is None
+    assert d.observe(0, 2.0) is None
+    assert d.observe(0, 4.0) == 0
+
+
+def test_dampen_zero_publishes_every_change() -> None:
+    d = Dampener(0.0)
+    d.observe(1000, 0.0)
+    assert d.observe(0, 1.0) == 0
+    assert d.observe(1000, 2.0) == 1000
+
+
+# ---- the DC's events -------------------------------------------------------------------------
+
+
+def test_every_node_losing_its_targets_raises_one_alert_and_its_end() -> None:
+    config = parse_cluster_config(CONFIG.replace(" 10.0.0.300", ""), "cluster.yaml")
+    up = {n: {"pingd": "1000"} for n in ("n1", "n2", "n3")}
+    n3_lost = {**up, "n3": {"pingd": "0"}}
+    all_lost = {n: {"pingd": "0"} for n in up}
+    assert connectivity_events(config, None, up) == []
+    one = connectivity_events(config, up, n3_lost)
+    assert [(c.kind, c.node) for c in one] == [("node-lost", "n3")]
+    every = connectivity_events(config, n3_lost, all_lost)
+    assert [c.kind for c in every] == ["node-lost", "node-lost", "lost-everywhere"]
+    assert every[-1].text.startswith("ALERT: every node lost its ping targets")
+    assert connectivity_events(config, all_lost, all_lost) == []  # once, not every cycle
+    back = connectivity_events(config, all_lost, {**all_lost, "n1": {"pingd": "1000"}})
+    assert [c.kind for c in back] == ["node-regained", "regained-somewhere"]
+
+
+def test_no_alert_without_a_ping_resource_or_without_values() -> None:
+    lost = {"n1": {"pingd": "0"}}
+    assert connectivity_events(parse_cluster_config("resources: []", "c"), {}, lost) == []
+    assert not lost_everywhere({})
+    assert not lost_everywhere({"n1": None})
+    assert lost_everywhere({"n1": 0, "n2": None})
+
+
+def test_the_dc_records_the_alert_as_a_connectivity_event() -> None:
+    from hastack.model.events import EventKind, snapshot_events
+    from hastack.model.members import ClusterSnapshot, MemberRecord, NodeKind
+    from hastack.model.status import NodeReport
+
+    config = parse_cluster_config(CONFIG.replace(" 10.0.0.300", ""), "cluster.yaml")
+    members = {n: MemberRecord(n, NodeKind.FULL) for n in ("n1", "n2")}
+
+    def view(values: dict[str, str]) -> ClusterSnapshot:
+        statuses = {n: NodeReport(node=n, attributes={"pingd": v}) for n, v in values.items()}
+        return ClusterSnapshot(1, None, members, {}, {}, (), config=config, statuses=statuses)
+
+    events = snapshot_events(
+        view({"n1": "1000", "n2": "0"}), view({"n1": "0", "n2": "0"}), writer="n2", now=1.0
+    )
+    alerts = [e for e in events if e.data.get("alert")]
+    assert [e.kind for e in alerts] == [EventKind.CONNECTIVITY]
+    assert alerts[0].data["state"] == "lost-everywhere"
+
+
+# ---- the probe and the agent on loopback -----------------------------------------------------
+
+
+def test_icmp_echo_to_loopback_answers() -> None:
+    assert asyncio.run(probe(Target(parse_targets("127.0.0.1")[0].address), 1.0))
+
+
+def test_tcp_probe_sees_an_open_and_a_closed_port() -> None:
+    async def run() -> tuple[bool, bool]:
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            closed = s.getsockname()[1]  # bound, never listening: refused
+            found = await probe(parse_targets(f"127.0.0.1:{port}")[0], 1.0)
+            refused = await probe(parse_targets(f"127.0.0.1:{closed}")[0], 1.0)
+        server.close()
+        return found, refused
+
+    assert asyncio.run(run()) == (True, False)
+
+
+def test_the_agent_publishes_monitors_and_stops(tmp_path: Path) -> None:
+    assert NATIVE["ping"] is PingAgent
+
+    def request(op: str, targets: str) -> OpRequest:
+        return OpRequest(
+            instance="ping:0", primitive="ping", op=op,
+            params={"targets": targets, "interval": "100ms", "timeout": "200ms",
+                    "dampen": "0", "multiplier": "10"},
+            meta={}, timeout=5.0, state_dir=str(tmp_path), cluster={"node": "n1"},
+        )  # fmt: skip
+
+    async def run() -> list[tuple[int, object]]:
+        agent = PingAgent()
+        out = []
+        for op in ("monitor", "start", "monitor", "stop", "monitor"):
+            result = await agent.execute(request(op, "127.0.0.1 127.0.0.2"))
+            out.append((result.rc, result.attributes))
+        bad = await agent.execute(request("start", "not-an-address"))
+        out.append((bad.rc, bad.reason))
+        return out
+
+    got = asyncio.run(run())
+    assert got == [
+        (7, None),  # not running before start
+        (0, {"pingd": "20"}),  # both loopback addresses answer: 2 × 10
+        (0, {"pingd": "20"}),
+        (0, {"pingd": None}),  # stop deletes the attribute
+        (7, None),
+        (6, "targets: 'not-an-address' is not an address (IPv4 or IPv6, no names)"),
+    ]
+
+
+def test_scenario_files_use_the_recommended_rule() -> None:
+    # Never -INFINITY on pingd in what we ship (docs/connectivity.md).
+    for path in Path(__file__).parent.parent.joinpath("scenarios").glob("net-*.yaml"):
+        text = path.read_text()
+        assert "score-attribute: pingd" in text or "hastack:ping" not in text, path
+        assert "-INFINITY" not in textwrap.dedent(text), path
