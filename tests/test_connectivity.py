@@ -265,3 +265,64 @@ def test_scenario_files_use_the_recommended_rule() -> None:
         text = path.read_text()
         assert "score-attribute: pingd" in text or "hastack:ping" not in text, path
         assert "-INFINITY" not in textwrap.dedent(text), path
+
+
+# ---- the checkers of the scenarios, on crafted histories (each must be able to fail) --------
+
+
+def _sample(t: float, online: tuple[str, ...], vip: str = "n1") -> dict[str, object]:
+    return {
+        "collected_at": t,
+        "nodes": [{"name": n, "online": n in online} for n in ("n1", "n2", "n3")],
+        "resources": [{"instance": "vip", "node": vip, "role": "Started"}],
+    }
+
+
+FAULT = [{"time": 10.0, "f": "link-down", "host": "n3", "link": 0}]
+ALL = ("n1", "n2", "n3")
+
+
+def test_steady_passes_a_quiet_history() -> None:
+    from hastack.checkers import check_steady
+
+    statuses = [_sample(t, ALL) for t in range(0, 60)]
+    result = check_steady(statuses, [], [], FAULT, end_of_run=60.0)
+    assert result.valid is True, result.summary
+
+
+def test_steady_fails_on_a_lost_member_a_move_a_lost_lease_or_a_fence() -> None:
+    from hastack.checkers import check_steady
+
+    quiet = [_sample(t, ALL) for t in range(0, 60)]
+    offline = [*quiet[:20], _sample(20.0, ("n1", "n2")), *quiet[21:]]
+    moved = quiet[:30] + [_sample(t, ALL, vip="n2") for t in range(30, 60)]
+    lost = [{"t": 15.0, "node": "n3", "event": "membership-lost"}]
+    fenced = [{"wall": 25.0, "node": "n3", "event": "dead", "by": "fence"}]
+    cases = {
+        "not online": check_steady(offline, [], [], FAULT, end_of_run=60.0),
+        "was on n1": check_steady(moved, [], [], FAULT, end_of_run=60.0),
+        "membership-lost": check_steady(quiet, lost, [], FAULT, end_of_run=60.0),
+        "powered off by fence": check_steady(quiet, [], fenced, FAULT, end_of_run=60.0),
+    }
+    for said, result in cases.items():
+        assert result.valid is False, said
+        assert said in result.summary, (said, result.summary)
+    # what happened before the fault is not held against the run
+    early = [{"t": 5.0, "node": "n3", "event": "membership-lost"}]
+    assert check_steady(quiet, early, [], FAULT, end_of_run=60.0).valid is True
+    # no-fence lets resources move, nothing else
+    assert check_steady(moved, [], [], FAULT, end_of_run=60.0, moves=True).valid is True
+    assert check_steady(quiet, lost, [], FAULT, end_of_run=60.0, moves=True).valid is False
+    # nothing to judge is never a pass
+    assert check_steady([], [], [], FAULT, end_of_run=60.0).valid is None
+
+
+def test_alert_check_needs_the_alert_within_the_run() -> None:
+    from hastack.checkers import check_alert
+
+    alert = {"t": 14.0, "node": "n1", "event": "connectivity", "text": "ALERT: ...",
+             "data": {"alert": True}}  # fmt: skip
+    regained = {**alert, "data": {"state": "node-regained"}}
+    assert check_alert([alert], start=10.0, end_of_run=60.0).valid is True
+    assert check_alert([regained], start=10.0, end_of_run=60.0).valid is False
+    assert check_alert([alert], start=20.0, end_of_run=60.0).valid is False

@@ -119,3 +119,22 @@ def test_rabbitmq_quorum_queue_loses_no_confirmed_message_across_a_node_crash(
     assert check.valid is True, check.summary
     assert check.details["confirmed"] > 500
     assert check.details["lost"] == []
+
+
+def test_cutting_one_link_of_a_node_changes_nothing(tmp_path: Path) -> None:
+    """docs/connectivity.md: two links, n3's link 0 cut for 60 s — it stays a member, no
+    lease lost, no move, no fence; its pingd drops from 2000 to 1000."""
+    result = run("net-link-cut", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
+    assert result.check("steady").valid is True, summary
+    assert result.check("availability").valid is True, summary
+    assert result.valid, summary
+    pingd = set()
+    for line in (result.results / "status.jsonl").read_text().splitlines():
+        try:
+            nodes = json.loads(line).get("nodes", [])
+        except ValueError:
+            continue
+        pingd |= {(n["name"], n.get("attributes", {}).get("pingd")) for n in nodes}
+    assert ("n3", "1000") in pingd, sorted(pingd)  # the cut was seen, and held no consequence
+    assert ("n1", "2000") in pingd, sorted(pingd)

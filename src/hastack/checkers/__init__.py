@@ -19,16 +19,19 @@ from hastack.checkers.instances import LogLine, check_instances, parse_log
 from hastack.checkers.overlap import check_exclusive, dead_events
 from hastack.checkers.queue import check_total_queue
 from hastack.checkers.sets import check_set
+from hastack.checkers.steady import check_alert, check_steady
 
 __all__ = [
     "CheckResult",
     "LogLine",
     "Op",
     "Outage",
+    "check_alert",
     "check_availability",
     "check_exclusive",
     "check_instances",
     "check_set",
+    "check_steady",
     "check_total_queue",
     "dead_events",
     "pair_ops",

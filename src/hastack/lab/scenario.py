@@ -20,6 +20,7 @@ A scenario is a YAML file (`scenarios/*.yaml`):
 
 Node selectors: a host name, `@holder:RESOURCE` (where it runs now), `@dc`, `@random` (a
 random controller that is up), `@crashed` (every host crashed by this run), `@paused`,
+`@cut` (every host with a link down),
 and in partitions `@rest` (every node not named in another group).
 
 A run writes one results folder: `history.jsonl` (the clients' operations), `nemesis.jsonl`
@@ -53,9 +54,11 @@ from pyroute2 import NetNS
 
 from hastack.checkers import (
     CheckResult,
+    check_alert,
     check_availability,
     check_exclusive,
     check_set,
+    check_steady,
     check_total_queue,
     parse_history,
 )
@@ -133,6 +136,11 @@ class NemesisStep(Spec):
 class Expect(Spec):
     max_outage: Duration | None = None  # every fault recovered from within this
     recovered: bool = True  # the service answers again after every fault
+    # From the first fault on: nobody lost their membership or was fenced, and (steady)
+    # nothing moved either; alert: the DC raised the connectivity alert (docs/connectivity.md).
+    steady: bool = False
+    no_fence: bool = False
+    alert: bool = False
 
 
 class Scenario(Spec):
@@ -324,6 +332,9 @@ class Runner:
             return [random.choice(up)]
         if selector == "@crashed":
             return sorted(self.crashed)
+        if selector == "@cut":  # hosts with a link down (link-up mends them)
+            return [h.name for h in self.lab.hosts()
+                    if self.lab.state["hosts"].get(h.name, {}).get("links_down")]  # fmt: skip
         if selector == "@paused":
             return list(self.lab.state.get("paused", []))
         if selector == "@rest":
@@ -537,6 +548,7 @@ class Runner:
             checks.append(check_total_queue(history))
         if self.nova is not None:
             checks += self.nova.check(nemesis, results / "agents")
+        checks += self._connectivity_checks(nemesis, ended_at)
         try:
             plot_availability(
                 http or history, nemesis, results / "availability.png",
@@ -549,6 +561,35 @@ class Runner:
             json.dumps([c.to_json() for c in checks], indent=2, default=str)
         )
         return checks
+
+    def _connectivity_checks(
+        self, nemesis: list[dict[str, Any]], ended_at: float
+    ) -> list[CheckResult]:
+        expect = self.scenario.expect
+        if not (expect.steady or expect.no_fence or expect.alert):
+            return []
+        agents = self.results / "agents"
+        events = [json.loads(x) for h in self.lab.nodes()
+                  for x in _lines(agents / h.name / "events.jsonl")]  # fmt: skip
+        deaths = [json.loads(x) for h in self.lab.nodes()
+                  for x in _lines(agents / h.name / "exclusive.jsonl")]  # fmt: skip
+        statuses = []
+        for line in _lines(self.results / "status.jsonl"):
+            try:
+                statuses.append(json.loads(line))
+            except ValueError:
+                continue  # a sample cut short at the end of the run
+        out = []
+        if expect.steady:
+            out.append(check_steady(statuses, events, deaths, nemesis, end_of_run=ended_at))
+        if expect.no_fence:
+            out.append(
+                check_steady(statuses, events, deaths, nemesis, end_of_run=ended_at, moves=True)
+            )
+        if expect.alert:
+            start = min((float(e["time"]) for e in nemesis), default=ended_at)
+            out.append(check_alert(events, start=start, end_of_run=ended_at))
+        return out
 
     def report(self, result: ScenarioResult) -> None:
         verdict = "VALID" if result.valid else "NOT VALID"
