@@ -326,3 +326,41 @@ def test_alert_check_needs_the_alert_within_the_run() -> None:
     assert check_alert([alert], start=10.0, end_of_run=60.0).valid is True
     assert check_alert([regained], start=10.0, end_of_run=60.0).valid is False
     assert check_alert([alert], start=20.0, end_of_run=60.0).valid is False
+
+
+# ---- the DC gathers every node's change over one round's spread ------------------------------
+
+
+def test_the_dc_takes_the_nodes_changes_together_after_the_window() -> None:
+    from hastack.model.connectivity import HeldAttributes
+
+    hold = HeldAttributes()
+    w = {"pingd": 2.0}
+    up = {n: {"pingd": "1000"} for n in ("n1", "n2", "n3")}
+    assert hold.view(w, up, 0.0)["n1"] == {"pingd": "1000"}
+    # the holder notices first: the others are about to; nothing moves yet
+    first = {**up, "n1": {"pingd": "0"}}
+    assert hold.view(w, first, 10.0)["n1"] == {"pingd": "1000"}
+    everyone = {n: {"pingd": "0"} for n in up}
+    assert hold.view(w, everyone, 11.0)["n1"] == {"pingd": "1000"}
+    seen = hold.view(w, everyone, 12.0)  # the window since 10.0 is over: all at once
+    assert {n: a["pingd"] for n, a in seen.items()} == {"n1": "0", "n2": "0", "n3": "0"}
+
+
+def test_a_lone_loss_is_taken_after_the_window_and_a_new_node_at_once() -> None:
+    from hastack.model.connectivity import HeldAttributes
+
+    hold = HeldAttributes()
+    w = {"pingd": 2.0}
+    up = {n: {"pingd": "1000"} for n in ("n1", "n2")}
+    hold.view(w, up, 0.0)
+    lost = {**up, "n1": {"pingd": "0"}}
+    assert hold.view(w, lost, 5.0)["n1"]["pingd"] == "1000"
+    assert hold.view(w, lost, 7.0)["n1"]["pingd"] == "0"
+    joined = {**lost, "n3": {"pingd": "1000"}}
+    assert hold.view(w, joined, 7.1)["n3"]["pingd"] == "1000"
+    # a flap back within the window is never acted on
+    flap = {**joined, "n2": {"pingd": "0"}}
+    assert hold.view(w, flap, 8.0)["n2"]["pingd"] == "1000"
+    assert hold.view(w, joined, 9.0)["n2"]["pingd"] == "1000"
+    assert hold.view(w, joined, 20.0)["n2"]["pingd"] == "1000"

@@ -138,3 +138,25 @@ def test_cutting_one_link_of_a_node_changes_nothing(tmp_path: Path) -> None:
         pingd |= {(n["name"], n.get("attributes", {}).get("pingd")) for n in nodes}
     assert ("n3", "1000") in pingd, sorted(pingd)  # the cut was seen, and held no consequence
     assert ("n1", "2000") in pingd, sorted(pingd)
+
+
+@pytest.mark.lab
+def test_the_vip_follows_connectivity_when_its_holder_loses_the_link(tmp_path: Path) -> None:
+    result = run("net-vip-ping", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
+    assert result.check("availability").valid is True, summary  # moved within 10 s
+    assert result.check("no-fence").valid is True, summary
+    assert result.check("exclusive-observed").valid is True, summary
+    intervals = result.check("exclusive-observed").details["intervals"]
+    assert len({i["node"] for i in intervals}) >= 2, summary  # it did move
+
+
+@pytest.mark.lab
+def test_when_every_node_loses_the_target_the_vip_stays_and_an_alert_is_raised(
+    tmp_path: Path,
+) -> None:
+    result = run("net-all-lose-target", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
+    assert result.check("steady").valid is True, summary  # the VIP stayed, nobody fenced
+    assert result.check("alert").valid is True, summary
+    assert result.valid, summary

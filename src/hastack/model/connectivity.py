@@ -22,6 +22,7 @@ from hastack.model.durations import parse_duration
 __all__ = [
     "DEFAULT_ATTRIBUTE",
     "Dampener",
+    "HeldAttributes",
     "PingSettings",
     "Target",
     "connectivity_events",
@@ -29,6 +30,7 @@ __all__ = [
     "parse_targets",
     "ping_attributes",
     "ping_settings",
+    "ping_windows",
     "score",
 ]
 
@@ -191,6 +193,66 @@ def ping_attributes(config: ClusterConfig | None) -> list[str]:
             if p.agent.cls == "hastack" and p.agent.type == "ping":
                 names.add(str(p.params.get("name", DEFAULT_ATTRIBUTE)) or DEFAULT_ATTRIBUTE)
     return sorted(names)
+
+
+def ping_windows(config: ClusterConfig | None) -> dict[str, float]:
+    """attribute -> how long the DC gathers its changes from every node before it acts on
+    them: one probe round's spread between nodes, `interval` + `timeout` × `attempts`."""
+    out: dict[str, float] = {}
+    for top in config.resources if config is not None else ():
+        for p in _primitives(top):
+            if p.agent.cls == "hastack" and p.agent.type == "ping":
+                try:
+                    s = ping_settings({k: str(v) for k, v in p.params.items()})
+                except ValueError:
+                    continue  # refused at apply; an old stored one is not acted on
+                out[s.name] = max(out.get(s.name, 0.0), s.interval + s.timeout * s.attempts)
+    return out
+
+
+class HeldAttributes:
+    """The DC's side of dampening, as Pacemaker's attrd does it: nodes notice a lost target
+    at slightly different moments, and acting on the first one alone would move a resource
+    away from a node that is about to be no worse than the rest (when the target itself
+    died, every node's value falls, one after the other). So a change of a ping attribute on
+    any node starts a window; when it ends, every node's current value is taken together.
+    A node that appears, or leaves, is taken at once: there is nothing to compare."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, dict[str, str]] = {}  # attribute -> node -> value in use
+        self.since: dict[str, float] = {}  # attribute -> when its values first differed
+
+    def view(
+        self,
+        windows: Mapping[str, float],
+        current: Mapping[str, Mapping[str, str]],
+        mono: float,
+    ) -> dict[str, dict[str, str]]:
+        """node -> the held values of the windowed attributes it has (the others are the
+        caller's to keep as they are)."""
+        for name in list(self.held):
+            if name not in windows:
+                del self.held[name]
+                self.since.pop(name, None)
+        out: dict[str, dict[str, str]] = {n: {} for n in current}
+        for name, window in windows.items():
+            raw = {n: a[name] for n, a in current.items() if name in a}
+            held = self.held.get(name)
+            if held is None:
+                held = dict(raw)
+            else:
+                held = {n: held.get(n, v) for n, v in raw.items()}
+                if any(held[n] != raw[n] for n in raw):
+                    since = self.since.setdefault(name, mono)
+                    if mono - since >= window:
+                        held = dict(raw)
+                        del self.since[name]
+                else:
+                    self.since.pop(name, None)
+            self.held[name] = held
+            for n, v in held.items():
+                out[n][name] = v
+        return out
 
 
 def _value(raw: str | None) -> int | None:
