@@ -4,6 +4,7 @@ DC's connectivity events — pure; then the probe and the agent on loopback."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 from pathlib import Path
 
@@ -368,3 +369,70 @@ def test_a_lone_loss_is_taken_after_the_window_and_a_new_node_at_once() -> None:
     assert hold.view(w, flap, 8.0)["n2"]["pingd"] == "1000"
     assert hold.view(w, joined, 9.0)["n2"]["pingd"] == "1000"
     assert hold.view(w, joined, 20.0)["n2"]["pingd"] == "1000"
+
+
+# ---- two links: etcd's URLs and the clients' endpoint order ----------------------------------
+
+
+def test_endpoints_leave_a_dead_member_and_a_cut_link_at_the_first_retry() -> None:
+    from hastack.lab.etcd import EtcdMember, interleaved_endpoints
+
+    members = [
+        EtcdMember(f"n{i}", f"10.251.4.1{i}", more_hosts=(f"10.252.4.1{i}",)) for i in (1, 2, 3)
+    ]
+    order = interleaved_endpoints(members, first=2)
+    assert order == [
+        "https://10.251.4.13:2379", "https://10.252.4.11:2379", "https://10.251.4.12:2379",
+        "https://10.252.4.13:2379", "https://10.251.4.11:2379", "https://10.252.4.12:2379",
+    ]  # fmt: skip
+    for a, b in zip(order, order[1:] + order[:1], strict=True):
+        assert a.split(".")[3] != b.split(".")[3]  # another member
+        assert a.split(".")[1] != b.split(".")[1]  # on the other link
+    single = [EtcdMember(f"n{i}", f"127.0.0.{i}") for i in (1, 2, 3)]
+    assert interleaved_endpoints(single, first=1) == [
+        "https://127.0.0.2:2379", "https://127.0.0.3:2379", "https://127.0.0.1:2379",
+    ]  # fmt: skip
+
+
+def test_etcd_listens_and_advertises_on_both_links() -> None:
+    from hastack.lab.etcd import EtcdMember, etcd_argv
+
+    members = [
+        EtcdMember(f"n{i}", f"10.251.4.1{i}", more_hosts=(f"10.252.4.1{i}",)) for i in (1, 2)
+    ]
+    argv = etcd_argv(members[0], members, Path("/nonexistent"), token="t")
+    flags = dict(itertools.pairwise(argv))
+    assert flags["--listen-peer-urls"] == "https://10.251.4.11:2380,https://10.252.4.11:2380"
+    assert flags["--advertise-client-urls"] == "https://10.251.4.11:2379,https://10.252.4.11:2379"
+    assert flags["--initial-cluster"].split(",") == [
+        "n1=https://10.251.4.11:2380", "n1=https://10.252.4.11:2380",
+        "n2=https://10.251.4.12:2380", "n2=https://10.252.4.12:2380",
+    ]  # fmt: skip
+
+
+def test_heartbeats_go_to_every_address_of_a_peer_from_the_same_link() -> None:
+    from hastack.membership.heartbeat import Heartbeat
+
+    receivers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        for r, address in zip(receivers, ("127.0.0.1", "127.0.0.2"), strict=True):
+            r.bind((address, 0))
+            r.settimeout(2.0)
+        hb = Heartbeat("a", ["127.0.0.3", "127.0.0.4"], 0)
+        hb.start()
+        try:
+            hb.lease = 7
+            peers = {"b": (("127.0.0.1", "127.0.0.2"), receivers[0].getsockname()[1])}
+            # one port per node: give the second receiver the same port where it is free
+            receivers[1].close()
+            receivers[1] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            receivers[1].bind(("127.0.0.2", peers["b"][1]))
+            receivers[1].settimeout(2.0)
+            hb.send(peers)
+            sources = [r.recvfrom(512)[1][0] for r in receivers]
+        finally:
+            hb.close()
+    finally:
+        for r in receivers:
+            r.close()
+    assert sources == ["127.0.0.3", "127.0.0.4"]  # link k's beat from our link-k address
