@@ -1,7 +1,8 @@
 """Scenarios end to end on the lab: real namespaces, etcd, agents, a VIP and an HTTP API,
 client load from the client host, faults, and the checkers over what was recorded.
 
-The VIP-holder crash runs in the default test command (about 30 s); the others are marked
+The VIP-holder crash (about 30 s) and the two-link cable cut (net-link-cut, about 95 s) run
+in the default test command; the others are marked
 `lab` (`scripts/test -m lab`, see docs/lab.md).
 """
 
