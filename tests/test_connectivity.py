@@ -436,3 +436,67 @@ def test_heartbeats_go_to_every_address_of_a_peer_from_the_same_link() -> None:
         for r in receivers:
             r.close()
     assert sources == ["127.0.0.3", "127.0.0.4"]  # link k's beat from our link-k address
+
+
+# ---- the lease client hedges the renewal that follows a failure ------------------------------
+
+
+def test_a_renewal_after_a_failure_goes_to_two_members_at_once() -> None:
+    """n2 renews through its own member, which stalls while the members elect a new leader
+    (the old leader's link was cut); the retry used to go to that old leader's member alone
+    and fail too. Hedged, it goes to the next two endpoints; the healthy one answers."""
+    import time as clock
+
+    from hastack.errors import StoreTimeout
+    from hastack.store.blocking import BlockingLeaseClient
+    from hastack.store.tls import StoreCredentials
+
+    endpoints = ["10.251.4.12:2379", "10.252.4.13:2379", "10.251.4.11:2379"]
+    client = BlockingLeaseClient(endpoints, credentials=StoreCredentials(None, None))
+    asked: list[str] = []
+
+    def first_attempt(lease_id: int, timeout: float) -> int:
+        asked.append(client.endpoint)
+        client._fail_over()
+        raise StoreTimeout("deadline exceeded")
+
+    def once(endpoint: str, lease_id: int, timeout: float) -> tuple[int, int]:
+        asked.append(endpoint)
+        if endpoint.endswith(".13:2379"):  # the old leader's member: stuck
+            clock.sleep(timeout)
+            raise StoreTimeout("context deadline exceeded")
+        return 3, 42
+
+    client._keep_alive = first_attempt  # type: ignore[method-assign]
+    client._keep_alive_once = once  # type: ignore[method-assign]
+    with pytest.raises(StoreTimeout):
+        client.keep_alive(7, 0.2)
+    started = clock.monotonic()
+    assert client.keep_alive(7, 0.2) == 3
+    assert clock.monotonic() - started < 0.15  # the healthy member's answer, not the timeout
+    assert sorted(asked[1:]) == ["10.251.4.11:2379", "10.252.4.13:2379"]
+    assert client.endpoint == "10.251.4.11:2379"  # used from now on
+    assert client.confirmed[0] == 42
+    # and once it succeeded, the next renewal is a plain one again
+    client._keep_alive = lambda lease_id, timeout: 3  # type: ignore[method-assign]
+    asked.clear()
+    assert client.keep_alive(7, 0.2) == 3
+    assert asked == []
+
+
+def test_a_hedged_renewal_that_finds_the_lease_gone_says_so() -> None:
+    from hastack.errors import LeaseNotFound, StoreTimeout
+    from hastack.store.blocking import BlockingLeaseClient
+    from hastack.store.tls import StoreCredentials
+
+    client = BlockingLeaseClient(["a:1", "b:1", "c:1"], credentials=StoreCredentials(None, None))
+
+    def gone(endpoint: str, lease_id: int, timeout: float) -> tuple[int, int]:
+        if endpoint == "b:1":
+            raise LeaseNotFound("lease 7 has expired")
+        raise StoreTimeout("deadline exceeded")
+
+    client._hedge = True
+    client._keep_alive_once = gone  # type: ignore[method-assign]
+    with pytest.raises(LeaseNotFound):
+        client.keep_alive(7, 0.2)
