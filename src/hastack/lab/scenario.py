@@ -20,7 +20,7 @@ A scenario is a YAML file (`scenarios/*.yaml`):
 
 Node selectors: a host name, `@holder:RESOURCE` (where it runs now), `@dc`, `@random` (a
 random controller that is up), `@crashed` (every host crashed by this run), `@paused`,
-`@cut` (every host with a link down),
+`@cut` (every host with a link down), `@etcd-leader` (the host of the raft leader),
 and in partitions `@rest` (every node not named in another group).
 
 A run writes one results folder: `history.jsonl` (the clients' operations), `nemesis.jsonl`
@@ -332,6 +332,14 @@ class Runner:
             return [random.choice(up)]
         if selector == "@crashed":
             return sorted(self.crashed)
+        if selector == "@etcd-leader":  # the host of the etcd member that leads raft
+            report = (self.feed.latest or {}) if self.feed else {}
+            led = {str(e["endpoint"]).rsplit(":", 1)[0]
+                   for e in report.get("store", []) if e.get("is_leader")}  # fmt: skip
+            leaders = [h.name for h in self.lab.controllers() if led & set(h.addresses)]
+            if not leaders:
+                raise LabError("@etcd-leader: no member says it leads right now")
+            return leaders[:1]
         if selector == "@cut":  # hosts with a link down (link-up mends them)
             return [h.name for h in self.lab.hosts()
                     if self.lab.state["hosts"].get(h.name, {}).get("links_down")]  # fmt: skip
