@@ -25,6 +25,7 @@ from hastack.checkers.instances import LogLine, check_instances, parse_log
 from hastack.checkers.overlap import check_exclusive, dead_events
 from hastack.checkers.queue import check_total_queue
 from hastack.checkers.sets import check_set
+from hastack.checkers.steady import check_alert, check_steady
 from hastack.checkers.writers import Tenure, check_minority, check_writer_moved, check_writers
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "Op",
     "Outage",
     "Tenure",
+    "check_alert",
     "check_availability",
     "check_bootstrap",
     "check_exclusive",
@@ -41,6 +43,7 @@ __all__ = [
     "check_recovery",
     "check_rejoin",
     "check_set",
+    "check_steady",
     "check_total_queue",
     "check_writer_moved",
     "check_writers",
