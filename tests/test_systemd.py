@@ -82,7 +82,7 @@ def test_start_monitor_stop_through_dbus(tmp_path: Path) -> None:
         assert "failed" in reason
         # Start again (the failed state is reset first), then stop.
         steps = drive("web:start", "web:monitor", "web:stop", "web:monitor", "web:stop")
-        assert [rc for _, rc, _ in steps] == [0, 0, 0, 7, 0]
+        assert [rc for _, rc, _ in steps] == [0, 0, 0, 7, 0], steps  # with their reasons
         assert (marks / "web.stopped").read_text().strip() == "stopped"
         # A unit that cannot start, and one that does not exist.
         [(_, start_rc, start_reason), (_, mon_rc, _)] = drive("broken:start", "broken:monitor")
