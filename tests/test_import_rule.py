@@ -29,6 +29,7 @@ PURE = [
     SRC / "executor" / "throttle.py",
     SRC / "executor" / "transitions.py",
     SRC / "galera",
+    SRC / "rabbitmq",
     SRC / "checkers",
 ]
 
