@@ -42,7 +42,7 @@ FORBIDDEN = {
     "hastack.membership.lease", "hastack.membership.election", "hastack.store.snapshot",
     "hastack.proxy", "hastack.fencing", "hastack.eventlog", "hastack.ops.cluster",
     "hastack.ops.configure", "hastack.ops.requests", "hastack.ops.status",
-    "hastack.ops.simulate", "hastack.ops.resources",
+    "hastack.ops.simulate", "hastack.ops.resources", "hastack.ops.nodes", "hastack.ops.rabbitmq",
 }  # fmt: skip
 
 # The `hastack cluster`, `hastack lab` and `hastack demo` commands are the lab's front end in

@@ -17,6 +17,7 @@ from hastack.cli import (
     config_cmd,
     fence_cmd,
     lab_cmd,
+    rabbitmq_cmd,
     resource_cmd,
     simulate_cmd,
     status,
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         cluster_cmd,
         agent_cmd,
         proxy_cmd,
+        rabbitmq_cmd,
         lab_cmd,
     ):
         module.register(sub)

@@ -23,6 +23,8 @@ class Keys:
     <root>/<cluster>/status/<node>     observed states reported by the node
     <root>/<cluster>/fencing/<node>    fencing history
     <root>/<cluster>/requests/cleanup/<id>  an operator's cleanup request, on a short lease
+    <root>/<cluster>/removed/<node>    the operator declared the node gone (`hastack node remove`)
+    <root>/<cluster>/rabbitmq/<rsc>/...  the hastack:rabbitmq agent's records (docs/rabbitmq.md)
     """
 
     cluster: str
@@ -81,6 +83,16 @@ class Keys:
 
     def cleanup_request(self, request_id: str) -> str:
         return self.cleanup_requests + request_id
+
+    @property
+    def removals(self) -> str:
+        return self.prefix + "removed/"
+
+    def removed(self, node: str) -> str:
+        return self.removals + node
+
+    def rabbitmq(self, resource: str) -> str:
+        return self.prefix + f"rabbitmq/{resource}/"
 
     def relative(self, key: str) -> str:
         """`/hastack/c1/members/n1` -> `members/n1`; keys outside the prefix stay whole."""

@@ -1,5 +1,5 @@
 """Resource agents by class: `ocf:PROVIDER:TYPE` scripts and hastack's native `hastack:TYPE`
-(vip, service, proxy)."""
+(vip, service, proxy, rabbitmq, memcached)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from hastack.executor.agents.base import (
     OpRequest,
     OpResult,
 )
+from hastack.executor.agents.memcached import MemcachedAgent
 from hastack.executor.agents.ocf import OCF_ROOT, OcfDriver
 from hastack.executor.agents.proxy import ProxyAgent
+from hastack.executor.agents.rabbitmq import RabbitmqAgent
 from hastack.executor.agents.service import ServiceAgent
 from hastack.executor.agents.vip import VipAgent
 from hastack.model.config import AgentRef
@@ -34,6 +36,8 @@ NATIVE: dict[str, type[NativeAgent]] = {
     VipAgent.name: VipAgent,
     ServiceAgent.name: ServiceAgent,
     ProxyAgent.name: ProxyAgent,
+    RabbitmqAgent.name: RabbitmqAgent,
+    MemcachedAgent.name: MemcachedAgent,
 }
 
 
