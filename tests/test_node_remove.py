@@ -86,7 +86,8 @@ async def test_rabbitmq_status_shows_members_partitions_and_queue_leaders() -> N
     assert entry.founder == "n1"
     assert entry.members["n3"].state == "forgotten"
     assert entry.queues() == [queue]
-    assert entry.problems and "report/n2" in entry.problems[0]
+    assert entry.problems
+    assert "report/n2" in entry.problems[0]
     text = render_rabbitmq_status([entry], now=110.0)
     assert "n3: forgotten by n1" in text
     assert "PARTITIONED from: rabbit@n2" in text
