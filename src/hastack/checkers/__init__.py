@@ -17,6 +17,7 @@ from hastack.checkers.availability import Outage, check_availability
 from hastack.checkers.history import CheckResult, Op, pair_ops, parse_history
 from hastack.checkers.overlap import check_exclusive, dead_events
 from hastack.checkers.queue import check_total_queue
+from hastack.checkers.rabbitmq import check_publish_resume, check_rejoin
 from hastack.checkers.sets import check_set
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "Outage",
     "check_availability",
     "check_exclusive",
+    "check_publish_resume",
+    "check_rejoin",
     "check_set",
     "check_total_queue",
     "dead_events",

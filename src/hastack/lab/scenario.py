@@ -18,7 +18,8 @@ A scenario is a YAML file (`scenarios/*.yaml`):
       - {at: 20s, op: start, node: "@crashed"}
     expect: {max-outage: 15s}
 
-Node selectors: a host name, `@holder:RESOURCE` (where it runs now), `@dc`, `@random` (a
+Node selectors: a host name, `@holder:RESOURCE` (where it runs now), `@leader:QUEUE` (the
+node of a RabbitMQ quorum queue's leader, from the agents' reports), `@dc`, `@random` (a
 random controller that is up), `@crashed` (every host crashed by this run), `@paused`,
 and in partitions `@rest` (every node not named in another group).
 
@@ -55,6 +56,8 @@ from hastack.checkers import (
     CheckResult,
     check_availability,
     check_exclusive,
+    check_publish_resume,
+    check_rejoin,
     check_set,
     check_total_queue,
     parse_history,
@@ -132,6 +135,9 @@ class NemesisStep(Spec):
 class Expect(Spec):
     max_outage: Duration | None = None  # every fault recovered from within this
     recovered: bool = True  # the service answers again after every fault
+    publish_resume: Duration | None = None  # amqp-queue: each producer confirms again within
+    rejoin: Duration | None = None  # hastack:rabbitmq: a booted node back, queues full, within
+    quorum_size: int = 3  # members every quorum queue must have again
 
 
 class Scenario(Spec):
@@ -286,7 +292,19 @@ class Runner:
         self.crashed: set[str] = set()
         self.notes: list[str] = []
 
+    @property
+    def has_rabbitmq(self) -> bool:
+        return '"hastack:rabbitmq"' in json.dumps(self.config)
+
     # ---- selectors ------------------------------------------------------------------------
+
+    def leader(self, queue: str) -> str | None:
+        """The node of a quorum queue's leader, from the RabbitMQ agents' latest reports."""
+        for entry in ((self.feed.latest or {}).get("rabbitmq") or []) if self.feed else []:
+            for q in entry.get("queues") or []:
+                if q.get("name") == queue and q.get("leader"):
+                    return str(q["leader"]).partition("@")[2] or None
+        return None
 
     def holder(self, resource: str) -> str | None:
         if resource in self.vips:
@@ -308,6 +326,11 @@ class Runner:
             found = self.holder(selector.removeprefix("@holder:"))
             if found is None:
                 raise LabError(f"{selector}: the resource runs nowhere right now")
+            return [found]
+        if selector.startswith("@leader:"):
+            found = self.leader(selector.removeprefix("@leader:"))
+            if found is None:
+                raise LabError(f"{selector}: no report names that queue's leader")
             return [found]
         if selector == "@dc":
             dc = (self.feed.latest or {}).get("dc_node") if self.feed else None
@@ -419,7 +442,9 @@ class Runner:
         nemesis_offset = lab.nemesis_path.stat().st_size if lab.nemesis_path.exists() else 0
         longest = max(w.duration + w.final_timeout for w in s.workloads)
         bound = s.ready_timeout + longest + s.settle + 60.0
-        self.feed = StatusFeed(lab, bound, 0.25, record_to=results / "status.jsonl")
+        self.feed = StatusFeed(
+            lab, bound, 0.25, record_to=results / "status.jsonl", rabbitmq=self.has_rabbitmq
+        )
         workers: ProcessRecord | None = None
         started_at = time.time()
         try:
@@ -519,6 +544,16 @@ class Runner:
             checks.append(check_set([e for e in history if "set" in str(e["process"])]))
         if any(e.get("f") == "enqueue" for e in history):
             checks.append(check_total_queue(history))
+            checks.append(
+                check_publish_resume(
+                    history, nemesis, end_of_run=ended_at, max_outage=s.expect.publish_resume
+                )
+            )
+        if self.has_rabbitmq:
+            statuses = [json.loads(x) for x in _lines(results / "status.jsonl")]
+            checks.append(
+                check_rejoin(statuses, nemesis, size=s.expect.quorum_size, within=s.expect.rejoin)
+            )
         try:
             plot_availability(
                 http or history, nemesis, results / "availability.png",

@@ -73,10 +73,13 @@ CAUSES = (
     (re.compile(r"eaddrinuse|address already in use", re.I), "the AMQP port is taken"),
     (re.compile(r"dist_port_already_used"), "the Erlang distribution port is taken"),
     (
-        re.compile(r"Authentication failed|Invalid challenge reply|cookie", re.I),
+        re.compile(
+            r"Authentication failed|Invalid challenge reply|"
+            r"TCP connection succeeded but Erlang distribution failed"
+        ),
         "Erlang cookie rejected (authentication failed): the nodes' cookies differ",
     ),
-    (re.compile(r"nodedown|not running at all|unable to connect", re.I), "node unreachable"),
+    (re.compile(r"nodedown|not running at all"), "node unreachable"),
 )
 
 

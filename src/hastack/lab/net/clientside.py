@@ -22,10 +22,12 @@ import sys
 import time
 from pathlib import Path
 
+from hastack.errors import HastackError
 from hastack.model.agent_config import ClientConfig, parse_client_config
 from hastack.model.config import parse_cluster_config
 from hastack.ops.cluster import open_cluster
 from hastack.ops.configure import apply_config, read_stored
+from hastack.ops.rabbitmq import rabbitmq_status
 from hastack.ops.status import StatusReport, collect_status
 from hastack.ops.status_text import render_text
 
@@ -36,18 +38,31 @@ def _client(path: str) -> ClientConfig:
     return parse_client_config(Path(path).read_text(), path)
 
 
-def _line(report: StatusReport) -> str:
+def _line(report: StatusReport, extra: dict[str, object] | None = None) -> str:
     data = report.to_json()
     data["mono"] = time.monotonic()
+    data.update(extra or {})
     return json.dumps(data, default=str, sort_keys=True)
 
 
-async def _watch(client: ClientConfig, interval: float, duration: float, timeout: float) -> None:
+async def _rabbitmq(client: ClientConfig, timeout: float) -> dict[str, object]:
+    """The RabbitMQ agents' records and reports (`hastack rabbitmq status --json`)."""
+    try:
+        async with open_cluster(client, timeout=timeout) as cluster:
+            return {"rabbitmq": [e.to_json() for e in await rabbitmq_status(cluster)]}
+    except (HastackError, OSError) as exc:
+        return {"rabbitmq_error": str(exc)}
+
+
+async def _watch(
+    client: ClientConfig, interval: float, duration: float, timeout: float, rabbitmq: bool
+) -> None:
     deadline = time.monotonic() + duration
     while time.monotonic() < deadline:
         started = time.monotonic()
         report = await collect_status(client, timeout=timeout)
-        sys.stdout.write(_line(report) + "\n")
+        extra = await _rabbitmq(client, timeout) if rabbitmq else None
+        sys.stdout.write(_line(report, extra) + "\n")
         sys.stdout.flush()
         await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
@@ -73,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "watch":
             p.add_argument("--interval", type=float, default=0.25)
             p.add_argument("--duration", type=float, required=True)
+            p.add_argument("--rabbitmq", action="store_true", help="add the RabbitMQ reports")
         if name == "apply":
             p.add_argument("file")
     args = parser.parse_args(argv)
@@ -84,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "watch":
         # The reader closing the pipe (or ^C) is how a watch normally ends early.
         with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
-            asyncio.run(_watch(client, args.interval, args.duration, args.timeout))
+            asyncio.run(_watch(client, args.interval, args.duration, args.timeout, args.rabbitmq))
         return 0
     return asyncio.run(_apply(client, args.file))
 

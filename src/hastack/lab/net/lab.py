@@ -664,12 +664,20 @@ class StatusFeed:
     """
 
     def __init__(
-        self, lab: Lab, duration: float, interval: float, record_to: Path | None = None
+        self,
+        lab: Lab,
+        duration: float,
+        interval: float,
+        record_to: Path | None = None,
+        *,
+        rabbitmq: bool = False,
     ) -> None:
         argv = lab.client_argv(
             "watch", "--config", str(lab.client_config),
             "--interval", str(interval), "--duration", str(duration), "--timeout", "0.5",
         )  # fmt: skip
+        if rabbitmq:
+            argv.append("--rabbitmq")  # the RabbitMQ agents' reports in every line
         self._proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
         )
