@@ -1,8 +1,9 @@
 """Scenarios end to end on the lab: real namespaces, etcd, agents, a VIP and an HTTP API,
 client load from the client host, faults, and the checkers over what was recorded.
 
-The VIP-holder crash runs in the default test command (about 30 s); the others are marked
-`lab` (`scripts/test -m lab`, see docs/lab.md).
+The VIP-holder crash, the RabbitMQ leader's crash (R1) and the memcached kill (M1) run in the
+default test command (under a minute each); the others are marked `lab` (`scripts/test -m lab`,
+see docs/lab.md).
 """
 
 from __future__ import annotations
@@ -110,12 +111,45 @@ def test_proxy_clone_behind_the_vip_survives_the_holder_crash(tmp_path: Path) ->
     assert logs.count("start proxy:") >= 3, logs[-2000:]
 
 
-@pytest.mark.lab
-def test_rabbitmq_quorum_queue_loses_no_confirmed_message_across_a_node_crash(
+def test_rabbitmq_leader_crash_loses_nothing_and_the_node_rejoins_by_itself(
     tmp_path: Path,
 ) -> None:
+    """R1, under the hastack:rabbitmq agent (docs/rabbitmq.md): in the default run."""
     result = run("rabbitmq-queue-crash", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
     check = result.check("total-queue")
-    assert check.valid is True, check.summary
-    assert check.details["confirmed"] > 500
+    assert check.valid is True, summary
+    assert check.details["confirmed"] > 300
     assert check.details["lost"] == []
+    assert result.check("publish-resume").valid is True, summary
+    assert result.check("rabbitmq-rejoin").valid is True, summary
+    logs = "".join(p.read_text() for p in (result.results / "agents").glob("*/agent.log"))
+    assert "found the cluster" in logs, summary
+    assert "restart from its own data" in logs, summary  # the crashed node kept its data
+
+
+def test_memcached_killed_is_restarted_and_costs_no_error(tmp_path: Path) -> None:
+    """M1 (docs/memcached.md): in the default run."""
+    result = run("memcached-kill", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
+    assert result.check("cache-service").valid is True, summary
+    assert result.check("cache-service").details["failed"] == 0, summary
+    assert result.check("stale-read").valid is True, summary
+
+
+@pytest.mark.lab
+def test_memcached_back_from_a_partition_serves_no_stale_value(tmp_path: Path) -> None:
+    result = run("memcached-partition", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
+    assert result.check("stale-read").valid is True, summary
+    assert result.check("cache-service").details["failed"] == 0, summary
+    logs = (result.results / "agents" / "n2" / "agent.log").read_text()
+    assert "isolated: stopped memcached" in logs, summary
+
+
+@pytest.mark.lab
+def test_without_the_flush_a_partitioned_memcached_serves_stale_values(tmp_path: Path) -> None:
+    """The negative control: the stale-read checker can fail."""
+    result = run("memcached-partition-noflush", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
+    assert result.check("stale-read").valid is False, summary

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from hastack.checkers import check_publish_resume, check_rejoin
 
 
@@ -68,3 +70,53 @@ def test_rejoin_waits_for_the_node_and_three_members() -> None:
     assert check_rejoin(timeline, CRASH, size=3, within=5.0).valid is False
     assert check_rejoin(timeline[:3], CRASH, size=3, within=15.0).valid is False
     assert check_rejoin(timeline, [], size=3).valid is None
+
+
+# ---- the cache-kv checkers -----------------------------------------------------------------
+
+
+def kv(
+    process: str, t: float, f: str, value: dict[str, Any], result: Any, kind: str = "ok"
+) -> list[dict[str, Any]]:
+    return [
+        {"process": process, "type": "invoke", "f": f, "value": value, "time": t},
+        {"process": process, "type": kind, "f": f, "value": result, "time": t + 0.01},
+    ]
+
+
+def test_a_read_older_than_an_acknowledged_write_is_stale() -> None:
+    from hastack.checkers import check_stale_reads
+
+    history = (
+        kv("c-0", 1.0, "write", {"key": "a", "version": 1}, {"key": "a", "version": 1})
+        + kv("c-0", 2.0, "read", {"key": "a"}, {"key": "a", "version": 1, "cache": "miss"})
+        + kv("c-0", 3.0, "write", {"key": "a", "version": 2}, {"key": "a", "version": 2})
+        + kv("c-0", 4.0, "write", {"key": "a", "version": 3}, {"key": "a", "version": 3}, "info")
+        + kv("c-0", 5.0, "read", {"key": "a"}, {"key": "a", "version": 3, "cache": "hit"})
+    )
+    assert check_stale_reads(history).valid is True  # an unknown write may show
+    stale = history + kv(
+        "c-0", 6.0, "read", {"key": "a"}, {"key": "a", "version": 1, "cache": "hit"}
+    )
+    result = check_stale_reads(stale)
+    assert result.valid is False
+    assert result.details["stale"][0] == {"key": "a", "read": 1, "acknowledged": 2, "time": 6.0}
+
+
+def test_cache_service_counts_errors_latency_and_hit_ratio() -> None:
+    from hastack.checkers import check_cache_service
+
+    history: list[dict[str, Any]] = []
+    for i in range(200):  # 20/s for 10 s; misses between 5 s and 6 s
+        t = i * 0.05
+        cache = "miss" if 5.0 <= t < 6.0 else "hit"
+        history += kv("c-0", t, "read", {"key": "a"}, {"key": "a", "version": 1, "cache": cache})
+    faults = [{"f": "kill", "host": "n2", "time": 5.0}]
+    ok = check_cache_service(history, faults, p99_allowance=0.5, recover_within=2.0)
+    assert ok.valid is True, ok.summary
+    # the first one-second window with 90 % hits starts at 5.9 s (one miss, nineteen hits)
+    assert ok.details["recoveries"] == {"kill n2 at 5.0": pytest.approx(0.9)}
+    late = check_cache_service(history, faults, p99_allowance=0.5, recover_within=0.5)
+    assert late.valid is False
+    failing = history + kv("c-0", 7.0, "read", {"key": "a"}, None, "fail")
+    assert check_cache_service(failing, faults, p99_allowance=0.5).valid is False

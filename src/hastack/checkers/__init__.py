@@ -14,6 +14,7 @@ the availability timeline for people (`hastack.lab.plot`).
 """
 
 from hastack.checkers.availability import Outage, check_availability
+from hastack.checkers.cache import check_cache_service, check_stale_reads
 from hastack.checkers.history import CheckResult, Op, pair_ops, parse_history
 from hastack.checkers.overlap import check_exclusive, dead_events
 from hastack.checkers.queue import check_total_queue
@@ -25,10 +26,12 @@ __all__ = [
     "Op",
     "Outage",
     "check_availability",
+    "check_cache_service",
     "check_exclusive",
     "check_publish_resume",
     "check_rejoin",
     "check_set",
+    "check_stale_reads",
     "check_total_queue",
     "dead_events",
     "pair_ops",

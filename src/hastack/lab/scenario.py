@@ -55,10 +55,12 @@ from pyroute2 import NetNS
 from hastack.checkers import (
     CheckResult,
     check_availability,
+    check_cache_service,
     check_exclusive,
     check_publish_resume,
     check_rejoin,
     check_set,
+    check_stale_reads,
     check_total_queue,
     parse_history,
 )
@@ -92,7 +94,7 @@ class LabSpec(Spec):
 
 
 class WorkloadSpec(Spec):
-    kind: Literal["http", "etcd-set", "amqp-queue"]
+    kind: Literal["http", "etcd-set", "amqp-queue", "cache-kv"]
     name: Name | None = None
     clients: int = pydantic.Field(default=2, ge=1, le=64)
     rate: float = pydantic.Field(default=10.0, gt=0, le=1000)  # per client, ops per second
@@ -104,11 +106,13 @@ class WorkloadSpec(Spec):
     urls: list[str] = pydantic.Field(default_factory=list)  # amqp-queue: the brokers
     queue: Name = "hastack-lab"  # amqp-queue
     consumers: int = pydantic.Field(default=1, ge=0, le=16)  # amqp-queue
+    keys: int = pydantic.Field(default=10, ge=1, le=1000)  # cache-kv: keys per client
+    write_every: int = pydantic.Field(default=5, ge=2, le=1000)  # cache-kv
 
     @pydantic.model_validator(mode="after")
     def _target(self) -> WorkloadSpec:
-        if self.kind == "http" and not self.url:
-            raise ValueError("an http workload needs url")
+        if self.kind in ("http", "cache-kv") and not self.url:
+            raise ValueError(f"a {self.kind} workload needs url")
         if self.kind == "amqp-queue" and not self.urls:
             raise ValueError("an amqp-queue workload needs urls")
         return self
@@ -138,6 +142,8 @@ class Expect(Spec):
     publish_resume: Duration | None = None  # amqp-queue: each producer confirms again within
     rejoin: Duration | None = None  # hastack:rabbitmq: a booted node back, queues full, within
     quorum_size: int = 3  # members every quorum queue must have again
+    p99_allowance: Duration = 0.5  # cache-kv: p99 may grow by this much (one socket timeout)
+    hit_ratio_within: Duration | None = None  # cache-kv: hit ratio ≥ 90 % again within
 
 
 class Scenario(Spec):
@@ -285,6 +291,7 @@ class Runner:
         self.names["power"] = str(lab.power_registry)
         self.names["labdir"] = str(lab.directory)
         self.names["controllers"] = ",".join(h.name for h in lab.controllers())
+        self.names["etcd"] = ",".join(lab.endpoints())
         self.config = _substitute(scenario.cluster, self.names)
         self.vips = _vips(self.config)
         self.feed: StatusFeed | None = None
@@ -549,6 +556,15 @@ class Runner:
                     history, nemesis, end_of_run=ended_at, max_outage=s.expect.publish_resume
                 )
             )
+        if any(w.kind == "cache-kv" for w in s.workloads):
+            kv = [e for e in history if e.get("f") in ("read", "write")]
+            checks.append(check_stale_reads(kv))
+            checks.append(
+                check_cache_service(
+                    kv, nemesis, p99_allowance=s.expect.p99_allowance,
+                    recover_within=s.expect.hit_ratio_within,
+                )
+            )  # fmt: skip
         if self.has_rabbitmq:
             statuses = [json.loads(x) for x in _lines(results / "status.jsonl")]
             checks.append(

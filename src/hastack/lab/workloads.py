@@ -19,6 +19,7 @@ Kinds (add one by subclassing `Workload` and listing it in `KINDS`):
     etcd-set   add unique elements as etcd keys, read them all back at the end (set checker)
     amqp-queue publish unique integers to a RabbitMQ quorum queue with publisher confirms,
                consume them meanwhile, drain the rest at the end (total-queue checker)
+    cache-kv   versioned keys through the demo API's cache-aside path (stale-read checker)
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from hastack.store import EtcdStore
 
 __all__ = [
     "KINDS",
+    "CacheWorkload",
     "History",
     "HttpWorkload",
     "QueueWorkload",
@@ -383,7 +385,73 @@ class QueueWorkload(Workload):
                 await connection.close()
 
 
-KINDS: dict[str, type[Workload]] = {w.kind: w for w in (HttpWorkload, SetWorkload, QueueWorkload)}
+class CacheWorkload(HttpWorkload):
+    """Versioned keys read and written through the API's cache-aside path (`/kv/KEY`).
+
+    Client c owns keys `c<c>-<i>` (i < `keys`) and is the only one to write them, one
+    operation at a time: every `write-every`-th operation writes the next version of one of
+    its keys (`write`, value {key, version}); the others read one (`read`, the completion's
+    value is the version read, with the cache's `hit`/`miss`). A read that returns an older
+    version than one its own client had acknowledged is *stale* (the stale-read checker): no
+    concurrency can excuse it.
+    """
+
+    kind: ClassVar[str] = "cache-kv"
+
+    def __init__(self, spec: Mapping[str, Any], allow: Sequence[ipaddress.IPv4Network]) -> None:
+        super().__init__(spec, allow)
+        self.keys = int(spec.get("keys", 10))
+        self.write_every = max(2, int(spec.get("write-every", 5)))
+        self._versions: dict[str, int] = {}
+
+    def invocation(self, client: int, n: int) -> tuple[str, Any]:
+        if n % self.write_every == 0:  # writes go round the client's keys in turn
+            key = f"c{client}-{(n // self.write_every) % self.keys}"
+            version = self._versions.get(key, 0) + 1
+            self._versions[key] = version
+            return "write", {"key": key, "version": version}
+        return "read", {"key": f"c{client}-{(n * 7) % self.keys}"}
+
+    async def perform(self, f: str, value: Any) -> tuple[str, Any, dict[str, Any]]:
+        path = f"{self.path.rstrip('/')}/kv/{value['key']}"
+        if f == "write":
+            path += f"?set={value['version']}"
+        writer = None
+        try:
+            async with asyncio.timeout(self.timeout):
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+                request = f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nConnection: close\r\n\r\n"
+                writer.write(request.encode())
+                await writer.drain()
+                raw = await reader.read()
+        except TimeoutError:
+            return "info" if f == "write" else "fail", value, {"error": "timeout"}
+        except OSError as exc:
+            return "info" if f == "write" else "fail", value, {"error": exc.strerror or "error"}
+        finally:
+            if writer is not None:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        try:
+            status = int(head.split(b" ", 2)[1])
+            answer = json.loads(body)
+        except (IndexError, ValueError):
+            return "info" if f == "write" else "fail", value, {"error": "bad response"}
+        if status != 200:
+            kind = "fail" if f == "read" or status == 400 else "info"
+            return kind, value, {"error": f"HTTP {status}: {answer.get('error', '')}"[:200]}
+        extra = {"node": answer.get("node", ""), "ms": answer.get("ms")}
+        if f == "write":
+            return "ok", value, extra
+        read = {"key": value["key"], "version": answer.get("version"), "cache": answer.get("cache")}
+        return "ok", read, extra
+
+
+KINDS: dict[str, type[Workload]] = {
+    w.kind: w for w in (HttpWorkload, SetWorkload, QueueWorkload, CacheWorkload)
+}
 
 
 async def _client(workload: Workload, client: int, history: History, deadline: float) -> None:
