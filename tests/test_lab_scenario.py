@@ -153,3 +153,62 @@ def test_without_the_flush_a_partitioned_memcached_serves_stale_values(tmp_path:
     result = run("memcached-partition-noflush", tmp_path)
     summary = (result.results / "summary.txt").read_text()
     assert result.check("stale-read").valid is False, summary
+
+
+def _logs(result: ScenarioResult) -> str:
+    return "".join(p.read_text() for p in (result.results / "agents").glob("*/agent.log"))
+
+
+@pytest.mark.lab
+def test_rabbitmq_whole_cluster_power_loss_reforms_by_itself(tmp_path: Path) -> None:
+    """R2: boots in random order; every node restarts from its own data."""
+    result = run("rabbitmq-full-crash", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
+    assert result.check("total-queue").valid is True, summary
+    assert result.check("rabbitmq-rejoin").valid is True, summary
+    logs = _logs(result)
+    assert "set its data aside" not in logs, summary
+    assert logs.count("restart from its own data") >= 3, summary
+
+
+@pytest.mark.lab
+def test_rabbitmq_partitioned_node_pauses_and_comes_back(tmp_path: Path) -> None:
+    """R3: pause_minority, clients on the majority, no partition left after the heal."""
+    result = run("rabbitmq-partition", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
+    assert result.check("total-queue").valid is True, summary
+    assert result.check("rabbitmq-rejoin").valid is True, summary  # includes: no partition
+
+
+@pytest.mark.lab
+def test_rabbitmq_removed_node_is_forgotten_once_and_replaced(tmp_path: Path) -> None:
+    """R4: forgotten exactly once, no dead queue member, grown back to three."""
+    result = run("rabbitmq-node-remove", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
+    assert result.check("total-queue").valid is True, summary
+    assert result.check("rabbitmq-rejoin").valid is True, summary
+    logs = _logs(result)
+    assert logs.count("forgot rabbit@n3") == 1, summary
+    assert "set its data aside" in logs, summary
+    nemesis = [json.loads(x) for x in (result.results / "nemesis.jsonl").read_text().splitlines()]
+    removed = next(e["time"] for e in nemesis if e["f"] == "remove")
+    booted = next(e["time"] for e in nemesis if e["f"] == "start")
+    seen = 0
+    for line in (result.results / "status.jsonl").read_text().splitlines():
+        status = json.loads(line)
+        if not removed + 5 < status["collected_at"] < booted:
+            continue
+        for entry in status.get("rabbitmq") or []:
+            for q in entry.get("queues") or []:
+                assert "rabbit@n3" not in q["members"], q
+                seen += 1
+    assert seen > 0, "no queue listed between the removal and the boot"
+
+
+@pytest.mark.lab
+def test_oslo_messaging_rpc_survives_its_brokers_crash(tmp_path: Path) -> None:
+    """R5: ≤ 1 MessagingTimeout, calls back within 15 s, notifications all consumed."""
+    result = run("rabbitmq-rpc-crash", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
+    assert result.check("rpc").valid is True, summary
+    assert result.check("total-queue").valid is True, summary

@@ -18,7 +18,7 @@ from hastack.checkers.cache import check_cache_service, check_stale_reads
 from hastack.checkers.history import CheckResult, Op, pair_ops, parse_history
 from hastack.checkers.overlap import check_exclusive, dead_events
 from hastack.checkers.queue import check_total_queue
-from hastack.checkers.rabbitmq import check_publish_resume, check_rejoin
+from hastack.checkers.rabbitmq import check_publish_resume, check_rejoin, check_rpc
 from hastack.checkers.sets import check_set
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "check_exclusive",
     "check_publish_resume",
     "check_rejoin",
+    "check_rpc",
     "check_set",
     "check_stale_reads",
     "check_total_queue",

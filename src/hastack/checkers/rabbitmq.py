@@ -18,7 +18,7 @@ from typing import Any
 from hastack.checkers.availability import outages
 from hastack.checkers.history import CheckResult, pair_ops
 
-__all__ = ["check_publish_resume", "check_rejoin", "rejoin_times"]
+__all__ = ["check_publish_resume", "check_rejoin", "check_rpc", "rejoin_times"]
 
 
 def check_publish_resume(
@@ -67,25 +67,30 @@ def _host(erlang: str) -> str:
     return erlang.partition("@")[2] or erlang
 
 
-def _rejoined(line: Mapping[str, Any], node: str, since: float, size: int) -> bool:
-    """Does this status line show `node` running again, and every quorum queue (as listed by
-    a report written after `since`) with `size` members, one on `node`?"""
+def _rejoined(line: Mapping[str, Any], node: str | None, since: float, size: int) -> bool:
+    """Does this status line show `node` (None: every node, after a heal) running again with
+    no partition, and every quorum queue (as listed by a report written after `since`) with
+    `size` members, one on `node`?"""
     for entry in line.get("rabbitmq") or []:
         reports = entry.get("reports") or {}
-        mine = reports.get(node)
-        if not mine or mine.get("health") != "running" or float(mine.get("at", 0)) < since:
+        fresh = {n: r for n, r in reports.items() if float(r.get("at", 0)) >= since}
+        judged = [node] if node is not None else sorted(fresh)
+        if node is None and len(fresh) < size:
             return False
-        fresh = sorted(
-            (r for r in reports.values() if float(r.get("at", 0)) >= since and r.get("queues")),
-            key=lambda r: float(r["at"]),
-        )
-        if not fresh:
+        for n in judged:
+            r = fresh.get(n)
+            if not r or r.get("health") != "running":
+                return False
+            if (r.get("status") or {}).get("partitions"):
+                return False
+        listing = sorted((r for r in fresh.values() if r.get("queues")), key=lambda r: r["at"])
+        if not listing:
             return False
-        for q in fresh[-1]["queues"]:
+        for q in listing[-1]["queues"]:
             if q.get("type") != "quorum":
                 continue
             members = [_host(m) for m in q.get("members") or []]
-            if len(members) < size or node not in members:
+            if len(members) < size or (node is not None and node not in members):
                 return False
         return True
     return False
@@ -94,22 +99,27 @@ def _rejoined(line: Mapping[str, Any], node: str, since: float, size: int) -> bo
 def rejoin_times(
     statuses: Iterable[Mapping[str, Any]], nemesis: Iterable[Mapping[str, Any]], *, size: int
 ) -> dict[str, float | None]:
-    """`start NODE` at time t -> seconds from t to the first status line that shows NODE
-    rejoined (None: never within the run)."""
+    """`start NODE` (or `heal`) at time t -> seconds from t to the first status line that
+    shows NODE (every node) rejoined (None: never within the run)."""
     lines = sorted(
         (s for s in statuses if "rabbitmq" in s), key=lambda s: float(s.get("collected_at", 0))
     )
     out: dict[str, float | None] = {}
     for e in nemesis:
-        if e.get("f") != "start" or not e.get("host"):
+        if e.get("f") == "start" and e.get("host"):
+            node: str | None = str(e["host"])
+        elif e.get("f") == "heal":
+            node = None
+        else:
             continue
-        node, t = str(e["host"]), float(e["time"])
+        t = float(e["time"])
         found = next(
             (float(s["collected_at"]) for s in lines
              if float(s.get("collected_at", 0)) >= t and _rejoined(s, node, t, size)),
             None,
         )  # fmt: skip
-        out[f"start {node} at {t:.1f}"] = None if found is None else found - t
+        label = f"start {node}" if node else "heal"
+        out[f"{label} at {t:.1f}"] = None if found is None else found - t
     return out
 
 
@@ -131,3 +141,52 @@ def check_rejoin(
     if slow:
         summary += f"; over {within:g}s"
     return CheckResult("rabbitmq-rejoin", valid, summary, {"times": times})
+
+
+def check_rpc(
+    history: Iterable[Mapping[str, Any]],
+    nemesis: Iterable[Mapping[str, Any]],
+    *,
+    max_timeouts: int | None = 1,
+    recover_within: float | None = None,
+) -> CheckResult:
+    """oslo.messaging `call()`s through each fault: how many ended in MessagingTimeout (or any
+    other error) from the fault until the first successful call after it, and how long after
+    the fault calls succeeded again."""
+    calls = sorted((o for o in pair_ops(history) if o.f == "call"), key=lambda o: o.invoked)
+    faults = sorted(
+        (e for e in nemesis if e.get("f") in ("crash", "kill", "partition", "pause")),
+        key=lambda e: float(e["time"]),
+    )
+    if not calls:
+        return CheckResult("rpc", None, "no call in the history")
+    if not faults:
+        failed = [o for o in calls if not o.ok]
+        return CheckResult("rpc", not failed, f"{len(calls)} calls, {len(failed)} failed, no fault")
+    per_fault: dict[str, dict[str, Any]] = {}
+    bad = []
+    for n, e in enumerate(faults):
+        t = float(e["time"])
+        until = float(faults[n + 1]["time"]) if n + 1 < len(faults) else float("inf")
+        window = [o for o in calls if o.completed is not None and t <= o.completed < until]
+        failures = [o for o in window if not o.ok]
+        last_failure = max((o.completed or 0.0 for o in failures), default=t)
+        first_ok = next((o for o in window if o.ok and (o.completed or 0.0) > last_failure), None)
+        timeouts = sum(1 for o in failures if o.error == "MessagingTimeout")
+        back = None if first_ok is None else (first_ok.completed or 0.0) - t
+        label = f"{e.get('f')} {e.get('host') or ''}".strip() + f" at {t:.1f}"
+        per_fault[label] = {"timeouts": timeouts, "errors": len(failures), "succeeded_after": back,
+                            "kinds": sorted({str(o.error) for o in failures})}  # fmt: skip
+        if (
+            back is None
+            or (max_timeouts is not None and timeouts > max_timeouts)
+            or (recover_within is not None and back > recover_within)
+        ):
+            bad.append(label)
+    ok = sum(1 for o in calls if o.ok)
+    summary = f"{ok} of {len(calls)} calls ok; " + "; ".join(
+        f"{k}: {v['timeouts']} MessagingTimeout, {v['errors']} error(s), calls ok again "
+        + ("never" if v["succeeded_after"] is None else f"{v['succeeded_after']:.1f}s later")
+        for k, v in per_fault.items()
+    )
+    return CheckResult("rpc", not bad, summary, {"faults": per_fault})

@@ -20,7 +20,8 @@ A scenario is a YAML file (`scenarios/*.yaml`):
 
 Node selectors: a host name, `@holder:RESOURCE` (where it runs now), `@leader:QUEUE` (the
 node of a RabbitMQ quorum queue's leader, from the agents' reports), `@dc`, `@random` (a
-random controller that is up), `@crashed` (every host crashed by this run), `@paused`,
+random controller that is up), `@crashed` (every host crashed by this run), `@one-crashed`
+(one of them at random), `@paused`,
 and in partitions `@rest` (every node not named in another group).
 
 A run writes one results folder: `history.jsonl` (the clients' operations), `nemesis.jsonl`
@@ -59,6 +60,7 @@ from hastack.checkers import (
     check_exclusive,
     check_publish_resume,
     check_rejoin,
+    check_rpc,
     check_set,
     check_stale_reads,
     check_total_queue,
@@ -94,7 +96,7 @@ class LabSpec(Spec):
 
 
 class WorkloadSpec(Spec):
-    kind: Literal["http", "etcd-set", "amqp-queue", "cache-kv"]
+    kind: Literal["http", "etcd-set", "amqp-queue", "cache-kv", "rpc"]
     name: Name | None = None
     clients: int = pydantic.Field(default=2, ge=1, le=64)
     rate: float = pydantic.Field(default=10.0, gt=0, le=1000)  # per client, ops per second
@@ -108,11 +110,18 @@ class WorkloadSpec(Spec):
     consumers: int = pydantic.Field(default=1, ge=0, le=16)  # amqp-queue
     keys: int = pydantic.Field(default=10, ge=1, le=1000)  # cache-kv: keys per client
     write_every: int = pydantic.Field(default=5, ge=2, le=1000)  # cache-kv
+    transport_url: str | None = None  # rpc: oslo.messaging's, every broker listed
+    consumed: str | None = None  # rpc: where the servers record consumed notifications
+    notify_rate: float = pydantic.Field(default=5.0, ge=0, le=100)  # rpc
+    recommended: bool = False  # rpc: the README's oslo.messaging settings
+    options: dict[str, Any] = pydantic.Field(default_factory=dict)  # rpc: [oslo_messaging_rabbit]
 
     @pydantic.model_validator(mode="after")
     def _target(self) -> WorkloadSpec:
         if self.kind in ("http", "cache-kv") and not self.url:
             raise ValueError(f"a {self.kind} workload needs url")
+        if self.kind == "rpc" and not (self.transport_url and self.consumed):
+            raise ValueError("an rpc workload needs transport-url and consumed")
         if self.kind == "amqp-queue" and not self.urls:
             raise ValueError("an amqp-queue workload needs urls")
         return self
@@ -120,7 +129,7 @@ class WorkloadSpec(Spec):
 
 NemesisOp = Literal[
     "crash", "start", "kill", "pause", "resume", "partition", "heal", "netem", "link-down",
-    "link-up",
+    "link-up", "remove",
 ]  # fmt: skip
 
 
@@ -144,6 +153,8 @@ class Expect(Spec):
     quorum_size: int = 3  # members every quorum queue must have again
     p99_allowance: Duration = 0.5  # cache-kv: p99 may grow by this much (one socket timeout)
     hit_ratio_within: Duration | None = None  # cache-kv: hit ratio ≥ 90 % again within
+    rpc_timeouts: int | None = 1  # rpc: MessagingTimeouts allowed per fault
+    rpc_recover: Duration | None = None  # rpc: calls succeed again within this of a fault
 
 
 class Scenario(Spec):
@@ -292,6 +303,7 @@ class Runner:
         self.names["labdir"] = str(lab.directory)
         self.names["controllers"] = ",".join(h.name for h in lab.controllers())
         self.names["etcd"] = ",".join(lab.endpoints())
+        self.names["results"] = str(results)
         self.config = _substitute(scenario.cluster, self.names)
         self.vips = _vips(self.config)
         self.feed: StatusFeed | None = None
@@ -349,6 +361,8 @@ class Runner:
             return [random.choice(up)]
         if selector == "@crashed":
             return sorted(self.crashed)
+        if selector == "@one-crashed":  # one of them, at random: boots in random order
+            return [random.choice(sorted(self.crashed))] if self.crashed else []
         if selector == "@paused":
             return list(self.lab.state.get("paused", []))
         if selector == "@rest":
@@ -375,7 +389,7 @@ class Runner:
         lab = self.lab
         targets = self.select(step.node) if step.node else []
         if step.op in ("crash", "start", "kill", "pause", "resume", "netem", "link-down",
-                       "link-up") and not targets:  # fmt: skip
+                       "link-up", "remove") and not targets:  # fmt: skip
             self.say(f"  nemesis: {step.op}: no node matches {step.node!r}, skipped")
             return
         for node in targets:
@@ -398,6 +412,8 @@ class Runner:
                     lab.delay(node, step.delay * 1000.0, step.jitter * 1000.0)
             elif step.op in ("link-down", "link-up"):
                 lab.link(node, step.link, up=step.op == "link-up")
+            elif step.op == "remove":
+                lab.remove_node(node)
         groups = ""
         if step.op == "partition":
             groups = self._partition_spec(step.groups or "")
@@ -563,6 +579,13 @@ class Runner:
                 check_cache_service(
                     kv, nemesis, p99_allowance=s.expect.p99_allowance,
                     recover_within=s.expect.hit_ratio_within,
+                )
+            )  # fmt: skip
+        if any(w.kind == "rpc" for w in s.workloads):
+            checks.append(
+                check_rpc(
+                    history, nemesis, max_timeouts=s.expect.rpc_timeouts,
+                    recover_within=s.expect.rpc_recover,
                 )
             )  # fmt: skip
         if self.has_rabbitmq:

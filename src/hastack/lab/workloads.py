@@ -20,6 +20,7 @@ Kinds (add one by subclassing `Workload` and listing it in `KINDS`):
     amqp-queue publish unique integers to a RabbitMQ quorum queue with publisher confirms,
                consume them meanwhile, drain the rest at the end (total-queue checker)
     cache-kv   versioned keys through the demo API's cache-aside path (stale-read checker)
+    rpc        oslo.messaging call()s and notifications (rpc and total-queue checkers)
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "History",
     "HttpWorkload",
     "QueueWorkload",
+    "RpcWorkload",
     "SetWorkload",
     "Workload",
     "run_workloads",
@@ -60,6 +62,7 @@ class History:
     """Append-only JSON lines; one write per line so a killed client leaves whole lines."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, process: str, type_: str, f: str, value: Any, **extra: Any) -> None:
@@ -449,8 +452,91 @@ class CacheWorkload(HttpWorkload):
         return "ok", read, extra
 
 
+class RpcWorkload(Workload):
+    """OpenStack's own client: oslo.messaging `call()`s (`call`: ok with the answer, `fail`
+    with the exception's name, e.g. MessagingTimeout) by `clients` callers at `rate`, and
+    notifications at `notify-rate` from one notifier (recorded as `enqueue`: ok once the
+    broker confirmed). At the end, every notification the servers consumed (the files they
+    write under `consumed`) is read back as one `drain`, so the total-queue checker judges
+    notifications like any queue."""
+
+    kind: ClassVar[str] = "rpc"
+
+    def __init__(self, spec: Mapping[str, Any], allow: Sequence[ipaddress.IPv4Network]) -> None:
+        super().__init__(spec, allow)
+        self.url = str(spec["transport-url"])
+        for part in urllib.parse.urlsplit(self.url).netloc.split(","):
+            self.check_target(part.rpartition("@")[2].rsplit(":", 1)[0])
+        self.consumed = Path(str(spec["consumed"]))
+        self.notify_rate = float(spec.get("notify-rate", 5.0))
+        self.final_timeout = float(spec.get("final-timeout", 60.0))
+        self.options = dict(spec.get("options") or {})
+        self._client: Any = None
+
+    async def setup(self) -> None:
+        try:
+            from hastack.lab.net import rpc  # noqa: PLC0415 (the lab extra)
+        except ImportError:
+            raise ValueError(
+                "the rpc workload needs oslo.messaging, from the lab extra: pip install -e '.[lab]'"
+            ) from None
+        options = (
+            {**rpc.RECOMMENDED, **self.options} if self.spec.get("recommended") else self.options
+        )
+        self._client = await asyncio.to_thread(rpc.Client, self.url, options, self.timeout)
+
+    def invocation(self, client: int, n: int) -> tuple[str, Any]:
+        return "call", client * 1_000_000 + n
+
+    async def perform(self, f: str, value: Any) -> tuple[str, Any, dict[str, Any]]:
+        try:
+            answer = await asyncio.to_thread(self._client.call, value)
+        except Exception as exc:
+            return "fail", value, {"error": type(exc).__name__}
+        return "ok", value, {"node": str(answer.get("host", ""))}
+
+    async def background(self, history: History, deadline: float) -> None:
+        process = f"{self.name}-notify"
+        interval = 1.0 / self.notify_rate if self.notify_rate > 0 else deadline
+        n = 0
+        while time.monotonic() < deadline and n < self.max_ops:
+            started = time.monotonic()
+            value = 9_000_000 + n
+            n += 1
+            history.write(process, "invoke", "enqueue", value)
+            try:
+                await asyncio.to_thread(self._client.notify, value)
+            except Exception as exc:
+                history.write(process, "info", "enqueue", value, error=type(exc).__name__)
+            else:
+                history.write(process, "ok", "enqueue", value)
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def finish(self, history: History) -> None:
+        from hastack.lab.net.rpc import consumed_values  # noqa: PLC0415 (the lab extra)
+
+        process = f"{self.name}-drain"
+        history.write(process, "invoke", "drain", None)
+        deadline = time.monotonic() + self.final_timeout
+        confirmed = set()
+        for line in Path(history.path).read_text().splitlines():
+            entry = json.loads(line)
+            if entry.get("f") == "enqueue" and entry.get("type") == "ok":
+                confirmed.add(entry["value"])
+        while True:
+            values = consumed_values(self.consumed)
+            if confirmed <= set(values) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        history.write(process, "ok", "drain", values)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await asyncio.to_thread(self._client.close)
+
+
 KINDS: dict[str, type[Workload]] = {
-    w.kind: w for w in (HttpWorkload, SetWorkload, QueueWorkload, CacheWorkload)
+    w.kind: w for w in (HttpWorkload, SetWorkload, QueueWorkload, CacheWorkload, RpcWorkload)
 }
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import shlex
@@ -58,6 +59,8 @@ from hastack.store import Compare, EtcdStore, Keys, PutOp
 from hastack.store.snapshot import read_snapshot
 
 __all__ = ["RabbitmqAgent", "rabbitmq_keys"]
+
+log = logging.getLogger(__name__)
 
 BIN = "/usr/lib/rabbitmq/bin"
 SERVER = f"{BIN}/rabbitmq-server"
@@ -659,7 +662,7 @@ class RabbitmqAgent(NativeAgent):
             if not running or running[0] != params.node:
                 return  # the first running member by name acts; the others stay quiet
             listed = [by_erlang[e] for e in broker.disc_nodes if e in by_erlang]
-            for node, _why in decide_forget(
+            for node, why in decide_forget(
                 nodes, me=params.node, listed=listed, now=time.time(),
                 forget_after=params.forget_after,
             ):  # fmt: skip
@@ -673,8 +676,12 @@ class RabbitmqAgent(NativeAgent):
                     if not done.succeeded:
                         continue  # someone else claimed it, or it rejoined: decide again later
                 erlang = params.erlang_name(node)
-                await self._ctl(params, "forget_cluster_node", erlang, timeout=60)
+                rc, out = await self._ctl(params, "forget_cluster_node", erlang, timeout=60)
+                log.warning("forgot %s (%s): %s", erlang, why,
+                            "done" if rc == 0 else _last_lines(out))  # fmt: skip
                 await self._ctl(params, "shrink", erlang, program=QUEUES, timeout=60)
             members = [params.erlang_name(n) for n in running]
             for erlang in decide_grow(queues, members, params.quorum_size):
-                await self._ctl(params, "grow", erlang, "all", program=QUEUES, timeout=60)
+                rc, out = await self._ctl(params, "grow", erlang, "all", program=QUEUES, timeout=60)
+                log.info("grew quorum queues onto %s: %s", erlang,
+                         "done" if rc == 0 else _last_lines(out))  # fmt: skip

@@ -27,6 +27,7 @@ from hastack.model.agent_config import ClientConfig, parse_client_config
 from hastack.model.config import parse_cluster_config
 from hastack.ops.cluster import open_cluster
 from hastack.ops.configure import apply_config, read_stored
+from hastack.ops.nodes import remove_node
 from hastack.ops.rabbitmq import rabbitmq_status
 from hastack.ops.status import StatusReport, collect_status
 from hastack.ops.status_text import render_text
@@ -76,10 +77,18 @@ async def _apply(client: ClientConfig, path: str) -> int:
     return 0
 
 
+async def _remove(client: ClientConfig, node: str) -> int:
+    """`hastack node remove NODE`, from the client host."""
+    async with open_cluster(client) as cluster:
+        removed = await remove_node(cluster, node, by="lab")
+    print(json.dumps({"node": removed.node, "revision": removed.revision}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hastack.lab.net.clientside")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("status", "watch", "apply"):
+    for name in ("status", "watch", "apply", "remove"):
         p = sub.add_parser(name)
         p.add_argument("--config", required=True)
         p.add_argument("--timeout", type=float, default=1.0)
@@ -91,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--rabbitmq", action="store_true", help="add the RabbitMQ reports")
         if name == "apply":
             p.add_argument("file")
+        if name == "remove":
+            p.add_argument("node")
     args = parser.parse_args(argv)
     client = _client(args.config)
     if args.command == "status":
@@ -102,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
             asyncio.run(_watch(client, args.interval, args.duration, args.timeout, args.rabbitmq))
         return 0
+    if args.command == "remove":
+        return asyncio.run(_remove(client, args.node))
     return asyncio.run(_apply(client, args.file))
 
 

@@ -366,6 +366,14 @@ class Lab(Harness):
             raise LabError(f"configuration not stored: {proc.stderr.decode().strip()}")
         return int(json.loads(proc.stdout)["revision"])
 
+    def remove_node(self, name: str) -> None:
+        """`hastack node remove NAME`: the node is declared gone (it must be fenced)."""
+        argv = self.client_argv("remove", "--config", str(self.client_config), name)
+        proc = subprocess.run(argv, capture_output=True, timeout=30, check=False)
+        if proc.returncode != 0:
+            raise LabError(f"node {name} not removed: {proc.stderr.decode().strip()}")
+        self._log("remove", name)
+
     def feed(self, duration: float, interval: float = 0.25) -> StatusFeed:
         return StatusFeed(self, duration, interval)
 
