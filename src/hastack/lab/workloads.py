@@ -55,6 +55,7 @@ __all__ = [
 ]
 
 MAX_DURATION = 600.0
+RECENT = 5.0  # seconds a broker that failed a client is tried last
 MAX_OPS = 100_000
 
 
@@ -266,16 +267,30 @@ class QueueWorkload(Workload):
         self.final_timeout = float(spec.get("final-timeout", 60.0))
         self.setup_timeout = float(spec.get("setup-timeout", 60.0))
         self._next_url = 0
+        self._failed: dict[str, float] = {}  # url -> when a connection to it last failed
+        self._urls_of: dict[int, str] = {}  # id(connection) -> its url
         self._producers: dict[int, tuple[Any, Any]] = {}  # client -> (connection, channel)
         self._amqp = _aio_pika()
 
     def _url(self) -> str:
-        url = self.urls[self._next_url % len(self.urls)]
-        self._next_url += 1
-        return url
+        """The next broker in turn, skipping those that failed in the last few seconds (a
+        client whose broker died should not try it again first), unless all did."""
+        now = time.monotonic()
+        for _ in range(len(self.urls)):
+            url = self.urls[self._next_url % len(self.urls)]
+            self._next_url += 1
+            if now - self._failed.get(url, -RECENT) >= RECENT:
+                return url
+        return self.urls[self._next_url % len(self.urls)]
 
     async def _open(self) -> tuple[Any, Any]:
-        connection = await self._amqp.connect(self._url(), timeout=self.timeout)
+        url = self._url()
+        try:
+            connection = await self._amqp.connect(url, timeout=self.timeout)
+        except BaseException:
+            self._failed[url] = time.monotonic()
+            raise
+        self._urls_of[id(connection)] = url
         try:
             channel = await connection.channel(publisher_confirms=True)
             await channel.declare_queue(
@@ -325,6 +340,7 @@ class QueueWorkload(Workload):
         except Exception as exc:
             # Sent, but no confirm: it may or may not be in the queue.
             self._producers.pop(client, None)
+            self._failed[self._urls_of.get(id(link[0]), "")] = time.monotonic()
             with contextlib.suppress(Exception):
                 await link[0].close()
             return "info", value, {"error": str(exc) or type(exc).__name__}
@@ -344,6 +360,8 @@ class QueueWorkload(Workload):
                     queue = await channel.get_queue(self.queue, ensure=False)
                 message = await queue.get(no_ack=False, fail=False, timeout=self.timeout)
             except Exception:
+                if connection is not None:
+                    self._failed[self._urls_of.get(id(connection), "")] = time.monotonic()
                 connection = None
                 await asyncio.sleep(0.2)
                 continue
