@@ -25,7 +25,7 @@ from pathlib import Path
 from hastack.errors import HastackError
 from hastack.model.agent_config import ClientConfig, parse_client_config
 from hastack.model.config import parse_cluster_config
-from hastack.ops.cluster import open_cluster
+from hastack.ops.cluster import Cluster, open_cluster
 from hastack.ops.configure import apply_config, read_stored
 from hastack.ops.nodes import remove_node
 from hastack.ops.rabbitmq import rabbitmq_status
@@ -46,11 +46,10 @@ def _line(report: StatusReport, extra: dict[str, object] | None = None) -> str:
     return json.dumps(data, default=str, sort_keys=True)
 
 
-async def _rabbitmq(client: ClientConfig, timeout: float) -> dict[str, object]:
+async def _rabbitmq(cluster: Cluster) -> dict[str, object]:
     """The RabbitMQ agents' records and reports (`hastack rabbitmq status --json`)."""
     try:
-        async with open_cluster(client, timeout=timeout) as cluster:
-            return {"rabbitmq": [e.to_json() for e in await rabbitmq_status(cluster)]}
+        return {"rabbitmq": [e.to_json() for e in await rabbitmq_status(cluster)]}
     except (HastackError, OSError) as exc:
         return {"rabbitmq_error": str(exc)}
 
@@ -59,13 +58,14 @@ async def _watch(
     client: ClientConfig, interval: float, duration: float, timeout: float, rabbitmq: bool
 ) -> None:
     deadline = time.monotonic() + duration
-    while time.monotonic() < deadline:
-        started = time.monotonic()
-        report = await collect_status(client, timeout=timeout)
-        extra = await _rabbitmq(client, timeout) if rabbitmq else None
-        sys.stdout.write(_line(report, extra) + "\n")
-        sys.stdout.flush()
-        await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+    async with open_cluster(client, timeout=timeout) as cluster:
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            report = await collect_status(client, timeout=timeout)
+            extra = await _rabbitmq(cluster) if rabbitmq else None
+            sys.stdout.write(_line(report, extra) + "\n")
+            sys.stdout.flush()
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
 
 async def _apply(client: ClientConfig, path: str) -> int:
