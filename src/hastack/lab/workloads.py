@@ -426,8 +426,9 @@ class CacheWorkload(HttpWorkload):
         self._versions: dict[str, int] = {}
 
     def invocation(self, client: int, n: int) -> tuple[str, Any]:
-        if n % self.write_every == 0:  # writes go round the client's keys in turn
-            key = f"c{client}-{(n // self.write_every) % self.keys}"
+        # Every key is written once first; then writes go round the keys in turn.
+        if n < self.keys or n % self.write_every == 0:
+            key = f"c{client}-{n if n < self.keys else (n // self.write_every) % self.keys}"
             version = self._versions.get(key, 0) + 1
             self._versions[key] = version
             return "write", {"key": key, "version": version}
