@@ -150,8 +150,12 @@ class Brokers:
 
 
 @pytest.fixture
-async def brokers(local_cluster: ClusterFactory, tmp_path: Path) -> AsyncIterator[Brokers]:
-    etcd = local_cluster(nodes=1, agents=False)
+def etcd(local_cluster: ClusterFactory) -> LocalCluster:
+    return local_cluster(nodes=1, agents=False)
+
+
+@pytest.fixture
+async def brokers(etcd: LocalCluster, tmp_path: Path) -> AsyncIterator[Brokers]:
     b = Brokers(etcd, tmp_path)
     try:
         yield b
