@@ -93,3 +93,47 @@ async def test_rabbitmq_status_shows_members_partitions_and_queue_leaders() -> N
     assert "PARTITIONED from: rabbit@n2" in text
     assert "/q1 [quorum] leader rabbit@n1; members rabbit@n1, rabbit@n2" in text
     assert json.loads(json.dumps(entry.to_json()))["queues"][0]["leader"] == "rabbit@n1"
+
+
+def test_the_rabbitmq_agent_reads_its_facts_from_one_snapshot() -> None:
+    """What `hastack:rabbitmq` knows about each node, from the keys the cluster holds:
+    its own records, hastack's membership and status, fencing and removals."""
+    from hastack.executor.agents.base import OpRequest
+    from hastack.executor.agents.rabbitmq import Params, RabbitmqAgent
+    from hastack.model.config import Role
+    from hastack.model.fencing import encode_history
+    from hastack.model.members import MemberRecord as Member
+    from hastack.model.members import StoredKey, decode_snapshot
+    from hastack.model.status import NodeReport, ResourceReport
+    from hastack.rabbitmq import MemberState
+
+    keys = Keys("c1")
+    fence = FenceRecord("n3", "off", "success", 1, ("power",), "lost", 10.0, 11.0, "n1", 5)
+    running = NodeReport("n1", resources={"rabbit": ResourceReport(role=Role.STARTED)})
+    stored = [
+        ("members/n1", Member("n1", NodeKind.FULL).encode(), 20),
+        ("nodes/n1", NodeRecord("n1", NodeKind.FULL).encode(), 3),
+        ("status/n1", running.encode(), 21),
+        ("nodes/n3", NodeRecord("n3", NodeKind.FULL).encode(), 4),
+        ("fencing/n3", encode_history([fence]), 30),
+        ("removed/n3", b'{"at": 12}', 31),
+        ("rabbitmq/rabbit/cluster", b'{"founder": "n1", "at": 1}', 5),
+        ("rabbitmq/rabbit/nodes/n1", MemberRecord("joined", 1.0, "n1").encode(), 6),
+        ("rabbitmq/rabbit/nodes/n3", MemberRecord("joined", 2.0, "n3").encode(), 7),
+        ("rabbitmq/other/nodes/n2", MemberRecord("joined", 2.0, "n2").encode(), 8),
+    ]
+    snapshot = decode_snapshot(
+        40, [StoredKey(name, value, rev, rev, 0) for name, value, rev in stored]
+    )
+    request = OpRequest("rabbit", "rabbit", "monitor", {"cookie": "c"}, {}, 10.0,
+                        cluster={"node": "n1"})  # fmt: skip
+    facts, founder, revisions = RabbitmqAgent._facts(snapshot, keys, Params.parse(request))
+    assert founder == "n1"
+    assert facts["n1"].running
+    assert facts["n1"].record is MemberState.JOINED
+    assert facts["n3"].record is MemberState.JOINED
+    assert not facts["n3"].online
+    assert facts["n3"].fenced_revision == 30
+    assert facts["n3"].removed_revision == 31
+    assert revisions == {"n1": 6, "n3": 7}
+    assert "n2" not in revisions  # another resource's records
