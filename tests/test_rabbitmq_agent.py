@@ -286,6 +286,11 @@ async def test_a_cluster_life_without_wiping_data(brokers: Brokers) -> None:
     rc, why = await b.start("n4", cookie="NOTTHECLUSTERSCOOKIE")
     assert rc == OcfRc.ERR_GENERIC
     assert "cookie" in why.lower(), why
+    # A broker that will not start (its AMQP port taken by n1): the cause, named.
+    await b.mark("n4", online=False, running=False)
+    rc, why = await b.start("n4", port=str(b.ports["n1"]))
+    assert rc == OcfRc.ERR_GENERIC
+    assert "port is taken" in why, why
     for n in NODES:
         rc, why = await b.run(n, "monitor")
         assert rc == OcfRc.SUCCESS, why
