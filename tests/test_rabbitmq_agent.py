@@ -204,7 +204,7 @@ async def test_a_cluster_life_without_wiping_data(brokers: Brokers) -> None:
     assert status.running_nodes == ("hn1@localhost", "hn2@localhost", "hn3@localhost")
     await publish(b.ports["n1"], "os-q1", 20)
     queues_json = b.ctl(
-        "n1", "list_queues", "name", "vhost", "type", "members", "leader", "online",
+        "n1", "list_queues", "-p", "/", "name", "type", "members", "leader", "online",
         "--formatter", "json",
     )  # fmt: skip
     (queue,) = parse_queues(queues_json)

@@ -517,9 +517,11 @@ class Runner:
             self.observer.stop()
             self.feed.close()
         ended_at = time.time()
-        with lab.nemesis_path.open() as f:
-            f.seek(nemesis_offset)
-            run_nemesis = f.read()
+        run_nemesis = ""
+        if lab.nemesis_path.exists():  # nothing is logged when every nemesis step failed
+            with lab.nemesis_path.open() as f:
+                f.seek(nemesis_offset)
+                run_nemesis = f.read()
         (results / "nemesis.jsonl").write_text(run_nemesis)
         self.collect_logs()
         checks = self.check(started_at, ended_at)

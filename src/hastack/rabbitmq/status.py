@@ -91,8 +91,9 @@ def parse_cluster_status(text: str, node: str, *, app_running: bool) -> BrokerSt
     )
 
 
-def parse_queues(text: str) -> list[QueueInfo]:
-    """`rabbitmqctl -q list_queues name vhost type members leader online --formatter json`."""
+def parse_queues(text: str, *, vhost: str = "/") -> list[QueueInfo]:
+    """`rabbitmqctl -q list_queues -p VHOST name type members leader online --formatter json`
+    (3.10 has no vhost column: one call per vhost)."""
     try:
         data = json.loads(text or "[]")
     except json.JSONDecodeError as exc:
@@ -107,7 +108,7 @@ def parse_queues(text: str) -> list[QueueInfo]:
         out.append(
             QueueInfo(
                 name=item["name"],
-                vhost=str(item.get("vhost", "/")),
+                vhost=str(item.get("vhost", vhost)),
                 type=str(item.get("type", "classic")),
                 members=tuple(sorted(_strings(item, "members"))),
                 leader=leader if isinstance(leader, str) and leader else None,

@@ -185,6 +185,11 @@ class Params:
             stop_grace=float(p.get("stop-grace", "30")),
         )
 
+    @property
+    def vhosts(self) -> list[str]:
+        """The virtual hosts the definitions create (queues are listed per vhost)."""
+        return sorted({"/", *(p[1] for p in self.permissions)})
+
     def erlang_name(self, node: str) -> str:
         return self.template.format(node=node)
 
@@ -622,13 +627,14 @@ class RabbitmqAgent(NativeAgent):
         )
         queues: list[QueueInfo] = []
         if verdict.health is Health.RUNNING and broker is not None:
-            rc, out = await self._ctl(
-                params, "list_queues", "name", "vhost", "type", "members", "leader", "online",
-                "--formatter", "json", timeout=15,
-            )  # fmt: skip
-            if rc == 0:
-                with contextlib.suppress(ValueError):
-                    queues = parse_queues(out)
+            for vhost in params.vhosts:
+                rc, out = await self._ctl(
+                    params, "list_queues", "-p", vhost, "name", "type", "members", "leader",
+                    "online", "--formatter", "json", timeout=15,
+                )  # fmt: skip
+                if rc == 0:
+                    with contextlib.suppress(ValueError):
+                        queues += parse_queues(out, vhost=vhost)
         with contextlib.suppress(StoreError, OSError):
             await self._report_and_keep(request, params, verdict.health.value, verdict.reason,
                                         broker, queues)  # fmt: skip
