@@ -85,6 +85,7 @@ def render_monitor(case: dict[str, Any]) -> str:
         probe_error=case.get("probe_error"),
         broker=_broker(case.get("broker")),
         status_error=case.get("status_error"),
+        vm_answers=case.get("vm_answers", True),
     )
     return f"{v.health.value}" + (f" — {v.reason}" if v.reason else "")
 
@@ -187,3 +188,26 @@ def test_monitor_never_restarts_a_paused_minority() -> None:
         monitor_verdict(process_alive=True, probe_error="refused", broker=broker).health
         is Health.PAUSED
     )
+
+
+def test_parsers_on_real_output() -> None:
+    """Output captured from rabbitmq-server 3.10 by tests/test_rabbitmq_agent.py."""
+    from hastack.rabbitmq import parse_cluster_status, parse_queues
+
+    text = (GOLDEN / "cluster_status.json").read_text()
+    status = parse_cluster_status(text, "hn1@localhost", app_running=True)
+    assert status.disc_nodes == ("hn1@localhost", "hn2@localhost", "hn3@localhost")
+    assert status.running_nodes == status.disc_nodes
+    assert status.partitions == ()
+    # Lines around the document (seen while a peer was dying) do not hide it.
+    assert (
+        parse_cluster_status("\nwarning\n" + text + "\n{}", "hn1@localhost", app_running=True)
+        == status
+    )
+    with pytest.raises(ValueError, match="not JSON"):
+        parse_cluster_status("Error: usage", "hn1@localhost", app_running=True)
+    (queue,) = parse_queues((GOLDEN / "list_queues.json").read_text())
+    assert queue.name == "os-q1"
+    assert queue.type == "quorum"
+    assert queue.leader == "hn1@localhost"
+    assert queue.members == ("hn1@localhost", "hn2@localhost", "hn3@localhost")

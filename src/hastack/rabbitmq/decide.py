@@ -215,15 +215,23 @@ def monitor_verdict(
     probe_error: str | None,
     broker: BrokerStatus | None,
     status_error: str | None = None,
+    vm_answers: bool = True,
 ) -> Verdict:
     """The monitor's judgement. `probe_error`: the AMQP probe's failure (None: answered in
-    time); `broker`: the parsed cluster status (None: `status_error` says why not)."""
+    time); `broker`: the parsed cluster status (None: `status_error` says why not);
+    `vm_answers`: the Erlang VM answered the CLI in time (it did not hang), whatever it said."""
     if not process_alive:
         return Verdict(Health.NOT_RUNNING)
     if broker is None:
-        if probe_error is not None:
-            return Verdict(Health.FAILED, f"no answer: {probe_error}; {status_error or ''}")
-        return Verdict(Health.FAILED, f"cluster status unavailable: {status_error}")
+        if probe_error is None:  # it serves AMQP: the CLI's trouble is not the broker's
+            return Verdict(Health.RUNNING, f"cluster status unavailable: {status_error}")
+        if vm_answers:
+            # The VM answers but the application does not serve: pause_minority stopped it
+            # (3.10's cluster_status needs the application, so this is all one can see).
+            return Verdict(
+                Health.PAUSED, f"the application is stopped (paused in a minority?): {probe_error}"
+            )
+        return Verdict(Health.FAILED, f"no answer: {probe_error}; {status_error or ''}")
     disc = set(broker.disc_nodes) or {broker.node}
     running = set(broker.running_nodes)
     majority = len(disc) // 2 + 1

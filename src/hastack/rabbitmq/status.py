@@ -61,10 +61,16 @@ def _strings(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
 
 def parse_cluster_status(text: str, node: str, *, app_running: bool) -> BrokerStatus:
     """`rabbitmqctl -q cluster_status --formatter json` of `node`."""
+    # The CLI may print other lines around the document (seen while a peer was dying): take
+    # the first JSON object in the output.
+    start = text.find("{")
     try:
-        data = json.loads(text)
+        if start < 0:
+            raise json.JSONDecodeError("no object", text, 0)
+        data, _ = json.JSONDecoder().raw_decode(text, start)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"cluster_status is not JSON: {exc}") from None
+        first = text.strip().splitlines()[:1]
+        raise ValueError(f"cluster_status is not JSON ({exc}): {first}") from None
     if not isinstance(data, dict):
         raise ValueError("cluster_status must be a JSON object")
     partitions_raw = data.get("partitions", {}) or {}
