@@ -45,6 +45,22 @@ resources:
 )
 
 
+def agent(node: str, tmp_path: Path, store: MemoryStore) -> Agent:
+    """A real agent of cluster `replay` on the in-memory store (renewals in its loop)."""
+    return Agent(
+        AgentConfig(
+            cluster="replay",
+            node=node,
+            etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3, insecure=True),
+            timings=TIMINGS,
+            heartbeat_port=0,
+        ),
+        state_dir=tmp_path / node,
+        store=store,
+        self_check=SelfCheck(30.0),
+    )
+
+
 def settled(snap: ClusterSnapshot) -> str | None:
     """Why the cluster is not settled yet, or None."""
     if snap.dc is None:
@@ -91,21 +107,7 @@ async def test_the_cluster_settles_after_any_loss_and_rejoin(
     backend = MemoryBackend(min_lease_ttl=2)
     stores = {n: MemoryStore(backend, timeout=TIMINGS.store_timeout) for n in NODES}
     keys = Keys("replay")
-    agents = {
-        n: Agent(
-            AgentConfig(
-                cluster="replay",
-                node=n,
-                etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3),
-                timings=TIMINGS,
-                heartbeat_port=0,
-            ),
-            state_dir=tmp_path / n,
-            store=stores[n],
-            self_check=SelfCheck(30.0),
-        )
-        for n in NODES
-    }
+    agents = {n: agent(n, tmp_path, stores[n]) for n in NODES}
     running = [asyncio.create_task(a.run(), name=n) for n, a in agents.items()]
     observer = MemoryStore(backend)
     overlaps: list[tuple[str, ...]] = []
@@ -198,21 +200,7 @@ async def test_the_dc_gives_up_on_a_node_that_never_answers(tmp_path: Path) -> N
     backend = MemoryBackend(min_lease_ttl=2)
     stores = {n: MemoryStore(backend, timeout=TIMINGS.store_timeout) for n in NODES}
     keys = Keys("replay")
-    agents = {
-        n: Agent(
-            AgentConfig(
-                cluster="replay",
-                node=n,
-                etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3),
-                timings=TIMINGS,
-                heartbeat_port=0,
-            ),
-            state_dir=tmp_path / n,
-            store=stores[n],
-            self_check=SelfCheck(30.0),
-        )
-        for n in NODES
-    }
+    agents = {n: agent(n, tmp_path, stores[n]) for n in NODES}
 
     def never(*_args: object, **_kwargs: object) -> None:
         return None

@@ -16,6 +16,7 @@ the availability timeline for people (`hastack.lab.plot`).
 from hastack.checkers.availability import Outage, check_availability
 from hastack.checkers.cache import check_cache_service, check_stale_reads
 from hastack.checkers.history import CheckResult, Op, pair_ops, parse_history
+from hastack.checkers.instances import LogLine, check_instances, parse_log
 from hastack.checkers.overlap import check_exclusive, dead_events
 from hastack.checkers.queue import check_total_queue
 from hastack.checkers.rabbitmq import check_publish_resume, check_rejoin, check_rpc
@@ -23,11 +24,13 @@ from hastack.checkers.sets import check_set
 
 __all__ = [
     "CheckResult",
+    "LogLine",
     "Op",
     "Outage",
     "check_availability",
     "check_cache_service",
     "check_exclusive",
+    "check_instances",
     "check_publish_resume",
     "check_rejoin",
     "check_rpc",
@@ -37,4 +40,5 @@ __all__ = [
     "dead_events",
     "pair_ops",
     "parse_history",
+    "parse_log",
 ]

@@ -68,6 +68,7 @@ from hastack.checkers import (
 )
 from hastack.lab.net.lab import FAST_ELECTION_MS, FAST_TIMINGS, Lab, LabError, StatusFeed
 from hastack.lab.net.topology import CLIENT, HostRole
+from hastack.lab.nova.run import NovaRun, NovaSpec
 from hastack.lab.plot import plot_availability
 from hastack.model.agent_config import Timings
 from hastack.model.base import Duration, Name, Spec
@@ -170,6 +171,7 @@ class Scenario(Spec):
     settle: Duration = 2.0  # after the load, before collecting
     expect: Expect = Expect()
     ready_timeout: Duration = READY_TIMEOUT  # for the `ready` resources to run
+    nova: NovaSpec | None = None  # the lab's fake Nova and instances (docs/compute.md)
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -304,6 +306,9 @@ class Runner:
         self.names["controllers"] = ",".join(h.name for h in lab.controllers())
         self.names["etcd"] = ",".join(lab.endpoints())
         self.names["results"] = str(results)
+        self.nova = NovaRun(scenario.nova, lab, results) if scenario.nova else None
+        if self.nova is not None:
+            self.names.update(self.nova.names())
         self.config = _substitute(scenario.cluster, self.names)
         self.vips = _vips(self.config)
         self.feed: StatusFeed | None = None
@@ -454,6 +459,8 @@ class Runner:
             spec.setdefault("name", f"{w.kind}{i}" if len(self.scenario.workloads) > 1 else w.kind)
             if w.kind == "etcd-set":
                 spec["endpoints"] = self.lab.endpoints()
+                # The operator's certificate files (docs/security.md).
+                spec["etcd"] = self.lab.etcd_spec()
                 spec["prefix"] = f"/lab-set/{self.results.name}/{i}"
             specs.append(spec)
         return specs
@@ -471,10 +478,17 @@ class Runner:
         workers: ProcessRecord | None = None
         started_at = time.time()
         try:
+            if self.nova is not None:
+                self.nova.start(bound)
+                self.say(f"  fake Nova API at {self.nova.url}")
             revision = lab.apply_config(results / "cluster.yaml")
             self.say(f"  configuration stored (revision {revision}); waiting for "
                      f"{', '.join(s.ready) or 'the cluster'}")  # fmt: skip
             self.feed.wait_for(self.is_ready, s.ready_timeout, f"{', '.join(s.ready)} running")
+            if self.nova is not None:
+                self.nova.boot()
+                self.say(f"  {s.nova.instances if s.nova else 0} instances running on "
+                         f"{s.nova.host if s.nova else ''}")  # fmt: skip
             self.observer.start()
             specs = self.workload_specs()
             (results / "workloads.json").write_text(json.dumps(specs, indent=2))
@@ -516,6 +530,8 @@ class Runner:
                 wait_gone(workers)
             self.observer.stop()
             self.feed.close()
+            if self.nova is not None:
+                self.nova.stop()
         ended_at = time.time()
         run_nemesis = ""
         if lab.nemesis_path.exists():  # nothing is logged when every nemesis step failed
@@ -595,6 +611,8 @@ class Runner:
             checks.append(
                 check_rejoin(statuses, nemesis, size=s.expect.quorum_size, within=s.expect.rejoin)
             )
+        if self.nova is not None:
+            checks += self.nova.check(nemesis, results / "agents")
         try:
             plot_availability(
                 http or history, nemesis, results / "availability.png",

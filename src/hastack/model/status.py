@@ -106,6 +106,10 @@ class NodeReport:
     # Primitives this node has probed since its agent started: the DC starts a resource
     # nowhere until every online node has probed it (it might already run somewhere).
     probed: frozenset[str] = frozenset()
+    # Primitives this node does not probe at all, by rule: resource-discovery `never` here,
+    # or `exclusive` to other nodes (hastack.executor.transitions.unprobed). The DC waits
+    # for no probe of them from this node.
+    unprobed: frozenset[str] = frozenset()
     # The store revision of the last target whose work this node has finished (every step
     # done or failed). The DC releases nothing new until every online node has caught up,
     # so it never plans around an operation that may still be under way.
@@ -133,6 +137,7 @@ class NodeReport:
             "notified": list(self.notified),
             "updated": self.updated,
             "probed": sorted(self.probed),
+            **({"unprobed": sorted(self.unprobed)} if self.unprobed else {}),
             "attributes": dict(sorted(self.attributes.items())),
             "resources": {k: v.to_json() for k, v in sorted(self.resources.items())},
         }
@@ -224,8 +229,8 @@ def _strings(value: object, field: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _names(value: object) -> frozenset[str]:
-    return frozenset(_strings(value, "probed"))
+def _names(value: object, field: str) -> frozenset[str]:
+    return frozenset(_strings(value, field))
 
 
 def decode_status(node: str, raw: bytes) -> NodeReport:
@@ -251,7 +256,8 @@ def decode_status(node: str, raw: bytes) -> NodeReport:
             updated=_number(data, "updated", 0.0) or 0.0,
             resources={str(k): _resource(str(k), v) for k, v in resources.items()},
             attributes=attributes,
-            probed=_names(data.get("probed", [])),
+            probed=_names(data.get("probed", []), "probed"),
+            unprobed=_names(data.get("unprobed", []), "unprobed"),
             acked=_integer(data, "acked"),
             notified=_strings(data.get("notified", []), "notified"),
             working=_integer(data, "working"),

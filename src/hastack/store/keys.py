@@ -23,8 +23,18 @@ class Keys:
     <root>/<cluster>/status/<node>     observed states reported by the node
     <root>/<cluster>/fencing/<node>    fencing history
     <root>/<cluster>/requests/cleanup/<id>  an operator's cleanup request, on a short lease
+    <root>/<cluster>/evacuate/<node>   a fenced compute's evacuation record (docs/compute.md)
     <root>/<cluster>/removed/<node>    the operator declared the node gone (`hastack node remove`)
     <root>/<cluster>/rabbitmq/<rsc>/...  the hastack:rabbitmq agent's records (docs/rabbitmq.md)
+    <root>/.audit/<cluster>/head       the newest audit record's sequence number
+    <root>/.audit/<cluster>/log/<seq>  one record per configuration change (docs/security.md):
+                                       beside the cluster prefix, so what watches it never
+                                       gets them (no cluster's name starts with '.')
+    <root>/<cluster>/galera/<rsc>/bootstrap      who bootstrapped Galera resource <rsc> (its
+                                                 mod_revision is the generation)
+    <root>/<cluster>/galera/<rsc>/nodes/<node>   that node's Galera history (docs/galera.md)
+    <root>/.events/<cluster>/<id>      the event history (docs/api.md §4): beside the cluster
+                                       prefix, so that what watches the prefix never gets it
     """
 
     cluster: str
@@ -78,6 +88,13 @@ class Keys:
         return self.fencing + node
 
     @property
+    def evacuations(self) -> str:
+        return self.prefix + "evacuate/"
+
+    def evacuation(self, node: str) -> str:
+        return self.evacuations + node
+
+    @property
     def cleanup_requests(self) -> str:
         return self.prefix + "requests/cleanup/"
 
@@ -93,6 +110,34 @@ class Keys:
 
     def rabbitmq(self, resource: str) -> str:
         return self.prefix + f"rabbitmq/{resource}/"
+
+    @property
+    def audit_head(self) -> str:
+        return f"{self.root}/.audit/{self.cluster}/head"
+
+    @property
+    def audit_log(self) -> str:
+        return f"{self.root}/.audit/{self.cluster}/log/"
+
+    def audit_record(self, seq: int) -> str:
+        return f"{self.audit_log}{seq:012d}"
+
+    def galera(self, resource: str) -> str:
+        return self.prefix + f"galera/{resource}/"
+
+    def galera_bootstrap(self, resource: str) -> str:
+        return self.galera(resource) + "bootstrap"
+
+    def galera_node(self, resource: str, node: str) -> str:
+        return self.galera(resource) + f"nodes/{node}"
+
+    @property
+    def events(self) -> str:
+        # A name never starts with '.', so no cluster's prefix can be this one.
+        return f"{self.root}/.events/{self.cluster}/"
+
+    def event(self, event_id: str) -> str:
+        return self.events + event_id
 
     def relative(self, key: str) -> str:
         """`/hastack/c1/members/n1` -> `members/n1`; keys outside the prefix stay whole."""
