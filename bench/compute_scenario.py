@@ -24,6 +24,8 @@ def cluster(computes: int) -> dict[str, object]:
             "reconnect-interval": "0s",
         },
         "op-defaults": {"timeout": "10s"},
+        # The computes the fencing levels name (a configuration lists every node it names).
+        "nodes": [{"node": name} for name in names],
         "fencing": {
             "devices": [
                 {"device": "power", "agent": "fence_hastack_local",

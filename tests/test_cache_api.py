@@ -15,6 +15,7 @@ from dogpile.cache.api import NO_VALUE
 
 from hastack.lab.net import cache_api
 from hastack.lab.net.cache_api import CacheAside, CacheSettings, handle
+from hastack.model.agent_config import EtcdSpec
 
 
 def closed_port() -> int:
@@ -32,7 +33,7 @@ def api(errors_as_misses: bool) -> CacheAside:
         dead_timeout=7.0,
         errors_as_misses=errors_as_misses,
     )
-    return CacheAside(settings, [f"http://127.0.0.1:{closed_port()}"])
+    return CacheAside(settings, EtcdSpec(endpoints=[f"127.0.0.1:{closed_port()}"], insecure=True))
 
 
 def test_the_hash_client_gets_what_dogpile_does_not_pass() -> None:

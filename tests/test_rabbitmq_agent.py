@@ -58,7 +58,15 @@ class Brokers:
         self.ports = {n: base + 10 * i for i, n in enumerate((*NODES, "n4"), 1)}
         self.epmd = str(base + 99)
         self.root = root
+        self.etcd = etcd
         self.endpoints = etcd.endpoints
+        # How an agent passes its own store access to its resources (OpRequest.cluster).
+        spec = etcd.etcd_spec()
+        self.access = (
+            {"etcd-insecure": "true"}
+            if spec.get("insecure")
+            else {f"etcd-{k}": str(v) for k, v in spec["tls"].items()}
+        )
         self.keys = Keys("test")
         self.agent = RabbitmqAgent()
         self.cookie = "HASTACKTESTCOOKIE" + str(base)
@@ -93,11 +101,12 @@ class Brokers:
                 "name": "test",
                 "etcd-endpoints": ",".join(self.endpoints),
                 "etcd-root": "/hastack",
+                **self.access,
             },
         )
 
     def store(self) -> EtcdStore:
-        return EtcdStore(self.endpoints, 2.0)
+        return self.etcd.store(2.0)
 
     async def mark(self, node: str, *, online: bool, running: bool) -> None:
         """What hastack's own cycle would say about the node."""

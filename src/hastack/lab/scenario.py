@@ -305,6 +305,7 @@ class Runner:
         self.names["labdir"] = str(lab.directory)
         self.names["controllers"] = ",".join(h.name for h in lab.controllers())
         self.names["etcd"] = ",".join(lab.endpoints())
+        self.names["client"] = str(lab.client_config)  # cluster + etcd block, TLS files and all
         self.names["results"] = str(results)
         self.nova = NovaRun(scenario.nova, lab, results) if scenario.nova else None
         if self.nova is not None:

@@ -31,10 +31,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
-from hastack.errors import StoreError
+from hastack.errors import ConfigError, StoreError
 from hastack.executor.agents.amqp_probe import ProbeFailed, probe
-from hastack.executor.agents.base import NativeAgent, OcfRc, OpRequest, OpResult
+from hastack.executor.agents.base import NativeAgent, OcfRc, OpRequest, OpResult, etcd_block
 from hastack.executor.agents.service import ServiceAgent
+from hastack.model.agent_config import EtcdSpec
 from hastack.model.members import ClusterSnapshot
 from hastack.model.state import base_id
 from hastack.processes import is_alive
@@ -417,7 +418,12 @@ class RabbitmqAgent(NativeAgent):
         if not endpoints or not cluster.get("name"):
             raise StoreError("this node's agent gave no cluster store (etcd-endpoints, name)")
         keys = Keys(cluster["name"], cluster.get("etcd-root", "/hastack"))
-        return EtcdStore(endpoints, STORE_TIMEOUT), keys
+        # The node's own store access, certificates and all.
+        try:
+            store = EtcdStore.for_spec(EtcdSpec.model_validate(etcd_block(cluster)), STORE_TIMEOUT)
+        except (ConfigError, ValueError) as exc:
+            raise StoreError(f"this node's store access: {exc}") from None
+        return store, keys
 
     @staticmethod
     def _facts(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from oslo_cache import core as oslo_cache
 from oslo_config import cfg
 
 from hastack.errors import StoreError
+from hastack.model.agent_config import EtcdSpec
 from hastack.store import EtcdStore
 
 __all__ = ["CacheAside", "CacheSettings", "ErrorsAsMisses"]
@@ -120,7 +121,7 @@ class ErrorsAsMisses(ProxyBackend):
 class CacheAside:
     """The region (oslo.cache) and the database (etcd, from an event loop thread)."""
 
-    def __init__(self, settings: CacheSettings, etcd: Sequence[str], prefix: str = "/lab-kv/"):
+    def __init__(self, settings: CacheSettings, etcd: EtcdSpec, prefix: str = "/lab-kv/"):
         global SETTINGS
         SETTINGS = settings
         conf = cfg.ConfigOpts()
@@ -143,10 +144,11 @@ class CacheAside:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self._store = self._run(self._open(list(etcd)))
+        self._store = self._run(self._open(etcd))
 
-    async def _open(self, endpoints: list[str]) -> EtcdStore:
-        return EtcdStore(endpoints, 1.0)
+    async def _open(self, etcd: EtcdSpec) -> EtcdStore:
+        # Made on the loop that will use it (its gRPC channel belongs to that loop).
+        return EtcdStore.for_spec(etcd, 1.0)
 
     def _run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=5.0)

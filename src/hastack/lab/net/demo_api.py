@@ -4,7 +4,7 @@ A stand-in for an OpenStack API behind a VIP: every GET answers 200 with a small
 naming the host that served it (the lab host's own hostname, from its UTS namespace), so a
 client can see the VIP move. Run by the cluster as a `hastack:service` resource.
 
-With `--cache HOST:PORT,... --etcd URL,...` it also serves `/kv/KEY` with cache-aside through
+With `--cache HOST:PORT,... --etcd-config FILE` it also serves `/kv/KEY` with cache-aside through
 oslo.cache (hastack.lab.net.cache_api; the lab extra).
 """
 
@@ -17,6 +17,7 @@ import socket
 import sys
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 __all__ = ["main"]
@@ -52,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--bind", default="0.0.0.0")
     parser.add_argument("--cache", help="memcached servers HOST:PORT,... (cache-aside mode)")
-    parser.add_argument("--etcd", help="the database for /kv/: etcd endpoints URL,...")
+    parser.add_argument(
+        "--etcd-config",
+        help="the database for /kv/: a client configuration (cluster, etcd: endpoints, tls)",
+    )
     parser.add_argument("--socket-timeout", type=float, default=0.5)
     parser.add_argument("--retry-attempts", type=int, default=2)
     parser.add_argument("--retry-delay", type=float, default=1.0)
@@ -66,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             CacheAside,
             CacheSettings,
         )
+        from hastack.model.agent_config import parse_client_config  # noqa: PLC0415
 
         settings = CacheSettings(
             servers=tuple(s for s in args.cache.split(",") if s),
@@ -75,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             dead_timeout=args.dead_timeout,
             errors_as_misses=not args.errors_raise,
         )
-        _Handler.cache = CacheAside(settings, [e for e in (args.etcd or "").split(",") if e])
+        if not args.etcd_config:
+            parser.error("--cache needs --etcd-config (the database behind the cache)")
+        client = parse_client_config(Path(args.etcd_config).read_text(), args.etcd_config)
+        _Handler.cache = CacheAside(settings, client.etcd)
     ThreadingHTTPServer.allow_reuse_address = True
     server = ThreadingHTTPServer((args.bind, args.port), _Handler)
     server.daemon_threads = True
