@@ -105,6 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         if name == "remove":
             p.add_argument("node")
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except HastackError as exc:  # a store out of reach, a lost compare-and-swap: said plainly
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     client = _client(args.config)
     if args.command == "status":
         report = asyncio.run(collect_status(client, timeout=args.timeout))
