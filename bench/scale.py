@@ -84,7 +84,7 @@ class EtcdProbe:
     def __init__(self, lab: Lab) -> None:
         argv = [
             "ip", "netns", "exec", lab.host(CLIENT).namespace, sys.executable, str(PROBE),
-            "--endpoints", ",".join(lab.endpoints()), "--cluster", lab.name,
+            "--config", str(lab.client_config),
         ]  # fmt: skip
         self._proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True

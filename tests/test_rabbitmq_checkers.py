@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hastack.checkers import check_publish_resume, check_rejoin
+from hastack.checkers import check_publish_resume, check_rabbitmq_rejoin
 
 
 def ops(
@@ -64,12 +64,12 @@ def test_rejoin_waits_for_the_node_and_three_members() -> None:
         status(26.0, {"at": 25.0, "health": "running"}, ["rabbit@n1", "rabbit@n3"]),
         status(29.0, {"at": 28.5, "health": "running"}, three),
     ]
-    result = check_rejoin(timeline, CRASH, size=3, within=15.0)
+    result = check_rabbitmq_rejoin(timeline, CRASH, size=3, within=15.0)
     assert result.valid is True
     assert result.details["times"] == {"start n2 at 20.0": 9.0}
-    assert check_rejoin(timeline, CRASH, size=3, within=5.0).valid is False
-    assert check_rejoin(timeline[:3], CRASH, size=3, within=15.0).valid is False
-    assert check_rejoin(timeline, [], size=3).valid is None
+    assert check_rabbitmq_rejoin(timeline, CRASH, size=3, within=5.0).valid is False
+    assert check_rabbitmq_rejoin(timeline[:3], CRASH, size=3, within=15.0).valid is False
+    assert check_rabbitmq_rejoin(timeline, [], size=3).valid is None
 
 
 # ---- the cache-kv checkers -----------------------------------------------------------------

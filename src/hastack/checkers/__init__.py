@@ -15,30 +15,45 @@ the availability timeline for people (`hastack.lab.plot`).
 
 from hastack.checkers.availability import Outage, check_availability
 from hastack.checkers.cache import check_cache_service, check_stale_reads
+from hastack.checkers.galera import (
+    check_bootstrap,
+    check_recovery,
+    check_rejoin,
+    promoted_since,
+)
 from hastack.checkers.history import CheckResult, Op, pair_ops, parse_history
 from hastack.checkers.instances import LogLine, check_instances, parse_log
 from hastack.checkers.overlap import check_exclusive, dead_events
 from hastack.checkers.queue import check_total_queue
-from hastack.checkers.rabbitmq import check_publish_resume, check_rejoin, check_rpc
+from hastack.checkers.rabbitmq import check_publish_resume, check_rabbitmq_rejoin, check_rpc
 from hastack.checkers.sets import check_set
+from hastack.checkers.writers import Tenure, check_minority, check_writer_moved, check_writers
 
 __all__ = [
     "CheckResult",
     "LogLine",
     "Op",
     "Outage",
+    "Tenure",
     "check_availability",
+    "check_bootstrap",
     "check_cache_service",
     "check_exclusive",
     "check_instances",
+    "check_minority",
     "check_publish_resume",
+    "check_rabbitmq_rejoin",
+    "check_recovery",
     "check_rejoin",
     "check_rpc",
     "check_set",
     "check_stale_reads",
     "check_total_queue",
+    "check_writer_moved",
+    "check_writers",
     "dead_events",
     "pair_ops",
     "parse_history",
     "parse_log",
+    "promoted_since",
 ]

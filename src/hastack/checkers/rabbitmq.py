@@ -4,7 +4,7 @@ again rejoins with every quorum queue back at full size. Pure.
 * `check_publish_resume` — for every fault, the longest gap between two confirmed publishes
   **of one producer** (the one whose broker died must find another within the bound; the
   others never stopped, and would hide it in a merged timeline).
-* `check_rejoin` — for every boot (`start` in the nemesis log), the time until the status
+* `check_rabbitmq_rejoin` — for every boot (`start` in the nemesis log), the time until the status
   timeline (`status.jsonl` lines carrying the RabbitMQ agents' reports) shows the booted
   node's broker running again and every quorum queue with `size` members, one of them on
   that node.
@@ -18,7 +18,7 @@ from typing import Any
 from hastack.checkers.availability import outages
 from hastack.checkers.history import CheckResult, pair_ops
 
-__all__ = ["check_publish_resume", "check_rejoin", "check_rpc", "rejoin_times"]
+__all__ = ["check_publish_resume", "check_rabbitmq_rejoin", "check_rpc", "rejoin_times"]
 
 
 def check_publish_resume(
@@ -123,7 +123,7 @@ def rejoin_times(
     return out
 
 
-def check_rejoin(
+def check_rabbitmq_rejoin(
     statuses: Iterable[Mapping[str, Any]],
     nemesis: Iterable[Mapping[str, Any]],
     *,

@@ -268,7 +268,10 @@ def _resources(
     unmanaged = {name for node, target in snapshot.targets.items() for name in target.unmanaged}
     for node in sorted(snapshot.statuses):
         report = snapshot.statuses[node]
-        online = node in snapshot.members
+        member = snapshot.members.get(node)
+        # Online in this life: a report from before the node (re)joined says what ran before
+        # its crash, not what runs now (a restarted agent has not probed yet).
+        online = member is not None and report.updated >= member.joined_at
         for instance, r in sorted(report.resources.items()):
             primitive = base_id(instance) if base_id(instance) in tops else instance
             entry: dict[str, Any] = {"instance": instance, "node": node, **r.to_json()}

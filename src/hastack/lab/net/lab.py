@@ -421,6 +421,27 @@ class Lab(Harness):
             raise LabError(f"node {name} not removed: {proc.stderr.decode().strip()}")
         self._log("remove", name)
 
+    def operator(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run a `hastack` command as the operator, from the client host (its certificate,
+        its view of the network), and log it with the faults (`f` = the command's words
+        up to the first option, e.g. `galera bootstrap`)."""
+        client = self.host(CLIENT)
+        argv = [
+            "ip", "netns", "exec", client.namespace, sys.executable, "-m", "hastack",
+            *args, "--config", str(self.client_config),
+        ]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        words = []
+        for a in args:
+            if a.startswith("-"):
+                break
+            words.append(a)
+        self._log(
+            "operator", None, command=" ".join(args), rc=done.returncode,
+            output=(done.stdout + done.stderr)[-2000:], what=" ".join(words),
+        )  # fmt: skip
+        return done
+
     def feed(self, duration: float, interval: float = 0.25) -> StatusFeed:
         return StatusFeed(self, duration, interval)
 
