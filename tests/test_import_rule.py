@@ -242,6 +242,7 @@ def test_native_agents_are_found_by_their_names() -> None:
         "galera",
         "haproxy",
         "memcached",
+        "ping",
         "proxy",
         "rabbitmq",
         "service",

@@ -27,6 +27,7 @@ from hastack.checkers.overlap import check_exclusive, dead_events
 from hastack.checkers.queue import check_total_queue
 from hastack.checkers.rabbitmq import check_publish_resume, check_rabbitmq_rejoin, check_rpc
 from hastack.checkers.sets import check_set
+from hastack.checkers.steady import check_alert, check_steady
 from hastack.checkers.writers import Tenure, check_minority, check_writer_moved, check_writers
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Op",
     "Outage",
     "Tenure",
+    "check_alert",
     "check_availability",
     "check_bootstrap",
     "check_cache_service",
@@ -48,6 +50,7 @@ __all__ = [
     "check_rpc",
     "check_set",
     "check_stale_reads",
+    "check_steady",
     "check_total_queue",
     "check_writer_moved",
     "check_writers",

@@ -22,7 +22,8 @@ Node selectors: a host name, `@holder:RESOURCE` (where it runs now), `@writer:BA
 active server of a sticky proxy backend — the Galera writer — as the proxy on the VIP's
 holder last recorded it), `@leader:QUEUE` (the node of a RabbitMQ quorum queue's leader,
 from the agents' reports), `@dc`, `@random` (a random controller that is up), `@crashed`
-(every host crashed by this run), `@one-crashed` (one of them at random), `@paused`, and in
+(every host crashed by this run), `@one-crashed` (one of them at random), `@paused`, `@cut`
+(every host with a link down), `@etcd-leader` (the host of the raft leader), and in
 partitions `@rest` (every node not named in another group).
 
 A run writes one results folder: `history.jsonl` (the clients' operations), `nemesis.jsonl`
@@ -56,6 +57,7 @@ from pyroute2 import NetNS
 
 from hastack.checkers import (
     CheckResult,
+    check_alert,
     check_availability,
     check_bootstrap,
     check_cache_service,
@@ -68,6 +70,7 @@ from hastack.checkers import (
     check_rpc,
     check_set,
     check_stale_reads,
+    check_steady,
     check_total_queue,
     check_writer_moved,
     check_writers,
@@ -189,6 +192,11 @@ class Expect(Spec):
     writer_moved: Duration | None = None
     # Galera after the boots: formed with no operator, or only once the operator forced it
     bootstrap: Literal["automatic", "forced"] | None = None
+    # From the first fault on: nobody lost their membership or was fenced, and (steady)
+    # nothing moved either; alert: the DC raised the connectivity alert (docs/connectivity.md).
+    steady: bool = False
+    no_fence: bool = False
+    alert: bool = False
 
 
 class Scenario(Spec):
@@ -445,6 +453,17 @@ class Runner:
             return sorted(self.crashed)
         if selector == "@one-crashed":  # one of them, at random: boots in random order
             return [random.choice(sorted(self.crashed))] if self.crashed else []
+        if selector == "@etcd-leader":  # the host of the etcd member that leads raft
+            report = (self.feed.latest or {}) if self.feed else {}
+            led = {str(e["endpoint"]).rsplit(":", 1)[0]
+                   for e in report.get("store", []) if e.get("is_leader")}  # fmt: skip
+            leaders = [h.name for h in self.lab.controllers() if led & set(h.addresses)]
+            if not leaders:
+                raise LabError("@etcd-leader: no member says it leads right now")
+            return leaders[:1]
+        if selector == "@cut":  # hosts with a link down (link-up mends them)
+            return [h.name for h in self.lab.hosts()
+                    if self.lab.state["hosts"].get(h.name, {}).get("links_down")]  # fmt: skip
         if selector == "@paused":
             return list(self.lab.state.get("paused", []))
         if selector == "@rest":
@@ -838,6 +857,7 @@ class Runner:
                     want=None if s.expect.rejoin_by == "any" else Transfer(s.expect.rejoin_by),
                 )
             )
+        checks += self._connectivity_checks(nemesis, ended_at)
         try:
             plot_availability(
                 http or history, nemesis, results / "availability.png",
@@ -896,6 +916,35 @@ class Runner:
             path = self.results / "agents" / h.name / f"galera-{resource}-error.log"
             if path.exists():
                 out[h.name] = server_runs(path.read_text(errors="replace"))
+        return out
+
+    def _connectivity_checks(
+        self, nemesis: list[dict[str, Any]], ended_at: float
+    ) -> list[CheckResult]:
+        expect = self.scenario.expect
+        if not (expect.steady or expect.no_fence or expect.alert):
+            return []
+        agents = self.results / "agents"
+        events = [json.loads(x) for h in self.lab.nodes()
+                  for x in _lines(agents / h.name / "events.jsonl")]  # fmt: skip
+        deaths = [json.loads(x) for h in self.lab.nodes()
+                  for x in _lines(agents / h.name / "exclusive.jsonl")]  # fmt: skip
+        statuses = []
+        for line in _lines(self.results / "status.jsonl"):
+            try:
+                statuses.append(json.loads(line))
+            except ValueError:
+                continue  # a sample cut short at the end of the run
+        out = []
+        if expect.steady:
+            out.append(check_steady(statuses, events, deaths, nemesis, end_of_run=ended_at))
+        if expect.no_fence:
+            out.append(
+                check_steady(statuses, events, deaths, nemesis, end_of_run=ended_at, moves=True)
+            )
+        if expect.alert:
+            start = min((float(e["time"]) for e in nemesis), default=ended_at)
+            out.append(check_alert(events, start=start, end_of_run=ended_at))
         return out
 
     def report(self, result: ScenarioResult) -> None:

@@ -58,6 +58,7 @@ __all__ = [
     "StoreCredentials",
     "endpoint_status",
     "make_channel",
+    "member_quorum",
     "parse_endpoint",
     "prefix_end",
 ]
@@ -620,6 +621,18 @@ class EndpointStatus:
     raft_term: int = 0
     revision: int = 0
     error: str = ""
+    # Which member answered, and how many the cluster has (0: not known): with a member on
+    # two links, two endpoints are one member (docs/connectivity.md).
+    member_id: int = 0
+    members: int = 0
+
+
+def member_quorum(endpoints: Sequence[EndpointStatus]) -> tuple[int, int]:
+    """(healthy members, members): endpoints of one member count once; the total is what
+    the members say when one answered, else one member per endpoint."""
+    healthy = {e.member_id or e.endpoint for e in endpoints if e.healthy}
+    total = max((e.members for e in endpoints if e.members), default=len(endpoints))
+    return len(healthy), total
 
 
 async def endpoint_status(
@@ -652,12 +665,20 @@ async def endpoint_status(
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.PERMISSION_DENIED:
                     raise
+            members = 0
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                listed = await rpc.ClusterStub(channel).MemberList(
+                    rpc.MemberListRequest(), metadata=metadata
+                )
+                members = len(listed.members)
         return EndpointStatus(
             endpoint=target,
             healthy=True,
             is_leader=status.leader == status.header.member_id,
             raft_term=int(status.raftTerm),
             revision=int(status.header.revision),
+            member_id=int(status.header.member_id),
+            members=members,
         )
     except (grpc.aio.AioRpcError, TimeoutError, OSError) as exc:
         with contextlib.suppress(Exception):

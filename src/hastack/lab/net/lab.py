@@ -338,6 +338,8 @@ class Lab(Harness):
         for name in t.namespaces():
             self._created("namespaces", name)
             links.create_namespace(name)
+            if name != t.hub:
+                links.ignore_linkdown_routes(name)
         for h in t.hosts():
             self._created("netns_etc", h.namespace)
             links.write_hosts_file(h.namespace, t.hosts_file(h.name), h.name)
@@ -354,7 +356,11 @@ class Lab(Harness):
     # ---- what the harness needs -------------------------------------------------------------
 
     def etcd_members(self) -> list[EtcdMember]:
-        return [EtcdMember(h.name, h.address, secure=self.secure) for h in self.controllers()]
+        # On every link (docs/connectivity.md): one cut cable leaves the members connected.
+        return [
+            EtcdMember(h.name, h.address, secure=self.secure, more_hosts=h.addresses[1:])
+            for h in self.controllers()
+        ]
 
     def agent_nodes(self) -> list[AgentNode]:
         return [
