@@ -29,6 +29,7 @@ PURE = [
     SRC / "executor" / "throttle.py",
     SRC / "executor" / "transitions.py",
     SRC / "galera",
+    SRC / "rabbitmq",
     SRC / "checkers",
     SRC / "compute" / "evacuation.py",
 ]
@@ -42,7 +43,8 @@ FORBIDDEN = {
     "hastack.membership.lease", "hastack.membership.election", "hastack.store.snapshot",
     "hastack.proxy", "hastack.fencing", "hastack.eventlog", "hastack.ops.cluster",
     "hastack.ops.configure", "hastack.ops.requests", "hastack.ops.status",
-    "hastack.ops.simulate", "hastack.ops.resources", "novaclient", "keystoneauth1",
+    "hastack.ops.simulate", "hastack.ops.resources", "hastack.ops.nodes", "hastack.ops.rabbitmq",
+    "novaclient", "keystoneauth1",
     "hastack.compute.evacuator", "hastack.compute.nova", "hastack.compute.fence_step",
 }  # fmt: skip
 
@@ -52,7 +54,14 @@ FORBIDDEN = {
 LAB_FRONT_ENDS = {"cli/main.py", "cli/cluster_cmd.py", "cli/lab_cmd.py", "cli/client.py"}
 
 # The import names of the `lab` extra's distributions.
-IMPORT_NAMES = {"aio-pika": "aio_pika", "matplotlib": "matplotlib"}
+IMPORT_NAMES = {
+    "aio-pika": "aio_pika",
+    "matplotlib": "matplotlib",
+    "oslo.messaging": "oslo_messaging",
+    "oslo.cache": "oslo_cache",
+    "dogpile.cache": "dogpile",
+    "pymemcache": "pymemcache",
+}
 
 
 def _files() -> list[Path]:
@@ -129,7 +138,9 @@ def test_pure_modules_import_no_io() -> None:
 
 def test_the_product_does_not_import_the_lab_or_its_extra() -> None:
     lab_only = _lab_extra()
-    assert lab_only == {"aio_pika", "matplotlib"}
+    assert lab_only == {
+        "aio_pika", "matplotlib", "oslo_messaging", "oslo_cache", "dogpile", "pymemcache",
+    }  # fmt: skip
     assert all((SRC / f).exists() for f in LAB_FRONT_ENDS), "a front end moved: update the list"
     imports = {p.relative_to(SRC).as_posix(): _imports_of(p) for p in sorted(SRC.rglob("*.py"))}
     assert _lab_offenders(imports, lab_only) == []
@@ -139,8 +150,10 @@ def test_the_product_runs_without_the_lab_extra() -> None:
     """The `hastack` command and the agent start with aio-pika and matplotlib missing."""
     code = (
         "import sys\n"
-        "sys.modules.update({'aio_pika': None, 'matplotlib': None})\n"
+        "sys.modules.update({m: None for m in ('aio_pika', 'matplotlib', 'oslo_messaging',"
+        " 'oslo_cache', 'oslo_config', 'dogpile', 'pymemcache')})\n"
         "import hastack.cli.main, hastack.agent, hastack.lab.scenario, hastack.lab.workloads\n"
+        "import hastack.lab.net.demo_api\n"
         "sys.exit(hastack.cli.main.main(['--help']))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=False)
@@ -224,5 +237,15 @@ def test_every_command_is_registered_by_the_module_named_for_it() -> None:
 def test_native_agents_are_found_by_their_names() -> None:
     from hastack.executor.agents import NATIVE
 
-    assert sorted(NATIVE) == ["evacuator", "galera", "haproxy", "ping", "proxy", "service", "vip"]
+    assert sorted(NATIVE) == [
+        "evacuator",
+        "galera",
+        "haproxy",
+        "memcached",
+        "ping",
+        "proxy",
+        "rabbitmq",
+        "service",
+        "vip",
+    ]
     assert all(cls.name == name for name, cls in NATIVE.items())

@@ -4,9 +4,11 @@ and the refusal without root. No privileges needed."""
 from __future__ import annotations
 
 import ipaddress
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hastack.lab.net.lab import FAST_TIMINGS, Lab, LabError
 from hastack.lab.net.topology import (
@@ -17,6 +19,8 @@ from hastack.lab.net.topology import (
     parse_partition,
     render_ruleset,
 )
+from hastack.lab.scenario import _substitute, load_scenario
+from hastack.model.config import parse_cluster_config
 
 
 def topo(links: int = 1, computes: int = 1) -> Topology:
@@ -103,6 +107,21 @@ def test_without_root_the_lab_says_so_and_points_to_the_loopback_cluster(
     monkeypatch.setattr(lab.os, "geteuid", lambda: 1000)
     with pytest.raises(lab.LabError, match=r"needs root.*hastack cluster up"):
         lab.require_root()
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((Path(__file__).parent.parent / "scenarios").glob("*.yaml")),
+    ids=lambda p: p.stem,
+)
+def test_every_scenario_is_one_config_apply_accepts(path: Path) -> None:
+    """The lab applies a scenario's cluster part as `hastack config apply` would: a node a
+    constraint or a fencing level names must be listed under `nodes` (found only when the
+    lab was up, minutes into a run, before this test)."""
+    scenario = load_scenario(path)
+    names = {"net0": "10.251.0", "vip": "10.251.0.100", "python": sys.executable}
+    cluster = _substitute(scenario.cluster, names)
+    parse_cluster_config(yaml.safe_dump(cluster), str(path))
 
 
 def _lab(computes: int) -> Lab:

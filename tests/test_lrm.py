@@ -124,6 +124,69 @@ async def test_a_resource_removed_while_its_probe_asks_for_metadata(harness: Har
         await asyncio.gather(loop, return_exceptions=True)
 
 
+# A clone: not exclusive, so self-fencing leaves it running unless its agent says otherwise.
+CLONED = parse_cluster_config(
+    """\
+resources:
+  - clone: keep-clone
+    resource: {primitive: keep, agent: "ocf:test:scripted"}
+""",
+    "test.yaml",
+)
+
+
+class Isolating(Scripted):
+    """A scripted agent that asks to be stopped when its node loses its membership."""
+
+    def stop_when_isolated(self, params: object) -> bool:
+        return True
+
+
+async def test_what_must_not_outlive_an_isolation_is_stopped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = Harness(monkeypatch)
+    h.driver = Isolating()
+    h.driver.answers = {"start": OcfRc.SUCCESS, "stop": OcfRc.SUCCESS}
+    h.lrm.set_config(CLONED, revision=3)
+    loop = asyncio.create_task(h.lrm.run())
+    try:
+        await h.until(lambda r: "keep" in r.probed)
+        h.lrm.set_target(NodeTarget(1, 3, {"keep:0": Role.STARTED}), dc_epoch=1, revision=9)
+        await h.until(
+            lambda r: "keep:0" in r.resources and r.resources["keep:0"].role is Role.STARTED
+        )
+        assert await h.lrm.stop_isolated() == ["keep:0"]
+        stopped = await h.until(
+            lambda r: "keep:0" in r.resources and r.resources["keep:0"].role is Role.STOPPED
+        )
+        assert stopped.resources["keep:0"].last_op is not None
+        assert stopped.resources["keep:0"].last_op.op == "stop"
+        assert h.lrm.target is None  # no DC's word counts until the node rejoins
+        assert await h.lrm.stop_isolated() == []  # nothing left to stop
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_an_ordinary_resource_outlives_an_isolation(harness: Harness) -> None:
+    h = harness
+    h.driver.answers = {"start": OcfRc.SUCCESS}
+    h.lrm.set_config(CLONED, revision=3)
+    loop = asyncio.create_task(h.lrm.run())
+    try:
+        await h.until(lambda r: "keep" in r.probed)
+        h.lrm.set_target(NodeTarget(1, 3, {"keep:0": Role.STARTED}), dc_epoch=1, revision=9)
+        await h.until(
+            lambda r: "keep:0" in r.resources and r.resources["keep:0"].role is Role.STARTED
+        )
+        assert await h.lrm.stop_isolated() == []
+        assert [c.op for c in h.driver.calls] == ["monitor", "start"]
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
 DISCOVERY = """\
 nodes: [{node: n1}, {node: n2}]
 resources:

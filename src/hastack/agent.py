@@ -807,8 +807,16 @@ class Agent:
             self._self_fence = asyncio.get_running_loop().create_task(
                 self._release_exclusive(deadline), name="self-fence"
             )
+        asyncio.get_running_loop().create_task(self._stop_isolated(), name="stop-isolated")
         if self._on_membership_lost is not None:
             self._on_membership_lost(reason)
+
+    async def _stop_isolated(self) -> None:
+        """Stop what must not outlive an isolation (a cache: docs/memcached.md)."""
+        stopped = await self.lrm.stop_isolated()
+        if stopped:
+            log.warning("isolated: stopped %s", ", ".join(stopped))
+            self.events.record("isolation-stopped", resources=stopped)
 
     async def _release_exclusive(self, deadline: float) -> bool:
         held = sorted(self.guard.held)

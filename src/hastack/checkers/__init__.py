@@ -14,6 +14,7 @@ the availability timeline for people (`hastack.lab.plot`).
 """
 
 from hastack.checkers.availability import Outage, check_availability
+from hastack.checkers.cache import check_cache_service, check_stale_reads
 from hastack.checkers.galera import (
     check_bootstrap,
     check_recovery,
@@ -24,6 +25,7 @@ from hastack.checkers.history import CheckResult, Op, pair_ops, parse_history
 from hastack.checkers.instances import LogLine, check_instances, parse_log
 from hastack.checkers.overlap import check_exclusive, dead_events
 from hastack.checkers.queue import check_total_queue
+from hastack.checkers.rabbitmq import check_publish_resume, check_rabbitmq_rejoin, check_rpc
 from hastack.checkers.sets import check_set
 from hastack.checkers.steady import check_alert, check_steady
 from hastack.checkers.writers import Tenure, check_minority, check_writer_moved, check_writers
@@ -37,12 +39,17 @@ __all__ = [
     "check_alert",
     "check_availability",
     "check_bootstrap",
+    "check_cache_service",
     "check_exclusive",
     "check_instances",
     "check_minority",
+    "check_publish_resume",
+    "check_rabbitmq_rejoin",
     "check_recovery",
     "check_rejoin",
+    "check_rpc",
     "check_set",
+    "check_stale_reads",
     "check_steady",
     "check_total_queue",
     "check_writer_moved",

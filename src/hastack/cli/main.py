@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "simulate": "hastack.cli.simulate_cmd",
     "fence": "hastack.cli.fence_cmd",
     "galera": "hastack.cli.galera_cmd",
+    "rabbitmq": "hastack.cli.rabbitmq_cmd",
     "cluster": "hastack.cli.cluster_cmd",
     "init": "hastack.cli.init_cmd",
     "agent": "hastack.cli.agent_cmd",

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from hastack.cli import rabbitmq_cmd
 from hastack.cli.client import add_client_options, resolve_client
 from hastack.errors import HastackError
 from hastack.model.config import Primitive, Role, constraint_references
@@ -210,7 +211,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_client_options(show)
     show.set_defaults(func=cmd_show)
 
-    node = sub.add_parser("node", help="standby, unstandby, maintenance, unmaintenance")
+    node = sub.add_parser("node", help="standby, unstandby, maintenance, unmaintenance, remove")
     nsub = node.add_subparsers(dest="node_command", required=True, metavar="COMMAND")
     for name, flag, value, helptext in (
         ("standby", "standby", True, "move every resource off NODE and keep it empty"),
@@ -222,3 +223,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.add_argument("node", metavar="NODE")
         add_client_options(p)
         p.set_defaults(func=_node_flag(flag, value))
+    rabbitmq_cmd.register_node_remove(nsub)

@@ -687,6 +687,32 @@ class LocalResourceManager:
                     await asyncio.gather(*work)
         return not self.guard.held
 
+    def _isolation_stop(self, inst: Instance) -> bool:
+        placement = self._placements.get(inst.primitive)
+        if placement is None or self.exclusive_name(inst) is not None:
+            return False
+        try:
+            driver = self._driver(inst.primitive)
+        except UnknownAgent:
+            return False
+        return driver.stop_when_isolated(placement.primitive.params)
+
+    async def stop_isolated(self) -> list[str]:
+        """The node lost its membership: stop what must not outlive an isolation although it
+        is not exclusive (`Driver.stop_when_isolated`). The instances stopped."""
+        work, names = [], []
+        if any(self._isolation_stop(inst) for inst in self.instances.values()):
+            self.target = None  # as in self-fencing: no DC's word counts until we rejoin
+        for inst in list(self.instances.values()):
+            if inst.report.blocked or inst.report.role is Role.STOPPED:
+                continue
+            if self._isolation_stop(inst):
+                work.append(self._self_fence_one(inst, "stop"))
+                names.append(inst.name)
+        if work:
+            await asyncio.gather(*work)
+        return names
+
     async def _self_fence_one(self, inst: Instance, op: TargetOp) -> None:
         # A running operation ends first (it is bounded by its own timeout).
         async with inst.lock:

@@ -20,10 +20,11 @@ A scenario is a YAML file (`scenarios/*.yaml`):
 
 Node selectors: a host name, `@holder:RESOURCE` (where it runs now), `@writer:BACKEND` (the
 active server of a sticky proxy backend — the Galera writer — as the proxy on the VIP's
-holder last recorded it), `@dc`, `@random` (a random controller that is up), `@crashed`
-(every host crashed by this run), `@paused`, `@cut` (every host with a link down),
-`@etcd-leader` (the host of the raft leader), and in partitions `@rest` (every node not named
-in another group).
+holder last recorded it), `@leader:QUEUE` (the node of a RabbitMQ quorum queue's leader,
+from the agents' reports), `@dc`, `@random` (a random controller that is up), `@crashed`
+(every host crashed by this run), `@one-crashed` (one of them at random), `@paused`, `@cut`
+(every host with a link down), `@etcd-leader` (the host of the raft leader), and in
+partitions `@rest` (every node not named in another group).
 
 A run writes one results folder: `history.jsonl` (the clients' operations), `nemesis.jsonl`
 (faults, with times), `status.jsonl` (cluster status every 250 ms), `observed-exclusive.jsonl`
@@ -59,11 +60,16 @@ from hastack.checkers import (
     check_alert,
     check_availability,
     check_bootstrap,
+    check_cache_service,
     check_exclusive,
     check_minority,
+    check_publish_resume,
+    check_rabbitmq_rejoin,
     check_recovery,
     check_rejoin,
+    check_rpc,
     check_set,
+    check_stale_reads,
     check_steady,
     check_total_queue,
     check_writer_moved,
@@ -110,7 +116,7 @@ class LabSpec(Spec):
 
 
 class WorkloadSpec(Spec):
-    kind: Literal["http", "etcd-set", "amqp-queue", "mysql-set"]
+    kind: Literal["http", "etcd-set", "amqp-queue", "cache-kv", "rpc", "mysql-set"]
     name: Name | None = None
     clients: int = pydantic.Field(default=2, ge=1, le=64)
     rate: float = pydantic.Field(default=10.0, gt=0, le=1000)  # per client, ops per second
@@ -122,14 +128,23 @@ class WorkloadSpec(Spec):
     urls: list[str] = pydantic.Field(default_factory=list)  # amqp-queue: the brokers
     queue: Name = "hastack-lab"  # amqp-queue
     consumers: int = pydantic.Field(default=1, ge=0, le=16)  # amqp-queue
+    keys: int = pydantic.Field(default=10, ge=1, le=1000)  # cache-kv: keys per client
+    write_every: int = pydantic.Field(default=5, ge=2, le=1000)  # cache-kv
+    transport_url: str | None = None  # rpc: oslo.messaging's, every broker listed
+    consumed: str | None = None  # rpc: where the servers record consumed notifications
+    notify_rate: float = pydantic.Field(default=5.0, ge=0, le=100)  # rpc
+    recommended: bool = False  # rpc: the README's oslo.messaging settings
+    options: dict[str, Any] = pydantic.Field(default_factory=dict)  # rpc: [oslo_messaging_rabbit]
     # mysql-set: judge "one node takes the writes at a time" on this workload's writes (false
     # for clients that write to one node's own address on purpose, e.g. a minority's)
     one_writer: bool = True
 
     @pydantic.model_validator(mode="after")
     def _target(self) -> WorkloadSpec:
-        if self.kind in ("http", "mysql-set") and not self.url:
+        if self.kind in ("http", "cache-kv", "mysql-set") and not self.url:
             raise ValueError(f"a {self.kind} workload needs url")
+        if self.kind == "rpc" and not (self.transport_url and self.consumed):
+            raise ValueError("an rpc workload needs transport-url and consumed")
         if self.kind == "amqp-queue" and not self.urls:
             raise ValueError("an amqp-queue workload needs urls")
         return self
@@ -137,7 +152,7 @@ class WorkloadSpec(Spec):
 
 NemesisOp = Literal[
     "crash", "start", "kill", "pause", "resume", "partition", "heal", "netem", "link-down",
-    "link-up", "galera-bootstrap",
+    "link-up", "remove", "galera-bootstrap",
 ]  # fmt: skip
 
 
@@ -158,10 +173,17 @@ class NemesisStep(Spec):
 class Expect(Spec):
     max_outage: Duration | None = None  # every fault recovered from within this
     recovered: bool = True  # the service answers again after every fault
-    # Galera: a booted node's instance Promoted again within this, having joined by this
-    # kind of state transfer ("any": not judged).
+    publish_resume: Duration | None = None  # amqp-queue: each producer confirms again within
+    # A booted node back within this: hastack:rabbitmq, with every quorum queue at
+    # quorum-size members again; Galera, its instance Promoted again, having joined by
+    # rejoin-by ("any": not judged).
     rejoin: Duration | None = None
     rejoin_by: Literal["IST", "SST", "any"] = "IST"
+    quorum_size: int = 3  # members every quorum queue must have again
+    p99_allowance: Duration = 0.5  # cache-kv: p99 may grow by this much (one socket timeout)
+    hit_ratio_within: Duration | None = None  # cache-kv: hit ratio ≥ 90 % again within
+    rpc_timeouts: int | None = 1  # rpc: MessagingTimeouts allowed per fault
+    rpc_recover: Duration | None = None  # rpc: calls succeed again within this of a fault
     # Galera after a whole-cluster power loss: bootstrapped from the highest recovered
     # position, with its cluster UUID, and writable within this of the last boot.
     recovery: Duration | None = None
@@ -323,6 +345,9 @@ class Runner:
         self.names["power"] = str(lab.power_registry)
         self.names["labdir"] = str(lab.directory)
         self.names["controllers"] = ",".join(h.name for h in lab.controllers())
+        self.names["etcd"] = ",".join(lab.endpoints())
+        self.names["client"] = str(lab.client_config)  # cluster + etcd block, TLS files and all
+        self.names["results"] = str(results)
         self.nova = NovaRun(scenario.nova, lab, results) if scenario.nova else None
         if self.nova is not None:
             self.names.update(self.nova.names())
@@ -337,7 +362,19 @@ class Runner:
         self.booted: dict[str, float] = {}  # node -> wall time of its last boot
         self.notes: list[str] = []
 
+    @property
+    def has_rabbitmq(self) -> bool:
+        return '"hastack:rabbitmq"' in json.dumps(self.config)
+
     # ---- selectors ------------------------------------------------------------------------
+
+    def leader(self, queue: str) -> str | None:
+        """The node of a quorum queue's leader, from the RabbitMQ agents' latest reports."""
+        for entry in ((self.feed.latest or {}).get("rabbitmq") or []) if self.feed else []:
+            for q in entry.get("queues") or []:
+                if q.get("name") == queue and q.get("leader"):
+                    return str(q["leader"]).partition("@")[2] or None
+        return None
 
     def holder(self, resource: str) -> str | None:
         if resource in self.vips:
@@ -399,6 +436,11 @@ class Runner:
             if found is None:
                 raise LabError(f"{selector}: the resource runs nowhere right now")
             return [found]
+        if selector.startswith("@leader:"):
+            found = self.leader(selector.removeprefix("@leader:"))
+            if found is None:
+                raise LabError(f"{selector}: no report names that queue's leader")
+            return [found]
         if selector == "@dc":
             dc = (self.feed.latest or {}).get("dc_node") if self.feed else None
             if not dc:
@@ -409,6 +451,8 @@ class Runner:
             return [random.choice(up)]
         if selector == "@crashed":
             return sorted(self.crashed)
+        if selector == "@one-crashed":  # one of them, at random: boots in random order
+            return [random.choice(sorted(self.crashed))] if self.crashed else []
         if selector == "@etcd-leader":  # the host of the etcd member that leads raft
             report = (self.feed.latest or {}) if self.feed else {}
             led = {str(e["endpoint"]).rsplit(":", 1)[0]
@@ -446,7 +490,7 @@ class Runner:
         lab = self.lab
         targets = self.select(step.node) if step.node else []
         if step.op in ("crash", "start", "kill", "pause", "resume", "netem", "link-down",
-                       "link-up", "galera-bootstrap") and not targets:  # fmt: skip
+                       "link-up", "remove", "galera-bootstrap") and not targets:  # fmt: skip
             self.say(f"  nemesis: {step.op}: no node matches {step.node!r}, skipped")
             return
         for node in targets:
@@ -470,6 +514,8 @@ class Runner:
                     lab.delay(node, step.delay * 1000.0, step.jitter * 1000.0)
             elif step.op in ("link-down", "link-up"):
                 lab.link(node, step.link, up=step.op == "link-up")
+            elif step.op == "remove":
+                lab.remove_node(node)
             elif step.op == "galera-bootstrap":
                 done = lab.operator("galera", "bootstrap", node, "--force", "--yes")
                 said = (done.stdout + done.stderr).strip().splitlines()
@@ -588,7 +634,9 @@ class Runner:
         nemesis_offset = lab.nemesis_path.stat().st_size if lab.nemesis_path.exists() else 0
         longest = max(w.duration + w.final_timeout for w in s.workloads)
         bound = s.ready_timeout + longest + s.settle + 60.0
-        self.feed = StatusFeed(lab, bound, 0.25, record_to=results / "status.jsonl")
+        self.feed = StatusFeed(
+            lab, bound, 0.25, record_to=results / "status.jsonl", rabbitmq=self.has_rabbitmq
+        )
         workers: ProcessRecord | None = None
         started_at = time.time()
         try:
@@ -656,9 +704,11 @@ class Runner:
             if self.nova is not None:
                 self.nova.stop()
         ended_at = time.time()
-        with lab.nemesis_path.open() as f:
-            f.seek(nemesis_offset)
-            run_nemesis = f.read()
+        run_nemesis = ""
+        if lab.nemesis_path.exists():  # nothing is logged when every nemesis step failed
+            with lab.nemesis_path.open() as f:
+                f.seek(nemesis_offset)
+                run_nemesis = f.read()
         (results / "nemesis.jsonl").write_text(run_nemesis)
         self.collect_logs()
         checks = self.check(started_at, ended_at)
@@ -758,6 +808,34 @@ class Runner:
             checks.append(check_set([e for e in history if _of(e, etcd)]))
         if any(e.get("f") == "enqueue" for e in history):
             checks.append(check_total_queue(history))
+            checks.append(
+                check_publish_resume(
+                    history, nemesis, end_of_run=ended_at, max_outage=s.expect.publish_resume
+                )
+            )
+        if any(w.kind == "cache-kv" for w in s.workloads):
+            kv = [e for e in history if e.get("f") in ("read", "write")]
+            checks.append(check_stale_reads(kv))
+            checks.append(
+                check_cache_service(
+                    kv, nemesis, p99_allowance=s.expect.p99_allowance,
+                    recover_within=s.expect.hit_ratio_within,
+                )
+            )  # fmt: skip
+        if any(w.kind == "rpc" for w in s.workloads):
+            checks.append(
+                check_rpc(
+                    history, nemesis, max_timeouts=s.expect.rpc_timeouts,
+                    recover_within=s.expect.rpc_recover,
+                )
+            )  # fmt: skip
+        if self.has_rabbitmq:
+            statuses = [json.loads(x) for x in _lines(results / "status.jsonl")]
+            checks.append(
+                check_rabbitmq_rejoin(
+                    statuses, nemesis, size=s.expect.quorum_size, within=s.expect.rejoin
+                )
+            )
         if self.nova is not None:
             checks += self.nova.check(nemesis, results / "agents")
         for primitive in galera_primitives(self.config):

@@ -19,6 +19,8 @@ Kinds (add one by subclassing `Workload` and listing it in `KINDS`):
     etcd-set   add unique elements as etcd keys, read them all back at the end (set checker)
     amqp-queue publish unique integers to a RabbitMQ quorum queue with publisher confirms,
                consume them meanwhile, drain the rest at the end (total-queue checker)
+    cache-kv   versioned keys through the demo API's cache-aside path (stale-read checker)
+    rpc        oslo.messaging call()s and notifications (rpc and total-queue checkers)
     mysql-set  insert unique rows through a MySQL address (the VIP and the proxy), each row
                naming the node that executed it; read them all back at the end on a fresh
                connection (set and writers checkers)
@@ -46,16 +48,19 @@ from hastack.store import EtcdStore
 
 __all__ = [
     "KINDS",
+    "CacheWorkload",
     "History",
     "HttpWorkload",
     "MysqlSetWorkload",
     "QueueWorkload",
+    "RpcWorkload",
     "SetWorkload",
     "Workload",
     "run_workloads",
 ]
 
 MAX_DURATION = 600.0
+RECENT = 5.0  # seconds a broker that failed a client is tried last
 MAX_OPS = 100_000
 
 
@@ -63,6 +68,7 @@ class History:
     """Append-only JSON lines; one write per line so a killed client leaves whole lines."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, process: str, type_: str, f: str, value: Any, **extra: Any) -> None:
@@ -269,16 +275,30 @@ class QueueWorkload(Workload):
         self.final_timeout = float(spec.get("final-timeout", 60.0))
         self.setup_timeout = float(spec.get("setup-timeout", 60.0))
         self._next_url = 0
+        self._failed: dict[str, float] = {}  # url -> when a connection to it last failed
+        self._urls_of: dict[int, str] = {}  # id(connection) -> its url
         self._producers: dict[int, tuple[Any, Any]] = {}  # client -> (connection, channel)
         self._amqp = _aio_pika()
 
     def _url(self) -> str:
-        url = self.urls[self._next_url % len(self.urls)]
-        self._next_url += 1
-        return url
+        """The next broker in turn, skipping those that failed in the last few seconds (a
+        client whose broker died should not try it again first), unless all did."""
+        now = time.monotonic()
+        for _ in range(len(self.urls)):
+            url = self.urls[self._next_url % len(self.urls)]
+            self._next_url += 1
+            if now - self._failed.get(url, -RECENT) >= RECENT:
+                return url
+        return self.urls[self._next_url % len(self.urls)]
 
     async def _open(self) -> tuple[Any, Any]:
-        connection = await self._amqp.connect(self._url(), timeout=self.timeout)
+        url = self._url()
+        try:
+            connection = await self._amqp.connect(url, timeout=self.timeout)
+        except BaseException:
+            self._failed[url] = time.monotonic()
+            raise
+        self._urls_of[id(connection)] = url
         try:
             channel = await connection.channel(publisher_confirms=True)
             await channel.declare_queue(
@@ -328,6 +348,7 @@ class QueueWorkload(Workload):
         except Exception as exc:
             # Sent, but no confirm: it may or may not be in the queue.
             self._producers.pop(client, None)
+            self._failed[self._urls_of.get(id(link[0]), "")] = time.monotonic()
             with contextlib.suppress(Exception):
                 await link[0].close()
             return "info", value, {"error": str(exc) or type(exc).__name__}
@@ -347,6 +368,8 @@ class QueueWorkload(Workload):
                     queue = await channel.get_queue(self.queue, ensure=False)
                 message = await queue.get(no_ack=False, fail=False, timeout=self.timeout)
             except Exception:
+                if connection is not None:
+                    self._failed[self._urls_of.get(id(connection), "")] = time.monotonic()
                 connection = None
                 await asyncio.sleep(0.2)
                 continue
@@ -389,6 +412,154 @@ class QueueWorkload(Workload):
         for connection, _ in self._producers.values():
             with contextlib.suppress(Exception):
                 await connection.close()
+
+
+class CacheWorkload(HttpWorkload):
+    """Versioned keys read and written through the API's cache-aside path (`/kv/KEY`).
+
+    Client c owns keys `c<c>-<i>` (i < `keys`) and is the only one to write them, one
+    operation at a time: every `write-every`-th operation writes the next version of one of
+    its keys (`write`, value {key, version}); the others read one (`read`, the completion's
+    value is the version read, with the cache's `hit`/`miss`). A read that returns an older
+    version than one its own client had acknowledged is *stale* (the stale-read checker): no
+    concurrency can excuse it.
+    """
+
+    kind: ClassVar[str] = "cache-kv"
+
+    def __init__(self, spec: Mapping[str, Any], allow: Sequence[ipaddress.IPv4Network]) -> None:
+        super().__init__(spec, allow)
+        self.keys = int(spec.get("keys", 10))
+        self.write_every = max(2, int(spec.get("write-every", 5)))
+        self._versions: dict[str, int] = {}
+
+    def invocation(self, client: int, n: int) -> tuple[str, Any]:
+        # Every key is written once first; then writes go round the keys in turn.
+        if n < self.keys or n % self.write_every == 0:
+            key = f"c{client}-{n if n < self.keys else (n // self.write_every) % self.keys}"
+            version = self._versions.get(key, 0) + 1
+            self._versions[key] = version
+            return "write", {"key": key, "version": version}
+        return "read", {"key": f"c{client}-{(n * 7) % self.keys}"}
+
+    async def perform(self, f: str, value: Any) -> tuple[str, Any, dict[str, Any]]:
+        path = f"{self.path.rstrip('/')}/kv/{value['key']}"
+        if f == "write":
+            path += f"?set={value['version']}"
+        writer = None
+        try:
+            async with asyncio.timeout(self.timeout):
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+                request = f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nConnection: close\r\n\r\n"
+                writer.write(request.encode())
+                await writer.drain()
+                raw = await reader.read()
+        except TimeoutError:
+            return "info" if f == "write" else "fail", value, {"error": "timeout"}
+        except OSError as exc:
+            return "info" if f == "write" else "fail", value, {"error": exc.strerror or "error"}
+        finally:
+            if writer is not None:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        try:
+            status = int(head.split(b" ", 2)[1])
+            answer = json.loads(body)
+        except (IndexError, ValueError):
+            return "info" if f == "write" else "fail", value, {"error": "bad response"}
+        if status != 200:
+            kind = "fail" if f == "read" or status == 400 else "info"
+            return kind, value, {"error": f"HTTP {status}: {answer.get('error', '')}"[:200]}
+        extra = {"node": answer.get("node", ""), "ms": answer.get("ms")}
+        if f == "write":
+            return "ok", value, extra
+        read = {"key": value["key"], "version": answer.get("version"), "cache": answer.get("cache")}
+        return "ok", read, extra
+
+
+class RpcWorkload(Workload):
+    """OpenStack's own client: oslo.messaging `call()`s (`call`: ok with the answer, `fail`
+    with the exception's name, e.g. MessagingTimeout) by `clients` callers at `rate`, and
+    notifications at `notify-rate` from one notifier (recorded as `enqueue`: ok once the
+    broker confirmed). At the end, every notification the servers consumed (the files they
+    write under `consumed`) is read back as one `drain`, so the total-queue checker judges
+    notifications like any queue."""
+
+    kind: ClassVar[str] = "rpc"
+
+    def __init__(self, spec: Mapping[str, Any], allow: Sequence[ipaddress.IPv4Network]) -> None:
+        super().__init__(spec, allow)
+        self.url = str(spec["transport-url"])
+        for part in urllib.parse.urlsplit(self.url).netloc.split(","):
+            self.check_target(part.rpartition("@")[2].rsplit(":", 1)[0])
+        self.consumed = Path(str(spec["consumed"]))
+        self.notify_rate = float(spec.get("notify-rate", 5.0))
+        self.final_timeout = float(spec.get("final-timeout", 60.0))
+        self.options = dict(spec.get("options") or {})
+        self._client: Any = None
+
+    async def setup(self) -> None:
+        try:
+            from hastack.lab.net import rpc  # noqa: PLC0415 (the lab extra)
+        except ImportError:
+            raise ValueError(
+                "the rpc workload needs oslo.messaging, from the lab extra: pip install -e '.[lab]'"
+            ) from None
+        options = (
+            {**rpc.RECOMMENDED, **self.options} if self.spec.get("recommended") else self.options
+        )
+        self._client = await asyncio.to_thread(rpc.Client, self.url, options, self.timeout)
+
+    def invocation(self, client: int, n: int) -> tuple[str, Any]:
+        return "call", client * 1_000_000 + n
+
+    async def perform(self, f: str, value: Any) -> tuple[str, Any, dict[str, Any]]:
+        try:
+            answer = await asyncio.to_thread(self._client.call, value)
+        except Exception as exc:
+            return "fail", value, {"error": type(exc).__name__}
+        return "ok", value, {"node": str(answer.get("host", ""))}
+
+    async def background(self, history: History, deadline: float) -> None:
+        process = f"{self.name}-notify"
+        interval = 1.0 / self.notify_rate if self.notify_rate > 0 else deadline
+        n = 0
+        while time.monotonic() < deadline and n < self.max_ops:
+            started = time.monotonic()
+            value = 9_000_000 + n
+            n += 1
+            history.write(process, "invoke", "enqueue", value)
+            try:
+                await asyncio.to_thread(self._client.notify, value)
+            except Exception as exc:
+                history.write(process, "info", "enqueue", value, error=type(exc).__name__)
+            else:
+                history.write(process, "ok", "enqueue", value)
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def finish(self, history: History) -> None:
+        from hastack.lab.net.rpc import consumed_values  # noqa: PLC0415 (the lab extra)
+
+        process = f"{self.name}-drain"
+        history.write(process, "invoke", "drain", None)
+        deadline = time.monotonic() + self.final_timeout
+        confirmed = set()
+        for line in Path(history.path).read_text().splitlines():
+            entry = json.loads(line)
+            if entry.get("f") == "enqueue" and entry.get("type") == "ok":
+                confirmed.add(entry["value"])
+        while True:
+            values = consumed_values(self.consumed)
+            if confirmed <= set(values) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        history.write(process, "ok", "drain", values)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await asyncio.to_thread(self._client.close)
 
 
 class MysqlSetWorkload(Workload):
@@ -568,7 +739,15 @@ def _mysql_error(exc: BaseException) -> str:
 
 
 KINDS: dict[str, type[Workload]] = {
-    w.kind: w for w in (HttpWorkload, SetWorkload, QueueWorkload, MysqlSetWorkload)
+    w.kind: w
+    for w in (
+        HttpWorkload,
+        SetWorkload,
+        QueueWorkload,
+        CacheWorkload,
+        RpcWorkload,
+        MysqlSetWorkload,
+    )
 }
 
 

@@ -24,6 +24,8 @@ class Keys:
     <root>/<cluster>/fencing/<node>    fencing history
     <root>/<cluster>/requests/cleanup/<id>  an operator's cleanup request, on a short lease
     <root>/<cluster>/evacuate/<node>   a fenced compute's evacuation record (docs/compute.md)
+    <root>/<cluster>/removed/<node>    the operator declared the node gone (`hastack node remove`)
+    <root>/<cluster>/rabbitmq/<rsc>/...  the hastack:rabbitmq agent's records (docs/rabbitmq.md)
     <root>/.audit/<cluster>/head       the newest audit record's sequence number
     <root>/.audit/<cluster>/log/<seq>  one record per configuration change (docs/security.md):
                                        beside the cluster prefix, so what watches it never
@@ -98,6 +100,16 @@ class Keys:
 
     def cleanup_request(self, request_id: str) -> str:
         return self.cleanup_requests + request_id
+
+    @property
+    def removals(self) -> str:
+        return self.prefix + "removed/"
+
+    def removed(self, node: str) -> str:
+        return self.removals + node
+
+    def rabbitmq(self, resource: str) -> str:
+        return self.prefix + f"rabbitmq/{resource}/"
 
     @property
     def audit_head(self) -> str:

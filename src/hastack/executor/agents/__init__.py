@@ -1,6 +1,6 @@
 """Resource agents by class: `ocf:PROVIDER:TYPE` scripts, hastack's native `hastack:TYPE`
-(vip, service, proxy, haproxy, galera, evacuator, ping) and systemd units (`systemd:UNIT`, through
-systemd's D-Bus API).
+(vip, service, proxy, haproxy, galera, evacuator, ping, rabbitmq, memcached) and systemd units
+(`systemd:UNIT`, through systemd's D-Bus API).
 
 A native agent's module is imported the first time a resource needs it: the proxy agent
 brings the whole proxy (uvloop, httptools, aiomysql, prometheus_client), the VIP agent
@@ -65,6 +65,8 @@ NATIVE: Mapping[str, type[NativeAgent]] = _NativeAgents(
         "galera": "hastack.executor.agents.galera:GaleraAgent",
         "evacuator": "hastack.executor.agents.evacuator:EvacuatorAgent",
         "ping": "hastack.executor.agents.ping:PingAgent",
+        "rabbitmq": "hastack.executor.agents.rabbitmq:RabbitmqAgent",
+        "memcached": "hastack.executor.agents.memcached:MemcachedAgent",
     }
 )
 

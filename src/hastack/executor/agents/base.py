@@ -35,6 +35,12 @@ class Driver(ABC):
     async def metadata(self) -> AgentMetadata | None:
         """The agent's self-description, or None if it cannot give one (missing, broken)."""
 
+    def stop_when_isolated(self, params: Mapping[str, str]) -> bool:
+        """Must an instance with these parameters be stopped when its node loses its
+        membership, although it is not exclusive? (A cache that would otherwise come back
+        with values that changed while it was cut off: docs/memcached.md.)"""
+        return False
+
 
 class NativeAgent(Driver):
     """Base of hastack's own agents: async methods returning OCF codes.

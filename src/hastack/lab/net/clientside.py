@@ -25,8 +25,10 @@ from pathlib import Path
 from hastack.errors import HastackError
 from hastack.model.agent_config import ClientConfig, parse_client_config
 from hastack.model.config import parse_cluster_config
-from hastack.ops.cluster import open_cluster
+from hastack.ops.cluster import Cluster, open_cluster
 from hastack.ops.configure import apply_config, read_stored
+from hastack.ops.nodes import remove_node
+from hastack.ops.rabbitmq import rabbitmq_status
 from hastack.ops.status import StatusReport, collect_status
 from hastack.ops.status_text import render_text
 
@@ -37,20 +39,33 @@ def _client(path: str) -> ClientConfig:
     return parse_client_config(Path(path).read_text(), path)
 
 
-def _line(report: StatusReport) -> str:
+def _line(report: StatusReport, extra: dict[str, object] | None = None) -> str:
     data = report.to_json()
     data["mono"] = time.monotonic()
+    data.update(extra or {})
     return json.dumps(data, default=str, sort_keys=True)
 
 
-async def _watch(client: ClientConfig, interval: float, duration: float, timeout: float) -> None:
+async def _rabbitmq(cluster: Cluster) -> dict[str, object]:
+    """The RabbitMQ agents' records and reports (`hastack rabbitmq status --json`)."""
+    try:
+        return {"rabbitmq": [e.to_json() for e in await rabbitmq_status(cluster)]}
+    except (HastackError, OSError) as exc:
+        return {"rabbitmq_error": str(exc)}
+
+
+async def _watch(
+    client: ClientConfig, interval: float, duration: float, timeout: float, rabbitmq: bool
+) -> None:
     deadline = time.monotonic() + duration
-    while time.monotonic() < deadline:
-        started = time.monotonic()
-        report = await collect_status(client, timeout=timeout)
-        sys.stdout.write(_line(report) + "\n")
-        sys.stdout.flush()
-        await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+    async with open_cluster(client, timeout=timeout) as cluster:
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            report = await collect_status(client, timeout=timeout)
+            extra = await _rabbitmq(cluster) if rabbitmq else None
+            sys.stdout.write(_line(report, extra) + "\n")
+            sys.stdout.flush()
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
 
 async def _apply(client: ClientConfig, path: str) -> int:
@@ -64,10 +79,18 @@ async def _apply(client: ClientConfig, path: str) -> int:
     return 0
 
 
+async def _remove(client: ClientConfig, node: str) -> int:
+    """`hastack node remove NODE`, from the client host."""
+    async with open_cluster(client) as cluster:
+        removed = await remove_node(cluster, node, by="lab")
+    print(json.dumps({"node": removed.node, "revision": removed.revision}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hastack.lab.net.clientside")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("status", "watch", "apply"):
+    for name in ("status", "watch", "apply", "remove"):
         p = sub.add_parser(name)
         p.add_argument("--config", required=True)
         p.add_argument("--timeout", type=float, default=1.0)
@@ -76,8 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         if name == "watch":
             p.add_argument("--interval", type=float, default=0.25)
             p.add_argument("--duration", type=float, required=True)
+            p.add_argument("--rabbitmq", action="store_true", help="add the RabbitMQ reports")
         if name == "apply":
             p.add_argument("file")
+        if name == "remove":
+            p.add_argument("node")
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -95,8 +121,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "watch":
         # The reader closing the pipe (or ^C) is how a watch normally ends early.
         with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
-            asyncio.run(_watch(client, args.interval, args.duration, args.timeout))
+            asyncio.run(_watch(client, args.interval, args.duration, args.timeout, args.rabbitmq))
         return 0
+    if args.command == "remove":
+        return asyncio.run(_remove(client, args.node))
     return asyncio.run(_apply(client, args.file))
 
 

@@ -3,6 +3,9 @@
 A stand-in for an OpenStack API behind a VIP: every GET answers 200 with a small JSON body
 naming the host that served it (the lab host's own hostname, from its UTS namespace), so a
 client can see the VIP move. Run by the cluster as a `hastack:service` resource.
+
+With `--cache HOST:PORT,... --etcd-config FILE` it also serves `/kv/KEY` with cache-aside through
+oslo.cache (hastack.lab.net.cache_api; the lab extra).
 """
 
 from __future__ import annotations
@@ -12,16 +15,30 @@ import json
 import os
 import socket
 import sys
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
 
 class _Handler(BaseHTTPRequestHandler):
+    cache: Any = None  # a CacheAside in cache-aside mode
+
     def do_GET(self) -> None:
-        body = json.dumps({"node": socket.gethostname(), "pid": os.getpid(), "path": self.path})
+        status = 200
+        url = urllib.parse.urlsplit(self.path)
+        if url.path.startswith("/kv/") and self.cache is not None:
+            from hastack.lab.net.cache_api import handle  # noqa: PLC0415 (the lab extra)
+
+            status, answer = handle(self.cache, url.path, urllib.parse.parse_qs(url.query))
+            answer["node"] = socket.gethostname()
+            body = json.dumps(answer)
+        else:
+            body = json.dumps({"node": socket.gethostname(), "pid": os.getpid(), "path": self.path})
         data = (body + "\n").encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -35,7 +52,38 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hastack.lab.net.demo_api")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--bind", default="0.0.0.0")
+    parser.add_argument("--cache", help="memcached servers HOST:PORT,... (cache-aside mode)")
+    parser.add_argument(
+        "--etcd-config",
+        help="the database for /kv/: a client configuration (cluster, etcd: endpoints, tls)",
+    )
+    parser.add_argument("--socket-timeout", type=float, default=0.5)
+    parser.add_argument("--retry-attempts", type=int, default=2)
+    parser.add_argument("--retry-delay", type=float, default=1.0)
+    parser.add_argument("--dead-timeout", type=float, default=10.0)
+    parser.add_argument(
+        "--errors-raise", action="store_true", help="cache errors reach the caller (anchor)"
+    )
     args = parser.parse_args(argv)
+    if args.cache:
+        from hastack.lab.net.cache_api import (  # noqa: PLC0415 (the lab extra)
+            CacheAside,
+            CacheSettings,
+        )
+        from hastack.model.agent_config import parse_client_config  # noqa: PLC0415
+
+        settings = CacheSettings(
+            servers=tuple(s for s in args.cache.split(",") if s),
+            socket_timeout=args.socket_timeout,
+            retry_attempts=args.retry_attempts,
+            retry_delay=args.retry_delay,
+            dead_timeout=args.dead_timeout,
+            errors_as_misses=not args.errors_raise,
+        )
+        if not args.etcd_config:
+            parser.error("--cache needs --etcd-config (the database behind the cache)")
+        client = parse_client_config(Path(args.etcd_config).read_text(), args.etcd_config)
+        _Handler.cache = CacheAside(settings, client.etcd)
     ThreadingHTTPServer.allow_reuse_address = True
     server = ThreadingHTTPServer((args.bind, args.port), _Handler)
     server.daemon_threads = True

@@ -419,6 +419,14 @@ class Lab(Harness):
             raise LabError(f"configuration not stored: {proc.stderr.decode().strip()}")
         return int(json.loads(proc.stdout)["revision"])
 
+    def remove_node(self, name: str) -> None:
+        """`hastack node remove NAME`: the node is declared gone (it must be fenced)."""
+        argv = self.client_argv("remove", "--config", str(self.client_config), name)
+        proc = subprocess.run(argv, capture_output=True, timeout=30, check=False)
+        if proc.returncode != 0:
+            raise LabError(f"node {name} not removed: {proc.stderr.decode().strip()}")
+        self._log("remove", name)
+
     def operator(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """Run a `hastack` command as the operator, from the client host (its certificate,
         its view of the network), and log it with the faults (`f` = the command's words
@@ -743,12 +751,20 @@ class StatusFeed:
     """
 
     def __init__(
-        self, lab: Lab, duration: float, interval: float, record_to: Path | None = None
+        self,
+        lab: Lab,
+        duration: float,
+        interval: float,
+        record_to: Path | None = None,
+        *,
+        rabbitmq: bool = False,
     ) -> None:
         argv = lab.client_argv(
             "watch", "--config", str(lab.client_config),
             "--interval", str(interval), "--duration", str(duration), "--timeout", "0.5",
         )  # fmt: skip
+        if rabbitmq:
+            argv.append("--rabbitmq")  # the RabbitMQ agents' reports in every line
         self._proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
         )

@@ -1,0 +1,109 @@
+"""RabbitMQ and memcached figures beside their anchors, each measured in the same run.
+
+    flock /tmp/hastack-lab.lock .venv/bin/python bench/rabbitmq_memcached.py [--only NAME]
+
+Root only; each case brings up its own lab (scenarios/*.yaml, varied here):
+
+* rpc-defaults vs rpc-recommended — scenarios/rabbitmq-rpc-crash.yaml (the client's broker
+  loses power): seconds until oslo.messaging call()s succeed again and MessagingTimeouts,
+  with oslo.messaging's default settings (the anchor: heartbeat 60 s, a 60 s call timeout)
+  and with the README's (hastack.lab.net.rpc.RECOMMENDED, a 10 s call timeout);
+* publish-resume — scenarios/rabbitmq-queue-crash.yaml: the longest gap between one
+  producer's confirms after the queue leader's node loses power (anchor: 0.35–0.39 s when a
+  broker process is killed, lab-facts);
+* cache-anchor vs cache-hastack — scenarios/memcached-partition.yaml (a memcached server cut
+  off silently): HTTP errors and p99 latency with oslo.cache as dogpile configures pymemcache
+  (no socket timeout, errors raised: `--errors-raise` and a 120 s timeout) and as the README
+  recommends. Figures are printed, never judged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hastack.lab.scenario import Scenario, ScenarioResult, load_scenario, run_scenario
+
+SCENARIOS = Path(__file__).parent.parent / "scenarios"
+
+
+def _rpc(recommended: bool) -> Scenario:
+    s = load_scenario(SCENARIOS / "rabbitmq-rpc-crash.yaml")
+    data = s.model_dump(by_alias=True)
+    if not recommended:
+        clone = data["cluster"]["resources"][1]["resource"]["params"]
+        clone["command"] = clone["command"].replace(" --recommended", "")
+        data["workloads"][0]["recommended"] = False
+        data["workloads"][0]["timeout"] = 60.0  # oslo.messaging's rpc_response_timeout
+        data["workloads"][0]["duration"] = 120.0
+        data["expect"]["rpc-recover"] = None
+    data["name"] = f"rpc-{'recommended' if recommended else 'defaults'}"
+    return Scenario.model_validate(data)
+
+
+def _cache(anchor: bool) -> Scenario:
+    s = load_scenario(SCENARIOS / "memcached-partition.yaml")
+    data = s.model_dump(by_alias=True)
+    if anchor:
+        api = data["cluster"]["resources"][2]["resource"]["params"]
+        api["command"] += " --errors-raise --socket-timeout 120"
+    data["name"] = f"cache-{'anchor' if anchor else 'hastack'}"
+    return Scenario.model_validate(data)
+
+
+CASES = {
+    "rpc-defaults": lambda: _rpc(False),
+    "rpc-recommended": lambda: _rpc(True),
+    "publish-resume": lambda: load_scenario(SCENARIOS / "rabbitmq-queue-crash.yaml"),
+    "cache-anchor": lambda: _cache(True),
+    "cache-hastack": lambda: _cache(False),
+}
+
+
+def _figures(name: str, result: ScenarioResult) -> str:
+    details: dict[str, Any] = {c.checker: c for c in result.checks}
+    if name.startswith("rpc"):
+        faults = details["rpc"].details.get("faults", {})
+        return (
+            "; ".join(
+                f"{k}: calls ok again after {v['succeeded_after']}, "
+                f"{v['timeouts']} MessagingTimeout"
+                for k, v in faults.items()
+            )
+            + f" | notifications: {details['total-queue'].summary}"
+        )
+    if name == "publish-resume":
+        return details["publish-resume"].summary
+    c = details["cache-service"]
+    return (
+        f"{c.details['failed']} failed requests, p99 before "
+        f"{c.details['p99_baseline']}, during/after {c.details['p99_during']}; "
+        f"{details['stale-read'].summary}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", choices=sorted(CASES), action="append")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("the lab needs root", file=sys.stderr)
+        return 1
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hastack-bench-") as tmp:
+        for name in args.only or list(CASES):
+            scenario = CASES[name]()
+            result = run_scenario(scenario, Path(tmp) / name, say=lambda _m: None)
+            rows.append((name, _figures(name, result)))
+            print(f"{name:16} {rows[-1][1]}", flush=True)
+            (Path(tmp) / f"{name}.json").write_text(json.dumps(rows[-1]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,724 @@
+"""`hastack:rabbitmq`: a RabbitMQ cluster node as a clone instance (docs/rabbitmq.md).
+
+Start decides with `hastack.rabbitmq.decide_start` (restart from its own data, force-boot,
+found, join, or wait), writes the broker's files, runs `rabbitmq-server` under
+`hastack:service` supervision and finishes the join. Monitor probes AMQP with a deadline,
+reads the broker's cluster status, judges with `monitor_verdict`, writes the node's report to
+etcd and does the housekeeping: forget nodes that are fenced and declared gone (exactly once,
+claimed by compare-and-swap), grow quorum queues onto members they lack. Stop is
+`rabbitmqctl stop`, then the service's SIGTERM/SIGKILL. Nothing ever deletes the data.
+
+Parameters (docs/rabbitmq.md): cookie (required), node-name (`rabbit@{node}`), port (5672,
+or `n1=5672 n2=5673`), dist-port, epmd-port, listen, data-dir, users
+(`NAME:PASSWORD[:TAG,TAG] ...`), permissions (`USER:VHOST:CONF:WRITE:READ ...`, default full
+on / for every user), policies (a JSON list of {name, pattern, definition, apply-to,
+priority, vhost}), forget-after (seconds), quorum-size (3), probe-timeout (5),
+net-ticktime (10), aten-poll-ms (500), stop-grace (30).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import shlex
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import ClassVar
+
+from hastack.errors import ConfigError, StoreError
+from hastack.executor.agents.amqp_probe import ProbeFailed, probe
+from hastack.executor.agents.base import NativeAgent, OcfRc, OpRequest, OpResult, etcd_block
+from hastack.executor.agents.service import ServiceAgent
+from hastack.model.agent_config import EtcdSpec
+from hastack.model.members import ClusterSnapshot
+from hastack.model.state import base_id
+from hastack.processes import is_alive
+from hastack.rabbitmq import (
+    BrokerReport,
+    BrokerStatus,
+    Health,
+    MemberRecord,
+    MemberState,
+    NodeFacts,
+    QueueInfo,
+    Start,
+    StartDecision,
+    decide_forget,
+    decide_grow,
+    decide_start,
+    monitor_verdict,
+    parse_cluster_status,
+    parse_queues,
+)
+from hastack.store import Compare, EtcdStore, Keys, PutOp
+from hastack.store.snapshot import read_snapshot
+
+__all__ = ["RabbitmqAgent", "rabbitmq_keys"]
+
+log = logging.getLogger(__name__)
+
+BIN = "/usr/lib/rabbitmq/bin"
+SERVER = f"{BIN}/rabbitmq-server"
+CTL = f"{BIN}/rabbitmqctl"
+QUEUES = f"{BIN}/rabbitmq-queues"
+DIAGNOSTICS = f"{BIN}/rabbitmq-diagnostics"
+CTL_TIMEOUT = 15.0  # one rabbitmqctl call (0.2 s when the node answers)
+STORE_TIMEOUT = 2.0
+WAIT_STEP = 1.0  # a waiting start decides again this often
+
+# Causes worth naming, found in the broker's or the CLI's output.
+CAUSES = (
+    (re.compile(r"eaddrinuse|address already in use", re.I), "the AMQP port is taken"),
+    (re.compile(r"dist_port_already_used"), "the Erlang distribution port is taken"),
+    (
+        re.compile(
+            r"Authentication failed|Invalid challenge reply|"
+            r"TCP connection succeeded but Erlang distribution failed"
+        ),
+        "Erlang cookie rejected (authentication failed): the nodes' cookies differ",
+    ),
+    (re.compile(r"nodedown|not running at all"), "node unreachable"),
+)
+
+
+def rabbitmq_keys(keys: Keys, resource: str) -> dict[str, str]:
+    """Where the agent keeps its records (docs/rabbitmq.md)."""
+    base = f"{keys.prefix}rabbitmq/{resource}/"
+    return {
+        "base": base,
+        "cluster": base + "cluster",
+        "nodes": base + "nodes/",
+        "report": base + "report/",
+    }
+
+
+def _per_node(value: str, node: str, default: str) -> str:
+    """`5672` or `n1=5672 n2=5673`: this node's value."""
+    if "=" not in value:
+        return value or default
+    for part in value.split():
+        name, _, v = part.partition("=")
+        if name == node:
+            return v
+    return default
+
+
+@dataclass(frozen=True)
+class Params:
+    node: str
+    resource: str
+    erlang: str  # this node's Erlang name
+    template: str
+    cookie: str
+    port: int
+    dist_port: str
+    epmd_port: str
+    listen: str
+    data: Path
+    users: tuple[tuple[str, str, str], ...]
+    permissions: tuple[tuple[str, str, str, str, str], ...]
+    policies: tuple[dict[str, object], ...]
+    forget_after: float | None
+    quorum_size: int
+    probe_timeout: float
+    net_ticktime: int
+    aten_poll_ms: int
+    stop_grace: float
+
+    @staticmethod
+    def parse(request: OpRequest) -> Params:
+        p = request.params
+        node = request.cluster.get("node") or request.meta.get("on_node", "")
+        template = p.get("node-name", "rabbit@{node}")
+        if "{node}" not in template or "@" not in template:
+            raise ValueError("node-name must look like NAME@{node} or {node}@HOST")
+        users = []
+        for item in p.get("users", "").split():
+            parts = item.split(":")
+            if len(parts) < 2:
+                raise ValueError(f"users: {item!r} is not NAME:PASSWORD[:TAGS]")
+            users.append((parts[0], parts[1], parts[2] if len(parts) > 2 else ""))
+        perms = []
+        for item in p.get("permissions", "").split():
+            parts = item.split(":")
+            if len(parts) != 5:
+                raise ValueError(f"permissions: {item!r} is not USER:VHOST:CONF:WRITE:READ")
+            perms.append((parts[0], parts[1], parts[2], parts[3], parts[4]))
+        if not perms:
+            perms = [(u, "/", ".*", ".*", ".*") for u, _, _ in users]
+        try:
+            policies = json.loads(p.get("policies") or "[]")
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"policies is not JSON: {exc}") from None
+        if not isinstance(policies, list) or not all(
+            isinstance(x, dict) and "name" in x and "pattern" in x and "definition" in x
+            for x in policies
+        ):
+            raise ValueError("policies must be a list of {name, pattern, definition}")
+        if not p.get("cookie"):
+            raise ValueError("parameter 'cookie' is required")
+        safe = request.instance.replace(":", "_").replace("/", "_")
+        data = Path(p.get("data-dir") or Path(request.state_dir) / "rabbitmq" / safe)
+        forget_after = float(p["forget-after"]) if p.get("forget-after") else None
+        return Params(
+            node=node,
+            resource=request.primitive,
+            erlang=template.format(node=node),
+            template=template,
+            cookie=p["cookie"],
+            port=int(_per_node(p.get("port", ""), node, "5672")),
+            dist_port=_per_node(p.get("dist-port", ""), node, ""),
+            epmd_port=p.get("epmd-port", ""),
+            listen=p.get("listen", ""),
+            data=data,
+            users=tuple(users),
+            permissions=tuple(perms),
+            policies=tuple(policies),
+            forget_after=forget_after,
+            quorum_size=int(p.get("quorum-size", "3")),
+            probe_timeout=float(p.get("probe-timeout", "5")),
+            net_ticktime=int(p.get("net-ticktime", "10")),
+            aten_poll_ms=int(p.get("aten-poll-ms", "500")),
+            stop_grace=float(p.get("stop-grace", "30")),
+        )
+
+    @property
+    def vhosts(self) -> list[str]:
+        """The virtual hosts the definitions create (queues are listed per vhost)."""
+        return sorted({"/", *(p[1] for p in self.permissions)})
+
+    def erlang_name(self, node: str) -> str:
+        return self.template.format(node=node)
+
+    # ---- files --------------------------------------------------------------------------
+
+    @property
+    def mnesia(self) -> Path:
+        return self.data / "mnesia"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.data / "rabbit.pid"
+
+    @property
+    def pending(self) -> Path:
+        """Present while a join is under way: the data of a node that boots only to join is
+        not the cluster's (a failed join must not leave a standalone 'cluster' behind)."""
+        return self.data / "join-pending"
+
+    def has_data(self) -> bool:
+        schema = self.mnesia / self.erlang / "schema.DAT"
+        return schema.exists() and not self.pending.exists()
+
+    def env(self, *, server: bool = False) -> dict[str, str]:
+        env = {
+            "HOME": str(self.data / "home"),
+            "RABBITMQ_NODENAME": self.erlang,
+            "RABBITMQ_MNESIA_BASE": str(self.mnesia),
+            "RABBITMQ_LOG_BASE": str(self.data / "log"),
+            "RABBITMQ_CONFIG_FILE": str(self.data / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.data / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.data / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(self.pidfile),
+            "ERL_CRASH_DUMP_SECONDS": "0",
+        }
+        if self.epmd_port:
+            env["ERL_EPMD_PORT"] = self.epmd_port
+        if server and self.dist_port:
+            # Only the server: a CLI given it would try to take the same port.
+            env["RABBITMQ_DIST_PORT"] = self.dist_port
+        return env
+
+    def write_files(self) -> None:
+        for d in (self.data / "home", self.mnesia, self.data / "log"):
+            d.mkdir(parents=True, exist_ok=True)
+        cookie = self.data / "home" / ".erlang.cookie"
+        if not cookie.exists() or cookie.read_text() != self.cookie:
+            with contextlib.suppress(FileNotFoundError):
+                cookie.chmod(0o600)
+            cookie.write_text(self.cookie)
+        cookie.chmod(0o400)
+        definitions = {
+            "vhosts": sorted(
+                ({"name": v} for v in {"/", *(p[1] for p in self.permissions)}),
+                key=lambda x: x["name"],
+            ),
+            "users": [
+                {"name": u, "password": pw, "tags": tags.replace(",", " ")}
+                for u, pw, tags in self.users
+            ],
+            "permissions": [
+                {"user": u, "vhost": v, "configure": c, "write": w, "read": r}
+                for u, v, c, w, r in self.permissions
+            ],
+            "policies": [
+                {
+                    "vhost": p.get("vhost", "/"),
+                    "name": p["name"],
+                    "pattern": p["pattern"],
+                    "apply-to": p.get("apply-to", "queues"),
+                    "definition": p["definition"],
+                    "priority": p.get("priority", 0),
+                }
+                for p in self.policies
+            ],
+        }
+        _write_if_changed(self.data / "definitions.json", json.dumps(definitions, indent=1))
+        listener = f"{self.listen}:{self.port}" if self.listen else str(self.port)
+        _write_if_changed(
+            self.data / "rabbitmq.conf",
+            # No peer discovery: a blank node boots alone, and joins only when told to.
+            f"listeners.tcp.default = {listener}\n"
+            "cluster_partition_handling = pause_minority\n"
+            f"load_definitions = {self.data / 'definitions.json'}\n"
+            "loopback_users = none\n"
+            "log.console = true\n"
+            "log.console.level = info\n"
+            "log.file = false\n",
+        )
+        _write_if_changed(
+            self.data / "advanced.config",
+            f"[{{kernel, [{{net_ticktime, {self.net_ticktime}}}]}},\n"
+            # aten is the failure detector quorum queues elect by: poll faster than its
+            # default 1 s so a silently dead leader is replaced sooner.
+            f" {{aten, [{{poll_interval, {self.aten_poll_ms}}}]}}].\n",
+        )
+        _write_if_changed(self.data / "enabled_plugins", "[].\n")
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+def _cause(text: str) -> str:
+    for pattern, what in CAUSES:
+        if pattern.search(text):
+            return what
+    return ""
+
+
+def _last_lines(text: str, n: int = 1) -> str:
+    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    return " | ".join(lines[-n:])[:300]
+
+
+class RabbitmqAgent(NativeAgent):
+    name: ClassVar[str] = "rabbitmq"
+    parameters: ClassVar[dict[str, bool]] = {
+        "cookie": True,
+        "node-name": False,
+        "port": False,
+        "dist-port": False,
+        "epmd-port": False,
+        "listen": False,
+        "data-dir": False,
+        "users": False,
+        "permissions": False,
+        "policies": False,
+        "forget-after": False,
+        "quorum-size": False,
+        "probe-timeout": False,
+        "net-ticktime": False,
+        "aten-poll-ms": False,
+        "stop-grace": False,
+    }
+    default_timeouts: ClassVar[dict[str, float]] = {"start": 300.0, "stop": 60.0, "monitor": 30.0}
+
+    def __init__(self) -> None:
+        self._service = ServiceAgent()
+
+    async def execute(self, request: OpRequest) -> OpResult:
+        started = time.monotonic()
+        try:
+            params = Params.parse(request)
+        except ValueError as exc:
+            return OpResult(OcfRc.ERR_CONFIGURED, str(exc))
+        if request.op in ("validate-all", "meta-data"):
+            return OpResult(OcfRc.SUCCESS)
+        if not os.path.exists(SERVER):
+            return OpResult(OcfRc.ERR_INSTALLED, f"{SERVER} not found: install rabbitmq-server")
+        op = request.op
+        if op == "start":
+            rc, reason = await self._start(request, params)
+        elif op == "stop":
+            rc, reason = await self._stop(request, params)
+        elif op in ("monitor", "status"):
+            rc, reason = await self._monitor(request, params)
+        else:
+            rc, reason = OcfRc.ERR_UNIMPLEMENTED, f"{op} is not implemented by hastack:rabbitmq"
+        return OpResult(rc, reason, time.monotonic() - started)
+
+    # ---- the broker process -------------------------------------------------------------------
+
+    def _service_request(self, request: OpRequest, params: Params) -> OpRequest:
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(params.env(server=True).items()))
+        command = f"cd {shlex.quote(str(params.data))} && exec env {env} {SERVER}"
+        return replace(
+            request,
+            params={"command": command, "stop-grace": str(params.stop_grace)},
+        )
+
+    def _output(self, request: OpRequest, params: Params) -> str:
+        # ServiceAgent keeps the broker's console output in its own directory.
+        base = ServiceAgent._base(self._service_request(request, params))
+        try:
+            with (base / "output.log").open("rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 20000))
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def _alive(self, request: OpRequest, params: Params) -> bool:
+        record = self._service._record(self._service_request(request, params))
+        return record is not None and is_alive(record)
+
+    async def _ctl(
+        self,
+        params: Params,
+        *args: str,
+        program: str = CTL,
+        node: str | None = None,
+        timeout: float = CTL_TIMEOUT,
+        netns: str | None = None,
+    ) -> tuple[int, str]:
+        argv = [program, "-q", "-n", node or params.erlang, *args]
+        if netns:
+            argv = ["ip", "netns", "exec", netns, *argv]
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, **params.env()},
+            start_new_session=True,
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                out, _ = await proc.communicate()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+            await proc.wait()
+            return 124, f"{os.path.basename(program)} {args[0]} timed out after {timeout:g}s"
+        return proc.returncode or 0, out.decode(errors="replace")
+
+    # ---- the store ------------------------------------------------------------------------------
+
+    def _store(self, request: OpRequest) -> tuple[EtcdStore, Keys]:
+        cluster = request.cluster
+        endpoints = [e for e in cluster.get("etcd-endpoints", "").split(",") if e]
+        if not endpoints or not cluster.get("name"):
+            raise StoreError("this node's agent gave no cluster store (etcd-endpoints, name)")
+        keys = Keys(cluster["name"], cluster.get("etcd-root", "/hastack"))
+        # The node's own store access, certificates and all.
+        try:
+            store = EtcdStore.for_spec(EtcdSpec.model_validate(etcd_block(cluster)), STORE_TIMEOUT)
+        except (ConfigError, ValueError) as exc:
+            raise StoreError(f"this node's store access: {exc}") from None
+        return store, keys
+
+    @staticmethod
+    def _facts(
+        snapshot: ClusterSnapshot, keys: Keys, params: Params
+    ) -> tuple[dict[str, NodeFacts], str | None, dict[str, int]]:
+        """Every node's facts, the founder, and the revision of each node's record."""
+        rk = rabbitmq_keys(keys, params.resource)
+        records: dict[str, tuple[MemberState, int]] = {}
+        removed: dict[str, int] = {}
+        founder: str | None = None
+        base = rk["base"].removeprefix(keys.prefix)
+        for name, kv in snapshot.other.items():
+            if name == base + "cluster":
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    founder = str(json.loads(kv.value)["founder"])
+            elif name.startswith(base + "nodes/"):
+                with contextlib.suppress(ValueError):
+                    record = MemberRecord.decode(kv.value)
+                    records[name.rpartition("/")[2]] = (MemberState(record.state), kv.mod_revision)
+            elif name.startswith("removed/"):
+                removed[name.removeprefix("removed/")] = kv.mod_revision
+        names = set(records) | set(snapshot.members) | set(snapshot.nodes) | set(removed)
+        out: dict[str, NodeFacts] = {}
+        for node in sorted(names):
+            report = snapshot.statuses.get(node)
+            online = node in snapshot.members
+            running = (
+                online
+                and report is not None
+                and any(
+                    base_id(i) == params.resource and not r.failed and r.role.value != "Stopped"
+                    for i, r in report.resources.items()
+                )
+            )
+            history = snapshot.fencing.get(node, [])
+            fenced_rev = None
+            fenced_at = None
+            if history and history[-1].succeeded:
+                joined_rev = snapshot.nodes[node].revision if node in snapshot.nodes else 0
+                if snapshot.fencing_revisions.get(node, 0) > joined_rev:
+                    fenced_rev = snapshot.fencing_revisions[node]
+                    fenced_at = history[-1].finished
+            state, revision = records.get(node, (MemberState.NONE, 0))
+            out[node] = NodeFacts(
+                record=state,
+                record_revision=revision,
+                online=online,
+                running=running,
+                fenced_revision=fenced_rev,
+                fenced_at=fenced_at,
+                removed_revision=removed.get(node),
+            )
+        return out, founder, {n: r for n, (_, r) in records.items()}
+
+    # ---- start ---------------------------------------------------------------------------------
+
+    async def _start(self, request: OpRequest, params: Params) -> tuple[int, str]:
+        deadline = time.monotonic() + max(5.0, request.timeout - 3.0)
+        if self._alive(request, params):
+            rc, _ = await self._ctl(params, "await_startup", "--timeout", "5", timeout=10)
+            if rc == 0:
+                return OcfRc.SUCCESS, ""
+        params.write_files()
+        store, keys = self._store(request)
+        rk = rabbitmq_keys(keys, params.resource)
+        async with store:
+            while True:
+                try:
+                    snapshot = await read_snapshot(store, keys)
+                except StoreError as exc:
+                    if time.monotonic() > deadline:
+                        return OcfRc.ERR_GENERIC, f"cannot read the cluster store: {exc}"
+                    await asyncio.sleep(WAIT_STEP)
+                    continue
+                nodes, founder, _ = self._facts(snapshot, keys, params)
+                decision = decide_start(
+                    params.node,
+                    has_data=params.has_data(),
+                    nodes=nodes,
+                    founder=founder,
+                    now=time.time(),
+                    forget_after=params.forget_after,
+                )
+                if decision.action is Start.WAIT:
+                    if time.monotonic() > deadline:
+                        return OcfRc.ERR_GENERIC, f"gave up waiting: {decision.reason}"
+                    await asyncio.sleep(WAIT_STEP)
+                    continue
+                if decision.action is Start.FOUND:
+                    claim = json.dumps({"founder": params.node, "at": time.time()}).encode()
+                    result = await store.txn(
+                        [Compare.absent(rk["cluster"])], success=[PutOp(rk["cluster"], claim)]
+                    )
+                    if not result.succeeded and founder != params.node:
+                        continue  # another node founds it: decide again
+                break
+            return await self._carry_out(request, params, store, rk, decision, deadline)
+
+    async def _carry_out(
+        self,
+        request: OpRequest,
+        params: Params,
+        store: EtcdStore,
+        rk: Mapping[str, str],
+        decision: StartDecision,
+        deadline: float,
+    ) -> tuple[int, str]:
+        action = decision.action
+        if action is Start.JOIN:
+            if decision.set_aside and params.mnesia.exists():
+                aside = params.data / f"mnesia.forgotten-{int(time.time())}"
+                params.mnesia.rename(aside)
+                params.mnesia.mkdir()
+            if not params.has_data():
+                params.pending.touch()
+        if action is Start.FORCE_BOOT:
+            rc, out = await self._ctl(params, "force_boot")
+            if rc != 0:
+                return OcfRc.ERR_GENERIC, f"force_boot failed: {_last_lines(out)}"
+        result = await self._service.execute(self._service_request(request, params))
+        if result.rc != OcfRc.SUCCESS:
+            return OcfRc.ERR_GENERIC, f"rabbitmq-server did not start: {result.reason}"
+        booted, why = await self._await_boot(request, params, deadline)
+        if not booted:
+            await self._stop(request, params)
+            return OcfRc.ERR_GENERIC, why
+        if action is Start.JOIN:
+            peer = params.erlang_name(decision.peer or "")
+            for step in (("stop_app",), ("join_cluster", peer), ("start_app",)):
+                rc, out = await self._ctl(
+                    params, *step, timeout=max(15.0, deadline - time.monotonic())
+                )
+                if rc != 0:
+                    cause = _cause(out) or _last_lines(out)
+                    await self._stop(request, params)
+                    return OcfRc.ERR_GENERIC, f"cannot join {peer}: {step[0]} failed: {cause}"
+            params.pending.unlink(missing_ok=True)
+        if action in (Start.JOIN, Start.FOUND) or not await store.get(rk["nodes"] + params.node):
+            record = MemberRecord("joined", time.time(), params.node)
+            await store.put(rk["nodes"] + params.node, record.encode())
+        if action is Start.JOIN:
+            # Replicas of the quorum queues onto this node (a new or replacing member).
+            await self._ctl(params, "grow", params.erlang, "all", program=QUEUES, timeout=60)
+        return OcfRc.SUCCESS, decision.reason
+
+    async def _await_boot(
+        self, request: OpRequest, params: Params, deadline: float
+    ) -> tuple[bool, str]:
+        """Wait until the broker's application runs, or its process died, or the deadline."""
+        while True:
+            if not self._alive(request, params):
+                out = self._output(request, params)
+                cause = _cause(out)
+                return False, "rabbitmq-server exited" + (
+                    f": {cause}" if cause else f": {_last_lines(out)}"
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False, f"rabbitmq-server did not finish booting within {request.timeout:g}s"
+            step = max(1, min(10, int(left)))
+            rc, _ = await self._ctl(
+                params, "wait", str(params.pidfile), "--timeout", str(step), timeout=step + 10
+            )
+            if rc == 0:
+                rc, _ = await self._ctl(
+                    params, "await_startup", "--timeout", str(step), timeout=step + 10
+                )
+                if rc == 0:
+                    return True, ""
+
+    # ---- stop ------------------------------------------------------------------------------------
+
+    async def _stop(self, request: OpRequest, params: Params) -> tuple[int, str]:
+        if self._alive(request, params):
+            await self._ctl(
+                params, "stop", timeout=max(5.0, min(params.stop_grace, request.timeout - 5))
+            )
+        result = await self._service.execute(
+            replace(self._service_request(request, params), op="stop")
+        )
+        return result.rc, result.reason
+
+    # ---- monitor ---------------------------------------------------------------------------------
+
+    async def _monitor(self, request: OpRequest, params: Params) -> tuple[int, str]:
+        if not self._alive(request, params):
+            return OcfRc.NOT_RUNNING, ""
+        user, password = ("guest", "guest")
+        if params.users:
+            user, password = params.users[0][0], params.users[0][1]
+        probe_error = None
+        try:
+            await probe("127.0.0.1" if not params.listen else params.listen, params.port,
+                        user=user, password=password, timeout=params.probe_timeout)  # fmt: skip
+        except ProbeFailed as exc:
+            probe_error = str(exc)
+        app_running = probe_error is None
+        vm_answers = True
+        if not app_running:
+            rc, _ = await self._ctl(params, "check_running", program=DIAGNOSTICS, timeout=10)
+            app_running = rc == 0
+            vm_answers = rc != 124  # 124: the CLI timed out, the VM hangs
+        broker: BrokerStatus | None = None
+        status_error = None
+        rc, out = await self._ctl(params, "cluster_status", "--formatter", "json", timeout=10)
+        if rc == 0:
+            try:
+                broker = parse_cluster_status(out, params.erlang, app_running=app_running)
+            except ValueError as exc:
+                status_error = str(exc)
+        else:
+            status_error = _cause(out) or _last_lines(out)
+        verdict = monitor_verdict(
+            process_alive=True,
+            probe_error=probe_error,
+            broker=broker,
+            status_error=status_error,
+            vm_answers=vm_answers,
+        )
+        queues: list[QueueInfo] = []
+        # One member lists the queues (each CLI call costs a third of a CPU-second): the
+        # first running one by name, the same that does the housekeeping.
+        acting = broker is not None and sorted(broker.running_nodes)[:1] == [params.erlang]
+        if verdict.health is Health.RUNNING and acting:
+            for vhost in params.vhosts:
+                rc, out = await self._ctl(
+                    params, "list_queues", "-p", vhost, "name", "type", "members", "leader",
+                    "online", "--formatter", "json", timeout=15,
+                )  # fmt: skip
+                if rc == 0:
+                    with contextlib.suppress(ValueError):
+                        queues += parse_queues(out, vhost=vhost)
+        with contextlib.suppress(StoreError, OSError):
+            await self._report_and_keep(request, params, verdict.health.value, verdict.reason,
+                                        broker, queues)  # fmt: skip
+        if verdict.health is Health.NOT_RUNNING:
+            return OcfRc.NOT_RUNNING, verdict.reason
+        if verdict.health is Health.FAILED:
+            return OcfRc.ERR_GENERIC, verdict.reason
+        return OcfRc.SUCCESS, verdict.reason
+
+    async def _report_and_keep(
+        self,
+        request: OpRequest,
+        params: Params,
+        health: str,
+        reason: str,
+        broker: BrokerStatus | None,
+        queues: list[QueueInfo],
+    ) -> None:
+        """Write this node's report, then forget and grow if this node is the one to act."""
+        store, keys = self._store(request)
+        rk = rabbitmq_keys(keys, params.resource)
+        async with store:
+            report = BrokerReport(params.node, time.time(), health, reason, broker, tuple(queues))
+            await store.put(rk["report"] + params.node, report.encode())
+            if broker is None or health != Health.RUNNING.value:
+                return
+            snapshot = await read_snapshot(store, keys)
+            nodes, _, revisions = self._facts(snapshot, keys, params)
+            by_erlang = {params.erlang_name(n): n for n in nodes}
+            # hastack knows a node was fenced; Erlang only notices a silent peer after
+            # net_ticktime, and quorum queues led from there wait for it. Cut it off now.
+            for erlang in broker.running_nodes:
+                node = by_erlang.get(erlang)
+                if node and nodes[node].fenced_revision is not None and not nodes[node].online:
+                    rc, out = await self._ctl(
+                        params, "eval", f"erlang:disconnect_node('{erlang}').", timeout=10
+                    )
+                    log.warning("disconnected fenced %s: %s", erlang,
+                                "done" if rc == 0 else _last_lines(out))  # fmt: skip
+            running = sorted(by_erlang[e] for e in broker.running_nodes if e in by_erlang)
+            if not running or running[0] != params.node:
+                return  # the first running member by name acts; the others stay quiet
+            listed = [by_erlang[e] for e in broker.disc_nodes if e in by_erlang]
+            for node, why in decide_forget(
+                nodes, me=params.node, listed=listed, now=time.time(),
+                forget_after=params.forget_after,
+            ):  # fmt: skip
+                key = rk["nodes"] + node
+                if nodes[node].record is MemberState.JOINED:
+                    claim = MemberRecord("forgotten", time.time(), params.node).encode()
+                    done = await store.txn(
+                        [Compare.unchanged(key, revisions.get(node, 0))],
+                        success=[PutOp(key, claim)],
+                    )
+                    if not done.succeeded:
+                        continue  # someone else claimed it, or it rejoined: decide again later
+                erlang = params.erlang_name(node)
+                rc, out = await self._ctl(params, "forget_cluster_node", erlang, timeout=60)
+                log.warning("forgot %s (%s): %s", erlang, why,
+                            "done" if rc == 0 else _last_lines(out))  # fmt: skip
+                await self._ctl(params, "shrink", erlang, program=QUEUES, timeout=60)
+            members = [params.erlang_name(n) for n in running]
+            for erlang in decide_grow(queues, members, params.quorum_size):
+                rc, out = await self._ctl(params, "grow", erlang, "all", program=QUEUES, timeout=60)
+                log.info("grew quorum queues onto %s: %s", erlang,
+                         "done" if rc == 0 else _last_lines(out))  # fmt: skip

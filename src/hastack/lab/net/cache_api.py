@@ -1,0 +1,189 @@
+"""The demo API's cache-aside mode: an OpenStack-like API that caches through oslo.cache.
+
+    GET /kv/KEY            read: the cache, else the database (then fill the cache)
+    GET /kv/KEY?set=N      write version N: the database, then invalidate the cache entry
+
+The database is the lab's etcd (keys under `/lab-kv/`); the cache is oslo.cache configured as
+an operator should (docs/memcached.md, README): backend `dogpile.cache.pymemcache` (a
+pymemcache HashClient over every controller's memcached) and the proxy backend
+`ErrorsAsMisses`, which gives the HashClient what dogpile.cache does not pass to it — socket
+timeouts (dogpile.cache 1.5's pymemcache backend passes neither `socket_timeout` nor
+`connect_timeout`: without them a silently dropped server blocks a request until TCP gives
+up) and `ignore_exc` (without it every process raises about retry_attempts + 1 errors per dead
+server) — and turns any other cache error into a miss, so a cache problem is never an HTTP
+error. `--errors-raise` turns that off, for the benchmark's anchor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dogpile.cache.api import NO_VALUE
+from dogpile.cache.proxy import ProxyBackend
+from oslo_cache import core as oslo_cache
+from oslo_config import cfg
+
+from hastack.errors import StoreError
+from hastack.model.agent_config import EtcdSpec
+from hastack.store import EtcdStore
+
+__all__ = ["CacheAside", "CacheSettings", "ErrorsAsMisses"]
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    servers: tuple[str, ...]
+    socket_timeout: float = 0.5
+    retry_attempts: int = 2
+    retry_delay: float = 1.0
+    dead_timeout: float = 10.0
+    errors_as_misses: bool = True
+
+
+SETTINGS = CacheSettings(servers=())  # set by CacheAside before the region is configured
+
+
+class ErrorsAsMisses(ProxyBackend):
+    """A dogpile proxy backend (oslo.cache's `proxies` option): bounded socket operations,
+    dead servers skipped, and every cache error a miss on reads and a no-op on writes."""
+
+    def wrap(self, backend: Any) -> Any:
+        wrapped = super().wrap(backend)
+        create = getattr(backend, "_create_client", None)
+        if create is None:  # not the pymemcache backend: only the error handling applies
+            return wrapped
+        settings = SETTINGS
+
+        def bounded() -> Any:
+            client = create()
+            hashed = getattr(client, "client", client)  # inside a RetryingClient, if any
+            timeouts = {"timeout": settings.socket_timeout,
+                        "connect_timeout": settings.socket_timeout}  # fmt: skip
+            hashed.default_kwargs.update(timeouts)
+            for server in hashed.clients.values():
+                server.timeout = settings.socket_timeout
+                server.connect_timeout = settings.socket_timeout
+            hashed.retry_attempts = settings.retry_attempts
+            hashed.retry_timeout = settings.retry_delay
+            hashed.dead_timeout = settings.dead_timeout
+            hashed.ignore_exc = settings.errors_as_misses
+            return client
+
+        backend._create_client = bounded
+        return wrapped
+
+    def _guard(self, default: Any, call: Any, *args: Any) -> Any:
+        if not SETTINGS.errors_as_misses:
+            return call(*args)
+        try:
+            return call(*args)
+        except Exception:
+            return default
+
+    def get(self, key: Any) -> Any:
+        return self._guard(NO_VALUE, self.proxied.get, key)
+
+    def get_multi(self, keys: Iterable[Any]) -> Any:
+        keys = list(keys)
+        return self._guard([NO_VALUE] * len(keys), self.proxied.get_multi, keys)
+
+    def get_serialized(self, key: Any) -> Any:
+        return self._guard(NO_VALUE, self.proxied.get_serialized, key)
+
+    def get_serialized_multi(self, keys: Iterable[Any]) -> Any:
+        keys = list(keys)
+        return self._guard([NO_VALUE] * len(keys), self.proxied.get_serialized_multi, keys)
+
+    def set(self, key: Any, value: Any) -> None:
+        self._guard(None, self.proxied.set, key, value)
+
+    def set_serialized(self, key: Any, value: bytes) -> None:
+        self._guard(None, self.proxied.set_serialized, key, value)
+
+    def set_multi(self, mapping: Mapping[Any, Any]) -> None:
+        self._guard(None, self.proxied.set_multi, mapping)
+
+    def set_serialized_multi(self, mapping: Mapping[Any, bytes]) -> None:
+        self._guard(None, self.proxied.set_serialized_multi, mapping)
+
+    def delete(self, key: Any) -> None:
+        self._guard(None, self.proxied.delete, key)
+
+    def delete_multi(self, keys: Iterable[Any]) -> None:
+        self._guard(None, self.proxied.delete_multi, list(keys))
+
+
+class CacheAside:
+    """The region (oslo.cache) and the database (etcd, from an event loop thread)."""
+
+    def __init__(self, settings: CacheSettings, etcd: EtcdSpec, prefix: str = "/lab-kv/"):
+        global SETTINGS
+        SETTINGS = settings
+        conf = cfg.ConfigOpts()
+        oslo_cache.configure(conf)
+        conf([], project="hastack-demo-api", default_config_files=[], default_config_dirs=[])
+        for name, value in (
+            ("enabled", True),
+            ("backend", "dogpile.cache.pymemcache"),
+            ("memcache_servers", list(settings.servers)),
+            ("expiration_time", 600),
+            ("proxies", [f"{__name__}.ErrorsAsMisses"]),
+            ("hashclient_retry_attempts", settings.retry_attempts),
+            ("hashclient_retry_timeout", settings.retry_delay),
+            ("hashclient_dead_timeout", settings.dead_timeout),
+        ):
+            conf.set_override(name, value, group="cache")
+        self.region = oslo_cache.create_region()
+        oslo_cache.configure_cache_region(conf, self.region)
+        self.prefix = prefix
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._store = self._run(self._open(etcd))
+
+    async def _open(self, etcd: EtcdSpec) -> EtcdStore:
+        # Made on the loop that will use it (its gRPC channel belongs to that loop).
+        return EtcdStore.for_spec(etcd, 1.0)
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=5.0)
+
+    def read(self, key: str) -> dict[str, Any]:
+        started = time.monotonic()
+        cached = self.region.get(key)
+        if cached is not NO_VALUE:
+            return {"key": key, "version": cached, "cache": "hit",
+                    "ms": round((time.monotonic() - started) * 1000, 2)}  # fmt: skip
+        kv = self._run(self._store.get(self.prefix + key))
+        version = int(kv.value) if kv is not None else None
+        if version is not None:
+            self.region.set(key, version)
+        return {"key": key, "version": version, "cache": "miss",
+                "ms": round((time.monotonic() - started) * 1000, 2)}  # fmt: skip
+
+    def write(self, key: str, version: int) -> dict[str, Any]:
+        self._run(self._store.put(self.prefix + key, str(version).encode()))
+        self.region.delete(key)
+        return {"key": key, "version": version}
+
+
+def handle(api: CacheAside, path: str, query: Mapping[str, list[str]]) -> tuple[int, Any]:
+    """(HTTP status, body) of a /kv/ request."""
+    key = path.removeprefix("/kv/")
+    if not key or "/" in key:
+        return 404, {"error": "want /kv/KEY"}
+    try:
+        if "set" in query:
+            return 200, api.write(key, int(query["set"][0]))
+        return 200, api.read(key)
+    except ValueError as exc:
+        return 400, {"error": str(exc)}
+    except (StoreError, TimeoutError) as exc:
+        return 503, {"error": f"database: {exc or type(exc).__name__}"}
+    except Exception as exc:  # a cache error that reached us: what ignore_exc prevents
+        return 500, {"error": f"{type(exc).__name__}: {exc}"}

@@ -1,0 +1,163 @@
+"""OpenStack's own messaging client in the lab: oslo.messaging RPC and notifications.
+
+`python -m hastack.lab.net.rpc server --url TRANSPORT_URL --consumed DIR` is an RPC server
+(topic `hastack-rpc`, method `echo`) and a notification listener (topic `hastack-notify`, one
+pool, so each notification is consumed once by some server), as an OpenStack service would
+run them; it appends every notification it consumes to `DIR/<host>.jsonl`. The lab runs it as
+a `hastack:service` clone. The `rpc` workload (hastack.lab.workloads) is the client side:
+`call()`s at a fixed rate and notifications, through `Client` below.
+
+Settings come from `options` (oslo.messaging's `[oslo_messaging_rabbit]` names): the
+defaults are oslo.messaging's own, and the README says which ones matter
+(`RECOMMENDED` below) and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import oslo_messaging
+from oslo_config import cfg
+
+__all__ = ["RECOMMENDED", "Client", "main"]
+
+TOPIC = "hastack-rpc"
+NOTIFY_TOPIC = "hastack-notify"
+
+# What the README recommends for a cluster that must survive a controller's death, with why:
+RECOMMENDED: dict[str, Any] = {
+    # Quorum queues: RPC topic and notification queues survive a broker's death with their
+    # messages (classic queues on the dead node are gone until it returns).
+    "rabbit_quorum_queue": True,
+    # A dead broker behind a silent network is only noticed by missing heartbeats: 60 s by
+    # default; 10 s (checked 3 times per period) bounds how long calls go to a dead broker.
+    "heartbeat_timeout_threshold": 10,
+    "heartbeat_rate": 3,
+    # Reconnect at once and keep trying every second, not with a doubling backoff up to 30 s.
+    "rabbit_retry_interval": 1,
+    "rabbit_retry_backoff": 0,
+    "rabbit_interval_max": 1,
+    "kombu_reconnect_delay": 0.5,
+}
+
+
+def _conf(url: str, options: Mapping[str, Any]) -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    conf([], project="hastack-lab-rpc", default_config_files=[], default_config_dirs=[])
+    oslo_messaging.set_transport_defaults("hastack")
+    transport = oslo_messaging.get_rpc_transport(conf, url=url)  # registers the options
+    transport.cleanup()
+    for name, value in options.items():
+        conf.set_override(name, value, group="oslo_messaging_rabbit")
+    return conf
+
+
+class _Endpoint:
+    target = oslo_messaging.Target(namespace=None, version="1.0")
+
+    def echo(self, ctxt: Any, value: int) -> dict[str, Any]:
+        return {"value": value, "host": socket.gethostname()}
+
+
+class _Notifications:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+
+    def info(
+        self, ctxt: Any, publisher_id: str, event_type: str, payload: Any, metadata: Any
+    ) -> Any:
+        with self._lock, self._path.open("a") as f:
+            f.write(json.dumps({"value": payload.get("value"), "time": time.time()}) + "\n")
+        return oslo_messaging.NotificationResult.HANDLED
+
+
+def serve(url: str, consumed: Path, options: Mapping[str, Any], duration: float) -> None:
+    conf = _conf(url, options)
+    transport = oslo_messaging.get_rpc_transport(conf, url=url)
+    server = oslo_messaging.get_rpc_server(
+        transport,
+        oslo_messaging.Target(topic=TOPIC, server=socket.gethostname()),
+        [_Endpoint()],
+        executor="threading",
+    )
+    notify_transport = oslo_messaging.get_notification_transport(conf, url=url)
+    consumed.mkdir(parents=True, exist_ok=True)
+    listener = oslo_messaging.get_notification_listener(
+        notify_transport,
+        [oslo_messaging.Target(topic=NOTIFY_TOPIC)],
+        [_Notifications(consumed / f"{socket.gethostname()}.jsonl")],
+        executor="threading",
+        pool="hastack-lab",
+    )
+    server.start()
+    listener.start()
+    print(f"rpc server {socket.gethostname()} on {url}", flush=True)
+    time.sleep(duration)  # bounded: the lab's processes never outlive their purpose
+
+
+class Client:
+    """One RPC client and notifier (blocking, like OpenStack services' own)."""
+
+    def __init__(self, url: str, options: Mapping[str, Any], timeout: float) -> None:
+        conf = _conf(url, options)
+        self._transport = oslo_messaging.get_rpc_transport(conf, url=url)
+        self._client = oslo_messaging.get_rpc_client(
+            self._transport, oslo_messaging.Target(topic=TOPIC), timeout=timeout
+        )
+        self._notify_transport = oslo_messaging.get_notification_transport(conf, url=url)
+        self._notifier = oslo_messaging.Notifier(
+            self._notify_transport, publisher_id="hastack-lab", driver="messaging",
+            topics=[NOTIFY_TOPIC],
+        )  # fmt: skip
+
+    def call(self, value: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._client.call({}, "echo", value=value)
+        return result
+
+    def notify(self, value: int) -> None:
+        # The rabbit driver publishes with publisher confirms (kombu's confirm_publish): a
+        # return without an exception means the broker took it.
+        self._notifier.info({}, "hastack.lab", {"value": value})
+
+    def close(self) -> None:
+        self._transport.cleanup()
+        self._notify_transport.cleanup()
+
+
+def consumed_values(directory: Path) -> list[int]:
+    out: list[int] = []
+    for path in sorted(directory.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                out.append(int(json.loads(line)["value"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hastack.lab.net.rpc")
+    sub = parser.add_subparsers(dest="command", required=True)
+    server = sub.add_parser("server")
+    server.add_argument("--url", required=True, help="transport_url: rabbit://u:p@h1:5672,...")
+    server.add_argument("--consumed", required=True, help="directory for consumed notifications")
+    server.add_argument("--options", default="{}", help="[oslo_messaging_rabbit] as JSON")
+    server.add_argument("--recommended", action="store_true", help="the README's settings")
+    server.add_argument("--duration", type=float, default=3600.0)
+    args = parser.parse_args(argv)
+    options = {**(RECOMMENDED if args.recommended else {}), **json.loads(args.options)}
+    serve(args.url, Path(args.consumed), options, min(args.duration, 3600.0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""RabbitMQ under hastack: the pure core of `hastack:rabbitmq`.
+
+* `status` — the brokers' own views (`rabbitmqctl ... --formatter json` parsed) and the
+  records the agent keeps in etcd;
+* `decide` — restart, force-boot, found, join or wait; whom to forget; where to grow
+  quorum queues; the monitor's verdict.
+
+Nothing here does I/O (`tests/test_import_rule.py`). The design is `docs/rabbitmq.md`.
+"""
+
+from __future__ import annotations
+
+from hastack.rabbitmq.decide import (
+    Health,
+    MemberState,
+    NodeFacts,
+    Start,
+    StartDecision,
+    Verdict,
+    decide_forget,
+    decide_grow,
+    decide_start,
+    is_gone,
+    monitor_verdict,
+)
+from hastack.rabbitmq.status import (
+    BrokerReport,
+    BrokerStatus,
+    MemberRecord,
+    QueueInfo,
+    host_of,
+    parse_cluster_status,
+    parse_queues,
+)
+
+__all__ = [
+    "BrokerReport",
+    "BrokerStatus",
+    "Health",
+    "MemberRecord",
+    "MemberState",
+    "NodeFacts",
+    "QueueInfo",
+    "Start",
+    "StartDecision",
+    "Verdict",
+    "decide_forget",
+    "decide_grow",
+    "decide_start",
+    "host_of",
+    "is_gone",
+    "monitor_verdict",
+    "parse_cluster_status",
+    "parse_queues",
+]

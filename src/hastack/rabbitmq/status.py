@@ -1,0 +1,207 @@
+"""What a RabbitMQ node says about its cluster and queues, parsed from `rabbitmqctl ...
+--formatter json`; and the records the agent keeps in etcd. Pure.
+
+Parsers are total on what RabbitMQ 3.10 prints (checked against real output in
+tests/golden/rabbitmq/) and raise ValueError on anything else, naming what was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "BrokerReport",
+    "BrokerStatus",
+    "MemberRecord",
+    "QueueInfo",
+    "host_of",
+    "parse_cluster_status",
+    "parse_queues",
+]
+
+
+def host_of(erlang_node: str) -> str:
+    """`rabbit@n1` -> `n1`: the hastack node a broker node belongs to (the host part)."""
+    return erlang_node.partition("@")[2] or erlang_node
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerStatus:
+    """One node's view of the cluster (Erlang node names: `rabbit@n1`)."""
+
+    node: str
+    app_running: bool
+    disc_nodes: tuple[str, ...] = ()
+    running_nodes: tuple[str, ...] = ()
+    partitions: tuple[str, ...] = ()  # nodes this one is partitioned from
+    alarms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    name: str
+    vhost: str
+    type: str  # quorum, classic, stream
+    members: tuple[str, ...] = ()
+    leader: str | None = None
+    online: tuple[str, ...] = ()
+
+
+def _strings(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = data.get(key, [])
+    if value is None or value == "":
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key!r} must be a list of node names, found {value!r}")
+    return tuple(value)
+
+
+def parse_cluster_status(text: str, node: str, *, app_running: bool) -> BrokerStatus:
+    """`rabbitmqctl -q cluster_status --formatter json` of `node`."""
+    # The CLI may print other lines around the document (seen while a peer was dying): take
+    # the first JSON object in the output.
+    start = text.find("{")
+    try:
+        if start < 0:
+            raise json.JSONDecodeError("no object", text, 0)
+        data, _ = json.JSONDecoder().raw_decode(text, start)
+    except json.JSONDecodeError as exc:
+        first = text.strip().splitlines()[:1]
+        raise ValueError(f"cluster_status is not JSON ({exc}): {first}") from None
+    if not isinstance(data, dict):
+        raise ValueError("cluster_status must be a JSON object")
+    partitions_raw = data.get("partitions", {}) or {}
+    partitioned: set[str] = set()
+    if isinstance(partitions_raw, dict):
+        # {"rabbit@n1": ["rabbit@n2"]}: as seen by each running node.
+        for seen_by, others in partitions_raw.items():
+            if not isinstance(others, list):
+                raise ValueError("'partitions' must map nodes to lists")
+            if seen_by == node:
+                partitioned.update(str(o) for o in others)
+    else:
+        raise ValueError(f"'partitions' must be an object, found {partitions_raw!r}")
+    alarms = data.get("alarms", []) or []
+    if not isinstance(alarms, list):
+        raise ValueError("'alarms' must be a list")
+    return BrokerStatus(
+        node=node,
+        app_running=app_running,
+        disc_nodes=tuple(sorted(_strings(data, "disk_nodes"))),
+        running_nodes=tuple(sorted(_strings(data, "running_nodes"))),
+        partitions=tuple(sorted(partitioned)),
+        alarms=tuple(json.dumps(a, sort_keys=True) for a in alarms),
+    )
+
+
+def parse_queues(text: str, *, vhost: str = "/") -> list[QueueInfo]:
+    """`rabbitmqctl -q list_queues -p VHOST name type members leader online --formatter json`
+    (3.10 has no vhost column: one call per vhost)."""
+    try:
+        data = json.loads(text or "[]")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"list_queues is not JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise ValueError("list_queues must be a JSON list")
+    out = []
+    for item in data:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ValueError(f"a queue must be an object with a name, found {item!r}")
+        leader = item.get("leader")
+        out.append(
+            QueueInfo(
+                name=item["name"],
+                vhost=str(item.get("vhost", vhost)),
+                type=str(item.get("type", "classic")),
+                members=tuple(sorted(_strings(item, "members"))),
+                leader=leader if isinstance(leader, str) and leader else None,
+                online=tuple(sorted(_strings(item, "online"))),
+            )
+        )
+    return sorted(out, key=lambda q: (q.vhost, q.name))
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    """`rabbitmq/<rsc>/nodes/<node>`: joined, or forgotten (by whom)."""
+
+    state: str  # joined, forgotten
+    at: float
+    by: str = ""
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @staticmethod
+    def decode(raw: bytes) -> MemberRecord:
+        try:
+            data = json.loads(raw)
+            record = MemberRecord(str(data["state"]), float(data["at"]), str(data.get("by", "")))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"not a member record: {exc}") from None
+        if record.state not in ("joined", "forgotten"):
+            raise ValueError(f"unknown member state {record.state!r}")
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerReport:
+    """`rabbitmq/<rsc>/report/<node>`: what the node's monitor last saw."""
+
+    node: str
+    at: float
+    health: str
+    reason: str = ""
+    status: BrokerStatus | None = None
+    queues: Sequence[QueueInfo] = field(default_factory=tuple)
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "node": self.node,
+                "at": self.at,
+                "health": self.health,
+                "reason": self.reason,
+                "status": asdict(self.status) if self.status else None,
+                "queues": [asdict(q) for q in self.queues],
+            },
+            sort_keys=True,
+        ).encode()
+
+    @staticmethod
+    def decode(raw: bytes) -> BrokerReport:
+        try:
+            data = json.loads(raw)
+            status = data.get("status")
+            return BrokerReport(
+                node=str(data["node"]),
+                at=float(data["at"]),
+                health=str(data["health"]),
+                reason=str(data.get("reason", "")),
+                status=None
+                if status is None
+                else BrokerStatus(
+                    node=str(status["node"]),
+                    app_running=bool(status["app_running"]),
+                    disc_nodes=tuple(status.get("disc_nodes", ())),
+                    running_nodes=tuple(status.get("running_nodes", ())),
+                    partitions=tuple(status.get("partitions", ())),
+                    alarms=tuple(status.get("alarms", ())),
+                ),
+                queues=tuple(
+                    QueueInfo(
+                        name=str(q["name"]),
+                        vhost=str(q.get("vhost", "/")),
+                        type=str(q.get("type", "classic")),
+                        members=tuple(q.get("members", ())),
+                        leader=q.get("leader"),
+                        online=tuple(q.get("online", ())),
+                    )
+                    for q in data.get("queues", [])
+                ),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a broker report: {exc}") from None

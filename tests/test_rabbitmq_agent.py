@@ -1,0 +1,305 @@
+"""`hastack:rabbitmq` against real brokers (Debian's rabbitmq-server 3.10) and a real etcd.
+
+Three broker nodes run on loopback (`h<node>@localhost`, ports of their own, a private epmd
+port) and the agent is driven directly, one operation at a time, as an executor would. What
+hastack's cycle would write about the nodes (membership, the instance running in
+`status/<node>`, fencing) the test writes itself; everything about the brokers is real.
+
+One long test walks the life of a cluster (found and join, a crash and a restart from the same
+data, a removal forgotten once, a replacement grown back to three replicas, a hung broker, a
+wrong cookie) because each broker costs seconds of CPU to boot on a 2-core machine. Run it
+under the machine-wide lab lock (`flock /tmp/hastack-lab.lock ...`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from conftest import ClusterFactory
+from hastack.executor.agents.base import OcfRc, OpRequest
+from hastack.executor.agents.rabbitmq import CTL, RabbitmqAgent, rabbitmq_keys
+from hastack.fencing.service import record_fencing
+from hastack.lab.local import LocalCluster
+from hastack.model.config import Role
+from hastack.model.fencing import FenceRecord
+from hastack.model.members import MemberRecord as HastackMember
+from hastack.model.members import NodeKind, NodeRecord
+from hastack.model.status import NodeReport, ResourceReport
+from hastack.ops.cluster import Cluster
+from hastack.ops.nodes import remove_node
+from hastack.rabbitmq import BrokerReport, MemberRecord, parse_cluster_status, parse_queues
+from hastack.store import EtcdStore, Keys
+
+pytestmark = [
+    pytest.mark.skipif(not Path(CTL).exists(), reason="rabbitmq-server is not installed"),
+    pytest.mark.timeout(900),
+]
+
+GOLDEN = Path(__file__).parent / "golden" / "rabbitmq"
+NODES = ("n1", "n2", "n3")
+
+
+class Brokers:
+    """Requests for the agent on each node, and the hastack state the test writes."""
+
+    def __init__(self, etcd: LocalCluster, root: Path) -> None:
+        base = random.randrange(20000, 40000, 100)
+        self.ports = {n: base + 10 * i for i, n in enumerate((*NODES, "n4"), 1)}
+        self.epmd = str(base + 99)
+        self.root = root
+        self.etcd = etcd
+        self.endpoints = etcd.endpoints
+        # How an agent passes its own store access to its resources (OpRequest.cluster).
+        spec = etcd.etcd_spec()
+        self.access = (
+            {"etcd-insecure": "true"}
+            if spec.get("insecure")
+            else {f"etcd-{k}": str(v) for k, v in spec["tls"].items()}
+        )
+        self.keys = Keys("test")
+        self.agent = RabbitmqAgent()
+        self.cookie = "HASTACKTESTCOOKIE" + str(base)
+        self.rk = rabbitmq_keys(self.keys, "rabbit")
+
+    def request(self, node: str, op: str, timeout: float = 120.0, **params: str) -> OpRequest:
+        base = {
+            "cookie": self.cookie,
+            "node-name": "h{node}@localhost",
+            "port": " ".join(f"{n}={p}" for n, p in self.ports.items()),
+            "dist-port": " ".join(f"{n}={p + 5}" for n, p in self.ports.items()),
+            "epmd-port": self.epmd,
+            "listen": "127.0.0.1",
+            "users": "os:secret:administrator",
+            "policies": json.dumps(
+                [{"name": "ha-os", "pattern": "^os-", "definition": {"delivery-limit": 50}}]
+            ),
+            "probe-timeout": "3",
+        }
+        base.update(params)
+        return OpRequest(
+            instance="rabbit",
+            primitive="rabbit",
+            op=op,
+            params=base,
+            meta={"on_node": node},
+            timeout=timeout,
+            state_dir=str(self.root / node),
+            cluster={
+                "node": node,
+                "address": "127.0.0.1",
+                "name": "test",
+                "etcd-endpoints": ",".join(self.endpoints),
+                "etcd-root": "/hastack",
+                **self.access,
+            },
+        )
+
+    def store(self) -> EtcdStore:
+        return self.etcd.store(2.0)
+
+    async def mark(self, node: str, *, online: bool, running: bool) -> None:
+        """What hastack's own cycle would say about the node."""
+        async with self.store() as store:
+            if online:
+                await store.put(self.keys.node(node), NodeRecord(node, NodeKind.FULL).encode())
+                await store.put(self.keys.member(node), HastackMember(node, NodeKind.FULL).encode())
+                role = Role.STARTED if running else Role.STOPPED
+                report = NodeReport(node, resources={"rabbit": ResourceReport(role=role)})
+                await store.put(self.keys.status(node), report.encode())
+            else:
+                await store.delete(self.keys.member(node))
+                await store.delete(self.keys.status(node))
+
+    async def run(self, node: str, op: str, **params: str) -> tuple[int, str]:
+        result = await self.agent.execute(self.request(node, op, **params))
+        return result.rc, result.reason
+
+    async def start(self, node: str, **params: str) -> tuple[int, str]:
+        await self.mark(node, online=True, running=False)
+        rc, why = await self.run(node, "start", **params)
+        if rc == OcfRc.SUCCESS:
+            await self.mark(node, online=True, running=True)
+        return rc, why
+
+    def ctl(self, node: str, *args: str) -> str:
+        data = self.root / node / "rabbitmq" / "rabbit"
+        env = {**os.environ, "HOME": str(data / "home"), "ERL_EPMD_PORT": self.epmd}
+        done = subprocess.run(
+            [CTL, "-q", "-n", f"h{node}@localhost", *args],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def broker_pid(self, node: str) -> int:
+        return int((self.root / node / "rabbitmq" / "rabbit" / "rabbit.pid").read_text())
+
+    async def report(self, node: str) -> BrokerReport:
+        async with self.store() as store:
+            kv = await store.get(self.rk["report"] + node)
+        assert kv is not None
+        return BrokerReport.decode(kv.value)
+
+    async def record(self, node: str) -> tuple[str, int]:
+        async with self.store() as store:
+            kv = await store.get(self.rk["nodes"] + node)
+        assert kv is not None, f"no record for {node}"
+        return MemberRecord.decode(kv.value).state, kv.mod_revision
+
+
+@pytest.fixture
+def etcd(local_cluster: ClusterFactory) -> LocalCluster:
+    return local_cluster(nodes=1, agents=False)
+
+
+@pytest.fixture
+async def brokers(etcd: LocalCluster, tmp_path: Path) -> AsyncIterator[Brokers]:
+    b = Brokers(etcd, tmp_path)
+    try:
+        yield b
+    finally:
+        for node in (*NODES, "n4"):
+            if (tmp_path / node).exists():
+                with contextlib.suppress(Exception):
+                    await b.run(node, "stop")
+        epmd = shutil.which("epmd")
+        if epmd is not None:  # the brokers' own epmd, on this test's private port
+            kill = await asyncio.create_subprocess_exec(
+                epmd, "-port", b.epmd, "-kill", stdout=asyncio.subprocess.DEVNULL
+            )
+            await kill.wait()
+
+
+async def publish(port: int, queue: str, count: int) -> None:
+    aio_pika = pytest.importorskip("aio_pika")
+    connection = await aio_pika.connect(f"amqp://os:secret@127.0.0.1:{port}/")
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.declare_queue(queue, durable=True, arguments={"x-queue-type": "quorum"})
+        for i in range(count):
+            await channel.default_exchange.publish(
+                aio_pika.Message(str(i).encode(), delivery_mode=2), routing_key=queue
+            )
+
+
+async def test_a_cluster_life_without_wiping_data(brokers: Brokers) -> None:
+    b = brokers
+    # Three blank nodes started together: one founds (by create-only claim), two join it.
+    results = await asyncio.gather(*(b.start(n) for n in NODES))
+    assert all(rc == OcfRc.SUCCESS for rc, _ in results), results
+    reasons = sorted(why for _, why in results)
+    assert sum("found the cluster" in r for r in reasons) == 1, reasons
+    assert sum("join" in r for r in reasons) == 2, reasons
+    for n in NODES:
+        assert (await b.record(n))[0] == "joined"
+    # Definitions from the parameters: the user and the policy.
+    assert "os" in b.ctl("n2", "list_users")
+    assert "ha-os" in b.ctl("n3", "list_policies")
+
+    # Real output for the parsers' golden files.
+    status_json = b.ctl("n1", "cluster_status", "--formatter", "json")
+    status = parse_cluster_status(status_json, "hn1@localhost", app_running=True)
+    assert status.running_nodes == ("hn1@localhost", "hn2@localhost", "hn3@localhost")
+    await publish(b.ports["n1"], "os-q1", 20)
+    queues_json = b.ctl(
+        "n1", "list_queues", "-p", "/", "name", "type", "members", "leader", "online",
+        "--formatter", "json",
+    )  # fmt: skip
+    (queue,) = parse_queues(queues_json)
+    assert queue.type == "quorum"
+    assert len(queue.members) == 3
+    if os.environ.get("HASTACK_UPDATE_GOLDEN"):
+        (GOLDEN / "cluster_status.json").write_text(status_json)
+        (GOLDEN / "list_queues.json").write_text(queues_json)
+
+    # Monitors: running, reports in etcd.
+    for n in NODES:
+        rc, why = await b.run(n, "monitor")
+        assert rc == OcfRc.SUCCESS, why
+    report = await b.report("n1")
+    assert report.health == "running"
+    assert [q.name for q in report.queues] == ["os-q1"]
+
+    # A crash of n2's broker: the monitor sees it, a start restarts it from the same data.
+    mnesia = b.root / "n2" / "rabbitmq" / "rabbit" / "mnesia"
+    inode = mnesia.stat().st_ino
+    os.kill(b.broker_pid("n2"), signal.SIGKILL)
+    await asyncio.sleep(1.0)
+    rc, _ = await b.run("n2", "monitor")
+    assert rc == OcfRc.NOT_RUNNING
+    await b.mark("n2", online=True, running=False)
+    rc, why = await b.start("n2")
+    assert rc == OcfRc.SUCCESS, why
+    assert "restart from its own data" in why
+    assert mnesia.stat().st_ino == inode
+    assert not list(mnesia.parent.glob("mnesia.forgotten-*"))
+
+    # A hung broker: its port accepts, the AMQP handshake does not finish.
+    pid = b.broker_pid("n3")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        rc, why = await b.run("n3", "monitor")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert rc == OcfRc.ERR_GENERIC
+    assert "AMQP handshake" in why or "no answer" in why, why
+
+    # n3 dies for good: crashed, fenced, removed by the operator. n1 (the first running
+    # member) forgets it once; the queue keeps no member on it.
+    os.kill(b.broker_pid("n3"), signal.SIGKILL)
+    await b.mark("n3", online=False, running=False)
+    async with b.store() as store:
+        record = FenceRecord("n3", "off", "success", 1, ("power",), "lost", 1.0, 2.0, "n1", 1)
+        assert await record_fencing(store, b.keys, record, epoch=None)
+        await remove_node(Cluster("test", store, b.keys), "n3")
+    for n in ("n1", "n2", "n1"):  # twice on n1: the second must not forget again
+        rc, why = await b.run(n, "monitor")
+        assert rc == OcfRc.SUCCESS, why
+    state, revision = await b.record("n3")
+    assert state == "forgotten"
+    rc, _ = await b.run("n1", "monitor")
+    assert await b.record("n3") == ("forgotten", revision)  # exactly once
+    status = parse_cluster_status(
+        b.ctl("n1", "cluster_status", "--formatter", "json"), "hn1@localhost", app_running=True
+    )
+    assert "hn3@localhost" not in status.disc_nodes
+    (queue,) = parse_queues(
+        b.ctl("n1", "list_queues", "name", "type", "members", "--formatter", "json")
+    )
+    assert queue.members == ("hn1@localhost", "hn2@localhost")
+
+    # n3 comes back with its old data: the cluster forgot it, so its data is set aside (not
+    # deleted) and it joins; its queue replicas are grown back to three.
+    rc, why = await b.start("n3")
+    assert rc == OcfRc.SUCCESS, why
+    assert "set its data aside" in why
+    assert list((b.root / "n3" / "rabbitmq" / "rabbit").glob("mnesia.forgotten-*"))
+    (queue,) = parse_queues(
+        b.ctl("n1", "list_queues", "name", "type", "members", "--formatter", "json")
+    )
+    assert len(queue.members) == 3
+    assert (await b.record("n3"))[0] == "joined"
+
+    # A wrong Erlang cookie: a clear failed start, the others keep serving, nothing wiped.
+    rc, why = await b.start("n4", cookie="NOTTHECLUSTERSCOOKIE")
+    assert rc == OcfRc.ERR_GENERIC
+    assert "cookie" in why.lower(), why
+    # A broker that will not start (its AMQP port taken by n1): the cause, named.
+    await b.mark("n4", online=False, running=False)
+    rc, why = await b.start("n4", port=str(b.ports["n1"]))
+    assert rc == OcfRc.ERR_GENERIC
+    assert "port is taken" in why, why
+    for n in NODES:
+        rc, why = await b.run(n, "monitor")
+        assert rc == OcfRc.SUCCESS, why

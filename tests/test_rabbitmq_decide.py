@@ -1,0 +1,213 @@
+"""The `hastack:rabbitmq` agent's decisions (hastack.rabbitmq.decide), replayed from golden
+tables: tests/golden/rabbitmq/<kind>.yaml holds the inputs, <kind>.expected one line per case
+(what was decided and why). The expected files were written by hand from docs/rabbitmq.md and
+reviewed line by line; set HASTACK_UPDATE_GOLDEN=1 to rewrite them after a deliberate change,
+then read the diff. Property tests check the safety rules on every input."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import hypothesis.strategies as st
+import pytest
+import yaml
+from hypothesis import given
+
+from hastack.rabbitmq import (
+    BrokerStatus,
+    Health,
+    MemberState,
+    NodeFacts,
+    QueueInfo,
+    Start,
+    decide_forget,
+    decide_grow,
+    decide_start,
+    monitor_verdict,
+)
+
+GOLDEN = Path(__file__).parent / "golden" / "rabbitmq"
+
+
+def facts(data: dict[str, Any]) -> NodeFacts:
+    return NodeFacts(
+        record=MemberState(data.get("record", "none")),
+        record_revision=int(data.get("record_revision", 0)),
+        online=bool(data.get("online", False)),
+        running=bool(data.get("running", False)),
+        fenced_revision=data.get("fenced_revision"),
+        fenced_at=data.get("fenced_at"),
+        removed_revision=data.get("removed_revision"),
+    )
+
+
+def render_start(case: dict[str, Any]) -> str:
+    d = decide_start(
+        case["me"],
+        has_data=case["has_data"],
+        nodes={n: facts(f) for n, f in (case.get("nodes") or {}).items()},
+        founder=case.get("founder"),
+        now=float(case.get("now", 1000)),
+        forget_after=case.get("forget_after"),
+    )
+    extra = (f" {d.peer}" if d.peer else "") + (" (set aside)" if d.set_aside else "")
+    return f"{d.action.value}{extra} — {d.reason}"
+
+
+def render_forget(case: dict[str, Any]) -> str:
+    out = decide_forget(
+        {n: facts(f) for n, f in (case.get("nodes") or {}).items()},
+        me=case["broker"]["node"],
+        listed=case["broker"]["disc"],
+        now=float(case.get("now", 1000)),
+        forget_after=case.get("forget_after"),
+    )
+    return "; ".join(f"{n}: {why}" for n, why in out) or "nothing"
+
+
+def _broker(data: dict[str, Any] | None) -> BrokerStatus | None:
+    if data is None:
+        return None
+    return BrokerStatus(
+        node=data["node"],
+        app_running=data["app"],
+        disc_nodes=tuple(data.get("disc", ())),
+        running_nodes=tuple(data.get("running", ())),
+        partitions=tuple(data.get("partitions", ())),
+    )
+
+
+def render_monitor(case: dict[str, Any]) -> str:
+    v = monitor_verdict(
+        process_alive=case["alive"],
+        probe_error=case.get("probe_error"),
+        broker=_broker(case.get("broker")),
+        status_error=case.get("status_error"),
+        vm_answers=case.get("vm_answers", True),
+    )
+    return f"{v.health.value}" + (f" — {v.reason}" if v.reason else "")
+
+
+RENDER = {"start": render_start, "forget": render_forget, "monitor": render_monitor}
+
+
+@pytest.mark.parametrize("kind", sorted(RENDER))
+def test_golden(kind: str) -> None:
+    cases = yaml.safe_load((GOLDEN / f"{kind}.yaml").read_text())
+    got = "".join(f"{c['name']}\n    {RENDER[kind](c)}\n" for c in cases)
+    expected = GOLDEN / f"{kind}.expected"
+    if os.environ.get("HASTACK_UPDATE_GOLDEN"):
+        expected.write_text(got)
+    assert got == expected.read_text()
+
+
+def test_grow_onto_running_members_missing_from_short_queues() -> None:
+    queues = [
+        QueueInfo("a", "/", "quorum", members=("rabbit@n1", "rabbit@n2")),
+        QueueInfo("b", "/", "quorum", members=("rabbit@n1", "rabbit@n2", "rabbit@n3")),
+        QueueInfo("c", "/", "classic", members=()),
+    ]
+    running = ["rabbit@n1", "rabbit@n2", "rabbit@n4"]
+    assert decide_grow(queues, running, 3) == ["rabbit@n4"]
+    assert decide_grow(queues, running, 2) == []
+    assert decide_grow(queues[1:], running, 3) == []
+
+
+# ---- properties --------------------------------------------------------------------------------
+
+RECORDS = st.sampled_from(list(MemberState))
+FACTS = st.builds(
+    NodeFacts,
+    record=RECORDS,
+    record_revision=st.integers(0, 100),
+    online=st.booleans(),
+    running=st.booleans(),
+    fenced_revision=st.none() | st.integers(0, 100),
+    fenced_at=st.none() | st.floats(0, 2000),
+    removed_revision=st.none() | st.integers(0, 100),
+)
+NODES = st.dictionaries(st.sampled_from(["n1", "n2", "n3", "n4"]), FACTS, max_size=4)
+
+
+@given(
+    NODES, st.booleans(), st.none() | st.sampled_from(["n1", "n2"]), st.none() | st.floats(1, 500)
+)
+def test_start_never_discards_data_it_may_need(
+    nodes: dict[str, NodeFacts], has_data: bool, founder: str | None, forget_after: float | None
+) -> None:
+    """A node with data that the cluster has not forgotten always boots from it (restart or
+    force-boot): never a join (which resets), never a new cluster. Data is set aside only
+    when the cluster forgot the node, and a join names a running, joined peer."""
+    d = decide_start(
+        "n1", has_data=has_data, nodes=nodes, founder=founder, now=1000.0,
+        forget_after=forget_after,
+    )  # fmt: skip
+    mine = nodes.get("n1", NodeFacts())
+    if has_data and mine.record is not MemberState.FORGOTTEN:
+        assert d.action in (Start.RESTART, Start.FORCE_BOOT)
+    if d.set_aside:
+        assert has_data
+        assert mine.record is MemberState.FORGOTTEN
+    if d.action is Start.JOIN:
+        peer = nodes[d.peer or ""]
+        assert d.peer != "n1"
+        assert peer.running
+        assert peer.record is MemberState.JOINED
+    if d.action is Start.FOUND:
+        assert not has_data
+        assert not any(f.record is MemberState.JOINED for n, f in nodes.items() if n != "n1")
+    if d.action is Start.FORCE_BOOT:
+        # only when no other joined member may come back
+        assert not any(
+            f.record is MemberState.JOINED and f.online for n, f in nodes.items() if n != "n1"
+        )
+
+
+@given(NODES, st.none() | st.floats(1, 500))
+def test_forget_only_fenced_offline_nodes_or_retries(
+    nodes: dict[str, NodeFacts], forget_after: float | None
+) -> None:
+    listed = [*sorted(nodes), "n1"]
+    for node, _ in decide_forget(
+        nodes, me="n1", listed=listed, now=1000.0, forget_after=forget_after
+    ):
+        f = nodes[node]
+        assert node != "n1"
+        if f.record is MemberState.JOINED:
+            assert not f.online
+            assert f.fenced_revision is not None
+
+
+def test_monitor_never_restarts_a_paused_minority() -> None:
+    broker = BrokerStatus(
+        "rabbit@n1", False, ("rabbit@n1", "rabbit@n2", "rabbit@n3"), ("rabbit@n1",)
+    )
+    assert (
+        monitor_verdict(process_alive=True, probe_error="refused", broker=broker).health
+        is Health.PAUSED
+    )
+
+
+def test_parsers_on_real_output() -> None:
+    """Output captured from rabbitmq-server 3.10 by tests/test_rabbitmq_agent.py."""
+    from hastack.rabbitmq import parse_cluster_status, parse_queues
+
+    text = (GOLDEN / "cluster_status.json").read_text()
+    status = parse_cluster_status(text, "hn1@localhost", app_running=True)
+    assert status.disc_nodes == ("hn1@localhost", "hn2@localhost", "hn3@localhost")
+    assert status.running_nodes == status.disc_nodes
+    assert status.partitions == ()
+    # Lines around the document (seen while a peer was dying) do not hide it.
+    assert (
+        parse_cluster_status("\nwarning\n" + text + "\n{}", "hn1@localhost", app_running=True)
+        == status
+    )
+    with pytest.raises(ValueError, match="not JSON"):
+        parse_cluster_status("Error: usage", "hn1@localhost", app_running=True)
+    (queue,) = parse_queues((GOLDEN / "list_queues.json").read_text())
+    assert queue.name == "os-q1"
+    assert queue.type == "quorum"
+    assert queue.leader == "hn1@localhost"
+    assert queue.members == ("hn1@localhost", "hn2@localhost", "hn3@localhost")
