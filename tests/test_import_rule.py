@@ -2,8 +2,8 @@
 
 * the functional core imports nothing that does I/O: model/, scheduler/, quorum arithmetic, the
   DC's decisions (controller.py), the operations layer's configuration edits, the executor's
-  transitions and throttling arithmetic, the Galera chooser and parsers (galera/), and the
-  checkers;
+  transitions and throttling arithmetic, the Galera chooser and parsers (galera/), the
+  checkers, and the work-assignment decisions (assign/);
 * the product does not import the lab (`hastack.lab`: local clusters, the netns lab, their
   power switch), except the command-line front ends of the lab's own commands;
 * nothing outside the lab imports what only the lab needs (the `lab` extra in pyproject.toml).
@@ -30,6 +30,7 @@ PURE = [
     SRC / "executor" / "transitions.py",
     SRC / "galera",
     SRC / "checkers",
+    SRC / "assign",
 ]
 
 # Modules that do I/O, or that reach the network, disk, clock or processes.
