@@ -45,6 +45,8 @@ class ServiceAgent(NativeAgent):
         "health-url": False,
         "cwd": False,
         "stop-grace": False,
+        "assign-cmd": False,
+        "assign-ack": False,
     }
 
     async def execute(self, request: OpRequest) -> OpResult:
