@@ -20,6 +20,7 @@ from hastack.executor.transitions import (
     local_steps,
     placements,
 )
+from hastack.model.assign import AssignmentRecord, AssignRole, RebalanceRequest
 from hastack.model.config import ClusterConfig, Role
 from hastack.model.fencing import FenceRecord
 from hastack.model.members import (
@@ -65,6 +66,9 @@ class _Node:
     acked: int = 0
     notified: tuple[str, ...] = ()
     updated: float = 0.0
+    # Work assignment: what its instances serve (the truth) and what its report says.
+    serving: dict[str, dict[str, AssignRole]] = field(default_factory=dict)
+    served: dict[str, dict[str, AssignRole]] = field(default_factory=dict)
 
 
 class SimCluster:
@@ -87,6 +91,9 @@ class SimCluster:
         self.target_revisions: dict[str, int] = {}
         self.fencing: dict[str, list[FenceRecord]] = {}
         self.fencing_revisions: dict[str, int] = {}
+        self.assignments: dict[str, AssignmentRecord] = {}
+        self.assign_entities: dict[str, frozenset[str]] = {}
+        self.rebalance_requests: dict[str, RebalanceRequest] = {}
         for name in nodes:
             node = _Node(name, attributes=dict((attributes or {}).get(name, {})))
             self.nodes[name] = node
@@ -130,6 +137,7 @@ class SimCluster:
                 probed=n.probed,
                 acked=n.acked,
                 notified=n.notified,
+                served={k: dict(v) for k, v in n.served.items()},
             )
             for n in self.nodes.values()
         }
@@ -147,6 +155,9 @@ class SimCluster:
             target_revisions=dict(self.target_revisions),
             fencing={k: list(v) for k, v in self.fencing.items()},
             fencing_revisions=dict(self.fencing_revisions),
+            assignments=dict(self.assignments),
+            assign_entities=dict(self.assign_entities),
+            rebalance_requests=dict(self.rebalance_requests),
         )
 
     # ---- the DC -----------------------------------------------------------------------------
@@ -178,6 +189,10 @@ class SimCluster:
         for node in sorted(set(self.targets) - set(decision.targets)):
             del self.targets[node]
             del self.target_revisions[node]
+        for name, record in decision.assignments.records.items():
+            stored = self.assignments.get(name)
+            assert record.revision == (stored.revision if stored else 0), "map written blind"
+            self.assignments[name] = replace(record, revision=self._bump())
 
     def step(self, suspects: Iterable[str] = ()) -> Decision:
         decision = self.decide(suspects)
@@ -221,6 +236,12 @@ class SimCluster:
             instances, [(i, op) for i, op in node.in_flight if op in ("start", "promote")]
         )
         node.resources = {k: v for k, v in instances.items() if is_worth_reporting(v)}
+        # Entities newly granted may be served already; those taken away not yet released.
+        for assignment, roles in target.assigned.items():
+            serving = node.serving.setdefault(assignment, {})
+            for entity, role in roles.items():
+                if serving.get(entity) is not AssignRole.ACTIVE:
+                    serving[entity] = role
 
     def execute(self, name: str) -> None:
         """The node finishes what it had begun, then carries out its current target, every
@@ -236,6 +257,8 @@ class SimCluster:
             self._operate(instances, steps)
         node.resources = {k: v for k, v in instances.items() if is_worth_reporting(v)}
         node.reported = dict(node.resources)
+        node.serving = {k: dict(v) for k, v in target.assigned.items() if v}
+        node.served = {k: dict(v) for k, v in node.serving.items()}
         node.notified = (*node.notified, *(n.key for n in target.notify))
         node.acked = self.target_revisions[name]
         node.updated = self.now
@@ -263,8 +286,10 @@ class SimCluster:
             )
 
     def lose(self, name: str) -> None:
-        """Its lease expires: the member key goes, its last report stays."""
+        """Its lease expires: the member key goes, its last report stays. It self-fenced
+        before that (the agent's promise): it serves no entity any more."""
         self.nodes[name].member = False
+        self.nodes[name].serving = {}
         self._bump()
 
     def join(self, name: str, *, reported: bool = True) -> None:
@@ -273,6 +298,7 @@ class SimCluster:
         node = self.nodes[name]
         if self.fenced(name):
             node.resources, node.reported, node.in_flight = {}, {}, []
+            node.serving, node.served = {}, {}
         if not reported:
             node.updated = self.now - 1  # what it reported in its previous life
         self._join(node, reported=reported)
@@ -322,6 +348,19 @@ class SimCluster:
         self.config_revision = self._bump()
 
     # ---- what runs where --------------------------------------------------------------------
+
+    def serving_active(self) -> dict[str, list[str]]:
+        """`assignment/entity` -> nodes whose instances may serve it actively now (every node
+        not fenced since)."""
+        out: dict[str, list[str]] = {}
+        for node in self.nodes.values():
+            if self.fenced(node.name):
+                continue
+            for name, roles in node.serving.items():
+                for entity, role in roles.items():
+                    if role is AssignRole.ACTIVE:
+                        out.setdefault(f"{name}/{entity}", []).append(node.name)
+        return out
 
     def active(self) -> dict[str, list[tuple[str, Role]]]:
         """instance -> (node, role) wherever it may be active (operations under way

@@ -533,26 +533,46 @@ class Agent:
                 ops.append(PutOp(self.keys.target(node), written.encode()))
         for node in sorted(set(snapshot.targets) - set(decision.targets)):
             ops.append(DeleteOp(self.keys.target(node)))
+        # Assignment maps go with the targets that carry their grants, each compared with
+        # the revision it was computed from (docs/assign.md).
+        compares = [Compare.created_at(self.keys.dc, epoch)]
+        for name, record in sorted(decision.assignments.records.items()):
+            compares.append(Compare.unchanged(self.keys.assign_map(name), record.revision))
+            ops.append(PutOp(self.keys.assign_map(name), record.encode()))
         if decision.replanned:
             self._say(decision.reason)
         if not ops:
             return
         try:
             # Only the holder of this very leader key may write targets.
-            result = await self._store.txn([Compare.created_at(self.keys.dc, epoch)], success=ops)
+            result = await self._store.txn(compares, success=ops)
         except StoreError as exc:
             self._say(f"could not write targets ({exc})")
             return
         if not result.succeeded:
+            if decision.assignments.records and await self._still_dc(epoch):
+                self._say("an assignment map changed under us; deciding again")
+                self._wake.set()
+                return
             self._set_epoch(None, "the leader key changed while writing targets")
             self.controller.forget()
             return
+        for note in decision.assignments.notes:
+            log.info("assign %s", note)
+            self.events.record("assign", note=note)
         released = ", ".join(
             f"{a.kind.value} {a.instance or ''} on {a.node}".replace("  ", " ")
             for a in decision.ready
         )
         if released:
             log.info("released: %s", released)
+
+    async def _still_dc(self, epoch: int) -> bool:
+        try:
+            kv = await self._store.get(self.keys.dc)
+        except StoreError:
+            return False
+        return kv is not None and kv.create_revision == epoch
 
     async def _campaign(self, step: Step) -> None:
         record = DcRecord(self.config.node, epoch=0, lease=self._keeper.lease.id, since=time.time())

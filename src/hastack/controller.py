@@ -10,9 +10,11 @@ observes. A new DC has no transition and simply plans from the present.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from hastack.assign.decide import AssignDecision, decide_assignments
 from hastack.model.config import ClusterConfig, Role
 from hastack.model.members import ClusterSnapshot, NodeKind
 from hastack.model.state import ClusterState, NodeStatus, ResourceStatus, base_id
@@ -60,7 +62,9 @@ def build_state(
         ready = member is not None and report is not None and report.updated >= member.joined_at
         suspect = member is not None and name in suspects
         online = ready and not suspect
-        may_run = report is not None and bool(report.active())
+        # Entities it served count like resources (docs/assign.md): an instance may be gone
+        # from the report while its confirmation of a release never came.
+        may_run = report is not None and (bool(report.active()) or report.serves_any())
         if online:
             unclean = False
         elif member is not None:
@@ -209,6 +213,8 @@ class Decision:
     # Nodes that did not finish (or take) their target in time: treated as failed this cycle
     # (docs/control-plane.md), each with the one line saying why.
     overdue: Mapping[str, str] = field(default_factory=dict)
+    # Work assignment (docs/assign.md): the maps to write with the targets, and why.
+    assignments: AssignDecision = field(default_factory=AssignDecision)
 
 
 class Controller:
@@ -312,9 +318,23 @@ class Controller:
         targets = _targets(
             state, transition.plan, ready, epoch, snapshot.config_revision, transition.key
         )
+        # Entities go where the map and release-before-grant say, on the same view.
+        assigned = decide_assignments(snapshot, config, state, epoch=epoch, now=now)
+        targets = {
+            node: dataclasses.replace(target, assigned=assigned.grants.get(node, {}))
+            for node, target in targets.items()
+        }
         if replanned:
             reason = f"planned {len(transition.plan.actions)} action(s): {reason}"
-        return Decision(targets, transition.plan, ready, replanned, reason, overdue=overdue)
+        return Decision(
+            targets,
+            transition.plan,
+            ready,
+            replanned,
+            reason,
+            overdue=overdue,
+            assignments=assigned,
+        )
 
     def _overdue(
         self, snapshot: ClusterSnapshot, config: ClusterConfig, busy: list[str], mono: float

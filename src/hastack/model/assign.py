@@ -22,8 +22,10 @@ __all__ = [
     "AssignmentRecord",
     "Grants",
     "RebalanceProgress",
+    "RebalanceRequest",
     "decode_assignment",
     "decode_grants",
+    "decode_rebalance_request",
     "encode_grants",
     "exclusive_entity",
 ]
@@ -49,6 +51,27 @@ class RebalanceProgress:
 
     id: str
     left: int
+
+
+@dataclass(frozen=True, slots=True)
+class RebalanceRequest:
+    """`hastack assign rebalance`: move at most `max_moves` copies (on a short lease)."""
+
+    id: str
+    max_moves: int
+
+    def encode(self) -> bytes:
+        return json.dumps({"id": self.id, "max-moves": self.max_moves}, sort_keys=True).encode()
+
+
+def decode_rebalance_request(raw: bytes) -> RebalanceRequest:
+    data = json_object(raw)
+    rid, moves = data.get("id"), data.get("max-moves")
+    if not isinstance(rid, str) or not rid:
+        raise ValueError("'id' must be a non-empty string")
+    if isinstance(moves, bool) or not isinstance(moves, int) or moves < 0:
+        raise ValueError("'max-moves' must be a non-negative integer")
+    return RebalanceRequest(rid, moves)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hastack.model.assign import AssignRole, decode_grants, encode_grants
 from hastack.model.config import Role
 from hastack.model.jsontext import json_object
 
@@ -118,6 +119,13 @@ class NodeReport:
     # (docs/control-plane.md), `hastack status` shows them.
     working: int = 0
     pending: Mapping[str, PendingOp] = field(default_factory=dict)
+    # Work assignment: the entities this node's instances were told to serve and confirmed,
+    # name -> entity -> role (docs/assign.md). While a change is unconfirmed, both the old
+    # and the new ones: the DC must assume the worst.
+    served: Mapping[str, Mapping[str, AssignRole]] = field(default_factory=dict)
+
+    def serves_any(self) -> bool:
+        return any(self.served.values())
 
     def encode(self) -> bytes:
         doc = {
@@ -132,6 +140,9 @@ class NodeReport:
             "attributes": dict(sorted(self.attributes.items())),
             "resources": {k: v.to_json() for k, v in sorted(self.resources.items())},
         }
+        served = encode_grants(self.served)
+        if served:
+            doc["served"] = served
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     def active(self) -> dict[str, Role]:
@@ -252,6 +263,7 @@ def decode_status(node: str, raw: bytes) -> NodeReport:
             notified=_strings(data.get("notified", []), "notified"),
             working=_integer(data, "working"),
             pending=_pending(data.get("pending", {})),
+            served=decode_grants(data.get("served", {}), "served"),
         )
     except _Bad as exc:
         raise ValueError(str(exc)) from None
