@@ -69,6 +69,7 @@ class _Node:
     # Work assignment: what its instances serve (the truth) and what its report says.
     serving: dict[str, dict[str, AssignRole]] = field(default_factory=dict)
     served: dict[str, dict[str, AssignRole]] = field(default_factory=dict)
+    status_revision: int = 0  # when its status key was last written
 
 
 class SimCluster:
@@ -158,6 +159,7 @@ class SimCluster:
             assignments=dict(self.assignments),
             assign_entities=dict(self.assign_entities),
             rebalance_requests=dict(self.rebalance_requests),
+            status_revisions={n.name: n.status_revision for n in self.nodes.values()},
         )
 
     # ---- the DC -----------------------------------------------------------------------------
@@ -221,7 +223,7 @@ class SimCluster:
         node.probed = frozenset(placements(self.config))
         node.reported = dict(node.resources)
         node.updated = self.now
-        self._bump()
+        node.status_revision = self._bump()
 
     def begin(self, name: str) -> None:
         """The node starts the steps of its current target but finishes none of them yet: its
@@ -262,7 +264,7 @@ class SimCluster:
         node.notified = (*node.notified, *(n.key for n in target.notify))
         node.acked = self.target_revisions[name]
         node.updated = self.now
-        self._bump()
+        node.status_revision = self._bump()
 
     def _instances(self, node: _Node, target: NodeTarget) -> dict[str, ResourceReport]:
         """The node's reports, named as the executor names them for this target."""
@@ -336,7 +338,7 @@ class SimCluster:
         )
         node.reported[instance] = node.resources[instance]
         node.updated = self.now
-        self._bump()
+        node.status_revision = self._bump()
 
     def unprobe(self, name: str, primitives: Iterable[str]) -> None:
         node = self.nodes[name]

@@ -236,3 +236,24 @@ def test_without_release_before_grant_the_overlap_is_found(
 
 def test_role_values() -> None:
     assert AssignRole("active") is AssignRole.ACTIVE
+
+
+def test_a_fenced_node_rejoining_does_not_take_grants_back_from_its_successors() -> None:
+    """Its last report (before the fence) still lists its old entities; that report is void
+    (fenced after it was written), so the survivors keep serving them while it rejoins. The
+    lab found this: the grants were withdrawn until the rebooted node reported again."""
+    sim = SimCluster(_config(), NODES)
+    _settle(sim)
+    sim.fence("n2")
+    sim.lose("n2")
+    _settle(sim, 3)
+    served_before = _active(sim)
+    assert len(served_before) == 9
+    stale = {e for e, n in sim.nodes["n2"].served.get("routers", {}).items() if n}
+    assert stale, "the fenced node's last report lists entities"
+    sim.join("n2", reported=False)  # a new life that has not reported yet
+    sim.nodes["n2"].served = {"routers": dict.fromkeys(stale, AssignRole.ACTIVE)}
+    for _ in range(3):
+        decision = sim.step()
+        granted = {e for t in decision.targets.values() for e in t.assigned.get("routers", {})}
+        assert stale <= granted or decision.hold

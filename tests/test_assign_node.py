@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from hastack.model.assign import AssignRole
 from hastack.model.config import ClusterConfig, Role, parse_cluster_config
 from hastack.model.status import NodeReport
 from hastack.model.targets import NodeTarget
+from hastack.processes import ProcessRecord, is_alive, send, wait_gone
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -98,9 +100,15 @@ async def _run(node: Node) -> asyncio.Task[None]:
     return asyncio.create_task(node.lrm.run())
 
 
-async def _stop(task: asyncio.Task[None]) -> None:
+async def _stop(task: asyncio.Task[None], node: Node) -> None:
+    """End the executor, then the service it started (services outlive their executor)."""
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+    for pidfile in node.tmp.glob("services/*/pid"):
+        record = ProcessRecord.from_json(json.loads(pidfile.read_text()))
+        if is_alive(record):
+            send(record, signal.SIGKILL, group=True)
+            wait_gone(record)
 
 
 async def test_grant_confirm_release_and_stop(tmp_path: Path) -> None:
@@ -139,7 +147,7 @@ async def test_grant_confirm_release_and_stop(tmp_path: Path) -> None:
         assert empty is not None
         assert empty.active == ()
     finally:
-        await _stop(task)
+        await _stop(task, node)
 
 
 async def test_self_fencing_releases_every_entity(tmp_path: Path) -> None:
@@ -154,7 +162,7 @@ async def test_self_fencing_releases_every_entity(tmp_path: Path) -> None:
         assert node.applied()[-1]["active"] == []
         assert node.lrm.served() == {}
     finally:
-        await _stop(task)
+        await _stop(task, node)
 
 
 async def test_an_instance_that_never_confirms_keeps_its_entities_counted(tmp_path: Path) -> None:
@@ -173,4 +181,4 @@ async def test_an_instance_that_never_confirms_keeps_its_entities_counted(tmp_pa
         assert _served(report) == {"r1": A}
         assert ("routers/r1", "release") not in node.exclusive()
     finally:
-        await _stop(task)
+        await _stop(task, node)

@@ -319,7 +319,14 @@ class Controller:
             state, transition.plan, ready, epoch, snapshot.config_revision, transition.key
         )
         # Entities go where the map and release-before-grant say, on the same view.
-        assigned = decide_assignments(snapshot, config, state, epoch=epoch, now=now)
+        starting = frozenset(
+            (base_id(a.instance), a.node)
+            for a in transition.plan.actions
+            if a.kind is ActionKind.START and a.instance and a.id not in transition.done
+        )
+        assigned = decide_assignments(
+            snapshot, config, state, epoch=epoch, now=now, starting=starting
+        )
         targets = {
             node: dataclasses.replace(target, assigned=assigned.grants.get(node, {}))
             for node, target in targets.items()

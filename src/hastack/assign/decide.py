@@ -99,8 +99,17 @@ def _describe(name: str, moves: tuple[Move, ...]) -> list[str]:
 
 
 def decide_assignments(
-    snapshot: ClusterSnapshot, config: ClusterConfig, state: ClusterState, *, epoch: int, now: float
+    snapshot: ClusterSnapshot,
+    config: ClusterConfig,
+    state: ClusterState,
+    *,
+    epoch: int,
+    now: float,
+    starting: frozenset[tuple[str, str]] = frozenset(),
 ) -> AssignDecision:
+    """`starting`: (primitive, node) of instances the DC's plan is still starting. New
+    entities wait for them (placed at once, they would all go to the first instance up and
+    stay there); orphans of a lost node never wait."""
     records: dict[str, AssignmentRecord] = {}
     node_grants: dict[str, dict[str, dict[str, AssignRole]]] = {
         n: {} for n, s in state.nodes.items() if s.online
@@ -109,15 +118,20 @@ def decide_assignments(
     short: dict[str, tuple[str, ...]] = {}
     notes: list[str] = []
     grant_targets = {n: t.assigned for n, t in snapshot.targets.items()}
-    grant_served = {n: r.served for n, r in snapshot.statuses.items()}
+    # A report written before the node was last fenced lists nothing that still runs.
+    grant_served = {
+        n: r.served for n, r in snapshot.statuses.items() if not snapshot.fenced_since_report(n)
+    }
     for a in config.assignments:
         name = a.assignment
         rules = rules_of(a)
         view = nodes_view(snapshot, config, state, a)
         stored = snapshot.assignments.get(name) or AssignmentRecord()
-        placed = place(
-            _entities(snapshot, a), stored.entities, rules, live=view.live, held=view.held
-        )
+        entities_now = _entities(snapshot, a)
+        primitives = _primitives(config, a.clone)
+        if any(p in primitives for p, _ in starting) or not view.live:
+            entities_now = {e for e in entities_now if e in stored.entities}
+        placed = place(entities_now, stored.entities, rules, live=view.live, held=view.held)
         entities = dict(placed.entities)
         notes += _describe(name, placed.moves)
         gview = GrantView(view.online, view.safe, grant_targets, grant_served)

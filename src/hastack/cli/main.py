@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from hastack import __version__
 from hastack.cli import (
     agent_cmd,
+    assign_cmd,
     cluster_cmd,
     config_cmd,
     fence_cmd,
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (
         status,
         resource_cmd,
+        assign_cmd,
         config_cmd,
         simulate_cmd,
         fence_cmd,

@@ -132,6 +132,16 @@ class ClusterSnapshot:
     assignments: Mapping[str, AssignmentRecord] = field(default_factory=dict)
     assign_entities: Mapping[str, frozenset[str]] = field(default_factory=dict)
     rebalance_requests: Mapping[str, RebalanceRequest] = field(default_factory=dict)
+    status_revisions: Mapping[str, int] = field(default_factory=dict)
+
+    def fenced_since_report(self, node: str) -> bool:
+        """Was the node fenced successfully after its status report was written? Then
+        nothing that report lists can still run (a node that rejoined since, before it
+        reported again, has not yet said anything new)."""
+        history = self.fencing.get(node, [])
+        if not history or not history[-1].succeeded:
+            return False
+        return self.fencing_revisions.get(node, 0) > self.status_revisions.get(node, 0)
 
     def fenced_since_join(self, node: str) -> bool:
         """Was the node fenced successfully after it last joined (its current life)?"""
@@ -315,6 +325,7 @@ class SnapshotDecoder:
         target_revisions: dict[str, int] = {}
         fencing: dict[str, list[FenceRecord]] = {}
         fencing_revisions: dict[str, int] = {}
+        status_revisions: dict[str, int] = {}
         config: ClusterConfig | None = None
         config_revision = 0
         assignments: dict[str, AssignmentRecord] = {}
@@ -354,6 +365,7 @@ class SnapshotDecoder:
             elif section == "status":
                 assert isinstance(value, NodeReport)
                 statuses[name] = value
+                status_revisions[name] = key.mod_revision
             elif section == "fencing":
                 assert isinstance(value, list)
                 fencing[name] = value
@@ -393,6 +405,7 @@ class SnapshotDecoder:
             assignments=assignments,
             assign_entities={k: frozenset(v) for k, v in assign_entities.items()},
             rebalance_requests=rebalance_requests,
+            status_revisions=status_revisions,
         )
 
 

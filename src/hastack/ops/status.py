@@ -17,6 +17,7 @@ from hastack.model.config import Clone, ClusterConfig, Group, Primitive, Role
 from hastack.model.members import ClusterSnapshot
 from hastack.model.scores import INFINITY
 from hastack.model.state import base_id
+from hastack.ops.assign import assignment_views, render
 from hastack.scheduler.plan import Assignment
 from hastack.scheduler.render import render_resources
 from hastack.store import EndpointStatus, EtcdStore, Keys, endpoint_status
@@ -62,6 +63,10 @@ class StatusReport:
     # since when (docs/control-plane.md).
     pending: list[str] = field(default_factory=list)
     config_revision: int = 0
+    # Work assignment (docs/assign.md): per assignment, its entities and who serves them;
+    # `assignment_lines` is the same as text (`hastack assign show`).
+    assignments: list[dict[str, Any]] = field(default_factory=list)
+    assignment_lines: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -117,6 +122,7 @@ async def collect_status(client: ClientConfig, *, timeout: float = STATUS_TIMEOU
         await store.close()
     dc = snapshot.dc
     lines, resources, failed, counts = _resources(snapshot)
+    views = assignment_views(snapshot)
     pending = _pending(snapshot, now)
     return StatusReport(
         cluster=client.cluster,
@@ -135,6 +141,8 @@ async def collect_status(client: ClientConfig, *, timeout: float = STATUS_TIMEOU
         pending=pending,
         fail_counts=counts,
         config_revision=snapshot.config_revision,
+        assignments=[v.to_json() for v in views],
+        assignment_lines=render(views),
     )
 
 
