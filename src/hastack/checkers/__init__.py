@@ -13,6 +13,7 @@ judge (which is reported, never taken for a pass). Nothing here does I/O; the la
 the availability timeline for people (`hastack.lab.plot`).
 """
 
+from hastack.checkers.assignment import check_assignment
 from hastack.checkers.availability import Outage, check_availability
 from hastack.checkers.history import CheckResult, Op, pair_ops, parse_history
 from hastack.checkers.overlap import check_exclusive, dead_events
@@ -23,6 +24,7 @@ __all__ = [
     "CheckResult",
     "Op",
     "Outage",
+    "check_assignment",
     "check_availability",
     "check_exclusive",
     "check_set",

@@ -53,6 +53,7 @@ from pyroute2 import NetNS
 
 from hastack.checkers import (
     CheckResult,
+    check_assignment,
     check_availability,
     check_exclusive,
     check_set,
@@ -70,6 +71,7 @@ from hastack.model.state import base_id
 from hastack.processes import ProcessRecord, is_alive, send, spawn, wait_gone
 
 __all__ = [
+    "EntitiesSpec",
     "NemesisStep",
     "Scenario",
     "ScenarioResult",
@@ -88,8 +90,25 @@ class LabSpec(Spec):
     links: int = 1
 
 
+class EntitiesSpec(Spec):
+    """The entities of a work assignment served as addresses (docs/assign.md): entity
+    `r07` is `${net0}.<first + 7>`, answering on `port`. The runner lists them in the
+    assignment's configuration, gives them to `assign-probe` workloads as targets, and the
+    lab's observer watches each address like a VIP (resource `<assignment>/<entity>`)."""
+
+    assignment: Name
+    count: int = pydantic.Field(ge=1, le=90)
+    first: int = pydantic.Field(default=150, ge=2, le=254)
+    port: int = 8080
+    prefix: str = "r"
+
+    def names(self) -> list[str]:
+        width = len(str(self.count - 1))
+        return [f"{self.prefix}{i:0{max(2, width)}d}" for i in range(self.count)]
+
+
 class WorkloadSpec(Spec):
-    kind: Literal["http", "etcd-set", "amqp-queue"]
+    kind: Literal["http", "etcd-set", "amqp-queue", "assign-probe"]
     name: Name | None = None
     clients: int = pydantic.Field(default=2, ge=1, le=64)
     rate: float = pydantic.Field(default=10.0, gt=0, le=1000)  # per client, ops per second
@@ -131,6 +150,8 @@ class NemesisStep(Spec):
 
 class Expect(Spec):
     max_outage: Duration | None = None  # every fault recovered from within this
+    # Work assignment: a crashed node's entities answer again within this of its fence.
+    after_fence: Duration | None = None
     recovered: bool = True  # the service answers again after every fault
 
 
@@ -147,6 +168,7 @@ class Scenario(Spec):
     settle: Duration = 2.0  # after the load, before collecting
     expect: Expect = Expect()
     ready_timeout: Duration = READY_TIMEOUT  # for the `ready` resources to run
+    entities: EntitiesSpec | None = None  # work assignment entities served as addresses
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -281,6 +303,17 @@ class Runner:
         self.names["controllers"] = ",".join(h.name for h in lab.controllers())
         self.config = _substitute(scenario.cluster, self.names)
         self.vips = _vips(self.config)
+        self.entity_addresses: dict[str, str] = {}
+        if scenario.entities is not None:
+            e = scenario.entities
+            if e.first + e.count - 1 > 254:
+                raise LabError(f"entities: {e.count} from .{e.first} do not fit in ${{net0}}")
+            for i, name in enumerate(e.names()):
+                self.entity_addresses[name] = f"{t.net_prefix(0)}.{e.first + i}"
+                self.vips[f"{e.assignment}/{name}"] = self.entity_addresses[name]
+            for a in self.config.get("assignments", []):
+                if a.get("assignment") == e.assignment and not a.get("entities"):
+                    a["entities"] = e.names()
         self.feed: StatusFeed | None = None
         self.observer = VipObserver(lab, self.vips, results / "observed-exclusive.jsonl")
         self.crashed: set[str] = set()
@@ -389,7 +422,18 @@ class Runner:
         )
         online = sum(1 for n in report.get("nodes", []) if n.get("online"))
         ready = all(running[r] >= self._instances_wanted(r, online) for r in self.scenario.ready)
-        return self.lab.is_settled(report) and ready
+        return self.lab.is_settled(report) and ready and self._entities_served(report)
+
+    def _entities_served(self, report: dict[str, Any]) -> bool:
+        """Every entity of the scenario's assignment is served by its node."""
+        e = self.scenario.entities
+        if e is None:
+            return True
+        for view in report.get("assignments", []):
+            if view.get("name") == e.assignment:
+                states = [x.get("state") for x in view.get("entities", [])]
+                return len(states) == e.count and all(s == "serving" for s in states)
+        return False
 
     def _instances_wanted(self, primitive: str, online: int) -> int:
         for top in self.config.get("resources", []):
@@ -406,6 +450,9 @@ class Runner:
             spec = w.model_dump(by_alias=True, exclude_none=True)
             spec = _substitute(spec, self.names)
             spec.setdefault("name", f"{w.kind}{i}" if len(self.scenario.workloads) > 1 else w.kind)
+            if w.kind == "assign-probe":
+                port = self.scenario.entities.port if self.scenario.entities else 8080
+                spec["targets"] = {n: f"{a}:{port}" for n, a in self.entity_addresses.items()}
             if w.kind == "etcd-set":
                 spec["endpoints"] = self.lab.endpoints()
                 spec["prefix"] = f"/lab-set/{self.results.name}/{i}"
@@ -519,6 +566,17 @@ class Runner:
             checks.append(check_set([e for e in history if "set" in str(e["process"])]))
         if any(e.get("f") == "enqueue" for e in history):
             checks.append(check_total_queue(history))
+        if any(w.kind == "assign-probe" for w in s.workloads):
+            checks.append(
+                check_assignment(
+                    [e for e in history if str(e["process"]).startswith("assign-probe")],
+                    nemesis,
+                    end_of_run=ended_at,
+                    max_outage=s.expect.max_outage,
+                    fenced=_deaths(agent_records),
+                    after_fence=s.expect.after_fence,
+                )
+            )
         try:
             plot_availability(
                 http or history, nemesis, results / "availability.png",
@@ -540,11 +598,21 @@ class Runner:
         for c in result.checks:
             lines.append(f"  {c.checker:<20} {c.verdict:<8} {c.summary}")
             lines += [f"      {o}" for o in c.details.get("overlaps", [])]
+            lines += [f"      {p}" for p in c.details.get("problems", [])[:10]]
         lines += [f"  note: {n}" for n in result.notes]
         lines.append(f"  results: {result.results}")
         text = "\n".join(lines)
         (result.results / "summary.txt").write_text(text + "\n")
         self.say(text)
+
+
+def _deaths(records: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """host -> when it was powered off by fencing or a watchdog (`dead` records)."""
+    out: dict[str, list[float]] = {}
+    for r in records:
+        if r.get("event") == "dead" and isinstance(r.get("wall"), int | float):
+            out.setdefault(str(r["node"]), []).append(float(r["wall"]))
+    return out
 
 
 def _lines(path: Path) -> list[str]:

@@ -19,6 +19,8 @@ Kinds (add one by subclassing `Workload` and listing it in `KINDS`):
     etcd-set   add unique elements as etcd keys, read them all back at the end (set checker)
     amqp-queue publish unique integers to a RabbitMQ quorum queue with publisher confirms,
                consume them meanwhile, drain the rest at the end (total-queue checker)
+    assign-probe  GET every entity's address in turn, recording which node answered
+               (the assignment checker)
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ __all__ = [
     "KINDS",
     "History",
     "HttpWorkload",
+    "ProbeWorkload",
     "QueueWorkload",
     "SetWorkload",
     "Workload",
@@ -136,12 +139,15 @@ class HttpWorkload(Workload):
         return "get", self.path
 
     async def perform(self, f: str, value: Any) -> tuple[str, Any, dict[str, Any]]:
+        return await self.get(self.host, self.port)
+
+    async def get(self, host: str, port: int) -> tuple[str, Any, dict[str, Any]]:
         writer = None
         try:
             async with asyncio.timeout(self.timeout):
-                reader, writer = await asyncio.open_connection(self.host, self.port)
+                reader, writer = await asyncio.open_connection(host, port)
                 writer.write(
-                    f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\n"
+                    f"GET {self.path} HTTP/1.1\r\nHost: {host}\r\n"
                     "Connection: close\r\n\r\n".encode()
                 )
                 await writer.drain()
@@ -383,7 +389,39 @@ class QueueWorkload(Workload):
                 await connection.close()
 
 
-KINDS: dict[str, type[Workload]] = {w.kind: w for w in (HttpWorkload, SetWorkload, QueueWorkload)}
+class ProbeWorkload(HttpWorkload):
+    """GET every entity's address in turn (work assignment, docs/assign.md): `targets` maps
+    each entity to `ADDRESS:PORT`. Client `c` probes entities c, c + clients, ... so every
+    entity is probed at the same steady rate; each completion's value names the node that
+    answered (`{"node": "n2"}`), which the assignment checker follows."""
+
+    kind: ClassVar[str] = "assign-probe"
+
+    def __init__(self, spec: Mapping[str, Any], allow: Sequence[ipaddress.IPv4Network]) -> None:
+        targets = dict(spec.get("targets") or {})
+        if not targets:
+            raise ValueError("an assign-probe workload needs targets (entity -> address:port)")
+        first = str(next(iter(targets.values())))
+        super().__init__({**spec, "url": f"http://{first}/"}, allow)
+        self.targets: dict[str, tuple[str, int]] = {}
+        for entity, where in sorted(targets.items()):
+            host, _, port = str(where).rpartition(":")
+            self.check_target(host)
+            self.targets[str(entity)] = (host, int(port))
+        self.order = sorted(self.targets)
+
+    def invocation(self, client: int, n: int) -> tuple[str, Any]:
+        return "probe", self.order[(client + n * self.clients) % len(self.order)]
+
+    async def perform(self, f: str, value: Any) -> tuple[str, Any, dict[str, Any]]:
+        type_, _status, extra = await self.get(*self.targets[str(value)])
+        node = extra.pop("node", None)
+        return type_, ({"node": node} if type_ == "ok" else None), extra
+
+
+KINDS: dict[str, type[Workload]] = {
+    w.kind: w for w in (HttpWorkload, SetWorkload, QueueWorkload, ProbeWorkload)
+}
 
 
 async def _client(workload: Workload, client: int, history: History, deadline: float) -> None:

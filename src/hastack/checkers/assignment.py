@@ -1,0 +1,205 @@
+"""The work-assignment checker: from the probes of every entity (which node answered for it,
+or that nothing did) and the nemesis log, what each fault did to each entity.
+
+The probe workload (`assign-probe`) records one operation per request, its value the entity
+and its completion's value `{"node": N}` for an answer. For each crash of a node:
+
+* its **orphans** are the entities it answered for last before the crash; each one's outage
+  is the gap from the last answer before the crash to the first answer after it (from any
+  node), bounded by `max_outage`; with `fenced` (when each host was powered off by its
+  fencing, from the `dead` records) and `after_fence`, each orphan must also answer again
+  within `after_fence` of the fence that followed the crash;
+* every **other** entity must see no failure and no change of node between the crash and
+  the next start of a crashed node (the window the fault owns);
+* after a crashed node is **started** again, no entity may move (sticky: nothing moves back).
+
+Across the whole run it counts every change of answering node per entity (moves), flagging
+those that were not needed (an entity whose node had not failed), and the longest outage.
+Two nodes answering for one entity at once is judged by the exclusivity checkers on the
+addresses, not here (a probe sees one answer at a time).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hastack.checkers.history import CheckResult, Op, pair_ops
+
+__all__ = ["EntityFault", "check_assignment"]
+
+
+@dataclass(frozen=True, slots=True)
+class EntityFault:
+    fault: str
+    time: float
+    orphans: tuple[str, ...]
+    outages: Mapping[str, float | None]  # orphan -> seconds (None: never answered again)
+    answered: Mapping[str, float | None]  # orphan -> first answer after the crash (wall)
+    fenced_at: float | None  # when the crashed node's fence completed
+    others_failed: Mapping[str, int]  # non-orphan entity -> failed probes in the window
+    others_moved: tuple[str, ...]  # non-orphan entities that changed node in the window
+    moved_on_return: tuple[str, ...]  # entities that changed node after the node came back
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fault": self.fault,
+            "time": self.time,
+            "orphans": list(self.orphans),
+            "outages": {
+                k: (round(v, 3) if v is not None else None) for k, v in self.outages.items()
+            },
+            "fence_seconds": None
+            if self.fenced_at is None
+            else round(self.fenced_at - self.time, 3),
+            "after_fence": {
+                k: (round(v - self.fenced_at, 3) if v is not None and self.fenced_at else None)
+                for k, v in self.answered.items()
+            },
+            "others_failed": dict(self.others_failed),
+            "others_moved": list(self.others_moved),
+            "moved_on_return": list(self.moved_on_return),
+        }
+
+
+def _node(op: Op) -> str | None:
+    if op.ok and isinstance(op.result, dict) and isinstance(op.result.get("node"), str):
+        return str(op.result["node"])
+    return None
+
+
+def _by_entity(ops: Iterable[Op]) -> dict[str, list[Op]]:
+    out: dict[str, list[Op]] = {}
+    for op in ops:
+        if op.f == "probe" and isinstance(op.value, str):
+            out.setdefault(op.value, []).append(op)
+    for entity_ops in out.values():
+        entity_ops.sort(key=lambda o: o.completed if o.completed is not None else o.invoked)
+    return out
+
+
+def _moves(ops: list[Op], start: float, end: float) -> int:
+    """Changes of answering node among answers completed in [start, end)."""
+    moves, last = 0, None
+    for op in ops:
+        node = _node(op)
+        if node is None or op.completed is None:
+            continue
+        if op.completed >= start and last is not None and node != last and op.completed < end:
+            moves += 1
+        last = node
+    return moves
+
+
+def check_assignment(
+    history: Iterable[Mapping[str, Any]],
+    nemesis: Iterable[Mapping[str, Any]],
+    *,
+    end_of_run: float,
+    max_outage: float | None = None,
+    fenced: Mapping[str, Iterable[float]] | None = None,
+    after_fence: float | None = None,
+) -> CheckResult:
+    entities = _by_entity(pair_ops(history))
+    if not entities:
+        return CheckResult("assignment", None, "no probes recorded")
+    events = sorted(nemesis, key=lambda e: float(e.get("wall", e.get("time", 0.0))))
+    faults: list[EntityFault] = []
+    problems: list[str] = []
+    for i, e in enumerate(events):
+        if e.get("f") != "crash":
+            continue
+        host = str(e.get("host"))
+        t = float(e.get("wall", e.get("time", 0.0)))
+        later = [x for x in events[i + 1 :] if x.get("f") == "start" and x.get("host") == host]
+        returned = float(later[0].get("wall", later[0].get("time", 0.0))) if later else None
+        window_end = returned if returned is not None else end_of_run
+        fence_times = sorted(x for x in (fenced or {}).get(host, ()) if x >= t)
+        fenced_at = fence_times[0] if fence_times and fence_times[0] <= window_end else None
+        orphans, outages, failed, moved, back = [], {}, {}, [], []
+        answered: dict[str, float | None] = {}
+        for entity, ops in sorted(entities.items()):
+            before = [o for o in ops if o.completed is not None and o.completed <= t and _node(o)]
+            last_node = _node(before[-1]) if before else None
+            if last_node == host:
+                orphans.append(entity)
+                after = [o for o in ops if o.completed is not None and o.completed > t and _node(o)]
+                first = after[0].completed if after else None
+                answered[entity] = first
+                outages[entity] = (
+                    first - before[-1].completed  # type: ignore[operator]
+                    if first is not None
+                    else None
+                )
+                if (
+                    first is not None
+                    and after_fence is not None
+                    and fenced_at is not None
+                    and first - fenced_at > after_fence
+                ):
+                    problems.append(
+                        f"{entity} (on {host}) answered {first - fenced_at:.2f}s after the fence "
+                        f"(> {after_fence:g}s)"
+                    )
+            else:
+                bad = [o for o in ops if t <= o.invoked < window_end and not o.ok]
+                if bad:
+                    failed[entity] = len(bad)
+                if _moves(ops, t, window_end):
+                    moved.append(entity)
+            if returned is not None and _moves(ops, returned + 0.0, end_of_run):
+                back.append(entity)
+        fault = EntityFault(
+            f"crash {host}",
+            t,
+            tuple(orphans),
+            outages,
+            answered,
+            fenced_at,
+            failed,
+            tuple(moved),
+            tuple(back),
+        )
+        if after_fence is not None and fenced_at is None and orphans:
+            problems.append(f"{host} was crashed but no fence of it was recorded")
+        faults.append(fault)
+        for entity, seconds in outages.items():
+            if seconds is None:
+                problems.append(f"{entity} (on {host}) never answered again")
+            elif max_outage is not None and seconds > max_outage:
+                problems.append(f"{entity} (on {host}) out for {seconds:.2f}s > {max_outage:g}s")
+        problems += [f"{x} (not on {host}) failed {n} probe(s)" for x, n in failed.items()]
+        problems += [f"{x} (not on {host}) changed node" for x in moved]
+        problems += [f"{x} moved after {host} came back" for x in back]
+    total_moves = {e: _moves(ops, 0.0, float("inf")) for e, ops in entities.items()}
+    orphaned = {o for f in faults for o in f.orphans}
+    unnecessary = sum(n for e, n in total_moves.items() if e not in orphaned)
+    known = [s for f in faults for s in f.outages.values() if s is not None]
+    summary_parts = [
+        f"{len(entities)} entities",
+        f"{len(faults)} crash(es)",
+        f"{sum(len(f.orphans) for f in faults)} orphan(s)",
+        f"moves {sum(total_moves.values())} (unnecessary {unnecessary})",
+    ]
+    if known:
+        summary_parts.append(
+            f"orphan outage median {statistics.median(known):.2f}s max {max(known):.2f}s"
+        )
+    details: dict[str, Any] = {
+        "faults": [f.to_json() for f in faults],
+        "moves": total_moves,
+        "unnecessary_moves": unnecessary,
+        "longest_outage": max(known) if known else None,
+        "problems": problems,
+    }
+    if not faults:
+        return CheckResult(
+            "assignment", None, "; ".join(summary_parts) + "; no crash to judge", details
+        )
+    valid = not problems
+    text = "; ".join(summary_parts) + (
+        "" if valid else f"; {len(problems)} problem(s): {problems[0]}"
+    )
+    return CheckResult("assignment", valid, text, details)

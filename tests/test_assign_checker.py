@@ -1,0 +1,82 @@
+"""The work-assignment checker on made-up probe histories: what passes, and each way to fail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hastack.checkers import check_assignment
+
+
+def probes(entity: str, answers: list[tuple[float, str | None]]) -> list[dict[str, Any]]:
+    """One probe per (time, answering node or None for a failure), 0.1 s each."""
+    out: list[dict[str, Any]] = []
+    for t, node in answers:
+        p = f"assign-probe-{entity}"
+        out.append({"process": p, "type": "invoke", "f": "probe", "value": entity, "time": t})
+        if node is None:
+            out.append({"process": p, "type": "fail", "f": "probe", "value": None,
+                        "time": t + 0.1, "error": "timeout"})  # fmt: skip
+        else:
+            out.append({"process": p, "type": "ok", "f": "probe", "value": {"node": node},
+                        "time": t + 0.1})  # fmt: skip
+    return out
+
+
+NEMESIS = [{"f": "crash", "host": "n2", "time": 10.0}, {"f": "start", "host": "n2", "time": 20.0}]
+FENCED = {"n2": [11.0]}
+
+
+def good() -> list[dict[str, Any]]:
+    a = probes("a", [(t, "n1") for t in range(0, 30)])
+    b = probes("b", [(t, "n2") for t in range(0, 10)] + [(t, "n3") for t in range(12, 30)])
+    return a + b
+
+
+def check(history: list[dict[str, Any]], **kw: Any) -> Any:
+    return check_assignment(history, NEMESIS, end_of_run=30.0, fenced=FENCED, **kw)
+
+
+def test_only_the_orphan_moved_and_it_came_back_in_time() -> None:
+    result = check(good(), max_outage=4.0, after_fence=2.0)
+    assert result.valid is True, result.details["problems"]
+    (fault,) = result.details["faults"]
+    assert fault["orphans"] == ["b"]
+    assert fault["outages"] == {"b": 3.0}
+    assert fault["fence_seconds"] == 1.0
+    assert fault["after_fence"] == {"b": 1.1}
+    assert result.details["unnecessary_moves"] == 0
+
+
+def test_an_orphan_back_too_late_fails() -> None:
+    history = good()
+    result = check(history, after_fence=0.5)
+    assert result.valid is False
+    assert "b (on n2) answered 1.10s after the fence (> 0.5s)" in result.details["problems"]
+    assert check(history, max_outage=2.0).valid is False
+
+
+def test_a_bystander_that_failed_or_moved_fails() -> None:
+    a = probes(
+        "a", [(t, "n1") for t in range(0, 12)] + [(12, None)] + [(t, "n3") for t in range(13, 30)]
+    )
+    result = check(
+        a + probes("b", [(t, "n2") for t in range(0, 10)] + [(t, "n3") for t in range(12, 30)])
+    )
+    assert result.valid is False
+    assert "a (not on n2) failed 1 probe(s)" in result.details["problems"]
+    assert "a (not on n2) changed node" in result.details["problems"]
+    assert result.details["unnecessary_moves"] == 1
+
+
+def test_a_move_back_after_the_return_fails() -> None:
+    b = probes("b", [(t, "n2") for t in range(0, 10)] + [(t, "n3") for t in range(12, 22)]
+               + [(t, "n2") for t in range(22, 30)])  # fmt: skip
+    result = check(probes("a", [(t, "n1") for t in range(30)]) + b)
+    assert result.valid is False
+    assert "b moved after n2 came back" in result.details["problems"]
+
+
+def test_nothing_to_judge_is_unknown() -> None:
+    assert check_assignment([], NEMESIS, end_of_run=1.0).valid is None
+    quiet = check_assignment(good(), [], end_of_run=30.0)
+    assert quiet.valid is None
