@@ -80,3 +80,18 @@ def test_nothing_to_judge_is_unknown() -> None:
     assert check_assignment([], NEMESIS, end_of_run=1.0).valid is None
     quiet = check_assignment(good(), [], end_of_run=30.0)
     assert quiet.valid is None
+
+
+def test_a_partition_counts_like_a_crash_of_the_smaller_side() -> None:
+    nemesis = [
+        {"f": "partition", "host": None, "time": 10.0, "groups": [["n2"], ["n1", "n3"]]},
+        {"f": "heal", "host": None, "time": 20.0},
+    ]
+    # n2 keeps answering for b until it self-fences at 12, n3 answers from 14.
+    b = probes("b", [(t, "n2") for t in range(0, 12)] + [(t, "n3") for t in range(14, 30)])
+    a = probes("a", [(t, "n1") for t in range(30)])
+    result = check_assignment(a + b, nemesis, end_of_run=30.0, max_outage=4.0)
+    assert result.valid is True, result.details["problems"]
+    (fault,) = result.details["faults"]
+    assert fault["orphans"] == ["b"]
+    assert fault["outages"] == {"b": 3.0}  # 11.1 -> 14.1

@@ -4,6 +4,7 @@ runs in the default test command; the others are marked `lab`."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -38,3 +39,44 @@ def test_crash_of_a_router_node_moves_only_its_routers_once_fenced(tmp_path: Pat
     assert fault["fence_seconds"] is not None
     assert all(v is not None and v <= 2.0 for v in fault["after_fence"].values()), fault
     assert result.valid, summary
+
+
+@pytest.mark.lab
+def test_a_partitioned_router_node_stops_serving_before_the_survivors_take_over(
+    tmp_path: Path,
+) -> None:
+    result = run("assign-partition-router", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
+    assert result.check("exclusive-observed").valid is True, summary
+    assert result.check("exclusive").valid is True, summary
+    check = result.check("assignment")
+    assert check.valid is True, summary
+    (fault,) = check.details["faults"]
+    assert fault["orphans"], fault
+    assert fault["moved_on_return"] == [], fault
+    # The cut-off node released its routers itself (self-fencing), before the takeover.
+    isolated = fault["fault"].split()[1].split("|")[0].strip()
+    events = (result.results / "agents" / isolated / "events.jsonl").read_text()
+    assert '"self-fenced"' in events or '"membership-lost"' in events, events[-2000:]
+
+
+def _final_map(result: ScenarioResult) -> dict[str, list[str]]:
+    lines = (result.results / "status.jsonl").read_text().splitlines()
+    last = json.loads(lines[-1])
+    (view,) = [v for v in last["assignments"] if v["name"] == "routers"]
+    return {e["entity"]: e["nodes"] for e in view["entities"]}
+
+
+@pytest.mark.lab
+def test_replicas_two_fail_over_to_the_standby_and_get_a_new_one(tmp_path: Path) -> None:
+    result = run("assign-replicas-router", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
+    assert result.check("exclusive-observed").valid is True, summary
+    check = result.check("assignment")
+    assert check.valid is True, summary  # within 3 s, and 2 s of the fence
+    (fault,) = check.details["faults"]
+    crashed = fault["fault"].split()[1]
+    final = _final_map(result)
+    for entity in fault["orphans"]:
+        assert len(final[entity]) == 2, final[entity]
+        assert crashed not in final[entity], final[entity]

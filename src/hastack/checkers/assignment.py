@@ -13,6 +13,10 @@ and its completion's value `{"node": N}` for an answer. For each crash of a node
   the next start of a crashed node (the window the fault owns);
 * after a crashed node is **started** again, no entity may move (sticky: nothing moves back).
 
+A partition counts like a crash of the smaller side (until the heal): its entities must be
+answered from the other side once taken over (the longest gap between answers is the
+outage), and nothing else moves.
+
 Across the whole run it counts every change of answering node per entity (moves), flagging
 those that were not needed (an entity whose node had not failed), and the longest outage.
 Two nodes answering for one entity at once is judged by the exclusivity checkers on the
@@ -21,6 +25,7 @@ addresses, not here (a probe sees one answer at a time).
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -93,6 +98,46 @@ def _moves(ops: list[Op], start: float, end: float) -> int:
     return moves
 
 
+def _at(e: Mapping[str, Any]) -> float:
+    return float(e.get("wall", e.get("time", 0.0)))
+
+
+def _fault(
+    events: list[Mapping[str, Any]], i: int, end_of_run: float
+) -> tuple[str, frozenset[str], float, float | None] | None:
+    """(label, the hosts it cut off, when, when they came back) for a crash, or a partition
+    that isolates a smaller group of hosts (hosts not in any group are not cut off)."""
+    e = events[i]
+    if e.get("f") == "crash":
+        host = str(e.get("host"))
+        later = [x for x in events[i + 1 :] if x.get("f") == "start" and x.get("host") == host]
+        return f"crash {host}", frozenset([host]), _at(e), _at(later[0]) if later else None
+    if e.get("f") == "partition":
+        groups = [frozenset(map(str, g)) for g in e.get("groups", []) if g]
+        if len(groups) < 2:
+            return None
+        smallest = min(groups, key=lambda g: (len(g), sorted(g)))
+        later = [x for x in events[i + 1 :] if x.get("f") in ("heal", "partition")]
+        return (
+            f"partition {' | '.join(','.join(sorted(g)) for g in groups)}",
+            smallest,
+            _at(e),
+            _at(later[0]) if later else None,
+        )
+    return None
+
+
+def _longest_gap(ops: list[Op], since: float, until: float) -> float:
+    """The longest time between two answers (any node) from `since` until `until`."""
+    times = sorted(
+        o.completed
+        for o in ops
+        if o.completed is not None and since <= o.completed <= until and _node(o)
+    )
+    points = [since, *times, until]
+    return max(b - a for a, b in itertools.pairwise(points))
+
+
 def check_assignment(
     history: Iterable[Mapping[str, Any]],
     nemesis: Iterable[Mapping[str, Any]],
@@ -105,31 +150,37 @@ def check_assignment(
     entities = _by_entity(pair_ops(history))
     if not entities:
         return CheckResult("assignment", None, "no probes recorded")
-    events = sorted(nemesis, key=lambda e: float(e.get("wall", e.get("time", 0.0))))
+    events = sorted(nemesis, key=_at)
     faults: list[EntityFault] = []
     problems: list[str] = []
-    for i, e in enumerate(events):
-        if e.get("f") != "crash":
+    for i in range(len(events)):
+        fault_of = _fault(events, i, end_of_run)
+        if fault_of is None:
             continue
-        host = str(e.get("host"))
-        t = float(e.get("wall", e.get("time", 0.0)))
-        later = [x for x in events[i + 1 :] if x.get("f") == "start" and x.get("host") == host]
-        returned = float(later[0].get("wall", later[0].get("time", 0.0))) if later else None
+        label, hosts, t, returned = fault_of
+        host = ",".join(sorted(hosts))
         window_end = returned if returned is not None else end_of_run
-        fence_times = sorted(x for x in (fenced or {}).get(host, ()) if x >= t)
+        fence_times = sorted(x for h in hosts for x in (fenced or {}).get(h, ()) if x >= t)
         fenced_at = fence_times[0] if fence_times and fence_times[0] <= window_end else None
         orphans, outages, failed, moved, back = [], {}, {}, [], []
         answered: dict[str, float | None] = {}
         for entity, ops in sorted(entities.items()):
             before = [o for o in ops if o.completed is not None and o.completed <= t and _node(o)]
             last_node = _node(before[-1]) if before else None
-            if last_node == host:
+            if last_node in hosts:
                 orphans.append(entity)
-                after = [o for o in ops if o.completed is not None and o.completed > t and _node(o)]
+                # Taken over: the first answer from a node outside the fault.
+                after = [
+                    o
+                    for o in ops
+                    if o.completed is not None
+                    and o.completed > t
+                    and _node(o) not in (None, *hosts)
+                ]
                 first = after[0].completed if after else None
                 answered[entity] = first
                 outages[entity] = (
-                    first - before[-1].completed  # type: ignore[operator]
+                    _longest_gap(ops, before[-1].completed or t, first)
                     if first is not None
                     else None
                 )
@@ -149,10 +200,10 @@ def check_assignment(
                     failed[entity] = len(bad)
                 if _moves(ops, t, window_end):
                     moved.append(entity)
-            if returned is not None and _moves(ops, returned + 0.0, end_of_run):
+            if returned is not None and _moves(ops, returned, end_of_run):
                 back.append(entity)
         fault = EntityFault(
-            f"crash {host}",
+            label,
             t,
             tuple(orphans),
             outages,
@@ -162,12 +213,12 @@ def check_assignment(
             tuple(moved),
             tuple(back),
         )
-        if after_fence is not None and fenced_at is None and orphans:
+        if after_fence is not None and fenced_at is None and orphans and label.startswith("crash"):
             problems.append(f"{host} was crashed but no fence of it was recorded")
         faults.append(fault)
         for entity, seconds in outages.items():
             if seconds is None:
-                problems.append(f"{entity} (on {host}) never answered again")
+                problems.append(f"{entity} (on {host}) never answered from another node")
             elif max_outage is not None and seconds > max_outage:
                 problems.append(f"{entity} (on {host}) out for {seconds:.2f}s > {max_outage:g}s")
         problems += [f"{x} (not on {host}) failed {n} probe(s)" for x, n in failed.items()]
