@@ -51,7 +51,12 @@ FORBIDDEN = {
 LAB_FRONT_ENDS = {"cli/main.py", "cli/cluster_cmd.py", "cli/lab_cmd.py", "cli/client.py"}
 
 # The import names of the `lab` extra's distributions.
-IMPORT_NAMES = {"aio-pika": "aio_pika", "matplotlib": "matplotlib"}
+IMPORT_NAMES = {
+    "aio-pika": "aio_pika",
+    "matplotlib": "matplotlib",
+    "tooz": "tooz",
+    "etcd3gw": "etcd3gw",
+}
 
 
 def _files() -> list[Path]:
@@ -128,7 +133,7 @@ def test_pure_modules_import_no_io() -> None:
 
 def test_the_product_does_not_import_the_lab_or_its_extra() -> None:
     lab_only = _lab_extra()
-    assert lab_only == {"aio_pika", "matplotlib"}
+    assert lab_only == {"aio_pika", "matplotlib", "tooz", "etcd3gw"}
     assert all((SRC / f).exists() for f in LAB_FRONT_ENDS), "a front end moved: update the list"
     imports = {p.relative_to(SRC).as_posix(): _imports_of(p) for p in sorted(SRC.rglob("*.py"))}
     assert _lab_offenders(imports, lab_only) == []
@@ -138,7 +143,8 @@ def test_the_product_runs_without_the_lab_extra() -> None:
     """The `hastack` command and the agent start with aio-pika and matplotlib missing."""
     code = (
         "import sys\n"
-        "sys.modules.update({'aio_pika': None, 'matplotlib': None})\n"
+        "sys.modules.update({'aio_pika': None, 'matplotlib': None, 'tooz': None, "
+        "'etcd3gw': None})\n"
         "import hastack.cli.main, hastack.agent, hastack.lab.scenario, hastack.lab.workloads\n"
         "sys.exit(hastack.cli.main.main(['--help']))\n"
     )

@@ -138,7 +138,7 @@ class Agent:
             self._store, self.keys, config.node, tuple(config.fence_agent_dirs)
         )
         self._peers: dict[str, tuple[str, int]] = {}
-        self._lives: dict[str, tuple[int | None, float]] = {}
+        self._lives: dict[str, tuple[tuple[int, int] | None, float]] = {}
         self._heartbeat_interval = 0.2
         self._suspect_after = 1.0
         self._dc_since = 0.0
@@ -392,7 +392,11 @@ class Agent:
         # When this agent first saw each member's current life (its member key's revision):
         # a member's silence is only held against it from then on.
         now = time.monotonic()
-        lives = {name: m.revision for name, m in snapshot.members.items()}
+        # A life is the member key's creation *and* its lease: an agent that rejoins before
+        # its previous lease expired overwrites its old key, which keeps its create_revision
+        # (without the lease it looked like the same life, silent since the crash, and the
+        # DC fenced it again the moment it rejoined).
+        lives = {name: (m.revision, m.lease) for name, m in snapshot.members.items()}
         for name, revision in lives.items():
             if self._lives.get(name, (None, 0.0))[0] != revision:
                 self._lives[name] = (revision, now)

@@ -17,6 +17,7 @@ from hastack.checkers.assignment import check_assignment
 from hastack.checkers.availability import Outage, check_availability
 from hastack.checkers.history import CheckResult, Op, pair_ops, parse_history
 from hastack.checkers.overlap import check_exclusive, dead_events
+from hastack.checkers.polls import check_polls
 from hastack.checkers.queue import check_total_queue
 from hastack.checkers.sets import check_set
 
@@ -27,6 +28,7 @@ __all__ = [
     "check_assignment",
     "check_availability",
     "check_exclusive",
+    "check_polls",
     "check_set",
     "check_total_queue",
     "dead_events",

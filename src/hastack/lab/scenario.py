@@ -31,6 +31,7 @@ A run writes one results folder: `history.jsonl` (the clients' operations), `nem
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -56,6 +57,7 @@ from hastack.checkers import (
     check_assignment,
     check_availability,
     check_exclusive,
+    check_polls,
     check_set,
     check_total_queue,
     parse_history,
@@ -73,6 +75,7 @@ from hastack.processes import ProcessRecord, is_alive, send, spawn, wait_gone
 __all__ = [
     "EntitiesSpec",
     "NemesisStep",
+    "PollsSpec",
     "Scenario",
     "ScenarioResult",
     "WorkloadSpec",
@@ -105,6 +108,21 @@ class EntitiesSpec(Spec):
     def names(self) -> list[str]:
         width = len(str(self.count - 1))
         return [f"{self.prefix}{i:0{max(2, width)}d}" for i in range(self.count)]
+
+
+class PollsSpec(Spec):
+    """Pollers (hastack.lab.net.poller) log each poll in their service log; the `polls`
+    checker judges each mode apart: every resource polled in every interval, but for
+    `excused` intervals after a crash (per mode)."""
+
+    resources: int = pydantic.Field(default=100, ge=1, le=10_000)
+    prefix: str = "res"
+    interval: Duration = 5.0
+    excused: dict[str, int] = pydantic.Field(default_factory=dict)  # mode -> intervals
+    warmup: Duration = 10.0  # not judged: the pollers find each other
+
+    def names(self) -> list[str]:
+        return [f"{self.prefix}{i:03d}" for i in range(self.resources)]
 
 
 class WorkloadSpec(Spec):
@@ -163,12 +181,20 @@ class Scenario(Spec):
     election_ms: int = FAST_ELECTION_MS
     cluster: dict[str, Any]
     ready: list[Name] = pydantic.Field(default_factory=list)
-    workloads: list[WorkloadSpec] = pydantic.Field(min_length=1)
+    workloads: list[WorkloadSpec] = pydantic.Field(default_factory=list)
+    duration: Duration | None = pydantic.Field(default=None, gt=0, le=600)  # without workloads
     nemesis: list[NemesisStep] = pydantic.Field(default_factory=list)
     settle: Duration = 2.0  # after the load, before collecting
     expect: Expect = Expect()
     ready_timeout: Duration = READY_TIMEOUT  # for the `ready` resources to run
     entities: EntitiesSpec | None = None  # work assignment entities served as addresses
+    polls: PollsSpec | None = None  # Ceilometer-style pollers to check
+
+    @pydantic.model_validator(mode="after")
+    def _load_or_duration(self) -> Scenario:
+        if not self.workloads and self.duration is None:
+            raise ValueError("give workloads, or a duration for a run without client load")
+        return self
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -464,7 +490,7 @@ class Runner:
         (results / "cluster.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
         (results / "scenario.json").write_text(json.dumps(s.model_dump(mode="json"), indent=2))
         nemesis_offset = lab.nemesis_path.stat().st_size if lab.nemesis_path.exists() else 0
-        longest = max(w.duration + w.final_timeout for w in s.workloads)
+        longest = max([w.duration + w.final_timeout for w in s.workloads] + [s.duration or 0.0])
         bound = s.ready_timeout + longest + s.settle + 60.0
         self.feed = StatusFeed(lab, bound, 0.25, record_to=results / "status.jsonl")
         workers: ProcessRecord | None = None
@@ -475,23 +501,27 @@ class Runner:
                      f"{', '.join(s.ready) or 'the cluster'}")  # fmt: skip
             self.feed.wait_for(self.is_ready, s.ready_timeout, f"{', '.join(s.ready)} running")
             self.observer.start()
-            specs = self.workload_specs()
-            (results / "workloads.json").write_text(json.dumps(specs, indent=2))
-            allow = [str(n) for n in lab.topology.networks()]
-            argv = [
-                "ip", "netns", "exec", lab.host(CLIENT).namespace,
-                sys.executable, "-m", "hastack.lab.workloads",
-                "--spec", str(results / "workloads.json"),
-                "--history", str(results / "history.jsonl"),
-                *[x for a in allow for x in ("--allow", a)],
-            ]  # fmt: skip
             load_start = time.monotonic()
             started_at = time.time()
-            workers, proc = spawn(argv, log_path=results / "workloads.log")
-            self.say(
-                f"  load: {', '.join(f'{w.kind} ×{w.clients}' for w in s.workloads)} "
-                f"for {max(w.duration for w in s.workloads):g}s from the client host"
-            )
+            proc: subprocess.Popen[bytes] | None = None
+            if s.workloads:
+                specs = self.workload_specs()
+                (results / "workloads.json").write_text(json.dumps(specs, indent=2))
+                allow = [str(n) for n in lab.topology.networks()]
+                argv = [
+                    "ip", "netns", "exec", lab.host(CLIENT).namespace,
+                    sys.executable, "-m", "hastack.lab.workloads",
+                    "--spec", str(results / "workloads.json"),
+                    "--history", str(results / "history.jsonl"),
+                    *[x for a in allow for x in ("--allow", a)],
+                ]  # fmt: skip
+                workers, proc = spawn(argv, log_path=results / "workloads.log")
+                self.say(
+                    f"  load: {', '.join(f'{w.kind} ×{w.clients}' for w in s.workloads)} "
+                    f"for {max(w.duration for w in s.workloads):g}s from the client host"
+                )
+            else:
+                self.say(f"  no client load; the run lasts {longest:g}s")
             for step in sorted(s.nemesis, key=lambda x: x.at):
                 delay = load_start + step.at - time.monotonic()
                 if delay > 0:
@@ -501,13 +531,16 @@ class Runner:
                 except (LabError, ValueError, OSError) as exc:
                     self.notes.append(f"nemesis {step.op} at {step.at:g}s failed: {exc}")
                     self.say(f"  nemesis: {step.op} FAILED: {exc}")
-            try:
-                proc.wait(timeout=max(1.0, load_start + longest + 30.0 - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.notes.append("workload clients overran their bound and were killed")
-            if proc.returncode not in (0, None):
-                self.notes.append(f"workload clients exited with {proc.returncode}: see "
-                                  "workloads.log")  # fmt: skip
+            if proc is None:
+                time.sleep(max(0.0, load_start + longest - time.monotonic()))
+            else:
+                try:
+                    proc.wait(timeout=max(1.0, load_start + longest + 30.0 - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self.notes.append("workload clients overran their bound and were killed")
+                if proc.returncode not in (0, None):
+                    self.notes.append(f"workload clients exited with {proc.returncode}: see "
+                                      "workloads.log")  # fmt: skip
             time.sleep(s.settle)
         finally:
             if workers is not None and is_alive(workers):
@@ -566,6 +599,8 @@ class Runner:
             checks.append(check_set([e for e in history if "set" in str(e["process"])]))
         if any(e.get("f") == "enqueue" for e in history):
             checks.append(check_total_queue(history))
+        if s.polls is not None:
+            checks += self._poll_checks(s.polls, nemesis, started_at, ended_at)
         if any(w.kind == "assign-probe" for w in s.workloads):
             checks.append(
                 check_assignment(
@@ -589,6 +624,32 @@ class Runner:
             json.dumps([c.to_json() for c in checks], indent=2, default=str)
         )
         return checks
+
+    def _poll_checks(
+        self, spec: PollsSpec, nemesis: list[dict[str, Any]], start: float, end: float
+    ) -> list[CheckResult]:
+        polls: list[dict[str, Any]] = []
+        for log in sorted((self.results / "agents").glob("*/service-*.log")):
+            for line in _lines(log):
+                if line.startswith('{"poll"'):
+                    with contextlib.suppress(ValueError):
+                        polls.append(json.loads(line))
+        (self.results / "polls.jsonl").write_text("".join(json.dumps(p) + "\n" for p in polls))
+        out = []
+        for mode in sorted({str(p.get("mode")) for p in polls} | set(spec.excused)):
+            out.append(
+                check_polls(
+                    [p for p in polls if p.get("mode") == mode],
+                    nemesis,
+                    resources=spec.names(),
+                    interval=spec.interval,
+                    start=start + spec.warmup,
+                    end=end,
+                    excused=spec.excused.get(mode, 0),
+                    name=f"polls-{mode}",
+                )
+            )
+        return out
 
     def report(self, result: ScenarioResult) -> None:
         verdict = "VALID" if result.valid else "NOT VALID"

@@ -259,6 +259,8 @@ def service_env(request: OpRequest) -> dict[str, str]:
         "HASTACK_NODE_ADDRESS": request.cluster.get("address", ""),
         "HASTACK_INSTANCE": request.instance,
         "HASTACK_ASSIGN_DIR": str(Path(request.state_dir) / "assign"),
+        # So that a service can share the cluster's etcd (tooz's etcd3 driver, docs/assign.md).
+        "HASTACK_ETCD_ENDPOINTS": request.cluster.get("etcd-endpoints", ""),
     }
 
 
