@@ -80,3 +80,17 @@ def test_replicas_two_fail_over_to_the_standby_and_get_a_new_one(tmp_path: Path)
     for entity in fault["orphans"]:
         assert len(final[entity]) == 2, final[entity]
         assert crashed not in final[entity], final[entity]
+
+
+@pytest.mark.lab
+def test_tooz_pollers_beside_hastack_pollers_through_a_crash(tmp_path: Path) -> None:
+    result = run("assign-tooz-pollers", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
+    tooz, hastack = result.check("polls-tooz"), result.check("polls-hastack")
+    print(summary)
+    # Both judged; each within its own excused intervals after the crash.
+    assert tooz.valid is True, summary
+    assert hastack.valid is True, summary
+    assert tooz.details["intervals"] >= 5
+    # hastack's pollers moved the dead node's share once it was fenced: no duplicates.
+    assert hastack.details["duplicate_polls"] == 0, summary
