@@ -95,3 +95,49 @@ def test_a_partition_counts_like_a_crash_of_the_smaller_side() -> None:
     (fault,) = result.details["faults"]
     assert fault["orphans"] == ["b"]
     assert fault["outages"] == {"b": 3.0}  # 11.1 -> 14.1
+
+
+def _jobs(final: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for j in final:
+        out += [
+            {
+                "process": "heat-jobs-0",
+                "type": "invoke",
+                "f": "submit",
+                "value": j["id"],
+                "time": 0.0,
+            },
+            {"process": "heat-jobs-0", "type": "ok", "f": "submit", "value": j["id"], "time": 0.1},
+        ]
+    return [
+        *out,
+        {"process": "heat-jobs-final", "type": "ok", "f": "final", "value": final, "time": 60.0},
+    ]
+
+
+def test_jobs_taken_over_in_time_pass_and_a_stuck_one_fails() -> None:
+    from hastack.checkers import check_jobs
+
+    crash = [{"f": "crash", "host": "n2", "time": 10.0}]
+    done = {
+        "id": "a",
+        "state": "DONE",
+        "engine": "n3",
+        "taken_over_from": "n2",
+        "taken_over_at": 15.5,
+    }
+    failed = {"id": "b", "state": "FAILED", "engine": "n1", "reason": "Engine n2 went down",
+              "taken_over_from": "n2", "taken_over_at": 16.0}  # fmt: skip
+    ok = check_jobs(_jobs([done, failed]), crash, lock_ttl=5, check_interval=1)
+    assert ok.valid is True, ok.details
+    assert [t["seconds"] for t in ok.details["takeovers"]] == [5.5, 6.0]
+    stuck = {"id": "c", "state": "IN_PROGRESS", "engine": "n2"}
+    late = {**done, "taken_over_at": 18.0}
+    bad = check_jobs(
+        _jobs([late, stuck, {**failed, "reason": ""}]), crash, lock_ttl=5, check_interval=1
+    )
+    assert bad.valid is False
+    assert "c stuck IN_PROGRESS (engine n2)" in bad.details["problems"]
+    assert "b FAILED without a reason" in bad.details["problems"]
+    assert any(p.startswith("a taken over from n2 8.00s") for p in bad.details["problems"])

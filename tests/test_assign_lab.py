@@ -94,3 +94,13 @@ def test_tooz_pollers_beside_hastack_pollers_through_a_crash(tmp_path: Path) -> 
     assert tooz.details["intervals"] >= 5
     # hastack's pollers moved the dead node's share once it was fenced: no duplicates.
     assert hastack.details["duplicate_polls"] == 0, summary
+
+
+@pytest.mark.lab
+def test_heat_engines_take_over_a_crashed_engines_jobs(tmp_path: Path) -> None:
+    result = run("assign-heat-engines", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
+    jobs = result.check("jobs")
+    assert jobs.valid is True, summary  # none stuck, FAILED only with a reason, in time
+    assert jobs.details["takeovers"], summary  # the crash did catch a job mid-way
+    assert jobs.details["states"].get("DONE", 0) > 0

@@ -16,6 +16,7 @@ the availability timeline for people (`hastack.lab.plot`).
 from hastack.checkers.assignment import check_assignment
 from hastack.checkers.availability import Outage, check_availability
 from hastack.checkers.history import CheckResult, Op, pair_ops, parse_history
+from hastack.checkers.jobs import check_jobs
 from hastack.checkers.overlap import check_exclusive, dead_events
 from hastack.checkers.polls import check_polls
 from hastack.checkers.queue import check_total_queue
@@ -28,6 +29,7 @@ __all__ = [
     "check_assignment",
     "check_availability",
     "check_exclusive",
+    "check_jobs",
     "check_polls",
     "check_set",
     "check_total_queue",

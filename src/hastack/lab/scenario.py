@@ -57,6 +57,7 @@ from hastack.checkers import (
     check_assignment,
     check_availability,
     check_exclusive,
+    check_jobs,
     check_polls,
     check_set,
     check_total_queue,
@@ -126,7 +127,7 @@ class PollsSpec(Spec):
 
 
 class WorkloadSpec(Spec):
-    kind: Literal["http", "etcd-set", "amqp-queue", "assign-probe"]
+    kind: Literal["http", "etcd-set", "amqp-queue", "assign-probe", "heat-jobs"]
     name: Name | None = None
     clients: int = pydantic.Field(default=2, ge=1, le=64)
     rate: float = pydantic.Field(default=10.0, gt=0, le=1000)  # per client, ops per second
@@ -138,6 +139,10 @@ class WorkloadSpec(Spec):
     urls: list[str] = pydantic.Field(default_factory=list)  # amqp-queue: the brokers
     queue: Name = "hastack-lab"  # amqp-queue
     consumers: int = pydantic.Field(default=1, ge=0, le=16)  # amqp-queue
+    prefix: str | None = None  # heat-jobs: where the jobs live in etcd
+    job_seconds: Duration = 3.0  # heat-jobs: how long each job works
+    lock_ttl: Duration = 5.0  # heat-jobs: the engines' lock TTL (for the checker)
+    check_interval: Duration = 1.0  # heat-jobs: the engines' takeover check
 
     @pydantic.model_validator(mode="after")
     def _target(self) -> WorkloadSpec:
@@ -327,6 +332,7 @@ class Runner:
         self.names["power"] = str(lab.power_registry)
         self.names["labdir"] = str(lab.directory)
         self.names["controllers"] = ",".join(h.name for h in lab.controllers())
+        self.names["run"] = results.name
         self.config = _substitute(scenario.cluster, self.names)
         self.vips = _vips(self.config)
         self.entity_addresses: dict[str, str] = {}
@@ -479,7 +485,7 @@ class Runner:
             if w.kind == "assign-probe":
                 port = self.scenario.entities.port if self.scenario.entities else 8080
                 spec["targets"] = {n: f"{a}:{port}" for n, a in self.entity_addresses.items()}
-            if w.kind == "etcd-set":
+            if w.kind in ("etcd-set", "heat-jobs"):
                 spec["endpoints"] = self.lab.endpoints()
                 spec["prefix"] = f"/lab-set/{self.results.name}/{i}"
             specs.append(spec)
@@ -599,6 +605,16 @@ class Runner:
             checks.append(check_set([e for e in history if "set" in str(e["process"])]))
         if any(e.get("f") == "enqueue" for e in history):
             checks.append(check_total_queue(history))
+        for w in s.workloads:
+            if w.kind == "heat-jobs":
+                checks.append(
+                    check_jobs(
+                        [e for e in history if str(e["process"]).startswith("heat-jobs")],
+                        nemesis,
+                        lock_ttl=w.lock_ttl,
+                        check_interval=w.check_interval,
+                    )
+                )
         if s.polls is not None:
             checks += self._poll_checks(s.polls, nemesis, started_at, ended_at)
         if any(w.kind == "assign-probe" for w in s.workloads):

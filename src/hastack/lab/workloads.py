@@ -21,6 +21,7 @@ Kinds (add one by subclassing `Workload` and listing it in `KINDS`):
                consume them meanwhile, drain the rest at the end (total-queue checker)
     assign-probe  GET every entity's address in turn, recording which node answered
                (the assignment checker)
+    heat-jobs  submit jobs for the lab's Heat-style engines, read their final states (jobs)
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "KINDS",
     "History",
     "HttpWorkload",
+    "JobsWorkload",
     "ProbeWorkload",
     "QueueWorkload",
     "SetWorkload",
@@ -419,8 +421,60 @@ class ProbeWorkload(HttpWorkload):
         return type_, ({"node": node} if type_ == "ok" else None), extra
 
 
+class JobsWorkload(SetWorkload):
+    """Heat-style jobs (docs/assign.md, acceptance H2): submit PENDING jobs into the lab's
+    etcd for the engines (hastack.lab.net.engine) to lock and run; at the end, wait (at most
+    `final-timeout`) until none is PENDING or IN_PROGRESS, then read every job's final
+    state (the jobs checker judges it). Every other job can be resumed by another engine;
+    the rest must be marked FAILED with a reason when their engine dies."""
+
+    kind: ClassVar[str] = "heat-jobs"
+
+    def __init__(self, spec: Mapping[str, Any], allow: Sequence[ipaddress.IPv4Network]) -> None:
+        super().__init__(spec, allow)
+        self.prefix = str(spec["prefix"]).rstrip("/")
+        self.seconds = float(spec.get("job-seconds", 3.0))
+
+    def invocation(self, client: int, n: int) -> tuple[str, Any]:
+        return "submit", f"j{client:02d}{n:04d}"
+
+    async def perform(self, f: str, value: Any) -> tuple[str, Any, dict[str, Any]]:
+        job = {
+            "id": value,
+            "action": "CREATE" if int(str(value)[-1]) % 2 == 0 else "UPDATE",
+            "seconds": self.seconds,
+            "resumable": int(str(value)[-1]) % 2 == 0,
+            "state": "PENDING",
+            "history": [["PENDING", None, time.time()]],
+        }
+        try:
+            await self.store.put(f"{self.prefix}/jobs/{value}", json.dumps(job).encode())
+        except DefiniteStoreError as exc:
+            return "fail", value, {"error": str(exc)}
+        except StoreError as exc:
+            return "info", value, {"error": str(exc)}
+        return "ok", value, {}
+
+    async def finish(self, history: History) -> None:
+        deadline = time.monotonic() + self.final_timeout
+        process = f"{self.name}-final"
+        jobs: list[dict[str, Any]] = []
+        while True:
+            try:
+                result = await self.store.get_prefix(f"{self.prefix}/jobs/")
+                jobs = [json.loads(kv.value) for kv in result.kvs]
+            except (StoreError, ValueError):
+                jobs = []
+            open_ = [j for j in jobs if j.get("state") in ("PENDING", "IN_PROGRESS")]
+            if (jobs and not open_) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        history.write(process, "invoke", "final", None)
+        history.write(process, "ok" if jobs else "fail", "final", jobs)
+
+
 KINDS: dict[str, type[Workload]] = {
-    w.kind: w for w in (HttpWorkload, SetWorkload, QueueWorkload, ProbeWorkload)
+    w.kind: w for w in (HttpWorkload, SetWorkload, QueueWorkload, ProbeWorkload, JobsWorkload)
 }
 
 
