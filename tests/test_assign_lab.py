@@ -104,3 +104,16 @@ def test_heat_engines_take_over_a_crashed_engines_jobs(tmp_path: Path) -> None:
     assert jobs.valid is True, summary  # none stuck, FAILED only with a reason, in time
     assert jobs.details["takeovers"], summary  # the crash did catch a job mid-way
     assert jobs.details["states"].get("DONE", 0) > 0
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_soak_of_random_faults_over_the_routers(tmp_path: Path) -> None:
+    result = run("assign-soak-router", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
+    print(summary)
+    check = result.check("assignment")
+    assert len(check.details["faults"]) >= 100, summary
+    assert check.details["unnecessary_moves"] == 0, summary
+    assert result.check("exclusive-observed").valid is True, summary  # 0 double-served
+    assert check.valid is True, summary

@@ -160,6 +160,13 @@ def check_assignment(
         label, hosts, t, returned = fault_of
         host = ",".join(sorted(hosts))
         window_end = returned if returned is not None else end_of_run
+        # After the return, until the next fault: nothing may move (back or anywhere).
+        later_faults = [
+            _at(x) for x in events[i + 1 :] if _fault(events, events.index(x), end_of_run)
+        ]
+        calm_end = min(
+            [x for x in later_faults if returned is None or x > returned] or [end_of_run]
+        )
         fence_times = sorted(x for h in hosts for x in (fenced or {}).get(h, ()) if x >= t)
         fenced_at = fence_times[0] if fence_times and fence_times[0] <= window_end else None
         orphans, outages, failed, moved, back = [], {}, {}, [], []
@@ -200,7 +207,7 @@ def check_assignment(
                     failed[entity] = len(bad)
                 if _moves(ops, t, window_end):
                     moved.append(entity)
-            if returned is not None and _moves(ops, returned, end_of_run):
+            if returned is not None and _moves(ops, returned, calm_end):
                 back.append(entity)
         fault = EntityFault(
             label,
@@ -230,7 +237,7 @@ def check_assignment(
     known = [s for f in faults for s in f.outages.values() if s is not None]
     summary_parts = [
         f"{len(entities)} entities",
-        f"{len(faults)} crash(es)",
+        f"{len(faults)} fault(s)",
         f"{sum(len(f.orphans) for f in faults)} orphan(s)",
         f"moves {sum(total_moves.values())} (unnecessary {unnecessary})",
     ]

@@ -77,6 +77,7 @@ __all__ = [
     "EntitiesSpec",
     "NemesisStep",
     "PollsSpec",
+    "RandomNemesis",
     "Scenario",
     "ScenarioResult",
     "WorkloadSpec",
@@ -171,6 +172,44 @@ class NemesisStep(Spec):
     link: int = 0  # link-down / link-up
 
 
+RandomOp = Literal["crash", "partition"]
+_RANDOM_OPS: tuple[RandomOp, ...] = ("crash", "partition")
+
+
+class RandomNemesis(Spec):
+    """Many faults drawn at random (a soak): every `every` seconds from `start`, one of `ops`
+    on a random controller, repaired `repair-after` seconds later (crash -> start; partition
+    -> heal, then every powered-off node started: fencing may have powered the cut-off node
+    off). One fault at a time; `seed` makes the schedule repeatable."""
+
+    count: int = pydantic.Field(ge=1, le=500)
+    every: Duration = pydantic.Field(default=6.0, gt=0)
+    repair_after: Duration = pydantic.Field(default=3.0, gt=0)
+    start: Duration = 3.0
+    ops: list[RandomOp] = pydantic.Field(default_factory=lambda: list(_RANDOM_OPS))
+    seed: int = 1
+
+    @pydantic.model_validator(mode="after")
+    def _repair_first(self) -> RandomNemesis:
+        if self.repair_after >= self.every:
+            raise ValueError("repair-after must be shorter than every (one fault at a time)")
+        return self
+
+    def steps(self, nodes: list[str]) -> list[NemesisStep]:
+        rng = random.Random(self.seed)
+        out: list[NemesisStep] = []
+        for k in range(self.count):
+            at = self.start + k * self.every
+            op, node = rng.choice(self.ops), rng.choice(nodes)
+            if op == "crash":
+                out.append(NemesisStep(at=at, op="crash", node=node))
+            else:
+                out.append(NemesisStep(at=at, op="partition", groups=f"{node} | @rest"))
+                out.append(NemesisStep(at=at + self.repair_after, op="heal"))
+            out.append(NemesisStep(at=at + self.repair_after + 0.01, op="start", node="@down"))
+        return out
+
+
 class Expect(Spec):
     max_outage: Duration | None = None  # every fault recovered from within this
     # Work assignment: a crashed node's entities answer again within this of its fence.
@@ -194,6 +233,7 @@ class Scenario(Spec):
     ready_timeout: Duration = READY_TIMEOUT  # for the `ready` resources to run
     entities: EntitiesSpec | None = None  # work assignment entities served as addresses
     polls: PollsSpec | None = None  # Ceilometer-style pollers to check
+    random_nemesis: RandomNemesis | None = None  # a soak: faults drawn at random
 
     @pydantic.model_validator(mode="after")
     def _load_or_duration(self) -> Scenario:
@@ -384,6 +424,8 @@ class Runner:
             return [random.choice(up)]
         if selector == "@crashed":
             return sorted(self.crashed)
+        if selector == "@down":
+            return [h.name for h in self.lab.nodes() if not self.lab.powered(h.name)]
         if selector == "@paused":
             return list(self.lab.state.get("paused", []))
         if selector == "@rest":
@@ -409,6 +451,8 @@ class Runner:
     def apply(self, step: NemesisStep) -> None:
         lab = self.lab
         targets = self.select(step.node) if step.node else []
+        if step.op == "start" and step.node == "@down" and not targets:
+            return  # a soak's repair with nothing left to boot
         if step.op in ("crash", "start", "kill", "pause", "resume", "netem", "link-down",
                        "link-up") and not targets:  # fmt: skip
             self.say(f"  nemesis: {step.op}: no node matches {step.node!r}, skipped")
@@ -528,7 +572,10 @@ class Runner:
                 )
             else:
                 self.say(f"  no client load; the run lasts {longest:g}s")
-            for step in sorted(s.nemesis, key=lambda x: x.at):
+            steps = list(s.nemesis)
+            if s.random_nemesis is not None:
+                steps += s.random_nemesis.steps([h.name for h in lab.controllers()])
+            for step in sorted(steps, key=lambda x: x.at):
                 delay = load_start + step.at - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
