@@ -182,3 +182,52 @@ async def test_an_instance_that_never_confirms_keeps_its_entities_counted(tmp_pa
         assert ("routers/r1", "release") not in node.exclusive()
     finally:
         await _stop(task, node)
+
+
+async def test_an_ocf_agent_hears_its_entities_in_its_environment(tmp_path: Path) -> None:
+    """OCF agents get the entities as notification variables, as Pacemaker passes them:
+    OCF_RESKEY_CRM_meta_notify_assign_{name,active,standby,released,generation}."""
+    log = tmp_path / "notified.jsonl"
+    config = parse_cluster_config(
+        f"""\
+op-defaults: {{timeout: 5s}}
+resources:
+  - clone: dhcp-clone
+    resource: {{primitive: dhcp, agent: "ocf:hastack-test:assignee", params: {{log: "{log}"}}}}
+assignments:
+  - {{assignment: networks, clone: dhcp-clone, replicas: 2, entities: [net1, net2]}}
+""",
+        "t.yaml",
+    )
+    node = Node(tmp_path, config)
+    node.lrm = LocalResourceManager(
+        "n1",
+        state_dir=str(tmp_path),
+        publish=node._publish,
+        guard=node.guard,
+        ocf_dirs=(str(Path(__file__).parent / "ocf" / "resource.d"),),
+    )
+    node.lrm.set_config(config, 1)
+    task = await _run(node)
+    try:
+
+        def target(assigned: dict[str, AssignRole]) -> None:
+            node.revision += 1
+            t = NodeTarget(1, 1, {"dhcp:0": Role.STARTED}, assigned={"networks": assigned})
+            node.lrm.set_target(t, dc_epoch=1, revision=node.revision)
+
+        def served(r: NodeReport) -> dict[str, AssignRole]:
+            return dict(r.served.get("networks", {}))
+
+        target({"net1": A, "net2": S})
+        await node.until(lambda r: served(r) == {"net1": A, "net2": S})
+        target({"net2": A})
+        await node.until(lambda r: served(r) == {"net2": A})
+        lines = [json.loads(x) for x in log.read_text().splitlines()]
+        assert [(x["name"], x["active"], x["standby"], x["released"]) for x in lines] == [
+            ("networks", "net1", "net2", ""),
+            ("networks", "net2", "", "net1"),
+        ]
+        assert int(lines[1]["generation"]) == int(lines[0]["generation"]) + 1
+    finally:
+        await _stop(task, node)
