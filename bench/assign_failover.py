@@ -22,7 +22,7 @@ from hastack.lab.net import Lab
 from hastack.lab.scenario import load_scenario, run_scenario
 
 sys.path.insert(0, str(Path(__file__).parent))
-from assign_movement import NEUTRON_DOCUMENTED, hastack_map, moved, tooz_map  # noqa: E402
+from assign_movement import NEUTRON_DOCUMENTED, hastack_map, moved, tooz_map
 
 SCENARIO = Path(__file__).parent.parent / "scenarios" / "assign-crash-router.yaml"
 
@@ -73,7 +73,7 @@ def main() -> int:
               f"max {max(after_fence):.2f}s; fence done after the crash: median "
               f"{statistics.median(fence):.2f}s")  # fmt: skip
         print(f"entities moved per failure: median {statistics.median(per_failure):g}; "
-              f"per return: max {max(per_return)}; checks valid in {valid} of {args.trials}")  # fmt: skip
+              f"per return: max {max(per_return)}; valid {valid} of {args.trials}")  # fmt: skip
     entities = [f"r{i:02d}" for i in range(30)]
     nodes = ["n1", "n2", "n3"]
     ring = tooz_map(entities, nodes), tooz_map(entities, nodes[1:]), tooz_map(entities, nodes)
