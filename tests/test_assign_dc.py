@@ -257,3 +257,27 @@ def test_a_fenced_node_rejoining_does_not_take_grants_back_from_its_successors()
         decision = sim.step()
         granted = {e for t in decision.targets.values() for e in t.assigned.get("routers", {})}
         assert stale <= granted or decision.hold
+
+
+def test_show_reads_like_the_dc_decides() -> None:
+    """`hastack assign show` from the same snapshot: a fenced node's stale report does not
+    make an entity look blocked; a granted entity not yet confirmed says so."""
+    from hastack.ops.assign import assignment_views, render
+
+    sim = SimCluster(_config(replicas=2, entities=4), NODES)
+    _settle(sim)
+    (view,) = assignment_views(sim.snapshot())
+    assert all(e.state == "serving" for e in view.entities)
+    sim.fence("n1")
+    sim.lose("n1")
+    sim.step()
+    (view,) = assignment_views(sim.snapshot())
+    states = {e.state for e in view.entities}
+    assert not any(s.startswith("waiting for release") for s in states), states
+    assert any(s.startswith("not yet served by") for s in states), states
+    sim.execute("n2")
+    sim.execute("n3")
+    (view,) = assignment_views(sim.snapshot())
+    assert {e.state for e in view.entities} == {"serving"}
+    lines = render([view])
+    assert lines[0].startswith("routers (clone router-clone, replicas 2): n2: 4, n3: 4")

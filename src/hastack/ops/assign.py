@@ -158,10 +158,11 @@ class AssignmentView:
 
 def _line(snapshot: ClusterSnapshot, name: str, entity: str, nodes: tuple[str, ...],
           replicas: int) -> EntityLine:  # fmt: skip
+    # A report written before its node's last fence says nothing about now (as for the DC).
     served = {
         node: report.served[name][entity].value
         for node, report in sorted(snapshot.statuses.items())
-        if entity in report.served.get(name, {})
+        if entity in report.served.get(name, {}) and not snapshot.fenced_since_report(node)
     }
     if not nodes:
         state = "unassigned"
