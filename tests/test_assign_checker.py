@@ -141,3 +141,26 @@ def test_jobs_taken_over_in_time_pass_and_a_stuck_one_fails() -> None:
     assert "c stuck IN_PROGRESS (engine n2)" in bad.details["problems"]
     assert "b FAILED without a reason" in bad.details["problems"]
     assert any(p.startswith("a taken over from n2 8.00s") for p in bad.details["problems"])
+
+
+def test_a_rebalance_moves_within_its_bound_and_count() -> None:
+    nemesis = [
+        {"f": "crash", "host": "n2", "time": 10.0},
+        {"f": "start", "host": "n2", "time": 20.0},
+        {"f": "rebalance", "host": None, "time": 25.0, "max_moves": 1},
+    ]
+    a = probes("a", [(t, "n1") for t in range(40)])
+    # b moved off n2 by the crash, back to n2 by the rebalance with a 1 s gap.
+    b = probes("b", [(t, "n2") for t in range(0, 10)] + [(t, "n3") for t in range(12, 26)]
+               + [(t, "n2") for t in range(27, 40)])  # fmt: skip
+    result = check_assignment(a + b, nemesis, end_of_run=40.0, rebalance_outage=2.0)
+    assert result.valid is True, result.details["problems"]
+    (r,) = result.details["rebalances"]
+    assert r["moved"] == ["b"]
+    assert r["outages"] == {"b": 2.0}
+    assert result.details["unnecessary_moves"] == 0
+    tight = check_assignment(a + b, nemesis, end_of_run=40.0, rebalance_outage=1.5)
+    assert "b out for 2.00s while rebalanced (> 1.5s)" in tight.details["problems"]
+    c = probes("c", [(t, "n1") for t in range(0, 26)] + [(t, "n3") for t in range(26, 40)])
+    over = check_assignment(a + b + c, nemesis, end_of_run=40.0)
+    assert "rebalance moved 2 entities, more than the 1 asked" in over.details["problems"]

@@ -38,6 +38,10 @@ def test_crash_of_a_router_node_moves_only_its_routers_once_fenced(tmp_path: Pat
     assert check.details["unnecessary_moves"] == 0
     assert fault["fence_seconds"] is not None
     assert all(v is not None and v <= 2.0 for v in fault["after_fence"].values()), fault
+    # The rebalance moved no more than the imbalance (the crashed node's share), each router
+    # out for at most 2 s (the checker's bound), and only then.
+    (rebalance,) = check.details["rebalances"]
+    assert 1 <= len(rebalance["moved"]) <= len(fault["orphans"]), rebalance
     assert result.valid, summary
 
 

@@ -138,6 +138,58 @@ def _longest_gap(ops: list[Op], since: float, until: float) -> float:
     return max(b - a for a, b in itertools.pairwise(points))
 
 
+def _rebalances(
+    entities: Mapping[str, list[Op]],
+    events: list[Mapping[str, Any]],
+    end_of_run: float,
+    bound: float | None,
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """Each `rebalance` asked for: the entities it moved (until the next event), each one's
+    outage around its move, and no more moves than it allowed."""
+    out: list[dict[str, Any]] = []
+    moved_all: set[str] = set()
+    for i, e in enumerate(events):
+        if e.get("f") != "rebalance":
+            continue
+        t = _at(e)
+        until = min([_at(x) for x in events[i + 1 :]] or [end_of_run])
+        moved: dict[str, float] = {}
+        for entity, ops in entities.items():
+            if _moves(ops, t, until):
+                answers = [
+                    o.completed
+                    for o in ops
+                    if o.completed is not None and _node(o) and o.completed >= t
+                ]
+                before = [
+                    o.completed
+                    for o in ops
+                    if o.completed is not None and _node(o) and o.completed < t
+                ]
+                since = before[-1] if before else t
+                moved[entity] = _longest_gap(ops, since, answers[-1] if answers else until)
+        problems = []
+        allowed = int(e.get("max_moves", 1 << 30))
+        if len(moved) > allowed:
+            problems.append(f"rebalance moved {len(moved)} entities, more than the {allowed} asked")
+        if bound is not None:
+            problems += [
+                f"{x} out for {s:.2f}s while rebalanced (> {bound:g}s)"
+                for x, s in sorted(moved.items())
+                if s > bound
+            ]
+        out.append(
+            {
+                "time": t,
+                "moved": sorted(moved),
+                "outages": {k: round(v, 3) for k, v in sorted(moved.items())},
+                "problems": problems,
+            }
+        )
+        moved_all |= set(moved)
+    return out, moved_all
+
+
 def check_assignment(
     history: Iterable[Mapping[str, Any]],
     nemesis: Iterable[Mapping[str, Any]],
@@ -146,6 +198,7 @@ def check_assignment(
     max_outage: float | None = None,
     fenced: Mapping[str, Iterable[float]] | None = None,
     after_fence: float | None = None,
+    rebalance_outage: float | None = None,
 ) -> CheckResult:
     entities = _by_entity(pair_ops(history))
     if not entities:
@@ -162,7 +215,9 @@ def check_assignment(
         window_end = returned if returned is not None else end_of_run
         # After the return, until the next fault: nothing may move (back or anywhere).
         later_faults = [
-            _at(x) for x in events[i + 1 :] if _fault(events, events.index(x), end_of_run)
+            _at(x)
+            for x in events[i + 1 :]
+            if x.get("f") == "rebalance" or _fault(events, events.index(x), end_of_run)
         ]
         calm_end = min(
             [x for x in later_faults if returned is None or x > returned] or [end_of_run]
@@ -231,8 +286,11 @@ def check_assignment(
         problems += [f"{x} (not on {host}) failed {n} probe(s)" for x, n in failed.items()]
         problems += [f"{x} (not on {host}) changed node" for x in moved]
         problems += [f"{x} moved after {host} came back" for x in back]
+    rebalances, rebalanced = _rebalances(entities, events, end_of_run, rebalance_outage)
+    for r in rebalances:
+        problems += r["problems"]
     total_moves = {e: _moves(ops, 0.0, float("inf")) for e, ops in entities.items()}
-    orphaned = {o for f in faults for o in f.orphans}
+    orphaned = {o for f in faults for o in f.orphans} | rebalanced
     unnecessary = sum(n for e, n in total_moves.items() if e not in orphaned)
     known = [s for f in faults for s in f.outages.values() if s is not None]
     summary_parts = [
@@ -249,6 +307,7 @@ def check_assignment(
         "faults": [f.to_json() for f in faults],
         "moves": total_moves,
         "unnecessary_moves": unnecessary,
+        "rebalances": rebalances,
         "longest_outage": max(known) if known else None,
         "problems": problems,
     }

@@ -156,7 +156,7 @@ class WorkloadSpec(Spec):
 
 NemesisOp = Literal[
     "crash", "start", "kill", "pause", "resume", "partition", "heal", "netem", "link-down",
-    "link-up",
+    "link-up", "rebalance",
 ]  # fmt: skip
 
 
@@ -170,6 +170,8 @@ class NemesisStep(Spec):
     delay: Duration | None = None  # netem: added each way (0 clears), e.g. 100ms
     jitter: Duration = 0.0  # netem: ± around the delay
     link: int = 0  # link-down / link-up
+    assignment: Name | None = None  # rebalance: `hastack assign rebalance ASSIGNMENT`
+    max_moves: int = 1000  # rebalance
 
 
 RandomOp = Literal["crash", "partition"]
@@ -212,6 +214,8 @@ class RandomNemesis(Spec):
 
 class Expect(Spec):
     max_outage: Duration | None = None  # every fault recovered from within this
+    # Work assignment: each entity a rebalance moves is out at most this long.
+    rebalance_outage: Duration | None = None
     # Work assignment: a crashed node's entities answer again within this of its fence.
     after_fence: Duration | None = None
     recovered: bool = True  # the service answers again after every fault
@@ -483,6 +487,8 @@ class Runner:
             lab.partition(groups)
         elif step.op == "heal":
             lab.heal()
+        elif step.op == "rebalance":
+            groups = lab.rebalance(step.assignment or "", step.max_moves)
         what = " ".join(x for x in (step.op, ",".join(targets), step.process or "", groups) if x)
         self.say(f"  nemesis: {what}")
 
@@ -673,6 +679,7 @@ class Runner:
                     max_outage=s.expect.max_outage,
                     fenced=_deaths(agent_records),
                     after_fence=s.expect.after_fence,
+                    rebalance_outage=s.expect.rebalance_outage,
                 )
             )
         try:

@@ -10,6 +10,8 @@ workstation on the control network.
     watch  --config CLIENT.yaml --interval S --duration S
                                                   one JSON report per line, bounded in time
     apply  --config CLIENT.yaml FILE              store the cluster configuration (CAS)
+    rebalance --config CLIENT.yaml NAME --max-moves N
+                                                  `hastack assign rebalance` (docs/assign.md)
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from hastack.model.agent_config import ClientConfig, parse_client_config
 from hastack.model.config import parse_cluster_config
+from hastack.ops.assign import request_rebalance
 from hastack.ops.cluster import open_cluster
 from hastack.ops.configure import apply_config, read_stored
 from hastack.ops.status import StatusReport, collect_status
@@ -64,7 +67,7 @@ async def _apply(client: ClientConfig, path: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hastack.lab.net.clientside")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("status", "watch", "apply"):
+    for name in ("status", "watch", "apply", "rebalance"):
         p = sub.add_parser(name)
         p.add_argument("--config", required=True)
         p.add_argument("--timeout", type=float, default=1.0)
@@ -75,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--duration", type=float, required=True)
         if name == "apply":
             p.add_argument("file")
+        if name == "rebalance":
+            p.add_argument("name")
+            p.add_argument("--max-moves", type=int, default=1000)
     args = parser.parse_args(argv)
     client = _client(args.config)
     if args.command == "status":
@@ -86,7 +92,15 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
             asyncio.run(_watch(client, args.interval, args.duration, args.timeout))
         return 0
+    if args.command == "rebalance":
+        return asyncio.run(_rebalance(client, args.name, args.max_moves))
     return asyncio.run(_apply(client, args.file))
+
+
+async def _rebalance(client: ClientConfig, name: str, max_moves: int) -> int:
+    async with open_cluster(client) as cluster:
+        print(json.dumps({"said": await request_rebalance(cluster, name, max_moves)}))
+    return 0
 
 
 if __name__ == "__main__":

@@ -366,6 +366,19 @@ class Lab(Harness):
             raise LabError(f"configuration not stored: {proc.stderr.decode().strip()}")
         return int(json.loads(proc.stdout)["revision"])
 
+    def rebalance(self, assignment: str, max_moves: int) -> str:
+        """`hastack assign rebalance` from the client host (an operator's action, logged
+        with the faults so the checkers know when it was asked for)."""
+        argv = self.client_argv(
+            "rebalance", "--config", str(self.client_config), assignment,
+            "--max-moves", str(max_moves),
+        )  # fmt: skip
+        proc = subprocess.run(argv, capture_output=True, timeout=30, check=False)
+        if proc.returncode != 0:
+            raise LabError(f"rebalance not requested: {proc.stderr.decode().strip()}")
+        self._log("rebalance", None, assignment=assignment, max_moves=max_moves)
+        return str(json.loads(proc.stdout)["said"])
+
     def feed(self, duration: float, interval: float = 0.25) -> StatusFeed:
         return StatusFeed(self, duration, interval)
 
