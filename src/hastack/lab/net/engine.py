@@ -103,7 +103,18 @@ class Engine:
             lock.release()
 
     def loop(self) -> None:
-        last_check = 0.0
+        """Survives the store's bad moments (an etcd leader election answers 503 for a
+        second): a failed round is logged and tried again."""
+        while not self.stop.is_set():
+            try:
+                self.round()
+            except Exception as exc:  # etcd3gw and tooz raise their own trees
+                self.say("store-error", error=repr(exc)[:200])
+                self.stop.wait(1.0)
+
+    _last_check = 0.0
+
+    def round(self) -> None:
         while not self.stop.is_set():
             jobs = self.jobs()
             for job in jobs:
@@ -116,8 +127,8 @@ class Engine:
                         self.run_job(current, lock)
                         break  # one job at a time; look at the queue again
                     lock.release()
-            if time.monotonic() - last_check >= self.check:
-                last_check = time.monotonic()
+            if time.monotonic() - self._last_check >= self.check:
+                self._last_check = time.monotonic()
                 self.take_over(jobs)
             self.stop.wait(_POLL)
 

@@ -67,7 +67,10 @@ def run_tooz(args: argparse.Namespace, resources: list[str], stop: threading.Eve
     try:
         while not stop.is_set():
             _sleep_to_next(args.interval, stop)
-            coordinator.run_watchers()  # membership changes: the ring is rebuilt
+            try:
+                coordinator.run_watchers()  # membership changes: the ring is rebuilt
+            except Exception as exc:  # a store hiccup: poll with the ring we have
+                sys.stderr.write(f"run_watchers failed: {exc!r}\n")
             for r in resources:
                 if partitioner.belongs_to_self(r):
                     emit(r)

@@ -22,7 +22,10 @@ import logging
 import os
 import re
 import signal
+import socket
 from pathlib import Path
+
+from pyroute2 import IPRoute
 
 from hastack.executor.agents.base import OcfRc, OpRequest
 from hastack.executor.agents.vip import VipAgent
@@ -31,6 +34,14 @@ from hastack.executor.assignfile import Assigned, watch
 log = logging.getLogger("hastack.lab.router")
 
 _DIGITS = re.compile(r"(\d+)$")
+
+
+def _prefixlen(nic: str) -> int:
+    with IPRoute() as ipr:
+        index = ipr.link_lookup(ifname=nic)
+        for addr in ipr.get_addr(family=socket.AF_INET, index=index[0] if index else 0):
+            return int(addr["prefixlen"])
+    return 24
 
 
 class Router:
@@ -42,6 +53,9 @@ class Router:
         self.nic = nic
         self.servers: dict[str, asyncio.Server] = {}
         self._vip = VipAgent()
+        # The interface's own prefix length: an entity's address is one more address in the
+        # host's subnet (a secondary of its primary), as a VIP is.
+        self.prefixlen = _prefixlen(nic)
 
     def address(self, entity: str) -> str:
         found = _DIGITS.search(entity)
@@ -54,7 +68,11 @@ class Router:
             instance=entity,
             primitive=entity,
             op=op,
-            params={"ip": self.address(entity), "cidr_netmask": "24", "nic": self.nic},
+            params={
+                "ip": self.address(entity),
+                "cidr_netmask": str(self.prefixlen),
+                "nic": self.nic,
+            },
             meta={},
             timeout=5.0,
         )
