@@ -45,7 +45,9 @@ def _prefixlen(nic: str) -> int:
 
 
 class Router:
-    def __init__(self, node: str, prefix: str, first: int, port: int, nic: str) -> None:
+    def __init__(
+        self, node: str, prefix: str, first: int, port: int, nic: str, prefixlen: int
+    ) -> None:
         self.node = node
         self.prefix = prefix
         self.first = first
@@ -55,7 +57,7 @@ class Router:
         self._vip = VipAgent()
         # The interface's own prefix length: an entity's address is one more address in the
         # host's subnet (a secondary of its primary), as a VIP is.
-        self.prefixlen = _prefixlen(nic)
+        self.prefixlen = prefixlen
 
     def address(self, entity: str) -> str:
         found = _DIGITS.search(entity)
@@ -125,7 +127,12 @@ class Router:
 
 async def run(args: argparse.Namespace) -> None:
     router = Router(
-        os.environ.get("HASTACK_NODE", "?"), args.prefix, args.first, args.port, args.nic
+        os.environ.get("HASTACK_NODE", "?"),
+        args.prefix,
+        args.first,
+        args.port,
+        args.nic,
+        args.prefixlen,
     )
     directory = Path(args.dir or os.environ["HASTACK_ASSIGN_DIR"])
     stop = asyncio.Event()
@@ -148,6 +155,8 @@ def main() -> None:
     parser.add_argument("--nic", default="eth0")
     parser.add_argument("--dir", help="the assignment directory (default HASTACK_ASSIGN_DIR)")
     args = parser.parse_args()
+    # Read before the event loop runs: pyroute2's synchronous calls run a loop of their own.
+    args.prefixlen = _prefixlen(args.nic)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     asyncio.run(run(args))
 
