@@ -110,6 +110,12 @@ def print_report(data: Mapping[str, Any], cases_dir: Path) -> None:
     )
     for name, error in data["schedule_errors"].items():
         print(f"  scheduler error {name}: {error}")
+    for tag, v in data["by_feature"].items():
+        why = ", ".join(f"{t} {n}" for t, n in v["left_out_for"].items())
+        print(
+            f"Feature {tag}: {v['cases']} cases, {v['supported']} supported, "
+            f"{v['matching']} matching" + (f"; the others left out for: {why}" if why else "")
+        )
     if data["mismatch_by_feature"]:
         print("Mismatches by feature (mismatching / scheduled cases with it):")
         line = "  "

@@ -21,7 +21,7 @@ from pathlib import Path
 from hastack.lab.local import LocalCluster
 from hastack.model.agent_config import Timings
 from hastack.model.durations import parse_duration
-from hastack.store import EtcdStore, EventKind, Keys, Store
+from hastack.store import EventKind, Keys, Store
 from hastack.store.snapshot import read_snapshot
 
 
@@ -53,7 +53,7 @@ async def one_trial(lc: LocalCluster, store: Store, keys: Keys) -> tuple[str, st
 async def run(lc: LocalCluster, trials: int) -> list[float]:
     keys = Keys(lc.name)
     times = []
-    async with EtcdStore(lc.endpoints, 2.0) as store:
+    async with lc.store(2.0) as store:
         for i in range(trials):
             old, new, elapsed = await one_trial(lc, store, keys)
             times.append(elapsed)

@@ -19,14 +19,15 @@ import time
 from pathlib import Path
 
 from hastack.lab.local import LocalCluster
-from hastack.store import EtcdStore, endpoint_status
+from hastack.store import endpoint_status
 
 
 async def stall_after_leader_kill(lc: LocalCluster) -> float:
-    statuses = await asyncio.gather(*(endpoint_status(e, 1.0) for e in lc.endpoints))
+    credentials = lc.credentials
+    statuses = await asyncio.gather(*(endpoint_status(e, 1.0, credentials) for e in lc.endpoints))
     leader = next(i for i, s in enumerate(statuses) if s.is_leader)
     follower = lc.endpoints[(leader + 1) % len(lc.endpoints)]
-    async with EtcdStore([follower], 10.0) as store:
+    async with lc.store(10.0, [follower]) as store:
         lease = await store.grant_lease(30)
         await store.keep_alive(lease.id)
         lc.kill(lc.node_names[leader], ["etcd"])

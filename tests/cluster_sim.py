@@ -19,6 +19,8 @@ from hastack.executor.transitions import (
     is_worth_reporting,
     local_steps,
     placements,
+    rule_attributes,
+    unprobed,
 )
 from hastack.model.assign import AssignmentRecord, AssignRole, RebalanceRequest
 from hastack.model.config import ClusterConfig, Role
@@ -63,6 +65,7 @@ class _Node:
     reported: dict[str, ResourceReport] = field(default_factory=dict)
     in_flight: list[tuple[str, str]] = field(default_factory=list)
     probed: frozenset[str] = frozenset()
+    unprobed: frozenset[str] = frozenset()
     acked: int = 0
     notified: tuple[str, ...] = ()
     updated: float = 0.0
@@ -81,7 +84,9 @@ class SimCluster:
         running: Mapping[str, Mapping[str, Role]] | None = None,
         attributes: Mapping[str, Mapping[str, str]] | None = None,
         now: float = 1000.0,
+        remote: Iterable[str] = (),
     ) -> None:
+        self.remote = frozenset(remote)  # nodes of kind remote (computes)
         self.revision = 0
         self.now = now
         self.mono = 0.0
@@ -117,7 +122,7 @@ class SimCluster:
         members = {
             n.name: MemberRecord(
                 n.name,
-                NodeKind.FULL,
+                self.kind(n.name),
                 attributes=dict(n.attributes),
                 joined_at=n.joined_at,
                 revision=n.member_revision,
@@ -126,7 +131,7 @@ class SimCluster:
             if n.member
         }
         records = {
-            n.name: NodeRecord(n.name, NodeKind.FULL, revision=n.record_revision)
+            n.name: NodeRecord(n.name, self.kind(n.name), revision=n.record_revision)
             for n in self.nodes.values()
         }
         statuses = {
@@ -136,6 +141,7 @@ class SimCluster:
                 updated=n.updated,
                 resources=dict(n.reported),
                 probed=n.probed,
+                unprobed=n.unprobed,
                 acked=n.acked,
                 notified=n.notified,
                 served={k: dict(v) for k, v in n.served.items()},
@@ -161,6 +167,9 @@ class SimCluster:
             rebalance_requests=dict(self.rebalance_requests),
             status_revisions={n.name: n.status_revision for n in self.nodes.values()},
         )
+
+    def kind(self, name: str) -> NodeKind:
+        return NodeKind.REMOTE if name in self.remote else NodeKind.FULL
 
     # ---- the DC -----------------------------------------------------------------------------
 
@@ -218,9 +227,12 @@ class SimCluster:
             self.report(node.name)
 
     def report(self, name: str) -> None:
-        """The node's agent has probed everything and reports in this life."""
+        """The node's agent has probed everything (but what resource-discovery keeps it from
+        looking for) and reports in this life."""
         node = self.nodes[name]
-        node.probed = frozenset(placements(self.config))
+        attributes = rule_attributes(self.config, name, NodeKind.FULL, node.attributes)
+        node.unprobed = frozenset(unprobed(self.config, name, attributes))
+        node.probed = frozenset(placements(self.config)) - node.unprobed
         node.reported = dict(node.resources)
         node.updated = self.now
         node.status_revision = self._bump()

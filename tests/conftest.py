@@ -46,6 +46,8 @@ def local_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
         timings: Timings = FAST,
         namespaces: bool = False,
         agent_settings: dict[str, Any] | None = None,
+        api_port: int | None = None,
+        api_open_reads: bool = False,
     ) -> LocalCluster:
         lc = start_local_cluster(
             tmp_path / f"cluster{len(started)}",
@@ -56,6 +58,8 @@ def local_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
             election_ms=ELECTION_MS,
             namespaces=namespaces,
             agent_settings=agent_settings,
+            api_port=api_port,
+            api_open_reads=api_open_reads,
         )
         started.append(lc)
         return lc

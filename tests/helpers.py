@@ -49,8 +49,8 @@ async def async_wait_until(
 def hastack_cli(
     lc: LocalCluster, *args: str, stdin: str | None = None, timeout: float = 30.0
 ) -> subprocess.CompletedProcess[str]:
-    """`hastack ARGS --etcd ... --cluster ...` against the test cluster `lc`, never raising."""
-    where = ["--etcd", ",".join(lc.endpoints), "--cluster", lc.name]
+    """`hastack ARGS --config CLIENT.yaml` against the test cluster `lc`, never raising."""
+    where = ["--config", str(lc.client_config)]
     return subprocess.run(
         [sys.executable, "-m", "hastack", *args, *where],
         input=stdin,

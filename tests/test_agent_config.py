@@ -21,6 +21,7 @@ etcd:
     - http://10.0.0.11:2379
     - 10.0.0.12:2379
   election-timeout: 500ms
+  insecure: true
 timings:
   lease-ttl: 4s
   renew-interval: 500ms
@@ -40,7 +41,8 @@ def test_good_config() -> None:
 
 
 def test_defaults_are_safe() -> None:
-    config = parse_agent_config("cluster: c\nnode: n\netcd: {endpoints: [a:1]}\n", "a.yaml")
+    text = "cluster: c\nnode: n\netcd: {endpoints: [a:1], insecure: true}\n"
+    config = parse_agent_config(text, "a.yaml")
     t = config.timings
     assert t.renew_interval + 2 * t.store_timeout < t.lease_ttl
 
@@ -54,7 +56,7 @@ def refused(text: str) -> list[str]:
 def test_unsafe_timings_refused_with_the_inequality() -> None:
     text = GOOD.replace("store-timeout: 1s", "store-timeout: 2s")
     [problem] = refused(text)
-    assert problem.startswith("agent.yaml:12: timings: unsafe timings")
+    assert problem.startswith("agent.yaml:13: timings: unsafe timings")
     assert "renew-interval + 2 × store-timeout must be less than lease-ttl" in problem
     assert "0.5s + 2 × 2s = 4.5s, lease-ttl 4s" in problem
 
@@ -83,9 +85,12 @@ def test_every_problem_named_with_line_and_path() -> None:
     problems = refused(text)
     joined = "\n".join(problems)
     assert "agent.yaml:2: node: not a valid name: 'ctl 1'" in joined
-    assert "agent.yaml:15: timings.renew-interval: not a duration: 'soon'" in joined
+    assert "agent.yaml:16: timings.renew-interval: not a duration: 'soon'" in joined
     assert "agent.yaml:7: attributes.zone: Input should be a valid string" in joined
-    assert "agent.yaml:17: colour: unknown key (allowed: addresses, attributes, cluster," in joined
+    assert (
+        "agent.yaml:18: colour: unknown key (allowed: addresses, api, attributes, cluster,"
+        in joined
+    )
     assert "agent.yaml:12: etcd.election-timeout: not a duration: 'soon'" in joined
     assert len(problems) == 5
 

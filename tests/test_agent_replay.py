@@ -45,6 +45,22 @@ resources:
 )
 
 
+def agent(node: str, tmp_path: Path, store: MemoryStore) -> Agent:
+    """A real agent of cluster `replay` on the in-memory store (renewals in its loop)."""
+    return Agent(
+        AgentConfig(
+            cluster="replay",
+            node=node,
+            etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3, insecure=True),
+            timings=TIMINGS,
+            heartbeat_port=0,
+        ),
+        state_dir=tmp_path / node,
+        store=store,
+        self_check=SelfCheck(30.0),
+    )
+
+
 def settled(snap: ClusterSnapshot) -> str | None:
     """Why the cluster is not settled yet, or None."""
     if snap.dc is None:
@@ -91,21 +107,7 @@ async def test_the_cluster_settles_after_any_loss_and_rejoin(
     backend = MemoryBackend(min_lease_ttl=2)
     stores = {n: MemoryStore(backend, timeout=TIMINGS.store_timeout) for n in NODES}
     keys = Keys("replay")
-    agents = {
-        n: Agent(
-            AgentConfig(
-                cluster="replay",
-                node=n,
-                etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3),
-                timings=TIMINGS,
-                heartbeat_port=0,
-            ),
-            state_dir=tmp_path / n,
-            store=stores[n],
-            self_check=SelfCheck(30.0),
-        )
-        for n in NODES
-    }
+    agents = {n: agent(n, tmp_path, stores[n]) for n in NODES}
     running = [asyncio.create_task(a.run(), name=n) for n, a in agents.items()]
     observer = MemoryStore(backend)
     overlaps: list[tuple[str, ...]] = []
@@ -185,6 +187,57 @@ async def test_the_cluster_settles_after_any_loss_and_rejoin(
         assert overlaps == []
     finally:
         sampler.cancel()
+        for a in agents.values():
+            a.stop()
+        for task in running:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 30)
+
+
+async def test_the_dc_gives_up_on_a_node_that_never_answers(tmp_path: Path) -> None:
+    """n3's executor takes no target at all (wedged), while its lease lives on: the DC waits
+    cluster-delay (5 s here), then treats n3 as failed, says so, and the rest moves on."""
+    backend = MemoryBackend(min_lease_ttl=2)
+    stores = {n: MemoryStore(backend, timeout=TIMINGS.store_timeout) for n in NODES}
+    keys = Keys("replay")
+    agents = {n: agent(n, tmp_path, stores[n]) for n in NODES}
+
+    def never(*_args: object, **_kwargs: object) -> None:
+        return None
+
+    running = [asyncio.create_task(a.run(), name=n) for n, a in agents.items()]
+    observer = MemoryStore(backend)
+    try:
+        for _ in range(100):
+            snap = await read_snapshot(observer, keys)
+            if snap.dc is not None and set(snap.members) == set(NODES):
+                break
+            await asyncio.sleep(0.1)
+        assert snap.dc is not None
+        wedged = next(n for n in NODES if n != snap.dc.node)
+        agents[wedged].lrm.set_target = never  # type: ignore[method-assign]
+        await observer.put(keys.config, config_to_json(CONFIG))
+        events = tmp_path / snap.dc.node / "events.jsonl"
+        for _ in range(150):
+            if '"node-overdue"' in events.read_text():
+                break
+            await asyncio.sleep(0.1)
+        assert f'"node": "{wedged}"' in events.read_text()
+        # The others carry on: the clone runs on the two healthy nodes, the singleton too.
+        healthy = [n for n in NODES if n != wedged]
+        for _ in range(100):
+            snap = await read_snapshot(observer, keys)
+            runs = {
+                n: set(snap.statuses[n].active()) if n in snap.statuses else set() for n in healthy
+            }
+            if all(any(i.startswith("d") for i in r) for r in runs.values()) and any(
+                "solo" in r for r in runs.values()
+            ):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"the healthy nodes did not carry on: {runs}")
+    finally:
         for a in agents.values():
             a.stop()
         for task in running:

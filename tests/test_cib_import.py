@@ -15,6 +15,7 @@ from hastack.errors import ConfigError
 from hastack.model.config import (
     Clone,
     Colocation,
+    Discovery,
     Group,
     Location,
     NoQuorumPolicy,
@@ -281,6 +282,66 @@ def test_location_forms() -> None:
     assert any("nowhere" in n for n in result.notes)
     assert any("ghost" in n for n in result.notes)
     assert result.unsupported == ()
+
+
+def test_resource_discovery() -> None:
+    constraints = (
+        '<rsc_location id="l-excl" rsc="a" node="alpha" score="0" resource-discovery="exclusive"/>'
+        '<rsc_location id="l-never" rsc="a" resource-discovery="Never">'
+        '<rule id="r1" score="-INFINITY">'
+        '<expression id="e1" attribute="#uname" operation="eq" value="beta"/></rule>'
+        "</rsc_location>"
+        '<rsc_location id="l-always" rsc="a" node="beta" score="5" resource-discovery="always"/>'
+        '<rsc_location id="l-odd" rsc="a" node="beta" score="5" resource-discovery="sometimes"/>'
+        '<rsc_location id="l-set" resource-discovery="never" node="beta" score="0">'
+        '<resource_set id="s1"><resource_ref id="a"/><resource_ref id="b"/></resource_set>'
+        "</rsc_location>"
+        '<rsc_location id="l-promoted-never" rsc="pc" node="alpha" score="10" role="Promoted"'
+        ' resource-discovery="never"/>'
+    )
+    resources = (
+        dummy("a")
+        + dummy("b")
+        + '<clone id="pc"><meta_attributes id="pcm">'
+        + nv("promotable", "true")
+        + "</meta_attributes>"
+        + dummy("p")
+        + "</clone>"
+    )
+    result = import_cib(cib(resources, constraints), "discovery.xml")
+    modes = {
+        (c.location, c.resource): c.resource_discovery.value
+        for c in result.config.constraints
+        if isinstance(c, Location)
+    }
+    assert modes == {
+        ("l-excl", "a"): "exclusive",
+        ("l-never", "a"): "never",  # any case, as Pacemaker reads it; with a rule too
+        ("l-always", "a"): "always",
+        ("l-odd", "a"): "always",  # a value Pacemaker does not know: always
+        ("l-set-a", "a"): "never",  # a location set carries it to each resource
+        ("l-set-b", "b"): "never",
+        ("l-promoted-never", "pc"): "always",  # Pacemaker ignores it on a Promoted location
+    }
+    assert any("'l-odd' has an invalid resource-discovery 'sometimes'" in n for n in result.notes)
+    assert any("'l-promoted-never'" in n for n in result.notes)
+    assert "discovery" in result.features
+    assert result.unsupported == ()
+    # Round trip through the YAML model: the discovery survives.
+    again = parse_cluster_config(to_yaml(result.config), "again.yaml")
+    assert again.constraints == result.config.constraints
+    # exclusive on a Promoted-role location leaves the clone nowhere to run in Pacemaker:
+    # hastack has no such location, so the case is left out.
+    promoted = import_cib(
+        cib(
+            resources,
+            '<rsc_location id="l-pe" rsc="pc" node="alpha" score="10" role="Promoted"'
+            ' resource-discovery="exclusive"/>',
+        ),
+        "promoted.xml",
+    )
+    assert promoted.unsupported_features == {"discovery"}
+    assert Discovery.EXCLUSIVE.value in promoted.unsupported[0]
 
 
 def test_colocations_with_roles_influence_and_sets() -> None:

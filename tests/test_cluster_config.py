@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from hastack.errors import ConfigError
-from hastack.model.config import Clone, Group, OrderKind, Primitive, Role, parse_cluster_config
+from hastack.model.config import (
+    Clone,
+    Discovery,
+    Group,
+    Location,
+    OrderKind,
+    Primitive,
+    Role,
+    parse_cluster_config,
+)
 from hastack.model.config_text import config_from_json, config_to_json, config_to_yaml
 from hastack.model.scores import INFINITY, add_scores, parse_score
 
@@ -141,6 +150,40 @@ def test_bad_values(snippet: str, why: str) -> None:
 def test_location_needs_node_and_score_or_rules() -> None:
     problems = refused(FULL.replace("node: n1, score: INFINITY", "node: n1"))
     assert any("needs node and score (or rules)" in p for p in problems)
+
+
+def test_resource_discovery_on_node_and_rule_locations() -> None:
+    text = FULL.replace(
+        "node: n1, score: INFINITY}", "node: n1, score: INFINITY, resource-discovery: exclusive}"
+    ).replace("    resource: web\n", "    resource: web\n    resource-discovery: never\n")
+    config = parse_cluster_config(text, "c.yaml")
+    by_node, by_rule = config.constraints[0], config.constraints[4]
+    assert isinstance(by_node, Location)
+    assert isinstance(by_rule, Location)
+    assert by_node.resource_discovery is Discovery.EXCLUSIVE
+    assert by_rule.resource_discovery is Discovery.NEVER
+    assert parse_cluster_config(config_to_yaml(config), "again") == config
+    plain = parse_cluster_config(FULL, "c.yaml").constraints[0]
+    assert isinstance(plain, Location)
+    assert plain.resource_discovery is Discovery.ALWAYS
+    assert "resource-discovery" not in config_to_yaml(parse_cluster_config(FULL, "c.yaml"))
+
+
+def test_resource_discovery_values() -> None:
+    problems = refused(FULL.replace("score: INFINITY}", "score: INFINITY, resource-discovery: no}"))
+    assert any(
+        "constraints[0].resource-discovery" in p and "'always', 'never' or 'exclusive'" in p
+        for p in problems
+    ), problems
+    # A location for the Promoted role only weighs promotion: discovery cannot apply there.
+    promoted = FULL.replace(
+        "- {location: vip-pref, resource: vip, node: n1, score: INFINITY}",
+        "- {location: writer-pref, resource: galera-clone, node: n1, score: 10, role: Promoted,"
+        " resource-discovery: never}",
+    )
+    assert any(
+        "resource-discovery never needs a location for every role" in p for p in refused(promoted)
+    )
 
 
 def test_score_arithmetic() -> None:

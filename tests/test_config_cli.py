@@ -8,8 +8,9 @@ from pathlib import Path
 from conftest import ClusterFactory
 from hastack.errors import CompareFailed
 from hastack.lab.local import LocalCluster
+from hastack.model.audit import Actor, AuditRecord
 from hastack.model.config import parse_cluster_config
-from hastack.store import EtcdStore, Keys
+from hastack.store import Keys
 from hastack.store.config import read_config, write_config
 from helpers import hastack_cli
 
@@ -28,7 +29,7 @@ constraints:
 
 def stored_revision(lc: LocalCluster) -> int:
     async def read() -> int:
-        async with EtcdStore(lc.endpoints, 2.0) as store:
+        async with lc.store(2.0) as store:
             return (await read_config(store, Keys(lc.name))).revision
 
     return asyncio.run(read())
@@ -75,7 +76,7 @@ def test_refused_configuration_never_reaches_the_store(
     assert stored_revision(lc) == 0
     # agents the executor cannot run, or native agents without what they require
     bad.write_text(
-        GOOD.replace("agent: hastack:vip", "agent: systemd:httpd").replace(
+        GOOD.replace("agent: hastack:vip", "agent: lsb:httpd").replace(
             "constraints:",
             "  - {primitive: svc, agent: 'hastack:service', params: {comand: 'sleep 9'}}\n"
             "constraints:",
@@ -83,7 +84,7 @@ def test_refused_configuration_never_reaches_the_store(
     )
     result = hastack_cli(lc, "config", "apply", str(bad), "--yes")
     assert result.returncode == 2
-    assert f"{bad}:5: resources[0].agent: systemd: resources are not supported" in result.stderr
+    assert f"{bad}:5: resources[0].agent: lsb: resources are not supported" in result.stderr
     assert "resources[1].params: hastack:service requires command" in result.stderr
     assert "resources[1].params: hastack:service has no parameter comand" in result.stderr
     assert stored_revision(lc) == 0
@@ -95,15 +96,16 @@ def test_apply_is_compare_and_swap(local_cluster: ClusterFactory) -> None:
 
     async def race() -> None:
         keys = Keys(lc.name)
-        async with EtcdStore(lc.endpoints, 2.0) as store:
-            first = await write_config(store, keys, config, expected=0)
+        async with lc.store(2.0) as store:
+            record = AuditRecord.of_change(0.0, Actor("test", "test", "here"), "test", 0, [])
+            first = await write_config(store, keys, config, expected=0, record=record)
             try:
-                await write_config(store, keys, config, expected=0)
+                await write_config(store, keys, config, expected=0, record=record)
             except CompareFailed:
                 pass
             else:
                 raise AssertionError("a second writer from the same base revision must lose")
-            second = await write_config(store, keys, config, expected=first)
+            second = await write_config(store, keys, config, expected=first, record=record)
             assert second > first
 
     asyncio.run(race())
@@ -129,7 +131,7 @@ def test_garbage_stored_configuration_is_reported(local_cluster: ClusterFactory)
     lc = local_cluster(1, agents=False)
 
     async def plant() -> None:
-        async with EtcdStore(lc.endpoints, 2.0) as store:
+        async with lc.store(2.0) as store:
             await store.put(Keys(lc.name).config, b'{"format": 1, "config": {"resources": 5}}')
 
     asyncio.run(plant())

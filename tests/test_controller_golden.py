@@ -94,6 +94,8 @@ EVENTS: dict[str, Callable[[SimCluster, Any], None]] = {
     "config": lambda sim, arg: sim.set_config(_config(arg)),
     # a new DC takes over, remembering nothing
     "new-dc": lambda sim, arg: sim.new_dc(),
+    # `wait: 30`: the wall clock moves on (failure-timeout, reconnect-interval)
+    "wait": lambda sim, arg: setattr(sim, "now", sim.now + float(arg)),
 }
 
 
@@ -126,6 +128,7 @@ def run_case(case: dict[str, Any]) -> list[dict[str, Any]]:
             for node, here in case.get("running", {}).items()
         },
         attributes=case.get("attributes"),
+        remote=case.get("remote", ()),
     )
     outcomes = []
     for cycle in case["cycles"]:

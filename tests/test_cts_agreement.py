@@ -1,7 +1,7 @@
 """Agreement with Pacemaker on its own scheduler regression cases: the figures of
 bench/cts_report.py may not fall.
 
-Today 357 of the cases are supported (imported with nothing left out) and 349 of those end
+Today 374 of the cases are supported (imported with nothing left out) and 366 of those end
 with every primitive where Pacemaker puts it. A supported case that does not match and is not
 one of the known differences below fails the test, named with its first difference; so does
 a drop in the number of supported cases, named by the unsupported features that grew and the
@@ -33,12 +33,12 @@ from hastack.scheduler import schedule
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from cts.compare import CaseResult, case_files, run_case  # noqa: E402
+from cts.compare import CaseResult, by_feature, case_files, run_case  # noqa: E402
 
 CASES = Path(os.environ.get("HASTACK_CTS_DIR") or REPO.parent / "shared" / "pacemaker-cts")
 
-SUPPORTED = 357
-MATCHING = 349
+SUPPORTED = 374
+MATCHING = 366
 # The supported cases where hastack ends elsewhere than Pacemaker today
 # (`bench/cts_report.py --case NAME` shows each difference in full).
 KNOWN_MISMATCHES = frozenset(
@@ -56,9 +56,7 @@ KNOWN_MISMATCHES = frozenset(
 # Why the other cases are not supported today: feature -> cases it is left out of.
 UNSUPPORTED_FEATURES = {
     "ticket": 82,
-    "remote": 36,
     "bundle": 36,
-    "discovery": 21,
     "guest": 14,
     "partial-migration": 13,
     "node-health": 9,
@@ -147,3 +145,13 @@ def test_supported_cases_end_where_pacemaker_ends(cases: list[CaseResult]) -> No
         f"{matching} supported cases match, {MATCHING} before: cases stopped being supported "
         "(test_no_supported_case_is_lost names them)"
     )
+
+
+def test_remote_node_cases_are_supported_and_agree(cases: list[CaseResult]) -> None:
+    # Every case with remote nodes (connection resources, type=remote nodes) is supported
+    # unless something else in it is not (bundles, guests, ...), and every supported one
+    # ends where Pacemaker ends.
+    remote = by_feature(cases, "remote")
+    assert "remote" not in remote["left_out_for"], remote
+    assert remote["supported"] >= 17, remote
+    assert remote["matching"] == remote["supported"], remote

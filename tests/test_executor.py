@@ -18,13 +18,14 @@ import yaml
 
 from conftest import ClusterFactory
 from hastack.lab.local import LocalCluster
+from hastack.model.audit import Actor, AuditRecord
 from hastack.model.config import Role, parse_cluster_config
 from hastack.model.members import ClusterSnapshot
 from hastack.model.requests import CleanupRequest
 from hastack.model.state import base_id
 from hastack.model.status import ResourceReport
 from hastack.processes import ProcessRecord, is_alive
-from hastack.store import EtcdStore, Keys, PutOp
+from hastack.store import Keys, PutOp
 from hastack.store.config import read_config, write_config
 from hastack.store.snapshot import read_snapshot
 from helpers import wait_until
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces ne
 
 def snapshot(lc: LocalCluster) -> ClusterSnapshot:
     async def read() -> ClusterSnapshot:
-        async with EtcdStore(lc.endpoints, 2.0) as store:
+        async with lc.store(2.0) as store:
             return await read_snapshot(store, Keys(lc.name))
 
     return asyncio.run(read())
@@ -46,10 +47,11 @@ def apply(lc: LocalCluster, text: str) -> None:
     config = parse_cluster_config(text, "test.yaml")
 
     async def write() -> None:
-        async with EtcdStore(lc.endpoints, 2.0) as store:
+        async with lc.store(2.0) as store:
             keys = Keys(lc.name)
             stored = await read_config(store, keys)
-            await write_config(store, keys, config, expected=stored.revision)
+            record = AuditRecord.of_change(0.0, Actor("test", "test", "here"), "test", 0, [])
+            await write_config(store, keys, config, expected=stored.revision, record=record)
 
     asyncio.run(write())
 
@@ -210,7 +212,7 @@ constraints:
 
 def request_cleanup(lc: LocalCluster, resource: str) -> None:
     async def send() -> None:
-        async with EtcdStore(lc.endpoints, 2.0) as store:
+        async with lc.store(2.0) as store:
             lease = await store.grant_lease(30)
             key = Keys(lc.name).prefix + f"requests/cleanup/{time.monotonic_ns()}"
             await store.txn(
@@ -369,3 +371,59 @@ resources:
     (node,) = wait_running(lc, "vip2", lambda r: len(r) == 1)
     wait_until(lambda: has_address(lc, node, "192.168.250.200"), 10, 0.1)
     assert not any(has_address(lc, n, "192.168.250.200") for n in lc.node_names if n != node)
+
+
+def test_exclusive_discovery_keeps_n3_from_probing_and_nothing_waits_for_it(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """Controller-only resources and a compute node: n3 never looks for ctl (no probe ever
+    reaches its agent), ctl starts on n1 or n2 although n3 would score highest, and the DC
+    does not wait for a probe from n3."""
+    lc = cluster
+    calls = tmp_path / "recorder.log"
+    calls.touch()
+
+    def all_reported() -> bool:
+        # Every node a member that has reported in this life: the DC counts it online and
+        # would wait for its probes.
+        snap = snapshot(lc)
+        return all(
+            n in snap.members
+            and n in snap.statuses
+            and snap.statuses[n].updated >= snap.members[n].joined_at
+            for n in ("n1", "n2", "n3")
+        )
+
+    wait_until(all_reported, 20, 0.1)
+    apply(
+        lc,
+        f"""\
+properties: {{stonith-enabled: false}}
+nodes: [{{node: n1}}, {{node: n2}}, {{node: n3}}]
+resources:
+  - primitive: ctl
+    agent: ocf:hastack-test:recorder
+    params: {{log: "{calls}"}}
+    ops: [{{name: monitor, interval: 1s}}]
+constraints:
+  - {{location: ctl-n1, resource: ctl, node: n1, score: 0, resource-discovery: exclusive}}
+  - {{location: ctl-n2, resource: ctl, node: n2, score: 0, resource-discovery: exclusive}}
+  - {{location: ctl-likes-n3, resource: ctl, node: n3, score: INFINITY}}
+""",
+    )
+    (node,) = wait_running(lc, "ctl", lambda r: len(r) == 1)
+    assert node in ("n1", "n2")
+    # Its monitor runs, so the agent log shows a working resource; give it a few turns.
+    wait_until(lambda: f"{node} monitor 1000" in calls.read_text(), 10, 0.1)
+    snap = snapshot(lc)
+    assert set(snap.members) == {"n1", "n2", "n3"}, "n3 took part all along"
+    n3 = snap.statuses["n3"]
+    assert n3.unprobed == {"ctl"}
+    assert "ctl" not in n3.probed
+    assert all("ctl" in snap.statuses[n].probed for n in ("n1", "n2"))
+    lines = calls.read_text().splitlines()
+    assert {"n1 monitor 0", "n2 monitor 0"} <= set(lines), "n1 and n2 probed it"
+    assert not [line for line in lines if line.startswith("n3 ")], "n3 never ran its agent"
+    assert "not probing 1 resource(s) here (resource-discovery): ctl" in (
+        lc.agent_log("n3").read_text()
+    )

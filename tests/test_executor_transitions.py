@@ -12,8 +12,10 @@ import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from hastack.executor.transitions import (
     Host,
@@ -35,8 +37,11 @@ from hastack.executor.transitions import (
     op_timeout,
     placements,
     probe_names,
+    rule_attributes,
+    unprobed,
 )
-from hastack.model.config import ClusterConfig, OnFail, Role, parse_cluster_config
+from hastack.model.config import ClusterConfig, Discovery, OnFail, Role, parse_cluster_config
+from hastack.model.members import NodeKind
 from hastack.model.ocf import OcfRc
 from hastack.model.operations import AgentMetadata, OpRequest, OpResult
 from hastack.model.scores import INFINITY
@@ -44,6 +49,7 @@ from hastack.model.status import LastOp, ResourceReport
 from hastack.model.targets import NodeTarget
 
 GOLDEN = Path(__file__).parent / "golden" / "executor" / "transitions.txt"
+DISCOVERY = Path(__file__).parent / "golden" / "executor" / "discovery.yaml"
 NOW = 100.0
 
 # ---- the golden table -------------------------------------------------------------------
@@ -566,6 +572,41 @@ def test_a_degraded_probe_adopts_a_running_instance(rc: OcfRc, role: Role) -> No
 
 
 # ---- probes, monitors, exclusivity, cleanup ----------------------------------------------
+
+
+def _discovery_cases() -> list[Any]:
+    cases = yaml.safe_load(DISCOVERY.read_text())["cases"]
+    return [
+        pytest.param(case, id=f"{index + 1}-{case['description'].split()[0].lower()}")
+        for index, case in enumerate(cases)
+    ]
+
+
+@pytest.mark.parametrize("case", _discovery_cases())
+def test_what_each_node_leaves_unprobed(case: dict[str, Any]) -> None:
+    """tests/golden/executor/discovery.yaml: resource-discovery, node by node."""
+    config = ClusterConfig.model_validate(case["config"])
+    assert config.reference_problems() == []
+    for node, expect in case["nodes"].items():
+        attributes = rule_attributes(config, node, NodeKind.FULL, expect.get("reported", {}))
+        got = {p: why.value for p, why in sorted(unprobed(config, node, attributes).items())}
+        assert got == expect["unprobed"], f"{node}: {case['description']}"
+
+
+def test_a_configuration_without_discovery_leaves_everything_probed() -> None:
+    assert unprobed(CONFIG, "n1", rule_attributes(CONFIG, "n1", NodeKind.FULL, {})) == {}
+
+
+def test_rule_attributes_are_the_schedulers() -> None:
+    config = config_with(
+        """nodes: [{node: n1, attributes: {rack: r1, zone: a}}]
+resources: []
+"""
+    )
+    attributes = rule_attributes(config, "n1", NodeKind.REMOTE, {"zone": "b", "#kind": "x"})
+    assert attributes == {"#uname": "n1", "rack": "r1", "zone": "b", "#kind": "remote"}
+    assert unprobed(config, "n1", attributes) == {}
+    assert Discovery.EXCLUSIVE.strength > Discovery.NEVER.strength > Discovery.ALWAYS.strength
 
 
 def test_probe_names() -> None:

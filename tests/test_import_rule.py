@@ -3,7 +3,8 @@
 * the functional core imports nothing that does I/O: model/, scheduler/, quorum arithmetic, the
   DC's decisions (controller.py), the operations layer's configuration edits, the executor's
   transitions and throttling arithmetic, the Galera chooser and parsers (galera/), the
-  checkers, and the work-assignment decisions (assign/);
+  evacuation's decisions (compute/evacuation.py), the checkers, and the work-assignment
+  decisions (assign/);
 * the product does not import the lab (`hastack.lab`: local clusters, the netns lab, their
   power switch), except the command-line front ends of the lab's own commands;
 * nothing outside the lab imports what only the lab needs (the `lab` extra in pyproject.toml).
@@ -31,6 +32,7 @@ PURE = [
     SRC / "galera",
     SRC / "checkers",
     SRC / "assign",
+    SRC / "compute" / "evacuation.py",
 ]
 
 # Modules that do I/O, or that reach the network, disk, clock or processes.
@@ -42,7 +44,8 @@ FORBIDDEN = {
     "hastack.membership.lease", "hastack.membership.election", "hastack.store.snapshot",
     "hastack.proxy", "hastack.fencing", "hastack.eventlog", "hastack.ops.cluster",
     "hastack.ops.configure", "hastack.ops.requests", "hastack.ops.status",
-    "hastack.ops.simulate", "hastack.ops.resources",
+    "hastack.ops.simulate", "hastack.ops.resources", "novaclient", "keystoneauth1",
+    "hastack.compute.evacuator", "hastack.compute.nova", "hastack.compute.fence_step",
 }  # fmt: skip
 
 # The `hastack cluster`, `hastack lab` and `hastack demo` commands are the lab's front end in

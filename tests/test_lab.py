@@ -84,6 +84,39 @@ def test_hosts_have_their_own_names_and_the_lab_cannot_route_out(lab: Lab) -> No
         assert {etcd.pid, agent.pid} <= pids
 
 
+# A client of the lab's etcd from the client host: argv[1] is "tls" (the operator's
+# certificate, from client.yaml) or "plain" (no certificate, plaintext).
+STORE_PROBE = """
+import asyncio, sys
+from hastack.model.agent_config import parse_client_config
+from hastack.store import EtcdStore
+from hastack.store.tls import StoreCredentials
+
+async def main() -> None:
+    client = parse_client_config(open(sys.argv[2]).read(), sys.argv[2])
+    if sys.argv[1] == "tls":
+        store = EtcdStore.for_spec(client.etcd, 2.0)
+    else:
+        store = EtcdStore(client.etcd.endpoints, 2.0, credentials=StoreCredentials.insecure())
+    async with store:
+        kv = await store.get("/hastack/" + client.cluster + "/dc")
+        print("read", kv is not None)
+
+asyncio.run(main())
+"""
+
+
+def test_the_labs_etcd_takes_only_the_clusters_certificates(lab: Lab) -> None:
+    client = str(lab.client_config)
+    assert "tls" in lab.client_config.read_text()
+    assert all(e.startswith("https://") for e in lab.endpoints())
+    ok = run_as(lab, "client", sys.executable, "-c", STORE_PROBE, "tls", client, timeout=60)
+    assert ok.stdout.strip() == "read True", ok.stderr
+    plain = run_as(lab, "client", sys.executable, "-c", STORE_PROBE, "plain", client, timeout=60)
+    assert plain.returncode != 0
+    assert "plaintext to a TLS member" in plain.stderr
+
+
 def test_partition_isolates_and_heal_restores(lab: Lab) -> None:
     assert connects(lab, "n1", "n2")
     lab.partition("n1 | n2,n3")
@@ -125,17 +158,22 @@ def test_loss_and_link_down_are_undone(lab: Lab) -> None:
 
 
 TIMED_GET = (
-    "import sys, time, urllib.request\n"
+    "import ssl, sys, time, urllib.request\n"
+    "context = ssl.create_default_context(cafile=sys.argv[2])\n"
+    "context.load_cert_chain(sys.argv[3], sys.argv[4])\n"
     "t0 = time.monotonic()\n"
-    "body = urllib.request.urlopen(sys.argv[1], timeout=5).read()\n"
+    "body = urllib.request.urlopen(sys.argv[1], timeout=5, context=context).read()\n"
     "print(time.monotonic() - t0, len(body))\n"
 )
 
 
 def timed_get(lab: Lab, src: str, dst: str) -> float:
-    """Seconds for a fresh HTTP GET (two round trips) from `src` to `dst`'s etcd /version."""
-    url = f"http://{lab.host(dst).address}:2379/version"
-    proc = run_as(lab, src, sys.executable, "-c", TIMED_GET, url)
+    """Seconds for a fresh HTTPS GET (at least two round trips: connect, then TLS and the
+    request) from `src` to `dst`'s etcd /version, with the operator's certificate."""
+    url = f"https://{lab.host(dst).address}:2379/version"
+    cert, key = lab.pki.operator()
+    tls = [str(lab.pki.ca_cert), str(cert), str(key)]
+    proc = run_as(lab, src, sys.executable, "-c", TIMED_GET, url, *tls)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     seconds, size = proc.stdout.split()
     assert int(size) > 0
@@ -150,8 +188,8 @@ def test_delay_slows_every_round_trip_and_is_undone(lab: Lab) -> None:
     lab.delay("n2", 150)
     try:
         assert "n2-0x" in hub_links()
-        # connect and request: two round trips, each at least 2 × 150 ms (a lower bound:
-        # frames cannot arrive before the delayer sends them)
+        # connect, then the handshake and the request: at least two round trips, each at
+        # least 2 × 150 ms (a lower bound: frames cannot arrive before the delayer sends them)
         assert timed_get(lab, "client", "n2") >= 0.55
         # the partition rules still match the host's switch port while it is re-cabled
         lab.partition("n2 | n1,n3,client")

@@ -199,7 +199,7 @@ def test_an_agent_whose_event_loop_is_blocked_ends_itself(
             {
                 "cluster": lc.name,
                 "node": "w1",
-                "etcd": {"endpoints": lc.endpoints, "election-timeout": "500ms"},
+                "etcd": {**lc.etcd_spec("n1"), "election-timeout": "500ms"},
                 "timings": {"lease-ttl": "3s", "renew-interval": "500ms", "store-timeout": "750ms"},
                 "heartbeat-port": 0,
             }
@@ -280,3 +280,45 @@ def test_a_watchdog_that_stops_hearing_from_its_agent_kills_it(tmp_path: Path) -
     finally:
         client.safe()
         client.exit()
+
+
+def test_a_target_the_node_refused_is_not_waited_for() -> None:
+    """A new DC (epoch 76) finds n1's target from the DC before it (epoch 69), which n1 has
+    refused since it saw epoch 76: waiting for it would be waiting for ever."""
+    old = NodeTarget(epoch=69, config_revision=7, resources={"vip": Role.STARTED})
+    refused = NodeReport("n1", updated=10.0, probed=frozenset({"vip"}), acked=40, refused=60)
+    snap = snapshot(
+        CONFIG,
+        member_revisions={"n1": 50, "n2": 3},
+        targets={"n1": (60, old), "n2": (61, NodeTarget(52, 7))},
+        reports={"n1": refused, "n2": report("n2", acked=61)},
+    )
+    assert not Controller().decide(snap, CONFIG, epoch=76, now=20.0).hold
+    # The negative control: not refused (yet), it is waited for.
+    taken = NodeReport("n1", updated=10.0, probed=frozenset({"vip"}), acked=40, working=60)
+    snap = snapshot(
+        CONFIG,
+        member_revisions={"n1": 50, "n2": 3},
+        targets={"n1": (60, old), "n2": (61, NodeTarget(52, 7))},
+        reports={"n1": taken, "n2": report("n2", acked=61)},
+    )
+    assert Controller().decide(snap, CONFIG, epoch=76, now=20.0).hold
+
+
+def test_a_life_begins_when_the_member_key_is_written_not_created() -> None:
+    """An agent restarted before its old lease expired overwrites its old member key (whose
+    create revision stays): the new life still begins at that write, so the old life's
+    target is void and its silence is not held against the new one."""
+    from hastack.model.members import StoredKey, decode_snapshot
+
+    member = MemberRecord("n1", NodeKind.FULL, joined_at=1.0).encode()
+    target = NodeTarget(epoch=5, config_revision=0, resources={"vip": Role.STARTED}).encode()
+    snap = decode_snapshot(
+        30,
+        [
+            StoredKey("members/n1", member, create_revision=5, mod_revision=20, lease=7),
+            StoredKey("target/n1", target, create_revision=8, mod_revision=10, lease=0),
+        ],
+    )
+    assert snap.members["n1"].revision == 20
+    assert snap.target_is_void("n1")

@@ -12,7 +12,7 @@ from hastack.executor import lrm
 from hastack.executor.agents import AgentMetadata, Driver, OcfRc, OpRequest, OpResult
 from hastack.executor.lrm import LocalResourceManager
 from hastack.model.config import AgentRef, ClusterConfig, Role, parse_cluster_config
-from hastack.model.status import LastOp, NodeReport
+from hastack.model.status import LastOp, NodeReport, decode_status
 from hastack.model.targets import NodeTarget
 
 pytestmark = pytest.mark.timeout(20)
@@ -119,6 +119,58 @@ async def test_a_resource_removed_while_its_probe_asks_for_metadata(harness: Har
         await asyncio.wait([loop, probed], return_when=asyncio.FIRST_COMPLETED)
         probed.cancel()
         assert not loop.done(), loop.exception()
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+DISCOVERY = """\
+nodes: [{node: n1}, {node: n2}]
+resources:
+  - {primitive: keep, agent: "ocf:test:scripted"}
+  - {primitive: far, agent: "ocf:test:scripted"}
+  - {primitive: tool, agent: "ocf:test:scripted"}
+constraints:
+  - {location: far-on-n2, resource: far, node: n2, score: 0, resource-discovery: exclusive}
+  - location: no-tool-probes-on-computes
+    resource: tool
+    resource-discovery: never
+    rules: [{score: 0, expressions: [{attribute: role, op: eq, value: compute}]}]
+"""
+
+
+async def test_resource_discovery_keeps_probes_off_this_node(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = Harness(monkeypatch)
+    # The rule reads the attributes of this node's member record.
+    h.lrm = LocalResourceManager(
+        "n1",
+        state_dir="/nonexistent",
+        publish=h._publish,
+        clock=lambda: h.now,
+        node_attributes={"role": "compute"},
+    )
+    h.driver.answers = {"start": OcfRc.SUCCESS}
+    h.lrm.set_config(parse_cluster_config(DISCOVERY, "test.yaml"), revision=1)
+    loop = asyncio.create_task(h.lrm.run())
+    try:
+        first = await h.until(lambda r: "keep" in r.probed)
+        assert first.probed == {"keep"}
+        assert first.unprobed == {"far", "tool"}
+        assert [c.instance for c in h.driver.calls] == ["keep"]
+        assert decode_status("n1", first.encode()).unprobed == {"far", "tool"}
+        # never does not forbid the node: the DC may start it here, unprobed.
+        h.lrm.set_target(NodeTarget(1, 1, {"tool": Role.STARTED}), dc_epoch=1, revision=5)
+        done = await h.until(lambda r: r.acked == 5)
+        assert done.resources["tool"].role is Role.STARTED
+        # Without its exclusive location, far is probed here like anything else.
+        h.driver.calls.clear()
+        config = DISCOVERY.replace(", resource-discovery: exclusive", "")
+        h.lrm.set_config(parse_cluster_config(config, "test.yaml"), revision=2)
+        again = await h.until(lambda r: "far" in r.probed)
+        assert again.unprobed == {"tool"}
+        assert [(c.instance, c.op) for c in h.driver.calls] == [("far", "monitor")]
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)

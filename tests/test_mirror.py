@@ -121,3 +121,12 @@ def test_the_snapshot_decodes_only_what_changed() -> None:
     assert second.nodes["n1"] is first.nodes["n1"]  # reused, not decoded again
     assert second.problems == ()
     assert second.revision == store.revision
+
+
+def test_a_range_behind_the_cluster_is_named() -> None:
+    mirror = Mirror(KEYS, [KEYS.prefix + "dc", KEYS.prefix + "members/"])
+    mirror.load(KEYS.prefix + "dc", [], 10)
+    mirror.load(KEYS.prefix + "members/", [], 10)
+    mirror.apply(KEYS.prefix + "dc", WatchBatch((), 25))  # a progress notification
+    assert mirror.is_behind(20) == [KEYS.prefix + "members/"]
+    assert mirror.is_behind(10) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from hastack.model.status import NodeReport, ResourceReport
 from hastack.proxy.config import ProxyConfig
 from hastack.proxy.server import Proxy
 from hastack.proxy.sources import ClusterSource
-from hastack.store import EtcdStore, Keys
+from hastack.store import Keys
 from test_proxy_support import Backend, free_port, get, running, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -45,12 +46,12 @@ def report(node: str, **roles: Role | tuple[Role, bool]) -> bytes:
     return NodeReport(node, epoch=1, resources=resources).encode()
 
 
-def config(port: int, db_port: int, api_port: int, endpoints: list[str]) -> ProxyConfig:
+def config(port: int, db_port: int, api_port: int, etcd: dict[str, Any]) -> ProxyConfig:
     check = {"type": "tcp", "interval": "10s"}
     return ProxyConfig.model_validate(
         {
             "admin": None,
-            "cluster": {"name": "test", "etcd": {"endpoints": endpoints}},
+            "cluster": {"name": "test", "etcd": etcd},
             "frontends": [
                 {"name": "api", "bind": [f"127.0.0.1:{port}"], "backend": "api"},
                 {"name": "db", "bind": [f"127.0.0.1:{db_port}"], "backend": "db"},
@@ -79,14 +80,14 @@ async def test_pool_follows_status_and_membership(etcd: LocalCluster) -> None:
     await n2.start()
     keys = Keys("test")
     port, db_port = free_port(), free_port()
-    async with EtcdStore(etcd.endpoints, 2.0) as store:
+    async with etcd.store(2.0) as store:
         await store.put(keys.member("n1"), member("n1"))
         await store.put(keys.member("n2"), member("n2"))
         await store.put(keys.status("n1"), report("n1", api_0=Role.STARTED, galera_0=Role.PROMOTED))
         await store.put(
             keys.status("n2"), report("n2", api_1=Role.STARTED, galera_1=Role.UNPROMOTED)
         )
-        cfg = config(port, db_port, api_port, etcd.endpoints)
+        cfg = config(port, db_port, api_port, etcd.etcd_spec())
         pools = {b.name: b.cluster for b in cfg.backends if b.cluster is not None}
         source = ClusterSource(store, keys, pools)
         try:
@@ -150,14 +151,14 @@ async def test_in_flight_requests_survive_an_instance_moving(etcd: LocalCluster)
     api_port = free_port()
     keys = Keys("test")
     port, db_port = free_port(), free_port()
-    async with EtcdStore(etcd.endpoints, 2.0) as store:
+    async with etcd.store(2.0) as store:
         n1 = await Backend("n1", host=NODES["n1"], port=api_port).start()
         n2 = await Backend("n2", host=NODES["n2"], port=api_port).start()
         try:
             for node in NODES:
                 await store.put(keys.member(node), member(node))
                 await store.put(keys.status(node), report(node, api=Role.STARTED))
-            cfg = config(port, db_port, api_port, etcd.endpoints)
+            cfg = config(port, db_port, api_port, etcd.etcd_spec())
             pools = {b.name: b.cluster for b in cfg.backends if b.cluster is not None}
             async with running(cfg, ClusterSource(store, keys, pools)):
                 loop = asyncio.get_running_loop()

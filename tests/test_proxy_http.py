@@ -16,6 +16,7 @@ from test_proxy_support import (
     Backend,
     Client,
     Request,
+    admin_tokens,
     backends,
     free_port,
     get,
@@ -182,16 +183,25 @@ async def test_drain_maint_ready_and_weight_from_admin_endpoint() -> None:
         port, admin = free_port(), free_port()
         async with running(http_config(port, servers_of(a, b), admin_port=admin)) as proxy:
 
-            def post(server: str, body: dict[str, object]) -> dict[str, object]:
+            def post(
+                server: str, body: dict[str, object], token: str | None = admin_tokens().write
+            ) -> dict[str, object]:
                 req = urllib.request.Request(
                     f"http://{HOST}:{admin}/servers/be/{server}",
                     data=json.dumps(body).encode(),
                     method="POST",
+                    headers={"Authorization": f"Bearer {token}"} if token else {},
                 )
                 with urllib.request.urlopen(req, timeout=5) as response:
                     result: dict[str, object] = json.loads(response.read())
                     return result
 
+            # Without a token, with an unknown one, with a read-only one: refused, no change.
+            for token, code in ((None, 401), ("hst_guess", 401), (admin_tokens().read, 403)):
+                with pytest.raises(urllib.error.HTTPError) as refused:
+                    await asyncio.to_thread(post, "a", {"state": "maint"}, token)
+                assert refused.value.code == code
+                assert state_of(proxy, "a") == "up"
             held = Client(HOST, port)
             assert (await held.request()).status == 200  # a kept connection, before the drain
             result = await asyncio.to_thread(post, "a", {"state": "drain"})
@@ -556,3 +566,54 @@ async def test_connection_headers_are_the_proxys_own() -> None:
             assert r.header("Connection") == "close"
             assert client.writer is None  # closed after the answer
             assert a.accepted == 1
+
+
+REFUSED = {
+    "Content-Length with Transfer-Encoding": b"POST / HTTP/1.1\r\nHost: h\r\n"
+    b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "two Content-Length": b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n"
+    b"Content-Length: 3\r\n\r\nabc",
+    "obs-fold": b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n",
+    "bad chunk size": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"zz\r\nabc\r\n0\r\n\r\n",
+    "NUL in a header": b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\x00b\r\n\r\n",
+    "space before the colon": b"GET / HTTP/1.1\r\nHost: h\r\nX-A : b\r\n\r\n",
+    "Transfer-Encoding: xchunked": b"POST / HTTP/1.1\r\nHost: h\r\n"
+    b"Transfer-Encoding: xchunked\r\n\r\n",
+    "bare LF": b"GET / HTTP/1.1\nHost: h\n\n",
+    "bare LF in a header": b"GET / HTTP/1.1\r\nHost: h\nX-A: b\r\n\r\n",
+    "200 headers": b"GET / HTTP/1.1\r\nHost: h\r\n"
+    + b"".join(b"X-%d: 1\r\n" % i for i in range(200))
+    + b"\r\n",
+    "no Host in HTTP/1.1": b"GET / HTTP/1.1\r\nUser-Agent: t\r\n\r\n",
+    "two Host": b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    "two Host in HTTP/1.0": b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+    "HTTP/0.9 with a blank line": b"GET /\r\n\r\n",
+    "HTTP/0.9, the line alone": b"GET /\r\n",
+    "HTTP/0.9 split": b"GET /index.html\r",
+}
+
+
+async def test_smuggling_and_rfc9112_violations_are_answered_400() -> None:
+    async with backends("a") as (a,):
+        port = free_port()
+        async with running(http_config(port, servers_of(a))) as proxy:
+            for name, raw in REFUSED.items():
+                client = Client(HOST, port)
+                await client.send_raw(raw)
+                if name == "HTTP/0.9 split":
+                    await asyncio.sleep(0.05)
+                    await client.send_raw(b"\n")
+                async with asyncio.timeout(2):  # at once, not at the http-request timeout
+                    r = await client.read_response()
+                assert r.status == 400, (name, r.status, r.body)
+                assert r.header("Connection") == "close", name
+                await client.close()
+            assert a.requests == []  # none reached the server
+            # what is allowed stays allowed: HTTP/1.0 without Host, HTTP/1.1 with one
+            client = Client(HOST, port)
+            await client.send_raw(b"GET /old HTTP/1.0\r\n\r\n")
+            assert (await client.read_response()).status == 200
+            assert (await get(port, "/new")).status == 200
+            report = await proxy.report()
+            assert report["frontends"][0]["bad_requests"] == len(REFUSED)

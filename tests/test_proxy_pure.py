@@ -218,10 +218,17 @@ def test_add_into_sums_nested_counters() -> None:
     assert total == {"a": 3, "b": {"c": 5, "d": 1}, "r": [2, 3]}
 
 
-GOOD = """\
+CLUSTER_LINE = (
+    "cluster: {name: prod, etcd: {endpoints: [https://10.0.0.11:2379],"
+    " tls: {ca: c, cert: n, key: k}}}\n"
+)
+GOOD = (
+    """\
 workers: 2
 admin: {bind: 127.0.0.1:8404}
-cluster: {name: prod, etcd: {endpoints: [http://10.0.0.11:2379]}}
+"""
+    + CLUSTER_LINE
+    + """\
 frontends:
   - {name: api, bind: [10.0.0.10:8774], backend: nova}
   - {name: db, bind: [10.0.0.10:3306], backend: galera, mode: tcp}
@@ -238,6 +245,7 @@ backends:
       - {name: db1, address: 10.0.0.11:3306}
       - {name: db2, address: 10.0.0.12:3306, backup: true}
 """
+)
 
 
 def test_a_full_configuration_is_accepted() -> None:
@@ -275,7 +283,7 @@ def test_a_full_configuration_is_accepted() -> None:
         ),
         (("sticky: true", "stiky: true"), "proxy.yaml:13: backends[1].stiky: unknown key"),
         (
-            ("cluster: {name: prod, etcd: {endpoints: [http://10.0.0.11:2379]}}\n", ""),
+            (CLUSTER_LINE, ""),
             "proxy.yaml:8: backends[0].cluster: follows a cluster resource",
         ),
         (

@@ -26,7 +26,7 @@ def cluster_yaml(proxy_port: int, admin_port: int, api_port: int, backend: str =
     proxy = textwrap.indent(
         textwrap.dedent(
             f"""\
-            admin: {{bind: "127.0.0.1:{admin_port}"}}
+            admin: {{bind: "127.0.0.1:{admin_port}", open-reads: true}}
             frontends:
               - {{name: web, bind: ["127.0.0.1:{proxy_port}"], backend: {backend}}}
             backends:

@@ -6,20 +6,50 @@ Not a test module itself (no tests here); the name keeps it among the proxy's te
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import functools
 import json
+import shutil
 import socket
+import ssl
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httptools
 
+from hastack.auth import Role, add_token
 from hastack.proxy.config import ProxyConfig
 from hastack.proxy.server import Proxy
 from hastack.proxy.sources import BackendSource
 
 HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class AdminTokens:
+    path: Path
+    write: str  # alice's token: may change servers
+    read: str  # bob's: may only look
+
+
+@functools.cache
+def admin_tokens() -> AdminTokens:
+    """A tokens file for the proxies the tests start (made once per test process)."""
+    directory = Path(tempfile.mkdtemp(prefix="hastack-tokens-"))
+    atexit.register(shutil.rmtree, directory, True)
+    path = directory / "tokens"
+    return AdminTokens(
+        path, add_token(path, "alice", Role.WRITE), add_token(path, "bob", Role.READ)
+    )
+
+
+def admin_spec(admin_port: int) -> dict[str, Any]:
+    """An admin endpoint whose writes need alice's token; reads are open."""
+    return {"bind": f"{HOST}:{admin_port}", "tokens": str(admin_tokens().path), "open-reads": True}
 
 
 def free_port(host: str = HOST) -> int:
@@ -201,16 +231,32 @@ class _ResponseReader:
 
 
 class Client:
-    """A keep-alive HTTP/1.1 client on raw streams (one request at a time)."""
+    """A keep-alive HTTP/1.1 client on raw streams (one request at a time); TLS with `tls`."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
         self.host = host
         self.port = port
+        self.tls = tls
+        self.server_hostname = server_hostname
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def connect(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        if self.tls is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        else:
+            self.reader, self.writer = await asyncio.open_connection(
+                self.host,
+                self.port,
+                ssl=self.tls,
+                server_hostname=self.server_hostname or self.host,
+            )
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -280,7 +326,7 @@ def http_config(
     """A one-frontend, one-backend configuration (as a YAML document would give)."""
     mode = backend.pop("mode", "http")
     data: dict[str, Any] = {
-        "admin": {"bind": f"{HOST}:{admin_port}"} if admin_port else None,
+        "admin": admin_spec(admin_port) if admin_port else None,
         "frontends": [
             {
                 "name": "fe",
@@ -296,8 +342,10 @@ def http_config(
 
 
 @contextlib.asynccontextmanager
-async def running(config: ProxyConfig, source: BackendSource | None = None) -> AsyncIterator[Proxy]:
-    proxy = Proxy(config, source)
+async def running(
+    config: ProxyConfig, source: BackendSource | None = None, **options: Any
+) -> AsyncIterator[Proxy]:
+    proxy = Proxy(config, source, **options)
     await proxy.start()
     try:
         yield proxy

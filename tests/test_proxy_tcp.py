@@ -7,9 +7,12 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
+from hastack.eventlog import read_events
+from hastack.proxy.cli import _event_recorder
 from hastack.proxy.control import AdminState
 from test_proxy_support import HOST, free_port, http_config, running, state_of, wait_for
 
@@ -126,7 +129,7 @@ async def test_tcp_pipes_both_ways_with_half_close() -> None:
             assert report["backends"][0]["servers"][0]["bytes_out"] >= 300_000
 
 
-async def test_one_writer_pattern_sticky_backup_and_shutdown_sessions() -> None:
+async def test_one_writer_pattern_sticky_backup_and_shutdown_sessions(tmp_path: Path) -> None:
     async with db_nodes(3) as nodes:
         db1 = nodes[0]
         port = free_port()
@@ -147,7 +150,8 @@ async def test_one_writer_pattern_sticky_backup_and_shutdown_sessions() -> None:
             },
             **{"on-marked-down": "shutdown-sessions"},
         )
-        async with running(config) as proxy:
+        events = tmp_path / "events.jsonl"
+        async with running(config, on_active_changed=_event_recorder(str(events))) as proxy:
             assert {await who(port) for _ in range(3)} == {"db1"}
             reader, writer = await asyncio.open_connection(HOST, port)
             assert (await ask(reader, writer, "w1")).startswith("db1")
@@ -167,6 +171,23 @@ async def test_one_writer_pattern_sticky_backup_and_shutdown_sessions() -> None:
             # db2 goes into maintenance: the next writer is db1 (first in order), not db3
             proxy.control.set_admin("be", "db2", AdminState.MAINT)
             assert {await who(port) for _ in range(3)} == {"db1"}
+            # every change of writer is an event: in the stats, the metrics and the log
+            report = await proxy.report()
+            backend = report["backends"][0]
+            assert backend["active"] == "db1"
+            assert backend["active_changes"] == 3
+            moves = [(h["active"], h["was"]) for h in backend["active_history"]]
+            assert moves == [("db1", None), ("db2", "db1"), ("db1", "db2")]
+            assert backend["active_history"][1]["reason"].startswith("down")
+            assert backend["active_history"][2]["reason"] == "maint: set to maint by an operator"
+            metrics = (await proxy.metrics()).decode()
+            assert 'hastack_proxy_backend_active_changes_total{backend="be"} 3.0' in metrics
+            logged = [e for e in read_events(events) if e["event"] == "writer-changed"]
+            assert [(e["backend"], e["active"], e["was"]) for e in logged] == [
+                ("be", "db1", None),
+                ("be", "db2", "db1"),
+                ("be", "db1", "db2"),
+            ]
 
 
 async def test_tcp_idle_timeout_and_retry_to_another_server() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from test_proxy_support import HOST, Client, backends, free_port, get
+from test_proxy_support import HOST, Client, admin_tokens, backends, free_port, get
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -69,10 +69,13 @@ def test_config_errors_name_the_line(tmp_path: Path) -> None:
 async def test_two_workers_supervised_with_stats_and_run_time_commands(tmp_path: Path) -> None:
     async with backends("a", "b") as (a, b):
         port, admin = free_port(), free_port()
+        tokens = admin_tokens()
+        token_file = tmp_path / "token"
+        token_file.write_text(tokens.write + "\n")
         config = tmp_path / "proxy.yaml"
         config.write_text(
             f"workers: 2\n"
-            f"admin: {{bind: '{HOST}:{admin}'}}\n"
+            f"admin: {{bind: '{HOST}:{admin}', open-reads: true, tokens: '{tokens.path}'}}\n"
             f"frontends:\n"
             f"  - {{name: web, bind: ['{HOST}:{port}'], backend: app}}\n"
             f"backends:\n"
@@ -126,8 +129,9 @@ async def test_two_workers_supervised_with_stats_and_run_time_commands(tmp_path:
             assert "app      a" in servers.stdout
             assert "UP" in servers.stdout
             drained = await asyncio.to_thread(
-                hastack, "proxy", "set", "app/a", "state", "drain", "-c", str(config)
-            )
+                hastack, "proxy", "set", "app/a", "state", "drain", "-c", str(config),
+                "--token-file", str(token_file),
+            )  # fmt: skip
             assert drained.returncode == 0, drained.stderr
             assert drained.stdout.strip() == "app/a: DRAIN weight 1"
             before = len(a.requests)
@@ -135,8 +139,9 @@ async def test_two_workers_supervised_with_stats_and_run_time_commands(tmp_path:
                 assert (await get(port)).status == 200
             assert len(a.requests) == before  # both workers got the view
             unknown = await asyncio.to_thread(
-                hastack, "proxy", "set", "app/zz", "weight", "5", "--admin", f"{HOST}:{admin}"
-            )
+                hastack, "proxy", "set", "app/zz", "weight", "5", "--admin", f"{HOST}:{admin}",
+                "--token-file", str(token_file),
+            )  # fmt: skip
             assert unknown.returncode == 1
             assert "no server 'zz'" in unknown.stderr
 

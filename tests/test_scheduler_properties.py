@@ -4,6 +4,9 @@
   any state reached by executing a prefix of the plan;
 * never more than promoted-max promoted instances (promoted-node-max per node);
 * nothing runs on a node that is offline, standby or unclean-and-fenced after the plan;
+* nothing starts on a node that does not probe it (resource-discovery), unless discovery
+  there is `never` (which, as in Pacemaker, does not forbid the node): an exclusive
+  resource starts only where one of its exclusive locations names the node;
 * an interrupted plan converges: execute any prefix, schedule again, and a few full rounds
   reach a state where the scheduler has nothing left to do.
 """
@@ -16,12 +19,15 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hastack.model.config import ClusterConfig, Role
+from hastack.executor.transitions import rule_attributes, unprobed
+from hastack.model.config import ClusterConfig, Discovery, Role
+from hastack.model.members import NodeKind
 from hastack.model.state import ClusterState, NodeStatus, ResourceStatus, base_id
-from hastack.scheduler import Plan, schedule
+from hastack.scheduler import ActionKind, Plan, schedule
 from hastack.scheduler.simulate import apply_actions
 
 NODES = ["n1", "n2", "n3", "n4"]
+RACKS = ["r1", "r2", "r3"]  # r3: no node there
 PRIMS = ["a", "b", "c", "d"]
 
 
@@ -69,15 +75,19 @@ def clusters(draw: st.DrawFn) -> tuple[ClusterConfig, ClusterState]:
     tops = [*singles, *(["g"] if grouped else []), "cl", "pr"]
     constraints: list[dict[str, Any]] = []
     score = st.sampled_from([-1_000_000, -100, -5, 5, 100, 1_000_000])
+    located = [*tops, *(["g2"] if grouped else []), "cp"]  # inside a clone: the clone's
+    discovery = st.sampled_from([None, "always", "never", "exclusive", "exclusive"])
     for i in range(draw(st.integers(0, 4))):
-        constraints.append(
-            {
-                "location": f"l{i}",
-                "resource": draw(st.sampled_from(tops)),
-                "node": draw(st.sampled_from(node_names)),
-                "score": draw(score),
-            }
-        )
+        location: dict[str, Any] = {"location": f"l{i}", "resource": draw(st.sampled_from(located))}
+        if draw(st.booleans()):
+            location |= {"node": draw(st.sampled_from(node_names)), "score": draw(score)}
+        else:
+            rack = {"attribute": "rack", "op": "eq", "value": draw(st.sampled_from(RACKS))}
+            location["rules"] = [{"score": draw(score), "expressions": [rack]}]
+        mode = draw(discovery)
+        if mode is not None:
+            location["resource-discovery"] = mode
+        constraints.append(location)
     for i in range(draw(st.integers(0, 3))):
         dependent, primary = draw(
             st.lists(st.sampled_from(tops), min_size=2, max_size=2, unique=True)
@@ -111,7 +121,12 @@ def clusters(draw: st.DrawFn) -> tuple[ClusterConfig, ClusterState]:
             },
             "resource-defaults": {"resource-stickiness": draw(st.sampled_from([0, 1, 50]))},
             "nodes": [
-                {"node": n, "utilization": {"cpu": draw(st.integers(0, 4))}} for n in node_names
+                {
+                    "node": n,
+                    "utilization": {"cpu": draw(st.integers(0, 4))},
+                    "attributes": {"rack": draw(st.sampled_from(RACKS[:2]))},
+                }
+                for n in node_names
             ],
             "resources": resources,
             "constraints": constraints,
@@ -166,6 +181,17 @@ def check_invariants(config: ClusterConfig, state: ClusterState, plan: Plan) -> 
         stuck = any_blocked and (a.primitive, a.node) in running
         assert not node.standby or stuck, f"{a.instance} left on standby {a.node}"
     assert clones  # the generator always makes clones
+    not_probed = {
+        n: unprobed(config, n, rule_attributes(config, n, NodeKind.FULL, s.attributes))
+        for n, s in state.nodes.items()
+    }
+    for a in plan.actions:
+        if a.kind is ActionKind.START and a.instance is not None:
+            why = not_probed[a.node].get(base_id(a.instance))
+            assert why is not Discovery.EXCLUSIVE, f"{a.instance} starts on {a.node} unprobed"
+    for a in plan.assignments:
+        if a.node is not None and a.managed and (a.primitive, a.node) not in running:
+            assert not_probed[a.node].get(a.primitive) is not Discovery.EXCLUSIVE
 
 
 def _prims(resource: Any) -> list[Any]:

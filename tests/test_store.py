@@ -5,6 +5,7 @@ against both EtcdStore and MemoryStore in test_store_contract.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -16,7 +17,7 @@ from hastack.errors import (
     StoreUnavailable,
 )
 from hastack.lab.local import LocalCluster
-from hastack.store import EtcdStore, EventKind, Store
+from hastack.store import EventKind, Store
 from helpers import async_wait_until
 
 
@@ -27,7 +28,7 @@ def etcd(local_cluster: ClusterFactory) -> LocalCluster:
 
 async def test_lease_expires_not_before_its_ttl_after_the_last_renewal(etcd: LocalCluster) -> None:
     """The server expiry bound the lease keeper relies on, measured on real time."""
-    async with EtcdStore(etcd.endpoints, 2.0) as store:
+    async with etcd.store(2.0) as store:
         lease = await store.grant_lease(2)
         await store.put("/lease/k", b"v", lease=lease.id)
         assert await store.keep_alive(lease.id) == 2
@@ -45,7 +46,7 @@ async def _absent(store: Store, key: str) -> bool:
 async def test_watch_resumes_after_member_restart(etcd: LocalCluster) -> None:
     """Watch through member n1 only; kill and restart n1; no event is lost or repeated."""
     n1 = etcd.endpoints[0]
-    async with EtcdStore(etcd.endpoints, 1.0) as writer, EtcdStore([n1], 1.0) as watcher:
+    async with etcd.store(1.0) as writer, etcd.store(1.0, [n1]) as watcher:
         start = await writer.put("/w/0", b"0")
         seen: list[tuple[str, int]] = []
         reconnects: list[str] = []
@@ -91,10 +92,10 @@ async def _put_retrying(store: Store, key: str) -> None:
 
 
 async def test_failover_to_next_endpoint(etcd: LocalCluster) -> None:
-    async with EtcdStore(etcd.endpoints, 1.0) as store:
+    async with etcd.store(1.0) as store:
         await store.put("/f/a", b"1")
         victim = store.endpoint
-        node = etcd.node_names[etcd.endpoints.index("http://" + victim)]
+        node = etcd.node_names[etcd.endpoints.index("https://" + victim)]
         etcd.kill(node, ["etcd"])
         with pytest.raises(IndeterminateStoreError):
             await store.put("/f/a", b"2")
@@ -109,7 +110,7 @@ async def test_failover_to_next_endpoint(etcd: LocalCluster) -> None:
 async def test_no_reachable_member_is_indeterminate(etcd: LocalCluster) -> None:
     for node in etcd.node_names:
         etcd.kill(node, ["etcd"])
-    async with EtcdStore(etcd.endpoints, 0.5) as store:
+    async with etcd.store(0.5) as store:
         with pytest.raises((StoreUnavailable, StoreTimeout)) as caught:
             await store.put("/x", b"1")
         assert isinstance(caught.value, IndeterminateStoreError)
@@ -117,10 +118,10 @@ async def test_no_reachable_member_is_indeterminate(etcd: LocalCluster) -> None:
 
 async def test_paused_member_times_out_then_fails_over(etcd: LocalCluster) -> None:
     """A SIGSTOPped member keeps its connections open: only a deadline notices it."""
-    async with EtcdStore(etcd.endpoints, 0.5) as store:
+    async with etcd.store(0.5) as store:
         await store.put("/p/a", b"1")
         victim = store.endpoint
-        node = etcd.node_names[etcd.endpoints.index("http://" + victim)]
+        node = etcd.node_names[etcd.endpoints.index("https://" + victim)]
         etcd.pause(node, ["etcd"])
         try:
             started = time.monotonic()
@@ -141,3 +142,30 @@ async def _put_ok(store: Store, key: str) -> bool:
     except IndeterminateStoreError:
         return False
     return True
+
+
+async def test_a_quiet_watch_reports_how_far_the_store_has_gone(
+    etcd: LocalCluster,
+) -> None:
+    """With progress_every, a watch on a range nothing changes in still says how far the
+    store has gone: an empty batch whose revision follows the writes elsewhere — how the
+    agent tells a quiet range from a stale watch (docs/control-plane.md)."""
+    async with etcd.store(0.5) as watcher, etcd.store(2.0) as writer:
+        start = (await writer.get_prefix("/quiet/")).revision + 1
+        batches: list[int] = []
+
+        async def follow() -> None:
+            async for batch in watcher.watch_prefix("/quiet/", start, progress_every=0.2):
+                assert batch.events == ()
+                batches.append(batch.revision)
+
+        task = asyncio.create_task(follow())
+        try:
+            written = await writer.put("/elsewhere/a", b"1")
+            await async_wait_until(
+                lambda: asyncio.sleep(0, bool(batches) and batches[-1] >= written), 3.0
+            )
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

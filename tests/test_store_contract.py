@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import pytest
 from aetcd import rpc
 
@@ -37,7 +36,6 @@ from hastack.store import (
     Compare,
     CompareTarget,
     DeleteOp,
-    EtcdStore,
     Event,
     EventKind,
     GetOp,
@@ -45,7 +43,7 @@ from hastack.store import (
     Store,
     WatchBatch,
 )
-from hastack.store.etcd import parse_endpoint
+from hastack.store.etcd import make_channel, parse_endpoint
 from hastack.store.memory import ManualClock, MemoryBackend, MemoryStore
 from helpers import async_wait_until
 
@@ -113,11 +111,11 @@ async def subject(
 
         async def compact(revision: int) -> None:
             # Not part of the Store interface: asked of etcd directly, as an operator would.
-            async with grpc.aio.insecure_channel(parse_endpoint(lc.endpoints[0])) as channel:
+            async with make_channel(parse_endpoint(lc.endpoints[0]), lc.credentials) as channel:
                 compaction = rpc.CompactionRequest(revision=revision, physical=True)
                 await rpc.KVStub(channel).Compact(compaction, timeout=5)
 
-        subject = Subject("etcd", prefix, lambda: EtcdStore(lc.endpoints, 2.0), sleep, compact)
+        subject = Subject("etcd", prefix, lambda: lc.store(2.0), sleep, compact)
     else:
         clock = ManualClock()
         backend = MemoryBackend(clock=clock)

@@ -250,5 +250,23 @@ def figures(cases: list[CaseResult], elapsed: float, have_scheduler: bool) -> di
             for tag, _ in per_feature_bad.most_common()
         },
         "mismatches": {c.name: c.diffs for c in mismatching},
+        "by_feature": {tag: by_feature(cases, tag) for tag in REPORTED_FEATURES},
         "elapsed_seconds": elapsed,
+    }
+
+
+# Features whose progress the report shows on a line of their own.
+REPORTED_FEATURES = ("remote", "guest", "container", "bundle")
+
+
+def by_feature(cases: list[CaseResult], tag: str) -> dict[str, Any]:
+    """The cases that use a feature: how many, supported, matching, and why the others are
+    left out (the unsupported features they have, each counted once per case)."""
+    using = [c for c in cases if tag in c.features or tag in c.unsupported_features]
+    left_out = _counts([c.unsupported_features for c in using if c.unsupported])
+    return {
+        "cases": len(using),
+        "supported": sum(c.supported for c in using),
+        "matching": sum(c.supported and c.matching for c in using),
+        "left_out_for": dict(left_out.most_common()),
     }

@@ -17,7 +17,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
+from hastack.api.counters import AgentCounters, LocalView
 from hastack.controller import Controller, Decision
 from hastack.errors import IndeterminateStoreError, StoreError
 from hastack.eventlog import EventLog
@@ -31,13 +33,24 @@ from hastack.membership.lease import LeaseKeeper, LeaseLost
 from hastack.membership.selfcheck import SelfCheck
 from hastack.model.agent_config import AgentConfig
 from hastack.model.config import ClusterConfig
+from hastack.model.events import (
+    ClusterEvent,
+    EventKind,
+    failed_action_events,
+    snapshot_events,
+)
 from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeKind, NodeRecord
 from hastack.model.requests import decode_cleanup
-from hastack.model.status import NodeReport
+from hastack.model.status import NodeReport, decode_status
+from hastack.ops.cluster import Cluster
+from hastack.ops.configure import change_config
+from hastack.ops.edits import set_node_attribute
 from hastack.scheduler.plan import ActionKind
 from hastack.store import Compare, DeleteOp, EtcdStore, Keys, PutOp, Store
 from hastack.store.blocking import BlockingLeaseClient
+from hastack.store.history import EventRecorder, HistoryTrimmer
 from hastack.store.mirror import Mirror, follow_all
+from hastack.store.tls import load_credentials
 
 __all__ = ["Agent", "MembershipLostHook"]
 
@@ -58,6 +71,10 @@ _LEAVE_TIMEOUT = 30.0
 # The self-check gives the cycle at least this long (5 × renew-interval + 4 × store-timeout
 # otherwise: a cycle waits for a few store calls at most).
 _SELF_CHECK_MIN = 5.0
+# A stopping agent gives its last events this long to reach the store.
+_EVENTS_FLUSH = 1.0
+# A transition's event lists this many of its actions (the rest are counted).
+_EVENT_ACTIONS = 20
 
 
 class Agent:
@@ -76,15 +93,39 @@ class Agent:
         self.keys = Keys(config.cluster, config.etcd.root)
         self.events = EventLog(state_dir / "events.jsonl" if state_dir else None, config.node)
         self._on_membership_lost = on_membership_lost
-        self._store: Store = store or EtcdStore(config.etcd.endpoints, config.timings.store_timeout)
-        self._keeper = LeaseKeeper(self._store, config.timings)
         # Renewals run in a thread of their own on a channel of their own
         # (docs/control-plane.md): a busy main loop never delays them.
-        self._lease_client = BlockingLeaseClient(config.etcd.endpoints) if store is None else None
+        self._lease_client: BlockingLeaseClient | None = None
+        if store is None:
+            # The certificate files are checked before anything starts: a bad one is named.
+            credentials = load_credentials(config.etcd)
+            store = EtcdStore(
+                config.etcd.endpoints, config.timings.store_timeout, credentials=credentials
+            )
+            self._lease_client = BlockingLeaseClient(config.etcd.endpoints, credentials=credentials)
+        self._store: Store = store
+        self._keeper = LeaseKeeper(self._store, config.timings)
+        # Numbers for the API's metrics; the liveness thread adds its renewals' latency.
+        self.counters = AgentCounters()
+        self._keeper.on_renewed = self.counters.renewals.observe
+        # The cluster's event history (docs/api.md §4): written off the cycle, trimmed by
+        # the DC, which also records what it sees change between its views.
+        self.history = EventRecorder(self._store, self.keys, config.node)
+        self._trimmer: asyncio.Task[None] | None = None
+        self._dc_view: ClusterSnapshot | None = None
+        self._last_report: NodeReport | None = None
+        self._flags = (False, False)  # this node's standby and maintenance, as last seen
         # The cluster state, kept from the store's watch streams: all of it while DC, only
         # what this node acts on otherwise (docs/control-plane.md).
         self._mirror: Mirror | None = None
         self._mirror_task: asyncio.Task[None] | None = None
+        # A quiet range is asked for progress this often, and must have caught up with a
+        # revision the cluster was at this long ago, or its watch is stale.
+        self._progress_every = 2 * config.timings.renew_interval
+        self._lag_limit = (
+            self._progress_every + config.timings.renew_interval + config.timings.store_timeout
+        )
+        self._confirmed: list[tuple[int, float]] = []  # (cluster revision, when), oldest first
         # An agent never goes silent: if its cycle stops running, the self-check ends the
         # process (its supervisor starts a fresh one), and a watchdog that hears nothing
         # more kills it in case even that cannot happen (docs/control-plane.md).
@@ -106,6 +147,7 @@ class Agent:
         self._last_refusal: str | None = None
         self._handled_requests: set[str] = set()
         self._overdue_said: set[str] = set()
+        self._suspected: set[str] = set()
         self.controller = Controller()
         resource_dir = (
             state_dir if state_dir is not None else Path(f"/var/lib/hastack/{config.node}")
@@ -120,13 +162,17 @@ class Agent:
             ocf_root=config.ocf_root,
             ocf_dirs=tuple(config.ocf_agent_dirs),
             guard=self.guard,
+            cluster_attributes=_StoreAttributes(self._store, self.keys),
             cluster={
                 "node": config.node,
                 "address": str(config.addresses[0]) if config.addresses else "",
                 "name": config.cluster,
                 "etcd-endpoints": ",".join(config.etcd.endpoints),
                 "etcd-root": config.etcd.root,
+                **_etcd_security(config),
             },
+            kind=config.kind,
+            node_attributes=config.attributes,
         )
         address = str(config.addresses[0]) if config.addresses else None
         self.heartbeat = (
@@ -138,7 +184,7 @@ class Agent:
             self._store, self.keys, config.node, tuple(config.fence_agent_dirs)
         )
         self._peers: dict[str, tuple[str, int]] = {}
-        self._lives: dict[str, tuple[tuple[int, int] | None, float]] = {}
+        self._lives: dict[str, tuple[int | None, float]] = {}
         self._heartbeat_interval = 0.2
         self._suspect_after = 1.0
         self._dc_since = 0.0
@@ -150,10 +196,34 @@ class Agent:
         self._stopping.set()
         self._wake.set()
 
+    def local_view(self) -> LocalView:
+        """What this agent knows first hand, for the API's health endpoints (called from the
+        API's thread: it reads attributes only)."""
+        standby, maintenance = self._flags
+        return LocalView(
+            node=self.config.node,
+            member=self._keeper.is_held(),
+            dc=self.epoch is not None,
+            epoch=self.epoch,
+            standby=standby,
+            maintenance=maintenance,
+            cycle_stalled_for=self.selfcheck.stalled_for(),
+            cycle_limit=self.selfcheck.limit,
+        )
+
+    def events_dropped(self) -> int:
+        return self.history.dropped
+
+    def record(self, kind: EventKind, text: str, **data: object) -> None:
+        """An event for the cluster's history (queued; never blocks the cycle)."""
+        self.history.record(ClusterEvent(kind, text, time.time(), self.config.node, data))
+
     async def run(self) -> None:
         """Run until stopped; survives store outages and lost memberships by rejoining."""
         # Resources keep being watched whatever happens to the membership.
         executor = asyncio.create_task(self.lrm.run(), name="executor")
+        recorder = asyncio.create_task(self.history.run(), name="events")
+        api = self._start_api()
         self.selfcheck.start()
         beats: list[asyncio.Task[None]] = []
         if self.heartbeat is not None:
@@ -195,10 +265,27 @@ class Agent:
             executor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await executor
+            self._stop_trimmer()
+            await self.history.flush(_EVENTS_FLUSH)
+            recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recorder
+            if api is not None:
+                await asyncio.to_thread(api.stop)
             await self._follow(None)
             await self._store.close()
             if self._lease_client is not None:
                 self._lease_client.close()
+
+    def _start_api(self) -> _ApiHandle | None:
+        if self.config.api is None:
+            return None
+        # Imported here: an agent that serves no API loads no HTTP server (docs/api.md).
+        from hastack.api.server import ApiThread  # noqa: PLC0415
+
+        thread = ApiThread(self.config, self)
+        thread.start()
+        return thread
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -326,6 +413,9 @@ class Agent:
                 alive_until=time.monotonic() + self._alive_window,
             )
             mirror = await self._follow(self._ranges())
+            if self._is_stale(mirror):
+                await self._follow(None)  # read every range again, from where the store is
+                continue
             if mirror.loaded:
                 await self._decide_and_act(mirror.snapshot())
             else:
@@ -335,6 +425,12 @@ class Agent:
 
     async def _decide_and_act(self, snapshot: ClusterSnapshot) -> None:
         self._report_problems(snapshot)
+        spec = (
+            next((n for n in snapshot.config.nodes if n.node == self.config.node), None)
+            if snapshot.config is not None
+            else None
+        )
+        self._flags = (spec.standby, spec.maintenance) if spec is not None else (False, False)
         if snapshot.dc is not None:
             self.highest_epoch = max(self.highest_epoch, snapshot.dc.epoch)
         cfg = self.config
@@ -367,8 +463,16 @@ class Agent:
             # (without other nodes' reports it would start what already runs elsewhere).
             self._wake.set()
             return
+        if self.epoch is not None:
+            for event in snapshot_events(
+                self._dc_view, snapshot, writer=self.config.node, now=time.time()
+            ):
+                self._count_fencing(event)
+                self.history.record(event)
+            self._dc_view = snapshot
         if self.epoch is not None and snapshot.config is not None:
             config = snapshot.config
+            started = time.monotonic()
             decision = self.controller.decide(
                 snapshot,
                 config,
@@ -377,11 +481,43 @@ class Agent:
                 mono=time.monotonic(),
                 suspects=self._suspects(snapshot, config),
             )
+            if decision.replanned:
+                self.counters.scheduler.observe(time.monotonic() - started)
+                self._record_transition(decision)
             self._say_overdue(decision.overdue)
             for action in decision.ready:
                 if action.kind is ActionKind.FENCE:
                     self.fencing.ensure(action.node, config, self.epoch)
             await self._write_targets(decision, snapshot)
+
+    def _record_transition(self, decision: Decision) -> None:
+        actions = decision.plan.actions
+        if not actions:
+            return
+        self.record(
+            EventKind.TRANSITION,
+            f"{decision.reason} (epoch {self.epoch})",
+            epoch=self.epoch,
+            actions=[
+                {
+                    "kind": a.kind.value,
+                    "resource": a.instance,
+                    "node": a.node,
+                    "reason": a.reason,
+                }
+                for a in actions[:_EVENT_ACTIONS]
+            ],
+            more=max(0, len(actions) - _EVENT_ACTIONS),
+        )
+
+    def _count_fencing(self, event: ClusterEvent) -> None:
+        """Fencing this DC ran (by its own fencing service), for the metrics."""
+        if event.kind is not EventKind.FENCING or event.data.get("by") != self.config.node:
+            return
+        if event.data.get("result") == "success":
+            self.counters.fencing_success += 1
+        else:
+            self.counters.fencing_failed += 1
 
     def _update_peers(self, snapshot: ClusterSnapshot) -> None:
         self._peers = {
@@ -389,14 +525,13 @@ class Agent:
             for name, m in snapshot.members.items()
             if m.addresses and m.heartbeat_port
         }
-        # When this agent first saw each member's current life (its member key's revision):
-        # a member's silence is only held against it from then on.
+        # When this agent first saw each member's current life: a member's silence is only
+        # held against it from then on. A life begins with the write of the member key
+        # (MemberRecord.revision, its mod_revision): an agent that rejoins before its old
+        # lease expired overwrites its old key, whose create revision stays, yet it is a
+        # new life (else the DC fenced it again the moment it rejoined).
         now = time.monotonic()
-        # A life is the member key's creation *and* its lease: an agent that rejoins before
-        # its previous lease expired overwrites its old key, which keeps its create_revision
-        # (without the lease it looked like the same life, silent since the crash, and the
-        # DC fenced it again the moment it rejoined).
-        lives = {name: (m.revision, m.lease) for name, m in snapshot.members.items()}
+        lives = {name: m.revision for name, m in snapshot.members.items()}
         for name, revision in lives.items():
             if self._lives.get(name, (None, 0.0))[0] != revision:
                 self._lives[name] = (revision, now)
@@ -434,6 +569,12 @@ class Agent:
         if len(beating) >= 2 and len(silent) == len(beating):
             self._say(f"every other member looks silent ({', '.join(silent)}); suspecting none")
             return frozenset()
+        for node in set(silent) - self._suspected:
+            # A step of the failover pipeline, timed by bench/vip_failover.py.
+            log.warning("suspecting %s: no heartbeat for %gs", node, self.heartbeat.threshold(
+                node, config.properties.suspect_after))  # fmt: skip
+            self.events.record("node-suspected", node=node)
+        self._suspected = set(silent)
         return frozenset(silent)
 
     def _since(self) -> dict[str, float]:
@@ -473,6 +614,13 @@ class Agent:
                 config.properties.suspect_after,
             )
             self.events.record("dc-deposed", node=dc.node, epoch=dc.epoch)
+            self.record(
+                EventKind.DEPOSED,
+                f"{self.config.node} deposed DC {dc.node} (epoch {dc.epoch}): no heartbeat "
+                f"for {config.properties.suspect_after:g}s",
+                dc=dc.node,
+                epoch=dc.epoch,
+            )
             self._wake.set()
 
     async def _watch_silence(self) -> None:
@@ -480,7 +628,9 @@ class Agent:
         assert self.heartbeat is not None
         silent: set[str] = set()
         while True:
-            await asyncio.sleep(self._heartbeat_interval)
+            # A quarter of the interval: suspicion acted on within 50 ms of its moment at the
+            # default 200 ms, not up to a whole interval later (docs/control-plane.md).
+            await asyncio.sleep(self._heartbeat_interval / 4)
             now_silent = set(
                 self.heartbeat.silent(list(self._peers), self._suspect_after, since=self._since())
             )
@@ -490,7 +640,9 @@ class Agent:
 
     def _feed_executor(self, snapshot: ClusterSnapshot) -> None:
         node = self.config.node
-        self.lrm.set_config(snapshot.config, snapshot.config_revision)
+        self.lrm.set_config(
+            snapshot.config, snapshot.config_revision, known_nodes=len(snapshot.known_nodes)
+        )
         # A target older than this life of the agent was meant for the node it was before.
         target = snapshot.current_target(node)
         dc_epoch = snapshot.dc.epoch if snapshot.dc else 0
@@ -516,6 +668,11 @@ class Agent:
 
     async def _publish_status(self, report: NodeReport) -> None:
         await self._store.put(self.keys.status(self.config.node), report.encode())
+        for event in failed_action_events(
+            self.config.node, self._last_report, report, now=time.time()
+        ):
+            self.history.record(event)
+        self._last_report = report
 
     async def _write_targets(self, decision: Decision, snapshot: ClusterSnapshot) -> None:
         epoch = self.epoch
@@ -625,15 +782,35 @@ class Agent:
             self._dc_since = time.monotonic()
             log.info("became DC at epoch %d (%s)", epoch, reason)
             self.events.record("dc-elected", epoch=epoch, reason=reason)
+            self.counters.dc_changes += 1
+            self.record(
+                EventKind.ELECTION,
+                f"{self.config.node} became DC at epoch {epoch}: {reason}",
+                epoch=epoch,
+                reason=reason,
+            )
+            self._dc_view = None
+            self._stop_trimmer()
+            trimmer = HistoryTrimmer(self._store, self.keys)
+            self._trimmer = asyncio.get_running_loop().create_task(trimmer.run(), name="trim")
         else:
             log.info("no longer DC (was epoch %s): %s", self.epoch, reason)
             self.events.record("dc-lost", epoch=self.epoch, reason=reason)
+            self._stop_trimmer()
+            self._dc_view = None
             self.controller.forget()
             self.fencing.cancel()
         self.epoch = epoch
 
+    def _stop_trimmer(self) -> None:
+        if self._trimmer is not None:
+            self._trimmer.cancel()
+            self._trimmer = None
+
     def _membership_lost(self, reason: str) -> None:
         log.error("membership lost: %s", reason)
+        self.counters.membership_losses += 1
+        self.record(EventKind.MEMBERSHIP, f"{self.config.node} lost its membership: {reason}")
         if self.heartbeat is not None:
             self.heartbeat.lease = 0  # a node without a membership stops sounding alive
         self.events.record("membership-lost", reason=reason)
@@ -684,6 +861,37 @@ class Agent:
             keys.cleanup_requests,
         )
 
+    def _is_stale(self, mirror: Mirror) -> bool:
+        """Has a watch fallen behind the cluster? A member cut off from its cluster (etcd with
+        pre-vote keeps its leader, so `hasleader` does not end its watches) holds them open
+        and silent; the lease renewals tell the cluster's real revision. A range that has not
+        reached the revision the cluster was at `lag-limit` ago is read again, elsewhere."""
+        if self._lease_client is None or not mirror.loaded:
+            return False
+        now = time.monotonic()
+        latest = self._lease_client.confirmed
+        if latest[0] and (not self._confirmed or self._confirmed[-1] != latest):
+            self._confirmed.append(latest)
+        older = [c for c in self._confirmed if now - c[1] >= self._lag_limit]
+        self._confirmed = [c for c in self._confirmed if now - c[1] < 2 * self._lag_limit]
+        if not older:
+            return False
+        revision = older[-1][0]
+        behind = mirror.is_behind(revision)
+        if not behind:
+            return False
+        names = ", ".join(self.keys.relative(r) or "everything" for r in behind)
+        log.warning(
+            "the store's watch on %s lags the cluster (not at revision %d after %.1fs); "
+            "reading it again",
+            names,
+            revision,
+            self._lag_limit,
+        )
+        self.events.record("watch-stale", ranges=names, revision=revision)
+        self._confirmed.clear()
+        return True
+
     def _is_full(self, mirror: Mirror) -> bool:
         return mirror.ranges == (self.keys.prefix,) and mirror.loaded
 
@@ -695,16 +903,21 @@ class Agent:
             return mirror
         if self._mirror_task is not None:
             self._mirror_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._mirror_task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("following the store failed")
             self._mirror_task = None
         if ranges is None:
             self._mirror = None
             return Mirror(self.keys, ())
         mirror = Mirror(self.keys, ranges)
         self._mirror = mirror
+        progress = self._progress_every if self._lease_client is not None else None
         self._mirror_task = asyncio.create_task(
-            follow_all(self._store, mirror, self._wake.set), name="mirror"
+            follow_all(self._store, mirror, self._wake.set, progress), name="mirror"
         )
         return mirror
 
@@ -715,6 +928,7 @@ class Agent:
             if node not in self._overdue_said:
                 log.warning("giving up waiting: %s; treating %s as failed", why, node)
                 self.events.record("node-overdue", node=node, reason=why)
+                self.record(EventKind.OVERDUE, f"gave up waiting: {why}", node=node)
         self._overdue_said = set(overdue)
 
     def _say(self, reason: str) -> None:
@@ -730,9 +944,52 @@ class Agent:
         self._reported = set(snapshot.problems)
 
 
+class _StoreAttributes:
+    """Node attributes the executor reads or writes through the store (docs/attributes.md):
+    permanent ones in the configuration (by CAS, as `hastack` commands change it), other
+    nodes' transient ones from their reports, while they are online."""
+
+    def __init__(self, store: Store, keys: Keys) -> None:
+        self._store = store
+        self._keys = keys
+
+    async def set_permanent(self, node: str, name: str, value: str | None) -> None:
+        await change_config(
+            Cluster(self._keys.cluster, self._store, self._keys),
+            set_node_attribute(node, name, value),
+        )
+
+    async def transient_of(self, node: str, name: str) -> str | None:
+        if await self._store.get(self._keys.member(node)) is None:
+            return None  # not online: its transient attributes are gone with it
+        found = await self._store.get(self._keys.status(node))
+        if found is None:
+            return None
+        try:
+            return decode_status(node, found.value).attributes.get(name)
+        except ValueError:
+            return None
+
+
 async def _raise_when_lost(lost: asyncio.Event, reasons: list[str]) -> None:
     await lost.wait()
     raise LeaseLost(reasons[0] if reasons else "lease lost")
+
+
+def _etcd_security(config: AgentConfig) -> dict[str, str]:
+    """How this node reaches the store, for what it starts that reads it too (the proxy):
+    the paths of its certificate files, never their contents."""
+    etcd = config.etcd
+    out = {"etcd-insecure": "true"} if etcd.insecure else {}
+    if etcd.tls is not None:
+        out |= {"etcd-ca": etcd.tls.ca, "etcd-cert": etcd.tls.cert, "etcd-key": etcd.tls.key}
+    if etcd.username is not None and etcd.password_file is not None:
+        out |= {"etcd-username": etcd.username, "etcd-password-file": etcd.password_file}
+    return out
+
+
+class _ApiHandle(Protocol):
+    def stop(self) -> None: ...
 
 
 def _watchdog(config: AgentConfig, state_dir: Path) -> Watchdog | None:

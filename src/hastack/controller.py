@@ -41,7 +41,15 @@ def build_state(
     which the DC tracks over time), or it never reported anything active. `suspects` are
     members the DC has stopped hearing heartbeats from: unclean although their lease is
     still alive, so that fencing can act before the lease expires.
+
+    A remote node (a compute), where fencing is configured, is safe only once fenced: its
+    lease running out says nothing of what it runs outside the cluster (instances), and its
+    fence is what starts their evacuation; so a lost compute that has joined before is
+    unclean until fenced, whatever it reported (docs/compute.md). One fenced less than
+    `reconnect-interval` ago gets nothing new placed on it even if its agent is back.
     """
+    props = config.properties
+    fencing_configured = props.stonith_enabled and bool(config.fencing.devices)
     names = set(snapshot.known_nodes) | {n.node for n in config.nodes}
     nodes: dict[str, NodeStatus] = {}
     resources: list[ResourceStatus] = []
@@ -51,8 +59,6 @@ def build_state(
         report = snapshot.statuses.get(name)
         record = snapshot.nodes.get(name)
         attributes = dict(member.attributes) if member else {}
-        if report is not None:
-            attributes.update(report.attributes)
         kind = member.kind if member else (record.kind if record else NodeKind.FULL)
         if snapshot.fenced_since_join(name):
             fenced.add(name)
@@ -62,17 +68,35 @@ def build_state(
         ready = member is not None and report is not None and report.updated >= member.joined_at
         suspect = member is not None and name in suspects
         online = ready and not suspect
+        if online and report is not None:
+            # Transient attributes count only from a node online in this life: a lost,
+            # fenced or restarting node's last report says what may run, not what it wants
+            # (docs/attributes.md).
+            attributes.update(report.attributes)
+        # Back too soon after its fence: a member, but nothing new is placed there yet.
+        held = False
+        if online and kind is NodeKind.REMOTE and props.reconnect_interval > 0:
+            last = snapshot.last_fenced(name)
+            held = last is not None and now - last < props.reconnect_interval
         # Entities it served count like resources (docs/assign.md): an instance may be gone
         # from the report while its confirmation of a release never came.
         may_run = report is not None and (bool(report.active()) or report.serves_any())
+        remote_needs_fence = kind is NodeKind.REMOTE and fencing_configured and record is not None
         if online:
             unclean = False
         elif member is not None:
             unclean = suspect  # alive by its lease but silent: only fencing can settle it
+        elif remote_needs_fence:
+            unclean = True  # a lost compute: fenced first, whatever it reported
         else:
             unclean = may_run and name not in self_fenced
         nodes[name] = NodeStatus(
-            name=name, online=online, unclean=unclean, attributes=attributes, kind=kind
+            name=name,
+            online=online,
+            unclean=unclean,
+            shutdown=held,
+            attributes=attributes,
+            kind=kind,
         )
         if report is None:
             continue
@@ -115,7 +139,15 @@ def _shape(state: ClusterState) -> tuple[object, ...]:
         (base_id(r.resource), r.node, r.fail_count) for r in state.resources if r.fail_count
     )
     nodes = sorted(
-        (n.name, n.online, n.unclean, n.standby, n.maintenance, tuple(sorted(n.attributes.items())))
+        (
+            n.name,
+            n.online,
+            n.unclean,
+            n.shutdown,
+            n.standby,
+            n.maintenance,
+            tuple(sorted(n.attributes.items())),
+        )
         for n in state.nodes.values()
     )
     return tuple(running), tuple(counts), tuple(nodes), tuple(sorted(state.fenced))
@@ -163,7 +195,13 @@ def _unsettled(snapshot: ClusterSnapshot, state: ClusterState) -> list[str]:
         if status.online:
             # A target from before the node's current life is void: the node will not act on
             # it, and the DC rewrites it (waiting for it would wait for ever).
-            if report is not None and report.acked < revision and not snapshot.target_is_void(node):
+            # So is one the node refused (an older DC's, once it has seen a newer epoch).
+            if (
+                report is not None
+                and report.acked < revision
+                and report.refused != revision
+                and not snapshot.target_is_void(node)
+            ):
                 out.append(node)
         elif node in snapshot.members and not status.unclean and node not in state.fenced:
             out.append(node)
@@ -411,16 +449,20 @@ def _within_batch_limit(
 def _withhold_unprobed(
     ready: Iterable[Action], snapshot: ClusterSnapshot, state: ClusterState
 ) -> tuple[Action, ...]:
-    """A start waits until every online node has probed the resource: it might already run."""
-    online = [n for n, s in state.nodes.items() if s.online]
+    """A start waits until every online node has probed the resource: it might already run.
+    A node that does not probe it by rule (resource-discovery: never there, or exclusive to
+    other nodes) says so, and is not waited for: the rule is the operator's word that it does
+    not run there."""
+    online = [
+        snapshot.statuses[n] for n, s in state.nodes.items() if s.online and n in snapshot.statuses
+    ]
     out = []
     for action in ready:
         if action.kind is ActionKind.START and action.instance is not None:
             primitive = base_id(action.instance)
             if any(
-                primitive not in snapshot.statuses[n].probed
-                for n in online
-                if n in snapshot.statuses
+                primitive not in report.probed and primitive not in report.unprobed
+                for report in online
             ):
                 continue
         out.append(action)

@@ -16,6 +16,7 @@ the availability timeline for people (`hastack.lab.plot`).
 from hastack.checkers.assignment import check_assignment
 from hastack.checkers.availability import Outage, check_availability
 from hastack.checkers.history import CheckResult, Op, pair_ops, parse_history
+from hastack.checkers.instances import LogLine, check_instances, parse_log
 from hastack.checkers.jobs import check_jobs
 from hastack.checkers.overlap import check_exclusive, dead_events
 from hastack.checkers.polls import check_polls
@@ -24,11 +25,13 @@ from hastack.checkers.sets import check_set
 
 __all__ = [
     "CheckResult",
+    "LogLine",
     "Op",
     "Outage",
     "check_assignment",
     "check_availability",
     "check_exclusive",
+    "check_instances",
     "check_jobs",
     "check_polls",
     "check_set",
@@ -36,4 +39,5 @@ __all__ = [
     "dead_events",
     "pair_ops",
     "parse_history",
+    "parse_log",
 ]

@@ -1,13 +1,14 @@
 """`<constraints>` as hastack constraints: locations (by node or by rule), colocations and
-orders, with their resource sets.
+orders, with their resource sets; a location's resource-discovery comes along.
 
     read_constraints(doc, cfg, names, resources, nodes, defaults, findings) -> [constraint]
 
 Colocation sets and location sets are expanded into pairs the way Pacemaker expands them;
 order sets are kept as sets. Constraints on what the import left out (bundles, templates,
 tags), tickets, rsc-pattern, node-attribute colocations, instance ids, require-all=false and
-resource-discovery=exclusive are recorded as unsupported; what Pacemaker itself ignores
-(unknown resources or nodes, score-0 colocations, invalid values) is dropped with a note.
+an exclusive resource-discovery on a Promoted-role location are recorded as unsupported;
+what Pacemaker itself ignores (unknown resources or nodes, score-0 colocations, invalid
+values) is dropped with a note.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from hastack.cib.resources import Resources
 from hastack.cib.rules import read_rule
 from hastack.model.config import (
     Colocation,
+    Discovery,
     Location,
     Meta,
     Order,
@@ -121,9 +123,7 @@ class _ConstraintReader:
         if el.get("rsc-pattern") is not None:
             self.f.unsupported(f"location '{cid}' with rsc-pattern", "rsc-pattern")
             return []
-        discovery = el.get("resource-discovery")
-        if discovery == "exclusive":
-            self.f.unsupported(f"location '{cid}' with resource-discovery=exclusive", "discovery")
+        discovery = self.discovery(el, cid)
         sets = el.findall("resource_set")
         if sets:
             self.f.feature("set")
@@ -134,7 +134,7 @@ class _ConstraintReader:
                     if rsc is None:
                         return out
                     made = self.one_location(
-                        el, cid, rsc, s.get("role"), s.get("score"), expanded=True
+                        el, cid, rsc, s.get("role"), s.get("score"), discovery, expanded=True
                     )
                     if made is not None:
                         out.append(made)
@@ -142,8 +142,44 @@ class _ConstraintReader:
         rsc = self.ref(el.get("rsc"), cid)
         if rsc is None:
             return []
-        made = self.one_location(el, cid, rsc, None, None, expanded=False)
+        made = self.one_location(el, cid, rsc, None, None, discovery, expanded=False)
         return [made] if made is not None else []
+
+    def discovery(self, el: ET.Element, cid: str) -> Discovery:
+        """resource-discovery, any case; Pacemaker reads a value it does not know as always."""
+        text = el.get("resource-discovery")
+        if text is None:
+            return Discovery.ALWAYS
+        try:
+            found = Discovery(text.lower())
+        except ValueError:
+            self.f.note(
+                f"location '{cid}' has an invalid resource-discovery {text!r}; "
+                "Pacemaker reads it as always"
+            )
+            return Discovery.ALWAYS
+        if found is not Discovery.ALWAYS:
+            self.f.feature("discovery")
+        return found
+
+    def role_discovery(self, cid: str, role: Role | None, discovery: Discovery) -> Discovery | None:
+        """A location for the Promoted role only weighs promotion: never says nothing there
+        (Pacemaker ignores it), exclusive leaves the resource nowhere to run in Pacemaker
+        (its flag is set, and no node is named for it); hastack refuses both, so the first
+        is dropped and the second is left out (None)."""
+        if role is not Role.PROMOTED or discovery is Discovery.ALWAYS:
+            return discovery
+        if discovery is Discovery.NEVER:
+            self.f.note(
+                f"location '{cid}' for the Promoted role has resource-discovery=never; "
+                "Pacemaker ignores it there"
+            )
+            return Discovery.ALWAYS
+        self.f.unsupported(
+            f"location '{cid}' for the Promoted role with resource-discovery=exclusive",
+            "discovery",
+        )
+        return None
 
     def one_location(
         self,
@@ -152,6 +188,7 @@ class _ConstraintReader:
         rsc: str,
         role_spec: str | None,
         score_spec: str | None,
+        discovery: Discovery,
         *,
         expanded: bool,
     ) -> Location | None:
@@ -173,7 +210,17 @@ class _ConstraintReader:
                 return None
             if role is Role.PROMOTED:
                 self.f.feature("role-location")
-            return Location(location=name, resource=rsc, node=info.name, score=score, role=role)
+            mode = self.role_discovery(cid, role, discovery)
+            if mode is None:
+                return None
+            return Location(
+                location=name,
+                resource=rsc,
+                node=info.name,
+                score=score,
+                role=role,
+                resource_discovery=mode,
+            )
         rules = el.findall("rule")
         if not rules:
             self.f.note(f"location '{cid}' has neither node and score nor a rule; ignored")
@@ -192,7 +239,12 @@ class _ConstraintReader:
             return None
         if role is Role.PROMOTED:
             self.f.feature("role-location")
-        return Location(location=name, resource=rsc, rules=[rule], role=role)
+        mode = self.role_discovery(cid, role, discovery)
+        if mode is None:
+            return None
+        return Location(
+            location=name, resource=rsc, rules=[rule], role=role, resource_discovery=mode
+        )
 
     def colocation(self, el: ET.Element, cid: str) -> list[Colocation]:
         score = parse_score_text(el.get("score"))

@@ -95,6 +95,12 @@ class _History:
     next_stopped: bool = False
 
 
+def _was_fenced(st: ET.Element) -> bool:
+    """A remote node's state records a fence since its connection last came up."""
+    value = st.get("node_fenced")
+    return value is not None and value not in ("0", "")
+
+
 def replay_histories(
     doc: XmlDoc,
     cfg: ConfigResult,
@@ -167,13 +173,43 @@ class _Replay:
             if not self.fencing and not node.online:
                 continue
             self.node_history(node, st)
-        for node, st in states:
-            if node.info.remote and self.remote_up(node):
+        remote = [(n, st) for n, st in states if n.info.remote]
+        unread: list[tuple[NodeState, ET.Element]] = []
+        for node, st in remote:
+            if node.info.pacemaker in self.cfg.guests:
+                if self.remote_up(node):
+                    node.online = True
+                    self.node_history(node, st)
+                continue
+            connection = self.connection(node)
+            if connection is None:
+                unread.append((node, st))
+                continue
+            # Its connection is active: what runs there is known. A failed connection leaves
+            # the node offline, and unclean when fencing is on (Pacemaker's default on-fail
+            # for a connection resets the remote node) unless it was fenced already.
+            if connection.failed:
+                if self.fencing and not _was_fenced(st):
+                    node.unclean = True
+                    self.f.feature("unclean-node")
+            else:
                 node.online = True
+            self.node_history(node, st)
+        if self.fencing:
+            # Last, with fencing on, the remote nodes nothing connects: whatever their history
+            # shows active makes them unclean (they must be fenced before it starts elsewhere).
+            for node, st in unread:
                 self.node_history(node, st)
 
+    def connection(self, node: NodeState) -> ResourceStatus | None:
+        """The connection of a remote node, if it is active (failed or not)."""
+        name = self.names.name(node.info.pacemaker)
+        return next(
+            (r for r in self.found if r.resource == name and r.role is not Role.STOPPED), None
+        )
+
     def remote_up(self, node: NodeState) -> bool:
-        """A remote node's connection (or a guest's container) is known to be running."""
+        """A guest's container is known to be running."""
         runner = self.cfg.guests.get(node.info.pacemaker, node.info.pacemaker)
         name = self.names.name(runner)
         return any(

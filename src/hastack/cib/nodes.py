@@ -5,8 +5,8 @@ guests), as hastack NodeSpecs.
     add_resource_nodes(created, known, names) -> ([NodeSpec], {uname: NodeInfo})
 
 Node attributes, standby, maintenance and utilization are converted (utilization a node
-reports at run time adds to the configured one); remote nodes, node scores and attribute sets
-chosen by rules are recorded as unsupported.
+reports at run time adds to the configured one); remote nodes are nodes of kind remote;
+node scores and attribute sets chosen by rules are recorded as unsupported.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def read_nodes(
             continue
         remote = el.get("type") == "remote"
         if remote:
-            findings.unsupported(f"remote node '{uname}': remote nodes are not supported", "remote")
+            findings.feature("remote")
         if el.get("score") not in (None, "0"):
             findings.unsupported(f"node score {el.get('score')} on node '{uname}'", "node-score")
 

@@ -5,10 +5,11 @@ and clones, with their meta and instance attributes, operations and utilization.
 
 Besides the hastack resources, `Resources` keeps what the constraints and the status section
 need to know of each Pacemaker id: what it became, the meta attributes it inherits, and why
-it was left out if it was. Bundles, remote connections (ocf:pacemaker:remote), guest nodes,
-launched resources, groups that are not ordered or not collocated and meta attributes chosen
-by rules are recorded as unsupported; instance attributes chosen by rules are left out with a
-note. Tags are only collected here, for the constraints that name them.
+it was left out if it was. Remote connections (ocf:pacemaker:remote) are primitives that
+create their remote node (the scheduler knows them). Bundles, guest nodes, launched
+resources, groups that are not ordered or not collocated and meta attributes chosen by rules
+are recorded as unsupported; instance attributes chosen by rules are left out with a note.
+Tags are only collected here, for the constraints that name them.
 """
 
 from __future__ import annotations
@@ -189,10 +190,7 @@ class _ResourceReader:
         agent = self.agent(pid, cls, provider, rtype)
         remote_connection = cls == "ocf" and provider == "pacemaker" and rtype == "remote"
         if remote_connection:
-            self.f.unsupported(
-                f"remote node '{pid}' (ocf:pacemaker:remote): remote nodes are not supported",
-                "remote",
-            )
+            self.f.feature("remote")
             self.remote_nodes.append(pid)
 
         def rule_block(block: ET.Element) -> bool:

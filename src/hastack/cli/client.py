@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+import pydantic
+
 from hastack.errors import HastackError
 from hastack.lab.local import CLIENT_FILE, default_dir
 from hastack.model.agent_config import ClientConfig, EtcdSpec, parse_client_config
@@ -28,6 +30,14 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
         "--etcd", metavar="ENDPOINTS", help="comma-separated etcd endpoints (with --cluster)"
     )
     group.add_argument("--cluster", metavar="NAME", help="cluster name (with --etcd)")
+    group.add_argument("--etcd-ca", metavar="FILE", help="the cluster's CA (with --etcd)")
+    group.add_argument("--etcd-cert", metavar="FILE", help="your client certificate (with --etcd)")
+    group.add_argument("--etcd-key", metavar="FILE", help="its private key (with --etcd)")
+    group.add_argument(
+        "--insecure",
+        action="store_true",
+        help="with --etcd: plaintext, no certificates (only for a cluster made --insecure)",
+    )
 
 
 def resolve_client(args: argparse.Namespace) -> ClientConfig:
@@ -35,7 +45,23 @@ def resolve_client(args: argparse.Namespace) -> ClientConfig:
         if not args.cluster:
             raise HastackError("--etcd needs --cluster NAME as well")
         endpoints = [e for e in args.etcd.split(",") if e.strip()]
-        return ClientConfig(cluster=args.cluster, etcd=EtcdSpec(endpoints=endpoints))
+        files = (args.etcd_ca, args.etcd_cert, args.etcd_key)
+        etcd: dict[str, object] = {"endpoints": endpoints}
+        if args.insecure:
+            etcd["insecure"] = True
+        elif all(files):
+            etcd["tls"] = {"ca": args.etcd_ca, "cert": args.etcd_cert, "key": args.etcd_key}
+        else:
+            raise HastackError(
+                "--etcd needs --etcd-ca, --etcd-cert and --etcd-key (mutual TLS), or "
+                "--insecure for a plaintext cluster"
+            )
+        try:
+            spec = EtcdSpec.model_validate(etcd)
+        except pydantic.ValidationError as exc:
+            reasons = (str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            raise HastackError("; ".join(reasons)) from None
+        return ClientConfig(cluster=args.cluster, etcd=spec)
     candidates: list[Path] = []
     if args.config:
         candidates = [Path(args.config)]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hastack.cli.timing_options import add_timing_options, timings_from_args
 from hastack.lab.local import LocalCluster, default_dir
-from hastack.model.agent_config import ClientConfig, EtcdSpec, Timings
+from hastack.model.agent_config import Timings
 from hastack.ops.status import collect_status
 from hastack.ops.status_text import render_text
 
@@ -22,7 +22,7 @@ def _dir(args: argparse.Namespace) -> Path:
 
 
 def _wait_for_dc(lc: LocalCluster, timeout: float) -> bool:
-    client = ClientConfig(cluster=lc.name, etcd=EtcdSpec(endpoints=lc.endpoints))
+    client = lc.client()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         report = asyncio.run(collect_status(client))
@@ -43,14 +43,21 @@ def cmd_up(args: argparse.Namespace) -> int:
         cluster=args.name,
         timings=timings,
         election_ms=args.election_ms,
+        insecure=args.insecure,
+        api_port=args.api_port,
+        api_open_reads=args.api_open_reads,
     )
     ready = _wait_for_dc(lc, 30.0)
     print(f"local cluster {lc.name!r} up in {directory}: {', '.join(lc.node_names)}")
     print(f"client configuration: {lc.client_config} (hastack status uses it by default)")
+    if args.api_port is not None:
+        urls = ", ".join(str(lc.api_url(n)) for n in lc.node_names)
+        print(f"API and dashboard: {urls}")
+        print(f"operator token (write): in {lc.directory / 'api-token'}")
     if not ready:
         print("warning: not every agent joined within 30s; see the agent.log files")
         return 1
-    client = ClientConfig(cluster=lc.name, etcd=EtcdSpec(endpoints=lc.endpoints))
+    client = lc.client()
     print()
     print(render_text(asyncio.run(collect_status(client))))
     return 0
@@ -99,6 +106,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--base-address",
         default="127.0.0.10",
         help="node i gets base + i (default 127.0.0.10, so 127.0.0.11, .12, ...)",
+    )
+    up.add_argument(
+        "--insecure",
+        action="store_true",
+        help="run etcd in plaintext, without certificates (anyone who can reach it commands "
+        "the cluster); by default it runs with mutual TLS and a CA made for this cluster",
+    )
+    up.add_argument(
+        "--api-port", type=int, metavar="PORT",
+        help="every agent serves the REST API and dashboard on its address and PORT",
+    )  # fmt: skip
+    up.add_argument(
+        "--api-open-reads", action="store_true", help="let the API answer reads without a token"
     )
     add_timing_options(up, Timings(), 1000)
     up.set_defaults(func=cmd_up)

@@ -1,21 +1,25 @@
-"""`hastack config show|apply|import-cib`: the cluster configuration, changed only by CAS."""
+"""`hastack config show|apply|history|import-cib`: the cluster configuration, changed only by
+CAS, every change on record."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+import time
 from pathlib import Path
 
 from hastack.cli.client import add_client_options, resolve_client
 from hastack.errors import HastackError
 from hastack.executor.check import apply_problems
 from hastack.model.agent_config import ClientConfig
+from hastack.model.audit import AuditRecord
 from hastack.model.config import parse_cluster_config
 from hastack.model.config_text import config_to_yaml
 from hastack.ops.cluster import open_cluster
 from hastack.ops.configure import ConfigChanged, apply_config, config_diff
-from hastack.store.config import StoredConfig, read_config
+from hastack.store.config import StoredConfig, read_audit, read_config
 
 __all__ = ["register"]
 
@@ -72,7 +76,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     async def write() -> int:
         async with open_cluster(client) as cluster:
-            return await apply_config(cluster, config, expected=stored.revision)
+            return await apply_config(
+                cluster, config, expected=stored.revision, previous=stored.config
+            )
 
     try:
         revision = asyncio.run(write())
@@ -103,6 +109,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_client_options(apply)
     apply.set_defaults(func=cmd_apply)
+    history = csub.add_parser(
+        "history", help="who changed the configuration, when, from where, and what changed"
+    )
+    history.add_argument("-n", "--limit", type=int, default=20, help="newest N (default 20)")
+    history.add_argument("--diff", action="store_true", help="show each change's difference")
+    history.add_argument("--json", action="store_true", help="for machines")
+    add_client_options(history)
+    history.set_defaults(func=cmd_history)
     check = csub.add_parser("check", help="validate FILE without touching the store")
     check.add_argument("file", metavar="FILE")
     check.set_defaults(func=cmd_check)
@@ -113,6 +127,42 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     imp.add_argument("file", metavar="FILE.xml")
     imp.add_argument("--output", "-o", metavar="FILE", help="write the YAML here (default stdout)")
     imp.set_defaults(func=cmd_import_cib)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    client = resolve_client(args)
+
+    async def read() -> list[tuple[int, int, AuditRecord | str]]:
+        async with open_cluster(client) as cluster:
+            return await read_audit(cluster.store, cluster.keys)
+
+    entries = list(reversed(asyncio.run(read())))[: max(0, args.limit)]
+    if args.json:
+        out = [
+            {"seq": seq, "revision": rev}
+            | (entry.to_json() if isinstance(entry, AuditRecord) else {"problem": entry})
+            for seq, rev, entry in entries
+        ]
+        print(json.dumps(out, indent=2))
+        return 0
+    if not entries:
+        print("# no configuration change recorded yet")
+    for seq, rev, entry in entries:
+        if not isinstance(entry, AuditRecord):
+            print(f"#{seq}  revision {rev}  unreadable: {entry}")
+            continue
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.at))
+        was = f"was {entry.revision}" if entry.revision else "first"
+        print(
+            f"#{seq}  {when}  revision {rev} ({was})  {entry.by.who} via {entry.by.via} "
+            f"from {entry.by.where}: {entry.what} ({entry.lines_changed} line(s) changed)"
+        )
+        if args.diff:
+            for line in entry.diff:
+                print(f"    {line}")
+            if entry.omitted:
+                print(f"    ... {entry.omitted} more line(s) not recorded")
+    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -39,6 +39,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         election_ms=args.election_ms,
         replace=args.replace,
         on_progress=print,
+        insecure=args.insecure,
     )
     print(f"lab up in {_dir(args)} (hastack lab status; hastack lab down)")
     print()
@@ -195,6 +196,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up.add_argument("--computes", type=int, default=0, help="compute hosts (remote agents)")
     up.add_argument("--links", type=int, default=1, choices=(1, 2), help="networks per host")
     up.add_argument("--replace", action="store_true", help="tear down a lab already up in --dir")
+    up.add_argument(
+        "--insecure",
+        action="store_true",
+        help="etcd in plaintext, without certificates (default: mutual TLS, a CA per lab)",
+    )
     add_timing_options(up, FAST_TIMINGS, FAST_ELECTION_MS)
     up.set_defaults(func=cmd_up)
 

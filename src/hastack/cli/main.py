@@ -16,11 +16,15 @@ from hastack.cli import (
     assign_cmd,
     cluster_cmd,
     config_cmd,
+    events_cmd,
     fence_cmd,
+    galera_cmd,
+    init_cmd,
     lab_cmd,
     resource_cmd,
     simulate_cmd,
     status,
+    token_cmd,
 )
 from hastack.errors import ConfigError, HastackError
 from hastack.lab.demo import run_demo
@@ -34,6 +38,7 @@ examples:
   hastack demo                     the main job: a cluster, a crash, the failover shown
   hastack cluster up --nodes 3     start a 3-node cluster on loopback (etcd + agents)
   hastack status                   DC, quorum, nodes and resources of that cluster
+  hastack events --follow          the event history: elections, transitions, failures
   hastack config apply cluster.yaml
                                    validate, show the difference, store by CAS
   hastack simulate --state s.yaml --node-down n1
@@ -44,6 +49,9 @@ examples:
   hastack agent -c /etc/hastack/agent.yaml
                                    run this node's agent (on a real controller)
   hastack fence n2                 fence node n2 by its fencing levels (as the DC would)
+  hastack galera status            positions, cluster UUID, Primary members of Galera
+  hastack galera bootstrap n1 --force
+                                   the escape hatch: n1 bootstraps; says what may be lost
   hastack proxy run -c proxy.yaml  run the proxy (HAProxy's role) in front of the services
   hastack lab demo                 the main job on the lab (as root): three hosts in network
                                    namespaces, a VIP and an API under load, the VIP holder
@@ -66,13 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (
         status,
+        events_cmd,
         resource_cmd,
         assign_cmd,
         config_cmd,
         simulate_cmd,
         fence_cmd,
+        galera_cmd,
         cluster_cmd,
+        init_cmd,
         agent_cmd,
+        token_cmd,
         proxy_cmd,
         lab_cmd,
     ):

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from hastack.errors import ConfigError
-from hastack.executor.agents import NATIVE, ProxyAgent
+from hastack.executor.agents import NATIVE, GaleraAgent, ProxyAgent
 from hastack.fencing.check import fencing_problems
-from hastack.model.config import Clone, ClusterConfig, Group, Primitive
+from hastack.model.config import Clone, ClusterConfig, Group, OpName, Primitive, Role
 from hastack.model.document import Loc
 from hastack.proxy.config import parse_config
 
@@ -22,7 +22,6 @@ __all__ = ["agent_problems", "apply_problems"]
 # What each class needs instead, when this executor cannot run it.
 _INSTEAD = {
     "stonith": "fence devices go under fencing.devices (docs/fencing.md)",
-    "systemd": "wrap the unit's command in hastack:service, or use its OCF agent",
     "lsb": "wrap the init script's daemon in hastack:service, or use its OCF agent",
     "service": "wrap the daemon in hastack:service, or use its OCF agent",
 }
@@ -66,8 +65,10 @@ def agent_problems(config: ClusterConfig) -> list[tuple[Loc, str]]:
                     problems.append(
                         ((*where, "params"), f"{p.agent} requires {', '.join(missing)}")
                     )
-                if native is ProxyAgent and isinstance(p.params.get("config"), str):
+                if issubclass(native, ProxyAgent) and isinstance(p.params.get("config"), str):
                     problems += _proxy_problems(str(p.params["config"]), (*where, "params"))
+                if native is GaleraAgent:
+                    problems += _galera_problems(p, top, where)
                 if unknown:
                     allowed = ", ".join(sorted(native.parameters))
                     problems.append(
@@ -77,6 +78,39 @@ def agent_problems(config: ClusterConfig) -> list[tuple[Loc, str]]:
                         )
                     )
     return problems
+
+
+def _galera_problems(
+    p: Primitive, top: Primitive | Group | Clone, where: Loc
+) -> list[tuple[Loc, str]]:
+    """docs/galera.md: a promotable clone, and an Unpromoted monitor — scores are published
+    by it, so without one a stopped node never asks to be promoted (a shrink left the
+    anchor's clones unpromoted for want of it)."""
+    out: list[tuple[Loc, str]] = []
+    if not (isinstance(top, Clone) and top.promotable and top.resource is p):
+        out.append((where, f"{p.agent} runs as the resource of a promotable clone"))
+    if not any(
+        o.name is OpName.MONITOR and o.role is Role.UNPROMOTED and o.interval > 0 for o in p.ops
+    ):
+        out.append(
+            (
+                (*where, "ops"),
+                f"{p.agent} needs a recurring monitor with role Unpromoted (e.g. interval 5s): "
+                "it publishes the promotion scores",
+            )
+        )
+    nodes = str(p.params.get("nodes", "")).replace(",", " ").split()
+    address = str(p.params.get("cluster-address", ""))
+    listed = [a for a in address.removeprefix("gcomm://").split(",") if a]
+    if nodes and address.startswith("gcomm://") and len(listed) != len(nodes):
+        out.append(
+            (
+                (*where, "params", "cluster-address"),
+                f"lists {len(listed)} address(es) for {len(nodes)} node(s): one per node, "
+                "in the order of nodes",
+            )
+        )
+    return out
 
 
 def _proxy_problems(text: str, where: Loc) -> list[tuple[Loc, str]]:

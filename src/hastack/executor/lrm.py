@@ -1,6 +1,7 @@
 """The local resource manager: this node's side of the executor.
 
-It probes every configured resource once (to adopt what already runs), then brings the node
+It probes every configured resource once (to adopt what already runs; not those that
+resource-discovery keeps this node from looking for), then brings the node
 to the target the DC writes, one operation at a time per resource and any number in parallel
 across resources, runs recurring monitors, counts failures, and publishes the node's report.
 It decides nothing about placement: a failure is reported, and the DC decides the recovery.
@@ -21,9 +22,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from hastack.executor.agents import Driver, OcfRc, OpRequest, OpResult, UnknownAgent, driver_for
 from hastack.executor.assignfile import Assigned, read_assigned, write_assigned
+from hastack.executor.attrd import AttributeServer, socket_path, write_shims
 from hastack.executor.exclusive import ExclusiveGuard
 from hastack.executor.throttle import (
     CpuSample,
@@ -51,14 +54,17 @@ from hastack.executor.transitions import (
     op_request,
     placements,
     probe_names,
+    rule_attributes,
+    unprobed,
 )
 from hastack.model.assign import AssignRole, exclusive_entity
 from hastack.model.config import Assignment, ClusterConfig, Op, Role
+from hastack.model.members import NodeKind
 from hastack.model.state import base_id
 from hastack.model.status import NodeReport, PendingOp, ResourceReport
 from hastack.model.targets import NodeTarget, NotifyRequest
 
-__all__ = ["Instance", "LocalResourceManager"]
+__all__ = ["ClusterAttributes", "Instance", "LocalResourceManager"]
 
 log = logging.getLogger("hastack.executor")
 
@@ -120,6 +126,15 @@ class Throttle:
             self._free.notify_all()
 
 
+class ClusterAttributes(Protocol):
+    """What the executor cannot answer from its own memory: permanent attributes (the
+    configuration, changed by CAS) and other nodes' transient ones (their reports)."""
+
+    async def set_permanent(self, node: str, name: str, value: str | None) -> None: ...
+
+    async def transient_of(self, node: str, name: str) -> str | None: ...
+
+
 class LocalResourceManager:
     def __init__(
         self,
@@ -133,8 +148,16 @@ class LocalResourceManager:
         guard: ExclusiveGuard | None = None,
         clock: Callable[[], float] = time.time,
         cluster: Mapping[str, str] | None = None,
+        kind: NodeKind = NodeKind.FULL,
+        node_attributes: Mapping[str, str] | None = None,
+        cluster_attributes: ClusterAttributes | None = None,
     ) -> None:
         self.node = node
+        # What location rules see of this node besides the configuration: its kind and the
+        # attributes of its member record (resource-discovery by rule).
+        self.kind = kind
+        self.node_attributes = dict(node_attributes or {})
+        self._cluster_attributes = cluster_attributes
         self.cluster = dict(cluster or {})
         self.state_dir = state_dir
         self.netns = netns
@@ -150,7 +173,13 @@ class LocalResourceManager:
         self.target: NodeTarget | None = None
         self.highest_epoch = 0
         self.probed: set[str] = set()
+        # Primitives this node does not probe, by resource-discovery, and what that was
+        # worked out from (the configuration and the attributes rules read).
+        self.unprobed: frozenset[str] = frozenset()
+        self._unprobed_from: tuple[ClusterConfig, dict[str, str]] | None = None
+        # Transient node attributes set by agents in this life (docs/attributes.md).
         self.attributes: dict[str, str] = {}
+        self._attrd: AttributeServer | None = None
         # Clone notifications run (keys, most recent last) and those under way.
         self.notified: list[str] = []
         self._notifying: set[str] = set()
@@ -174,6 +203,7 @@ class LocalResourceManager:
         self.telling: dict[str, dict[str, AssignRole]] = {}
         self._generations: dict[str, int] = {}
         self._assign_failed_at: dict[str, float] = {}
+        self.refused = 0  # the revision of the last target refused (an older DC's)
         self.last_pass = time.monotonic()  # when the loop last ran a pass (self-check)
 
     # ---- inputs -----------------------------------------------------------------------------
@@ -200,6 +230,9 @@ class LocalResourceManager:
         if target is None:
             return None
         if target.epoch < self.highest_epoch:
+            if self.refused != revision:
+                self.refused = revision  # said in the report: the DC must not wait for it
+                self._dirty.set()
             return f"target from epoch {target.epoch} refused: epoch {self.highest_epoch} seen"
         if self.config is not None and target.config_revision != self._config_revision:
             # The plan was made for another configuration: wait until we have the same one.
@@ -232,6 +265,7 @@ class LocalResourceManager:
     # ---- the loop ---------------------------------------------------------------------------
 
     async def run(self) -> None:
+        await self._start_attrd()
         publisher = asyncio.create_task(self._publisher(), name="publish")
         sampler = asyncio.create_task(self._sample_load(), name="load")
         try:
@@ -260,6 +294,60 @@ class LocalResourceManager:
                 task.cancel()
             # Let them end (kill and reap their agent processes) before the loop closes.
             await asyncio.gather(*pending, return_exceptions=True)
+            if self._attrd is not None:
+                await self._attrd.close()
+
+    # ---- node attributes (docs/attributes.md) -------------------------------------------------
+
+    async def _start_attrd(self) -> None:
+        """The socket and the commands OCF agents set attributes with."""
+        try:
+            path = socket_path(self.state_dir)
+            shims = write_shims(Path(self.state_dir) / "bin")
+            self._attrd = AttributeServer(path, self)
+            await self._attrd.start()
+        except OSError as exc:
+            log.warning("no crm_attribute for OCF agents: %s", exc)
+            return
+        self.cluster["attrd-socket"] = path
+        self.cluster["shim-dir"] = str(shims)
+
+    def apply_attributes(self, changes: Mapping[str, str | None]) -> None:
+        """Set (None: delete) transient attributes of this node; published if anything moved."""
+        changed = False
+        for name, value in changes.items():
+            if value is None:
+                changed |= self.attributes.pop(name, None) is not None
+            elif self.attributes.get(name) != value:
+                self.attributes[name] = value
+                changed = True
+        if changed:
+            self._dirty.set()
+
+    async def update(self, node: str, name: str, value: str | None, lifetime: str) -> None:
+        if lifetime == "forever":
+            if self._cluster_attributes is None:
+                raise ValueError("permanent attributes need the cluster's store")
+            await self._cluster_attributes.set_permanent(node, name, value)
+            return
+        if node != self.node:
+            raise ValueError(
+                f"transient attributes of {node} are set by {node}'s own agent; this is {self.node}"
+            )
+        self.apply_attributes({name: value})
+
+    async def query(self, node: str, name: str, lifetime: str) -> str | None:
+        if lifetime == "forever":
+            for spec in self.config.nodes if self.config is not None else ():
+                if spec.node == node:
+                    value = spec.attributes.get(name)
+                    return None if value is None else str(value)
+            return None
+        if node == self.node:
+            return self.attributes.get(name)
+        if self._cluster_attributes is None:
+            return None
+        return await self._cluster_attributes.transient_of(node, name)
 
     def announce(self) -> None:
         """Publish the node's report again, changed or not (after the node joins)."""
@@ -321,11 +409,13 @@ class LocalResourceManager:
             },
             attributes=dict(self.attributes),
             probed=frozenset(self.probed),
+            unprobed=self.unprobed,
             acked=self.acked,
             notified=tuple(self.notified),
             working=self.working,
             pending=dict(self.pending),
             served=self.served(),
+            refused=self.refused,
         )
 
     def served(self) -> dict[str, dict[str, AssignRole]]:
@@ -748,7 +838,10 @@ class LocalResourceManager:
             # OCF scripts are killed at their timeout by the driver; native agents are
             # cancelled here, with a little slack so the driver's own message wins.
             async with asyncio.timeout(request.timeout + 1.0):
-                return await driver.execute(request)
+                result = await driver.execute(request)
+            if result.attributes:
+                self.apply_attributes(result.attributes)
+            return result
         except TimeoutError:
             return OpResult(
                 OcfRc.ERR_GENERIC, f"timed out after {request.timeout:g}s", request.timeout, True
@@ -882,14 +975,37 @@ class LocalResourceManager:
     # ---- probes -----------------------------------------------------------------------------
 
     async def _probe_new(self) -> None:
-        """Probe every configured primitive not probed yet (at start, and when one is added)."""
+        """Probe every configured primitive not probed yet (at start, and when one is added),
+        but those resource-discovery keeps this node from looking for."""
         if self.config is None:
             return
-        todo = [p for p in self._placements if p not in self.probed]
+        self._update_unprobed(self.config)
+        todo = [p for p in self._placements if p not in self.probed and p not in self.unprobed]
         if not todo:
             return
         await asyncio.gather(*(self._probe(p) for p in todo))
         self._dirty.set()
+
+    def _update_unprobed(self, config: ClusterConfig) -> None:
+        """Work out again what this node does not probe when the configuration or the
+        attributes its rules read have changed; a change is published."""
+        reported = {**self.node_attributes, **self.attributes}
+        if self._unprobed_from is not None:
+            seen_config, seen_attributes = self._unprobed_from
+            if seen_config is config and seen_attributes == reported:
+                return
+        self._unprobed_from = (config, reported)
+        attributes = rule_attributes(config, self.node, self.kind, reported)
+        found = frozenset(unprobed(config, self.node, attributes))
+        if found != self.unprobed:
+            if found:
+                log.info(
+                    "not probing %d resource(s) here (resource-discovery): %s",
+                    len(found),
+                    ", ".join(sorted(found)),
+                )
+            self.unprobed = found
+            self._dirty.set()
 
     async def _probe(self, primitive: str) -> None:
         placement = self._placements[primitive]

@@ -12,7 +12,8 @@ every result makes a new one:
 
 `local_steps` is each instance's next step toward the DC's target; `op_request` is what one
 operation asks of its agent (timeout, CRM_meta values, the instance's name); `monitors_for`
-and `MonitorSchedule` say which recurring monitors run and when.
+and `MonitorSchedule` say which recurring monitors run and when; `unprobed` says which
+primitives this node does not probe at all (resource-discovery).
 
 Pure: the clock's reading comes in as `now`, an agent's metadata as an argument. The asyncio
 loop that runs agents, holds the locks and publishes is `hastack.executor.lrm`.
@@ -24,13 +25,26 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from hastack.model.config import Clone, ClusterConfig, Group, OnFail, Op, OpName, Primitive, Role
+from hastack.model.config import (
+    Clone,
+    ClusterConfig,
+    Discovery,
+    Group,
+    Location,
+    OnFail,
+    Op,
+    OpName,
+    Primitive,
+    Role,
+)
+from hastack.model.members import NodeKind
 from hastack.model.ocf import OcfRc
 from hastack.model.operations import AgentMetadata, OpRequest, OpResult
 from hastack.model.scores import INFINITY
 from hastack.model.state import base_id
 from hastack.model.status import LastOp, ResourceReport
 from hastack.model.targets import NodeTarget
+from hastack.scheduler.rules import location_names, node_attributes
 
 __all__ = [
     "Host",
@@ -53,6 +67,8 @@ __all__ = [
     "op_timeout",
     "placements",
     "probe_names",
+    "rule_attributes",
+    "unprobed",
 ]
 
 # The operations that move an instance toward its target.
@@ -113,6 +129,71 @@ def probe_names(placement: Placement, config: ClusterConfig, known_nodes: int = 
         return [primitive]
     count = clone_max(placement.clone, config, known_nodes)
     return [f"{primitive}:{i}" for i in range(count)]
+
+
+def rule_attributes(
+    config: ClusterConfig, node: str, kind: NodeKind, reported: Mapping[str, str]
+) -> dict[str, str]:
+    """This node's attributes as location rules see them, as the DC's scheduler sees them:
+    `reported` is what its agent publishes (its member record's attributes, then its status
+    report's)."""
+    configured = next((n.attributes for n in config.nodes if n.node == node), {})
+    return node_attributes(node, kind, configured, reported)
+
+
+def unprobed(
+    config: ClusterConfig, node: str, attributes: Mapping[str, str]
+) -> dict[str, Discovery]:
+    """The primitives this node does not probe, each with the resource-discovery that says
+    so: NEVER (never probed here, though it may be started here) or EXCLUSIVE (its exclusive
+    locations name other nodes only: it is neither probed nor run here). Every primitive not
+    listed is probed. `attributes`: `rule_attributes`.
+
+    A location reaches what the scheduler applies it to: a primitive's own, its group's,
+    and for anything inside a clone every location of the clone or of what is inside it.
+    Locations for the Promoted role only weigh promotion and say nothing about probes. Where
+    several locations name this node, the strongest discovery wins (exclusive, never,
+    always); a primitive with any exclusive location is probed only where one names it.
+    """
+    scope: dict[str, str] = {}  # resource id -> whose locations reach it (a clone for its insides)
+    chains: dict[str, tuple[str, ...]] = {}  # primitive -> the scopes whose locations apply
+    for top in config.resources:
+        inner = top.resource if isinstance(top, Clone) else top
+        members = inner.resources if isinstance(inner, Group) else [inner]
+        if isinstance(top, Clone):
+            for r in (top, inner, *members):
+                scope[r.id] = top.id
+            chains.update((p.id, (top.id,)) for p in members)
+        else:
+            scope.update((r.id, r.id) for r in (inner, *members))
+            group = (inner.id,) if isinstance(inner, Group) else ()
+            chains.update((p.id, (p.id, *group)) for p in members)
+    reaching: dict[str, list[Location]] = {}
+    for c in config.constraints:
+        if (
+            isinstance(c, Location)
+            and c.resource_discovery is not Discovery.ALWAYS
+            and c.role is not Role.PROMOTED
+        ):
+            reaching.setdefault(scope.get(c.resource, c.resource), []).append(c)
+    out: dict[str, Discovery] = {}
+    for primitive, chain in chains.items():
+        locations = [c for key in chain for c in reaching.get(key, ())]
+        if not locations:
+            continue
+        exclusive = False
+        here = Discovery.ALWAYS
+        for c in locations:
+            exclusive = exclusive or c.resource_discovery is Discovery.EXCLUSIVE
+            if c.resource_discovery.strength > here.strength and location_names(
+                c, node, attributes
+            ):
+                here = c.resource_discovery
+        if exclusive and here is not Discovery.EXCLUSIVE:
+            out[primitive] = Discovery.EXCLUSIVE
+        elif not exclusive and here is Discovery.NEVER:
+            out[primitive] = Discovery.NEVER
+    return out
 
 
 def clone_max(clone: Clone, config: ClusterConfig, known_nodes: int = 0) -> int:

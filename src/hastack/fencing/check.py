@@ -20,6 +20,8 @@ def fencing_problems(
     problems: list[tuple[Loc, str]] = []
     for index, device in enumerate(config.fencing.devices):
         where: Loc = ("fencing", "devices", index)
+        if device.is_evacuate_step:
+            continue  # run by the fencer itself: nothing to find on disk
         path = find_agent(device.agent, agent_dirs)
         if path is None:
             problems.append(

@@ -7,14 +7,17 @@ the DC counts a node fenced only on a confirmed success.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hastack.fencing.protocol import find_agent, run_agent
 from hastack.model.config import FenceDevice, FencingSpec
 from hastack.model.fencing import FenceRecord
 
-__all__ = ["FenceOutcome", "fence_node"]
+__all__ = ["FenceOutcome", "Step", "fence_node"]
+
+# A fencing step hastack runs itself (not a program): (device, node, action) -> (ok, line).
+Step = Callable[[FenceDevice, str, str], Awaitable[tuple[bool, str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +27,13 @@ class FenceOutcome:
 
 
 async def _device(
-    device: FenceDevice, node: str, action: str, dirs: Sequence[str]
+    device: FenceDevice, node: str, action: str, dirs: Sequence[str], steps: Mapping[str, Step]
 ) -> tuple[bool, str]:
+    step = steps.get(device.agent)
+    if step is not None:
+        return await step(device, node, action)
+    if device.is_evacuate_step:
+        return False, f"{device.device}: no evacuation step can run here"
     path = find_agent(device.agent, dirs)
     if path is None:
         return False, f"{device.device}: fence agent {device.agent} is not installed"
@@ -45,7 +53,10 @@ async def fence_node(
     by: str,
     epoch: int,
     agent_dirs: Sequence[str] = (),
+    steps: Mapping[str, Step] | None = None,
 ) -> FenceOutcome:
+    """Try each level in order; within a level run its devices in order, stopping at the
+    first failure (so a step placed after a power device runs only once the node is off)."""
     started = time.time()
     attempts: list[str] = []
     levels = spec.levels_for(node)
@@ -54,7 +65,7 @@ async def fence_node(
     for index, level in enumerate(levels, start=1):
         ok = True
         for device in level:
-            success, line = await _device(device, node, action, agent_dirs)
+            success, line = await _device(device, node, action, agent_dirs, steps or {})
             attempts.append(f"level {index}: {line}")
             if not success:
                 ok = False

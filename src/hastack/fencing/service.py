@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Sequence
 
+from hastack.compute.fence_step import evacuate_steps
 from hastack.errors import StoreError
 from hastack.fencing.fencer import FenceOutcome, fence_node
 from hastack.model.config import ClusterConfig
@@ -76,6 +77,7 @@ class FencingService:
                     by=self._node,
                     epoch=epoch,
                     agent_dirs=self._dirs,
+                    steps=evacuate_steps(self._store, self._keys, epoch=epoch, by=self._node),
                 )
         except TimeoutError:
             outcome = FenceOutcome(

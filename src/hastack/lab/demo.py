@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from hastack.lab.local import LocalCluster
-from hastack.model.agent_config import ClientConfig, EtcdSpec
 from hastack.ops.status import StatusReport, collect_status
 from hastack.ops.status_text import render_text
 
@@ -23,8 +22,7 @@ __all__ = ["run_demo"]
 
 
 def _status(lc: LocalCluster) -> StatusReport:
-    client = ClientConfig(cluster=lc.name, etcd=EtcdSpec(endpoints=lc.endpoints))
-    return asyncio.run(collect_status(client, timeout=1.0))
+    return asyncio.run(collect_status(lc.client(), timeout=1.0))
 
 
 def _wait(lc: LocalCluster, what: str, predicate: object, timeout: float = 30) -> StatusReport:

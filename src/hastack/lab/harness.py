@@ -4,6 +4,8 @@ Both keep a directory with a state file (every process by PID and start time), w
 files for their nodes and start etcd members and agents the same way:
 
     <dir>/client.yaml             what `hastack status` needs: the cluster and its etcd
+    <dir>/pki/                    the cluster's CA and certificates (hastack.pki): etcd runs
+                                  with mutual TLS unless the cluster was made insecure
     <dir>/power.json              the power registry (`hastack.lab.power`): what a node owns
     <dir>/<node>/agent.yaml       the node's agent configuration
     <dir>/<node>/agent/           the agent's state directory (events, exclusivity record)
@@ -28,9 +30,13 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
-from hastack.lab.etcd import EtcdMember, etcd_argv
+from hastack.lab.etcd import EtcdMember, MemberTls, etcd_argv
 from hastack.lab.power import NodePower, reset_command, write_registry
+from hastack.model.agent_config import ClientConfig, EtcdSpec
+from hastack.pki import ClusterPki
 from hastack.processes import ProcessRecord, is_alive
+from hastack.store.etcd import EtcdStore
+from hastack.store.tls import StoreCredentials, load_credentials
 
 __all__ = ["CLIENT_FILE", "POWER_FILE", "AgentNode", "Harness"]
 
@@ -93,6 +99,38 @@ class Harness(ABC):
         """What fence_hastack_local and the process watchdogs need to power a node off."""
         return self.directory / POWER_FILE
 
+    @property
+    def secure(self) -> bool:
+        """etcd with mutual TLS (the default), or plaintext (made with insecure=True)."""
+        return bool(self.state.get("secure", True))
+
+    @property
+    def pki(self) -> ClusterPki:
+        return ClusterPki(self.directory / "pki")
+
+    def etcd_spec(self, node: str | None = None) -> dict[str, Any]:
+        """The `etcd:` block of a configuration: a node's (its certificate), or the
+        operator's (node None)."""
+        endpoints = [m.client_url for m in self.etcd_members()]
+        if not self.secure:
+            return {"endpoints": endpoints, "insecure": True}
+        pair = self.pki.node(node) if node is not None else self.pki.operator()
+        return {"endpoints": endpoints, "tls": self.pki.tls(pair)}
+
+    def client(self) -> ClientConfig:
+        """What an operator's command needs (the same as client.yaml)."""
+        return ClientConfig(cluster=self.name, etcd=EtcdSpec.model_validate(self.etcd_spec()))
+
+    @property
+    def credentials(self) -> StoreCredentials:
+        """The operator's credentials, checked."""
+        return load_credentials(self.client().etcd)
+
+    def store(self, timeout: float, endpoints: Sequence[str] | None = None) -> EtcdStore:
+        """A store client as the operator (all endpoints, or those given)."""
+        spec = self.client().etcd
+        return EtcdStore(endpoints or spec.endpoints, timeout, credentials=load_credentials(spec))
+
     def node_dir(self, node: str) -> Path:
         return self.directory / node
 
@@ -125,19 +163,29 @@ class Harness(ABC):
         nodes = {n.name: self._power_entry(n.name) for n in self.agent_nodes()}
         write_registry(self.power_registry, nodes)
 
+    def _make_pki(self) -> None:
+        """The cluster's CA and every certificate, before any member starts."""
+        if not self.secure:
+            return
+        members = [(m.name, [m.host]) for m in self.etcd_members()]
+        ClusterPki.create(
+            self.pki.directory, self.name, members, [n.name for n in self.agent_nodes()]
+        )
+
     def _write_configs(self) -> None:
-        endpoints = [m.client_url for m in self.etcd_members()]
-        client = {"cluster": self.name, "etcd": {"endpoints": endpoints}}
+        client = {"cluster": self.name, "etcd": self.etcd_spec()}
         self.client_config.write_text(yaml.safe_dump(client, sort_keys=False))
         self._write_power_registry()
         for node in self.agent_nodes():
             path = self.agent_config_path(node.name)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(yaml.safe_dump(self._agent_config(node, endpoints), sort_keys=False))
+            path.write_text(yaml.safe_dump(self._agent_config(node), sort_keys=False))
 
-    def _agent_config(self, node: AgentNode, endpoints: list[str]) -> dict[str, Any]:
+    def _agent_config(self, node: AgentNode) -> dict[str, Any]:
         members = [m.name for m in self.etcd_members()]
         first = members.index(node.name) if node.name in members else 0
+        etcd = self.etcd_spec(node.name)
+        endpoints = etcd["endpoints"]
         config: dict[str, Any] = {
             "cluster": self.name,
             "node": node.name,
@@ -145,6 +193,7 @@ class Harness(ABC):
             "addresses": list(node.addresses),
             # Each agent talks to its own member first, as on real controllers.
             "etcd": {
+                **etcd,
                 "endpoints": endpoints[first:] + endpoints[:first],
                 "election-timeout": f"{self.state['election_ms']}ms",
             },
@@ -167,6 +216,9 @@ class Harness(ABC):
             self.node_dir(node) / "etcd",
             token=self.state["token"],
             election_ms=int(self.state.get("election_ms", 1000)),
+            tls=MemberTls(str(self.pki.ca_cert), *map(str, self.pki.member(node)))
+            if self.secure
+            else None,
         )
         log = self.node_dir(node) / "etcd.log"
         self._record_process(node, "etcd", self._spawn(node, argv, log))

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hastack.auth import Role, add_token
 from hastack.lab.etcd import EtcdMember
 from hastack.lab.harness import CLIENT_FILE, AgentNode, Harness
 from hastack.lab.netns import create_node_namespace, remove_namespaces, run_prefix
@@ -40,6 +42,9 @@ __all__ = [
 ]
 
 STATE_FILE = "cluster.json"
+# With an API: the operator tokens file every agent reads, and one write token for its owner.
+TOKENS_FILE = "api-tokens"
+TOKEN_FILE = "api-token"
 
 
 class LocalClusterError(Exception):
@@ -94,6 +99,17 @@ class LocalCluster(Harness):
             agent=self.record(node, "agent"),
         )
 
+    def api_url(self, node: str) -> str | None:
+        """Where the node's agent serves the API and dashboard, if it does."""
+        port = self.state.get("api", {}).get("port")
+        return f"http://{self._node(node)['host']}:{port}" if port else None
+
+    @property
+    def api_token(self) -> str | None:
+        """The operator token made with the cluster (write role), if it serves an API."""
+        path = self.directory / TOKEN_FILE
+        return path.read_text().strip() if path.exists() else None
+
     def netns(self, node: str) -> str | None:
         """The node's own network namespace, when the cluster was made with namespaces."""
         name = self._node(node).get("netns")
@@ -125,12 +141,19 @@ class LocalCluster(Harness):
     # ---- what the harness needs -------------------------------------------------------------
 
     def etcd_members(self) -> list[EtcdMember]:
-        return [_member(n, e) for n, e in self.state["nodes"].items()]
+        return [_member(n, e, self.secure) for n, e in self.state["nodes"].items()]
 
     def agent_nodes(self) -> list[AgentNode]:
         out = []
         for name, entry in self.state["nodes"].items():
             settings = {"netns": entry["netns"]} if entry.get("netns") else {}
+            api = self.state.get("api")
+            if api:
+                settings["api"] = {
+                    "listen": f"{entry['host']}:{api['port']}",
+                    "tokens": str(self.directory / TOKENS_FILE),
+                    "open-reads": bool(api.get("open_reads", False)),
+                }
             settings.update(self.state.get("agent_settings", {}))
             out.append(AgentNode(name, "full", [entry["host"]], settings))
         return out
@@ -175,8 +198,14 @@ class LocalCluster(Harness):
         election_ms: int = 1000,
         namespaces: bool = False,
         agent_settings: dict[str, Any] | None = None,
+        insecure: bool = False,
+        api_port: int | None = None,
+        api_open_reads: bool = False,
     ) -> LocalCluster:
-        """Start etcd members and agents; return once every member is healthy and agents run."""
+        """Start etcd members and agents; return once every member is healthy and agents run.
+        etcd runs with mutual TLS and certificates made for this cluster, unless `insecure`.
+        With `api_port`, every agent serves the API and dashboard on its address and that port,
+        and one operator token (write) is made: `api_token`, kept in the directory (0600)."""
         if not 1 <= nodes <= 9:
             raise LocalClusterError(f"--nodes must be between 1 and 9, got {nodes}")
         if (directory / STATE_FILE).exists():
@@ -208,10 +237,21 @@ class LocalCluster(Harness):
             "election_ms": election_ms,
             "namespaces": [],
             "agent_settings": agent_settings or {},
+            "secure": not insecure,
         }
+        if api_port is not None:
+            state["api"] = {"port": api_port, "open_reads": api_open_reads}
         lc = LocalCluster(directory, state)
         lc._save()
+        if api_port is not None:
+            token = add_token(directory / TOKENS_FILE, "operator", Role.WRITE)
+            fd = os.open(directory / TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, token.encode() + b"\n")
+            finally:
+                os.close(fd)
         try:
+            lc._make_pki()
             if namespaces:
                 prefix = run_prefix()
                 for index, member in enumerate(members, start=1):
@@ -239,7 +279,10 @@ class LocalCluster(Harness):
     async def wait_store_healthy(self, wait: float) -> None:
         deadline = time.monotonic() + wait
         while True:
-            statuses = await asyncio.gather(*(endpoint_status(e, 1.0) for e in self.endpoints))
+            credentials = self.credentials
+            statuses = await asyncio.gather(
+                *(endpoint_status(e, 1.0, credentials) for e in self.endpoints)
+            )
             if all(s.healthy for s in statuses):
                 return
             if time.monotonic() > deadline:
@@ -373,8 +416,8 @@ def _pidfile_records(paths: list[Path]) -> list[ProcessRecord]:
     return out
 
 
-def _member(node: str, entry: dict[str, Any]) -> EtcdMember:
-    return EtcdMember(name=node, host=entry["host"])
+def _member(node: str, entry: dict[str, Any], secure: bool) -> EtcdMember:
+    return EtcdMember(name=node, host=entry["host"], secure=secure)
 
 
 def _hosts(base_address: str, nodes: int) -> list[str]:

@@ -65,6 +65,7 @@ from hastack.checkers import (
 )
 from hastack.lab.net.lab import FAST_ELECTION_MS, FAST_TIMINGS, Lab, LabError, StatusFeed
 from hastack.lab.net.topology import CLIENT, HostRole
+from hastack.lab.nova.run import NovaRun, NovaSpec
 from hastack.lab.plot import plot_availability
 from hastack.model.agent_config import Timings
 from hastack.model.base import Duration, Name, Spec
@@ -238,6 +239,7 @@ class Scenario(Spec):
     entities: EntitiesSpec | None = None  # work assignment entities served as addresses
     polls: PollsSpec | None = None  # Ceilometer-style pollers to check
     random_nemesis: RandomNemesis | None = None  # a soak: faults drawn at random
+    nova: NovaSpec | None = None  # the lab's fake Nova and instances (docs/compute.md)
 
     @pydantic.model_validator(mode="after")
     def _load_or_duration(self) -> Scenario:
@@ -377,6 +379,9 @@ class Runner:
         self.names["labdir"] = str(lab.directory)
         self.names["controllers"] = ",".join(h.name for h in lab.controllers())
         self.names["run"] = results.name
+        self.nova = NovaRun(scenario.nova, lab, results) if scenario.nova else None
+        if self.nova is not None:
+            self.names.update(self.nova.names())
         self.config = _substitute(scenario.cluster, self.names)
         self.vips = _vips(self.config)
         self.entity_addresses: dict[str, str] = {}
@@ -537,6 +542,8 @@ class Runner:
                 spec["targets"] = {n: f"{a}:{port}" for n, a in self.entity_addresses.items()}
             if w.kind in ("etcd-set", "heat-jobs"):
                 spec["endpoints"] = self.lab.endpoints()
+                # The operator's certificate files (docs/security.md).
+                spec["etcd"] = self.lab.etcd_spec()
                 spec["prefix"] = f"/lab-set/{self.results.name}/{i}"
             specs.append(spec)
         return specs
@@ -552,10 +559,17 @@ class Runner:
         workers: ProcessRecord | None = None
         started_at = time.time()
         try:
+            if self.nova is not None:
+                self.nova.start(bound)
+                self.say(f"  fake Nova API at {self.nova.url}")
             revision = lab.apply_config(results / "cluster.yaml")
             self.say(f"  configuration stored (revision {revision}); waiting for "
                      f"{', '.join(s.ready) or 'the cluster'}")  # fmt: skip
             self.feed.wait_for(self.is_ready, s.ready_timeout, f"{', '.join(s.ready)} running")
+            if self.nova is not None:
+                self.nova.boot()
+                self.say(f"  {s.nova.instances if s.nova else 0} instances running on "
+                         f"{s.nova.host if s.nova else ''}")  # fmt: skip
             self.observer.start()
             load_start = time.monotonic()
             started_at = time.time()
@@ -607,6 +621,8 @@ class Runner:
                 wait_gone(workers)
             self.observer.stop()
             self.feed.close()
+            if self.nova is not None:
+                self.nova.stop()
         ended_at = time.time()
         with lab.nemesis_path.open() as f:
             f.seek(nemesis_offset)
@@ -682,6 +698,8 @@ class Runner:
                     rebalance_outage=s.expect.rebalance_outage,
                 )
             )
+        if self.nova is not None:
+            checks += self.nova.check(nemesis, results / "agents")
         try:
             plot_availability(
                 http or history, nemesis, results / "availability.png",

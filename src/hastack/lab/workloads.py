@@ -41,6 +41,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from hastack.errors import DefiniteStoreError, StoreError
+from hastack.model.agent_config import EtcdSpec
 from hastack.store import EtcdStore
 
 __all__ = [
@@ -199,7 +200,10 @@ class SetWorkload(Workload):
             self.check_target(urllib.parse.urlsplit(e if "//" in e else f"//{e}").hostname or "")
         self.prefix = str(spec.get("prefix", f"/lab-set/{int(time.time())}")) + "/"
         self.final_timeout = float(spec.get("final-timeout", 30.0))
-        self.store = EtcdStore(self.endpoints, self.timeout)
+        # How to reach etcd (TLS files, or insecure) as the lab's client.yaml says.
+        etcd = dict(spec.get("etcd") or {"insecure": True})
+        etcd["endpoints"] = self.endpoints
+        self.store = EtcdStore.for_spec(EtcdSpec.model_validate(etcd), self.timeout)
 
     def invocation(self, client: int, n: int) -> tuple[str, Any]:
         return "add", client * 1_000_000 + n

@@ -13,6 +13,7 @@ think its peers are. The main loop sets the peers and the lease, and asks who is
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -22,7 +23,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-__all__ = ["Heartbeat"]
+__all__ = ["GAP_HISTORY", "LOSS_FACTOR", "Heartbeat"]
+
+# Beats remembered per peer (a minute at the default 200 ms interval), and how many times its
+# longest recent hole a peer must be silent before it is suspected.
+GAP_HISTORY = 300
+LOSS_FACTOR = 3.0
 
 log = logging.getLogger("hastack.heartbeat")
 
@@ -43,6 +49,9 @@ class Heartbeat:
         self.interval = interval
         self._clock = clock
         self.last_seen: dict[str, float] = {}
+        # The recent gaps between beats from each peer: a peer whose beats already arrive
+        # with holes (a lossy link) must be silent longer before it is suspected.
+        self.gaps: dict[str, collections.deque[float]] = {}
         self.lease = 0  # 0: not a member: nothing is sent
         self._peers: Mapping[str, tuple[str, int]] = {}
         self._sock: socket.socket | None = None
@@ -100,7 +109,7 @@ class Heartbeat:
             except (ValueError, KeyError, TypeError):
                 continue  # not ours; say nothing, it is a datagram from anywhere
             if node != self.node:
-                self.last_seen[node] = self._clock()
+                self.heard(node)
 
     def send(self, peers: Mapping[str, tuple[str, int]]) -> None:
         """One heartbeat to every peer: node -> (address, port)."""
@@ -113,10 +122,30 @@ class Heartbeat:
             with contextlib.suppress(OSError):
                 self._sock.sendto(data, (address, port))
 
+    def heard(self, node: str) -> None:
+        """A beat from `node` arrived now."""
+        now = self._clock()
+        previous = self.last_seen.get(node)
+        if previous is not None:
+            self.gaps.setdefault(node, collections.deque(maxlen=GAP_HISTORY)).append(now - previous)
+        self.last_seen[node] = now
+
+    def threshold(self, node: str, after: float) -> float:
+        """How long `node` must be silent to be suspected: `after`, or — when its recent beats
+        already came with holes — LOSS_FACTOR × the longest recent hole, whichever is longer.
+        A crash on a clean link is seen at `after`; a link that loses 30 % of its datagrams
+        (holes of 4-5 intervals within a minute) does not get its node fenced: a false
+        suspicion would need a hole three times the longest it has shown."""
+        gaps = self.gaps.get(node)
+        if not gaps or len(gaps) < 3:
+            return after
+        return max(after, LOSS_FACTOR * max(gaps))
+
     def silent(
         self, members: list[str], after: float, *, since: Mapping[str, float] | float
     ) -> list[str]:
-        """Members not heard from for `after` seconds. Silence counts at the earliest from
+        """Members not heard from for their threshold (`after`, longer for a lossy peer: see
+        `threshold`). Silence counts at the earliest from
         `since` (one moment, or one per member): from when this agent started listening, or
         from when it first saw that member's current life, so a member that has just
         (re)joined gets its grace before anything is held against it."""
@@ -129,5 +158,6 @@ class Heartbeat:
             m
             for m in members
             if m != self.node
-            and now - max(self.last_seen.get(m, start(m)), start(m), self.started) > after
+            and now - max(self.last_seen.get(m, start(m)), start(m), self.started)
+            > self.threshold(m, after)
         ]

@@ -47,6 +47,8 @@ class LeaseKeeper:
         self._lease: Lease | None = None
         self._last_good_send = float("-inf")
         self._lost_reason: str | None = None
+        # Told each good renewal's round trip in seconds (the metrics' renewal latency).
+        self.on_renewed: Callable[[float], None] | None = None
 
     @property
     def lease(self) -> Lease:
@@ -119,6 +121,7 @@ class LeaseKeeper:
                     await asyncio.sleep(_RETRY_PAUSE)
                     continue
                 self._last_good_send = sent
+                self._renewed(sent)
                 break
 
     def run_blocking(
@@ -142,7 +145,9 @@ class LeaseKeeper:
                     on_lost(self._lost_reason)
                     return
                 try:
-                    renew(lease.id, self.deadline - now)
+                    # One store timeout per attempt, as the asyncio client: an attempt sent to
+                    # a member cut off from its cluster must leave time to try another.
+                    renew(lease.id, min(timings.store_timeout, self.deadline - now))
                 except LeaseNotFound:
                     self._lost_reason = "the lease has expired on the server"
                     on_lost(self._lost_reason)
@@ -152,7 +157,12 @@ class LeaseKeeper:
                     stop.wait(min(_RETRY_PAUSE, max(0.0, self.deadline - self._clock())))
                     continue
                 self._last_good_send = now
+                self._renewed(now)
                 break
+
+    def _renewed(self, sent: float) -> None:
+        if self.on_renewed is not None:
+            self.on_renewed(self._clock() - sent)
 
     async def _sleep_until(self, when: float) -> None:
         delay = when - self._clock()

@@ -14,10 +14,12 @@ from hastack.model.members import NodeKind
 
 __all__ = [
     "AgentConfig",
+    "ApiSpec",
     "ClientConfig",
     "EtcdSpec",
     "NodeKind",
     "Timings",
+    "TlsFiles",
     "WatchdogSpec",
     "parse_agent_config",
     "parse_client_config",
@@ -103,12 +105,30 @@ class Timings(Spec):
         return self.lease_ttl - self.loss_after
 
 
+class TlsFiles(Spec):
+    """PEM files of a store client (docs/security.md): the cluster's CA, this client's
+    certificate and its key. Their contents are checked when a client is made
+    (hastack.store.tls), not here: this module reads no files."""
+
+    ca: Annotated[str, pydantic.Field(min_length=1)]
+    cert: Annotated[str, pydantic.Field(min_length=1)]
+    key: Annotated[str, pydantic.Field(min_length=1)]
+
+
 class EtcdSpec(Spec):
     endpoints: Annotated[list[Endpoint], pydantic.Field(min_length=1)]
     root: str = "/hastack"
     # The members' --election-timeout: after the etcd leader dies, a lease renewal stalls
     # for up to ~2.5 × this (measured: 1.0-1.4 s at 500 ms, 2.0-2.5 s at 1 s).
     election_timeout: Duration = 1.0
+    # Mutual TLS to the members; without it the connection is plaintext, which must be
+    # asked for with `insecure: true` (anyone who reaches etcd then commands the cluster).
+    tls: TlsFiles | None = None
+    insecure: bool = False
+    # etcd's own authentication, where the members have it enabled; the password is read
+    # from a file of its own (this YAML is copied around and shown).
+    username: str | None = None
+    password_file: str | None = None
 
     @pydantic.field_validator("root")
     @classmethod
@@ -116,6 +136,47 @@ class EtcdSpec(Spec):
         if not value.startswith("/") or value.endswith("/") or "//" in value:
             raise ValueError(f"not a key prefix (want e.g. /hastack): {value!r}")
         return value
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _schemes(cls, data: object) -> object:
+        # The endpoints lose their scheme when parsed (gRPC wants host:port): what the
+        # scheme says about plaintext is checked here, before that.
+        if not isinstance(data, dict):
+            return data
+        insecure = data.get("insecure") is True
+        endpoints = data.get("endpoints")
+        for endpoint in endpoints if isinstance(endpoints, list) else []:
+            if not isinstance(endpoint, str):
+                continue
+            text = endpoint.strip()
+            if text.startswith("http://") and not insecure:
+                raise ValueError(
+                    f"{endpoint} is a plaintext endpoint: use https:// with tls, or say "
+                    "insecure: true to accept a connection anyone on the network can use"
+                )
+            if text.startswith("https://") and insecure:
+                raise ValueError(f"{endpoint} is a TLS endpoint, but insecure: true is set")
+        return data
+
+    @pydantic.model_validator(mode="after")
+    def _secured(self) -> EtcdSpec:
+        if self.insecure and self.tls is not None:
+            raise ValueError("tls and insecure: true contradict each other: give one")
+        if not self.insecure and self.tls is None:
+            raise ValueError(
+                "the store connection needs tls: {ca, cert, key} (docs/security.md); a "
+                "plaintext one needs insecure: true, said explicitly"
+            )
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError("username and password-file go together: give both or neither")
+        return self
+
+    @property
+    def urls(self) -> list[str]:
+        """The endpoints as URLs with the scheme the connection uses."""
+        scheme = "http" if self.insecure else "https"
+        return [f"{scheme}://{e}" for e in self.endpoints]
 
 
 class ClientConfig(Spec):
@@ -146,6 +207,33 @@ class WatchdogSpec(Spec):
         return self
 
 
+def _listen(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"not host:port: {value!r}")
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(
+            f"not host:port (the address to listen on, e.g. 10.0.0.11:7480): {value!r}"
+        )
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"listen on an IP address, not a name: {value!r}") from None
+    return value
+
+
+class ApiSpec(Spec):
+    """The REST API and dashboard this agent serves (docs/api.md). Absent: none."""
+
+    # host:port, an address of this host (no default: it binds only where written).
+    listen: Annotated[str, pydantic.BeforeValidator(_listen)]
+    # The operator tokens file (`hastack token new`); without it no write is accepted.
+    tokens: str | None = None
+    # Reads (status, events, metrics) without a token. Writes always need one.
+    open_reads: bool = False
+
+
 class AgentConfig(Spec):
     cluster: Name
     node: Name
@@ -169,6 +257,7 @@ class AgentConfig(Spec):
     # UDP port for direct heartbeats on the first address (0: none; detection by lease only).
     heartbeat_port: int = pydantic.Field(default=7941, ge=0, le=65535)
     watchdog: WatchdogSpec = WatchdogSpec()
+    api: ApiSpec | None = None
 
     @pydantic.model_validator(mode="after")
     def _rides_out_store_failover(self) -> AgentConfig:

@@ -34,6 +34,7 @@ __all__ = [
     "ClusterConfig",
     "Colocation",
     "Constraint",
+    "Discovery",
     "Expression",
     "FenceDevice",
     "FencingSpec",
@@ -246,6 +247,13 @@ class Primitive(Spec):
     def id(self) -> str:
         return self.primitive
 
+    @property
+    def is_remote_connection(self) -> bool:
+        """Pacemaker's connection to a remote node (`ocf:pacemaker:remote`), whose id names
+        the node it creates (docs/compute.md)."""
+        a = self.agent
+        return a.cls == "ocf" and a.provider == "pacemaker" and a.type == "remote"
+
     @pydantic.field_serializer("agent")
     def _agent_text(self, agent: AgentRef) -> str:
         return str(agent)
@@ -369,8 +377,35 @@ class Rule(Spec):
 # ---- constraints ---------------------------------------------------------------------------
 
 
+class Discovery(enum.StrEnum):
+    """Pacemaker's `resource-discovery` of a location constraint, for the nodes it names:
+    whether those nodes probe the resource (look for it already running).
+
+    * always: probe it there (the default).
+    * never: never probe it there; the cluster assumes it is not running there unless it
+      started it itself. It may still run there.
+    * exclusive: probe it, and run it, only on the nodes that the resource's exclusive
+      locations name; every other node neither probes nor runs it.
+
+    Where several locations of a resource name one node, the strongest wins: exclusive over
+    never over always.
+    """
+
+    ALWAYS = "always"
+    NEVER = "never"
+    EXCLUSIVE = "exclusive"
+
+    @property
+    def strength(self) -> int:
+        return _DISCOVERY_STRENGTH[self]
+
+
+_DISCOVERY_STRENGTH = {Discovery.ALWAYS: 0, Discovery.NEVER: 1, Discovery.EXCLUSIVE: 2}
+
+
 class Location(Spec):
-    """Prefer (score > 0) or avoid (score < 0) a node, directly or by rules."""
+    """Prefer (score > 0) or avoid (score < 0) a node, directly or by rules; and whether the
+    nodes it names probe the resource (`resource-discovery`)."""
 
     location: Name
     resource: Name
@@ -378,6 +413,7 @@ class Location(Spec):
     score: Score | None = None
     rules: list[Rule] = pydantic.Field(default_factory=list)
     role: RoleName | None = None
+    resource_discovery: Discovery = Discovery.ALWAYS
 
     @pydantic.model_validator(mode="after")
     def _node_or_rules(self) -> Location:
@@ -385,6 +421,13 @@ class Location(Spec):
             raise ValueError("give either node and score, or rules, not both")
         if not self.rules and (self.node is None or self.score is None):
             raise ValueError("needs node and score (or rules)")
+        if self.role is Role.PROMOTED and self.resource_discovery is not Discovery.ALWAYS:
+            # Pacemaker ignores it there: a promoted-role location only weighs promotion.
+            raise ValueError(
+                f"resource-discovery {self.resource_discovery} needs a location for every "
+                "role: one for the Promoted role only weighs promotion, and probes concern "
+                "the resource in any role"
+            )
         return self
 
 
@@ -505,6 +548,9 @@ class Properties(Spec):
     # How long the DC waits beyond an operation's own timeout for a node to finish it (and
     # for a node to take a new target at all) before it treats the node as failed.
     cluster_delay: Duration = 20.0
+    # A remote node fenced less than this long ago is not given resources even if its agent
+    # joined again: Pacemaker's reconnect_interval for hastack's own remote nodes.
+    reconnect_interval: Duration = 0.0
 
     @pydantic.model_validator(mode="after")
     def _detection(self) -> Properties:
@@ -522,9 +568,16 @@ class Properties(Spec):
 _FENCE_AGENT = re.compile(r"^fence_[A-Za-z0-9_-]+$")
 
 
+# The fencing step that records a fenced compute for evacuation (docs/compute.md): not a
+# program but a step the fencer runs itself, the last device of a level after a power device.
+EVACUATE_STEP = "hastack:evacuate"
+
+
 def _fence_agent(value: object) -> object:
-    if isinstance(value, str) and not _FENCE_AGENT.match(value):
-        raise ValueError(f"not a fence agent name (fence_*, e.g. fence_ipmilan): {value!r}")
+    if isinstance(value, str) and value != EVACUATE_STEP and not _FENCE_AGENT.match(value):
+        raise ValueError(
+            f"not a fence agent name (fence_*, e.g. fence_ipmilan, or {EVACUATE_STEP}): {value!r}"
+        )
     return value
 
 
@@ -541,6 +594,10 @@ class FenceDevice(Spec):
     def can_fence(self, node: str) -> bool:
         return not self.targets or node in self.targets
 
+    @property
+    def is_evacuate_step(self) -> bool:
+        return self.agent == EVACUATE_STEP
+
     def port(self, node: str) -> str:
         return self.port_map.get(node, node)
 
@@ -554,8 +611,13 @@ class FencingSpec(Spec):
         by_id = {d.device: d for d in self.devices}
         if node in self.levels:
             return [[by_id[d] for d in level if d in by_id] for level in self.levels[node]]
-        # Without explicit levels: each device that can fence the node is a level of its own.
-        return [[d] for d in self.devices if d.can_fence(node)]
+        # Without explicit levels: each device that can fence the node is a level of its own
+        # (an evacuate step powers nothing off: it only ever follows a power device).
+        return [[d] for d in self.devices if d.can_fence(node) and not d.is_evacuate_step]
+
+    def evacuates(self, node: str) -> bool:
+        """Is the node marked for evacuation (a level of it ends with an evacuate step)?"""
+        return any(level and level[-1].is_evacuate_step for level in self.levels_for(node))
 
 
 class OpDefaults(Spec):
@@ -646,6 +708,8 @@ class ClusterConfig(Spec):
             if n.node in nodes:
                 problems.append((("nodes", index, "node"), f"node {n.node!r} is listed twice"))
             nodes.add(n.node)
+        # A remote node's connection resource creates the node it names.
+        nodes |= {p.primitive for p in self.primitives() if p.is_remote_connection}
         seen: set[str] = set()
         for index, c in enumerate(self.constraints):
             where: Loc = ("constraints", index)
@@ -776,7 +840,37 @@ class ClusterConfig(Spec):
                                 f"no fencing device named {device!r}",
                             )
                         )
+                problems.extend(self._evacuate_problems(node, i, level))
         return problems
+
+    def _evacuate_problems(self, node: str, index: int, level: list[str]) -> list[tuple[Loc, str]]:
+        """A level that evacuates must power the node off first: the evacuate step is its last
+        device, after at least one device that is not a step (docs/compute.md)."""
+        by_id = {d.device: d for d in self.fencing.devices}
+        steps = [
+            j for j, name in enumerate(level) if name in by_id and by_id[name].is_evacuate_step
+        ]
+        if not steps:
+            return []
+        where: Loc = ("fencing", "levels", node, index)
+        if steps != [len(level) - 1]:
+            return [
+                (
+                    where,
+                    f"{node}: the {EVACUATE_STEP} step must be the last device of the level, once",
+                )
+            ]
+        power = [n for n in level[:-1] if n in by_id and not by_id[n].is_evacuate_step]
+        if not power:
+            return [
+                (
+                    where,
+                    f"compute {node} cannot be evacuated: no fence device in this level powers "
+                    f"it off before the {EVACUATE_STEP} step (evacuating a host that may still "
+                    "run its instances would run them twice)",
+                )
+            ]
+        return []
 
     def _is_promotable(self, rid: str) -> bool:
         for r in self.walk():

@@ -81,7 +81,11 @@ class MemberRecord:
     agent_pid: int = 0
     heartbeat_port: int = 0  # UDP port for direct heartbeats (0: this agent sends none)
     lease: int = 0  # filled from the key's lease when decoded
-    revision: int = 0  # the key's create_revision: when this life of the agent joined
+    # The key's mod_revision: when this life of the agent joined (or restored its key). Not
+    # the create revision: an agent restarted before its old lease expired overwrites the
+    # old life's key, which keeps its create revision — and would be taken for that life,
+    # silent since the crash, and fenced again and again.
+    revision: int = 0
 
     def encode(self) -> bytes:
         return _dump(
@@ -150,6 +154,13 @@ class ClusterSnapshot:
             return False
         record = self.nodes.get(node)
         return self.fencing_revisions.get(node, 0) > (record.revision if record else 0)
+
+    def last_fenced(self, node: str) -> float | None:
+        """When the node's last successful fence finished (wall time), if it ever was."""
+        for record in reversed(self.fencing.get(node, [])):
+            if record.succeeded:
+                return record.finished
+        return None
 
     def target_is_void(self, node: str) -> bool:
         """Was the node's target written before its current life (before its member key)?
@@ -240,7 +251,7 @@ def _decode_member(node: str, key: StoredKey) -> MemberRecord:
         agent_pid=int(_number(data, "agent_pid")),
         heartbeat_port=int(_number(data, "heartbeat_port")),
         lease=key.lease,
-        revision=key.create_revision,
+        revision=key.mod_revision,
     )
 
 

@@ -26,7 +26,8 @@ class OpRequest:
     netns: str | None = None  # run inside this network namespace
     state_dir: str = "/var/lib/hastack"
     # This node and its cluster: node, address (its first), name, etcd-endpoints
-    # (comma-separated), etcd-root. Services see the node as environment variables; the proxy
+    # (comma-separated), etcd-root, and how it reaches etcd (etcd-ca, etcd-cert, etcd-key
+    # paths, or etcd-insecure). Services see the node as environment variables; the proxy
     # reads cluster state from the store.
     cluster: Mapping[str, str] = field(default_factory=dict)
     # How much nicer than the agent an agent process runs (resource-nice).
@@ -39,6 +40,9 @@ class OpResult:
     reason: str = ""  # why, for people: the agent's last line of output, or what went wrong
     duration: float = 0.0
     timed_out: bool = False
+    # Transient node attributes the agent sets on its node with this result: name -> value,
+    # None deletes (docs/attributes.md). None: no change.
+    attributes: Mapping[str, str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,6 +107,10 @@ class NodeReport:
     # Primitives this node has probed since its agent started: the DC starts a resource
     # nowhere until every online node has probed it (it might already run somewhere).
     probed: frozenset[str] = frozenset()
+    # Primitives this node does not probe at all, by rule: resource-discovery `never` here,
+    # or `exclusive` to other nodes (hastack.executor.transitions.unprobed). The DC waits
+    # for no probe of them from this node.
+    unprobed: frozenset[str] = frozenset()
     # The store revision of the last target whose work this node has finished (every step
     # done or failed). The DC releases nothing new until every online node has caught up,
     # so it never plans around an operation that may still be under way.
@@ -123,6 +127,9 @@ class NodeReport:
     # name -> entity -> role (docs/assign.md). While a change is unconfirmed, both the old
     # and the new ones: the DC must assume the worst.
     served: Mapping[str, Mapping[str, AssignRole]] = field(default_factory=dict)
+    # The revision of the last target this node refused (written under an older DC epoch
+    # than one it has seen): it will never work on it, so the DC must not wait for it.
+    refused: int = 0
 
     def serves_any(self) -> bool:
         return any(self.served.values())
@@ -133,10 +140,12 @@ class NodeReport:
             "epoch": self.epoch,
             "acked": self.acked,
             "working": self.working,
+            "refused": self.refused,
             "pending": {k: v.to_json() for k, v in sorted(self.pending.items())},
             "notified": list(self.notified),
             "updated": self.updated,
             "probed": sorted(self.probed),
+            **({"unprobed": sorted(self.unprobed)} if self.unprobed else {}),
             "attributes": dict(sorted(self.attributes.items())),
             "resources": {k: v.to_json() for k, v in sorted(self.resources.items())},
         }
@@ -231,8 +240,8 @@ def _strings(value: object, field: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _names(value: object) -> frozenset[str]:
-    return frozenset(_strings(value, "probed"))
+def _names(value: object, field: str) -> frozenset[str]:
+    return frozenset(_strings(value, field))
 
 
 def decode_status(node: str, raw: bytes) -> NodeReport:
@@ -258,10 +267,12 @@ def decode_status(node: str, raw: bytes) -> NodeReport:
             updated=_number(data, "updated", 0.0) or 0.0,
             resources={str(k): _resource(str(k), v) for k, v in resources.items()},
             attributes=attributes,
-            probed=_names(data.get("probed", [])),
+            probed=_names(data.get("probed", []), "probed"),
+            unprobed=_names(data.get("unprobed", []), "unprobed"),
             acked=_integer(data, "acked"),
             notified=_strings(data.get("notified", []), "notified"),
             working=_integer(data, "working"),
+            refused=_integer(data, "refused"),
             pending=_pending(data.get("pending", {})),
             served=decode_grants(data.get("served", {}), "served"),
         )

@@ -11,18 +11,23 @@ never retries: the operator must look at the new difference.
 from __future__ import annotations
 
 import difflib
+import time
 from dataclasses import dataclass
 
 import pydantic
 
 from hastack.errors import CompareFailed, HastackError
 from hastack.executor.check import agent_problems
+from hastack.model.audit import AuditRecord
 from hastack.model.config import ClusterConfig
 from hastack.model.config_text import config_to_yaml
 from hastack.model.document import format_path
+from hastack.model.events import ClusterEvent, EventKind
 from hastack.ops.cluster import Cluster
 from hastack.ops.edits import Edit, EditRefused
+from hastack.store import PutOp
 from hastack.store.config import StoredConfig, read_config, write_config
+from hastack.store.history import event_put
 
 __all__ = [
     "Changed",
@@ -36,6 +41,8 @@ __all__ = [
 
 # A compare-and-swap that keeps losing means someone else is editing right now: say so.
 ATTEMPTS = 5
+# The difference kept in a configuration change's event (the rest is counted).
+DIFF_LINES = 60
 
 
 class ConfigChanged(HastackError):
@@ -83,9 +90,16 @@ async def change_config(cluster: Cluster, edit: Edit, *, attempts: int = ATTEMPT
         config = validated(edited.config)
         if stored.config is not None and config == stored.config:
             return Changed(f"{edited.message} (no change)", stored.revision, False)
+        record = _record(cluster, edited.message, stored, config)
+        event = _change_event(cluster, edited.message, stored.config, config)
         try:
             revision = await write_config(
-                cluster.store, cluster.keys, config, expected=stored.revision
+                cluster.store,
+                cluster.keys,
+                config,
+                expected=stored.revision,
+                record=record,
+                also=[event],
             )
         except CompareFailed:
             continue
@@ -100,11 +114,53 @@ def config_diff(old: ClusterConfig | None, new: ClusterConfig) -> list[str]:
     return list(difflib.unified_diff(before, after, "stored", "new"))
 
 
-async def apply_config(cluster: Cluster, config: ClusterConfig, *, expected: int) -> int:
+def _record(
+    cluster: Cluster, what: str, stored: StoredConfig, config: ClusterConfig
+) -> AuditRecord:
+    return AuditRecord.of_change(
+        time.time(), cluster.by, what, stored.revision, config_diff(stored.config, config)
+    )
+
+
+def _change_event(
+    cluster: Cluster, what: str, old: ClusterConfig | None, new: ClusterConfig
+) -> PutOp:
+    """The change's record in the event history, written in the change's own transaction: its
+    create revision is the configuration's new revision."""
+    diff = [line.rstrip("\n") for line in config_diff(old, new)[2:]]
+    changed = sum(1 for line in diff if line[:1] in "+-")
+    event = ClusterEvent(
+        EventKind.CONFIG,
+        f"{what} (by {cluster.by})",
+        time.time(),
+        cluster.by.via,
+        {
+            "by": cluster.by.who,
+            "via": cluster.by.via,
+            "lines-changed": changed,
+            "diff": diff[:DIFF_LINES],
+        },
+    )
+    return event_put(cluster.keys, event)
+
+
+async def apply_config(
+    cluster: Cluster,
+    config: ClusterConfig,
+    *,
+    expected: int,
+    previous: ClusterConfig | None = None,
+) -> int:
     """Store `config` if the stored configuration is still at revision `expected` (0: none
-    stored); its new revision. ConfigChanged if someone wrote in between."""
+    stored); its new revision. ConfigChanged if someone wrote in between. `previous`, the
+    configuration the caller read at `expected`, gives the audit record and the event history
+    the difference."""
+    record = _record(cluster, "configuration applied", StoredConfig(previous, expected), config)
+    event = _change_event(cluster, "configuration applied", previous, config)
     try:
-        return await write_config(cluster.store, cluster.keys, config, expected=expected)
+        return await write_config(
+            cluster.store, cluster.keys, config, expected=expected, record=record, also=[event]
+        )
     except CompareFailed:
         raise ConfigChanged(
             "not applied: the configuration changed since it was read; "

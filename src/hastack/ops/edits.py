@@ -38,6 +38,7 @@ __all__ = [
     "delete",
     "move",
     "resource_names",
+    "set_node_attribute",
     "set_node_flag",
     "set_target_role",
 ]
@@ -276,5 +277,29 @@ def set_node_flag(node: str, flag: str, on: bool) -> Edit:
             config.model_copy(update={"nodes": nodes}),
             f"node {node}: {flag} {'on' if on else 'off'}",
         )
+
+    return edit
+
+
+def set_node_attribute(node: str, name: str, value: str | None) -> Edit:
+    """Set (None: delete) the permanent attribute `name` of `node` (`nodes[].attributes`;
+    crm_attribute -l forever). The node is listed in the configuration if it was not."""
+    if not name or any(c.isspace() for c in name):
+        raise EditRefused(f"{name!r} is not an attribute name")
+
+    def edit(config: ClusterConfig) -> Edited:
+        nodes = []
+        for spec in _ensure_node(config, node):
+            if spec.node != node:
+                nodes.append(spec)
+                continue
+            attributes = dict(spec.attributes)
+            if value is None:
+                attributes.pop(name, None)
+            else:
+                attributes[name] = value
+            nodes.append(spec.model_copy(update={"attributes": attributes}))
+        said = f"deleted {name}" if value is None else f"{name}={value}"
+        return Edited(config.model_copy(update={"nodes": nodes}), f"node {node}: {said}")
 
     return edit

@@ -4,18 +4,22 @@ recorded so the cluster may recover what the node ran)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from hastack.compute.fence_step import evacuate_steps
 from hastack.errors import HastackError
 from hastack.fencing.fencer import fence_node
 from hastack.fencing.service import record_fencing
+from hastack.model.events import ClusterEvent, EventKind
 from hastack.model.fencing import FenceRecord
 from hastack.model.requests import CleanupRequest
 from hastack.ops.cluster import Cluster
 from hastack.ops.configure import read_stored
 from hastack.store import PutOp
+from hastack.store.history import event_put
 
 __all__ = ["FenceResult", "fence_by_hand", "request_cleanup"]
 
@@ -28,8 +32,20 @@ async def request_cleanup(cluster: Cluster, resource: str, node: str | None = No
     """Ask the nodes (or only `node`) to forget `resource`'s failures; the request's key."""
     lease = await cluster.store.grant_lease(REQUEST_TTL)
     key = cluster.keys.cleanup_request(uuid.uuid4().hex)
+    where = f"on {node}" if node else "on every node"
+    event = ClusterEvent(
+        EventKind.REQUEST,
+        f"cleanup of {resource} {where} requested by {cluster.by}",
+        time.time(),
+        cluster.by.via,
+        {"request": "cleanup", "resource": resource, "node": node, "by": cluster.by.who},
+    )
     await cluster.store.txn(
-        [], success=[PutOp(key, CleanupRequest(resource, node).encode(), lease=lease.id)]
+        [],
+        success=[
+            PutOp(key, CleanupRequest(resource, node).encode(), lease=lease.id),
+            event_put(cluster.keys, event),
+        ],
     )
     return key
 
@@ -59,6 +75,17 @@ async def fence_by_hand(
         by="cli",
         epoch=0,
         agent_dirs=tuple(agent_dirs),
+        steps=evacuate_steps(cluster.store, cluster.keys, epoch=None, by="cli"),
     )
     recorded = await record_fencing(cluster.store, cluster.keys, outcome.record, epoch=None)
+    # The DC records the result as it sees the history change; this says who asked.
+    event = ClusterEvent(
+        EventKind.REQUEST,
+        f"fencing ({outcome.record.action}) of {node} by hand by {cluster.by}: "
+        f"{outcome.record.result}",
+        time.time(),
+        cluster.by.via,
+        {"request": "fence", "node": node, "result": outcome.record.result, "by": cluster.by.who},
+    )
+    await cluster.store.txn([], success=[event_put(cluster.keys, event)])
     return FenceResult(outcome.record, tuple(outcome.attempts), recorded)

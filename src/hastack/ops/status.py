@@ -9,6 +9,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hastack.compute.evacuation import EvacuationRecord, RecordState
+from hastack.controller import build_state
 from hastack.errors import StoreError
 from hastack.executor.agents.base import OcfRc
 from hastack.membership.quorum import QuorumView, quorum_view
@@ -18,12 +20,15 @@ from hastack.model.members import ClusterSnapshot
 from hastack.model.scores import INFINITY
 from hastack.model.state import base_id
 from hastack.ops.assign import assignment_views, render
+from hastack.scheduler import schedule
+from hastack.scheduler.explain import why_stopped
 from hastack.scheduler.plan import Assignment
 from hastack.scheduler.render import render_resources
 from hastack.store import EndpointStatus, EtcdStore, Keys, endpoint_status
 from hastack.store.snapshot import read_snapshot
+from hastack.store.tls import load_credentials
 
-__all__ = ["NodeLine", "StatusReport", "collect_status"]
+__all__ = ["NodeLine", "StatusReport", "build_report", "collect_status"]
 
 STATUS_TIMEOUT = 2.0
 
@@ -34,7 +39,10 @@ class NodeLine:
     kind: str
     online: bool
     addresses: list[str] = field(default_factory=list)
+    # Transient attributes (set by agents in this life; the agent file's static ones too)
+    # and permanent ones (the configuration's nodes[].attributes): docs/attributes.md.
     attributes: dict[str, str] = field(default_factory=dict)
+    permanent: dict[str, str] = field(default_factory=dict)
     # From the configuration (`hastack node standby|maintenance`): shown apart from the
     # plain online nodes, as `pcs status` shows them.
     standby: bool = False
@@ -67,6 +75,8 @@ class StatusReport:
     # `assignment_lines` is the same as text (`hastack assign show`).
     assignments: list[dict[str, Any]] = field(default_factory=list)
     assignment_lines: list[str] = field(default_factory=list)
+    # Configured primitives that run nowhere, with what keeps each from running.
+    stopped: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -91,13 +101,17 @@ def _node_lines(snapshot: ClusterSnapshot) -> list[NodeLine]:
         kind = member.kind if member else record.kind if record else None
         if kind is None:
             continue
+        transient = dict(member.attributes) if member else {}
+        if member is not None and report is not None and report.updated >= member.joined_at:
+            transient.update(report.attributes)
         lines.append(
             NodeLine(
                 name,
                 kind.value,
                 member is not None,
                 list(member.addresses if member else record.addresses if record else ()),
-                dict(member.attributes) if member else {},
+                dict(sorted(transient.items())),
+                {k: str(v) for k, v in sorted(spec.attributes.items())} if spec else {},
                 standby=spec is not None and spec.standby,
                 maintenance=spec is not None and spec.maintenance,
                 active=len(report.active()) if report is not None and member else 0,
@@ -108,11 +122,16 @@ def _node_lines(snapshot: ClusterSnapshot) -> list[NodeLine]:
 
 async def collect_status(client: ClientConfig, *, timeout: float = STATUS_TIMEOUT) -> StatusReport:
     keys = Keys(client.cluster, client.etcd.root)
-    endpoints = await asyncio.gather(*(endpoint_status(e, timeout) for e in client.etcd.endpoints))
+    credentials = load_credentials(client.etcd)
+    endpoints = await asyncio.gather(
+        *(endpoint_status(e, timeout, credentials) for e in client.etcd.endpoints)
+    )
     quorum = quorum_view(sum(1 for e in endpoints if e.healthy), len(endpoints))
     now = time.time()
     store = EtcdStore(
-        [e.endpoint for e in endpoints if e.healthy] or client.etcd.endpoints, timeout
+        [e.endpoint for e in endpoints if e.healthy] or client.etcd.endpoints,
+        timeout,
+        credentials=credentials,
     )
     try:
         snapshot = await read_snapshot(store, keys)
@@ -120,14 +139,29 @@ async def collect_status(client: ClientConfig, *, timeout: float = STATUS_TIMEOU
         return StatusReport(client.cluster, now, list(endpoints), quorum, error=str(exc))
     finally:
         await store.close()
+    return build_report(client.cluster, snapshot, list(endpoints), now)
+
+
+def build_report(
+    cluster: str,
+    snapshot: ClusterSnapshot,
+    endpoints: list[EndpointStatus],
+    now: float,
+    *,
+    explain: bool = True,
+) -> StatusReport:
+    """What `hastack status` shows, from one snapshot and the store members' health. With
+    `explain`, the scheduler runs on the DC's view of the snapshot to say why each stopped
+    resource does not run (hastack.scheduler.explain)."""
+    quorum = quorum_view(sum(1 for e in endpoints if e.healthy), len(endpoints))
     dc = snapshot.dc
     lines, resources, failed, counts = _resources(snapshot)
     views = assignment_views(snapshot)
     pending = _pending(snapshot, now)
     return StatusReport(
-        cluster=client.cluster,
+        cluster=cluster,
         collected_at=now,
-        store=list(endpoints),
+        store=endpoints,
         quorum=quorum,
         revision=snapshot.revision,
         dc_node=dc.node if dc else None,
@@ -143,7 +177,16 @@ async def collect_status(client: ClientConfig, *, timeout: float = STATUS_TIMEOU
         config_revision=snapshot.config_revision,
         assignments=[v.to_json() for v in views],
         assignment_lines=render(views),
+        stopped=_stopped(snapshot, now) if explain else {},
     )
+
+
+def _stopped(snapshot: ClusterSnapshot, now: float) -> dict[str, list[str]]:
+    config = snapshot.config
+    if config is None:
+        return {}
+    state = build_state(snapshot, config, now=now)
+    return why_stopped(config, state, schedule(config, state))
 
 
 def _pending(snapshot: ClusterSnapshot, now: float) -> list[str]:
@@ -167,6 +210,36 @@ def _pending(snapshot: ClusterSnapshot, now: float) -> list[str]:
             out.append(f"{node}: has not taken its target yet" + (since if target.at else ""))
         elif target is not None and report.acked < revision and not report.pending:
             out.append(f"{node}: finishing its target (notifications or steps queued)")
+    return out + _evacuations(snapshot, now)
+
+
+def _evacuations(snapshot: ClusterSnapshot, now: float) -> list[str]:
+    """Fenced computes whose evacuation record is still there (docs/compute.md): pending
+    ones with what is left and why they wait, done ones waiting for their host."""
+    out = []
+    for name, key in sorted(snapshot.other.items()):
+        if not name.startswith("evacuate/"):
+            continue
+        try:
+            record = EvacuationRecord.decode(key.value)
+        except ValueError as exc:
+            out.append(f"evacuation record {name}: {exc}")
+            continue
+        age = max(0.0, now - record.fenced_at)
+        if record.state is RecordState.DONE:
+            out.append(
+                f"evacuation of {record.node}: done; the host stays disabled until it is back "
+                f"(fenced {age:.0f}s ago)"
+            )
+            continue
+        left = record.pending_instances
+        line = f"evacuation of {record.node}: pending, fenced {age:.0f}s ago, " + (
+            f"{len(left)} instance(s) left" if record.listed else "instances not read yet"
+        )
+        if record.last_error:
+            line += f"; Nova: {record.last_error} (try {record.attempts}, next in "
+            line += f"{max(0.0, record.next_try - now):.0f}s)"
+        out.append(line)
     return out
 
 

@@ -77,10 +77,27 @@ def render_text(report: StatusReport) -> str:
             out.append("")
             out.append("Assignments:")
             out.extend(f"  {line}" for line in report.assignment_lines)
+        attributed = [n for n in report.nodes if n.attributes or n.permanent]
+        if attributed:
+            out.append("")
+            out.append("Node Attributes:")
+            for n in attributed:
+                out.append(f"  * Node: {n.name}:")
+                width = max(len(k) for k in (*n.attributes, *n.permanent))
+                for k, v in sorted(n.permanent.items()):
+                    if k not in n.attributes:
+                        out.append(f"    * {k:<{width}} : {v} (permanent)")
+                for k, v in sorted(n.attributes.items()):
+                    out.append(f"    * {k:<{width}} : {v}")
         if report.failed_actions:
             out.append("")
             out.append("Failed Resource Actions:")
             out.extend(f"  * {line}" for line in report.failed_actions)
+        if report.stopped:
+            out.append("")
+            out.append("Not Running:")
+            for rid, reasons in sorted(report.stopped.items()):
+                out.append(f"  * {rid}: {'; '.join(reasons)}")
         if report.pending:
             out.append("")
             out.append("Pending Actions:")

@@ -10,20 +10,33 @@
     control     the control plane: one owner of every server's state
     runtime     the data plane's live objects: slots, queues, pools, timers
     http, tcp   the two modes
-    dataplane   listeners and the data plane of one process
+    tls         certificates by SNI, read again on change; TLS to servers
+    listeners   the listening sockets, kept by the supervisor across reloads
+    dataplane   the data plane of one process: accept, proxy, drain
     workers     several data-plane processes under a supervisor (SO_REUSEPORT)
     stats       counters summed across workers; HTML, JSON, Prometheus
     admin       the admin endpoint (stats, metrics, run-time commands)
-    server      Proxy and serve(): everything together
+    server      Proxy and serve(): everything together; reload as generations
     cli         `hastack proxy ...`
+    native      the hot path (balance, runtime, http, tcp) compiled with mypyc, never stale
 
 See docs/proxy.md.
 """
 
-from hastack.proxy.config import ProxyConfig, parse_config
-from hastack.proxy.server import Proxy, serve
-from hastack.proxy.sources import BackendSource, ClusterSource, PushSource, StaticSource
-from hastack.proxy.view import Endpoint
+# Before any hot module is imported: a compiled build older than its sources must not run.
+from hastack.proxy import native as _native
+
+_native.guard()
+
+from hastack.proxy.config import ProxyConfig, parse_config  # noqa: E402
+from hastack.proxy.server import Proxy, serve  # noqa: E402
+from hastack.proxy.sources import (  # noqa: E402
+    BackendSource,
+    ClusterSource,
+    PushSource,
+    StaticSource,
+)
+from hastack.proxy.view import Endpoint  # noqa: E402
 
 __all__ = [
     "BackendSource",

@@ -8,7 +8,10 @@
     GET  /health                   200 "ok" while the proxy runs (for a resource monitor)
 
 HTTP rather than a unix socket so the CLI, a browser, curl and Prometheus all use the same
-door. It binds 127.0.0.1 by default: anyone who can reach it can drain servers.
+door. It binds exactly the configured address (127.0.0.1 by default, never a wildcard).
+Commands need an operator's `write` token (`Authorization: Bearer ...`, hastack.auth); other
+reads a `read` token unless `open-reads`; `/health` is always open. A request refused for
+want of a credential is answered 401 before anything is done with it: it changes nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from hastack.proxy.config import parse_address
+from hastack.auth import Forbidden, Role, TokenFile, Unauthorized, authorize
+from hastack.proxy.config import AdminSpec, parse_address
 from hastack.proxy.control import AdminState, UnknownServer
 from hastack.proxy.stats import render_html
 
@@ -32,13 +36,25 @@ log = logging.getLogger("hastack.proxy")
 MAX_HEAD = 16384
 MAX_BODY = 65536
 READ_TIMEOUT = 10.0
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+}
+# Always answered without a credential: resource monitors and load balancers ask it.
+OPEN_PATHS = ("/health",)
 
 
 class AdminServer:
-    def __init__(self, proxy: Proxy, bind: str) -> None:
+    def __init__(self, proxy: Proxy, spec: AdminSpec) -> None:
         self.proxy = proxy
-        self.bind = bind
+        self.bind = spec.bind
+        self.open_reads = spec.open_reads
+        # Read now: a tokens file that is missing or does not parse stops the start, named.
+        self.tokens = TokenFile(spec.tokens) if spec.tokens else None
         self.server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -59,14 +75,25 @@ class AdminServer:
                 lines = head.decode("latin-1").split("\r\n")
                 method, target, _ = lines[0].split(" ", 2)
                 length = 0
+                authorization = None
                 for line in lines[1:]:
                     name, _, value = line.partition(":")
                     if name.strip().lower() == "content-length":
                         length = int(value.strip())
+                    elif name.strip().lower() == "authorization":
+                        authorization = value.strip()
                 if not 0 <= length <= MAX_BODY:
                     raise ValueError("body too large")
+                path = target.split("?", 1)[0]
+                # Read (bounded) even when refused: closing on unread bytes would reset the
+                # connection before the client reads our answer.
                 body = await reader.readexactly(length) if length else b""
-            status, ctype, payload = await self._route(method, target.split("?", 1)[0], body)
+            self._authorize(method, path, authorization)
+            status, ctype, payload = await self._route(method, path, body)
+        except Unauthorized as exc:
+            status, ctype, payload = 401, "application/json", _json({"error": str(exc)})
+        except Forbidden as exc:
+            status, ctype, payload = 403, "application/json", _json({"error": str(exc)})
         except (ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
             status, ctype, payload = 400, "text/plain", b"bad request\n"
         except Exception:
@@ -77,7 +104,8 @@ class AdminServer:
                 (
                     f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
                     f"Content-Type: {ctype}\r\nContent-Length: {len(payload)}\r\n"
-                    "Cache-Control: no-cache\r\nConnection: close\r\n\r\n"
+                    + ('WWW-Authenticate: Bearer realm="hastack"\r\n' if status == 401 else "")
+                    + "Cache-Control: no-cache\r\nConnection: close\r\n\r\n"
                 ).encode()
                 + payload
             )
@@ -86,6 +114,15 @@ class AdminServer:
             pass
         finally:
             writer.close()
+
+    def _authorize(self, method: str, path: str, authorization: str | None) -> None:
+        """Raises Unauthorized or Forbidden unless the request may go on."""
+        if method == "GET" and path in OPEN_PATHS:
+            return
+        need = Role.READ if method == "GET" else Role.WRITE
+        operator = authorize(self.tokens, authorization, need=need, open_reads=self.open_reads)
+        if need is Role.WRITE and operator is not None:
+            log.info("proxy: %s %s by %s", method, path, operator.name)
 
     async def _route(self, method: str, path: str, body: bytes) -> tuple[int, str, bytes]:
         proxy = self.proxy

@@ -7,8 +7,13 @@ follow HAProxy where an operator would look for them (`balance roundrobin`, `int
 rise/fall`, `on-marked-down shutdown-sessions`, `timeout connect/client/server/queue`).
 
     workers: 2
-    admin: {bind: 127.0.0.1:8404}
-    cluster: {name: prod, etcd: {endpoints: [http://10.0.0.11:2379]}}
+    admin: {bind: 127.0.0.1:8404, tokens: /etc/hastack/tokens}
+    cluster:
+      name: prod
+      etcd:
+        endpoints: [https://10.0.0.11:2379]
+        tls: {ca: /etc/hastack/pki/ca.crt, cert: /etc/hastack/pki/node.crt,
+              key: /etc/hastack/pki/node.key}
     frontends:
       - {name: api, bind: [10.0.0.10:8774], backend: nova-api}
     backends:
@@ -22,6 +27,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections import Counter
+from collections.abc import Callable
 from typing import Annotated
 
 import pydantic
@@ -34,13 +40,17 @@ __all__ = [
     "AdminSpec",
     "BackendSpec",
     "Balance",
+    "CertificateSpec",
     "CheckSpec",
     "CheckType",
     "ClusterLink",
     "ClusterPool",
+    "DataPlane",
     "FollowRole",
     "FrontendSpec",
     "FrontendTimeouts",
+    "FrontendTlsSpec",
+    "HaproxySpec",
     "HttpCheckSpec",
     "HttpLimits",
     "Mode",
@@ -51,6 +61,8 @@ __all__ = [
     "ProxyConfig",
     "ServerSpec",
     "ServerTimeouts",
+    "ServerTlsSpec",
+    "TlsVersion",
     "parse_address",
     "parse_config",
 ]
@@ -136,6 +148,57 @@ class FrontendTimeouts(Spec):
         return self
 
 
+class DataPlane(enum.StrEnum):
+    BUILTIN = "builtin"  # hastack's own worker processes (uvloop + httptools)
+    HAPROXY = "haproxy"  # Debian's haproxy, configured and driven by hastack (haproxy.py)
+
+
+class TlsVersion(enum.StrEnum):
+    TLS1_2 = "1.2"
+    TLS1_3 = "1.3"
+
+
+class CertificateSpec(Spec):
+    """A certificate (PEM, with its chain after it) and its private key (PEM, unencrypted).
+
+    `key` may be left out when the key is in the certificate file. The names SNI selects on
+    are read from the certificate itself (subjectAltName, else the common name).
+    """
+
+    cert: Annotated[str, pydantic.Field(min_length=1)]
+    key: Annotated[str, pydantic.Field(min_length=1)] | None = None
+
+
+class FrontendTlsSpec(Spec):
+    """TLS termination on a frontend, with the standard library's ssl (OpenSSL)."""
+
+    # The first is the default, for clients that send no SNI or a name no certificate has.
+    certificates: Annotated[list[CertificateSpec], pydantic.Field(min_length=1)]
+    min_version: TlsVersion = TlsVersion.TLS1_2
+    # OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's); default: Python's.
+    ciphers: str | None = None
+    # ALPN protocols offered; default `http/1.1` on an HTTP frontend, none on TCP.
+    alpn: list[Annotated[str, pydantic.Field(min_length=1, max_length=255)]] | None = None
+    handshake_timeout: Duration = 10.0
+    # How often the certificate files are looked at; a changed one is read again, no restart.
+    watch_interval: Duration = 2.0
+
+    @pydantic.model_validator(mode="after")
+    def _positive(self) -> FrontendTlsSpec:
+        if min(self.handshake_timeout, self.watch_interval) <= 0:
+            raise ValueError("handshake-timeout and watch-interval must be positive")
+        return self
+
+
+class ServerTlsSpec(Spec):
+    """TLS from the proxy to the servers of a backend."""
+
+    verify: bool = True  # the server's certificate against `ca` (default: the system's CAs)
+    ca: str | None = None  # PEM file of the CAs to trust
+    sni: str | None = None  # server name sent and verified; default the server's address
+    min_version: TlsVersion = TlsVersion.TLS1_2
+
+
 class FrontendSpec(Spec):
     name: Name
     bind: Annotated[list[Address], pydantic.Field(min_length=1)]
@@ -147,6 +210,7 @@ class FrontendSpec(Spec):
     # Bind even when the address is not (yet) on this host (IP_FREEBIND, HAProxy's `freebind`):
     # a proxy clone listens on the VIP on every node, and answers wherever the VIP lands.
     freebind: bool = False
+    tls: FrontendTlsSpec | None = None
 
 
 def _default_expect() -> list[int | str]:
@@ -290,12 +354,30 @@ class BackendSpec(Spec):
     pool: PoolSpec = PoolSpec()
     # Request bodies up to this size are kept so an idempotent request can be sent again.
     retry_buffer: Annotated[int, pydantic.Field(ge=0, le=16 * 1048576)] = 65536
+    tls: ServerTlsSpec | None = None
 
 
 class AdminSpec(Spec):
-    """The stats page, JSON, Prometheus metrics and run-time commands (HTTP, keep it private)."""
+    """The stats page, JSON, Prometheus metrics and run-time commands (HTTP, keep it private).
+
+    Run-time commands need an operator's `write` token from the tokens file (hastack.auth,
+    docs/security.md); without a tokens file none is accepted. Reads need a token too unless
+    `open-reads`; `/health` is always open (monitors ask it)."""
 
     bind: Address = "127.0.0.1:8404"
+    tokens: str | None = None
+    open_reads: bool = False
+
+    @pydantic.field_validator("bind")
+    @classmethod
+    def _not_everywhere(cls, value: str) -> str:
+        host = value.rpartition(":")[0].strip("[]")
+        if host in ("0.0.0.0", "::", "*", ""):
+            raise ValueError(
+                f"{value}: the admin endpoint binds one address of this host, not every one "
+                "(anyone who reaches it may read the servers, and with a token drain them)"
+            )
+        return value
 
 
 class ClusterLink(Spec):
@@ -306,8 +388,23 @@ class ClusterLink(Spec):
     timeout: Duration = 1.5  # per store call
 
 
+class HaproxySpec(Spec):
+    """Where and how the haproxy data plane runs (`data-plane: haproxy`)."""
+
+    binary: str = "haproxy"
+    # Its configuration, stats socket and combined certificates; default a private temporary
+    # directory (a unix socket path must stay short).
+    run_dir: str | None = None
+
+
 class ProxyConfig(Spec):
-    workers: Annotated[int, pydantic.Field(ge=1, le=64)] = 1
+    # Who moves the bytes; hastack keeps the control plane either way (docs/proxy.md).
+    data_plane: DataPlane = DataPlane.BUILTIN
+    workers: Annotated[int, pydantic.Field(ge=1, le=64)] = 1  # haproxy: its threads
+    haproxy: HaproxySpec = HaproxySpec()
+    # After a reload, how long the previous data plane may take to finish its sessions
+    # (HAProxy's `hard-stop-after`); what is still open then is cut.
+    hard_stop_after: Duration = 30.0
     admin: AdminSpec | None = AdminSpec()
     cluster: ClusterLink | None = None
     frontends: Annotated[list[FrontendSpec], pydantic.Field(min_length=1)]
@@ -354,6 +451,15 @@ def check_config(config: ProxyConfig, *, standalone: bool = True) -> list[tuple[
                     f"{backend.mode.value}",
                 )
             )
+        alpn = frontend.tls.alpn if frontend.tls is not None else None
+        if alpn and "h2" in alpn and config.data_plane == DataPlane.BUILTIN:
+            problems.append(
+                (
+                    ("frontends", i, "tls", "alpn"),
+                    "the built-in data plane speaks HTTP/1.1 only: offer h2 with "
+                    "`data-plane: haproxy`",
+                )
+            )
         for j, address in enumerate(frontend.bind):
             if address in binds:
                 problems.append(
@@ -381,7 +487,24 @@ def check_config(config: ProxyConfig, *, standalone: bool = True) -> list[tuple[
     return problems
 
 
-def parse_config(text: str, source: str, *, standalone: bool = True) -> ProxyConfig:
-    """Validate a proxy configuration; every problem at once, each with file:line: path."""
+def parse_config(
+    text: str,
+    source: str,
+    *,
+    standalone: bool = True,
+    files: Callable[[ProxyConfig], list[tuple[Loc, str]]] | None = None,
+) -> ProxyConfig:
+    """Validate a proxy configuration; every problem at once, each with file:line: path.
+
+    `files` checks what the configuration names on this host (certificate files: see
+    `hastack.proxy.tls.certificate_problems`); reading them is I/O, so the caller asks for it.
+    """
     doc = load_yaml(text, source)
-    return validate(doc, ProxyConfig, checks=lambda c: check_config(c, standalone=standalone))
+
+    def checks(config: ProxyConfig) -> list[tuple[Loc, str]]:
+        problems = check_config(config, standalone=standalone)
+        if files is not None and not problems:
+            problems = files(config)
+        return problems
+
+    return validate(doc, ProxyConfig, checks=checks)

@@ -58,6 +58,7 @@ class ServerControl:
     maxconn: int = 0
     source: str = "static"
     checked: bool = False
+    configured_weight: int = -1  # from the configuration or the source; `weight` may differ
     admin: AdminState = AdminState.READY
     health: Health = field(default_factory=Health)
     last_check: CheckResult | None = None
@@ -95,6 +96,10 @@ class _Backend:
         # Run-time commands on cluster servers outlive the server leaving and returning.
         self.admin: dict[str, AdminState] = {}
         self.weights: dict[str, int] = {}
+        # Sticky backends: every change of the active server (the one writer), most recent
+        # last (bounded), and how many there were.
+        self.active_changes = 0
+        self.active_history: list[dict[str, Any]] = []
 
     def servers(self) -> list[ServerControl]:
         return [*self.static.values(), *self.dynamic.values()]
@@ -103,10 +108,24 @@ class _Backend:
         return self.static.get(name) or self.dynamic.get(name)
 
 
+# How many changes of a sticky backend's active server the control plane keeps for stats.
+ACTIVE_HISTORY = 20
+
+# A change of a sticky backend's active server, told to whoever records events: the backend,
+# the new active server (None: none), the one before, why.
+ActiveChanged = Callable[[str, str | None, str | None, str], None]
+
+
 class ControlPlane:
-    def __init__(self, config: ProxyConfig, publish: Callable[[BackendView], None]) -> None:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        publish: Callable[[BackendView], None],
+        on_active_changed: ActiveChanged | None = None,
+    ) -> None:
         self.config = config
         self._publish_cb = publish
+        self._on_active_changed = on_active_changed
         self.backends: dict[str, _Backend] = {}
         self.started = False
         for spec in config.backends:
@@ -119,6 +138,7 @@ class ControlPlane:
                     host=host,
                     port=port,
                     weight=s.weight,
+                    configured_weight=s.weight,
                     backup=s.backup,
                     maxconn=s.maxconn,
                     checked=spec.check is not None and s.check,
@@ -126,6 +146,35 @@ class ControlPlane:
             self.backends[spec.name] = backend
 
     # ---- life ----------------------------------------------------------------------------
+
+    def adopt(self, old: ControlPlane) -> None:
+        """Carry over from the control plane of the configuration before a reload what a
+        reload must not forget: each unchanged server's health (no server comes back up or
+        goes down because of a reload), run-time commands (a drained server stays drained), a
+        run-time weight unless the configuration changed that weight, and a sticky backend's
+        active server (a reload never moves the Galera writer). Call before `start`."""
+        for name, backend in self.backends.items():
+            before = old.backends.get(name)
+            if before is None:
+                continue
+            backend.admin = dict(before.admin)
+            backend.weights = dict(before.weights)
+            if backend.spec.sticky:
+                backend.active = before.active
+            for server in backend.servers():
+                prev = before.find(server.name)
+                if prev is None or (prev.host, prev.port) != (server.host, server.port):
+                    continue
+                server.health = prev.health
+                server.admin = prev.admin
+                server.last_check = prev.last_check
+                server.last_check_at = prev.last_check_at
+                server.last_change = prev.last_change
+                server.reason = prev.reason
+                server.passive_errors = prev.passive_errors
+                server.transitions = prev.transitions
+                if prev.configured_weight == server.configured_weight:
+                    server.weight = prev.weight
 
     def start(self) -> None:
         self.started = True
@@ -179,6 +228,7 @@ class ControlPlane:
                         host=endpoint.host,
                         port=endpoint.port,
                         weight=backend.weights.get(endpoint.name, endpoint.weight),
+                        configured_weight=endpoint.weight,
                         maxconn=endpoint.maxconn,
                         source="cluster",
                         checked=backend.spec.check is not None,
@@ -314,14 +364,48 @@ class ControlPlane:
         if backend.spec.sticky:
             active = choose_active(servers, backend.active)
             if active != backend.active:
+                was = backend.active
+                why = self._why_moved(backend, was)
                 log.warning(
-                    "proxy: backend %s: active server is now %s (was %s)",
+                    "proxy: backend %s: active server is now %s (was %s: %s)",
                     backend.spec.name,
                     active or "none",
-                    backend.active or "none",
+                    was or "none",
+                    why,
                 )
                 backend.active = active
+                backend.active_changes += 1
+                backend.active_history.append(
+                    {"at": time.time(), "active": active, "was": was, "reason": why}
+                )
+                del backend.active_history[:-ACTIVE_HISTORY]
+                if self._on_active_changed is not None:
+                    try:
+                        self._on_active_changed(backend.spec.name, active, was, why)
+                    except Exception as exc:  # recording must never stop the proxy
+                        log.warning("proxy: could not record the change: %s", exc)
         return BackendView(backend.spec.name, servers, backend.active)
+
+    @staticmethod
+    def _why_moved(backend: _Backend, was: str | None) -> str:
+        if was is None:
+            return "first server up"
+        old = backend.find(was)
+        if old is None:
+            return "removed (the cluster no longer runs it there)"
+        return f"{old.state.value}" + (f": {old.reason}" if old.reason else "")
+
+    def describe_backends(self) -> dict[str, dict[str, Any]]:
+        """Per sticky backend: the active server and its history of changes."""
+        return {
+            name: {
+                "active": b.active,
+                "active_changes": b.active_changes,
+                "active_history": list(b.active_history),
+            }
+            for name, b in self.backends.items()
+            if b.spec.sticky
+        }
 
     def _publish(self, backend: _Backend, *, force: bool = False) -> None:
         view = self._view(backend)

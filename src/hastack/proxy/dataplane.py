@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
-from hastack.proxy.config import Mode, ProxyConfig, parse_address
+from hastack.proxy.config import Mode, ProxyConfig
 from hastack.proxy.http import HttpClientConn, HttpServerConn
+from hastack.proxy.listeners import listening_socket
 from hastack.proxy.runtime import BackendRuntime, FrontendRuntime, ServerRuntime, Timers
 from hastack.proxy.tcp import TcpClientConn, TcpServerConn
 from hastack.proxy.view import BackendView
 
-__all__ = ["DataPlane"]
+__all__ = ["DataPlane", "listening_socket"]
 
 log = logging.getLogger("hastack.proxy")
 
@@ -35,30 +36,6 @@ def _tick(config: ProxyConfig) -> float:
         + [b.pool.idle_timeout for b in config.backends]
     )
     return min(0.25, max(0.01, smallest / 10))
-
-
-# Linux's IP_FREEBIND (not exported by the socket module everywhere).
-_IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
-
-
-def listening_socket(address: str, *, reuse_port: bool, freebind: bool) -> socket.socket:
-    """A bound, non-blocking TCP socket for a frontend address ("host:port", "[v6]:port")."""
-    host, port = parse_address(address)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if freebind:
-            level = socket.IPPROTO_IPV6 if family == socket.AF_INET6 else socket.IPPROTO_IP
-            sock.setsockopt(level, _IP_FREEBIND, 1)
-        sock.bind((host, port))
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 class DataPlane:
@@ -81,29 +58,66 @@ class DataPlane:
         self.frontends = [FrontendRuntime(f, self.backends[f.backend]) for f in config.frontends]
         self.listeners: list[asyncio.Server] = []
         self.closing = False
+        self._watcher: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        """Bind every frontend; an address that cannot be bound fails the start."""
+    async def start(self, listeners: Mapping[str, list[socket.socket]]) -> None:
+        """Accept on the sockets given for every frontend address (bound by the supervisor,
+        which keeps them across reloads; listeners.py). The plane closes only its own copies."""
         self.loop = asyncio.get_running_loop()
         self.timers.start()
+        self._watcher = self.loop.create_task(self._watch_certificates())
         try:
             for frontend in self.frontends:
                 for address in frontend.spec.bind:
-                    sock = listening_socket(
-                        address, reuse_port=self.workers > 1, freebind=frontend.spec.freebind
-                    )
-                    server = await self.loop.create_server(
-                        self._factory(frontend), sock=sock, backlog=frontend.spec.backlog
-                    )
-                    self.listeners.append(server)
+                    tls = frontend.tls
+                    for sock in listeners.get(address, []):
+                        # TLS is the event loop's (OpenSSL underneath); FrontendTls counts the
+                        # handshakes and picks the certificate.
+                        server = await self.loop.create_server(
+                            self._factory(frontend),
+                            sock=sock,
+                            backlog=frontend.spec.backlog,
+                            ssl=tls.default if tls is not None else None,
+                            ssl_handshake_timeout=tls.spec.handshake_timeout if tls else None,
+                        )
+                        self.listeners.append(server)
         except BaseException:
             await self.stop()
             raise
 
     def _factory(self, frontend: FrontendRuntime) -> Callable[[], asyncio.Protocol]:
+        # The connection classes are asyncio protocols by their methods, not by a base class
+        # (so mypyc compiles them as native classes): typed as protocols here, where asyncio
+        # takes them.
+        make: Callable[[], asyncio.Protocol]
         if frontend.spec.mode is Mode.HTTP:
-            return lambda: HttpClientConn(self, frontend)
-        return lambda: TcpClientConn(self, frontend)
+            make = cast(Callable[[], asyncio.Protocol], lambda: HttpClientConn(self, frontend))
+        else:
+            make = cast(Callable[[], asyncio.Protocol], lambda: TcpClientConn(self, frontend))
+        return make
+
+    async def _watch_certificates(self) -> None:
+        """Certificate files are looked at every `watch-interval`; changed ones are read again
+        (new connections get them, established ones keep theirs). Handshakes past their
+        timeout are counted as failed on the way (FrontendTls.sweep)."""
+        watched = [f.tls for f in self.frontends if f.tls is not None]
+        if not watched:
+            return
+        tick = min(
+            1.0,
+            *(t.spec.handshake_timeout for t in watched),
+            *(t.spec.watch_interval for t in watched),
+        )
+        looked = self.loop.time()
+        while True:
+            await asyncio.sleep(tick)
+            now = self.loop.time()
+            for tls in watched:
+                tls.sweep()
+                if now - looked >= tls.spec.watch_interval:
+                    tls.refresh()
+            if now - looked >= min(t.spec.watch_interval for t in watched):
+                looked = now
 
     def apply(self, view: BackendView) -> None:
         backend = self.backends.get(view.name)
@@ -115,20 +129,55 @@ class DataPlane:
             self._report_error(backend, server, why)
 
     async def open_http(self, backend: BackendRuntime, server: ServerRuntime) -> HttpServerConn:
+        # The connect timeout covers the TLS handshake too: both are "reaching the server".
         async with asyncio.timeout(backend.connect_timeout):
             _, conn = await self.loop.create_connection(
-                lambda: HttpServerConn(self, backend, server), server.host, server.port
+                cast(Callable[[], asyncio.Protocol], lambda: HttpServerConn(self, backend, server)),
+                server.host,
+                server.port,
+                ssl=backend.ssl,
+                server_hostname=backend.server_hostname(server),
             )
-        return conn
+        return cast(HttpServerConn, conn)
 
     async def open_tcp(
         self, backend: BackendRuntime, server: ServerRuntime, client: TcpClientConn
     ) -> TcpServerConn:
         async with asyncio.timeout(backend.connect_timeout):
             _, conn = await self.loop.create_connection(
-                lambda: TcpServerConn(client, server), server.host, server.port
+                cast(Callable[[], asyncio.Protocol], lambda: TcpServerConn(client, server)),
+                server.host,
+                server.port,
+                ssl=backend.ssl,
+                server_hostname=backend.server_hostname(server),
             )
-        return conn
+        return cast(TcpServerConn, conn)
+
+    async def drain(self, grace: float) -> None:
+        """Hand over to a newer data plane (a reload) without dropping a request.
+
+        Stop accepting (the sockets stay open in the supervisor and the new plane accepts
+        from them); every response from now on closes its connection (`Connection: close`), so
+        busy clients move to the new plane after their request; connections idle at this
+        moment close at their own keep-alive timeout, as they would have anyway, so no client
+        meets a close it could not meet without a reload; TCP sessions run to their end. What
+        is still open after `grace` (HAProxy's hard-stop-after) is cut.
+        """
+        self.closing = True
+        for listener in self.listeners:
+            listener.close()
+        self.listeners = []
+        for backend in self.backends.values():
+            for server in backend.servers.values():
+                server.close_idle()
+        deadline = self.loop.time() + grace
+        # Polling: a reload is rare, and an event per closed connection would cost every one.
+        while self.loop.time() < deadline and self._open_sessions():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        await self.stop()
+
+    def _open_sessions(self) -> int:
+        return sum(len(f.connections) for f in self.frontends)
 
     async def stop(self, grace: float = 0.0) -> None:
         """Stop accepting; let sessions finish for `grace` seconds; then cut what is left."""
@@ -151,6 +200,10 @@ class DataPlane:
                 server.shutdown_sessions("proxy stopping")
         await asyncio.sleep(0)
         await self.timers.stop()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
 
     def _busy_sessions(self) -> int:
         """Sessions still working; idle keep-alive connections are closed on the way."""

@@ -147,8 +147,9 @@ class Exchange:
         self.task: asyncio.Task[None] | None = None
 
 
-class HttpClientConn(asyncio.Protocol):
-    """A client connection on an HTTP frontend."""
+class HttpClientConn:
+    """A client connection on an HTTP frontend (an asyncio protocol by its methods; no base
+    class, so that mypyc compiles it as a native class: runtime.py, "Compiled")."""
 
     def __init__(self, plane: DataPlane, frontend: FrontendRuntime) -> None:
         self.plane = plane
@@ -166,6 +167,7 @@ class HttpClientConn(asyncio.Protocol):
         self.url = b""
         self.parts: list[bytes] = []  # request header lines as they will be sent
         self.nheaders = 0
+        self.hosts = 0  # Host header lines (RFC 9112 §3.2: exactly one in HTTP/1.1)
         self.conn_value = b""  # Connection header(s), for the tokens it lists
         self.te = b""
         self.upgrade_line = b""
@@ -175,6 +177,7 @@ class HttpClientConn(asyncio.Protocol):
         self.write_paused = False
         self.deadline = 0.0
         self.closed = False
+        self.lost = False
         self.tunnel = False
         self.upgraded: Exchange | None = None
         self.bytes_seen = 0
@@ -196,8 +199,11 @@ class HttpClientConn(asyncio.Protocol):
         self.plane.timers.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.closed:
+        # `closed` may already be set (the proxy closed it after an answer); `lost` says this
+        # ran, so the connection leaves the frontend's set and the timers exactly once.
+        if self.lost:
             return
+        self.lost = True
         self.closed = True
         self.counters.conns_cur -= 1
         self.frontend.connections.discard(self)
@@ -208,6 +214,9 @@ class HttpClientConn(asyncio.Protocol):
         for ex in self.pending:
             self._abandon(ex, "client went away")
         self.pending.clear()
+
+    def eof_received(self) -> bool:
+        return False  # the client is done: the transport closes (asyncio.Protocol's default)
 
     def _abandon(self, ex: Exchange, why: str) -> None:
         if ex.task is not None and not ex.task.done():
@@ -333,6 +342,16 @@ class HttpClientConn(asyncio.Protocol):
             # The head is still incomplete. llhttp calls on_header only for complete lines, so
             # one endless line is caught by counting raw bytes here.
             self.raw_head += n
+            if (
+                self.url
+                and not self.nheaders
+                and data.endswith(b"\n")
+                and self.parser.get_http_version() == "0.0"
+            ):
+                # A request line ended without a version: HTTP/0.9, whose client waits for an
+                # answer without sending a blank line (llhttp would wait for headers).
+                self._refuse_request(400, "HTTP/0.9 requests are not served")
+                return
             if self.raw_head > self.frontend.max_header_size:
                 self._refuse_request(
                     400,
@@ -350,6 +369,7 @@ class HttpClientConn(asyncio.Protocol):
         self.url = b""
         self.parts = []
         self.nheaders = 0
+        self.hosts = 0
         self.conn_value = b""
         self.te = b""
         self.upgrade_line = b""
@@ -377,7 +397,9 @@ class HttpClientConn(asyncio.Protocol):
             elif lower == b"upgrade":
                 self.upgrade_line = name + b": " + value + b"\r\n"
             return
-        if lower == b"transfer-encoding":
+        if lower == b"host":
+            self.hosts += 1
+        elif lower == b"transfer-encoding":
             self.te = value
         self.parts += (name, b": ", value, b"\r\n")
 
@@ -385,12 +407,19 @@ class HttpClientConn(asyncio.Protocol):
         ex = self.building
         assert ex is not None
         parser = self.parser
+        version = parser.get_http_version()
+        if self.hosts != 1 and (self.hosts > 1 or version == "1.1"):
+            # RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host and
+            # to any request with more than one (two proxies could pick different ones).
+            raise _Refuse(400, f"{self.hosts} Host headers (an HTTP/1.1 request has one)")
+        if version == "0.9":
+            raise _Refuse(400, "HTTP/0.9 requests are not served")
         method = parser.get_method()
         if method == b"CONNECT":
             raise _Refuse(405, "CONNECT is not proxied")
         ex.method = method
         ex.keep_alive = parser.should_keep_alive()
-        ex.http10 = parser.get_http_version() == "1.0"
+        ex.http10 = version == "1.0"
         ex.upgrade = parser.should_upgrade()
         if ex.method not in IDEMPOTENT:
             ex.replayable = False  # kept in the buffer until sent, never sent twice
@@ -404,7 +433,7 @@ class HttpClientConn(asyncio.Protocol):
             ex.chunked = self.te.rstrip().lower().endswith(b"chunked")
         head = [ex.method, b" ", self.url, b" HTTP/1.1\r\n", *parts]
         if self.frontend.forwarded_for:
-            head += (b"X-Forwarded-For: ", self.client_key, b"\r\n")
+            head += (b"X-Forwarded-For: ", self.client_key, b"\r\n", self.frontend.forwarded_proto)
         if ex.upgrade:
             head += (self.upgrade_line, b"Connection: Upgrade\r\n")
         head.append(b"\r\n")
@@ -445,13 +474,13 @@ class HttpClientConn(asyncio.Protocol):
             if ex.replayable:
                 ex.buffer.append(data)
                 ex.buffered += len(data)
-                if ex.buffered > self.backend.spec.retry_buffer:
+                if ex.buffered > self.backend.retry_buffer:
                     ex.replayable = False
                     ex.buffer = []
             return
         ex.buffer.append(data)
         ex.buffered += len(data)
-        if ex.buffered > self.backend.spec.retry_buffer:
+        if ex.buffered > self.backend.retry_buffer:
             ex.replayable = False
         if ex.buffered > HOLD_LIMIT:
             self._pause(_HOLD)
@@ -697,7 +726,7 @@ def _pop_idle(server: ServerRuntime) -> HttpServerConn | None:
     return None
 
 
-class HttpServerConn(asyncio.Protocol):
+class HttpServerConn:
     """A connection to a server; carries one exchange at a time, pooled in between."""
 
     def __init__(self, plane: DataPlane, backend: BackendRuntime, server: ServerRuntime) -> None:
@@ -711,6 +740,9 @@ class HttpServerConn(asyncio.Protocol):
         self.remaining = 0
         self.head_buf = b""
         self.parser: httptools.HttpResponseParser | None = None
+        # The connection's validating parser for usual heads (one per connection, not per
+        # response); `parser` is it or a parser for one unusual response.
+        self.validator: httptools.HttpResponseParser | None = None
         self.reason = b""
         self.parts: list[bytes] = []  # response header lines as they will be sent
         self.conn_value = b""
@@ -759,6 +791,9 @@ class HttpServerConn(asyncio.Protocol):
                 why += " in the middle of the response head"
             client.server_failed(ex, self, why, fresh=self.used == 0)
 
+    def eof_received(self) -> bool:
+        return False  # the server closed: connection_lost follows
+
     def _release_slot(self, ex: Exchange) -> None:
         if ex.server is not None:
             server, ex.server = ex.server, None
@@ -776,8 +811,8 @@ class HttpServerConn(asyncio.Protocol):
 
     def park(self) -> None:
         """Keep a fresh connection nobody needs any more, if the pool has room."""
-        if self.server.usable and len(self.server.idle) < self.backend.spec.pool.max_idle:
-            self.deadline = self.loop.time() + self.backend.spec.pool.idle_timeout
+        if self.server.usable and len(self.server.idle) < self.backend.pool_max_idle:
+            self.deadline = self.loop.time() + self.backend.pool_idle_timeout
             self.server.idle.append(self)
         elif self.transport is not None:
             self.transport.close()
@@ -907,8 +942,16 @@ class HttpServerConn(asyncio.Protocol):
             self.reason = b""
             self.message_done = False
             self.plain = self._plain_head(head)
-            # llhttp validates every head; only unusual ones need our per-header callbacks.
-            parser = httptools.HttpResponseParser(_VALIDATE_ONLY if self.plain else self)
+            # llhttp validates every head; only unusual ones need our per-header callbacks. A
+            # usual head goes to the connection's own validating parser, which is also given
+            # the body (so it stays at message boundaries) — except after a HEAD request,
+            # where llhttp could not know that no body follows.
+            if self.plain and ex.method != b"HEAD":
+                parser = self.validator
+                if parser is None:
+                    parser = self.validator = httptools.HttpResponseParser(_VALIDATE_ONLY)
+            else:
+                parser = httptools.HttpResponseParser(_VALIDATE_ONLY if self.plain else self)
             self.parser = parser
             try:
                 parser.feed_data(head)
@@ -961,14 +1004,16 @@ class HttpServerConn(asyncio.Protocol):
         # per small response instead of two.
         if mode == _LENGTH:
             n = len(buf)
+            if n > length:
+                self.keep = False
+                buf = buf[:length]
+            if buf and parser is self.validator:
+                parser.feed_data(buf)  # counted by llhttp too: the next head starts clean
             if n < length:
                 self.remaining = length - n
                 client.write_response(head + buf if buf else head)
                 return
             self.remaining = 0
-            if n > length:
-                self.keep = False
-                buf = buf[:length]
             client.write_response(head + buf if buf else head)
             self._finish(ex)
         elif mode == _NOBODY:
@@ -993,11 +1038,18 @@ class HttpServerConn(asyncio.Protocol):
         n = len(data)
         remaining = self.remaining
         client = ex.client
+        validator = self.validator
         if n < remaining:
             self.remaining = remaining - n
+            if validator is not None and self.parser is validator:
+                validator.feed_data(data)
             client.write_response(data)
             return
-        client.write_response(data if n == remaining else data[:remaining])
+        if n > remaining:
+            data = data[:remaining]
+        if validator is not None and self.parser is validator:
+            validator.feed_data(data)
+        client.write_response(data)
         self.remaining = 0
         if n > remaining:
             self.keep = False
@@ -1069,9 +1121,9 @@ class HttpServerConn(asyncio.Protocol):
             and server.usable
             and not self.closed
             and not self.plane.closing
-            and len(server.idle) < self.backend.spec.pool.max_idle
+            and len(server.idle) < self.backend.pool_max_idle
         ):
-            self.deadline = self.loop.time() + self.backend.spec.pool.idle_timeout
+            self.deadline = self.loop.time() + self.backend.pool_idle_timeout
             if self.paused_by_client:
                 self.pause_from_client(False)
             server.idle.append(self)

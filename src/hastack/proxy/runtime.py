@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from hastack.proxy.balance import make_balancer
 from hastack.proxy.config import BackendSpec, FrontendSpec, OnMarkedDown
+from hastack.proxy.tls import FrontendTls, server_context, server_hostname
 from hastack.proxy.view import BackendView, ServerState, ServerView, candidates
 
 __all__ = [
@@ -114,6 +116,10 @@ def describe_error(exc: BaseException, timeout: float) -> str:
     """
     if isinstance(exc, TimeoutError):
         return f"timed out after {timeout:g}s"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: certificate verify failed: {exc.verify_message or exc.reason}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
     if isinstance(exc, OSError) and exc.errno:
         return os.strerror(exc.errno).lower()
     return str(exc) or type(exc).__name__
@@ -129,18 +135,22 @@ def share(total: int, index: int, workers: int) -> int:
     return max(1, total // workers + (1 if index < total % workers else 0))
 
 
+# Counter names, for to_json: a class compiled by mypyc has no __slots__ to read at run time.
+_SERVER_COUNTERS = (
+    "bytes_in",
+    "bytes_out",
+    "conn_errors",
+    "max_load",
+    "redispatches",
+    "resp_errors",
+    "responses",
+    "retries",
+    "total",
+)
+
+
 class ServerCounters:
-    __slots__ = (
-        "bytes_in",
-        "bytes_out",
-        "conn_errors",
-        "max_load",
-        "redispatches",
-        "resp_errors",
-        "responses",
-        "retries",
-        "total",
-    )
+    __slots__ = _SERVER_COUNTERS
 
     def __init__(self) -> None:
         self.total = 0  # sessions (tcp) or requests (http) sent
@@ -154,7 +164,7 @@ class ServerCounters:
         self.responses = [0, 0, 0, 0, 0, 0]  # 1xx..5xx, other
 
     def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in _SERVER_COUNTERS}
 
 
 class ServerRuntime:
@@ -201,8 +211,11 @@ class ServerRuntime:
             conn.shutdown("pool closed")
 
 
+_BACKEND_COUNTERS = ("no_server", "queue_max", "queue_timeouts", "queued")
+
+
 class BackendCounters:
-    __slots__ = ("no_server", "queue_max", "queue_timeouts", "queued")
+    __slots__ = _BACKEND_COUNTERS
 
     def __init__(self) -> None:
         self.queued = 0  # requests that had to wait
@@ -211,7 +224,7 @@ class BackendCounters:
         self.no_server = 0  # refused: no usable server
 
     def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in _BACKEND_COUNTERS}
 
 
 class BackendRuntime:
@@ -233,6 +246,16 @@ class BackendRuntime:
         self.server_timeout = spec.timeouts.server
         self.retries = spec.retries
         self.redispatch = spec.redispatch
+        # Read per request: plain attributes, not the configuration model's.
+        self.retry_buffer = spec.retry_buffer
+        self.pool_max_idle = spec.pool.max_idle
+        self.pool_idle_timeout = spec.pool.idle_timeout
+        self.ssl: ssl.SSLContext | None = server_context(spec.tls, spec.mode) if spec.tls else None
+
+    def server_hostname(self, server: ServerRuntime) -> str | None:
+        if self.spec.tls is None:
+            return None
+        return server_hostname(self.spec.tls, server.host)
 
     # ---- the view from the control plane ------------------------------------------------
 
@@ -353,19 +376,26 @@ class BackendRuntime:
                 future.set_result(None)
 
 
+_FRONTEND_COUNTERS = (
+    "bad_requests",
+    "bytes_in",
+    "bytes_out",
+    "conns_cur",
+    "conns_total",
+    "requests",
+    "responses",
+    "timeouts",
+    "tls_failures",
+    "tls_handshakes",
+)
+
+
 class FrontendCounters:
-    __slots__ = (
-        "bad_requests",
-        "bytes_in",
-        "bytes_out",
-        "conns_cur",
-        "conns_total",
-        "requests",
-        "responses",
-        "timeouts",
-    )
+    __slots__ = _FRONTEND_COUNTERS
 
     def __init__(self) -> None:
+        self.tls_handshakes = 0  # completed
+        self.tls_failures = 0  # failed: refused, timed out, or the client gave up
         self.conns_total = 0
         self.conns_cur = 0
         self.requests = 0
@@ -376,7 +406,7 @@ class FrontendCounters:
         self.timeouts = 0  # answered 408 or closed for client timeout
 
     def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in _FRONTEND_COUNTERS}
 
 
 class FrontendRuntime:
@@ -391,4 +421,10 @@ class FrontendRuntime:
         self.max_header_size = spec.http.max_header_size
         self.max_headers = spec.http.max_headers
         self.forwarded_for = spec.http.forwarded_for
+        # Behind TLS termination the server needs to know the client used https.
+        self.forwarded_proto = b"X-Forwarded-Proto: https\r\n" if spec.tls else b""
         self.connections: set[Any] = set()
+        # TLS termination (None: plain TCP). Built by the data plane, which may fail to load it.
+        self.tls: FrontendTls | None = (
+            FrontendTls(spec.tls, spec.mode, self.counters, spec.name) if spec.tls else None
+        )

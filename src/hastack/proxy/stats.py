@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from hastack.proxy.config import ProxyConfig
 
-__all__ = ["StatsCollector", "add_into", "build_report", "render_html"]
+__all__ = ["StatsCollector", "add_into", "build_report", "counters_only", "render_html"]
 
 CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
 
@@ -37,6 +37,19 @@ def add_into(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, int | float) and not isinstance(value, bool):
             total[key] = total.get(key, 0) + value
     return total
+
+
+# Values that describe the present, not a count: a stopped process's are not added to totals.
+_GAUGES = frozenset({"conns_cur", "queue_cur", "load", "idle", "sessions"})
+
+
+def counters_only(stats: dict[str, Any]) -> dict[str, Any]:
+    """`stats` without its gauges, for the totals kept after a process or plane stopped."""
+    return {
+        key: counters_only(value) if isinstance(value, dict) else value
+        for key, value in stats.items()
+        if key not in _GAUGES
+    }
 
 
 def _classes(values: list[int] | None) -> dict[str, int]:
@@ -70,6 +83,9 @@ def build_report(
                 "bytes_out": c.get("bytes_out", 0),
                 "bad_requests": c.get("bad_requests", 0),
                 "timeouts": c.get("timeouts", 0),
+                "tls": spec.tls is not None,
+                "tls_handshakes": c.get("tls_handshakes", 0),
+                "tls_failures": c.get("tls_failures", 0),
             }
         )
     backends = []
@@ -173,6 +189,8 @@ def render_html(report: dict[str, Any]) -> str:
             f"<td>{f['bad_requests']}</td><td>{f['timeouts']}</td>"
             f"<td>{_size(f['bytes_in'])}</td><td>{_size(f['bytes_out'])}</td></tr></table>"
         )
+        if f["tls"]:
+            out.append(f"<p>TLS: {f['tls_handshakes']} handshakes, {f['tls_failures']} failed</p>")
     head = (
         "<tr><th class=l>server</th><th class=l>address</th><th class=l>status</th>"
         "<th class=l>last check</th><th>weight</th><th>role</th><th>cur</th><th>max</th>"
@@ -243,6 +261,12 @@ def _frontend_metrics(frontends: Iterable[dict[str, Any]]) -> Iterator[Metric]:
     bytes_out = CounterMetricFamily(p + "bytes_out", "Bytes to clients", labels=["frontend"])
     bad = CounterMetricFamily(p + "bad_requests", "Requests refused with 400", labels=["frontend"])
     timeouts = CounterMetricFamily(p + "timeouts", "Client-side timeouts", labels=["frontend"])
+    tls_ok = CounterMetricFamily(
+        p + "tls_handshakes", "TLS handshakes completed", labels=["frontend"]
+    )
+    tls_bad = CounterMetricFamily(
+        p + "tls_handshake_failures", "TLS handshakes failed or abandoned", labels=["frontend"]
+    )
     for f in frontends:
         name = [f["name"]]
         cur.add_metric(name, f["conns_cur"])
@@ -254,7 +278,10 @@ def _frontend_metrics(frontends: Iterable[dict[str, Any]]) -> Iterator[Metric]:
         bytes_out.add_metric(name, f["bytes_out"])
         bad.add_metric(name, f["bad_requests"])
         timeouts.add_metric(name, f["timeouts"])
-    yield from (cur, conns, reqs, resp, bytes_in, bytes_out, bad, timeouts)
+        if f["tls"]:
+            tls_ok.add_metric(name, f["tls_handshakes"])
+            tls_bad.add_metric(name, f["tls_failures"])
+    yield from (cur, conns, reqs, resp, bytes_in, bytes_out, bad, timeouts, tls_ok, tls_bad)
 
 
 def _backend_metrics(backends: Iterable[dict[str, Any]]) -> Iterator[Metric]:
@@ -272,6 +299,9 @@ def _backend_metrics(backends: Iterable[dict[str, Any]]) -> Iterator[Metric]:
     )
     weight = GaugeMetricFamily(p + "server_weight", "Current weight", labels=sl)
     active = GaugeMetricFamily(p + "server_active", "Sticky backend's active server", labels=sl)
+    moves = CounterMetricFamily(
+        p + "backend_active_changes", "Changes of a sticky backend's active server", labels=bl
+    )
     cur = GaugeMetricFamily(p + "server_current_sessions", "In flight now", labels=sl)
     total = CounterMetricFamily(p + "server_sessions", "Requests or sessions sent", labels=sl)
     b_in = CounterMetricFamily(p + "server_bytes_in", "Bytes to the server", labels=sl)
@@ -289,6 +319,8 @@ def _backend_metrics(backends: Iterable[dict[str, Any]]) -> Iterator[Metric]:
         b_queue.add_metric([bname], b["queue_cur"])
         b_qto.add_metric([bname], b["queue_timeouts"])
         b_none.add_metric([bname], b["no_server"])
+        if b["sticky"]:
+            moves.add_metric([bname], b.get("active_changes", 0))
         for s in b["servers"]:
             labels = [bname, s["server"]]
             up.add_metric(labels, 1 if s["state"] == "up" else 0)
@@ -308,4 +340,4 @@ def _backend_metrics(backends: Iterable[dict[str, Any]]) -> Iterator[Metric]:
             if s["check"] is not None:
                 check_ok.add_metric(labels, 1 if s["check"]["ok"] else 0)
     yield from (b_up, b_servers, b_queue, b_qto, b_none, up, state, weight, active, cur, total)
-    yield from (b_in, b_out, cerr, rerr, retries, redisp, trans, check_ok)
+    yield from (b_in, b_out, cerr, rerr, retries, redisp, trans, check_ok, moves)

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 __all__ = ["TcpClientConn", "TcpServerConn"]
 
 
-class TcpClientConn(asyncio.Protocol):
+class TcpClientConn:
+    """A client connection on a TCP frontend (an asyncio protocol by its methods)."""
+
     def __init__(self, plane: DataPlane, frontend: FrontendRuntime) -> None:
         self.plane = plane
         self.loop = plane.loop
@@ -168,7 +170,7 @@ class TcpClientConn(asyncio.Protocol):
         self.shutdown("idle")
 
 
-class TcpServerConn(asyncio.Protocol):
+class TcpServerConn:
     def __init__(self, client: TcpClientConn, server: ServerRuntime) -> None:
         self.client = client
         self.server = server

@@ -31,23 +31,35 @@ async def run_worker(fd: int, index: int, count: int) -> int:
         if not writer.is_closing():
             write_message(writer, {"t": "error", "backend": backend, "server": server, "why": why})
 
-    plane = DataPlane(config, index=index, workers=count, report_error=report)
+    try:
+        plane = DataPlane(config, index=index, workers=count, report_error=report)
+    except ValueError as exc:  # a certificate that cannot be loaded (tls.CertificateError)
+        write_message(writer, {"t": "failed", "error": str(exc)})
+        await writer.drain()
+        return 1
     for view in first.get("views", []):
         plane.apply(BackendView.from_json(view))
+    # The listening sockets are the supervisor's (passed at exec); this process accepts from
+    # them and closes only its own copies.
+    listeners = {
+        address: [socket.socket(fileno=fd) for fd in fds]
+        for address, fds in first.get("listeners", {}).items()
+    }
     try:
-        await plane.start()
+        await plane.start(listeners)
     except OSError as exc:
-        write_message(writer, {"t": "failed", "error": f"cannot bind: {exc.strerror or exc}"})
+        write_message(writer, {"t": "failed", "error": f"cannot listen: {exc.strerror or exc}"})
         await writer.drain()
         return 1
     write_message(writer, {"t": "ready", "pid": os.getpid()})
     stop = asyncio.Event()
     grace = 0.0
+    drain = False
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
 
     async def listen() -> None:
-        nonlocal grace
+        nonlocal grace, drain
         try:
             while True:
                 message = await read_message(reader)
@@ -60,6 +72,7 @@ async def run_worker(fd: int, index: int, count: int) -> int:
                     )
                 elif kind == "stop":
                     grace = float(message.get("grace", 0.0))
+                    drain = bool(message.get("drain", False))
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
             log.warning("proxy: worker %d lost its supervisor; stopping", index)
@@ -77,8 +90,15 @@ async def run_worker(fd: int, index: int, count: int) -> int:
     pusher = loop.create_task(push())
     await stop.wait()
     listener.cancel()
+    if drain:
+        # Counters keep going to the supervisor while the old sessions finish.
+        await plane.drain(grace)
+        if not writer.is_closing():
+            write_message(writer, {"t": "stats", "id": 0, "stats": plane.stats()})
+            await writer.drain()
+    else:
+        await plane.stop(grace)
     pusher.cancel()
-    await plane.stop(grace)
     writer.close()
     return 0
 

@@ -24,7 +24,8 @@ from typing import Any
 
 from hastack.errors import HastackError
 from hastack.proxy.config import ProxyConfig
-from hastack.proxy.stats import add_into
+from hastack.proxy.listeners import Listeners
+from hastack.proxy.stats import add_into, counters_only
 from hastack.proxy.view import BackendView
 
 __all__ = ["WorkerPool", "process_summary", "read_message", "write_message"]
@@ -84,9 +85,15 @@ class _Worker:
 
 
 class WorkerPool:
-    def __init__(self, config: ProxyConfig, report_error: Callable[[str, str, str], None]) -> None:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        report_error: Callable[[str, str, str], None],
+        listeners: Listeners,
+    ) -> None:
         self.config = config
         self.report_error = report_error
+        self.listeners = listeners
         self.count = config.workers
         self.workers = [_Worker(i) for i in range(self.count)]
         self.views: dict[str, BackendView] = {}
@@ -105,6 +112,7 @@ class WorkerPool:
 
     async def _spawn(self, worker: _Worker) -> None:
         parent, child = socket.socketpair()
+        fds = self.listeners.worker_fds(worker.index, self.count, self.config)
         try:
             worker.process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -113,15 +121,24 @@ class WorkerPool:
                 str(child.fileno()),
                 str(worker.index),
                 str(self.count),
-                pass_fds=(child.fileno(),),
+                pass_fds=(child.fileno(), *(fd for each in fds.values() for fd in each)),
             )
         finally:
             child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         worker.reader, worker.writer = reader, writer
-        # The views come with the configuration: the worker binds only once it knows its servers.
+        # The views come with the configuration: the worker accepts only once it knows its
+        # servers.
         views = [v.to_json() for v in self.views.values()]
-        write_message(writer, {"t": "config", "config": self.config.to_json(), "views": views})
+        write_message(
+            writer,
+            {
+                "t": "config",
+                "config": self.config.to_json(),
+                "views": views,
+                "listeners": fds,
+            },
+        )
         try:
             async with asyncio.timeout(START_TIMEOUT):
                 answer = await read_message(reader)
@@ -151,7 +168,7 @@ class WorkerPool:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         # Its counters move to the retired total now, before anyone can read it as alive.
-        add_into(self.retired, worker.last_stats)
+        add_into(self.retired, counters_only(worker.last_stats))
         worker.last_stats = {}
         for future in worker.replies.values():
             if not future.done():
@@ -208,13 +225,24 @@ class WorkerPool:
         self.processes = processes
         return total
 
+    def totals(self) -> dict[str, Any]:
+        """Everything the pool counted, for when it has stopped (gauges left out)."""
+        total: dict[str, Any] = {}
+        add_into(total, self.retired)
+        for worker in self.workers:
+            add_into(total, counters_only(worker.last_stats))
+            worker.last_stats = {}
+        return total
+
     def pids(self) -> list[int]:
         return [w.pid for w in self.workers if w.pid is not None]
 
-    async def stop(self, grace: float = 0.0) -> None:
+    async def stop(self, grace: float = 0.0, *, drain: bool = False) -> None:
+        """Stop the workers: at once after `grace` (SIGTERM), or, with `drain` (a reload),
+        letting their sessions end by themselves within `grace` (DataPlane.drain)."""
         self.stopping = True
         for worker in self.workers:
-            worker.send({"t": "stop", "grace": grace})
+            worker.send({"t": "stop", "grace": grace, "drain": drain})
         for worker in self.workers:
             process = worker.process
             if process is not None and process.returncode is None:

@@ -16,6 +16,7 @@ from hastack.scheduler.actions import plan_actions
 from hastack.scheduler.assign import assign_all
 from hastack.scheduler.constraints import apply_node_scores, attach_constraints
 from hastack.scheduler.plan import Action, ActionKind, Assignment, Plan
+from hastack.scheduler.remote import ban_from_remote_nodes, hold_reconnecting
 from hastack.scheduler.tree import build
 
 __all__ = ["Action", "ActionKind", "Assignment", "Plan", "schedule"]
@@ -29,8 +30,10 @@ def schedule(config: ClusterConfig, state: ClusterState) -> Plan:
     gc.disable()
     try:
         run = build(config, state)
+        hold_reconnecting(run)
         attach_constraints(run)
         apply_node_scores(run)
+        ban_from_remote_nodes(run)
         assign_all(run)
         outcome = plan_actions(run)
     finally:

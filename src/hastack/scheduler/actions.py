@@ -359,6 +359,7 @@ class _Builder:
         for info in self.prims.values():
             self._primitive(info, fence_ids)
         self._orders()
+        self._remote_orders()
         add_notifications(self.run, self.prims, self.add, self.after)
 
     def _primitive(self, info: _Prim, fence_ids: dict[str, int]) -> None:
@@ -488,6 +489,29 @@ class _Builder:
                         for prev in previous:
                             self.after(prev, s)
                     previous = starts or previous
+
+    def _remote_orders(self) -> None:
+        """What happens on a remote node goes through its connection: with a connection that
+        (re)starts, every action there waits for that start; with one that stops for good,
+        every stop there comes before it."""
+        connections = [info for info in self.prims.values() if info.r.connects is not None]
+        if not connections:
+            return
+        for conn in connections:
+            node = conn.r.connects
+            starts = [a for (k, _), a in conn.actions.items() if k is ActionKind.START]
+            stops = [a for (k, _), a in conn.actions.items() if k is ActionKind.STOP]
+            for info in self.prims.values():
+                if info is conn:
+                    continue
+                for (kind, where), a in info.actions.items():
+                    if where != node:
+                        continue
+                    for s in starts:
+                        self.after(s, a)
+                    if not starts and kind in (ActionKind.STOP, ActionKind.DEMOTE):
+                        for s in stops:
+                            self.after(a, s)
 
     def _link(
         self,

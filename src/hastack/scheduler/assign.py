@@ -20,6 +20,7 @@ from hastack.scheduler.colocated import (
     has_usable_node,
 )
 from hastack.scheduler.constraints import effective_this_with, effective_with_this
+from hastack.scheduler.remote import connections_first, settle_remote_nodes
 from hastack.scheduler.tree import Coloc, Kind, Rsc, Run
 from hastack.scheduler.utilization import (
     ban_insufficient_capacity,
@@ -35,8 +36,16 @@ __all__ = ["assign_all"]
 
 def assign_all(run: Run) -> None:
     tops = placement_order(run, run.tops) if uses_utilization(run) else run.tops
+    tops = connections_first(tops)
+    settled = False
     for top in tops:
+        if not settled and top.connects is None:
+            # Every connection is placed: their nodes are usable, or shutting down, from here.
+            settle_remote_nodes(run)
+            settled = True
         assign(run, top)
+    if not settled:
+        settle_remote_nodes(run)
 
 
 def assign(run: Run, r: Rsc, prefer: str | None = None) -> str | None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import itertools
 
-from hastack.model.config import Colocation, Location, MultipleActive, Order, OrderKind, Role
+from hastack.model.config import (
+    Colocation,
+    Discovery,
+    Location,
+    MultipleActive,
+    Order,
+    OrderKind,
+    Role,
+)
 from hastack.model.scores import INFINITY, add_scores
 from hastack.scheduler.rules import rule_score
 from hastack.scheduler.tree import Coloc, Kind, Rsc, Run
@@ -181,14 +189,23 @@ def _add(r: Rsc, node: str, score: int) -> None:
     r.allowed[node] = add_scores(r.allowed[node], score) if node in r.allowed else score
 
 
-def _apply_location(r: Rsc, node: str, score: int) -> None:
+def _apply_location(r: Rsc, node: str, score: int, discovery: Discovery) -> None:
     _add(r, node, score)
+    if discovery is not Discovery.ALWAYS:
+        _note_discovery(r, node, discovery)
     if r.kind is Kind.GROUP:
         for index, member in enumerate(r.children):
-            _apply_location(member, node, score if index == 0 else 0)
+            _apply_location(member, node, score if index == 0 else 0, discovery)
     elif r.kind is Kind.CLONE:
         for instance in r.children:
-            _apply_location(instance, node, score)
+            _apply_location(instance, node, score, discovery)
+
+
+def _note_discovery(r: Rsc, node: str, discovery: Discovery) -> None:
+    """The strongest resource-discovery of the locations naming this node wins."""
+    known = r.discovery.get(node)
+    if known is None or known.strength < discovery.strength:
+        r.discovery[node] = discovery
 
 
 def _ban_everywhere(r: Rsc, run: Run) -> None:
@@ -206,6 +223,7 @@ def apply_node_scores(run: Run) -> None:
             _apply_location_constraint(run, c)
     for prim in list(run.primitives()):
         _apply_history(run, prim)
+    _apply_exclusive_discovery(run)
 
 
 def _apply_location_constraint(run: Run, c: Location) -> None:
@@ -226,8 +244,37 @@ def _apply_location_constraint(run: Run, c: Location) -> None:
     if c.role is Role.PROMOTED:
         target.promoted_locations.extend(scores)
         return
+    if c.resource_discovery is Discovery.EXCLUSIVE:
+        # Even when it names no node (a rule that holds nowhere): then no node may run it.
+        # A Promoted-role location never gets here: the model refuses discovery on one.
+        for r in _tree(target):
+            r.exclusive_discovery = True
     for node, score in scores:
-        _apply_location(target, node, score)
+        _apply_location(target, node, score, c.resource_discovery)
+
+
+def _tree(r: Rsc) -> list[Rsc]:
+    return [r, *(x for c in r.children for x in _tree(c))]
+
+
+def _apply_exclusive_discovery(run: Run) -> None:
+    """A resource with `exclusive` locations runs only on the nodes they name: every other
+    node is -INFINITY, whatever else (locations, stickiness) said of it. A resource's
+    exclusive locations also reach its group's members and its clone's instances.
+
+    Exclusive locations that name no node (a rule that holds nowhere) leave the resource
+    nowhere to run, as in Pacemaker. One departure from Pacemaker's code, toward its
+    documentation ("only allowed within that subset of nodes") and toward the probes, so
+    that nothing starts where it was not looked for: an exclusive location on a member of a
+    group restricts that member (and the group follows it), where Pacemaker restricts only
+    the member's probes unless the top-level resource has exclusive locations itself."""
+    for r in run.all_resources():
+        if not r.exclusive_discovery:
+            continue
+        modes = r.discovery
+        for node in r.allowed:
+            if modes.get(node) is not Discovery.EXCLUSIVE:
+                r.allowed[node] = -INFINITY
 
 
 def _apply_history(run: Run, prim: Rsc) -> None:

@@ -5,10 +5,22 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from hastack.model.config import Expression, ExprOp, ExprType, Rule
+from hastack.model.config import Expression, ExprOp, ExprType, Location, Rule
+from hastack.model.members import NodeKind
 from hastack.model.scores import parse_score
 
-__all__ = ["expression_holds", "rule_score"]
+__all__ = ["expression_holds", "location_names", "node_attributes", "rule_score"]
+
+
+def node_attributes(
+    name: str, kind: NodeKind, configured: Mapping[str, str], reported: Mapping[str, str]
+) -> dict[str, str]:
+    """A node's attributes as location rules see them: `#uname`, those the configuration
+    gives it, those its agent reports (its member record's, then its status report's), and
+    `#kind`. The scheduler and the executor (which probes by rules too) both read this."""
+    attributes = {"#uname": name, **configured, **reported}
+    attributes["#kind"] = "cluster" if kind is NodeKind.FULL else "remote"
+    return attributes
 
 
 # Pacemaker reads numbers with strtoll/strtod: a leading number counts, the rest is ignored.
@@ -54,6 +66,11 @@ def expression_holds(expr: Expression, attributes: Mapping[str, str]) -> bool:
         return value is not None
     if expr.op is ExprOp.NOT_DEFINED:
         return value is None
+    if value is None and expr.op is ExprOp.NE and expr.value is not None:
+        # An attribute a node does not have is not equal to anything (Pacemaker: `ne`
+        # against an undefined attribute passes) — the OpenStack Instance HA rule "-INFINITY
+        # where compute-instanceha-role ne true" must keep resources off nodes without it.
+        return True
     if value is None or expr.value is None:
         return False
     if expr.op in (ExprOp.EQ, ExprOp.NE):
@@ -88,3 +105,10 @@ def rule_score(rule: Rule, attributes: Mapping[str, str]) -> int | None:
         return parse_score(raw)
     except ValueError:
         return None if raw else 0
+
+
+def location_names(c: Location, node: str, attributes: Mapping[str, str]) -> bool:
+    """Whether location `c` names `node` (as its node, or by a rule that gives it a score)."""
+    if c.node is not None:
+        return c.node == node
+    return any(rule_score(rule, attributes) is not None for rule in c.rules)

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from hastack.model.config import (
     Clone,
     ClusterConfig,
+    Discovery,
     Group,
     Meta,
     MultipleActive,
@@ -27,6 +28,7 @@ from hastack.model.config import (
 from hastack.model.members import NodeKind
 from hastack.model.scores import INFINITY
 from hastack.model.state import ClusterState, ResourceStatus, base_id
+from hastack.scheduler.rules import node_attributes
 
 __all__ = ["Coloc", "Kind", "Node", "Order", "Rsc", "Run", "build"]
 
@@ -169,6 +171,10 @@ class Rsc:
     # scores
     allowed: dict[str, int] = field(default_factory=dict)
     promoted_locations: list[tuple[str, int]] = field(default_factory=list)
+    # resource-discovery of the locations that name a node, where it is not `always` (the
+    # strongest per node), and whether any location of this resource is `exclusive`.
+    discovery: dict[str, Discovery] = field(default_factory=dict)
+    exclusive_discovery: bool = False
     this_with: list[Coloc] = field(default_factory=list)  # we are the dependent
     with_this: list[Coloc] = field(default_factory=list)  # we are the primary
     # assignment
@@ -184,6 +190,9 @@ class Rsc:
     orphan: bool = False
     fail_counts: dict[str, int] = field(default_factory=dict)
     no_promotion: set[str] = field(default_factory=set)  # on-fail=demote: not here any more
+    last_failures: dict[str, float] = field(default_factory=dict)  # node -> wall time
+    # A remote node's connection (Pacemaker's ocf:pacemaker:remote): the node it connects.
+    connects: str | None = None
     # The name the observed state knows it by (`db:3` for an anonymous clone instance that
     # the scheduler numbers `db:0`): promotion scores are recorded under that name.
     history: str | None = None
@@ -345,14 +354,15 @@ class _Expander:
         r = Rsc(id=rid, base=config_res.id, kind=kind, parent=parent, config=config_res)
         if isinstance(config_res, Primitive):
             r.utilization = dict(config_res.utilization)
+            if config_res.is_remote_connection and not in_clone:
+                r.connects = config_res.id
         self._resolve_meta(r, [config_res.meta, *chain], in_clone)
         return r
 
     def _resolve_meta(self, r: Rsc, chain: list[Meta], in_clone: bool) -> None:
-        stonith = (
-            r.config is not None
-            and isinstance(r.config, Primitive)
-            and r.config.agent.cls == "stonith"
+        # Fencing devices and remote connections need quorum only, never fencing.
+        stonith = isinstance(r.config, Primitive) and (
+            r.config.agent.cls == "stonith" or r.config.is_remote_connection
         )
         # Only what each meta object sets explicitly counts (most set nothing); the nearest
         # one wins.
@@ -523,17 +533,23 @@ def _multiply_active(run: Run) -> None:
 
 def _nodes(config: ClusterConfig, state: ClusterState) -> dict[str, Node]:
     specs = {n.node: n for n in config.nodes}
+    # A connection resource creates its remote node, known to the state or not.
+    connected = {p.primitive for p in config.primitives() if p.is_remote_connection}
     out: dict[str, Node] = {}
-    for name in [*specs, *(n for n in state.nodes if n not in specs)]:
+    names = [*specs, *(n for n in state.nodes if n not in specs)]
+    names += sorted(connected - set(names))
+    for name in names:
         spec = specs.get(name)
         status = state.nodes.get(name)
-        attributes: dict[str, str] = {"#uname": name}
-        if spec is not None:
-            attributes.update(spec.attributes)
-        if status is not None:
-            attributes.update(status.attributes)
         kind = status.kind if status is not None else NodeKind.FULL
-        attributes["#kind"] = "cluster" if kind is NodeKind.FULL else "remote"
+        if name in connected:
+            kind = NodeKind.REMOTE
+        attributes = node_attributes(
+            name,
+            kind,
+            spec.attributes if spec is not None else {},
+            status.attributes if status is not None else {},
+        )
         fenced = name in state.fenced
         out[name] = Node(
             name=name,
@@ -677,6 +693,8 @@ def _record(run: Run, r: Rsc, status: ResourceStatus) -> None:
     )
     if status.fail_count and not expired:
         r.fail_counts[status.node] = max(r.fail_counts.get(status.node, 0), status.fail_count)
+    if status.last_failure is not None and not expired and (status.fail_count or status.failed):
+        r.last_failures[status.node] = status.last_failure
     if status.role is not Role.STOPPED:
         if run.nodes[status.node].maintenance:
             r.managed = False  # a node in maintenance: what runs there is left alone

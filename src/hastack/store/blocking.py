@@ -4,14 +4,15 @@ The agent's main event loop runs resource operations, decodes the cluster state 
 under a burst of work it can be busy for a while. Lease renewals must never wait behind that
 (docs/control-plane.md), so they run in a thread of their own with this client: its own
 channel (so a saturated main channel cannot delay them either), a deadline on every call,
-and the same error tree and endpoint failover as the asyncio client (hastack.store.etcd).
+and the same error tree and endpoint failover as the asyncio client (hastack.store.etcd),
+and the same credentials (mutual TLS, etcd's user token: docs/security.md).
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,31 +21,31 @@ from aetcd import rpc
 
 from hastack.errors import LeaseNotFound, StoreError, StoreTimeout, StoreUnavailable
 from hastack.model.agent_config import parse_endpoint
+from hastack.store.etcd import CHANNEL_OPTIONS, describe_failure
+from hastack.store.tls import StoreCredentials
 
 __all__ = ["BlockingLeaseClient"]
 
 log = logging.getLogger(__name__)
 
-_CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-)
-
 
 class BlockingLeaseClient:
     """Renews leases, one call at a time, from one thread."""
 
-    def __init__(self, endpoints: Sequence[str]) -> None:
+    def __init__(self, endpoints: Sequence[str], *, credentials: StoreCredentials) -> None:
         if not endpoints:
             raise ValueError("at least one etcd endpoint is needed")
         self.endpoints = tuple(parse_endpoint(e) for e in endpoints)
-        self._index = random.randrange(len(self.endpoints))
+        self.credentials = credentials
+        self._metadata: tuple[tuple[str, str], ...] | None = None
+        # The first endpoint is the preferred one (an agent lists its own member first).
+        self._index = 0
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
         self._lock = threading.Lock()
+        # The cluster's revision in the last renewal's answer (a keep-alive reaches the raft
+        # leader, so it is current) and the monotonic time the renewal was sent.
+        self.confirmed: tuple[int, float] = (0, 0.0)
 
     @property
     def endpoint(self) -> str:
@@ -52,41 +53,90 @@ class BlockingLeaseClient:
 
     def _lease_stub(self) -> Any:
         if self._stub is None:
-            self._channel = grpc.insecure_channel(self.endpoint, options=_CHANNEL_OPTIONS)
+            material = self.credentials.material()
+            if material is None:
+                self._channel = grpc.insecure_channel(self.endpoint, options=CHANNEL_OPTIONS)
+            else:
+                creds = grpc.ssl_channel_credentials(
+                    root_certificates=material.ca,
+                    private_key=material.key,
+                    certificate_chain=material.cert,
+                )
+                self._channel = grpc.secure_channel(self.endpoint, creds, options=CHANNEL_OPTIONS)
             self._stub = rpc.LeaseStub(self._channel)
+            self._metadata = None
         return self._stub
+
+    def _token(self, timeout: float) -> tuple[tuple[str, str], ...]:
+        """etcd's token for the configured user on this channel (none without a user)."""
+        creds = self.credentials
+        if creds.username is None:
+            return ()
+        if self._metadata is None:
+            request = rpc.AuthenticateRequest(name=creds.username, password=creds.password or "")
+            response = rpc.AuthStub(self._channel).Authenticate(request, timeout=timeout)
+            self._metadata = (("token", str(response.token)),)
+        return self._metadata
 
     def _fail_over(self) -> None:
         if self._channel is not None:
             self._channel.close()
         self._channel = None
         self._stub = None
+        self._metadata = None
         self._index = (self._index + 1) % len(self.endpoints)
 
     def keep_alive(self, lease_id: int, timeout: float) -> int:
         """Renew once within `timeout` seconds; the TTL granted. LeaseNotFound when the lease
         is gone on the server; StoreTimeout/StoreUnavailable when the outcome is unknown (the
         next call then goes to the next endpoint)."""
+        deadline = time.monotonic() + timeout
         with self._lock:
-            stub = self._lease_stub()
-            responses = stub.LeaseKeepAlive(
-                iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=timeout
-            )
             try:
-                response = next(responses)
-            except StopIteration:
-                self._fail_over()
-                raise StoreUnavailable("lease keep-alive stream closed without an answer") from None
-            except grpc.RpcError as exc:
-                error = _translate(exc)
-                if not isinstance(error, LeaseNotFound):
+                return self._keep_alive(lease_id, timeout)
+            except _TokenExpired:
+                # etcd forgot our token (unused for its TTL, or auth turned off and on): the
+                # renewal was refused, so it is safe to authenticate again and repeat it
+                # within what is left of this attempt's time.
+                self._metadata = None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StoreTimeout("no time left to renew after authenticating") from None
+                try:
+                    return self._keep_alive(lease_id, left)
+                except _TokenExpired as exc:
                     self._fail_over()
-                raise error from None
-            finally:
-                responses.cancel()
-            if response.TTL <= 0:
-                raise LeaseNotFound(f"lease {lease_id:x} has expired")
-            return int(response.TTL)
+                    raise StoreUnavailable(str(exc)) from None
+
+    def _keep_alive(self, lease_id: int, timeout: float) -> int:
+        sent = time.monotonic()
+        stub = self._lease_stub()
+        try:
+            metadata = self._token(timeout)
+        except grpc.RpcError as exc:
+            self._fail_over()
+            raise _translate(exc) from None
+        responses = stub.LeaseKeepAlive(
+            iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=timeout, metadata=metadata
+        )
+        try:
+            response = next(responses)
+        except StopIteration:
+            self._fail_over()
+            raise StoreUnavailable("lease keep-alive stream closed without an answer") from None
+        except grpc.RpcError as exc:
+            if metadata and _invalid_token(exc):
+                raise _TokenExpired(str(_translate(exc))) from None
+            error = _translate(exc)
+            if not isinstance(error, LeaseNotFound):
+                self._fail_over()
+            raise error from None
+        finally:
+            responses.cancel()
+        if response.TTL <= 0:
+            raise LeaseNotFound(f"lease {lease_id:x} has expired")
+        self.confirmed = (int(response.header.revision), sent)
+        return int(response.TTL)
 
     def close(self) -> None:
         with self._lock:
@@ -96,6 +146,16 @@ class BlockingLeaseClient:
             self._stub = None
 
 
+class _TokenExpired(Exception):
+    """etcd refused our authentication token."""
+
+
+def _invalid_token(error: grpc.RpcError) -> bool:
+    code = error.code() if hasattr(error, "code") else None
+    details = (error.details() if hasattr(error, "details") else "") or ""
+    return code == grpc.StatusCode.UNAUTHENTICATED and "token" in details
+
+
 def _translate(error: grpc.RpcError) -> StoreError:
     code = error.code() if hasattr(error, "code") else None
     details = (error.details() if hasattr(error, "details") else "") or ""
@@ -103,7 +163,7 @@ def _translate(error: grpc.RpcError) -> StoreError:
         return StoreTimeout(details or "deadline exceeded")
     if code == grpc.StatusCode.NOT_FOUND and "lease" in details:
         return LeaseNotFound(details)
-    if "Connection refused" in details:
-        details = "connection refused"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        details = describe_failure(details)
     name = code.name if code is not None else "UNKNOWN"
     return StoreUnavailable(f"{name}: {details}")

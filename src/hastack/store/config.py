@@ -1,15 +1,30 @@
-"""Reading and writing the cluster configuration in the store, by compare-and-swap."""
+"""Reading and writing the cluster configuration in the store, by compare-and-swap, each
+change with its audit record in the same transaction (docs/security.md §5)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hastack.errors import CompareFailed
+from hastack.model.audit import AuditRecord, decode_audit_record
 from hastack.model.config import ClusterConfig
 from hastack.model.config_text import config_from_json, config_to_json
-from hastack.store import Compare, Keys, PutOp, Store
+from hastack.store import Compare, DeleteOp, Keys, PutOp, Store
 
-__all__ = ["StoredConfig", "decode_stored_config", "read_config", "write_config"]
+__all__ = [
+    "AUDIT_KEEP",
+    "StoredConfig",
+    "decode_stored_config",
+    "read_audit",
+    "read_config",
+    "write_config",
+]
+
+# The audit trail keeps the last this many changes: each change deletes the record this far
+# behind it, in its own transaction, so nothing ever has to list the trail to bound it.
+AUDIT_KEEP = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +48,55 @@ async def read_config(store: Store, keys: Keys) -> StoredConfig:
     return decode_stored_config(kv.value if kv else None, kv.mod_revision if kv else 0)
 
 
-async def write_config(store: Store, keys: Keys, config: ClusterConfig, *, expected: int) -> int:
-    """Store `config` if the stored one is still at revision `expected` (0: none yet)."""
+async def write_config(
+    store: Store,
+    keys: Keys,
+    config: ClusterConfig,
+    *,
+    expected: int,
+    record: AuditRecord,
+    also: Sequence[PutOp] = (),
+) -> int:
+    """Store `config` if the stored one is still at revision `expected` (0: none yet), and
+    its audit record with it, atomically: a change without its record cannot exist; with the
+    writes `also` in the same transaction (the change's record in the event history)."""
+    head = await store.get(keys.audit_head)
+    seq = _head_seq(head.value if head else None) + 1
     result = await store.txn(
-        [Compare.unchanged(keys.config, expected)],
-        success=[PutOp(keys.config, config_to_json(config))],
+        [
+            Compare.unchanged(keys.config, expected),
+            Compare.unchanged(keys.audit_head, head.mod_revision if head else 0),
+        ],
+        success=[
+            PutOp(keys.config, config_to_json(config)),
+            PutOp(keys.audit_record(seq), json.dumps(record.to_json()).encode()),
+            PutOp(keys.audit_head, str(seq).encode()),
+            *([DeleteOp(keys.audit_record(seq - AUDIT_KEEP))] if seq > AUDIT_KEEP else []),
+            *also,
+        ],
     )
     if not result.succeeded:
         raise CompareFailed(f"configuration is no longer at revision {expected}")
     return result.revision
+
+
+def _head_seq(raw: bytes | None) -> int:
+    try:
+        return max(0, int(raw or b"0"))
+    except ValueError:
+        return 0  # an unreadable head: the trail starts again rather than the change failing
+
+
+async def read_audit(store: Store, keys: Keys) -> list[tuple[int, int, AuditRecord | str]]:
+    """The trail, oldest first: (sequence, configuration revision made, record — or what is
+    wrong with it)."""
+    result = await store.get_prefix(keys.audit_log)
+    out: list[tuple[int, int, AuditRecord | str]] = []
+    for kv in sorted(result.kvs, key=lambda kv: kv.key):
+        seq_text = kv.key[len(keys.audit_log) :]
+        try:
+            entry: AuditRecord | str = decode_audit_record(kv.value)
+        except ValueError as exc:
+            entry = f"{kv.key}: {exc}"
+        out.append((int(seq_text) if seq_text.isdigit() else 0, kv.create_revision, entry))
+    return out

@@ -6,6 +6,10 @@ a deadline on every call (the store timeout is part of the lease safety inequali
 split into definite and indeterminate (see hastack.errors), and failover across several
 endpoints when a member times out rather than refuses (a stopped or partitioned member keeps
 its TCP connection open, so gRPC's own balancer would keep using it).
+
+Every channel is made from a `StoreCredentials` (hastack.store.tls): mutual TLS with the
+cluster's certificates, plaintext only when the configuration says `insecure: true`, and
+etcd's user/password token where configured (docs/security.md).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from hastack.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
-from hastack.model.agent_config import parse_endpoint
+from hastack.model.agent_config import EtcdSpec, parse_endpoint
+from hastack.store.tls import StoreCredentials, load_credentials
 from hastack.store.types import (
     Compare,
     CompareTarget,
@@ -47,7 +52,15 @@ from hastack.store.types import (
     WatchBatch,
 )
 
-__all__ = ["EndpointStatus", "EtcdStore", "endpoint_status", "parse_endpoint", "prefix_end"]
+__all__ = [
+    "EndpointStatus",
+    "EtcdStore",
+    "StoreCredentials",
+    "endpoint_status",
+    "make_channel",
+    "parse_endpoint",
+    "prefix_end",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +70,7 @@ T = TypeVar("T")
 # watch on a partitioned minority member ends instead of staying open and silent.
 _REQUIRE_LEADER = (("hasleader", "true"),)
 
-_CHANNEL_OPTIONS = (
+CHANNEL_OPTIONS = (
     # Reconnect quickly after a member restarts; the default backoff grows to two minutes.
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
@@ -103,6 +116,34 @@ def _kv(pb: Any) -> KeyValue:
     )
 
 
+def make_channel(
+    target: str, credentials: StoreCredentials, options: Sequence[tuple[str, Any]] = ()
+) -> grpc.aio.Channel:
+    """An asyncio channel to one member: TLS with our certificate, or plaintext when the
+    credentials are the explicit insecure ones."""
+    options = tuple(options) or CHANNEL_OPTIONS
+    material = credentials.material()
+    if material is None:
+        return grpc.aio.insecure_channel(target, options=options)
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=material.ca, private_key=material.key, certificate_chain=material.cert
+    )
+    return grpc.aio.secure_channel(target, creds, options=options)
+
+
+def describe_failure(details: str) -> str:
+    """gRPC's words for a failed connection, made plain where we know them."""
+    if "Connection refused" in details:
+        return "connection refused"
+    lowered = details.lower()
+    if "handshake" in lowered or "ssl_error" in lowered or "tls" in lowered:
+        return f"TLS handshake failed (a certificate refused, or a plaintext member?): {details}"
+    if "Socket closed" in details or "Connection reset" in details:
+        # A TLS member hangs up on a plaintext client this way.
+        return f"the member closed the connection (plaintext to a TLS member?): {details}"
+    return details
+
+
 def _translate(error: BaseException) -> StoreError:
     """Map a gRPC failure to the definite/indeterminate tree."""
     if isinstance(error, StoreError):
@@ -112,8 +153,8 @@ def _translate(error: BaseException) -> StoreError:
     if isinstance(error, grpc.aio.AioRpcError):
         code = error.code()
         details = error.details() or ""
-        if "Connection refused" in details:
-            details = "connection refused"
+        if code == grpc.StatusCode.UNAVAILABLE:
+            details = describe_failure(details)
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return StoreTimeout(details or "deadline exceeded")
         if code == grpc.StatusCode.NOT_FOUND and "lease" in details:
@@ -143,6 +184,17 @@ class _Connection:
     lease: Any
     watch: Any
     generation: int
+    # etcd's authentication token for this channel, when a user is configured.
+    metadata: tuple[tuple[str, str], ...] = ()
+    authenticated: bool = False
+
+
+def _invalid_token(error: BaseException) -> bool:
+    return (
+        isinstance(error, grpc.aio.AioRpcError)
+        and error.code() == grpc.StatusCode.UNAUTHENTICATED
+        and "token" in (error.details() or "")
+    )
 
 
 class EtcdStore:
@@ -153,13 +205,16 @@ class EtcdStore:
     because the caller must decide what an unknown outcome means.
     """
 
-    def __init__(self, endpoints: Sequence[str], timeout: float) -> None:
+    def __init__(
+        self, endpoints: Sequence[str], timeout: float, *, credentials: StoreCredentials
+    ) -> None:
         if not endpoints:
             raise ValueError("at least one etcd endpoint is needed")
         if timeout <= 0:
             raise ValueError("the store timeout must be positive")
         self.endpoints = tuple(parse_endpoint(e) for e in endpoints)
         self.timeout = timeout
+        self.credentials = credentials
         self._index = random.randrange(len(self.endpoints))
         self._conn: _Connection | None = None
         self._generation = 0
@@ -172,7 +227,7 @@ class EtcdStore:
             raise StoreUnavailable("store client is closed")
         if self._conn is None:
             target = self.endpoints[self._index]
-            channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+            channel = make_channel(target, self.credentials)
             self._generation += 1
             self._conn = _Connection(
                 target=target,
@@ -183,6 +238,23 @@ class EtcdStore:
                 generation=self._generation,
             )
         return self._conn
+
+    @staticmethod
+    def for_spec(spec: EtcdSpec, timeout: float) -> EtcdStore:
+        """A client for an `etcd:` block, its certificate files checked (ConfigError naming
+        each bad file)."""
+        return EtcdStore(spec.endpoints, timeout, credentials=load_credentials(spec))
+
+    async def _authenticate(self, conn: _Connection) -> None:
+        """Get etcd's token for the configured user on this channel (once per channel, and
+        again when etcd says it expired)."""
+        creds = self.credentials
+        if creds.username is None or conn.authenticated:
+            return
+        request = rpc.AuthenticateRequest(name=creds.username, password=creds.password or "")
+        response = await rpc.AuthStub(conn.channel).Authenticate(request, timeout=self.timeout)
+        conn.metadata = (("token", str(response.token)),)
+        conn.authenticated = True
 
     @property
     def endpoint(self) -> str:
@@ -205,6 +277,15 @@ class EtcdStore:
         conn = self._connection()
         try:
             async with asyncio.timeout(self.timeout):
+                await self._authenticate(conn)
+                try:
+                    return await fn(conn)
+                except grpc.aio.AioRpcError as exc:
+                    if not _invalid_token(exc) or self.credentials.username is None:
+                        raise
+                # The token expired: the call was refused, so it is safe to make it again.
+                conn.authenticated = False
+                await self._authenticate(conn)
                 return await fn(conn)
         except (grpc.aio.AioRpcError, TimeoutError, OSError) as exc:
             error = _translate(exc)
@@ -247,7 +328,7 @@ class EtcdStore:
         request = _range_request(GetOp(key, prefix))
 
         async def call(c: _Connection) -> Any:
-            return await c.kv.Range(request, timeout=self.timeout)
+            return await c.kv.Range(request, timeout=self.timeout, metadata=c.metadata)
 
         for attempt in range(len(self.endpoints)):
             try:
@@ -263,7 +344,7 @@ class EtcdStore:
         request = rpc.PutRequest(key=key.encode(), value=value, lease=lease)
 
         async def call(c: _Connection) -> Any:
-            return await c.kv.Put(request, timeout=self.timeout)
+            return await c.kv.Put(request, timeout=self.timeout, metadata=c.metadata)
 
         response = await self._call(call)
         return int(response.header.revision)
@@ -273,7 +354,7 @@ class EtcdStore:
         request = _delete_request(DeleteOp(key, prefix))
 
         async def call(c: _Connection) -> Any:
-            return await c.kv.DeleteRange(request, timeout=self.timeout)
+            return await c.kv.DeleteRange(request, timeout=self.timeout, metadata=c.metadata)
 
         response = await self._call(call)
         return int(response.deleted)
@@ -292,7 +373,7 @@ class EtcdStore:
         )
 
         async def call(c: _Connection) -> Any:
-            return await c.kv.Txn(request, timeout=self.timeout)
+            return await c.kv.Txn(request, timeout=self.timeout, metadata=c.metadata)
 
         response = await self._call(call)
         reads = tuple(
@@ -309,7 +390,7 @@ class EtcdStore:
         request = rpc.LeaseGrantRequest(TTL=ttl, ID=0)
 
         async def call(c: _Connection) -> Any:
-            return await c.lease.LeaseGrant(request, timeout=self.timeout)
+            return await c.lease.LeaseGrant(request, timeout=self.timeout, metadata=c.metadata)
 
         response = await self._call(call)
         if response.error:
@@ -323,7 +404,7 @@ class EtcdStore:
         """
 
         async def call(c: _Connection) -> Any:
-            stream = c.lease.LeaseKeepAlive(timeout=self.timeout)
+            stream = c.lease.LeaseKeepAlive(timeout=self.timeout, metadata=c.metadata)
             try:
                 await stream.write(rpc.LeaseKeepAliveRequest(ID=lease_id))
                 return await stream.read()
@@ -341,7 +422,7 @@ class EtcdStore:
         request = rpc.LeaseRevokeRequest(ID=lease_id)
 
         async def call(c: _Connection) -> Any:
-            return await c.lease.LeaseRevoke(request, timeout=self.timeout)
+            return await c.lease.LeaseRevoke(request, timeout=self.timeout, metadata=c.metadata)
 
         await self._call(call)
 
@@ -350,7 +431,7 @@ class EtcdStore:
         request = rpc.LeaseTimeToLiveRequest(ID=lease_id, keys=False)
 
         async def call(c: _Connection) -> Any:
-            return await c.lease.LeaseTimeToLive(request, timeout=self.timeout)
+            return await c.lease.LeaseTimeToLive(request, timeout=self.timeout, metadata=c.metadata)
 
         response = await self._call(call)
         return int(response.TTL)
@@ -364,6 +445,7 @@ class EtcdStore:
         *,
         on_reconnect: Callable[[str], None] | None = None,
         exact: bool = False,
+        progress_every: float | None = None,
     ) -> AsyncIterator[WatchBatch]:
         """Every change under `prefix` (of that one key, with `exact`) from `start_revision`
         on, in order, across reconnects.
@@ -371,14 +453,25 @@ class EtcdStore:
         When the stream breaks (member died, lost its leader) the watch is opened again on the
         next endpoint from the revision after the last one delivered, so nothing is missed or
         repeated. Raises Compacted when that history is gone: the caller must read afresh.
+
+        With `progress_every`, the stream is asked for a progress notification whenever it
+        has been quiet that long: an empty batch carrying the member's current revision. A
+        member cut off from its cluster still answers, with a revision that stops moving —
+        how a caller that knows the cluster's revision (from a lease renewal, say) can tell
+        a silent range from a stale stream (docs/control-plane.md).
         """
         next_revision = start_revision
         key = prefix.encode()
         failures = 0
         while True:
             conn = self._connection()
-            stream = conn.watch.Watch(metadata=_REQUIRE_LEADER)
+            stream = None
+            responses: asyncio.Queue[Any] = asyncio.Queue()
+            reader: asyncio.Task[None] | None = None
             try:
+                async with asyncio.timeout(self.timeout):
+                    await self._authenticate(conn)
+                stream = conn.watch.Watch(metadata=_REQUIRE_LEADER + conn.metadata)
                 create = rpc.WatchCreateRequest(
                     key=key,
                     # An exact key's range ends at the first key after it.
@@ -396,8 +489,21 @@ class EtcdStore:
                 if not first.created:
                     raise StoreUnavailable("watch was not created")
                 failures = 0
+                # Reads run in a task of their own: a read is never cancelled (that would end
+                # the call), the loop below waits on the queue with a timeout instead.
+                reader = asyncio.create_task(_read_into(stream, responses))
                 while True:
-                    response = await stream.read()
+                    try:
+                        response = await asyncio.wait_for(responses.get(), progress_every)
+                    except TimeoutError:
+                        progress = rpc.WatchRequest(progress_request=rpc.WatchProgressRequest())
+                        async with asyncio.timeout(self.timeout):
+                            await stream.write(progress)
+                        continue
+                    if isinstance(response, asyncio.InvalidStateError):
+                        raise StoreUnavailable("watch stream ended")
+                    if isinstance(response, BaseException):
+                        raise response
                     if response is grpc.aio.EOF:
                         raise StoreUnavailable("watch stream ended")
                     if response.compact_revision:
@@ -417,9 +523,18 @@ class EtcdStore:
                     yield WatchBatch(events, revision)
             except Compacted:
                 raise
+            except asyncio.InvalidStateError:
+                # A write (a progress request) on a call that has already ended: the stream
+                # is gone, like any other break.
+                self._fail_over(conn)
+                failures += 1
+                await asyncio.sleep(min(0.05 * 2**failures, 1.0))
             except (grpc.aio.AioRpcError, TimeoutError, OSError, StoreUnavailable) as exc:
                 error = _translate(exc)
-                self._fail_over(conn)
+                if _invalid_token(exc):
+                    conn.authenticated = False  # a new token on the next attempt
+                else:
+                    self._fail_over(conn)
                 failures += 1
                 reason = f"watch on {conn.target} broke ({error}); resuming at {next_revision}"
                 log.debug("store: %s", reason)
@@ -429,7 +544,24 @@ class EtcdStore:
                 # any lease TTL so a recovered store is noticed quickly.
                 await asyncio.sleep(min(0.05 * 2**failures, 1.0))
             finally:
-                stream.cancel()
+                if stream is not None:
+                    stream.cancel()
+                if reader is not None:
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reader
+
+
+async def _read_into(stream: Any, responses: asyncio.Queue[Any]) -> None:
+    """Every response of a watch stream into a queue; its end or failure too."""
+    try:
+        while True:
+            response = await stream.read()
+            await responses.put(response)
+            if response is grpc.aio.EOF:
+                return
+    except (grpc.aio.AioRpcError, OSError, asyncio.InvalidStateError) as exc:
+        await responses.put(exc)
 
 
 def _event(pb: Any) -> Event:
@@ -490,18 +622,36 @@ class EndpointStatus:
     error: str = ""
 
 
-async def endpoint_status(endpoint: str, timeout: float) -> EndpointStatus:
+async def endpoint_status(
+    endpoint: str, timeout: float, credentials: StoreCredentials
+) -> EndpointStatus:
     """Ask one member for its status and whether it has a leader (a linearizable read)."""
     target = parse_endpoint(endpoint)
-    channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+    channel = make_channel(target, credentials)
     try:
         async with asyncio.timeout(timeout):
-            status = await rpc.MaintenanceStub(channel).Status(rpc.StatusRequest())
-            # A member cut off from the majority still answers Status; a linearizable read
-            # proves it can reach a quorum right now.
-            await rpc.KVStub(channel).Range(
-                rpc.RangeRequest(key=b"health", serializable=False), metadata=_REQUIRE_LEADER
+            metadata: tuple[tuple[str, str], ...] = ()
+            if credentials.username is not None:
+                auth = await rpc.AuthStub(channel).Authenticate(
+                    rpc.AuthenticateRequest(
+                        name=credentials.username, password=credentials.password or ""
+                    )
+                )
+                metadata = (("token", str(auth.token)),)
+            status = await rpc.MaintenanceStub(channel).Status(
+                rpc.StatusRequest(), metadata=metadata
             )
+            # A member cut off from the majority still answers Status; a linearizable read
+            # proves it can reach a quorum right now. etcd checks a user's permission only
+            # after the read index is confirmed, so "permission denied" proves it as well.
+            try:
+                await rpc.KVStub(channel).Range(
+                    rpc.RangeRequest(key=b"health", serializable=False),
+                    metadata=_REQUIRE_LEADER + metadata,
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.PERMISSION_DENIED:
+                    raise
         return EndpointStatus(
             endpoint=target,
             healthy=True,

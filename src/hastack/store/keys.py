@@ -26,6 +26,16 @@ class Keys:
     <root>/<cluster>/assign/<name>/map                 entities -> nodes, written by the DC
     <root>/<cluster>/assign/<name>/entities/<entity>   entities added at run time
     <root>/<cluster>/assign/<name>/rebalance           a rebalance request, on a short lease
+    <root>/<cluster>/evacuate/<node>   a fenced compute's evacuation record (docs/compute.md)
+    <root>/.audit/<cluster>/head       the newest audit record's sequence number
+    <root>/.audit/<cluster>/log/<seq>  one record per configuration change (docs/security.md):
+                                       beside the cluster prefix, so what watches it never
+                                       gets them (no cluster's name starts with '.')
+    <root>/<cluster>/galera/<rsc>/bootstrap      who bootstrapped Galera resource <rsc> (its
+                                                 mod_revision is the generation)
+    <root>/<cluster>/galera/<rsc>/nodes/<node>   that node's Galera history (docs/galera.md)
+    <root>/.events/<cluster>/<id>      the event history (docs/api.md §4): beside the cluster
+                                       prefix, so that what watches the prefix never gets it
     """
 
     cluster: str
@@ -79,6 +89,13 @@ class Keys:
         return self.fencing + node
 
     @property
+    def evacuations(self) -> str:
+        return self.prefix + "evacuate/"
+
+    def evacuation(self, node: str) -> str:
+        return self.evacuations + node
+
+    @property
     def cleanup_requests(self) -> str:
         return self.prefix + "requests/cleanup/"
 
@@ -100,6 +117,34 @@ class Keys:
 
     def assign_rebalance(self, name: str) -> str:
         return f"{self.assignments}{name}/rebalance"
+
+    @property
+    def audit_head(self) -> str:
+        return f"{self.root}/.audit/{self.cluster}/head"
+
+    @property
+    def audit_log(self) -> str:
+        return f"{self.root}/.audit/{self.cluster}/log/"
+
+    def audit_record(self, seq: int) -> str:
+        return f"{self.audit_log}{seq:012d}"
+
+    def galera(self, resource: str) -> str:
+        return self.prefix + f"galera/{resource}/"
+
+    def galera_bootstrap(self, resource: str) -> str:
+        return self.galera(resource) + "bootstrap"
+
+    def galera_node(self, resource: str, node: str) -> str:
+        return self.galera(resource) + f"nodes/{node}"
+
+    @property
+    def events(self) -> str:
+        # A name never starts with '.', so no cluster's prefix can be this one.
+        return f"{self.root}/.events/{self.cluster}/"
+
+    def event(self, event_id: str) -> str:
+        return self.events + event_id
 
     def relative(self, key: str) -> str:
         """`/hastack/c1/members/n1` -> `members/n1`; keys outside the prefix stay whole."""

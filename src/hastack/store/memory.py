@@ -609,8 +609,10 @@ class MemoryStore:
         *,
         on_reconnect: Callable[[str], None] | None = None,
         exact: bool = False,
+        progress_every: float | None = None,
     ) -> AsyncIterator[WatchBatch]:
         self._check_open()
+        _ = progress_every  # a change is delivered at once; there is no lag to reveal here
         backend = self.backend
         backend.expire()
         position = start_revision if start_revision > 0 else backend.revision + 1

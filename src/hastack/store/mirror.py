@@ -89,6 +89,12 @@ class Mirror:
         self._revisions[prefix] = max(self._revisions.get(prefix, 0), batch.revision)
         return changed
 
+    def is_behind(self, revision: int) -> list[str]:
+        """The ranges not yet brought up to `revision` (by their events or a progress
+        notification): when the cluster was at `revision` long enough ago, their watch is
+        stale — e.g. held open and silent by a member cut off from its cluster."""
+        return [r for r in self.ranges if self._revisions.get(r, 0) < revision]
+
     def items(self) -> list[KeyValue]:
         return [self._kvs[k] for k in sorted(self._kvs)]
 
@@ -107,7 +113,13 @@ class Mirror:
         return self._decoder.decode(self.revision, stored)
 
 
-async def follow(store: Store, mirror: Mirror, prefix: str, on_change: Callable[[], None]) -> None:
+async def follow(
+    store: Store,
+    mirror: Mirror,
+    prefix: str,
+    on_change: Callable[[], None],
+    progress_every: float | None = None,
+) -> None:
     """Keep `prefix` of the mirror current for ever: read it, then follow its watch; read it
     again when the watch's history is gone. Calls `on_change` after every change."""
     while True:
@@ -121,7 +133,10 @@ async def follow(store: Store, mirror: Mirror, prefix: str, on_change: Callable[
         on_change()
         try:
             async for batch in store.watch_prefix(
-                prefix, result.revision + 1, exact=not is_prefix(prefix)
+                prefix,
+                result.revision + 1,
+                exact=not is_prefix(prefix),
+                progress_every=progress_every,
             ):
                 if mirror.apply(prefix, batch):
                     on_change()
@@ -130,12 +145,25 @@ async def follow(store: Store, mirror: Mirror, prefix: str, on_change: Callable[
         except StoreError as exc:
             log.debug("mirror: watch on %s ended (%s); reading it again", prefix, exc)
             await asyncio.sleep(_RETRY)
+        except Exception:
+            # Whatever went wrong, a range that stops being followed would leave its node
+            # acting on what it last saw, for ever: say so, and read it again.
+            log.exception("mirror: following %s failed; reading it again", prefix)
+            await asyncio.sleep(_RETRY)
 
 
-async def follow_all(store: Store, mirror: Mirror, on_change: Callable[[], None]) -> None:
-    """Follow every range of the mirror until cancelled."""
+async def follow_all(
+    store: Store,
+    mirror: Mirror,
+    on_change: Callable[[], None],
+    progress_every: float | None = None,
+) -> None:
+    """Follow every range of the mirror until cancelled; with `progress_every`, every quiet
+    range still reports the store's revision that often (see `is_behind`)."""
     tasks = [
-        asyncio.create_task(follow(store, mirror, prefix, on_change), name=f"mirror {prefix}")
+        asyncio.create_task(
+            follow(store, mirror, prefix, on_change, progress_every), name=f"mirror {prefix}"
+        )
         for prefix in mirror.ranges
     ]
     try:

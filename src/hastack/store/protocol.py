@@ -108,9 +108,11 @@ class Store(Protocol):
         *,
         on_reconnect: Callable[[str], None] | None = None,
         exact: bool = False,
+        progress_every: float | None = None,
     ) -> AsyncIterator[WatchBatch]:
         """Every change under `prefix` (with `exact`: of that one key) from `start_revision`
-        on, in revision order.
+        on, in revision order; with `progress_every`, an empty batch with the current revision
+        after that long without a change (a progress notification).
 
         Breaks in the connection are resumed from the revision after the last one delivered
         (each reported to `on_reconnect`); raises Compacted when that history is gone.

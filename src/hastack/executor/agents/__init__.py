@@ -1,5 +1,6 @@
-"""Resource agents by class: `ocf:PROVIDER:TYPE` scripts and hastack's native `hastack:TYPE`
-(vip, service, proxy)."""
+"""Resource agents by class: `ocf:PROVIDER:TYPE` scripts, hastack's native `hastack:TYPE`
+(vip, service, proxy, haproxy, galera, evacuator) and systemd units (`systemd:UNIT`, through
+systemd's D-Bus API)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from hastack.executor.agents.base import (
     OpRequest,
     OpResult,
 )
+from hastack.executor.agents.evacuator import EvacuatorAgent
+from hastack.executor.agents.galera import GaleraAgent
 from hastack.executor.agents.ocf import OCF_ROOT, OcfDriver
-from hastack.executor.agents.proxy import ProxyAgent
+from hastack.executor.agents.proxy import HaproxyAgent, ProxyAgent
 from hastack.executor.agents.service import ServiceAgent
+from hastack.executor.agents.systemd import SystemdDriver
 from hastack.executor.agents.vip import VipAgent
 from hastack.model.config import AgentRef
 
@@ -21,19 +25,25 @@ __all__ = [
     "NATIVE",
     "AgentMetadata",
     "Driver",
+    "GaleraAgent",
+    "HaproxyAgent",
     "NativeAgent",
     "OcfRc",
     "OpRequest",
     "OpResult",
     "ProxyAgent",
+    "SystemdDriver",
     "UnknownAgent",
     "driver_for",
 ]
 
 NATIVE: dict[str, type[NativeAgent]] = {
+    EvacuatorAgent.name: EvacuatorAgent,
     VipAgent.name: VipAgent,
     ServiceAgent.name: ServiceAgent,
     ProxyAgent.name: ProxyAgent,
+    GaleraAgent.name: GaleraAgent,
+    HaproxyAgent.name: HaproxyAgent,
 }
 
 
@@ -52,4 +62,6 @@ def driver_for(
             known = ", ".join(f"hastack:{n}" for n in sorted(NATIVE))
             raise UnknownAgent(f"no native agent hastack:{ref.type} (known: {known})")
         return native()
+    if ref.cls == "systemd":
+        return SystemdDriver(ref.type)
     raise UnknownAgent(f"{ref} agents are not supported by this executor yet")

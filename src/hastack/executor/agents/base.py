@@ -19,6 +19,7 @@ __all__ = [
     "OcfRc",
     "OpRequest",
     "OpResult",
+    "etcd_block",
 ]
 
 
@@ -53,3 +54,21 @@ class NativeAgent(Driver):
             parameters=frozenset(self.parameters),
             timeouts=dict(self.default_timeouts),
         )
+
+
+def etcd_block(cluster: Mapping[str, str]) -> dict[str, object]:
+    """The `etcd:` block of the node's own store access, from what the agent passes its
+    resources (OpRequest.cluster): endpoints, root, and the node's certificate files (paths:
+    the resource runs on the same host), for a resource that follows the cluster itself."""
+    etcd: dict[str, object] = {
+        "endpoints": cluster["etcd-endpoints"].split(","),
+        "root": cluster.get("etcd-root", "/hastack"),
+    }
+    if cluster.get("etcd-insecure") == "true":
+        etcd["insecure"] = True
+    if "etcd-cert" in cluster:
+        etcd["tls"] = {k: cluster[f"etcd-{k}"] for k in ("ca", "cert", "key")}
+    if "etcd-username" in cluster:
+        etcd["username"] = cluster["etcd-username"]
+        etcd["password-file"] = cluster["etcd-password-file"]
+    return etcd

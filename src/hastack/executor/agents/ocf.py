@@ -90,8 +90,12 @@ class OcfDriver(Driver):
         self.metadata_problem = ""
 
     def _env(self, request: OpRequest) -> dict[str, str]:
+        path = os.environ.get("PATH", _BASE_PATH)
+        # hastack's crm_attribute, crm_master and attrd_updater come first
+        # (docs/attributes.md), so agents that set node attributes run unchanged.
+        shims = request.cluster.get("shim-dir")
         env = {
-            "PATH": os.environ.get("PATH", _BASE_PATH),
+            "PATH": f"{shims}:{path}" if shims else path,
             "OCF_ROOT": self.root,
             "OCF_RA_VERSION_MAJOR": "1",
             "OCF_RA_VERSION_MINOR": "1",
@@ -102,6 +106,10 @@ class OcfDriver(Driver):
             "HA_RSCTMP": str(Path(request.state_dir) / "rsctmp"),
             "LANG": "C",
         }
+        if request.cluster.get("attrd-socket"):
+            env["HASTACK_ATTRD_SOCKET"] = request.cluster["attrd-socket"]
+        if request.cluster.get("node"):
+            env["HASTACK_NODE"] = request.cluster["node"]
         for key, value in request.params.items():
             env[f"OCF_RESKEY_{key}"] = value
         for key, value in request.meta.items():

@@ -86,6 +86,11 @@ class ServiceAgent(NativeAgent):
         safe = request.instance.replace(":", "_").replace("/", "_")
         return Path(request.state_dir) / "services" / f"{safe}-{digest}"
 
+    def running_pid(self, request: OpRequest) -> int | None:
+        """The pid of the service's process while it runs (for a signal such as a reload)."""
+        record = self._record(request)
+        return record.pid if record is not None and is_alive(record) else None
+
     def _record(self, request: OpRequest) -> ProcessRecord | None:
         path = self._base(request) / "pid"
         try:

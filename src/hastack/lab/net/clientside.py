@@ -59,7 +59,9 @@ async def _apply(client: ClientConfig, path: str) -> int:
     config = parse_cluster_config(Path(path).read_text(), path)
     async with open_cluster(client) as cluster:
         stored = await read_stored(cluster)
-        revision = await apply_config(cluster, config, expected=stored.revision)
+        revision = await apply_config(
+            cluster, config, expected=stored.revision, previous=stored.config
+        )
     print(json.dumps({"revision": revision}))
     return 0
 

@@ -35,6 +35,7 @@ import ipaddress
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -209,9 +210,11 @@ class Lab(Harness):
         replace: bool = False,
         wait: float = 60.0,
         on_progress: Callable[[str], None] | None = None,
+        insecure: bool = False,
     ) -> Lab:
         """Build the lab and start its processes; return when every agent has joined and a
-        DC is elected (or raise, having removed everything it made)."""
+        DC is elected (or raise, having removed everything it made). etcd runs with mutual
+        TLS and certificates made for this lab, unless `insecure`."""
         require_root()
         _require_tools()
         say = on_progress or (lambda _msg: None)
@@ -248,6 +251,7 @@ class Lab(Harness):
             "hosts": {h.name: {"powered": True, "links_down": []} for h in topology.hosts()},
             "faults": NetFaults().to_json(),
             "paused": [],
+            "secure": not insecure,
         }
         lab = Lab(directory, state)
         lab._save()
@@ -259,6 +263,7 @@ class Lab(Harness):
                 f"{len(topology.hosts())} hosts in namespaces {topology.prefix}-*, "
                 f"{', '.join(str(n) for n in topology.networks())}"
             )
+            lab._make_pki()
             lab._write_configs()
             for h in lab.controllers():
                 lab._start_etcd(h.name)
@@ -307,7 +312,7 @@ class Lab(Harness):
     # ---- what the harness needs -------------------------------------------------------------
 
     def etcd_members(self) -> list[EtcdMember]:
-        return [EtcdMember(h.name, h.address) for h in self.controllers()]
+        return [EtcdMember(h.name, h.address, secure=self.secure) for h in self.controllers()]
 
     def agent_nodes(self) -> list[AgentNode]:
         return [
@@ -478,8 +483,12 @@ class Lab(Harness):
         """Live processes of a hastack:service instance on a host (from its pidfiles)."""
         found = []
         services = self.agent_state_dir(name) / "services"
+        wanted = instance.replace(":", "_")
         for pidfile in sorted(services.glob("*/pid")):
-            if not pidfile.parent.name.startswith(instance.replace(":", "_") + "-"):
+            folder = pidfile.parent.name
+            # `api:2`, or `api` for whichever instance of the clone runs on the host.
+            of_clone = ":" not in instance and re.match(rf"^{re.escape(wanted)}_\d+-", folder)
+            if not folder.startswith(wanted + "-") and not of_clone:
                 continue
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 rec = ProcessRecord.from_json(json.loads(pidfile.read_text()))

@@ -1,0 +1,217 @@
+"""The fake Nova's part in a scenario run (docs/compute.md): start the API in the client host,
+boot the instances on a compute, wait until they write, stop everything by PID at the end,
+and judge the run with `hastack.checkers.check_instances`.
+
+    nova:                  # in a scenario
+      host: c2             # the compute whose instances are judged
+      instances: 6
+      evacuable: 4
+      within: 10s          # evacuable instances run elsewhere by fence + within
+      expect: evacuated    # or `stays`: no fence, no evacuation, instances keep running there
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+
+from hastack.checkers import CheckResult, check_instances, parse_log
+from hastack.lab.net.lab import Lab
+from hastack.lab.net.topology import CLIENT
+from hastack.model.base import Duration, Name, Spec
+from hastack.processes import ProcessRecord, is_alive, send, spawn, wait_gone
+
+__all__ = ["NovaRun", "NovaSpec"]
+
+PORT = 8774
+
+
+class NovaSpec(Spec):
+    host: Name
+    instances: int = pydantic.Field(default=6, ge=1, le=100)
+    evacuable: int = pydantic.Field(default=4, ge=0, le=100)
+    within: Duration = 10.0
+    down_after: Duration = 10.0
+    expect: Literal["evacuated", "stays"] = "evacuated"
+    boot_timeout: Duration = 30.0
+
+
+class NovaRun:
+    def __init__(self, spec: NovaSpec, lab: Lab, results: Path) -> None:
+        self.spec = spec
+        self.lab = lab
+        self.results = results
+        address = lab.host(CLIENT).addresses[0]
+        self.base = f"http://{address}:{PORT}"
+        self.url = self.base + "/v2.1"
+        self.listen = f"{address}:{PORT}"
+        self.instances = lab.directory / "shared" / "instances"
+        self.compute_state = lab.directory / "nova-compute"
+        self.api: ProcessRecord | None = None
+
+    def names(self) -> dict[str, str]:
+        return {
+            "nova": self.url,
+            "nova_base": self.base,
+            "instances": str(self.instances),
+            "nova_state": str(self.compute_state),
+        }
+
+    def _client(self, argv: list[str], timeout: float = 20.0) -> str:
+        ns = self.lab.host(CLIENT).namespace
+        done = subprocess.run(
+            ["ip", "netns", "exec", ns, *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"client host: {' '.join(argv[:3])}: {done.stderr.strip()}")
+        return done.stdout
+
+    def start(self, lifetime: float) -> None:
+        self.stop_instances()
+        shutil.rmtree(self.instances, ignore_errors=True)
+        self.instances.mkdir(parents=True)
+        ns = self.lab.host(CLIENT).namespace
+        argv = [
+            "ip", "netns", "exec", ns, sys.executable, "-m", "hastack.lab.nova.api",
+            "--listen", self.listen, "--dir", str(self.results / "nova"),
+            "--down-after", str(self.spec.down_after), "--lifetime", str(lifetime),
+        ]  # fmt: skip
+        self.api, _ = spawn(argv, log_path=self.results / "nova-api.log")
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            try:
+                self._client([sys.executable, "-c", _GET.format(url=self.url + "/")], 3.0)
+                return
+            except (RuntimeError, subprocess.TimeoutExpired):
+                time.sleep(0.2)
+        raise RuntimeError("the fake Nova API did not answer within 10 s")
+
+    def boot(self) -> None:
+        """Create the instances on the judged host; wait until each one writes."""
+        spec = self.spec
+        body = [
+            {"name": f"vm{i}", "host": spec.host, "evacuable": i < spec.evacuable}
+            for i in range(spec.instances)
+        ]
+        self._client([sys.executable, "-c", _CREATE.format(url=self.base, body=json.dumps(body))])
+        deadline = time.monotonic() + spec.boot_timeout
+        while time.monotonic() < deadline:
+            logs = list(self.instances.glob("*.log"))
+            if len(logs) >= spec.instances and all(p.stat().st_size > 60 for p in logs):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(
+            f"only {len(list(self.instances.glob('*.log')))} of {spec.instances} instances "
+            f"started within {spec.boot_timeout:g}s"
+        )
+
+    def stop_instances(self) -> None:
+        """Every instance process any compute service recorded, by PID and start time."""
+        for pidfile in sorted(self.compute_state.glob("*/*.json")):
+            try:
+                record = ProcessRecord.from_json(json.loads(pidfile.read_text()))
+            except (ValueError, KeyError, TypeError, OSError):
+                continue
+            if is_alive(record):
+                send(record, signal.SIGKILL)
+                wait_gone(record)
+
+    def stop(self) -> None:
+        if self.api is not None and is_alive(self.api):
+            send(self.api, signal.SIGTERM)
+            if not wait_gone(self.api, 3.0):
+                send(self.api, signal.SIGKILL)
+                wait_gone(self.api)
+        self.stop_instances()
+        if self.instances.exists():
+            shutil.copytree(self.instances, self.results / "instances", dirs_exist_ok=True)
+
+    def check(self, nemesis: list[Mapping[str, Any]], agents: Path) -> list[CheckResult]:
+        spec = self.spec
+        state_file = self.results / "nova" / "state.json"
+        state = json.loads(state_file.read_text()) if state_file.exists() else {"servers": {}}
+        names = {sid: s["name"] for sid, s in state["servers"].items()}
+        logs = {
+            names.get(p.stem, p.stem): parse_log(p.read_text().splitlines())
+            for p in sorted((self.results / "instances").glob("*.log"))
+        }
+        events_file = self.results / "nova" / "events.jsonl"
+        events = [json.loads(x) for x in events_file.read_text().splitlines()] if (
+            events_file.exists()
+        ) else []  # fmt: skip
+        fault_at = min((float(e["time"]) for e in nemesis), default=time.time())
+        dead = [
+            json.loads(x) for x in _lines(agents / spec.host / "exclusive.jsonl") if '"dead"' in x
+        ]
+        fenced = [float(d["wall"]) for d in dead if float(d["wall"]) >= fault_at - 1.0]
+        evacuable = {f"vm{i}" for i in range(spec.evacuable)}
+        if spec.expect == "stays":
+            moved = [e for e in events if e["event"] in ("evacuate", "force-down", "disable")]
+            lines = logs.values()
+            gaps = [
+                max((b.wall - a.wall for a, b in itertools.pairwise(x)), default=0.0) for x in lines
+            ]
+            ok = not fenced and not moved and all(x and x[-1].host == spec.host for x in lines)
+            return [
+                CheckResult(
+                    "instances",
+                    ok if logs else None,
+                    f"{len(logs)} instance(s) on {spec.host}: "
+                    + ("fenced; " if fenced else "no fence; ")
+                    + (f"{len(moved)} Nova change(s); " if moved else "no evacuation; ")
+                    + f"longest gap in any log {max(gaps, default=0.0):.2f}s",
+                    {"fenced": fenced, "nova": moved},
+                )
+            ]
+        boots = [
+            e for e in events if e["event"] == "report-up" and e["host"] == spec.host
+            and e["t"] > fault_at
+        ]  # fmt: skip
+        result = check_instances(
+            logs,
+            host=spec.host,
+            fault_at=fault_at,
+            fenced_at=fenced[0] if fenced else None,
+            evacuable=evacuable,
+            within=spec.within,
+            nova_events=events,
+        )
+        booted = CheckResult(
+            "boots-disabled",
+            (boots[0].get("status") == "disabled") if boots else None,
+            f"{spec.host} reported again with its service {boots[0].get('status')}"
+            if boots
+            else f"{spec.host} did not report again",
+        )
+        return [result, booted]
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+_GET = "import urllib.request; urllib.request.urlopen({url!r}, timeout=2).read()"
+_CREATE = (
+    "import json, urllib.request\n"
+    "for s in json.loads({body!r}):\n"
+    "    r = urllib.request.Request({url!r} + '/lab/servers', data=json.dumps(s).encode(),"
+    " headers={{'Content-Type': 'application/json'}})\n"
+    "    urllib.request.urlopen(r, timeout=5).read()\n"
+)
