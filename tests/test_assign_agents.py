@@ -71,7 +71,7 @@ async def test_a_cut_off_node_releases_before_its_entities_move(tmp_path: Path) 
             AgentConfig(
                 cluster="assign",
                 node=n,
-                etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3),
+                etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3, insecure=True),
                 timings=TIMINGS,
                 heartbeat_port=0,
                 ocf_agent_dirs=[AGENTS],

@@ -3,7 +3,14 @@ duplicates are counted."""
 
 from __future__ import annotations
 
+import urllib.parse
+
+import pytest
+
 from hastack.checkers import check_polls
+from hastack.executor.agents.service import service_env
+from hastack.lab.net.etcdenv import local_etcd
+from hastack.model.operations import OpRequest
 
 R = ["a", "b", "c"]
 
@@ -48,3 +55,32 @@ def test_nothing_polled_is_unknown() -> None:
     assert (
         check_polls([], [], resources=R, interval=5.0, start=0.0, end=50.0, excused=0).valid is None
     )
+
+
+def test_lab_services_reach_etcd_on_their_host_with_the_nodes_certificates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a service sees of the store (hastack:service's environment) is what the pollers
+    and engines dial: their host's member, over mutual TLS when the node has certificates."""
+    cluster = {
+        "node": "n2",
+        "address": "10.0.0.2",
+        "etcd-endpoints": "https://10.0.0.1:2379,https://10.0.0.2:2379",
+        "etcd-ca": "/pki/ca.crt",
+        "etcd-cert": "/pki/n2.crt",
+        "etcd-key": "/pki/n2.key",
+    }
+    request = OpRequest("poller:1", "poller", "start", {}, {}, 5.0, cluster=cluster)
+    env = service_env(request)
+    for name in ("HASTACK_ETCD_ENDPOINTS", "HASTACK_NODE_ADDRESS", "HASTACK_ETCD_CA",
+                 "HASTACK_ETCD_CERT", "HASTACK_ETCD_KEY"):  # fmt: skip
+        monkeypatch.setenv(name, env[name])
+    etcd = local_etcd()
+    assert (etcd.host, etcd.port, etcd.secure) == ("10.0.0.2", 2379, True)
+    url = urllib.parse.urlsplit(etcd.tooz_url(timeout=5))
+    assert url.scheme == "etcd3+https"
+    assert urllib.parse.parse_qs(url.query)["cert_key"] == ["/pki/n2.key"]
+
+    for name in ("HASTACK_ETCD_CA", "HASTACK_ETCD_CERT", "HASTACK_ETCD_KEY"):
+        monkeypatch.delenv(name)
+    assert local_etcd().tooz_url(timeout=5).startswith("etcd3+http://10.0.0.2:2379?")

@@ -266,6 +266,12 @@ def service_env(request: OpRequest) -> dict[str, str]:
         "HASTACK_ASSIGN_DIR": str(Path(request.state_dir) / "assign"),
         # So that a service can share the cluster's etcd (tooz's etcd3 driver, docs/assign.md).
         "HASTACK_ETCD_ENDPOINTS": request.cluster.get("etcd-endpoints", ""),
+        # The node's certificate files for etcd's mutual TLS (paths, never contents).
+        **{
+            f"HASTACK_ETCD_{k.upper()}": request.cluster[f"etcd-{k}"]
+            for k in ("ca", "cert", "key")
+            if request.cluster.get(f"etcd-{k}")
+        },
     }
 
 

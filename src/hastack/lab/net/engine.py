@@ -26,29 +26,21 @@ import threading
 import time
 from typing import Any
 
+from hastack.lab.net.etcdenv import local_etcd
+
 _POLL = 0.2
-
-
-def _etcd() -> tuple[str, int]:
-    endpoints = [e for e in os.environ.get("HASTACK_ETCD_ENDPOINTS", "").split(",") if e]
-    mine = os.environ.get("HASTACK_NODE_ADDRESS", "")
-    chosen = next((e for e in endpoints if e.split("//")[-1].split(":")[0] == mine), None)
-    chosen = (chosen or endpoints[0]).split("//")[-1]
-    host, _, port = chosen.partition(":")
-    return host, int(port or 2379)
 
 
 class Engine:
     def __init__(self, args: argparse.Namespace) -> None:
-        from etcd3gw import client  # noqa: PLC0415 - the lab extra
-        from tooz import coordination  # noqa: PLC0415
+        from tooz import coordination  # noqa: PLC0415 - the lab extra
 
         self.node = os.environ.get("HASTACK_NODE", "?")
         self.prefix = args.prefix.rstrip("/")
         self.check = args.check
-        host, port = _etcd()
-        self.kv = client(host=host, port=port, timeout=5)
-        url = f"etcd3+http://{host}:{port}?timeout=5&lock_timeout={int(args.lock_ttl)}"
+        etcd = local_etcd()
+        self.kv = etcd.gateway(timeout=5)
+        url = etcd.tooz_url(timeout=5, lock_timeout=int(args.lock_ttl))
         self.coordinator = coordination.get_coordinator(url, self.node.encode())
         self.coordinator.start(start_heart=True)
         self.stop = threading.Event()

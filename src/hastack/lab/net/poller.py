@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hastack.executor.assignfile import Assigned, follow
+from hastack.lab.net.etcdenv import local_etcd
 
 
 def _emit(node: str, mode: str) -> Callable[[str], None]:
@@ -41,25 +42,11 @@ def _sleep_to_next(interval: float, stop: threading.Event) -> None:
     stop.wait(interval - (now % interval) + 0.01)
 
 
-def _local_etcd() -> str:
-    """This host's etcd member (a controller runs one on its first address)."""
-    endpoints = [e for e in os.environ.get("HASTACK_ETCD_ENDPOINTS", "").split(",") if e]
-    mine = os.environ.get("HASTACK_NODE_ADDRESS", "")
-    for e in endpoints:
-        if e.split("//")[-1].split(":")[0] == mine:
-            return e.split("//")[-1]
-    if not endpoints:
-        raise SystemExit("no etcd endpoints in HASTACK_ETCD_ENDPOINTS")
-    return endpoints[0].split("//")[-1]
-
-
 def run_tooz(args: argparse.Namespace, resources: list[str], stop: threading.Event) -> None:
     from tooz import coordination  # noqa: PLC0415 - the lab extra, only in this mode
 
     node = os.environ.get("HASTACK_NODE", "?")
-    url = (
-        f"etcd3+http://{_local_etcd()}?timeout=5&membership_timeout={int(args.membership_timeout)}"
-    )
+    url = local_etcd().tooz_url(timeout=5, membership_timeout=int(args.membership_timeout))
     coordinator = coordination.get_coordinator(url, node.encode())
     coordinator.start(start_heart=True)
     partitioner = coordinator.join_partitioned_group(args.group.encode())
