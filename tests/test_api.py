@@ -396,7 +396,7 @@ def test_the_api_thread_answers_even_when_the_store_does_not(tmp_path: Path) -> 
         {
             "cluster": "c",
             "node": "n1",
-            "etcd": {"endpoints": ["127.0.0.1:1"]},  # nothing listens there
+            "etcd": {"endpoints": ["127.0.0.1:1"], "insecure": True},  # nothing listens there
             "api": {"listen": f"127.0.0.1:{port}", "open-reads": True},
         }
     )

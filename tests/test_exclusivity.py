@@ -157,3 +157,21 @@ def test_default_reset_kills_the_agents_group_and_its_services(tmp_path: Path) -
     finally:
         for record in (service, bystander, dog, *([agent] if agent else [])):
             stop(record, group=record is agent)
+
+
+def test_a_power_cut_empties_the_nodes_volatile_state(tmp_path: Path) -> None:
+    """What OCF agents keep in HA_RSCTMP is gone after a power cut, as a host's /run is: a
+    Dummy's state file left there made the next boot's probe adopt a resource that had
+    started elsewhere meanwhile (an overlap the lab invented, seen by bench/soak.py)."""
+    from hastack.lab.power import power_off
+
+    rsctmp = tmp_path / "n1" / "agent" / "rsctmp"
+    rsctmp.mkdir(parents=True)
+    (rsctmp / "Dummy-d1.state").touch()
+    keep = tmp_path / "n1" / "agent" / "events.jsonl"
+    keep.touch()
+    log = tmp_path / "n1" / "agent" / "exclusive.jsonl"
+    power_off({"volatile": [str(rsctmp)], "exclusive_log": str(log)}, "n1")
+    assert not rsctmp.exists()
+    assert keep.exists()
+    assert '"event": "dead"' in log.read_text()

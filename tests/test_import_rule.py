@@ -176,3 +176,61 @@ def test_the_lab_rule_catches_a_violation() -> None:
         "executor/lrm.py imports the lab (hastack.lab)",
         "executor/lrm.py imports matplotlib.pyplot, which only the lab extra installs",
     ]
+
+
+# What the daemon of every node does not load unless a resource needs it: the proxy and its
+# libraries, netlink (VIPs), the lab, the CIB importer (docs/control-plane.md, "Lighter
+# agents"). A hundred compute agents on one lab machine pay for each of these.
+AGENT_LOADS_LATER = (
+    "hastack.proxy", "uvloop", "httptools", "aiomysql", "prometheus_client", "pyroute2",
+    "hastack.lab", "hastack.cib", "hastack.ops",
+)  # fmt: skip
+
+
+def _loaded_after(code: str) -> set[str]:
+    script = f"import sys\n{code}\nprint('\\n'.join(sys.modules))\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    return set(done.stdout.decode().split())
+
+
+def test_the_agent_command_loads_only_what_an_agent_needs() -> None:
+    loaded = _loaded_after(
+        "from hastack.cli.main import build_parser\n"
+        "args = build_parser('agent').parse_args(['agent', '--config', 'agent.yaml'])\n"
+        "assert args.func.__module__ == 'hastack.cli.agent_cmd'"
+    )
+    assert "hastack.agent" in loaded
+    assert sorted(m for m in loaded if any(_is(m, x) for x in AGENT_LOADS_LATER)) == []
+
+
+def test_the_lab_boot_and_the_process_watchdog_stay_small() -> None:
+    """Every lab process starts through `hastack.lab.net.boot`; every node runs a process
+    watchdog: neither loads the lab, netlink or an event loop."""
+    boot = _loaded_after("import hastack.lab.net.boot")
+    assert not {"hastack.lab.net.lab", "pyroute2", "pydantic"} & boot
+    watchdog = _loaded_after("import hastack.fencing.watchdog")
+    assert not {"asyncio", "pydantic", "grpc"} & watchdog
+
+
+def test_every_command_is_registered_by_the_module_named_for_it() -> None:
+    import argparse
+    import importlib
+
+    from hastack.cli.main import COMMANDS, build_parser
+
+    for module in set(COMMANDS.values()):
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(module).register(sub)
+        assert set(sub.choices) == {c for c, m in COMMANDS.items() if m == module}, module
+    full = build_parser()._subparsers
+    assert full is not None
+    names = set(full._group_actions[0].choices)  # type: ignore[attr-defined]
+    assert names == {*COMMANDS, "demo"}
+
+
+def test_native_agents_are_found_by_their_names() -> None:
+    from hastack.executor.agents import NATIVE
+
+    assert sorted(NATIVE) == ["evacuator", "galera", "haproxy", "proxy", "service", "vip"]
+    assert all(cls.name == name for name, cls in NATIVE.items())

@@ -4,9 +4,11 @@ and the refusal without root. No privileges needed."""
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 
+from hastack.lab.net.lab import FAST_TIMINGS, Lab, LabError
 from hastack.lab.net.topology import (
     NFT_CHAIN,
     HostRole,
@@ -101,3 +103,35 @@ def test_without_root_the_lab_says_so_and_points_to_the_loopback_cluster(
     monkeypatch.setattr(lab.os, "geteuid", lambda: 1000)
     with pytest.raises(lab.LabError, match=r"needs root.*hastack cluster up"):
         lab.require_root()
+
+
+def _lab(computes: int) -> Lab:
+    state = {
+        "cluster": "lab", "prefix": "hl1234", "subnet": 76, "controllers": 3,
+        "computes": computes, "links": 1, "election_ms": 500, "hosts": {},
+        "timings": FAST_TIMINGS.model_dump(by_alias=True),
+    }  # fmt: skip
+    return Lab(Path("/nonexistent"), state)
+
+
+def test_agents_start_in_waves_controllers_first() -> None:
+    lab = _lab(25)
+    waves = lab._waves(10)
+    assert waves[0] == ["n1", "n2", "n3"]
+    assert [len(w) for w in waves[1:]] == [10, 10, 5]
+    assert [n for wave in waves for n in wave] == [h.name for h in lab.nodes()]
+    with pytest.raises(LabError, match="at least 1"):
+        lab._waves(0)
+
+
+def test_sizes_the_plan_or_the_memory_cannot_hold_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hastack.lab.net import lab as lab_module
+
+    monkeypatch.setattr(lab_module, "_available_mib", lambda: 1000)
+    with pytest.raises(LabError, match=r"need about 6\.3 GiB of memory .* 1\.0 GiB is available"):
+        lab_module._check_size(3, 100, 1)
+    with pytest.raises(LabError, match="--computes must be between 0 and 254"):
+        lab_module._check_size(3, 255, 1)
+    lab_module._check_size(3, 5, 1)  # 750 MiB: fits

@@ -174,3 +174,65 @@ async def test_resource_discovery_keeps_probes_off_this_node(
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_a_resource_removed_from_the_configuration_is_stopped_by_its_last_definition(
+    harness: Harness,
+) -> None:
+    """The DC stops an orphan (running, no longer configured): the stop must run the agent
+    it was started with. It used to fail 'not in the configuration' — a failed stop, which
+    fences the node."""
+    h = harness
+    h.driver.answers = {"start": OcfRc.SUCCESS, "stop": OcfRc.SUCCESS}
+    h.lrm.set_config(TWO, revision=1)
+    loop = asyncio.create_task(h.lrm.run())
+    try:
+        await h.until(lambda r: {"keep", "gone"} <= r.probed)
+        both = {"keep": Role.STARTED, "gone": Role.STARTED}
+        h.lrm.set_target(NodeTarget(1, 1, both), dc_epoch=1, revision=5)
+        await h.until(lambda r: r.acked == 5)
+        h.lrm.set_config(ONE, revision=2)
+        h.lrm.set_target(NodeTarget(1, 2, {"keep": Role.STARTED}), dc_epoch=1, revision=6)
+        done = await h.until(lambda r: r.acked == 6)
+        assert "gone" not in done.active()
+        assert not any(r.failed for r in done.resources.values())
+        stop = [c for c in h.driver.calls if c.op == "stop"]
+        assert [c.instance for c in stop] == ["gone"]
+        # Once stopped, the next configuration forgets it.
+        h.lrm.set_config(ONE.model_copy(), revision=3)
+        assert "gone" not in h.lrm._placements
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_a_target_made_for_a_replaced_configuration_is_answered_for_not_done(
+    harness: Harness,
+) -> None:
+    """The node already has configuration 3 when the DC's target for configuration 2 comes:
+    it does none of it, and acknowledges it once nothing is under way, so that the DC plans
+    for configuration 3 (tests/test_config_race.py has the wedge this prevents)."""
+    h = harness
+    h.driver.answers = {"start": OcfRc.SUCCESS, "stop": OcfRc.SUCCESS}
+    h.lrm.set_config(ONE, revision=1)
+    loop = asyncio.create_task(h.lrm.run())
+    try:
+        await h.until(lambda r: "keep" in r.probed)
+        h.lrm.set_target(NodeTarget(1, 1, {"keep": Role.STARTED}), dc_epoch=1, revision=5)
+        await h.until(lambda r: r.acked == 5)
+        h.lrm.set_config(TWO, revision=3)
+        stale = NodeTarget(1, 2, {"keep": Role.STARTED, "gone": Role.STARTED})
+        assert h.lrm.set_target(stale, dc_epoch=1, revision=7) is None
+        done = await h.until(lambda r: r.acked == 7)
+        assert done.working == 5  # never taken
+        assert "gone" not in done.active()
+        assert [c.op for c in h.driver.calls if c.instance == "gone"] == ["monitor"]  # probed
+        # A target for an older configuration than the node has is not waited for; one for a
+        # newer configuration is (the node waits until it has that configuration).
+        ahead = NodeTarget(1, 4, {"keep": Role.STARTED})
+        h.lrm.set_target(ahead, dc_epoch=1, revision=9)
+        await asyncio.sleep(0.05)
+        assert h.lrm.acked == 7
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)

@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from hastack.executor.agents import SystemdDriver, driver_for
+from hastack.executor.agents import driver_for
+from hastack.executor.agents.systemd import SystemdDriver
 from hastack.executor.check import agent_problems
 from hastack.model.config import AgentRef, parse_cluster_config
 from systemd_ns import systemd_namespace

@@ -42,9 +42,6 @@ from hastack.model.events import (
 from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeKind, NodeRecord
 from hastack.model.requests import decode_cleanup
 from hastack.model.status import NodeReport, decode_status
-from hastack.ops.cluster import Cluster
-from hastack.ops.configure import change_config
-from hastack.ops.edits import set_node_attribute
 from hastack.scheduler.plan import ActionKind
 from hastack.store import Compare, DeleteOp, EtcdStore, Keys, PutOp, Store
 from hastack.store.blocking import BlockingLeaseClient
@@ -108,6 +105,7 @@ class Agent:
         # Numbers for the API's metrics; the liveness thread adds its renewals' latency.
         self.counters = AgentCounters()
         self._keeper.on_renewed = self.counters.renewals.observe
+        self._keeper.on_late = self._renewal_late
         # The cluster's event history (docs/api.md §4): written off the cycle, trimmed by
         # the DC, which also records what it sees change between its views.
         self.history = EventRecorder(self._store, self.keys, config.node)
@@ -807,6 +805,13 @@ class Agent:
             self._trimmer.cancel()
             self._trimmer = None
 
+    def _renewal_late(self, gap: float) -> None:
+        """A renewal used over half of its margin (called in the renewal thread): the node
+        came close to losing its membership. Said, and recorded for the benchmarks."""
+        limit = self.config.timings.loss_after
+        log.warning("lease renewal late: %.2fs after the previous one (lost at %gs)", gap, limit)
+        self.events.record("lease-renewal-late", gap=round(gap, 3), limit=limit)
+
     def _membership_lost(self, reason: str) -> None:
         log.error("membership lost: %s", reason)
         self.counters.membership_losses += 1
@@ -954,6 +959,11 @@ class _StoreAttributes:
         self._keys = keys
 
     async def set_permanent(self, node: str, name: str, value: str | None) -> None:
+        # The operations layer only for this (an OCF agent's crm_attribute -l forever).
+        from hastack.ops.cluster import Cluster  # noqa: PLC0415
+        from hastack.ops.configure import change_config  # noqa: PLC0415
+        from hastack.ops.edits import set_node_attribute  # noqa: PLC0415
+
         await change_config(
             Cluster(self._keys.cluster, self._store, self._keys),
             set_node_attribute(node, name, value),

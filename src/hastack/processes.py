@@ -6,7 +6,6 @@ process's start time from /proc and every signal is sent only if it still matche
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -157,6 +156,9 @@ async def wait_exit(record: ProcessRecord, timeout: float) -> bool:
 
     Works for any process, not only our children, through a pidfd.
     """
+    # Imported here: the process watchdog, one per node, uses this module and no event loop.
+    import asyncio  # noqa: PLC0415
+
     try:
         fd = os.pidfd_open(record.pid)
     except ProcessLookupError:

@@ -2,36 +2,42 @@
 
 Entry point of the `hastack` command. Every subcommand lives in its own module and registers
 itself here; errors meant for the operator are printed plainly, without a traceback.
+
+Only the module of the command being run is imported (all of them for `--help` or an unknown
+command): `hastack agent`, the daemon every node runs, then loads the agent and not the
+proxy, the lab or the CIB importer (docs/control-plane.md, "Lighter agents").
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from hastack import __version__
-from hastack.cli import (
-    agent_cmd,
-    assign_cmd,
-    cluster_cmd,
-    config_cmd,
-    events_cmd,
-    fence_cmd,
-    galera_cmd,
-    init_cmd,
-    lab_cmd,
-    resource_cmd,
-    simulate_cmd,
-    status,
-    token_cmd,
-)
 from hastack.errors import ConfigError, HastackError
-from hastack.lab.demo import run_demo
-from hastack.lab.local import LocalClusterError
-from hastack.proxy import cli as proxy_cmd
 
-__all__ = ["build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+# command -> the module whose `register` adds it, in the order `--help` lists them.
+COMMANDS: dict[str, str] = {
+    "status": "hastack.cli.status",
+    "events": "hastack.cli.events_cmd",
+    "resource": "hastack.cli.resource_cmd",
+    "node": "hastack.cli.resource_cmd",
+    "assign": "hastack.cli.assign_cmd",
+    "config": "hastack.cli.config_cmd",
+    "simulate": "hastack.cli.simulate_cmd",
+    "fence": "hastack.cli.fence_cmd",
+    "galera": "hastack.cli.galera_cmd",
+    "cluster": "hastack.cli.cluster_cmd",
+    "init": "hastack.cli.init_cmd",
+    "agent": "hastack.cli.agent_cmd",
+    "token": "hastack.cli.token_cmd",
+    "proxy": "hastack.proxy.cli",
+    "lab": "hastack.cli.lab_cmd",
+}
 
 EPILOG = """\
 examples:
@@ -61,7 +67,8 @@ Every command takes --help. Documentation: README.md and docs/architecture.md.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or only of `command` (and `demo`) when it is known."""
     parser = argparse.ArgumentParser(
         prog="hastack",
         description="hastack keeps an OpenStack-style control plane available: cluster "
@@ -72,23 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hastack {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (
-        status,
-        events_cmd,
-        resource_cmd,
-        assign_cmd,
-        config_cmd,
-        simulate_cmd,
-        fence_cmd,
-        galera_cmd,
-        cluster_cmd,
-        init_cmd,
-        agent_cmd,
-        token_cmd,
-        proxy_cmd,
-        lab_cmd,
-    ):
-        module.register(sub)
+    wanted = [COMMANDS[command]] if command in COMMANDS else list(COMMANDS.values())
+    for name in dict.fromkeys(wanted):
+        importlib.import_module(name).register(sub)
     demo = sub.add_parser(
         "demo",
         help="the main job: start a cluster on this machine, crash a node, show the failover",
@@ -100,18 +93,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from hastack.lab.demo import run_demo  # noqa: PLC0415 - the lab only for this command
+
     return run_demo()
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The command named on the line: the first word that is not an option."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command(words))
+    args = parser.parse_args(words)
     try:
         code: int = args.func(args)
     except ConfigError as exc:
         print(f"hastack: {exc}", file=sys.stderr)
         return 2
-    except (HastackError, LocalClusterError) as exc:
+    except HastackError as exc:
         print(f"hastack: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

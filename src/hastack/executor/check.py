@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from hastack.errors import ConfigError
-from hastack.executor.agents import NATIVE, GaleraAgent, ProxyAgent
+from hastack.executor.agents import NATIVE
 from hastack.fencing.check import fencing_problems
 from hastack.model.config import Clone, ClusterConfig, Group, OpName, Primitive, Role
 from hastack.model.document import Loc
-from hastack.proxy.config import parse_config
 
 __all__ = ["agent_problems", "apply_problems"]
 
@@ -65,9 +64,9 @@ def agent_problems(config: ClusterConfig) -> list[tuple[Loc, str]]:
                     problems.append(
                         ((*where, "params"), f"{p.agent} requires {', '.join(missing)}")
                     )
-                if issubclass(native, ProxyAgent) and isinstance(p.params.get("config"), str):
+                if p.agent.type in ("proxy", "haproxy") and isinstance(p.params.get("config"), str):
                     problems += _proxy_problems(str(p.params["config"]), (*where, "params"))
-                if native is GaleraAgent:
+                if p.agent.type == "galera":
                     problems += _galera_problems(p, top, where)
                 if unknown:
                     allowed = ", ".join(sorted(native.parameters))
@@ -116,6 +115,8 @@ def _galera_problems(
 def _proxy_problems(text: str, where: Loc) -> list[tuple[Loc, str]]:
     # The agent fills the cluster link in from its node, so it may be left out here. Lines
     # in the messages count from the first line of the parameter's text.
+    from hastack.proxy.config import parse_config  # noqa: PLC0415 - only proxy resources
+
     try:
         parse_config(text, "config", standalone=False)
     except ConfigError as exc:

@@ -218,9 +218,25 @@ class LocalResourceManager:
             return
         self.config = config
         self._config_revision = revision
-        self._placements = placements(config) if config else {}
+        fresh = placements(config) if config else {}
+        # A primitive removed from the configuration may still run here: keep the definition
+        # it runs with until it is stopped, so that the DC's stop of the orphan runs the
+        # agent that can stop it, as Pacemaker's executor stops an orphan by its last known
+        # definition. Without it the stop failed "not in the configuration", and a failed
+        # stop means fencing: removing resources fenced every node that ran them.
+        for name, placement in self._placements.items():
+            if name not in fresh and self._active_here(name):
+                fresh[name] = placement
+        self._placements = fresh
         self._drivers = {k: v for k, v in self._drivers.items() if k in self._placements}
         self._wake.set()
+
+    def _active_here(self, primitive: str) -> bool:
+        """Some instance of the primitive runs here, or may (an operation is under way)."""
+        return any(
+            i.primitive == primitive and (i.busy or i.report.role is not Role.STOPPED)
+            for i in self.instances.values()
+        )
 
     def set_target(
         self, target: NodeTarget | None, *, dc_epoch: int, revision: int = 0
@@ -235,6 +251,14 @@ class LocalResourceManager:
                 self._dirty.set()
             return f"target from epoch {target.epoch} refused: epoch {self.highest_epoch} seen"
         if self.config is not None and target.config_revision != self._config_revision:
+            if target.config_revision < self._config_revision and revision > self._superseded:
+                # Made for a configuration this node has already replaced: nothing of it is
+                # done here, and the DC plans for the newest one only once every node has
+                # answered for its target. So it is answered for as soon as nothing is under
+                # way — else each waits for the other until cluster-delay calls the node
+                # failed (docs/control-plane.md, section 2).
+                self._superseded = revision
+                self._wake.set()
             # The plan was made for another configuration: wait until we have the same one.
             return None
         if self.target is None or target != self.target or revision != self._target_revision:
@@ -247,6 +271,7 @@ class LocalResourceManager:
         return None
 
     _target_revision = 0
+    _superseded = 0  # the newest target refused for being made for an older configuration
     acked = 0
 
     def cleanup(self, resource: str) -> bool:
@@ -432,31 +457,35 @@ class LocalResourceManager:
         return out
 
     def _reconcile(self) -> None:
-        if self.target is None or self.config is None:
+        if self.config is None:
             return
-        self._adopt_clone_names(self.target)
-        steps = local_steps(
-            self.target,
-            {name: inst.report for name, inst in self.instances.items()},
-            busy={name for name, inst in self.instances.items() if inst.busy},
-        )
-        for name, op in steps:
-            inst = self.instances.get(name)
-            if inst is None:
-                primitive = base_id(name) if base_id(name) in self._placements else name
-                inst = Instance(name, primitive)
-                self.instances[name] = inst
-            self._launch(inst, op)
-        self._launch_notifications(self.target)
-        self._launch_assignments(self.target)
+        steps: list[tuple[str, TargetOp]] = []
+        if self.target is not None:
+            self._adopt_clone_names(self.target)
+            steps = local_steps(
+                self.target,
+                {name: inst.report for name, inst in self.instances.items()},
+                busy={name for name, inst in self.instances.items() if inst.busy},
+            )
+            for name, op in steps:
+                inst = self.instances.get(name)
+                if inst is None:
+                    primitive = base_id(name) if base_id(name) in self._placements else name
+                    inst = Instance(name, primitive)
+                    self.instances[name] = inst
+                self._launch(inst, op)
+            self._launch_notifications(self.target)
+            self._launch_assignments(self.target)
         busy = (
             any(i.busy for i in self.instances.values())
             or bool(self._notifying)
             or bool(self.telling)
         )
-        if not steps and not busy and self.acked != self._target_revision:
-            # Nothing left to do for this target: every step is done or has failed.
-            self.acked = self._target_revision
+        done = max(self._target_revision if self.target is not None else 0, self._superseded)
+        if not steps and not busy and self.acked != done:
+            # Nothing left to do for the target taken (every step is done or has failed),
+            # nor for one superseded since: answered for.
+            self.acked = done
             self._dirty.set()
 
     def _adopt_clone_names(self, target: NodeTarget) -> None:

@@ -161,6 +161,9 @@ class Harness(ABC):
 
     def _write_power_registry(self) -> None:
         nodes = {n.name: self._power_entry(n.name) for n in self.agent_nodes()}
+        for name, entry in nodes.items():
+            # The OCF agents' run-time state (HA_RSCTMP): a host's /run, lost with power.
+            entry.setdefault("volatile", [str(self.agent_state_dir(name) / "rsctmp")])
         write_registry(self.power_registry, nodes)
 
     def _make_pki(self) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hastack.auth import Role, add_token
+from hastack.errors import HastackError
 from hastack.lab.etcd import EtcdMember
 from hastack.lab.harness import CLIENT_FILE, AgentNode, Harness
 from hastack.lab.netns import create_node_namespace, remove_namespaces, run_prefix
@@ -47,7 +48,7 @@ TOKENS_FILE = "api-tokens"
 TOKEN_FILE = "api-token"
 
 
-class LocalClusterError(Exception):
+class LocalClusterError(HastackError):
     """A local-cluster operation cannot proceed; the message says why and what to do."""
 
 

@@ -10,6 +10,7 @@
                       "other_pidfiles": ["/d/n1/agent/watchdog.pid"],
                       "keep_addresses": ["192.168.250.1"],  addresses a fresh boot has
                       "exclusive_log": "/d/n1/agent/exclusive.jsonl",
+                      "volatile": ["/d/n1/agent/rsctmp"],    emptied: what /run loses
                       "on": ["python3", "-m", "hastack", "cluster", "--dir", "/d", "start", "n1"]}}}
 
 Two programs drive the switch: the fence agent `fence_hastack_local`
@@ -29,6 +30,7 @@ import errno
 import glob
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -42,6 +44,7 @@ from hastack.processes import ProcessRecord, is_alive
 __all__ = [
     "NodePower",
     "RegistryError",
+    "clear_volatile",
     "main",
     "power_off",
     "power_status",
@@ -186,11 +189,20 @@ def power_off(
         time.sleep(0.01 * (round_ + 1))  # children forked meanwhile die in the next round
     if netns:
         _flush_addresses(str(netns), set(node.get("keep_addresses", [])))
+    clear_volatile(node)
     log = node.get("exclusive_log")
     if log:
         entry = {"node": name, "event": "dead", "wall": time.time(), "by": by}
         with open(log, "a") as f:
             f.write(json.dumps(entry) + "\n")
+
+
+def clear_volatile(node: NodePower) -> None:
+    """Empty the node's volatile directories, as a power cut empties a host's /run: the
+    state files OCF agents keep there (HA_RSCTMP) must not tell the next boot's probe that
+    a resource still runs (`Dummy` would say it does)."""
+    for directory in node.get("volatile", []):
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,10 @@ deadline from that send time on the monotonic clock and declares the membership 
 `send time + renew-interval + 2 × store-timeout`, which the timing validation keeps below the
 TTL. A silent store (a partitioned member keeps connections open) therefore cannot delay the
 verdict: it comes from the clock, not from an error.
+
+A renewal that succeeds more than `renew-interval + store-timeout` after the previous good
+one used over half of that margin: the keeper says so (`on_late`), so a node that comes close
+to losing its membership under load is seen before one does.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ class LeaseKeeper:
         self._lost_reason: str | None = None
         # Told each good renewal's round trip in seconds (the metrics' renewal latency).
         self.on_renewed: Callable[[float], None] | None = None
+        # Called with the time between two good renewals' sends when it exceeded
+        # `late_after` (in the thread that renews).
+        self.on_late: Callable[[float], None] | None = None
 
     @property
     def lease(self) -> Lease:
@@ -65,6 +72,20 @@ class LeaseKeeper:
     def server_expiry_bound(self) -> float:
         """Monotonic time before which the server cannot have expired the lease."""
         return self._last_good_send + self._timings.lease_ttl
+
+    @property
+    def late_after(self) -> float:
+        """Half of the renewal margin used: renew-interval + store-timeout since the previous
+        good renewal (the membership is lost at renew-interval + 2 × store-timeout)."""
+        return self._timings.renew_interval + self._timings.store_timeout
+
+    def _renewed(self, sent: float) -> None:
+        gap = sent - self._last_good_send
+        self._last_good_send = sent
+        if gap > self.late_after and self.on_late is not None:
+            self.on_late(gap)
+        if self.on_renewed is not None:
+            self.on_renewed(self._clock() - sent)
 
     def is_held(self) -> bool:
         return (
@@ -120,7 +141,6 @@ class LeaseKeeper:
                     log.warning("lease %x: renewal refused (%s); retrying", lease.id, exc)
                     await asyncio.sleep(_RETRY_PAUSE)
                     continue
-                self._last_good_send = sent
                 self._renewed(sent)
                 break
 
@@ -145,8 +165,10 @@ class LeaseKeeper:
                     on_lost(self._lost_reason)
                     return
                 try:
-                    # One store timeout per attempt, as the asyncio client: an attempt sent to
-                    # a member cut off from its cluster must leave time to try another.
+                    # One attempt lasts a store timeout at most, as the asyncio store's calls
+                    # do: a member that cannot answer (cut off, or cut from its leader) must
+                    # leave time for a second attempt on the next member, which is what
+                    # renew-interval + 2 × store-timeout budgets for.
                     renew(lease.id, min(timings.store_timeout, self.deadline - now))
                 except LeaseNotFound:
                     self._lost_reason = "the lease has expired on the server"
@@ -156,13 +178,8 @@ class LeaseKeeper:
                     log.info("lease %x: renewal failed (%s); retrying", lease.id, exc)
                     stop.wait(min(_RETRY_PAUSE, max(0.0, self.deadline - self._clock())))
                     continue
-                self._last_good_send = now
                 self._renewed(now)
                 break
-
-    def _renewed(self, sent: float) -> None:
-        if self.on_renewed is not None:
-            self.on_renewed(self._clock() - sent)
 
     async def _sleep_until(self, when: float) -> None:
         delay = when - self._clock()

@@ -1,8 +1,18 @@
 """Resource agents by class: `ocf:PROVIDER:TYPE` scripts, hastack's native `hastack:TYPE`
 (vip, service, proxy, haproxy, galera, evacuator) and systemd units (`systemd:UNIT`, through
-systemd's D-Bus API)."""
+systemd's D-Bus API).
+
+A native agent's module is imported the first time a resource needs it: the proxy agent
+brings the whole proxy (uvloop, httptools, aiomysql, prometheus_client), the VIP agent
+pyroute2, the evacuator novaclient, systemd units dbus-fast: a hundred compute agents that
+run none of them should not load them
+(docs/control-plane.md, "Lighter agents").
+"""
 
 from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
 
 from hastack.executor.agents.base import (
     AgentMetadata,
@@ -12,39 +22,50 @@ from hastack.executor.agents.base import (
     OpRequest,
     OpResult,
 )
-from hastack.executor.agents.evacuator import EvacuatorAgent
-from hastack.executor.agents.galera import GaleraAgent
 from hastack.executor.agents.ocf import OCF_ROOT, OcfDriver
-from hastack.executor.agents.proxy import HaproxyAgent, ProxyAgent
-from hastack.executor.agents.service import ServiceAgent
-from hastack.executor.agents.systemd import SystemdDriver
-from hastack.executor.agents.vip import VipAgent
 from hastack.model.config import AgentRef
 
 __all__ = [
     "NATIVE",
     "AgentMetadata",
     "Driver",
-    "GaleraAgent",
-    "HaproxyAgent",
     "NativeAgent",
     "OcfRc",
     "OpRequest",
     "OpResult",
-    "ProxyAgent",
-    "SystemdDriver",
     "UnknownAgent",
     "driver_for",
 ]
 
-NATIVE: dict[str, type[NativeAgent]] = {
-    EvacuatorAgent.name: EvacuatorAgent,
-    VipAgent.name: VipAgent,
-    ServiceAgent.name: ServiceAgent,
-    ProxyAgent.name: ProxyAgent,
-    GaleraAgent.name: GaleraAgent,
-    HaproxyAgent.name: HaproxyAgent,
-}
+
+class _NativeAgents(Mapping[str, type[NativeAgent]]):
+    """hastack:TYPE -> its agent class, each module imported when first looked up."""
+
+    def __init__(self, where: Mapping[str, str]) -> None:
+        self._where = dict(where)  # type -> "module:Class"
+
+    def __getitem__(self, name: str) -> type[NativeAgent]:
+        module, _, cls = self._where[name].partition(":")
+        found: type[NativeAgent] = getattr(importlib.import_module(module), cls)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
+NATIVE: Mapping[str, type[NativeAgent]] = _NativeAgents(
+    {
+        "vip": "hastack.executor.agents.vip:VipAgent",
+        "service": "hastack.executor.agents.service:ServiceAgent",
+        "proxy": "hastack.executor.agents.proxy:ProxyAgent",
+        "haproxy": "hastack.executor.agents.proxy:HaproxyAgent",
+        "galera": "hastack.executor.agents.galera:GaleraAgent",
+        "evacuator": "hastack.executor.agents.evacuator:EvacuatorAgent",
+    }
+)
 
 
 class UnknownAgent(Exception):
@@ -63,5 +84,7 @@ def driver_for(
             raise UnknownAgent(f"no native agent hastack:{ref.type} (known: {known})")
         return native()
     if ref.cls == "systemd":
+        from hastack.executor.agents.systemd import SystemdDriver  # noqa: PLC0415 - dbus-fast on first use
+
         return SystemdDriver(ref.type)
     raise UnknownAgent(f"{ref} agents are not supported by this executor yet")

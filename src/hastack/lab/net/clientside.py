@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from hastack.errors import HastackError
 from hastack.model.agent_config import ClientConfig, parse_client_config
 from hastack.model.config import parse_cluster_config
 from hastack.ops.assign import request_rebalance
@@ -84,6 +85,14 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("name")
             p.add_argument("--max-moves", type=int, default=1000)
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except HastackError as exc:  # a store out of reach, a lost compare-and-swap: said plainly
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     client = _client(args.config)
     if args.command == "status":
         report = asyncio.run(collect_status(client, timeout=args.timeout))

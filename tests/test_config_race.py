@@ -1,0 +1,123 @@
+"""A node that sees a newer configuration before the target written for the older one.
+
+The DC writes each node's target for the configuration it planned with; a node takes only a
+target made for the configuration it has, and the DC releases nothing new until every node
+has finished its target. If a second configuration change reaches a node before the target
+made for the first one (a slow cycle, a watch that resumed after a hiccup), the node waits
+for a target for the configuration it has while the DC waits for it to finish the target it
+will never take: a wedge that only `cluster-delay` ends, by treating a healthy node as
+failed (bench/soak.py found healthy computes fenced that way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+
+import pytest
+
+from hastack.agent import Agent
+from hastack.membership.selfcheck import SelfCheck
+from hastack.model.agent_config import AgentConfig, EtcdSpec, Timings
+from hastack.model.config import parse_cluster_config
+from hastack.model.config_text import config_to_json
+from hastack.store import Keys
+from hastack.store.memory import MemoryBackend, MemoryStore
+from hastack.store.snapshot import read_snapshot
+
+pytestmark = pytest.mark.timeout(60)
+
+NODES = ("n1", "n2", "n3")
+TIMINGS = Timings(lease_ttl=2, renew_interval=0.3, store_timeout=0.5)
+
+
+def config(*primitives: str) -> bytes:
+    lines = [
+        "properties: {stonith-enabled: false, cluster-delay: 6s}",
+        "op-defaults: {timeout: 10s}",
+        "nodes: [{node: n1}, {node: n2}, {node: n3}]",
+        "resources:",
+        *(f"  - {{primitive: {p}, agent: 'ocf:heartbeat:Dummy'}}" for p in primitives),
+    ]
+    return config_to_json(parse_cluster_config("\n".join(lines) + "\n", "race.yaml"))
+
+
+async def test_a_node_that_skips_a_configuration_is_not_waited_for(tmp_path: Path) -> None:
+    backend = MemoryBackend(min_lease_ttl=2)
+    stores = {n: MemoryStore(backend, timeout=TIMINGS.store_timeout) for n in NODES}
+    keys = Keys("race")
+    agents = {
+        n: Agent(
+            AgentConfig(
+                cluster="race",
+                node=n,
+                etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3, insecure=True),
+                timings=TIMINGS,
+                heartbeat_port=0,
+            ),
+            state_dir=tmp_path / n,
+            store=stores[n],
+            self_check=SelfCheck(30.0),
+        )
+        for n in NODES
+    }
+    running = [asyncio.create_task(a.run(), name=n) for n, a in agents.items()]
+    observer = MemoryStore(backend)
+
+    async def settled(names: set[str]) -> bool:
+        snap = await read_snapshot(observer, keys)
+        if snap.dc is None or set(snap.members) != set(NODES):
+            return False
+        active = {i for r in snap.statuses.values() for i in r.active()}
+        acked = all(
+            snap.statuses.get(n) is not None
+            and snap.statuses[n].acked == snap.target_revisions.get(n, -1)
+            for n in NODES
+        )
+        return acked and active == names
+
+    async def wait(names: set[str], timeout: float) -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while loop.time() - started < timeout:
+            if await settled(names):
+                return loop.time() - started
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{sorted(names)} not settled within {timeout}s")
+
+    try:
+        await observer.put(keys.config, config("a"))
+        await wait({"a"}, 20.0)
+        snap = await read_snapshot(observer, keys)
+        assert snap.dc is not None
+        victim = next(n for n in NODES if n != snap.dc.node)
+        # The victim hears nothing for a moment (well within its lease): meanwhile the
+        # configuration changes, the DC writes targets for it, and it changes again.
+        stores[victim].partition()
+        second = await observer.put(keys.config, config("a", "b"))
+        for _ in range(100):
+            snap = await read_snapshot(observer, keys)
+            target = snap.targets.get(victim)
+            if target is not None and target.config_revision == second:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the DC wrote no target for the second configuration")
+        await observer.put(keys.config, config("a", "b", "c"))
+        await asyncio.sleep(0.2)
+        stores[victim].heal()
+        # Every node runs the newest configuration's plan, well before cluster-delay (6 s)
+        # could end a wait: nobody was given up on.
+        took = await wait({"a", "b", "c"}, 20.0)
+        events = (tmp_path / snap.dc.node / "events.jsonl").read_text().splitlines()
+        overdue = [e for e in events if json.loads(e)["event"] == "node-overdue"]
+        assert overdue == []
+        assert took < 5.0
+    finally:
+        for a in agents.values():
+            a.stop()
+        for task in running:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 30)
