@@ -3,6 +3,7 @@ duplicates are counted."""
 
 from __future__ import annotations
 
+import os
 import urllib.parse
 
 import pytest
@@ -75,7 +76,9 @@ def test_lab_services_reach_etcd_on_their_host_with_the_nodes_certificates(
     for name in ("HASTACK_ETCD_ENDPOINTS", "HASTACK_NODE_ADDRESS", "HASTACK_ETCD_CA",
                  "HASTACK_ETCD_CERT", "HASTACK_ETCD_KEY"):  # fmt: skip
         monkeypatch.setenv(name, env[name])
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     etcd = local_etcd()
+    assert "REQUESTS_CA_BUNDLE" not in os.environ, "it would override the cluster's CA"
     assert (etcd.host, etcd.port, etcd.secure) == ("10.0.0.2", 2379, True)
     url = urllib.parse.urlsplit(etcd.tooz_url(timeout=5))
     assert url.scheme == "etcd3+https"

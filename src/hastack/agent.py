@@ -633,8 +633,21 @@ class Agent:
                 self.heartbeat.silent(list(self._peers), self._suspect_after, since=self._since())
             )
             if now_silent - silent:
+                self._leave_silent_hosts(now_silent - silent)
                 self._wake.set()
             silent = now_silent
+
+    def _leave_silent_hosts(self, nodes: set[str]) -> None:
+        """Stop reading the store through the etcd member on a host gone silent: its watches
+        would stay open and say nothing (what the DC writes for this node — its target, the
+        entities it is to serve — would wait for the lag check, seconds after the fence)."""
+        if not isinstance(self._store, EtcdStore):
+            return
+        for node in sorted(nodes):
+            address = self._peers[node][0] if node in self._peers else None
+            if address is not None and self._store.leave_host(address):
+                log.warning("left the store member on %s (%s): no heartbeat", node, address)
+                self.events.record("store-member-left", node=node, address=address)
 
     def _feed_executor(self, snapshot: ClusterSnapshot) -> None:
         node = self.config.node

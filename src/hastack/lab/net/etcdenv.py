@@ -59,4 +59,12 @@ def local_etcd() -> LocalEtcd:
     parsed = [urllib.parse.urlsplit(e if "//" in e else f"//{e}") for e in endpoints]
     chosen = next((p for p in parsed if p.hostname == mine), parsed[0])
     files = {k: os.environ.get(f"HASTACK_ETCD_{k.upper()}") or None for k in ("ca", "cert", "key")}
+    if files["ca"] is not None:
+        # requests (under etcd3gw) lets these override the session's CA: the cluster's own
+        # CA would be ignored and its certificates refused. This process talks to etcd only.
+        for name in _CA_OVERRIDES:
+            os.environ.pop(name, None)
     return LocalEtcd(chosen.hostname or "", chosen.port or 2379, **files)
+
+
+_CA_OVERRIDES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
