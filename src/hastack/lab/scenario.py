@@ -544,7 +544,9 @@ class Runner:
                 spec["endpoints"] = self.lab.endpoints()
                 # The operator's certificate files (docs/security.md).
                 spec["etcd"] = self.lab.etcd_spec()
-                spec["prefix"] = f"/lab-set/{self.results.name}/{i}"
+                if w.kind == "etcd-set" or w.prefix is None:
+                    # heat-jobs keep theirs: the engines' command line names the same one.
+                    spec["prefix"] = f"/lab-set/{self.results.name}/{i}"
             specs.append(spec)
         return specs
 
