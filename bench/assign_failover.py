@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from hastack.lab.net import Lab
+from hastack.lab.net.lab import FAST_TIMINGS
 from hastack.lab.scenario import load_scenario, run_scenario
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -43,7 +44,13 @@ def main() -> int:
     per_return: list[int] = []
     valid = 0
     with tempfile.TemporaryDirectory(prefix="hastack-bench-") as tmp:
-        lab = Lab.up(Path(tmp) / "lab", nodes=scenario.lab.nodes)
+        # The scenario's own timings, as run_scenario brings a lab up for it.
+        lab = Lab.up(
+            Path(tmp) / "lab",
+            nodes=scenario.lab.nodes,
+            timings=scenario.timings or FAST_TIMINGS,
+            election_ms=scenario.election_ms,
+        )
         try:
             for trial in range(1, args.trials + 1):
                 result = run_scenario(scenario, Path(tmp) / "results", lab=lab, say=lambda _m: None)
