@@ -3,8 +3,9 @@ instances of some resources run, answered one JSON object per line on stdin/stdo
 root namespace cannot reach the lab (it is blackholed there), so `bench/scale.py` starts
 this in the client namespace:
 
-    ip netns exec NS python bench/etcd_probe.py --endpoints http://A:2379,... \\
-        --cluster lab [--root /hastack]
+    ip netns exec NS python bench/etcd_probe.py --config LAB/client.yaml
+
+(the lab's client configuration: its cluster, endpoints and the operator's certificates).
 
 Requests:
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import sys
 import time
 import urllib.request
@@ -36,10 +38,11 @@ from typing import Any
 import grpc
 from aetcd import rpc
 
-from hastack.model.agent_config import parse_endpoint
+from hastack.model.agent_config import EtcdSpec, parse_client_config, parse_endpoint
 from hastack.model.status import decode_status
 from hastack.store import Keys
 from hastack.store.etcd import prefix_end
+from hastack.store.tls import load_credentials
 
 ACTIVE = ("Started", "Promoted", "Unpromoted")
 BY_METHOD = ("grpc_server_msg_received_total", "grpc_server_msg_sent_total")
@@ -53,12 +56,27 @@ TOTALS = (
 
 
 class Probe:
-    def __init__(self, endpoints: list[str], keys: Keys) -> None:
-        self.endpoints = endpoints
+    def __init__(self, spec: EtcdSpec, keys: Keys) -> None:
+        self.endpoints = spec.endpoints
         self.keys = keys
         self.requests = 0
         self.bytes = 0
-        self._channel = grpc.insecure_channel(parse_endpoint(endpoints[0]))
+        # The lab's etcd wants the operator's client certificate for gRPC and /metrics alike.
+        material = load_credentials(spec).material()
+        target = parse_endpoint(self.endpoints[0])
+        self._https: ssl.SSLContext | None = None
+        if material is None:
+            self._channel = grpc.insecure_channel(target)
+        else:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=material.ca,
+                private_key=material.key,
+                certificate_chain=material.cert,
+            )
+            self._channel = grpc.secure_channel(target, creds)
+            assert spec.tls is not None
+            self._https = ssl.create_default_context(cafile=spec.tls.ca)
+            self._https.load_cert_chain(spec.tls.cert, spec.tls.key)
         self._kv = rpc.KVStub(self._channel)
 
     def _range(self, prefix: str, *, keys_only: bool = False) -> Any:
@@ -76,7 +94,9 @@ class Probe:
         revision = 0
         for endpoint in self.endpoints:
             try:
-                with urllib.request.urlopen(f"{endpoint}/metrics", timeout=5.0) as answer:
+                scheme = "" if "://" in endpoint else "https://" if self._https else "http://"
+                url = f"{scheme}{endpoint}/metrics"
+                with urllib.request.urlopen(url, timeout=5.0, context=self._https) as answer:
                     text = answer.read().decode()
             except OSError as exc:
                 members[endpoint] = {"error": str(exc)}
@@ -159,11 +179,11 @@ def parse_metrics(text: str) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--endpoints", required=True)
-    parser.add_argument("--cluster", required=True)
-    parser.add_argument("--root", default="/hastack")
+    parser.add_argument("--config", required=True, help="the lab's client configuration")
     args = parser.parse_args()
-    probe = Probe(args.endpoints.split(","), Keys(args.cluster, args.root))
+    with open(args.config) as f:
+        client = parse_client_config(f.read(), args.config)
+    probe = Probe(client.etcd, Keys(client.cluster, client.etcd.root))
     for line in sys.stdin:
         request = json.loads(line)
         if request["op"] == "metrics":

@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -84,7 +85,7 @@ class EtcdProbe:
     def __init__(self, lab: Lab) -> None:
         argv = [
             "ip", "netns", "exec", lab.host(CLIENT).namespace, sys.executable, str(PROBE),
-            "--endpoints", ",".join(lab.endpoints()), "--cluster", lab.name,
+            "--config", str(lab.client_config),
         ]  # fmt: skip
         self._proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
@@ -142,6 +143,7 @@ class Window:
     elections: int
     late: int  # lease renewals that used over half of their margin
     worst_gap: float  # the longest time between two good renewals among them (0: none late)
+    why_lost: dict[str, int] = field(default_factory=dict)  # each reason given, how often
     extra: dict[str, Any] = field(default_factory=dict)
 
     def per(self, n: float) -> tuple[float, float, float]:
@@ -233,6 +235,11 @@ class Meter:
             machine_busy=labstats.machine_busy(a.machine, b.machine),
             load=labstats.loadavg(),
             lost=sum(1 for e in inside if e.get("event") == "membership-lost"),
+            why_lost=dict(
+                Counter(
+                    str(e.get("reason", "?")) for e in inside if e.get("event") == "membership-lost"
+                )
+            ),
             elections=sum(1 for e in inside if e.get("event") == "dc-elected"),
             late=sum(1 for e in inside if e.get("event") == "lease-renewal-late"),
             worst_gap=max(
@@ -330,6 +337,8 @@ def say_window(
         file=out,
         flush=True,
     )
+    for reason, count in sorted(w.why_lost.items(), key=lambda x: -x[1]):
+        print(f"      membership lost ({count}×): {reason}", file=out, flush=True)
 
 
 def memory_summary(meter: Meter) -> str:

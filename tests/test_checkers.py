@@ -11,8 +11,11 @@ import pytest
 from hastack.checkers import (
     check_availability,
     check_exclusive,
+    check_minority,
     check_set,
     check_total_queue,
+    check_writer_moved,
+    check_writers,
     pair_ops,
     parse_history,
 )
@@ -46,6 +49,17 @@ def test_parse_history_skips_torn_and_foreign_lines() -> None:
 
 
 # ---- set ------------------------------------------------------------------------------------
+
+
+def test_set_finds_a_deleted_acknowledged_row_among_many() -> None:
+    # The negative control for the mysql-set runs: one acknowledged row deleted from the read.
+    h: list[dict[str, Any]] = []
+    for i in range(200):
+        h += op(f"c{i % 4}", "add", i, i * 0.05, 0.01)
+    h += op("final", "read", None, 20, 0.1, result=[i for i in range(200) if i != 137])
+    result = check_set(h)
+    assert result.valid is False
+    assert result.details["lost"] == [137]
 
 
 def _set_history(read: list[int]) -> list[dict[str, Any]]:
@@ -210,3 +224,139 @@ def test_plot_draws_a_png(tmp_path: Path) -> None:
     crash = [{"f": "crash", "host": "n1", "time": T0 + 5.0}]
     path = plot_availability(_load(5.0, 8.0), crash, tmp_path / "a.png", title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- writers --------------------------------------------------------------------------------
+
+
+def _write(value: int, node: str, at: float, took: float = 0.004) -> list[dict[str, Any]]:
+    """An acknowledged insert executed on `node` from server time T0+at to T0+at+took."""
+    h = op(f"c{value % 4}", "add", value, at - 0.001, took + 0.002)
+    h[1] |= {"node": node, "began": T0 + at, "ended": T0 + at + took}
+    return h
+
+
+def test_writers_a_clean_writer_change_is_one_writer_at_a_time() -> None:
+    h: list[dict[str, Any]] = []
+    for i in range(40):
+        h += _write(i, "n1", i * 0.0125)  # 80 writes a second on n1 for 0.5 s
+    for i in range(40, 80):
+        h += _write(i, "n2", 3.5 + i * 0.0125)  # n1 crashed: n2 after a 3.5 s outage
+    result = check_writers(h)
+    assert result.valid is True, result.details["overlaps"]
+    assert result.details["changes"] == 1
+    assert [t["node"] for t in result.details["tenures"]] == ["n1", "n2"]
+
+
+def test_writers_finds_writes_alternating_between_two_nodes() -> None:
+    h: list[dict[str, Any]] = []
+    for i in range(20):
+        h += _write(i, "n1" if i % 2 else "n2", i * 0.05)  # no overlap between any two writes
+    result = check_writers(h)
+    assert result.valid is False
+    assert (
+        "n1 wrote" in result.details["overlaps"][0] or "n2 wrote" in result.details["overlaps"][0]
+    )
+    # with no merging at all only overlapping windows count: none here
+    assert check_writers(h, gap=0.0).valid is True
+
+
+def test_writers_finds_two_writes_at_the_same_instant() -> None:
+    h = _write(1, "n1", 0.0, took=0.2) + _write(2, "n2", 0.1, took=0.01)
+    result = check_writers(h, gap=0.0)
+    assert result.valid is False
+
+
+def test_writers_takes_the_node_from_the_final_read_and_never_widens_a_window() -> None:
+    # The read-back after the insert failed: the row itself says where it ran and when it
+    # began; the end is not known, so the write is a point at its beginning.
+    h = _write(1, "n1", 0.0) + op("c1", "add", 2, 0.5, 5.0)  # ack arrived 5 s later
+    h += _write(3, "n2", 2.0)
+    h += op("final", "read", None, 9, 0.1, result=[1, 2, 3])
+    h[-1]["rows"] = {"1": ["n1", T0], "2": ["n1", T0 + 0.5], "3": ["n2", T0 + 2.0]}
+    result = check_writers(h)
+    assert result.valid is True, result.details
+    assert result.details["writes"] == 3
+    assert result.details["unattributed"] == 0
+
+
+def test_writers_without_nodes_cannot_judge() -> None:
+    assert check_writers(op("c0", "add", 1, 0, 0.1)).valid is None
+
+
+PARTITION = [
+    {"f": "partition", "host": None, "time": T0 + 1.0, "groups": [["n1"], ["n2", "n3"]]},
+    {"f": "heal", "host": None, "time": T0 + 6.0},
+]
+
+
+def test_writer_moved_measures_the_first_write_elsewhere_and_nothing_on_the_old_writer() -> None:
+    h: list[dict[str, Any]] = []
+    for i in range(10):
+        h += _write(i, "n1", i * 0.1)  # the writer until the partition at 1.0
+    for i in range(10, 20):
+        h += _write(i, "n2", 4.0 + i * 0.1)  # first write elsewhere at 5.0
+    result = check_writer_moved(h, PARTITION, limit=10.0)
+    assert result.valid is True, result.summary
+    (move,) = result.details["moves"]
+    assert (move["writer"], move["to"]) == ("n1", "n2")
+    assert move["moved_after"] == pytest.approx(4.0)
+    assert check_writer_moved(h, PARTITION, limit=3.0).valid is False
+    # the cut-off writer acknowledging a write begun after the partition is a violation
+    late = h + _write(99, "n1", 2.0)
+    assert check_writer_moved(late, PARTITION, limit=10.0).valid is False
+    # a fault on another node does not take the writer away: nothing to judge
+    other = [{"f": "crash", "host": "n3", "time": T0 + 1.0}]
+    assert check_writer_moved(h, other, limit=10.0).valid is None
+
+
+def test_minority_refuses_writes_while_cut_off() -> None:
+    refused = op("d0", "add", 1, 2.0, 0.01, kind="fail")
+    refused[1]["error"] = "1047 WSREP has not yet prepared node for application use"
+    before = _write(2, "n1", 0.5)  # before the partition: fine
+    after = _write(3, "n1", 7.0)  # after the heal: fine
+    result = check_minority(before + refused + after, PARTITION)
+    assert result.valid is True, result.summary
+    assert result.details["refused"] == 1
+    accepted = _write(4, "n1", 3.0)  # acknowledged by the cut-off node: a violation
+    assert check_minority(before + refused + accepted, PARTITION).valid is False
+    assert check_minority(before + after, PARTITION).valid is None  # nothing sent to it
+
+
+def test_availability_takes_faults_struck_together_as_one_outage() -> None:
+    # A power loss of every node: three crashes some milliseconds apart, writes back 6 s later.
+    h: list[dict[str, Any]] = []
+    for i in range(40):
+        at = i * 0.25
+        if 2.0 <= at < 8.0:
+            h += op(f"c{i % 2}", "add", i, at, 0.5, kind="fail")
+        else:
+            h += op(f"c{i % 2}", "add", i, at, 0.01)
+    crashes = [{"f": "crash", "host": n, "time": T0 + 2.0 + k * 0.05}
+               for k, n in enumerate(("n1", "n2", "n3"))]  # fmt: skip
+    result = check_availability(h, crashes, end_of_run=T0 + 10.0, max_outage=8.0)
+    assert result.valid is True, result.summary
+    assert [round(o["seconds"], 2) for o in result.details["outages"]] == [6.25] * 3
+    # never back: every one of them says so
+    down = [e for e in h if e["time"] < T0 + 2.0 or e["type"] == "invoke"]
+    assert check_availability(down, crashes, end_of_run=T0 + 10.0).valid is False
+
+
+def test_writer_moved_after_every_node_lost_power_is_judged_from_the_boot() -> None:
+    # Nobody could take over: the writes resume on the old writer once it is back.
+    h: list[dict[str, Any]] = []
+    for i in range(10):
+        h += _write(i, "n1", i * 0.1)
+    for i in range(10, 20):
+        h += _write(i, "n1", 5.0 + i * 0.1)
+    power_loss = [
+        {"f": "crash", "host": "n1", "time": T0 + 1.0},
+        {"f": "crash", "host": "n2", "time": T0 + 1.0},
+        {"f": "start", "host": "n1", "time": T0 + 3.0},
+        {"f": "start", "host": "n2", "time": T0 + 3.0},
+    ]
+    result = check_writer_moved(h, power_loss, limit=None)
+    assert result.valid is True, result.summary
+    assert result.details["moves"][0]["to"] == "n1"
+    # no write at all after the boot: still a failure
+    assert check_writer_moved(h[:20], power_loss, limit=None).valid is False

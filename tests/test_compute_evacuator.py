@@ -17,7 +17,10 @@ import pytest
 
 from hastack.compute.evacuation import EvacuationRecord, RecordState, new_record
 from hastack.compute.evacuator import Evacuator
+from hastack.compute.evacuator import _duration as evacuator_duration
 from hastack.compute.nova import NovaApi
+from hastack.executor.agents.base import OcfRc, OpRequest, OpResult
+from hastack.executor.agents.evacuator import EvacuatorAgent
 from hastack.lab.nova.api import FakeNova, _handler
 from hastack.model.members import MemberRecord, NodeKind
 from hastack.store import Keys
@@ -83,9 +86,15 @@ def test_evacuation_through_novaclient(nova: tuple[FakeNova, str]) -> None:
         # Done, but c2 is not back: it stays disabled, the record stays.
         await _drain(store, evacuator, fake, 2)
         assert await _record(store) is not None
-        # c2's agent joins again (a life after the fence): enabled, record gone.
+        # c2's agent joins again (a life after the fence), but its compute service has not
+        # reported yet: still disabled, so that the service boots disabled.
         member = MemberRecord("c2", NodeKind.REMOTE, joined_at=time.time())
         await store.put(KEYS.member("c2"), member.encode())
+        await _drain(store, evacuator, fake, 2)
+        assert await _record(store) is not None
+        assert fake.services({"host": "c2"})["services"][0]["status"] == "disabled"
+        # Its compute service reports (and finds itself disabled): enabled, record gone.
+        fake.report({"host": "c2", "running": []})
         await _drain(store, evacuator, fake, 1)
         assert await _record(store) is None
         service = fake.services({"host": "c2"})["services"][0]
@@ -129,3 +138,40 @@ def test_unreachable_nova_keeps_the_record_pending_and_the_host_disabled(tmp_pat
         await store.close()
 
     asyncio.run(scenario())
+
+
+# ---- the hastack:evacuator resource's parameters ---------------------------------------------
+
+
+def _validate(**params: str) -> OpResult:
+    request = OpRequest(
+        "evacuator", "evacuator", "validate-all", {"nova-url": "http://nova:8774", **params}, {},
+        10.0, cluster={"name": "lab", "etcd-endpoints": "10.0.0.1:2379"},
+    )  # fmt: skip
+    return asyncio.run(EvacuatorAgent().execute(request))
+
+
+def test_evacuator_timeout_is_a_duration_as_documented() -> None:
+    assert _validate(timeout="3s", parallel="4").rc == OcfRc.SUCCESS
+    assert _validate(timeout="2500ms").rc == OcfRc.SUCCESS
+    assert _validate(timeout="3").rc == OcfRc.SUCCESS
+    # The evacuator process takes the same forms (the agent passes seconds, an operator
+    # running it by hand may not).
+    assert evacuator_duration("3s") == evacuator_duration("3") == 3.0
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"timeout": "soon"}, "parameter 'timeout': not a duration: 'soon'"),
+        ({"timeout": "0s"}, "parameter 'timeout' must be positive"),
+        ({"parallel": "0"}, "parameter 'parallel' is a positive count of evacuations, got '0'"),
+        ({"parallel": "four"}, "parameter 'parallel' is a positive count"),
+    ],
+)
+def test_a_bad_evacuator_parameter_is_a_configuration_error(
+    params: dict[str, str], reason: str
+) -> None:
+    result = _validate(**params)
+    assert result.rc == OcfRc.ERR_CONFIGURED
+    assert result.reason.startswith(reason)

@@ -19,6 +19,7 @@ from hastack.compute.evacuation import (
     apply_results,
     backoff,
     is_evacuable,
+    is_later,
     new_record,
     plan_round,
     refenced,
@@ -128,6 +129,38 @@ def test_done_only_when_every_evacuable_instance_moved_then_enabled_only_when_ba
     }
     assert not plan_round(record, None, host_back=False, now=T0 + 3).enable_host
     assert plan_round(record, None, host_back=True, now=T0 + 3).enable_host
+
+
+def test_the_host_is_enabled_only_once_its_compute_service_reported_since_the_disable() -> None:
+    # Nova answered the disable with the service's updated_at: the mark. The host boots, its
+    # agent joins, but until its compute service reports (a later updated_at) it stays
+    # disabled, so that the service finds itself disabled when it starts.
+    mark = "2026-12-06T14:00:01.250000"
+    first = plan_round(new_record("c2", T0, 7, "n1"), None, host_back=False, now=T0)
+    record = apply_results(
+        new_record("c2", T0, 7, "n1"), first, now=T0, servers=[], disabled=True,
+        disabled_mark=mark,
+    )  # fmt: skip
+    record = replace(record, state=RecordState.DONE)
+    assert EvacuationRecord.decode(record.encode()) == record
+    for seen in (None, "", mark, "2026-12-06T14:00:01.000000", "garbage"):
+        round_ = plan_round(record, None, host_back=True, now=T0 + 5, service_updated=seen)
+        assert not round_.enable_host, seen
+        assert "waiting for its compute service" in round_.reason
+    later = "2026-12-06T14:00:09.000000"
+    assert plan_round(record, None, host_back=True, now=T0 + 5, service_updated=later).enable_host
+    # The agent still away: not even a report enables it.
+    assert not plan_round(record, None, host_back=False, now=T0, service_updated=later).enable_host
+    # A record without a mark (Nova gave none, or written before marks): the agent suffices.
+    unmarked = replace(record, disabled_mark="")
+    assert plan_round(unmarked, None, host_back=True, now=T0 + 5).enable_host
+
+
+def test_nova_timestamps_compare_as_instants() -> None:
+    assert is_later("2026-12-06T14:00:02", "2026-12-06T14:00:01.999999")
+    assert is_later("2026-12-06T14:00:01.000000+00:00", "2026-12-06T13:00:01.5")
+    assert not is_later("2026-12-06T14:00:01Z", "2026-12-06T14:00:01.000000")
+    assert not is_later(None, "2026-12-06T14:00:01")
 
 
 def test_a_record_never_listed_is_not_done() -> None:
@@ -276,6 +309,18 @@ def test_instance_checker_catches_late_and_unwanted_evacuations() -> None:
     logs["vm2"] = _log(("c2", 0, 10), ("c1", 14, 20))  # not evacuable, yet it came back
     result = _check(logs)
     assert len(result.details["problems"]["in-time"]) == 2
+
+
+def test_instance_checker_lets_a_cut_off_host_run_its_instances_until_its_fence() -> None:
+    # A partition at 10, the fence at 12: vm2 (not evacuable) runs on c2 until the fence.
+    logs = _good()
+    logs["vm2"] = _log(("c2", 0, 12))
+    assert _check(logs).valid is True
+    # Negative control: still writing a second after the fence (the power-off failed).
+    logs["vm2"] = _log(("c2", 0, 13))
+    problems = _check(logs).details["problems"]["in-time"]
+    assert problems
+    assert "after c2's fence" in problems[0]
 
 
 def test_instance_checker_catches_an_early_enable_and_a_missing_fence() -> None:

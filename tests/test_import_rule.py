@@ -232,5 +232,5 @@ def test_every_command_is_registered_by_the_module_named_for_it() -> None:
 def test_native_agents_are_found_by_their_names() -> None:
     from hastack.executor.agents import NATIVE
 
-    assert sorted(NATIVE) == ["evacuator", "galera", "haproxy", "proxy", "service", "vip"]
+    assert sorted(NATIVE) == ["evacuator", "galera", "haproxy", "ping", "proxy", "service", "vip"]
     assert all(cls.name == name for name, cls in NATIVE.items())

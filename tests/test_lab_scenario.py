@@ -1,7 +1,8 @@
 """Scenarios end to end on the lab: real namespaces, etcd, agents, a VIP and an HTTP API,
 client load from the client host, faults, and the checkers over what was recorded.
 
-The VIP-holder crash runs in the default test command (about 30 s); the others are marked
+The VIP-holder crash (about 30 s) and the two-link cable cut (net-link-cut, about 95 s) run
+in the default test command; the others are marked
 `lab` (`scripts/test -m lab`, see docs/lab.md).
 """
 
@@ -119,3 +120,46 @@ def test_rabbitmq_quorum_queue_loses_no_confirmed_message_across_a_node_crash(
     assert check.valid is True, check.summary
     assert check.details["confirmed"] > 500
     assert check.details["lost"] == []
+
+
+def test_cutting_one_link_of_a_node_changes_nothing(tmp_path: Path) -> None:
+    """docs/connectivity.md: two links, link 0 of the etcd leader's node cut for 60 s — it
+    stays a member, no lease lost, no move, no fence; its pingd drops from 2000 to 1000."""
+    result = run("net-link-cut", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
+    assert result.check("steady").valid is True, summary
+    assert result.check("availability").valid is True, summary
+    assert result.valid, summary
+    pingd = set()
+    for line in (result.results / "status.jsonl").read_text().splitlines():
+        try:
+            nodes = json.loads(line).get("nodes", [])
+        except ValueError:
+            continue
+        pingd |= {(n["name"], n.get("attributes", {}).get("pingd")) for n in nodes}
+    nemesis = [json.loads(x) for x in (result.results / "nemesis.jsonl").read_text().splitlines()]
+    cut = next(e["host"] for e in nemesis if e["f"] == "link-down")
+    assert (cut, "1000") in pingd, sorted(pingd)  # the cut was seen, and held no consequence
+    assert (cut, "2000") in pingd, sorted(pingd)
+
+
+@pytest.mark.lab
+def test_the_vip_follows_connectivity_when_its_holder_loses_the_link(tmp_path: Path) -> None:
+    result = run("net-vip-ping", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
+    assert result.check("availability").valid is True, summary  # moved within 10 s
+    assert result.check("no-fence").valid is True, summary
+    assert result.check("exclusive-observed").valid is True, summary
+    intervals = result.check("exclusive-observed").details["intervals"]
+    assert len({i["node"] for i in intervals}) >= 2, summary  # it did move
+
+
+@pytest.mark.lab
+def test_when_every_node_loses_the_target_the_vip_stays_and_an_alert_is_raised(
+    tmp_path: Path,
+) -> None:
+    result = run("net-all-lose-target", tmp_path)
+    summary = (result.results / "summary.txt").read_text()
+    assert result.check("steady").valid is True, summary  # the VIP stayed, nobody fenced
+    assert result.check("alert").valid is True, summary
+    assert result.valid, summary

@@ -293,3 +293,28 @@ def test_status_says_what_is_pending_and_since_when() -> None:
 
 def _when(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+def test_status_counts_what_runs_only_from_reports_of_the_node_s_present_life() -> None:
+    """A node restarted after a crash rejoins before it probes: until then its last report
+    is the previous life's (what ran before the crash), not what runs now."""
+    from hastack.model.members import ClusterSnapshot, MemberRecord, NodeKind
+    from hastack.model.status import NodeReport, ResourceReport
+    from hastack.ops.status import _resources
+
+    running = {"solo": ResourceReport(Role.STARTED)}
+    snap = ClusterSnapshot(
+        revision=50,
+        dc=None,
+        members={n: MemberRecord(n, NodeKind.FULL, joined_at=100.0) for n in ("n1", "n2")},
+        nodes={},
+        other={},
+        problems=(),
+        config=BASE,
+        statuses={
+            "n1": NodeReport("n1", updated=99.0, resources=running),  # before its new life
+            "n2": NodeReport("n2", updated=101.0, resources=running),
+        },
+    )
+    _, resources, _, _ = _resources(snap)
+    assert {r["node"]: r["node-online"] for r in resources} == {"n1": False, "n2": True}

@@ -155,12 +155,12 @@ async def test_leaving_a_silent_host_resumes_its_watch_elsewhere_at_once(
         node = etcd.node_names[etcd.endpoints.index("https://" + victim)]
         try:
             await async_wait_until(lambda: _count(seen, 1), timeout=5)
-            assert not watcher.leave_host("192.0.2.1"), "not the host in use"
+            assert not watcher.leave_hosts(["192.0.2.1"]), "not the host in use"
             etcd.pause(node, ["etcd"])
             await _put_retrying(writer, "/s/1")
             await asyncio.sleep(1.5)
             assert seen == ["/s/0"], "a paused member's watch delivered something"
-            assert watcher.leave_host(victim.rpartition(":")[0])
+            assert watcher.leave_hosts([victim.rpartition(":")[0]])
             await async_wait_until(lambda: _count(seen, 2), timeout=3, interval=0.05)
             assert watcher.endpoint != victim
         finally:

@@ -172,16 +172,16 @@ class Agent:
             kind=config.kind,
             node_attributes=config.attributes,
         )
-        address = str(config.addresses[0]) if config.addresses else None
+        addresses = [str(a) for a in config.addresses]
         self.heartbeat = (
-            Heartbeat(config.node, address, config.heartbeat_port)
-            if address and config.heartbeat_port
+            Heartbeat(config.node, addresses, config.heartbeat_port)
+            if addresses and config.heartbeat_port
             else None
         )
         self.fencing = FencingService(
             self._store, self.keys, config.node, tuple(config.fence_agent_dirs)
         )
-        self._peers: dict[str, tuple[str, int]] = {}
+        self._peers: dict[str, tuple[tuple[str, ...], int]] = {}
         self._lives: dict[str, tuple[int | None, float]] = {}
         self._heartbeat_interval = 0.2
         self._suspect_after = 1.0
@@ -467,6 +467,9 @@ class Agent:
             ):
                 self._count_fencing(event)
                 self.history.record(event)
+                if event.kind is EventKind.CONNECTIVITY:
+                    # Also in the agent's own log, where the lab's checkers read it.
+                    self.events.record("connectivity", text=event.text, data=dict(event.data))
             self._dc_view = snapshot
         if self.epoch is not None and snapshot.config is not None:
             config = snapshot.config
@@ -519,7 +522,7 @@ class Agent:
 
     def _update_peers(self, snapshot: ClusterSnapshot) -> None:
         self._peers = {
-            name: (m.addresses[0], m.heartbeat_port)
+            name: (tuple(m.addresses), m.heartbeat_port)
             for name, m in snapshot.members.items()
             if m.addresses and m.heartbeat_port
         }
@@ -644,10 +647,10 @@ class Agent:
         if not isinstance(self._store, EtcdStore):
             return
         for node in sorted(nodes):
-            address = self._peers[node][0] if node in self._peers else None
-            if address is not None and self._store.leave_host(address):
-                log.warning("left the store member on %s (%s): no heartbeat", node, address)
-                self.events.record("store-member-left", node=node, address=address)
+            addresses = self._peers[node][0] if node in self._peers else ()
+            if addresses and self._store.leave_hosts(addresses):
+                log.warning("left the store member on %s: no heartbeat", node)
+                self.events.record("store-member-left", node=node, addresses=list(addresses))
 
     def _feed_executor(self, snapshot: ClusterSnapshot) -> None:
         node = self.config.node

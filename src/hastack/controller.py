@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from hastack.assign.decide import AssignDecision, decide_assignments
 from hastack.model.config import ClusterConfig, Role
+from hastack.model.connectivity import HeldAttributes, ping_windows
 from hastack.model.members import ClusterSnapshot, NodeKind
 from hastack.model.state import ClusterState, NodeStatus, ResourceStatus, base_id
 from hastack.model.targets import NodeTarget, NotifyRequest
@@ -265,6 +266,27 @@ class Controller:
         self._gone_since: dict[str, float] = {}
         # Nodes the DC waits for: what it last saw of their progress, and since when.
         self._waiting: dict[str, tuple[object, float]] = {}
+        # Ping attributes as the DC acts on them (docs/connectivity.md).
+        self._ping = HeldAttributes()
+
+    def _hold_ping_attributes(
+        self, snapshot: ClusterSnapshot, config: ClusterConfig, mono: float
+    ) -> ClusterSnapshot:
+        """The snapshot with the ping attributes the DC acts on (docs/connectivity.md):
+        their changes gathered from every node over one probe round's spread."""
+        windows = ping_windows(config)
+        if not windows and not self._ping.held:
+            return snapshot
+        current = {n: r.attributes for n, r in snapshot.statuses.items()}
+        held = self._ping.view(windows, current, mono)
+        if all(all(r.attributes.get(k) == v for k, v in held[n].items())
+               for n, r in snapshot.statuses.items()):  # fmt: skip
+            return snapshot
+        statuses = {
+            n: dataclasses.replace(r, attributes={**r.attributes, **held[n]})
+            for n, r in snapshot.statuses.items()
+        }
+        return dataclasses.replace(snapshot, statuses=statuses)
 
     def self_fenced(
         self, snapshot: ClusterSnapshot, config: ClusterConfig, mono: float
@@ -290,6 +312,7 @@ class Controller:
         suspects: frozenset[str] = frozenset(),
     ) -> Decision:
         self_fenced = self.self_fenced(snapshot, config, mono)
+        snapshot = self._hold_ping_attributes(snapshot, config, mono)
         state = build_state(snapshot, config, now=now, suspects=suspects, self_fenced=self_fenced)
         busy = _unsettled(snapshot, state)
         overdue = self._overdue(snapshot, config, busy, mono)

@@ -15,6 +15,12 @@ the availability timeline for people (`hastack.lab.plot`).
 
 from hastack.checkers.assignment import check_assignment
 from hastack.checkers.availability import Outage, check_availability
+from hastack.checkers.galera import (
+    check_bootstrap,
+    check_recovery,
+    check_rejoin,
+    promoted_since,
+)
 from hastack.checkers.history import CheckResult, Op, pair_ops, parse_history
 from hastack.checkers.instances import LogLine, check_instances, parse_log
 from hastack.checkers.jobs import check_jobs
@@ -22,22 +28,34 @@ from hastack.checkers.overlap import check_exclusive, dead_events
 from hastack.checkers.polls import check_polls
 from hastack.checkers.queue import check_total_queue
 from hastack.checkers.sets import check_set
+from hastack.checkers.steady import check_alert, check_steady
+from hastack.checkers.writers import Tenure, check_minority, check_writer_moved, check_writers
 
 __all__ = [
     "CheckResult",
     "LogLine",
     "Op",
     "Outage",
+    "Tenure",
+    "check_alert",
     "check_assignment",
     "check_availability",
+    "check_bootstrap",
     "check_exclusive",
     "check_instances",
     "check_jobs",
+    "check_minority",
     "check_polls",
+    "check_recovery",
+    "check_rejoin",
     "check_set",
+    "check_steady",
     "check_total_queue",
+    "check_writer_moved",
+    "check_writers",
     "dead_events",
     "pair_ops",
     "parse_history",
     "parse_log",
+    "promoted_since",
 ]

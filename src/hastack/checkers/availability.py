@@ -25,6 +25,10 @@ __all__ = ["FAULTS", "Outage", "check_availability", "outages"]
 FAULTS = ("crash", "kill", "pause", "partition", "netem", "link-down")
 # A success this long before the fault still counts as "the last one before it".
 _BEFORE = 0.5
+# Faults struck within this of one another are one outage (every node's power cut "at once"
+# is a crash after a crash, some milliseconds apart): each one's window runs to the next
+# fault struck later than that.
+_TOGETHER = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +69,8 @@ def outages(ops: list[Op], nemesis: Iterable[Mapping[str, Any]], end: float) -> 
     out = []
     for n, fault in enumerate(faults):
         t = float(fault["time"])
-        until = float(faults[n + 1]["time"]) if n + 1 < len(faults) else end
+        later = (float(f["time"]) for f in faults[n + 1 :] if float(f["time"]) > t + _TOGETHER)
+        until = next(later, end)
         lo = bisect.bisect_right(oks, t - _BEFORE)
         hi = bisect.bisect_right(oks, until)
         window = oks[max(0, lo - 1) : hi]

@@ -11,6 +11,7 @@ from hastack.model.jsontext import json_lines
 __all__ = ["COMPLETIONS", "CheckResult", "Op", "pair_ops", "parse_history"]
 
 COMPLETIONS = ("ok", "fail", "info")
+_STANDARD = ("process", "type", "f", "value", "time", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,8 @@ class Op:
     result: Any  # the completion's value
     completed: float | None
     error: str | None = None
+    # The completion's other fields (e.g. which database node served a write).
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def ok(self) -> bool:
@@ -97,4 +100,5 @@ def _op(invoke: Mapping[str, Any], done: Mapping[str, Any] | None) -> Op:
         result=done.get("value") if done else None,
         completed=float(done["time"]) if done else None,
         error=(str(done["error"]) if done.get("error") else None) if done else "no completion",
+        extra={k: v for k, v in done.items() if k not in _STANDARD} if done else {},
     )

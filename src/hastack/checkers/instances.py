@@ -10,7 +10,9 @@ Four verdicts in one result, each a list of violations:
 * no-interleave: in every log, once a later host writes, an earlier one never writes again
   (two copies at once, or an old copy coming back, both break it);
 * in-time: every evacuable instance of the host writes elsewhere within `within` of the
-  fence, and every other instance of the host writes nothing after the fault;
+  fence, and every other instance of the host writes nothing after the host was powered off
+  (the fence; the fault when there was none): a host cut off runs its instances until its
+  fence, a crashed one stops them at the crash;
 * enabled-after-done: the host's service is enabled again only after every evacuated
   instance was reported active on its new host (and not at all if one never was).
 """
@@ -106,11 +108,14 @@ def check_instances(
                     f"(allowed {within:g}s)"
                 )
         else:
-            late = [x for x in lines if x.wall > fault_at + 0.5]  # a line in flight may land
+            off = fault_at if fenced_at is None else fenced_at
+            late = [x for x in lines if x.wall > off + 0.5]  # a line in flight may land
             if late:
                 problems["in-time"].append(
-                    f"{name} (not evacuable) ran on {late[0].host} after the fault"
-                )
+                    f"{name} (not evacuable) ran on {late[0].host} at {late[0].wall:.3f}, "
+                    + ("after the fault" if fenced_at is None else
+                       f"{late[0].wall - fenced_at:.1f}s after {host}'s fence")
+                )  # fmt: skip
     enabled = [e for e in nova_events if e.get("event") == "enable" and e.get("host") == host]
     active = {str(e.get("name")): float(e["t"]) for e in nova_events if e.get("event") == "active"}
     for e in enabled:

@@ -10,8 +10,10 @@ evacuator that starts (or moves to another controller) continues from it. Its st
 
     pending   the host is fenced; its compute service is to be forced down and disabled,
               its evacuable instances evacuated
-    done      every instance is evacuated or skipped; the host stays disabled until its agent
-              is back, then it is enabled and the record deleted
+    done      every instance is evacuated or skipped; the host stays disabled until it is
+              back — its agent a member again and its compute service heard by Nova since it
+              was disabled, so that it boots disabled — then it is enabled and the record
+              deleted
 
 Calls to Nova fail: each failed instance is retried after a backoff (1 s doubling to 30 s), a
 whole round that could not reach Nova likewise, and nothing is assumed from a call that
@@ -20,6 +22,7 @@ timed out: the next round reads where the instance is before asking again.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import json
 from collections.abc import Iterable, Mapping
@@ -41,6 +44,7 @@ __all__ = [
     "apply_results",
     "backoff",
     "is_evacuable",
+    "is_later",
     "new_record",
     "plan_round",
     "refenced",
@@ -88,6 +92,10 @@ class EvacuationRecord:
     epoch: int  # the DC that fenced
     by: str  # the node that fenced
     host_disabled: bool = False  # Nova's service forced down and disabled
+    # Nova's updated_at of that service as Nova answered the disable ("": unknown). Nova moves
+    # it when the service reports, so a later one says the host's compute service runs again;
+    # both are Nova's clock, so no clock here is compared with Nova's.
+    disabled_mark: str = ""
     instances: Mapping[str, InstanceProgress] = field(default_factory=dict)
     listed: bool = False  # the host's instances have been read from Nova once
     attempts: int = 0  # rounds that could not reach Nova in a row
@@ -107,6 +115,7 @@ class EvacuationRecord:
             "epoch": self.epoch,
             "by": self.by,
             "host_disabled": self.host_disabled,
+            "disabled_mark": self.disabled_mark,
             "listed": self.listed,
             "attempts": self.attempts,
             "next_try": self.next_try,
@@ -149,6 +158,7 @@ class EvacuationRecord:
                 epoch=int(data.get("epoch", 0)),
                 by=str(data.get("by", "")),
                 host_disabled=bool(data.get("host_disabled", False)),
+                disabled_mark=str(data.get("disabled_mark", "")),
                 instances=instances,
                 listed=bool(data.get("listed", False)),
                 attempts=int(data.get("attempts", 0)),
@@ -233,14 +243,22 @@ def plan_round(
     host_back: bool,
     now: float,
     parallel: int = DEFAULT_PARALLEL,
+    service_updated: str | None = None,
 ) -> Round:
     """The next round for a record. `servers` are the instances Nova lists on the host now
-    (None: not read this round); `host_back`: the host's agent is a member again."""
+    (None: not read this round); `host_back`: the host's agent is a member again;
+    `service_updated`: Nova's updated_at of the host's compute service now (None: not read)."""
     node = record.node
     if record.state is RecordState.DONE:
-        if host_back:
-            return Round(node, enable_host=True, reason=f"{node} is back and its record is done")
-        return Round(node, reason=f"{node} evacuated; waiting for it to come back")
+        if not host_back:
+            return Round(node, reason=f"{node} evacuated; waiting for it to come back")
+        if record.disabled_mark and not is_later(service_updated, record.disabled_mark):
+            # Enabled before its compute service reports, the host would boot enabled: the
+            # service must find itself disabled and be enabled once the cluster saw it back.
+            return Round(
+                node, reason=f"{node} is back; waiting for its compute service to report to Nova"
+            )
+        return Round(node, enable_host=True, reason=f"{node} is back and its record is done")
     if now < record.next_try:
         return Round(
             node,
@@ -283,6 +301,25 @@ def plan_round(
     )
 
 
+def is_later(updated: str | None, mark: str) -> bool:
+    """Is Nova's timestamp `updated` later than `mark` (both Nova's updated_at)? Unknown or
+    unreadable: no."""
+    if not updated:
+        return False
+    try:
+        return _instant(updated) > _instant(mark)
+    except ValueError:
+        return False
+
+
+def _instant(text: str) -> datetime.datetime:
+    # Nova writes UTC without a zone (2026-12-06T14:00:01.000000); some deployments add one.
+    moment = datetime.datetime.fromisoformat(text.strip())
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment
+
+
 def _merge(record: EvacuationRecord, servers: Iterable[Server]) -> dict[str, InstanceProgress]:
     """The record's instances brought up to date with what Nova lists on the host now: new
     ones are pending (or skipped), requested ones no longer on the host are evacuated."""
@@ -314,6 +351,7 @@ def apply_results(
     now: float,
     servers: Iterable[Server] | None = None,
     disabled: bool | None = None,
+    disabled_mark: str | None = None,
     results: Iterable[CallResult] = (),
     unreachable: str | None = None,
 ) -> EvacuationRecord:
@@ -330,7 +368,7 @@ def apply_results(
         )
     out = replace(record, attempts=0, next_try=0.0, last_error="", updated=now)
     if disabled:
-        out = replace(out, host_disabled=True)
+        out = replace(out, host_disabled=True, disabled_mark=disabled_mark or "")
     if servers is not None:
         out = replace(out, instances=_merge(out, servers), listed=True)
     progress = dict(out.instances)

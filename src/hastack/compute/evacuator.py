@@ -25,6 +25,7 @@ from hastack.compute.evacuation import (
     DEFAULT_PARALLEL,
     CallResult,
     EvacuationRecord,
+    RecordState,
     Round,
     apply_results,
     plan_round,
@@ -32,6 +33,7 @@ from hastack.compute.evacuation import (
 from hastack.compute.nova import NovaApi, NovaError, NovaUnavailable
 from hastack.errors import StoreError
 from hastack.model.agent_config import EtcdSpec
+from hastack.model.durations import parse_duration
 from hastack.store import Compare, DeleteOp, EtcdStore, Keys, PutOp, Store
 
 __all__ = ["Evacuator", "main"]
@@ -98,7 +100,21 @@ class Evacuator:
     async def _one(self, record: EvacuationRecord, revision: int, host_back: bool) -> str | None:
         """One round for one record; a line for the pending list when Nova is unreachable."""
         node, now = record.node, time.time()
-        plan = plan_round(record, None, host_back=host_back, now=now, parallel=self._parallel)
+        reported: str | None = None
+        if record.state is RecordState.DONE and host_back and record.disabled_mark:
+            try:  # has its compute service reported since it was disabled?
+                reported = await asyncio.to_thread(self._nova.service_updated, node)
+            except (NovaError, NovaUnavailable) as exc:
+                self._say(node, f"{node}: back, its compute service not read yet ({exc})")
+                return f"{node} (done, to be enabled: {exc})"
+        plan = plan_round(
+            record,
+            None,
+            host_back=host_back,
+            now=now,
+            parallel=self._parallel,
+            service_updated=reported,
+        )
         if plan.wait_until:
             return (
                 f"{node} ({len(record.pending_instances)} instance(s) pending, {record.last_error})"
@@ -109,13 +125,14 @@ class Evacuator:
             self._say(node, plan.reason)
             return None
         disabled: bool | None = None
+        mark: str | None = None
         try:
             if plan.disable_host:
-                await asyncio.to_thread(self._nova.disable_host, node)
+                mark = await asyncio.to_thread(self._nova.disable_host, node)
                 disabled = True
                 log.warning("%s: compute service forced down and disabled", node)
             servers = await asyncio.to_thread(self._nova.servers_on, node)
-            current = apply_results(record, plan, now=now, disabled=disabled)
+            current = apply_results(record, plan, now=now, disabled=disabled, disabled_mark=mark)
             plan = plan_round(
                 current, servers, host_back=host_back, now=now, parallel=self._parallel
             )
@@ -176,6 +193,16 @@ class Evacuator:
             self._said[key] = line
 
 
+def _duration(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError(f"not a positive duration: {text!r}")
+    return seconds
+
+
+_duration.__name__ = "duration"  # argparse names the type in its error
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Evacuate fenced computes through Nova.")
     parser.add_argument("--cluster", required=True)
@@ -186,7 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--token", default=None, help="a Keystone token (none: no auth)")
     parser.add_argument("--tag", default="evacuable", help="metadata/flavor tag; '' for all")
     parser.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL)
-    parser.add_argument("--timeout", type=float, default=5.0, help="per Nova call, seconds")
+    parser.add_argument(
+        "--timeout", type=_duration, default=5.0, help="per Nova call (5, 5s, 500ms)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,

@@ -10,6 +10,7 @@ Errors, drawn once:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from keystoneauth1 import exceptions as ks_exceptions
 from keystoneauth1 import noauth, session, token_endpoint
@@ -60,26 +61,36 @@ class NovaApi:
         except nova_exceptions.ClientException as exc:
             raise NovaError(f"{what}: {exc}") from None
 
-    def _service_id(self, host: str) -> str:
+    def _service(self, host: str) -> Any:  # novaclient's Service: untyped
         found = self._call(
             f"services of {host}", self._nova.services.list, host=host, binary="nova-compute"
         )
         services = list(found)  # type: ignore[call-overload]
         if not services:
             raise NovaError(f"no nova-compute service on {host}")
-        return str(services[0].id)
+        return services[0]
 
-    def disable_host(self, host: str) -> None:
+    def _service_id(self, host: str) -> str:
+        return str(self._service(host).id)
+
+    def disable_host(self, host: str) -> str:
         """Force the host's compute service down (Nova refuses to evacuate from a host it
-        believes up) and disable it (nothing is scheduled there until it is enabled)."""
+        believes up) and disable it (nothing is scheduled there until it is enabled). Returns
+        the service's updated_at as Nova answered the disable ("" if it said none)."""
         sid = self._service_id(host)
         self._call(f"force down {host}", self._nova.services.force_down, sid, True)
-        self._call(
+        service = self._call(
             f"disable {host}",
             self._nova.services.disable_log_reason,
             sid,
             "fenced by hastack; evacuating",
         )
+        return str(getattr(service, "updated_at", "") or "")
+
+    def service_updated(self, host: str) -> str:
+        """The host's compute service's updated_at now ("" if Nova gives none): it moves
+        when the service reports."""
+        return str(getattr(self._service(host), "updated_at", "") or "")
 
     def enable_host(self, host: str) -> None:
         sid = self._service_id(host)

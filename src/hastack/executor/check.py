@@ -14,6 +14,7 @@ from hastack.errors import ConfigError
 from hastack.executor.agents import NATIVE
 from hastack.fencing.check import fencing_problems
 from hastack.model.config import Clone, ClusterConfig, Group, OpName, Primitive, Role
+from hastack.model.connectivity import ping_settings
 from hastack.model.document import Loc
 
 __all__ = ["agent_problems", "apply_problems"]
@@ -68,6 +69,8 @@ def agent_problems(config: ClusterConfig) -> list[tuple[Loc, str]]:
                     problems += _proxy_problems(str(p.params["config"]), (*where, "params"))
                 if p.agent.type == "galera":
                     problems += _galera_problems(p, top, where)
+                if p.agent.type == "ping" and not missing:
+                    problems += _ping_problems(p, where)
                 if unknown:
                     allowed = ", ".join(sorted(native.parameters))
                     problems.append(
@@ -110,6 +113,17 @@ def _galera_problems(
             )
         )
     return out
+
+
+def _ping_problems(p: Primitive, where: Loc) -> list[tuple[Loc, str]]:
+    """docs/connectivity.md: targets are addresses, timings durations; the message names the
+    parameter, the path points at it."""
+    try:
+        ping_settings({k: str(v) for k, v in p.params.items()})
+    except ValueError as exc:
+        param, _, why = str(exc).partition(": ")
+        return [((*where, "params", param), why)]
+    return []
 
 
 def _proxy_problems(text: str, where: Loc) -> list[tuple[Loc, str]]:

@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["EtcdMember", "MemberTls", "etcd_argv", "etcd_binary", "tls_flags"]
+__all__ = [
+    "EtcdMember",
+    "MemberTls",
+    "etcd_argv",
+    "etcd_binary",
+    "interleaved_endpoints",
+    "tls_flags",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +26,21 @@ class EtcdMember:
     peer_port: int = 2380
     # https with client certificates (docs/security.md), or plaintext when asked for.
     secure: bool = True
+    # Its addresses on further links (docs/connectivity.md): it listens on and advertises
+    # every one, and its peers' transport moves to the next URL when one fails.
+    more_hosts: tuple[str, ...] = ()
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return (self.host, *self.more_hosts)
+
+    @property
+    def client_urls(self) -> list[str]:
+        return [f"{self.scheme}://{h}:{self.client_port}" for h in self.hosts]
+
+    @property
+    def peer_urls(self) -> list[str]:
+        return [f"{self.scheme}://{h}:{self.peer_port}" for h in self.hosts]
 
     @property
     def scheme(self) -> str:
@@ -78,16 +100,17 @@ def etcd_argv(
     tls: MemberTls | None = None,
 ) -> list[str]:
     heartbeat_ms = max(10, election_ms // 10)
-    initial = ",".join(f"{m.name}={m.peer_url}" for m in cluster)
+    initial = ",".join(f"{m.name}={url}" for m in cluster for url in m.peer_urls)
+    clients, peers = ",".join(member.client_urls), ",".join(member.peer_urls)
     return [
         *(ETCD_PRIORITY if os.geteuid() == 0 else ()),
         etcd_binary(),
         "--name", member.name,
         "--data-dir", str(data_dir),
-        "--listen-client-urls", member.client_url,
-        "--advertise-client-urls", member.client_url,
-        "--listen-peer-urls", member.peer_url,
-        "--initial-advertise-peer-urls", member.peer_url,
+        "--listen-client-urls", clients,
+        "--advertise-client-urls", clients,
+        "--listen-peer-urls", peers,
+        "--initial-advertise-peer-urls", peers,
         "--initial-cluster", initial,
         "--initial-cluster-state", "new",
         "--initial-cluster-token", token,
@@ -104,3 +127,18 @@ def etcd_argv(
         "--logger", "zap",
         *(tls_flags(tls) if tls is not None else []),
     ]  # fmt: skip
+
+
+def interleaved_endpoints(members: Sequence[EtcdMember], first: int = 0) -> list[str]:
+    """Every client URL of every member, ordered so that the next endpoint after any one is
+    another member, and on another link where there are two: a client leaving an endpoint
+    after a failure leaves the member that died and the link that was cut at once
+    (docs/connectivity.md). Starts at member `first` on its first link (an agent's own)."""
+    n = len(members)
+    links = max((len(m.hosts) for m in members), default=1)
+    out = []
+    for round_ in range(links):
+        for j in range(n):
+            urls = members[(first + j) % n].client_urls
+            out.append(urls[(j + round_) % len(urls)])
+    return list(dict.fromkeys(out))

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
-from hastack.lab.etcd import EtcdMember, MemberTls, etcd_argv
+from hastack.lab.etcd import EtcdMember, MemberTls, etcd_argv, interleaved_endpoints
 from hastack.lab.power import NodePower, reset_command, write_registry
 from hastack.model.agent_config import ClientConfig, EtcdSpec
 from hastack.pki import ClusterPki
@@ -111,7 +111,7 @@ class Harness(ABC):
     def etcd_spec(self, node: str | None = None) -> dict[str, Any]:
         """The `etcd:` block of a configuration: a node's (its certificate), or the
         operator's (node None)."""
-        endpoints = [m.client_url for m in self.etcd_members()]
+        endpoints = interleaved_endpoints(self.etcd_members())
         if not self.secure:
             return {"endpoints": endpoints, "insecure": True}
         pair = self.pki.node(node) if node is not None else self.pki.operator()
@@ -170,7 +170,7 @@ class Harness(ABC):
         """The cluster's CA and every certificate, before any member starts."""
         if not self.secure:
             return
-        members = [(m.name, [m.host]) for m in self.etcd_members()]
+        members = [(m.name, list(m.hosts)) for m in self.etcd_members()]
         ClusterPki.create(
             self.pki.directory, self.name, members, [n.name for n in self.agent_nodes()]
         )
@@ -185,10 +185,10 @@ class Harness(ABC):
             path.write_text(yaml.safe_dump(self._agent_config(node), sort_keys=False))
 
     def _agent_config(self, node: AgentNode) -> dict[str, Any]:
-        members = [m.name for m in self.etcd_members()]
-        first = members.index(node.name) if node.name in members else 0
+        members = self.etcd_members()
+        names = [m.name for m in members]
+        first = names.index(node.name) if node.name in names else 0
         etcd = self.etcd_spec(node.name)
-        endpoints = etcd["endpoints"]
         config: dict[str, Any] = {
             "cluster": self.name,
             "node": node.name,
@@ -197,7 +197,7 @@ class Harness(ABC):
             # Each agent talks to its own member first, as on real controllers.
             "etcd": {
                 **etcd,
-                "endpoints": endpoints[first:] + endpoints[:first],
+                "endpoints": interleaved_endpoints(members, first),
                 "election-timeout": f"{self.state['election_ms']}ms",
             },
             "timings": self.state["timings"],

@@ -18,9 +18,12 @@ A scenario is a YAML file (`scenarios/*.yaml`):
       - {at: 20s, op: start, node: "@crashed"}
     expect: {max-outage: 15s}
 
-Node selectors: a host name, `@holder:RESOURCE` (where it runs now), `@dc`, `@random` (a
-random controller that is up), `@crashed` (every host crashed by this run), `@paused`,
-and in partitions `@rest` (every node not named in another group).
+Node selectors: a host name, `@holder:RESOURCE` (where it runs now), `@writer:BACKEND` (the
+active server of a sticky proxy backend — the Galera writer — as the proxy on the VIP's
+holder last recorded it), `@dc`, `@random` (a random controller that is up), `@crashed`
+(every host crashed by this run), `@paused`, `@cut` (every host with a link down),
+`@etcd-leader` (the host of the raft leader), and in partitions `@rest` (every node not named
+in another group).
 
 A run writes one results folder: `history.jsonl` (the clients' operations), `nemesis.jsonl`
 (faults, with times), `status.jsonl` (cluster status every 250 ms), `observed-exclusive.jsonl`
@@ -44,7 +47,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,25 +57,42 @@ from pyroute2 import NetNS
 
 from hastack.checkers import (
     CheckResult,
+    check_alert,
     check_assignment,
     check_availability,
+    check_bootstrap,
     check_exclusive,
     check_jobs,
+    check_minority,
     check_polls,
+    check_recovery,
+    check_rejoin,
     check_set,
+    check_steady,
     check_total_queue,
+    check_writer_moved,
+    check_writers,
+    pair_ops,
     parse_history,
+    promoted_since,
 )
+from hastack.eventlog import read_events
+from hastack.galera.serverlog import ServerRun, Transfer, reported_positions, server_runs
+from hastack.lab.galera import collect_galera_logs, galera_primitives, prepare_datadirs
 from hastack.lab.net.lab import FAST_ELECTION_MS, FAST_TIMINGS, Lab, LabError, StatusFeed
 from hastack.lab.net.topology import CLIENT, HostRole
 from hastack.lab.nova.run import NovaRun, NovaSpec
 from hastack.lab.plot import plot_availability
 from hastack.model.agent_config import Timings
 from hastack.model.base import Duration, Name, Spec
+from hastack.model.config import Location, parse_cluster_config
 from hastack.model.document import load_yaml, validate
 from hastack.model.exclusivity import parse_events
+from hastack.model.members import NodeKind
+from hastack.model.scores import INFINITY
 from hastack.model.state import base_id
 from hastack.processes import ProcessRecord, is_alive, send, spawn, wait_gone
+from hastack.scheduler.rules import node_attributes, rule_score
 
 __all__ = [
     "EntitiesSpec",
@@ -129,15 +149,15 @@ class PollsSpec(Spec):
 
 
 class WorkloadSpec(Spec):
-    kind: Literal["http", "etcd-set", "amqp-queue", "assign-probe", "heat-jobs"]
+    kind: Literal["http", "etcd-set", "amqp-queue", "mysql-set", "assign-probe", "heat-jobs"]
     name: Name | None = None
     clients: int = pydantic.Field(default=2, ge=1, le=64)
     rate: float = pydantic.Field(default=10.0, gt=0, le=1000)  # per client, ops per second
     duration: Duration = pydantic.Field(default=30.0, gt=0, le=600)
     max_ops: int = pydantic.Field(default=10_000, ge=1, le=100_000)  # per client
     timeout: Duration = 1.0
-    url: str | None = None  # http
-    final_timeout: Duration = 30.0  # etcd-set, amqp-queue: bound on the final read / drain
+    url: str | None = None  # http; mysql-set: mysql://USER:PASSWORD@ADDRESS:PORT/DB
+    final_timeout: Duration = 30.0  # etcd-set, amqp-queue, mysql-set: bound on the final read
     urls: list[str] = pydantic.Field(default_factory=list)  # amqp-queue: the brokers
     queue: Name = "hastack-lab"  # amqp-queue
     consumers: int = pydantic.Field(default=1, ge=0, le=16)  # amqp-queue
@@ -145,11 +165,14 @@ class WorkloadSpec(Spec):
     job_seconds: Duration = 3.0  # heat-jobs: how long each job works
     lock_ttl: Duration = 5.0  # heat-jobs: the engines' lock TTL (for the checker)
     check_interval: Duration = 1.0  # heat-jobs: the engines' takeover check
+    # mysql-set: judge "one node takes the writes at a time" on this workload's writes (false
+    # for clients that write to one node's own address on purpose, e.g. a minority's)
+    one_writer: bool = True
 
     @pydantic.model_validator(mode="after")
     def _target(self) -> WorkloadSpec:
-        if self.kind == "http" and not self.url:
-            raise ValueError("an http workload needs url")
+        if self.kind in ("http", "mysql-set") and not self.url:
+            raise ValueError(f"a {self.kind} workload needs url")
         if self.kind == "amqp-queue" and not self.urls:
             raise ValueError("an amqp-queue workload needs urls")
         return self
@@ -157,7 +180,7 @@ class WorkloadSpec(Spec):
 
 NemesisOp = Literal[
     "crash", "start", "kill", "pause", "resume", "partition", "heal", "netem", "link-down",
-    "link-up", "rebalance",
+    "link-up", "galera-bootstrap", "rebalance",
 ]  # fmt: skip
 
 
@@ -171,6 +194,8 @@ class NemesisStep(Spec):
     delay: Duration | None = None  # netem: added each way (0 clears), e.g. 100ms
     jitter: Duration = 0.0  # netem: ± around the delay
     link: int = 0  # link-down / link-up
+    # galera-bootstrap: the operator's `hastack galera bootstrap NODE --force --yes`, run
+    # from the client host (node: a name, or @most-advanced:RESOURCE)
     assignment: Name | None = None  # rebalance: `hastack assign rebalance ASSIGNMENT`
     max_moves: int = 1000  # rebalance
 
@@ -220,6 +245,23 @@ class Expect(Spec):
     # Work assignment: a crashed node's entities answer again within this of its fence.
     after_fence: Duration | None = None
     recovered: bool = True  # the service answers again after every fault
+    # Galera: a booted node's instance Promoted again within this, having joined by this
+    # kind of state transfer ("any": not judged).
+    rejoin: Duration | None = None
+    rejoin_by: Literal["IST", "SST", "any"] = "IST"
+    # Galera after a whole-cluster power loss: bootstrapped from the highest recovered
+    # position, with its cluster UUID, and writable within this of the last boot.
+    recovery: Duration | None = None
+    # Galera: after a fault that takes the writer away, the first write on another node
+    # within this (none on the old writer meanwhile).
+    writer_moved: Duration | None = None
+    # Galera after the boots: formed with no operator, or only once the operator forced it
+    bootstrap: Literal["automatic", "forced"] | None = None
+    # From the first fault on: nobody lost their membership or was fenced, and (steady)
+    # nothing moved either; alert: the DC raised the connectivity alert (docs/connectivity.md).
+    steady: bool = False
+    no_fence: bool = False
+    alert: bool = False
 
 
 class Scenario(Spec):
@@ -395,9 +437,14 @@ class Runner:
             for a in self.config.get("assignments", []):
                 if a.get("assignment") == e.assignment and not a.get("entities"):
                     a["entities"] = e.names()
+        # Parsed once its assignments list their entities (what the cluster is given).
+        self.cluster_config = parse_cluster_config(
+            yaml.safe_dump(self.config, sort_keys=False), f"{scenario.name}: cluster"
+        )
         self.feed: StatusFeed | None = None
         self.observer = VipObserver(lab, self.vips, results / "observed-exclusive.jsonl")
         self.crashed: set[str] = set()
+        self.booted: dict[str, float] = {}  # node -> wall time of its last boot
         self.notes: list[str] = []
 
     # ---- selectors ------------------------------------------------------------------------
@@ -413,11 +460,50 @@ class Runner:
                 return str(r["node"])
         return None
 
+    def writer(self, backend: str) -> str | None:
+        """The active server of a sticky proxy backend, from the proxies' `writer-changed`
+        events: the proxy on the VIP's holder when there is one VIP, else the latest."""
+        holder = self.holder(next(iter(self.vips))) if len(self.vips) == 1 else None
+        latest: tuple[float, str | None] | None = None
+        for h in self.lab.controllers():
+            if holder is not None and h.name != holder:
+                continue
+            for e in read_events(self.lab.agent_state_dir(h.name) / "events.jsonl"):
+                if e.get("event") == "writer-changed" and e.get("backend") == backend:
+                    t = float(e.get("t", 0.0))
+                    if latest is None or t >= latest[0]:
+                        latest = (t, e.get("active"))
+        return str(latest[1]) if latest is not None and latest[1] else None
+
+    def most_advanced(self, resource: str) -> str | None:
+        """The online node whose published Galera position has the highest seqno (what an
+        operator reads in `hastack galera status` before forcing a bootstrap)."""
+        report = self.feed.latest if self.feed else None
+        best: tuple[int, str] | None = None
+        for n in (report or {}).get("nodes", []):
+            text = str(n.get("attributes", {}).get(f"galera-{resource}-position", ""))
+            _, _, seqno = text.rpartition(":")
+            if n.get("online") and seqno.lstrip("-").isdigit():
+                candidate = (int(seqno), str(n["name"]))
+                if best is None or candidate[0] > best[0]:
+                    best = candidate
+        return best[1] if best is not None else None
+
     def select(self, selector: str, taken: set[str] | None = None) -> list[str]:
         nodes = [h.name for h in self.lab.nodes()]
         if not selector.startswith("@"):
             self.lab.host(selector)
             return [selector]
+        if selector.startswith("@writer:"):
+            found = self.writer(selector.removeprefix("@writer:"))
+            if found is None:
+                raise LabError(f"{selector}: no proxy has recorded a writer yet")
+            return [found]
+        if selector.startswith("@most-advanced:"):
+            found = self.most_advanced(selector.removeprefix("@most-advanced:"))
+            if found is None:
+                raise LabError(f"{selector}: no node has published a position")
+            return [found]
         if selector.startswith("@holder:"):
             found = self.holder(selector.removeprefix("@holder:"))
             if found is None:
@@ -435,6 +521,17 @@ class Runner:
             return sorted(self.crashed)
         if selector == "@down":
             return [h.name for h in self.lab.nodes() if not self.lab.powered(h.name)]
+        if selector == "@etcd-leader":  # the host of the etcd member that leads raft
+            report = (self.feed.latest or {}) if self.feed else {}
+            led = {str(e["endpoint"]).rsplit(":", 1)[0]
+                   for e in report.get("store", []) if e.get("is_leader")}  # fmt: skip
+            leaders = [h.name for h in self.lab.controllers() if led & set(h.addresses)]
+            if not leaders:
+                raise LabError("@etcd-leader: no member says it leads right now")
+            return leaders[:1]
+        if selector == "@cut":  # hosts with a link down (link-up mends them)
+            return [h.name for h in self.lab.hosts()
+                    if self.lab.state["hosts"].get(h.name, {}).get("links_down")]  # fmt: skip
         if selector == "@paused":
             return list(self.lab.state.get("paused", []))
         if selector == "@rest":
@@ -463,7 +560,7 @@ class Runner:
         if step.op == "start" and step.node == "@down" and not targets:
             return  # a soak's repair with nothing left to boot
         if step.op in ("crash", "start", "kill", "pause", "resume", "netem", "link-down",
-                       "link-up") and not targets:  # fmt: skip
+                       "link-up", "galera-bootstrap") and not targets:  # fmt: skip
             self.say(f"  nemesis: {step.op}: no node matches {step.node!r}, skipped")
             return
         for node in targets:
@@ -471,6 +568,7 @@ class Runner:
                 lab.crash(node)
                 self.crashed.add(node)
             elif step.op == "start":
+                self.booted[node] = time.time()
                 lab.start(node)
                 self.crashed.discard(node)
             elif step.op == "kill":
@@ -486,6 +584,13 @@ class Runner:
                     lab.delay(node, step.delay * 1000.0, step.jitter * 1000.0)
             elif step.op in ("link-down", "link-up"):
                 lab.link(node, step.link, up=step.op == "link-up")
+            elif step.op == "galera-bootstrap":
+                done = lab.operator("galera", "bootstrap", node, "--force", "--yes")
+                said = (done.stdout + done.stderr).strip().splitlines()
+                self.say(f"  operator: galera bootstrap {node} --force: rc {done.returncode}"
+                         + (f": {said[-1]}" if said else ""))  # fmt: skip
+                if done.returncode != 0:
+                    raise LabError(f"galera bootstrap {node} --force failed: {said[-1:]}")
         groups = ""
         if step.op == "partition":
             groups = self._partition_spec(step.groups or "")
@@ -501,14 +606,23 @@ class Runner:
 
     def is_ready(self, report: dict[str, Any]) -> bool:
         """Every `ready` resource runs: a primitive somewhere, a clone on as many nodes as the
-        cluster can give it (clone-max, or every online node that may run resources)."""
+        cluster can give it (clone-max, or every online node its locations do not ban)."""
         running: Counter[str] = Counter(
             base_id(str(r["instance"]))
             for r in report.get("resources", [])
             if r.get("role") not in (None, "Stopped") and r.get("node-online")
         )
-        online = sum(1 for n in report.get("nodes", []) if n.get("online"))
-        ready = all(running[r] >= self._instances_wanted(r, online) for r in self.scenario.ready)
+        promoted: Counter[str] = Counter(
+            base_id(str(r["instance"]))
+            for r in report.get("resources", [])
+            if r.get("role") == "Promoted" and r.get("node-online")
+        )
+        online = [n for n in report.get("nodes", []) if n.get("online")]
+        ready = all(
+            running[r] >= self._instances_wanted(r, online)
+            and promoted[r] >= self._promoted_wanted(r, len(online))
+            for r in self.scenario.ready
+        )
         return self.lab.is_settled(report) and ready and self._entities_served(report)
 
     def _entities_served(self, report: dict[str, Any]) -> bool:
@@ -522,14 +636,53 @@ class Runner:
                 return len(states) == e.count and all(s == "serving" for s in states)
         return False
 
-    def _instances_wanted(self, primitive: str, online: int) -> int:
+    def _promoted_wanted(self, primitive: str, online: int) -> int:
+        """A promotable clone is ready when as many instances are Promoted as it may have."""
         for top in self.config.get("resources", []):
             inner = top.get("resource") if "clone" in top else None
-            members = (inner or {}).get("resources", [inner]) if inner else []
+            if (
+                isinstance(inner, dict)
+                and inner.get("primitive") == primitive
+                and top.get("promotable")
+            ):
+                return min(int((top.get("meta") or {}).get("promoted-max", 1)), online)
+        return 0
+
+    def _instances_wanted(self, primitive: str, online: list[dict[str, Any]]) -> int:
+        for top in self.config.get("resources", []):
+            inner = top.get("resource") if "clone" in top else None
+            if not isinstance(inner, dict):
+                continue
+            members = inner.get("resources", [inner])
             if any(isinstance(m, dict) and m.get("primitive") == primitive for m in members):
+                ids = {top["clone"], inner.get("primitive") or inner.get("group")} | {
+                    m.get("primitive") for m in members if isinstance(m, dict)
+                }
+                usable = sum(1 for n in online if not self._banned(ids, n))
                 clone_max = (top.get("meta") or {}).get("clone-max")
-                return min(int(clone_max), online) if clone_max is not None else online
+                return min(int(clone_max), usable) if clone_max is not None else usable
         return 1
+
+    def _banned(self, ids: set[str | None], node: dict[str, Any]) -> bool:
+        """Does a -INFINITY location of one of these resources keep them off this node (by
+        name or by rule: `#kind ne remote` keeps a clone on the computes)?"""
+        kind = NodeKind.REMOTE if node.get("kind") == NodeKind.REMOTE.value else NodeKind.FULL
+        name = str(node.get("name"))
+        attributes = node_attributes(
+            name, kind, node.get("permanent") or {}, node.get("attributes") or {}
+        )
+        for c in self.cluster_config.constraints:
+            if not isinstance(c, Location) or c.resource not in ids or c.role is not None:
+                continue
+            if c.node is not None:
+                if c.node == name and c.score is not None and c.score <= -INFINITY:
+                    return True
+                continue
+            for rule in c.rules:
+                score = rule_score(rule, attributes)
+                if score is not None and score <= -INFINITY:
+                    return True
+        return False
 
     def workload_specs(self) -> list[dict[str, Any]]:
         specs = []
@@ -540,6 +693,8 @@ class Runner:
             if w.kind == "assign-probe":
                 port = self.scenario.entities.port if self.scenario.entities else 8080
                 spec["targets"] = {n: f"{a}:{port}" for n, a in self.entity_addresses.items()}
+            if w.kind == "mysql-set":
+                spec.setdefault("table", _table_name(self.results.name, i))
             if w.kind in ("etcd-set", "heat-jobs"):
                 spec["endpoints"] = self.lab.endpoints()
                 # The operator's certificate files (docs/security.md).
@@ -549,6 +704,14 @@ class Runner:
                     spec["prefix"] = f"/lab-set/{self.results.name}/{i}"
             specs.append(spec)
         return specs
+
+    def workload_names(self) -> list[str]:
+        """Each workload's name (its clients' process names start with it)."""
+        many = len(self.scenario.workloads) > 1
+        return [
+            w.name or (f"{w.kind}{i}" if many else w.kind)
+            for i, w in enumerate(self.scenario.workloads)
+        ]
 
     def run(self) -> ScenarioResult:
         s, lab, results = self.scenario, self.lab, self.results
@@ -564,6 +727,14 @@ class Runner:
             if self.nova is not None:
                 self.nova.start(bound)
                 self.say(f"  fake Nova API at {self.nova.url}")
+            if galera_primitives(self.config):
+                made = prepare_datadirs(
+                    self.config,
+                    [h.name for h in lab.controllers()],
+                    [lab.agent_state_dir(h.name) for h in lab.controllers()],
+                )
+                if made:
+                    self.say(f"  Galera datadirs made: {', '.join(str(p) for p in made)}")
             revision = lab.apply_config(results / "cluster.yaml")
             self.say(f"  configuration stored (revision {revision}); waiting for "
                      f"{', '.join(s.ready) or 'the cluster'}")  # fmt: skip
@@ -617,6 +788,7 @@ class Runner:
                     self.notes.append(f"workload clients exited with {proc.returncode}: see "
                                       "workloads.log")  # fmt: skip
             time.sleep(s.settle)
+            self.wait_rejoined(load_start)
         finally:
             if workers is not None and is_alive(workers):
                 send(workers, signal.SIGKILL)
@@ -636,6 +808,31 @@ class Runner:
         self.report(result)
         return result
 
+    def wait_rejoined(self, load_start: float) -> None:
+        """With `expect.rejoin`: keep recording until the booted nodes' instances run again
+        (every `ready` resource), at most `rejoin` after the last boot, so the rejoin checker
+        sees the outcome rather than the end of the load."""
+        boots = [st.at for st in self.scenario.nemesis if st.op == "start"]
+        if self.scenario.expect.rejoin is None or not boots or self.feed is None:
+            return
+        left = load_start + max(boots) + self.scenario.expect.rejoin + 2.0 - time.monotonic()
+        if left <= 0:
+            return
+        galera = [str(p["primitive"]) for p in galera_primitives(self.config)]
+
+        def back(report: dict[str, Any]) -> bool:
+            # Promoted by a life begun after the boot: the old life's report lingers.
+            return self.is_ready(report) and all(
+                promoted_since([report], node, name, at - 1e-3, booted=True) is not None
+                for node, at in self.booted.items()
+                for name in galera
+            )
+
+        try:
+            self.feed.wait_for(back, left, "the booted nodes to run everything again")
+        except LabError as exc:
+            self.notes.append(str(exc))
+
     def collect_logs(self) -> None:
         for h in self.lab.nodes():
             src = self.lab.host_dir(h.name)
@@ -650,6 +847,7 @@ class Runner:
                     shutil.copy(state / name, dst / name)
             for log in sorted((state / "services").glob("*/output.log")):
                 shutil.copy(log, dst / f"service-{log.parent.name}.log")
+            collect_galera_logs(state, dst)
 
     def check(self, started_at: float, ended_at: float) -> list[CheckResult]:
         results, s = self.results, self.scenario
@@ -666,14 +864,40 @@ class Runner:
             check_exclusive(observed, all_nemesis, end_of_run=ended_at, name="exclusive-observed"),
         ]
         http = [e for e in history if str(e["process"]).startswith(("http",))]
+        mysql = [n for n, w in zip(self.workload_names(), s.workloads, strict=True)
+                 if w.kind == "mysql-set"]  # fmt: skip
+        for name in mysql:
+            spec = s.workloads[self.workload_names().index(name)]
+            writes = [e for e in history if _of(e, [name])]
+            tag = "" if len(mysql) == 1 else f" {name}"
+            checks.append(_named(check_set(writes), tag))
+            if spec.one_writer:
+                checks.append(_named(check_writers(writes), tag))
+                checks.append(
+                    _named(check_writer_moved(writes, nemesis, limit=s.expect.writer_moved), tag)
+                )
+                adds = [e for e in writes if not str(e["process"]).endswith("-final")]
+                if not any(w.kind == "http" for w in s.workloads):
+                    checks.append(
+                        _named(
+                            check_availability(
+                                adds, nemesis, end_of_run=ended_at, max_outage=s.expect.max_outage
+                            ),
+                            tag,
+                        )
+                    )
+        if mysql and any(e.get("f") == "partition" for e in nemesis):
+            checks.append(check_minority([e for e in history if _of(e, mysql)], nemesis))
         if any(w.kind == "http" for w in s.workloads):
             checks.append(
                 check_availability(
                     http, nemesis, end_of_run=ended_at, max_outage=s.expect.max_outage
                 )
             )
-        if any(w.kind == "etcd-set" for w in s.workloads):
-            checks.append(check_set([e for e in history if "set" in str(e["process"])]))
+        etcd = [n for n, w in zip(self.workload_names(), s.workloads, strict=True)
+                if w.kind == "etcd-set"]  # fmt: skip
+        if etcd:
+            checks.append(check_set([e for e in history if _of(e, etcd)]))
         if any(e.get("f") == "enqueue" for e in history):
             checks.append(check_total_queue(history))
         for w in s.workloads:
@@ -702,6 +926,26 @@ class Runner:
             )
         if self.nova is not None:
             checks += self.nova.check(nemesis, results / "agents")
+        for primitive in galera_primitives(self.config):
+            name = str(primitive["primitive"])
+            statuses = [json.loads(x) for x in _lines(results / "status.jsonl")]
+            if s.expect.recovery is not None:
+                checks.append(self.check_recovery(name, nemesis, history))
+            if s.expect.bootstrap is not None:
+                checks.append(
+                    check_bootstrap(nemesis, self.server_runs(name), want=s.expect.bootstrap)
+                )
+            checks.append(
+                check_rejoin(
+                    nemesis,
+                    statuses,
+                    self.server_runs(name),
+                    resource=name,
+                    limit=s.expect.rejoin,
+                    want=None if s.expect.rejoin_by == "any" else Transfer(s.expect.rejoin_by),
+                )
+            )
+        checks += self._connectivity_checks(nemesis, ended_at)
         try:
             plot_availability(
                 http or history, nemesis, results / "availability.png",
@@ -741,6 +985,82 @@ class Runner:
             )
         return out
 
+    def check_recovery(
+        self,
+        resource: str,
+        nemesis: list[dict[str, Any]],
+        history: list[dict[str, Any]],
+    ) -> CheckResult:
+        names = [
+            n
+            for n, w in zip(self.workload_names(), self.scenario.workloads, strict=True)
+            if w.kind == "mysql-set" and w.one_writer
+        ]
+        oks = sorted(
+            o.completed
+            for o in pair_ops(e for e in history if _of(e, names))
+            if o.f == "add" and o.ok and o.completed is not None
+        )
+
+        def first_write_after(t: float) -> float | None:
+            return next((c for c in oks if c > t), None)
+
+        lost = sum(
+            len(check_set([e for e in history if _of(e, [n])]).details.get("lost", []))
+            for n in names
+        )
+        reported = []
+        for h in self.lab.controllers():
+            log = self.results / "agents" / h.name / "agent.log"
+            if log.exists():
+                reported += reported_positions(log.read_text(errors="replace"), resource)
+        return check_recovery(
+            nemesis,
+            self.server_runs(resource),
+            sorted(reported, key=lambda p: p.at),
+            first_write_after,
+            limit=self.scenario.expect.recovery,
+            lost=lost,
+        )
+
+    def server_runs(self, resource: str) -> dict[str, list[ServerRun]]:
+        """Each controller's Galera server runs, from the logs collected with the results."""
+        out = {}
+        for h in self.lab.controllers():
+            path = self.results / "agents" / h.name / f"galera-{resource}-error.log"
+            if path.exists():
+                out[h.name] = server_runs(path.read_text(errors="replace"))
+        return out
+
+    def _connectivity_checks(
+        self, nemesis: list[dict[str, Any]], ended_at: float
+    ) -> list[CheckResult]:
+        expect = self.scenario.expect
+        if not (expect.steady or expect.no_fence or expect.alert):
+            return []
+        agents = self.results / "agents"
+        events = [json.loads(x) for h in self.lab.nodes()
+                  for x in _lines(agents / h.name / "events.jsonl")]  # fmt: skip
+        deaths = [json.loads(x) for h in self.lab.nodes()
+                  for x in _lines(agents / h.name / "exclusive.jsonl")]  # fmt: skip
+        statuses = []
+        for line in _lines(self.results / "status.jsonl"):
+            try:
+                statuses.append(json.loads(line))
+            except ValueError:
+                continue  # a sample cut short at the end of the run
+        out = []
+        if expect.steady:
+            out.append(check_steady(statuses, events, deaths, nemesis, end_of_run=ended_at))
+        if expect.no_fence:
+            out.append(
+                check_steady(statuses, events, deaths, nemesis, end_of_run=ended_at, moves=True)
+            )
+        if expect.alert:
+            start = min((float(e["time"]) for e in nemesis), default=ended_at)
+            out.append(check_alert(events, start=start, end_of_run=ended_at))
+        return out
+
     def report(self, result: ScenarioResult) -> None:
         verdict = "VALID" if result.valid else "NOT VALID"
         if result.unjudged:
@@ -764,6 +1084,23 @@ def _deaths(records: list[dict[str, Any]]) -> dict[str, list[float]]:
         if r.get("event") == "dead" and isinstance(r.get("wall"), int | float):
             out.setdefault(str(r["node"]), []).append(float(r["wall"]))
     return out
+
+
+def _named(result: CheckResult, tag: str) -> CheckResult:
+    """A check of one of several workloads, named after it (`set mysql-set1`)."""
+    return replace(result, checker=result.checker + tag) if tag else result
+
+
+def _of(entry: Mapping[str, Any], names: list[str]) -> bool:
+    """Is this history entry from one of the named workloads' clients (`NAME-3`, `NAME-final`)?"""
+    process = str(entry["process"])
+    return any(process.rsplit("-", 1)[0] == n for n in names)
+
+
+def _table_name(results: str, index: int) -> str:
+    """A table of its own for each run's set (a shared lab keeps the rows of earlier runs)."""
+    plain = re.sub(r"[^A-Za-z0-9_]", "_", results)
+    return f"set_{plain}_{index}"[-64:]
 
 
 def _lines(path: Path) -> list[str]:

@@ -19,6 +19,9 @@ Kinds (add one by subclassing `Workload` and listing it in `KINDS`):
     etcd-set   add unique elements as etcd keys, read them all back at the end (set checker)
     amqp-queue publish unique integers to a RabbitMQ quorum queue with publisher confirms,
                consume them meanwhile, drain the rest at the end (total-queue checker)
+    mysql-set  insert unique rows through a MySQL address (the VIP and the proxy), each row
+               naming the node that executed it; read them all back at the end on a fresh
+               connection (set and writers checkers)
     assign-probe  GET every entity's address in turn, recording which node answered
                (the assignment checker)
     heat-jobs  submit jobs for the lab's Heat-style engines, read their final states (jobs)
@@ -49,6 +52,7 @@ __all__ = [
     "History",
     "HttpWorkload",
     "JobsWorkload",
+    "MysqlSetWorkload",
     "ProbeWorkload",
     "QueueWorkload",
     "SetWorkload",
@@ -477,8 +481,192 @@ class JobsWorkload(SetWorkload):
         history.write(process, "ok" if jobs else "fail", "final", jobs)
 
 
+class MysqlSetWorkload(Workload):
+    """Clients insert unique rows through one MySQL address (the VIP, so the proxy picks the
+    node); at the end a fresh connection reads every row back.
+
+    Each client keeps one session, as an application's pool would, and opens a new one after
+    an error. A row stores the node that executed it (`@@wsrep_node_name`) and the server's
+    clock when the statement began; right after an acknowledged insert the same session reads
+    the row back with the server's clock again, so the history says where and when each write
+    ran (the writers checker). An insert is `ok` once the server acknowledged the commit,
+    `fail` when it certainly did not happen (no session could be opened, or the server
+    answered an error: an autocommit statement that errs is rolled back), and `info` when the
+    session died after the statement was sent. The final read waits for the node to apply
+    everything the cluster committed (`wsrep_sync_wait`), so it sees writes made elsewhere.
+    """
+
+    kind: ClassVar[str] = "mysql-set"
+
+    def __init__(self, spec: Mapping[str, Any], allow: Sequence[ipaddress.IPv4Network]) -> None:
+        super().__init__(spec, allow)
+        url = urllib.parse.urlsplit(str(spec.get("url", "")))
+        if url.scheme != "mysql" or not url.hostname or not url.username:
+            raise ValueError(f"{self.name}: url must be mysql://USER:PASSWORD@ADDRESS:PORT/DB")
+        self.check_target(url.hostname)
+        self.host = url.hostname
+        self.port = url.port or 3306
+        self.user = urllib.parse.unquote(url.username)
+        self.password = urllib.parse.unquote(url.password or "")
+        self.database = url.path.strip("/") or "lab"
+        self.table = str(spec.get("table", self.name.replace("-", "_")))
+        for ident in (self.database, self.table):
+            if not ident.replace("_", "").isalnum() or len(ident) > 64:
+                raise ValueError(f"{self.name}: {ident!r} is not a plain identifier")
+        self.final_timeout = float(spec.get("final-timeout", 30.0))
+        self.setup_timeout = float(spec.get("setup-timeout", 60.0))
+        self._sessions: dict[int, Any] = {}  # client -> its connection
+        self._mysql = _aiomysql()
+
+    @property
+    def _qualified(self) -> str:
+        return f"`{self.database}`.`{self.table}`"
+
+    async def _connect(self) -> Any:
+        return await self._mysql.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            connect_timeout=self.timeout,
+            autocommit=True,
+        )
+
+    async def setup(self) -> None:
+        deadline = time.monotonic() + self.setup_timeout
+        while True:
+            try:
+                async with asyncio.timeout(self.timeout * 4):
+                    conn = await self._connect()
+                    try:
+                        async with conn.cursor() as cur:
+                            await cur.execute(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
+                            await cur.execute(
+                                f"CREATE TABLE IF NOT EXISTS {self._qualified} (id BIGINT "
+                                "PRIMARY KEY, node VARCHAR(64) NOT NULL, began DECIMAL(17,6) "
+                                "NOT NULL) ENGINE=InnoDB"
+                            )
+                    finally:
+                        conn.close()
+                return
+            except (TimeoutError, OSError, self._mysql.Error) as exc:
+                if time.monotonic() > deadline:
+                    raise ValueError(
+                        f"{self.name}: {self.host}:{self.port} would not create the table: {exc}"
+                    ) from None
+                await asyncio.sleep(1.0)
+
+    def invocation(self, client: int, n: int) -> tuple[str, Any]:
+        return "add", client * 1_000_000 + n
+
+    def _drop(self, client: int) -> None:
+        conn = self._sessions.pop(client, None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    async def perform(self, f: str, value: Any) -> tuple[str, Any, dict[str, Any]]:
+        client = int(value) // 1_000_000
+        conn = self._sessions.get(client)
+        if conn is None:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    conn = await self._connect()
+            except (TimeoutError, OSError, self._mysql.Error) as exc:
+                return "fail", value, {"error": f"connect: {_mysql_error(exc)}"}
+            self._sessions[client] = conn
+        try:
+            async with asyncio.timeout(self.timeout), conn.cursor() as cur:
+                await cur.execute(
+                    f"INSERT INTO {self._qualified} (id, node, began) "
+                    "VALUES (%s, @@wsrep_node_name, UNIX_TIMESTAMP(NOW(6)))",
+                    (value,),
+                )
+        except self._mysql.Error as exc:
+            self._drop(client)
+            # A server's answer (code below 2000) means the autocommit statement was rolled
+            # back; a client-side error (lost connection) leaves it unknown.
+            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+            return ("fail" if 0 < code < 2000 else "info"), value, {"error": _mysql_error(exc)}
+        except (TimeoutError, OSError) as exc:
+            self._drop(client)
+            return "info", value, {"error": _mysql_error(exc)}
+        extra: dict[str, Any] = {}
+        try:
+            async with asyncio.timeout(self.timeout), conn.cursor() as cur:
+                await cur.execute(
+                    f"SELECT node, began, UNIX_TIMESTAMP(NOW(6)) FROM {self._qualified} "
+                    "WHERE id = %s",
+                    (value,),
+                )
+                row = await cur.fetchone()
+            if row is not None:
+                extra = {"node": str(row[0]), "began": float(row[1]), "ended": float(row[2])}
+        except (TimeoutError, OSError, self._mysql.Error):
+            self._drop(client)  # the insert was acknowledged all the same
+        return "ok", value, extra
+
+    async def finish(self, history: History) -> None:
+        deadline = time.monotonic() + self.final_timeout
+        process = f"{self.name}-final"
+        for session in list(self._sessions):
+            self._drop(session)
+        while True:
+            history.write(process, "invoke", "read", None)
+            try:
+                async with asyncio.timeout(max(self.timeout, 10.0)):
+                    conn = await self._connect()
+                    try:
+                        async with conn.cursor() as cur:
+                            await cur.execute("SET SESSION wsrep_sync_wait = 1")
+                            await cur.execute(f"SELECT id, node, began FROM {self._qualified}")
+                            found = await cur.fetchall()
+                            await cur.execute("SELECT @@wsrep_node_name")
+                            reader = await cur.fetchone()
+                    finally:
+                        conn.close()
+            except (TimeoutError, OSError, self._mysql.Error) as exc:
+                history.write(process, "fail", "read", None, error=_mysql_error(exc))
+                if time.monotonic() > deadline:
+                    return
+                await asyncio.sleep(0.5)
+                continue
+            values = sorted(int(r[0]) for r in found)
+            rows = {str(int(r[0])): [str(r[1]), float(r[2])] for r in found}
+            node = str(reader[0]) if reader else None
+            history.write(process, "ok", "read", values, rows=rows, node=node)
+            return
+
+    async def close(self) -> None:
+        for client in list(self._sessions):
+            self._drop(client)
+
+
+def _aiomysql() -> ModuleType:
+    import aiomysql  # type: ignore[import-untyped]  # noqa: PLC0415 - only this workload
+
+    module: ModuleType = aiomysql
+    return module
+
+
+def _mysql_error(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return " ".join(str(a) for a in exc.args) or type(exc).__name__
+
+
 KINDS: dict[str, type[Workload]] = {
-    w.kind: w for w in (HttpWorkload, SetWorkload, QueueWorkload, ProbeWorkload, JobsWorkload)
+    w.kind: w
+    for w in (
+        HttpWorkload,
+        SetWorkload,
+        QueueWorkload,
+        MysqlSetWorkload,
+        ProbeWorkload,
+        JobsWorkload,
+    )
 }
 
 

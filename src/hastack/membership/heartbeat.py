@@ -21,7 +21,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 __all__ = ["GAP_HISTORY", "LOSS_FACTOR", "Heartbeat"]
 
@@ -37,14 +37,17 @@ class Heartbeat:
     def __init__(
         self,
         node: str,
-        address: str,
+        address: str | Sequence[str],
         port: int,
         *,
         interval: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node = node
-        self.address = address
+        # One socket per address (one per link, docs/connectivity.md): a beat goes to every
+        # address of a peer, from this node's address of the same index, and either counts.
+        self.addresses = (address,) if isinstance(address, str) else tuple(address)
+        self.address = self.addresses[0]
         self.port = port
         self.interval = interval
         self._clock = clock
@@ -53,22 +56,32 @@ class Heartbeat:
         # with holes (a lossy link) must be silent longer before it is suspected.
         self.gaps: dict[str, collections.deque[float]] = {}
         self.lease = 0  # 0: not a member: nothing is sent
-        self._peers: Mapping[str, tuple[str, int]] = {}
+        self._peers: Mapping[str, tuple[tuple[str, ...], int]] = {}
         self._sock: socket.socket | None = None
+        self._socks: list[socket.socket] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started = clock()
 
-    def set_peers(self, peers: Mapping[str, tuple[str, int]]) -> None:
-        """node -> (address, port); replaced whole, read by the thread."""
+    def set_peers(self, peers: Mapping[str, tuple[tuple[str, ...], int]]) -> None:
+        """node -> (its addresses, port); replaced whole, read by the thread."""
         self._peers = dict(peers)
 
     def start(self) -> None:
-        family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        sock.bind((self.address, self.port))
-        self._sock = sock
+        for address in self.addresses:
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            try:
+                sock.bind((address, self.port))
+            except OSError:
+                sock.close()
+                for s in self._socks:
+                    s.close()
+                self._socks = []
+                raise
+            self._socks.append(sock)
+        self._sock = self._socks[0]
         self.started = self._clock()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
         self._thread.start()
@@ -78,13 +91,14 @@ class Heartbeat:
         if self._thread is not None:
             self._thread.join(timeout=2 * self.interval + 1.0)
             self._thread = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        for sock in self._socks:
+            sock.close()
+        self._socks = []
+        self._sock = None
 
     def _run(self) -> None:
-        sock = self._sock
-        assert sock is not None
+        socks = list(self._socks)
+        assert socks
         next_send = self._clock()
         while not self._stop.is_set():
             now = self._clock()
@@ -92,8 +106,8 @@ class Heartbeat:
                 self.send(self._peers)
                 next_send = now + self.interval
             with contextlib.suppress(OSError, ValueError):
-                ready, _, _ = select.select([sock], [], [], max(0.0, next_send - self._clock()))
-                if ready:
+                ready, _, _ = select.select(socks, [], [], max(0.0, next_send - self._clock()))
+                for sock in ready:
                     self._drain(sock)
 
     def _drain(self, sock: socket.socket) -> None:
@@ -111,16 +125,19 @@ class Heartbeat:
             if node != self.node:
                 self.heard(node)
 
-    def send(self, peers: Mapping[str, tuple[str, int]]) -> None:
-        """One heartbeat to every peer: node -> (address, port)."""
-        if self._sock is None or not self.lease:
+    def send(self, peers: Mapping[str, tuple[tuple[str, ...], int]]) -> None:
+        """One heartbeat to every address of every peer: node -> (addresses, port)."""
+        if not self._socks or not self.lease:
             return
         data = json.dumps({"node": self.node, "lease": self.lease}).encode()
-        for node, (address, port) in peers.items():
+        for node, (addresses, port) in peers.items():
             if node == self.node or not port:
                 continue
-            with contextlib.suppress(OSError):
-                self._sock.sendto(data, (address, port))
+            for index, address in enumerate(addresses):
+                # Link k's address from ours on link k: the datagram crosses that link.
+                sock = self._socks[index] if index < len(self._socks) else self._socks[0]
+                with contextlib.suppress(OSError):
+                    sock.sendto(data, (address, port))
 
     def heard(self, node: str) -> None:
         """A beat from `node` arrived now."""

@@ -4,7 +4,8 @@ names, written as YAML, validated before anything is stored.
     properties:          cluster options (stonith-enabled, no-quorum-policy, ...)
     resource-defaults:   meta attributes every resource inherits
     op-defaults:         operation defaults (timeout)
-    nodes:               per-node settings: attributes, utilization, standby, maintenance
+    nodes:               the nodes it names (computes too), with their settings:
+                         attributes, utilization, standby, maintenance
     resources:           - primitive: ID | group: ID | clone: ID   (the key names the kind)
     constraints:         - location: ID | colocation: ID | order: ID
     assignments:         - assignment: NAME, clone: ID, replicas, entities (docs/assign.md)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hastack.model.connectivity import connectivity_events
 from hastack.model.jsontext import json_object
 from hastack.model.members import ClusterSnapshot
 from hastack.model.ocf import OcfRc
@@ -40,6 +41,7 @@ class EventKind(enum.StrEnum):
     MEMBERSHIP = "membership"
     CONFIG = "config"
     REQUEST = "request"
+    CONNECTIVITY = "connectivity"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +100,9 @@ def snapshot_events(
     before: ClusterSnapshot | None, after: ClusterSnapshot, *, writer: str, now: float
 ) -> list[ClusterEvent]:
     """What the DC records when its view changes from `before` to `after`: members that
-    joined or left, and new fencing records. Nothing for the first view (`before` None):
-    what happened before this DC was recorded by the one before it."""
+    joined or left, new fencing records, nodes that lost or regained their ping targets and
+    the alert when every node lost them (docs/connectivity.md). Nothing for the first view
+    (`before` None): what happened before this DC was recorded by the one before it."""
     if before is None:
         return []
     out: list[ClusterEvent] = []
@@ -146,7 +149,23 @@ def snapshot_events(
                     },
                 )
             )
+    for change in connectivity_events(
+        after.config, _online_attributes(before), _online_attributes(after)
+    ):
+        data: dict[str, Any] = {"attribute": change.attribute, "state": change.kind}
+        if change.node is not None:
+            data["node"] = change.node
+        if change.values is not None:
+            data["values"] = dict(change.values)
+        if change.kind == "lost-everywhere":
+            data["alert"] = True
+        out.append(ClusterEvent(EventKind.CONNECTIVITY, change.text, now, writer, data))
     return out
+
+
+def _online_attributes(snapshot: ClusterSnapshot) -> dict[str, Mapping[str, str]]:
+    """The transient attributes online nodes report (what the scheduler reads, too)."""
+    return {n: snapshot.statuses[n].attributes for n in snapshot.members if n in snapshot.statuses}
 
 
 def failed_action_events(

@@ -24,7 +24,7 @@ from hastack.scheduler import schedule
 from hastack.scheduler.explain import why_stopped
 from hastack.scheduler.plan import Assignment
 from hastack.scheduler.render import render_resources
-from hastack.store import EndpointStatus, EtcdStore, Keys, endpoint_status
+from hastack.store import EndpointStatus, EtcdStore, Keys, endpoint_status, member_quorum
 from hastack.store.snapshot import read_snapshot
 from hastack.store.tls import load_credentials
 
@@ -126,7 +126,7 @@ async def collect_status(client: ClientConfig, *, timeout: float = STATUS_TIMEOU
     endpoints = await asyncio.gather(
         *(endpoint_status(e, timeout, credentials) for e in client.etcd.endpoints)
     )
-    quorum = quorum_view(sum(1 for e in endpoints if e.healthy), len(endpoints))
+    quorum = quorum_view(*member_quorum(endpoints))
     now = time.time()
     store = EtcdStore(
         [e.endpoint for e in endpoints if e.healthy] or client.etcd.endpoints,
@@ -153,7 +153,7 @@ def build_report(
     """What `hastack status` shows, from one snapshot and the store members' health. With
     `explain`, the scheduler runs on the DC's view of the snapshot to say why each stopped
     resource does not run (hastack.scheduler.explain)."""
-    quorum = quorum_view(sum(1 for e in endpoints if e.healthy), len(endpoints))
+    quorum = quorum_view(*member_quorum(endpoints))
     dc = snapshot.dc
     lines, resources, failed, counts = _resources(snapshot)
     views = assignment_views(snapshot)
@@ -276,7 +276,10 @@ def _resources(
     unmanaged = {name for node, target in snapshot.targets.items() for name in target.unmanaged}
     for node in sorted(snapshot.statuses):
         report = snapshot.statuses[node]
-        online = node in snapshot.members
+        member = snapshot.members.get(node)
+        # Online in this life: a report from before the node (re)joined says what ran before
+        # its crash, not what runs now (a restarted agent has not probed yet).
+        online = member is not None and report.updated >= member.joined_at
         for instance, r in sorted(report.resources.items()):
             primitive = base_id(instance) if base_id(instance) in tops else instance
             entry: dict[str, Any] = {"instance": instance, "node": node, **r.to_json()}

@@ -4,7 +4,7 @@
 `hastack.store.memory.MemoryStore` the in-memory fake for tests.
 """
 
-from hastack.store.etcd import EndpointStatus, EtcdStore, endpoint_status
+from hastack.store.etcd import EndpointStatus, EtcdStore, endpoint_status, member_quorum
 from hastack.store.keys import Keys
 from hastack.store.protocol import Store
 from hastack.store.types import (
@@ -40,4 +40,5 @@ __all__ = [
     "TxnResult",
     "WatchBatch",
     "endpoint_status",
+    "member_quorum",
 ]

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
@@ -58,6 +58,7 @@ __all__ = [
     "StoreCredentials",
     "endpoint_status",
     "make_channel",
+    "member_quorum",
     "parse_endpoint",
     "prefix_end",
 ]
@@ -187,7 +188,7 @@ class _Connection:
     # etcd's authentication token for this channel, when a user is configured.
     metadata: tuple[tuple[str, str], ...] = ()
     authenticated: bool = False
-    # The response queues of the watch streams open on this channel: `leave_host` ends them.
+    # The response queues of the watch streams open on this channel: `leave_hosts` ends them.
     watches: set[asyncio.Queue[Any]] = field(default_factory=set)
 
 
@@ -275,16 +276,21 @@ class EtcdStore:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         log.debug("store: leaving %s for %s", conn.target, self.endpoints[self._index])
 
-    def leave_host(self, host: str) -> bool:
-        """Leave the endpoint in use now if it is on `host` — a host known to have gone
-        silent (its heartbeats stopped): a member cut off or powered off keeps a watch open
-        and silent (lab-facts), and only a lag check would notice seconds later. Its watch
-        streams end as a broken connection and resume on the next endpoint from where they
-        were; later calls go there too. True when it was in use."""
+    def leave_hosts(self, hosts: Collection[str]) -> bool:
+        """Leave the endpoint in use now if it is on one of `hosts` — the addresses of a host
+        known to have gone silent (its heartbeats stopped): a member cut off or powered off
+        keeps a watch open and silent (lab-facts), and only a lag check would notice seconds
+        later. Its watch streams end as a broken connection and resume on the next endpoint
+        not on those hosts (a member on two links has two), from where they were; later
+        calls go there too. True when it was in use."""
         conn = self._conn
-        if conn is None or conn.target.rpartition(":")[0] != host:
+        if conn is None or conn.target.rpartition(":")[0] not in hosts:
             return False
         self._fail_over(conn)
+        for _ in range(len(self.endpoints) - 1):
+            if self.endpoints[self._index].rpartition(":")[0] not in hosts:
+                break
+            self._index = (self._index + 1) % len(self.endpoints)
         for queue in conn.watches:
             queue.put_nowait(StoreUnavailable(f"left {conn.target}: its host fell silent"))
         return True
@@ -638,6 +644,18 @@ class EndpointStatus:
     raft_term: int = 0
     revision: int = 0
     error: str = ""
+    # Which member answered, and how many the cluster has (0: not known): with a member on
+    # two links, two endpoints are one member (docs/connectivity.md).
+    member_id: int = 0
+    members: int = 0
+
+
+def member_quorum(endpoints: Sequence[EndpointStatus]) -> tuple[int, int]:
+    """(healthy members, members): endpoints of one member count once; the total is what
+    the members say when one answered, else one member per endpoint."""
+    healthy = {e.member_id or e.endpoint for e in endpoints if e.healthy}
+    total = max((e.members for e in endpoints if e.members), default=len(endpoints))
+    return len(healthy), total
 
 
 async def endpoint_status(
@@ -670,12 +688,20 @@ async def endpoint_status(
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.PERMISSION_DENIED:
                     raise
+            members = 0
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                listed = await rpc.ClusterStub(channel).MemberList(
+                    rpc.MemberListRequest(), metadata=metadata
+                )
+                members = len(listed.members)
         return EndpointStatus(
             endpoint=target,
             healthy=True,
             is_leader=status.leader == status.header.member_id,
             raft_term=int(status.raftTerm),
             revision=int(status.header.revision),
+            member_id=int(status.header.member_id),
+            members=members,
         )
     except (grpc.aio.AioRpcError, TimeoutError, OSError) as exc:
         with contextlib.suppress(Exception):

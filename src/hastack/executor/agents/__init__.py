@@ -1,5 +1,5 @@
 """Resource agents by class: `ocf:PROVIDER:TYPE` scripts, hastack's native `hastack:TYPE`
-(vip, service, proxy, haproxy, galera, evacuator) and systemd units (`systemd:UNIT`, through
+(vip, service, proxy, haproxy, galera, evacuator, ping) and systemd units (`systemd:UNIT`, through
 systemd's D-Bus API).
 
 A native agent's module is imported the first time a resource needs it: the proxy agent
@@ -64,6 +64,7 @@ NATIVE: Mapping[str, type[NativeAgent]] = _NativeAgents(
         "haproxy": "hastack.executor.agents.proxy:HaproxyAgent",
         "galera": "hastack.executor.agents.galera:GaleraAgent",
         "evacuator": "hastack.executor.agents.evacuator:EvacuatorAgent",
+        "ping": "hastack.executor.agents.ping:PingAgent",
     }
 )
 

@@ -19,11 +19,13 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import ClassVar
 
 from hastack.executor.agents.base import NativeAgent, OcfRc, OpRequest, OpResult, etcd_block
 from hastack.executor.agents.service import ServiceAgent
+from hastack.model.durations import parse_duration
 
 __all__ = ["EvacuatorAgent"]
 
@@ -49,6 +51,9 @@ class EvacuatorAgent(NativeAgent):
         cluster = request.cluster
         if not cluster.get("name") or not cluster.get("etcd-endpoints"):
             return OpResult(OcfRc.ERR_CONFIGURED, "the node's agent gave no cluster to follow")
+        options = _options(request.params)
+        if isinstance(options, str):
+            return OpResult(OcfRc.ERR_CONFIGURED, options)
         if request.op in ("validate-all", "meta-data"):
             return OpResult(OcfRc.SUCCESS, "")
         argv = [
@@ -58,8 +63,28 @@ class EvacuatorAgent(NativeAgent):
             "--etcd-json", json.dumps(etcd_block(cluster)),
             "--nova-url", url,
         ]  # fmt: skip
-        for name in ("token", "tag", "parallel", "timeout"):
-            if name in request.params:
-                argv += [f"--{name}", request.params[name]]
+        for name, value in options.items():
+            argv += [f"--{name}", value]
         params = {"command": "exec " + shlex.join(argv)}
         return await self._service.execute(replace(request, params=params))
+
+
+def _options(params: Mapping[str, str]) -> dict[str, str] | str:
+    """The evacuator's optional arguments, checked here so that a bad value is a
+    configuration error of the resource (one line, no restart loop), not a process that
+    exits at every start; or what is wrong."""
+    options: dict[str, str] = {name: params[name] for name in ("token", "tag") if name in params}
+    if "parallel" in params:
+        text = params["parallel"].strip()
+        if not text.isdigit() or int(text) < 1:
+            return f"parameter 'parallel' is a positive count of evacuations, got {text!r}"
+        options["parallel"] = text
+    if "timeout" in params:
+        try:
+            timeout = parse_duration(params["timeout"])
+        except ValueError as exc:
+            return f"parameter 'timeout': {exc}"
+        if timeout <= 0:
+            return "parameter 'timeout' must be positive"
+        options["timeout"] = f"{timeout:g}"
+    return options

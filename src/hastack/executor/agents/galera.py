@@ -58,6 +58,7 @@ from hastack.galera import Decision, Position, Verdict, choose
 from hastack.galera.position import (
     UNKNOWN_SEQNO,
     ZERO_UUID,
+    GrastateState,
     parse_recovery_log,
     position_attributes,
     read_position,
@@ -641,6 +642,7 @@ class GaleraAgent(NativeAgent):
         grastate = grastate_path.read_text(errors="replace") if grastate_path.exists() else None
         position = read_position(grastate)
         if position.seqno >= 0 and position.uuid not in (None, ZERO_UUID):
+            _log_position(s, position)
             return position
         text = await self._recover_once(request, s, paths, [])
         recovery = parse_recovery_log(text)
@@ -653,7 +655,9 @@ class GaleraAgent(NativeAgent):
                 # The data now lacks transactions others committed: a full state transfer.
                 grastate_path.rename(s.datadir / f"grastate.dat.rolled-back-{int(time.time())}")
             grastate = None
-        return read_position(grastate, recovery, rolled_back=rolled)
+        position = read_position(grastate, recovery, rolled_back=rolled)
+        _log_position(s, position)
+        return position
 
     async def _start_mysqld(
         self, request: OpRequest, s: Settings, paths: Paths, extra: list[str]
@@ -661,7 +665,8 @@ class GaleraAgent(NativeAgent):
         argv = [s.mysqld, f"--defaults-file={paths.cnf}", *extra]
         paths.pid.unlink(missing_ok=True)
         with paths.error_log.open("ab") as out:
-            out.write(f"\n# hastack: {shlex.join(argv)}\n".encode())
+            # The time splits the log into the server's runs (hastack.galera.serverlog).
+            out.write(f"\n# hastack {time.time():.3f}: {shlex.join(argv)}\n".encode())
             try:
                 proc = await asyncio.create_subprocess_exec(
                     *self._argv(request, argv),
@@ -930,10 +935,11 @@ class GaleraAgent(NativeAgent):
                     request, s, paths, out, generation, bootstrap=decision.position
                 )
             if decision.verdict is Verdict.JOIN:
-                self._set_aside_if_superseded(s, view)
+                superseded = self._set_aside_if_superseded(s, view)
                 return await self._run_member(
-                    request, s, paths, out, view.bootstrap_revision, bootstrap=None
-                )
+                    request, s, paths, out, view.bootstrap_revision, bootstrap=None,
+                    resume=None if superseded else position,
+                )  # fmt: skip
             break
         self._score(s, view, decision, out)
         return OcfRc.ERR_GENERIC, f"not promoted: {decision.reason}"
@@ -976,21 +982,23 @@ class GaleraAgent(NativeAgent):
         log.warning("%s: bootstrapping %s (%s)", s.node, s.resource, decision.reason)
         return result.revision
 
-    def _set_aside_if_superseded(self, s: Settings, view: ClusterView) -> None:
+    def _set_aside_if_superseded(self, s: Settings, view: ClusterView) -> bool:
         """A node a forced bootstrap may have abandoned must take a full state transfer: its
-        history may share the cluster UUID with the new one (docs/galera.md, rule 2)."""
+        history may share the cluster UUID with the new one (docs/galera.md, rule 2). True
+        if this node is one."""
         boot = view.bootstrap
         mine = view.records.get(s.node)
         if boot is None or not boot.forced or boot.node == s.node:
-            return
+            return False
         if mine is not None and mine[0].generation >= view.bootstrap_revision:
-            return
+            return False
         if not any(loss.node == s.node for loss in boot.may_lose):
-            return
+            return False
         grastate = s.datadir / "grastate.dat"
         if grastate.exists():
             grastate.rename(s.datadir / f"grastate.dat.superseded-{view.bootstrap_revision}")
             log.warning("%s: grastate.dat set aside (superseded by a forced bootstrap)", s.node)
+        return True
 
     async def _run_member(
         self,
@@ -1001,9 +1009,11 @@ class GaleraAgent(NativeAgent):
         generation: int,
         *,
         bootstrap: Position | None,
+        resume: Position | None = None,
     ) -> tuple[int, str]:
         """Start mysqld — bootstrapping a new Primary or joining the live one — and wait
-        until it is Synced in a Primary Component, showing progress."""
+        until it is Synced in a Primary Component, showing progress. `resume`: a joiner's
+        own recovered position, to ask the donor only for what it lacks (IST)."""
         revision = await self._put_record(
             request,
             s,
@@ -1015,6 +1025,17 @@ class GaleraAgent(NativeAgent):
             self._mark_safe_to_bootstrap(s)
             if bootstrap.is_known:
                 extra.append(f"--wsrep-start-position={bootstrap.uuid}:{bootstrap.seqno}")
+        elif (
+            resume is not None
+            and resume.is_known
+            and resume.grastate is GrastateState.PRESENT
+            and not resume.rolled_back
+        ):
+            # mariadbd started by itself (no mysqld_safe) does not recover its position after
+            # a crash: without this a joiner offers no state and takes a full SST (seen in
+            # the lab's writer crash). A missing, corrupt or rolled-back grastate still means
+            # a full SST: the data is not known to be a prefix of the cluster's history.
+            extra.append(f"--wsrep-start-position={resume.uuid}:{resume.seqno}")
         offset = paths.error_log.stat().st_size if paths.error_log.exists() else 0
         self._positions.pop(request.instance, None)
         (paths.base / "promoted").touch()
@@ -1181,6 +1202,20 @@ class GaleraAgent(NativeAgent):
             out[f"galera-{s.resource}-{name}"] = None
         out[f"master-{s.resource}"] = None
         return OcfRc.SUCCESS, ""
+
+
+def _log_position(s: Settings, position: Position) -> None:
+    """Every recovered position in the agent's log: what a bootstrap choice is checked against."""
+    log.info(
+        "%s: %s position %s:%s (%s, grastate %s, safe_to_bootstrap %d)",
+        s.node,
+        s.resource,
+        position.uuid or "unknown",
+        position.seqno,
+        position.source.value,
+        position.grastate.value,
+        int(position.safe_to_bootstrap),
+    )
 
 
 def _is_our_server(pid: int, paths: Paths) -> bool:

@@ -338,6 +338,8 @@ class Lab(Harness):
         for name in t.namespaces():
             self._created("namespaces", name)
             links.create_namespace(name)
+            if name != t.hub:
+                links.ignore_linkdown_routes(name)
         for h in t.hosts():
             self._created("netns_etc", h.namespace)
             links.write_hosts_file(h.namespace, t.hosts_file(h.name), h.name)
@@ -354,7 +356,11 @@ class Lab(Harness):
     # ---- what the harness needs -------------------------------------------------------------
 
     def etcd_members(self) -> list[EtcdMember]:
-        return [EtcdMember(h.name, h.address, secure=self.secure) for h in self.controllers()]
+        # On every link (docs/connectivity.md): one cut cable leaves the members connected.
+        return [
+            EtcdMember(h.name, h.address, secure=self.secure, more_hosts=h.addresses[1:])
+            for h in self.controllers()
+        ]
 
     def agent_nodes(self) -> list[AgentNode]:
         return [
@@ -425,6 +431,27 @@ class Lab(Harness):
             raise LabError(f"rebalance not requested: {proc.stderr.decode().strip()}")
         self._log("rebalance", None, assignment=assignment, max_moves=max_moves)
         return str(json.loads(proc.stdout)["said"])
+
+    def operator(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run a `hastack` command as the operator, from the client host (its certificate,
+        its view of the network), and log it with the faults (`f` = the command's words
+        up to the first option, e.g. `galera bootstrap`)."""
+        client = self.host(CLIENT)
+        argv = [
+            "ip", "netns", "exec", client.namespace, sys.executable, "-m", "hastack",
+            *args, "--config", str(self.client_config),
+        ]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        words = []
+        for a in args:
+            if a.startswith("-"):
+                break
+            words.append(a)
+        self._log(
+            "operator", None, command=" ".join(args), rc=done.returncode,
+            output=(done.stdout + done.stderr)[-2000:], what=" ".join(words),
+        )  # fmt: skip
+        return done
 
     def feed(self, duration: float, interval: float = 0.25) -> StatusFeed:
         return StatusFeed(self, duration, interval)

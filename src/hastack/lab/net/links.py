@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pyroute2 import IPRoute, NetNS, netns
 
+from hastack.nsthread import call_in_netns
 from hastack.processes import ProcessRecord, start_ticks
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "create_namespace",
     "delay_names",
     "flush_extra_addresses",
+    "ignore_linkdown_routes",
     "namespace_exists",
     "netns_pids",
     "plumb_delay",
@@ -60,6 +62,20 @@ def create_namespace(name: str) -> None:
     netns.create(name)
     with NetNS(name) as ns:
         ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+
+
+def ignore_linkdown_routes(name: str) -> None:
+    """A route whose interface lost its carrier is not used (net.ipv4 and net.ipv6
+    `ignore_routes_with_linkdown`): with a cable cut, connections over it fail at once
+    instead of timing out, and what has another link moves to it (docs/connectivity.md)."""
+
+    def write() -> None:
+        for family in ("ipv4", "ipv6"):
+            for scope in ("all", "default"):
+                path = Path(f"/proc/sys/net/{family}/conf/{scope}/ignore_routes_with_linkdown")
+                path.write_text("1\n")
+
+    call_in_netns(name, write)
 
 
 def remove_namespace(name: str) -> bool:

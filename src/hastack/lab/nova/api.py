@@ -25,6 +25,7 @@ new host), report-up (a host's first report after silence).
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import threading
 import time
@@ -83,7 +84,10 @@ class FakeNova:
             "state": "up" if self._is_up(svc, now) else "down",
             "forced_down": svc["forced_down"],
             "disabled_reason": svc.get("disabled_reason"),
-            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(svc["seen"])),
+            # Nova's form: UTC, no zone, microseconds.
+            "updated_at": datetime.datetime.fromtimestamp(svc["seen"], datetime.UTC).strftime(
+                "%Y-%m-%dT%H:%M:%S.%f"
+            ),
         }
 
     def _server_view(self, s: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import pydantic
 
 from hastack.checkers import CheckResult, check_instances, parse_log
 from hastack.lab.net.lab import Lab
-from hastack.lab.net.topology import CLIENT
+from hastack.lab.net.topology import CLIENT, HostRole
 from hastack.model.base import Duration, Name, Spec
 from hastack.processes import ProcessRecord, is_alive, send, spawn, wait_gone
 
@@ -101,8 +101,24 @@ class NovaRun:
         raise RuntimeError("the fake Nova API did not answer within 10 s")
 
     def boot(self) -> None:
-        """Create the instances on the judged host; wait until each one writes."""
+        """Once every compute's service reports to Nova, create the instances on the judged
+        host; wait until each one writes. Created on a host whose service has not reported
+        yet, they would be taken by its first report for instances that died with it (shut
+        off), as Nova would never have placed them there."""
         spec = self.spec
+        computes = {h.name for h in self.lab.hosts() if h.role is HostRole.COMPUTE}
+        deadline = time.monotonic() + spec.boot_timeout
+        while True:
+            out = self._client([sys.executable, "-c", _UP.format(url=self.url)], 5.0)
+            up = set(out.split())
+            if computes <= up:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"compute services not up in Nova within {spec.boot_timeout:g}s: "
+                    + " ".join(sorted(computes - up))
+                )
+            time.sleep(0.2)
         body = [
             {"name": f"vm{i}", "host": spec.host, "evacuable": i < spec.evacuable}
             for i in range(spec.instances)
@@ -208,6 +224,11 @@ def _lines(path: Path) -> list[str]:
 
 
 _GET = "import urllib.request; urllib.request.urlopen({url!r}, timeout=2).read()"
+_UP = (
+    "import json, urllib.request\n"
+    "r = urllib.request.urlopen({url!r} + '/os-services', timeout=2)\n"
+    "print(' '.join(s['host'] for s in json.loads(r.read())['services'] if s['state'] == 'up'))\n"
+)
 _CREATE = (
     "import json, urllib.request\n"
     "for s in json.loads({body!r}):\n"
