@@ -22,6 +22,7 @@ from hastack.executor.transitions import (
     rule_attributes,
     unprobed,
 )
+from hastack.model.assign import AssignmentRecord, AssignRole, RebalanceRequest
 from hastack.model.config import ClusterConfig, Role
 from hastack.model.fencing import FenceRecord
 from hastack.model.members import (
@@ -68,6 +69,10 @@ class _Node:
     acked: int = 0
     notified: tuple[str, ...] = ()
     updated: float = 0.0
+    # Work assignment: what its instances serve (the truth) and what its report says.
+    serving: dict[str, dict[str, AssignRole]] = field(default_factory=dict)
+    served: dict[str, dict[str, AssignRole]] = field(default_factory=dict)
+    status_revision: int = 0  # when its status key was last written
 
 
 class SimCluster:
@@ -92,6 +97,9 @@ class SimCluster:
         self.target_revisions: dict[str, int] = {}
         self.fencing: dict[str, list[FenceRecord]] = {}
         self.fencing_revisions: dict[str, int] = {}
+        self.assignments: dict[str, AssignmentRecord] = {}
+        self.assign_entities: dict[str, frozenset[str]] = {}
+        self.rebalance_requests: dict[str, RebalanceRequest] = {}
         for name in nodes:
             node = _Node(name, attributes=dict((attributes or {}).get(name, {})))
             self.nodes[name] = node
@@ -136,6 +144,7 @@ class SimCluster:
                 unprobed=n.unprobed,
                 acked=n.acked,
                 notified=n.notified,
+                served={k: dict(v) for k, v in n.served.items()},
             )
             for n in self.nodes.values()
         }
@@ -153,6 +162,10 @@ class SimCluster:
             target_revisions=dict(self.target_revisions),
             fencing={k: list(v) for k, v in self.fencing.items()},
             fencing_revisions=dict(self.fencing_revisions),
+            assignments=dict(self.assignments),
+            assign_entities=dict(self.assign_entities),
+            rebalance_requests=dict(self.rebalance_requests),
+            status_revisions={n.name: n.status_revision for n in self.nodes.values()},
         )
 
     def kind(self, name: str) -> NodeKind:
@@ -187,6 +200,10 @@ class SimCluster:
         for node in sorted(set(self.targets) - set(decision.targets)):
             del self.targets[node]
             del self.target_revisions[node]
+        for name, record in decision.assignments.records.items():
+            stored = self.assignments.get(name)
+            assert record.revision == (stored.revision if stored else 0), "map written blind"
+            self.assignments[name] = replace(record, revision=self._bump())
 
     def step(self, suspects: Iterable[str] = ()) -> Decision:
         decision = self.decide(suspects)
@@ -218,7 +235,7 @@ class SimCluster:
         node.probed = frozenset(placements(self.config)) - node.unprobed
         node.reported = dict(node.resources)
         node.updated = self.now
-        self._bump()
+        node.status_revision = self._bump()
 
     def begin(self, name: str) -> None:
         """The node starts the steps of its current target but finishes none of them yet: its
@@ -233,6 +250,12 @@ class SimCluster:
             instances, [(i, op) for i, op in node.in_flight if op in ("start", "promote")]
         )
         node.resources = {k: v for k, v in instances.items() if is_worth_reporting(v)}
+        # Entities newly granted may be served already; those taken away not yet released.
+        for assignment, roles in target.assigned.items():
+            serving = node.serving.setdefault(assignment, {})
+            for entity, role in roles.items():
+                if serving.get(entity) is not AssignRole.ACTIVE:
+                    serving[entity] = role
 
     def execute(self, name: str) -> None:
         """The node finishes what it had begun, then carries out its current target, every
@@ -248,10 +271,12 @@ class SimCluster:
             self._operate(instances, steps)
         node.resources = {k: v for k, v in instances.items() if is_worth_reporting(v)}
         node.reported = dict(node.resources)
+        node.serving = {k: dict(v) for k, v in target.assigned.items() if v}
+        node.served = {k: dict(v) for k, v in node.serving.items()}
         node.notified = (*node.notified, *(n.key for n in target.notify))
         node.acked = self.target_revisions[name]
         node.updated = self.now
-        self._bump()
+        node.status_revision = self._bump()
 
     def _instances(self, node: _Node, target: NodeTarget) -> dict[str, ResourceReport]:
         """The node's reports, named as the executor names them for this target."""
@@ -275,8 +300,10 @@ class SimCluster:
             )
 
     def lose(self, name: str) -> None:
-        """Its lease expires: the member key goes, its last report stays."""
+        """Its lease expires: the member key goes, its last report stays. It self-fenced
+        before that (the agent's promise): it serves no entity any more."""
         self.nodes[name].member = False
+        self.nodes[name].serving = {}
         self._bump()
 
     def join(self, name: str, *, reported: bool = True) -> None:
@@ -285,6 +312,7 @@ class SimCluster:
         node = self.nodes[name]
         if self.fenced(name):
             node.resources, node.reported, node.in_flight = {}, {}, []
+            node.serving, node.served = {}, {}
         if not reported:
             node.updated = self.now - 1  # what it reported in its previous life
         self._join(node, reported=reported)
@@ -322,7 +350,7 @@ class SimCluster:
         )
         node.reported[instance] = node.resources[instance]
         node.updated = self.now
-        self._bump()
+        node.status_revision = self._bump()
 
     def unprobe(self, name: str, primitives: Iterable[str]) -> None:
         node = self.nodes[name]
@@ -334,6 +362,19 @@ class SimCluster:
         self.config_revision = self._bump()
 
     # ---- what runs where --------------------------------------------------------------------
+
+    def serving_active(self) -> dict[str, list[str]]:
+        """`assignment/entity` -> nodes whose instances may serve it actively now (every node
+        not fenced since)."""
+        out: dict[str, list[str]] = {}
+        for node in self.nodes.values():
+            if self.fenced(node.name):
+                continue
+            for name, roles in node.serving.items():
+                for entity, role in roles.items():
+                    if role is AssignRole.ACTIVE:
+                        out.setdefault(f"{name}/{entity}", []).append(node.name)
+        return out
 
     def active(self) -> dict[str, list[tuple[str, Role]]]:
         """instance -> (node, role) wherever it may be active (operations under way

@@ -3,7 +3,8 @@
 * the functional core imports nothing that does I/O: model/, scheduler/, quorum arithmetic, the
   DC's decisions (controller.py), the operations layer's configuration edits, the executor's
   transitions and throttling arithmetic, the Galera chooser and parsers (galera/), the
-  evacuation's decisions (compute/evacuation.py), and the checkers;
+  evacuation's decisions (compute/evacuation.py), the checkers, and the work-assignment
+  decisions (assign/);
 * the product does not import the lab (`hastack.lab`: local clusters, the netns lab, their
   power switch), except the command-line front ends of the lab's own commands;
 * nothing outside the lab imports what only the lab needs (the `lab` extra in pyproject.toml).
@@ -31,6 +32,7 @@ PURE = [
     SRC / "galera",
     SRC / "rabbitmq",
     SRC / "checkers",
+    SRC / "assign",
     SRC / "compute" / "evacuation.py",
 ]
 
@@ -61,6 +63,8 @@ IMPORT_NAMES = {
     "oslo.cache": "oslo_cache",
     "dogpile.cache": "dogpile",
     "pymemcache": "pymemcache",
+    "tooz": "tooz",
+    "etcd3gw": "etcd3gw",
 }
 
 
@@ -140,6 +144,7 @@ def test_the_product_does_not_import_the_lab_or_its_extra() -> None:
     lab_only = _lab_extra()
     assert lab_only == {
         "aio_pika", "matplotlib", "oslo_messaging", "oslo_cache", "dogpile", "pymemcache",
+        "tooz", "etcd3gw",
     }  # fmt: skip
     assert all((SRC / f).exists() for f in LAB_FRONT_ENDS), "a front end moved: update the list"
     imports = {p.relative_to(SRC).as_posix(): _imports_of(p) for p in sorted(SRC.rglob("*.py"))}
@@ -151,7 +156,7 @@ def test_the_product_runs_without_the_lab_extra() -> None:
     code = (
         "import sys\n"
         "sys.modules.update({m: None for m in ('aio_pika', 'matplotlib', 'oslo_messaging',"
-        " 'oslo_cache', 'oslo_config', 'dogpile', 'pymemcache')})\n"
+        " 'oslo_cache', 'oslo_config', 'dogpile', 'pymemcache', 'tooz', 'etcd3gw')})\n"
         "import hastack.cli.main, hastack.agent, hastack.lab.scenario, hastack.lab.workloads\n"
         "import hastack.lab.net.demo_api\n"
         "sys.exit(hastack.cli.main.main(['--help']))\n"

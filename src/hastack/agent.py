@@ -526,8 +526,11 @@ class Agent:
             for name, m in snapshot.members.items()
             if m.addresses and m.heartbeat_port
         }
-        # When this agent first saw each member's current life (its member key's revision):
-        # a member's silence is only held against it from then on.
+        # When this agent first saw each member's current life: a member's silence is only
+        # held against it from then on. A life begins with the write of the member key
+        # (MemberRecord.revision, its mod_revision): an agent that rejoins before its old
+        # lease expired overwrites its old key, whose create revision stays, yet it is a
+        # new life (else the DC fenced it again the moment it rejoined).
         now = time.monotonic()
         lives = {name: m.revision for name, m in snapshot.members.items()}
         for name, revision in lives.items():
@@ -633,8 +636,21 @@ class Agent:
                 self.heartbeat.silent(list(self._peers), self._suspect_after, since=self._since())
             )
             if now_silent - silent:
+                self._leave_silent_hosts(now_silent - silent)
                 self._wake.set()
             silent = now_silent
+
+    def _leave_silent_hosts(self, nodes: set[str]) -> None:
+        """Stop reading the store through the etcd member on a host gone silent: its watches
+        would stay open and say nothing (what the DC writes for this node — its target, the
+        entities it is to serve — would wait for the lag check, seconds after the fence)."""
+        if not isinstance(self._store, EtcdStore):
+            return
+        for node in sorted(nodes):
+            addresses = self._peers[node][0] if node in self._peers else ()
+            if addresses and self._store.leave_hosts(addresses):
+                log.warning("left the store member on %s: no heartbeat", node)
+                self.events.record("store-member-left", node=node, addresses=list(addresses))
 
     def _feed_executor(self, snapshot: ClusterSnapshot) -> None:
         node = self.config.node
@@ -692,26 +708,46 @@ class Agent:
                 ops.append(PutOp(self.keys.target(node), written.encode()))
         for node in sorted(set(snapshot.targets) - set(decision.targets)):
             ops.append(DeleteOp(self.keys.target(node)))
+        # Assignment maps go with the targets that carry their grants, each compared with
+        # the revision it was computed from (docs/assign.md).
+        compares = [Compare.created_at(self.keys.dc, epoch)]
+        for name, record in sorted(decision.assignments.records.items()):
+            compares.append(Compare.unchanged(self.keys.assign_map(name), record.revision))
+            ops.append(PutOp(self.keys.assign_map(name), record.encode()))
         if decision.replanned:
             self._say(decision.reason)
         if not ops:
             return
         try:
             # Only the holder of this very leader key may write targets.
-            result = await self._store.txn([Compare.created_at(self.keys.dc, epoch)], success=ops)
+            result = await self._store.txn(compares, success=ops)
         except StoreError as exc:
             self._say(f"could not write targets ({exc})")
             return
         if not result.succeeded:
+            if decision.assignments.records and await self._still_dc(epoch):
+                self._say("an assignment map changed under us; deciding again")
+                self._wake.set()
+                return
             self._set_epoch(None, "the leader key changed while writing targets")
             self.controller.forget()
             return
+        for note in decision.assignments.notes:
+            log.info("assign %s", note)
+            self.events.record("assign", note=note)
         released = ", ".join(
             f"{a.kind.value} {a.instance or ''} on {a.node}".replace("  ", " ")
             for a in decision.ready
         )
         if released:
             log.info("released: %s", released)
+
+    async def _still_dc(self, epoch: int) -> bool:
+        try:
+            kv = await self._store.get(self.keys.dc)
+        except StoreError:
+            return False
+        return kv is not None and kv.create_revision == epoch
 
     async def _campaign(self, step: Step) -> None:
         record = DcRecord(self.config.node, epoch=0, lease=self._keeper.lease.id, since=time.time())

@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from hastack.assign.decide import AssignDecision, decide_assignments
 from hastack.model.config import ClusterConfig, Role
 from hastack.model.connectivity import HeldAttributes, ping_windows
 from hastack.model.members import ClusterSnapshot, NodeKind
@@ -78,7 +79,9 @@ def build_state(
         if online and kind is NodeKind.REMOTE and props.reconnect_interval > 0:
             last = snapshot.last_fenced(name)
             held = last is not None and now - last < props.reconnect_interval
-        may_run = report is not None and bool(report.active())
+        # Entities it served count like resources (docs/assign.md): an instance may be gone
+        # from the report while its confirmation of a release never came.
+        may_run = report is not None and (bool(report.active()) or report.serves_any())
         remote_needs_fence = kind is NodeKind.REMOTE and fencing_configured and record is not None
         if online:
             unclean = False
@@ -249,6 +252,8 @@ class Decision:
     # Nodes that did not finish (or take) their target in time: treated as failed this cycle
     # (docs/control-plane.md), each with the one line saying why.
     overdue: Mapping[str, str] = field(default_factory=dict)
+    # Work assignment (docs/assign.md): the maps to write with the targets, and why.
+    assignments: AssignDecision = field(default_factory=AssignDecision)
 
 
 class Controller:
@@ -374,9 +379,30 @@ class Controller:
         targets = _targets(
             state, transition.plan, ready, epoch, snapshot.config_revision, transition.key
         )
+        # Entities go where the map and release-before-grant say, on the same view.
+        starting = frozenset(
+            (base_id(a.instance), a.node)
+            for a in transition.plan.actions
+            if a.kind is ActionKind.START and a.instance and a.id not in transition.done
+        )
+        assigned = decide_assignments(
+            snapshot, config, state, epoch=epoch, now=now, starting=starting
+        )
+        targets = {
+            node: dataclasses.replace(target, assigned=assigned.grants.get(node, {}))
+            for node, target in targets.items()
+        }
         if replanned:
             reason = f"planned {len(transition.plan.actions)} action(s): {reason}"
-        return Decision(targets, transition.plan, ready, replanned, reason, overdue=overdue)
+        return Decision(
+            targets,
+            transition.plan,
+            ready,
+            replanned,
+            reason,
+            overdue=overdue,
+            assignments=assigned,
+        )
 
     def _overdue(
         self, snapshot: ClusterSnapshot, config: ClusterConfig, busy: list[str], mono: float

@@ -13,6 +13,7 @@ judge (which is reported, never taken for a pass). Nothing here does I/O; the la
 the availability timeline for people (`hastack.lab.plot`).
 """
 
+from hastack.checkers.assignment import check_assignment
 from hastack.checkers.availability import Outage, check_availability
 from hastack.checkers.cache import check_cache_service, check_stale_reads
 from hastack.checkers.galera import (
@@ -23,7 +24,9 @@ from hastack.checkers.galera import (
 )
 from hastack.checkers.history import CheckResult, Op, pair_ops, parse_history
 from hastack.checkers.instances import LogLine, check_instances, parse_log
+from hastack.checkers.jobs import check_jobs
 from hastack.checkers.overlap import check_exclusive, dead_events
+from hastack.checkers.polls import check_polls
 from hastack.checkers.queue import check_total_queue
 from hastack.checkers.rabbitmq import check_publish_resume, check_rabbitmq_rejoin, check_rpc
 from hastack.checkers.sets import check_set
@@ -37,12 +40,15 @@ __all__ = [
     "Outage",
     "Tenure",
     "check_alert",
+    "check_assignment",
     "check_availability",
     "check_bootstrap",
     "check_cache_service",
     "check_exclusive",
     "check_instances",
+    "check_jobs",
     "check_minority",
+    "check_polls",
     "check_publish_resume",
     "check_rabbitmq_rejoin",
     "check_recovery",

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "events": "hastack.cli.events_cmd",
     "resource": "hastack.cli.resource_cmd",
     "node": "hastack.cli.resource_cmd",
+    "assign": "hastack.cli.assign_cmd",
     "config": "hastack.cli.config_cmd",
     "simulate": "hastack.cli.simulate_cmd",
     "fence": "hastack.cli.fence_cmd",

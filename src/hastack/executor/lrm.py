@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from hastack.executor.agents import Driver, OcfRc, OpRequest, OpResult, UnknownAgent, driver_for
+from hastack.executor.assignfile import Assigned, read_assigned, write_assigned
 from hastack.executor.attrd import AttributeServer, socket_path, write_shims
 from hastack.executor.exclusive import ExclusiveGuard
 from hastack.executor.throttle import (
@@ -56,7 +57,8 @@ from hastack.executor.transitions import (
     rule_attributes,
     unprobed,
 )
-from hastack.model.config import ClusterConfig, Op, Role
+from hastack.model.assign import AssignRole, exclusive_entity
+from hastack.model.config import Assignment, ClusterConfig, Op, Role
 from hastack.model.members import NodeKind
 from hastack.model.state import base_id
 from hastack.model.status import NodeReport, PendingOp, ResourceReport
@@ -74,6 +76,8 @@ _PUBLISH_SPACING = 0.05
 _LOAD_PERIOD = 1.0
 # How many notification keys a node reports (the DC needs only the current transition's).
 _NOTIFIED_KEPT = 256
+# After a failed assignment notification, wait this long before trying again.
+_ASSIGN_RETRY = 1.0
 
 
 @dataclass
@@ -192,6 +196,13 @@ class LocalResourceManager:
         # `hastack status` see what a node is doing, and for how long it may take.
         self.pending: dict[str, PendingOp] = {}
         self.working = 0  # the revision of the target accepted in this life
+        # Work assignment (docs/assign.md): per assignment, what its local instance has
+        # confirmed (`told`), a change under way (`telling`: reported with `told` until
+        # confirmed), and the file's generation.
+        self.told: dict[str, dict[str, AssignRole]] = {}
+        self.telling: dict[str, dict[str, AssignRole]] = {}
+        self._generations: dict[str, int] = {}
+        self._assign_failed_at: dict[str, float] = {}
         self.refused = 0  # the revision of the last target refused (an older DC's)
         self.last_pass = time.monotonic()  # when the loop last ran a pass (self-check)
 
@@ -428,8 +439,22 @@ class LocalResourceManager:
             notified=tuple(self.notified),
             working=self.working,
             pending=dict(self.pending),
+            served=self.served(),
             refused=self.refused,
         )
+
+    def served(self) -> dict[str, dict[str, AssignRole]]:
+        """What this node's instances may serve: what they confirmed, and while a change is
+        unconfirmed, what it adds (an active copy counts over a standby)."""
+        out: dict[str, dict[str, AssignRole]] = {}
+        for name in set(self.told) | set(self.telling):
+            roles = dict(self.telling.get(name, {}))
+            for entity, role in self.told.get(name, {}).items():
+                if roles.get(entity) is not AssignRole.ACTIVE:
+                    roles[entity] = role
+            if roles:
+                out[name] = roles
+        return out
 
     def _reconcile(self) -> None:
         if self.config is None:
@@ -450,7 +475,12 @@ class LocalResourceManager:
                     self.instances[name] = inst
                 self._launch(inst, op)
             self._launch_notifications(self.target)
-        busy = any(i.busy for i in self.instances.values()) or bool(self._notifying)
+            self._launch_assignments(self.target)
+        busy = (
+            any(i.busy for i in self.instances.values())
+            or bool(self._notifying)
+            or bool(self.telling)
+        )
         done = max(self._target_revision if self.target is not None else 0, self._superseded)
         if not steps and not busy and self.acked != done:
             # Nothing left to do for the target taken (every step is done or has failed),
@@ -535,6 +565,228 @@ class LocalResourceManager:
             self._notifying.discard(request.key)
             self._notified(request.key)
             self._wake.set()
+
+    # ---- work assignment ----------------------------------------------------------------------
+
+    def _assignment_instance(self, a: Assignment) -> Instance | None:
+        """The running instance of the assignment's clone on this node, if any."""
+        for inst in self.instances.values():
+            placement = self._placements.get(inst.primitive)
+            if (
+                placement is not None
+                and placement.clone is not None
+                and placement.clone.id == a.clone
+                and inst.report.role is not Role.STOPPED
+                and not inst.report.failed
+            ):
+                return inst
+        return None
+
+    @property
+    def assign_dir(self) -> Path:
+        return Path(self.state_dir) / "assign"
+
+    def _launch_assignments(self, target: NodeTarget) -> None:
+        if self.config is None:
+            return
+        for a in self.config.assignments:
+            name = a.assignment
+            if name in self.telling:
+                continue
+            if time.monotonic() - self._assign_failed_at.get(name, -1e9) < 0.9 * _ASSIGN_RETRY:
+                continue
+            inst = self._assignment_instance(a)
+            wanted = dict(target.assigned.get(name, {})) if inst is not None else {}
+            if wanted == self.told.get(name, {}):
+                continue
+            if inst is None or inst.busy:
+                continue  # nothing runs to tell (a stop clears what it served), or not yet
+            self._tell(inst, name, wanted, throttled=True)
+
+    def _tell(
+        self, inst: Instance, name: str, wanted: dict[str, AssignRole], *, throttled: bool
+    ) -> None:
+        self.telling[name] = wanted
+        self._dirty.set()
+
+        async def tell() -> None:
+            await self._assign(inst, name, wanted, throttled=throttled)
+
+        task = asyncio.create_task(tell(), name=f"assign {name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _write_assigned(self, name: str, wanted: Mapping[str, AssignRole]) -> int:
+        generation = self._generations.get(name)
+        if generation is None:
+            found = read_assigned(self.assign_dir, name)
+            generation = found.generation if found is not None else 0
+        generation += 1
+        self._generations[name] = generation
+        write_assigned(
+            self.assign_dir,
+            Assigned(
+                name,
+                generation,
+                tuple(sorted(e for e, r in wanted.items() if r is AssignRole.ACTIVE)),
+                tuple(sorted(e for e, r in wanted.items() if r is AssignRole.STANDBY)),
+            ),
+        )
+        return generation
+
+    async def _assign(
+        self, inst: Instance, name: str, wanted: dict[str, AssignRole], *, throttled: bool
+    ) -> bool:
+        """Write the file, tell the instance, and count the change done once it confirms.
+        An entity becoming active here is recorded (and the watchdog armed) before the
+        instance hears of it; one released, only after it confirmed."""
+        before = self.told.get(name, {})
+        active = sorted(e for e, r in wanted.items() if r is AssignRole.ACTIVE)
+        released = sorted(
+            e
+            for e, r in before.items()
+            if r is AssignRole.ACTIVE and wanted.get(e) is not AssignRole.ACTIVE
+        )
+        ok = False
+        try:
+            async with inst.lock:
+                generation = self._write_assigned(name, wanted)
+                for entity in active:
+                    self.guard.acquire(exclusive_entity(name, entity))
+                variables = {
+                    "notify_type": "post",
+                    "notify_operation": "assign",
+                    "notify_assign_name": name,
+                    "notify_assign_active": " ".join(active),
+                    "notify_assign_standby": " ".join(
+                        sorted(e for e, r in wanted.items() if r is AssignRole.STANDBY)
+                    ),
+                    "notify_assign_released": " ".join(released),
+                    "notify_assign_generation": str(generation),
+                    "notify_assign_file": str(self.assign_dir / f"{name}.json"),
+                }
+                result = await self._execute(
+                    inst, "notify", extra=variables, throttled=throttled, track=True
+                )
+            ok = result.rc == OcfRc.SUCCESS
+            if ok:
+                self.told[name] = dict(wanted)
+                for entity in released:
+                    self.guard.release(exclusive_entity(name, entity))
+                self._assign_failed_at.pop(name, None)
+                log.info(
+                    "assign %s: %d active, %d standby (generation %d)%s",
+                    name,
+                    len(active),
+                    len(wanted) - len(active),
+                    generation,
+                    f"; released {' '.join(released)}" if released else "",
+                )
+            else:
+                # Unknown what the instance serves now: report both sets until it confirms.
+                merged = dict(wanted)
+                for entity, role in before.items():
+                    if merged.get(entity) is not AssignRole.ACTIVE:
+                        merged[entity] = role
+                self.told[name] = merged
+                self._assign_failed_at[name] = time.monotonic()
+                log.warning(
+                    "assign %s: %s%s",
+                    name,
+                    OcfRc.describe(result.rc),
+                    f" ({result.reason})" if result.reason else "",
+                )
+                asyncio.get_running_loop().call_later(_ASSIGN_RETRY, self._wake.set)
+        finally:
+            self.telling.pop(name, None)
+            self._dirty.set()
+            self._wake.set()
+        return ok
+
+    def _forget_assignments_of(self, inst: Instance) -> None:
+        """After `inst` stopped (or was found stopped): it serves nothing, and the file says
+        so, so that a start never serves entities of an earlier grant."""
+        if self.config is None:
+            return
+        placement = self._placements.get(inst.primitive)
+        if placement is None or placement.clone is None:
+            return
+        for a in self.config.assignments:
+            if a.clone != placement.clone.id:
+                continue
+            name = a.assignment
+            for entity, role in self.told.pop(name, {}).items():
+                if role is AssignRole.ACTIVE:
+                    self.guard.release(exclusive_entity(name, entity))
+            self._write_assigned(name, {})
+            self._dirty.set()
+
+    def _adopt_assignments_of(self, inst: Instance) -> None:
+        """A running instance found by a probe (the agent restarted under it): it serves what
+        the file says, until told otherwise."""
+        if self.config is None:
+            return
+        placement = self._placements.get(inst.primitive)
+        if placement is None or placement.clone is None:
+            return
+        for a in self.config.assignments:
+            if a.clone != placement.clone.id or a.assignment in self.told:
+                continue
+            found = read_assigned(self.assign_dir, a.assignment)
+            if found is None:
+                continue
+            roles = dict.fromkeys(found.standby, AssignRole.STANDBY)
+            roles.update(dict.fromkeys(found.active, AssignRole.ACTIVE))
+            if roles:
+                self.told[a.assignment] = roles
+                for entity in found.active:
+                    self.guard.acquire(exclusive_entity(a.assignment, entity))
+                self._dirty.set()
+
+    async def release_assignments(self, deadline: float) -> bool:
+        """Self-fencing of entities: every instance told to serve nothing, before
+        `deadline` (monotonic); an instance that cannot confirm is stopped."""
+        if self.config is None:
+            return True
+        work = []
+        for a in self.config.assignments:
+            if not any(
+                r is AssignRole.ACTIVE for r in self.served().get(a.assignment, {}).values()
+            ):
+                continue
+            inst = self._assignment_instance(a)
+            if inst is None:
+                inst = next(
+                    (
+                        i
+                        for i in self.instances.values()
+                        if (p := self._placements.get(i.primitive)) is not None
+                        and p.clone is not None
+                        and p.clone.id == a.clone
+                    ),
+                    None,
+                )
+            if inst is not None:
+                work.append(self._release_or_stop(inst, a.assignment))
+        if work:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await asyncio.gather(*work)
+        return not any(
+            r is AssignRole.ACTIVE for roles in self.served().values() for r in roles.values()
+        )
+
+    async def _release_or_stop(self, inst: Instance, name: str) -> None:
+        pending = self.telling.get(name)
+        if pending is not None:
+            # A change is under way: wait for it (it holds the lock), then release.
+            async with inst.lock:
+                pass
+        self.telling[name] = {}
+        if await self._assign(inst, name, {}, throttled=False):
+            return
+        log.warning("self-fencing: %s did not release %s; stopping it", inst.name, name)
+        await self._self_fence_one(inst, "stop")
 
     # ---- operations -------------------------------------------------------------------------
 
@@ -681,10 +933,14 @@ class LocalResourceManager:
                 work.append(self._self_fence_one(inst, "stop"))
             elif inst.report.role is Role.PROMOTED and self.exclusive_promoted(inst) is not None:
                 work.append(self._self_fence_one(inst, "demote"))
-        if work:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                    await asyncio.gather(*work)
+
+        async def release_entities() -> None:
+            await self.release_assignments(deadline)
+
+        work.append(release_entities())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await asyncio.gather(*work)
         return not self.guard.held
 
     def _isolation_stop(self, inst: Instance) -> bool:
@@ -724,6 +980,8 @@ class LocalResourceManager:
             result = await self._execute(inst, op, throttled=False)
             self._record(inst, op, result)
             self._guard_after(inst, op, result.rc == OcfRc.SUCCESS)
+            if op == "stop" and result.rc == OcfRc.SUCCESS:
+                self._forget_assignments_of(inst)
             log.warning("self-fencing: %s %s: %s", op, inst.name, OcfRc.describe(result.rc))
         finally:
             inst.busy = False
@@ -737,9 +995,13 @@ class LocalResourceManager:
     async def _operate_locked(self, inst: Instance, op: TargetOp) -> None:
         try:
             self._guard_before(inst, op)
+            if op == "start":
+                self._forget_assignments_of(inst)  # a start serves nothing until told
             result = await self._execute(inst, op, track=True)
             self._record(inst, op, result)
             self._guard_after(inst, op, result.rc == OcfRc.SUCCESS)
+            if op == "stop" and result.rc == OcfRc.SUCCESS:
+                self._forget_assignments_of(inst)
             log.info(
                 "%s %s: %s%s",
                 op,
@@ -821,6 +1083,10 @@ class LocalResourceManager:
                 inst.report, result, now=self._clock(), promotable=placement.promotable
             )
             self._guard_probe(inst)
+            if inst.report.role is Role.STOPPED:
+                self._forget_assignments_of(inst)
+            else:
+                self._adopt_assignments_of(inst)
             report = inst.report
             if report.role is not Role.STOPPED or report.failed or report.fail_count:
                 self.instances[inst.name] = inst

@@ -26,6 +26,7 @@ report), and exits 0 once nothing else of the node runs.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
@@ -137,6 +138,7 @@ def _flush_addresses(netns: str, keep: set[str]) -> None:
     # pyroute2 is imported here, after the killing: it takes ~0.1 s to load, and most
     # callers (status, local clusters without namespaces) never need it.
     from pyroute2 import IPRoute  # noqa: PLC0415
+    from pyroute2.netlink.exceptions import NetlinkError  # noqa: PLC0415
 
     def flush() -> None:
         with IPRoute() as ipr:
@@ -147,7 +149,15 @@ def _flush_addresses(netns: str, keep: set[str]) -> None:
                 family = socket.AF_INET if ":" not in address else socket.AF_INET6
                 if family == socket.AF_INET6 and address.startswith("fe80"):
                     continue
-                ipr.addr("del", index=addr["index"], address=address, prefixlen=addr["prefixlen"])
+                try:
+                    ipr.addr(
+                        "del", index=addr["index"], address=address, prefixlen=addr["prefixlen"]
+                    )
+                except NetlinkError as exc:
+                    # Gone already: deleting a subnet's primary address takes its
+                    # secondaries with it (a host with many added addresses, e.g. routers).
+                    if exc.code != errno.EADDRNOTAVAIL:
+                        raise
 
     if _netns_inode(netns) is not None:
         call_in_netns(netns, flush)

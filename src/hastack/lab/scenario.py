@@ -35,6 +35,7 @@ A run writes one results folder: `history.jsonl` (the clients' operations), `nem
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -58,11 +59,14 @@ from pyroute2 import NetNS
 from hastack.checkers import (
     CheckResult,
     check_alert,
+    check_assignment,
     check_availability,
     check_bootstrap,
     check_cache_service,
     check_exclusive,
+    check_jobs,
     check_minority,
+    check_polls,
     check_publish_resume,
     check_rabbitmq_rejoin,
     check_recovery,
@@ -97,7 +101,10 @@ from hastack.processes import ProcessRecord, is_alive, send, spawn, wait_gone
 from hastack.scheduler.rules import node_attributes, rule_score
 
 __all__ = [
+    "EntitiesSpec",
     "NemesisStep",
+    "PollsSpec",
+    "RandomNemesis",
     "Scenario",
     "ScenarioResult",
     "WorkloadSpec",
@@ -115,8 +122,49 @@ class LabSpec(Spec):
     links: int = 1
 
 
+class EntitiesSpec(Spec):
+    """The entities of a work assignment served as addresses (docs/assign.md): entity
+    `r07` is `${net0}.<first + 7>`, answering on `port`. The runner lists them in the
+    assignment's configuration, gives them to `assign-probe` workloads as targets, and the
+    lab's observer watches each address like a VIP (resource `<assignment>/<entity>`)."""
+
+    assignment: Name
+    count: int = pydantic.Field(ge=1, le=90)
+    first: int = pydantic.Field(default=150, ge=2, le=254)
+    port: int = 8080
+    prefix: str = "r"
+
+    def names(self) -> list[str]:
+        width = len(str(self.count - 1))
+        return [f"{self.prefix}{i:0{max(2, width)}d}" for i in range(self.count)]
+
+
+class PollsSpec(Spec):
+    """Pollers (hastack.lab.net.poller) log each poll in their service log; the `polls`
+    checker judges each mode apart: every resource polled in every interval, but for
+    `excused` intervals after a crash (per mode)."""
+
+    resources: int = pydantic.Field(default=100, ge=1, le=10_000)
+    prefix: str = "res"
+    interval: Duration = 5.0
+    excused: dict[str, int] = pydantic.Field(default_factory=dict)  # mode -> intervals
+    warmup: Duration = 10.0  # not judged: the pollers find each other
+
+    def names(self) -> list[str]:
+        return [f"{self.prefix}{i:03d}" for i in range(self.resources)]
+
+
 class WorkloadSpec(Spec):
-    kind: Literal["http", "etcd-set", "amqp-queue", "cache-kv", "rpc", "mysql-set"]
+    kind: Literal[
+        "http",
+        "etcd-set",
+        "amqp-queue",
+        "cache-kv",
+        "rpc",
+        "mysql-set",
+        "assign-probe",
+        "heat-jobs",
+    ]
     name: Name | None = None
     clients: int = pydantic.Field(default=2, ge=1, le=64)
     rate: float = pydantic.Field(default=10.0, gt=0, le=1000)  # per client, ops per second
@@ -135,6 +183,10 @@ class WorkloadSpec(Spec):
     notify_rate: float = pydantic.Field(default=5.0, ge=0, le=100)  # rpc
     recommended: bool = False  # rpc: the README's oslo.messaging settings
     options: dict[str, Any] = pydantic.Field(default_factory=dict)  # rpc: [oslo_messaging_rabbit]
+    prefix: str | None = None  # heat-jobs: where the jobs live in etcd
+    job_seconds: Duration = 3.0  # heat-jobs: how long each job works
+    lock_ttl: Duration = 5.0  # heat-jobs: the engines' lock TTL (for the checker)
+    check_interval: Duration = 1.0  # heat-jobs: the engines' takeover check
     # mysql-set: judge "one node takes the writes at a time" on this workload's writes (false
     # for clients that write to one node's own address on purpose, e.g. a minority's)
     one_writer: bool = True
@@ -152,7 +204,7 @@ class WorkloadSpec(Spec):
 
 NemesisOp = Literal[
     "crash", "start", "kill", "pause", "resume", "partition", "heal", "netem", "link-down",
-    "link-up", "remove", "galera-bootstrap",
+    "link-up", "remove", "galera-bootstrap", "rebalance",
 ]  # fmt: skip
 
 
@@ -168,10 +220,54 @@ class NemesisStep(Spec):
     link: int = 0  # link-down / link-up
     # galera-bootstrap: the operator's `hastack galera bootstrap NODE --force --yes`, run
     # from the client host (node: a name, or @most-advanced:RESOURCE)
+    assignment: Name | None = None  # rebalance: `hastack assign rebalance ASSIGNMENT`
+    max_moves: int = 1000  # rebalance
+
+
+RandomOp = Literal["crash", "partition"]
+_RANDOM_OPS: tuple[RandomOp, ...] = ("crash", "partition")
+
+
+class RandomNemesis(Spec):
+    """Many faults drawn at random (a soak): every `every` seconds from `start`, one of `ops`
+    on a random controller, repaired `repair-after` seconds later (crash -> start; partition
+    -> heal, then every powered-off node started: fencing may have powered the cut-off node
+    off). One fault at a time; `seed` makes the schedule repeatable."""
+
+    count: int = pydantic.Field(ge=1, le=500)
+    every: Duration = pydantic.Field(default=6.0, gt=0)
+    repair_after: Duration = pydantic.Field(default=3.0, gt=0)
+    start: Duration = 3.0
+    ops: list[RandomOp] = pydantic.Field(default_factory=lambda: list(_RANDOM_OPS))
+    seed: int = 1
+
+    @pydantic.model_validator(mode="after")
+    def _repair_first(self) -> RandomNemesis:
+        if self.repair_after >= self.every:
+            raise ValueError("repair-after must be shorter than every (one fault at a time)")
+        return self
+
+    def steps(self, nodes: list[str]) -> list[NemesisStep]:
+        rng = random.Random(self.seed)
+        out: list[NemesisStep] = []
+        for k in range(self.count):
+            at = self.start + k * self.every
+            op, node = rng.choice(self.ops), rng.choice(nodes)
+            if op == "crash":
+                out.append(NemesisStep(at=at, op="crash", node=node))
+            else:
+                out.append(NemesisStep(at=at, op="partition", groups=f"{node} | @rest"))
+                out.append(NemesisStep(at=at + self.repair_after, op="heal"))
+            out.append(NemesisStep(at=at + self.repair_after + 0.01, op="start", node="@down"))
+        return out
 
 
 class Expect(Spec):
     max_outage: Duration | None = None  # every fault recovered from within this
+    # Work assignment: each entity a rebalance moves is out at most this long.
+    rebalance_outage: Duration | None = None
+    # Work assignment: a crashed node's entities answer again within this of its fence.
+    after_fence: Duration | None = None
     recovered: bool = True  # the service answers again after every fault
     publish_resume: Duration | None = None  # amqp-queue: each producer confirms again within
     # A booted node back within this: hastack:rabbitmq, with every quorum queue at
@@ -207,12 +303,22 @@ class Scenario(Spec):
     election_ms: int = FAST_ELECTION_MS
     cluster: dict[str, Any]
     ready: list[Name] = pydantic.Field(default_factory=list)
-    workloads: list[WorkloadSpec] = pydantic.Field(min_length=1)
+    workloads: list[WorkloadSpec] = pydantic.Field(default_factory=list)
+    duration: Duration | None = pydantic.Field(default=None, gt=0, le=600)  # without workloads
     nemesis: list[NemesisStep] = pydantic.Field(default_factory=list)
     settle: Duration = 2.0  # after the load, before collecting
     expect: Expect = Expect()
     ready_timeout: Duration = READY_TIMEOUT  # for the `ready` resources to run
+    entities: EntitiesSpec | None = None  # work assignment entities served as addresses
+    polls: PollsSpec | None = None  # Ceilometer-style pollers to check
+    random_nemesis: RandomNemesis | None = None  # a soak: faults drawn at random
     nova: NovaSpec | None = None  # the lab's fake Nova and instances (docs/compute.md)
+
+    @pydantic.model_validator(mode="after")
+    def _load_or_duration(self) -> Scenario:
+        if not self.workloads and self.duration is None:
+            raise ValueError("give workloads, or a duration for a run without client load")
+        return self
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -348,14 +454,27 @@ class Runner:
         self.names["etcd"] = ",".join(lab.endpoints())
         self.names["client"] = str(lab.client_config)  # cluster + etcd block, TLS files and all
         self.names["results"] = str(results)
+        self.names["run"] = results.name
         self.nova = NovaRun(scenario.nova, lab, results) if scenario.nova else None
         if self.nova is not None:
             self.names.update(self.nova.names())
         self.config = _substitute(scenario.cluster, self.names)
+        self.vips = _vips(self.config)
+        self.entity_addresses: dict[str, str] = {}
+        if scenario.entities is not None:
+            e = scenario.entities
+            if e.first + e.count - 1 > 254:
+                raise LabError(f"entities: {e.count} from .{e.first} do not fit in ${{net0}}")
+            for i, name in enumerate(e.names()):
+                self.entity_addresses[name] = f"{t.net_prefix(0)}.{e.first + i}"
+                self.vips[f"{e.assignment}/{name}"] = self.entity_addresses[name]
+            for a in self.config.get("assignments", []):
+                if a.get("assignment") == e.assignment and not a.get("entities"):
+                    a["entities"] = e.names()
+        # Parsed once its assignments list their entities (what the cluster is given).
         self.cluster_config = parse_cluster_config(
             yaml.safe_dump(self.config, sort_keys=False), f"{scenario.name}: cluster"
         )
-        self.vips = _vips(self.config)
         self.feed: StatusFeed | None = None
         self.observer = VipObserver(lab, self.vips, results / "observed-exclusive.jsonl")
         self.crashed: set[str] = set()
@@ -453,6 +572,8 @@ class Runner:
             return sorted(self.crashed)
         if selector == "@one-crashed":  # one of them, at random: boots in random order
             return [random.choice(sorted(self.crashed))] if self.crashed else []
+        if selector == "@down":
+            return [h.name for h in self.lab.nodes() if not self.lab.powered(h.name)]
         if selector == "@etcd-leader":  # the host of the etcd member that leads raft
             report = (self.feed.latest or {}) if self.feed else {}
             led = {str(e["endpoint"]).rsplit(":", 1)[0]
@@ -489,6 +610,8 @@ class Runner:
     def apply(self, step: NemesisStep) -> None:
         lab = self.lab
         targets = self.select(step.node) if step.node else []
+        if step.op == "start" and step.node == "@down" and not targets:
+            return  # a soak's repair with nothing left to boot
         if step.op in ("crash", "start", "kill", "pause", "resume", "netem", "link-down",
                        "link-up", "remove", "galera-bootstrap") and not targets:  # fmt: skip
             self.say(f"  nemesis: {step.op}: no node matches {step.node!r}, skipped")
@@ -529,6 +652,8 @@ class Runner:
             lab.partition(groups)
         elif step.op == "heal":
             lab.heal()
+        elif step.op == "rebalance":
+            groups = lab.rebalance(step.assignment or "", step.max_moves)
         what = " ".join(x for x in (step.op, ",".join(targets), step.process or "", groups) if x)
         self.say(f"  nemesis: {what}")
 
@@ -553,7 +678,18 @@ class Runner:
             and promoted[r] >= self._promoted_wanted(r, len(online))
             for r in self.scenario.ready
         )
-        return self.lab.is_settled(report) and ready
+        return self.lab.is_settled(report) and ready and self._entities_served(report)
+
+    def _entities_served(self, report: dict[str, Any]) -> bool:
+        """Every entity of the scenario's assignment is served by its node."""
+        e = self.scenario.entities
+        if e is None:
+            return True
+        for view in report.get("assignments", []):
+            if view.get("name") == e.assignment:
+                states = [x.get("state") for x in view.get("entities", [])]
+                return len(states) == e.count and all(s == "serving" for s in states)
+        return False
 
     def _promoted_wanted(self, primitive: str, online: int) -> int:
         """A promotable clone is ready when as many instances are Promoted as it may have."""
@@ -609,13 +745,18 @@ class Runner:
             spec = w.model_dump(by_alias=True, exclude_none=True)
             spec = _substitute(spec, self.names)
             spec.setdefault("name", f"{w.kind}{i}" if len(self.scenario.workloads) > 1 else w.kind)
+            if w.kind == "assign-probe":
+                port = self.scenario.entities.port if self.scenario.entities else 8080
+                spec["targets"] = {n: f"{a}:{port}" for n, a in self.entity_addresses.items()}
             if w.kind == "mysql-set":
                 spec.setdefault("table", _table_name(self.results.name, i))
-            if w.kind == "etcd-set":
+            if w.kind in ("etcd-set", "heat-jobs"):
                 spec["endpoints"] = self.lab.endpoints()
                 # The operator's certificate files (docs/security.md).
                 spec["etcd"] = self.lab.etcd_spec()
-                spec["prefix"] = f"/lab-set/{self.results.name}/{i}"
+                if w.kind == "etcd-set" or w.prefix is None:
+                    # heat-jobs keep theirs: the engines' command line names the same one.
+                    spec["prefix"] = f"/lab-set/{self.results.name}/{i}"
             specs.append(spec)
         return specs
 
@@ -632,7 +773,7 @@ class Runner:
         (results / "cluster.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
         (results / "scenario.json").write_text(json.dumps(s.model_dump(mode="json"), indent=2))
         nemesis_offset = lab.nemesis_path.stat().st_size if lab.nemesis_path.exists() else 0
-        longest = max(w.duration + w.final_timeout for w in s.workloads)
+        longest = max([w.duration + w.final_timeout for w in s.workloads] + [s.duration or 0.0])
         bound = s.ready_timeout + longest + s.settle + 60.0
         self.feed = StatusFeed(
             lab, bound, 0.25, record_to=results / "status.jsonl", rabbitmq=self.has_rabbitmq
@@ -660,24 +801,31 @@ class Runner:
                 self.say(f"  {s.nova.instances if s.nova else 0} instances running on "
                          f"{s.nova.host if s.nova else ''}")  # fmt: skip
             self.observer.start()
-            specs = self.workload_specs()
-            (results / "workloads.json").write_text(json.dumps(specs, indent=2))
-            allow = [str(n) for n in lab.topology.networks()]
-            argv = [
-                "ip", "netns", "exec", lab.host(CLIENT).namespace,
-                sys.executable, "-m", "hastack.lab.workloads",
-                "--spec", str(results / "workloads.json"),
-                "--history", str(results / "history.jsonl"),
-                *[x for a in allow for x in ("--allow", a)],
-            ]  # fmt: skip
             load_start = time.monotonic()
             started_at = time.time()
-            workers, proc = spawn(argv, log_path=results / "workloads.log")
-            self.say(
-                f"  load: {', '.join(f'{w.kind} ×{w.clients}' for w in s.workloads)} "
-                f"for {max(w.duration for w in s.workloads):g}s from the client host"
-            )
-            for step in sorted(s.nemesis, key=lambda x: x.at):
+            proc: subprocess.Popen[bytes] | None = None
+            if s.workloads:
+                specs = self.workload_specs()
+                (results / "workloads.json").write_text(json.dumps(specs, indent=2))
+                allow = [str(n) for n in lab.topology.networks()]
+                argv = [
+                    "ip", "netns", "exec", lab.host(CLIENT).namespace,
+                    sys.executable, "-m", "hastack.lab.workloads",
+                    "--spec", str(results / "workloads.json"),
+                    "--history", str(results / "history.jsonl"),
+                    *[x for a in allow for x in ("--allow", a)],
+                ]  # fmt: skip
+                workers, proc = spawn(argv, log_path=results / "workloads.log")
+                self.say(
+                    f"  load: {', '.join(f'{w.kind} ×{w.clients}' for w in s.workloads)} "
+                    f"for {max(w.duration for w in s.workloads):g}s from the client host"
+                )
+            else:
+                self.say(f"  no client load; the run lasts {longest:g}s")
+            steps = list(s.nemesis)
+            if s.random_nemesis is not None:
+                steps += s.random_nemesis.steps([h.name for h in lab.controllers()])
+            for step in sorted(steps, key=lambda x: x.at):
                 delay = load_start + step.at - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
@@ -686,13 +834,16 @@ class Runner:
                 except (LabError, ValueError, OSError) as exc:
                     self.notes.append(f"nemesis {step.op} at {step.at:g}s failed: {exc}")
                     self.say(f"  nemesis: {step.op} FAILED: {exc}")
-            try:
-                proc.wait(timeout=max(1.0, load_start + longest + 30.0 - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.notes.append("workload clients overran their bound and were killed")
-            if proc.returncode not in (0, None):
-                self.notes.append(f"workload clients exited with {proc.returncode}: see "
-                                  "workloads.log")  # fmt: skip
+            if proc is None:
+                time.sleep(max(0.0, load_start + longest - time.monotonic()))
+            else:
+                try:
+                    proc.wait(timeout=max(1.0, load_start + longest + 30.0 - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self.notes.append("workload clients overran their bound and were killed")
+                if proc.returncode not in (0, None):
+                    self.notes.append(f"workload clients exited with {proc.returncode}: see "
+                                      "workloads.log")  # fmt: skip
             time.sleep(s.settle)
             self.wait_rejoined(load_start)
         finally:
@@ -836,6 +987,30 @@ class Runner:
                     statuses, nemesis, size=s.expect.quorum_size, within=s.expect.rejoin
                 )
             )
+        for w in s.workloads:
+            if w.kind == "heat-jobs":
+                checks.append(
+                    check_jobs(
+                        [e for e in history if str(e["process"]).startswith("heat-jobs")],
+                        nemesis,
+                        lock_ttl=w.lock_ttl,
+                        check_interval=w.check_interval,
+                    )
+                )
+        if s.polls is not None:
+            checks += self._poll_checks(s.polls, nemesis, started_at, ended_at)
+        if any(w.kind == "assign-probe" for w in s.workloads):
+            checks.append(
+                check_assignment(
+                    [e for e in history if str(e["process"]).startswith("assign-probe")],
+                    nemesis,
+                    end_of_run=ended_at,
+                    max_outage=s.expect.max_outage,
+                    fenced=_deaths(agent_records),
+                    after_fence=s.expect.after_fence,
+                    rebalance_outage=s.expect.rebalance_outage,
+                )
+            )
         if self.nova is not None:
             checks += self.nova.check(nemesis, results / "agents")
         for primitive in galera_primitives(self.config):
@@ -870,6 +1045,32 @@ class Runner:
             json.dumps([c.to_json() for c in checks], indent=2, default=str)
         )
         return checks
+
+    def _poll_checks(
+        self, spec: PollsSpec, nemesis: list[dict[str, Any]], start: float, end: float
+    ) -> list[CheckResult]:
+        polls: list[dict[str, Any]] = []
+        for log in sorted((self.results / "agents").glob("*/service-*.log")):
+            for line in _lines(log):
+                if line.startswith('{"poll"'):
+                    with contextlib.suppress(ValueError):
+                        polls.append(json.loads(line))
+        (self.results / "polls.jsonl").write_text("".join(json.dumps(p) + "\n" for p in polls))
+        out = []
+        for mode in sorted({str(p.get("mode")) for p in polls} | set(spec.excused)):
+            out.append(
+                check_polls(
+                    [p for p in polls if p.get("mode") == mode],
+                    nemesis,
+                    resources=spec.names(),
+                    interval=spec.interval,
+                    start=start + spec.warmup,
+                    end=end,
+                    excused=spec.excused.get(mode, 0),
+                    name=f"polls-{mode}",
+                )
+            )
+        return out
 
     def check_recovery(
         self,
@@ -955,11 +1156,21 @@ class Runner:
         for c in result.checks:
             lines.append(f"  {c.checker:<20} {c.verdict:<8} {c.summary}")
             lines += [f"      {o}" for o in c.details.get("overlaps", [])]
+            lines += [f"      {p}" for p in c.details.get("problems", [])[:10]]
         lines += [f"  note: {n}" for n in result.notes]
         lines.append(f"  results: {result.results}")
         text = "\n".join(lines)
         (result.results / "summary.txt").write_text(text + "\n")
         self.say(text)
+
+
+def _deaths(records: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """host -> when it was powered off by fencing or a watchdog (`dead` records)."""
+    out: dict[str, list[float]] = {}
+    for r in records:
+        if r.get("event") == "dead" and isinstance(r.get("wall"), int | float):
+            out.setdefault(str(r["node"]), []).append(float(r["wall"]))
+    return out
 
 
 def _named(result: CheckResult, tag: str) -> CheckResult:

@@ -24,6 +24,9 @@ Kinds (add one by subclassing `Workload` and listing it in `KINDS`):
     mysql-set  insert unique rows through a MySQL address (the VIP and the proxy), each row
                naming the node that executed it; read them all back at the end on a fresh
                connection (set and writers checkers)
+    assign-probe  GET every entity's address in turn, recording which node answered
+               (the assignment checker)
+    heat-jobs  submit jobs for the lab's Heat-style engines, read their final states (jobs)
 """
 
 from __future__ import annotations
@@ -51,7 +54,9 @@ __all__ = [
     "CacheWorkload",
     "History",
     "HttpWorkload",
+    "JobsWorkload",
     "MysqlSetWorkload",
+    "ProbeWorkload",
     "QueueWorkload",
     "RpcWorkload",
     "SetWorkload",
@@ -147,12 +152,15 @@ class HttpWorkload(Workload):
         return "get", self.path
 
     async def perform(self, f: str, value: Any) -> tuple[str, Any, dict[str, Any]]:
+        return await self.get(self.host, self.port)
+
+    async def get(self, host: str, port: int) -> tuple[str, Any, dict[str, Any]]:
         writer = None
         try:
             async with asyncio.timeout(self.timeout):
-                reader, writer = await asyncio.open_connection(self.host, self.port)
+                reader, writer = await asyncio.open_connection(host, port)
                 writer.write(
-                    f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\n"
+                    f"GET {self.path} HTTP/1.1\r\nHost: {host}\r\n"
                     "Connection: close\r\n\r\n".encode()
                 )
                 await writer.drain()
@@ -562,6 +570,88 @@ class RpcWorkload(Workload):
             await asyncio.to_thread(self._client.close)
 
 
+class ProbeWorkload(HttpWorkload):
+    """GET every entity's address in turn (work assignment, docs/assign.md): `targets` maps
+    each entity to `ADDRESS:PORT`. Client `c` probes entities c, c + clients, ... so every
+    entity is probed at the same steady rate; each completion's value names the node that
+    answered (`{"node": "n2"}`), which the assignment checker follows."""
+
+    kind: ClassVar[str] = "assign-probe"
+
+    def __init__(self, spec: Mapping[str, Any], allow: Sequence[ipaddress.IPv4Network]) -> None:
+        targets = dict(spec.get("targets") or {})
+        if not targets:
+            raise ValueError("an assign-probe workload needs targets (entity -> address:port)")
+        first = str(next(iter(targets.values())))
+        super().__init__({**spec, "url": f"http://{first}/"}, allow)
+        self.targets: dict[str, tuple[str, int]] = {}
+        for entity, where in sorted(targets.items()):
+            host, _, port = str(where).rpartition(":")
+            self.check_target(host)
+            self.targets[str(entity)] = (host, int(port))
+        self.order = sorted(self.targets)
+
+    def invocation(self, client: int, n: int) -> tuple[str, Any]:
+        return "probe", self.order[(client + n * self.clients) % len(self.order)]
+
+    async def perform(self, f: str, value: Any) -> tuple[str, Any, dict[str, Any]]:
+        type_, _status, extra = await self.get(*self.targets[str(value)])
+        node = extra.pop("node", None)
+        return type_, ({"node": node} if type_ == "ok" else None), extra
+
+
+class JobsWorkload(SetWorkload):
+    """Heat-style jobs (docs/assign.md, acceptance H2): submit PENDING jobs into the lab's
+    etcd for the engines (hastack.lab.net.engine) to lock and run; at the end, wait (at most
+    `final-timeout`) until none is PENDING or IN_PROGRESS, then read every job's final
+    state (the jobs checker judges it). Every other job can be resumed by another engine;
+    the rest must be marked FAILED with a reason when their engine dies."""
+
+    kind: ClassVar[str] = "heat-jobs"
+
+    def __init__(self, spec: Mapping[str, Any], allow: Sequence[ipaddress.IPv4Network]) -> None:
+        super().__init__(spec, allow)
+        self.prefix = str(spec["prefix"]).rstrip("/")
+        self.seconds = float(spec.get("job-seconds", 3.0))
+
+    def invocation(self, client: int, n: int) -> tuple[str, Any]:
+        return "submit", f"j{client:02d}{n:04d}"
+
+    async def perform(self, f: str, value: Any) -> tuple[str, Any, dict[str, Any]]:
+        job = {
+            "id": value,
+            "action": "CREATE" if int(str(value)[-1]) % 2 == 0 else "UPDATE",
+            "seconds": self.seconds,
+            "resumable": int(str(value)[-1]) % 2 == 0,
+            "state": "PENDING",
+            "history": [["PENDING", None, time.time()]],
+        }
+        try:
+            await self.store.put(f"{self.prefix}/jobs/{value}", json.dumps(job).encode())
+        except DefiniteStoreError as exc:
+            return "fail", value, {"error": str(exc)}
+        except StoreError as exc:
+            return "info", value, {"error": str(exc)}
+        return "ok", value, {}
+
+    async def finish(self, history: History) -> None:
+        deadline = time.monotonic() + self.final_timeout
+        process = f"{self.name}-final"
+        jobs: list[dict[str, Any]] = []
+        while True:
+            try:
+                result = await self.store.get_prefix(f"{self.prefix}/jobs/")
+                jobs = [json.loads(kv.value) for kv in result.kvs]
+            except (StoreError, ValueError):
+                jobs = []
+            open_ = [j for j in jobs if j.get("state") in ("PENDING", "IN_PROGRESS")]
+            if (jobs and not open_) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        history.write(process, "invoke", "final", None)
+        history.write(process, "ok" if jobs else "fail", "final", jobs)
+
+
 class MysqlSetWorkload(Workload):
     """Clients insert unique rows through one MySQL address (the VIP, so the proxy picks the
     node); at the end a fresh connection reads every row back.
@@ -747,6 +837,8 @@ KINDS: dict[str, type[Workload]] = {
         CacheWorkload,
         RpcWorkload,
         MysqlSetWorkload,
+        ProbeWorkload,
+        JobsWorkload,
     )
 }
 

@@ -8,6 +8,7 @@ names, written as YAML, validated before anything is stored.
                          attributes, utilization, standby, maintenance
     resources:           - primitive: ID | group: ID | clone: ID   (the key names the kind)
     constraints:         - location: ID | colocation: ID | order: ID
+    assignments:         - assignment: NAME, clone: ID, replicas, entities (docs/assign.md)
 
 Every reference (a resource, a node) must exist; ids are unique across all resources,
 including group members and clone children; unknown keys are refused. Errors name the path
@@ -29,6 +30,7 @@ from hastack.model.scores import INFINITY, Score
 
 __all__ = [
     "AgentRef",
+    "Assignment",
     "Clone",
     "ClusterConfig",
     "Colocation",
@@ -633,6 +635,30 @@ class NodeSpec(Spec):
     maintenance: bool = False
 
 
+def _weight(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"a weight is a positive number, got {value!r}")
+    return float(value)
+
+
+class Assignment(Spec):
+    """Entities served by the running instances of a clone (docs/assign.md)."""
+
+    assignment: Name
+    clone: Name
+    replicas: Annotated[int, pydantic.Field(ge=1, le=3)] = 1
+    entities: list[Name] = pydantic.Field(default_factory=list)
+    weights: dict[Name, Annotated[float, pydantic.BeforeValidator(_weight)]] = pydantic.Field(
+        default_factory=dict
+    )
+    capacity: dict[Name, Annotated[int, pydantic.Field(ge=0)]] = pydantic.Field(
+        default_factory=dict
+    )
+    # Moves in flight at once while `hastack assign rebalance` runs: each is an outage of
+    # its entity (release, then grant), so few at a time.
+    rebalance_batch: Annotated[int, pydantic.Field(ge=1, le=100)] = 1
+
+
 class ClusterConfig(Spec):
     properties: Properties = Properties()
     resource_defaults: Meta = _EMPTY_META
@@ -641,6 +667,7 @@ class ClusterConfig(Spec):
     resources: list[Resource] = pydantic.Field(default_factory=list)
     constraints: list[Constraint] = pydantic.Field(default_factory=list)
     fencing: FencingSpec = FencingSpec()
+    assignments: list[Assignment] = pydantic.Field(default_factory=list)
 
     # ---- walking the tree --------------------------------------------------------------------
 
@@ -713,7 +740,75 @@ class ClusterConfig(Spec):
                             )
                         )
         problems.extend(self._fencing_problems(nodes))
+        problems.extend(self._assignment_problems(nodes))
         return problems
+
+    def _assignment_problems(self, nodes: set[str]) -> list[tuple[Loc, str]]:
+        problems: list[tuple[Loc, str]] = []
+        names: set[str] = set()
+        for index, a in enumerate(self.assignments):
+            where: Loc = ("assignments", index)
+            if a.assignment in names:
+                problems.append(((*where, "assignment"), f"{a.assignment!r} is defined twice"))
+            names.add(a.assignment)
+            seen: set[str] = set()
+            for j, entity in enumerate(a.entities):
+                if entity in seen:
+                    problems.append(((*where, "entities", j), f"entity {entity!r} is listed twice"))
+                seen.add(entity)
+            for key, table in (("weights", a.weights), ("capacity", a.capacity)):
+                for node in table:
+                    if node not in nodes:
+                        problems.append(
+                            ((*where, key, node), f"no node named {node!r} (list it under nodes)")
+                        )
+            found = self.find(a.clone)
+            if found is None:
+                problems.append(((*where, "clone"), f"no resource named {a.clone!r}"))
+                continue
+            if not isinstance(found, Clone):
+                kind = "a group" if isinstance(found, Group) else "a primitive"
+                problems.append(
+                    (
+                        (*where, "clone"),
+                        f"{a.clone!r} is {kind}, not a clone: entities are assigned to the "
+                        "instances of a clone",
+                    )
+                )
+                continue
+            room = self._nodes_for(found, nodes)
+            if room is not None and a.replicas > room[0]:
+                problems.append(((*where, "replicas"), f"replicas {a.replicas} > {room[1]}"))
+            problems.extend(_assign_agent_problems(found, where))
+        return problems
+
+    def _nodes_for(self, clone: Clone, nodes: set[str]) -> tuple[int, str] | None:
+        """How many nodes can run the clone, as far as the configuration says, and why."""
+        ids = {clone.id, *(r.id for r in _walk(clone.resource))}
+        if clone.meta.clone_max is not None:
+            limit: tuple[int, str] | None = (
+                clone.meta.clone_max,
+                f"clone-max {clone.meta.clone_max} of {clone.id!r}",
+            )
+        else:
+            limit = None
+        if nodes:
+            banned = {
+                c.node
+                for c in self.constraints
+                if isinstance(c, Location)
+                and c.resource in ids
+                and c.node is not None
+                and c.score is not None
+                and c.score <= -INFINITY
+            }
+            usable = len(nodes - banned)
+            if limit is None or usable < limit[0]:
+                why = f"{usable} node(s) that can run {clone.id!r}" + (
+                    f" ({len(banned)} banned)" if banned else ""
+                )
+                limit = (usable, why)
+        return limit
 
     def _fencing_problems(self, nodes: set[str]) -> list[tuple[Loc, str]]:
         problems: list[tuple[Loc, str]] = []
@@ -820,6 +915,24 @@ def _resource_problems(r: Primitive | Group | Clone, where: Loc) -> list[tuple[L
         ):
             problems.append(((*where, "meta"), "promoted-max needs promotable: true"))
     return problems
+
+
+def _assign_agent_problems(clone: Clone, where: Loc) -> list[tuple[Loc, str]]:
+    """An instance must be able to confirm that it took or dropped an entity, or release
+    before grant would rest on a guess (docs/assign.md)."""
+    inner = clone.resource
+    primitive = inner if isinstance(inner, Primitive) else inner.resources[0]
+    if str(primitive.agent) != "hastack:service":
+        return []
+    if "assign-cmd" in primitive.params or primitive.params.get("assign-ack") == "true":
+        return []
+    return [
+        (
+            (*where, "clone"),
+            f"{clone.id!r} runs hastack:service without assign-cmd or assign-ack: true, so its "
+            "instances could never confirm that they took or released an entity",
+        )
+    ]
 
 
 def _constraint_id(c: Location | Colocation | Order) -> str:

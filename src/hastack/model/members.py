@@ -12,6 +12,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hastack.model.assign import (
+    AssignmentRecord,
+    RebalanceRequest,
+    decode_assignment,
+    decode_rebalance_request,
+)
 from hastack.model.base import is_valid_name
 from hastack.model.config import ClusterConfig
 from hastack.model.config_text import config_from_json
@@ -125,6 +131,21 @@ class ClusterSnapshot:
     target_revisions: Mapping[str, int] = field(default_factory=dict)
     fencing: Mapping[str, list[FenceRecord]] = field(default_factory=dict)
     fencing_revisions: Mapping[str, int] = field(default_factory=dict)
+    # Work assignment (docs/assign.md): the DC's maps, the entities added at run time, and
+    # pending rebalance requests, by assignment name.
+    assignments: Mapping[str, AssignmentRecord] = field(default_factory=dict)
+    assign_entities: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    rebalance_requests: Mapping[str, RebalanceRequest] = field(default_factory=dict)
+    status_revisions: Mapping[str, int] = field(default_factory=dict)
+
+    def fenced_since_report(self, node: str) -> bool:
+        """Was the node fenced successfully after its status report was written? Then
+        nothing that report lists can still run (a node that rejoined since, before it
+        reported again, has not yet said anything new)."""
+        history = self.fencing.get(node, [])
+        if not history or not history[-1].succeeded:
+            return False
+        return self.fencing_revisions.get(node, 0) > self.status_revisions.get(node, 0)
 
     def fenced_since_join(self, node: str) -> bool:
         """Was the node fenced successfully after it last joined (its current life)?"""
@@ -256,8 +277,28 @@ def _decode_dc(key: StoredKey) -> DcRecord:
 _SECTIONS = ("members", "nodes", "status", "target", "fencing")
 
 
+def _decode_assign(key: StoredKey) -> tuple[str, str, object]:
+    """`assign/<name>/map`, `assign/<name>/entities/<entity>`, `assign/<name>/rebalance`."""
+    parts = key.name.split("/")
+    if len(parts) < 3 or not is_valid_name(parts[1]):
+        raise _Bad("not an assignment key (assign/NAME/map|entities/ENTITY|rebalance)")
+    name, what = parts[1], parts[2:]
+    try:
+        if what == ["map"]:
+            return "assign-map", name, decode_assignment(key.value, key.mod_revision)
+        if what == ["rebalance"]:
+            return "assign-rebalance", name, decode_rebalance_request(key.value)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
+    if len(what) == 2 and what[0] == "entities" and is_valid_name(what[1]):
+        return "assign-entity", name, what[1]
+    raise _Bad("not an assignment key (assign/NAME/map|entities/ENTITY|rebalance)")
+
+
 def _decode_one(key: StoredKey) -> tuple[str, str, object]:
     """(section, name, decoded value) of one key; _Bad when it does not decode."""
+    if key.name.startswith("assign/"):
+        return _decode_assign(key)
     if key.name in ("dc", "config"):
         return key.name, key.name, _decode_dc(key) if key.name == "dc" else _decode_config(key)
     section, _, rest = key.name.partition("/")
@@ -295,8 +336,12 @@ class SnapshotDecoder:
         target_revisions: dict[str, int] = {}
         fencing: dict[str, list[FenceRecord]] = {}
         fencing_revisions: dict[str, int] = {}
+        status_revisions: dict[str, int] = {}
         config: ClusterConfig | None = None
         config_revision = 0
+        assignments: dict[str, AssignmentRecord] = {}
+        assign_entities: dict[str, set[str]] = {}
+        rebalance_requests: dict[str, RebalanceRequest] = {}
         problems: list[str] = []
         seen: set[str] = set()
         for key in keys:
@@ -331,6 +376,7 @@ class SnapshotDecoder:
             elif section == "status":
                 assert isinstance(value, NodeReport)
                 statuses[name] = value
+                status_revisions[name] = key.mod_revision
             elif section == "fencing":
                 assert isinstance(value, list)
                 fencing[name] = value
@@ -339,6 +385,15 @@ class SnapshotDecoder:
                 assert isinstance(value, NodeTarget)
                 targets[name] = value
                 target_revisions[name] = key.mod_revision
+            elif section == "assign-map":
+                assert isinstance(value, AssignmentRecord)
+                assignments[name] = value
+            elif section == "assign-entity":
+                assert isinstance(value, str)
+                assign_entities.setdefault(name, set()).add(value)
+            elif section == "assign-rebalance":
+                assert isinstance(value, RebalanceRequest)
+                rebalance_requests[name] = value
             else:
                 assert isinstance(value, StoredKey)
                 other[name] = value
@@ -358,6 +413,10 @@ class SnapshotDecoder:
             target_revisions=target_revisions,
             fencing=fencing,
             fencing_revisions=fencing_revisions,
+            assignments=assignments,
+            assign_entities={k: frozenset(v) for k, v in assign_entities.items()},
+            rebalance_requests=rebalance_requests,
+            status_revisions=status_revisions,
         )
 
 

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hastack.model.assign import AssignRole, decode_grants, encode_grants
 from hastack.model.config import Role
 from hastack.model.jsontext import json_object
 
@@ -122,9 +123,16 @@ class NodeReport:
     # (docs/control-plane.md), `hastack status` shows them.
     working: int = 0
     pending: Mapping[str, PendingOp] = field(default_factory=dict)
+    # Work assignment: the entities this node's instances were told to serve and confirmed,
+    # name -> entity -> role (docs/assign.md). While a change is unconfirmed, both the old
+    # and the new ones: the DC must assume the worst.
+    served: Mapping[str, Mapping[str, AssignRole]] = field(default_factory=dict)
     # The revision of the last target this node refused (written under an older DC epoch
     # than one it has seen): it will never work on it, so the DC must not wait for it.
     refused: int = 0
+
+    def serves_any(self) -> bool:
+        return any(self.served.values())
 
     def encode(self) -> bytes:
         doc = {
@@ -141,6 +149,9 @@ class NodeReport:
             "attributes": dict(sorted(self.attributes.items())),
             "resources": {k: v.to_json() for k, v in sorted(self.resources.items())},
         }
+        served = encode_grants(self.served)
+        if served:
+            doc["served"] = served
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     def active(self) -> dict[str, Role]:
@@ -263,6 +274,7 @@ def decode_status(node: str, raw: bytes) -> NodeReport:
             working=_integer(data, "working"),
             refused=_integer(data, "refused"),
             pending=_pending(data.get("pending", {})),
+            served=decode_grants(data.get("served", {}), "served"),
         )
     except _Bad as exc:
         raise ValueError(str(exc)) from None

@@ -4,11 +4,13 @@
      "resources": {"vip": "Started", "galera:1": "Promoted", "web": "Stopped"},
      "unmanaged": ["legacy"],
      "notify": [{"key": "42.3.7", "instance": "rmq:1",
-                 "variables": {"notify_type": "pre", "notify_operation": "start", ...}}]}
+                 "variables": {"notify_type": "pre", "notify_operation": "start", ...}}],
+     "assigned": {"routers": {"r03": "active", "r07": "standby"}}}
 
 Written only by the DC (by CAS on its leader key, so a deposed DC cannot write). An instance
 not listed is to be stopped if it runs; `unmanaged` ones are left exactly as they are.
-`notify` lists clone notifications to run once each (by key), docs/executor.md.
+`notify` lists clone notifications to run once each (by key), docs/executor.md. `assigned`
+is what each assignment grants this node now (docs/assign.md).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from hastack.model.assign import AssignRole, decode_grants, encode_grants
 from hastack.model.config import Role
 from hastack.model.jsontext import json_object
 
@@ -43,6 +46,8 @@ class NodeTarget:
     unmanaged: frozenset[str] = frozenset()
     notify: tuple[NotifyRequest, ...] = ()
     at: float = 0.0  # wall clock when the DC wrote it, for display (`hastack status`)
+    # Work assignment grants: name -> entity -> role (docs/assign.md).
+    assigned: Mapping[str, Mapping[str, AssignRole]] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         doc: dict[str, object] = {
@@ -55,6 +60,9 @@ class NodeTarget:
             doc["at"] = self.at
         if self.notify:
             doc["notify"] = [n.to_json() for n in self.notify]
+        assigned = encode_grants(self.assigned)
+        if assigned:
+            doc["assigned"] = assigned
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     def same_work(self, other: NodeTarget | None) -> bool:
@@ -65,6 +73,7 @@ class NodeTarget:
             and dict(other.resources) == dict(self.resources)
             and other.unmanaged == self.unmanaged
             and other.notify == self.notify
+            and encode_grants(other.assigned) == encode_grants(self.assigned)
         )
 
 
@@ -91,7 +100,8 @@ def decode_target(raw: bytes) -> NodeTarget:
     at = data.get("at", 0.0)
     if isinstance(at, bool) or not isinstance(at, int | float):
         raise ValueError("'at' must be a number")
-    return NodeTarget(epoch, config, resources, frozenset(unmanaged), notify, float(at))
+    assigned = decode_grants(data.get("assigned", {}), "assigned")
+    return NodeTarget(epoch, config, resources, frozenset(unmanaged), notify, float(at), assigned)
 
 
 def _notify(raw: object) -> tuple[NotifyRequest, ...]:

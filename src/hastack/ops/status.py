@@ -19,6 +19,7 @@ from hastack.model.config import Clone, ClusterConfig, Group, Primitive, Role
 from hastack.model.members import ClusterSnapshot
 from hastack.model.scores import INFINITY
 from hastack.model.state import base_id
+from hastack.ops.assign import assignment_views, render
 from hastack.scheduler import schedule
 from hastack.scheduler.explain import why_stopped
 from hastack.scheduler.plan import Assignment
@@ -70,6 +71,10 @@ class StatusReport:
     # since when (docs/control-plane.md).
     pending: list[str] = field(default_factory=list)
     config_revision: int = 0
+    # Work assignment (docs/assign.md): per assignment, its entities and who serves them;
+    # `assignment_lines` is the same as text (`hastack assign show`).
+    assignments: list[dict[str, Any]] = field(default_factory=list)
+    assignment_lines: list[str] = field(default_factory=list)
     # Configured primitives that run nowhere, with what keeps each from running.
     stopped: dict[str, list[str]] = field(default_factory=dict)
 
@@ -151,6 +156,7 @@ def build_report(
     quorum = quorum_view(*member_quorum(endpoints))
     dc = snapshot.dc
     lines, resources, failed, counts = _resources(snapshot)
+    views = assignment_views(snapshot)
     pending = _pending(snapshot, now)
     return StatusReport(
         cluster=cluster,
@@ -169,6 +175,8 @@ def build_report(
         pending=pending,
         fail_counts=counts,
         config_revision=snapshot.config_revision,
+        assignments=[v.to_json() for v in views],
+        assignment_lines=render(views),
         stopped=_stopped(snapshot, now) if explain else {},
     )
 

@@ -73,6 +73,10 @@ def render_text(report: StatusReport) -> str:
             out.extend(line[2:] for line in report.resource_lines)
         else:
             out.append("  * No resources")
+        if report.assignment_lines:
+            out.append("")
+            out.append("Assignments:")
+            out.extend(f"  {line}" for line in report.assignment_lines)
         attributed = [n for n in report.nodes if n.attributes or n.permanent]
         if attributed:
             out.append("")

@@ -18,8 +18,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
 import grpc
@@ -188,6 +188,8 @@ class _Connection:
     # etcd's authentication token for this channel, when a user is configured.
     metadata: tuple[tuple[str, str], ...] = ()
     authenticated: bool = False
+    # The response queues of the watch streams open on this channel: `leave_hosts` ends them.
+    watches: set[asyncio.Queue[Any]] = field(default_factory=set)
 
 
 def _invalid_token(error: BaseException) -> bool:
@@ -273,6 +275,25 @@ class EtcdStore:
         task = asyncio.get_running_loop().create_task(conn.channel.close(grace=self.timeout))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         log.debug("store: leaving %s for %s", conn.target, self.endpoints[self._index])
+
+    def leave_hosts(self, hosts: Collection[str]) -> bool:
+        """Leave the endpoint in use now if it is on one of `hosts` — the addresses of a host
+        known to have gone silent (its heartbeats stopped): a member cut off or powered off
+        keeps a watch open and silent (lab-facts), and only a lag check would notice seconds
+        later. Its watch streams end as a broken connection and resume on the next endpoint
+        not on those hosts (a member on two links has two), from where they were; later
+        calls go there too. True when it was in use."""
+        conn = self._conn
+        if conn is None or conn.target.rpartition(":")[0] not in hosts:
+            return False
+        self._fail_over(conn)
+        for _ in range(len(self.endpoints) - 1):
+            if self.endpoints[self._index].rpartition(":")[0] not in hosts:
+                break
+            self._index = (self._index + 1) % len(self.endpoints)
+        for queue in conn.watches:
+            queue.put_nowait(StoreUnavailable(f"left {conn.target}: its host fell silent"))
+        return True
 
     async def _call(self, fn: Callable[[_Connection], Awaitable[T]]) -> T:
         conn = self._connection()
@@ -469,6 +490,7 @@ class EtcdStore:
             stream = None
             responses: asyncio.Queue[Any] = asyncio.Queue()
             reader: asyncio.Task[None] | None = None
+            conn.watches.add(responses)
             try:
                 async with asyncio.timeout(self.timeout):
                     await self._authenticate(conn)
@@ -545,6 +567,7 @@ class EtcdStore:
                 # any lease TTL so a recovered store is noticed quickly.
                 await asyncio.sleep(min(0.05 * 2**failures, 1.0))
             finally:
+                conn.watches.discard(responses)
                 if stream is not None:
                     stream.cancel()
                 if reader is not None:

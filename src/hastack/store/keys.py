@@ -23,6 +23,9 @@ class Keys:
     <root>/<cluster>/status/<node>     observed states reported by the node
     <root>/<cluster>/fencing/<node>    fencing history
     <root>/<cluster>/requests/cleanup/<id>  an operator's cleanup request, on a short lease
+    <root>/<cluster>/assign/<name>/map                 entities -> nodes, written by the DC
+    <root>/<cluster>/assign/<name>/entities/<entity>   entities added at run time
+    <root>/<cluster>/assign/<name>/rebalance           a rebalance request, on a short lease
     <root>/<cluster>/evacuate/<node>   a fenced compute's evacuation record (docs/compute.md)
     <root>/<cluster>/removed/<node>    the operator declared the node gone (`hastack node remove`)
     <root>/<cluster>/rabbitmq/<rsc>/...  the hastack:rabbitmq agent's records (docs/rabbitmq.md)
@@ -110,6 +113,22 @@ class Keys:
 
     def rabbitmq(self, resource: str) -> str:
         return self.prefix + f"rabbitmq/{resource}/"
+
+    @property
+    def assignments(self) -> str:
+        return self.prefix + "assign/"
+
+    def assign_map(self, name: str) -> str:
+        return f"{self.assignments}{name}/map"
+
+    def assign_entities(self, name: str) -> str:
+        return f"{self.assignments}{name}/entities/"
+
+    def assign_entity(self, name: str, entity: str) -> str:
+        return self.assign_entities(name) + entity
+
+    def assign_rebalance(self, name: str) -> str:
+        return f"{self.assignments}{name}/rebalance"
 
     @property
     def audit_head(self) -> str:

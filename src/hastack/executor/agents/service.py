@@ -12,6 +12,14 @@ and HASTACK_INSTANCE (`api:2`), so one clone's command can bind each node's own 
 Parameters: command (required); health-cmd (a shell command that exits 0 when healthy),
 health-port (`PORT` or `HOST:PORT`, a TCP connect), health-url (an HTTP GET that must answer
 2xx/3xx); cwd; stop-grace (seconds before SIGKILL, default 5).
+
+Work assignment (docs/assign.md): the command also sees HASTACK_ASSIGN_DIR, where the
+executor writes `<name>.json`. A change of entities is a `notify` with
+notify_operation=assign: `assign-cmd` (if set) runs with HASTACK_ASSIGN_NAME,
+HASTACK_ASSIGN_ACTIVE, HASTACK_ASSIGN_STANDBY, HASTACK_ASSIGN_RELEASED (space-separated) and
+HASTACK_ASSIGN_GENERATION and must exit 0; with `assign-ack: true` the notification succeeds
+only once the instance has written `<name>.applied` with that generation
+(hastack.executor.assignfile.watch does).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from typing import ClassVar
 
 from hastack.executor.agents.base import NativeAgent, OcfRc, OpRequest, OpResult
 from hastack.executor.agents.health import check
+from hastack.executor.assignfile import wait_applied
 from hastack.processes import ProcessRecord, is_alive, start_ticks, wait_exit
 
 __all__ = ["ServiceAgent"]
@@ -45,6 +54,8 @@ class ServiceAgent(NativeAgent):
         "health-url": False,
         "cwd": False,
         "stop-grace": False,
+        "assign-cmd": False,
+        "assign-ack": False,
     }
 
     async def execute(self, request: OpRequest) -> OpResult:
@@ -58,6 +69,8 @@ class ServiceAgent(NativeAgent):
             rc, reason = await self._stop(request)
         elif op in ("monitor", "status"):
             rc, reason = await self._monitor(request)
+        elif op == "notify" and request.meta.get("notify_operation") == "assign":
+            rc, reason = await self._assign(request)
         elif op in ("validate-all", "meta-data"):
             rc, reason = OcfRc.SUCCESS, ""
         else:
@@ -170,6 +183,61 @@ class ServiceAgent(NativeAgent):
             return OcfRc.ERR_GENERIC, f"health check failed: {why}"
         return OcfRc.SUCCESS, ""
 
+    async def _assign(self, request: OpRequest) -> tuple[int, str]:
+        """Tell the instance its new entities (the file is written already) and wait for its
+        confirmation. A stopped instance serves nothing: releasing needs no word from it."""
+        meta = request.meta
+        name = meta.get("notify_assign_name", "")
+        generation = int(meta.get("notify_assign_generation", "0") or 0)
+        taking = bool(meta.get("notify_assign_active") or meta.get("notify_assign_standby"))
+        record = self._record(request)
+        if record is None or not is_alive(record):
+            if taking:
+                return OcfRc.ERR_GENERIC, "not running: cannot take entities"
+            return OcfRc.SUCCESS, ""
+        deadline = time.monotonic() + max(0.5, request.timeout - 0.5)
+        command = request.params.get("assign-cmd")
+        if command:
+            env = {
+                **service_env(request),
+                "HASTACK_ASSIGN_NAME": name,
+                "HASTACK_ASSIGN_ACTIVE": meta.get("notify_assign_active", ""),
+                "HASTACK_ASSIGN_STANDBY": meta.get("notify_assign_standby", ""),
+                "HASTACK_ASSIGN_RELEASED": meta.get("notify_assign_released", ""),
+                "HASTACK_ASSIGN_GENERATION": str(generation),
+            }
+            argv = ["sh", "-c", command]
+            if request.netns:
+                argv = ["ip", "netns", "exec", request.netns, *argv]
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+            try:
+                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                    out, _ = await proc.communicate()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+                return OcfRc.ERR_GENERIC, "assign-cmd timed out"
+            if proc.returncode != 0:
+                last = out.decode(errors="replace").strip().splitlines()[-1:] or [""]
+                return OcfRc.ERR_GENERIC, f"assign-cmd exited with {proc.returncode}: {last[0]}"
+        if request.params.get("assign-ack") == "true":
+            directory = Path(request.state_dir) / "assign"
+            if not await wait_applied(
+                directory, name, generation, deadline, lambda: is_alive(record)
+            ):
+                if not is_alive(record):
+                    return OcfRc.ERR_GENERIC, "exited before confirming its entities"
+                return OcfRc.ERR_GENERIC, f"did not confirm generation {generation} in time"
+        return OcfRc.SUCCESS, ""
+
     # ---- health -----------------------------------------------------------------------------
 
     async def _healthy(self, request: OpRequest) -> tuple[bool, str]:
@@ -195,6 +263,15 @@ def service_env(request: OpRequest) -> dict[str, str]:
         "HASTACK_NODE": request.cluster.get("node", ""),
         "HASTACK_NODE_ADDRESS": request.cluster.get("address", ""),
         "HASTACK_INSTANCE": request.instance,
+        "HASTACK_ASSIGN_DIR": str(Path(request.state_dir) / "assign"),
+        # So that a service can share the cluster's etcd (tooz's etcd3 driver, docs/assign.md).
+        "HASTACK_ETCD_ENDPOINTS": request.cluster.get("etcd-endpoints", ""),
+        # The node's certificate files for etcd's mutual TLS (paths, never contents).
+        **{
+            f"HASTACK_ETCD_{k.upper()}": request.cluster[f"etcd-{k}"]
+            for k in ("ca", "cert", "key")
+            if request.cluster.get(f"etcd-{k}")
+        },
     }
 
 

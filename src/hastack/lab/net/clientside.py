@@ -10,6 +10,8 @@ workstation on the control network.
     watch  --config CLIENT.yaml --interval S --duration S
                                                   one JSON report per line, bounded in time
     apply  --config CLIENT.yaml FILE              store the cluster configuration (CAS)
+    rebalance --config CLIENT.yaml NAME --max-moves N
+                                                  `hastack assign rebalance` (docs/assign.md)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from hastack.errors import HastackError
 from hastack.model.agent_config import ClientConfig, parse_client_config
 from hastack.model.config import parse_cluster_config
+from hastack.ops.assign import request_rebalance
 from hastack.ops.cluster import Cluster, open_cluster
 from hastack.ops.configure import apply_config, read_stored
 from hastack.ops.nodes import remove_node
@@ -90,7 +93,7 @@ async def _remove(client: ClientConfig, node: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hastack.lab.net.clientside")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("status", "watch", "apply", "remove"):
+    for name in ("status", "watch", "apply", "remove", "rebalance"):
         p = sub.add_parser(name)
         p.add_argument("--config", required=True)
         p.add_argument("--timeout", type=float, default=1.0)
@@ -104,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("file")
         if name == "remove":
             p.add_argument("node")
+        elif name == "rebalance":
+            p.add_argument("name")
+            p.add_argument("--max-moves", type=int, default=1000)
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -125,7 +131,15 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "remove":
         return asyncio.run(_remove(client, args.node))
+    if args.command == "rebalance":
+        return asyncio.run(_rebalance(client, args.name, args.max_moves))
     return asyncio.run(_apply(client, args.file))
+
+
+async def _rebalance(client: ClientConfig, name: str, max_moves: int) -> int:
+    async with open_cluster(client) as cluster:
+        print(json.dumps({"said": await request_rebalance(cluster, name, max_moves)}))
+    return 0
 
 
 if __name__ == "__main__":

@@ -427,6 +427,19 @@ class Lab(Harness):
             raise LabError(f"node {name} not removed: {proc.stderr.decode().strip()}")
         self._log("remove", name)
 
+    def rebalance(self, assignment: str, max_moves: int) -> str:
+        """`hastack assign rebalance` from the client host (an operator's action, logged
+        with the faults so the checkers know when it was asked for)."""
+        argv = self.client_argv(
+            "rebalance", "--config", str(self.client_config), assignment,
+            "--max-moves", str(max_moves),
+        )  # fmt: skip
+        proc = subprocess.run(argv, capture_output=True, timeout=30, check=False)
+        if proc.returncode != 0:
+            raise LabError(f"rebalance not requested: {proc.stderr.decode().strip()}")
+        self._log("rebalance", None, assignment=assignment, max_moves=max_moves)
+        return str(json.loads(proc.stdout)["said"])
+
     def operator(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """Run a `hastack` command as the operator, from the client host (its certificate,
         its view of the network), and log it with the faults (`f` = the command's words
