@@ -17,18 +17,24 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["collect_galera_logs", "galera_primitives", "let_through", "prepare_datadirs"]
+__all__ = [
+    "collect_galera_logs",
+    "galera_primitives",
+    "let_through",
+    "prepare_datadirs",
+    "primitives_of",
+]
 
 _SYSTEM = (Path("/"), Path("/tmp"), Path("/root"), Path("/home"), Path("/var"))
 
 
-def galera_primitives(config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every hastack:galera primitive of a configuration mapping (inside clones too)."""
+def primitives_of(config: Mapping[str, Any], agent: str) -> list[dict[str, Any]]:
+    """Every primitive of `agent` in a configuration mapping (inside groups and clones too)."""
     found: list[dict[str, Any]] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            if node.get("agent") == "hastack:galera" and "primitive" in node:
+            if node.get("agent") == agent and "primitive" in node:
                 found.append(node)
             for v in node.values():
                 walk(v)
@@ -38,6 +44,11 @@ def galera_primitives(config: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     walk(config.get("resources", []))
     return found
+
+
+def galera_primitives(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every hastack:galera primitive of a configuration mapping (inside clones too)."""
+    return primitives_of(config, "hastack:galera")
 
 
 def let_through(path: Path) -> None:

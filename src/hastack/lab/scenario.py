@@ -84,7 +84,12 @@ from hastack.checkers import (
 )
 from hastack.eventlog import read_events
 from hastack.galera.serverlog import ServerRun, Transfer, reported_positions, server_runs
-from hastack.lab.galera import collect_galera_logs, galera_primitives, prepare_datadirs
+from hastack.lab.galera import (
+    collect_galera_logs,
+    galera_primitives,
+    prepare_datadirs,
+    primitives_of,
+)
 from hastack.lab.net.lab import FAST_ELECTION_MS, FAST_TIMINGS, Lab, LabError, StatusFeed
 from hastack.lab.net.topology import CLIENT, HostRole
 from hastack.lab.nova.run import NovaRun, NovaSpec
@@ -361,20 +366,10 @@ def _substitute(value: Any, names: Mapping[str, str]) -> Any:
 
 def _vips(config: Mapping[str, Any]) -> dict[str, str]:
     """resource id -> address of every hastack:vip primitive in a configuration mapping."""
-    found: dict[str, str] = {}
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("agent") == "hastack:vip" and "primitive" in node:
-                found[str(node["primitive"])] = str(node.get("params", {}).get("ip"))
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(config.get("resources", []))
-    return found
+    return {
+        str(p["primitive"]): str(p.get("params", {}).get("ip"))
+        for p in primitives_of(config, "hastack:vip")
+    }
 
 
 class VipObserver:

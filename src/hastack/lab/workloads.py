@@ -219,8 +219,12 @@ class SetWorkload(Workload):
         return "add", client * 1_000_000 + n
 
     async def perform(self, f: str, value: Any) -> tuple[str, Any, dict[str, Any]]:
+        return await self.put(f"{self.prefix}{value}", b"1", value)
+
+    async def put(self, key: str, data: bytes, value: Any) -> tuple[str, Any, dict[str, Any]]:
+        """One write as an operation: ok, fail (definitely not written) or info (unknown)."""
         try:
-            await self.store.put(f"{self.prefix}{value}", b"1")
+            await self.store.put(key, data)
         except DefiniteStoreError as exc:
             return "fail", value, {"error": str(exc)}
         except StoreError as exc:
@@ -626,13 +630,7 @@ class JobsWorkload(SetWorkload):
             "state": "PENDING",
             "history": [["PENDING", None, time.time()]],
         }
-        try:
-            await self.store.put(f"{self.prefix}/jobs/{value}", json.dumps(job).encode())
-        except DefiniteStoreError as exc:
-            return "fail", value, {"error": str(exc)}
-        except StoreError as exc:
-            return "info", value, {"error": str(exc)}
-        return "ok", value, {}
+        return await self.put(f"{self.prefix}/jobs/{value}", json.dumps(job).encode(), value)
 
     async def finish(self, history: History) -> None:
         deadline = time.monotonic() + self.final_timeout
