@@ -1151,7 +1151,10 @@ class Runner:
         for c in result.checks:
             lines.append(f"  {c.checker:<20} {c.verdict:<8} {c.summary}")
             lines += [f"      {o}" for o in c.details.get("overlaps", [])]
-            lines += [f"      {p}" for p in c.details.get("problems", [])[:10]]
+            problems = c.details.get("problems", [])
+            if isinstance(problems, dict):  # by kind (the instance checks)
+                problems = [f"{kind}: {p}" for kind, ps in problems.items() for p in ps]
+            lines += [f"      {p}" for p in list(problems)[:10]]
         lines += [f"  note: {n}" for n in result.notes]
         lines.append(f"  results: {result.results}")
         text = "\n".join(lines)
