@@ -19,12 +19,15 @@ never leaves a dead connection behind.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
 from hastack.executor.agents.base import AgentMetadata, Driver, OcfRc, OpRequest, OpResult
 
 __all__ = ["SystemdDriver", "unit_name"]
+
+log = logging.getLogger(__name__)
 
 _SYSTEMD = "org.freedesktop.systemd1"
 _MANAGER_PATH = "/org/freedesktop/systemd1"
@@ -137,7 +140,14 @@ class SystemdDriver(Driver):
             if state == "failed":
                 await bus.call(_MANAGER_PATH, _MANAGER, "ResetFailedUnit", "s", self.unit)
             await bus.call(_MANAGER_PATH, _MANAGER, "StartUnit", "ss", self.unit, "replace")
-            return await self._settle(bus, path, "active", deadline)
+            rc, reason = await self._settle(bus, path, "active", deadline)
+            if rc != OcfRc.SUCCESS and reason.endswith("inactive (result: success)"):
+                # Seen right after a crash and its reset: the start job ended with nothing
+                # started and nothing failed. Nothing ran, so asking once more is safe.
+                log.info("%s: the start left it inactive, nothing failed; again", self.unit)
+                await bus.call(_MANAGER_PATH, _MANAGER, "StartUnit", "ss", self.unit, "replace")
+                rc, reason = await self._settle(bus, path, "active", deadline)
+            return rc, reason
         if state in ("inactive", "failed"):
             return OcfRc.SUCCESS, ""
         await bus.call(_MANAGER_PATH, _MANAGER, "StopUnit", "ss", self.unit, "replace")
