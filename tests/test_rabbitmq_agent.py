@@ -54,7 +54,7 @@ class Brokers:
     """Requests for the agent on each node, and the hastack state the test writes."""
 
     def __init__(self, etcd: LocalCluster, root: Path) -> None:
-        base = random.randrange(20000, 40000, 100)
+        base = random.randrange(20000, 32000, 100)  # below the ephemeral ports (32768-)
         self.ports = {n: base + 10 * i for i, n in enumerate((*NODES, "n4"), 1)}
         self.epmd = str(base + 99)
         self.root = root
