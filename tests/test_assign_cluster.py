@@ -57,7 +57,8 @@ def config_text(lc: LocalCluster, *, assignment_clone: str = "router-clone") -> 
                     "primitive": "router",
                     "agent": "hastack:service",
                     "params": {
-                        "command": f"exec {sys.executable} {INSTANCE} routers applied.jsonl",
+                        "command": f"exec {sys.executable} {INSTANCE} routers "
+                        f"{lc.directory}/applied-$HASTACK_NODE.jsonl",
                         "assign-ack": "true",
                     },
                     "ops": [{"name": "monitor", "interval": "1s"}],
