@@ -9,12 +9,40 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from hastack.agent import Agent
+from hastack.membership.selfcheck import SelfCheck
+from hastack.model.agent_config import AgentConfig, EtcdSpec, Timings
 
 if TYPE_CHECKING:
     from hastack.lab.local import LocalCluster
+    from hastack.store.memory import MemoryStore
+
+# Timings of the agents that run on the in-memory store (renewals in their own loop).
+MEMORY_TIMINGS = Timings(lease_ttl=2, renew_interval=0.3, store_timeout=0.5)
 
 T = TypeVar("T")
+
+
+def memory_agent(
+    cluster: str, node: str, tmp_path: Path, store: MemoryStore, **config: Any
+) -> Agent:
+    """A real agent of `cluster` on the in-memory store; `config` adds to its AgentConfig."""
+    return Agent(
+        AgentConfig(
+            cluster=cluster,
+            node=node,
+            etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3, insecure=True),
+            timings=MEMORY_TIMINGS,
+            heartbeat_port=0,
+            **config,
+        ),
+        state_dir=tmp_path / node,
+        store=store,
+        self_check=SelfCheck(30.0),
+    )
 
 
 def random_loopback_base() -> str:

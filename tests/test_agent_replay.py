@@ -18,8 +18,6 @@ from pathlib import Path
 import pytest
 
 from hastack.agent import Agent
-from hastack.membership.selfcheck import SelfCheck
-from hastack.model.agent_config import AgentConfig, EtcdSpec, Timings
 from hastack.model.config import Location, Role, parse_cluster_config
 from hastack.model.config_text import config_to_json
 from hastack.model.members import ClusterSnapshot
@@ -27,10 +25,11 @@ from hastack.model.state import base_id
 from hastack.store import Keys
 from hastack.store.memory import MemoryBackend, MemoryStore
 from hastack.store.snapshot import read_snapshot
+from helpers import MEMORY_TIMINGS, memory_agent
 
 NODES = ("n1", "n2", "n3")
 # lease 2 s; lost after 0.3 + 2 × 0.5 = 1.3 s without a renewal.
-TIMINGS = Timings(lease_ttl=2, renew_interval=0.3, store_timeout=0.5)
+TIMINGS = MEMORY_TIMINGS
 CONFIG = parse_cluster_config(
     """\
 properties: {stonith-enabled: false, cluster-delay: 5s}
@@ -47,18 +46,7 @@ resources:
 
 def agent(node: str, tmp_path: Path, store: MemoryStore) -> Agent:
     """A real agent of cluster `replay` on the in-memory store (renewals in its loop)."""
-    return Agent(
-        AgentConfig(
-            cluster="replay",
-            node=node,
-            etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3, insecure=True),
-            timings=TIMINGS,
-            heartbeat_port=0,
-        ),
-        state_dir=tmp_path / node,
-        store=store,
-        self_check=SelfCheck(30.0),
-    )
+    return memory_agent("replay", node, tmp_path, store)
 
 
 def settled(snap: ClusterSnapshot) -> str | None:

@@ -12,9 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from hastack.agent import Agent
-from hastack.membership.selfcheck import SelfCheck
-from hastack.model.agent_config import AgentConfig, EtcdSpec, Timings
 from hastack.model.assign import AssignRole
 from hastack.model.config import parse_cluster_config
 from hastack.model.config_text import config_to_json
@@ -22,11 +19,12 @@ from hastack.model.members import ClusterSnapshot
 from hastack.store import Keys
 from hastack.store.memory import MemoryBackend, MemoryStore
 from hastack.store.snapshot import read_snapshot
+from helpers import MEMORY_TIMINGS, memory_agent
 
 pytestmark = pytest.mark.timeout(120)
 
 NODES = ("n1", "n2", "n3")
-TIMINGS = Timings(lease_ttl=2, renew_interval=0.3, store_timeout=0.5)
+TIMINGS = MEMORY_TIMINGS
 AGENTS = str(Path(__file__).parent / "ocf" / "resource.d")
 
 
@@ -67,20 +65,7 @@ async def test_a_cut_off_node_releases_before_its_entities_move(tmp_path: Path) 
     stores = {n: MemoryStore(backend, timeout=TIMINGS.store_timeout) for n in NODES}
     keys = Keys("assign")
     agents = {
-        n: Agent(
-            AgentConfig(
-                cluster="assign",
-                node=n,
-                etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3, insecure=True),
-                timings=TIMINGS,
-                heartbeat_port=0,
-                ocf_agent_dirs=[AGENTS],
-            ),
-            state_dir=tmp_path / n,
-            store=stores[n],
-            self_check=SelfCheck(30.0),
-        )
-        for n in NODES
+        n: memory_agent("assign", n, tmp_path, stores[n], ocf_agent_dirs=[AGENTS]) for n in NODES
     }
     running = [asyncio.create_task(a.run(), name=n) for n, a in agents.items()]
     observer = MemoryStore(backend)

@@ -18,19 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from hastack.agent import Agent
-from hastack.membership.selfcheck import SelfCheck
-from hastack.model.agent_config import AgentConfig, EtcdSpec, Timings
 from hastack.model.config import parse_cluster_config
 from hastack.model.config_text import config_to_json
 from hastack.store import Keys
 from hastack.store.memory import MemoryBackend, MemoryStore
 from hastack.store.snapshot import read_snapshot
+from helpers import MEMORY_TIMINGS, memory_agent
 
 pytestmark = pytest.mark.timeout(60)
 
 NODES = ("n1", "n2", "n3")
-TIMINGS = Timings(lease_ttl=2, renew_interval=0.3, store_timeout=0.5)
+TIMINGS = MEMORY_TIMINGS
 
 
 def config(*primitives: str) -> bytes:
@@ -48,21 +46,7 @@ async def test_a_node_that_skips_a_configuration_is_not_waited_for(tmp_path: Pat
     backend = MemoryBackend(min_lease_ttl=2)
     stores = {n: MemoryStore(backend, timeout=TIMINGS.store_timeout) for n in NODES}
     keys = Keys("race")
-    agents = {
-        n: Agent(
-            AgentConfig(
-                cluster="race",
-                node=n,
-                etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3, insecure=True),
-                timings=TIMINGS,
-                heartbeat_port=0,
-            ),
-            state_dir=tmp_path / n,
-            store=stores[n],
-            self_check=SelfCheck(30.0),
-        )
-        for n in NODES
-    }
+    agents = {n: memory_agent("race", n, tmp_path, stores[n]) for n in NODES}
     running = [asyncio.create_task(a.run(), name=n) for n, a in agents.items()]
     observer = MemoryStore(backend)
 
