@@ -314,14 +314,7 @@ def wrk(
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99 = re.search(r"\s99%\s+([\d.]+)(us|ms|s)", out)
     transfer = re.search(r"Transfer/sec:\s+([\d.]+)(B|KB|MB|GB)", out)
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    failed = 0
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if errors:
-        failed += sum(int(g) for g in errors.groups())
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        failed += int(non2xx.group(1))
+    failed, requests = _failures(out)
     return Load(
         rps=rps,
         p99_ms=float(p99.group(1)) * _UNITS[p99.group(2)] if p99 else float("nan"),
