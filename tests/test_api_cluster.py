@@ -224,6 +224,7 @@ def browser(profile: Path) -> Any:
 def test_the_dashboard_in_chromium_before_and_after_a_node_is_killed(
     local_cluster: ClusterFactory, tmp_path: Path
 ) -> None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
@@ -238,18 +239,30 @@ def test_the_dashboard_in_chromium_before_and_after_a_node_is_killed(
     other = next(n for n in lc.node_names if n not in (dc, served_by))
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium must not look for drivers online
     driver = browser(Path(tempfile.mkdtemp(dir=tmp_path, prefix="chromium-")))
-    wait = WebDriverWait(driver, 20, poll_frequency=0.2)
+    # The page re-renders its tables on every refresh: an element found a moment ago can be
+    # gone (stale) by the time it is read, so every read is inside a wait that tries again.
+    wait = WebDriverWait(
+        driver,
+        20,
+        poll_frequency=0.2,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    )
     shot = tmp_path / "dashboard.png"
     try:
         driver.get(f"{lc.api_url(served_by)}/")
         wait.until(lambda d: d.find_element(By.ID, "dc").text == dc)
-        rows = driver.find_elements(By.CSS_SELECTOR, "#nodes tr")
-        assert [r.get_attribute("data-node") for r in rows] == lc.node_names
-        assert all("is-online" in (r.get_attribute("class") or "") for r in rows)
-        assert driver.find_element(By.ID, "quorum").text.startswith("yes (3/3)")
-        assert driver.find_element(By.ID, "answered").text == served_by
-        resources = driver.find_element(By.ID, "resource-lines").text
-        assert "marker" in resources
+
+        def rows(d: Any) -> list[tuple[str | None, str]]:
+            return [
+                (r.get_attribute("data-node"), r.get_attribute("class") or "")
+                for r in d.find_elements(By.CSS_SELECTOR, "#nodes tr")
+            ]
+
+        wait.until(lambda d: [node for node, _ in rows(d)] == lc.node_names)
+        wait.until(lambda d: all("is-online" in cls for _, cls in rows(d)))
+        wait.until(lambda d: d.find_element(By.ID, "quorum").text.startswith("yes (3/3)"))
+        wait.until(lambda d: d.find_element(By.ID, "answered").text == served_by)
+        wait.until(lambda d: "marker" in d.find_element(By.ID, "resource-lines").text)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#events tr[data-kind=election]"))
 
         lc.kill(dc)  # agent and etcd member: the node is gone
@@ -265,16 +278,15 @@ def test_the_dashboard_in_chromium_before_and_after_a_node_is_killed(
                 )
             )
         )
-        assert driver.find_element(By.ID, "quorum").text.startswith("yes (2/3)")
+        wait.until(lambda d: d.find_element(By.ID, "quorum").text.startswith("yes (2/3)"))
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#events tr[data-kind=deposed]"))
 
         # one action: put the other survivor in standby through its button
         box = driver.find_element(By.ID, "token")
         box.send_keys(token)
         driver.execute_script("arguments[0].dispatchEvent(new Event('change'))", box)
-        driver.find_element(
-            By.CSS_SELECTOR, f"button[data-node='{other}'][data-action='standby']"
-        ).click()
+        standby = f"button[data-node='{other}'][data-action='standby']"
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, standby).click() is None)
         wait.until(expected_conditions.alert_is_present())
         driver.switch_to.alert.accept()
         wait.until(lambda d: d.find_element(By.ID, "said").text.startswith("done:"))
