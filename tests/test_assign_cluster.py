@@ -18,7 +18,7 @@ from conftest import ClusterFactory
 from hastack.lab.local import LocalCluster
 from hastack.model.exclusivity import find_overlaps, intervals_from_events, parse_events
 from helpers import hastack_cli, wait_until
-from test_executor import apply, running
+from test_executor import apply, running, snapshot
 
 INSTANCE = Path(__file__).parent / "assign_instance.py"
 ENTITIES = [f"r{i}" for i in range(9)]
@@ -104,8 +104,18 @@ def overlaps(lc: LocalCluster) -> list[str]:
     ]
 
 
+def all_members_reported(lc: LocalCluster) -> bool:
+    """Every node joined and reported in its life: the placement below is then made over three
+    live instances. (Sticky by design: entities placed while only one node is up all go there
+    and stay, as Neutron's schedulers do, until a rebalance.)"""
+    snap = snapshot(lc)
+    names = set(lc.node_names)
+    return snap.dc is not None and set(snap.members) == names and names <= set(snap.statuses)
+
+
 def test_routers_move_once_fenced_only_orphans_never_back(local_cluster: ClusterFactory) -> None:
     lc = local_cluster(3)
+    wait_until(lambda: all_members_reported(lc), 30, 0.2)
     apply(lc, config_text(lc))
     view = wait_until(lambda: all_served(lc, ENTITIES), 40, 0.2)
     assert sorted(view["loads"].values()) == [3, 3, 3]
