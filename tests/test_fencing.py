@@ -275,3 +275,43 @@ def test_fence_device_config_is_checked_before_storing(
         assert result.returncode == 2, result.stderr
         assert why in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_an_operator_confirms_a_node_down_when_its_fence_device_cannot(
+    local_cluster: ClusterFactory,
+) -> None:
+    """The holder crashes and its only fence device fails: nothing moves (the node is
+    unclean). `hastack fence confirm` — refused while the node is a member, and for a node the
+    configuration does not know — records the operator's word, and the group moves."""
+    lc = local_cluster(3, namespaces=True, agent_settings={"fence-agent-dirs": [TEST_FENCE_AGENTS]})
+    config = yaml.safe_load(config_text(lc, fencing=True))
+    config["fencing"]["devices"] = [{"device": "broken", "agent": "fence_test_fail"}]
+    apply(lc, yaml.safe_dump(config))
+    old = holder(lc)
+
+    done = hastack_cli(lc, "fence", "confirm", old, "--yes")
+    assert done.returncode != 0
+    assert f"{old} is a member now (its lease is alive): it is not down" in done.stderr
+    done = hastack_cli(lc, "fence", "confirm", "n9", "--yes")
+    assert done.returncode != 0
+    assert "n9 is not a node of the configuration" in done.stderr
+
+    lc.crash(old)
+
+    # The device fails every time: the node stays unclean and its group goes nowhere.
+    def failed_once() -> bool:
+        return any(h["node"] == old and h["result"] == "failed" for h in _fence_history(lc))
+
+    wait_until(failed_once, 30, 0.2)
+    time.sleep(2)
+    assert running(lc, "app") == {}
+
+    done = hastack_cli(lc, "fence", "confirm", old, "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{old} recorded as fenced (confirmed down by hand)" in done.stdout
+    new = moved_from(lc, old, timeout=30)
+    assert new != old
+    history = hastack_cli(lc, "fence", "history", old, "-v").stdout
+    assert "confirmed-by-hand" in history
+    assert "no device was run" in history
+    assert overlaps(lc) == []

@@ -1,16 +1,18 @@
-"""`hastack fence NODE` and `hastack fence history`: fencing by hand, and what happened."""
+"""`hastack fence NODE`, `hastack fence confirm NODE` and `hastack fence history`: fencing by
+hand, the operator's word that a node is off, and what happened."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 
 from hastack.cli.client import add_client_options, resolve_client
 from hastack.errors import HastackError
 from hastack.model.members import ClusterSnapshot
 from hastack.ops.cluster import open_cluster
-from hastack.ops.requests import FenceResult, fence_by_hand
+from hastack.ops.requests import ConfirmResult, FenceResult, confirm_down, fence_by_hand
 from hastack.store.snapshot import read_snapshot
 
 __all__ = ["register"]
@@ -36,6 +38,33 @@ def cmd_fence(args: argparse.Namespace) -> int:
         return 0
     print(f"hastack: fencing {args.node} FAILED")
     return 1
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    client = resolve_client(args)
+    node = args.target
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("not confirmed (give --yes when not at a terminal)", file=sys.stderr)
+            return 1
+        print(
+            f"The cluster will treat {node} as fenced: what it ran is started elsewhere. If it "
+            "is in fact running, its exclusive resources and data may run twice."
+        )
+        answer = input(f"Is {node} powered off? Type its name to confirm: ")
+        if answer.strip() != node:
+            print("not confirmed; nothing written")
+            return 1
+
+    async def run() -> ConfirmResult:
+        async with open_cluster(client) as cluster:
+            return await confirm_down(cluster, node)
+
+    result = asyncio.run(run())
+    for line in result.evacuation:
+        print(f"  {line}")
+    print(f"{node} recorded as fenced (confirmed down by hand)")
+    return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -69,10 +98,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="fence a node by hand, or show the fencing history",
         description="`hastack fence NODE` runs the node's fencing levels (as the DC would) and "
         "records the result; a confirmed success lets the cluster recover what the node ran. "
+        "`hastack fence confirm NODE` records your word that NODE is powered off, running no "
+        "device (like `stonith_admin --confirm`; refused while NODE holds a live membership). "
         "`hastack fence history [NODE]` lists what was done.",
     )
-    parser.add_argument("node", metavar="NODE|history", help="the node to fence, or 'history'")
-    parser.add_argument("target", nargs="?", metavar="NODE", help="with history: only this node")
+    parser.add_argument(
+        "node", metavar="NODE|confirm|history", help="the node to fence, 'confirm' or 'history'"
+    )
+    parser.add_argument(
+        "target", nargs="?", metavar="NODE", help="with confirm: the node; with history: only it"
+    )
+    parser.add_argument("--yes", action="store_true", help="confirm: do not ask")
     parser.add_argument("--action", choices=["off", "reboot", "on"], help="default: stonith-action")
     parser.add_argument(
         "--agent-dir", action="append", default=[], help="extra fence agent directory"
@@ -88,6 +124,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.node == "history":
         args.node = args.target
         return cmd_history(args)
+    if args.node == "confirm":
+        if not args.target:
+            raise HastackError("usage: hastack fence confirm NODE")
+        return cmd_confirm(args)
     if args.target:
-        raise HastackError("usage: hastack fence NODE, or hastack fence history [NODE]")
+        raise HastackError(
+            "usage: hastack fence NODE, hastack fence confirm NODE, or hastack fence history [NODE]"
+        )
     return cmd_fence(args)

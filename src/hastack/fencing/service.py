@@ -13,7 +13,7 @@ from hastack.compute.fence_step import evacuate_steps
 from hastack.errors import StoreError
 from hastack.fencing.fencer import FenceOutcome, fence_node
 from hastack.model.config import ClusterConfig
-from hastack.model.fencing import FenceRecord, decode_history, encode_history
+from hastack.model.fencing import FenceRecord, decode_history, encode_history, with_record
 from hastack.store import Compare, Keys, PutOp, Store
 
 __all__ = ["FencingService", "record_fencing"]
@@ -25,9 +25,16 @@ _RETRY_AFTER = 2.0
 
 
 async def record_fencing(
-    store: Store, keys: Keys, record: FenceRecord, *, epoch: int | None
+    store: Store,
+    keys: Keys,
+    record: FenceRecord,
+    *,
+    epoch: int | None,
+    also: Sequence[PutOp] = (),
+    absent: str | None = None,
 ) -> bool:
-    """Append to the node's history; with an epoch, only while that DC still leads."""
+    """Append to the node's history; with an epoch, only while that DC still leads; with
+    `absent`, only while that key does not exist. `also` is written in the same transaction."""
     key = keys.fence_history(record.node)
     for _ in range(5):
         current = await store.get(key)
@@ -38,10 +45,19 @@ async def record_fencing(
         compares = [Compare.unchanged(key, current.mod_revision if current else 0)]
         if epoch is not None:
             compares.append(Compare.created_at(keys.dc, epoch))
-        result = await store.txn(compares, success=[PutOp(key, encode_history([*history, record]))])
+        if absent is not None:
+            compares.append(Compare.unchanged(absent, 0))
+        updated = with_record(history, record)
+        if updated is None:
+            log.info("not recorded (%s fenced meanwhile): %s", record.node, record.reason)
+            return True
+        put = PutOp(key, encode_history(updated))
+        result = await store.txn(compares, success=[put, *also])
         if result.succeeded:
             return True
         if epoch is not None and (await store.get(keys.dc)) is None:
+            return False
+        if absent is not None and (await store.get(absent)) is not None:
             return False
     return False
 

@@ -155,7 +155,7 @@ def choose(
             return Decision(
                 Verdict.REFUSE,
                 f"{names} may be running a Primary: {force} must join it, never bootstrap "
-                f"beside it (fence {names} first if it is down)",
+                f"beside it (fence {names} first, or if it is off: `hastack fence confirm`)",
                 primary=live,
                 forced=True,
             )

@@ -209,7 +209,7 @@ class WorkloadSpec(Spec):
 
 NemesisOp = Literal[
     "crash", "start", "kill", "pause", "resume", "partition", "heal", "netem", "link-down",
-    "link-up", "remove", "galera-bootstrap", "rebalance",
+    "link-up", "remove", "galera-bootstrap", "fence-confirm", "rebalance",
 ]  # fmt: skip
 
 
@@ -224,7 +224,8 @@ class NemesisStep(Spec):
     jitter: Duration = 0.0  # netem: ± around the delay
     link: int = 0  # link-down / link-up
     # galera-bootstrap: the operator's `hastack galera bootstrap NODE --force --yes`, run
-    # from the client host (node: a name, or @most-advanced:RESOURCE)
+    # from the client host (node: a name, or @most-advanced:RESOURCE); fence-confirm: the
+    # operator's `hastack fence confirm NODE --yes` (their word that NODE is off)
     assignment: Name | None = None  # rebalance: `hastack assign rebalance ASSIGNMENT`
     max_moves: int = 1000  # rebalance
 
@@ -608,7 +609,8 @@ class Runner:
         if step.op == "start" and step.node == "@down" and not targets:
             return  # a soak's repair with nothing left to boot
         if step.op in ("crash", "start", "kill", "pause", "resume", "netem", "link-down",
-                       "link-up", "remove", "galera-bootstrap") and not targets:  # fmt: skip
+                       "link-up", "remove", "galera-bootstrap",
+                       "fence-confirm") and not targets:  # fmt: skip
             self.say(f"  nemesis: {step.op}: no node matches {step.node!r}, skipped")
             return
         for node in targets:
@@ -635,12 +637,9 @@ class Runner:
             elif step.op == "remove":
                 lab.remove_node(node)
             elif step.op == "galera-bootstrap":
-                done = lab.operator("galera", "bootstrap", node, "--force", "--yes")
-                said = (done.stdout + done.stderr).strip().splitlines()
-                self.say(f"  operator: galera bootstrap {node} --force: rc {done.returncode}"
-                         + (f": {said[-1]}" if said else ""))  # fmt: skip
-                if done.returncode != 0:
-                    raise LabError(f"galera bootstrap {node} --force failed: {said[-1:]}")
+                self._operator("galera", "bootstrap", node, "--force", "--yes")
+            elif step.op == "fence-confirm":
+                self._operator("fence", "confirm", node, "--yes")
         groups = ""
         if step.op == "partition":
             groups = self._partition_spec(step.groups or "")
@@ -651,6 +650,16 @@ class Runner:
             groups = lab.rebalance(step.assignment or "", step.max_moves)
         what = " ".join(x for x in (step.op, ",".join(targets), step.process or "", groups) if x)
         self.say(f"  nemesis: {what}")
+
+    def _operator(self, *words: str) -> None:
+        """An operator's command, run from the client host; its failure ends the scenario."""
+        done = self.lab.operator(*words)
+        said = (done.stdout + done.stderr).strip().splitlines()
+        command = " ".join(w for w in words if w != "--yes")
+        self.say(f"  operator: {command}: rc {done.returncode}"
+                 + (f": {said[-1]}" if said else ""))  # fmt: skip
+        if done.returncode != 0:
+            raise LabError(f"{command} failed: {said[-1:]}")
 
     # ---- the run ----------------------------------------------------------------------------
 

@@ -5,7 +5,10 @@
       "finished": 1700000000.9, "by": "n2", "epoch": 42}, ...]
 
 Kept to the last HISTORY entries. The store revision of the write that added a success is
-what tells the DC the node was fenced after it last joined.
+what tells the DC the node was fenced after it last joined — so the newest entry must stay a
+success once one is recorded, and the key must not be written again for nothing: a failed
+attempt that began before that success finished (a device that failed while the operator
+confirmed the node down) is not added, see `with_record`; the fencer's log keeps it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 from hastack.model.jsontext import json_value
 
-__all__ = ["HISTORY", "FenceRecord", "decode_history", "encode_history"]
+__all__ = ["HISTORY", "FenceRecord", "decode_history", "encode_history", "with_record"]
 
 HISTORY = 20
 
@@ -36,6 +39,20 @@ class FenceRecord:
     @property
     def succeeded(self) -> bool:
         return self.result == "success"
+
+
+def with_record(history: list[FenceRecord], record: FenceRecord) -> list[FenceRecord] | None:
+    """The history with `record` added, newest last; None when it is not to be added: a
+    failure that began before the newest success finished says nothing about the node after
+    that success (and a write of the key would read as a newer fencing)."""
+    if (
+        not record.succeeded
+        and history
+        and history[-1].succeeded
+        and record.started <= history[-1].finished
+    ):
+        return None
+    return [*history, record]
 
 
 def encode_history(records: list[FenceRecord]) -> bytes:

@@ -13,6 +13,7 @@ from hastack.compute.fence_step import evacuate_steps
 from hastack.errors import HastackError
 from hastack.fencing.fencer import fence_node
 from hastack.fencing.service import record_fencing
+from hastack.model.config import ClusterConfig
 from hastack.model.events import ClusterEvent, EventKind
 from hastack.model.fencing import FenceRecord
 from hastack.model.requests import CleanupRequest
@@ -89,3 +90,79 @@ async def fence_by_hand(
     )
     await cluster.store.txn([], success=[event_put(cluster.keys, event)])
     return FenceResult(outcome.record, tuple(outcome.attempts), recorded)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmResult:
+    record: FenceRecord
+    evacuation: tuple[str, ...]  # the evacuate step's lines, for a compute node
+
+
+async def confirm_down(cluster: Cluster, node: str) -> ConfirmResult:
+    """The operator's word that `node` is off (Pacemaker's `stonith_admin --confirm`): a
+    successful fencing recorded with no device run, so the cluster recovers what the node ran
+    and Galera stops counting it as a possible live Primary. Refused while the node holds a
+    live membership (it is not down), and for a node the configuration does not know."""
+    stored = await read_stored(cluster)
+    if stored.config is None:
+        raise HastackError("no configuration stored: no nodes to confirm")
+    known = {n.node for n in stored.config.nodes}
+    if node not in known:
+        raise HastackError(f"{node} is not a node of the configuration (nodes: {sorted(known)})")
+    live = (
+        f"{node} is a member now (its lease is alive): it is not down; "
+        f"`hastack fence {node}` fences a running node"
+    )
+    member_key = cluster.keys.member(node)
+    if await cluster.store.get(member_key) is not None:
+        raise HastackError(live)
+    now = time.time()
+    record = FenceRecord(
+        node=node,
+        action="off",
+        result="success",
+        level=0,
+        devices=("confirmed-by-hand",),
+        reason=f"confirmed down by hand by {cluster.by.who}: no device was run",
+        started=now,
+        finished=now,
+        by="cli",
+        epoch=0,
+    )
+    event = ClusterEvent(
+        EventKind.REQUEST,
+        f"{node} confirmed down by hand by {cluster.by}",
+        now,
+        cluster.by.via,
+        {"request": "confirm-down", "node": node, "by": cluster.by.who},
+    )
+    # Written only while the node holds no membership (it may have joined since the read).
+    recorded = await record_fencing(
+        cluster.store,
+        cluster.keys,
+        record,
+        epoch=None,
+        also=[event_put(cluster.keys, event)],
+        absent=member_key,
+    )
+    if not recorded:
+        if await cluster.store.get(member_key) is not None:
+            raise HastackError(live)
+        raise HastackError(f"the confirmation of {node} could not be recorded (try again)")
+    return ConfirmResult(record, tuple(await _evacuate(cluster, stored.config, node)))
+
+
+async def _evacuate(cluster: Cluster, config: ClusterConfig, node: str) -> list[str]:
+    """A compute node marked for evacuation: its evacuate step runs as after a fencing (it
+    only records the evacuation; the DC's evacuator does the rest)."""
+    if not config.fencing.evacuates(node):
+        return []
+    steps = evacuate_steps(cluster.store, cluster.keys, epoch=None, by="cli")
+    lines = []
+    for level in config.fencing.levels_for(node):
+        for device in level:
+            step = steps.get(device.agent) if device.is_evacuate_step else None
+            if step is not None:
+                ok, line = await step(device, node, "off")
+                lines.append(line if ok else f"FAILED: {line}")
+    return lines
