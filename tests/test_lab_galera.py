@@ -84,7 +84,9 @@ def test_partitioned_writer_leaves_refuses_writes_and_rejoins_after_the_heal(
     assert result.check("set minority").valid is True, summary
     moved = result.check("writer-moved vip")
     assert moved.valid is True, summary  # left the minority within 10 s, nothing on it after
-    assert moved.details["moves"][0]["writer"] == "n1", summary
+    # the partition cut the writer off (the node the minority client writes to), so there
+    # was a move to judge
+    assert len(moved.details["moves"]) == 1, summary
     minority = result.check("minority")
     assert minority.valid is True, summary  # refused (1047), acknowledged nothing
     assert result.check("writers vip").valid is True, summary

@@ -177,6 +177,9 @@ class WorkloadSpec(Spec):
     max_ops: int = pydantic.Field(default=10_000, ge=1, le=100_000)  # per client
     timeout: Duration = 1.0
     url: str | None = None  # http; mysql-set: mysql://USER:PASSWORD@ADDRESS:PORT/DB
+    # A node selector resolved when the load starts (e.g. `@writer:galera`): `${target}` in
+    # the url is that node's address, for clients that must talk to one node on purpose.
+    target: str | None = None
     final_timeout: Duration = 30.0  # etcd-set, amqp-queue, mysql-set: bound on the final read
     urls: list[str] = pydantic.Field(default_factory=list)  # amqp-queue: the brokers
     queue: Name = "hastack-lab"  # amqp-queue
@@ -531,6 +534,22 @@ class Runner:
                     best = candidate
         return best[1] if best is not None else None
 
+    def _resolve_one(self, selector: str, wait: float = 15.0) -> str:
+        """One node for `selector`, waiting a little for it to exist (a proxy records its
+        writer at its first check after the resources started)."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                found = self.select(selector)
+            except LabError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.25)
+                continue
+            if len(found) != 1:
+                raise LabError(f"{selector}: selects {len(found)} nodes, a target needs one")
+            return found[0]
+
     def select(self, selector: str, taken: set[str] | None = None) -> list[str]:
         nodes = [h.name for h in self.lab.nodes()]
         if not selector.startswith("@"):
@@ -747,7 +766,12 @@ class Runner:
         specs = []
         for i, w in enumerate(self.scenario.workloads):
             spec = w.model_dump(by_alias=True, exclude_none=True)
-            spec = _substitute(spec, self.names)
+            names = dict(self.names)
+            if spec.pop("target", None) is not None and w.target is not None:
+                node = self._resolve_one(w.target)
+                names["target"] = self.lab.topology.host(node).address
+                self.say(f"  {w.name or w.kind}: target {w.target} = {node}")
+            spec = _substitute(spec, names)
             spec.setdefault("name", f"{w.kind}{i}" if len(self.scenario.workloads) > 1 else w.kind)
             if w.kind == "assign-probe":
                 port = self.scenario.entities.port if self.scenario.entities else 8080
