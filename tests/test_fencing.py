@@ -294,7 +294,7 @@ def test_an_operator_confirms_a_node_down_when_its_fence_device_cannot(
     assert f"{old} is a member now (its lease is alive): it is not down" in done.stderr
     done = hastack_cli(lc, "fence", "confirm", "n9", "--yes")
     assert done.returncode != 0
-    assert "n9 is not a node of the configuration" in done.stderr
+    assert "n9 is not a node of this cluster" in done.stderr
 
     lc.crash(old)
 

@@ -21,6 +21,7 @@ from hastack.ops.cluster import Cluster
 from hastack.ops.configure import read_stored
 from hastack.store import PutOp
 from hastack.store.history import event_put
+from hastack.store.snapshot import read_snapshot
 
 __all__ = ["FenceResult", "fence_by_hand", "request_cleanup"]
 
@@ -103,12 +104,14 @@ async def confirm_down(cluster: Cluster, node: str) -> ConfirmResult:
     successful fencing recorded with no device run, so the cluster recovers what the node ran
     and Galera stops counting it as a possible live Primary. Refused while the node holds a
     live membership (it is not down), and for a node the configuration does not know."""
-    stored = await read_stored(cluster)
-    if stored.config is None:
+    snapshot = await read_snapshot(cluster.store, cluster.keys)
+    config = snapshot.config
+    if config is None:
         raise HastackError("no configuration stored: no nodes to confirm")
-    known = {n.node for n in stored.config.nodes}
+    # The nodes the configuration lists and every node that ever joined.
+    known = {n.node for n in config.nodes} | set(snapshot.nodes)
     if node not in known:
-        raise HastackError(f"{node} is not a node of the configuration (nodes: {sorted(known)})")
+        raise HastackError(f"{node} is not a node of this cluster (nodes: {sorted(known)})")
     live = (
         f"{node} is a member now (its lease is alive): it is not down; "
         f"`hastack fence {node}` fences a running node"
@@ -149,7 +152,7 @@ async def confirm_down(cluster: Cluster, node: str) -> ConfirmResult:
         if await cluster.store.get(member_key) is not None:
             raise HastackError(live)
         raise HastackError(f"the confirmation of {node} could not be recorded (try again)")
-    return ConfirmResult(record, tuple(await _evacuate(cluster, stored.config, node)))
+    return ConfirmResult(record, tuple(await _evacuate(cluster, config, node)))
 
 
 async def _evacuate(cluster: Cluster, config: ClusterConfig, node: str) -> list[str]:
