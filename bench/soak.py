@@ -84,6 +84,9 @@ class Pool:
     nodes: list[str]
     vips: dict[str, str]  # name -> address
     registry: str
+    # The link's own prefix: a longer one makes a VIP the source of its holder's etcd peer
+    # connections, which the members refuse (hastack.executor.agents.vip).
+    netmask: int
     dummies: dict[str, str | None] = field(default_factory=dict)  # name -> preferred node
     vip_home: dict[str, str | None] = field(default_factory=dict)
     next_id: int = 0
@@ -108,7 +111,7 @@ class Pool:
         ]
         doc += [
             f"  - {{primitive: {name}, agent: 'hastack:vip', params: {{ip: '{ip}', "
-            f"cidr_netmask: '24', nic: eth0}}, ops: [{{name: monitor, interval: 2s}}]}}"
+            f"cidr_netmask: '{self.netmask}', nic: eth0}}, ops: [{{name: monitor, interval: 2s}}]}}"
             for name, ip in self.vips.items()
         ]
         doc += [
@@ -140,6 +143,7 @@ class Soak:
             nodes=[h.name for h in lab.nodes()],
             vips={f"vip{i}": f"{net}.{150 + i}" for i in range(args.vips)},
             registry=str(lab.power_registry),
+            netmask=lab.topology.network(0).prefixlen,
         )
         self.pool.vip_home = dict.fromkeys(self.pool.vips)
         self.pool.add(args.resources)

@@ -36,6 +36,9 @@ from keepalived_anchor import PROBE, first_answer_after, run_trials
 
 def cluster(lab: Lab) -> dict[str, object]:
     vip = f"{lab.topology.net_prefix(0)}.100"
+    # The link's own prefix: a longer one makes the VIP the source of the holder's etcd
+    # peer connections, which the members refuse (hastack.executor.agents.vip).
+    netmask = str(lab.topology.network(0).prefixlen)
     return {
         "properties": {"stonith-enabled": True},
         "fencing": {
@@ -52,7 +55,7 @@ def cluster(lab: Lab) -> dict[str, object]:
             {
                 "primitive": "vip",
                 "agent": "hastack:vip",
-                "params": {"ip": vip, "cidr_netmask": "24", "nic": "eth0"},
+                "params": {"ip": vip, "cidr_netmask": netmask, "nic": "eth0"},
                 "ops": [{"name": "monitor", "interval": "1s"}],
             },
             {

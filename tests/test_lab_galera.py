@@ -37,14 +37,14 @@ def test_crash_of_the_galera_writer_loses_nothing_and_it_rejoins_by_ist(tmp_path
     summary = (result.results / "summary.txt").read_text()
     lost = result.check("set")
     assert lost.valid is True, summary  # every acknowledged row read back
-    assert lost.details["acknowledged"] > 500, summary  # 4 clients × 20/s for 24 s, less the outage
+    assert lost.details["acknowledged"] > 500, summary  # 4 clients × 20/s for 30 s, less the outage
     writers = result.check("writers")
     assert writers.valid is True, summary  # never two nodes taking writes at once
     assert writers.details["changes"] >= 1, summary  # and the writer did move
     availability = result.check("availability")
-    assert availability.valid is True, summary  # writes through the VIP back within 8 s
+    assert availability.valid is True, summary  # writes through the VIP back (within 15 s)
     rejoin = result.check("rejoin")
-    assert rejoin.valid is True, summary  # Promoted within 30 s of its boot, by IST
+    assert rejoin.valid is True, summary  # Promoted again (within 60 s of its boot), by IST
     assert result.valid, summary
     crashed = rejoin.details["returns"][0]["node"]
     tenures = writers.details["tenures"]

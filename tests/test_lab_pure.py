@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hastack.lab.net.lab import FAST_TIMINGS, Lab, LabError
+from hastack.lab.net.lab import FAST_TIMINGS, Lab, LabError, vip_prefix_problems
 from hastack.lab.net.topology import (
     NFT_CHAIN,
     HostRole,
@@ -120,8 +120,39 @@ def test_every_scenario_is_one_config_apply_accepts(path: Path) -> None:
     lab was up, minutes into a run, before this test)."""
     scenario = load_scenario(path)
     names = {"net0": "10.251.0", "vip": "10.251.0.100", "python": sys.executable}
+    names["net1"] = "10.252.0"
     cluster = _substitute(scenario.cluster, names)
     parse_cluster_config(yaml.safe_dump(cluster), str(path))
+    # and one the lab stores: no VIP with a longer prefix than its link's
+    networks = [ipaddress.IPv4Network(f"10.{251 + k}.0.0/23") for k in range(scenario.lab.links)]
+    assert vip_prefix_problems(cluster, networks) == []
+
+
+def test_a_vip_with_a_longer_prefix_than_the_labs_network_is_refused() -> None:
+    """A /24 VIP on the lab's /23 became the source address of its holder's connections to
+    the other etcd members, which refused them (not in the member's certificate): after the
+    leader's host crashed, the survivors lost their memberships and Galera its quorum (G1)."""
+    networks = topo(links=2).networks()
+    net0, net1 = (str(n.network_address).rsplit(".", 1)[0] for n in networks)
+
+    def config(*vips: tuple[str, str | None]) -> dict[str, object]:
+        resources: list[dict[str, object]] = []
+        for n, (ip, mask) in enumerate(vips):
+            params = {"ip": ip} | ({"cidr_netmask": mask} if mask is not None else {})
+            resources.append({"primitive": f"vip{n}", "agent": "hastack:vip", "params": params})
+        return {"resources": [{"group": "g", "resources": resources}]}
+
+    [problem] = vip_prefix_problems(config((f"{net0}.100", "24")), networks)
+    assert problem.startswith(f"vip0: {net0}.100/24 has a longer prefix than the lab's network")
+    assert 'cidr_netmask: "23"' in problem
+    assert (
+        len(vip_prefix_problems(config((f"{net1}.100", "24"), (f"{net0}.101", "25")), networks))
+        == 2
+    )
+    fine = config(
+        (f"{net0}.100", "23"), (f"{net1}.100", None), ("192.168.7.1", "24"), ("${vip}", "24")
+    )
+    assert vip_prefix_problems(fine, networks) == []
 
 
 def _lab(computes: int) -> Lab:

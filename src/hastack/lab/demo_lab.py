@@ -41,7 +41,7 @@ cluster:
   resources:
     - primitive: vip
       agent: hastack:vip
-      params: {ip: "${vip}", cidr_netmask: "24", nic: eth0}
+      params: {ip: "${vip}", cidr_netmask: "23", nic: eth0}
       ops: [{name: monitor, interval: 1s}]
     - clone: api-clone
       resource:

@@ -4,14 +4,24 @@ Start adds the address through netlink (pyroute2) and announces it with gratuito
 neighbours update their caches at once (measured: a client follows in about 60 ms with it,
 about 35 s without). Stop removes it. Monitor checks it is present. An address must never be
 on two nodes at once, so the agent is exclusive.
+
+The netmask is the configuration's, as IPaddr2's is; but one longer than that of the node's
+own address on the interface (a /24 VIP on a /23 network) makes the kernel add a route for
+that part of the network with the VIP as its source address, so the holder's new connections
+to its peers there come *from the VIP*. etcd refuses such peer connections (the address is
+not in the member's certificate): the holder's member can no longer forward a lease renewal
+to the raft leader, and nodes lose their memberships on the next leader change. Start says so
+in the log (`source_takeover`).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import struct
 import time
+from collections.abc import Iterable
 from typing import ClassVar
 
 from pyroute2 import IPRoute
@@ -19,9 +29,36 @@ from pyroute2 import IPRoute
 from hastack.executor.agents.base import NativeAgent, OcfRc, OpRequest, OpResult
 from hastack.nsthread import in_netns
 
-__all__ = ["VipAgent"]
+__all__ = ["VipAgent", "source_takeover"]
+
+log = logging.getLogger("hastack.executor")
 
 ETH_P_ARP = 0x0806
+
+Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def source_takeover(vip: Interface, existing: Iterable[Interface]) -> Network | None:
+    """The network of an address already on the interface of which adding `vip` makes the
+    VIP the source address for a part (its own, longer-prefix network), or None.
+
+    The kernel adds a prefix route for every (network, prefix) that gets its first address,
+    with that address as the route's preferred source; a longer prefix wins the route lookup.
+    No route is added for a host prefix (/32, /128), nor when an address already has the
+    VIP's exact network (the VIP is then a secondary address there)."""
+    if vip.network.prefixlen == vip.max_prefixlen:
+        return None
+    others = [e for e in existing if e.version == vip.version and e.ip != vip.ip]
+    if any(e.network == vip.network for e in others):
+        return None
+    # Networks are aligned: a shorter one holding the VIP holds the VIP's whole network.
+    covering = [
+        e.network
+        for e in others
+        if e.network.prefixlen < vip.network.prefixlen and vip.ip in e.network
+    ]
+    return min(covering, key=lambda n: n.prefixlen, default=None)
 
 
 def _garp_frame(mac: bytes, ip: bytes, op: int) -> bytes:
@@ -115,6 +152,21 @@ class VipAgent(NativeAgent):
         with IPRoute() as ipr:
             if self._find(ip) is None:
                 index, name = self._interface_for(ipr, ip, nic)
+                family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+                existing = [
+                    ipaddress.ip_interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
+                    for a in ipr.get_addr(family=family, index=index)
+                ]
+                vip = ipaddress.ip_interface(f"{ip}/{prefix}")
+                taken = source_takeover(vip, existing)
+                if taken is not None:
+                    log.warning(
+                        "vip %s on %s: a longer prefix than the node's %s, so it becomes the "
+                        "source address of this node's connections to %s (etcd peers refuse "
+                        "them: it is not in the member's certificate); cidr_netmask=%d keeps "
+                        "the node's own address as the source",
+                        vip, name, taken, vip.network, taken.prefixlen,
+                    )  # fmt: skip
                 ipr.addr("add", index=index, address=str(ip), prefixlen=prefix)
             else:
                 index, _ = self._find(ip) or (0, 0)

@@ -44,14 +44,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import yaml
 from pyroute2 import NetNS
 
 from hastack.errors import HastackError
+from hastack.executor.agents.vip import source_takeover
 from hastack.lab.etcd import EtcdMember, etcd_binary
+from hastack.lab.galera import primitives_of
 from hastack.lab.harness import AgentNode, Harness
 from hastack.lab.net import links
 from hastack.lab.net.topology import (
@@ -75,6 +78,7 @@ __all__ = [
     "StatusFeed",
     "default_dir",
     "require_root",
+    "vip_prefix_problems",
 ]
 
 STATE_FILE = "lab.json"
@@ -94,6 +98,31 @@ MIB_PER_CONTROLLER = 150
 
 class LabError(HastackError):
     """A lab operation cannot proceed; the message says why and what to do."""
+
+
+def vip_prefix_problems(
+    config: Mapping[str, Any], networks: Sequence[ipaddress.IPv4Network]
+) -> list[str]:
+    """Each hastack:vip of a configuration mapping whose netmask is longer than its lab
+    network's (a /24 VIP on a /23 link): its holder's connections to its peers would come
+    from the VIP, and the etcd members refuse them — the node's member can no longer reach
+    the raft leader, and a leader change then costs memberships (docs/lab.md)."""
+    problems = []
+    lab_addresses = [ipaddress.ip_interface(str(n)) for n in networks]
+    for p in primitives_of(config, "hastack:vip"):
+        params = p.get("params") or {}
+        try:
+            vip = ipaddress.ip_interface(f"{params.get('ip')}/{params.get('cidr_netmask', 32)}")
+        except ValueError:
+            continue  # not an address yet, or not one: `config apply` judges that
+        taken = source_takeover(vip, lab_addresses)
+        if taken is not None:
+            problems.append(
+                f"{p['primitive']}: {vip} has a longer prefix than the lab's network {taken}, "
+                f"so its holder's connections to the etcd members would come from it and "
+                f'be refused; give cidr_netmask: "{taken.prefixlen}"'
+            )
+    return problems
 
 
 def default_dir() -> Path:
@@ -412,7 +441,13 @@ class Lab(Harness):
         return proc.stdout.decode()
 
     def apply_config(self, path: Path) -> int:
-        """Store a cluster configuration (YAML file) by compare-and-swap."""
+        """Store a cluster configuration (YAML file) by compare-and-swap; refused when a VIP
+        would take over the source address of its holder's peer connections."""
+        problems = vip_prefix_problems(
+            yaml.safe_load(path.read_text()) or {}, self.topology.networks()
+        )
+        if problems:
+            raise LabError(f"{path}: " + "; ".join(problems))
         argv = self.client_argv("apply", "--config", str(self.client_config), str(path))
         proc = subprocess.run(argv, capture_output=True, timeout=30, check=False)
         if proc.returncode != 0:
