@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -23,13 +22,12 @@ from pathlib import Path
 from typing import Protocol
 
 from hastack.executor import attrd_shim
+from hastack.unixsock import socket_path_for
 
 __all__ = ["AttributeBackend", "AttributeServer", "send_attributes", "socket_path", "write_shims"]
 
 log = logging.getLogger("hastack.executor")
 
-# AF_UNIX paths are limited to 108 bytes on Linux.
-_SUN_PATH_MAX = 100
 _REQUEST_LIMIT = 64 * 1024
 
 
@@ -43,11 +41,7 @@ class AttributeBackend(Protocol):
 
 def socket_path(state_dir: str) -> str:
     """`<state_dir>/attrd.sock`, or a short path under /tmp when that would be too long."""
-    path = str(Path(state_dir).absolute() / "attrd.sock")
-    if len(path.encode()) <= _SUN_PATH_MAX:
-        return path
-    digest = hashlib.sha256(path.encode()).hexdigest()[:16]
-    return f"/tmp/hastack-attrd-{digest}.sock"
+    return str(socket_path_for(state_dir, "attrd"))
 
 
 def write_shims(directory: Path) -> Path:

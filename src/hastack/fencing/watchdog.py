@@ -45,6 +45,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hastack.processes import ProcessRecord, is_alive, spawn, start_ticks
+from hastack.unixsock import socket_path_for
 
 __all__ = [
     "RESET_TIMEOUT",
@@ -338,7 +339,7 @@ def ensure_process_watchdog(
     """Start this node's watchdog process unless one already runs (it outlives agent
     restarts, like the services it protects); return a client for it."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    socket_path = state_dir / "watchdog.sock"
+    socket_path = socket_path_for(state_dir, "watchdog")
     pidfile = state_dir / "watchdog.pid"
     running = False
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
