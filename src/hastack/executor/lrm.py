@@ -20,7 +20,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -448,10 +448,18 @@ class LocalResourceManager:
 
     def report(self) -> NodeReport:
         if not self._ready:
-            return replace(
-                self._previous or NodeReport(self.node),
+            # What ran here, by the last report, may run still (and serve what it served);
+            # everything else is this life's.
+            previous = self._previous
+            return NodeReport(
                 node=self.node,
                 updated=self._clock(),
+                resources=dict(previous.resources) if previous else {},
+                served=previous.served if previous else {},
+                notified=previous.notified if previous else (),
+                attributes=dict(self.attributes),
+                probed=frozenset(self.probed),
+                unprobed=self.unprobed,
                 pending=dict(self.pending),
                 probing=True,
             )
