@@ -654,7 +654,10 @@ class Agent:
 
     def _feed_executor(self, snapshot: ClusterSnapshot) -> None:
         node = self.config.node
-        self.lrm.set_previous(snapshot.statuses.get(node))
+        # What the last report listed may run here until the probes answer, unless a fence
+        # since then stopped it all.
+        fenced = snapshot.fenced_since_report(node)
+        self.lrm.set_previous(None if fenced else snapshot.statuses.get(node))
         self.lrm.set_config(
             snapshot.config, snapshot.config_revision, known_nodes=len(snapshot.known_nodes)
         )

@@ -396,8 +396,9 @@ class LocalResourceManager:
         return await self._cluster_attributes.transient_of(node, name)
 
     def announce(self) -> None:
-        """Publish the node's report again, changed or not (after the node joins); in this
-        life's first moments, as soon as there is one (once the configuration is probed)."""
+        """Publish the node's report again, changed or not (after the node joins). Nothing
+        goes out before the agent has fed the executor from the store (set_previous,
+        set_config)."""
         self._dirty.set()
 
     def stalled_for(self) -> float:
