@@ -22,6 +22,7 @@ from hastack.model.config import Location, Role, parse_cluster_config
 from hastack.model.config_text import config_to_json
 from hastack.model.members import ClusterSnapshot
 from hastack.model.state import base_id
+from hastack.model.status import NodeReport
 from hastack.store import Keys
 from hastack.store.memory import MemoryBackend, MemoryStore
 from hastack.store.snapshot import read_snapshot
@@ -230,4 +231,130 @@ async def test_the_dc_gives_up_on_a_node_that_never_answers(tmp_path: Path) -> N
             a.stop()
         for task in running:
             with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 30)
+
+
+TEST_AGENTS = str(Path(__file__).parent / "ocf" / "resource.d")
+
+
+def restart_config(log: Path) -> str:
+    """The replay's resources on an agent whose probe takes half a second: the restarted
+    agent's first report is due long before its probes have answered."""
+    return f"""\
+properties: {{stonith-enabled: false, cluster-delay: 5s}}
+op-defaults: {{timeout: 10s}}
+nodes: [{{node: n1}}, {{node: n2}}, {{node: n3}}]
+resources:
+  - primitive: solo
+    agent: "ocf:hastack-test:slow-probe"
+    params: {{log: "{log}"}}
+    ops: [{{name: monitor, interval: 1s}}]
+  - clone: c
+    resource:
+      primitive: d
+      agent: "ocf:hastack-test:slow-probe"
+      params: {{log: "{log}"}}
+"""
+
+
+@pytest.mark.parametrize("when", ["settled", "before its ack"])
+async def test_a_restarted_agent_adopts_what_runs_on_its_node(tmp_path: Path, when: str) -> None:
+    """The agent of the singleton's node dies (no goodbye: its lease lives on) and a new one
+    starts on the same node: once the cluster has settled, or right after its starts, before
+    the DC has heard of them. The new agent must adopt what runs there by its probes, as
+    Pacemaker's node daemons do after a restart: no stop and no start anywhere. Its report
+    must not go out before its probes have answered (the DC would take "nothing runs here"
+    for the truth, plan the singleton's start again, and give the node a target that stops
+    what runs)."""
+    backend = MemoryBackend(min_lease_ttl=2)
+    stores = {n: MemoryStore(backend, timeout=TIMINGS.store_timeout) for n in NODES}
+    keys = Keys("replay")
+
+    def start(node: str) -> tuple[Agent, asyncio.Task[None]]:
+        a = memory_agent("replay", node, tmp_path, stores[node], ocf_agent_dirs=[TEST_AGENTS])
+        return a, asyncio.create_task(a.run(), name=node)
+
+    lives = {n: start(n) for n in NODES}
+    observer = MemoryStore(backend)
+    log = tmp_path / "operations.log"
+    log.touch()
+
+    async def wait_settled(timeout: float) -> ClusterSnapshot:
+        why: str | None = "not looked yet"
+        for _ in range(int(timeout / 0.1)):
+            snap = await read_snapshot(observer, keys)
+            why = settled(snap)
+            if why is None:
+                return snap
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"not settled within {timeout}s: {why}")
+
+    try:
+        for _ in range(100):
+            snap = await read_snapshot(observer, keys)
+            if snap.dc is not None and set(snap.members) == set(NODES):
+                break
+            await asyncio.sleep(0.1)
+        assert snap.dc is not None
+        holder = next(n for n in NODES if n != snap.dc.node)
+        old, task = lives[holder]
+        started = asyncio.Event()
+        if when == "before its ack":
+            publish = old.lrm._publish
+
+            async def cut_before_the_ack(report: NodeReport) -> None:
+                # The report saying both run here (and the target done) never arrives.
+                if {base_id(i) for i in report.active()} >= {"solo", "d"}:
+                    stores[holder].partition()
+                    started.set()
+                await publish(report)
+
+            old.lrm._publish = cut_before_the_ack
+        config = parse_cluster_config(restart_config(log), "restart.yaml")
+        prefer = Location(location="solo-prefers", resource="solo", node=holder, score=100)
+        config = config.model_copy(update={"constraints": [prefer]})
+        await observer.put(keys.config, config_to_json(config))
+        if when == "settled":
+            snap = await wait_settled(30.0)
+            assert "solo" in snap.statuses[holder].active()
+        else:
+            await asyncio.wait_for(started.wait(), 30)
+            snap = await read_snapshot(observer, keys)
+            assert "solo" not in snap.statuses[holder].active()  # the DC has not heard
+
+        # Killed: no goodbye (nothing stopped, the DC key and lease not given up) and its
+        # store calls go nowhere from now on, so its lease and member key stay until the
+        # lease expires; what it started runs on, as after a SIGKILL.
+        stores[holder].partition()
+
+        async def no_goodbye() -> None:
+            return None
+
+        old._leave = no_goodbye  # type: ignore[method-assign]
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+        stores[holder] = MemoryStore(backend, timeout=TIMINGS.store_timeout)
+        lives[holder] = start(holder)
+        new = lives[holder][0]
+
+        await wait_settled(30.0)
+        await asyncio.sleep(2.0)
+        assert settled(await read_snapshot(observer, keys)) is None
+        # Each started once, where it runs now; nothing stopped.
+        assert sorted(log.read_text().splitlines()) == sorted(
+            ["start n1 d", "start n2 d", "start n3 d", f"start {holder} solo"]
+        )
+        for primitive in ("solo", "d"):
+            (report,) = [
+                i.report for name, i in new.lrm.instances.items() if base_id(name) == primitive
+            ]
+            assert report.role is Role.STARTED
+            assert report.last_op is not None
+            assert report.last_op.op == "probe"
+    finally:
+        for a, _ in lives.values():
+            a.stop()
+        for _, task in lives.values():
+            with contextlib.suppress(BaseException):
                 await asyncio.wait_for(task, 30)

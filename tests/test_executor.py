@@ -297,30 +297,60 @@ def _in_ns(pid: int, netns: str | None) -> bool:
         return False
 
 
-def test_restarted_agent_adopts_running_resources(cluster: LocalCluster) -> None:
+def test_restarted_agent_adopts_running_resources(cluster: LocalCluster, tmp_path: Path) -> None:
     lc = cluster
-    apply(lc, BASE)
+    # With a clone whose probe takes half a second, as a real agent's may: the restarted
+    # agent's probes are surely still under way when its first report is due.
+    operations = tmp_path / "operations.log"
+    slow = f"""\
+  - clone: slow-clone
+    resource:
+      primitive: slow
+      agent: ocf:hastack-test:slow-probe
+      params: {{log: "{operations}"}}
+"""
+    apply(lc, BASE + slow)
     (node,) = wait_running(lc, "app", lambda r: len(r) == 1)
     wait_running(lc, "dummy", lambda r: len(r) == 3)
+    wait_running(lc, "slow", lambda r: len(r) == 3)
+    started = sorted(operations.read_text().splitlines())
+    assert started == [f"start {n} slow" for n in ("n1", "n2", "n3")]
     pid = service_record(lc, node, "app").pid
     _, before = reports(lc, "app")[node]
+    assert before.last_op is not None
+    assert before.last_op.op == "start"
+    life = snapshot(lc).members[node].revision
+    # Killed as soon as its resources run, maybe before the DC has heard that its target is
+    # done: the new agent must adopt them all the same.
     lc.kill(node, ["agent"])
     lc.start(node, ["agent"])
 
-    # Back online with the same process, adopted by its probe: no new start.
-    def adopted() -> bool:
-        found = reports(lc, "app").get(node)
-        return found is not None and found[1].last_op is not None and found[1].last_op.op == "probe"
+    def settled() -> bool:
+        """The new life has reported, and has done the target the DC wrote for it."""
+        snap = snapshot(lc)
+        member, report = snap.members.get(node), snap.statuses.get(node)
+        if member is None or member.revision == life or report is None:
+            return False
+        return (
+            report.updated >= member.joined_at
+            and snap.current_target(node) is not None
+            and report.acked == snap.target_revisions[node]
+        )
 
-    wait_until(adopted, 20, 0.1)
+    wait_until(settled, 20, 0.1)
     time.sleep(2)
+    assert settled()
+    # Back online with the same process, adopted by its probe: no new start.
     assert running(lc, "app") == {node: Role.STARTED}
     assert service_record(lc, node, "app").pid == pid
     _, after = reports(lc, "app")[node]
     assert after.last_op is not None
     assert after.last_op.op == "probe"
+    _, dummy = reports(lc, "dummy")[node]
+    assert dummy.last_op is not None
+    assert dummy.last_op.op == "probe"
     assert has_address(lc, node, "192.168.250.100")
-    assert before.last_op is not None
+    assert sorted(operations.read_text().splitlines()) == started  # no stop, no new start
 
 
 def test_bad_agents_are_reported_clearly(cluster: LocalCluster) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -165,6 +166,46 @@ def test_progress_starts_the_clock_again() -> None:
         decision = controller.decide(snap, FENCED, epoch=52, now=20.0, mono=mono)
         assert decision.hold
         assert not decision.overdue
+
+
+def test_a_restarted_node_is_waited_for_while_it_probes() -> None:
+    """n1's agent restarted (member key rewritten at 70; its target, 60, is void): while it
+    probes, its report lists what it ran before and the probe under way. It is not online
+    yet: the DC neither takes that report for what runs there nor plans around it; it waits
+    cluster-delay plus the probe's timeout, then gives up on the node."""
+    stale = NodeTarget(epoch=52, config_revision=7, resources={"vip": Role.STARTED})
+    probe = {"vip": PendingOp("probe", since=9.0, timeout=10.0)}
+    probing = dataclasses.replace(
+        working("n1", updated=10.0, pending=probe), acked=60, working=60, probing=True
+    )
+
+    def snap(n1: NodeReport) -> ClusterSnapshot:
+        return snapshot(
+            FENCED,
+            member_revisions={"n1": 70, "n2": 3},
+            targets={"n1": (60, stale), "n2": (61, NodeTarget(52, 7))},
+            reports={"n1": n1, "n2": report("n2", acked=61)},
+        )
+
+    assert not snap(probing).has_reported("n1")
+    controller = Controller()
+    for mono in (100.0, 120.0, 129.9):  # 20 s of cluster-delay + the probe's 10 s
+        decision = controller.decide(snap(probing), FENCED, epoch=52, now=20.0, mono=mono)
+        assert decision.hold, mono
+        assert decision.reason == "waiting for n1 to finish"
+        assert not decision.overdue
+    given_up = controller.decide(snap(probing), FENCED, epoch=52, now=20.0, mono=130.5)
+    assert given_up.overdue == {
+        "n1": "n1 has not finished probing (probe vip) for 30s (allowed 30s)"
+    }
+    assert [(a.kind.value, a.node) for a in given_up.ready] == [("fence", "n1")]
+    # Probed: online, and what it reports runs there stays there.
+    done = dataclasses.replace(probing, pending={}, probing=False)
+    assert snap(done).has_reported("n1")
+    decision = Controller().decide(snap(done), FENCED, epoch=52, now=20.0, mono=100.0)
+    assert not decision.hold, decision.reason
+    assert decision.plan.actions == ()
+    assert decision.targets["n1"].resources == {"vip": Role.STARTED}
 
 
 # ---- the self-check and the watchdog: an agent never goes silent -------------------------------

@@ -12,7 +12,7 @@ from hastack.executor import lrm
 from hastack.executor.agents import AgentMetadata, Driver, OcfRc, OpRequest, OpResult
 from hastack.executor.lrm import LocalResourceManager
 from hastack.model.config import AgentRef, ClusterConfig, Role, parse_cluster_config
-from hastack.model.status import LastOp, NodeReport, decode_status
+from hastack.model.status import LastOp, NodeReport, ResourceReport, decode_status
 from hastack.model.targets import NodeTarget
 
 pytestmark = pytest.mark.timeout(20)
@@ -96,6 +96,79 @@ async def test_probe_then_start_stamped_with_the_lrms_clock(harness: Harness) ->
         assert done.resources["keep"].last_op == LastOp("start", 0, "", 1042.5, 0.25)
         assert done.updated == 1042.5
         assert [c.op for c in h.driver.calls] == ["monitor", "start"]
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+class HeldProbe(Scripted):
+    """A scripted agent whose probes (monitors at interval 0) wait for `release`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def execute(self, request: OpRequest) -> OpResult:
+        if request.op == "monitor" and request.interval == 0:
+            await self.release.wait()
+        return await super().execute(request)
+
+
+async def test_a_node_reports_probing_until_it_has_probed_the_configuration(
+    harness: Harness,
+) -> None:
+    """An agent starts its executor before it has read the store, and announces the node
+    once it has joined. Until its probes have answered, its report says `probing` (the DC
+    does not count the node online: one saying "nothing runs here" had it start again, and
+    the node stop, what a restarted agent was about to adopt), lists the probes under way
+    (the DC's deadline), and carries what the last report listed (may still run)."""
+    h = harness
+    h.driver = HeldProbe()
+    h.driver.answers = {"monitor": OcfRc.SUCCESS}  # it runs already
+    earlier = NodeReport(
+        "n1",
+        updated=900.0,
+        resources={"keep": ResourceReport(Role.STARTED, last_op=LastOp("start", 0, at=800.0))},
+        probed=frozenset({"keep"}),
+        acked=7,
+    )
+    loop = asyncio.create_task(h.lrm.run())
+    try:
+        h.lrm.announce()  # joined, the store not read yet
+        await asyncio.sleep(0.05)  # time for a report to go out (10 ms), were one due
+        assert h.reports == []
+        h.lrm.set_previous(earlier)
+        h.lrm.set_config(ONE, revision=3)
+        probing = await h.until(lambda r: "keep" in r.pending)
+        assert probing.probing
+        assert probing.pending["keep"].op == "probe"
+        assert probing.resources == earlier.resources
+        assert decode_status("n1", probing.encode()) == probing
+        h.driver.release.set()
+        done = await h.until(lambda r: not r.probing)
+        assert all(r.probing for r in h.reports[: h.reports.index(done)])
+        assert done.probed == {"keep"}
+        assert done.pending == {}
+        assert done.resources["keep"].role is Role.STARTED
+        assert done.resources["keep"].last_op is not None
+        assert done.resources["keep"].last_op.op == "probe"
+        assert "probing" not in done.encode().decode()
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_a_cluster_without_configuration_is_reported_at_once(harness: Harness) -> None:
+    """Nothing to probe: the node reports as soon as it knows there is no configuration (the
+    DC counts it online from that report)."""
+    h = harness
+    loop = asyncio.create_task(h.lrm.run())
+    try:
+        h.lrm.set_config(None)
+        first = await h.until(lambda r: not r.probing)
+        assert first.resources == {}
+        assert first.probed == frozenset()
+        assert h.driver.calls == []
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)

@@ -654,6 +654,10 @@ class Agent:
 
     def _feed_executor(self, snapshot: ClusterSnapshot) -> None:
         node = self.config.node
+        # What the last report listed may run here until the probes answer, unless a fence
+        # since then stopped it all.
+        fenced = snapshot.fenced_since_report(node)
+        self.lrm.set_previous(None if fenced else snapshot.statuses.get(node))
         self.lrm.set_config(
             snapshot.config, snapshot.config_revision, known_nodes=len(snapshot.known_nodes)
         )
@@ -682,10 +686,12 @@ class Agent:
 
     async def _publish_status(self, report: NodeReport) -> None:
         await self._store.put(self.keys.status(self.config.node), report.encode())
-        for event in failed_action_events(
-            self.config.node, self._last_report, report, now=time.time()
-        ):
-            self.history.record(event)
+        # While probing, the report carries the last life's failures, recorded then.
+        if not report.probing:
+            for event in failed_action_events(
+                self.config.node, self._last_report, report, now=time.time()
+            ):
+                self.history.record(event)
         self._last_report = report
 
     async def _write_targets(self, decision: Decision, snapshot: ClusterSnapshot) -> None:

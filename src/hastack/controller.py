@@ -66,7 +66,7 @@ def build_state(
             nodes[name] = NodeStatus(name=name, online=False, attributes=attributes, kind=kind)
             continue  # whatever it reported is gone with it
         # A node counts as online once its agent has probed and reported in this life.
-        ready = member is not None and report is not None and report.updated >= member.joined_at
+        ready = snapshot.has_reported(name)
         suspect = member is not None and name in suspects
         online = ready and not suspect
         if online and report is not None:
@@ -408,9 +408,10 @@ class Controller:
         self, snapshot: ClusterSnapshot, config: ClusterConfig, busy: list[str], mono: float
     ) -> dict[str, str]:
         """Nodes that have made no progress for longer than they may: `cluster-delay` to take
-        a target (or to report at all in a new life), plus the longest timeout of the
-        operations they report under way. Progress — a new report, a new target taken, an
-        operation started or ended — starts the clock again; the clock is the DC's own."""
+        a target (or to report at all, then to probe, in a new life), plus the longest timeout
+        of the operations (probes too) they report under way. Progress — a new report, a new
+        target taken, an operation started or ended — starts the clock again; the clock is
+        the DC's own."""
         delay = config.properties.cluster_delay
         out: dict[str, str] = {}
         waiting: dict[str, tuple[object, float]] = {}
@@ -431,13 +432,7 @@ class Controller:
             )
             allowed = delay + longest
             if mono - since > allowed:
-                if report is None or report.updated < snapshot.members[node].joined_at:
-                    what = "has not reported since it joined"
-                elif report.working < snapshot.target_revisions.get(node, 0):
-                    what = "has not taken its target"
-                else:
-                    doing = ", ".join(f"{p.op} {i}" for i, p in sorted(report.pending.items()))
-                    what = f"has not finished its target ({doing or 'nothing reported under way'})"
+                what = _lagging(snapshot, node)
                 out[node] = f"{node} {what} for {mono - since:.0f}s (allowed {allowed:g}s)"
         self._waiting = waiting
         return out
@@ -445,6 +440,19 @@ class Controller:
     def forget(self) -> None:
         """Drop the transition (we stopped being DC)."""
         self._transition = None
+
+
+def _lagging(snapshot: ClusterSnapshot, node: str) -> str:
+    """What an overdue node has not done (it is a member, or the DC would not wait)."""
+    report = snapshot.statuses.get(node)
+    if report is None or report.updated < snapshot.members[node].joined_at:
+        return "has not reported since it joined"
+    doing = ", ".join(f"{p.op} {i}" for i, p in sorted(report.pending.items()))
+    if report.probing:
+        return f"has not finished probing ({doing or 'no probe reported under way'})"
+    if report.working < snapshot.target_revisions.get(node, 0):
+        return "has not taken its target"
+    return f"has not finished its target ({doing or 'nothing reported under way'})"
 
 
 def _within_batch_limit(

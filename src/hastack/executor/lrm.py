@@ -186,8 +186,17 @@ class LocalResourceManager:
         self._wake = asyncio.Event()
         self._dirty = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        # The report says what runs here only once the agent has said which configuration
+        # the cluster holds (`_configured`; None too: a cluster without one) and the node has
+        # probed it (`_ready`). Until then it is published as `probing`, with the probes
+        # under way and what the node's last report listed (`_previous`): the DC does not
+        # count the node online yet (an empty report taken for the truth had it start again,
+        # and the node stop, what a restarted agent was about to adopt), and should the node
+        # be lost meanwhile, the DC still assumes that what ran there may run there.
+        self._configured = False
         self._ready = False
-        self._wake.set()  # the first pass publishes, even before any configuration exists
+        self._previous: NodeReport | None = None
+        self._wake.set()
         self.known_nodes = 0
         self.cores = os.cpu_count() or 1
         self.throttle = Throttle(node_limit(0, self.cores))
@@ -214,6 +223,10 @@ class LocalResourceManager:
         self, config: ClusterConfig | None, revision: int = 0, *, known_nodes: int = 0
     ) -> None:
         self.known_nodes = known_nodes
+        if not self._configured:
+            self._configured = True
+            self._wake.set()
+            self._dirty.set()  # said at once: probing
         if config is self.config:
             return
         self.config = config
@@ -230,6 +243,14 @@ class LocalResourceManager:
         self._placements = fresh
         self._drivers = {k: v for k, v in self._drivers.items() if k in self._placements}
         self._wake.set()
+
+    def set_previous(self, report: NodeReport | None) -> None:
+        """The node's report as the store holds it when the agent first reads the store,
+        perhaps from an earlier life of the agent: what may run here until this life's
+        probes say what does. Taken once, before the configuration (later the store holds
+        this life's own reports)."""
+        if not self._configured:
+            self._previous = report
 
     def _active_here(self, primitive: str) -> bool:
         """Some instance of the primitive runs here, or may (an operation is under way)."""
@@ -300,7 +321,7 @@ class LocalResourceManager:
                 self.last_pass = time.monotonic()
                 try:
                     await self._probe_new()
-                    if not self._ready:
+                    if not self._ready and self._configured:
                         self._ready = True
                         self._dirty.set()
                     self._reconcile()
@@ -375,7 +396,9 @@ class LocalResourceManager:
         return await self._cluster_attributes.transient_of(node, name)
 
     def announce(self) -> None:
-        """Publish the node's report again, changed or not (after the node joins)."""
+        """Publish the node's report again, changed or not (after the node joins). Nothing
+        goes out before the agent has fed the executor from the store (set_previous,
+        set_config)."""
         self._dirty.set()
 
     def stalled_for(self) -> float:
@@ -387,8 +410,8 @@ class LocalResourceManager:
             await self._dirty.wait()
             await asyncio.sleep(_PUBLISH_DELAY)
             self._dirty.clear()
-            if not self._ready:
-                continue
+            if not self._configured:
+                continue  # not even the last report is known yet: nothing to say
             report = self.report()
             try:
                 await self._publish(report)
@@ -425,6 +448,22 @@ class LocalResourceManager:
             await asyncio.sleep(_LOAD_PERIOD)
 
     def report(self) -> NodeReport:
+        if not self._ready:
+            # What ran here, by the last report, may run still (and serve what it served);
+            # everything else is this life's.
+            previous = self._previous
+            return NodeReport(
+                node=self.node,
+                updated=self._clock(),
+                resources=dict(previous.resources) if previous else {},
+                served=previous.served if previous else {},
+                notified=previous.notified if previous else (),
+                attributes=dict(self.attributes),
+                probed=frozenset(self.probed),
+                unprobed=self.unprobed,
+                pending=dict(self.pending),
+                probing=True,
+            )
         return NodeReport(
             node=self.node,
             epoch=self.target.epoch if self.target else 0,
@@ -878,6 +917,7 @@ class LocalResourceManager:
         finally:
             if track:
                 self.pending.pop(inst.name, None)
+                self._dirty.set()
 
     # ---- exclusivity --------------------------------------------------------------------------
 
@@ -1078,7 +1118,9 @@ class LocalResourceManager:
                 continue
             if inst is None:
                 inst = Instance(name, primitive)
-            result = await self._execute(inst, "probe")
+            # The first probes are reported under way: the DC waits for them, and for as
+            # long as their timeouts say.
+            result = await self._execute(inst, "probe", track=not self._ready)
             inst.report = after_probe(
                 inst.report, result, now=self._clock(), promotable=placement.promotable
             )

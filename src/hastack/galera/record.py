@@ -203,10 +203,8 @@ class ClusterView:
 
 
 def _fresh(snapshot: ClusterSnapshot, node: str) -> bool:
-    """Online in this life: a member whose report is from after it joined."""
-    member = snapshot.members.get(node)
-    report = snapshot.statuses.get(node)
-    return member is not None and report is not None and report.updated >= member.joined_at
+    """Online in this life: a member that has reported (and probed) since it joined."""
+    return snapshot.has_reported(node)
 
 
 def _role(snapshot: ClusterSnapshot, node: str, resource: str) -> Role:

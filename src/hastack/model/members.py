@@ -183,6 +183,21 @@ class ClusterSnapshot:
     def is_online(self, node: str) -> bool:
         return node in self.members
 
+    def has_reported(self, node: str) -> bool:
+        """Is the node a member whose agent has said what runs there in its current life?
+
+        A report from before the node (re)joined says what ran before its crash, and one
+        made while its new agent still probes says nothing yet: taken for the truth, either
+        would have the DC start again (and the node stop) what runs there."""
+        member = self.members.get(node)
+        report = self.statuses.get(node)
+        return (
+            member is not None
+            and report is not None
+            and report.updated >= member.joined_at
+            and not report.probing
+        )
+
     @property
     def known_nodes(self) -> list[str]:
         return sorted(set(self.nodes) | set(self.members))

@@ -130,6 +130,10 @@ class NodeReport:
     # The revision of the last target this node refused (written under an older DC epoch
     # than one it has seen): it will never work on it, so the DC must not wait for it.
     refused: int = 0
+    # Its agent has not yet probed the configuration in this life: the report does not yet
+    # say what runs here (`pending` lists the probes under way), and the node does not count
+    # as online until it has (ClusterSnapshot.has_reported).
+    probing: bool = False
 
     def serves_any(self) -> bool:
         return any(self.served.values())
@@ -146,6 +150,7 @@ class NodeReport:
             "updated": self.updated,
             "probed": sorted(self.probed),
             **({"unprobed": sorted(self.unprobed)} if self.unprobed else {}),
+            **({"probing": True} if self.probing else {}),
             "attributes": dict(sorted(self.attributes.items())),
             "resources": {k: v.to_json() for k, v in sorted(self.resources.items())},
         }
@@ -234,6 +239,13 @@ def _integer(data: Mapping[str, Any], name: str) -> int:
     return value
 
 
+def _flag(data: Mapping[str, Any], name: str) -> bool:
+    value = data.get(name, False)
+    if not isinstance(value, bool):
+        raise _Bad(f"{name!r} must be true or false")
+    return value
+
+
 def _strings(value: object, field: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _Bad(f"{field!r} must be a list of strings")
@@ -275,6 +287,7 @@ def decode_status(node: str, raw: bytes) -> NodeReport:
             refused=_integer(data, "refused"),
             pending=_pending(data.get("pending", {})),
             served=decode_grants(data.get("served", {}), "served"),
+            probing=_flag(data, "probing"),
         )
     except _Bad as exc:
         raise ValueError(str(exc)) from None

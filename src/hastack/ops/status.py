@@ -102,7 +102,7 @@ def _node_lines(snapshot: ClusterSnapshot) -> list[NodeLine]:
         if kind is None:
             continue
         transient = dict(member.attributes) if member else {}
-        if member is not None and report is not None and report.updated >= member.joined_at:
+        if snapshot.has_reported(name) and report is not None:
             transient.update(report.attributes)
         lines.append(
             NodeLine(
@@ -276,10 +276,9 @@ def _resources(
     unmanaged = {name for node, target in snapshot.targets.items() for name in target.unmanaged}
     for node in sorted(snapshot.statuses):
         report = snapshot.statuses[node]
-        member = snapshot.members.get(node)
         # Online in this life: a report from before the node (re)joined says what ran before
-        # its crash, not what runs now (a restarted agent has not probed yet).
-        online = member is not None and report.updated >= member.joined_at
+        # its crash, not what runs now, and one made while it probes says nothing yet.
+        online = snapshot.has_reported(node)
         for instance, r in sorted(report.resources.items()):
             primitive = base_id(instance) if base_id(instance) in tops else instance
             entry: dict[str, Any] = {"instance": instance, "node": node, **r.to_json()}
