@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import secrets
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,6 +29,7 @@ from hastack.model.connectivity import (
 )
 from hastack.model.document import format_path
 from hastack.model.operations import OpRequest
+from hastack.nsthread import call_in_netns
 from hastack.scheduler.rules import rule_score
 
 # ---- targets and parameters ------------------------------------------------------------------
@@ -257,6 +262,87 @@ def test_the_agent_publishes_monitors_and_stops(tmp_path: Path) -> None:
         (7, None),
         (6, "targets: 'not-an-address' is not an address (IPv4 or IPv6, no names)"),
     ]
+
+
+def test_a_probe_leaves_from_the_agents_namespace() -> None:
+    """With a namespace the socket is made inside it: one that does not exist reaches
+    nothing, where the same probe from the agent's own namespace answers; a target's
+    interface that does not exist is not reached either (and does not end the probe)."""
+    loopback = Target(parse_targets("127.0.0.1")[0].address)
+    missing = f"hastack-absent-{os.getpid()}"
+
+    async def run() -> tuple[bool, bool, bool, bool]:
+        return (
+            await probe(loopback, 1.0),
+            await probe(loopback, 1.0, netns=missing),
+            await probe(parse_targets("127.0.0.1:1")[0], 1.0, netns=missing),
+            await probe(parse_targets(f"127.0.0.1@hs{os.getpid() % 10000}x")[0], 1.0),
+        )
+
+    assert asyncio.run(run()) == (True, False, False, False)
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"), reason="namespaces need root")
+def test_the_agent_probes_inside_its_netns(tmp_path: Path) -> None:
+    """An agent with `netns:` probes from that namespace. Two namespaces of this test's own:
+    `up` with its loopback up, an address only it has (198.51.100.7) and a TCP
+    listener on its 127.0.0.1; `down` whose loopback is down. From `up` both targets answer;
+    from `down` none; from the agent's own namespace the listener's port is refused (held
+    bound, never listening, so nothing else can take it)."""
+    tag = f"hsp{os.getpid() % 100000}{secrets.token_hex(2)}"
+    up, down = f"{tag}u", f"{tag}d"
+    for ns in (up, down):
+        _ip("netns", "add", ns)
+    try:
+        _ip("-n", up, "link", "set", "lo", "up")
+        _ip("-n", up, "addr", "add", "198.51.100.7/32", "dev", "lo")
+        listener = call_in_netns(up, socket.socket)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        here = socket.socket()
+        try:
+            here.bind(("127.0.0.1", port))
+        except OSError:
+            pytest.skip(f"port {port} is taken in this namespace")
+        targets = f"198.51.100.7 127.0.0.1:{port}"
+
+        def request(op: str, netns: str | None, instance: str) -> OpRequest:
+            return OpRequest(
+                instance=instance, primitive="ping", op=op,
+                params={"targets": targets, "interval": "100ms", "timeout": "300ms",
+                        "dampen": "0", "multiplier": "10"},
+                meta={}, timeout=5.0, netns=netns, state_dir=str(tmp_path),
+                cluster={"node": "n1"},
+            )  # fmt: skip
+
+        async def run() -> dict[str, object]:
+            agent = PingAgent()
+            out: dict[str, object] = {}
+            for netns, instance in ((up, "ping:0"), (down, "ping:1")):
+                started = await agent.execute(request("start", netns, instance))
+                await asyncio.sleep(0.3)  # a few rounds, from the probe task too
+                monitored = await agent.execute(request("monitor", netns, instance))
+                await agent.execute(request("stop", netns, instance))
+                out[netns] = (started.attributes, monitored.rc, monitored.reason)
+            out["tcp here"] = await probe(parse_targets(f"127.0.0.1:{port}")[0], 0.5)
+            return out
+
+        got = asyncio.run(run())
+        here.close()
+        listener.close()
+        assert got == {
+            up: ({"pingd": "20"}, 0, "2 of 2 reachable"),
+            down: ({"pingd": "0"}, 0, "0 of 2 reachable"),
+            "tcp here": False,
+        }
+    finally:
+        for ns in (up, down):
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True, check=False)
 
 
 def test_scenario_files_use_the_recommended_rule() -> None:
