@@ -210,6 +210,46 @@ def test_the_dc_records_the_alert_as_a_connectivity_event() -> None:
     assert alerts[0].data["state"] == "lost-everywhere"
 
 
+def test_status_shows_the_alert_while_it_stands() -> None:
+    """`hastack status` (text and JSON) shows the alert the DC raised, with the DC's own
+    words, from the first view where every node lost its targets until one reaches them."""
+    from hastack.model.events import snapshot_events
+    from hastack.model.members import ClusterSnapshot, MemberRecord, NodeKind
+    from hastack.model.status import NodeReport
+    from hastack.ops.status import build_report
+    from hastack.ops.status_text import render_text
+    from hastack.store import EndpointStatus
+
+    config = parse_cluster_config(CONFIG.replace(" 10.0.0.300", ""), "cluster.yaml")
+    members = {n: MemberRecord(n, NodeKind.FULL) for n in ("n1", "n2")}
+
+    def view(values: dict[str, str]) -> ClusterSnapshot:
+        statuses = {n: NodeReport(node=n, attributes={"pingd": v}) for n, v in values.items()}
+        return ClusterSnapshot(1, None, members, {}, {}, (), config=config, statuses=statuses)
+
+    def shown(snapshot: ClusterSnapshot) -> tuple[list[str], list[str]]:
+        report = build_report("lab", snapshot, [EndpointStatus("e1", True)], 1.0, explain=False)
+        text = render_text(report).splitlines()
+        block = (
+            text[text.index("ALERTS:") + 1 : text.index("ALERTS:") + 3] if "ALERTS:" in text else []
+        )
+        return report.to_json()["alerts"], block
+
+    before, lost, back = (
+        view({"n1": "1000", "n2": "0"}),
+        view({"n1": "0", "n2": "0"}),
+        view({"n1": "0", "n2": "1000"}),
+    )
+    raised = [
+        e.text for e in snapshot_events(before, lost, writer="n1", now=1.0) if e.data.get("alert")
+    ]
+    want = "every node lost its ping targets (pingd <= 0 on n1, n2); resources stay where they run"
+    assert raised == [f"ALERT: {want}"]
+    assert shown(lost) == ([want], [f"  * {want}", ""])
+    assert shown(before) == ([], [])
+    assert shown(back) == ([], [])
+
+
 # ---- the probe and the agent on loopback -----------------------------------------------------
 
 
