@@ -15,7 +15,7 @@ from hastack.errors import ConfigError
 from hastack.fencing.fencer import fence_node
 from hastack.membership.election import campaign
 from hastack.model.config import ClusterConfig, FencingSpec
-from hastack.model.document import load_yaml, validate
+from hastack.model.document import format_path, load_yaml, validate
 from hastack.model.members import DcRecord
 from hastack.store import Keys
 from hastack.store.memory import MemoryBackend, MemoryStore
@@ -119,6 +119,41 @@ fencing:
     with pytest.raises(ConfigError) as caught:
         validate(load_yaml(text, "c.yaml"), ClusterConfig, checks=ClusterConfig.reference_problems)
     assert "c.yaml:7: fencing.levels.c2[0]: compute c2 cannot be evacuated" in str(caught.value)
+
+
+def test_a_compute_the_evacuate_step_names_without_a_level_is_refused() -> None:
+    """Named by the evacuate device but with no level running it, a compute would be fenced
+    and silently never evacuated (the step only ever follows a power device): refused, with
+    the level to add; without any power device for it, refused saying so."""
+
+    def problems(power_targets: list[str], levels: dict[str, list[list[str]]]) -> list[str]:
+        config = ClusterConfig.model_validate(
+            {
+                "nodes": [{"node": "c1"}, {"node": "c2"}],
+                "fencing": {
+                    "devices": [
+                        {"device": "ipmi", "agent": "fence_test_ok", "targets": power_targets},
+                        {"device": "evacuate", "agent": "hastack:evacuate",
+                         "targets": ["c1", "c2"]},
+                    ],
+                    "levels": levels,
+                },
+            }
+        )  # fmt: skip
+        return [f"{format_path(loc)}: {m}" for loc, m in config.reference_problems()]
+
+    both = {"c1": [["ipmi", "evacuate"]], "c2": [["ipmi", "evacuate"]]}
+    assert problems(["c1", "c2"], both) == []
+    assert problems(["c1", "c2"], {"c1": both["c1"]}) == [
+        "fencing.devices[1].targets[1]: compute c2 cannot be evacuated: the hastack:evacuate "
+        "device 'evacuate' names it but no fencing level of c2 runs it; add a level after a "
+        "device that powers it off, e.g. levels: c2: [[ipmi, evacuate]]"
+    ]
+    (only,) = problems(["c1"], {"c1": both["c1"], "c2": [["ipmi"]]})
+    assert only.endswith(
+        "no fencing level of c2 runs it; no fence device can power it off: add one, and a "
+        "level c2: [[POWER-DEVICE, evacuate]]"
+    )
 
 
 def test_an_evacuate_step_is_never_a_level_of_its_own() -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import secrets
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,6 +29,7 @@ from hastack.model.connectivity import (
 )
 from hastack.model.document import format_path
 from hastack.model.operations import OpRequest
+from hastack.nsthread import call_in_netns
 from hastack.scheduler.rules import rule_score
 
 # ---- targets and parameters ------------------------------------------------------------------
@@ -205,6 +210,46 @@ def test_the_dc_records_the_alert_as_a_connectivity_event() -> None:
     assert alerts[0].data["state"] == "lost-everywhere"
 
 
+def test_status_shows_the_alert_while_it_stands() -> None:
+    """`hastack status` (text and JSON) shows the alert the DC raised, with the DC's own
+    words, from the first view where every node lost its targets until one reaches them."""
+    from hastack.model.events import snapshot_events
+    from hastack.model.members import ClusterSnapshot, MemberRecord, NodeKind
+    from hastack.model.status import NodeReport
+    from hastack.ops.status import build_report
+    from hastack.ops.status_text import render_text
+    from hastack.store import EndpointStatus
+
+    config = parse_cluster_config(CONFIG.replace(" 10.0.0.300", ""), "cluster.yaml")
+    members = {n: MemberRecord(n, NodeKind.FULL) for n in ("n1", "n2")}
+
+    def view(values: dict[str, str]) -> ClusterSnapshot:
+        statuses = {n: NodeReport(node=n, attributes={"pingd": v}) for n, v in values.items()}
+        return ClusterSnapshot(1, None, members, {}, {}, (), config=config, statuses=statuses)
+
+    def shown(snapshot: ClusterSnapshot) -> tuple[list[str], list[str]]:
+        report = build_report("lab", snapshot, [EndpointStatus("e1", True)], 1.0, explain=False)
+        text = render_text(report).splitlines()
+        block = (
+            text[text.index("ALERTS:") + 1 : text.index("ALERTS:") + 3] if "ALERTS:" in text else []
+        )
+        return report.to_json()["alerts"], block
+
+    before, lost, back = (
+        view({"n1": "1000", "n2": "0"}),
+        view({"n1": "0", "n2": "0"}),
+        view({"n1": "0", "n2": "1000"}),
+    )
+    raised = [
+        e.text for e in snapshot_events(before, lost, writer="n1", now=1.0) if e.data.get("alert")
+    ]
+    want = "every node lost its ping targets (pingd <= 0 on n1, n2); resources stay where they run"
+    assert raised == [f"ALERT: {want}"]
+    assert shown(lost) == ([want], [f"  * {want}", ""])
+    assert shown(before) == ([], [])
+    assert shown(back) == ([], [])
+
+
 # ---- the probe and the agent on loopback -----------------------------------------------------
 
 
@@ -257,6 +302,87 @@ def test_the_agent_publishes_monitors_and_stops(tmp_path: Path) -> None:
         (7, None),
         (6, "targets: 'not-an-address' is not an address (IPv4 or IPv6, no names)"),
     ]
+
+
+def test_a_probe_leaves_from_the_agents_namespace() -> None:
+    """With a namespace the socket is made inside it: one that does not exist reaches
+    nothing, where the same probe from the agent's own namespace answers; a target's
+    interface that does not exist is not reached either (and does not end the probe)."""
+    loopback = Target(parse_targets("127.0.0.1")[0].address)
+    missing = f"hastack-absent-{os.getpid()}"
+
+    async def run() -> tuple[bool, bool, bool, bool]:
+        return (
+            await probe(loopback, 1.0),
+            await probe(loopback, 1.0, netns=missing),
+            await probe(parse_targets("127.0.0.1:1")[0], 1.0, netns=missing),
+            await probe(parse_targets(f"127.0.0.1@hs{os.getpid() % 10000}x")[0], 1.0),
+        )
+
+    assert asyncio.run(run()) == (True, False, False, False)
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"), reason="namespaces need root")
+def test_the_agent_probes_inside_its_netns(tmp_path: Path) -> None:
+    """An agent with `netns:` probes from that namespace. Two namespaces of this test's own:
+    `up` with its loopback up, an address only it has (198.51.100.7) and a TCP
+    listener on its 127.0.0.1; `down` whose loopback is down. From `up` both targets answer;
+    from `down` none; from the agent's own namespace the listener's port is refused (held
+    bound, never listening, so nothing else can take it)."""
+    tag = f"hsp{os.getpid() % 100000}{secrets.token_hex(2)}"
+    up, down = f"{tag}u", f"{tag}d"
+    for ns in (up, down):
+        _ip("netns", "add", ns)
+    try:
+        _ip("-n", up, "link", "set", "lo", "up")
+        _ip("-n", up, "addr", "add", "198.51.100.7/32", "dev", "lo")
+        listener = call_in_netns(up, socket.socket)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        here = socket.socket()
+        try:
+            here.bind(("127.0.0.1", port))
+        except OSError:
+            pytest.skip(f"port {port} is taken in this namespace")
+        targets = f"198.51.100.7 127.0.0.1:{port}"
+
+        def request(op: str, netns: str | None, instance: str) -> OpRequest:
+            return OpRequest(
+                instance=instance, primitive="ping", op=op,
+                params={"targets": targets, "interval": "100ms", "timeout": "300ms",
+                        "dampen": "0", "multiplier": "10"},
+                meta={}, timeout=5.0, netns=netns, state_dir=str(tmp_path),
+                cluster={"node": "n1"},
+            )  # fmt: skip
+
+        async def run() -> dict[str, object]:
+            agent = PingAgent()
+            out: dict[str, object] = {}
+            for netns, instance in ((up, "ping:0"), (down, "ping:1")):
+                started = await agent.execute(request("start", netns, instance))
+                await asyncio.sleep(0.3)  # a few rounds, from the probe task too
+                monitored = await agent.execute(request("monitor", netns, instance))
+                await agent.execute(request("stop", netns, instance))
+                out[netns] = (started.attributes, monitored.rc, monitored.reason)
+            out["tcp here"] = await probe(parse_targets(f"127.0.0.1:{port}")[0], 0.5)
+            return out
+
+        got = asyncio.run(run())
+        here.close()
+        listener.close()
+        assert got == {
+            up: ({"pingd": "20"}, 0, "2 of 2 reachable"),
+            down: ({"pingd": "0"}, 0, "0 of 2 reachable"),
+            "tcp here": False,
+        }
+    finally:
+        for ns in (up, down):
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True, check=False)
 
 
 def test_scenario_files_use_the_recommended_rule() -> None:

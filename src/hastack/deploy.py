@@ -58,18 +58,19 @@ def route_problems(hosts: Sequence[Host]) -> list[str]:
     in the kernel; no packet leaves."""
     problems = []
     for host in hosts:
-        family = (
-            socket.AF_INET6 if ipaddress.ip_address(host.address).version == 6 else socket.AF_INET
-        )
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            try:
-                probe.connect((host.address, CLIENT_PORT))
-            except OSError as exc:
-                problems.append(
-                    f"{host.name}: {host.address} is unreachable from here "
-                    f"({exc.strerror or exc}); fix the address or the route, or give --offline "
-                    "to write the files anyway"
-                )
+        for address in host.addresses:
+            v6 = ipaddress.ip_address(address).version == 6
+            with socket.socket(
+                socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM
+            ) as probe:
+                try:
+                    probe.connect((address, CLIENT_PORT))
+                except OSError as exc:
+                    problems.append(
+                        f"{host.name}: {address} is unreachable from here "
+                        f"({exc.strerror or exc}); fix the address or the route, or give "
+                        "--offline to write the files anyway"
+                    )
     return problems
 
 
@@ -147,14 +148,14 @@ def _write_tree(
 
 
 def _member_certificate(ca: Issued, host: Host, days: int) -> Issued:
-    """Server and peer certificate: the member's address, 127.0.0.1 (it listens there too for
-    its own host's clients), its name and localhost."""
+    """Server and peer certificate: the member's addresses (one per link), 127.0.0.1 (it
+    listens there too for its own host's clients), its name and localhost."""
     return issue(
         ca,
         host.name,
         server=True,
         client=True,
-        addresses=[host.address, "127.0.0.1"],
+        addresses=[*host.addresses, "127.0.0.1"],
         names=[host.name, "localhost"],
         days=days,
     )

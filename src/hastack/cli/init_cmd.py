@@ -1,5 +1,6 @@
-"""`hastack init CLUSTER NAME=ADDRESS ... [--compute NAME=ADDRESS ...] -o DIR`: set up a real
-cluster, as `pcs cluster setup` does (docs/deploy.md)."""
+"""`hastack init CLUSTER NAME=ADDRESS[,ADDRESS] ... [--compute NAME=ADDRESS[,ADDRESS] ...] -o
+DIR`: set up a real cluster, as `pcs cluster setup` does (docs/deploy.md); a second address
+per host puts cluster traffic on a second network."""
 
 from __future__ import annotations
 
@@ -49,13 +50,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("cluster", metavar="CLUSTER", help="the cluster's name")
     parser.add_argument(
         "controllers",
-        metavar="NAME=ADDRESS",
+        metavar="NAME=ADDRESS[,ADDRESS]",
         nargs="+",
-        help="controllers: each runs an etcd member and a full agent (1, 3 or 5)",
+        help="controllers: each runs an etcd member and a full agent (1, 3 or 5); with two "
+        "cluster networks, each host's address on each (etcd and heartbeats use both)",
     )
     parser.add_argument(
         "--compute",
-        metavar="NAME=ADDRESS",
+        metavar="NAME=ADDRESS[,ADDRESS]",
         action="append",
         default=[],
         help="a compute host (a remote agent, never DC); repeat for each",

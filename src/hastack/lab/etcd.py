@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hastack.model.deploy import interleave_endpoints
+
 __all__ = [
     "EtcdMember",
     "MemberTls",
@@ -130,15 +132,7 @@ def etcd_argv(
 
 
 def interleaved_endpoints(members: Sequence[EtcdMember], first: int = 0) -> list[str]:
-    """Every client URL of every member, ordered so that the next endpoint after any one is
-    another member, and on another link where there are two: a client leaving an endpoint
-    after a failure leaves the member that died and the link that was cut at once
-    (docs/connectivity.md). Starts at member `first` on its first link (an agent's own)."""
-    n = len(members)
-    links = max((len(m.hosts) for m in members), default=1)
-    out = []
-    for round_ in range(links):
-        for j in range(n):
-            urls = members[(first + j) % n].client_urls
-            out.append(urls[(j + round_) % len(urls)])
-    return list(dict.fromkeys(out))
+    """Every client URL of every member, the next one after any one another member on
+    another link (`hastack.model.deploy.interleave_endpoints`, as `hastack init` writes
+    them). Starts at member `first` on its first link (an agent's own)."""
+    return interleave_endpoints([m.client_urls for m in members], first)

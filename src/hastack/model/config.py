@@ -842,6 +842,39 @@ class ClusterConfig(Spec):
                             )
                         )
                 problems.extend(self._evacuate_problems(node, i, level))
+        problems.extend(self._unevacuated_targets())
+        return problems
+
+    def _unevacuated_targets(self) -> list[tuple[Loc, str]]:
+        """A compute an evacuate step names that no level of its own evacuates: without a
+        level the step never runs (it only ever follows a power device), so the compute would
+        be fenced and silently never evacuated (docs/compute.md)."""
+        problems: list[tuple[Loc, str]] = []
+        for index, d in enumerate(self.fencing.devices):
+            if not d.is_evacuate_step:
+                continue
+            for j, node in enumerate(d.targets):
+                if any(d.device in level for level in self.fencing.levels.get(node, [])):
+                    continue
+                power = [
+                    p.device
+                    for p in self.fencing.devices
+                    if not p.is_evacuate_step and p.can_fence(node)
+                ]
+                fix = (
+                    f"add a level after a device that powers it off, e.g. levels: {node}: "
+                    f"[[{power[0]}, {d.device}]]"
+                    if power
+                    else "no fence device can power it off: add one, and a level "
+                    f"{node}: [[POWER-DEVICE, {d.device}]]"
+                )
+                problems.append(
+                    (
+                        ("fencing", "devices", index, "targets", j),
+                        f"compute {node} cannot be evacuated: the {EVACUATE_STEP} device "
+                        f"{d.device!r} names it but no fencing level of {node} runs it; {fix}",
+                    )
+                )
         return problems
 
     def _evacuate_problems(self, node: str, index: int, level: list[str]) -> list[tuple[Loc, str]]:

@@ -25,6 +25,7 @@ __all__ = [
     "HeldAttributes",
     "PingSettings",
     "Target",
+    "connectivity_alerts",
     "connectivity_events",
     "lost_everywhere",
     "parse_targets",
@@ -307,13 +308,11 @@ def connectivity_events(
                     )
                 )
         if lost_everywhere(new) and not lost_everywhere(old):
-            shown = ", ".join(n for n in sorted(new) if new[n] is not None)
             out.append(
                 ConnectivityChange(
                     name,
                     "lost-everywhere",
-                    f"ALERT: every node lost its ping targets ({name} <= 0 on {shown}); "
-                    "resources stay where they run",
+                    f"ALERT: {_lost_everywhere_text(name, new)}",
                     values=new,
                 )
             )
@@ -331,4 +330,26 @@ def connectivity_events(
                     values=new,
                 )
             )
+    return out
+
+
+def _lost_everywhere_text(name: str, values: Mapping[str, int | None]) -> str:
+    shown = ", ".join(n for n in sorted(values) if values[n] is not None)
+    return (
+        f"every node lost its ping targets ({name} <= 0 on {shown}); resources stay where they run"
+    )
+
+
+def connectivity_alerts(
+    config: ClusterConfig | None, attributes: Mapping[str, Mapping[str, str]]
+) -> list[str]:
+    """The connectivity alerts that stand in one view of the online nodes' attributes (node
+    -> attributes): one per `hastack:ping` attribute that every node publishing it reports
+    at 0 or less. The DC raises the alert (`connectivity_events`) when this begins, and it
+    stands until a node reaches a target again; `hastack status` shows it meanwhile."""
+    out = []
+    for name in ping_attributes(config):
+        values = {n: _value(a.get(name)) for n, a in attributes.items()}
+        if lost_everywhere(values):
+            out.append(_lost_everywhere_text(name, values))
     return out

@@ -1,6 +1,11 @@
 """What `hastack init` writes for a real cluster, decided without touching anything: the host
 list checked, and for each host its agent configuration, its etcd member's configuration and
-its systemd units (docs/deploy.md). Pure: the files are written by `hastack.deploy`."""
+its systemd units (docs/deploy.md). Pure: the files are written by `hastack.deploy`.
+
+A host gives one address per cluster network (`ctl-1=10.0.0.11,10.1.0.11`): with two, cluster
+traffic runs on both links as `hastack lab up --links 2` runs it (docs/connectivity.md): etcd
+members listen on and advertise both, store endpoints interleave members and links, and the
+agents' heartbeats go to every address of each peer."""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ __all__ = [
     "client_config",
     "etcd_config",
     "etcd_unit",
+    "interleave_endpoints",
     "parse_hosts",
 ]
 
@@ -44,44 +50,61 @@ class HostListError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Host:
     name: str
-    address: str
+    addresses: tuple[str, ...]  # one per cluster network (link), the first the main one
     controller: bool  # an etcd member and a full node; otherwise a compute (remote) node
 
     @property
-    def url_host(self) -> str:
-        return f"[{self.address}]" if ":" in self.address else self.address
+    def address(self) -> str:
+        return self.addresses[0]
 
-    def client_url(self) -> str:
-        return f"https://{self.url_host}:{CLIENT_PORT}"
+    def client_urls(self) -> list[str]:
+        return [f"https://{_url_host(a)}:{CLIENT_PORT}" for a in self.addresses]
 
-    def peer_url(self) -> str:
-        return f"https://{self.url_host}:{PEER_PORT}"
+    def peer_urls(self) -> list[str]:
+        return [f"https://{_url_host(a)}:{PEER_PORT}" for a in self.addresses]
 
 
-def _host(text: str, controller: bool, problems: list[str]) -> Host | None:
-    name, sep, address = text.partition("=")
-    if not sep:
-        problems.append(f"{text}: want NAME=ADDRESS (e.g. ctl-1=10.0.0.11)")
-        return None
-    if not is_valid_name(name):
-        problems.append(f"{text}: {name!r} is not a valid node name (letters, digits, - _ .)")
-        return None
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def _address(name: str, text: str, problems: list[str]) -> str | None:
     try:
-        ip = ipaddress.ip_address(address.strip("[]"))
+        ip = ipaddress.ip_address(text.strip("[]"))
     except ValueError:
-        problems.append(f"{name}: {address!r} is not an IP address")
+        problems.append(f"{name}: {text!r} is not an IP address")
         return None
     if ip.is_unspecified or ip.is_multicast or ip.is_link_local:
         problems.append(
             f"{name}: {ip} cannot be a host's address (unspecified, multicast or link-local)"
         )
         return None
-    return Host(name, str(ip), controller)
+    return str(ip)
+
+
+def _host(text: str, controller: bool, problems: list[str]) -> Host | None:
+    name, sep, rest = text.partition("=")
+    if not sep:
+        problems.append(f"{text}: want NAME=ADDRESS (e.g. ctl-1=10.0.0.11)")
+        return None
+    if not is_valid_name(name):
+        problems.append(f"{text}: {name!r} is not a valid node name (letters, digits, - _ .)")
+        return None
+    given = rest.split(",")
+    found = [_address(name, a, problems) for a in given]
+    addresses = [a for a in found if a is not None]
+    if len(addresses) != len(given):
+        return None
+    if len(set(addresses)) != len(addresses):
+        problems.append(f"{name}: an address is given twice ({rest}): one per link")
+        return None
+    return Host(name, tuple(addresses), controller)
 
 
 def parse_hosts(controllers: Sequence[str], computes: Sequence[str] = ()) -> list[Host]:
-    """`NAME=ADDRESS` for each controller and compute host; HostListError naming every host
-    at fault: a malformed entry, a name or an address given twice, loopback mixed with real
+    """`NAME=ADDRESS[,ADDRESS]` (one address per cluster network) for each controller and
+    compute host; HostListError naming every host at fault: a malformed entry, a name or an
+    address given twice, hosts on different numbers of networks, loopback mixed with real
     addresses, a controller count etcd cannot tolerate a failure with."""
     problems: list[str] = []
     hosts = [h for t in controllers if (h := _host(t, True, problems)) is not None]
@@ -91,17 +114,28 @@ def parse_hosts(controllers: Sequence[str], computes: Sequence[str] = ()) -> lis
     for host in hosts:
         if host.name in names:
             problems.append(f"{host.name}: the name is given twice")
-        elif host.address in addresses:
-            problems.append(
-                f"{host.name}: address {host.address} is already {addresses[host.address].name}'s"
-            )
+        else:
+            for address in host.addresses:
+                if address in addresses:
+                    problems.append(
+                        f"{host.name}: address {address} is already {addresses[address].name}'s"
+                    )
+                addresses.setdefault(address, host)
         names.setdefault(host.name, host)
-        addresses.setdefault(host.address, host)
-    loopback = [h for h in hosts if ipaddress.ip_address(h.address).is_loopback]
-    if loopback and len(loopback) != len(hosts):
+    links = {len(h.addresses) for h in hosts}
+    if len(links) > 1:
+        most = max(links, key=lambda n: sum(1 for h in hosts if len(h.addresses) == n))
         problems += [
-            f"{h.name}: {h.address} is a loopback address: other hosts could never reach it"
-            for h in loopback
+            f"{h.name}: {len(h.addresses)} address(es) where the others give {most}: every host "
+            "needs one address on each cluster network"
+            for h in hosts
+            if len(h.addresses) != most
+        ]
+    loopback = [(h, a) for h in hosts for a in h.addresses if ipaddress.ip_address(a).is_loopback]
+    if loopback and len(loopback) != sum(len(h.addresses) for h in hosts):
+        problems += [
+            f"{h.name}: {a} is a loopback address: other hosts could never reach it"
+            for h, a in loopback
         ]
     count = sum(1 for h in hosts if h.controller)
     if not controllers:
@@ -120,12 +154,27 @@ def _tls(name: str) -> dict[str, str]:
     return {"ca": f"{PKI}/ca.crt", "cert": f"{PKI}/{name}.crt", "key": f"{PKI}/{name}.key"}
 
 
+def interleave_endpoints(urls: Sequence[Sequence[str]], first: int = 0) -> list[str]:
+    """Every client URL of every member (`urls[i]`: member i's, one per link), ordered so
+    that the next endpoint after any one is another member, and on another link where there
+    are two: a client leaving an endpoint after a failure leaves the member that died and the
+    link that was cut at once (docs/connectivity.md). Starts at member `first` on its first
+    link (an agent's own)."""
+    n = len(urls)
+    links = max((len(u) for u in urls), default=1)
+    out = []
+    for round_ in range(links):
+        for j in range(n):
+            mine = urls[(first + j) % n]
+            out.append(mine[(j + round_) % len(mine)])
+    return list(dict.fromkeys(out))
+
+
 def _endpoints(hosts: Sequence[Host], first: Host | None) -> list[str]:
     members = [h for h in hosts if h.controller]
-    if first is not None and first in members:
-        i = members.index(first)
-        members = members[i:] + members[:i]  # its own member first, as on every controller
-    return [m.client_url() for m in members]
+    # Its own member first, as on every controller.
+    start = members.index(first) if first is not None and first in members else 0
+    return interleave_endpoints([m.client_urls() for m in members], start)
 
 
 def agent_config(cluster: str, host: Host, hosts: Sequence[Host]) -> dict[str, Any]:
@@ -133,7 +182,9 @@ def agent_config(cluster: str, host: Host, hosts: Sequence[Host]) -> dict[str, A
         "cluster": cluster,
         "node": host.name,
         "kind": "full" if host.controller else "remote",
-        "addresses": [host.address],
+        # Heartbeats go to every address of each peer, from this node's address on the same
+        # link: a beat on either link counts.
+        "addresses": list(host.addresses),
         "etcd": {"endpoints": _endpoints(hosts, host), "tls": _tls("node")},
         "state-dir": STATE,
     }
@@ -155,15 +206,16 @@ def etcd_config(cluster: str, host: Host, hosts: Sequence[Host], token: str) -> 
         "trusted-ca-file": f"{PKI}/ca.crt",
         "client-cert-auth": True,
     }
-    local = "https://127.0.0.1:2379" if not ipaddress.ip_address(host.address).is_loopback else ""
+    local = [] if ipaddress.ip_address(host.address).is_loopback else ["https://127.0.0.1:2379"]
+    # On every link: etcd's peer transport moves to a member's next URL when one fails.
     return {
         "name": host.name,
         "data-dir": ETCD_DATA,
-        "listen-client-urls": ",".join(u for u in (host.client_url(), local) if u),
-        "advertise-client-urls": host.client_url(),
-        "listen-peer-urls": host.peer_url(),
-        "initial-advertise-peer-urls": host.peer_url(),
-        "initial-cluster": ",".join(f"{m.name}={m.peer_url()}" for m in members),
+        "listen-client-urls": ",".join([*host.client_urls(), *local]),
+        "advertise-client-urls": ",".join(host.client_urls()),
+        "listen-peer-urls": ",".join(host.peer_urls()),
+        "initial-advertise-peer-urls": ",".join(host.peer_urls()),
+        "initial-cluster": ",".join(f"{m.name}={u}" for m in members for u in m.peer_urls()),
         "initial-cluster-state": "new",
         "initial-cluster-token": token,
         # Without pre-vote a member that rejoins after a pause forces a needless election.

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hastack.model.connectivity import connectivity_events
+from hastack.model.connectivity import connectivity_alerts, connectivity_events
 from hastack.model.jsontext import json_object
 from hastack.model.members import ClusterSnapshot
 from hastack.model.ocf import OcfRc
@@ -23,6 +23,7 @@ from hastack.model.status import NodeReport
 __all__ = [
     "ClusterEvent",
     "EventKind",
+    "current_alerts",
     "decode_event",
     "failed_action_events",
     "kinds",
@@ -161,6 +162,14 @@ def snapshot_events(
             data["alert"] = True
         out.append(ClusterEvent(EventKind.CONNECTIVITY, change.text, now, writer, data))
     return out
+
+
+def current_alerts(snapshot: ClusterSnapshot) -> list[str]:
+    """The alerts that stand in this snapshot: each raised by the DC as an event marked
+    `alert` when it began (`snapshot_events`), and standing until what caused it is over.
+    Derived from the same view as the DC's events, so `hastack status` shows what the DC
+    raised without reading the history. Today: every node lost its ping targets."""
+    return connectivity_alerts(snapshot.config, _online_attributes(snapshot))
 
 
 def _online_attributes(snapshot: ClusterSnapshot) -> dict[str, Mapping[str, str]]:

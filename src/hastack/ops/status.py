@@ -1,6 +1,7 @@
-"""What `hastack status` shows, collected from one snapshot: DC and epoch, quorum, nodes
-(online, offline, standby, maintenance), resources with role and node, failed actions, fail
-counts, store health, and values the store holds that hastack cannot read."""
+"""What `hastack status` shows, collected from one snapshot: DC and epoch, quorum, the alerts
+the DC raised that still stand, nodes (online, offline, standby, maintenance), resources with
+role and node, failed actions, fail counts, store health, and values the store holds that
+hastack cannot read."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from hastack.executor.agents.base import OcfRc
 from hastack.membership.quorum import QuorumView, quorum_view
 from hastack.model.agent_config import ClientConfig
 from hastack.model.config import Clone, ClusterConfig, Group, Primitive, Role
+from hastack.model.events import current_alerts
 from hastack.model.members import ClusterSnapshot
 from hastack.model.scores import INFINITY
 from hastack.model.state import base_id
@@ -77,6 +79,9 @@ class StatusReport:
     assignment_lines: list[str] = field(default_factory=list)
     # Configured primitives that run nowhere, with what keeps each from running.
     stopped: dict[str, list[str]] = field(default_factory=dict)
+    # Alerts the DC raised that still stand (hastack.model.events.current_alerts), shown
+    # first as `pcs status` shows its warnings.
+    alerts: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -178,6 +183,7 @@ def build_report(
         assignments=[v.to_json() for v in views],
         assignment_lines=render(views),
         stopped=_stopped(snapshot, now) if explain else {},
+        alerts=current_alerts(snapshot),
     )
 
 

@@ -27,6 +27,10 @@ def render_text(report: StatusReport) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(report.collected_at))
     q = report.quorum
     out.append(f"Cluster name: {report.cluster}")
+    if report.alerts:
+        out.append("ALERTS:")
+        out.extend(f"  * {alert}" for alert in report.alerts)
+        out.append("")
     out.append("Cluster Summary:")
     if report.error is not None:
         out.append(f"  * Store: UNREACHABLE ({report.error})")

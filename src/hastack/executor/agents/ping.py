@@ -7,6 +7,11 @@ through the agent's attribute socket — at once, not at the next monitor. The m
 whether the task still runs and returns the published value again (idempotent), stop ends
 the task and deletes the attribute.
 
+An agent configured with `netns:` runs its resources in that network namespace, and so its
+probes: each probe's socket is made on a thread that entered the namespace
+(`hastack.nsthread`), and a socket stays in the namespace it was made in, so the probe then
+runs in the agent's loop like any other.
+
 The tasks live in a registry keyed by state directory and instance, not in the driver
 object: the executor may make a new driver for a primitive whose definition changed, and the
 running probe must still be found, stopped, or reported.
@@ -22,12 +27,14 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from hastack.executor.agents.base import NativeAgent, OcfRc, OpRequest, OpResult
 from hastack.executor.attrd import send_attributes
 from hastack.model.connectivity import Dampener, PingSettings, Target, ping_settings, score
+from hastack.nsthread import in_netns
 
 __all__ = ["PingAgent", "probe", "probe_round"]
 
@@ -38,6 +45,7 @@ ICMP_ECHO_REPLY = 0
 ICMPV6_ECHO_REQUEST = 128
 ICMPV6_ECHO_REPLY = 129
 _ids = itertools.count(os.getpid() & 0x7FFF)
+T = TypeVar("T")
 
 
 def _checksum(data: bytes) -> int:
@@ -60,15 +68,44 @@ def _echo_socket(target: Target) -> tuple[socket.socket, bool]:
         sock, raw = socket.socket(family, socket.SOCK_DGRAM, proto), False
     except OSError:
         sock, raw = socket.socket(family, socket.SOCK_RAW, proto), True
-    sock.setblocking(False)
-    if target.interface:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, target.interface.encode())
+    try:
+        _bind_interface(sock, target)
+    except OSError:
+        sock.close()
+        raise
     return sock, raw
 
 
-async def _icmp(target: Target, timeout: float) -> bool:
+def _tcp_socket(target: Target) -> socket.socket:
+    family = socket.AF_INET6 if target.address.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        _bind_interface(sock, target)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _bind_interface(sock: socket.socket, target: Target) -> None:
+    """Non-blocking, and out of the target's interface when it names one (looked up in the
+    socket's own namespace)."""
+    sock.setblocking(False)
+    if target.interface:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, target.interface.encode())
+
+
+async def _made_in(netns: str | None, make: Callable[[], T]) -> T:
+    """`make()` (a socket) in the network namespace `netns`, or in the agent's own."""
+    return make() if netns is None else await in_netns(netns, make)
+
+
+async def _icmp(target: Target, timeout: float, netns: str | None) -> bool:
     v6 = target.address.version == 6
-    sock, raw = _echo_socket(target)
+    try:
+        sock, raw = await _made_in(netns, lambda: _echo_socket(target))
+    except OSError:  # no such namespace or interface: the target is not reached
+        return False
     loop = asyncio.get_running_loop()
     ident, seq = next(_ids) & 0xFFFF, 1
     kind, reply = (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY) if v6 else (ICMP_ECHO_REQUEST, 0)
@@ -95,13 +132,12 @@ async def _icmp(target: Target, timeout: float) -> bool:
         sock.close()
 
 
-async def _tcp(target: Target, timeout: float) -> bool:
-    family = socket.AF_INET6 if target.address.version == 6 else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setblocking(False)
+async def _tcp(target: Target, timeout: float, netns: str | None) -> bool:
     try:
-        if target.interface:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, target.interface.encode())
+        sock = await _made_in(netns, lambda: _tcp_socket(target))
+    except OSError:
+        return False
+    try:
         async with asyncio.timeout(timeout):
             await asyncio.get_running_loop().sock_connect(sock, (str(target.address), target.port))
         return True
@@ -111,19 +147,25 @@ async def _tcp(target: Target, timeout: float) -> bool:
         sock.close()
 
 
-async def probe(target: Target, timeout: float, attempts: int = 1) -> bool:
-    """Did the target answer within `attempts` probes of `timeout` each?"""
+async def probe(
+    target: Target, timeout: float, attempts: int = 1, netns: str | None = None
+) -> bool:
+    """Did the target answer within `attempts` probes of `timeout` each, probed from the
+    network namespace `netns` (None: the agent's own)?"""
     for _ in range(attempts):
-        ok = await (_tcp(target, timeout) if target.port else _icmp(target, timeout))
+        if target.port:
+            ok = await _tcp(target, timeout, netns)
+        else:
+            ok = await _icmp(target, timeout, netns)
         if ok:
             return True
     return False
 
 
-async def probe_round(settings: PingSettings) -> int:
+async def probe_round(settings: PingSettings, netns: str | None = None) -> int:
     """How many targets answered, probed together."""
     answers = await asyncio.gather(
-        *(probe(t, settings.timeout, settings.attempts) for t in settings.targets)
+        *(probe(t, settings.timeout, settings.attempts, netns) for t in settings.targets)
     )
     return sum(answers)
 
@@ -134,6 +176,7 @@ class _Probe:
     node: str
     socket_path: str | None
     dampener: Dampener
+    netns: str | None = None  # the agent's `netns:`: probes leave from there
     task: asyncio.Task[None] | None = None
     reachable: int | None = None
     rounds: int = 0
@@ -145,7 +188,7 @@ class _Probe:
         while True:
             await asyncio.sleep(max(0.0, s.interval - (time.monotonic() - began)))
             began = time.monotonic()
-            self.reachable = await probe_round(s)
+            self.reachable = await probe_round(s, self.netns)
             self.rounds += 1
             value = self.dampener.observe(score(self.reachable, s.multiplier), time.monotonic())
             if value is not None:
@@ -223,8 +266,9 @@ class PingAgent(NativeAgent):
             request.cluster.get("node", ""),
             request.cluster.get("attrd-socket"),
             Dampener(settings.dampen),
+            request.netns,
         )
-        running.reachable = await probe_round(settings)
+        running.reachable = await probe_round(settings, request.netns)
         running.dampener.observe(score(running.reachable, settings.multiplier), time.monotonic())
         running.task = asyncio.get_running_loop().create_task(running.run())
         return running
