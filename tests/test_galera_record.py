@@ -14,10 +14,11 @@ from hastack.executor.agents.galera import (
     _Refused,
     defaults_file,
     parse_status,
+    promotion_score,
     settings,
 )
 from hastack.galera import Verdict, choose
-from hastack.galera.chooser import Loss
+from hastack.galera.chooser import Decision, Loss
 from hastack.galera.position import Position, Source, position_attributes
 from hastack.galera.record import (
     BootstrapRecord,
@@ -363,3 +364,16 @@ def test_a_failed_servers_reason_starts_with_the_cause() -> None:
         "/usr/sbin/mariadbd: unknown variable 'x=1'; ...; WSREP: View callback failed (FATAL)"
     )
     assert _errors("nothing wrong\n") == ""
+
+
+def test_promotion_scores_bootstrap_first_and_joiners_only_once_a_primary_is_promoted() -> None:
+    boot = Decision(Verdict.BOOTSTRAP, "forced", node="n1")
+    assert promotion_score("n1", boot, frozenset()) == ("100", "recovered, to bootstrap")
+    assert promotion_score("n2", boot, frozenset())[0] is None
+    join = Decision(Verdict.JOIN, "a Primary may be live on n1: join it", primary=("n1",))
+    # n1's bootstrap not done (a record the operator just wrote, or its promote under way)
+    assert promotion_score("n2", join, frozenset()) == (None, "recovered, waiting for n1")
+    # n1 Promoted: a Primary to join
+    assert promotion_score("n2", join, frozenset({"n1"})) == ("10", "recovered, to join")
+    wait = Decision(Verdict.WAIT, "n3 may be ahead", waiting_for=("n3",))
+    assert promotion_score("n1", wait, frozenset({"n2"})) == (None, "recovered, waiting for n3")

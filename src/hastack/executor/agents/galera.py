@@ -76,7 +76,7 @@ from hastack.processes import ProcessRecord, start_ticks
 from hastack.store import Compare, EtcdStore, Keys, PutOp, Store
 from hastack.store.snapshot import read_snapshot
 
-__all__ = ["GaleraAgent", "Settings", "defaults_file"]
+__all__ = ["GaleraAgent", "Settings", "defaults_file", "promotion_score"]
 
 log = logging.getLogger("hastack.executor.galera")
 
@@ -353,6 +353,29 @@ def _errors(text: str) -> str:
     if len(picked) > 2:
         picked = [picked[0], "...", picked[-1]]
     return "; ".join(picked)[:400]
+
+
+def promotion_score(
+    node: str, decision: Decision, promoted: frozenset[str]
+) -> tuple[str | None, str]:
+    """This node's promotion score and state line (docs/galera.md): 100 to bootstrap here;
+    10 to join a Primary that runs on a Promoted node; none otherwise. A Primary that may be
+    live only on nodes that are gone (crashed, or cut off from etcd), or only on a node whose
+    bootstrap has not finished (its promote under way, or not begun: a bootstrap record the
+    operator just wrote), still forbids a bootstrap, but joining it waits until one of them
+    is Promoted: a join with nobody to join fails after Galera's own timeout (≈ 35 s), and
+    its promote holds the transition that would promote the bootstrap node meanwhile."""
+    if decision.verdict is Verdict.BOOTSTRAP and decision.node == node:
+        return SCORE_BOOTSTRAP, "recovered, to bootstrap"
+    if decision.verdict is Verdict.JOIN:
+        if set(decision.primary) & promoted:
+            return SCORE_JOIN, "recovered, to join"
+        return None, "recovered, waiting for " + ", ".join(decision.primary)
+    if decision.verdict is Verdict.WAIT:
+        return None, "recovered, waiting for " + ", ".join(decision.waiting_for)
+    if decision.verdict is Verdict.REFUSE:
+        return None, "recovered, no bootstrap: see decision"
+    return None, "recovered"
 
 
 class GaleraAgent(NativeAgent):
@@ -721,23 +744,7 @@ class GaleraAgent(NativeAgent):
     def _score(
         self, s: Settings, view: ClusterView, decision: Decision, out: dict[str, str | None]
     ) -> None:
-        """100: bootstrap here; 10: join a Primary that may be live on an online node; none
-        otherwise. A Primary that may be live only on nodes that are gone (crashed, or cut
-        off from etcd) still forbids a bootstrap, but joining it is attempted only once one
-        of them is back: a join with nobody to join fails after Galera's own timeout."""
-        score: str | None = None
-        state = "recovered"
-        if decision.verdict is Verdict.BOOTSTRAP and decision.node == s.node:
-            score, state = SCORE_BOOTSTRAP, "recovered, to bootstrap"
-        elif decision.verdict is Verdict.JOIN:
-            if set(decision.primary) & view.online:
-                score, state = SCORE_JOIN, "recovered, to join"
-            else:
-                state = "recovered, waiting for " + ", ".join(decision.primary)
-        elif decision.verdict is Verdict.WAIT:
-            state = "recovered, waiting for " + ", ".join(decision.waiting_for)
-        elif decision.verdict is Verdict.REFUSE:
-            state = "recovered, no bootstrap: see decision"
+        score, state = promotion_score(s.node, decision, view.promoted)
         out[f"master-{s.resource}"] = score
         out[f"galera-{s.resource}-state"] = state
         out[f"galera-{s.resource}-decision"] = decision.reason[:300]
