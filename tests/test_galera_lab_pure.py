@@ -238,9 +238,12 @@ def test_recovery_from_a_stale_node_is_named_a_hastack_bug() -> None:
 
 
 def test_bootstrap_forced_must_wait_for_the_operator() -> None:
+    # as Lab.operator logs them: `what` is the words before the first option
     forced = [
         *POWER_LOSS,
-        {"f": "operator", "host": None, "time": T + 30.0, "what": "galera bootstrap", "rc": 0,
+        {"f": "operator", "host": None, "time": T + 29.0, "what": "fence confirm n3", "rc": 0,
+         "command": "fence confirm n3 --yes"},
+        {"f": "operator", "host": None, "time": T + 30.0, "what": "galera bootstrap n1", "rc": 0,
          "command": "galera bootstrap n1 --force --yes"},
     ]  # fmt: skip
     after = check_bootstrap(forced, _boot("n1", 120, at=31.0), want="forced")

@@ -260,11 +260,13 @@ def check_bootstrap(
     if not boots:
         return CheckResult("bootstrap", None, "no node was booted in this run")
     since = min(boots)
+    # The operator's `galera bootstrap NODE --force` as the lab logs it (its command line).
     forced = [
-        (float(e["time"]), str(e.get("command", "")).split()[2])
+        (float(e["time"]), words[2])
         for e in events
         if e.get("f") == "operator"
-        and e.get("what") == "galera bootstrap"
+        and (words := str(e.get("command", "")).split())[:2] == ["galera", "bootstrap"]
+        and len(words) > 2
         and e.get("rc") == 0
         and float(e["time"]) >= since
     ]
