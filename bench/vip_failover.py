@@ -304,9 +304,22 @@ def hastack_partition(lab: Lab, seconds: float) -> Partition:
 
 def count_suspicions(lab: Lab, since: float) -> Counter[str]:
     """Suspicion-like events of the agents since `since`, by kind (the lab's nodes are all
-    healthy: every one of them is false), with memberships lost and late renewals."""
+    healthy: every one of them is false), with memberships lost and late renewals; each
+    suspicion is printed (who held whom for dead)."""
     kinds = (*SUSPICION_EVENTS, *LIVENESS_EVENTS)
-    return Counter(str(e["event"]) for e in agent_events(lab, since) if e.get("event") in kinds)
+    found = [e for e in agent_events(lab, since) if e.get("event") in kinds]
+    for e in found:
+        if e["event"] in SUSPICION_EVENTS:
+            print(f"    {e['node']}: {e['event']} {e.get('peer', '')} "
+                  f"(silent for {e.get('silent_for', '-')}s)", flush=True)  # fmt: skip
+    return Counter(str(e["event"]) for e in found)
+
+
+def restart_all(lab: Lab) -> None:
+    """Boot whatever a false fence powered off, and wait for the cluster."""
+    for h in lab.controllers():
+        lab.start(h.name)
+    wait_settled(lab, 120)
 
 
 def under_loss(lab: Lab, node: str, seconds: float, percent: int = 30) -> Counter[str]:
@@ -483,13 +496,13 @@ def main() -> int:
                     print(f"30 % packet loss on {role} ({node}), {args.pressure_seconds:g} s",
                           flush=True)  # fmt: skip
                     pressure[f"30 % loss on {role}"] = under_loss(lab, node, args.pressure_seconds)
-                    wait_settled(lab)
+                    restart_all(lab)
                     print(f"CPU: {role}'s agent ({node}) sharing one core with a busy loop, "
                           f"{args.pressure_seconds:g} s", flush=True)  # fmt: skip
                     pressure[f"CPU saturated on {role}"] = under_cpu(
                         lab, node, args.pressure_seconds
                     )
-                    wait_settled(lab)
+                    restart_all(lab)
             config.write_text(yaml.safe_dump({"properties": {"stonith-enabled": False}}))
             lab.apply_config(config)
             time.sleep(3)
