@@ -490,9 +490,11 @@ def main() -> int:
                 partitions["hastack"] = hastack_partition(lab, args.partition_seconds)
                 print_partition("hastack", partitions["hastack"])
             if args.pressure_seconds:
-                _, dc = wait_settled(lab)
-                other = next(h.name for h in lab.controllers() if h.name != dc)
-                for role, node in (("the DC", dc), ("a non-DC node", other)):
+                for role in ("the DC", "a non-DC node"):
+                    # Read again: a false fence may have moved the DC meanwhile.
+                    _, dc = wait_settled(lab)
+                    others = [h.name for h in lab.controllers() if h.name != dc]
+                    node = dc if role == "the DC" else others[0]
                     print(f"30 % packet loss on {role} ({node}), {args.pressure_seconds:g} s",
                           flush=True)  # fmt: skip
                     pressure[f"30 % loss on {role}"] = under_loss(lab, node, args.pressure_seconds)
