@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from hastack.membership.heartbeat import Heartbeat
+from hastack.model.config import Properties
 
 INTERVAL = 0.2
 AFTER = 0.6  # 3 × the interval: keepalived's own rule at the same advert interval
@@ -71,3 +74,65 @@ def test_a_lossy_node_that_crashes_is_still_suspected() -> None:
     assert suspected
     assert suspected[0] > 100.0
     assert suspected[0] < 100.0 + 10 * AFTER  # later than a clean one, but surely
+
+
+def _beats(hb: Heartbeat, clock: Clock, times: list[float], lease: int) -> None:
+    for t in times:
+        clock.now = t
+        hb.heard("b", lease)
+
+
+def test_a_restart_does_not_count_as_a_hole() -> None:
+    """The silence between two lives of a peer (another lease) is no lossy link: the next
+    crash is seen at suspect-after, not three times that restart's gap later."""
+    clock = Clock()
+    hb = Heartbeat("a", "127.0.0.1", 0, interval=INTERVAL, clock=clock)
+    _beats(hb, clock, [i * INTERVAL for i in range(10)], lease=1)
+    _beats(hb, clock, [5.0 + i * INTERVAL for i in range(10)], lease=2)  # rebooted: 3.2 s
+    assert hb.threshold("b", AFTER) == AFTER
+
+
+def test_the_same_silence_in_one_life_is_a_hole() -> None:
+    """The negative control: the same gap within one life does make the peer's threshold
+    longer."""
+    clock = Clock()
+    hb = Heartbeat("a", "127.0.0.1", 0, interval=INTERVAL, clock=clock)
+    _beats(hb, clock, [i * INTERVAL for i in range(10)], lease=1)
+    _beats(hb, clock, [5.0 + i * INTERVAL for i in range(10)], lease=1)
+    assert hb.threshold("b", AFTER) > 3 * AFTER
+
+
+def test_late_beats_are_not_holes() -> None:
+    """Beats up to half an interval late (a busy host) leave the threshold at suspect-after;
+    one missing beat does not."""
+    clock = Clock()
+    hb = Heartbeat("a", "127.0.0.1", 0, interval=INTERVAL, clock=clock)
+    late = [0.0]
+    for i in range(1, 30):
+        late.append(late[-1] + INTERVAL * (1.4 if i % 3 == 0 else 1.0))
+    _beats(hb, clock, late, lease=1)
+    assert hb.threshold("b", AFTER) == AFTER
+    _beats(hb, clock, [late[-1] + 2 * INTERVAL], lease=1)  # one beat lost
+    assert hb.threshold("b", AFTER) > AFTER
+
+
+def test_next_silence_is_when_silent_first_says_so() -> None:
+    clock = Clock()
+    hb = Heartbeat("a", "127.0.0.1", 0, interval=INTERVAL, clock=clock)
+    _beats(hb, clock, [i * INTERVAL for i in range(5)], lease=1)  # last beat at 0.8
+    clock.now = 1.0
+    due = hb.next_silence(["b"], AFTER, since=0.0)
+    assert abs(due - (0.8 + AFTER - 1.0)) < 1e-9
+    clock.now += due
+    assert hb.silent(["b"], AFTER, since=0.0) == []  # not yet: silence must exceed it
+    clock.now += 0.001
+    assert hb.silent(["b"], AFTER, since=0.0) == ["b"]
+
+
+def test_suspect_after_three_intervals_exactly_is_accepted() -> None:
+    """3 × 0.2 s is 0.6000000000000001 in floating point: 600ms must still be accepted, and
+    anything under three intervals refused."""
+    ok = Properties.model_validate({"heartbeat-interval": "200ms", "suspect-after": "600ms"})
+    assert ok.suspect_after == 0.6
+    with pytest.raises(ValueError, match="at least 3"):
+        Properties.model_validate({"heartbeat-interval": "200ms", "suspect-after": "599ms"})

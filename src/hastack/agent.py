@@ -40,6 +40,7 @@ from hastack.model.events import (
     snapshot_events,
 )
 from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeKind, NodeRecord
+from hastack.model.operations import OpResult
 from hastack.model.requests import decode_cleanup
 from hastack.model.status import NodeReport, decode_status
 from hastack.scheduler.plan import ActionKind
@@ -171,6 +172,7 @@ class Agent:
             },
             kind=config.kind,
             node_attributes=config.attributes,
+            on_operation=self._operation_done,
         )
         addresses = [str(a) for a in config.addresses]
         self.heartbeat = (
@@ -179,7 +181,11 @@ class Agent:
             else None
         )
         self.fencing = FencingService(
-            self._store, self.keys, config.node, tuple(config.fence_agent_dirs)
+            self._store,
+            self.keys,
+            config.node,
+            tuple(config.fence_agent_dirs),
+            events=self.events.record,
         )
         self._peers: dict[str, tuple[tuple[str, ...], int]] = {}
         self._lives: dict[str, tuple[int | None, float]] = {}
@@ -574,7 +580,9 @@ class Agent:
             # A step of the failover pipeline, timed by bench/vip_failover.py.
             log.warning("suspecting %s: no heartbeat for %gs", node, self.heartbeat.threshold(
                 node, config.properties.suspect_after))  # fmt: skip
-            self.events.record("node-suspected", node=node)
+            self.events.record(
+                "node-suspected", peer=node, silent_for=round(self.heartbeat.silent_for(node), 4)
+            )
         self._suspected = set(silent)
         return frozenset(silent)
 
@@ -614,7 +622,7 @@ class Agent:
                 dc.epoch,
                 config.properties.suspect_after,
             )
-            self.events.record("dc-deposed", node=dc.node, epoch=dc.epoch)
+            self.events.record("dc-deposed", peer=dc.node, epoch=dc.epoch)
             self.record(
                 EventKind.DEPOSED,
                 f"{self.config.node} deposed DC {dc.node} (epoch {dc.epoch}): no heartbeat "
@@ -629,15 +637,23 @@ class Agent:
         assert self.heartbeat is not None
         silent: set[str] = set()
         while True:
-            # A quarter of the interval: suspicion acted on within 50 ms of its moment at the
-            # default 200 ms, not up to a whole interval later (docs/control-plane.md).
-            await asyncio.sleep(self._heartbeat_interval / 4)
+            # Until the first member not silent yet would be (a beat moves that moment on:
+            # looked at again then), at most a quarter of the interval: suspicion is acted on
+            # within milliseconds of its moment (docs/control-plane.md).
+            peers = list(self._peers)
+            due = self.heartbeat.next_silence(peers, self._suspect_after, since=self._since())
+            await asyncio.sleep(min(self._heartbeat_interval / 4, due + 0.001))
             now_silent = set(
                 self.heartbeat.silent(list(self._peers), self._suspect_after, since=self._since())
             )
             if now_silent - silent:
-                self._leave_silent_hosts(now_silent - silent)
+                for node in sorted(now_silent - silent):
+                    # The first step of the failover pipeline (bench/vip_failover.py): the
+                    # last beat heard is `silent_for` before this.
+                    quiet = round(self.heartbeat.silent_for(node), 4)
+                    self.events.record("node-silent", peer=node, silent_for=quiet)
                 self._wake.set()
+                self._leave_silent_hosts(now_silent - silent)
             silent = now_silent
 
     def _leave_silent_hosts(self, nodes: set[str]) -> None:
@@ -650,7 +666,7 @@ class Agent:
             addresses = self._peers[node][0] if node in self._peers else ()
             if addresses and self._store.leave_hosts(addresses):
                 log.warning("left the store member on %s: no heartbeat", node)
-                self.events.record("store-member-left", node=node, addresses=list(addresses))
+                self.events.record("store-member-left", peer=node, addresses=list(addresses))
 
     def _feed_executor(self, snapshot: ClusterSnapshot) -> None:
         node = self.config.node
@@ -683,6 +699,18 @@ class Agent:
             if request.node in (None, node):
                 touched = self.lrm.cleanup(request.resource)
                 log.info("cleanup of %s%s", request.resource, "" if touched else " (nothing here)")
+
+    def _operation_done(self, instance: str, op: str, result: OpResult, began: float) -> None:
+        """A target's operation ended (a step of the failover pipeline: bench/vip_failover.py)."""
+        self.events.record(
+            "operation",
+            resource=instance,
+            op=op,
+            rc=result.rc,
+            began=began,
+            seconds=round(result.duration, 4),
+            **(result.marks or {}),
+        )
 
     async def _publish_status(self, report: NodeReport) -> None:
         await self._store.put(self.keys.status(self.config.node), report.encode())
@@ -738,6 +766,8 @@ class Agent:
             self._set_epoch(None, "the leader key changed while writing targets")
             self.controller.forget()
             return
+        # A step of the failover pipeline (bench/vip_failover.py): targets out.
+        self.events.record("targets-written", keys=sorted(self.keys.relative(o.key) for o in ops))
         for note in decision.assignments.notes:
             log.info("assign %s", note)
             self.events.record("assign", note=note)
@@ -962,7 +992,7 @@ class Agent:
         for node, why in overdue.items():
             if node not in self._overdue_said:
                 log.warning("giving up waiting: %s; treating %s as failed", why, node)
-                self.events.record("node-overdue", node=node, reason=why)
+                self.events.record("node-overdue", peer=node, reason=why)
                 self.record(EventKind.OVERDUE, f"gave up waiting: {why}", node=node)
         self._overdue_said = set(overdue)
 

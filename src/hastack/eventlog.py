@@ -25,10 +25,12 @@ class EventLog:
             path.parent.mkdir(parents=True, exist_ok=True)
 
     def record(self, event: str, **fields: Any) -> None:
+        """One line; `t`, `mono`, `node` (the writer) and `event` are never a field's: an event
+        about another node names it `peer`."""
         if self._path is None:
             return
-        entry = {"t": time.time(), "mono": time.monotonic(), "node": self._node, "event": event}
-        entry.update(fields)
+        reserved = {"t": time.time(), "mono": time.monotonic(), "node": self._node, "event": event}
+        entry = {**fields, **reserved}
         line = json.dumps(entry, sort_keys=True) + "\n"
         # One write per line with O_APPEND: lines from a crash are whole or absent.
         fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -135,6 +135,10 @@ class ClusterAttributes(Protocol):
     async def transient_of(self, node: str, name: str) -> str | None: ...
 
 
+# (instance, operation, its result, when it began — wall time)
+OperationHook = Callable[[str, str, OpResult, float], None]
+
+
 class LocalResourceManager:
     def __init__(
         self,
@@ -151,8 +155,12 @@ class LocalResourceManager:
         kind: NodeKind = NodeKind.FULL,
         node_attributes: Mapping[str, str] | None = None,
         cluster_attributes: ClusterAttributes | None = None,
+        on_operation: OperationHook | None = None,
     ) -> None:
         self.node = node
+        # Told of every operation of a target (not monitors) once it ended: the agent's
+        # event log, where the failover benchmark times the pipeline's steps.
+        self._on_operation = on_operation
         # What location rules see of this node besides the configuration: its kind and the
         # attributes of its member record (resource-discovery by rule).
         self.kind = kind
@@ -1037,8 +1045,11 @@ class LocalResourceManager:
             self._guard_before(inst, op)
             if op == "start":
                 self._forget_assignments_of(inst)  # a start serves nothing until told
+            began = time.time()
             result = await self._execute(inst, op, track=True)
             self._record(inst, op, result)
+            if self._on_operation is not None:
+                self._on_operation(inst.name, op, result, began)
             self._guard_after(inst, op, result.rc == OcfRc.SUCCESS)
             if op == "stop" and result.rc == OcfRc.SUCCESS:
                 self._forget_assignments_of(inst)

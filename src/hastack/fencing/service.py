@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from hastack.compute.fence_step import evacuate_steps
 from hastack.errors import StoreError
@@ -62,9 +62,22 @@ async def record_fencing(
     return False
 
 
+# The DC's own record of a fencing's steps (the agent's event log): event name, fields.
+FencingEvents = Callable[..., None]
+
+
 class FencingService:
-    def __init__(self, store: Store, keys: Keys, node: str, agent_dirs: Sequence[str]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        keys: Keys,
+        node: str,
+        agent_dirs: Sequence[str],
+        *,
+        events: FencingEvents | None = None,
+    ) -> None:
         self._store = store
+        self._events = events or (lambda _event, **_fields: None)
         self._keys = keys
         self._node = node
         self._dirs = tuple(agent_dirs)
@@ -84,6 +97,9 @@ class FencingService:
     async def _fence(self, target: str, config: ClusterConfig, epoch: int) -> None:
         props = config.properties
         log.warning("fencing %s (%s)", target, props.stonith_action)
+        # Steps of the failover pipeline, timed by bench/vip_failover.py: requested (here),
+        # the device answered, the result recorded in the store (the fence is confirmed).
+        self._events("fence-started", peer=target, epoch=epoch)
         try:
             async with asyncio.timeout(props.stonith_timeout):
                 outcome = await fence_node(
@@ -105,6 +121,7 @@ class FencingService:
                 (),
             )  # fmt: skip
         record = outcome.record
+        self._events("fence-done", peer=target, result=record.result)
         if record.succeeded:
             log.warning("fenced %s: %s", target, record.reason)
         else:
@@ -113,6 +130,8 @@ class FencingService:
         try:
             if not await record_fencing(self._store, self._keys, record, epoch=epoch):
                 log.error("fencing of %s not recorded: no longer DC", target)
+            else:
+                self._events("fence-recorded", peer=target, result=record.result)
         except StoreError as exc:
             log.error("fencing of %s not recorded (%s); it will be retried", target, exc)
             self._failed_at[target] = time.monotonic()

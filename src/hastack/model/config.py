@@ -557,7 +557,9 @@ class Properties(Spec):
     def _detection(self) -> Properties:
         if self.heartbeat_interval <= 0:
             raise ValueError("heartbeat-interval must be positive")
-        if self.suspect_after < 3 * self.heartbeat_interval:
+        # Compared in whole microseconds: 3 × 0.2 is 0.6000000000000001 in floating point,
+        # which refused suspect-after 600ms at a 200ms interval.
+        if round(self.suspect_after * 1e6) < round(3 * self.heartbeat_interval * 1e6):
             raise ValueError(
                 "suspect-after must be at least 3 × heartbeat-interval, or one lost datagram "
                 f"gets a node fenced: got {self.suspect_after:g}s < "

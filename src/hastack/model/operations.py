@@ -43,6 +43,10 @@ class OpResult:
     # Transient node attributes the agent sets on its node with this result: name -> value,
     # None deletes (docs/attributes.md). None: no change.
     attributes: Mapping[str, str | None] | None = None
+    # Moments inside the operation (name -> wall time) an agent reports for the failover
+    # pipeline's timing (bench/vip_failover.py): the VIP agent's address added and first
+    # gratuitous ARP sent. Recorded in the agent's event log, never decided on.
+    marks: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,9 +95,11 @@ class VipAgent(NativeAgent):
         op = request.op
         try:
             if op == "start":
+                marks: dict[str, float] = {}
                 rc, reason = await in_netns(
-                    request.netns, lambda: self._start(ip, prefix, nic, arp_count)
+                    request.netns, lambda: self._start(ip, prefix, nic, arp_count, marks)
                 )
+                return OpResult(rc, reason, time.monotonic() - started, marks=marks)
             elif op == "stop":
                 rc, reason = await in_netns(request.netns, lambda: self._stop(ip))
             elif op in ("monitor", "status"):
@@ -148,7 +150,9 @@ class VipAgent(NativeAgent):
         prefix: int,
         nic: str | None,
         arp_count: int,
+        marks: dict[str, float],
     ) -> tuple[int, str]:
+        """Add the address and announce it; `marks` gets the moments of both (wall time)."""
         with IPRoute() as ipr:
             if self._find(ip) is None:
                 index, name = self._interface_for(ipr, ip, nic)
@@ -168,22 +172,25 @@ class VipAgent(NativeAgent):
                         vip, name, taken, vip.network, taken.prefixlen,
                     )  # fmt: skip
                 ipr.addr("add", index=index, address=str(ip), prefixlen=prefix)
+                marks["address-added"] = time.time()
             else:
                 index, _ = self._find(ip) or (0, 0)
                 name = str(ipr.get_links(index)[0].get_attr("IFLA_IFNAME"))
             if ip.version == 4 and arp_count > 0:
                 mac_text = ipr.get_links(index)[0].get_attr("IFLA_ADDRESS")
-                self._announce(name, bytes.fromhex(mac_text.replace(":", "")), ip.packed, arp_count)
+                mac = bytes.fromhex(mac_text.replace(":", ""))
+                self._announce(name, mac, ip.packed, arp_count, marks)
         return OcfRc.SUCCESS, ""
 
     @staticmethod
-    def _announce(ifname: str, mac: bytes, ip: bytes, count: int) -> None:
+    def _announce(ifname: str, mac: bytes, ip: bytes, count: int, marks: dict[str, float]) -> None:
         """Gratuitous ARP: a request and a reply per round, so every kind of neighbour updates."""
         with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as sock:
             sock.bind((ifname, 0))
             for round_ in range(count):
                 sock.send(_garp_frame(mac, ip, 1))
                 sock.send(_garp_frame(mac, ip, 2))
+                marks.setdefault("arp-sent", time.time())
                 if round_ + 1 < count:
                     time.sleep(0.02)
 
