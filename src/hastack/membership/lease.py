@@ -165,10 +165,12 @@ class LeaseKeeper:
                     on_lost(self._lost_reason)
                     return
                 try:
-                    # One attempt lasts a store timeout at most, as the asyncio store's calls
-                    # do: a member that cannot answer (cut off, or cut from its leader) must
-                    # leave time for a second attempt on the next member, which is what
-                    # renew-interval + 2 × store-timeout budgets for.
+                    # One call lasts a store timeout at most, as the asyncio store's calls
+                    # do, and re-sends to the next member whatever has not been answered
+                    # within RENEW_RETRY (hastack.store.blocking): a member that cannot
+                    # answer (cut off, cut from its leader, forwarding to a dead leader)
+                    # holds no renewal back, so one sent after an etcd leader change gets
+                    # through in time (agent_config.leader_change_problem).
                     renew(lease.id, min(timings.store_timeout, self.deadline - now))
                 except LeaseNotFound:
                     self._lost_reason = "the lease has expired on the server"
