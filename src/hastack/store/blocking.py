@@ -209,6 +209,12 @@ class BlockingLeaseClient:
             self._hedge = False
             return ttl
 
+    def renew(self, lease_id: int, timeout: float) -> float:
+        """`keep_alive`, for the lease keeper: the monotonic time at which the keep-alive that
+        was answered was sent (a re-sent one is later than the call)."""
+        self.keep_alive(lease_id, timeout)
+        return self.confirmed[1]
+
     def _order(self, start: int) -> list[int]:
         """Endpoint indexes from `start` on, each distinct endpoint once."""
         n, seen, order = len(self.endpoints), set(), []
