@@ -571,3 +571,37 @@ def test_a_hedged_renewal_that_finds_the_lease_gone_says_so() -> None:
     client._attempt = gone  # type: ignore[method-assign]
     with pytest.raises(LeaseNotFound):
         client.keep_alive(7, 0.2)
+
+
+def test_a_failed_keep_alive_keeps_its_channel_and_every_member_is_dialed_first() -> None:
+    """Under a saturated CPU, a keep-alive times out because the member is slow, not because
+    the connection is bad: closing the channel made every re-sent keep-alive begin with a TLS
+    handshake the starved members did not finish (bench/scale.py lost 55 memberships so).
+    The first renewal dials every member; no failure closes a channel."""
+    from hastack.errors import StoreTimeout, StoreUnavailable
+    from hastack.store.blocking import BlockingLeaseClient
+    from hastack.store.tls import StoreCredentials
+
+    endpoints = ["127.0.0.1:1", "127.0.0.2:1", "127.0.0.3:1"]
+    client = BlockingLeaseClient(
+        endpoints, credentials=StoreCredentials(None, None), retry_every=0.05
+    )
+    outcomes = [StoreTimeout("deadline exceeded"), StoreUnavailable("UNAVAILABLE: handshake")]
+
+    sent: list[str] = []
+
+    def on(endpoint: str, channel: object, lease_id: int, deadline: float) -> tuple[int, int]:
+        sent.append(endpoint)
+        raise outcomes[len(sent) % 2]  # timeouts and refused handshakes, in turn
+
+    client._keep_alive_on = on  # type: ignore[method-assign]
+    with pytest.raises((StoreTimeout, StoreUnavailable)):
+        client.keep_alive(7, 0.3)
+    assert client.last_sends >= 3  # re-sent, each to the next member
+    channels = dict(client._channels)
+    assert sorted(channels) == endpoints  # every member dialed, none dropped
+    with pytest.raises((StoreTimeout, StoreUnavailable)):
+        client.keep_alive(7, 0.2)
+    assert client._channels == channels  # the very same channels
+    client.close()
+    assert client._channels == {}

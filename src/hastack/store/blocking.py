@@ -24,8 +24,14 @@ node loses a link, the members elect a new leader while the old one's peer conne
 still stuck on the cut link: a renewal that went to that member alone used to fail too
 (docs/connectivity.md).
 
-Each endpoint has its channel, made when first used and made again after a call on it failed
-(a connection stuck on a cut link is not used twice); every channel is closed by `close`.
+**Every member's connection is made before it is needed.** The first renewal dials every
+endpoint and asks each channel to connect; the channels stay (no idle timeout) and gRPC
+reconnects them by itself. A channel is never closed because a call on it failed: on a machine
+whose two cores were saturated (bench/scale.py, 30 computes), closing the channel of each
+keep-alive that timed out meant that every re-sent one began with a TLS handshake, which the
+starved members did not finish in time — every agent's renewals failed at once and 55
+memberships were lost. A member that cannot answer (cut off, forwarding to a dead leader) is
+left by re-sending to the next one, not by dialing it again.
 """
 
 from __future__ import annotations
@@ -54,6 +60,11 @@ log = logging.getLogger(__name__)
 _ERROR_PAUSE = 0.05
 # Keep-alives of one client in flight at once, at most (each ends by its call's deadline).
 _MAX_IN_FLIGHT = 16
+# The lease channels never go idle: a connection closed for idleness would have to be made
+# again — a TLS handshake — exactly when a renewal needs another member, often when the
+# machine is busiest. (No keepalive pings without calls: etcd refuses them, and closes the
+# connection of a client that sends them.)
+LEASE_CHANNEL_OPTIONS = (*CHANNEL_OPTIONS, ("grpc.client_idle_timeout_ms", 2**31 - 1))
 
 
 class BlockingLeaseClient:
@@ -80,6 +91,7 @@ class BlockingLeaseClient:
         self._channels_lock = threading.Lock()
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._connecting: list[grpc.Future] = []  # each channel's ready future, held
         # The cluster's revision in the last renewal's answer (a keep-alive reaches the raft
         # leader, so it is current) and the monotonic time the renewal was sent.
         self.confirmed: tuple[int, float] = (0, 0.0)
@@ -105,24 +117,22 @@ class BlockingLeaseClient:
     def _dial(self, endpoint: str) -> grpc.Channel:
         material = self.credentials.material()
         if material is None:
-            return grpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+            return grpc.insecure_channel(endpoint, options=LEASE_CHANNEL_OPTIONS)
         creds = grpc.ssl_channel_credentials(
             root_certificates=material.ca,
             private_key=material.key,
             certificate_chain=material.cert,
         )
-        return grpc.secure_channel(endpoint, creds, options=CHANNEL_OPTIONS)
+        return grpc.secure_channel(endpoint, creds, options=LEASE_CHANNEL_OPTIONS)
 
-    def _drop(self, endpoint: str, channel: grpc.Channel) -> None:
-        """Forget a channel a call failed on (if it is still the endpoint's); the next
-        keep-alive to that endpoint dials afresh."""
-        with self._channels_lock:
-            ours = self._channels.get(endpoint) is channel
-            if ours:
-                del self._channels[endpoint]
-                self._tokens.pop(endpoint, None)
-        if ours:
-            channel.close()
+    def connect_all(self) -> None:
+        """Dial every endpoint and let each channel connect in the background (nothing
+        waits for it), so a re-sent keep-alive finds its connection made."""
+        for endpoint in dict.fromkeys(self.endpoints):
+            with self._channels_lock:
+                known = endpoint in self._channels
+            if not known:
+                self._connecting.append(grpc.channel_ready_future(self._channel(endpoint)))
 
     def _token(self, endpoint: str, channel: grpc.Channel, timeout: float) -> tuple[Any, ...]:
         """etcd's token for the configured user on this channel (none without a user)."""
@@ -144,28 +154,22 @@ class BlockingLeaseClient:
     # ---- one keep-alive --------------------------------------------------------------------
 
     def _attempt(self, endpoint: str, lease_id: int, timeout: float) -> tuple[int, int]:
-        """(TTL, revision) from one keep-alive to `endpoint` within `timeout`; a channel the
-        call failed on is dropped (not for LeaseNotFound, which is an answer)."""
+        """(TTL, revision) from one keep-alive to `endpoint` within `timeout`, on the
+        endpoint's channel (kept whatever the outcome)."""
         deadline = time.monotonic() + timeout
         channel = self._channel(endpoint)
         try:
+            return self._keep_alive_on(endpoint, channel, lease_id, deadline)
+        except _TokenExpired:
+            # etcd forgot our token (unused for its TTL, or auth turned off and on): the
+            # renewal was refused, so it is safe to authenticate again and repeat it
+            # within what is left of this attempt's time.
+            with self._channels_lock:
+                self._tokens.pop(endpoint, None)
             try:
                 return self._keep_alive_on(endpoint, channel, lease_id, deadline)
-            except _TokenExpired:
-                # etcd forgot our token (unused for its TTL, or auth turned off and on): the
-                # renewal was refused, so it is safe to authenticate again and repeat it
-                # within what is left of this attempt's time.
-                with self._channels_lock:
-                    self._tokens.pop(endpoint, None)
-                try:
-                    return self._keep_alive_on(endpoint, channel, lease_id, deadline)
-                except _TokenExpired as exc:
-                    raise StoreUnavailable(str(exc)) from None
-        except LeaseNotFound:
-            raise
-        except StoreError:
-            self._drop(endpoint, channel)
-            raise
+            except _TokenExpired as exc:
+                raise StoreUnavailable(str(exc)) from None
 
     def _keep_alive_on(
         self, endpoint: str, channel: grpc.Channel, lease_id: int, deadline: float
@@ -227,6 +231,8 @@ class BlockingLeaseClient:
     def _renew(self, lease_id: int, timeout: float, hedge: bool) -> int:
         started = time.monotonic()
         deadline = started + timeout
+        if not self._connecting:
+            self.connect_all()
         order = self._order(self._index)
         if hedge:  # the last call failed: start on the next two members, not this one
             order = order[1:] + order[:1]
@@ -296,6 +302,9 @@ class BlockingLeaseClient:
             self._tokens.clear()
         for channel in channels:
             channel.close()
+        for future in self._connecting:
+            future.cancel()
+        self._connecting.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
