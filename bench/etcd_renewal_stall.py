@@ -1,8 +1,9 @@
 """How long a lease renewal stalls when the etcd raft leader dies.
 
 Kills the leader of a fresh 3-member cluster, renewing through a follower in a loop, and
-prints how long the first renewal after the kill took. The result sets the timing inequality
-2 × store-timeout ≥ 3 × election-timeout (docs/architecture.md). Not a test.
+prints how long the first renewal after the kill took. The result sets the stall in the timing
+inequality 2 × store-timeout ≥ 2.5 × election-timeout + 0.5 s (agent_config.leader_change_problem,
+docs/architecture.md). Not a test.
 
     .venv/bin/python bench/etcd_renewal_stall.py [--trials 3] [--election-ms 500 1000]
 """

@@ -2,7 +2,8 @@
 computes × R resources on one machine's network-namespace lab.
 
     flock /tmp/hastack-lab.lock .venv/bin/python bench/scale.py \\
-        [--computes 9,30] [--resources 150] [--idle 20] [--changes 5] [--monitor 30]
+        [--computes 9,30] [--resources 150] [--idle 20] [--changes 5] [--monitor 30] \\
+        [--keep DIR]
 
 Root only; hold the machine's lab lock for the whole run (it measures). For each M a lab is
 brought up (compute agents started in waves), then:
@@ -38,6 +39,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -403,11 +405,24 @@ def run_size(computes: int, resources: list[int], args: argparse.Namespace) -> l
                 print("  " + rows[-1].rss, flush=True)
         finally:
             probe.close()
+            if args.keep:
+                keep_records(lab, Path(args.keep) / f"computes-{computes}")
             lab.down()
             left = lab.leftovers()
             if left:
                 print(f"  left behind: {', '.join(left)}")
     return rows
+
+
+def keep_records(lab: Lab, to: Path) -> None:
+    """Each node's agent and etcd logs and its event records, for reading afterwards."""
+    for h in lab.nodes():
+        src, dst = lab.node_dir(h.name), to / h.name
+        dst.mkdir(parents=True, exist_ok=True)
+        for rel in ("agent.log", "etcd.log", "agent/events.jsonl"):
+            if (src / rel).exists():
+                shutil.copy(src / rel, dst / Path(rel).name)
+    print(f"  records kept in {to}")
 
 
 def run_resources(
@@ -528,6 +543,7 @@ def main() -> int:
     parser.add_argument("--changes", type=int, default=5, help="single changes per size")
     parser.add_argument("--monitor", type=int, default=30, help="monitor interval, seconds")
     parser.add_argument("--apply-timeout", type=float, default=600.0)
+    parser.add_argument("--keep", default=None, help="keep the agents' and etcd's logs here")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("the lab needs root", file=sys.stderr)

@@ -18,7 +18,10 @@ fencing on (`fence_hastack_local`, the lab's power switch), `--vips` VIPs (exclu
   3–12 s: crash (power loss), pause (SIGSTOP of every process) or partition (the node cut
   off from every other). At most `--concurrent` at once, at most one on a controller (two
   lost etcd members would lose the store's quorum, and every node its membership, rightly)
-  and one partition (the lab has one partition table).
+  and one partition (the lab has one partition table). With `--leader-share` (default 0.25)
+  a fault is, when no controller is down, a crash of the host whose etcd member leads raft:
+  every renewal in the cluster then stalls through an etcd election, which the timings must
+  ride out (agent_config.leader_change_problem).
 
 At the end every fault is undone (heal, resume, boot what is off or was fenced), the
 cluster is waited for (bounded), and the run prints the faults and changes, then the counts
@@ -75,6 +78,7 @@ class Fault:
     start: float  # wall
     until: float  # monotonic: when to undo it
     end: float | None = None  # wall, once undone
+    etcd_leader: bool = False  # a crash of the host whose etcd member led raft
 
 
 @dataclass
@@ -151,6 +155,7 @@ class Soak:
         self.changes: Counter[str] = Counter()
         self.moved = Counter[str]()
         self.notes: list[str] = []
+        self.feed: StatusFeed | None = None
 
     # ---- configuration changes ------------------------------------------------------------
 
@@ -212,8 +217,13 @@ class Soak:
         if not candidates:
             return None
         node, kind = self.rng.choice(candidates), self.rng.choice(kinds)
+        leader = None
+        if not controller_down and self.rng.random() < self.args.leader_share:
+            leader = self.etcd_leader()
+            if leader is not None and leader not in busy:
+                node, kind = leader, "crash"
         lasts = self.rng.uniform(MIN_FAULT, MAX_FAULT)
-        fault = Fault(kind, node, time.time(), time.monotonic() + lasts)
+        fault = Fault(kind, node, time.time(), time.monotonic() + lasts, None, node == leader)
         self.faults.append(fault)
         if kind == "crash":
             self.lab.crash(node)
@@ -222,7 +232,7 @@ class Soak:
         else:
             others = [n for n in self.pool.nodes if n != node]
             self.lab.partition(f"{node} | {','.join(others)}")
-        return f"{kind} {node} for {lasts:.1f}s"
+        return f"{kind} {node}{' (etcd leader)' if fault.etcd_leader else ''} for {lasts:.1f}s"
 
     def undo(self, fault: Fault) -> None:
         lab = self.lab
@@ -235,6 +245,14 @@ class Soak:
         fault.end = time.time()
         extra = f": {', '.join(done)}" if done else ""
         print(f"  {_clock()} undo {fault.kind} {fault.node}{extra}", flush=True)
+
+    def etcd_leader(self) -> str | None:
+        """The host whose etcd member leads raft, from the status feed's latest report."""
+        report = (self.feed.latest or {}) if self.feed is not None else {}
+        led = {str(e["endpoint"]).rsplit(":", 1)[0]
+               for e in report.get("store", []) if e.get("is_leader")}  # fmt: skip
+        leaders = [h.name for h in self.lab.controllers() if led & set(h.addresses)]
+        return leaders[0] if leaders else None
 
     def role(self, node: str) -> HostRole:
         return self.lab.host(node).role
@@ -255,6 +273,7 @@ class Soak:
         self.store()
         bound = args.duration + 2 * END_WAIT + 120.0
         with StatusFeed(lab, bound, 0.5, record_to=self.results / "status.jsonl") as feed:
+            self.feed = feed
             feed.wait_for(self.running, END_WAIT, "every resource running before the soak")
             print(
                 f"  {_clock()} {len(self.pool.names())} resources running; "
@@ -402,7 +421,8 @@ def report(soak: Soak, verdict: dict[str, Any], outcome: dict[str, Any]) -> str:
         f"seed {soak.args.seed}",
         f"  faults: {len(soak.faults)} ("
         + ", ".join(f"{k} {kinds[k]}" for k in FAULT_KINDS)
-        + f"), {'every one undone' if undone else 'NOT ALL UNDONE'}",
+        + f"; {sum(f.etcd_leader for f in soak.faults)} crashes of the etcd leader's host), "
+        + ("every one undone" if undone else "NOT ALL UNDONE"),
         f"  configuration changes: {soak.changes['applied']} stored, {soak.changes['refused']} "
         f"refused; resources added {soak.moved['add']}, removed {soak.moved['remove']}, moved "
         f"{soak.moved['move']} (up to 24 at a time); {len(soak.pool.names())} at the end",
@@ -453,6 +473,12 @@ def main() -> int:
     parser.add_argument("--fault-every", type=float, default=14.0)
     parser.add_argument("--change-every", type=float, default=5.0)
     parser.add_argument("--concurrent", type=int, default=2, help="faults at once, at most")
+    parser.add_argument(
+        "--leader-share",
+        type=float,
+        default=0.25,
+        help="share of faults that crash the etcd leader's host (when no controller is down)",
+    )
     parser.add_argument("--vips", type=int, default=3)
     parser.add_argument("--resources", type=int, default=30, help="Dummy primitives at first")
     parser.add_argument("--seed", type=int, default=None)
@@ -465,6 +491,8 @@ def main() -> int:
         args.seed = random.randrange(1_000_000)
     if not 0 < args.duration <= 3600 or not 0 <= args.faults <= 200:
         parser.error("--duration is 1..3600 s and --faults 0..200")
+    if not 0 <= args.leader_share <= 1:
+        parser.error("--leader-share is a share: 0..1")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = Path(args.results or Path.home() / ".hastack" / "results" / f"soak-{stamp}")
     results.mkdir(parents=True, exist_ok=True)

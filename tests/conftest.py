@@ -14,9 +14,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers import random_loopback_base
 
-# Fast timings for tests, on etcd members with a 500 ms election timeout:
-# renew 0.5 s + 2 × 0.75 s = 2 s < 3 s TTL, and 2 × 0.75 s ≥ 3 × 0.5 s (store failover).
-FAST = Timings(lease_ttl=3, renew_interval=0.5, store_timeout=0.75)
+# Fast timings for tests, the lab's (hastack.lab.net.lab.FAST_TIMINGS), on etcd members
+# with a 500 ms election timeout: renew 0.5 s + 2 × 1 s = 2.5 s < 4 s TTL, and they ride
+# out an etcd leader change (agent_config.leader_change_problem).
+FAST = Timings(lease_ttl=4, renew_interval=0.5, store_timeout=1.0)
 ELECTION_MS = 500
 
 ClusterFactory = Callable[..., LocalCluster]

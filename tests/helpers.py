@@ -34,7 +34,9 @@ def memory_agent(
         AgentConfig(
             cluster=cluster,
             node=node,
-            etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.3, insecure=True),
+            # The in-memory store elects nothing; 0.2 s keeps the leader-change rule
+            # (0.3 s + 2 × 0.5 s ≥ 0.3 s + 2.5 × 0.2 s + 0.5 s).
+            etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.2, insecure=True),
             timings=MEMORY_TIMINGS,
             heartbeat_port=0,
             **config,

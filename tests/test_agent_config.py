@@ -61,11 +61,13 @@ def test_unsafe_timings_refused_with_the_inequality() -> None:
     assert "0.5s + 2 × 2s = 4.5s, lease-ttl 4s" in problem
 
 
-def test_store_timeout_must_outlast_an_etcd_election() -> None:
+def test_timings_must_ride_out_an_etcd_leader_change() -> None:
     text = GOOD.replace("election-timeout: 500ms", "election-timeout: 1s")
     [problem] = refused(text)
-    assert "too short to ride out an etcd leader election" in problem
-    assert "2 × 1s < 3 × 1s" in problem
+    assert problem.startswith("agent.yaml:1: (top level): timings cannot ride out an etcd")
+    assert "lost 2.5s after its last good renewal" in problem
+    assert "give store-timeout ≥ 1.5s" in problem
+    assert "or election-timeout ≤ 0.6s" in problem
 
 
 def test_fractional_or_tiny_ttl_refused() -> None:

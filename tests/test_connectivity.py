@@ -577,25 +577,24 @@ def test_a_renewal_after_a_failure_goes_to_two_members_at_once() -> None:
     from hastack.store.tls import StoreCredentials
 
     endpoints = ["10.251.4.12:2379", "10.252.4.13:2379", "10.251.4.11:2379"]
-    client = BlockingLeaseClient(endpoints, credentials=StoreCredentials(None, None))
+    # No re-send within a call here: what is checked is the first keep-alives of a call.
+    client = BlockingLeaseClient(
+        endpoints, credentials=StoreCredentials(None, None), retry_every=10.0
+    )
     asked: list[str] = []
+    stuck = {"10.251.4.12:2379", "10.252.4.13:2379"}
 
-    def first_attempt(lease_id: int, timeout: float) -> int:
-        asked.append(client.endpoint)
-        client._fail_over()
-        raise StoreTimeout("deadline exceeded")
-
-    def once(endpoint: str, lease_id: int, timeout: float) -> tuple[int, int]:
+    def attempt(endpoint: str, lease_id: int, timeout: float) -> tuple[int, int]:
         asked.append(endpoint)
-        if endpoint.endswith(".13:2379"):  # the old leader's member: stuck
+        if endpoint in stuck:  # its own member, then the old leader's: stuck
             clock.sleep(timeout)
             raise StoreTimeout("context deadline exceeded")
         return 3, 42
 
-    client._keep_alive = first_attempt  # type: ignore[method-assign]
-    client._keep_alive_once = once  # type: ignore[method-assign]
+    client._attempt = attempt  # type: ignore[method-assign]
     with pytest.raises(StoreTimeout):
         client.keep_alive(7, 0.2)
+    assert asked == ["10.251.4.12:2379"]
     started = clock.monotonic()
     assert client.keep_alive(7, 0.2) == 3
     assert clock.monotonic() - started < 0.15  # the healthy member's answer, not the timeout
@@ -603,10 +602,83 @@ def test_a_renewal_after_a_failure_goes_to_two_members_at_once() -> None:
     assert client.endpoint == "10.251.4.11:2379"  # used from now on
     assert client.confirmed[0] == 42
     # and once it succeeded, the next renewal is a plain one again
-    client._keep_alive = lambda lease_id, timeout: 3  # type: ignore[method-assign]
     asked.clear()
     assert client.keep_alive(7, 0.2) == 3
-    assert asked == []
+    assert asked == ["10.251.4.11:2379"]
+    client.close()
+
+
+def test_an_unanswered_renewal_is_re_sent_to_the_next_member() -> None:
+    """The etcd leader's host died: the keep-alive sent to a follower hangs (it forwards to
+    the dead leader) until its deadline. One sent to the next member once the new leader
+    serves renewals gets through: the renewal succeeds about then, not after the first
+    keep-alive's whole store timeout."""
+    import time as clock
+
+    from hastack.errors import StoreTimeout
+    from hastack.store.blocking import BlockingLeaseClient
+    from hastack.store.tls import StoreCredentials
+
+    client = BlockingLeaseClient(
+        ["a:1", "b:1", "c:1"], credentials=StoreCredentials(None, None), retry_every=0.05
+    )
+    sent: list[tuple[str, float]] = []
+    started = clock.monotonic()
+    new_leader_at = started + 0.3  # renewals sent before this hang to their deadline
+
+    def attempt(endpoint: str, lease_id: int, timeout: float) -> tuple[int, int]:
+        now = clock.monotonic()
+        sent.append((endpoint, now))
+        if endpoint == "c:1" or now < new_leader_at:
+            clock.sleep(timeout)
+            raise StoreTimeout("context deadline exceeded")
+        return 3, 9
+
+    client._attempt = attempt  # type: ignore[method-assign]
+    assert client.keep_alive(7, 2.0) == 3
+    took = clock.monotonic() - started
+    assert took < 2.0  # before the first keep-alive (hung for its 2 s) could have ended
+    assert len(sent) > 2
+    assert [e for e, _ in sent[:4]] == ["a:1", "b:1", "c:1", "a:1"]  # each time the next
+    winner = client.endpoint
+    assert winner in ("a:1", "b:1")
+    # the send time counted is the winning keep-alive's, sent after the new leader came
+    assert client.confirmed == (9, pytest.approx(client.confirmed[1]))
+    assert client.confirmed[1] >= new_leader_at
+    assert client.last_sends == len(sent)
+    client.close()
+
+
+def test_a_renewal_nobody_answers_ends_at_its_timeout() -> None:
+    import time as clock
+
+    from hastack.errors import StoreTimeout, StoreUnavailable
+    from hastack.store.blocking import BlockingLeaseClient
+    from hastack.store.tls import StoreCredentials
+
+    client = BlockingLeaseClient(
+        ["a:1", "b:1"], credentials=StoreCredentials(None, None), retry_every=0.05
+    )
+
+    def refused(endpoint: str, lease_id: int, timeout: float) -> tuple[int, int]:
+        raise StoreUnavailable("UNAVAILABLE: connection refused")
+
+    client._attempt = refused  # type: ignore[method-assign]
+    started = clock.monotonic()
+    with pytest.raises(StoreUnavailable, match="connection refused"):
+        client.keep_alive(7, 0.3)
+    assert 0.25 < clock.monotonic() - started < 0.6
+    # refusals are answered at once: retried soon, but not spun on
+    assert 3 <= client.last_sends <= 0.3 / 0.05 + 2
+
+    def silent(endpoint: str, lease_id: int, timeout: float) -> tuple[int, int]:
+        clock.sleep(timeout)
+        raise StoreTimeout("deadline exceeded")
+
+    client._attempt = silent  # type: ignore[method-assign]
+    with pytest.raises(StoreTimeout):
+        client.keep_alive(7, 0.3)
+    client.close()
 
 
 def test_a_hedged_renewal_that_finds_the_lease_gone_says_so() -> None:
@@ -622,6 +694,40 @@ def test_a_hedged_renewal_that_finds_the_lease_gone_says_so() -> None:
         raise StoreTimeout("deadline exceeded")
 
     client._hedge = True
-    client._keep_alive_once = gone  # type: ignore[method-assign]
+    client._attempt = gone  # type: ignore[method-assign]
     with pytest.raises(LeaseNotFound):
         client.keep_alive(7, 0.2)
+
+
+def test_a_failed_keep_alive_keeps_its_channel_and_every_member_is_dialed_first() -> None:
+    """Under a saturated CPU, a keep-alive times out because the member is slow, not because
+    the connection is bad: closing the channel made every re-sent keep-alive begin with a TLS
+    handshake the starved members did not finish (bench/scale.py lost 55 memberships so).
+    The first renewal dials every member; no failure closes a channel."""
+    from hastack.errors import StoreTimeout, StoreUnavailable
+    from hastack.store.blocking import BlockingLeaseClient
+    from hastack.store.tls import StoreCredentials
+
+    endpoints = ["127.0.0.1:1", "127.0.0.2:1", "127.0.0.3:1"]
+    client = BlockingLeaseClient(
+        endpoints, credentials=StoreCredentials(None, None), retry_every=0.05
+    )
+    outcomes = [StoreTimeout("deadline exceeded"), StoreUnavailable("UNAVAILABLE: handshake")]
+
+    sent: list[str] = []
+
+    def on(endpoint: str, channel: object, lease_id: int, deadline: float) -> tuple[int, int]:
+        sent.append(endpoint)
+        raise outcomes[len(sent) % 2]  # timeouts and refused handshakes, in turn
+
+    client._keep_alive_on = on  # type: ignore[method-assign]
+    with pytest.raises((StoreTimeout, StoreUnavailable)):
+        client.keep_alive(7, 0.3)
+    assert client.last_sends >= 3  # re-sent, each to the next member
+    channels = dict(client._channels)
+    assert sorted(channels) == endpoints  # every member dialed, none dropped
+    with pytest.raises((StoreTimeout, StoreUnavailable)):
+        client.keep_alive(7, 0.2)
+    assert client._channels == channels  # the very same channels
+    client.close()
+    assert client._channels == {}

@@ -32,8 +32,9 @@ def test_a_renewal_that_used_over_half_its_margin_is_reported_late() -> None:
     stop = threading.Event()
     calls: list[float] = []
 
-    def renew(lease: int, timeout: float) -> int:
-        calls.append(clock.now)
+    def renew(lease: int, timeout: float) -> float:
+        sent = clock.now
+        calls.append(sent)
         if len(calls) == 1:  # on time, but slow to answer
             clock.now += 1.0
         elif len(calls) == 2:  # sent 1.0 s after the previous good send: a timeout
@@ -41,7 +42,7 @@ def test_a_renewal_that_used_over_half_its_margin_is_reported_late() -> None:
             raise StoreTimeout("no answer within the store timeout")
         elif len(calls) == 4:
             stop.set()
-        return 3
+        return sent
 
     clock.now = 100.6  # the first renewal is due: no waiting
     keeper.run_blocking(renew, stop, pytest.fail)
@@ -60,7 +61,7 @@ def test_past_the_deadline_the_membership_is_lost_not_late() -> None:
 
     timeouts: list[float] = []
 
-    def renew(lease: int, timeout: float) -> int:
+    def renew(lease: int, timeout: float) -> float:
         timeouts.append(timeout)
         clock.now += timeout  # nothing answers in time
         raise StoreTimeout("no answer within the store timeout")
@@ -73,3 +74,34 @@ def test_past_the_deadline_the_membership_is_lost_not_late() -> None:
     assert late == []
     assert lost == ["no lease renewal succeeded for 2s (renew-interval + 2 × store-timeout)"]
     assert not keeper.is_held()
+
+
+def test_the_deadline_runs_from_the_keep_alive_that_was_answered() -> None:
+    """A renewal whose first keep-alive hung and whose re-sent one was answered: the
+    deadline runs from the re-sent one's send time, not from the call's start, and never
+    from a moment after the answer."""
+    clock = ManualClock(100.0)
+    keeper = keeper_at(clock)
+    late: list[float] = []
+    keeper.on_late = late.append
+    stop = threading.Event()
+    answers = [100.9, 250.0]  # the second claims a send after its own answer
+    deadlines: list[float] = []
+
+    def renew(lease: int, timeout: float) -> float:
+        deadlines.append(keeper.deadline)
+        clock.now += 0.4
+        sent = answers.pop(0)
+        if not answers:
+            stop.set()
+        return sent
+
+    clock.now = 100.5
+    keeper.run_blocking(renew, stop, pytest.fail)
+    # 1st: called at 100.5, its re-sent keep-alive (sent at 100.9) answered at 100.9:
+    # the 2nd call finds the deadline 100.9 + 2 s. (The manual clock stands still while
+    # the keeper waits for the next renewal, so the 2nd call starts at 100.9.)
+    # 2nd: answered at 101.3: counted from 101.3 at most, not from 250.
+    assert deadlines == pytest.approx([100.0 + 2.0, 100.9 + 2.0])
+    assert keeper.deadline == pytest.approx(101.3 + 2.0)
+    assert late == []

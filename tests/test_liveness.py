@@ -241,7 +241,7 @@ def test_an_agent_whose_event_loop_is_blocked_ends_itself(
                 "cluster": lc.name,
                 "node": "w1",
                 "etcd": {**lc.etcd_spec("n1"), "election-timeout": "500ms"},
-                "timings": {"lease-ttl": "3s", "renew-interval": "500ms", "store-timeout": "750ms"},
+                "timings": {"lease-ttl": "4s", "renew-interval": "500ms", "store-timeout": "1s"},
                 "heartbeat-port": 0,
             }
         ),

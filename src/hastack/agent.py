@@ -382,7 +382,7 @@ class Agent:
         if self._lease_client is not None:
             renewer = threading.Thread(
                 target=self._keeper.run_blocking,
-                args=(self._lease_client.keep_alive, stop, on_lost),
+                args=(self._lease_client.renew, stop, on_lost),
                 name="lease-renewal",
                 daemon=True,
             )

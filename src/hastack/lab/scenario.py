@@ -94,7 +94,7 @@ from hastack.lab.net.lab import FAST_ELECTION_MS, FAST_TIMINGS, Lab, LabError, S
 from hastack.lab.net.topology import CLIENT, HostRole
 from hastack.lab.nova.run import NovaRun, NovaSpec
 from hastack.lab.plot import plot_availability
-from hastack.model.agent_config import Timings
+from hastack.model.agent_config import Timings, leader_change_problem
 from hastack.model.base import Duration, Name, Spec
 from hastack.model.config import Location, parse_cluster_config
 from hastack.model.document import load_yaml, validate
@@ -327,6 +327,15 @@ class Scenario(Spec):
     def _load_or_duration(self) -> Scenario:
         if not self.workloads and self.duration is None:
             raise ValueError("give workloads, or a duration for a run without client load")
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _rides_out_leader_change(self) -> Scenario:
+        if self.election_ms <= 0:
+            raise ValueError(f"election-ms must be positive, not {self.election_ms}")
+        problem = leader_change_problem(self.timings or FAST_TIMINGS, self.election_ms / 1000)
+        if problem is not None:
+            raise ValueError(f"timings with election-ms {self.election_ms}: {problem}")
         return self
 
 

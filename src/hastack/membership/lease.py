@@ -146,13 +146,15 @@ class LeaseKeeper:
 
     def run_blocking(
         self,
-        renew: Callable[[int, float], int],
+        renew: Callable[[int, float], float],
         stop: threading.Event,
         on_lost: Callable[[str], None],
     ) -> None:
         """`run` for a thread of its own (the liveness thread, docs/control-plane.md): renew
         with the blocking `renew(lease_id, timeout)` until the lease is lost — then call
-        `on_lost(reason)` once and return — or until `stop` is set."""
+        `on_lost(reason)` once and return — or until `stop` is set. `renew` returns the
+        monotonic time at which the keep-alive that was answered was sent (it may have been
+        re-sent during the call); the deadline runs from there."""
         lease = self.lease
         timings = self._timings
         while not stop.is_set():
@@ -165,11 +167,13 @@ class LeaseKeeper:
                     on_lost(self._lost_reason)
                     return
                 try:
-                    # One attempt lasts a store timeout at most, as the asyncio store's calls
-                    # do: a member that cannot answer (cut off, or cut from its leader) must
-                    # leave time for a second attempt on the next member, which is what
-                    # renew-interval + 2 × store-timeout budgets for.
-                    renew(lease.id, min(timings.store_timeout, self.deadline - now))
+                    # One call lasts a store timeout at most, as the asyncio store's calls
+                    # do, and re-sends to the next member whatever has not been answered
+                    # within RENEW_RETRY (hastack.store.blocking): a member that cannot
+                    # answer (cut off, cut from its leader, forwarding to a dead leader)
+                    # holds no renewal back, so one sent after an etcd leader change gets
+                    # through in time (agent_config.leader_change_problem).
+                    sent = renew(lease.id, min(timings.store_timeout, self.deadline - now))
                 except LeaseNotFound:
                     self._lost_reason = "the lease has expired on the server"
                     on_lost(self._lost_reason)
@@ -178,7 +182,9 @@ class LeaseKeeper:
                     log.info("lease %x: renewal failed (%s); retrying", lease.id, exc)
                     stop.wait(min(_RETRY_PAUSE, max(0.0, self.deadline - self._clock())))
                     continue
-                self._renewed(now)
+                # Never before the call (or after its answer): a deadline measured from a
+                # later moment than the keep-alive's send would outlive the server's lease.
+                self._renewed(min(max(sent, now), self._clock()))
                 break
 
     async def _sleep_until(self, when: float) -> None:

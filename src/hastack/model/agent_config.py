@@ -21,6 +21,7 @@ __all__ = [
     "Timings",
     "TlsFiles",
     "WatchdogSpec",
+    "leader_change_problem",
     "parse_agent_config",
     "parse_client_config",
     "parse_endpoint",
@@ -30,9 +31,17 @@ __all__ = [
 # (1 s by default) to 2 s: a shorter TTL would silently not be what the inequality assumed.
 MIN_LEASE_TTL = 2.0
 
-# How long, in etcd election timeouts, a lease renewal can stall when the etcd leader dies
-# (election plus lease promotion on the new leader; measured up to 2.5, kept with a margin).
-STORE_FAILOVER_FACTOR = 3.0
+# Riding out an etcd leader change (docs/architecture.md, "Membership and its timing"). When
+# the raft leader dies, every renewal sent from then on fails — the followers forward it to a
+# leader that no longer answers — until a new leader is elected and has taken the leases over:
+# up to 2.5 election timeouts (bench/etcd_renewal_stall.py; the followers' randomized election
+# timers alone take up to 2). The keeper re-sends an unanswered renewal every RENEW_RETRY,
+# each time to the next member (hastack.store.blocking), so the first renewal sent after the
+# stall is at most RENEW_RETRY late; LEADER_CHANGE_MARGIN leaves room for its answer on a busy
+# machine.
+LEADER_CHANGE_STALL = 2.5
+RENEW_RETRY = 0.25
+LEADER_CHANGE_MARGIN = 0.25
 
 
 def parse_endpoint(endpoint: str) -> str:
@@ -103,6 +112,40 @@ class Timings(Spec):
     def self_fence_budget(self) -> float:
         """Seconds between declaring membership lost and the earliest server-side expiry."""
         return self.lease_ttl - self.loss_after
+
+
+def leader_change_problem(timings: Timings, election_timeout: float) -> str | None:
+    """Why these timings cannot keep a membership through an etcd leader change, or None.
+
+    The worst moment for the leader to die is just as a renewal is sent, `renew-interval`
+    after the last good one: that renewal fails, and so does every one sent during the stall
+    that follows. The membership survives if a renewal sent after the stall (at most
+    RENEW_RETRY later) is answered before the verdict, which comes `loss-after` =
+    renew-interval + 2 × store-timeout after the last good renewal:
+
+        renew-interval + 2 × store-timeout
+            ≥ renew-interval + LEADER_CHANGE_STALL × election-timeout + RENEW_RETRY + margin
+
+    that is, 2 × store-timeout ≥ 2.5 × election-timeout + 0.5 s.
+    """
+    stall = LEADER_CHANGE_STALL * election_timeout
+    needed = timings.renew_interval + stall + RENEW_RETRY + LEADER_CHANGE_MARGIN
+    if timings.loss_after >= needed - 1e-9:
+        return None
+    spare = 2 * timings.store_timeout - RENEW_RETRY - LEADER_CHANGE_MARGIN
+    longest = max(0.0, spare / LEADER_CHANGE_STALL)
+    shortest = (stall + RENEW_RETRY + LEADER_CHANGE_MARGIN) / 2
+    return (
+        "timings cannot ride out an etcd leader change: a membership is lost "
+        f"{timings.loss_after:g}s after its last good renewal (renew-interval "
+        f"{timings.renew_interval:g}s + 2 × store-timeout {timings.store_timeout:g}s), but "
+        f"when the etcd leader dies renewals fail for up to {LEADER_CHANGE_STALL:g} × "
+        f"election-timeout {election_timeout:g}s = {stall:g}s, so it must be at least "
+        f"{timings.renew_interval:g}s + {stall:g}s + {RENEW_RETRY:g}s (re-send) + "
+        f"{LEADER_CHANGE_MARGIN:g}s (margin) = {needed:g}s: give store-timeout ≥ "
+        f"{shortest:g}s (and lease-ttl above the new loss time), or election-timeout ≤ "
+        f"{longest:.3g}s"
+    )
 
 
 class TlsFiles(Spec):
@@ -260,18 +303,11 @@ class AgentConfig(Spec):
     api: ApiSpec | None = None
 
     @pydantic.model_validator(mode="after")
-    def _rides_out_store_failover(self) -> AgentConfig:
-        # Renewals may stall for ~2.5 election timeouts while etcd elects a new leader; the
-        # two attempts the keeper makes after its last success must outlast that, or losing
-        # one etcd member would drop every node's membership.
-        stall = STORE_FAILOVER_FACTOR * self.etcd.election_timeout
-        if 2 * self.timings.store_timeout < stall:
-            raise ValueError(
-                "timings.store-timeout too short to ride out an etcd leader election: "
-                f"2 × store-timeout must be at least {STORE_FAILOVER_FACTOR:g} × "
-                f"etcd.election-timeout; got 2 × {self.timings.store_timeout:g}s < "
-                f"{STORE_FAILOVER_FACTOR:g} × {self.etcd.election_timeout:g}s"
-            )
+    def _rides_out_leader_change(self) -> AgentConfig:
+        # Losing the etcd leader must not drop every node's membership.
+        problem = leader_change_problem(self.timings, self.etcd.election_timeout)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 

@@ -39,7 +39,7 @@ __all__ = ["CacheAside", "CacheSettings", "ErrorsAsMisses"]
 class CacheSettings:
     servers: tuple[str, ...]
     socket_timeout: float = 0.5
-    retry_attempts: int = 2
+    retry_attempts: int = 3
     retry_delay: float = 1.0
     dead_timeout: float = 10.0
     errors_as_misses: bool = True

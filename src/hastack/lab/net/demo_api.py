@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the database for /kv/: a client configuration (cluster, etcd: endpoints, tls)",
     )
     parser.add_argument("--socket-timeout", type=float, default=0.5)
-    parser.add_argument("--retry-attempts", type=int, default=2)
+    parser.add_argument("--retry-attempts", type=int, default=3)
     parser.add_argument("--retry-delay", type=float, default=1.0)
     parser.add_argument("--dead-timeout", type=float, default=10.0)
     parser.add_argument(

@@ -83,9 +83,12 @@ __all__ = [
 
 STATE_FILE = "lab.json"
 NEMESIS_FILE = "nemesis.jsonl"
-# Lab default timings (as the tests): renew 0.5 s + 2 × 0.75 s = 2 s < 3 s TTL, and
-# 2 × 0.75 s ≥ 3 × 0.5 s election timeout (the store-failover inequality).
-FAST_TIMINGS = Timings(lease_ttl=3, renew_interval=0.5, store_timeout=0.75)
+# Lab default timings (as the tests): renew 0.5 s + 2 × 1 s = 2.5 s < 4 s TTL (a 1.5 s
+# self-fencing budget), and 2.5 s ≥ 0.5 s + 2.5 × 0.5 s election timeout + 0.25 s re-send
+# + 0.25 s margin = 2.25 s: a membership rides out an etcd leader change
+# (agent_config.leader_change_problem). The earlier 3 / 0.5 / 0.75 s lost the memberships
+# of healthy nodes whenever the crashed host led etcd (bench/soak.py).
+FAST_TIMINGS = Timings(lease_ttl=4, renew_interval=0.5, store_timeout=1.0)
 FAST_ELECTION_MS = 500
 KILL_ROUNDS = 50  # bounded: a host's processes are gone after a few rounds at most
 # Compute agents started together, each wave waited for before the next (`_start_agents`).
