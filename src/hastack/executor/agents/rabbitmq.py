@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -68,6 +69,7 @@ SERVER = f"{BIN}/rabbitmq-server"
 CTL = f"{BIN}/rabbitmqctl"
 QUEUES = f"{BIN}/rabbitmq-queues"
 DIAGNOSTICS = f"{BIN}/rabbitmq-diagnostics"
+ERL_CALL = "/usr/lib/erlang/lib/erl_interface-*/bin/erl_call"
 CTL_TIMEOUT = 15.0  # one rabbitmqctl call (0.2 s when the node answers)
 STORE_TIMEOUT = 2.0
 WAIT_STEP = 1.0  # a waiting start decides again this often
@@ -309,6 +311,34 @@ def _last_lines(text: str, n: int = 1) -> str:
     return " | ".join(lines[-n:])[:300]
 
 
+async def _run(argv: list[str], params: Params, timeout: float) -> tuple[int, str]:
+    """Run a CLI with the broker's environment: (exit code, output); 124 if it timed out."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, **params.env()},
+        start_new_session=True,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, _ = await proc.communicate()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 9)
+        await proc.wait()
+        return 124, f"{os.path.basename(argv[0])} timed out after {timeout:g}s"
+    return proc.returncode or 0, out.decode(errors="replace")
+
+
+def _erl_call() -> str | None:
+    """Erlang's own C client (package erlang-base, which RabbitMQ needs): it calls a function
+    on the broker in milliseconds, where rabbitmqctl first boots an Erlang VM of its own."""
+    found = sorted(glob.glob(ERL_CALL))
+    return found[-1] if found else None
+
+
 class RabbitmqAgent(NativeAgent):
     name: ClassVar[str] = "rabbitmq"
     parameters: ClassVar[dict[str, bool]] = {
@@ -329,7 +359,13 @@ class RabbitmqAgent(NativeAgent):
         "aten-poll-ms": False,
         "stop-grace": False,
     }
-    default_timeouts: ClassVar[dict[str, float]] = {"start": 300.0, "stop": 60.0, "monitor": 30.0}
+    default_timeouts: ClassVar[dict[str, float]] = {
+        "start": 300.0,
+        "stop": 60.0,
+        "monitor": 30.0,
+        "peer-fenced": 20.0,
+    }
+    hears_fencing: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self._service = ServiceAgent()
@@ -351,6 +387,8 @@ class RabbitmqAgent(NativeAgent):
             rc, reason = await self._stop(request, params)
         elif op in ("monitor", "status"):
             rc, reason = await self._monitor(request, params)
+        elif op == "peer-fenced":
+            rc, reason = await self._peer_fenced(request, params)
         else:
             rc, reason = OcfRc.ERR_UNIMPLEMENTED, f"{op} is not implemented by hastack:rabbitmq"
         return OpResult(rc, reason, time.monotonic() - started)
@@ -392,23 +430,10 @@ class RabbitmqAgent(NativeAgent):
         argv = [program, "-q", "-n", node or params.erlang, *args]
         if netns:
             argv = ["ip", "netns", "exec", netns, *argv]
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, **params.env()},
-            start_new_session=True,
-        )
-        try:
-            async with asyncio.timeout(timeout):
-                out, _ = await proc.communicate()
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, 9)
-            await proc.wait()
-            return 124, f"{os.path.basename(program)} {args[0]} timed out after {timeout:g}s"
-        return proc.returncode or 0, out.decode(errors="replace")
+        rc, out = await _run(argv, params, timeout)
+        if rc == 124:
+            return rc, f"{os.path.basename(program)} {args[0]} timed out after {timeout:g}s"
+        return rc, out
 
     # ---- the store ------------------------------------------------------------------------------
 
@@ -685,16 +710,13 @@ class RabbitmqAgent(NativeAgent):
             snapshot = await read_snapshot(store, keys)
             nodes, _, revisions = self._facts(snapshot, keys, params)
             by_erlang = {params.erlang_name(n): n for n in nodes}
-            # hastack knows a node was fenced; Erlang only notices a silent peer after
-            # net_ticktime, and quorum queues led from there wait for it. Cut it off now.
-            for erlang in broker.running_nodes:
-                node = by_erlang.get(erlang)
-                if node and nodes[node].fenced_revision is not None and not nodes[node].online:
-                    rc, out = await self._ctl(
-                        params, "eval", f"erlang:disconnect_node('{erlang}').", timeout=10
-                    )
-                    log.warning("disconnected fenced %s: %s", erlang,
-                                "done" if rc == 0 else _last_lines(out))  # fmt: skip
+            # A fenced peer still listed as running: its fence was not heard at once
+            # (`peer-fenced`: this agent restarted meanwhile, or the disconnect failed).
+            await self._cut_off(
+                params,
+                [by_erlang[e] for e in broker.running_nodes
+                 if e in by_erlang and _fenced(nodes[by_erlang[e]])],
+            )  # fmt: skip
             running = sorted(by_erlang[e] for e in broker.running_nodes if e in by_erlang)
             if not running or running[0] != params.node:
                 return  # the first running member by name acts; the others stay quiet
@@ -722,3 +744,58 @@ class RabbitmqAgent(NativeAgent):
                 rc, out = await self._ctl(params, "grow", erlang, "all", program=QUEUES, timeout=60)
                 log.info("grew quorum queues onto %s: %s", erlang,
                          "done" if rc == 0 else _last_lines(out))  # fmt: skip
+
+    # ---- a peer's fence --------------------------------------------------------------------------
+
+    async def _peer_fenced(self, request: OpRequest, params: Params) -> tuple[int, str]:
+        """Told by the node's agent as soon as it sees a peer's fence recorded (not under
+        the instance's lock: a monitor may be stuck on that very peer)."""
+        node = request.meta.get("fenced_node", "")
+        if not node or node == params.node or not self._alive(request, params):
+            return OcfRc.SUCCESS, "nothing to cut off here"
+        try:
+            store, keys = self._store(request)
+            async with store:
+                snapshot = await read_snapshot(store, keys)
+        except (StoreError, OSError) as exc:
+            return OcfRc.ERR_GENERIC, f"cannot read the cluster store: {exc}"
+        nodes, _, _ = self._facts(snapshot, keys, params)
+        if node not in nodes or not _fenced(nodes[node]):
+            return OcfRc.SUCCESS, f"{node} joined again since, or is unknown: left alone"
+        return await self._cut_off(params, [node])
+
+    async def _cut_off(self, params: Params, peers: list[str]) -> tuple[int, str]:
+        """Drop the Erlang connections to fenced peers. A node that lost power is silent:
+        Erlang notices only after net_ticktime (10-12 s), and until then whatever waits on
+        it waits — a quorum queue's dequeue, a CLI call, a new client's connection. hastack
+        knows sooner, from the fence; afterwards the broker is where it would be once
+        net_ticktime had run out (nodedown, mnesia_down), only sooner."""
+        if not peers:
+            return OcfRc.SUCCESS, ""
+        names = [params.erlang_name(n) for n in peers]
+        erl_call = _erl_call()
+        rc, out = 0, ""
+        if erl_call:
+            # The cookie comes from HOME (params.env()), never the command line.
+            form = "-name" if "." in params.erlang.partition("@")[2] else "-sname"
+            for name in names:
+                call = f"erlang disconnect_node ['{name}']"
+                rc, out = await _run([erl_call, form, params.erlang, "-a", call], params, 10)
+                if rc != 0:
+                    break
+        else:
+            code = "[erlang:disconnect_node(N) || N <- [{}]].".format(
+                ", ".join(f"'{n}'" for n in names)
+            )
+            rc, out = await self._ctl(params, "eval", code, timeout=10)
+        if rc != 0:
+            log.warning("cannot disconnect fenced %s: %s", ", ".join(names), _last_lines(out))
+            return OcfRc.ERR_GENERIC, f"cannot disconnect {', '.join(names)}: {_last_lines(out)}"
+        log.warning("disconnected fenced %s", ", ".join(names))
+        return OcfRc.SUCCESS, f"disconnected {', '.join(names)}"
+
+
+def _fenced(facts: NodeFacts) -> bool:
+    """Fenced since it last joined: powered off, whatever its lease (which may outlive the
+    fence by a second or two) still says. A node that joins again starts a new life."""
+    return facts.fenced_revision is not None
