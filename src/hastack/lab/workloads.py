@@ -40,6 +40,7 @@ import os
 import sys
 import time
 import urllib.parse
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -270,8 +271,11 @@ class QueueWorkload(Workload):
     nothing was sent); `consumers` take messages meanwhile (`dequeue`, acknowledged after
     they are recorded, so a lost ack means a duplicate, never a loss); at the end `drain`
     takes what is left. Every client moves to the next broker URL when its connection
-    breaks or stops answering (the broken one is closed without waiting for it); a producer
-    whose publish was refused (a Nack) opens a fresh connection."""
+    breaks or its broker stops answering (the broken one is closed without waiting for it).
+    A producer whose confirm is late asks whether its broker still answers: if so it stays
+    on its channel when that channel had confirms before (the queue's new leader tells its
+    known publishers), else it opens a fresh one there; after a refusal (a Nack) it opens a
+    fresh connection."""
 
     kind: ClassVar[str] = "amqp-queue"
 
@@ -292,6 +296,7 @@ class QueueWorkload(Workload):
         self._urls_of: dict[int, str] = {}  # id(connection) -> its url
         self._producers: dict[int, tuple[Any, Any]] = {}  # client -> (connection, channel)
         self._closing: set[asyncio.Task[None]] = set()  # connections given up, closing
+        self._confirmed: weakref.WeakSet[Any] = weakref.WeakSet()  # channels confirmed once
         self._amqp = _aio_pika()
 
     def _url(self) -> str:
@@ -369,11 +374,33 @@ class QueueWorkload(Workload):
             return "fail", value, {"error": f"refused by the broker: {exc}"}
         except Exception as exc:
             # Sent, but no confirm: it may or may not be in the queue.
+            error = {"error": str(exc) or type(exc).__name__}
+            if link[1] in self._confirmed and await self._answers(link[0]):
+                # The broker is alive: the queue is electing a leader. The new leader tells
+                # the channels that published before of itself (quorum queues keep their
+                # publishers), and they send again; a new channel would hear nothing.
+                return "info", value, error
             self._producers.pop(client, None)
+            if link[1] not in self._confirmed and await self._answers(link[0]):
+                self._abandon(link[0])  # a channel new to the queue: a fresh one, same broker
+                return "info", value, error
             self._failed[self._urls_of.get(id(link[0]), "")] = time.monotonic()
             self._abandon(link[0])
-            return "info", value, {"error": str(exc) or type(exc).__name__}
+            return "info", value, error
+        self._confirmed.add(link[1])
         return "ok", value, {}
+
+    async def _answers(self, connection: Any) -> bool:
+        """Does the broker answer at all (a channel opened within a short time)?"""
+        if connection.is_closed:
+            return False
+        try:
+            channel = await asyncio.wait_for(connection.channel(), min(0.5, self.timeout))
+        except Exception:
+            return False
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(channel.close(), 0.5)
+        return True
 
     def _abandon(self, connection: Any) -> None:
         """Close a connection whose broker stopped answering without waiting for it: a
