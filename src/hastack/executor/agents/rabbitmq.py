@@ -5,7 +5,8 @@ found, join, or wait), writes the broker's files, runs `rabbitmq-server` under
 `hastack:service` supervision and finishes the join. Monitor probes AMQP with a deadline,
 reads the broker's cluster status, judges with `monitor_verdict`, writes the node's report to
 etcd and does the housekeeping: forget nodes that are fenced and declared gone (exactly once,
-claimed by compare-and-swap), grow quorum queues onto members they lack. Stop is
+claimed by compare-and-swap), grow quorum queues onto members they lack. `peer-fenced`
+(the agent hears fencing) cuts a fenced peer off the local broker at once. Stop is
 `rabbitmqctl stop`, then the service's SIGTERM/SIGKILL. Nothing ever deletes the data.
 
 Parameters (docs/rabbitmq.md): cookie (required), node-name (`rabbit@{node}`), port (5672,
