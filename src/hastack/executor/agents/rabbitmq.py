@@ -74,6 +74,7 @@ ERL_CALL = "/usr/lib/erlang/lib/erl_interface-*/bin/erl_call"
 CTL_TIMEOUT = 15.0  # one rabbitmqctl call (0.2 s when the node answers)
 STORE_TIMEOUT = 2.0
 WAIT_STEP = 1.0  # a waiting start decides again this often
+WAITING_FOR_PEERS = "Waiting for Mnesia tables"  # the broker's log while its peers are down
 
 # Causes worth naming, found in the broker's or the CLI's output.
 CAUSES = (
@@ -404,13 +405,16 @@ class RabbitmqAgent(NativeAgent):
             params={"command": command, "stop-grace": str(params.stop_grace)},
         )
 
-    def _output(self, request: OpRequest, params: Params) -> str:
+    def _output_path(self, request: OpRequest, params: Params) -> Path:
         # ServiceAgent keeps the broker's console output in its own directory.
-        base = ServiceAgent._base(self._service_request(request, params))
+        return ServiceAgent._base(self._service_request(request, params)) / "output.log"
+
+    def _output(self, request: OpRequest, params: Params, since: int = 0) -> str:
+        """The broker's console output: its last 20 kB, from byte `since` on."""
         try:
-            with (base / "output.log").open("rb") as f:
+            with self._output_path(request, params).open("rb") as f:
                 f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 20000))
+                f.seek(max(since, f.tell() - 20000))
                 return f.read().decode(errors="replace")
         except OSError:
             return ""
@@ -546,7 +550,10 @@ class RabbitmqAgent(NativeAgent):
                     if not result.succeeded and founder != params.node:
                         continue  # another node founds it: decide again
                 break
-            return await self._carry_out(request, params, store, rk, decision, deadline)
+            peers_down = not any(f.running for n, f in nodes.items() if n != params.node)
+            return await self._carry_out(
+                request, params, store, rk, decision, deadline, peers_down=peers_down
+            )
 
     async def _carry_out(
         self,
@@ -556,6 +563,8 @@ class RabbitmqAgent(NativeAgent):
         rk: Mapping[str, str],
         decision: StartDecision,
         deadline: float,
+        *,
+        peers_down: bool = False,
     ) -> tuple[int, str]:
         action = decision.action
         if action is Start.JOIN:
@@ -569,10 +578,17 @@ class RabbitmqAgent(NativeAgent):
             rc, out = await self._ctl(params, "force_boot")
             if rc != 0:
                 return OcfRc.ERR_GENERIC, f"force_boot failed: {_last_lines(out)}"
+        try:
+            since = self._output_path(request, params).stat().st_size
+        except OSError:
+            since = 0
         result = await self._service.execute(self._service_request(request, params))
         if result.rc != OcfRc.SUCCESS:
             return OcfRc.ERR_GENERIC, f"rabbitmq-server did not start: {result.reason}"
-        booted, why = await self._await_boot(request, params, deadline)
+        booted, why = await self._await_boot(
+            request, params, deadline, since=since,
+            peers_may_wait=action is Start.RESTART and peers_down,
+        )  # fmt: skip
         if not booted:
             await self._stop(request, params)
             return OcfRc.ERR_GENERIC, why
@@ -593,15 +609,33 @@ class RabbitmqAgent(NativeAgent):
         if action is Start.JOIN:
             # Replicas of the quorum queues onto this node (a new or replacing member).
             await self._ctl(params, "grow", params.erlang, "all", program=QUEUES, timeout=60)
-        return OcfRc.SUCCESS, decision.reason
+        return OcfRc.SUCCESS, f"{decision.reason}; {why}" if why else decision.reason
 
     async def _await_boot(
-        self, request: OpRequest, params: Params, deadline: float
+        self,
+        request: OpRequest,
+        params: Params,
+        deadline: float,
+        *,
+        since: int = 0,
+        peers_may_wait: bool = False,
     ) -> tuple[bool, str]:
-        """Wait until the broker's application runs, or its process died, or the deadline."""
+        """Wait until the broker's application runs, or its process died, or the deadline:
+        (booted, why not — or, booted, what it still waits for).
+
+        `peers_may_wait` (a restart while no peer runs): a node restarting from its own data
+        after a whole-cluster power loss waits in mnesia for the peer that stopped last,
+        and that peer's own start may come only once this one has finished (the DC runs a
+        transition's starts to their end before it plans the next, and a node that came
+        back meanwhile is in the next).
+        So such a start is done once the broker waits for its peers' tables: the cluster
+        forms when they boot, and the monitor judges it meanwhile (the application is not
+        running yet and the VM answers: reported as paused, not failed)."""
         while True:
+            if peers_may_wait and WAITING_FOR_PEERS in self._output(request, params, since):
+                return True, "the broker waits for its peers' tables (mnesia)"
             if not self._alive(request, params):
-                out = self._output(request, params)
+                out = self._output(request, params, since)
                 cause = _cause(out)
                 return False, "rabbitmq-server exited" + (
                     f": {cause}" if cause else f": {_last_lines(out)}"
@@ -609,7 +643,7 @@ class RabbitmqAgent(NativeAgent):
             left = deadline - time.monotonic()
             if left <= 0:
                 return False, f"rabbitmq-server did not finish booting within {request.timeout:g}s"
-            step = max(1, min(10, int(left)))
+            step = max(1, min(3 if peers_may_wait else 10, int(left)))
             rc, _ = await self._ctl(
                 params, "wait", str(params.pidfile), "--timeout", str(step), timeout=step + 10
             )
