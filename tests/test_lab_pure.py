@@ -185,3 +185,22 @@ def test_sizes_the_plan_or_the_memory_cannot_hold_are_refused(
     with pytest.raises(LabError, match="--computes must be between 0 and 254"):
         lab_module._check_size(3, 255, 1)
     lab_module._check_size(3, 5, 1)  # 750 MiB: fits
+
+
+def test_the_amqp_client_skips_brokers_that_failed_lately_and_else_takes_the_oldest_failure() -> (
+    None
+):
+    import time
+
+    pytest.importorskip("aio_pika")
+    from hastack.lab.workloads import QueueWorkload
+
+    urls = [f"amqp://guest:guest@127.0.0.{i}:5672/" for i in (1, 2, 3)]
+    w = QueueWorkload({"kind": "amqp-queue", "urls": urls}, [])
+    now = time.monotonic()
+    w._failed = {urls[0]: now - 1.0}
+    assert {w._url(), w._url(), w._url()} == {urls[1], urls[2]}  # in turn, never the failed
+    # All failed lately: the one that failed longest ago (a dead broker fails every client
+    # that tries it; a live one failed once, when something it waited on died).
+    w._failed = {urls[0]: now - 1.0, urls[1]: now - 3.0, urls[2]: now - 2.0}
+    assert [w._url() for _ in range(3)] == [urls[1]] * 3

@@ -125,9 +125,8 @@ def test_rabbitmq_leader_crash_loses_nothing_and_the_node_rejoins_by_itself(
     logs = "".join(p.read_text() for p in (result.results / "agents").glob("*/agent.log"))
     assert "found the cluster" in logs, summary
     assert "restart from its own data" in logs, summary  # the crashed node kept its data
-    # A time, so measured and printed, never a pass or fail here: issue 15 asks for 2 s; the
-    # queue gets its new leader only when RabbitMQ gives up on the silent node (~6.6 s), as
-    # hastack disconnects the fenced peer on its 3 s monitor (README, "Not supported yet").
+    # A time, so measured and printed, never a pass or fail here: issue 15 asks for 2 s
+    # (1.5-1.9 s measured since the survivors cut the node off at its fence; docs/rabbitmq.md).
     print(f"publish resume: {result.check('publish-resume').summary}")
 
 
@@ -194,18 +193,24 @@ def test_rabbitmq_removed_node_is_forgotten_once_and_replaced(tmp_path: Path) ->
     assert logs.count("forgot rabbit@n3") == 1, summary
     assert "set its data aside" in logs, summary
     nemesis = [json.loads(x) for x in (result.results / "nemesis.jsonl").read_text().splitlines()]
-    removed = next(e["time"] for e in nemesis if e["f"] == "remove")
     booted = next(e["time"] for e in nemesis if e["f"] == "start")
+    # Every queue listed by a broker after the forget (a report written later: the one
+    # written just before it may still be the latest for a few seconds) lacks n3.
+    (forgot,) = [
+        datetime.strptime(line.split()[0], "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+        for line in logs.splitlines()
+        if "forgot rabbit@n3" in line
+    ]
     seen = 0
     for line in (result.results / "status.jsonl").read_text().splitlines():
-        status = json.loads(line)
-        if not removed + 5 < status["collected_at"] < booted:
-            continue
-        for entry in status.get("rabbitmq") or []:
-            for q in entry.get("queues") or []:
-                assert "rabbit@n3" not in q["members"], q
-                seen += 1
-    assert seen > 0, "no queue listed between the removal and the boot"
+        for entry in json.loads(line).get("rabbitmq") or []:
+            for report in (entry.get("reports") or {}).values():
+                if not forgot < report["at"] < booted:
+                    continue
+                for q in report.get("queues") or []:
+                    assert "rabbit@n3" not in q["members"], q
+                    seen += 1
+    assert seen > 0, "no queue listed between the forget and the boot"
 
 
 @pytest.mark.lab

@@ -260,6 +260,69 @@ async def test_an_ordinary_resource_outlives_an_isolation(harness: Harness) -> N
         await asyncio.gather(loop, return_exceptions=True)
 
 
+class HearsFencing(Scripted):
+    """A scripted agent that must hear of a peer's fence at once."""
+
+    hears_fencing = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.told = asyncio.Event()
+
+    async def execute(self, request: OpRequest) -> OpResult:
+        result = await super().execute(request)
+        if request.op == "peer-fenced":
+            self.told.set()
+        return result
+
+
+async def _started_clone(h: Harness) -> asyncio.Task[None]:
+    h.driver.answers = {"start": OcfRc.SUCCESS, "peer-fenced": OcfRc.SUCCESS}
+    h.lrm.set_config(CLONED, revision=3)
+    loop = asyncio.create_task(h.lrm.run())
+    await h.until(lambda r: "keep" in r.probed)
+    h.lrm.set_target(NodeTarget(1, 3, {"keep:0": Role.STARTED}), dc_epoch=1, revision=9)
+    await h.until(lambda r: "keep:0" in r.resources and r.resources["keep:0"].role is Role.STARTED)
+    return loop
+
+
+async def test_a_peers_new_fence_is_told_at_once_even_while_a_monitor_holds_the_resource(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = Harness(monkeypatch)
+    driver = h.driver = HearsFencing()
+    loop = await _started_clone(h)
+    try:
+        h.lrm.peers_fenced({"n2": 5})  # what was there before: not news
+        async with h.lrm.instances["keep:0"].lock:  # a monitor stuck on the dead peer
+            h.lrm.peers_fenced({"n2": 5, "n3": 7, "n1": 8})  # n1 is this node
+            await asyncio.wait_for(driver.told.wait(), 5)
+        told = [c for c in driver.calls if c.op == "peer-fenced"]
+        assert [c.meta["fenced_node"] for c in told] == ["n3"]
+        h.lrm.peers_fenced({"n2": 5, "n3": 7, "n1": 8})  # the same fences again: nothing
+        driver.told.clear()
+        h.lrm.peers_fenced({"n2": 12, "n3": 7})  # n2 fenced once more
+        await asyncio.wait_for(driver.told.wait(), 5)
+        told = [c for c in driver.calls if c.op == "peer-fenced"]
+        assert [c.meta["fenced_node"] for c in told] == ["n3", "n2"]
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_an_agent_that_does_not_hear_fencing_is_not_told(harness: Harness) -> None:
+    h = harness
+    loop = await _started_clone(h)
+    try:
+        h.lrm.peers_fenced({})
+        h.lrm.peers_fenced({"n2": 5})
+        await asyncio.sleep(0.1)
+        assert "peer-fenced" not in [c.op for c in h.driver.calls]
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
 DISCOVERY = """\
 nodes: [{node: n1}, {node: n2}]
 resources:

@@ -686,6 +686,7 @@ class Agent:
         if refusal and refusal != self._last_refusal:
             log.warning("%s", refusal)
         self._last_refusal = refusal
+        self.lrm.peers_fenced(snapshot.fences())
         requests = self.keys.relative(self.keys.cleanup_requests)
         for name, key in snapshot.other.items():
             if not name.startswith(requests) or name in self._handled_requests:
@@ -922,7 +923,9 @@ class Agent:
             keys.members,
             keys.nodes,
             keys.target(node),
-            keys.fence_history(node),
+            # Every node's fencing, not only its own: some agents act on a peer's fence at
+            # once (`Driver.hears_fencing`). A few small keys, written rarely.
+            keys.fencing,
             keys.cleanup_requests,
         )
 

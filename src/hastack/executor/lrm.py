@@ -222,6 +222,9 @@ class LocalResourceManager:
         self._assign_failed_at: dict[str, float] = {}
         self.refused = 0  # the revision of the last target refused (an older DC's)
         self.last_pass = time.monotonic()  # when the loop last ran a pass (self-check)
+        # The revision of each node's latest successful fence, as last seen (None: nothing
+        # seen yet); a newer one is told to the instances that hear fencing.
+        self._fences: dict[str, int] | None = None
 
     # ---- inputs -----------------------------------------------------------------------------
 
@@ -612,6 +615,54 @@ class LocalResourceManager:
             self._notifying.discard(request.key)
             self._notified(request.key)
             self._wake.set()
+
+    # ---- a peer's fence ------------------------------------------------------------------------
+
+    def peers_fenced(self, fences: Mapping[str, int]) -> None:
+        """`fences`: the revision of each node's latest successful fence (the snapshot's
+        `fences()`). A fence of a peer newer than the last one seen is told at once to every
+        running instance whose agent hears fencing (`Driver.hears_fencing`). The first call
+        only learns what is there: an older fence is the monitors' business."""
+        if self._fences is None:
+            self._fences = dict(fences)
+            return
+        for node, revision in sorted(fences.items()):
+            if revision <= self._fences.get(node, 0):
+                continue
+            self._fences[node] = revision
+            if node == self.node:
+                continue
+            for inst in list(self.instances.values()):
+                if inst.report.role is Role.STOPPED or not self._hears_fencing(inst):
+                    continue
+                task = asyncio.create_task(
+                    self._tell_fenced(inst, node), name=f"peer-fenced {inst.name}"
+                )
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    def _hears_fencing(self, inst: Instance) -> bool:
+        if inst.primitive not in self._placements:
+            return False
+        try:
+            return self._driver(inst.primitive).hears_fencing
+        except UnknownAgent:
+            return False
+
+    async def _tell_fenced(self, inst: Instance, node: str) -> None:
+        # Neither the instance's lock nor the node's throttle: a monitor under way may be
+        # stuck on the very peer this is about, until the instance acts on its fence.
+        result = await self._execute(
+            inst, "peer-fenced", extra={"fenced_node": node}, throttled=False
+        )
+        log.log(
+            logging.INFO if result.rc == OcfRc.SUCCESS else logging.WARNING,
+            "peer-fenced %s (%s fenced): %s%s",
+            inst.name,
+            node,
+            OcfRc.describe(result.rc),
+            f" ({result.reason})" if result.reason else "",
+        )
 
     # ---- work assignment ----------------------------------------------------------------------
 

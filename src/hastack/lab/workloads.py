@@ -40,6 +40,7 @@ import os
 import sys
 import time
 import urllib.parse
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -270,7 +271,11 @@ class QueueWorkload(Workload):
     nothing was sent); `consumers` take messages meanwhile (`dequeue`, acknowledged after
     they are recorded, so a lost ack means a duplicate, never a loss); at the end `drain`
     takes what is left. Every client moves to the next broker URL when its connection
-    breaks."""
+    breaks or its broker stops answering (the broken one is closed without waiting for it).
+    A producer whose confirm is late asks whether its broker still answers: if so it stays
+    on its channel when that channel had confirms before (the queue's new leader tells its
+    known publishers), else it opens a fresh one there; after a refusal (a Nack) it opens a
+    fresh connection."""
 
     kind: ClassVar[str] = "amqp-queue"
 
@@ -290,18 +295,22 @@ class QueueWorkload(Workload):
         self._failed: dict[str, float] = {}  # url -> when a connection to it last failed
         self._urls_of: dict[int, str] = {}  # id(connection) -> its url
         self._producers: dict[int, tuple[Any, Any]] = {}  # client -> (connection, channel)
+        self._closing: set[asyncio.Task[None]] = set()  # connections given up, closing
+        self._confirmed: weakref.WeakSet[Any] = weakref.WeakSet()  # channels confirmed once
         self._amqp = _aio_pika()
 
     def _url(self) -> str:
         """The next broker in turn, skipping those that failed in the last few seconds (a
-        client whose broker died should not try it again first), unless all did."""
+        client whose broker died should not try it again first); if all did, the one that
+        failed longest ago (a dead broker fails every client that tries it, a live one
+        failed once, when something it waited on died)."""
         now = time.monotonic()
         for _ in range(len(self.urls)):
             url = self.urls[self._next_url % len(self.urls)]
             self._next_url += 1
             if now - self._failed.get(url, -RECENT) >= RECENT:
                 return url
-        return self.urls[self._next_url % len(self.urls)]
+        return min(self.urls, key=lambda u: self._failed.get(u, -RECENT))
 
     async def _open(self) -> tuple[Any, Any]:
         url = self._url()
@@ -356,15 +365,54 @@ class QueueWorkload(Workload):
                 message, routing_key=self.queue, timeout=self.timeout
             )
         except self._amqp.exceptions.DeliveryError as exc:
+            # Refused (a Nack): the queue as this channel knew it is gone — its leader's
+            # node went down. The channel would go on sending to that leader until its
+            # resend timer fires; a fresh one looks the queue up again. The broker itself
+            # is fine: not marked failed.
+            self._producers.pop(client, None)
+            self._abandon(link[0])
             return "fail", value, {"error": f"refused by the broker: {exc}"}
         except Exception as exc:
             # Sent, but no confirm: it may or may not be in the queue.
+            error = {"error": str(exc) or type(exc).__name__}
+            if link[1] in self._confirmed and await self._answers(link[0]):
+                # The broker is alive: the queue is electing a leader. The new leader tells
+                # the channels that published before of itself (quorum queues keep their
+                # publishers), and they send again; a new channel would hear nothing.
+                return "info", value, error
             self._producers.pop(client, None)
+            if link[1] not in self._confirmed and await self._answers(link[0]):
+                self._abandon(link[0])  # a channel new to the queue: a fresh one, same broker
+                return "info", value, error
             self._failed[self._urls_of.get(id(link[0]), "")] = time.monotonic()
-            with contextlib.suppress(Exception):
-                await link[0].close()
-            return "info", value, {"error": str(exc) or type(exc).__name__}
+            self._abandon(link[0])
+            return "info", value, error
+        self._confirmed.add(link[1])
         return "ok", value, {}
+
+    async def _answers(self, connection: Any) -> bool:
+        """Does the broker answer at all (a channel opened within a short time)?"""
+        if connection.is_closed:
+            return False
+        try:
+            channel = await asyncio.wait_for(connection.channel(), min(0.5, self.timeout))
+        except Exception:
+            return False
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(channel.close(), 0.5)
+        return True
+
+    def _abandon(self, connection: Any) -> None:
+        """Close a connection whose broker stopped answering without waiting for it: a
+        silent broker never sends Close-Ok, and the client would wait for it (2 s here)
+        before it tried another broker."""
+        task = asyncio.get_running_loop().create_task(self._close_quietly(connection))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _close_quietly(self, connection: Any) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(connection.close(), 10.0)
 
     async def _take(
         self, history: History, process: str, deadline: float, *, drain: bool
@@ -382,6 +430,7 @@ class QueueWorkload(Workload):
             except Exception:
                 if connection is not None:
                     self._failed[self._urls_of.get(id(connection), "")] = time.monotonic()
+                    self._abandon(connection)
                 connection = None
                 await asyncio.sleep(0.2)
                 continue
@@ -424,6 +473,8 @@ class QueueWorkload(Workload):
         for connection, _ in self._producers.values():
             with contextlib.suppress(Exception):
                 await connection.close()
+        for task in list(self._closing):
+            task.cancel()
 
 
 class CacheWorkload(HttpWorkload):

@@ -162,6 +162,15 @@ class ClusterSnapshot:
                 return record.finished
         return None
 
+    def fences(self) -> dict[str, int]:
+        """Each node whose latest fence succeeded, with the revision of that record: a
+        revision that grows is a new fence."""
+        return {
+            node: self.fencing_revisions.get(node, 0)
+            for node, history in self.fencing.items()
+            if history and history[-1].succeeded
+        }
+
     def target_is_void(self, node: str) -> bool:
         """Was the node's target written before its current life (before its member key)?
 

@@ -27,6 +27,12 @@ class Driver(ABC):
     """Runs operations of one kind of agent."""
 
     exclusive: ClassVar[bool] = False
+    # Must a running instance hear at once that a peer node was fenced? It is then sent the
+    # operation `peer-fenced` (meta `fenced_node`) as soon as the node's agent sees the
+    # fence recorded, outside the instance's lock and the node's throttle: the monitor it
+    # would otherwise wait for may itself be stuck on the dead peer (docs/executor.md,
+    # "A peer's fence"). Not a Pacemaker operation; OCF scripts never get it.
+    hears_fencing: ClassVar[bool] = False
 
     @abstractmethod
     async def execute(self, request: OpRequest) -> OpResult: ...

@@ -5,7 +5,8 @@ found, join, or wait), writes the broker's files, runs `rabbitmq-server` under
 `hastack:service` supervision and finishes the join. Monitor probes AMQP with a deadline,
 reads the broker's cluster status, judges with `monitor_verdict`, writes the node's report to
 etcd and does the housekeeping: forget nodes that are fenced and declared gone (exactly once,
-claimed by compare-and-swap), grow quorum queues onto members they lack. Stop is
+claimed by compare-and-swap), grow quorum queues onto members they lack. `peer-fenced`
+(the agent hears fencing) cuts a fenced peer off the local broker at once. Stop is
 `rabbitmqctl stop`, then the service's SIGTERM/SIGKILL. Nothing ever deletes the data.
 
 Parameters (docs/rabbitmq.md): cookie (required), node-name (`rabbit@{node}`), port (5672,
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -68,9 +70,11 @@ SERVER = f"{BIN}/rabbitmq-server"
 CTL = f"{BIN}/rabbitmqctl"
 QUEUES = f"{BIN}/rabbitmq-queues"
 DIAGNOSTICS = f"{BIN}/rabbitmq-diagnostics"
+ERL_CALL = "/usr/lib/erlang/lib/erl_interface-*/bin/erl_call"
 CTL_TIMEOUT = 15.0  # one rabbitmqctl call (0.2 s when the node answers)
 STORE_TIMEOUT = 2.0
 WAIT_STEP = 1.0  # a waiting start decides again this often
+WAITING_FOR_PEERS = "Waiting for Mnesia tables"  # the broker's log while its peers are down
 
 # Causes worth naming, found in the broker's or the CLI's output.
 CAUSES = (
@@ -309,6 +313,34 @@ def _last_lines(text: str, n: int = 1) -> str:
     return " | ".join(lines[-n:])[:300]
 
 
+async def _run(argv: list[str], params: Params, timeout: float) -> tuple[int, str]:
+    """Run a CLI with the broker's environment: (exit code, output); 124 if it timed out."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, **params.env()},
+        start_new_session=True,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, _ = await proc.communicate()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 9)
+        await proc.wait()
+        return 124, f"{os.path.basename(argv[0])} timed out after {timeout:g}s"
+    return proc.returncode or 0, out.decode(errors="replace")
+
+
+def _erl_call() -> str | None:
+    """Erlang's own C client (package erlang-base, which RabbitMQ needs): it calls a function
+    on the broker in milliseconds, where rabbitmqctl first boots an Erlang VM of its own."""
+    found = sorted(glob.glob(ERL_CALL))
+    return found[-1] if found else None
+
+
 class RabbitmqAgent(NativeAgent):
     name: ClassVar[str] = "rabbitmq"
     parameters: ClassVar[dict[str, bool]] = {
@@ -329,7 +361,13 @@ class RabbitmqAgent(NativeAgent):
         "aten-poll-ms": False,
         "stop-grace": False,
     }
-    default_timeouts: ClassVar[dict[str, float]] = {"start": 300.0, "stop": 60.0, "monitor": 30.0}
+    default_timeouts: ClassVar[dict[str, float]] = {
+        "start": 300.0,
+        "stop": 60.0,
+        "monitor": 30.0,
+        "peer-fenced": 20.0,
+    }
+    hears_fencing: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self._service = ServiceAgent()
@@ -351,6 +389,8 @@ class RabbitmqAgent(NativeAgent):
             rc, reason = await self._stop(request, params)
         elif op in ("monitor", "status"):
             rc, reason = await self._monitor(request, params)
+        elif op == "peer-fenced":
+            rc, reason = await self._peer_fenced(request, params)
         else:
             rc, reason = OcfRc.ERR_UNIMPLEMENTED, f"{op} is not implemented by hastack:rabbitmq"
         return OpResult(rc, reason, time.monotonic() - started)
@@ -365,13 +405,16 @@ class RabbitmqAgent(NativeAgent):
             params={"command": command, "stop-grace": str(params.stop_grace)},
         )
 
-    def _output(self, request: OpRequest, params: Params) -> str:
+    def _output_path(self, request: OpRequest, params: Params) -> Path:
         # ServiceAgent keeps the broker's console output in its own directory.
-        base = ServiceAgent._base(self._service_request(request, params))
+        return ServiceAgent._base(self._service_request(request, params)) / "output.log"
+
+    def _output(self, request: OpRequest, params: Params, since: int = 0) -> str:
+        """The broker's console output: its last 20 kB, from byte `since` on."""
         try:
-            with (base / "output.log").open("rb") as f:
+            with self._output_path(request, params).open("rb") as f:
                 f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 20000))
+                f.seek(max(since, f.tell() - 20000))
                 return f.read().decode(errors="replace")
         except OSError:
             return ""
@@ -392,23 +435,10 @@ class RabbitmqAgent(NativeAgent):
         argv = [program, "-q", "-n", node or params.erlang, *args]
         if netns:
             argv = ["ip", "netns", "exec", netns, *argv]
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, **params.env()},
-            start_new_session=True,
-        )
-        try:
-            async with asyncio.timeout(timeout):
-                out, _ = await proc.communicate()
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, 9)
-            await proc.wait()
-            return 124, f"{os.path.basename(program)} {args[0]} timed out after {timeout:g}s"
-        return proc.returncode or 0, out.decode(errors="replace")
+        rc, out = await _run(argv, params, timeout)
+        if rc == 124:
+            return rc, f"{os.path.basename(program)} {args[0]} timed out after {timeout:g}s"
+        return rc, out
 
     # ---- the store ------------------------------------------------------------------------------
 
@@ -520,7 +550,10 @@ class RabbitmqAgent(NativeAgent):
                     if not result.succeeded and founder != params.node:
                         continue  # another node founds it: decide again
                 break
-            return await self._carry_out(request, params, store, rk, decision, deadline)
+            peers_down = not any(f.running for n, f in nodes.items() if n != params.node)
+            return await self._carry_out(
+                request, params, store, rk, decision, deadline, peers_down=peers_down
+            )
 
     async def _carry_out(
         self,
@@ -530,6 +563,8 @@ class RabbitmqAgent(NativeAgent):
         rk: Mapping[str, str],
         decision: StartDecision,
         deadline: float,
+        *,
+        peers_down: bool = False,
     ) -> tuple[int, str]:
         action = decision.action
         if action is Start.JOIN:
@@ -543,10 +578,17 @@ class RabbitmqAgent(NativeAgent):
             rc, out = await self._ctl(params, "force_boot")
             if rc != 0:
                 return OcfRc.ERR_GENERIC, f"force_boot failed: {_last_lines(out)}"
+        try:
+            since = self._output_path(request, params).stat().st_size
+        except OSError:
+            since = 0
         result = await self._service.execute(self._service_request(request, params))
         if result.rc != OcfRc.SUCCESS:
             return OcfRc.ERR_GENERIC, f"rabbitmq-server did not start: {result.reason}"
-        booted, why = await self._await_boot(request, params, deadline)
+        booted, why = await self._await_boot(
+            request, params, deadline, since=since,
+            peers_may_wait=action is Start.RESTART and peers_down,
+        )  # fmt: skip
         if not booted:
             await self._stop(request, params)
             return OcfRc.ERR_GENERIC, why
@@ -567,15 +609,33 @@ class RabbitmqAgent(NativeAgent):
         if action is Start.JOIN:
             # Replicas of the quorum queues onto this node (a new or replacing member).
             await self._ctl(params, "grow", params.erlang, "all", program=QUEUES, timeout=60)
-        return OcfRc.SUCCESS, decision.reason
+        return OcfRc.SUCCESS, f"{decision.reason}; {why}" if why else decision.reason
 
     async def _await_boot(
-        self, request: OpRequest, params: Params, deadline: float
+        self,
+        request: OpRequest,
+        params: Params,
+        deadline: float,
+        *,
+        since: int = 0,
+        peers_may_wait: bool = False,
     ) -> tuple[bool, str]:
-        """Wait until the broker's application runs, or its process died, or the deadline."""
+        """Wait until the broker's application runs, or its process died, or the deadline:
+        (booted, why not — or, booted, what it still waits for).
+
+        `peers_may_wait` (a restart while no peer runs): a node restarting from its own data
+        after a whole-cluster power loss waits in mnesia for the peer that stopped last,
+        and that peer's own start may come only once this one has finished (the DC runs a
+        transition's starts to their end before it plans the next, and a node that came
+        back meanwhile is in the next).
+        So such a start is done once the broker waits for its peers' tables: the cluster
+        forms when they boot, and the monitor judges it meanwhile (the application is not
+        running yet and the VM answers: reported as paused, not failed)."""
         while True:
+            if peers_may_wait and WAITING_FOR_PEERS in self._output(request, params, since):
+                return True, "the broker waits for its peers' tables (mnesia)"
             if not self._alive(request, params):
-                out = self._output(request, params)
+                out = self._output(request, params, since)
                 cause = _cause(out)
                 return False, "rabbitmq-server exited" + (
                     f": {cause}" if cause else f": {_last_lines(out)}"
@@ -583,7 +643,7 @@ class RabbitmqAgent(NativeAgent):
             left = deadline - time.monotonic()
             if left <= 0:
                 return False, f"rabbitmq-server did not finish booting within {request.timeout:g}s"
-            step = max(1, min(10, int(left)))
+            step = max(1, min(3 if peers_may_wait else 10, int(left)))
             rc, _ = await self._ctl(
                 params, "wait", str(params.pidfile), "--timeout", str(step), timeout=step + 10
             )
@@ -685,16 +745,13 @@ class RabbitmqAgent(NativeAgent):
             snapshot = await read_snapshot(store, keys)
             nodes, _, revisions = self._facts(snapshot, keys, params)
             by_erlang = {params.erlang_name(n): n for n in nodes}
-            # hastack knows a node was fenced; Erlang only notices a silent peer after
-            # net_ticktime, and quorum queues led from there wait for it. Cut it off now.
-            for erlang in broker.running_nodes:
-                node = by_erlang.get(erlang)
-                if node and nodes[node].fenced_revision is not None and not nodes[node].online:
-                    rc, out = await self._ctl(
-                        params, "eval", f"erlang:disconnect_node('{erlang}').", timeout=10
-                    )
-                    log.warning("disconnected fenced %s: %s", erlang,
-                                "done" if rc == 0 else _last_lines(out))  # fmt: skip
+            # A fenced peer still listed as running: its fence was not heard at once
+            # (`peer-fenced`: this agent restarted meanwhile, or the disconnect failed).
+            await self._cut_off(
+                params,
+                [by_erlang[e] for e in broker.running_nodes
+                 if e in by_erlang and _fenced(nodes[by_erlang[e]])],
+            )  # fmt: skip
             running = sorted(by_erlang[e] for e in broker.running_nodes if e in by_erlang)
             if not running or running[0] != params.node:
                 return  # the first running member by name acts; the others stay quiet
@@ -722,3 +779,58 @@ class RabbitmqAgent(NativeAgent):
                 rc, out = await self._ctl(params, "grow", erlang, "all", program=QUEUES, timeout=60)
                 log.info("grew quorum queues onto %s: %s", erlang,
                          "done" if rc == 0 else _last_lines(out))  # fmt: skip
+
+    # ---- a peer's fence --------------------------------------------------------------------------
+
+    async def _peer_fenced(self, request: OpRequest, params: Params) -> tuple[int, str]:
+        """Told by the node's agent as soon as it sees a peer's fence recorded (not under
+        the instance's lock: a monitor may be stuck on that very peer)."""
+        node = request.meta.get("fenced_node", "")
+        if not node or node == params.node or not self._alive(request, params):
+            return OcfRc.SUCCESS, "nothing to cut off here"
+        try:
+            store, keys = self._store(request)
+            async with store:
+                snapshot = await read_snapshot(store, keys)
+        except (StoreError, OSError) as exc:
+            return OcfRc.ERR_GENERIC, f"cannot read the cluster store: {exc}"
+        nodes, _, _ = self._facts(snapshot, keys, params)
+        if node not in nodes or not _fenced(nodes[node]):
+            return OcfRc.SUCCESS, f"{node} joined again since, or is unknown: left alone"
+        return await self._cut_off(params, [node])
+
+    async def _cut_off(self, params: Params, peers: list[str]) -> tuple[int, str]:
+        """Drop the Erlang connections to fenced peers. A node that lost power is silent:
+        Erlang notices only after net_ticktime (10-12 s), and until then whatever waits on
+        it waits — a quorum queue's dequeue, a CLI call, a new client's connection. hastack
+        knows sooner, from the fence; afterwards the broker is where it would be once
+        net_ticktime had run out (nodedown, mnesia_down), only sooner."""
+        if not peers:
+            return OcfRc.SUCCESS, ""
+        names = [params.erlang_name(n) for n in peers]
+        erl_call = _erl_call()
+        rc, out = 0, ""
+        if erl_call:
+            # The cookie comes from HOME (params.env()), never the command line.
+            form = "-name" if "." in params.erlang.partition("@")[2] else "-sname"
+            for name in names:
+                call = f"erlang disconnect_node ['{name}']"
+                rc, out = await _run([erl_call, form, params.erlang, "-a", call], params, 10)
+                if rc != 0:
+                    break
+        else:
+            code = "[erlang:disconnect_node(N) || N <- [{}]].".format(
+                ", ".join(f"'{n}'" for n in names)
+            )
+            rc, out = await self._ctl(params, "eval", code, timeout=10)
+        if rc != 0:
+            log.warning("cannot disconnect fenced %s: %s", ", ".join(names), _last_lines(out))
+            return OcfRc.ERR_GENERIC, f"cannot disconnect {', '.join(names)}: {_last_lines(out)}"
+        log.warning("disconnected fenced %s", ", ".join(names))
+        return OcfRc.SUCCESS, f"disconnected {', '.join(names)}"
+
+
+def _fenced(facts: NodeFacts) -> bool:
+    """Fenced since it last joined: powered off, whatever its lease (which may outlive the
+    fence by a second or two) still says. A node that joins again starts a new life."""
+    return facts.fenced_revision is not None

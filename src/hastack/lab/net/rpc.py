@@ -50,14 +50,22 @@ RECOMMENDED: dict[str, Any] = {
 
 
 def _conf(url: str, options: Mapping[str, Any]) -> cfg.ConfigOpts:
-    conf = cfg.ConfigOpts()
-    conf([], project="hastack-lab-rpc", default_config_files=[], default_config_dirs=[])
+    # The global CONF, as every OpenStack service uses: oslo.messaging 18 registers some of
+    # its options there only (tracing, metrics), yet reads them from the conf it is given, so
+    # a private ConfigOpts fails every call with NoSuchOptError.
+    conf = cfg.CONF
+    if not _parsed:
+        conf([], project="hastack-lab-rpc", default_config_files=[], default_config_dirs=[])
+        _parsed.append(True)
     oslo_messaging.set_transport_defaults("hastack")
     transport = oslo_messaging.get_rpc_transport(conf, url=url)  # registers the options
     transport.cleanup()
     for name, value in options.items():
         conf.set_override(name, value, group="oslo_messaging_rabbit")
     return conf
+
+
+_parsed: list[bool] = []  # the global CONF is parsed once per process
 
 
 class _Endpoint:
