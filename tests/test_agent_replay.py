@@ -50,6 +50,16 @@ def agent(node: str, tmp_path: Path, store: MemoryStore) -> Agent:
     return memory_agent("replay", node, tmp_path, store)
 
 
+async def formed(observer: MemoryStore, keys: Keys) -> ClusterSnapshot:
+    """The first snapshot with a DC and every node a member (10 s at most)."""
+    for _ in range(100):
+        snap = await read_snapshot(observer, keys)
+        if snap.dc is not None and set(snap.members) == set(NODES):
+            return snap
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no DC with every node a member within 10s: {set(snap.members)}")
+
+
 def settled(snap: ClusterSnapshot) -> str | None:
     """Why the cluster is not settled yet, or None."""
     if snap.dc is None:
@@ -197,11 +207,7 @@ async def test_the_dc_gives_up_on_a_node_that_never_answers(tmp_path: Path) -> N
     running = [asyncio.create_task(a.run(), name=n) for n, a in agents.items()]
     observer = MemoryStore(backend)
     try:
-        for _ in range(100):
-            snap = await read_snapshot(observer, keys)
-            if snap.dc is not None and set(snap.members) == set(NODES):
-                break
-            await asyncio.sleep(0.1)
+        snap = await formed(observer, keys)
         assert snap.dc is not None
         wedged = next(n for n in NODES if n != snap.dc.node)
         agents[wedged].lrm.set_target = never  # type: ignore[method-assign]
@@ -290,11 +296,7 @@ async def test_a_restarted_agent_adopts_what_runs_on_its_node(tmp_path: Path, wh
         raise AssertionError(f"not settled within {timeout}s: {why}")
 
     try:
-        for _ in range(100):
-            snap = await read_snapshot(observer, keys)
-            if snap.dc is not None and set(snap.members) == set(NODES):
-                break
-            await asyncio.sleep(0.1)
+        snap = await formed(observer, keys)
         assert snap.dc is not None
         holder = next(n for n in NODES if n != snap.dc.node)
         old, task = lives[holder]
