@@ -645,14 +645,14 @@ class ApiThread:
         self._thread.join(timeout)
 
     def _main(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        except Exception:
-            log.exception("api: stopped by an internal error")
-        finally:
-            loop.close()
+        # A Runner, not a bare loop: on the way out it cancels and awaits what is left on this
+        # loop (a store call, a channel closing), so no gRPC completion arrives for it closed.
+        with asyncio.Runner() as runner:
+            self._loop = runner.get_loop()
+            try:
+                runner.run(self._serve())
+            except Exception:
+                log.exception("api: stopped by an internal error")
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()

@@ -222,6 +222,10 @@ class EtcdStore:
         self._conn: _Connection | None = None
         self._generation = 0
         self._closed = False
+        # Channels left behind by a fail-over, closing with a grace period: `close` waits for
+        # them, so nothing of gRPC's is still bound to the event loop when it ends (a
+        # completion for a closed loop is an error in gRPC's poller, grpc/grpc#25364).
+        self._leaving: set[asyncio.Task[None]] = set()
 
     # ---- connection handling -------------------------------------------------------------
 
@@ -273,7 +277,8 @@ class EtcdStore:
         # Calls still running on the old channel keep their own deadlines: closing it at
         # once would cancel them from under their callers.
         task = asyncio.get_running_loop().create_task(conn.channel.close(grace=self.timeout))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._leaving.add(task)
+        task.add_done_callback(self._left)
         log.debug("store: leaving %s for %s", conn.target, self.endpoints[self._index])
 
     def leave_hosts(self, hosts: Collection[str]) -> bool:
@@ -323,11 +328,18 @@ class EtcdStore:
                 f"call cancelled: the connection to {conn.target} closed"
             ) from None
 
+    def _left(self, task: asyncio.Task[None]) -> None:
+        self._leaving.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a channel that failed to close is closed enough
+
     async def close(self) -> None:
         self._closed = True
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.channel.close()
+        if self._leaving:
+            await asyncio.gather(*self._leaving, return_exceptions=True)
 
     async def __aenter__(self) -> Self:
         return self
