@@ -23,6 +23,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from hastack.membership.priority import favour_this_thread
+
 __all__ = ["GAP_HISTORY", "HOLE", "LOSS_FACTOR", "Heartbeat"]
 
 # Beats remembered per peer (a minute at the default 200 ms interval), and how many times its
@@ -101,6 +103,7 @@ class Heartbeat:
         self._sock = None
 
     def _run(self) -> None:
+        favour_this_thread()
         socks = list(self._socks)
         assert socks
         next_send = self._clock()

@@ -26,6 +26,8 @@ from hastack.store import Lease, Store
 
 __all__ = ["LeaseKeeper", "LeaseLost"]
 
+from hastack.membership.priority import favour_this_thread
+
 log = logging.getLogger(__name__)
 
 # Pause between failed renewal attempts: short, so a store that comes back within the
@@ -154,7 +156,9 @@ class LeaseKeeper:
         with the blocking `renew(lease_id, timeout)` until the lease is lost — then call
         `on_lost(reason)` once and return — or until `stop` is set. `renew` returns the
         monotonic time at which the keep-alive that was answered was sent (it may have been
-        re-sent during the call); the deadline runs from there."""
+        re-sent during the call); the deadline runs from there. The thread (and the helper
+        threads it starts) runs at the liveness priority (hastack.membership.priority)."""
+        favour_this_thread()
         lease = self.lease
         timings = self._timings
         while not stop.is_set():
