@@ -74,8 +74,14 @@ _REQUIRE_LEADER = (("hasleader", "true"),)
 CHANNEL_OPTIONS = (
     # Reconnect quickly after a member restarts; the default backoff grows to two minutes.
     ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 1000),
+    # Despite its name this is also gRPC's minimum *connect timeout* (its subchannel's
+    # ParseArgsForBackoffValues): the time one TCP + TLS handshake may take before it is
+    # abandoned and begun again. At 200 ms, on two saturated cores (30 computes probing 150
+    # resources) no handshake finished in time: 8,000 were abandoned in a minute (etcd:
+    # `rejected connection … EOF`), every agent lost its membership and one node stayed
+    # offline for ten minutes. 5 s, as etcd's own clients dial.
+    ("grpc.min_reconnect_backoff_ms", 5000),
     # etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time).
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
