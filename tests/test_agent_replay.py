@@ -360,3 +360,51 @@ async def test_a_restarted_agent_adopts_what_runs_on_its_node(tmp_path: Path, wh
         for _, task in lives.values():
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(task, 30)
+
+
+async def test_a_lost_lease_the_keeper_never_reports_still_ends_the_membership(
+    tmp_path: Path,
+) -> None:
+    """The keeper stops renewing and never says so (its report lost on the way, as once at
+    30 computes while etcd stalled): the cycle itself ends the membership a store timeout and
+    a renew interval after the deadline, and the node joins again, instead of going on for
+    ever without a membership."""
+    backend = MemoryBackend(min_lease_ttl=2)
+    store = MemoryStore(backend, timeout=TIMINGS.store_timeout)
+    node = agent("n1", tmp_path, store)
+
+    async def silent() -> None:
+        await asyncio.Event().wait()  # renews nothing, reports nothing
+
+    node._keeper.run = silent  # type: ignore[method-assign]
+    running = asyncio.create_task(node.run())
+    events = tmp_path / "n1" / "events.jsonl"
+    try:
+        for _ in range(100):
+            text = events.read_text() if events.exists() else ""
+            if text.count('"joined"') >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert '"membership-lost"' in text, "the membership was never ended"
+        assert text.count('"joined"') >= 2, "the node did not join again"
+    finally:
+        node.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(running, 30)
+
+
+async def test_sigusr1_says_where_every_thread_and_task_is() -> None:
+    from hastack.agent import task_stacks
+
+    async def parked() -> None:
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(parked(), name="parked-task")
+    await asyncio.sleep(0)
+    try:
+        text = task_stacks()
+        assert "thread MainThread:" in text
+        assert "task parked-task:" in text
+        assert "in parked" in text
+    finally:
+        task.cancel()

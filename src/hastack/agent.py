@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import io
 import logging
 import os
 import signal
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -404,14 +407,31 @@ class Agent:
 
     async def _cycle_until_stopped(self) -> None:
         interval = self.config.timings.renew_interval
+        unheld_since: float | None = None
         while not self._stopping.is_set():
             self._wake.clear()
             self._check_progress()
             if not self._keeper.is_held():
-                # The renew task raises LeaseLost at the same moment; let it do so.
+                # The renew task raises LeaseLost at the same moment; let it do so. If it
+                # has not within a store timeout and a renew interval, something on its way
+                # is stuck (seen once, at 30 computes while etcd stalled for 30 s): the
+                # membership is lost all the same, and saying so here is what lets the node
+                # rejoin instead of waiting for ever without a membership.
+                now = time.monotonic()
+                unheld_since = now if unheld_since is None else unheld_since
+                limit = self.config.timings.store_timeout + self.config.timings.renew_interval
+                if now - unheld_since > limit:
+                    log.error(
+                        "the lease keeper has not reported the lost lease %.1fs after its "
+                        "deadline; its threads:\n%s",
+                        now - unheld_since,
+                        thread_stacks(),
+                    )
+                    raise LeaseLost(self._keeper.lost_reason or "lease lost (keeper silent)")
                 await asyncio.sleep(0)
                 await asyncio.sleep(0.01)
                 continue
+            unheld_since = None
             self.guard.set_deadline(
                 self._keeper.server_expiry_bound - _WATCHDOG_LEAD,
                 alive_until=time.monotonic() + self._alive_window,
@@ -1078,3 +1098,26 @@ def install_signal_handlers(agent: Agent) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stop)
+    # SIGUSR1: where every thread and every task of the agent is, in its log (to diagnose a
+    # node that stopped making progress without the self-check noticing).
+    loop.add_signal_handler(signal.SIGUSR1, lambda: log.warning("SIGUSR1:\n%s", task_stacks()))
+
+
+def thread_stacks() -> str:
+    """Every thread's stack, named."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    out = []
+    for ident, frame in sys._current_frames().items():
+        out.append(f"thread {names.get(ident, ident)}:")
+        out.append("".join(traceback.format_stack(frame)).rstrip())
+    return "\n".join(out)
+
+
+def task_stacks() -> str:
+    """Every thread's stack, then every asyncio task's (where each one awaits)."""
+    out = [thread_stacks()]
+    for task in asyncio.all_tasks():
+        buf = io.StringIO()
+        task.print_stack(limit=12, file=buf)
+        out.append(f"task {task.get_name()}:\n{buf.getvalue().rstrip()}")
+    return "\n".join(out)
