@@ -11,17 +11,20 @@ Hold the machine-wide lab lock around it on a shared machine:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compute_scenario import scenario
+from hastack.lab.net.lab import LabError
 from hastack.lab.scenario import load_scenario, run_scenario
 
 
@@ -30,6 +33,30 @@ def _events(path: Path) -> list[dict[str, object]]:
         return [json.loads(x) for x in path.read_text().splitlines()]
     except FileNotFoundError:
         return []
+
+
+def _collapse(results: Path) -> None:
+    """Where a run that never got ready broke, from the status the run recorded every 0.25 s:
+    how long the store did not answer, DC changes, nodes online, computes fenced."""
+    for status in sorted(results.glob("*/status.jsonl")):
+        rows: list[dict[str, Any]] = _events(status)
+        if not rows:
+            continue
+        t0 = float(rows[0]["collected_at"])
+        failing = [float(r["collected_at"]) - t0 for r in rows if r.get("error")]
+        dcs = [(r.get("dc_node"), r.get("dc_epoch")) for r in rows if r.get("dc_node")]
+        changes = sum(1 for a, b in itertools.pairwise(dcs) if a != b)
+        online = [sum(1 for n in r["nodes"] if n.get("online")) for r in rows if not r.get("error")]
+        pending = rows[-1].get("pending") or []
+        print(f"  status recorded {float(rows[-1]['collected_at']) - t0:.0f}s "
+              f"(from just before the configuration's apply)")  # fmt: skip
+        if failing:
+            print(f"  the store did not answer the status in {len(failing)} of {len(rows)} "
+                  f"samples, between {failing[0]:.1f}s and {failing[-1]:.1f}s")  # fmt: skip
+        first, last = (online[0], online[-1]) if online else ("?", "?")
+        print(f"  DC changes: {changes}; nodes online: {first} first, "
+              f"{min(online, default=0)} at least, {last} last")  # fmt: skip
+        print(f"  evacuation records (computes fenced): {len(pending)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,10 +79,21 @@ def main(argv: list[str] | None = None) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(body, sort_keys=False))
     started = time.monotonic()
-    result = run_scenario(load_scenario(path), args.results)
+
+    def say(message: str) -> None:  # the run's own progress, stamped: lab up, ready, faults
+        print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
+
+    try:
+        result = run_scenario(load_scenario(path), args.results, say=say)
+    except LabError as e:
+        print(f"compute scale: {args.computes} computes, 3 controllers: the run broke after "
+              f"{time.monotonic() - started:.0f}s: {e}")  # fmt: skip
+        _collapse(args.results)
+        return 1
     took = time.monotonic() - started
     nemesis = _events(result.results / "nemesis.jsonl")
     crash = next((float(e["time"]) for e in nemesis if e.get("f") == "crash"), None)  # type: ignore[arg-type]
+    boot = next((float(e["time"]) for e in nemesis if e.get("f") == "start"), None)  # type: ignore[arg-type]
     nova = _events(result.results / "nova" / "events.jsonl")
     instances = result.check("instances")
     fenced = [
@@ -70,8 +108,16 @@ def main(argv: list[str] | None = None) -> int:
         for e in _events(p)
         if e.get("event") == "membership-lost"
     )
+    elections = sorted(
+        float(e["t"])  # type: ignore[arg-type]
+        for p in (result.results / "agents").glob("*/events.jsonl")
+        for e in _events(p)
+        if e.get("event") == "dc-elected"
+    )
     print(f"compute scale: {args.computes} computes, 3 controllers; whole run {took:.0f}s")
-    print(f"  verdict: {'VALID' if result.valid else 'NOT VALID'}; {instances.summary}")
+    print(f"  verdict: {'VALID' if result.valid else 'NOT VALID'}")
+    for check in result.checks:
+        print(f"    {check.checker}: {check.valid} {check.summary}")
     if crash is not None and fenced:
         fence = min(float(f) for f in fenced if float(f) >= crash - 1)
         print(f"  fenced {fence - crash:.2f}s after the crash")
@@ -82,9 +128,19 @@ def main(argv: list[str] | None = None) -> int:
         if moved:
             print(f"  evacuated instances ran elsewhere {min(moved.values()):.2f}-"
                   f"{max(moved.values()):.2f}s after the fence")  # fmt: skip
-        enabled = [float(e["t"]) for e in nova if e.get("event") == "enable"]  # type: ignore[arg-type]
-        if enabled:
-            print(f"  re-enabled {enabled[-1] - crash:.1f}s after the crash (host started at 20 s)")
+        if boot is not None:
+            back = [
+                float(e["t"])  # type: ignore[arg-type]
+                for e in nova
+                if e.get("event") == "report-up" and e.get("host") == "c2" and float(e["t"]) > boot  # type: ignore[arg-type]
+            ]
+            enabled = [float(e["t"]) for e in nova if e.get("event") == "enable"]  # type: ignore[arg-type]
+            print(f"  c2 started again {boot - crash:.1f}s after the crash"
+                  + (f"; its service reported {back[0] - boot:.2f}s later" if back else "")
+                  + (f"; enabled {enabled[-1] - back[0]:.2f}s after that" if back and enabled
+                     else ""))  # fmt: skip
+    if crash is not None:
+        print(f"  DC elections after the crash: {sum(1 for t in elections if t > crash)}")
     print(f"  memberships lost by other nodes: {lost}")
     print(f"  results: {result.results}")
     return 0

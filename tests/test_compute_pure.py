@@ -327,3 +327,51 @@ def test_instance_checker_catches_an_early_enable_and_a_missing_fence() -> None:
     early = [*EVENTS[:2], {"t": 15.0, "event": "enable", "host": "c2"}]
     assert _check(_good(), events=early).details["problems"]["enabled-after-done"]
     assert _check(_good(), fenced_at=None).details["problems"]["fenced-first"]
+
+
+# ---- K3: the compute service killed, restarted in place -----------------------------------
+
+from hastack.checkers.instances import check_in_place  # noqa: E402
+
+KILL = [{"f": "kill", "host": "c3", "process": "nova-compute", "pids": [41], "time": 10.0}]
+RESTART = [
+    {"event": "operation", "op": "start", "rc": 0, "resource": "nova-compute:2", "t": 2.0},
+    {"event": "operation", "op": "stop", "rc": 0, "resource": "nova-compute:2", "t": 10.5},
+    {"event": "operation", "op": "start", "rc": 0, "resource": "nova-compute:2", "t": 10.6},
+]
+
+
+def _stays(logs=None, killed=KILL, restarts=RESTART, fenced=(), events=()):  # type: ignore[no-untyped-def]
+    logs = logs if logs is not None else {"vm0": _log(("c3", 0, 20)), "vm1": _log(("c3", 0, 20))}
+    return check_in_place(
+        logs, host="c3", service="nova-compute", killed=killed, restarts=restarts,
+        fenced=fenced, nova_events=events,
+    )  # fmt: skip
+
+
+def test_in_place_checker_passes_a_restart_in_place() -> None:
+    result = _stays()
+    assert result.valid is True, result.summary
+    assert result.details["restarted_after"] == pytest.approx(0.6)
+
+
+def test_in_place_checker_catches_each_way_of_not_staying() -> None:
+    def problems(**kw):  # type: ignore[no-untyped-def]
+        result = _stays(**kw)
+        assert result.valid is False, result.summary
+        return {k for k, v in result.details["problems"].items() if v}
+
+    # The kill hit nothing: nothing was shown.
+    assert "killed" in problems(killed=[{**KILL[0], "pids": []}])
+    # Never started again, or only before the kill, or the start failed.
+    assert problems(restarts=RESTART[:2]) == {"restarted-in-place"}
+    assert problems(restarts=[{**RESTART[2], "rc": 1}]) == {"restarted-in-place"}
+    assert problems(restarts=[{**RESTART[2], "resource": "other:2"}]) == {"restarted-in-place"}
+    # Fenced, or Nova asked to move anything.
+    assert problems(fenced=[11.0]) == {"no-fence"}
+    assert problems(events=[{"t": 12.0, "event": "force-down", "host": "c3"}]) == {"no-evacuation"}
+    # An instance ran elsewhere, or stopped writing at the kill.
+    moved = {"vm0": _log(("c3", 0, 12), ("c1", 13, 20)), "vm1": _log(("c3", 0, 20))}
+    assert problems(logs=moved) == {"stayed"}
+    died = {"vm0": _log(("c3", 0, 9.5)), "vm1": _log(("c3", 0, 20))}
+    assert problems(logs=died) == {"stayed"}

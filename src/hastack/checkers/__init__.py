@@ -23,7 +23,7 @@ from hastack.checkers.galera import (
     promoted_since,
 )
 from hastack.checkers.history import CheckResult, Op, pair_ops, parse_history
-from hastack.checkers.instances import LogLine, check_instances, parse_log
+from hastack.checkers.instances import LogLine, check_in_place, check_instances, parse_log
 from hastack.checkers.jobs import check_jobs
 from hastack.checkers.overlap import check_exclusive, dead_events
 from hastack.checkers.polls import check_polls
@@ -45,6 +45,7 @@ __all__ = [
     "check_bootstrap",
     "check_cache_service",
     "check_exclusive",
+    "check_in_place",
     "check_instances",
     "check_jobs",
     "check_minority",

@@ -3,6 +3,7 @@
 powered off (its fence), and the fake Nova's event log.
 
     check_instances(logs, host=, fault_at=, fenced_at=, evacuable=, within=, nova_events=)
+    check_in_place(logs, host=, service=, killed=, restarts=, fenced=, nova_events=)
 
 Four verdicts in one result, each a list of violations:
 
@@ -15,17 +16,23 @@ Four verdicts in one result, each a list of violations:
   fence, a crashed one stops them at the crash;
 * enabled-after-done: the host's service is enabled again only after every evacuated
   instance was reported active on its new host (and not at all if one never was).
+
+`check_in_place` judges the other case, a host whose compute service was killed (K3): the kill
+hit a process, the service was started again on that same host after it, the host was never
+fenced, Nova was never asked to force down or disable a service nor to evacuate an instance,
+and the host's instances only ever wrote there, and wrote after the kill.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from hastack.checkers.history import CheckResult
 
-__all__ = ["LogLine", "check_instances", "parse_log"]
+__all__ = ["LogLine", "check_in_place", "check_instances", "parse_log"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,4 +145,78 @@ def check_instances(
         not bad,
         summary,
         {"problems": problems, "moved_after_fence": after_fence, "enabled": bool(enabled)},
+    )
+
+
+def check_in_place(
+    logs: Mapping[str, Sequence[LogLine]],
+    *,
+    host: str,
+    service: str,
+    killed: Sequence[Mapping[str, Any]],
+    restarts: Sequence[Mapping[str, Any]],
+    fenced: Sequence[float],
+    nova_events: Sequence[Mapping[str, Any]] = (),
+) -> CheckResult:
+    """`killed`: the nemesis' kill events of `service` on `host` (`time`, `pids`);
+    `restarts`: the host's agent operation events (`op`, `rc`, `resource`, `t`); `fenced`:
+    the host's fences after the fault."""
+    on_host = {name for name, lines in logs.items() if lines and lines[0].host == host}
+    if not on_host:
+        return CheckResult("instances", None, f"no instance ran on {host}")
+    problems: dict[str, list[str]] = {
+        "killed": [],
+        "restarted-in-place": [],
+        "no-fence": [],
+        "no-evacuation": [],
+        "stayed": [],
+    }
+    hits = [k for k in killed if k.get("pids")]
+    if not hits:
+        problems["killed"].append(f"no process of {service} on {host} was killed")
+    killed_at = min((float(k["time"]) for k in hits), default=None)
+    started = sorted(
+        float(e["t"])
+        for e in restarts
+        if e.get("op") == "start"
+        and e.get("rc") == 0
+        and str(e.get("resource", "")).split(":")[0] == service
+        and killed_at is not None
+        and float(e["t"]) > killed_at
+    )
+    if killed_at is not None and not started:
+        problems["restarted-in-place"].append(f"{service} was not started again on {host}")
+    if fenced:
+        problems["no-fence"].append(f"{host} fenced at {min(fenced):.3f}")
+    changes = [e for e in nova_events if e.get("event") in ("evacuate", "force-down", "disable")]
+    if changes:
+        problems["no-evacuation"].append(
+            f"Nova: {changes[0]['event']} at {float(changes[0]['t']):.3f}"
+            + (f" (and {len(changes) - 1} more)" if len(changes) > 1 else "")
+        )
+    for name in sorted(on_host):
+        away = next((x for x in logs[name] if x.host != host), None)
+        if away is not None:
+            problems["stayed"].append(f"{name} ran on {away.host} at {away.wall:.3f}")
+        elif killed_at is not None and logs[name][-1].wall <= killed_at:
+            problems["stayed"].append(f"{name} wrote nothing after the kill")
+    gaps = [
+        max((b.wall - a.wall for a, b in itertools.pairwise(x)), default=0.0) for x in logs.values()
+    ]
+    restart = started[0] - killed_at if started and killed_at is not None else None
+    bad = {k: v for k, v in problems.items() if v}
+    summary = (
+        f"{len(on_host)} instance(s) on {host}; "
+        + (f"{service} started again there {restart:.2f}s after the kill; "
+           if restart is not None else "")
+        + ("fenced; " if fenced else "no fence; ")
+        + (f"{len(changes)} Nova change(s); " if changes else "no evacuation; ")
+        + f"longest gap in any log {max(gaps, default=0.0):.2f}s"
+        + ("; " + "; ".join(f"{k}: {v[0]}" for k, v in bad.items()) if bad else "")
+    )  # fmt: skip
+    return CheckResult(
+        "instances",
+        not bad,
+        summary,
+        {"problems": problems, "restarted_after": restart, "fenced": list(fenced)},
     )

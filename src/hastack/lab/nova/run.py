@@ -12,7 +12,6 @@ and judge the run with `hastack.checkers.check_instances`.
 
 from __future__ import annotations
 
-import itertools
 import json
 import shutil
 import signal
@@ -25,7 +24,7 @@ from typing import Any, Literal
 
 import pydantic
 
-from hastack.checkers import CheckResult, check_instances, parse_log
+from hastack.checkers import CheckResult, check_in_place, check_instances, parse_log
 from hastack.lab.net.lab import Lab
 from hastack.lab.net.topology import CLIENT, HostRole
 from hastack.model.base import Duration, Name, Spec
@@ -176,21 +175,22 @@ class NovaRun:
         fenced = [float(d["wall"]) for d in dead if float(d["wall"]) >= fault_at - 1.0]
         evacuable = {f"vm{i}" for i in range(spec.evacuable)}
         if spec.expect == "stays":
-            moved = [e for e in events if e["event"] in ("evacuate", "force-down", "disable")]
-            lines = logs.values()
-            gaps = [
-                max((b.wall - a.wall for a, b in itertools.pairwise(x)), default=0.0) for x in lines
-            ]
-            ok = not fenced and not moved and all(x and x[-1].host == spec.host for x in lines)
+            kills = [
+                e for e in nemesis if e.get("f") == "kill" and e.get("host") == spec.host
+            ]  # fmt: skip
+            operations = [
+                json.loads(x) for x in _lines(agents / spec.host / "events.jsonl")
+                if '"operation"' in x
+            ]  # fmt: skip
             return [
-                CheckResult(
-                    "instances",
-                    ok if logs else None,
-                    f"{len(logs)} instance(s) on {spec.host}: "
-                    + ("fenced; " if fenced else "no fence; ")
-                    + (f"{len(moved)} Nova change(s); " if moved else "no evacuation; ")
-                    + f"longest gap in any log {max(gaps, default=0.0):.2f}s",
-                    {"fenced": fenced, "nova": moved},
+                check_in_place(
+                    logs,
+                    host=spec.host,
+                    service=str(kills[0].get("process", "")) if kills else "",
+                    killed=kills,
+                    restarts=[e for e in operations if e.get("event") == "operation"],
+                    fenced=fenced,
+                    nova_events=events,
                 )
             ]
         boots = [
