@@ -14,7 +14,7 @@ from hastack.errors import StoreError
 from hastack.fencing.fencer import FenceOutcome, fence_node
 from hastack.model.config import ClusterConfig
 from hastack.model.fencing import FenceRecord, decode_history, encode_history, with_record
-from hastack.store import Compare, Keys, PutOp, Store
+from hastack.store import Compare, GetOp, Keys, PutOp, Store
 
 __all__ = ["FencingService", "record_fencing", "still_leads"]
 
@@ -28,14 +28,18 @@ _CONFIRM_WITHIN = 3.0
 
 
 async def still_leads(store: Store, keys: Keys, epoch: int, *, within: float) -> bool | None:
-    """Does the DC of `epoch` still lead, by the store's quorum? A transaction that only
-    compares the leader key's create revision with the epoch: etcd answers it with a
-    linearizable read, which a member cut off from its majority cannot serve. True: it
-    leads; False: another DC (or none) holds the key; None: no answer within `within`."""
+    """Does the DC of `epoch` still lead, by the store's quorum? A transaction that compares
+    the leader key's create revision with the epoch and reads the key (both branches): etcd
+    serves a read-only transaction with a linearizable read, which a member cut off from its
+    majority cannot make. Not a compare alone: a transaction with no operation counts as
+    serializable and is answered from the local member (a cut-off DC passed that check in
+    the soak). True: it leads; False: another DC (or none) holds the key; None: no answer
+    within `within`."""
     deadline = time.monotonic() + within
+    read = [GetOp(keys.dc)]
     while True:
         try:
-            result = await store.txn([Compare.created_at(keys.dc, epoch)])
+            result = await store.txn([Compare.created_at(keys.dc, epoch)], read, read)
         except StoreError:
             if time.monotonic() + 0.1 >= deadline:
                 return None

@@ -647,7 +647,8 @@ class Runner:
                 self.crashed.add(node)
             elif step.op == "start":
                 self.booted[node] = time.time()
-                lab.start(node)
+                # @down: hosts fenced or reset are off, not merely without their agent.
+                lab.start(node, boot_if_off=step.node == "@down")
                 self.crashed.discard(node)
             elif step.op == "kill":
                 lab.kill(node, step.process or "agent")
@@ -1268,7 +1269,7 @@ def prepare_lab(lab: Lab) -> list[str]:
             lab.link(h.name, int(link), up=True)
     for h in lab.nodes():
         if is_down(lab, h.name):
-            lab.start(h.name)
+            lab.start(h.name, boot_if_off=True)
             done.append(f"started {h.name}")
     return done
 
