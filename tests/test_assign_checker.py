@@ -164,3 +164,35 @@ def test_a_rebalance_moves_within_its_bound_and_count() -> None:
     c = probes("c", [(t, "n1") for t in range(0, 26)] + [(t, "n3") for t in range(26, 40)])
     over = check_assignment(a + b + c, nemesis, end_of_run=40.0)
     assert "rebalance moved 2 entities, more than the 1 asked" in over.details["problems"]
+
+
+def test_an_orphan_taken_over_after_the_return_moves_once_and_no_more() -> None:
+    # A slow fence: n2 boots again at 20 before its orphan b is taken over at 21.
+    b = probes("b", [(t, "n2") for t in range(0, 10)] + [(t, "n3") for t in range(21, 30)])
+    a = probes("a", [(t, "n1") for t in range(30)])
+    result = check(a + b, max_outage=13.0)
+    assert result.valid is True, result.details["problems"]
+    (fault,) = result.details["faults"]
+    assert fault["moved_on_return"] == []
+    # A second move after the takeover is still a move after the return.
+    b = probes("b", [(t, "n2") for t in range(0, 10)] + [(t, "n3") for t in range(21, 25)]
+               + [(t, "n1") for t in range(25, 30)])  # fmt: skip
+    result = check(a + b, max_outage=13.0)
+    assert "b moved after n2 came back" in result.details["problems"]
+
+
+def test_a_cut_too_short_to_lose_the_node_keeps_its_entities() -> None:
+    # n2 cut off for 3 s, less than it takes to declare it lost: it answers for b throughout
+    # and after the heal; nothing moved, nothing is wrong.
+    nemesis = [
+        {"f": "partition", "host": None, "time": 10.0, "groups": [["n2"], ["n1", "n3"]]},
+        {"f": "heal", "host": None, "time": 13.0},
+    ]
+    b = probes("b", [(t, "n2") for t in range(0, 30)])
+    a = probes("a", [(t, "n1") for t in range(30)])
+    result = check_assignment(a + b, nemesis, end_of_run=30.0, max_outage=4.0)
+    assert result.valid is True, result.details["problems"]
+    # Never answered again at all is still a failure.
+    b = probes("b", [(t, "n2") for t in range(0, 10)] + [(t, None) for t in range(10, 30)])
+    result = check_assignment(a + b, nemesis, end_of_run=30.0, max_outage=4.0)
+    assert "b (on n2) never answered again" in result.details["problems"]

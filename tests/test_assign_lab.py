@@ -112,6 +112,7 @@ def test_heat_engines_take_over_a_crashed_engines_jobs(tmp_path: Path) -> None:
 
 @pytest.mark.lab
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 100 faults 6 s apart: about 11 minutes, past the default 300 s
 def test_soak_of_random_faults_over_the_routers(tmp_path: Path) -> None:
     result = run("assign-soak-router", tmp_path)
     summary = (result.results / "summary.txt").read_text()

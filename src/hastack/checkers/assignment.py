@@ -5,17 +5,21 @@ The probe workload (`assign-probe`) records one operation per request, its value
 and its completion's value `{"node": N}` for an answer. For each crash of a node:
 
 * its **orphans** are the entities it answered for last before the crash; each one's outage
-  is the gap from the last answer before the crash to the first answer after it (from any
-  node), bounded by `max_outage`; with `fenced` (when each host was powered off by its
-  fencing, from the `dead` records) and `after_fence`, each orphan must also answer again
-  within `after_fence` of the fence that followed the crash;
+  is the gap from the last answer before the crash to the first answer after it from
+  another node, or from its own once that is back (a node the DC learns is dead only after
+  it booted again may be given its entities again), bounded by `max_outage`; with `fenced`
+  (when each host was powered off by its fencing, from the `dead` records) and `after_fence`,
+  each orphan must also answer again within `after_fence` of the fence that followed the
+  crash;
 * every **other** entity must see no failure and no change of node between the crash and
   the next start of a crashed node (the window the fault owns);
-* after a crashed node is **started** again, no entity may move (sticky: nothing moves back).
+* after a crashed node is **started** again, no entity may move (sticky: nothing moves back);
+  an orphan taken over only after the return may make that one move, none after it.
 
 A partition counts like a crash of the smaller side (until the heal): its entities must be
-answered from the other side once taken over (the longest gap between answers is the
-outage), and nothing else moves.
+answered again, from the other side once taken over or from their own node after the heal if
+the cut was too short to declare it lost (the longest gap between answers is the outage),
+and nothing else moves.
 
 Across the whole run it counts every change of answering node per entity (moves), flagging
 those that were not needed (an entity whose node had not failed), and the longest outage.
@@ -229,15 +233,20 @@ def check_assignment(
         for entity, ops in sorted(entities.items()):
             before = [o for o in ops if o.completed is not None and o.completed <= t and _node(o)]
             last_node = _node(before[-1]) if before else None
+            first: float | None = None
             if last_node in hosts:
                 orphans.append(entity)
-                # Taken over: the first answer from a node outside the fault.
+                # Served again: the first answer from a node outside the fault, or from its
+                # own node once that is back (booted, or the partition healed) — a node whose
+                # death the DC learnt only after its reboot may be given its entity again,
+                # and a node cut off for less than it takes to declare it lost keeps them.
                 after = [
                     o
                     for o in ops
                     if o.completed is not None
                     and o.completed > t
-                    and _node(o) not in (None, *hosts)
+                    and (n := _node(o)) is not None
+                    and (n not in hosts or (returned is not None and o.completed >= returned))
                 ]
                 first = after[0].completed if after else None
                 answered[entity] = first
@@ -262,7 +271,13 @@ def check_assignment(
                     failed[entity] = len(bad)
                 if _moves(ops, t, window_end):
                     moved.append(entity)
-            if returned is not None and _moves(ops, returned, calm_end):
+            # After the return nothing moves: for an orphan, nothing after the answer that
+            # took it over (which may come after the return: the soak boots a crashed node
+            # 3 s after the crash, before a slow fence and takeover are over).
+            since = returned
+            if since is not None and first is not None and first >= since:
+                since = first + 1e-6
+            if since is not None and _moves(ops, since, calm_end):
                 back.append(entity)
         fault = EntityFault(
             label,
@@ -280,7 +295,7 @@ def check_assignment(
         faults.append(fault)
         for entity, seconds in outages.items():
             if seconds is None:
-                problems.append(f"{entity} (on {host}) never answered from another node")
+                problems.append(f"{entity} (on {host}) never answered again")
             elif max_outage is not None and seconds > max_outage:
                 problems.append(f"{entity} (on {host}) out for {seconds:.2f}s > {max_outage:g}s")
         problems += [f"{x} (not on {host}) failed {n} probe(s)" for x, n in failed.items()]

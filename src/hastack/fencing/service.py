@@ -14,14 +14,38 @@ from hastack.errors import StoreError
 from hastack.fencing.fencer import FenceOutcome, fence_node
 from hastack.model.config import ClusterConfig
 from hastack.model.fencing import FenceRecord, decode_history, encode_history, with_record
-from hastack.store import Compare, Keys, PutOp, Store
+from hastack.store import Compare, GetOp, Keys, PutOp, Store
 
-__all__ = ["FencingService", "record_fencing"]
+__all__ = ["FencingService", "record_fencing", "still_leads"]
 
 log = logging.getLogger("hastack.fencing")
 
 # After a failed attempt, wait this long before trying the same node again.
 _RETRY_AFTER = 2.0
+# How long a DC keeps asking the store's quorum whether it still leads before it fences
+# (through an etcd election: about one election timeout); then it gives up this attempt.
+_CONFIRM_WITHIN = 3.0
+
+
+async def still_leads(store: Store, keys: Keys, epoch: int, *, within: float) -> bool | None:
+    """Does the DC of `epoch` still lead, by the store's quorum? A transaction that compares
+    the leader key's create revision with the epoch and reads the key (both branches): etcd
+    serves a read-only transaction with a linearizable read, which a member cut off from its
+    majority cannot make. Not a compare alone: a transaction with no operation counts as
+    serializable and is answered from the local member (a cut-off DC passed that check in
+    the soak). True: it leads; False: another DC (or none) holds the key; None: no answer
+    within `within`."""
+    deadline = time.monotonic() + within
+    read = [GetOp(keys.dc)]
+    while True:
+        try:
+            result = await store.txn([Compare.created_at(keys.dc, epoch)], read, read)
+        except StoreError:
+            if time.monotonic() + 0.1 >= deadline:
+                return None
+            await asyncio.sleep(0.1)
+            continue
+        return result.succeeded
 
 
 async def record_fencing(
@@ -96,6 +120,18 @@ class FencingService:
 
     async def _fence(self, target: str, config: ClusterConfig, epoch: int) -> None:
         props = config.properties
+        # Only a DC that the store's majority still knows as DC fences. Heartbeats fall
+        # silent on both sides of a partition, and a DC cut off from its peers keeps its
+        # lease for seconds: it would fence a node of the majority (the side that goes on),
+        # which in turn deposes it and fences it — both sides lose a node. Its peers go
+        # silent a few milliseconds apart, so "every peer silent: suspect none" does not
+        # catch it. Costs one quorum read; through an etcd election, until it is over.
+        leads = await still_leads(self._store, self._keys, epoch, within=_CONFIRM_WITHIN)
+        if not leads:
+            why = "no answer from the store's quorum" if leads is None else "no longer DC"
+            log.warning("not fencing %s: %s (epoch %d)", target, why, epoch)
+            self._events("fence-withheld", peer=target, epoch=epoch, reason=why)
+            return
         log.warning("fencing %s (%s)", target, props.stonith_action)
         # Steps of the failover pipeline, timed by bench/vip_failover.py: requested (here),
         # the device answered, the result recorded in the store (the fence is confirmed).

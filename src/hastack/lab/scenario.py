@@ -597,7 +597,7 @@ class Runner:
         if selector == "@one-crashed":  # one of them, at random: boots in random order
             return [random.choice(sorted(self.crashed))] if self.crashed else []
         if selector == "@down":
-            return [h.name for h in self.lab.nodes() if not self.lab.powered(h.name)]
+            return [h.name for h in self.lab.nodes() if is_down(self.lab, h.name)]
         if selector == "@etcd-leader":  # the host of the etcd member that leads raft
             report = (self.feed.latest or {}) if self.feed else {}
             led = {str(e["endpoint"]).rsplit(":", 1)[0]
@@ -647,7 +647,8 @@ class Runner:
                 self.crashed.add(node)
             elif step.op == "start":
                 self.booted[node] = time.time()
-                lab.start(node)
+                # @down: hosts fenced or reset are off, not merely without their agent.
+                lab.start(node, boot_if_off=step.node == "@down")
                 self.crashed.discard(node)
             elif step.op == "kill":
                 lab.kill(node, step.process or "agent")
@@ -1237,6 +1238,15 @@ def _lines(path: Path) -> list[str]:
         return []
 
 
+def is_down(lab: Lab, name: str) -> bool:
+    """A host to boot: crashed by the lab (not powered), or powered off by its fencing or its
+    watchdog's reset (`hastack.lab.power` kills the host's processes but does not touch the
+    lab's state: `powered` still says yes) — its agent, or a controller's etcd, is gone."""
+    if not lab.powered(name) or not lab.alive(name, "agent"):
+        return True
+    return lab.host(name).role is HostRole.CONTROLLER and not lab.alive(name, "etcd")
+
+
 def prepare_lab(lab: Lab) -> list[str]:
     """Bring a shared lab back to health before a run: heal, clear loss and delay, resume,
     boot."""
@@ -1258,11 +1268,8 @@ def prepare_lab(lab: Lab) -> list[str]:
         for link in lab.state["hosts"].get(h.name, {}).get("links_down", []):
             lab.link(h.name, int(link), up=True)
     for h in lab.nodes():
-        down = not lab.powered(h.name) or not lab.alive(h.name, "agent")
-        if h.role is HostRole.CONTROLLER:
-            down = down or not lab.alive(h.name, "etcd")
-        if down:
-            lab.start(h.name)
+        if is_down(lab, h.name):
+            lab.start(h.name, boot_if_off=True)
             done.append(f"started {h.name}")
     return done
 

@@ -67,7 +67,7 @@ from hastack.lab.net.topology import (
     parse_partition,
     render_ruleset,
 )
-from hastack.lab.power import NodePower, clear_volatile, read_registry
+from hastack.lab.power import NodePower, clear_volatile, power_status, read_registry
 from hastack.model.agent_config import Timings
 from hastack.processes import ProcessRecord, is_alive, send, spawn, wait_gone, wait_stopped
 
@@ -551,11 +551,21 @@ class Lab(Harness):
         self._log("crash", name, pids=killed)
         return killed
 
-    def start(self, name: str) -> list[str]:
-        """Boot the host if it is down, and start whatever of its processes is not running."""
+    def start(self, name: str, *, boot_if_off: bool = False) -> list[str]:
+        """Boot the host if it is down, and start whatever of its processes is not running.
+        With `boot_if_off`, a host of which nothing runs is booted too although the lab did
+        not crash it: powered off by its fencing or its watchdog's reset (`hastack.lab.power`
+        kills its processes and removes its addresses, but a power-off cut short — the fence
+        agent killed with the node that ran it — can leave addresses behind, which a boot
+        removes as real hardware loses them)."""
         h = self._node(name)
         done = []
         entry = self._entry(name)
+        if boot_if_off and entry.get("powered", True):
+            node = read_registry(self.power_registry).get(name)
+            if node is not None and not power_status(node):
+                clear_volatile(node)  # what /run loses, if the power-off did not get to it
+                entry["powered"] = False
         if not entry.get("powered", True):
             keep = {f"eth{k}": a for k, a in enumerate(h.addresses)}
             removed = links.flush_extra_addresses(h.namespace, keep)
