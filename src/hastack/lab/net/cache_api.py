@@ -16,6 +16,13 @@ timeouts (dogpile.cache 1.5's pymemcache backend passes neither `socket_timeout`
 up) and `ignore_exc` (without it every process raises about retry_attempts + 1 errors per dead
 server) — and turns any other cache error into a miss, so a cache problem is never an HTTP
 error. `--errors-raise` turns that off, for the benchmark's anchor.
+
+A failing server is never dropped from the hash ring (`NEVER_DROP` retry attempts): its keys
+are misses, read from the database, until it answers again. A client that drops it moves its
+keys onto the other servers, and every API process (every thread: the client is per thread)
+drops and takes it back at its own moments, so a key has copies on two servers and a write's
+invalidation reaches only the one in the writer's ring — the other copy is served stale (M2
+with 3 attempts: 76 stale reads of 2880, docs/memcached.md).
 """
 
 from __future__ import annotations
@@ -40,11 +47,16 @@ from hastack.store import EtcdStore
 __all__ = ["CacheAside", "CacheSettings", "ErrorsAsMisses", "local_first"]
 
 
+# pymemcache drops a server after this many failed retries: never, in practice (oslo.cache's
+# `hashclient_retry_attempts` has no maximum).
+NEVER_DROP = 10**9
+
+
 @dataclass(frozen=True)
 class CacheSettings:
     servers: tuple[str, ...]
     socket_timeout: float = 0.5
-    retry_attempts: int = 3
+    retry_attempts: int = NEVER_DROP
     retry_delay: float = 1.0
     dead_timeout: float = 10.0
     errors_as_misses: bool = True

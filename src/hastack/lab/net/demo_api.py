@@ -94,7 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workers", type=int, default=8, help="threads serving requests")
     parser.add_argument("--socket-timeout", type=float, default=0.5)
-    parser.add_argument("--retry-attempts", type=int, default=3)
+    parser.add_argument(
+        "--retry-attempts",
+        type=int,
+        default=None,
+        help="failed retries before a server leaves the hash ring (default: never)",
+    )
     parser.add_argument("--retry-delay", type=float, default=1.0)
     parser.add_argument("--dead-timeout", type=float, default=10.0)
     parser.add_argument(
@@ -103,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cache:
         from hastack.lab.net.cache_api import (  # noqa: PLC0415 (the lab extra)
+            NEVER_DROP,
             CacheAside,
             CacheSettings,
         )
@@ -111,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = CacheSettings(
             servers=tuple(s for s in args.cache.split(",") if s),
             socket_timeout=args.socket_timeout,
-            retry_attempts=args.retry_attempts,
+            retry_attempts=args.retry_attempts or NEVER_DROP,
             retry_delay=args.retry_delay,
             dead_timeout=args.dead_timeout,
             errors_as_misses=not args.errors_raise,
