@@ -8,7 +8,7 @@ With `--cache HOST:PORT,... --etcd-config FILE` it also serves `/kv/KEY` with ca
 oslo.cache (hastack.lab.net.cache_api; the lab extra).
 
 Requests are served by a fixed pool of long-lived threads, as an OpenStack API's WSGI server
-serves them (uwsgi's threads, eventlet's pool), not by a thread per request: oslo.cache's
+serves them (uwsgi's or mod_wsgi's threads), not by a thread per request: oslo.cache's
 memcached client lives in a `threading.local` (dogpile.cache's memcached backends), so what
 it learnt about a failing server lives as long as its thread. With a thread per request every
 request starts with a new client that has forgotten the dead server — each request on that
