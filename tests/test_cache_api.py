@@ -66,3 +66,25 @@ def test_without_errors_as_misses_the_caller_sees_the_error() -> None:
     b = api(False)
     with pytest.raises(Exception):  # noqa: B017, PT011 - whatever pymemcache raises
         b.region.get("k")
+
+
+def test_the_database_is_this_nodes_own_member_first() -> None:
+    """A member on another node is used only after this node's own: an API on a healthy node
+    never waits on a member cut off with another node (M2, docs/memcached.md)."""
+    elsewhere = ["203.0.113.1:2379", "203.0.113.2:2379"]  # TEST-NET-3, not ours
+    assert cache_api.local_first([*elsewhere, "127.0.0.1:2379"]) == ["127.0.0.1:2379", *elsewhere]
+    assert cache_api.local_first(elsewhere) == elsewhere
+    a = api(True)
+    store = a._store
+    assert store.endpoint == store.endpoints[0]  # ordered: not a random first member
+
+
+def test_an_ordered_store_client_starts_with_the_first_endpoint() -> None:
+    from hastack.store.etcd import EtcdStore, StoreCredentials
+
+    names = ["a:1", "b:1", "c:1"]
+    for _ in range(20):  # a random start would pick another one of three within 20 tries
+        assert (
+            EtcdStore(names, 1.0, credentials=StoreCredentials(None, None), ordered=True).endpoint
+            == "a:1"
+        )

@@ -120,3 +120,23 @@ def test_cache_service_counts_errors_latency_and_hit_ratio() -> None:
     assert late.valid is False
     failing = history + kv("c-0", 7.0, "read", {"key": "a"}, None, "fail")
     assert check_cache_service(failing, faults, p99_allowance=0.5).valid is False
+
+
+def test_cache_service_judges_the_hit_ratio_only_after_the_operations_named() -> None:
+    """A partitioned server's keys are misses until the heal: only the heal is judged."""
+    from hastack.checkers import check_cache_service
+
+    history: list[dict[str, Any]] = []
+    for i in range(200):  # a third of the reads miss from 2 s to 7 s (the cut), none after
+        t = i * 0.05
+        cache = "miss" if 2.0 <= t < 7.0 and i % 3 == 0 else "hit"
+        history += kv("c-0", t, "read", {"key": "a"}, {"key": "a", "version": 1, "cache": cache})
+    faults = [{"f": "partition", "time": 2.0}, {"f": "heal", "time": 7.0}]
+    every = check_cache_service(history, faults, p99_allowance=0.5, recover_within=2.0)
+    assert every.valid is False, every.summary  # never back at 90 % during the cut
+    heal = check_cache_service(
+        history, faults, p99_allowance=0.5, recover_within=2.0, judged=["heal"]
+    )
+    assert heal.valid is True, heal.summary
+    assert heal.details["recoveries"]["partition at 2.0 (not judged)"] is None
+    assert heal.details["recoveries"]["heal at 7.0"] == pytest.approx(0.0)

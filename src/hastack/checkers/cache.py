@@ -6,12 +6,14 @@
   version than the last *acknowledged* one is still stale.
 * `check_cache_service` — through the faults: no request failed, latency's 99th percentile
   stayed within `p99_allowance` of the baseline (the requests before the first fault), and the
-  hit ratio was back at `hit_ratio` within `recover_within` seconds of every fault and repair.
+  hit ratio was back at `hit_ratio` within `recover_within` seconds of every fault and repair
+  (of those whose operation is in `judged`, when given: while a server is cut off its keys
+  are misses by design, and only its return is judged).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from hastack.checkers.history import CheckResult, Op, pair_ops
@@ -87,6 +89,7 @@ def check_cache_service(
     p99_allowance: float,
     hit_ratio: float = 0.9,
     recover_within: float | None = None,
+    judged: Collection[str] | None = None,
 ) -> CheckResult:
     ops = [o for o in pair_ops(history) if o.f in ("read", "write")]
     events = sorted(nemesis, key=lambda e: float(e["time"]))
@@ -100,15 +103,18 @@ def check_cache_service(
     reads = sorted((o for o in ops if o.f == "read" and o.ok), key=lambda o: o.invoked)
     end = max(o.invoked for o in ops)
     recoveries: dict[str, float | None] = {}
+    late: list[str] = []
     for n, e in enumerate(events):
         until = float(events[n + 1]["time"]) if n + 1 < len(events) else end
         label = f"{e.get('f')} {e.get('host') or ''}".strip() + f" at {float(e['time']):.1f}"
-        recoveries[label] = _hit_ratio_back(reads, float(e["time"]), until, hit_ratio)
+        if judged is not None and e.get("f") not in judged:
+            label += " (not judged)"
+        back = recoveries[label] = _hit_ratio_back(reads, float(e["time"]), until, hit_ratio)
+        if (judged is None or e.get("f") in judged) and (
+            back is None or (recover_within is not None and back > recover_within)
+        ):
+            late.append(label)
     slow = baseline is not None and during is not None and during > baseline + p99_allowance
-    late = [
-        k for k, v in recoveries.items()
-        if v is None or (recover_within is not None and v > recover_within)
-    ]  # fmt: skip
     valid = not failed and not slow and not late
     summary = (
         f"{len(ops)} requests, {len(failed)} failed; p99 {_ms(baseline)} before the faults, "

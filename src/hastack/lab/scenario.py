@@ -287,6 +287,9 @@ class Expect(Spec):
     quorum_size: int = 3  # members every quorum queue must have again
     p99_allowance: Duration = 0.5  # cache-kv: p99 may grow by this much (one socket timeout)
     hit_ratio_within: Duration | None = None  # cache-kv: hit ratio ≥ 90 % again within
+    # cache-kv: the nemesis operations after which the hit ratio is judged (None: all); a
+    # server cut off is a miss for its keys until it is back, so a partition judges the heal.
+    hit_ratio_after: list[str] | None = None
     rpc_timeouts: int | None = 1  # rpc: MessagingTimeouts allowed per fault
     rpc_recover: Duration | None = None  # rpc: calls succeed again within this of a fault
     # Galera after a whole-cluster power loss: bootstrapped from the highest recovered
@@ -1008,7 +1011,7 @@ class Runner:
             checks.append(
                 check_cache_service(
                     kv, nemesis, p99_allowance=s.expect.p99_allowance,
-                    recover_within=s.expect.hit_ratio_within,
+                    recover_within=s.expect.hit_ratio_within, judged=s.expect.hit_ratio_after,
                 )
             )  # fmt: skip
         if any(w.kind == "rpc" for w in s.workloads):

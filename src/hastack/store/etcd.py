@@ -212,10 +212,19 @@ class EtcdStore:
     Every call has a deadline of `timeout` seconds. When a call ends indeterminately the client
     moves to the next endpoint for the calls that follow; it does not silently retry writes,
     because the caller must decide what an unknown outcome means.
+
+    The first call goes to a random endpoint (clients spread over the members), or to the
+    first one listed when `ordered` (a client that lists its own node's member first, so that
+    only a cut of its own node can leave it waiting on a member that cannot answer).
     """
 
     def __init__(
-        self, endpoints: Sequence[str], timeout: float, *, credentials: StoreCredentials
+        self,
+        endpoints: Sequence[str],
+        timeout: float,
+        *,
+        credentials: StoreCredentials,
+        ordered: bool = False,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one etcd endpoint is needed")
@@ -224,7 +233,7 @@ class EtcdStore:
         self.endpoints = tuple(parse_endpoint(e) for e in endpoints)
         self.timeout = timeout
         self.credentials = credentials
-        self._index = random.randrange(len(self.endpoints))
+        self._index = 0 if ordered else random.randrange(len(self.endpoints))
         self._conn: _Connection | None = None
         self._generation = 0
         self._closed = False
@@ -253,10 +262,11 @@ class EtcdStore:
         return self._conn
 
     @staticmethod
-    def for_spec(spec: EtcdSpec, timeout: float) -> EtcdStore:
+    def for_spec(spec: EtcdSpec, timeout: float, *, ordered: bool = False) -> EtcdStore:
         """A client for an `etcd:` block, its certificate files checked (ConfigError naming
         each bad file)."""
-        return EtcdStore(spec.endpoints, timeout, credentials=load_credentials(spec))
+        credentials = load_credentials(spec)
+        return EtcdStore(spec.endpoints, timeout, credentials=credentials, ordered=ordered)
 
     async def _authenticate(self, conn: _Connection) -> None:
         """Get etcd's token for the configured user on this channel (once per channel, and

@@ -3,7 +3,11 @@
     GET /kv/KEY            read: the cache, else the database (then fill the cache)
     GET /kv/KEY?set=N      write version N: the database, then invalidate the cache entry
 
-The database is the lab's etcd (keys under `/lab-kv/`); the cache is oslo.cache configured as
+The database is the lab's etcd (keys under `/lab-kv/`), reached through this node's own
+member first (`local_first`): an API on a healthy node must not wait on a member cut off with
+another node — a write sent there ends at the store timeout as a 503, a read after one store
+timeout. Only a cut of the API's own node can leave it on a silent member, and then the proxy
+is cut off from this API too. The cache is oslo.cache configured as
 an operator should (docs/memcached.md, README): backend `dogpile.cache.pymemcache` (a
 pymemcache HashClient over every controller's memcached) and the proxy backend
 `ErrorsAsMisses`, which gives the HashClient what dogpile.cache does not pass to it — socket
@@ -12,11 +16,19 @@ timeouts (dogpile.cache 1.5's pymemcache backend passes neither `socket_timeout`
 up) and `ignore_exc` (without it every process raises about retry_attempts + 1 errors per dead
 server) — and turns any other cache error into a miss, so a cache problem is never an HTTP
 error. `--errors-raise` turns that off, for the benchmark's anchor.
+
+A failing server is never dropped from the hash ring (`NEVER_DROP` retry attempts): its keys
+are misses, read from the database, until it answers again. A client that drops it moves its
+keys onto the other servers, and every API process (every thread: the client is per thread)
+drops and takes it back at its own moments, so a key has copies on two servers and a write's
+invalidation reaches only the one in the writer's ring — the other copy is served stale (M2
+with 3 attempts: 76 stale reads of 2880, docs/memcached.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -32,14 +44,19 @@ from hastack.errors import StoreError
 from hastack.model.agent_config import EtcdSpec
 from hastack.store import EtcdStore
 
-__all__ = ["CacheAside", "CacheSettings", "ErrorsAsMisses"]
+__all__ = ["CacheAside", "CacheSettings", "ErrorsAsMisses", "local_first"]
+
+
+# pymemcache drops a server after this many failed retries: never, in practice (oslo.cache's
+# `hashclient_retry_attempts` has no maximum).
+NEVER_DROP = 10**9
 
 
 @dataclass(frozen=True)
 class CacheSettings:
     servers: tuple[str, ...]
     socket_timeout: float = 0.5
-    retry_attempts: int = 3
+    retry_attempts: int = NEVER_DROP
     retry_delay: float = 1.0
     dead_timeout: float = 10.0
     errors_as_misses: bool = True
@@ -118,6 +135,25 @@ class ErrorsAsMisses(ProxyBackend):
         self._guard(None, self.proxied.delete_multi, list(keys))
 
 
+def is_local_address(host: str) -> bool:
+    """True when `host` (an IP address) is an address of this host: one can bind to it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((host.strip("[]"), 0))
+    except OSError:
+        return False
+    return True
+
+
+def local_first(endpoints: Iterable[str]) -> list[str]:
+    """The endpoints (host:port) on this host's own addresses first, the others after, each
+    group in the order given."""
+    endpoints = list(endpoints)
+    local = [e for e in endpoints if is_local_address(e.rpartition(":")[0])]
+    return local + [e for e in endpoints if e not in local]
+
+
 class CacheAside:
     """The region (oslo.cache) and the database (etcd, from an event loop thread)."""
 
@@ -148,7 +184,8 @@ class CacheAside:
 
     async def _open(self, etcd: EtcdSpec) -> EtcdStore:
         # Made on the loop that will use it (its gRPC channel belongs to that loop).
-        return EtcdStore.for_spec(etcd, 1.0)
+        spec = etcd.model_copy(update={"endpoints": local_first(etcd.endpoints)})
+        return EtcdStore.for_spec(spec, 1.0, ordered=True)
 
     def _run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=5.0)
