@@ -217,6 +217,23 @@ def test_availability_an_in_flight_success_does_not_hide_the_outage() -> None:
     assert result.details["outages"][0]["seconds"] > 2.8
 
 
+def test_availability_a_failure_after_the_next_fault_is_that_fault_s() -> None:
+    # A soak: the service is back 1 s after the first crash; the next crash strikes 4 s
+    # after the first, while a request sent just before it is under way: it times out (2 s)
+    # after that crash, which it belongs to — not a first fault "never recovered".
+    h = [e for e in _load(5.0, 6.0, end=9.0) if e["time"] < T0 + 8.95]
+    h += op("http-0", "get", "/", 8.95, 2.0, kind="fail")
+    h += op("http-0", "get", "/", 10.95, 0.01, result=200)
+    h += op("http-0", "get", "/", 11.0, 0.01, result=200)
+    crashes = [{"f": "crash", "host": "n1", "time": T0 + 5.0},
+               {"f": "crash", "host": "n2", "time": T0 + 9.0}]  # fmt: skip
+    result = check_availability(h, crashes)
+    assert result.valid is True, result.summary
+    first, second = result.details["outages"]
+    assert 0.9 < first["seconds"] < 1.6  # the first fault's own outage, recovered
+    assert second["seconds"] > 2.0
+
+
 def test_plot_draws_a_png(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     from hastack.lab.plot import plot_availability
