@@ -1275,9 +1275,9 @@ def soak_line(soak: Mapping[str, Any], checks: list[CheckResult]) -> str:
         f"{soak.get('booted_after_fencing')} fenced nodes booted); "
         f"{acknowledged} rows acknowledged, {lost} lost; {two} moment(s) with two writers; "
         "longest write outage " + (f"{max(gaps):.1f}s" if gaps else "unknown") + "; "
-        + (f"cluster whole again after every fault (longest {back:.1f}s after a repair)"
-           if soak.get("recovered") and back is not None
+        + ("cluster whole again after the last fault" if soak.get("recovered")
            else f"cluster NOT whole at the end ({', '.join(soak.get('still_out', []))})")
+        + (f"; longest repair to whole {back:.1f}s" if back is not None else "")
     )  # fmt: skip
 
 
