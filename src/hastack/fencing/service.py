@@ -94,8 +94,26 @@ class FencingService:
             self._fence(target, config, epoch), name=f"fence {target}"
         )
 
+    async def _still_dc(self, epoch: int) -> bool:
+        """Is this node still DC at `epoch`, by a linearizable read of the DC key? Only a
+        quorum of the store can answer it. A DC cut off with a minority suspects the others
+        after suspect-after just as they suspect it, and the fence device may answer either
+        side (a power switch on its own network): without this, the side that fires first
+        wins, and the lab saw the cut-off DC power off a node of the majority, which had
+        deposed it a few milliseconds before."""
+        try:
+            current = await self._store.get(self._keys.dc)
+        except StoreError:
+            return False
+        return current is not None and current.create_revision == epoch
+
     async def _fence(self, target: str, config: ClusterConfig, epoch: int) -> None:
         props = config.properties
+        if not await self._still_dc(epoch):
+            log.warning("not fencing %s: no quorum of the store confirms this node as DC at "
+                        "epoch %d", target, epoch)  # fmt: skip
+            self._events("fence-skipped", peer=target, epoch=epoch)
+            return
         log.warning("fencing %s (%s)", target, props.stonith_action)
         # Steps of the failover pipeline, timed by bench/vip_failover.py: requested (here),
         # the device answered, the result recorded in the store (the fence is confirmed).
