@@ -627,6 +627,24 @@ class GaleraAgent(NativeAgent):
                 f"this host ({problem})",
             )
 
+    async def _check_options(self, request: OpRequest, s: Settings, paths: Paths) -> None:
+        """The server must accept its options (e.g. `options` names one it does not know).
+        Else it finds out only once it has joined: a joiner takes its state transfer (an
+        SST overwrites the datadir from a donor, which it blocks meanwhile), then aborts
+        with `unknown variable`, and each retry does it again. `--help --verbose` reads
+        every option as the server would, with Galera off, and touches nothing."""
+        argv = [s.mysqld, f"--defaults-file={paths.cnf}", "--wsrep-provider=none",
+                "--wsrep-on=OFF", "--help", "--verbose"]  # fmt: skip
+        try:
+            rc, out = await self._run(request, argv, _PROBE_TIMEOUT)
+        except TimeoutError:
+            return  # no verdict: the start says what goes wrong
+        except OSError as exc:
+            raise _Refused(OcfRc.ERR_INSTALLED, f"{s.mysqld}: {exc.strerror}") from None
+        if rc != 0:
+            why = _errors(out) or out.strip()[-300:] or f"exited with {rc}"
+            raise _Refused(OcfRc.ERR_CONFIGURED, f"mariadbd refuses its options: {why}")
+
     def _check_datadir(self, s: Settings) -> None:
         if not s.datadir.is_dir():
             raise _Refused(
@@ -823,6 +841,7 @@ class GaleraAgent(NativeAgent):
         self._check_datadir(s)
         await self._check_address(request, s)
         self._prepare(s, paths)
+        await self._check_options(request, s, paths)
         if self._running_pid(paths) is not None:
             return OcfRc.SUCCESS, ""  # promoted already (the probe will say so)
         if not any(s.datadir.iterdir()):
