@@ -3,7 +3,8 @@ MariaDB Galera servers under the hastack:galera agents of a lab's controllers, b
 and the one-writer proxy, under a `mysql-set` insert load from the client host.
 
 The writer crash (G1) runs in the default test command; the others are marked `lab`
-(`scripts/test -m lab tests/test_lab_galera.py`).
+(`scripts/test -m 'lab and not slow' tests/test_lab_galera.py`), the 100-fault soak `lab`
+and `slow` (`scripts/test -m 'lab and slow' tests/test_lab_galera.py`, about 25 minutes).
 """
 
 from __future__ import annotations
