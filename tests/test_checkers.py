@@ -327,6 +327,29 @@ def test_writer_moved_measures_the_first_write_elsewhere_and_nothing_on_the_old_
     assert check_writer_moved(h, other, limit=10.0).valid is None
 
 
+def test_writer_moved_after_a_kill_or_a_pause_measures_the_move_only() -> None:
+    # The soak: the writer's mariadbd killed, restarted by the cluster 3 s later with no
+    # nemesis step, then the writer again; a frozen writer whose commits land at its resume.
+    h: list[dict[str, Any]] = []
+    for i in range(10):
+        h += _write(i, "n1", i * 0.1)
+    for i in range(10, 20):
+        h += _write(i, "n2", 1.5 + (i - 10) * 0.1)
+    for i in range(20, 30):
+        h += _write(i, "n1", 4.0 + (i - 20) * 0.1)  # the restarted server, the writer again
+    killed = [{"f": "kill", "host": "n1", "process": "galera", "time": T0 + 1.0}]
+    result = check_writer_moved(h, killed, limit=None)
+    assert result.valid is True, result.summary
+    assert result.details["moves"][0]["moved_after"] == pytest.approx(0.5)
+    paused = [{"f": "pause", "host": "n1", "time": T0 + 1.0},
+              {"f": "resume", "host": "n1", "time": T0 + 4.05}]  # fmt: skip
+    assert check_writer_moved(h, paused, limit=None).valid is True
+    # a power loss: the same writes on n1 before its boot are a violation
+    crashed = [{"f": "crash", "host": "n1", "time": T0 + 1.0},
+               {"f": "start", "host": "n1", "time": T0 + 6.0}]  # fmt: skip
+    assert check_writer_moved(h, crashed, limit=None).valid is False
+
+
 def test_minority_refuses_writes_while_cut_off() -> None:
     refused = op("d0", "add", 1, 2.0, 0.01, kind="fail")
     refused[1]["error"] = "1047 WSREP has not yet prepared node for application use"
