@@ -99,8 +99,8 @@ class FencingService:
         quorum of the store can answer it. A DC cut off with a minority suspects the others
         after suspect-after just as they suspect it, and the fence device may answer either
         side (a power switch on its own network): without this, the side that fires first
-        wins, and the lab saw the cut-off DC power off a node of the majority, which had
-        deposed it a few milliseconds before."""
+        wins: the Galera soak saw a cut-off DC power off a node of the majority at the
+        moment the majority deposed it."""
         try:
             current = await self._store.get(self._keys.dc)
         except StoreError:
