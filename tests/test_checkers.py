@@ -217,6 +217,23 @@ def test_availability_an_in_flight_success_does_not_hide_the_outage() -> None:
     assert result.details["outages"][0]["seconds"] > 2.8
 
 
+def test_availability_a_failure_after_the_next_fault_is_that_fault_s() -> None:
+    # A soak: the service is back 1 s after the first crash; the next crash strikes 4 s
+    # after the first, while a request sent just before it is under way: it times out (2 s)
+    # after that crash, which it belongs to — not a first fault "never recovered".
+    h = [e for e in _load(5.0, 6.0, end=9.0) if e["time"] < T0 + 8.95]
+    h += op("http-0", "get", "/", 8.95, 2.0, kind="fail")
+    h += op("http-0", "get", "/", 10.95, 0.01, result=200)
+    h += op("http-0", "get", "/", 11.0, 0.01, result=200)
+    crashes = [{"f": "crash", "host": "n1", "time": T0 + 5.0},
+               {"f": "crash", "host": "n2", "time": T0 + 9.0}]  # fmt: skip
+    result = check_availability(h, crashes)
+    assert result.valid is True, result.summary
+    first, second = result.details["outages"]
+    assert 0.9 < first["seconds"] < 1.6  # the first fault's own outage, recovered
+    assert second["seconds"] > 2.0
+
+
 def test_plot_draws_a_png(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     from hastack.lab.plot import plot_availability
@@ -308,6 +325,29 @@ def test_writer_moved_measures_the_first_write_elsewhere_and_nothing_on_the_old_
     # a fault on another node does not take the writer away: nothing to judge
     other = [{"f": "crash", "host": "n3", "time": T0 + 1.0}]
     assert check_writer_moved(h, other, limit=10.0).valid is None
+
+
+def test_writer_moved_after_a_kill_or_a_pause_measures_the_move_only() -> None:
+    # The soak: the writer's mariadbd killed, restarted by the cluster 3 s later with no
+    # nemesis step, then the writer again; a frozen writer whose commits land at its resume.
+    h: list[dict[str, Any]] = []
+    for i in range(10):
+        h += _write(i, "n1", i * 0.1)
+    for i in range(10, 20):
+        h += _write(i, "n2", 1.5 + (i - 10) * 0.1)
+    for i in range(20, 30):
+        h += _write(i, "n1", 4.0 + (i - 20) * 0.1)  # the restarted server, the writer again
+    killed = [{"f": "kill", "host": "n1", "process": "galera", "time": T0 + 1.0}]
+    result = check_writer_moved(h, killed, limit=None)
+    assert result.valid is True, result.summary
+    assert result.details["moves"][0]["moved_after"] == pytest.approx(0.5)
+    paused = [{"f": "pause", "host": "n1", "time": T0 + 1.0},
+              {"f": "resume", "host": "n1", "time": T0 + 4.05}]  # fmt: skip
+    assert check_writer_moved(h, paused, limit=None).valid is True
+    # a power loss: the same writes on n1 before its boot are a violation
+    crashed = [{"f": "crash", "host": "n1", "time": T0 + 1.0},
+               {"f": "start", "host": "n1", "time": T0 + 6.0}]  # fmt: skip
+    assert check_writer_moved(h, crashed, limit=None).valid is False
 
 
 def test_minority_refuses_writes_while_cut_off() -> None:

@@ -254,3 +254,124 @@ def test_bootstrap_forced_must_wait_for_the_operator() -> None:
     automatic = check_bootstrap(POWER_LOSS, _boot("n1", 120), want="automatic")
     assert automatic.valid is True
     assert check_bootstrap(forced, _boot("n1", 120, at=31.0), want="automatic").valid is False
+
+
+# ---- the soak's loop (hastack.lab.soak) ----------------------------------------------------
+
+
+class FakeCluster:
+    """Three nodes whose instances come back `back_after` seconds after each fault's repair,
+    reported the way the status feed does; records what the loop did."""
+
+    def __init__(self, back_after: dict[str, float]) -> None:
+        self.back_after = back_after  # node -> seconds from its repair to serving again
+        self.serving_from: dict[str, float] = dict.fromkeys(("n1", "n2", "n3"), 0.0)
+        self.struck: dict[str, float] = {}
+        self.acts: list[tuple[str, str | None, str | None]] = []
+        self.two_out = 0  # moments the loop struck while another node was out
+        self.off: set[str] = set()
+
+    def report(self) -> dict[str, Any]:
+        now = time.time()
+        resources = [
+            {"instance": f"galera:{i}", "node": n, "role": "Promoted", "node-online": True,
+             "last-op": {"op": "promote", "at": self.serving_from[n]}}
+            for i, n in enumerate(self.serving_from)
+            if now >= self.serving_from[n] and n not in self.struck
+        ]  # fmt: skip
+        return {
+            "collected_at": now,
+            "nodes": [{"name": n, "attributes": {"galera-galera-state": "synced"}}
+                      for n in self.serving_from],
+            "resources": resources,
+            "store": [{"endpoint": "x", "healthy": True}],
+        }  # fmt: skip
+
+    def act(self, op: str, node: str | None, extra: str | None) -> None:
+        self.acts.append((op, node, extra))
+        now = time.time()
+        if op in ("crash", "kill", "pause", "partition"):
+            target = node or str(extra).split("|")[0].strip()
+            out = [n for n in self.serving_from if n != target and now < self.serving_from[n]]
+            self.two_out += bool(out)
+            if op == "kill":  # the cluster recovers it by itself
+                self.serving_from[target] = now + self.back_after.get(target, 0.05)
+            else:
+                self.struck[target] = now
+            if op == "crash":
+                self.off.add(target)
+        elif op in ("start", "resume", "heal"):
+            for n in list(self.struck) if op == "heal" else [str(node)]:
+                if n in self.struck:
+                    del self.struck[n]
+                    self.serving_from[n] = now + self.back_after.get(n, 0.05)
+            self.off.discard(str(node))
+
+
+def _soak(cluster: FakeCluster, **spec: Any) -> dict[str, Any]:
+    from hastack.lab.soak import SoakSpec, run_soak
+
+    defaults = {"faults": 12, "hold": (0.01, 0.02), "gap": 0.0, "settle": 0.0, "recover": 1.0,
+                "final-recover": 2.0, "seed": 3}  # fmt: skip
+    return run_soak(
+        SoakSpec.model_validate(defaults | spec),
+        ["n1", "n2", "n3"],
+        cluster.report,
+        cluster.act,
+        lambda n: n in cluster.off,
+        deadline=time.monotonic() + 30.0,
+        say=lambda _: None,
+    )
+
+
+def test_the_soak_strikes_one_node_at_a_time_each_once_the_cluster_is_whole() -> None:
+    cluster = FakeCluster({})
+    done = _soak(cluster)
+    assert done["injected"] == 12
+    assert sum(done["by_kind"].values()) == 12
+    assert cluster.two_out == 0  # never a second node while one was out
+    assert done["hit_while_out"] == 0
+    assert done["recovered"] is True
+    assert all("back_after" in f for f in done["faults"])
+    repairs = {"crash": "start", "pause": "resume", "partition": "heal"}
+    for (op, node, extra), after in zip(cluster.acts, cluster.acts[1:], strict=False):
+        if op in repairs:  # each fault repaired before anything else
+            assert after[0] == repairs[op], cluster.acts
+            assert op == "partition" or after[1] == node
+        if op == "kill":
+            assert extra == "galera"
+
+
+def test_the_soak_hits_a_node_that_stays_out_again_never_another_and_says_so() -> None:
+    cluster = FakeCluster({"n1": 3.0, "n2": 3.0, "n3": 3.0})  # longer than recover
+    done = _soak(cluster, faults=4, recover=0.3, **{"final-recover": 5.0})
+    assert cluster.two_out == 0
+    assert done["hit_while_out"] == 3  # faults 2-4 on the node still out
+    nodes = {f["node"] for f in done["faults"]}
+    assert len(nodes) == 1
+    assert done["recovered"] is True
+
+
+def test_the_soak_reports_a_cluster_that_does_not_come_back() -> None:
+    cluster = FakeCluster({"n1": 60.0, "n2": 60.0, "n3": 60.0})
+    done = _soak(cluster, faults=1, **{"final-recover": 0.5})
+    assert done["recovered"] is False
+    assert done["still_out"] == [done["faults"][0]["node"]]
+
+
+def test_a_report_from_before_the_repair_or_of_the_old_life_is_not_back() -> None:
+    from hastack.lab.soak import Since, back
+
+    report = {
+        "collected_at": 100.0,
+        "nodes": [{"name": "n1", "attributes": {"galera-galera-state": "synced"}}],
+        "resources": [{"instance": "galera:0", "node": "n1", "role": "Promoted",
+                       "node-online": True, "last-op": {"op": "promote", "at": 50.0}}],
+    }  # fmt: skip
+    assert back(report, "galera", "n1", Since())
+    assert not back(report, "galera", "n1", Since(not_before=101.0))  # too old a report
+    assert not back(report, "galera", "n1", Since(op_after=60.0))  # the life before
+    assert back(report, "galera", "n1", Since(not_before=99.0, op_after=40.0))
+    joining = report | {"nodes": [{"name": "n1", "attributes": {"galera-galera-state": "joiner"}}]}
+    assert not back(joining, "galera", "n1", Since())
+    assert not back(report, "galera", "n2", Since())

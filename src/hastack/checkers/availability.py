@@ -75,7 +75,8 @@ def outages(ops: list[Op], nemesis: Iterable[Mapping[str, Any]], end: float) -> 
         hi = bisect.bisect_right(oks, until)
         window = oks[max(0, lo - 1) : hi]
         # Candidate gaps: between consecutive successes ending after the fault, and the tail
-        # from the last success to the last failed attempt after it (never recovered).
+        # from the last success to the last failed attempt after it (never recovered): a
+        # failure completed after the next fault is that fault's (a soak strikes again soon).
         candidates: list[tuple[float, float | None, float | None]] = []
         for a, b in itertools.pairwise(window):
             if b > t:
@@ -85,7 +86,7 @@ def outages(ops: list[Op], nemesis: Iterable[Mapping[str, Any]], end: float) -> 
             o.completed or o.invoked
             for o in ops
             if not o.ok and (last_ok is None or o.invoked >= last_ok) and o.invoked <= until
-            and (o.completed or o.invoked) >= t
+            and t <= (o.completed or o.invoked) <= until
         ]  # fmt: skip
         if after:
             tail_from = last_ok if last_ok is not None else t

@@ -201,7 +201,14 @@ def check_writer_moved(
             # Nobody took over before it came back (every node was down: a power loss), and
             # the writes resumed there or elsewhere after its return: judged from there.
             elsewhere = next((w for w in writes if w[1] > back), None)
-        late = [w for w in writes if w[0] == writer and w[1] > t and (back is None or w[1] < back)]
+        # Writes on the old writer until it is back count against it after a partition or a
+        # power loss. Not after a `kill` (the cluster restarts the process: no nemesis step
+        # marks its return, and what the new server takes is legitimate) nor a `pause` (a
+        # frozen node acknowledges nothing; what commits the moment it is resumed, before
+        # the log's `resume` line, was under way before — `writers` judges any overlap).
+        judged = e.get("f") in ("partition", "crash")
+        late = [w for w in writes if judged and w[0] == writer and w[1] > t
+                and (back is None or w[1] < back)]  # fmt: skip
         moved = None if elsewhere is None else elsewhere[1] - t
         moves.append(
             {"fault": f"{e.get('f')} {e.get('host') or ''}".strip(), "at": t, "writer": writer,

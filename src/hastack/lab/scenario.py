@@ -94,6 +94,7 @@ from hastack.lab.net.lab import FAST_ELECTION_MS, FAST_TIMINGS, Lab, LabError, S
 from hastack.lab.net.topology import CLIENT, HostRole
 from hastack.lab.nova.run import NovaRun, NovaSpec
 from hastack.lab.plot import plot_availability
+from hastack.lab.soak import SoakSpec, run_soak
 from hastack.model.agent_config import Timings, leader_change_problem
 from hastack.model.base import Duration, Name, Spec
 from hastack.model.config import Location, parse_cluster_config
@@ -173,7 +174,7 @@ class WorkloadSpec(Spec):
     name: Name | None = None
     clients: int = pydantic.Field(default=2, ge=1, le=64)
     rate: float = pydantic.Field(default=10.0, gt=0, le=1000)  # per client, ops per second
-    duration: Duration = pydantic.Field(default=30.0, gt=0, le=600)
+    duration: Duration = pydantic.Field(default=30.0, gt=0, le=1200)  # 20 min: a soak
     max_ops: int = pydantic.Field(default=10_000, ge=1, le=100_000)  # per client
     timeout: Duration = 1.0
     url: str | None = None  # http; mysql-set: mysql://USER:PASSWORD@ADDRESS:PORT/DB
@@ -325,6 +326,17 @@ class Scenario(Spec):
     polls: PollsSpec | None = None  # Ceilometer-style pollers to check
     random_nemesis: RandomNemesis | None = None  # a soak: faults drawn at random
     nova: NovaSpec | None = None  # the lab's fake Nova and instances (docs/compute.md)
+    # Random faults, each once the cluster is whole again, instead of `nemesis`; the load
+    # ends `tail` after the last (hastack.lab.soak)
+    soak: SoakSpec | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _soak_alone(self) -> Scenario:
+        if self.soak is not None and (self.nemesis or self.random_nemesis is not None):
+            raise ValueError("a soak draws its own faults: no nemesis or random-nemesis beside")
+        if self.soak is not None and not any(w.kind == "mysql-set" for w in self.workloads):
+            raise ValueError("a soak needs a mysql-set workload (it judges a Galera cluster)")
+        return self
 
     @pydantic.model_validator(mode="after")
     def _load_or_duration(self) -> Scenario:
@@ -815,6 +827,7 @@ class Runner:
         (results / "scenario.json").write_text(json.dumps(s.model_dump(mode="json"), indent=2))
         nemesis_offset = lab.nemesis_path.stat().st_size if lab.nemesis_path.exists() else 0
         longest = max([w.duration + w.final_timeout for w in s.workloads] + [s.duration or 0.0])
+        longest_load = max([w.duration for w in s.workloads] + [s.duration or 0.0])
         bound = s.ready_timeout + longest + s.settle + 60.0
         self.feed = StatusFeed(
             lab, bound, 0.25, record_to=results / "status.jsonl", rabbitmq=self.has_rabbitmq
@@ -866,6 +879,8 @@ class Runner:
             steps = list(s.nemesis)
             if s.random_nemesis is not None:
                 steps += s.random_nemesis.steps([h.name for h in lab.controllers()])
+            if s.soak is not None:
+                self.run_soak(s.soak, load_start, load_start + longest_load, workers)
             for step in sorted(steps, key=lambda x: x.at):
                 delay = load_start + step.at - time.monotonic()
                 if delay > 0:
@@ -907,6 +922,40 @@ class Runner:
         result = ScenarioResult(s.name, results, checks, self.notes)
         self.report(result)
         return result
+
+    def run_soak(
+        self, spec: SoakSpec, load_start: float, load_end: float, workers: ProcessRecord | None
+    ) -> None:
+        """The soak's faults, until its count or `tail` before the load's end; then `tail`
+        more seconds of load, and the clients are told to finish (SIGUSR1: their final
+        read follows)."""
+        feed = self.feed
+        assert feed is not None
+
+        def act(op: str, node: str | None, extra: str | None) -> None:
+            at = round(time.monotonic() - load_start, 3)
+            process = extra if op == "kill" else None
+            groups = extra if op == "partition" else None
+            step = {"at": at, "op": op, "node": node, "process": process, "groups": groups}
+            self.apply(NemesisStep.model_validate(step))
+
+        self.soak = run_soak(
+            spec,
+            [h.name for h in self.lab.controllers()],
+            lambda: feed.latest,
+            act,
+            self.lab.is_off,
+            deadline=load_end - spec.tail,
+            say=self.say,
+        )
+        (self.results / "soak.json").write_text(json.dumps(self.soak, indent=2))
+        if not self.soak["recovered"]:
+            self.notes.append(f"soak: the cluster was not whole again within "
+                              f"{spec.final_recover:g}s of the last fault "
+                              f"({', '.join(self.soak['still_out']) or 'etcd'})")  # fmt: skip
+        time.sleep(max(0.0, min(spec.tail, load_end - time.monotonic())))
+        if workers is not None:
+            send(workers, signal.SIGUSR1)
 
     def wait_rejoined(self, load_start: float) -> None:
         """With `expect.rejoin`: keep recording until the booted nodes' instances run again
@@ -1201,11 +1250,39 @@ class Runner:
             if isinstance(problems, dict):  # by kind (the instance checks)
                 problems = [f"{kind}: {p}" for kind, ps in problems.items() for p in ps]
             lines += [f"      {p}" for p in list(problems)[:10]]
+        if self.soak is not None:
+            lines.append(soak_line(self.soak, result.checks))
         lines += [f"  note: {n}" for n in result.notes]
         lines.append(f"  results: {result.results}")
         text = "\n".join(lines)
         (result.results / "summary.txt").write_text(text + "\n")
         self.say(text)
+
+
+def soak_line(soak: Mapping[str, Any], checks: list[CheckResult]) -> str:
+    """The soak's figures: faults injected, acknowledged rows, rows lost, moments with two
+    writers, longest write outage (the longest gap between two acknowledged writes around
+    a fault, from the availability check)."""
+    by_name = {c.checker: c for c in checks}
+    found, writers = by_name.get("set"), by_name.get("writers")
+    outages = by_name.get("availability")
+    acknowledged = found.details.get("acknowledged", "?") if found else "?"
+    lost = len(found.details.get("lost", [])) if found and "lost" in found.details else "?"
+    two = len(writers.details.get("overlaps", [])) if writers else "?"
+    gaps = [o["seconds"] for o in (outages.details.get("outages", []) if outages else [])
+            if o.get("seconds") is not None]  # fmt: skip
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(soak.get("by_kind", {}).items()))
+    back = soak.get("longest_back")
+    return (
+        f"  soak (seed {soak.get('seed')}): {soak.get('injected')} faults injected ({kinds}; "
+        f"{soak.get('hit_while_out')} on a node still out, "
+        f"{soak.get('booted_after_fencing')} fenced nodes booted); "
+        f"{acknowledged} rows acknowledged, {lost} lost; {two} moment(s) with two writers; "
+        "longest write outage " + (f"{max(gaps):.1f}s" if gaps else "unknown") + "; "
+        + ("cluster whole again after the last fault" if soak.get("recovered")
+           else f"cluster NOT whole at the end ({', '.join(soak.get('still_out', []))})")
+        + (f"; longest repair to whole {back:.1f}s" if back is not None else "")
+    )  # fmt: skip
 
 
 def _deaths(records: list[dict[str, Any]]) -> dict[str, list[float]]:

@@ -37,6 +37,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import signal
 import sys
 import time
 import urllib.parse
@@ -65,7 +66,7 @@ __all__ = [
     "run_workloads",
 ]
 
-MAX_DURATION = 600.0
+MAX_DURATION = 1200.0  # a soak's load (it may end it sooner: SIGUSR1)
 RECENT = 5.0  # seconds a broker that failed a client is tried last
 MAX_OPS = 100_000
 
@@ -892,19 +893,22 @@ KINDS: dict[str, type[Workload]] = {
 }
 
 
-async def _client(workload: Workload, client: int, history: History, deadline: float) -> None:
+async def _client(
+    workload: Workload, client: int, history: History, deadline: float, ended: asyncio.Event
+) -> None:
     process = f"{workload.name}-{client}"
     interval = 1.0 / workload.rate if workload.rate > 0 else 0.0
     for n in range(workload.max_ops):
         started = time.monotonic()
-        if started >= deadline:
+        if started >= deadline or ended.is_set():
             return
         f, value = workload.invocation(client, n)
         history.write(process, "invoke", f, value)
         type_, result, extra = await workload.perform(f, value)
         history.write(process, type_, f, result, **extra)
-        await asyncio.sleep(max(0.0, min(interval - (time.monotonic() - started),
-                                         deadline - time.monotonic())))  # fmt: skip
+        pause = max(0.0, min(interval - (time.monotonic() - started), deadline - time.monotonic()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), pause)
 
 
 async def run_workloads(
@@ -918,6 +922,11 @@ async def run_workloads(
             raise ValueError(f"unknown workload kind {kind!r} (known: {', '.join(KINDS)})")
         workloads.append(KINDS[kind](spec, networks))
     history = History(history_path)
+    # SIGUSR1 ends the load before its duration (a soak's last fault is over): the clients
+    # stop, then each workload's final read as usual. Work beside the clients (consumers)
+    # runs to its deadline.
+    ended = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, ended.set)
     try:
         for w in workloads:
             await w.setup()
@@ -925,7 +934,7 @@ async def run_workloads(
         async with asyncio.TaskGroup() as group:
             for w in workloads:
                 for c in range(w.clients):
-                    group.create_task(_client(w, c, history, now + w.duration))
+                    group.create_task(_client(w, c, history, now + w.duration, ended))
                 group.create_task(w.background(history, now + w.duration))
         for w in workloads:
             await w.finish(history)

@@ -46,6 +46,7 @@ import shlex
 import shutil
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -99,6 +100,34 @@ _FAST_EVS = (
     "evs.suspect_timeout=PT1.5S;evs.inactive_timeout=PT3S;evs.install_timeout=PT3S"
 )
 _SOCKET_MAX = 100
+
+
+def _bind_problem(host: str) -> str | None:
+    """Why a socket cannot bind `host` here (None: it can)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        infos = socket.getaddrinfo(host, None, family, socket.SOCK_STREAM)
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((infos[0][4][0], 0))
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    return None
+
+
+# _bind_problem, run in a network namespace (`python -c`, the host as its argument).
+_BIND_PROBE = (
+    "import socket, sys\n"
+    "host = sys.argv[1]\n"
+    "family = socket.AF_INET6 if ':' in host else socket.AF_INET\n"
+    "try:\n"
+    "    infos = socket.getaddrinfo(host, None, family, socket.SOCK_STREAM)\n"
+    "    with socket.socket(family, socket.SOCK_STREAM) as probe:\n"
+    "        probe.bind((infos[0][4][0], 0))\n"
+    "except OSError as exc:\n"
+    "    print(exc.strerror or exc)\n"
+    "    sys.exit(1)\n"
+)
+_PROBE_TIMEOUT = 10.0
 
 
 class _Refused(Exception):
@@ -577,22 +606,44 @@ class GaleraAgent(NativeAgent):
                 with contextlib.suppress(FileNotFoundError):
                     os.chown(path, entry.pw_uid, entry.pw_gid)
 
-    def _check_address(self, request: OpRequest, s: Settings) -> None:
+    async def _check_address(self, request: OpRequest, s: Settings) -> None:
         """This node's entry of cluster-address must be an address of this host (else the
-        server dies at once with a bind error that names no address)."""
+        server dies at once with a bind error that names no address). With a network
+        namespace (the lab), the probe binds inside it: the address lives there."""
         if request.netns:
-            return  # the address lives in the node's namespace, not here
-        family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
-        try:
-            infos = socket.getaddrinfo(s.host, None, family, socket.SOCK_STREAM)
-            with socket.socket(family, socket.SOCK_STREAM) as probe:
-                probe.bind((infos[0][4][0], 0))
-        except OSError as exc:
+            try:
+                rc, out = await self._run(
+                    request, [sys.executable, "-c", _BIND_PROBE, s.host], _PROBE_TIMEOUT
+                )
+            except (OSError, TimeoutError):
+                return  # no verdict: the server's own error will say what went wrong
+            problem = out.strip().splitlines()[-1] if rc != 0 and out.strip() else None
+        else:
+            problem = _bind_problem(s.host)
+        if problem is not None:
             raise _Refused(
                 OcfRc.ERR_CONFIGURED,
                 f"{s.host}, this node's address in cluster-address, is not an address of "
-                f"this host ({exc.strerror or exc})",
-            ) from None
+                f"this host ({problem})",
+            )
+
+    async def _check_options(self, request: OpRequest, s: Settings, paths: Paths) -> None:
+        """The server must accept its options (e.g. `options` names one it does not know).
+        Else it finds out only once it has joined: a joiner takes its state transfer (an
+        SST overwrites the datadir from a donor, which it blocks meanwhile), then aborts
+        with `unknown variable`, and each retry does it again. `--help --verbose` reads
+        every option as the server would, with Galera off, and touches nothing."""
+        argv = [s.mysqld, f"--defaults-file={paths.cnf}", "--wsrep-provider=none",
+                "--wsrep-on=OFF", "--help", "--verbose"]  # fmt: skip
+        try:
+            rc, out = await self._run(request, argv, _PROBE_TIMEOUT)
+        except TimeoutError:
+            return  # no verdict: the start says what goes wrong
+        except OSError as exc:
+            raise _Refused(OcfRc.ERR_INSTALLED, f"{s.mysqld}: {exc.strerror}") from None
+        if rc != 0:
+            why = _errors(out) or out.strip()[-300:] or f"exited with {rc}"
+            raise _Refused(OcfRc.ERR_CONFIGURED, f"mariadbd refuses its options: {why}")
 
     def _check_datadir(self, s: Settings) -> None:
         if not s.datadir.is_dir():
@@ -788,8 +839,9 @@ class GaleraAgent(NativeAgent):
     ) -> tuple[int, str]:
         paths = _paths(request)
         self._check_datadir(s)
-        self._check_address(request, s)
+        await self._check_address(request, s)
         self._prepare(s, paths)
+        await self._check_options(request, s, paths)
         if self._running_pid(paths) is not None:
             return OcfRc.SUCCESS, ""  # promoted already (the probe will say so)
         if not any(s.datadir.iterdir()):
