@@ -69,6 +69,11 @@ def _interleaving(lines: Sequence[LogLine]) -> str | None:
     return None
 
 
+def _started_on(logs: Mapping[str, Sequence[LogLine]], host: str) -> set[str]:
+    """The instances whose first log line was written on `host`."""
+    return {name for name, lines in logs.items() if lines and lines[0].host == host}
+
+
 def check_instances(
     logs: Mapping[str, Sequence[LogLine]],
     *,
@@ -81,7 +86,7 @@ def check_instances(
 ) -> CheckResult:
     """`logs` by instance name; `evacuable`: the names of the instances marked evacuable."""
     evacuable = set(evacuable)
-    on_host = {name for name, lines in logs.items() if lines and lines[0].host == host}
+    on_host = _started_on(logs, host)
     if not on_host:
         return CheckResult("instances", None, f"no instance ran on {host}")
     problems: dict[str, list[str]] = {
@@ -161,16 +166,11 @@ def check_in_place(
     """`killed`: the nemesis' kill events of `service` on `host` (`time`, `pids`);
     `restarts`: the host's agent operation events (`op`, `rc`, `resource`, `t`); `fenced`:
     the host's fences after the fault."""
-    on_host = {name for name, lines in logs.items() if lines and lines[0].host == host}
+    on_host = _started_on(logs, host)
     if not on_host:
         return CheckResult("instances", None, f"no instance ran on {host}")
-    problems: dict[str, list[str]] = {
-        "killed": [],
-        "restarted-in-place": [],
-        "no-fence": [],
-        "no-evacuation": [],
-        "stayed": [],
-    }
+    checks = ("killed", "restarted-in-place", "no-fence", "no-evacuation", "stayed")
+    problems: dict[str, list[str]] = {check: [] for check in checks}
     hits = [k for k in killed if k.get("pids")]
     if not hits:
         problems["killed"].append(f"no process of {service} on {host} was killed")
