@@ -69,6 +69,12 @@ def _interleaving(lines: Sequence[LogLine]) -> str | None:
     return None
 
 
+def _verdict(summary: str, bad: Mapping[str, list[str]], details: dict[str, Any]) -> CheckResult:
+    """Valid when nothing is bad; the first problem of each kind said after the summary."""
+    said = "; ".join(f"{k}: {v[0]}" for k, v in bad.items())
+    return CheckResult("instances", not bad, summary + (f"; {said}" if said else ""), details)
+
+
 def _started_on(logs: Mapping[str, Sequence[LogLine]], host: str) -> set[str]:
     """The instances whose first log line was written on `host`."""
     return {name for name, lines in logs.items() if lines and lines[0].host == host}
@@ -143,12 +149,10 @@ def check_instances(
         + (f"ran elsewhere {min(after_fence.values()):.1f}-{max(after_fence.values()):.1f}s "
            "after the fence" if after_fence else "none ran elsewhere")
         + (f"; {host} enabled again" if enabled else "")
-        + ("; " + "; ".join(f"{k}: {v[0]}" for k, v in bad.items()) if bad else "")
     )  # fmt: skip
-    return CheckResult(
-        "instances",
-        not bad,
+    return _verdict(
         summary,
+        bad,
         {"problems": problems, "moved_after_fence": after_fence, "enabled": bool(enabled)},
     )
 
@@ -212,11 +216,7 @@ def check_in_place(
         + ("fenced; " if fenced else "no fence; ")
         + (f"{len(changes)} Nova change(s); " if changes else "no evacuation; ")
         + f"longest gap in any log {max(gaps, default=0.0):.2f}s"
-        + ("; " + "; ".join(f"{k}: {v[0]}" for k, v in bad.items()) if bad else "")
     )  # fmt: skip
-    return CheckResult(
-        "instances",
-        not bad,
-        summary,
-        {"problems": problems, "restarted_after": restart, "fenced": list(fenced)},
+    return _verdict(
+        summary, bad, {"problems": problems, "restarted_after": restart, "fenced": list(fenced)}
     )
