@@ -53,6 +53,9 @@ def main() -> int:
     parser.add_argument("--faults", type=int, default=100)
     parser.add_argument("--slot", type=float, default=5.5)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--results", default=None, help="keep the run's records here (default: removed)"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("the lab needs root", file=sys.stderr)
@@ -70,7 +73,8 @@ def main() -> int:
     data["cluster"]["properties"]["stonith-enabled"] = False  # partitions must not power off
     scenario = Scenario.model_validate(data)
     with tempfile.TemporaryDirectory(prefix="hastack-soak-") as tmp:
-        result = run_scenario(scenario, Path(tmp), say=lambda m: print(m, flush=True))
+        where = Path(args.results) if args.results else Path(tmp)
+        result = run_scenario(scenario, where, say=lambda m: print(m, flush=True))
         history = parse_history((result.results / "history.jsonl").read_text().splitlines())
         calls = [o for o in pair_ops(history) if o.f == "call"]
         ok = sorted(o.completed or 0.0 for o in calls if o.ok)
