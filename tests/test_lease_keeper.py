@@ -4,7 +4,9 @@ when the membership is lost, on an injected clock (docs/architecture.md, members
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -15,6 +17,16 @@ from hastack.store.memory import ManualClock, MemoryBackend, MemoryStore
 
 # renew 0.5 s + 2 × 0.75 s = 2 s < 3 s TTL: lost 2 s after the last good send, late after 1.25 s.
 TIMINGS = Timings(lease_ttl=3, renew_interval=0.5, store_timeout=0.75)
+
+
+@pytest.fixture(autouse=True)
+def _own_priority_back() -> Iterator[None]:
+    """run_blocking favours the thread it runs in (here pytest's own): give it back its nice
+    value, or every later test and what it starts would run favoured."""
+    tid = threading.get_native_id()
+    before = os.getpriority(os.PRIO_PROCESS, tid)
+    yield
+    os.setpriority(os.PRIO_PROCESS, tid, before)
 
 
 def keeper_at(clock: ManualClock) -> LeaseKeeper:

@@ -501,6 +501,7 @@ class Runner:
         self.feed: StatusFeed | None = None
         self.observer = VipObserver(lab, self.vips, results / "observed-exclusive.jsonl")
         self.crashed: set[str] = set()
+        self.soak: dict[str, Any] | None = None  # the soak's figures, once it ran
         self.booted: dict[str, float] = {}  # node -> wall time of its last boot
         self.notes: list[str] = []
 
