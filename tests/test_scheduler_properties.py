@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from hastack.executor.transitions import rule_attributes, unprobed
-from hastack.model.config import ClusterConfig, Discovery, Role
+from hastack.model.config import ClusterConfig, Colocation, Discovery, Role
 from hastack.model.members import NodeKind
 from hastack.model.state import ClusterState, NodeStatus, ResourceStatus, base_id
 from hastack.scheduler import ActionKind, Plan, schedule
@@ -215,12 +215,31 @@ def test_invariants_hold(cluster: tuple[ClusterConfig, ClusterState]) -> None:
     check_invariants(config, state, plan)
 
 
+def _colocation_loop(config: ClusterConfig) -> bool:
+    """Does a chain of colocations lead from a resource back to itself?"""
+    edges: dict[str, set[str]] = {}
+    for c in config.constraints:
+        if isinstance(c, Colocation):
+            edges.setdefault(c.resource, set()).add(c.with_)
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(
+            nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt}))
+            for nxt in edges.get(start, ())
+        )
+
+    return any(reaches(r, r, {r}) for r in edges)
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(clusters(), st.data())
 def test_interrupted_plan_converges(
     cluster: tuple[ClusterConfig, ClusterState], data: st.DataObject
 ) -> None:
     config, state = cluster
+    # Colocation loops are known not to converge (docs/scheduler.md; the xfailed cases of
+    # tests/test_scheduler_stability.py and test_controller_properties.py): not judged here.
+    assume(not _colocation_loop(config))
     # Start from a state with no duplicate actives (the generator may place a primitive on one
     # node only, so this holds), then interrupt the plan at a random point.
     plan = schedule(config, state)
