@@ -1,4 +1,4 @@
-"""The liveness threads' CPU priority (docs/control-plane.md, section 1).
+"""The liveness threads' CPU priority (docs/control-plane.md, section 4).
 
 Lease renewal and heartbeats must get the CPU first when a node is saturated: Corosync runs
 realtime (SCHED_RR) for the same reason. A Python thread at realtime priority would spin the
@@ -6,7 +6,7 @@ whole machine if it ever looped, so these threads take a higher *nice* instead (
 thread has its own nice value; threads it starts inherit it): enough to come before the
 agent's own work and far before resource agents (`resource-nice`, +10). Lowering a nice value
 needs root (CAP_SYS_NICE); without it the thread keeps the process's priority and says so
-once.
+when it starts.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ __all__ = ["LIVENESS_NICE", "favour_this_thread"]
 
 log = logging.getLogger(__name__)
 
-# Below the agent (0), above etcd in the lab (-10 there too: they serve each other).
+# Ahead of the agent's other threads (0); the lab runs etcd at -10 too: they serve each other.
 LIVENESS_NICE = -10
 
 
