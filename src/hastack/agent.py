@@ -14,10 +14,8 @@ import io
 import logging
 import os
 import signal
-import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -33,7 +31,7 @@ from hastack.fencing.watchdog import DeviceWatchdog, ensure_process_watchdog
 from hastack.membership.election import Step, StepKind, campaign, next_step, resign
 from hastack.membership.heartbeat import Heartbeat
 from hastack.membership.lease import LeaseKeeper, LeaseLost
-from hastack.membership.selfcheck import SelfCheck
+from hastack.membership.selfcheck import SelfCheck, thread_stacks
 from hastack.model.agent_config import AgentConfig
 from hastack.model.config import ClusterConfig
 from hastack.model.events import (
@@ -1101,16 +1099,6 @@ def install_signal_handlers(agent: Agent) -> None:
     # SIGUSR1: where every thread and every task of the agent is, in its log (to diagnose a
     # node that stopped making progress without the self-check noticing).
     loop.add_signal_handler(signal.SIGUSR1, lambda: log.warning("SIGUSR1:\n%s", task_stacks()))
-
-
-def thread_stacks() -> str:
-    """Every thread's stack, named."""
-    names = {t.ident: t.name for t in threading.enumerate()}
-    out = []
-    for ident, frame in sys._current_frames().items():
-        out.append(f"thread {names.get(ident, ident)}:")
-        out.append("".join(traceback.format_stack(frame)).rstrip())
-    return "\n".join(out)
 
 
 def task_stacks() -> str:

@@ -19,9 +19,24 @@ import time
 import traceback
 from collections.abc import Callable
 
-__all__ = ["EXIT_STALLED", "SelfCheck"]
+__all__ = ["EXIT_STALLED", "SelfCheck", "thread_stacks"]
 
 log = logging.getLogger("hastack.selfcheck")
+
+
+def thread_stacks(only: int | None = None) -> str:
+    """Every thread's stack, each headed by its name; with `only`, that thread's stack alone."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    frames = sys._current_frames()
+    if only is not None:
+        frame = frames.get(only)
+        return "".join(traceback.format_stack(frame)) if frame is not None else ""
+    out = []
+    for ident, frame in frames.items():
+        out.append(f"thread {names.get(ident, ident)}:")
+        out.append("".join(traceback.format_stack(frame)).rstrip())
+    return "\n".join(out)
+
 
 # The exit code of an agent that ended itself because it stopped making progress
 # (EX_SOFTWARE in sysexits.h: "an internal software error").
@@ -69,8 +84,7 @@ class SelfCheck:
         stalled = self.stalled_for()
         if stalled <= self.limit:
             return True
-        frame = sys._current_frames().get(self._watched or 0)
-        where = "".join(traceback.format_stack(frame)) if frame is not None else "(unknown)\n"
+        where = thread_stacks(only=self._watched or 0) or "(unknown)\n"
         reason = (
             f"the agent's event loop made no progress for {stalled:.1f}s "
             f"(limit {self.limit:g}s; last: {self._what})"
