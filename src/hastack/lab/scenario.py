@@ -945,7 +945,7 @@ class Runner:
             [h.name for h in self.lab.controllers()],
             lambda: feed.latest,
             act,
-            self.lab.is_off,
+            lambda name: is_down(self.lab, name),
             deadline=load_end - spec.tail,
             say=self.say,
         )

@@ -19,7 +19,8 @@ Each fault hits one controller and is repaired before the next one: `crash` → 
 monitor finds it gone and the instance is recovered); `pause` → `resume`; `partition` (the
 node against the rest) → `heal`. A node the cluster fenced meanwhile (a frozen or cut-off
 node misses its heartbeats and is powered off: about a second after the fault in the lab) is
-booted as soon as the loop sees it off (`Lab.is_off`), as an operator would power it on.
+booted as soon as the loop sees it down (`hastack.lab.scenario.is_down`), as an operator would
+power it on.
 
 At most one node is hit at a time, so the other two keep a majority (of etcd and of Galera):
 the next fault waits until the node hit last is *back*, meaning its instance of `resource`

@@ -221,16 +221,6 @@ class Lab(Harness):
     def powered(self, name: str) -> bool:
         return bool(self._entry(name).get("powered", True))
 
-    def is_off(self, name: str) -> bool:
-        """Off: powered off by `crash`, or by fencing or a watchdog reset, which kill every
-        process of the node through the power switch and leave this lab's record of it
-        `powered` (nothing of it runs: neither its agent nor, on a controller, its etcd)."""
-        if not self.powered(name):
-            return True
-        h = self._node(name)
-        kinds = ["agent", "etcd"] if h.role is HostRole.CONTROLLER else ["agent"]
-        return not any(self.alive(name, k) for k in kinds)
-
     def faults(self) -> NetFaults:
         return NetFaults.from_json(self.state.get("faults") or {})
 
