@@ -172,14 +172,10 @@ class Heartbeat:
                 continue  # not ours; say nothing, it is a datagram from anywhere
             if node == self.node:
                 continue
-            if member:
-                self._gave_up.pop(node, None)
-            else:
-                self._gave_up[node] = lease
             if kind == "probe":
                 self._answer(sock, sender)
             # A probe is a sign of life too (its sender is beating): only beats make gaps.
-            self.heard(node, lease, beat=kind == "beat")
+            self.heard(node, lease, beat=kind == "beat", member=member)
             if kind == "answer":
                 self.probes_answered += 1
 
@@ -267,14 +263,19 @@ class Heartbeat:
                 with contextlib.suppress(OSError):
                     sock.sendto(data, (address, port))
 
-    def heard(self, node: str, lease: int = 0, *, beat: bool = True) -> None:
+    def heard(self, node: str, lease: int = 0, *, beat: bool = True, member: bool = True) -> None:
         """A datagram from `node` (sent under `lease`) arrived now: a beat, or (`beat`
         false) a probe or a probe's answer, which ends a silence but makes no gap (the gaps
         are the beats' own: the loss they show is what lengthens the threshold). The first
         datagram of a new life (another lease) starts the gaps afresh: the silence between
         two lives was a restart, not a lossy link, and counted as a hole it would slow the
-        next crash's detection threefold for a minute (measured: 3.2 s instead of 1 s)."""
+        next crash's detection threefold for a minute (measured: 3.2 s instead of 1 s).
+        `member` false: the sender said it lost its membership (the lease it names)."""
         now = self._clock()
+        if member:
+            self._gave_up.pop(node, None)
+        else:
+            self._gave_up[node] = lease
         previous = self._last_beat.get(node)
         if lease and self._lives.get(node, lease) != lease:
             self.gaps.pop(node, None)
