@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hastack.membership.heartbeat import PROBES, Heartbeat
+from hastack.membership.heartbeat import GAP_HISTORY, PROBES, Heartbeat
 from hastack.model.config import Properties
 
 INTERVAL = 0.2
@@ -174,6 +174,26 @@ def test_late_beats_are_not_holes() -> None:
     assert hb.threshold("b", AFTER) == AFTER
     _beats(hb, clock, [late[-1] + 2 * INTERVAL], lease=1)  # one beat lost
     assert hb.threshold("b", AFTER) > AFTER
+
+
+def test_the_longest_gap_kept_at_hand_is_the_longest_remembered() -> None:
+    """The threshold reads a kept maximum; it must equal the maximum of the gaps remembered,
+    old holes falling out of the history included."""
+    clock = Clock()
+    hb = Heartbeat("a", "127.0.0.1", 0, interval=INTERVAL, clock=clock)
+    rng = random.Random(7)
+    for i in range(3000):
+        clock.now = round(clock.now + rng.choice([0.2, 0.2, 0.2, 0.4, 0.6, 1.0]), 6)
+        hb.heard("b", 1)
+        if i < 4:
+            continue
+        longest = max(hb.gaps["b"])
+        expected = AFTER if longest < 1.5 * INTERVAL else max(AFTER, 3.0 * longest)
+        assert hb.threshold("b", AFTER) == expected, i
+    for _ in range(GAP_HISTORY):  # a clean minute: every hole falls out of the history
+        clock.now = round(clock.now + INTERVAL, 6)
+        hb.heard("b", 1)
+    assert hb.threshold("b", AFTER) == AFTER
 
 
 def test_next_silence_is_when_silent_first_says_so() -> None:

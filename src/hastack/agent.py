@@ -592,8 +592,10 @@ class Agent:
                     name: peer
                     for name, peer in self._peers.items()
                     if snapshot.members[name].kind is NodeKind.FULL
-                }
+                },
+                watched=self._peers,  # probed near their silence: computes too
             )
+            self.heartbeat.probing = self.config.kind is NodeKind.FULL
             self.heartbeat.interval = self._heartbeat_interval
             self.heartbeat.suspect_after = self._suspect_after
 
