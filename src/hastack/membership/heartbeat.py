@@ -211,9 +211,10 @@ class Heartbeat:
     def _probe(self, node: str, peer: tuple[tuple[str, ...], int]) -> None:
         """One probe to every address of `node`."""
         addresses, port = peer
+        self.probed(node)  # even when nothing can be sent: the next is not due at once
         if not self._socks or not self.lease or not port:
             return
-        self.probed(node)
+        self.probes_sent += 1
         data = self._message("probe")
         for index, address in enumerate(addresses):
             sock = self._socks[index] if index < len(self._socks) else self._socks[0]
@@ -223,7 +224,6 @@ class Heartbeat:
     def probed(self, node: str) -> None:
         """A probe went to `node` now (the next is due window / PROBES later)."""
         self._probed_at[node] = self._clock()
-        self.probes_sent += 1
 
     def to_probe(self, members: Sequence[str]) -> list[str]:
         """The members to probe now: silent for more than their threshold less its probe
