@@ -86,7 +86,9 @@ STEPS = (
 
 # What counts as a healthy node held for dead, under pressure.
 SUSPICION_EVENTS = ("node-silent", "node-suspected", "dc-deposed", "fence-started")
-LIVENESS_EVENTS = ("membership-lost", "lease-renewal-late")
+# Not suspicions: a membership lost (the lease), and what follows from it — a DC that said it
+# lost its membership deposed, a self-fencing node's fence deferred (docs/fencing.md).
+LIVENESS_EVENTS = ("membership-lost", "lease-renewal-late", "dc-deposed-gave-up", "fence-deferred")
 
 BUSY = "import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.time() < end:\n pass\n"
 
@@ -264,9 +266,15 @@ class Trial:
     was_dc: bool
     marks: dict[str, float | None]
     false_silences: int  # survivors that noticed a silence of another survivor
+    led_etcd: bool | None = None  # the victim's host led etcd (None: not looked at)
 
 
-def trial(lab: Lab, *, verbose: bool = False) -> Trial:
+def trial(lab: Lab, *, verbose: bool = False, dc_holds: bool | None = None) -> Trial:
+    """One crash of the VIP's holder; with `dc_holds` set, the holder made the DC first
+    (and etcd's leader too when it is True)."""
+    leader: str | None = None
+    if dc_holds is not None:
+        _, leader = make_dc_hold(lab, etcd_too=dc_holds)
     old, dc = wait_settled(lab)
     time.sleep(1.0)
     logs = {h.name: lab.agent_log(h.name) for h in lab.controllers() if h.name != old}
@@ -291,7 +299,73 @@ def trial(lab: Lab, *, verbose: bool = False) -> Trial:
                 f.seek(offsets[name])
                 for line in f.read().decode(errors="replace").splitlines()[:40]:
                     print(f"    {name}| {line}")
-    return Trial(took, old, new, old == dc, marks, false)
+    led = (leader == old) if dc_holds is not None else None
+    return Trial(took, old, new, old == dc, marks, false, led)
+
+
+# ---- the DC's crash: the holder made the DC (and etcd's leader) first ----------------------
+
+
+def _etcdctl(lab: Lab, *args: str) -> str:
+    """etcdctl as the operator, from the client host, with the lab's client certificate."""
+    from hastack.model.agent_config import parse_client_config
+
+    client = parse_client_config(lab.client_config.read_text(), str(lab.client_config))
+    spec = client.etcd
+    scheme = "https" if spec.tls is not None else "http"
+    argv = ["ip", "netns", "exec", lab.host("client").namespace, "etcdctl",
+            "--endpoints=" + ",".join(f"{scheme}://{e}" for e in spec.endpoints),
+            "--dial-timeout=2s", "--command-timeout=5s"]  # fmt: skip
+    if spec.tls is not None:
+        argv += [f"--cacert={spec.tls.ca}", f"--cert={spec.tls.cert}", f"--key={spec.tls.key}"]
+    done = subprocess.run([*argv, *args], capture_output=True, text=True, timeout=30, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"etcdctl {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def etcd_leader(lab: Lab) -> tuple[str | None, dict[str, int]]:
+    """(the lab host whose member leads etcd, member id by host)."""
+    statuses = json.loads(_etcdctl(lab, "endpoint", "status", "-w", "json"))
+    ids: dict[str, int] = {}
+    leader = None
+    by_address = {str(a): h.name for h in lab.controllers() for a in h.addresses}
+    for s in statuses:
+        address = str(s["Endpoint"]).partition("://")[2].rpartition(":")[0]
+        host = by_address.get(address)
+        if host is None:
+            continue
+        member = int(s["Status"]["header"]["member_id"])
+        ids[host] = member
+        if int(s["Status"]["leader"]) == member:
+            leader = host
+    return leader, ids
+
+
+def make_dc_hold(lab: Lab, *, etcd_too: bool, timeout: float = 60) -> tuple[str, str | None]:
+    """Move the VIP to the DC (`hastack resource move`), and etcd's leadership to the DC's
+    host when `etcd_too` (else away from it); (the DC, etcd's leader) once settled so."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        node, dc = wait_settled(lab)
+        if node != dc:
+            done = lab.operator("resource", "move", "vip", dc)
+            if done.returncode != 0:
+                raise RuntimeError(f"resource move: {done.stderr.strip()}")
+            time.sleep(1.0)
+            continue
+        leader, ids = etcd_leader(lab)
+        if etcd_too and leader != dc and dc in ids:
+            _etcdctl(lab, "move-leader", f"{ids[dc]:x}")
+            time.sleep(0.5)
+            continue
+        if not etcd_too and leader == dc:
+            other = next(h for h in sorted(ids) if h != dc)
+            _etcdctl(lab, "move-leader", f"{ids[other]:x}")
+            time.sleep(0.5)
+            continue
+        return dc, leader
+    raise RuntimeError("could not make the DC hold the VIP")
 
 
 def hastack_partition(lab: Lab, seconds: float) -> Partition:
@@ -310,11 +384,17 @@ def count_suspicions(lab: Lab, since: float) -> Counter[str]:
     healthy: every one of them is false), with memberships lost and late renewals; each
     suspicion is printed (who held whom for dead)."""
     kinds = (*SUSPICION_EVENTS, *LIVENESS_EVENTS)
-    found = [e for e in agent_events(lab, since) if e.get("event") in kinds]
+    found = []
+    for event in agent_events(lab, since):
+        if event.get("event") == "dc-deposed" and event.get("reason") == "gave-up":
+            event["event"] = "dc-deposed-gave-up"
+        if event.get("event") in kinds:
+            found.append(event)
     for e in found:
         if e["event"] in SUSPICION_EVENTS:
+            why = f", {e['reason']}" if "reason" in e else ""
             print(f"    {e['node']}: {e['event']} {e.get('peer', '')} "
-                  f"(silent for {e.get('silent_for', '-')}s)", flush=True)  # fmt: skip
+                  f"(silent for {e.get('silent_for', '-')}s{why})", flush=True)  # fmt: skip
     return Counter(str(e["event"]) for e in found)
 
 
@@ -396,11 +476,12 @@ def _fmt(values: Sequence[float]) -> str:
     return f"{statistics.median(values):9.2f}{max(values):9.2f}{min(values):9.2f}"
 
 
-def print_breakdown(trials: Sequence[Trial]) -> None:
+def print_breakdown(trials: Sequence[Trial], *, header: bool = True) -> None:
     if not trials:
         return
-    print()
-    print("hastack's pipeline, crash -> first answer (seconds; medians do not add up exactly):")
+    if header:
+        print()
+        print("hastack's pipeline, crash -> first answer (seconds; medians do not add up exactly):")
     print(f"  {'step':44}{'median':>9}{'max':>9}{'min':>9}")
     explained = {
         "detection": "crash -> silence noticed",
@@ -421,6 +502,8 @@ def print_breakdown(trials: Sequence[Trial]) -> None:
     extra = {
         "last beat heard -> silence noticed": ("last_beat", "noticed"),
         "noticed -> suspected (the DC's cycle ran)": ("noticed", "suspected"),
+        "noticed -> a new DC elected (the DC crashed)": ("noticed", "elected"),
+        "elected -> fence requested (the DC crashed)": ("elected", "requested"),
     }
     for label, (a, b) in extra.items():
         values = [
@@ -458,12 +541,20 @@ def main() -> int:
     parser.add_argument(
         "--pressure-seconds", type=float, default=60.0, help="each of loss and CPU; 0: skip"
     )
+    parser.add_argument(
+        "--dc-trials",
+        type=int,
+        default=0,
+        help="crashes of the DC holding the VIP, etcd's leader elsewhere (then as many with "
+        "etcd's leader on the DC's host too)",
+    )
     parser.add_argument("--verbose", action="store_true", help="each trial's steps and logs")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("the lab needs root", file=sys.stderr)
         return 1
     ours: list[Trial] = []
+    dcs: list[Trial] = []
     theirs: dict[str, list[float]] = {}
     partitions: dict[str, Partition] = {}
     pressure: dict[str, Counter[str]] = {}
@@ -488,6 +579,24 @@ def main() -> int:
                     f"after {t.took:.2f}s; other nodes held silent: {t.false_silences}",
                     flush=True,
                 )
+            for etcd_too in (False, True) if args.dc_trials else ():
+                where = "on the DC's host too" if etcd_too else "elsewhere"
+                print(f"hastack, the DC holding the VIP crashed (etcd's leader {where}):",
+                      flush=True)  # fmt: skip
+                for i in range(args.dc_trials):
+                    try:
+                        t = trial(lab, verbose=args.verbose, dc_holds=etcd_too)
+                    except (RuntimeError, subprocess.SubprocessError) as exc:
+                        print(f"  trial {i + 1:2d}: not run ({exc})", flush=True)
+                        continue
+                    dcs.append(t)
+                    print(
+                        f"  trial {i + 1:2d}: {t.victim} (DC{', etcd leader' if t.led_etcd else ''}"
+                        f") crashed -> VIP answers from {t.new} after {t.took:.2f}s",
+                        flush=True,
+                    )
+            if args.dc_trials:
+                lab.operator("resource", "clear", "vip")
             if args.partition_seconds:
                 print(f"hastack partition ({args.partition_seconds:g} s):", flush=True)
                 partitions["hastack"] = hastack_partition(lab, args.partition_seconds)
@@ -531,6 +640,13 @@ def main() -> int:
             ratio = statistics.median(t.took for t in ours) / statistics.median(values)
             print(f"hastack median / keepalived ({label}) median = {ratio:.2f}")
     print_breakdown(ours)
+    for etcd_too in (False, True):
+        group = [t for t in dcs if bool(t.led_etcd) is etcd_too]
+        if group:
+            print()
+            where = "on its host too" if etcd_too else "elsewhere"
+            print(f"the DC holding the VIP crashed, etcd's leader {where} ({len(group)} trials):")
+            print_breakdown(group, header=False)
     if partitions:
         print()
         print(f"partition ({args.partition_seconds:g} s; the holder cut off from its peers):")
@@ -541,9 +657,7 @@ def main() -> int:
         print(f"false suspicions ({timing}; every node healthy, each {args.pressure_seconds:g} s):")
         for name, counts in pressure.items():
             said = ", ".join(f"{k} {counts.get(k, 0)}" for k in SUSPICION_EVENTS)
-            more = ", ".join(
-                f"{k} {counts.get(k, 0)}" for k in ("membership-lost", "lease-renewal-late")
-            )
+            more = ", ".join(f"{k} {counts.get(k, 0)}" for k in LIVENESS_EVENTS)
             print(f"  {name}: {said} ({more})")
         fences = sum(c.get("fence-started", 0) for c in pressure.values())
         print(f"  healthy nodes fenced: {fences} (0 is the only pass)")

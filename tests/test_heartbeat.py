@@ -5,10 +5,12 @@ gets its node suspected (docs/control-plane.md, "never a false fence")."""
 from __future__ import annotations
 
 import random
+import socket
+import time
 
 import pytest
 
-from hastack.membership.heartbeat import Heartbeat
+from hastack.membership.heartbeat import GAP_HISTORY, PROBES, Heartbeat
 from hastack.model.config import Properties
 
 INTERVAL = 0.2
@@ -69,6 +71,64 @@ def test_without_the_loss_history_thirty_percent_loss_is_suspected() -> None:
         heartbeat.LOSS_FACTOR = saved
 
 
+def onset(loss: float, seed: int, *, answer: bool = True, crash_at: float | None = None) -> int:
+    """A clean link for 5 s that then loses `loss` of its datagrams (each way) for 30 s:
+    beats every INTERVAL, and every probe the detector sends (`to_probe`, looked at every
+    10 ms) answered unless the probe or its answer is lost — or never (`answer` false).
+    How many times the peer is found silent (the start of each silent stretch)."""
+    clock = Clock()
+    hb = Heartbeat("a", "127.0.0.1", 0, interval=INTERVAL, clock=clock)
+    hb.suspect_after = AFTER
+    rng = random.Random(seed)
+    found, was_silent, next_beat = 0, False, 0.0
+    while clock.now < 35.0:
+        clock.now = round(clock.now + 0.01, 6)
+        lossy = loss if clock.now >= 5.0 else 0.0
+        alive = crash_at is None or clock.now < crash_at
+        while next_beat <= clock.now:
+            if alive and rng.random() >= lossy:
+                hb.heard("b", 1)
+            next_beat = round(next_beat + INTERVAL, 6)
+        for node in hb.to_probe(["b"]):
+            hb.probed(node)
+            if answer and alive and rng.random() >= lossy and rng.random() >= lossy:
+                hb.heard(node, 1, beat=False)
+        silent = bool(hb.silent(["b"], AFTER, since=0.0))
+        found += silent and not was_silent
+        was_silent = silent
+    return found
+
+
+def test_a_link_turning_lossy_never_gets_its_node_suspected() -> None:
+    """The onset: before the history shows a hole, three beats lost in a row (one chance in
+    37 at 30 %: several times a minute) were silence enough. The probes find the peer alive."""
+    found = [onset(0.3, seed) for seed in range(100)]
+    assert sum(found) == 0, found
+
+
+def test_unanswered_probes_leave_the_onset_suspected() -> None:
+    """The negative control: the same links, probes never answered — suspicions."""
+    assert sum(onset(0.3, seed, answer=False) for seed in range(100)) > 5
+
+
+def test_a_crash_with_probes_is_found_at_suspect_after() -> None:
+    """Probing costs detection nothing: a clean link's crash is found at its threshold."""
+    clock = Clock()
+    hb = Heartbeat("a", "127.0.0.1", 0, interval=INTERVAL, clock=clock)
+    hb.suspect_after = AFTER
+    _beats(hb, clock, [i * INTERVAL for i in range(20)], lease=1)  # the last at 3.8 s
+    probes = []
+    while not hb.silent(["b"], AFTER, since=0.0):
+        clock.now = round(clock.now + 0.005, 6)
+        for node in hb.to_probe(["b"]):
+            hb.probed(node)
+            probes.append(clock.now)
+    assert abs(clock.now - (3.8 + AFTER)) <= 0.006
+    assert probes
+    assert probes[0] >= 3.8 + AFTER - INTERVAL  # none while a beat was merely due
+    assert len(probes) <= PROBES + 1
+
+
 def test_a_lossy_node_that_crashes_is_still_suspected() -> None:
     suspected = simulate(loss=0.3, seconds=120.0, seed=3, crash_at=100.0)
     assert suspected
@@ -116,6 +176,26 @@ def test_late_beats_are_not_holes() -> None:
     assert hb.threshold("b", AFTER) > AFTER
 
 
+def test_the_longest_gap_kept_at_hand_is_the_longest_remembered() -> None:
+    """The threshold reads a kept maximum; it must equal the maximum of the gaps remembered,
+    old holes falling out of the history included."""
+    clock = Clock()
+    hb = Heartbeat("a", "127.0.0.1", 0, interval=INTERVAL, clock=clock)
+    rng = random.Random(7)
+    for i in range(3000):
+        clock.now = round(clock.now + rng.choice([0.2, 0.2, 0.2, 0.4, 0.6, 1.0]), 6)
+        hb.heard("b", 1)
+        if i < 4:
+            continue
+        longest = max(hb.gaps["b"])
+        expected = AFTER if longest < 1.5 * INTERVAL else max(AFTER, 3.0 * longest)
+        assert hb.threshold("b", AFTER) == expected, i
+    for _ in range(GAP_HISTORY):  # a clean minute: every hole falls out of the history
+        clock.now = round(clock.now + INTERVAL, 6)
+        hb.heard("b", 1)
+    assert hb.threshold("b", AFTER) == AFTER
+
+
 def test_next_silence_is_when_silent_first_says_so() -> None:
     clock = Clock()
     hb = Heartbeat("a", "127.0.0.1", 0, interval=INTERVAL, clock=clock)
@@ -136,3 +216,81 @@ def test_suspect_after_three_intervals_exactly_is_accepted() -> None:
     assert ok.suspect_after == 0.6
     with pytest.raises(ValueError, match="at least 3"):
         Properties.model_validate({"heartbeat-interval": "200ms", "suspect-after": "599ms"})
+
+
+# ---- over real sockets (loopback) ------------------------------------------------------------
+
+
+def _pair() -> tuple[Heartbeat, Heartbeat, dict[str, tuple[tuple[str, ...], int]]]:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.5", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    a = Heartbeat("a", "127.0.0.5", port, interval=0.1)
+    b = Heartbeat("b", "127.0.0.6", port, interval=0.1)
+    peers = {"a": (("127.0.0.5",), port), "b": (("127.0.0.6",), port)}
+    return a, b, peers
+
+
+def _watch(a: Heartbeat, seconds: float) -> bool:
+    """Whether `a` found `b` silent (suspect-after 0.3 s) at any moment within `seconds`."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if a.silent(["b"], 0.3, since=0.0):
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.mark.parametrize("answers", [True, False])
+def test_a_peer_that_stopped_beating_but_answers_probes_is_not_silent(answers: bool) -> None:
+    """`b` beats, then sends no more beats (its beats lost, as far as `a` can tell) while its
+    heartbeat thread still runs: `a` probes it before its threshold and hears the answers.
+    The negative control: a `b` that does not answer (no lease: it would not beat either)
+    is found silent."""
+    a, b, peers = _pair()
+    a.suspect_after = 0.3
+    a.lease, b.lease = 3, 9
+    a.set_peers({"b": peers["b"]})
+    b.set_peers({"a": peers["a"]})
+    a.start()
+    b.start()
+    try:
+        deadline = time.monotonic() + 2.0
+        while "b" not in a.last_seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "b" in a.last_seen
+        b.set_peers({})  # no more beats from b
+        if not answers:
+            b.lease = 0
+        silent = _watch(a, 1.5)
+    finally:
+        a.close()
+        b.close()
+    assert silent is not answers
+    assert a.probes_sent > 0
+    assert (a.probes_answered > 0) is answers
+
+
+def test_a_peer_that_lost_its_membership_keeps_beating_and_says_so() -> None:
+    a, b, peers = _pair()
+    a.lease, b.lease = 3, 9
+    a.set_peers({"b": peers["b"]})
+    b.set_peers({"a": peers["a"]})
+    a.start()
+    b.start()
+    try:
+        b.member = False
+        deadline = time.monotonic() + 2.0
+        while a.gave_up("b") != 9 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert a.gave_up("b") == 9
+        assert not _watch(a, 0.5)  # alive all the same
+        b.member = True
+        deadline = time.monotonic() + 2.0
+        while a.gave_up("b") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert a.gave_up("b") == 0
+    finally:
+        a.close()
+        b.close()

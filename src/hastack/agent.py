@@ -30,6 +30,7 @@ from hastack.fencing.service import FencingService
 from hastack.fencing.watchdog import DeviceWatchdog, ensure_process_watchdog
 from hastack.membership.election import Step, StepKind, campaign, next_step, resign
 from hastack.membership.heartbeat import Heartbeat
+from hastack.membership.hedge import hedged
 from hastack.membership.lease import LeaseKeeper, LeaseLost
 from hastack.membership.selfcheck import SelfCheck, thread_stacks
 from hastack.model.agent_config import AgentConfig
@@ -148,6 +149,7 @@ class Agent:
         self._handled_requests: set[str] = set()
         self._overdue_said: set[str] = set()
         self._suspected: set[str] = set()
+        self._deferred: set[str] = set()  # nodes not fenced: alive and self-fencing
         self.controller = Controller()
         resource_dir = (
             state_dir if state_dir is not None else Path(f"/var/lib/hastack/{config.node}")
@@ -192,6 +194,7 @@ class Agent:
         self._lives: dict[str, tuple[int | None, float]] = {}
         self._heartbeat_interval = 0.2
         self._suspect_after = 1.0
+        self._silent_now: frozenset[str] = frozenset()  # members found silent, now
         self._dc_since = 0.0
         self._self_fence: asyncio.Task[bool] | None = None
 
@@ -250,6 +253,10 @@ class Agent:
                 except* LeaseLost as group:
                     self._membership_lost(str(group.exceptions[0]))
                     # A lost lease is never trusted again, even if the store answers later.
+                    # Given back only once nothing exclusive runs here (or the self-fence's
+                    # deadline passed): its key's going is what lets the DC count this node
+                    # safe without a fence (rule 2, docs/fencing.md).
+                    await self._self_fenced()
                     await self._keeper.revoke()
                 except* Exception as group:
                     # A bug must not take the node out of the cluster for good: say so loudly,
@@ -257,6 +264,7 @@ class Agent:
                     log.error("internal error; rejoining", exc_info=group.exceptions[0])
                     self.events.record("internal-error", error=repr(group.exceptions[0]))
                     self._membership_lost(f"internal error: {group.exceptions[0]!r}")
+                    await self._self_fenced()
                     await self._keeper.revoke()
                     await self._pause(self.config.timings.renew_interval)
         finally:
@@ -266,7 +274,7 @@ class Agent:
                 task.cancel()
             if self.heartbeat is not None:
                 self.heartbeat.close()
-            self.fencing.cancel()
+            await self.fencing.close()
             executor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await executor
@@ -390,6 +398,7 @@ class Agent:
             renewer.start()
         if self.heartbeat is not None:
             self.heartbeat.lease = self._keeper.lease.id
+            self.heartbeat.member = True
         try:
             async with asyncio.TaskGroup() as group:
                 if renewer is not None:
@@ -478,6 +487,10 @@ class Agent:
             self._say(step.reason)
         self._feed_executor(snapshot)
         self._update_peers(snapshot)
+        known = snapshot.config
+        if cfg.kind is NodeKind.FULL and known is not None and known.properties.stonith_enabled:
+            # Whoever may have to fence keeps its fence agents started (docs/fencing.md).
+            self.fencing.prepare(known)
         if self.epoch is None and snapshot.dc is not None and snapshot.config is not None:
             await self._depose_if_silent(snapshot, snapshot.config)
         if self.epoch is not None and self._mirror is not None and not self._is_full(self._mirror):
@@ -512,6 +525,8 @@ class Agent:
             self._say_overdue(decision.overdue)
             for action in decision.ready:
                 if action.kind is ActionKind.FENCE:
+                    if self._self_fencing(action.node, snapshot, config):
+                        continue
                     self.fencing.ensure(action.node, config, self.epoch)
             await self._write_targets(decision, snapshot)
 
@@ -575,9 +590,12 @@ class Agent:
                     name: peer
                     for name, peer in self._peers.items()
                     if snapshot.members[name].kind is NodeKind.FULL
-                }
+                },
+                watched=self._peers,  # probed near their silence: computes too
             )
+            self.heartbeat.probing = self.config.kind is NodeKind.FULL
             self.heartbeat.interval = self._heartbeat_interval
+            self.heartbeat.suspect_after = self._suspect_after
 
     def _suspects(self, snapshot: ClusterSnapshot, config: ClusterConfig) -> frozenset[str]:
         """Members whose heartbeats stopped, when fencing can act on it (else only the
@@ -604,6 +622,27 @@ class Agent:
         self._suspected = set(silent)
         return frozenset(silent)
 
+    def _self_fencing(self, node: str, snapshot: ClusterSnapshot, config: ClusterConfig) -> bool:
+        """A full node that lost its membership but is alive, beating and saying so, is
+        self-fencing: not fenced — it is healthy, and the plan waits for its lease's end and
+        the self-fencing margin instead (rule 2), which it gives back only once nothing
+        exclusive runs there. Withholding a fence never starts anything twice; at worst
+        (the datagram forged) recovery waits for rule 2. Said once per node."""
+        record = snapshot.nodes.get(node)
+        if self.heartbeat is None or record is None or record.kind is not NodeKind.FULL:
+            return False
+        alive = self.heartbeat.silent_for(node) < self.heartbeat.threshold(
+            node, config.properties.suspect_after
+        )
+        if not (alive and self.heartbeat.gave_up(node)):
+            self._deferred.discard(node)
+            return False
+        if node not in self._deferred:
+            log.warning("not fencing %s: it lost its membership and says so, alive", node)
+            self.events.record("fence-deferred", peer=node, reason="self-fencing")
+            self._deferred.add(node)
+        return True
+
     def _since(self) -> dict[str, float]:
         return {name: seen for name, (_, seen) in self._lives.items()}
 
@@ -626,25 +665,32 @@ class Agent:
         silent = self.heartbeat.silent(
             [dc.node], config.properties.suspect_after, since=self._since()
         )
-        if not silent:
+        # A DC that says it lost its membership no longer acts as DC: its key would stay
+        # until its lease expired on the server.
+        gave_up = self.heartbeat.gave_up(dc.node) == dc.lease
+        if not silent and not gave_up:
             return
         try:
-            deposed = await resign(self._store, self.keys, dc.epoch)
+            deposed = await hedged(
+                lambda: resign(self._store, self.keys, dc.epoch),
+                within=self.config.timings.store_timeout,
+            )
         except StoreError as exc:
             self._say(f"could not depose the silent DC {dc.node} ({exc})")
             return
         if deposed:
-            log.warning(
-                "deposed DC %s (epoch %d): no heartbeat for %gs",
-                dc.node,
-                dc.epoch,
-                config.properties.suspect_after,
+            why = (
+                f"no heartbeat for {config.properties.suspect_after:g}s"
+                if silent
+                else "it lost its membership"
             )
-            self.events.record("dc-deposed", peer=dc.node, epoch=dc.epoch)
+            log.warning("deposed DC %s (epoch %d): %s", dc.node, dc.epoch, why)
+            self.events.record(
+                "dc-deposed", peer=dc.node, epoch=dc.epoch, reason="silent" if silent else "gave-up"
+            )
             self.record(
                 EventKind.DEPOSED,
-                f"{self.config.node} deposed DC {dc.node} (epoch {dc.epoch}): no heartbeat "
-                f"for {config.properties.suspect_after:g}s",
+                f"{self.config.node} deposed DC {dc.node} (epoch {dc.epoch}): {why}",
                 dc=dc.node,
                 epoch=dc.epoch,
             )
@@ -655,6 +701,7 @@ class Agent:
         assert self.heartbeat is not None
         silent: set[str] = set()
         while True:
+            self._silent_now = frozenset(silent)
             # Until the first member not silent yet would be (a beat moves that moment on:
             # looked at again then), at most a quarter of the interval: suspicion is acted on
             # within milliseconds of its moment (docs/control-plane.md).
@@ -772,8 +819,16 @@ class Agent:
         if not ops:
             return
         try:
-            # Only the holder of this very leader key may write targets.
-            result = await self._store.txn(compares, success=ops)
+            # Only the holder of this very leader key may write targets. During a failover
+            # (a member silent) the write is re-sent while unanswered: written meanwhile by
+            # a dead etcd leader's member, it would wait out a whole store timeout.
+            if self._silent_now:
+                result = await hedged(
+                    lambda: self._store.txn(compares, success=ops),
+                    within=self.config.timings.store_timeout,
+                )
+            else:
+                result = await self._store.txn(compares, success=ops)
         except StoreError as exc:
             self._say(f"could not write targets ({exc})")
             return
@@ -807,7 +862,12 @@ class Agent:
     async def _campaign(self, step: Step) -> None:
         record = DcRecord(self.config.node, epoch=0, lease=self._keeper.lease.id, since=time.time())
         try:
-            won = await campaign(self._store, self.keys, record)
+            # Re-sent while unanswered (hastack.membership.hedge): the campaign that follows
+            # the crash of a DC that also led etcd is sent while etcd elects a new leader.
+            won = await hedged(
+                lambda: campaign(self._store, self.keys, record),
+                within=self.config.timings.store_timeout,
+            )
         except IndeterminateStoreError as exc:
             self._say(f"campaign outcome unknown ({exc}); the next snapshot will tell")
             return
@@ -888,7 +948,9 @@ class Agent:
         self.counters.membership_losses += 1
         self.record(EventKind.MEMBERSHIP, f"{self.config.node} lost its membership: {reason}")
         if self.heartbeat is not None:
-            self.heartbeat.lease = 0  # a node without a membership stops sounding alive
+            # Alive, self-fencing, and saying so until it joins again: a lossy node that lost
+            # its lease is not suspected and fenced (recovery waits for the lease's expiry).
+            self.heartbeat.member = False
         self.events.record("membership-lost", reason=reason)
         self._set_epoch(None, "membership lost")
         # Self-fencing: whatever must not run twice is stopped here before our lease can
@@ -901,6 +963,13 @@ class Agent:
         asyncio.get_running_loop().create_task(self._stop_isolated(), name="stop-isolated")
         if self._on_membership_lost is not None:
             self._on_membership_lost(reason)
+
+    async def _self_fenced(self) -> None:
+        """Wait for the self-fence under way (it ends by its own deadline)."""
+        task = self._self_fence
+        if task is not None and not task.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
 
     async def _stop_isolated(self) -> None:
         """Stop what must not outlive an isolation (a cache: docs/memcached.md)."""

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from hastack.fencing.protocol import find_agent, run_agent
+from hastack.fencing.protocol import WarmAgents, find_agent, run_agent
 from hastack.model.config import FenceDevice, FencingSpec
 from hastack.model.fencing import FenceRecord
 
@@ -27,7 +27,12 @@ class FenceOutcome:
 
 
 async def _device(
-    device: FenceDevice, node: str, action: str, dirs: Sequence[str], steps: Mapping[str, Step]
+    device: FenceDevice,
+    node: str,
+    action: str,
+    dirs: Sequence[str],
+    steps: Mapping[str, Step],
+    warm: WarmAgents | None,
 ) -> tuple[bool, str]:
     step = steps.get(device.agent)
     if step is not None:
@@ -39,7 +44,7 @@ async def _device(
         return False, f"{device.device}: fence agent {device.agent} is not installed"
     args = dict(device.params)
     args.update({"action": action, "plug": device.port(node), "nodename": node})
-    run = await run_agent(path, args, device.timeout)
+    run = await run_agent(path, args, device.timeout, warm=warm)
     if run.rc == 0:
         return True, f"{device.device}: {action} succeeded ({run.duration:.2f}s)"
     return False, f"{device.device}: {action} failed: {run.reason}"
@@ -54,6 +59,7 @@ async def fence_node(
     epoch: int,
     agent_dirs: Sequence[str] = (),
     steps: Mapping[str, Step] | None = None,
+    warm: WarmAgents | None = None,
 ) -> FenceOutcome:
     """Try each level in order; within a level run its devices in order, stopping at the
     first failure (so a step placed after a power device runs only once the node is off)."""
@@ -65,7 +71,7 @@ async def fence_node(
     for index, level in enumerate(levels, start=1):
         ok = True
         for device in level:
-            success, line = await _device(device, node, action, agent_dirs, steps or {})
+            success, line = await _device(device, node, action, agent_dirs, steps or {}, warm)
             attempts.append(f"level {index}: {line}")
             if not success:
                 ok = False

@@ -5,13 +5,17 @@ only the DC that fenced can say so)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from hastack.compute.fence_step import evacuate_steps
 from hastack.errors import StoreError
 from hastack.fencing.fencer import FenceOutcome, fence_node
+from hastack.fencing.protocol import WarmAgents, find_agent
+from hastack.membership.hedge import hedged
 from hastack.model.config import ClusterConfig
 from hastack.model.fencing import FenceRecord, decode_history, encode_history, with_record
 from hastack.store import Compare, GetOp, Keys, PutOp, Store
@@ -39,7 +43,12 @@ async def still_leads(store: Store, keys: Keys, epoch: int, *, within: float) ->
     read = [GetOp(keys.dc)]
     while True:
         try:
-            result = await store.txn([Compare.created_at(keys.dc, epoch)], read, read)
+            # Re-sent while unanswered (hastack.membership.hedge): asked while etcd elects a
+            # new leader, a question forwarded to the dead one would wait a store timeout.
+            result = await hedged(
+                lambda: store.txn([Compare.created_at(keys.dc, epoch)], read, read),
+                within=max(0.0, deadline - time.monotonic()),
+            )
         except StoreError:
             if time.monotonic() + 0.1 >= deadline:
                 return None
@@ -107,6 +116,30 @@ class FencingService:
         self._dirs = tuple(agent_dirs)
         self._running: dict[str, asyncio.Task[None]] = {}
         self._failed_at: dict[str, float] = {}
+        self.warm = WarmAgents()
+        self._warming: asyncio.Task[None] | None = None
+
+    def prepare(self, config: ClusterConfig) -> None:
+        """Keep one process of each fence program of `config` started and waiting
+        (`WarmAgents`): called by every node that is or may become DC, each cycle."""
+        if self._warming is not None and not self._warming.done():
+            return
+        paths = []
+        for device in config.fencing.devices:
+            if device.is_evacuate_step:
+                continue
+            path = find_agent(device.agent, self._dirs)
+            if path is not None and path not in paths:
+                paths.append(path)
+        if paths:
+            self._warming = asyncio.create_task(self._warm(paths), name="warm fence agents")
+
+    async def _warm(self, paths: Sequence[Path]) -> None:
+        for path in paths:
+            try:
+                await self.warm.warm(path)
+            except OSError as exc:
+                log.warning("could not start %s ahead of need: %s", path, exc)
 
     def ensure(self, target: str, config: ClusterConfig, epoch: int) -> None:
         """Fence `target` unless an attempt is under way or one just failed."""
@@ -146,6 +179,7 @@ class FencingService:
                     epoch=epoch,
                     agent_dirs=self._dirs,
                     steps=evacuate_steps(self._store, self._keys, epoch=epoch, by=self._node),
+                    warm=self.warm,
                 )
         except TimeoutError:
             outcome = FenceOutcome(
@@ -164,7 +198,13 @@ class FencingService:
             self._failed_at[target] = time.monotonic()
             log.error("fencing %s failed: %s", target, record.reason)
         try:
-            if not await record_fencing(self._store, self._keys, record, epoch=epoch):
+            # Re-sent while unanswered, as the quorum check: a copy that finds the record
+            # written by another changes nothing (`with_record`).
+            recorded = await hedged(
+                lambda: record_fencing(self._store, self._keys, record, epoch=epoch),
+                within=_CONFIRM_WITHIN,
+            )
+            if not recorded:
                 log.error("fencing of %s not recorded: no longer DC", target)
             else:
                 self._events("fence-recorded", peer=target, result=record.result)
@@ -176,3 +216,12 @@ class FencingService:
         for task in self._running.values():
             task.cancel()
         self._running.clear()
+
+    async def close(self) -> None:
+        """Cancel what runs and end the waiting fence agents (the agent is stopping)."""
+        self.cancel()
+        if self._warming is not None:
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warming
+        await self.warm.close()

@@ -67,6 +67,8 @@ async def campaign(store: Store, keys: Keys, record: DcRecord) -> DcRecord | Non
     """Try to create the leader key on `record.lease`; the winner's record, or None if we lost.
 
     Raises an indeterminate store error if the outcome is unknown: the next snapshot tells.
+    A key found on our own lease is ours (a copy of this campaign sent before, answered
+    late or not at all: hastack.membership.hedge): won, at its create revision.
     """
     result = await store.txn(
         [Compare.absent(keys.dc)],
@@ -75,6 +77,10 @@ async def campaign(store: Store, keys: Keys, record: DcRecord) -> DcRecord | Non
     )
     if result.succeeded:
         return DcRecord(record.node, epoch=result.revision, lease=record.lease, since=record.since)
+    held = result.reads[0] if result.reads else ()
+    if held and held[0].lease == record.lease and record.lease:
+        return DcRecord(record.node, epoch=held[0].create_revision, lease=record.lease,
+                        since=record.since)  # fmt: skip
     return None
 
 
