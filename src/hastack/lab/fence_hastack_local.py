@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hastack.lab.power import RegistryError, power_off, power_status, read_registry
+from hastack.lab.power import RegistryError, power_off, power_status, preload, read_registry
 
 __all__ = ["main"]
 
@@ -62,6 +62,9 @@ def _read_args(argv: list[str]) -> dict[str, str]:
             key, _, value = item[2:].partition("=")
             args[key.replace("-", "_")] = value
     if not argv:
+        # Started ahead of need (hastack.fencing.protocol.WarmAgents), the agent waits here
+        # for its arguments: what a power-off needs is loaded before the wait, not after the kill.
+        preload()
         for line in sys.stdin.read().splitlines():
             key, sep, value = line.strip().partition("=")
             if sep and key and not key.startswith("#"):

@@ -134,9 +134,17 @@ def power_status(node: NodePower, *, exclude: set[int] | None = None) -> bool:
     return bool(netns and [p for p in _pids_in(str(netns)) if not exclude or p not in exclude])
 
 
+def preload() -> None:
+    """Load now what a power-off needs later (pyroute2, ~0.1 s on idle cores, several times that
+    on busy ones): for a fence agent started ahead of need, waiting for its arguments."""
+    import pyroute2  # noqa: PLC0415
+    import pyroute2.netlink.exceptions  # noqa: F401, PLC0415
+
+
 def _flush_addresses(netns: str, keep: set[str]) -> None:
     # pyroute2 is imported here, after the killing: it takes ~0.1 s to load, and most
-    # callers (status, local clusters without namespaces) never need it.
+    # callers (status, local clusters without namespaces) never need it; a fence agent started
+    # ahead of need has it loaded already (`preload`).
     from pyroute2 import IPRoute  # noqa: PLC0415
     from pyroute2.netlink.exceptions import NetlinkError  # noqa: PLC0415
 
