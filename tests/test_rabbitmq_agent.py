@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ClusterFactory
+from helpers import hastack_cli
 from hastack.executor.agents.base import OcfRc, OpRequest
 from hastack.executor.agents.rabbitmq import CTL, RabbitmqAgent, rabbitmq_keys
 from hastack.fencing.service import record_fencing
@@ -230,6 +231,13 @@ async def test_a_cluster_life_without_wiping_data(brokers: Brokers) -> None:
     report = await b.report("n1")
     assert report.health == "running"
     assert [q.name for q in report.queues] == ["os-q1"]
+    # `hastack rabbitmq status`, the operator's command, from those reports.
+    shown = await asyncio.to_thread(hastack_cli, b.etcd, "rabbitmq", "status")
+    assert shown.returncode == 0, shown.stderr
+    for n in NODES:
+        assert f"    {n}: joined  running" in shown.stdout, shown.stdout
+    assert "/os-q1 [quorum] leader hn" in shown.stdout, shown.stdout
+    assert "members hn1@localhost, hn2@localhost, hn3@localhost" in shown.stdout, shown.stdout
 
     # A crash of n2's broker: the monitor sees it, a start restarts it from the same data.
     mnesia = b.root / "n2" / "rabbitmq" / "rabbit" / "mnesia"
@@ -303,3 +311,9 @@ async def test_a_cluster_life_without_wiping_data(brokers: Brokers) -> None:
     for n in NODES:
         rc, why = await b.run(n, "monitor")
         assert rc == OcfRc.SUCCESS, why
+    # Nothing wiped by either failure: n2's data is the very directory it had at the start,
+    # and only n3 (forgotten, above) ever had its data set aside.
+    assert mnesia.stat().st_ino == inode
+    for n in ("n1", "n2"):
+        assert not list((b.root / n / "rabbitmq" / "rabbit").glob("mnesia.forgotten-*")), n
+    assert "os-q1" in b.ctl("n2", "list_queues", "name")
