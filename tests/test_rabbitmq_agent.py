@@ -27,7 +27,6 @@ from pathlib import Path
 import pytest
 
 from conftest import ClusterFactory
-from helpers import hastack_cli
 from hastack.executor.agents.base import OcfRc, OpRequest
 from hastack.executor.agents.rabbitmq import CTL, RabbitmqAgent, rabbitmq_keys
 from hastack.fencing.service import record_fencing
@@ -41,6 +40,7 @@ from hastack.ops.cluster import Cluster
 from hastack.ops.nodes import remove_node
 from hastack.rabbitmq import BrokerReport, MemberRecord, parse_cluster_status, parse_queues
 from hastack.store import EtcdStore, Keys
+from helpers import hastack_cli
 
 pytestmark = [
     pytest.mark.skipif(not Path(CTL).exists(), reason="rabbitmq-server is not installed"),
@@ -252,6 +252,9 @@ async def test_a_cluster_life_without_wiping_data(brokers: Brokers) -> None:
     assert "restart from its own data" in why
     assert mnesia.stat().st_ino == inode
     assert not list(mnesia.parent.glob("mnesia.forgotten-*"))
+    # The definitions from the parameters survive the restart.
+    assert "os" in b.ctl("n2", "list_users")
+    assert "ha-os" in b.ctl("n2", "list_policies")
 
     # A hung broker: its port accepts, the AMQP handshake does not finish.
     pid = b.broker_pid("n3")
