@@ -88,18 +88,22 @@ def _figures(name: str, result: ScenarioResult) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", choices=sorted(CASES), action="append")
+    parser.add_argument(
+        "--results", default=None, help="keep each case's records here (default: removed)"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("the lab needs root", file=sys.stderr)
         return 1
     rows = []
     with tempfile.TemporaryDirectory(prefix="hastack-bench-") as tmp:
+        where = Path(args.results) if args.results else Path(tmp)
         for name in args.only or list(CASES):
             scenario = CASES[name]()
-            result = run_scenario(scenario, Path(tmp) / name, say=lambda _m: None)
+            result = run_scenario(scenario, where / name, say=lambda _m: None)
             rows.append((name, _figures(name, result)))
             print(f"{name:16} {rows[-1][1]}", flush=True)
-            (Path(tmp) / f"{name}.json").write_text(json.dumps(rows[-1]))
+            (where / f"{name}.json").write_text(json.dumps(rows[-1]))
     return 0
 
 
