@@ -28,7 +28,7 @@ import pytest
 
 from conftest import ClusterFactory
 from hastack.executor.agents.base import OcfRc, OpRequest
-from hastack.executor.agents.rabbitmq import CTL, RabbitmqAgent, rabbitmq_keys
+from hastack.executor.agents.rabbitmq import CTL, RabbitmqAgent, _waits_for_peers, rabbitmq_keys
 from hastack.fencing.service import record_fencing
 from hastack.lab.local import LocalCluster
 from hastack.model.config import Role
@@ -320,3 +320,13 @@ async def test_a_cluster_life_without_wiping_data(brokers: Brokers) -> None:
     for n in ("n1", "n2"):
         assert not list((b.root / n / "rabbitmq" / "rabbit").glob("mnesia.forgotten-*")), n
     assert "os-q1" in b.ctl("n2", "list_queues", "name")
+
+
+def test_a_restart_waiting_for_tables_is_told_from_one_that_got_them() -> None:
+    """What the broker prints while mnesia waits for its peers, and once a peer answered."""
+    waiting = "[info] <0.227.0> Waiting for Mnesia tables for 30000 ms, 9 retries left\n"
+    synced = "[info] <0.227.0> Successfully synced tables from a peer\n"
+    assert not _waits_for_peers("")
+    assert _waits_for_peers(waiting)
+    assert not _waits_for_peers(waiting + synced)
+    assert _waits_for_peers(waiting + synced + waiting)
