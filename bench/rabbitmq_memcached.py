@@ -21,6 +21,7 @@ Root only; each case brings up its own lab (scenarios/*.yaml, varied here):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -28,6 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hastack.checkers import pair_ops, parse_history
 from hastack.lab.scenario import Scenario, ScenarioResult, load_scenario, run_scenario
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
@@ -70,11 +72,26 @@ CASES = {
 }
 
 
+def _rpc_outage(result: ScenarioResult) -> float:
+    """From the last call that succeeded before the crash, the longest time without one."""
+    ops = pair_ops(parse_history((result.results / "history.jsonl").read_text().splitlines()))
+    nemesis = (result.results / "nemesis.jsonl").read_text().splitlines()
+    crash = next(float(e["time"]) for e in map(json.loads, nemesis) if e["f"] == "crash")
+    ok = sorted(o.completed or 0.0 for o in ops if o.f == "call" and o.ok)
+    before = [t for t in ok if t <= crash][-1:]
+    return max((b - a for a, b in itertools.pairwise(before + [t for t in ok if t > crash])),
+               default=float("nan"))  # fmt: skip
+
+
 def _figures(name: str, result: ScenarioResult) -> str:
     details: dict[str, Any] = {c.checker: c for c in result.checks}
     if name.startswith("rpc"):
         # "N of M calls ok; <fault>: k MessagingTimeout, e error(s), calls ok again X later"
-        return f"{details['rpc'].summary} | notifications: {details['total-queue'].summary}"
+        return (
+            f"RPC outage {_rpc_outage(result):.1f}s (the longest time without a successful "
+            f"call from the crash on) | {details['rpc'].summary} | notifications: "
+            f"{details['total-queue'].summary}"
+        )
     if name == "publish-resume":
         return details["publish-resume"].summary
     c = details["cache-service"]
