@@ -21,6 +21,7 @@ Root only; each case brings up its own lab (scenarios/*.yaml, varied here):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -28,6 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hastack.checkers import pair_ops, parse_history
 from hastack.lab.scenario import Scenario, ScenarioResult, load_scenario, run_scenario
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
@@ -70,17 +72,25 @@ CASES = {
 }
 
 
+def _rpc_outage(result: ScenarioResult) -> float:
+    """From the last call that succeeded before the crash, the longest time without one."""
+    ops = pair_ops(parse_history((result.results / "history.jsonl").read_text().splitlines()))
+    nemesis = (result.results / "nemesis.jsonl").read_text().splitlines()
+    crash = next(float(e["time"]) for e in map(json.loads, nemesis) if e["f"] == "crash")
+    ok = sorted(o.completed or 0.0 for o in ops if o.f == "call" and o.ok)
+    before = [t for t in ok if t <= crash][-1:]
+    return max((b - a for a, b in itertools.pairwise(before + [t for t in ok if t > crash])),
+               default=float("nan"))  # fmt: skip
+
+
 def _figures(name: str, result: ScenarioResult) -> str:
     details: dict[str, Any] = {c.checker: c for c in result.checks}
     if name.startswith("rpc"):
-        faults = details["rpc"].details.get("faults", {})
+        # "N of M calls ok; <fault>: k MessagingTimeout, e error(s), calls ok again X later"
         return (
-            "; ".join(
-                f"{k}: calls ok again after {v['succeeded_after']}, "
-                f"{v['timeouts']} MessagingTimeout"
-                for k, v in faults.items()
-            )
-            + f" | notifications: {details['total-queue'].summary}"
+            f"RPC outage {_rpc_outage(result):.1f}s (the longest time without a successful "
+            f"call from the crash on) | {details['rpc'].summary} | notifications: "
+            f"{details['total-queue'].summary}"
         )
     if name == "publish-resume":
         return details["publish-resume"].summary
@@ -95,18 +105,22 @@ def _figures(name: str, result: ScenarioResult) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", choices=sorted(CASES), action="append")
+    parser.add_argument(
+        "--results", default=None, help="keep each case's records here (default: removed)"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("the lab needs root", file=sys.stderr)
         return 1
     rows = []
     with tempfile.TemporaryDirectory(prefix="hastack-bench-") as tmp:
+        where = Path(args.results) if args.results else Path(tmp)
         for name in args.only or list(CASES):
             scenario = CASES[name]()
-            result = run_scenario(scenario, Path(tmp) / name, say=lambda _m: None)
+            result = run_scenario(scenario, where / name, say=lambda _m: None)
             rows.append((name, _figures(name, result)))
             print(f"{name:16} {rows[-1][1]}", flush=True)
-            (Path(tmp) / f"{name}.json").write_text(json.dumps(rows[-1]))
+            (where / f"{name}.json").write_text(json.dumps(rows[-1]))
     return 0
 
 

@@ -1,5 +1,6 @@
 """`hastack:memcached` against Debian's memcached: start, monitor, a killed server found and
-started again empty, a port already taken named in the failed start, and the
+started again empty, a port already taken named in the failed start (another server
+serving meanwhile, its value kept), and the
 stop-on-isolation switch (docs/memcached.md). Starts servers: run under the lab lock."""
 
 from __future__ import annotations
@@ -75,13 +76,24 @@ async def test_a_taken_port_is_a_clear_failed_start(
     agent: tuple[MemcachedAgent, int], tmp_path: Path
 ) -> None:
     a, port = agent
-    with socket.socket() as squatter:
-        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind(("127.0.0.1", port))
-        squatter.listen()
-        result = await a.execute(request(tmp_path, "start", port))
-    assert result.rc == OcfRc.ERR_GENERIC
-    assert "Address already in use" in result.reason, result.reason
+    # Another node's server (its own state directory and port) serves throughout.
+    peer_dir, peer_port = tmp_path / "peer", port + 1
+    started = await a.execute(request(peer_dir, "start", peer_port))
+    assert started.rc == OcfRc.SUCCESS, started.reason
+    try:
+        assert await roundtrip(peer_port, b"set k 0 0 1\r\nv\r\n") == b"STORED\r\n"
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            squatter.bind(("127.0.0.1", port))
+            squatter.listen()
+            result = await a.execute(request(tmp_path, "start", port))
+        assert result.rc == OcfRc.ERR_GENERIC
+        assert "Address already in use" in result.reason, result.reason
+        # The failed start touched nothing of the other server: it answers, its value kept.
+        assert (await a.execute(request(peer_dir, "monitor", peer_port))).rc == OcfRc.SUCCESS
+        assert await roundtrip(peer_port, b"get k\r\n") == b"VALUE k 0 1\r\nv\r\nEND\r\n"
+    finally:
+        await a.execute(request(peer_dir, "stop", peer_port))
 
 
 async def test_version_probe_has_a_deadline() -> None:

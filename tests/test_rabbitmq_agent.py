@@ -28,7 +28,7 @@ import pytest
 
 from conftest import ClusterFactory
 from hastack.executor.agents.base import OcfRc, OpRequest
-from hastack.executor.agents.rabbitmq import CTL, RabbitmqAgent, rabbitmq_keys
+from hastack.executor.agents.rabbitmq import CTL, RabbitmqAgent, _waits_for_peers, rabbitmq_keys
 from hastack.fencing.service import record_fencing
 from hastack.lab.local import LocalCluster
 from hastack.model.config import Role
@@ -40,6 +40,7 @@ from hastack.ops.cluster import Cluster
 from hastack.ops.nodes import remove_node
 from hastack.rabbitmq import BrokerReport, MemberRecord, parse_cluster_status, parse_queues
 from hastack.store import EtcdStore, Keys
+from helpers import hastack_cli
 
 pytestmark = [
     pytest.mark.skipif(not Path(CTL).exists(), reason="rabbitmq-server is not installed"),
@@ -230,6 +231,13 @@ async def test_a_cluster_life_without_wiping_data(brokers: Brokers) -> None:
     report = await b.report("n1")
     assert report.health == "running"
     assert [q.name for q in report.queues] == ["os-q1"]
+    # `hastack rabbitmq status`, the operator's command, from those reports.
+    shown = await asyncio.to_thread(hastack_cli, b.etcd, "rabbitmq", "status")
+    assert shown.returncode == 0, shown.stderr
+    for n in NODES:
+        assert f"    {n}: joined  running" in shown.stdout, shown.stdout
+    assert "/os-q1 [quorum] leader hn" in shown.stdout, shown.stdout
+    assert "members hn1@localhost, hn2@localhost, hn3@localhost" in shown.stdout, shown.stdout
 
     # A crash of n2's broker: the monitor sees it, a start restarts it from the same data.
     mnesia = b.root / "n2" / "rabbitmq" / "rabbit" / "mnesia"
@@ -244,6 +252,9 @@ async def test_a_cluster_life_without_wiping_data(brokers: Brokers) -> None:
     assert "restart from its own data" in why
     assert mnesia.stat().st_ino == inode
     assert not list(mnesia.parent.glob("mnesia.forgotten-*"))
+    # The definitions from the parameters survive the restart.
+    assert "os" in b.ctl("n2", "list_users")
+    assert "ha-os" in b.ctl("n2", "list_policies")
 
     # A hung broker: its port accepts, the AMQP handshake does not finish.
     pid = b.broker_pid("n3")
@@ -303,3 +314,19 @@ async def test_a_cluster_life_without_wiping_data(brokers: Brokers) -> None:
     for n in NODES:
         rc, why = await b.run(n, "monitor")
         assert rc == OcfRc.SUCCESS, why
+    # Nothing wiped by either failure: n2's data is the very directory it had at the start,
+    # and only n3 (forgotten, above) ever had its data set aside.
+    assert mnesia.stat().st_ino == inode
+    for n in ("n1", "n2"):
+        assert not list((b.root / n / "rabbitmq" / "rabbit").glob("mnesia.forgotten-*")), n
+    assert "os-q1" in b.ctl("n2", "list_queues", "name")
+
+
+def test_a_restart_waiting_for_tables_is_told_from_one_that_got_them() -> None:
+    """What the broker prints while mnesia waits for its peers, and once a peer answered."""
+    waiting = "[info] <0.227.0> Waiting for Mnesia tables for 30000 ms, 9 retries left\n"
+    synced = "[info] <0.227.0> Successfully synced tables from a peer\n"
+    assert not _waits_for_peers("")
+    assert _waits_for_peers(waiting)
+    assert not _waits_for_peers(waiting + synced)
+    assert _waits_for_peers(waiting + synced + waiting)

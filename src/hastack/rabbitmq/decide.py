@@ -256,10 +256,15 @@ def monitor_verdict(
             Health.RUNNING,
             f"partitioned from {', '.join(others)}; the minority side restarts",
         )
+    if len(running & disc) < majority:
+        # pause_minority is acting: its listener may already be closed while the CLI still
+        # says the application runs (the soak's first run restarted such a node, and the
+        # node that started meanwhile paused in its turn). A restart would pause again.
+        probe = f" (probe: {probe_error})" if probe_error is not None else ""
+        return Verdict(
+            Health.PAUSED,
+            f"running in a minority ({len(running)} of {len(disc)}): pausing{probe}",
+        )
     if probe_error is not None:
         return Verdict(Health.FAILED, f"accepts connections but {probe_error}")
-    if len(running & disc) < majority:
-        return Verdict(
-            Health.PAUSED, f"running in a minority ({len(running)} of {len(disc)}): pausing"
-        )
     return Verdict(Health.RUNNING)

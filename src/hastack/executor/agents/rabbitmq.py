@@ -75,6 +75,9 @@ CTL_TIMEOUT = 15.0  # one rabbitmqctl call (0.2 s when the node answers)
 STORE_TIMEOUT = 2.0
 WAIT_STEP = 1.0  # a waiting start decides again this often
 WAITING_FOR_PEERS = "Waiting for Mnesia tables"  # the broker's log while its peers are down
+# The broker's log when pause_minority stops its application: it waits for its majority.
+PAUSED_IN_MINORITY = "Cluster minority/secondary status detected"
+SYNCED = "Successfully synced tables"  # what follows WAITING_FOR_PEERS when a peer answers
 
 # Causes worth naming, found in the broker's or the CLI's output.
 CAUSES = (
@@ -306,6 +309,13 @@ def _cause(text: str) -> str:
         if pattern.search(text):
             return what
     return ""
+
+
+def _waits_for_peers(output: str) -> bool:
+    """The broker's output ends waiting for its peers' tables: its last "Waiting for Mnesia
+    tables" has no "Successfully synced" after it."""
+    at = output.rfind(WAITING_FOR_PEERS)
+    return at >= 0 and SYNCED not in output[at:]
 
 
 def _last_lines(text: str, n: int = 1) -> str:
@@ -588,6 +598,7 @@ class RabbitmqAgent(NativeAgent):
         booted, why = await self._await_boot(
             request, params, deadline, since=since,
             peers_may_wait=action is Start.RESTART and peers_down,
+            may_pause=action in (Start.RESTART, Start.FORCE_BOOT),
         )  # fmt: skip
         if not booted:
             await self._stop(request, params)
@@ -619,6 +630,7 @@ class RabbitmqAgent(NativeAgent):
         *,
         since: int = 0,
         peers_may_wait: bool = False,
+        may_pause: bool = False,
     ) -> tuple[bool, str]:
         """Wait until the broker's application runs, or its process died, or the deadline:
         (booted, why not — or, booted, what it still waits for).
@@ -630,10 +642,32 @@ class RabbitmqAgent(NativeAgent):
         back meanwhile is in the next).
         So such a start is done once the broker waits for its peers' tables: the cluster
         forms when they boot, and the monitor judges it meanwhile (the application is not
-        running yet and the VM answers: reported as paused, not failed)."""
+        running yet and the VM answers: reported as paused, not failed).
+
+        `may_pause` (a node booting from its own data): peers that ran when the start was
+        decided may stop while it boots, and pause_minority then stops the application it
+        just started. Waiting for it would hold the transition that would start those peers
+        again (the first soak run: such a start waited out its 300 s timeout while the DC
+        held the others' starts behind it), so a start is done once the broker paused.
+        Likewise when the peers counted as running cannot give it their tables (paused in a
+        minority themselves, or going down): a restart whose broker still waits for them at
+        two looks in a row (3 s apart; with a peer that answers, the tables come within
+        milliseconds) is done — the 100-fault soak's longest outage (215 s) was such a start
+        waiting on a paused peer while the DC held the third node's start behind it."""
+        waited = False
         while True:
-            if peers_may_wait and WAITING_FOR_PEERS in self._output(request, params, since):
+            out = self._output(request, params, since)
+            if peers_may_wait and WAITING_FOR_PEERS in out:
                 return True, "the broker waits for its peers' tables (mnesia)"
+            waiting = may_pause and _waits_for_peers(out)
+            if waiting and waited:
+                return True, "the broker waits for its peers' tables (mnesia): none serves"
+            waited = waiting
+            if may_pause and PAUSED_IN_MINORITY in out:
+                return (
+                    True,
+                    "booted, then paused in a minority (pause_minority): waits for its peers",
+                )
             if not self._alive(request, params):
                 out = self._output(request, params, since)
                 cause = _cause(out)
@@ -643,7 +677,7 @@ class RabbitmqAgent(NativeAgent):
             left = deadline - time.monotonic()
             if left <= 0:
                 return False, f"rabbitmq-server did not finish booting within {request.timeout:g}s"
-            step = max(1, min(3 if peers_may_wait else 10, int(left)))
+            step = max(1, min(3 if peers_may_wait or may_pause else 10, int(left)))
             rc, _ = await self._ctl(
                 params, "wait", str(params.pidfile), "--timeout", str(step), timeout=step + 10
             )
