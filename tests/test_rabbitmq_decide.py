@@ -86,6 +86,7 @@ def render_monitor(case: dict[str, Any]) -> str:
         broker=_broker(case.get("broker")),
         status_error=case.get("status_error"),
         vm_answers=case.get("vm_answers", True),
+        loading_tables=case.get("loading_tables", False),
     )
     return f"{v.health.value}" + (f" — {v.reason}" if v.reason else "")
 

@@ -736,6 +736,7 @@ class RabbitmqAgent(NativeAgent):
             broker=broker,
             status_error=status_error,
             vm_answers=vm_answers,
+            loading_tables=not app_running and _waits_for_peers(self._output(request, params)),
         )
         queues: list[QueueInfo] = []
         # One member lists the queues (each CLI call costs a third of a CPU-second): the
