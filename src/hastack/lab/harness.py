@@ -143,6 +143,15 @@ class Harness(ABC):
     def agent_log(self, node: str) -> Path:
         return self.node_dir(node) / "agent.log"
 
+    def etcd_data_dir(self, node: str) -> Path:
+        """Where the node's etcd member keeps its data (a subclass may put it elsewhere)."""
+        return self.node_dir(node) / "etcd"
+
+    def timings_of(self, node: AgentNode) -> dict[str, Any]:
+        """The `timings:` block of a node's agent configuration."""
+        timings: dict[str, Any] = self.state["timings"]
+        return timings
+
     def record(self, node: str, what: str) -> ProcessRecord | None:
         """The node's `agent` or `etcd` process as last started, if ever."""
         data = self._process_entry(node).get(what)
@@ -200,7 +209,7 @@ class Harness(ABC):
                 "endpoints": interleaved_endpoints(members, first),
                 "election-timeout": f"{self.state['election_ms']}ms",
             },
-            "timings": self.state["timings"],
+            "timings": self.timings_of(node),
             # A hung agent's node is powered off by its watchdog (the power switch
             # fence_hastack_local drives) before its lease can expire.
             "watchdog": {"kind": "process", "reset": reset_command(self.power_registry)},
@@ -216,7 +225,7 @@ class Harness(ABC):
         argv = etcd_argv(
             member,
             members,
-            self.node_dir(node) / "etcd",
+            self.etcd_data_dir(node),
             token=self.state["token"],
             election_ms=int(self.state.get("election_ms", 1000)),
             tls=MemberTls(str(self.pki.ca_cert), *map(str, self.pki.member(node)))
