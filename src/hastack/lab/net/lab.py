@@ -118,6 +118,8 @@ START_WAVE = 10
 # saturated until etcd applied late, changed leaders and every membership was lost
 # (bench/scale_cost.py, docs/lab.md "At scale").
 PACE_BUSY = 0.8
+# From this many computes on, `up` reads the cluster's status once a second, not four times.
+FEED_SCALE_FROM = 30
 PACE_MAX = 10.0
 # The compute hosts' processes run this much nicer than the controllers' (their liveness
 # threads still take nice -10, hastack.membership.priority): on real hardware each compute is
@@ -381,8 +383,11 @@ class Lab(Harness):
                 lab._created("memory", str(lab._memory_dir()))
                 lab._memory_dir().mkdir(mode=0o700)
             waves = lab._waves(start_wave)
-            # One status feed for the whole start: each wait below is bounded by `wait`.
-            with lab.feed(wait * (1 + len(waves)) + 5.0, 0.25) as feed:
+            # One status feed for the whole start: each wait below is bounded by `wait`. Each
+            # report reads the whole cluster and asks every member for its status over fresh
+            # TLS connections: at scale, once a second (10 % of a core at 4 a second).
+            every = 0.25 if computes < FEED_SCALE_FROM else 1.0
+            with lab.feed(wait * (1 + len(waves)) + 5.0, every) as feed:
                 for h in lab.controllers():
                     lab._start_etcd(h.name)
                 feed.wait_for(
