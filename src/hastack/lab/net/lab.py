@@ -1060,8 +1060,10 @@ def _free_prefix() -> str:
         prefix = f"hl{secrets.token_hex(2)}"
         taken = set(links.NETNS_RUN.iterdir()) if links.NETNS_RUN.exists() else set()
         names = {p.name for p in taken}
-        if not any(n.startswith(prefix + "-") for n in names) and not any(
-            (links.NETNS_ETC / n).exists() for n in names if n.startswith(prefix)
+        if (
+            not any(n.startswith(prefix + "-") for n in names)
+            and not any((links.NETNS_ETC / n).exists() for n in names if n.startswith(prefix))
+            and not (MEMORY_ROOT / f"hastack-lab-{prefix}").exists()  # etcd data of another
         ):
             return prefix
     raise LabError("no free namespace prefix found")
