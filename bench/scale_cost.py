@@ -91,6 +91,8 @@ class Sampler(threading.Thread):
         self.stop = threading.Event()
         self.rows: list[dict[str, Any]] = []
         self.t0 = time.monotonic()
+        # Each process's CPU ticks since its start, at the last sample.
+        self.last_ticks: dict[labstats.Proc, int] = {}
 
     def run(self) -> None:
         lab = Lab.load(self.directory)
@@ -156,6 +158,7 @@ class Sampler(threading.Thread):
                 )
                 print(render_row(self.rows[-1]), flush=True)
                 prev_cpu, prev_machine, prev_etcd, prev_t = cpu_now, machine, etcd, now
+                self.last_ticks = cpu_now
         except Exception as exc:
             print(f"sampler stopped: {exc!r}", flush=True)
         finally:
@@ -242,6 +245,19 @@ def profile(lab: Lab, prefix: str, seconds: float) -> list[subprocess.Popen[byte
     return out
 
 
+def lifetime(ticks: dict[labstats.Proc, int]) -> str:
+    """CPU-seconds each kind of process used since it started (its start and whatever came
+    after), median and max, at the last sample."""
+    kinds: dict[str, list[float]] = defaultdict(list)
+    for p, t in ticks.items():
+        kinds[f"{p.role}/{p.kind}"].append(t / labstats.TICKS)
+    lines = ["CPU-seconds since each process started (at the last sample):"]
+    for k, vs in sorted(kinds.items()):
+        vs.sort()
+        lines.append(f"  {k:<22} n {len(vs):3d}  median {vs[len(vs) // 2]:6.2f}  max {vs[-1]:6.2f}")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--computes", type=int, default=100)
@@ -290,6 +306,7 @@ def main() -> int:
             if lab is not None:
                 lab.down()
         print(summary(sampler.rows, since, args.computes))
+        print(lifetime(sampler.last_ticks))
     return 0
 
 
