@@ -21,6 +21,7 @@ from hastack.lab.net.topology import (
 )
 from hastack.lab.scenario import _substitute, load_scenario
 from hastack.model.config import parse_cluster_config
+from hastack.processes import ProcessRecord
 
 
 def topo(links: int = 1, computes: int = 1) -> Topology:
@@ -293,11 +294,28 @@ def test_compute_hosts_processes_start_nicer_than_the_controllers(
 
     def spawn(argv: list[str], log_path: Path) -> tuple[object, None]:
         seen.append(list(argv))
-        return object(), None
+        return ProcessRecord(len(seen), 0), None
 
+    groups: list[tuple[int, int]] = []
     monkeypatch.setattr(lab_module, "spawn", spawn)
+    monkeypatch.setattr(lab_module, "set_autogroup_nice", lambda p, n: groups.append((p, n)))
     lab = _lab(1)
     lab._spawn("c1", ["true"], Path("/nonexistent/log"))
     lab._spawn("n1", ["true"], Path("/nonexistent/log"))
     assert seen[0][:4] == ["nice", "-n", str(lab_module.COMPUTE_NICE), "ip"]
     assert seen[1][0] == "ip"
+    assert groups == [(1, lab_module.COMPUTE_NICE)]  # the compute's session; not n1's
+
+
+def test_a_sessions_priority_is_set_through_proc_and_a_missing_process_says_so() -> None:
+    import os
+
+    from hastack.lab.harness import set_autogroup_nice
+
+    path = Path("/proc/self/autogroup")
+    if not path.exists():
+        pytest.skip("this kernel has no autogroups")
+    current = int(path.read_text().split()[-1])
+    assert set_autogroup_nice(os.getpid(), current)  # writes back what it is: no change
+    assert int(path.read_text().split()[-1]) == current
+    assert not set_autogroup_nice(2**22 + 12345, 0)  # no such process

@@ -55,6 +55,27 @@ class AgentNode:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+# etcd's session shares the CPU with the other sessions at this priority (ETCD_PRIORITY gives
+# its threads nice -10 within it): `set_autogroup_nice`.
+ETCD_AUTOGROUP_NICE = -10
+
+
+def set_autogroup_nice(pid: int, nice: int) -> bool:
+    """Give the session (autogroup) of `pid` the priority `nice`; False where the kernel has
+    no autogroups or refuses. Where autogroups are on (`kernel.sched_autogroup_enabled`,
+    as on this machine), the scheduler first shares the CPU equally between sessions and
+    applies a thread's nice value only within its own session: every lab process is started
+    in a session of its own, so etcd's nice -10 counted for nothing against a hundred agents'
+    and thousands of probes' sessions, and its leader, starved, stopped answering renewals
+    (docs/control-plane.md, "Where a hundred computes' cost goes")."""
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as f:
+            f.write(str(nice))
+    except OSError:
+        return False
+    return True
+
+
 class Harness(ABC):
     STATE_FILE: ClassVar[str]
 
@@ -233,7 +254,9 @@ class Harness(ABC):
             else None,
         )
         log = self.node_dir(node) / "etcd.log"
-        self._record_process(node, "etcd", self._spawn(node, argv, log))
+        record = self._spawn(node, argv, log)
+        set_autogroup_nice(record.pid, ETCD_AUTOGROUP_NICE)
+        self._record_process(node, "etcd", record)
 
     def _start_agent(self, node: str) -> None:
         # Under a supervisor, as systemd runs it on a real host: an agent that ends itself

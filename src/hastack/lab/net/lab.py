@@ -55,7 +55,7 @@ from hastack.errors import HastackError
 from hastack.executor.agents.vip import source_takeover
 from hastack.lab.etcd import EtcdMember, etcd_binary
 from hastack.lab.galera import primitives_of
-from hastack.lab.harness import AgentNode, Harness
+from hastack.lab.harness import AgentNode, Harness, set_autogroup_nice
 from hastack.lab.net import links
 from hastack.lab.net.topology import (
     CLIENT,
@@ -506,6 +506,8 @@ class Lab(Harness):
         if host.role is HostRole.COMPUTE:  # nice, like ip netns exec, execs in place
             wrapped = ["nice", "-n", str(COMPUTE_NICE), *wrapped]
         record, _ = spawn(wrapped, log_path=log)
+        if host.role is HostRole.COMPUTE:  # its session too: see set_autogroup_nice
+            set_autogroup_nice(record.pid, COMPUTE_NICE)
         return record
 
     # ---- talking to the cluster (from the client host) --------------------------------------
