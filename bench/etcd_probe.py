@@ -52,7 +52,21 @@ TOTALS = (
     "etcd_network_peer_sent_bytes_total",
     "etcd_debugging_mvcc_events_total",
     "etcd_server_proposals_committed_total",
+    "etcd_server_slow_apply_total",
+    "etcd_server_slow_read_indexes_total",
+    "etcd_server_heartbeat_send_failures_total",
+    "etcd_server_leader_changes_seen_total",
+    # The disk: fdatasync of the WAL and the backend's commits (sum of seconds, count).
+    "etcd_disk_wal_fsync_duration_seconds_sum",
+    "etcd_disk_wal_fsync_duration_seconds_count",
+    "etcd_disk_backend_commit_duration_seconds_sum",
+    "etcd_disk_backend_commit_duration_seconds_count",
 )
+# Histogram buckets kept by their upper bound (seconds): how many fsyncs/commits were slow.
+BUCKETS = {
+    "etcd_disk_wal_fsync_duration_seconds_bucket": ("0.008", "0.128", "1.024"),
+    "etcd_disk_backend_commit_duration_seconds_bucket": ("0.128", "1.024"),
+}
 
 
 class Probe:
@@ -174,6 +188,10 @@ def parse_metrics(text: str) -> dict[str, Any]:
             totals[name] += float(value)
         elif name in TOTALS:
             totals[name] += float(value)
+        elif name in BUCKETS:
+            le = labels.split('le="', 1)[1].split('"', 1)[0] if 'le="' in labels else ""
+            if le in BUCKETS[name]:
+                totals[f"{name}<={le}"] += float(value)
     return {"totals": dict(totals), "by_method": {k: dict(v) for k, v in by_method.items()}}
 
 

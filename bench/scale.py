@@ -3,7 +3,7 @@ computes × R resources on one machine's network-namespace lab.
 
     flock /tmp/hastack-lab.lock .venv/bin/python bench/scale.py \\
         [--computes 9,30] [--resources 150] [--idle 20] [--changes 5] [--monitor 30] \\
-        [--keep DIR] [--in-memory]
+        [--keep DIR] [--in-memory] [--etcd-data memory|disk]
 
 Root only; hold the machine's lab lock for the whole run (it measures). For each M a lab is
 brought up (compute agents started in waves), then:
@@ -28,10 +28,12 @@ controllers', of the compute agents (median and max), of etcd and of the whole m
 (/proc/PID/stat, /proc/stat, /proc/loadavg), and the agents' memory (RSS, PSS). At the end
 one table over every size, then Pacemaker's documented limits and throttling defaults.
 
-`--in-memory` puts the lab's directory, etcd's data with it, on /dev/shm: the three etcd members
-of the lab share this machine's one disk, where each would have its own on three hosts, and a
-shared disk's fdatasync stalls (etcd's `slow fdatasync`) are then a property of the lab, not of
-the design. Both settings are worth printing side by side; nothing else changes.
+`--etcd-data` says where the etcd members keep their data: in memory (/dev/shm, the lab's
+default since the disk stalled them: docs/lab.md, "etcd's data in memory") or on disk, in
+the lab's directory, where the three members share this machine's one virtual disk (each
+would have its own on three hosts) and its fdatasync stalls (etcd's `slow fdatasync`) are a
+property of the lab, not of the design. `--in-memory` puts the whole lab directory on
+/dev/shm (the agents' logs and records too). Nothing else changes.
 
 Time: the default run (9 and 30 computes × 150 resources) takes about 6 minutes on a
 2-core machine; `--computes 9,30,100 --resources 150,1000` about 50 minutes. Nothing here
@@ -337,7 +339,8 @@ def say_window(
         f"{wr:.2f} writes; peer (raft) {w.peer_bytes / per / 1024:.1f} KiB{beyond}",
         file=out,
     )
-    late = f" (longest gap {w.worst_gap:.2f} s of {lab.timings.loss_after:g})" if w.late else ""
+    limit = f"{lab.timings.loss_after:g} or {lab.remote_timings.loss_after:g}"
+    late = f" (longest gap {w.worst_gap:.2f} s of {limit})" if w.late else ""
     print(
         f"    memberships lost {w.lost} (must be 0), DC elections {w.elections}, late lease "
         f"renewals {w.late}{late}; " + cpu_summary(lab, w),
@@ -391,10 +394,23 @@ def run_size(computes: int, resources: list[int], args: argparse.Namespace) -> l
     with tempfile.TemporaryDirectory(prefix="hastack-scale-", dir=root) as tmp:
         work = Path(tmp)
         started = time.monotonic()
-        where = "etcd data in memory (/dev/shm)" if args.in_memory else "etcd data on disk"
+        memory = args.in_memory or args.etcd_data == "memory"
+        where = "etcd data in memory (/dev/shm)" if memory else "etcd data on disk"
+        if args.in_memory:
+            where += ", the whole lab directory too"
         print(f"\n== 3 controllers + {computes} computes, {where}", flush=True)
         lab = Lab.up(
-            work / "lab", nodes=3, computes=computes, on_progress=lambda m: print(f"  {m}")
+            work / "lab",
+            nodes=3,
+            computes=computes,
+            on_progress=lambda m: print(f"  {m}"),
+            etcd_data=args.etcd_data,
+        )
+        rt = lab.remote_timings
+        print(
+            f"  timings: controllers {lab.timings.loss_after:g} s to lose a membership, "
+            f"computes {rt.loss_after:g} s (TTL {rt.lease_ttl:g} s, renew {rt.renew_interval:g}"
+            f" s, store timeout {rt.store_timeout:g} s)"
         )
         up = time.monotonic() - started
         probe = EtcdProbe(lab)
@@ -554,7 +570,13 @@ def main() -> int:
     parser.add_argument(
         "--in-memory",
         action="store_true",
-        help="the lab directory (etcd's data with it) on /dev/shm instead of the disk",
+        help="the whole lab directory (the agents' files too) on /dev/shm instead of the disk",
+    )
+    parser.add_argument(
+        "--etcd-data",
+        choices=("memory", "disk"),
+        default="memory",
+        help="where the etcd members keep their data (default: memory, the lab's default)",
     )
     args = parser.parse_args()
     if os.geteuid() != 0:

@@ -342,7 +342,7 @@ class Soak:
 
     def judge(self, end: float) -> dict[str, Any]:
         lab = self.lab
-        margin = float(lab.timings.lease_ttl)
+        margin = float(max(lab.timings.lease_ttl, lab.remote_timings.lease_ttl))
         events = labstats.events(lab)
         lost = [e for e in events if e.get("event") == "membership-lost"]
         late = [e for e in events if e.get("event") == "lease-renewal-late"]

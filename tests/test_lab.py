@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hastack.lab.net import Lab, LabError
 from hastack.lab.net import links as netlinks
@@ -256,6 +257,11 @@ def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
     kinds = {n["name"]: n["kind"] for n in report["nodes"]}
     assert kinds == {"n1": "full", "c1": "remote"}
     assert len(records) == 3  # etcd + agent on n1, agent on c1
+    # etcd's data in memory by default, the compute with the remote timings.
+    shm = small.etcd_data_dir("n1")
+    assert shm.is_relative_to("/dev/shm")
+    assert (shm / "member").is_dir()
+    assert yaml.safe_load(small.agent_config_path("c1").read_text())["timings"]["lease-ttl"] == 10
     # --replace tears the old lab down before building a new one.
     replaced = Lab.up(tmp_path / "small", nodes=1, replace=True)
     assert not any(netlinks.namespace_exists(n) for n in names)
@@ -270,3 +276,4 @@ def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
                                              *replaced.topology.networks()))  # fmt: skip
     assert not any(is_alive(r) for r in records)
     assert not (tmp_path / "small").exists()
+    assert not shm.parent.exists()

@@ -21,6 +21,7 @@ from hastack.lab.net.topology import (
 )
 from hastack.lab.scenario import _substitute, load_scenario
 from hastack.model.config import parse_cluster_config
+from hastack.processes import ProcessRecord
 
 
 def topo(links: int = 1, computes: int = 1) -> Topology:
@@ -204,3 +205,117 @@ def test_the_amqp_client_skips_brokers_that_failed_lately_and_else_takes_the_old
     # that tries it; a live one failed once, when something it waited on died).
     w._failed = {urls[0]: now - 1.0, urls[1]: now - 3.0, urls[2]: now - 2.0}
     assert [w._url() for _ in range(3)] == [urls[1]] * 3
+
+
+def test_computes_get_their_own_timings_and_an_old_lab_the_same_for_all() -> None:
+    from hastack.lab.harness import AgentNode
+    from hastack.lab.net.lab import REMOTE_TIMINGS
+    from hastack.model.agent_config import leader_change_problem
+
+    lab = _lab(2)
+    compute, controller = AgentNode("c1", "remote", []), AgentNode("n1", "full", [])
+    assert lab.timings_of(compute) == lab.timings_of(controller)  # made before: the same
+    lab.state["remote_timings"] = REMOTE_TIMINGS.model_dump(by_alias=True)
+    assert lab.timings_of(compute) == REMOTE_TIMINGS.model_dump(by_alias=True)
+    assert lab.timings_of(controller) == FAST_TIMINGS.model_dump(by_alias=True)
+    config = lab._agent_config(compute)
+    assert config["timings"]["lease-ttl"] == REMOTE_TIMINGS.lease_ttl
+    # Held to the same rules as the controllers' timings.
+    assert leader_change_problem(REMOTE_TIMINGS, 0.5) is None
+    assert REMOTE_TIMINGS.loss_after < REMOTE_TIMINGS.lease_ttl
+
+
+def test_etcd_data_in_memory_lives_under_dev_shm_and_an_old_lab_keeps_it_on_disk() -> None:
+    lab = _lab(0)
+    assert lab.etcd_data_dir("n1") == Path("/nonexistent/n1/etcd")
+    lab.state["etcd_data"] = "memory"
+    assert lab.etcd_data_dir("n1") == Path("/dev/shm/hastack-lab-hl1234/n1")
+    lab.state["etcd_data"] = "disk"
+    assert lab.etcd_data_dir("n2") == Path("/nonexistent/n2/etcd")
+
+
+def test_etcd_data_in_memory_needs_room_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hastack.lab.net import lab as lab_module
+
+    monkeypatch.setattr(lab_module, "_available_mib", lambda: 100_000)
+    monkeypatch.setattr(lab_module, "_free_mib", lambda _path: 200)
+    with pytest.raises(LabError, match=r"needs about 384 MiB in /dev/shm .* --etcd-data disk"):
+        lab_module._check_size(3, 5, 1, "memory")
+    lab_module._check_size(3, 5, 1, "disk")  # on disk: /dev/shm does not matter
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("10s,2s", "give 'same' or LEASE-TTL,RENEW-INTERVAL,STORE-TIMEOUT"),
+        ("5s,2s,2.5s", "--compute-timings 5s,2s,2.5s: timings refused: unsafe timings"),
+        ("10s,2s,0.5s", "cannot ride out an etcd leader change"),
+    ],
+)
+def test_bad_compute_timings_are_refused_with_the_option_named(value: str, message: str) -> None:
+    import argparse
+
+    from hastack.cli.lab_cmd import _compute_timings
+    from hastack.errors import HastackError
+
+    args = argparse.Namespace(compute_timings=value, election_ms=500)
+    with pytest.raises(HastackError, match=message):
+        _compute_timings(args)
+    assert _compute_timings(argparse.Namespace(compute_timings="same", election_ms=500)) is None
+    good = _compute_timings(argparse.Namespace(compute_timings="8s,1s,2s", election_ms=500))
+    assert good is not None
+    assert good.loss_after == 5.0
+
+
+def test_the_next_wave_waits_for_cpu_headroom_but_not_for_ever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hastack.lab.net import lab as lab_module
+
+    clock = [0.0]
+    monkeypatch.setattr(lab_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(lab_module.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    # (busy, total) jiffies: 95 % busy for three seconds, then 50 %.
+    samples = iter([(0, 0), (95, 100), (190, 200), (285, 300), (335, 400), (999, 999)])
+    monkeypatch.setattr(lab_module, "_busy_ticks", lambda: next(samples))
+    assert lab_module._pace(0.8, 10.0) == 4.0
+    # Always busy: gives up after `longest`.
+    monkeypatch.setattr(lab_module, "_busy_ticks", lambda: (clock[0] * 100, clock[0] * 100))
+    clock[0] = 100.0
+    assert lab_module._pace(0.8, 5.0) == 5.0
+
+
+def test_compute_hosts_processes_start_nicer_than_the_controllers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hastack.lab.net import lab as lab_module
+
+    seen: list[list[str]] = []
+
+    def spawn(argv: list[str], log_path: Path) -> tuple[object, None]:
+        seen.append(list(argv))
+        return ProcessRecord(len(seen), 0), None
+
+    groups: list[tuple[int, int]] = []
+    monkeypatch.setattr(lab_module, "spawn", spawn)
+    monkeypatch.setattr(lab_module, "set_autogroup_nice", lambda p, n: groups.append((p, n)))
+    lab = _lab(1)
+    lab._spawn("c1", ["true"], Path("/nonexistent/log"))
+    lab._spawn("n1", ["true"], Path("/nonexistent/log"))
+    assert seen[0][:4] == ["nice", "-n", str(lab_module.COMPUTE_NICE), "ip"]
+    assert seen[1][0] == "ip"
+    assert groups == [(1, lab_module.COMPUTE_NICE)]  # the compute's session; not n1's
+
+
+def test_a_sessions_priority_is_set_through_proc_and_a_missing_process_says_so() -> None:
+    import os
+
+    from hastack.lab.harness import set_autogroup_nice
+
+    path = Path("/proc/self/autogroup")
+    if not path.exists():
+        pytest.skip("this kernel has no autogroups")
+    current = int(path.read_text().split()[-1])
+    assert set_autogroup_nice(os.getpid(), current)  # writes back what it is: no change
+    assert int(path.read_text().split()[-1]) == current
+    assert not set_autogroup_nice(2**22 + 12345, 0)  # no such process

@@ -11,10 +11,20 @@ import sys
 from pathlib import Path
 
 from hastack.cli.timing_options import add_timing_options, timings_from_args
+from hastack.errors import HastackError
 from hastack.lab.demo_lab import run_lab_demo
-from hastack.lab.net.lab import FAST_ELECTION_MS, FAST_TIMINGS, Lab, LabError, default_dir
+from hastack.lab.net.lab import (
+    ETCD_DATA,
+    FAST_ELECTION_MS,
+    FAST_TIMINGS,
+    REMOTE_TIMINGS,
+    Lab,
+    LabError,
+    default_dir,
+)
 from hastack.lab.net.lab import require_root as _require_root
 from hastack.lab.scenario import load_scenario, run_scenario
+from hastack.model.agent_config import Timings
 
 __all__ = ["register"]
 
@@ -40,11 +50,35 @@ def cmd_up(args: argparse.Namespace) -> int:
         replace=args.replace,
         on_progress=print,
         insecure=args.insecure,
+        remote_timings=_compute_timings(args),
+        etcd_data=args.etcd_data,
     )
     print(f"lab up in {_dir(args)} (hastack lab status; hastack lab down)")
     print()
     print(_render(lab))
     return 0
+
+
+def _compute_timings(args: argparse.Namespace) -> Timings | None:
+    """--compute-timings: 'same' (the controllers'), or TTL,RENEW,TIMEOUT, checked as the
+    controllers' timings are (their safety inequality, an etcd leader change)."""
+    text = args.compute_timings.strip()
+    if text == "same":
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 3:
+        raise HastackError(
+            f"--compute-timings: give 'same' or LEASE-TTL,RENEW-INTERVAL,STORE-TIMEOUT "
+            f"(e.g. 10s,2s,2.5s), not {text!r}"
+        )
+    ns = argparse.Namespace(
+        lease_ttl=parts[0], renew_interval=parts[1], store_timeout=parts[2],
+        election_ms=args.election_ms,
+    )  # fmt: skip
+    try:
+        return timings_from_args(ns)
+    except HastackError as exc:
+        raise HastackError(f"--compute-timings {text}: {exc}") from None
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -202,6 +236,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="etcd in plaintext, without certificates (default: mutual TLS, a CA per lab)",
     )
     add_timing_options(up, FAST_TIMINGS, FAST_ELECTION_MS)
+    rt = REMOTE_TIMINGS
+    up.add_argument(
+        "--compute-timings",
+        default=f"{rt.lease_ttl:g}s,{rt.renew_interval:g}s,{rt.store_timeout:g}s",
+        metavar="TTL,RENEW,TIMEOUT",
+        help="the compute (remote) agents' lease TTL, renew interval and store timeout "
+        f"(default {rt.lease_ttl:g}s,{rt.renew_interval:g}s,{rt.store_timeout:g}s; 'same': "
+        "the controllers' timings)",
+    )
+    up.add_argument(
+        "--etcd-data",
+        choices=ETCD_DATA,
+        default="memory",
+        help="where the etcd members keep their data: memory (tmpfs, the default: a lab "
+        "crash keeps the page cache, so fdatasync protects nothing here and only stalls) "
+        "or disk (the lab directory)",
+    )
     up.set_defaults(func=cmd_up)
 
     down = lab_sub.add_parser("down", help="remove everything the lab made")

@@ -55,6 +55,27 @@ class AgentNode:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+# etcd's session shares the CPU with the other sessions at this priority (ETCD_PRIORITY gives
+# its threads nice -10 within it): `set_autogroup_nice`.
+ETCD_AUTOGROUP_NICE = -10
+
+
+def set_autogroup_nice(pid: int, nice: int) -> bool:
+    """Give the session (autogroup) of `pid` the priority `nice`; False where the kernel has
+    no autogroups or refuses. Where autogroups are on (`kernel.sched_autogroup_enabled`,
+    as on this machine), the scheduler first shares the CPU equally between sessions and
+    applies a thread's nice value only within its own session: every lab process is started
+    in a session of its own, so etcd's nice -10 counted for nothing against a hundred agents'
+    and thousands of probes' sessions, and its leader, starved, stopped answering renewals
+    (docs/control-plane.md, "Where a hundred computes' cost goes")."""
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as f:
+            f.write(str(nice))
+    except OSError:
+        return False
+    return True
+
+
 class Harness(ABC):
     STATE_FILE: ClassVar[str]
 
@@ -143,6 +164,15 @@ class Harness(ABC):
     def agent_log(self, node: str) -> Path:
         return self.node_dir(node) / "agent.log"
 
+    def etcd_data_dir(self, node: str) -> Path:
+        """Where the node's etcd member keeps its data (a subclass may put it elsewhere)."""
+        return self.node_dir(node) / "etcd"
+
+    def timings_of(self, node: AgentNode) -> dict[str, Any]:
+        """The `timings:` block of a node's agent configuration."""
+        timings: dict[str, Any] = self.state["timings"]
+        return timings
+
     def record(self, node: str, what: str) -> ProcessRecord | None:
         """The node's `agent` or `etcd` process as last started, if ever."""
         data = self._process_entry(node).get(what)
@@ -200,7 +230,7 @@ class Harness(ABC):
                 "endpoints": interleaved_endpoints(members, first),
                 "election-timeout": f"{self.state['election_ms']}ms",
             },
-            "timings": self.state["timings"],
+            "timings": self.timings_of(node),
             # A hung agent's node is powered off by its watchdog (the power switch
             # fence_hastack_local drives) before its lease can expire.
             "watchdog": {"kind": "process", "reset": reset_command(self.power_registry)},
@@ -216,7 +246,7 @@ class Harness(ABC):
         argv = etcd_argv(
             member,
             members,
-            self.node_dir(node) / "etcd",
+            self.etcd_data_dir(node),
             token=self.state["token"],
             election_ms=int(self.state.get("election_ms", 1000)),
             tls=MemberTls(str(self.pki.ca_cert), *map(str, self.pki.member(node)))
@@ -224,7 +254,9 @@ class Harness(ABC):
             else None,
         )
         log = self.node_dir(node) / "etcd.log"
-        self._record_process(node, "etcd", self._spawn(node, argv, log))
+        record = self._spawn(node, argv, log)
+        set_autogroup_nice(record.pid, ETCD_AUTOGROUP_NICE)
+        self._record_process(node, "etcd", record)
 
     def _start_agent(self, node: str) -> None:
         # Under a supervisor, as systemd runs it on a real host: an agent that ends itself

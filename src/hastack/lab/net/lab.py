@@ -55,7 +55,7 @@ from hastack.errors import HastackError
 from hastack.executor.agents.vip import source_takeover
 from hastack.lab.etcd import EtcdMember, etcd_binary
 from hastack.lab.galera import primitives_of
-from hastack.lab.harness import AgentNode, Harness
+from hastack.lab.harness import AgentNode, Harness, set_autogroup_nice
 from hastack.lab.net import links
 from hastack.lab.net.topology import (
     CLIENT,
@@ -90,9 +90,42 @@ NEMESIS_FILE = "nemesis.jsonl"
 # of healthy nodes whenever the crashed host led etcd (bench/soak.py).
 FAST_TIMINGS = Timings(lease_ttl=4, renew_interval=0.5, store_timeout=1.0)
 FAST_ELECTION_MS = 500
+# Compute (remote) agents' timings: a membership lost 2 s + 2 × 2.5 s = 7 s after its last
+# good renewal (TTL 10 s: a 3 s self-fencing budget), riding out an etcd leader change with
+# room to spare (7 s ≥ 2 s + 2.5 × 0.5 s + 0.5 s) and a store that stalls for several
+# seconds under load. A compute's crash is still seen by its heartbeats' silence, which these
+# do not change; what they change is what an idle compute costs (a renewal, a cycle and a
+# progress request per watched range every 2 s instead of every 0.5 s) and how long a busy
+# store may be silent before a compute's membership — and with it, under fencing, the host —
+# is lost. As Pacemaker's remote nodes are not corosync members and Instance HA tolerates a
+# slower verdict on a compute than on a controller (docs/compute.md, section 6).
+REMOTE_TIMINGS = Timings(lease_ttl=10, renew_interval=2.0, store_timeout=2.5)
+# Where the etcd members keep their data: "memory" (tmpfs, /dev/shm) or "disk" (the lab's
+# directory). In memory by default: a lab's crash kills processes and leaves the machine's
+# page cache — and every file — as it was, so fdatasync protects nothing here, while the
+# three members' fdatasyncs on this machine's one shared virtual disk stalled etcd for
+# seconds to tens of seconds under load (docs/lab.md, "etcd's data in memory").
+ETCD_DATA = ("memory", "disk")
+MEMORY_ROOT = Path("/dev/shm")
+# tmpfs one member takes: its WAL preallocates 64 MiB, plus the snapshot database.
+MIB_PER_MEMBER_IN_MEMORY = 128
 KILL_ROUNDS = 50  # bounded: a host's processes are gone after a few rounds at most
 # Compute agents started together, each wave waited for before the next (`_start_agents`).
 START_WAVE = 10
+# After a wave has joined, the next waits (at most PACE_MAX seconds) until the machine's CPU
+# is less than PACE_BUSY busy over a second: an agent's start costs about a CPU-second (its
+# imports, TLS, first read), and ten of them on two cores, wave after wave, kept the machine
+# saturated until etcd applied late, changed leaders and every membership was lost
+# (bench/scale_cost.py, docs/lab.md "At scale").
+PACE_BUSY = 0.8
+# From this many computes on, `up` reads the cluster's status once a second, not four times.
+FEED_SCALE_FROM = 30
+PACE_MAX = 10.0
+# The compute hosts' processes run this much nicer than the controllers' (their liveness
+# threads still take nice -10, hastack.membership.priority): on real hardware each compute is
+# a machine of its own and cannot slow the controllers down; here a hundred of them share two
+# cores with the three controllers and etcd, and must not starve them.
+COMPUTE_NICE = 5
 # Memory a host's processes take, rounded up from bench/lab_up.py (PSS, idle, 100 computes:
 # supervisor + agent + watchdog ≈ 44 MiB; a controller adds etcd, ≈ 66 MiB, and is the DC).
 MIB_PER_COMPUTE = 60
@@ -189,7 +222,28 @@ class Lab(Harness):
 
     @property
     def timings(self) -> Timings:
+        """The controllers' agents' timings."""
         return Timings.model_validate(self.state["timings"])
+
+    @property
+    def remote_timings(self) -> Timings:
+        """The compute agents' timings (a lab made before they had their own: the same)."""
+        return Timings.model_validate(self.state.get("remote_timings") or self.state["timings"])
+
+    def timings_of(self, node: AgentNode) -> dict[str, Any]:
+        if node.kind == "remote":
+            return self.remote_timings.model_dump(by_alias=True)
+        return super().timings_of(node)
+
+    def etcd_data_dir(self, node: str) -> Path:
+        """In memory: /dev/shm/hastack-lab-<prefix>/<node> (removed by `down`); on disk,
+        or in a lab made before the choice existed: the node's directory."""
+        if self.state.get("etcd_data", "disk") == "memory":
+            return self._memory_dir() / node
+        return super().etcd_data_dir(node)
+
+    def _memory_dir(self) -> Path:
+        return MEMORY_ROOT / f"hastack-lab-{self.topology.prefix}"
 
     def hosts(self) -> list[Host]:
         return self.topology.hosts()
@@ -251,14 +305,20 @@ class Lab(Harness):
         start_wave: int = START_WAVE,
         on_progress: Callable[[str], None] | None = None,
         insecure: bool = False,
+        remote_timings: Timings | None = REMOTE_TIMINGS,
+        etcd_data: str = "memory",
     ) -> Lab:
         """Build the lab and start its processes; return when every agent has joined and a
         DC is elected (or raise, having removed everything it made). etcd runs with mutual
         TLS and certificates made for this lab, unless `insecure`. Compute agents start
-        `start_wave` at a time; `wait` bounds each wait (etcd, then each wave)."""
+        `start_wave` at a time; `wait` bounds each wait (etcd, then each wave). Compute
+        agents run with `remote_timings` (None: the controllers' `timings`); etcd keeps its
+        data in memory or on disk (`etcd_data`)."""
         require_root()
         _require_tools()
-        _check_size(nodes, computes, links_count)  # before anything is touched
+        if etcd_data not in ETCD_DATA:
+            raise LabError(f"etcd data: 'memory' or 'disk', not {etcd_data!r}")
+        _check_size(nodes, computes, links_count, etcd_data)  # before anything is touched
         say = on_progress or (lambda _msg: None)
         if (directory / STATE_FILE).exists():
             old = Lab.load(directory)
@@ -288,7 +348,9 @@ class Lab(Harness):
             "links": links_count,
             "token": f"hastack-{cluster}-{secrets.token_hex(4)}",
             "timings": timings.model_dump(by_alias=True),
+            "remote_timings": (remote_timings or timings).model_dump(by_alias=True),
             "election_ms": election_ms,
+            "etcd_data": etcd_data,
             "created": {"namespaces": [], "blackholes": [], "netns_etc": []},
             "hosts": {h.name: {"powered": True, "links_down": []} for h in topology.hosts()},
             "faults": NetFaults().to_json(),
@@ -307,9 +369,15 @@ class Lab(Harness):
             )
             lab._make_pki()
             lab._write_configs()
+            if etcd_data == "memory":
+                lab._created("memory", str(lab._memory_dir()))
+                lab._memory_dir().mkdir(mode=0o700)
             waves = lab._waves(start_wave)
-            # One status feed for the whole start: each wait below is bounded by `wait`.
-            with lab.feed(wait * (1 + len(waves)) + 5.0, 0.25) as feed:
+            # One status feed for the whole start: each wait below is bounded by `wait`. Each
+            # report reads the whole cluster and asks every member for its status over fresh
+            # TLS connections: at scale, once a second (10 % of a core at 4 a second).
+            every = 0.25 if computes < FEED_SCALE_FROM else 1.0
+            with lab.feed(wait * (1 + len(waves)) + 5.0, every) as feed:
                 for h in lab.controllers():
                     lab._start_etcd(h.name)
                 feed.wait_for(
@@ -347,6 +415,8 @@ class Lab(Harness):
         the ones already running: measured, 114 memberships lost and 102 s to settle."""
         up: set[str] = set()
         for number, wave in enumerate(waves):
+            if number > 1:
+                _pace(PACE_BUSY, PACE_MAX)
             for name in wave:
                 self._start_agent(name)
             up.update(wave)
@@ -423,7 +493,11 @@ class Lab(Harness):
             "ip", "netns", "exec", host.namespace, "unshare", "--uts", "--",
             sys.executable, "-m", "hastack.lab.net.boot", host.name, *argv,
         ]  # fmt: skip
+        if host.role is HostRole.COMPUTE:  # nice, like ip netns exec, execs in place
+            wrapped = ["nice", "-n", str(COMPUTE_NICE), *wrapped]
         record, _ = spawn(wrapped, log_path=log)
+        if host.role is HostRole.COMPUTE:  # its session too: see set_autogroup_nice
+            set_autogroup_nice(record.pid, COMPUTE_NICE)
         return record
 
     # ---- talking to the cluster (from the client host) --------------------------------------
@@ -778,6 +852,10 @@ class Lab(Harness):
         for network in created.get("blackholes", []):
             if links.remove_blackhole(network):
                 removed.append(f"blackhole route {network}")
+        for path in created.get("memory", []):
+            if Path(path).exists():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(f"etcd data in memory {path}")
         if keep_logs:
             for h in self.controllers():
                 shutil.rmtree(self.host_dir(h.name) / "etcd", ignore_errors=True)
@@ -797,6 +875,7 @@ class Lab(Harness):
         ]
         holes = links.blackholes()
         out += [f"blackhole {n}" for n in created.get("blackholes", []) if n in holes]
+        out += [f"etcd data {p}" for p in created.get("memory", []) if Path(p).exists()]
         for h in self.hosts():
             for what in ("agent", "etcd"):
                 if self.alive(h.name, what):
@@ -894,13 +973,24 @@ class StatusFeed:
         self.close()
 
 
-def _check_size(nodes: int, computes: int, links_count: int) -> None:
+def _check_size(nodes: int, computes: int, links_count: int, etcd_data: str = "disk") -> None:
     """Refuse sizes the address plan or this machine's memory cannot hold, saying why."""
     try:
         Topology("hl0000", 0, nodes, computes, links_count)
     except ValueError as exc:
         raise LabError(str(exc)) from None
+    if etcd_data == "memory":
+        free = _free_mib(MEMORY_ROOT)
+        want = nodes * MIB_PER_MEMBER_IN_MEMORY
+        if free is not None and want > free:
+            raise LabError(
+                f"etcd's data in memory needs about {want} MiB in {MEMORY_ROOT} "
+                f"({MIB_PER_MEMBER_IN_MEMORY} MiB per member) and {free} MiB is free there: "
+                "free some, or give --etcd-data disk"
+            )
     need = nodes * MIB_PER_CONTROLLER + computes * MIB_PER_COMPUTE
+    if etcd_data == "memory":
+        need += nodes * MIB_PER_MEMBER_IN_MEMORY
     available = _available_mib()
     if available is not None and need > available:
         raise LabError(
@@ -909,6 +999,14 @@ def _check_size(nodes: int, computes: int, links_count: int) -> None:
             f"compute, as measured by bench/lab_up.py) and {available / 1024:.1f} GiB is "
             "available: start fewer computes"
         )
+
+
+def _free_mib(path: Path) -> int | None:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize // (1024 * 1024)
 
 
 def _available_mib() -> int | None:
@@ -921,6 +1019,29 @@ def _available_mib() -> int | None:
     return None
 
 
+def _busy_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    total = sum(values)
+    return total - values[3] - values[4], total  # idle and iowait are not busy
+
+
+def _pace(busy_below: float, longest: float, sample: float = 1.0) -> float:
+    """Wait until the machine's CPU was less than `busy_below` busy over a `sample`, at most
+    `longest` seconds (a machine busy with other work must not stop the lab); the seconds
+    waited."""
+    started = time.monotonic()
+    before = _busy_ticks()
+    while time.monotonic() - started < longest:
+        time.sleep(sample)
+        after = _busy_ticks()
+        busy, total = after[0] - before[0], after[1] - before[1]
+        if total > 0 and busy / total < busy_below:
+            break
+        before = after
+    return time.monotonic() - started
+
+
 def _joined(report: dict[str, Any], want: frozenset[str]) -> bool:
     online = {n["name"] for n in report.get("nodes", []) if n.get("online")}
     return report.get("dc_node") is not None and want <= online
@@ -931,8 +1052,10 @@ def _free_prefix() -> str:
         prefix = f"hl{secrets.token_hex(2)}"
         taken = set(links.NETNS_RUN.iterdir()) if links.NETNS_RUN.exists() else set()
         names = {p.name for p in taken}
-        if not any(n.startswith(prefix + "-") for n in names) and not any(
-            (links.NETNS_ETC / n).exists() for n in names if n.startswith(prefix)
+        if (
+            not any(n.startswith(prefix + "-") for n in names)
+            and not any((links.NETNS_ETC / n).exists() for n in names if n.startswith(prefix))
+            and not (MEMORY_ROOT / f"hastack-lab-{prefix}").exists()  # etcd data of another
         ):
             return prefix
     raise LabError("no free namespace prefix found")
