@@ -457,3 +457,18 @@ constraints:
     assert "not probing 1 resource(s) here (resource-discovery): ctl" in (
         lc.agent_log("n3").read_text()
     )
+
+
+@pytest.mark.parametrize("nice", [10, 0])
+def test_an_agent_action_runs_below_the_agent_in_its_own_session_too(nice: int) -> None:
+    """resource-nice must hold where the kernel shares the CPU between sessions first
+    (autogroups): each action runs in a session of its own, where `nice` alone counts only
+    against that session's own processes. With 0 (the negative control) nothing is set."""
+    from hastack.executor.agents.ocf import run_process
+
+    if not Path("/proc/self/autogroup").exists():
+        pytest.skip("this kernel has no autogroups")
+    script = "sleep 0.3; cat /proc/self/autogroup"  # the session's priority, once set
+    result, out = asyncio.run(run_process(["sh", "-c", script], {}, 10.0, nice=nice))
+    assert result.rc == 0, result
+    assert out.split()[-1] == str(nice), out

@@ -310,7 +310,7 @@ def test_compute_hosts_processes_start_nicer_than_the_controllers(
 def test_a_sessions_priority_is_set_through_proc_and_a_missing_process_says_so() -> None:
     import os
 
-    from hastack.lab.harness import set_autogroup_nice
+    from hastack.processes import set_autogroup_nice
 
     path = Path("/proc/self/autogroup")
     if not path.exists():

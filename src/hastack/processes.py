@@ -19,6 +19,7 @@ __all__ = [
     "ProcessRecord",
     "is_alive",
     "send",
+    "set_autogroup_nice",
     "spawn",
     "start_ticks",
     "stop",
@@ -183,3 +184,20 @@ async def wait_exit(record: ProcessRecord, timeout: float) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def set_autogroup_nice(pid: int, nice: int) -> bool:
+    """Give the session (autogroup) of `pid` the priority `nice`; False where the kernel has
+    no autogroups or refuses. Where autogroups are on (`kernel.sched_autogroup_enabled`,
+    as on this machine), the scheduler first shares the CPU equally between sessions and
+    applies a thread's nice value only within its own session: every lab process is started
+    in a session of its own, so etcd's nice -10 counted for nothing against a hundred agents'
+    and thousands of probes' sessions, and its leader, starved, stopped answering renewals
+    (docs/control-plane.md, "Where a hundred computes' cost goes"); resource agents, each in
+    a session of its own too, ran beside the agent as its equals whatever `nice` said."""
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as f:
+            f.write(str(nice))
+    except OSError:
+        return False
+    return True

@@ -34,7 +34,7 @@ from hastack.lab.etcd import EtcdMember, MemberTls, etcd_argv, interleaved_endpo
 from hastack.lab.power import NodePower, reset_command, write_registry
 from hastack.model.agent_config import ClientConfig, EtcdSpec
 from hastack.pki import ClusterPki
-from hastack.processes import ProcessRecord, is_alive
+from hastack.processes import ProcessRecord, is_alive, set_autogroup_nice
 from hastack.store.etcd import EtcdStore
 from hastack.store.tls import StoreCredentials, load_credentials
 
@@ -58,22 +58,6 @@ class AgentNode:
 # etcd's session shares the CPU with the other sessions at this priority (ETCD_PRIORITY gives
 # its threads nice -10 within it): `set_autogroup_nice`.
 ETCD_AUTOGROUP_NICE = -10
-
-
-def set_autogroup_nice(pid: int, nice: int) -> bool:
-    """Give the session (autogroup) of `pid` the priority `nice`; False where the kernel has
-    no autogroups or refuses. Where autogroups are on (`kernel.sched_autogroup_enabled`,
-    as on this machine), the scheduler first shares the CPU equally between sessions and
-    applies a thread's nice value only within its own session: every lab process is started
-    in a session of its own, so etcd's nice -10 counted for nothing against a hundred agents'
-    and thousands of probes' sessions, and its leader, starved, stopped answering renewals
-    (docs/control-plane.md, "Where a hundred computes' cost goes")."""
-    try:
-        with open(f"/proc/{pid}/autogroup", "w") as f:
-            f.write(str(nice))
-    except OSError:
-        return False
-    return True
 
 
 class Harness(ABC):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hastack.executor.agents.base import AgentMetadata, Driver, OcfRc, OpRequest, OpResult
 from hastack.model.durations import parse_duration
+from hastack.processes import set_autogroup_nice
 
 __all__ = ["OCF_ROOT", "OcfDriver", "parse_metadata"]
 
@@ -133,7 +134,7 @@ class OcfDriver(Driver):
             # Below the agent's own priority: a burst of agent scripts must not starve the
             # agent's renewals and heartbeats, nor etcd (docs/control-plane.md).
             argv = ["nice", "-n", str(request.nice), *argv]
-        return await run_process(argv, self._env(request), request.timeout)
+        return await run_process(argv, self._env(request), request.timeout, nice=request.nice)
 
     async def metadata(self) -> AgentMetadata | None:
         if self._metadata is not None:
@@ -154,9 +155,14 @@ class OcfDriver(Driver):
         return self._metadata
 
 
-async def run_process(argv: list[str], env: dict[str, str], timeout: float) -> tuple[OpResult, str]:
+async def run_process(
+    argv: list[str], env: dict[str, str], timeout: float, *, nice: int = 0
+) -> tuple[OpResult, str]:
     """Run one agent action; on timeout kill its whole process group. Returns the result
-    and the agent's standard output (meta-data is read from it)."""
+    and the agent's standard output (meta-data is read from it). With `nice`, the action's
+    session gets that priority too: it runs in a session of its own, and where the kernel
+    groups sessions (autogroups, on by default in Debian) a nice value inside one counts
+    only against that session's other processes."""
     started = time.monotonic()
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -169,6 +175,8 @@ async def run_process(argv: list[str], env: dict[str, str], timeout: float) -> t
         )
     except OSError as exc:
         return OpResult(OcfRc.ERR_INSTALLED, f"cannot run {argv[0]}: {exc.strerror}"), ""
+    if nice > 0:
+        set_autogroup_nice(proc.pid, nice)
     try:
         async with asyncio.timeout(timeout):
             stdout, stderr = await proc.communicate()

@@ -55,7 +55,7 @@ from hastack.errors import HastackError
 from hastack.executor.agents.vip import source_takeover
 from hastack.lab.etcd import EtcdMember, etcd_binary
 from hastack.lab.galera import primitives_of
-from hastack.lab.harness import AgentNode, Harness, set_autogroup_nice
+from hastack.lab.harness import AgentNode, Harness
 from hastack.lab.net import links
 from hastack.lab.net.topology import (
     CLIENT,
@@ -69,7 +69,15 @@ from hastack.lab.net.topology import (
 )
 from hastack.lab.power import NodePower, clear_volatile, power_status, read_registry
 from hastack.model.agent_config import Timings
-from hastack.processes import ProcessRecord, is_alive, send, spawn, wait_gone, wait_stopped
+from hastack.processes import (
+    ProcessRecord,
+    is_alive,
+    send,
+    set_autogroup_nice,
+    spawn,
+    wait_gone,
+    wait_stopped,
+)
 
 __all__ = [
     "FAST_TIMINGS",
