@@ -86,7 +86,7 @@ def render_monitor(case: dict[str, Any]) -> str:
         broker=_broker(case.get("broker")),
         status_error=case.get("status_error"),
         vm_answers=case.get("vm_answers", True),
-        loading_tables=case.get("loading_tables", False),
+        booting=case.get("booting", False),
     )
     return f"{v.health.value}" + (f" — {v.reason}" if v.reason else "")
 
@@ -212,3 +212,18 @@ def test_parsers_on_real_output() -> None:
     assert queue.type == "quorum"
     assert queue.leader == "hn1@localhost"
     assert queue.members == ("hn1@localhost", "hn2@localhost", "hn3@localhost")
+
+
+def test_a_boot_is_told_from_the_brokers_own_output() -> None:
+    """Lines as rabbitmq-server 3.10 prints them on its console (seen on this machine)."""
+    from hastack.executor.agents.rabbitmq import _booting
+
+    start = "  Starting broker...2026-12-07 01:05:54.365005+00:00 [info] <0.223.0>\n"
+    wait = "2026-12-07 01:05:59.864601+00:00 [info] Waiting for Mnesia tables for 30000 ms\n"
+    synced = "2026-12-07 01:05:59.864983+00:00 [info] Successfully synced tables from a peer\n"
+    done = " completed with 0 plugins.\n2026-12-07 [info] Server startup complete; 0 plugins started.\n"
+    assert _booting(start + wait)  # waits for its peers' tables
+    assert _booting(start + wait + synced)  # boot steps still running
+    assert not _booting(start + wait + synced + done)
+    assert _booting(start + wait + synced + done + start)  # booting again (a new life)
+    assert not _booting("")  # nothing known: not called booting

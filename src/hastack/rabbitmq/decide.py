@@ -216,12 +216,13 @@ def monitor_verdict(
     broker: BrokerStatus | None,
     status_error: str | None = None,
     vm_answers: bool = True,
-    loading_tables: bool = False,
+    booting: bool = False,
 ) -> Verdict:
     """The monitor's judgement. `probe_error`: the AMQP probe's failure (None: answered in
     time); `broker`: the parsed cluster status (None: `status_error` says why not);
     `vm_answers`: the Erlang VM answered the CLI in time (it did not hang), whatever it said;
-    `loading_tables`: the broker's own output ends waiting for its peers' Mnesia tables."""
+    `booting`: the broker's own output shows a boot not finished (it may wait for its peers'
+    Mnesia tables, or run its boot steps slowly on a busy machine)."""
     if not process_alive:
         return Verdict(Health.NOT_RUNNING)
     if broker is None:
@@ -244,12 +245,13 @@ def monitor_verdict(
                 f"paused in a minority: sees {', '.join(sorted(running)) or 'nothing'} "
                 f"of {len(disc)} (pause_minority)",
             )
-        if loading_tables:
-            # Booting after a whole-cluster stop, it waits for the tables of the member that
+        if booting:
+            # Booting, after a whole-cluster stop it waits for the tables of the member that
             # stopped last (RabbitMQ gives up by itself after its retries, and the process
-            # ends). A restart would only wait again, and while the peers in sight boot too a
-            # restart loop kept the cluster from ever forming (the crash-all scenario).
-            return Verdict(Health.PAUSED, "waits for its peers' tables (mnesia) to boot")
+            # ends; a hung VM is found by the CLI's timeout). A restart would only boot
+            # again: the crash-all scenario's restarts of such nodes kept the cluster from
+            # forming within the run.
+            return Verdict(Health.PAUSED, "booting: its application has not started yet")
         return Verdict(Health.FAILED, "the rabbit application is not running")
     if broker.partitions:
         others = sorted(broker.partitions)

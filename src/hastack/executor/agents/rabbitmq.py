@@ -77,6 +77,8 @@ WAIT_STEP = 1.0  # a waiting start decides again this often
 WAITING_FOR_PEERS = "Waiting for Mnesia tables"  # the broker's log while its peers are down
 # The broker's log when pause_minority stops its application: it waits for its majority.
 PAUSED_IN_MINORITY = "Cluster minority/secondary status detected"
+BOOTING = "Starting broker"  # the broker's banner as a boot begins
+BOOTED = "Server startup complete"  # and once its application runs
 SYNCED = "Successfully synced tables"  # what follows WAITING_FOR_PEERS when a peer answers
 
 # Causes worth naming, found in the broker's or the CLI's output.
@@ -318,6 +320,13 @@ def _waits_for_peers(output: str) -> bool:
     return at >= 0 and SYNCED not in output[at:]
 
 
+def _booting(output: str) -> bool:
+    """The broker's output shows it booting: its last "Starting broker" has no "Server startup
+    complete" after it (it may wait for its peers' tables, or run its boot steps slowly)."""
+    at = output.rfind(BOOTING)
+    return at >= 0 and BOOTED not in output[at:]
+
+
 def _last_lines(text: str, n: int = 1) -> str:
     lines = [x.strip() for x in text.splitlines() if x.strip()]
     return " | ".join(lines[-n:])[:300]
@@ -419,12 +428,12 @@ class RabbitmqAgent(NativeAgent):
         # ServiceAgent keeps the broker's console output in its own directory.
         return ServiceAgent._base(self._service_request(request, params)) / "output.log"
 
-    def _output(self, request: OpRequest, params: Params, since: int = 0) -> str:
-        """The broker's console output: its last 20 kB, from byte `since` on."""
+    def _output(self, request: OpRequest, params: Params, since: int = 0, last: int = 20000) -> str:
+        """The broker's console output: its `last` bytes, from byte `since` on."""
         try:
             with self._output_path(request, params).open("rb") as f:
                 f.seek(0, os.SEEK_END)
-                f.seek(max(since, f.tell() - 20000))
+                f.seek(max(since, f.tell() - last))
                 return f.read().decode(errors="replace")
         except OSError:
             return ""
@@ -736,7 +745,8 @@ class RabbitmqAgent(NativeAgent):
             broker=broker,
             status_error=status_error,
             vm_answers=vm_answers,
-            loading_tables=not app_running and _waits_for_peers(self._output(request, params)),
+            # A boot logs about 40 kB before its application starts.
+            booting=not app_running and _booting(self._output(request, params, last=200_000)),
         )
         queues: list[QueueInfo] = []
         # One member lists the queues (each CLI call costs a third of a CPU-second): the
