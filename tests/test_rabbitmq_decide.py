@@ -221,7 +221,7 @@ def test_a_boot_is_told_from_the_brokers_own_output() -> None:
     start = "  Starting broker...2026-12-07 01:05:54.365005+00:00 [info] <0.223.0>\n"
     wait = "2026-12-07 01:05:59.864601+00:00 [info] Waiting for Mnesia tables for 30000 ms\n"
     synced = "2026-12-07 01:05:59.864983+00:00 [info] Successfully synced tables from a peer\n"
-    done = " completed with 0 plugins.\n2026-12-07 [info] Server startup complete; 0 plugins started.\n"
+    done = " completed with 0 plugins.\n[info] Server startup complete; 0 plugins started.\n"
     assert _booting(start + wait)  # waits for its peers' tables
     assert _booting(start + wait + synced)  # boot steps still running
     assert not _booting(start + wait + synced + done)
