@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import labstats
-from hastack.lab.net import Lab
+from hastack.lab.net import Lab, links
 from scale import EtcdProbe
 
 FSYNC = "etcd_disk_wal_fsync_duration_seconds"
@@ -45,30 +45,13 @@ COMMIT = "etcd_disk_backend_commit_duration_seconds"
 
 def inventory(lab: Lab) -> list[labstats.Proc]:
     """Every process of the lab's hosts, classified, in one pass over /proc."""
-    by_ns: dict[tuple[int, int], Any] = {}
-    for h in lab.hosts():
-        try:
-            st = os.stat(f"/run/netns/{h.namespace}")
-        except FileNotFoundError:
-            continue
-        by_ns[(st.st_ino, st.st_dev)] = h
+    hosts = {h.namespace: h for h in lab.hosts()}
     out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
-        try:
-            st = os.stat(f"/proc/{pid}/ns/net")
-        except OSError:
-            continue
-        h = by_ns.get((st.st_ino, st.st_dev))
-        if h is None:
-            continue
-        ticks = labstats.start_ticks(pid)
-        if ticks is None:
-            continue
-        kind = labstats.classify(labstats.cmdline(pid))
-        out.append(labstats.Proc(h.name, h.role.value, kind, pid, ticks))
+    for namespace, records in links.pids_by_netns(list(hosts)).items():
+        h = hosts[namespace]
+        for r in records:
+            kind = labstats.classify(labstats.cmdline(r.pid))
+            out.append(labstats.Proc(h.name, h.role.value, kind, r.pid, r.start_ticks))
     return out
 
 

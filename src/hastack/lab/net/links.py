@@ -202,11 +202,21 @@ def remove_netns_etc(namespace: str) -> bool:
 def netns_pids(namespace: str) -> list[ProcessRecord]:
     """Every process whose network namespace is `namespace` (what `ip netns pids` lists),
     each with its start time so a later signal cannot hit a reused PID."""
-    try:
-        target = os.stat(NETNS_RUN / namespace)
-    except FileNotFoundError:
-        return []
-    found = []
+    return pids_by_netns([namespace]).get(namespace, [])
+
+
+def pids_by_netns(namespaces: list[str]) -> dict[str, list[ProcessRecord]]:
+    """The processes of each of `namespaces` (those that exist), in one pass over /proc."""
+    by_id: dict[tuple[int, int], str] = {}
+    for namespace in namespaces:
+        try:
+            st = os.stat(NETNS_RUN / namespace)
+        except FileNotFoundError:
+            continue
+        by_id[(st.st_ino, st.st_dev)] = namespace
+    found: dict[str, list[ProcessRecord]] = {}
+    if not by_id:
+        return found
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -215,10 +225,11 @@ def netns_pids(namespace: str) -> list[ProcessRecord]:
             st = os.stat(f"/proc/{pid}/ns/net")
         except OSError:
             continue
-        if (st.st_ino, st.st_dev) == (target.st_ino, target.st_dev):
+        namespace_of = by_id.get((st.st_ino, st.st_dev))
+        if namespace_of is not None:
             ticks = start_ticks(pid)
             if ticks is not None:
-                found.append(ProcessRecord(pid, ticks))
+                found.setdefault(namespace_of, []).append(ProcessRecord(pid, ticks))
     return found
 
 
