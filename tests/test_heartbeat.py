@@ -232,6 +232,15 @@ def _pair() -> tuple[Heartbeat, Heartbeat, dict[str, tuple[tuple[str, ...], int]
     return a, b, peers
 
 
+def _start(a: Heartbeat, b: Heartbeat, peers: dict[str, tuple[tuple[str, ...], int]]) -> None:
+    """Both members with leases, beating to each other."""
+    a.lease, b.lease = 3, 9
+    a.set_peers({"b": peers["b"]})
+    b.set_peers({"a": peers["a"]})
+    a.start()
+    b.start()
+
+
 def _watch(a: Heartbeat, seconds: float) -> bool:
     """Whether `a` found `b` silent (suspect-after 0.3 s) at any moment within `seconds`."""
     end = time.monotonic() + seconds
@@ -250,11 +259,7 @@ def test_a_peer_that_stopped_beating_but_answers_probes_is_not_silent(answers: b
     is found silent."""
     a, b, peers = _pair()
     a.suspect_after = 0.3
-    a.lease, b.lease = 3, 9
-    a.set_peers({"b": peers["b"]})
-    b.set_peers({"a": peers["a"]})
-    a.start()
-    b.start()
+    _start(a, b, peers)
     try:
         deadline = time.monotonic() + 2.0
         while "b" not in a.last_seen and time.monotonic() < deadline:
@@ -274,11 +279,7 @@ def test_a_peer_that_stopped_beating_but_answers_probes_is_not_silent(answers: b
 
 def test_a_peer_that_lost_its_membership_keeps_beating_and_says_so() -> None:
     a, b, peers = _pair()
-    a.lease, b.lease = 3, 9
-    a.set_peers({"b": peers["b"]})
-    b.set_peers({"a": peers["a"]})
-    a.start()
-    b.start()
+    _start(a, b, peers)
     try:
         b.member = False
         deadline = time.monotonic() + 2.0
