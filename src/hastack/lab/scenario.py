@@ -118,6 +118,9 @@ __all__ = [
     "run_scenario",
 ]
 
+# How long a nemesis step naming a queue's leader waits for a report that names it.
+LEADER_WAIT = 10.0
+
 OBSERVE_INTERVAL = 0.05
 READY_TIMEOUT = 60.0
 
@@ -596,9 +599,16 @@ class Runner:
                 raise LabError(f"{selector}: the resource runs nowhere right now")
             return [found]
         if selector.startswith("@leader:"):
-            found = self.leader(selector.removeprefix("@leader:"))
+            # The queue's leader is reported by one member's monitor (list_queues, about a
+            # third of a CPU-second); on a loaded machine the first report naming it can
+            # come after the step's time (a CI run: none 6 s into the load): wait for it.
+            queue = selector.removeprefix("@leader:")
+            deadline = time.monotonic() + LEADER_WAIT
+            while (found := self.leader(queue)) is None and time.monotonic() < deadline:
+                time.sleep(0.25)
             if found is None:
-                raise LabError(f"{selector}: no report names that queue's leader")
+                raise LabError(f"{selector}: no report names that queue's leader "
+                               f"(waited {LEADER_WAIT:g}s)")  # fmt: skip
             return [found]
         if selector == "@dc":
             dc = (self.feed.latest or {}).get("dc_node") if self.feed else None
