@@ -128,6 +128,9 @@ def test_rabbitmq_leader_crash_loses_nothing_and_the_node_rejoins_by_itself(
     # A time, so measured and printed, never a pass or fail here: issue 15 asks for 2 s
     # (1.5-1.9 s measured since the survivors cut the node off at its fence; docs/rabbitmq.md).
     print(f"publish resume: {result.check('publish-resume').summary}")
+    # Likewise the rejoin's time (issue 15: within 15 s of the boot; judged above only as
+    # "within the run", 60 s).
+    print(f"rejoin: {result.check('rabbitmq-rejoin').summary}")
 
 
 def test_memcached_killed_is_restarted_and_costs_no_error(tmp_path: Path) -> None:
