@@ -313,18 +313,21 @@ def _cause(text: str) -> str:
     return ""
 
 
+def _unfinished(output: str, begun: str, finished: str) -> bool:
+    """The broker's output shows `begun` last with no `finished` after it."""
+    at = output.rfind(begun)
+    return at >= 0 and finished not in output[at:]
+
+
 def _waits_for_peers(output: str) -> bool:
-    """The broker's output ends waiting for its peers' tables: its last "Waiting for Mnesia
-    tables" has no "Successfully synced" after it."""
-    at = output.rfind(WAITING_FOR_PEERS)
-    return at >= 0 and SYNCED not in output[at:]
+    """The broker's output ends waiting for its peers' tables."""
+    return _unfinished(output, WAITING_FOR_PEERS, SYNCED)
 
 
 def _booting(output: str) -> bool:
-    """The broker's output shows it booting: its last "Starting broker" has no "Server startup
-    complete" after it (it may wait for its peers' tables, or run its boot steps slowly)."""
-    at = output.rfind(BOOTING)
-    return at >= 0 and BOOTED not in output[at:]
+    """The broker's output shows it booting (it may wait for its peers' tables, or run its
+    boot steps slowly)."""
+    return _unfinished(output, BOOTING, BOOTED)
 
 
 def _last_lines(text: str, n: int = 1) -> str:
