@@ -169,8 +169,11 @@ def test_every_survivor_answers_within_2s_and_shows_the_new_dc_within_the_ttl(
         timeout=15,
     )
     metrics = urllib.request.urlopen(f"{lc.api_url(new)}/metrics", timeout=2).read().decode()
+    fencing = [line for line in metrics.splitlines() if line.startswith("hastack_fencing")]
+    events = call(lc, new, "/api/v1/events?kind=fencing")[1]["events"]
+    why = f"metrics {fencing}; fencing events {[(e.get('node'), e['text']) for e in events]}"
     assert "hastack_is_dc 1.0" in metrics
-    assert 'hastack_fencing_operations_total{result="success"} 1.0' in metrics
+    assert 'hastack_fencing_operations_total{result="success"} 1.0' in fencing, why
 
 
 def test_the_cli_and_the_api_make_the_same_change(local_cluster: ClusterFactory) -> None:

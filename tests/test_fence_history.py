@@ -30,3 +30,11 @@ def test_successes_and_a_first_failure_are_always_added() -> None:
     assert with_record([failed], ok) == [failed, ok]
     again = record("success", 2.0, 4.0)
     assert with_record([failed, ok], again) == [failed, ok, again]
+
+
+def test_a_record_already_in_the_history_is_not_added_again() -> None:
+    """A copy of the DC's record write, re-sent while the first was unanswered, reads the
+    history the first wrote: appending again would be a second fencing (counted twice)."""
+    ok = record("success", 1.0, 2.0)
+    assert with_record([ok], ok) is None
+    assert with_record([ok], record("success", 1.0, 2.5)) is not None  # another fencing

@@ -104,3 +104,26 @@ def test_a_campaign_sent_twice_finds_its_own_key_and_wins() -> None:
     assert again is not None
     assert again.epoch == first.epoch
     assert other is None
+
+
+def test_a_deposition_sent_twice_is_known_as_ours_by_its_copy() -> None:
+    """A copy of a deposition that arrives after an earlier copy deleted the silent DC's key
+    finds its compare false: it must still say deposed by us (the survivor then records the
+    deposition), and another survivor's copy must say not by it."""
+    from hastack.membership.election import campaign, depose
+    from hastack.model.members import DcRecord
+    from hastack.store import Keys
+    from hastack.store.memory import MemoryStore
+
+    async def main() -> tuple[bool, bool, bool, bool]:
+        store, keys = MemoryStore(timeout=0.2), Keys("h")
+        lease = (await store.grant_lease(5)).id
+        dc = await campaign(store, keys, DcRecord("n1", epoch=0, lease=lease))
+        assert dc is not None
+        first = await depose(store, keys, dc.epoch, "n2")
+        again = await depose(store, keys, dc.epoch, "n2")
+        other = await depose(store, keys, dc.epoch, "n3")
+        stale = await depose(store, keys, dc.epoch - 1, "n2")  # an older DC's epoch
+        return first, again, other, stale
+
+    assert asyncio.run(main()) == (True, True, False, False)

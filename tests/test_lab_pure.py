@@ -308,14 +308,22 @@ def test_compute_hosts_processes_start_nicer_than_the_controllers(
 
 
 def test_a_sessions_priority_is_set_through_proc_and_a_missing_process_says_so() -> None:
-    import os
+    import subprocess
 
     from hastack.processes import set_autogroup_nice
 
-    path = Path("/proc/self/autogroup")
-    if not path.exists():
+    if not Path("/proc/self/autogroup").exists():
         pytest.skip("this kernel has no autogroups")
-    current = int(path.read_text().split()[-1])
-    assert set_autogroup_nice(os.getpid(), current)  # writes back what it is: no change
-    assert int(path.read_text().split()[-1]) == current
+    # A child in a session of its own has an autogroup of its own (the lab's processes are
+    # started so); this test's own process may be in init's, which reads empty and refuses.
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        path = Path(f"/proc/{child.pid}/autogroup")
+        assert set_autogroup_nice(child.pid, 7)
+        assert path.read_text().split()[-1] == "7"
+        assert set_autogroup_nice(child.pid, 0)
+        assert path.read_text().split()[-1] == "0"
+    finally:
+        child.kill()
+        child.wait()
     assert not set_autogroup_nice(2**22 + 12345, 0)  # no such process

@@ -28,7 +28,7 @@ from hastack.executor.exclusive import ExclusiveGuard, Watchdog
 from hastack.executor.lrm import LocalResourceManager
 from hastack.fencing.service import FencingService
 from hastack.fencing.watchdog import DeviceWatchdog, ensure_process_watchdog
-from hastack.membership.election import Step, StepKind, campaign, next_step, resign
+from hastack.membership.election import Step, StepKind, campaign, depose, next_step, resign
 from hastack.membership.heartbeat import Heartbeat
 from hastack.membership.hedge import hedged
 from hastack.membership.lease import LeaseKeeper, LeaseLost
@@ -672,7 +672,7 @@ class Agent:
             return
         try:
             deposed = await hedged(
-                lambda: resign(self._store, self.keys, dc.epoch),
+                lambda: depose(self._store, self.keys, dc.epoch, self.config.node),
                 within=self.config.timings.store_timeout,
             )
         except StoreError as exc:

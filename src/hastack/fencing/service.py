@@ -82,7 +82,8 @@ async def record_fencing(
             compares.append(Compare.unchanged(absent, 0))
         updated = with_record(history, record)
         if updated is None:
-            log.info("not recorded (%s fenced meanwhile): %s", record.node, record.reason)
+            if record not in history:
+                log.info("not recorded (%s fenced meanwhile): %s", record.node, record.reason)
             return True
         put = PutOp(key, encode_history(updated))
         result = await store.txn(compares, success=[put, *also])

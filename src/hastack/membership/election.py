@@ -10,12 +10,13 @@ the DC's lease expires the key vanishes with it and the next agent to try wins.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass
 
 from hastack.model.members import ClusterSnapshot, DcRecord, NodeKind
 from hastack.store import Compare, DeleteOp, GetOp, Keys, PutOp, Store
 
-__all__ = ["Step", "StepKind", "campaign", "next_step", "resign"]
+__all__ = ["Step", "StepKind", "campaign", "depose", "next_step", "resign"]
 
 
 class StepKind(enum.Enum):
@@ -88,3 +89,20 @@ async def resign(store: Store, keys: Keys, epoch: int) -> bool:
     """Delete the leader key if it is still the one created at `epoch`."""
     result = await store.txn([Compare.created_at(keys.dc, epoch)], success=[DeleteOp(keys.dc)])
     return result.succeeded
+
+
+async def depose(store: Store, keys: Keys, epoch: int, by: str) -> bool:
+    """Delete another DC's leader key if it is still the one created at `epoch`, saying who
+    did (`keys.deposed`); True when `by` deposed it. A copy of this call that finds the key
+    gone reads who deposed it: `by` itself when an earlier copy (hastack.membership.hedge) did
+    the work and its answer is still on the way."""
+    mark = json.dumps({"epoch": epoch, "by": by}, sort_keys=True).encode()
+    result = await store.txn(
+        [Compare.created_at(keys.dc, epoch)],
+        success=[DeleteOp(keys.dc), PutOp(keys.deposed, mark)],
+        failure=[GetOp(keys.deposed)],
+    )
+    if result.succeeded:
+        return True
+    found = result.reads[0] if result.reads else ()
+    return bool(found) and found[0].value == mark

@@ -10,8 +10,10 @@ HEDGE_EVERY while none has answered, each copy on its own, and the first answer 
 
 Only for calls whose repetition is harmless: each is a transaction guarded by a compare (the
 leader key's epoch, the absence of the key, the history's revision), so a copy that arrives
-after another succeeded finds its compare false and changes nothing; the callers read such
-an answer as "someone else did it" and look again (`campaign` recognises its own key).
+after another succeeded finds its compare false and changes nothing. Such a copy may answer
+first, while the copy that did the work is still on its way back, so each call recognises its
+own work in a refusal: `campaign` its own key, `depose` its own name in the deposition record,
+`record_fencing` its record already in the history (not appended again).
 """
 
 from __future__ import annotations

@@ -42,9 +42,13 @@ class FenceRecord:
 
 
 def with_record(history: list[FenceRecord], record: FenceRecord) -> list[FenceRecord] | None:
-    """The history with `record` added, newest last; None when it is not to be added: a
-    failure that began before the newest success finished says nothing about the node after
-    that success (and a write of the key would read as a newer fencing)."""
+    """The history with `record` added, newest last; None when it is not to be added: it is
+    there already (a copy of the same write, re-sent while the first was unanswered, found
+    the first's result), or a failure that began before the newest success finished says
+    nothing about the node after that success (and a write of the key would read as a newer
+    fencing)."""
+    if record in history:
+        return None
     if (
         not record.succeeded
         and history

@@ -17,6 +17,7 @@ class Keys:
 
     <root>/<cluster>/config            cluster configuration (CAS on mod_revision)
     <root>/<cluster>/dc                leader key on the DC's lease; create_revision = epoch
+    <root>/<cluster>/deposed           who deposed the last silent DC, and its epoch
     <root>/<cluster>/members/<node>    on the node's lease: the node is online
     <root>/<cluster>/nodes/<node>      persistent: every node that ever joined (for OFFLINE)
     <root>/<cluster>/target/<node>     desired states for that node, written by the DC
@@ -54,6 +55,10 @@ class Keys:
     @property
     def dc(self) -> str:
         return self.prefix + "dc"
+
+    @property
+    def deposed(self) -> str:
+        return self.prefix + "deposed"
 
     @property
     def members(self) -> str:
