@@ -57,11 +57,13 @@ def apply(lc: LocalCluster, text: str) -> None:
 
 
 def reports(lc: LocalCluster, primitive: str) -> dict[str, tuple[str, ResourceReport]]:
-    """node -> (instance, report) for every node reporting an instance of `primitive`."""
+    """node -> (instance, report) for every node reporting an instance of `primitive`: the
+    members, less those fenced since they joined (their lease may outlive them; the DC
+    counts them off, as Pacemaker does a fenced node)."""
     out = {}
     snap = snapshot(lc)
     for node, report in snap.statuses.items():
-        if node not in snap.members:
+        if node not in snap.members or snap.fenced_since_join(node):
             continue
         for instance, r in report.resources.items():
             if base_id(instance) == primitive:
