@@ -128,6 +128,8 @@ def invalidate(hashed: Any, key: Any) -> bool:
                 continue
             if isinstance(exc, OSError):
                 hashed._mark_failed_server(client.server)  # reads skip it, as the client would
+            if isinstance(exc, ConnectionRefusedError):
+                return False  # nothing listens: no memory to invalidate
             print(f"cache: delete {key!r} on {client.server} not delivered: "
                   f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)  # fmt: skip
             return False
