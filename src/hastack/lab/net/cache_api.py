@@ -23,12 +23,22 @@ keys onto the other servers, and every API process (every thread: the client is 
 drops and takes it back at its own moments, so a key has copies on two servers and a write's
 invalidation reaches only the one in the writer's ring — the other copy is served stale (M2
 with 3 attempts: 76 stale reads of 2880, docs/memcached.md).
+
+An invalidation (the `delete` after a write) is never dropped the way a read may be: the
+HashClient silently loses it when the thread's connection still leads to a memcached process
+that was killed (the error is swallowed, nothing is retried) and skips it for `retry_delay`
+after the thread last found the server down — while another thread, already connected to the
+restarted server, may have filled the key in the meantime. That is what served one key stale
+for ten seconds in M1 (docs/memcached.md). `ErrorsAsMisses.delete` therefore always sends the
+delete to the key's server and sends it again on a fresh connection when the one it used had
+been closed by the server (`after_failed_delete`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -39,12 +49,21 @@ from dogpile.cache.api import NO_VALUE
 from dogpile.cache.proxy import ProxyBackend
 from oslo_cache import core as oslo_cache
 from oslo_config import cfg
+from pymemcache.client.retrying import RetryingClient
+from pymemcache.exceptions import MemcacheUnexpectedCloseError
 
 from hastack.errors import StoreError
 from hastack.model.agent_config import EtcdSpec
 from hastack.store import EtcdStore
 
-__all__ = ["CacheAside", "CacheSettings", "ErrorsAsMisses", "local_first"]
+__all__ = [
+    "CacheAside",
+    "CacheSettings",
+    "ErrorsAsMisses",
+    "after_failed_delete",
+    "invalidate",
+    "local_first",
+]
 
 
 # pymemcache drops a server after this many failed retries: never, in practice (oslo.cache's
@@ -65,20 +84,83 @@ class CacheSettings:
 SETTINGS = CacheSettings(servers=())  # set by CacheAside before the region is configured
 
 
+# Errors that say a connection was closed by the server's side: the process it led to is gone.
+_CLOSED = (MemcacheUnexpectedCloseError, ConnectionResetError, BrokenPipeError,
+           ConnectionAbortedError)  # fmt: skip
+
+
+def after_failed_delete(error: BaseException, *, reused: bool) -> bool:
+    """Send a failed delete again, on a fresh connection? `reused`: the connection it failed
+    on was opened before this delete (it was not the connect that failed).
+
+    Yes when a reused connection turns out closed by the server (an unexpected close, a
+    reset, a broken pipe): the memcached process it led to is gone — killed, restarted — and
+    a new one may listen at the address already, filled since by clients whose connections
+    are new (the other threads': each has its own). It costs nothing: the server answers or
+    refuses at once.
+
+    No otherwise. Refused: nothing listens, and a process started later starts empty. A
+    timeout, an unreachable host, a server's error, a close on a fresh connection: the server
+    may be alive and hold the old value, and another try would cost another socket timeout;
+    the invalidation is not delivered (a cut long enough to be declared an isolation stops
+    that server; a shorter one is the window docs/memcached.md describes).
+    """
+    return reused and isinstance(error, _CLOSED)
+
+
+def invalidate(hashed: Any, key: Any) -> bool:
+    """Delete `key` from its server in the pymemcache HashClient `hashed`, whatever the client
+    remembers of that server's failures (it skips a server for `retry_timeout` after one, and
+    a restarted server may hold a value another thread filled meanwhile). True when the
+    server answered."""
+    client = hashed._get_client(key)
+    if client is None:  # an empty ring: never, failing servers stay in it (NEVER_DROP)
+        return False
+    for _ in range(2):
+        reused = client.sock is not None
+        try:
+            client.delete(key, noreply=False)
+        except Exception as exc:
+            if after_failed_delete(exc, reused=reused):
+                print(f"cache: delete {key!r} on {client.server}: the connection was closed by "
+                      f"the server ({type(exc).__name__}); again on a new one",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                continue
+            if isinstance(exc, OSError):
+                hashed._mark_failed_server(client.server)  # reads skip it, as the client would
+            if isinstance(exc, ConnectionRefusedError):
+                return False  # nothing listens: no memory to invalidate
+            print(f"cache: delete {key!r} on {client.server} not delivered: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)  # fmt: skip
+            return False
+        hashed._failed_clients.pop(client.server, None)  # it answers: reads use it again
+        return True
+    return False
+
+
+def _hash_client(client: Any) -> Any:
+    """The HashClient of dogpile's client (inside a RetryingClient, if any)."""
+    return client._client if isinstance(client, RetryingClient) else client
+
+
 class ErrorsAsMisses(ProxyBackend):
     """A dogpile proxy backend (oslo.cache's `proxies` option): bounded socket operations,
-    dead servers skipped, and every cache error a miss on reads and a no-op on writes."""
+    dead servers skipped on reads, every cache error a miss on reads and a no-op on writes,
+    and deletes that reach the key's server whenever it answers (`invalidate`)."""
+
+    _memcached: Any = None  # dogpile's pymemcache backend, when it is the one wrapped
 
     def wrap(self, backend: Any) -> Any:
         wrapped = super().wrap(backend)
         create = getattr(backend, "_create_client", None)
         if create is None:  # not the pymemcache backend: only the error handling applies
             return wrapped
+        self._memcached = backend
         settings = SETTINGS
 
         def bounded() -> Any:
             client = create()
-            hashed = getattr(client, "client", client)  # inside a RetryingClient, if any
+            hashed = _hash_client(client)
             timeouts = {"timeout": settings.socket_timeout,
                         "connect_timeout": settings.socket_timeout}  # fmt: skip
             hashed.default_kwargs.update(timeouts)
@@ -128,11 +210,27 @@ class ErrorsAsMisses(ProxyBackend):
     def set_serialized_multi(self, mapping: Mapping[Any, bytes]) -> None:
         self._guard(None, self.proxied.set_serialized_multi, mapping)
 
+    def _invalidating(self) -> Any:
+        """This thread's HashClient, when deletes are ours (not for the anchor, whose errors
+        are raised: it is dogpile and pymemcache as they come)."""
+        if self._memcached is None or not SETTINGS.errors_as_misses:
+            return None
+        return _hash_client(self._memcached.client)
+
     def delete(self, key: Any) -> None:
-        self._guard(None, self.proxied.delete, key)
+        hashed = self._invalidating()
+        if hashed is None:
+            self._guard(None, self.proxied.delete, key)
+        else:
+            self._guard(None, invalidate, hashed, key)
 
     def delete_multi(self, keys: Iterable[Any]) -> None:
-        self._guard(None, self.proxied.delete_multi, list(keys))
+        hashed = self._invalidating()
+        if hashed is None:
+            self._guard(None, self.proxied.delete_multi, list(keys))
+            return
+        for key in keys:
+            self._guard(None, invalidate, hashed, key)
 
 
 def is_local_address(host: str) -> bool:
