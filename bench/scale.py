@@ -152,6 +152,7 @@ class Window:
     elections: int
     late: int  # lease renewals that used over half of their margin
     worst_gap: float  # the longest time between two good renewals among them (0: none late)
+    silent: int  # a controller's agent found a member silent (nothing crashed: all false)
     why_lost: dict[str, int] = field(default_factory=dict)  # each reason given, how often
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -227,7 +228,9 @@ class Meter:
             for m in b.metrics["members"].values()
         )
         seconds = b.mono - a.mono
-        events = labstats.events(self.lab, ["membership-lost", "dc-elected", "lease-renewal-late"])
+        events = labstats.events(
+            self.lab, ["membership-lost", "dc-elected", "lease-renewal-late", "node-silent"]
+        )
         inside = [e for e in events if a.wall <= float(e.get("t", 0.0)) <= b.wall]
         return Window(
             name=name,
@@ -251,6 +254,7 @@ class Meter:
             ),
             elections=sum(1 for e in inside if e.get("event") == "dc-elected"),
             late=sum(1 for e in inside if e.get("event") == "lease-renewal-late"),
+            silent=sum(1 for e in inside if e.get("event") == "node-silent"),
             worst_gap=max(
                 (float(e["gap"]) for e in inside if e.get("event") == "lease-renewal-late"),
                 default=0.0,
@@ -342,8 +346,9 @@ def say_window(
     limit = f"{lab.timings.loss_after:g} or {lab.remote_timings.loss_after:g}"
     late = f" (longest gap {w.worst_gap:.2f} s of {limit})" if w.late else ""
     print(
-        f"    memberships lost {w.lost} (must be 0), DC elections {w.elections}, late lease "
-        f"renewals {w.late}{late}; " + cpu_summary(lab, w),
+        f"    memberships lost {w.lost} (must be 0), members found silent {w.silent} (must be "
+        f"0), DC elections {w.elections}, late lease renewals {w.late}{late}; "
+        + cpu_summary(lab, w),
         file=out,
         flush=True,
     )
@@ -511,7 +516,7 @@ def summary(rows: list[Row], args: argparse.Namespace) -> str:
     head = (
         f"{'computes':>8} {'rsc':>5} {'up s':>6} {'all started s':>13} "
         f"{'per change: s':>13} {'req':>6} {'KiB':>6} "
-        f"{'idle/s: req':>11} {'KiB':>6} {'lost':>5} {'elect':>5} {'late':>5} "
+        f"{'idle/s: req':>11} {'KiB':>6} {'lost':>5} {'silent':>6} {'elect':>5} {'late':>5} "
         f"{'compute agent %':>15} {'machine %':>9}"
     )
     lines = [head]
@@ -519,6 +524,7 @@ def summary(rows: list[Row], args: argparse.Namespace) -> str:
         idle = row.idle or row.idle0
         windows = [w for w in (row.apply_w, row.idle, row.change) if w is not None]
         lost = sum(w.lost for w in windows)
+        silent = sum(w.silent for w in windows)
         elect = sum(w.elections for w in windows)
         late = sum(w.late for w in windows)
         comp = [v for p, v in idle.cpu.items() if p.kind == "agent" and p.role == "compute"]
@@ -535,7 +541,7 @@ def summary(rows: list[Row], args: argparse.Namespace) -> str:
             f"{change[0]:>6.0f} {change[1] / 1024:>6.1f} "
             f"{idle.requests / idle.seconds:>11.1f} "
             f"{idle.client_bytes / idle.seconds / 1024:>6.1f} "
-            f"{lost:>5} {elect:>5} {late:>5} "
+            f"{lost:>5} {silent:>6} {elect:>5} {late:>5} "
             f"{statistics.median(comp) if comp else 0.0:>15.2f} {100 * idle.machine_busy:>9.0f}"
         )
     lines += [
@@ -543,8 +549,10 @@ def summary(rows: list[Row], args: argparse.Namespace) -> str:
         "  per change: one primitive added; time: median; requests and KiB: means, beyond what "
         "the idle rate costs in the same time",
         f"  idle/s: with the R resources running, each monitored every {args.monitor} s",
-        "  lost: memberships lost while applying, idle and changing (must be 0); elect: DC "
-        "elections then; late: lease renewals that used over half of their margin",
+        "  lost: memberships lost while applying, idle and changing (must be 0); silent: "
+        "members a controller heard no heartbeat from for suspect-after, nothing having "
+        "crashed (false suspicions, must be 0); elect: DC elections then; late: lease "
+        "renewals that used over half of their margin",
         "  compute agent %: median CPU of a compute agent while idle, % of one core; machine %: "
         "of all cores, idle",
     ]
