@@ -246,6 +246,14 @@ ExecStart={etcd} --config-file {ETC}/etcd.conf.yml
 Restart=always
 RestartSec=1
 LimitNOFILE=65536
+# Every lease renewal of the cluster goes through etcd: its leader starved of CPU or of
+# disk answers none (docs/control-plane.md, "Where a hundred computes' cost goes"). The
+# kernel shares the CPU between cgroups first, so a weight is what counts, not a nice value
+# alone; the disk priority is etcd's own advice (best-effort, highest).
+CPUWeight=1000
+Nice=-10
+IOSchedulingClass=best-effort
+IOSchedulingPriority=0
 
 [Install]
 WantedBy=multi-user.target
@@ -268,6 +276,10 @@ RestartSec=1
 # Resources the agent started (hastack:service) keep running across an agent restart;
 # the agent finds them again by their pidfiles.
 KillMode=process
+# The agent's liveness (renewals, heartbeats) above the work on the host; the resource
+# agents it runs share its cgroup at their own lower priority (`resource-nice`).
+CPUWeight=500
+Nice=-5
 
 [Install]
 WantedBy=multi-user.target
