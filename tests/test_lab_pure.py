@@ -158,10 +158,16 @@ def test_a_vip_with_a_longer_prefix_than_the_labs_network_is_refused() -> None:
 
 def _lab(computes: int) -> Lab:
     state = {
-        "cluster": "lab", "prefix": "hl1234", "subnet": 76, "controllers": 3,
-        "computes": computes, "links": 1, "election_ms": 500, "hosts": {},
+        "cluster": "lab",
+        "prefix": "hl1234",
+        "subnet": 76,
+        "controllers": 3,
+        "computes": computes,
+        "links": 1,
+        "election_ms": 500,
+        "hosts": {},
         "timings": FAST_TIMINGS.model_dump(by_alias=True),
-    }  # fmt: skip
+    }
     return Lab(Path("/nonexistent"), state)
 
 
@@ -265,6 +271,48 @@ def test_bad_compute_timings_are_refused_with_the_option_named(value: str, messa
     good = _compute_timings(argparse.Namespace(compute_timings="8s,1s,2s", election_ms=500))
     assert good is not None
     assert good.loss_after == 5.0
+
+
+def test_a_scenario_sets_the_computes_timings_checked_like_the_controllers() -> None:
+    import pydantic
+
+    from hastack.lab.net.lab import REMOTE_TIMINGS
+    from hastack.lab.scenario import Scenario
+
+    base = {"name": "s", "cluster": {}, "duration": "5s"}
+    assert Scenario.model_validate(base).remote_timings() == REMOTE_TIMINGS
+    assert Scenario.model_validate({**base, "compute-timings": "same"}).remote_timings() is None
+    own = Scenario.model_validate(
+        {
+            **base,
+            "compute-timings": {"lease-ttl": "8s", "renew-interval": "1s", "store-timeout": "2s"},
+        }
+    ).remote_timings()
+    assert own is not None
+    assert own.loss_after == 5.0
+    with pytest.raises(pydantic.ValidationError, match="compute-timings with election-ms 500"):
+        Scenario.model_validate(
+            {
+                **base,
+                "election-ms": 500,
+                "compute-timings": {
+                    "lease-ttl": "10s",
+                    "renew-interval": "2s",
+                    "store-timeout": "0.5s",
+                },
+            }
+        )
+    with pytest.raises(pydantic.ValidationError, match="unsafe timings"):
+        Scenario.model_validate(
+            {
+                **base,
+                "compute-timings": {
+                    "lease-ttl": "5s",
+                    "renew-interval": "2s",
+                    "store-timeout": "2.5s",
+                },
+            }
+        )
 
 
 def test_the_next_wave_waits_for_cpu_headroom_but_not_for_ever(

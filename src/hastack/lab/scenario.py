@@ -90,7 +90,14 @@ from hastack.lab.galera import (
     prepare_datadirs,
     primitives_of,
 )
-from hastack.lab.net.lab import FAST_ELECTION_MS, FAST_TIMINGS, Lab, LabError, StatusFeed
+from hastack.lab.net.lab import (
+    FAST_ELECTION_MS,
+    FAST_TIMINGS,
+    REMOTE_TIMINGS,
+    Lab,
+    LabError,
+    StatusFeed,
+)
 from hastack.lab.net.topology import CLIENT, HostRole
 from hastack.lab.nova.run import NovaRun, NovaSpec
 from hastack.lab.plot import plot_availability
@@ -316,6 +323,9 @@ class Scenario(Spec):
     description: str = ""
     lab: LabSpec = LabSpec()
     timings: Timings | None = None  # agent timings (default: the lab's fast timings)
+    # the compute hosts' agents' timings: "same" as the controllers', or their own (default:
+    # the lab's, hastack.lab.net.REMOTE_TIMINGS; `hastack lab up --compute-timings`)
+    compute_timings: Timings | Literal["same"] | None = None
     election_ms: int = FAST_ELECTION_MS
     cluster: dict[str, Any]
     ready: list[Name] = pydantic.Field(default_factory=list)
@@ -354,7 +364,17 @@ class Scenario(Spec):
         problem = leader_change_problem(self.timings or FAST_TIMINGS, self.election_ms / 1000)
         if problem is not None:
             raise ValueError(f"timings with election-ms {self.election_ms}: {problem}")
+        if isinstance(self.compute_timings, Timings):
+            problem = leader_change_problem(self.compute_timings, self.election_ms / 1000)
+            if problem is not None:
+                raise ValueError(f"compute-timings with election-ms {self.election_ms}: {problem}")
         return self
+
+    def remote_timings(self) -> Timings | None:
+        """What Lab.up takes as `remote_timings` (None: the controllers' own)."""
+        if self.compute_timings == "same":
+            return None
+        return self.compute_timings or REMOTE_TIMINGS
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -1394,6 +1414,7 @@ def run_scenario(
             timings=timings,
             election_ms=scenario.election_ms,
             on_progress=lambda m: say(f"  {m}"),
+            remote_timings=scenario.remote_timings(),
         )
     else:
         fixed = prepare_lab(lab)
