@@ -91,3 +91,26 @@ def test_close_ends_the_waiting_processes(agent: Path) -> None:
     pid = asyncio.run(main())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_waiting_process_runs_at_the_liveness_priority_its_session_too(agent: Path) -> None:
+    """Started in a session of its own, its nice value would count only within that session
+    (kernel autogroups): the session gets the same priority."""
+    from hastack.membership.priority import LIVENESS_NICE
+
+    async def main() -> tuple[int, str | None]:
+        warm = WarmAgents()
+        await warm.warm(agent)
+        pid = int(_wait_for(agent.parent / "started", 1)[0])
+        group = Path(f"/proc/{pid}/autogroup")
+        session = group.read_text().split()[-1] if group.exists() else None
+        nice = os.getpriority(os.PRIO_PROCESS, pid)
+        await warm.close()
+        return nice, session
+
+    nice, session = asyncio.run(main())
+    if os.geteuid() != 0:
+        pytest.skip("a negative priority needs root")
+    assert nice == LIVENESS_NICE
+    if session is not None:
+        assert session == str(LIVENESS_NICE)

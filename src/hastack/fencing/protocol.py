@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hastack.membership.priority import LIVENESS_NICE
+from hastack.processes import set_autogroup_nice
 
 __all__ = ["AgentRun", "WarmAgents", "find_agent", "read_metadata", "run_agent"]
 
@@ -61,9 +62,12 @@ async def _spawn(path: Path) -> asyncio.subprocess.Process:
     )
     # On the failover path (nothing exclusive starts elsewhere before it answers): at the
     # liveness threads' CPU priority, not behind a saturated host's other work. Set within
-    # microseconds of the fork, before the program has done anything.
+    # microseconds of the fork, before the program has done anything — on its session too:
+    # started in a session of its own, its nice value alone would count only within it
+    # (kernel autogroups: hastack.processes.set_autogroup_nice).
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, proc.pid, LIVENESS_NICE)
+    set_autogroup_nice(proc.pid, LIVENESS_NICE)
     return proc
 
 
