@@ -212,6 +212,8 @@ async def test_a_cluster_life_without_wiping_data(brokers: Brokers) -> None:
     assert sum("join" in r for r in reasons) == 2, reasons
     for n in NODES:
         assert (await b.record(n))[0] == "joined"
+        # Each start wrote the node's report once its broker ran (before any monitor).
+        assert (await b.report(n)).health == "running"
     # Definitions from the parameters: the user and the policy.
     assert "os" in b.ctl("n2", "list_users")
     assert "ha-os" in b.ctl("n3", "list_policies")
