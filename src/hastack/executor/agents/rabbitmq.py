@@ -729,6 +729,8 @@ class RabbitmqAgent(NativeAgent):
         The CLI still answers (in the background) for a console that has not said the
         application started CLI_AFTER into the boot (a wrong port, a console not written:
         the AMQP check alone would not tell this broker from another on the port)."""
+        # The console is read from where this start began (a boot logs about 40 kB before its
+        # application starts; clients' connections follow at once).
         started = time.monotonic()
         waiting_since: float | None = None
         probed = 0.0
@@ -738,7 +740,7 @@ class RabbitmqAgent(NativeAgent):
             while True:
                 now = time.monotonic()
                 look = look_at_boot(
-                    self._output(request, params, since),
+                    self._output(request, params, since, last=200_000),
                     peers_may_wait=peers_may_wait, may_pause=may_pause,
                     waiting_since=waiting_since, now=now,
                 )  # fmt: skip
