@@ -28,7 +28,15 @@ import pytest
 
 from conftest import ClusterFactory
 from hastack.executor.agents.base import OcfRc, OpRequest
-from hastack.executor.agents.rabbitmq import CTL, RabbitmqAgent, _waits_for_peers, rabbitmq_keys
+from hastack.executor.agents.rabbitmq import (
+    CTL,
+    PEER_PATIENCE,
+    BootLook,
+    RabbitmqAgent,
+    _waits_for_peers,
+    look_at_boot,
+    rabbitmq_keys,
+)
 from hastack.fencing.service import record_fencing
 from hastack.lab.local import LocalCluster
 from hastack.model.config import Role
@@ -204,6 +212,8 @@ async def test_a_cluster_life_without_wiping_data(brokers: Brokers) -> None:
     assert sum("join" in r for r in reasons) == 2, reasons
     for n in NODES:
         assert (await b.record(n))[0] == "joined"
+        # Each start wrote the node's report once its broker ran (before any monitor).
+        assert (await b.report(n)).health == "running"
     # Definitions from the parameters: the user and the policy.
     assert "os" in b.ctl("n2", "list_users")
     assert "ha-os" in b.ctl("n3", "list_policies")
@@ -330,3 +340,44 @@ def test_a_restart_waiting_for_tables_is_told_from_one_that_got_them() -> None:
     assert _waits_for_peers(waiting)
     assert not _waits_for_peers(waiting + synced)
     assert _waits_for_peers(waiting + synced + waiting)
+
+
+def test_a_boot_is_judged_from_the_console_without_the_cli() -> None:
+    """look_at_boot: what a start reads in the broker's console while it boots (no
+    rabbitmqctl VM per look)."""
+    begun = "  Starting broker...2026-12-07 02:43:28.511419+00:00 [info] <0.223.0>\n"
+    waiting = "[info] <0.223.0> Waiting for Mnesia tables for 30000 ms, 9 retries left\n"
+    synced = "[info] <0.223.0> Successfully synced tables from a peer\n"
+    booted = "[info] <0.606.0> Server startup complete; 0 plugins started.\n"
+    paused = "[warning] <0.530.0> Cluster minority/secondary status detected - awaiting recovery\n"
+
+    def look(out: str, since: float | None = None, now: float = 100.0, **kw: bool) -> BootLook:
+        flags = {"peers_may_wait": False, "may_pause": True, **kw}
+        return look_at_boot(out, waiting_since=since, now=now, **flags)
+
+    # Still booting: not done, not booted; nothing printed yet is the same.
+    assert look("") == look(begun) == BootLook(False)
+    assert look_at_boot(
+        begun, peers_may_wait=False, may_pause=False, waiting_since=None, now=1.0
+    ) == BootLook(False)
+    # Booted: the start confirms it over AMQP (booted, not yet done).
+    assert look(begun + waiting + synced + booted) == BootLook(False, booted=True)
+    # A restart from its own data whose peers were down at the decision: done at the wait.
+    assert look(begun + waiting, peers_may_wait=True) == BootLook(
+        True, "the broker waits for its peers' tables (mnesia)"
+    )
+    # One whose peers ran: waiting for their tables is noted, done only after PEER_PATIENCE
+    # of it; tables that came in between start the count afresh.
+    assert look(begun + waiting, now=100.0) == BootLook(False, waiting_since=100.0)
+    still = look(begun + waiting, since=100.0, now=100.0 + PEER_PATIENCE - 0.1)
+    assert still == BootLook(False, waiting_since=100.0)
+    late = look(begun + waiting, since=100.0, now=100.0 + PEER_PATIENCE)
+    assert late == BootLook(True, "the broker waits for its peers' tables (mnesia): none serves")
+    assert look(begun + waiting + synced, since=100.0, now=200.0) == BootLook(False)
+    # A node that cannot pause (a join, a founder) is waited for whatever it waits for.
+    assert look(begun + waiting, since=0.0, now=200.0, may_pause=False) == BootLook(False)
+    # Booted, then paused in a minority: done (the DC may have the peers' starts to run).
+    paused_look = look(begun + waiting + synced + booted + paused)
+    assert paused_look.done
+    assert "paused in a minority" in paused_look.why
+    assert look(begun + booted + paused, may_pause=False) == BootLook(False, booted=True)
