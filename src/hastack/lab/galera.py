@@ -90,11 +90,16 @@ def prepare_datadirs(
 
 
 def collect_galera_logs(state_dir: Path, destination: Path) -> list[Path]:
-    """Copy each Galera instance's server log and its last recovery log from an agent's state
-    directory (`galera-<resource>-error.log`, `galera-<resource>-recover.log`)."""
+    """Copy each Galera instance's server log, its last recovery log and its install-db log
+    from an agent's state directory (`galera-<resource>-error.log`, `-recover.log`,
+    `-install.log`)."""
     copied: list[Path] = []
     for base in sorted((state_dir / "galera").glob("*")):
-        for name, label in (("error.log", "error"), ("recover-last.log", "recover")):
+        for name, label in (
+            ("error.log", "error"),
+            ("recover-last.log", "recover"),
+            ("install.log", "install"),
+        ):
             src = base / name
             if src.exists():
                 dst = destination / f"galera-{base.name}-{label}.log"

@@ -933,6 +933,13 @@ class Runner:
                                       "workloads.log")  # fmt: skip
             time.sleep(s.settle)
             self.wait_rejoined(load_start)
+        except BaseException:
+            # A run that ends early (the `ready` resources never ran) keeps what says why: a
+            # lab brought up for the run is removed with its logs right after.
+            with contextlib.suppress(Exception):
+                self.collect_logs()
+                self.say(f"  logs kept in {results / 'agents'}")
+            raise
         finally:
             if workers is not None and is_alive(workers):
                 send(workers, signal.SIGKILL)
