@@ -188,6 +188,13 @@ class Agent:
             else None
         )
         self._fencing: FencingService | None = None
+        if config.kind is NodeKind.FULL:
+            # A node that may become DC loads what the DC runs now, not while it takes over
+            # after a failover (the first decision would wait for the imports).
+            from hastack.scheduler import load_passes  # noqa: PLC0415
+
+            load_passes()
+            _ = self.controller, self.fencing
         self._peers: dict[str, tuple[tuple[str, ...], int]] = {}
         self._lives: dict[str, tuple[int | None, float]] = {}
         self._heartbeat_interval = 0.2

@@ -17,7 +17,18 @@ if TYPE_CHECKING:
     from hastack.model.config import ClusterConfig
     from hastack.model.state import ClusterState
 
-__all__ = ["Action", "ActionKind", "Assignment", "Plan", "schedule"]
+__all__ = ["Action", "ActionKind", "Assignment", "Plan", "load_passes", "schedule"]
+
+
+def load_passes() -> None:
+    """Import the scheduler's passes now rather than at the first run: an agent that may
+    become DC does it at its start, so that its first decision after a failover does not
+    wait for them (a compute's agent never does)."""
+    import hastack.scheduler.actions  # noqa: PLC0415
+    import hastack.scheduler.assign  # noqa: PLC0415
+    import hastack.scheduler.constraints  # noqa: PLC0415
+    import hastack.scheduler.remote  # noqa: PLC0415
+    import hastack.scheduler.tree  # noqa: F401, PLC0415
 
 
 def schedule(config: ClusterConfig, state: ClusterState) -> Plan:
