@@ -416,6 +416,8 @@ def test_only_an_agent_that_may_be_dc_makes_the_dcs_parts(tmp_path: Path) -> Non
     takes over after a failover."""
     store = MemoryStore(MemoryBackend())
     remote = memory_agent("c", "cmp1", tmp_path, store, kind="remote")
-    assert remote._controller is None and remote._fencing is None
+    assert remote._controller is None
+    assert remote._fencing is None
     full = memory_agent("c", "ctl1", tmp_path, store)
-    assert full._controller is not None and full._fencing is not None
+    assert full._controller is not None
+    assert full._fencing is not None
