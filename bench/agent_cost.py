@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from hastack.lab.local import LocalCluster
-from hastack.lab.net.lab import FAST_TIMINGS, REMOTE_TIMINGS, precompile
+from hastack.lab.net.lab import FAST_TIMINGS, REMOTE_TIMINGS
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -133,6 +133,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.precompile:
+        from hastack.lab.net.lab import precompile  # not in older trees
+
         print(f"byte-compiled {precompile()} modules")
     directory = Path(tempfile.mkdtemp(prefix="agent-cost-"))
     lc = LocalCluster.up(
