@@ -408,3 +408,16 @@ async def test_sigusr1_says_where_every_thread_and_task_is() -> None:
         assert "in parked" in text
     finally:
         task.cancel()
+
+
+def test_only_an_agent_that_may_be_dc_makes_the_dcs_parts(tmp_path: Path) -> None:
+    """A compute (remote) node is never DC: its agent makes no controller and no fencing
+    service (nor imports them); a full node's agent makes both at its start, not while it
+    takes over after a failover."""
+    store = MemoryStore(MemoryBackend())
+    remote = memory_agent("c", "cmp1", tmp_path, store, kind="remote")
+    assert remote._controller is None
+    assert remote._fencing is None
+    full = memory_agent("c", "ctl1", tmp_path, store)
+    assert full._controller is not None
+    assert full._fencing is not None

@@ -4,13 +4,14 @@ gets its node suspected (docs/control-plane.md, "never a false fence")."""
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import time
 
 import pytest
 
-from hastack.membership.heartbeat import GAP_HISTORY, PROBES, Heartbeat
+from hastack.membership.heartbeat import GAP_HISTORY, PROBES, Heartbeat, encode_message
 from hastack.model.config import Properties
 
 INTERVAL = 0.2
@@ -295,3 +296,21 @@ def test_a_peer_that_lost_its_membership_keeps_beating_and_says_so() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_a_datagram_is_encoded_once_per_lease_and_membership() -> None:
+    """Beats go out five times a second: encoded once, again when the lease or the
+    membership changes (never a stale lease or a stale `member` in a datagram)."""
+    hb = Heartbeat("c1", "127.0.0.1", 0)
+    hb.lease = 7
+    first = hb._message("beat")
+    assert hb._message("beat") is first
+    assert json.loads(first) == {"node": "c1", "lease": 7, "kind": "beat"}
+    hb.member = False
+    assert json.loads(hb._message("beat")) == {
+        "node": "c1", "lease": 7, "kind": "beat", "member": False,
+    }  # fmt: skip
+    assert json.loads(hb._message("probe"))["kind"] == "probe"
+    hb.lease, hb.member = 9, True
+    assert hb._message("beat") == encode_message("c1", 9, "beat")
+    assert json.loads(hb._message("answer")) == {"node": "c1", "lease": 9, "kind": "answer"}

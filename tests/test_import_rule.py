@@ -191,9 +191,13 @@ def test_the_lab_rule_catches_a_violation() -> None:
 # What the daemon of every node does not load unless a resource needs it: the proxy and its
 # libraries, netlink (VIPs), the lab, the CIB importer (docs/control-plane.md, "Lighter
 # agents"). A hundred compute agents on one lab machine pay for each of these.
+# Nor, until it is DC (a compute never is), the DC's controller, scheduler passes,
+# assignment decisions and fencing service (docs/compute.md, "A lighter compute agent").
 AGENT_LOADS_LATER = (
     "hastack.proxy", "uvloop", "httptools", "aiomysql", "prometheus_client", "pyroute2",
     "hastack.lab", "hastack.cib", "hastack.ops",
+    "hastack.controller", "hastack.assign", "hastack.fencing.service", "hastack.compute",
+    "hastack.scheduler.actions", "hastack.scheduler.tree", "hastack.scheduler.assign",
 )  # fmt: skip
 
 

@@ -3,14 +3,16 @@ and the refusal without root. No privileges needed."""
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
+import os
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from hastack.lab.net.lab import FAST_TIMINGS, Lab, LabError, vip_prefix_problems
+from hastack.lab.net.lab import FAST_TIMINGS, Lab, LabError, precompile, vip_prefix_problems
 from hastack.lab.net.topology import (
     NFT_CHAIN,
     HostRole,
@@ -375,3 +377,19 @@ def test_a_sessions_priority_is_set_through_proc_and_a_missing_process_says_so()
         child.kill()
         child.wait()
     assert not set_autogroup_nice(2**22 + 12345, 0)  # no such process
+
+
+def test_the_lab_byte_compiles_the_package_once(tmp_path: Path) -> None:
+    """`lab up` compiles what every agent imports, once (PYTHONDONTWRITEBYTECODE keeps each
+    process from writing it); up-to-date modules are not compiled again, changed ones are."""
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "mod.py").write_text("X = 1\n")
+    assert precompile(package) == 2
+    cached = Path(importlib.util.cache_from_source(str(package / "sub" / "mod.py")))
+    assert cached.exists()
+    assert precompile(package) == 0
+    later = cached.stat().st_mtime + 10
+    os.utime(package / "sub" / "mod.py", (later, later))
+    assert precompile(package) == 1

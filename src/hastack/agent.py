@@ -18,15 +18,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hastack.api.counters import AgentCounters, LocalView
-from hastack.controller import Controller, Decision
 from hastack.errors import IndeterminateStoreError, StoreError
 from hastack.eventlog import EventLog
 from hastack.executor.exclusive import ExclusiveGuard, Watchdog
 from hastack.executor.lrm import LocalResourceManager
-from hastack.fencing.service import FencingService
 from hastack.fencing.watchdog import DeviceWatchdog, ensure_process_watchdog
 from hastack.membership.election import Step, StepKind, campaign, depose, next_step, resign
 from hastack.membership.heartbeat import Heartbeat
@@ -45,12 +43,18 @@ from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeK
 from hastack.model.operations import OpResult
 from hastack.model.requests import decode_cleanup
 from hastack.model.status import NodeReport, decode_status
-from hastack.scheduler.plan import ActionKind
 from hastack.store import Compare, DeleteOp, EtcdStore, Keys, PutOp, Store
 from hastack.store.blocking import BlockingLeaseClient
 from hastack.store.history import EventRecorder, HistoryTrimmer
 from hastack.store.mirror import Mirror, follow_all
 from hastack.store.tls import load_credentials
+
+if TYPE_CHECKING:
+    # What only a full node's agent uses (the DC's controller and scheduler, the fencing
+    # service) is imported when first used: a compute agent never loads it
+    # (docs/compute.md, "A lighter compute agent"; tests/test_import_rule.py).
+    from hastack.controller import Controller, Decision
+    from hastack.fencing.service import FencingService
 
 __all__ = ["Agent", "MembershipLostHook"]
 
@@ -150,7 +154,7 @@ class Agent:
         self._overdue_said: set[str] = set()
         self._suspected: set[str] = set()
         self._deferred: set[str] = set()  # nodes not fenced: alive and self-fencing
-        self.controller = Controller()
+        self._controller: Controller | None = None
         resource_dir = (
             state_dir if state_dir is not None else Path(f"/var/lib/hastack/{config.node}")
         )
@@ -183,13 +187,14 @@ class Agent:
             if addresses and config.heartbeat_port
             else None
         )
-        self.fencing = FencingService(
-            self._store,
-            self.keys,
-            config.node,
-            tuple(config.fence_agent_dirs),
-            events=self.events.record,
-        )
+        self._fencing: FencingService | None = None
+        if config.kind is NodeKind.FULL:
+            # A node that may become DC loads what the DC runs now, not while it takes over
+            # after a failover (the first decision would wait for the imports).
+            from hastack.scheduler import load_passes  # noqa: PLC0415
+
+            load_passes()
+            _ = self.controller, self.fencing
         self._peers: dict[str, tuple[tuple[str, ...], int]] = {}
         self._lives: dict[str, tuple[int | None, float]] = {}
         self._heartbeat_interval = 0.2
@@ -197,6 +202,31 @@ class Agent:
         self._silent_now: frozenset[str] = frozenset()  # members found silent, now
         self._dc_since = 0.0
         self._self_fence: asyncio.Task[bool] | None = None
+
+    @property
+    def controller(self) -> Controller:
+        """The DC's controller, made when first needed (a compute never is DC)."""
+        if self._controller is None:
+            from hastack.controller import Controller  # noqa: PLC0415
+
+            self._controller = Controller()
+        return self._controller
+
+    @property
+    def fencing(self) -> FencingService:
+        """The fencing service, made when first needed: by the DC, or a full node keeping
+        its fence agents started (a compute uses neither)."""
+        if self._fencing is None:
+            from hastack.fencing.service import FencingService  # noqa: PLC0415
+
+            self._fencing = FencingService(
+                self._store,
+                self.keys,
+                self.config.node,
+                tuple(self.config.fence_agent_dirs),
+                events=self.events.record,
+            )
+        return self._fencing
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -274,7 +304,8 @@ class Agent:
                 task.cancel()
             if self.heartbeat is not None:
                 self.heartbeat.close()
-            await self.fencing.close()
+            if self._fencing is not None:
+                await self._fencing.close()
             executor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await executor
@@ -523,6 +554,8 @@ class Agent:
                 self.counters.scheduler.observe(time.monotonic() - started)
                 self._record_transition(decision)
             self._say_overdue(decision.overdue)
+            from hastack.scheduler.plan import ActionKind  # noqa: PLC0415 - the DC's only
+
             for action in decision.ready:
                 if action.kind is ActionKind.FENCE:
                     if self._self_fencing(action.node, snapshot, config):
@@ -927,8 +960,10 @@ class Agent:
             self.events.record("dc-lost", epoch=self.epoch, reason=reason)
             self._stop_trimmer()
             self._dc_view = None
-            self.controller.forget()
-            self.fencing.cancel()
+            if self._controller is not None:
+                self._controller.forget()
+            if self._fencing is not None:
+                self._fencing.cancel()
         self.epoch = epoch
 
     def _stop_trimmer(self) -> None:

@@ -34,7 +34,15 @@ from collections.abc import Callable, Mapping, Sequence
 
 from hastack.membership.priority import favour_this_thread
 
-__all__ = ["GAP_HISTORY", "HOLE", "LOSS_FACTOR", "PROBES", "Heartbeat", "probe_window"]
+__all__ = [
+    "GAP_HISTORY",
+    "HOLE",
+    "LOSS_FACTOR",
+    "PROBES",
+    "Heartbeat",
+    "encode_message",
+    "probe_window",
+]
 
 # Beats remembered per peer (a minute at the default 200 ms interval), and how many times its
 # longest recent hole a peer must be silent before it is suspected.
@@ -56,6 +64,15 @@ def probe_window(threshold: float, interval: float) -> float:
 
 
 log = logging.getLogger("hastack.heartbeat")
+
+
+def encode_message(node: str, lease: int, kind: str, *, member: bool = True) -> bytes:
+    """One datagram: who sends it, under which lease, what it is (beat, probe, answer), and
+    `member: false` once the sender declared its membership lost."""
+    message: dict[str, object] = {"node": node, "lease": lease, "kind": kind}
+    if not member:
+        message["member"] = False
+    return json.dumps(message).encode()
 
 
 class Heartbeat:
@@ -92,6 +109,7 @@ class Heartbeat:
         # Set by the agent: the silence that gets a peer suspected (probes start before it).
         self.suspect_after = 1.0
         self._probed_at: dict[str, float] = {}
+        self._encoded: dict[str, tuple[tuple[str, int, bool], bytes]] = {}
         self.probes_sent = 0
         self.probes_answered = 0
         self._peers: Mapping[str, tuple[tuple[str, ...], int]] = {}
@@ -191,10 +209,15 @@ class Heartbeat:
                 self.probes_answered += 1
 
     def _message(self, kind: str) -> bytes:
-        message = {"node": self.node, "lease": self.lease, "kind": kind}
-        if not self.member:
-            message["member"] = False
-        return json.dumps(message).encode()
+        """The datagram of `kind` for the current lease and membership (encoded once per
+        change of either: a beat goes out five times a second, to every full node)."""
+        key = (kind, self.lease, self.member)
+        cached = self._encoded.get(kind)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        data = encode_message(self.node, self.lease, kind, member=self.member)
+        self._encoded[kind] = (key, data)
+        return data
 
     def gave_up(self, node: str) -> int:
         """The lease `node` said (in its last datagram) it had lost, 0 if it did not."""
