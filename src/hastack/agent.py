@@ -43,6 +43,7 @@ from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeK
 from hastack.model.operations import OpResult
 from hastack.model.requests import decode_cleanup
 from hastack.model.status import NodeReport, decode_status
+from hastack.scheduler.plan import ActionKind
 from hastack.store import Compare, DeleteOp, EtcdStore, Keys, PutOp, Store
 from hastack.store.blocking import BlockingLeaseClient
 from hastack.store.history import EventRecorder, HistoryTrimmer
@@ -554,8 +555,6 @@ class Agent:
                 self.counters.scheduler.observe(time.monotonic() - started)
                 self._record_transition(decision)
             self._say_overdue(decision.overdue)
-            from hastack.scheduler.plan import ActionKind  # noqa: PLC0415 - the DC's only
-
             for action in decision.ready:
                 if action.kind is ActionKind.FENCE:
                     if self._self_fencing(action.node, snapshot, config):
