@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import io
 import logging
+import math
 import os
 import signal
 import threading
@@ -201,6 +202,7 @@ class Agent:
         self._heartbeat_interval = 0.2
         self._suspect_after = 1.0
         self._silent_now: frozenset[str] = frozenset()  # members found silent, now
+        self._silence_seen = -math.inf  # monotonic: when a member was last found silent
         self._dc_since = 0.0
         self._self_fence: asyncio.Task[bool] | None = None
 
@@ -743,6 +745,8 @@ class Agent:
             now_silent = set(
                 self.heartbeat.silent(list(self._peers), self._suspect_after, since=self._since())
             )
+            if now_silent:
+                self._silence_seen = time.monotonic()
             if now_silent - silent:
                 for node in sorted(now_silent - silent):
                     # The first step of the failover pipeline (bench/vip_failover.py): the
@@ -752,6 +756,12 @@ class Agent:
                 self._wake.set()
                 self._leave_silent_hosts(now_silent - silent)
             silent = now_silent
+
+    def _in_failover(self) -> bool:
+        """A member is silent now, or was within a lease TTL: etcd may still be electing a
+        leader in place of one that died with it."""
+        since = time.monotonic() - self._silence_seen
+        return bool(self._silent_now) or since < self.config.timings.lease_ttl
 
     def _leave_silent_hosts(self, nodes: set[str]) -> None:
         """Stop reading the store through the etcd member on a host gone silent: its watches
@@ -852,9 +862,12 @@ class Agent:
             return
         try:
             # Only the holder of this very leader key may write targets. During a failover
-            # (a member silent) the write is re-sent while unanswered: written meanwhile by
-            # a dead etcd leader's member, it would wait out a whole store timeout.
-            if self._silent_now:
+            # the write is re-sent while unanswered: written while etcd elects a leader in
+            # place of one that died with the silent host, it would wait out a whole store
+            # timeout. A failover lasts as long as a member is silent and a lease TTL after:
+            # the silent member leaves the view once it is fenced (its key goes), typically
+            # before etcd has a new leader (the 3.29 s outlier of docs/fencing.md).
+            if self._in_failover():
                 result = await hedged(
                     lambda: self._store.txn(compares, success=ops),
                     within=self.config.timings.store_timeout,
