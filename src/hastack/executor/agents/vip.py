@@ -16,13 +16,14 @@ in the log (`source_takeover`).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import socket
 import struct
 import time
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pyroute2 import IPRoute
 
@@ -125,23 +126,23 @@ class VipAgent(NativeAgent):
 
     @staticmethod
     def _interface_for(
-        ipr: IPRoute, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, nic: str | None
-    ) -> tuple[int, str]:
+        ipr: IPRoute,
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+        nic: str | None,
+        addrs: list[Any],
+    ) -> int:
         if nic:
             found = ipr.link_lookup(ifname=nic)
             if not found:
                 raise OSError(f"no interface named {nic!r}")
-            return int(found[0]), nic
+            return int(found[0])
         # The interface whose network contains the address, like IPaddr2's findif.
-        family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
-        for addr in ipr.get_addr(family=family):
+        for addr in addrs:
             network = ipaddress.ip_network(
                 f"{addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}", strict=False
             )
             if ip in network and network.prefixlen > 0:
-                index = int(addr["index"])
-                link = ipr.get_links(index)[0]
-                return index, str(link.get_attr("IFLA_IFNAME"))
+                return int(addr["index"])
         raise OSError(f"no interface has a network containing {ip}; give nic=")
 
     def _start(
@@ -152,14 +153,33 @@ class VipAgent(NativeAgent):
         arp_count: int,
         marks: dict[str, float],
     ) -> tuple[int, str]:
-        """Add the address and announce it; `marks` gets the moments of both (wall time)."""
-        with IPRoute() as ipr:
-            if self._find(ip) is None:
-                index, name = self._interface_for(ipr, ip, nic)
-                family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+        """Add the address and announce it; `marks` gets the moments of both (wall time).
+
+        On a failover's path: one netlink socket and one address dump for everything, and
+        the announcing socket open before the address is added, so the first gratuitous ARP
+        leaves right after it."""
+        family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+        with contextlib.ExitStack() as stack:
+            ipr = stack.enter_context(IPRoute())
+            addrs = list(ipr.get_addr(family=family))
+            present = [a for a in addrs if a.get_attr("IFA_ADDRESS") == str(ip)]
+            if present:
+                index = int(present[0]["index"])
+            else:
+                index = self._interface_for(ipr, ip, nic, addrs)
+            link = ipr.get_links(index)[0]
+            name = str(link.get_attr("IFLA_IFNAME"))
+            sock = None
+            if ip.version == 4 and arp_count > 0:
+                sock = stack.enter_context(
+                    socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+                )
+                sock.bind((name, 0))
+            if not present:
                 existing = [
                     ipaddress.ip_interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
-                    for a in ipr.get_addr(family=family, index=index)
+                    for a in addrs
+                    if a["index"] == index
                 ]
                 vip = ipaddress.ip_interface(f"{ip}/{prefix}")
                 taken = source_takeover(vip, existing)
@@ -173,26 +193,22 @@ class VipAgent(NativeAgent):
                     )  # fmt: skip
                 ipr.addr("add", index=index, address=str(ip), prefixlen=prefix)
                 marks["address-added"] = time.time()
-            else:
-                index, _ = self._find(ip) or (0, 0)
-                name = str(ipr.get_links(index)[0].get_attr("IFLA_IFNAME"))
-            if ip.version == 4 and arp_count > 0:
-                mac_text = ipr.get_links(index)[0].get_attr("IFLA_ADDRESS")
-                mac = bytes.fromhex(mac_text.replace(":", ""))
-                self._announce(name, mac, ip.packed, arp_count, marks)
+            if sock is not None:
+                mac = bytes.fromhex(str(link.get_attr("IFLA_ADDRESS")).replace(":", ""))
+                self._announce(sock, mac, ip.packed, arp_count, marks)
         return OcfRc.SUCCESS, ""
 
     @staticmethod
-    def _announce(ifname: str, mac: bytes, ip: bytes, count: int, marks: dict[str, float]) -> None:
+    def _announce(
+        sock: socket.socket, mac: bytes, ip: bytes, count: int, marks: dict[str, float]
+    ) -> None:
         """Gratuitous ARP: a request and a reply per round, so every kind of neighbour updates."""
-        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as sock:
-            sock.bind((ifname, 0))
-            for round_ in range(count):
-                sock.send(_garp_frame(mac, ip, 1))
-                sock.send(_garp_frame(mac, ip, 2))
-                marks.setdefault("arp-sent", time.time())
-                if round_ + 1 < count:
-                    time.sleep(0.02)
+        for round_ in range(count):
+            sock.send(_garp_frame(mac, ip, 1))
+            sock.send(_garp_frame(mac, ip, 2))
+            marks.setdefault("arp-sent", time.time())
+            if round_ + 1 < count:
+                time.sleep(0.02)
 
     def _stop(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[int, str]:
         found = self._find(ip)
