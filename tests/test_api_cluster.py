@@ -160,6 +160,11 @@ def test_every_survivor_answers_within_2s_and_shows_the_new_dc_within_the_ttl(
     # the history says what happened: the silent DC deposed, a new one elected, old fenced
     kinds_texts = [(e["kind"], e["text"]) for e in call(lc, new, "/api/v1/events")[1]["events"]]
     assert any(k == "deposed" and old in t for k, t in kinds_texts), kinds_texts
+    # ...and once by each survivor that deposed it: an agent asked again before its view
+    # showed the key gone found its own mark and recorded the deposition again (19 times).
+    events = call(lc, new, "/api/v1/events")[1]["events"]
+    by = [e["node"] for e in events if e["kind"] == "deposed" and e["data"].get("dc") == old]
+    assert len(by) == len(set(by)), f"a deposition recorded more than once: {by}"
     assert any(k == "election" and t.startswith(f"{new} became DC") for k, t in kinds_texts)
     wait_until(
         lambda: any(

@@ -203,6 +203,7 @@ class Agent:
         self._suspect_after = 1.0
         self._silent_now: frozenset[str] = frozenset()  # members found silent, now
         self._silence_seen = -math.inf  # monotonic: when a member was last found silent
+        self._deposed: tuple[str, int] | None = None  # the DC (node, epoch) this agent deposed
         self._dc_since = 0.0
         self._self_fence: asyncio.Task[bool] | None = None
 
@@ -696,6 +697,8 @@ class Agent:
             return
         if dc.node not in self._peers:
             return  # it sends no heartbeats: only its lease tells
+        if self._deposed == (dc.node, dc.epoch):
+            return  # deposed already, by this agent: the view has not caught up yet
         silent = self.heartbeat.silent(
             [dc.node], config.properties.suspect_after, since=self._since()
         )
@@ -713,6 +716,10 @@ class Agent:
             self._say(f"could not depose the silent DC {dc.node} ({exc})")
             return
         if deposed:
+            # Asked again before the view shows the key gone, `depose` would find its own
+            # mark and say True again: one deposition logged and recorded 19 times in a
+            # failover (the bench of 2026-12-07 06:00), each a hedged store call.
+            self._deposed = (dc.node, dc.epoch)
             why = (
                 f"no heartbeat for {config.properties.suspect_after:g}s"
                 if silent
