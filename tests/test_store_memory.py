@@ -426,3 +426,32 @@ def test_the_fake_and_the_interface_do_no_io(module: str) -> None:
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module)
     assert imported <= allowed, imported - allowed
+
+
+def test_a_controller_talks_to_its_own_etcd_member_first() -> None:
+    """Whatever the configuration's order, an agent's store clients start at the member on
+    its own host (a survivor of a crash then has no watch on the dead host's member to move),
+    and a node with no member of its own starts anywhere."""
+    from hastack.agent import Agent
+    from hastack.model.agent_config import AgentConfig
+    from hastack.store.etcd import is_own_member, local_first
+
+    elsewhere = ["203.0.113.1:2379", "203.0.113.2:2379"]  # TEST-NET-3: not this host's
+    assert [is_own_member(e) for e in ["127.0.0.1:2379", "localhost:2379", "[::1]:2379"]] == [
+        True, True, True,
+    ]  # fmt: skip
+    assert not any(is_own_member(e) for e in [*elsewhere, "etcd1.example:2379"])
+    assert local_first([*elsewhere, "127.0.0.1:2379"]) == ["127.0.0.1:2379", *elsewhere]
+    assert local_first(elsewhere) == elsewhere
+    config = AgentConfig.model_validate(
+        {
+            "cluster": "c",
+            "node": "n1",
+            "etcd": {"endpoints": [*elsewhere, "127.0.0.1:2379"], "insecure": True},
+        }
+    )
+    for _ in range(10):  # a random start would pick another of three within ten tries
+        agent = Agent(config)
+        assert agent._store.endpoint == "127.0.0.1:2379"  # type: ignore[attr-defined]
+        assert agent._lease_client is not None
+        assert agent._lease_client.endpoint == "127.0.0.1:2379"

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
@@ -204,6 +206,34 @@ def _invalid_token(error: BaseException) -> bool:
         and error.code() == grpc.StatusCode.UNAUTHENTICATED
         and "token" in (error.details() or "")
     )
+
+
+def is_own_member(endpoint: str) -> bool:
+    """Is `endpoint` (host:port) an address of this host (of its network namespace) — the
+    etcd member on the same controller? Only an address literal can say so without a lookup;
+    a name is not taken as this host's."""
+    host = endpoint.rpartition(":")[0].strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost"
+    if ip.is_loopback:
+        return True
+    family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((str(ip), 0))  # only an address the host has can be bound
+    except OSError:
+        return False
+    return True
+
+
+def local_first(endpoints: Iterable[str]) -> list[str]:
+    """The endpoints (host:port) of this host's own member first, the others after, each
+    group in the order given."""
+    endpoints = list(endpoints)
+    local = [e for e in endpoints if is_own_member(e)]
+    return local + [e for e in endpoints if e not in local]
 
 
 class EtcdStore:

@@ -37,7 +37,6 @@ been closed by the server (`after_failed_delete`).
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import threading
 import time
@@ -55,6 +54,7 @@ from pymemcache.exceptions import MemcacheUnexpectedCloseError
 from hastack.errors import StoreError
 from hastack.model.agent_config import EtcdSpec
 from hastack.store import EtcdStore
+from hastack.store.etcd import local_first
 
 __all__ = [
     "CacheAside",
@@ -231,25 +231,6 @@ class ErrorsAsMisses(ProxyBackend):
             return
         for key in keys:
             self._guard(None, invalidate, hashed, key)
-
-
-def is_local_address(host: str) -> bool:
-    """True when `host` (an IP address) is an address of this host: one can bind to it."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            probe.bind((host.strip("[]"), 0))
-    except OSError:
-        return False
-    return True
-
-
-def local_first(endpoints: Iterable[str]) -> list[str]:
-    """The endpoints (host:port) on this host's own addresses first, the others after, each
-    group in the order given."""
-    endpoints = list(endpoints)
-    local = [e for e in endpoints if is_local_address(e.rpartition(":")[0])]
-    return local + [e for e in endpoints if e not in local]
 
 
 class CacheAside:
