@@ -18,6 +18,7 @@ from pathlib import Path
 __all__ = [
     "ProcessRecord",
     "is_alive",
+    "pids_by_netns",
     "send",
     "set_autogroup_nice",
     "spawn",
@@ -201,3 +202,31 @@ def set_autogroup_nice(pid: int, nice: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def pids_by_netns(namespaces: list[str]) -> dict[str, list[ProcessRecord]]:
+    """The processes of each of `namespaces` (those that exist), in one pass over /proc."""
+    by_id: dict[tuple[int, int], str] = {}
+    for namespace in namespaces:
+        try:
+            st = os.stat(f"/run/netns/{namespace}")
+        except FileNotFoundError:
+            continue
+        by_id[(st.st_ino, st.st_dev)] = namespace
+    found: dict[str, list[ProcessRecord]] = {}
+    if not by_id:
+        return found
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            st = os.stat(f"/proc/{pid}/ns/net")
+        except OSError:
+            continue
+        namespace_of = by_id.get((st.st_ino, st.st_dev))
+        if namespace_of is not None:
+            ticks = start_ticks(pid)
+            if ticks is not None:
+                found.setdefault(namespace_of, []).append(ProcessRecord(pid, ticks))
+    return found

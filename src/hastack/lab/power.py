@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from hastack.nsthread import call_in_netns
-from hastack.processes import ProcessRecord, is_alive
+from hastack.processes import ProcessRecord, is_alive, pids_by_netns
 
 __all__ = [
     "NodePower",
@@ -84,27 +84,8 @@ def reset_command(registry: Path) -> list[str]:
     return [sys.executable, "-m", "hastack.lab.power", str(registry)]
 
 
-def _netns_inode(netns: str) -> int | None:
-    try:
-        return os.stat(f"/run/netns/{netns}").st_ino
-    except OSError:
-        return None
-
-
 def _pids_in(netns: str) -> list[int]:
-    inode = _netns_inode(netns)
-    if inode is None:
-        return []
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}/ns/net").st_ino == inode:
-                out.append(int(entry))
-        except OSError:
-            continue
-    return out
+    return [r.pid for r in pids_by_netns([netns]).get(netns, [])]
 
 
 def _records(node: NodePower) -> list[ProcessRecord]:
@@ -167,7 +148,7 @@ def _flush_addresses(netns: str, keep: set[str]) -> None:
                     if exc.code != errno.EADDRNOTAVAIL:
                         raise
 
-    if _netns_inode(netns) is not None:
+    if os.path.exists(f"/run/netns/{netns}"):
         call_in_netns(netns, flush)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 from pyroute2 import IPRoute, NetNS, netns
 
 from hastack.nsthread import call_in_netns
-from hastack.processes import ProcessRecord, start_ticks
+from hastack.processes import ProcessRecord, pids_by_netns
 
 __all__ = [
     "NETNS_ETC",
@@ -203,34 +202,6 @@ def netns_pids(namespace: str) -> list[ProcessRecord]:
     """Every process whose network namespace is `namespace` (what `ip netns pids` lists),
     each with its start time so a later signal cannot hit a reused PID."""
     return pids_by_netns([namespace]).get(namespace, [])
-
-
-def pids_by_netns(namespaces: list[str]) -> dict[str, list[ProcessRecord]]:
-    """The processes of each of `namespaces` (those that exist), in one pass over /proc."""
-    by_id: dict[tuple[int, int], str] = {}
-    for namespace in namespaces:
-        try:
-            st = os.stat(NETNS_RUN / namespace)
-        except FileNotFoundError:
-            continue
-        by_id[(st.st_ino, st.st_dev)] = namespace
-    found: dict[str, list[ProcessRecord]] = {}
-    if not by_id:
-        return found
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
-        try:
-            st = os.stat(f"/proc/{pid}/ns/net")
-        except OSError:
-            continue
-        namespace_of = by_id.get((st.st_ino, st.st_dev))
-        if namespace_of is not None:
-            ticks = start_ticks(pid)
-            if ticks is not None:
-                found.setdefault(namespace_of, []).append(ProcessRecord(pid, ticks))
-    return found
 
 
 def apply_nft(hub: str, ruleset: str) -> None:
