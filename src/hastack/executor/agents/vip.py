@@ -171,9 +171,10 @@ class VipAgent(NativeAgent):
             name = str(link.get_attr("IFLA_IFNAME"))
             sock = None
             if ip.version == 4 and arp_count > 0:
-                sock = stack.enter_context(
-                    socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
-                )
+                # Protocol 0: for sending only. A packet socket bound to a protocol also
+                # receives it, and registering that took 10-13 ms here (2026-12-07), all of
+                # it before the address was added.
+                sock = stack.enter_context(socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0))
                 sock.bind((name, 0))
             if not present:
                 existing = [
