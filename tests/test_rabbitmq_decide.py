@@ -7,6 +7,7 @@ then read the diff. Property tests check the safety rules on every input."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,50 @@ def test_parsers_on_real_output() -> None:
     assert queue.type == "quorum"
     assert queue.leader == "hn1@localhost"
     assert queue.members == ("hn1@localhost", "hn2@localhost", "hn3@localhost")
+
+
+def test_the_brokers_own_status_document() -> None:
+    """What STATUS_ERL and QUEUES_ERL print through erl_call, byte for byte as a broker of
+    this machine printed them (rabbitmq-server 3.10.8, one node with a quorum and a classic
+    queue: running, then after `stop_app`; the queues while running)."""
+    from hastack.rabbitmq import parse_node_status, parse_queues
+
+    running, stopped, queues = (GOLDEN / "node_status.txt").read_text().split("\n---\n")
+    node = "rmqexp@localhost"
+    status = parse_node_status(running, node, serves=False)
+    assert status.app_running
+    assert status.disc_nodes == (node,)
+    assert status.running_nodes == (node,)
+    assert status.partitions == ()
+    paused = parse_node_status(stopped, node, serves=False)
+    assert not paused.app_running
+    # An AMQP handshake says the application runs, whatever the document says.
+    assert parse_node_status(stopped, node, serves=True).app_running
+    # A paused node sees no majority: paused, never failed.
+    three = replace(paused, disc_nodes=(node, "rabbit@n2", "rabbit@n3"))
+    verdict = monitor_verdict(process_alive=True, probe_error="refused", broker=three)
+    assert verdict.health is Health.PAUSED
+    with pytest.raises(ValueError, match="not 'rabbit@n1'"):
+        parse_node_status(running, "rabbit@n1", serves=True)
+    with pytest.raises(ValueError, match="not JSON"):
+        parse_node_status("hastack status failed: exit:noproc", node, serves=True)
+    with pytest.raises(ValueError, match="app_running"):
+        parse_node_status(running.replace('"app_running":true', '"app_running":1'), node,
+                          serves=True)  # fmt: skip
+    by_name = {q.name: q for q in parse_queues(queues)}
+    assert by_name["qq1"].type == "quorum"
+    assert by_name["qq1"].members == (node,)
+    assert by_name["qq1"].leader == node
+    assert by_name["cq1"].type == "classic"
+    assert by_name["cq1"].members == ()
+    assert by_name["cq1"].leader is None
+
+
+def test_a_vhost_is_quoted_for_erlang() -> None:
+    from hastack.executor.agents.rabbitmq import _erl_binary
+
+    assert _erl_binary("/") == '<<"/"/utf8>>'
+    assert _erl_binary('a"b\\c') == '<<"a\\"b\\\\c"/utf8>>'
 
 
 def test_a_boot_is_told_from_the_brokers_own_output() -> None:

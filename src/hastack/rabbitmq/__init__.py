@@ -30,6 +30,7 @@ from hastack.rabbitmq.status import (
     QueueInfo,
     host_of,
     parse_cluster_status,
+    parse_node_status,
     parse_queues,
 )
 
@@ -51,5 +52,6 @@ __all__ = [
     "is_gone",
     "monitor_verdict",
     "parse_cluster_status",
+    "parse_node_status",
     "parse_queues",
 ]

@@ -1,5 +1,6 @@
 """What a RabbitMQ node says about its cluster and queues, parsed from `rabbitmqctl ...
---formatter json`; and the records the agent keeps in etcd. Pure.
+--formatter json` or from the same JSON printed by the broker itself (through `erl_call`, no
+CLI VM); and the records the agent keeps in etcd. Pure.
 
 Parsers are total on what RabbitMQ 3.10 prints (checked against real output in
 tests/golden/rabbitmq/) and raise ValueError on anything else, naming what was wrong.
@@ -19,6 +20,7 @@ __all__ = [
     "QueueInfo",
     "host_of",
     "parse_cluster_status",
+    "parse_node_status",
     "parse_queues",
 ]
 
@@ -94,6 +96,29 @@ def parse_cluster_status(text: str, node: str, *, app_running: bool) -> BrokerSt
         running_nodes=tuple(sorted(_strings(data, "running_nodes"))),
         partitions=tuple(sorted(partitioned)),
         alarms=tuple(json.dumps(a, sort_keys=True) for a in alarms),
+    )
+
+
+def parse_node_status(text: str, node: str, *, serves: bool) -> BrokerStatus:
+    """The agent's own status document, printed by the broker itself through `erl_call`
+    (hastack.executor.agents.rabbitmq.STATUS_ERL): the keys of `cluster_status
+    --formatter json` that matter here, plus `app_running` (the rabbit application runs).
+    `serves`: the node answered an AMQP handshake, which says the application runs whatever
+    the document does. Partitions are the node's own view only."""
+    status = parse_cluster_status(text, node, app_running=serves)
+    data, _ = json.JSONDecoder().raw_decode(text, text.find("{"))
+    running = data.get("app_running")
+    if not isinstance(running, bool):
+        raise ValueError(f"'app_running' must be true or false, found {running!r}")
+    if data.get("node") != node:
+        raise ValueError(f"the status is {data.get('node')!r}'s, not {node!r}'s")
+    return BrokerStatus(
+        node=status.node,
+        app_running=serves or running,
+        disc_nodes=status.disc_nodes,
+        running_nodes=status.running_nodes,
+        partitions=status.partitions,
+        alarms=status.alarms,
     )
 
 

@@ -56,6 +56,7 @@ from hastack.rabbitmq import (
     decide_start,
     monitor_verdict,
     parse_cluster_status,
+    parse_node_status,
     parse_queues,
 )
 from hastack.store import Compare, EtcdStore, Keys, PutOp
@@ -72,6 +73,49 @@ QUEUES = f"{BIN}/rabbitmq-queues"
 DIAGNOSTICS = f"{BIN}/rabbitmq-diagnostics"
 ERL_CALL = "/usr/lib/erlang/lib/erl_interface-*/bin/erl_call"
 CTL_TIMEOUT = 15.0  # one rabbitmqctl call (0.2 s when the node answers)
+# The monitor's questions, asked of the broker through erl_call (milliseconds; each rabbitmqctl
+# call boots an Erlang VM of its own: a third of a CPU-second, about 3 s of wall time on the
+# loaded lab machine). Each prints one JSON document (rabbit_json, RabbitMQ's own encoder) or
+# a line saying what failed. Only the node itself is asked: its partitions are its own view
+# (what monitor_verdict reads), its running nodes mnesia's (as `cluster_status` prints them).
+STATUS_ERL = """
+try
+  B = fun(N) -> atom_to_binary(N, utf8) end,
+  % Both live in the rabbit application: gone while it is stopped (paused, booting).
+  Alarms = try rabbit_alarm:get_alarms() catch _:_ -> [] end,
+  Parts = try rabbit_node_monitor:partitions() catch _:_ -> [] end,
+  % Without mnesia, cluster_nodes(running) answers from the status file, less this node: the
+  % peers it last saw, which a paused node must not count (cluster_status omits them too).
+  Running = case mnesia:system_info(is_running) of
+              yes -> rabbit_mnesia:cluster_nodes(running);
+              _ -> []
+            end,
+  Doc = #{<<"node">> => B(node()),
+          <<"app_running">> => rabbit:is_running(),
+          <<"disk_nodes">> => [B(N) || N <- rabbit_mnesia:cluster_nodes(disc)],
+          <<"running_nodes">> => [B(N) || N <- Running],
+          <<"partitions">> => #{B(node()) => [B(N) || N <- Parts]},
+          <<"alarms">> => [iolist_to_binary(io_lib:format("~0p", [A])) || A <- Alarms]},
+  io:format("~s~n", [rabbit_json:encode(Doc)])
+catch C:R -> io:format("hastack status failed: ~0p:~0p~n", [C, R])
+end.
+"""
+# `list_queues -p VHOST name type members leader online --formatter json`, the same way.
+QUEUES_ERL = """
+try
+  B = fun(N) when is_atom(N) -> atom_to_binary(N, utf8); (N) when is_binary(N) -> N;
+         (_) -> <<>> end,
+  L = fun(X) when is_list(X) -> [B(N) || N <- X]; (_) -> [] end,
+  Qs = rabbit_amqqueue:info_all(VHOST, [name, type, members, leader, online]),
+  Doc = [#{<<"name">> => element(4, proplists:get_value(name, I)),
+           <<"type">> => B(proplists:get_value(type, I)),
+           <<"members">> => L(proplists:get_value(members, I)),
+           <<"leader">> => B(proplists:get_value(leader, I)),
+           <<"online">> => L(proplists:get_value(online, I))} || I <- Qs],
+  io:format("~s~n", [rabbit_json:encode(Doc)])
+catch C:R -> io:format("hastack list_queues failed: ~0p:~0p~n", [C, R])
+end.
+"""
 STORE_TIMEOUT = 2.0
 WAIT_STEP = 1.0  # a waiting start decides again this often
 WAITING_FOR_PEERS = "Waiting for Mnesia tables"  # the broker's log while its peers are down
@@ -376,11 +420,13 @@ def _last_lines(text: str, n: int = 1) -> str:
     return " | ".join(lines[-n:])[:300]
 
 
-async def _run(argv: list[str], params: Params, timeout: float) -> tuple[int, str]:
+async def _run(
+    argv: list[str], params: Params, timeout: float, stdin: str | None = None
+) -> tuple[int, str]:
     """Run a CLI with the broker's environment: (exit code, output); 124 if it timed out."""
     proc = await asyncio.create_subprocess_exec(
         *argv,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, **params.env()},
@@ -388,7 +434,7 @@ async def _run(argv: list[str], params: Params, timeout: float) -> tuple[int, st
     )
     try:
         async with asyncio.timeout(timeout):
-            out, _ = await proc.communicate()
+            out, _ = await proc.communicate(None if stdin is None else stdin.encode())
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, 9)
@@ -400,6 +446,17 @@ async def _run(argv: list[str], params: Params, timeout: float) -> tuple[int, st
         await proc.wait()
         raise
     return proc.returncode or 0, out.decode(errors="replace")
+
+
+def _erl_binary(text: str) -> str:
+    """`text` as an Erlang binary literal (a vhost's name in QUEUES_ERL)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'<<"{escaped}"/utf8>>'
+
+
+def _erl_form(params: Params) -> str:
+    """erl_call's flag for the broker's name: long names have a dotted host."""
+    return "-name" if "." in params.erlang.partition("@")[2] else "-sname"
 
 
 def _erl_call() -> str | None:
@@ -507,6 +564,17 @@ class RabbitmqAgent(NativeAgent):
         if rc == 124:
             return rc, f"{os.path.basename(program)} {args[0]} timed out after {timeout:g}s"
         return rc, out
+
+    async def _erl(self, params: Params, code: str, timeout: float = 10.0) -> tuple[int, str]:
+        """Evaluate `code` on the broker through erl_call, its printed output returned; 124 if
+        the broker did not answer in time (a hung VM), 127 if erl_call is not installed."""
+        erl_call = _erl_call()
+        if not erl_call:
+            return 127, "erl_call not found (package erlang-base)"
+        # The cookie comes from HOME (params.env()), never the command line.
+        argv = [erl_call, _erl_form(params), params.erlang, "-fetch_stdout", "-no_result_term",
+                "-e"]  # fmt: skip
+        return await _run(argv, params, timeout, stdin=code)
 
     # ---- the store ------------------------------------------------------------------------------
 
@@ -816,42 +884,42 @@ class RabbitmqAgent(NativeAgent):
     async def _monitor(self, request: OpRequest, params: Params) -> tuple[int, str]:
         if not self._alive(request, params):
             return OcfRc.NOT_RUNNING, ""
+        # The console first: a boot it shows unfinished may finish while the broker is asked,
+        # never the other way round (a boot begun meanwhile is a new process, seen by the
+        # next monitor). A boot logs about 40 kB before its application starts.
+        booting = _booting(self._output(request, params, last=200_000))
         probe_error = await self._serves(params)
-        app_running = probe_error is None
-        vm_answers = True
-        if not app_running:
-            rc, _ = await self._ctl(params, "check_running", program=DIAGNOSTICS, timeout=10)
-            app_running = rc == 0
-            vm_answers = rc != 124  # 124: the CLI timed out, the VM hangs
-        broker: BrokerStatus | None = None
-        status_error = None
-        rc, out = await self._ctl(params, "cluster_status", "--formatter", "json", timeout=10)
-        if rc == 0:
-            try:
-                broker = parse_cluster_status(out, params.erlang, app_running=app_running)
-            except ValueError as exc:
-                status_error = str(exc)
+        if _erl_call():
+            broker, status_error, vm_answers = await self._node_status(params, probe_error is None)
         else:
-            status_error = _cause(out) or _last_lines(out)
+            broker, status_error, vm_answers = await self._cli_status(params, probe_error is None)
+        if probe_error is not None and broker is not None and broker.app_running:
+            # The application started after the probe (the listener opens at the end of the
+            # boot): ask again rather than call a broker that has just booted failed. The
+            # R2 run of 2026-12-07 05:40 restarted a node so, the CLI's status 3 s after it.
+            probe_error = await self._serves(params)
         verdict = monitor_verdict(
             process_alive=True,
             probe_error=probe_error,
             broker=broker,
             status_error=status_error,
             vm_answers=vm_answers,
-            # A boot logs about 40 kB before its application starts.
-            booting=not app_running and _booting(self._output(request, params, last=200_000)),
+            booting=booting and not (broker is not None and broker.app_running),
         )
         queues: list[QueueInfo] = []
-        # One member lists the queues (each CLI call costs a third of a CPU-second): the
-        # first running one by name, the same that does the housekeeping.
+        # One member lists the queues: the first running one by name, the same that does the
+        # housekeeping.
         acting = broker is not None and sorted(broker.running_nodes)[:1] == [params.erlang]
         if verdict.health is Health.RUNNING and acting:
             for vhost in params.vhosts:
-                rc, out = await self._ctl(
-                    params, "list_queues", "-p", vhost, "name", "type", "members", "leader",
-                    "online", "--formatter", "json", timeout=15,
-                )  # fmt: skip
+                if _erl_call():
+                    code = QUEUES_ERL.replace("VHOST", _erl_binary(vhost))
+                    rc, out = await self._erl(params, code, timeout=15)
+                else:
+                    rc, out = await self._ctl(
+                        params, "list_queues", "-p", vhost, "name", "type", "members", "leader",
+                        "online", "--formatter", "json", timeout=15,
+                    )  # fmt: skip
                 if rc == 0:
                     with contextlib.suppress(ValueError):
                         queues += parse_queues(out, vhost=vhost)
@@ -863,6 +931,43 @@ class RabbitmqAgent(NativeAgent):
         if verdict.health is Health.FAILED:
             return OcfRc.ERR_GENERIC, verdict.reason
         return OcfRc.SUCCESS, verdict.reason
+
+    async def _node_status(
+        self, params: Params, serves: bool
+    ) -> tuple[BrokerStatus | None, str | None, bool]:
+        """The broker's status as it prints it itself (STATUS_ERL through erl_call):
+        (status or None, why not, whether the VM answered in time)."""
+        rc, out = await self._erl(params, STATUS_ERL)
+        if rc != 0:
+            # 124: no answer in time, the VM hangs; anything else is an answer (a node not
+            # registered yet, a refused connection), as a CLI's error is.
+            return None, _cause(out) or _last_lines(out), rc != 124
+        try:
+            return parse_node_status(out, params.erlang, serves=serves), None, True
+        except ValueError as exc:
+            return None, str(exc), True
+
+    async def _cli_status(
+        self, params: Params, serves: bool
+    ) -> tuple[BrokerStatus | None, str | None, bool]:
+        """The same through rabbitmqctl (no erl_call): two Erlang VMs booted for it when the
+        broker does not serve AMQP, one when it does."""
+        app_running, vm_answers = serves, True
+        if not serves:
+            rc, _ = await self._ctl(params, "check_running", program=DIAGNOSTICS, timeout=10)
+            app_running = rc == 0
+            vm_answers = rc != 124  # 124: the CLI timed out, the VM hangs
+        rc, out = await self._ctl(params, "cluster_status", "--formatter", "json", timeout=10)
+        if rc != 0:
+            return None, _cause(out) or _last_lines(out), vm_answers
+        try:
+            return (
+                parse_cluster_status(out, params.erlang, app_running=app_running),
+                None,
+                vm_answers,
+            )
+        except ValueError as exc:
+            return None, str(exc), vm_answers
 
     async def _report_and_keep(
         self,
@@ -951,10 +1056,10 @@ class RabbitmqAgent(NativeAgent):
         rc, out = 0, ""
         if erl_call:
             # The cookie comes from HOME (params.env()), never the command line.
-            form = "-name" if "." in params.erlang.partition("@")[2] else "-sname"
             for name in names:
                 call = f"erlang disconnect_node ['{name}']"
-                rc, out = await _run([erl_call, form, params.erlang, "-a", call], params, 10)
+                argv = [erl_call, _erl_form(params), params.erlang, "-a", call]
+                rc, out = await _run(argv, params, 10)
                 if rc != 0:
                     break
         else:

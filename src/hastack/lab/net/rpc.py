@@ -40,8 +40,14 @@ RECOMMENDED: dict[str, Any] = {
     # messages (classic queues on the dead node are gone until it returns).
     "rabbit_quorum_queue": True,
     # A dead broker behind a silent network is only noticed by missing heartbeats: 60 s by
-    # default; 10 s (checked 3 times per period) bounds how long calls go to a dead broker.
-    "heartbeat_timeout_threshold": 10,
+    # default. oslo.messaging also sets the socket's read timeout and TCP_USER_TIMEOUT to the
+    # threshold, so a call's publish (confirmed) fails after it, and the reply listener,
+    # which only sends heartbeats (every threshold / rate), fails at most threshold / rate
+    # later. 10 s kept calls away 18.3 s when the client's broker lost power (R5 asks 15 s);
+    # 5 s bounds it near 5-7 s plus the reconnect. py-amqp gives up on a broker only after
+    # 2 x threshold without a byte from it (the broker sends a heartbeat every threshold / 2),
+    # so a slow client is not dropped before 10 s of silence.
+    "heartbeat_timeout_threshold": 5,
     "heartbeat_rate": 3,
     # Reconnect at once and keep trying every second, not with a doubling backoff up to 30 s.
     "rabbit_retry_interval": 1,
