@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from hastack.membership import heartbeat
 from hastack.membership.heartbeat import (
     GAP_HISTORY,
     PROBES,
@@ -379,3 +380,39 @@ def test_a_silent_peer_is_probed_when_due_as_when_every_datagram_looked() -> Non
     gaps = [b - a for a, b in itertools.pairwise(probes)]
     assert all(g >= window / PROBES - 0.0011 for g in gaps)
     assert len([p for p in probes if p <= last + threshold + window]) >= PROBES - 1
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_a_flood_of_datagrams_is_read_in_batches(
+    batch: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """400 datagrams in 0.4 s from 100 senders: the thread reads them a batch at a time
+    (about one read every 20 ms), and hears every sender. The negative control, without
+    the wait: a read for nearly every datagram."""
+    if not batch:
+        monkeypatch.setattr(heartbeat, "receive_batch", lambda interval: 0.0)
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.5", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    a = Heartbeat("a", "127.0.0.5", port, interval=0.2)
+    a.lease = 3
+    reads = []
+    drain = a._drain
+    a._drain = lambda sock: (reads.append(time.monotonic()), drain(sock))[1]  # type: ignore[method-assign,func-returns-value]
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a.start()
+    try:
+        for i in range(400):
+            message = encode_message(f"c{i % 100}", 1, "beat")
+            sender.sendto(message, ("127.0.0.5", port))
+            time.sleep(0.001)
+        time.sleep(0.1)
+        assert {f"c{i}" for i in range(100)} <= set(a.last_seen)
+        if batch:
+            assert len(reads) <= 40, len(reads)
+        else:
+            assert len(reads) > 100, len(reads)
+    finally:
+        a.close()
+        sender.close()

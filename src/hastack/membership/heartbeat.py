@@ -43,6 +43,7 @@ __all__ = [
     "Heartbeat",
     "encode_message",
     "probe_window",
+    "receive_batch",
 ]
 
 # Beats remembered per peer (a minute at the default 200 ms interval), and how many times its
@@ -55,6 +56,18 @@ HOLE = 1.5
 # Probes sent to a peer over its probe window (the last part of its silence before it would
 # be suspected): at most one every window / PROBES.
 PROBES = 20
+
+
+def receive_batch(interval: float) -> float:
+    """After reading what arrived, the thread waits this long (or less, when a beat or a
+    probe is due sooner) before reading again. A controller hears a hundred computes five
+    times a second each: woken for each datagram, its heartbeat thread — at a raised
+    priority — took the interpreter from the agent's event loop up to 500 times a second,
+    and on a saturated machine each time cost the loop a wait for the CPU to get it back
+    (at 100 computes the DC's loop stopped for 7 s, its watchdog killed it and the others
+    fenced its host; docs/control-plane.md). A datagram is then seen up to this much later:
+    a silence is judged at most this much late, a beat never early."""
+    return min(0.02, interval / 10)
 
 
 def probe_window(threshold: float, interval: float) -> float:
@@ -188,6 +201,11 @@ class Heartbeat:
                 ready, _, _ = select.select(socks, [], [], max(0.0, wake - self._clock()))
                 for sock in ready:
                     self._drain(sock)
+                if ready:
+                    # What arrives meanwhile waits in the socket, read together next time.
+                    self._stop.wait(
+                        max(0.0, min(receive_batch(self.interval), wake - self._clock()))
+                    )
 
     def probe_step(self, now: float) -> float | None:
         """Probe the watched members that are due, and return when the next probe is due
