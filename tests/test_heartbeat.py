@@ -4,6 +4,7 @@ gets its node suspected (docs/control-plane.md, "never a false fence")."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import socket
@@ -11,7 +12,14 @@ import time
 
 import pytest
 
-from hastack.membership.heartbeat import GAP_HISTORY, PROBES, Heartbeat, encode_message
+from hastack.membership import heartbeat
+from hastack.membership.heartbeat import (
+    GAP_HISTORY,
+    PROBES,
+    Heartbeat,
+    encode_message,
+    probe_window,
+)
 from hastack.model.config import Properties
 
 INTERVAL = 0.2
@@ -314,3 +322,97 @@ def test_a_datagram_is_encoded_once_per_lease_and_membership() -> None:
     hb.lease, hb.member = 9, True
     assert hb._message("beat") == encode_message("c1", 9, "beat")
     assert json.loads(hb._message("answer")) == {"node": "c1", "lease": 9, "kind": "answer"}
+
+
+def _watching(count: int) -> tuple[Clock, Heartbeat, list[str]]:
+    clock = Clock()
+    hb = Heartbeat("a", "127.0.0.1", 0, interval=INTERVAL, clock=clock)
+    hb.suspect_after = AFTER
+    peers = [f"c{i}" for i in range(count)]
+    hb.set_peers({}, watched=dict.fromkeys(peers, (("127.0.0.9",), 9)))
+    return clock, hb, peers
+
+
+def test_datagrams_alone_do_not_make_the_prober_go_over_every_member() -> None:
+    """A controller hears a hundred computes five times a second each; after each datagram
+    its thread looked at every watched member (to_probe, next_probe). Now only when a probe
+    is due, with each beat sent, or when the watched members change."""
+    clock, hb, peers = _watching(100)
+    looked = []
+    to_probe = hb.to_probe
+    hb.to_probe = lambda members: looked.append(clock.now) or to_probe(members)  # type: ignore[method-assign]
+    hb.probe_step(clock.now)
+    for step in range(1, 1001):  # 500 datagrams a second, for 2 s, no beat sent
+        clock.now = round(step * 0.002, 6)
+        hb.heard(peers[step % len(peers)], lease=1)
+        hb.probe_step(clock.now)
+    assert len(looked) == 1, looked  # the first look; nobody near their threshold since
+    hb.set_peers({}, watched={"c1": (("127.0.0.9",), 9)})  # the watched members changed
+    hb.probe_step(clock.now)
+    assert looked == [0.0, clock.now]
+
+
+def test_a_silent_peer_is_probed_when_due_as_when_every_datagram_looked() -> None:
+    """The negative control's twin: one of a hundred stops beating while the others go on;
+    its probes start at the start of its window and go out every window / PROBES, as the
+    thread that looked after every datagram sent them."""
+    clock, hb, peers = _watching(100)
+    probes: list[float] = []
+    probed = hb.probed
+    hb.probed = lambda node: (probes.append(clock.now) if node == "c0" else None, probed(node))[1]  # type: ignore[method-assign,func-returns-value]
+    next_send = 0.0
+    for step in range(0, 4001):  # 1 ms steps: a datagram from someone every 2 ms
+        clock.now = round(step * 0.001, 6)
+        if step % 2 == 0:
+            sender = peers[(step // 2) % len(peers)]
+            if sender != "c0" or clock.now < 1.0:  # c0 stops beating at 1 s
+                hb.heard(sender, lease=1)
+        if clock.now >= next_send:  # as _run: a beat sent, the members looked at again
+            next_send = clock.now + INTERVAL
+            hb._probe_due = clock.now
+        due = hb.probe_step(clock.now)
+        assert due is None or due >= clock.now
+    last = 0.8  # c0's last beat: every 200 ms (one datagram in a hundred), the last before 1 s
+    threshold = hb.threshold("c0", AFTER)
+    window = probe_window(threshold, INTERVAL)
+    assert probes, "never probed"
+    assert abs(probes[0] - (last + threshold - window)) <= 0.002
+    gaps = [b - a for a, b in itertools.pairwise(probes)]
+    assert all(g >= window / PROBES - 0.0011 for g in gaps)
+    assert len([p for p in probes if p <= last + threshold + window]) >= PROBES - 1
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_a_flood_of_datagrams_is_read_in_batches(
+    batch: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """400 datagrams in 0.4 s from 100 senders: the thread reads them a batch at a time
+    (about one read every 20 ms), and hears every sender. The negative control, without
+    the wait: a read for nearly every datagram."""
+    if not batch:
+        monkeypatch.setattr(heartbeat, "receive_batch", lambda interval: 0.0)
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.5", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    a = Heartbeat("a", "127.0.0.5", port, interval=0.2)
+    a.lease = 3
+    reads = []
+    drain = a._drain
+    a._drain = lambda sock: (reads.append(time.monotonic()), drain(sock))[1]  # type: ignore[method-assign,func-returns-value]
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a.start()
+    try:
+        for i in range(400):
+            message = encode_message(f"c{i % 100}", 1, "beat")
+            sender.sendto(message, ("127.0.0.5", port))
+            time.sleep(0.001)
+        time.sleep(0.1)
+        assert {f"c{i}" for i in range(100)} <= set(a.last_seen)
+        if batch:
+            assert len(reads) <= 40, len(reads)
+        else:
+            assert len(reads) > 100, len(reads)
+    finally:
+        a.close()
+        sender.close()

@@ -393,3 +393,31 @@ def test_the_lab_byte_compiles_the_package_once(tmp_path: Path) -> None:
     later = cached.stat().st_mtime + 10
     os.utime(package / "sub" / "mod.py", (later, later))
     assert precompile(package) == 1
+
+
+def test_a_cpu_group_is_made_with_its_shares_and_refuses_anothers(tmp_path: Path) -> None:
+    from hastack.processes import make_cpu_group, remove_cpu_group
+
+    assert make_cpu_group("x", 512, tmp_path) is None  # no CPU controller there
+    (tmp_path / "cpu.shares").write_text("1024")
+    group = make_cpu_group("lab-computes", 512, tmp_path)
+    assert group == tmp_path / "lab-computes"
+    assert (group / "cpu.shares").read_text() == "512"
+    with pytest.raises(FileExistsError):
+        make_cpu_group("lab-computes", 512, tmp_path)
+    (group / "cpu.shares").unlink()
+    assert remove_cpu_group(group)
+    assert not remove_cpu_group(group)
+
+
+def test_a_command_joins_its_cpu_group_before_it_runs(tmp_path: Path) -> None:
+    import subprocess
+
+    from hastack.processes import in_cpu_group
+
+    argv = in_cpu_group(tmp_path, ["sh", "-c", 'echo "$$" > "$1"', "sh", str(tmp_path / "pid")])
+    proc = subprocess.Popen(argv)
+    assert proc.wait() == 0
+    # The same process: it joined, then exec'd the command in place.
+    joined = (tmp_path / "cgroup.procs").read_text().strip()
+    assert joined == str(proc.pid) == (tmp_path / "pid").read_text().strip()

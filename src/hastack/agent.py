@@ -44,6 +44,7 @@ from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeK
 from hastack.model.operations import OpResult
 from hastack.model.requests import decode_cleanup
 from hastack.model.status import NodeReport, decode_status
+from hastack.model.targets import NodeTarget, WrittenTargets
 from hastack.scheduler.plan import ActionKind
 from hastack.store import Compare, DeleteOp, EtcdStore, Keys, PutOp, Store
 from hastack.store.blocking import BlockingLeaseClient
@@ -132,6 +133,7 @@ class Agent:
         self.history = EventRecorder(self._store, self.keys, config.node)
         self._trimmer: asyncio.Task[None] | None = None
         self._dc_view: ClusterSnapshot | None = None
+        self._written = WrittenTargets()  # targets this DC wrote that its view may not show yet
         self._last_report: NodeReport | None = None
         self._flags = (False, False)  # this node's standby and maintenance, as last seen
         # The cluster state, kept from the store's watch streams: all of it while DC, only
@@ -857,18 +859,35 @@ class Agent:
             self._say(decision.reason)
             return
         ops: list[PutOp | DeleteOp] = []
+        out: dict[str, NodeTarget | None] = {}
+        # What the store holds for each node: the view's, or what this DC wrote at a revision
+        # its view has not reached yet (WrittenTargets: not written again meanwhile).
+        nodes = set(decision.targets) | set(snapshot.targets) | self._written.nodes()
+        held: dict[str, tuple[NodeTarget | None, bool]] = {
+            node: self._written.current(
+                epoch,
+                node,
+                snapshot.targets.get(node),
+                snapshot.target_revisions.get(node, 0),
+                snapshot.revision,
+            )
+            for node in sorted(nodes)
+        }
         for node, target in sorted(decision.targets.items()):
-            current = snapshot.targets.get(node)
+            current, seen = held[node]
             if (
                 current is None
                 or current.epoch != epoch
                 or not target.same_work(current)
-                or snapshot.target_is_void(node)
+                or (seen and snapshot.target_is_void(node))
             ):
                 written = dataclasses.replace(target, at=time.time())
                 ops.append(PutOp(self.keys.target(node), written.encode()))
-        for node in sorted(set(snapshot.targets) - set(decision.targets)):
-            ops.append(DeleteOp(self.keys.target(node)))
+                out[node] = written
+        for node in sorted(set(held) - set(decision.targets)):
+            if held[node][0] is not None:
+                ops.append(DeleteOp(self.keys.target(node)))
+                out[node] = None
         # Assignment maps go with the targets that carry their grants, each compared with
         # the revision it was computed from (docs/assign.md).
         compares = [Compare.created_at(self.keys.dc, epoch)]
@@ -904,6 +923,7 @@ class Agent:
             self._set_epoch(None, "the leader key changed while writing targets")
             self.controller.forget()
             return
+        self._written.record(epoch, result.revision, out)
         # A step of the failover pipeline (bench/vip_failover.py): targets out.
         self.events.record("targets-written", keys=sorted(self.keys.relative(o.key) for o in ops))
         for note in decision.assignments.notes:

@@ -16,9 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "CPU_CGROUP_ROOT",
     "ProcessRecord",
+    "in_cpu_group",
     "is_alive",
+    "make_cpu_group",
     "pids_by_netns",
+    "remove_cpu_group",
     "send",
     "set_autogroup_nice",
     "spawn",
@@ -230,3 +234,54 @@ def pids_by_netns(namespaces: list[str]) -> dict[str, list[ProcessRecord]]:
             if ticks is not None:
                 found.setdefault(namespace_of, []).append(ProcessRecord(pid, ticks))
     return found
+
+
+# The cgroup (v1) hierarchy of the CPU controller, where the machine mounts one.
+CPU_CGROUP_ROOT = Path("/sys/fs/cgroup/cpu")
+
+
+def make_cpu_group(name: str, shares: int, root: Path = CPU_CGROUP_ROOT) -> Path | None:
+    """A CPU cgroup of our own under `root` with `shares` (1024 weighs as much as one
+    nice-0 session beside it); None where there is no such hierarchy or we may not write it.
+
+    Autogroups apply only to processes in the root cgroup: inside a group of its own, a
+    whole set of processes (a hundred lab computes, each in sessions of its own) weighs
+    `shares` against each session outside it, and their nice values count against each
+    other again. Refuses a name that exists (another run's)."""
+    if not (root / "cpu.shares").exists():
+        return None
+    path = root / name
+    try:
+        path.mkdir()  # FileExistsError: another's, never to be touched
+    except FileExistsError:
+        raise
+    except OSError:
+        return None
+    try:
+        (path / "cpu.shares").write_text(str(shares))
+    except OSError:
+        path.rmdir()
+        return None
+    return path
+
+
+def in_cpu_group(group: Path, argv: Sequence[str]) -> list[str]:
+    """`argv` started inside `group`: the shell joins it, then execs (same pid), so nothing
+    the command starts runs outside it even for a moment."""
+    return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(group), *argv]
+
+
+def remove_cpu_group(group: Path, wait: float = 5.0) -> bool:
+    """Remove a CPU cgroup once its processes are gone (they were killed before); False if
+    it was not there. A group still holding exiting processes refuses for a moment."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            group.rmdir()
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)

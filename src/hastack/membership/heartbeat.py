@@ -26,6 +26,7 @@ import collections
 import contextlib
 import json
 import logging
+import math
 import select
 import socket
 import threading
@@ -42,6 +43,7 @@ __all__ = [
     "Heartbeat",
     "encode_message",
     "probe_window",
+    "receive_batch",
 ]
 
 # Beats remembered per peer (a minute at the default 200 ms interval), and how many times its
@@ -54,6 +56,18 @@ HOLE = 1.5
 # Probes sent to a peer over its probe window (the last part of its silence before it would
 # be suspected): at most one every window / PROBES.
 PROBES = 20
+
+
+def receive_batch(interval: float) -> float:
+    """After reading what arrived, the thread waits this long (or less, when a beat or a
+    probe is due sooner) before reading again. A controller hears a hundred computes five
+    times a second each: woken for each datagram, its heartbeat thread — at a raised
+    priority — took the interpreter from the agent's event loop up to 500 times a second,
+    and on a saturated machine each time cost the loop a wait for the CPU to get it back
+    (at 100 computes the DC's loop stopped for 7 s, its watchdog killed it and the others
+    fenced its host; docs/control-plane.md). A datagram is then seen up to this much later:
+    a silence is judged at most this much late, a beat never early."""
+    return min(0.02, interval / 10)
 
 
 def probe_window(threshold: float, interval: float) -> float:
@@ -117,6 +131,8 @@ class Heartbeat:
         # False on a node that judges no silence (a compute): it probes nobody.
         self.probing = True
         self._longest: dict[str, float] = {}  # the longest of each peer's recent gaps
+        # When the watched members must be looked at again for probes (probe_step).
+        self._probe_due = -math.inf
         self._sock: socket.socket | None = None
         self._socks: list[socket.socket] = []
         self._stop = threading.Event()
@@ -132,7 +148,10 @@ class Heartbeat:
         judged here (probed near their threshold; by default the same); replaced whole,
         read by the thread."""
         self._peers = dict(peers)
-        self._watched = dict(watched) if watched is not None else self._peers
+        watched = dict(watched) if watched is not None else self._peers
+        if watched != self._watched:
+            self._probe_due = -math.inf  # looked at again at once
+        self._watched = watched
 
     def start(self) -> None:
         for address in self.addresses:
@@ -173,17 +192,42 @@ class Heartbeat:
             if now >= next_send:
                 self.send(self._peers)
                 next_send = now + self.interval
+                self._probe_due = now  # looked at again with every beat sent
             wake = next_send
-            watched = self._watched if self.probing else {}
-            for node in self.to_probe(list(watched)):
-                self._probe(node, watched[node])
-            probing = self.next_probe(list(watched))
+            probing = self.probe_step(now)
             if probing is not None:
                 wake = min(wake, probing)
             with contextlib.suppress(OSError, ValueError):
                 ready, _, _ = select.select(socks, [], [], max(0.0, wake - self._clock()))
                 for sock in ready:
                     self._drain(sock)
+                if ready:
+                    # What arrives meanwhile waits in the socket, read together next time.
+                    self._stop.wait(
+                        max(0.0, min(receive_batch(self.interval), wake - self._clock()))
+                    )
+
+    def probe_step(self, now: float) -> float | None:
+        """Probe the watched members that are due, and return when the next probe is due
+        (None: nobody is near their threshold). The members are looked at only when a
+        probe is due, with each beat sent, and when the watched members change — not after
+        every datagram: a controller hears a hundred computes five times a second each, and
+        going over all of them after each datagram (to_probe and next_probe: 500 times a
+        second × 103 members) kept its heartbeat thread busy, at its raised priority, while
+        the agent's event loop waited for the interpreter (py-spy on the DC at 100
+        computes: the heartbeat thread in two of every five samples; docs/control-plane.md).
+        Nothing is probed later than before: a datagram only ends or shortens a silence
+        (its sender's probes come later, never sooner), and a threshold that shrinks does so
+        on a beat, whose probe window starts at least an interval after it — by when the
+        next beat sent has looked again."""
+        if now < self._probe_due:
+            return self._probe_due if self._probe_due != math.inf else None
+        watched = self._watched if self.probing else {}
+        for node in self.to_probe(list(watched)):
+            self._probe(node, watched[node])
+        probing = self.next_probe(list(watched))
+        self._probe_due = probing if probing is not None else math.inf
+        return probing
 
     def _drain(self, sock: socket.socket) -> None:
         while True:

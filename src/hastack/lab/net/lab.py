@@ -73,8 +73,12 @@ from hastack.lab.net.topology import (
 from hastack.lab.power import NodePower, clear_volatile, power_status, read_registry
 from hastack.model.agent_config import Timings
 from hastack.processes import (
+    CPU_CGROUP_ROOT,
     ProcessRecord,
+    in_cpu_group,
     is_alive,
+    make_cpu_group,
+    remove_cpu_group,
     send,
     set_autogroup_nice,
     spawn,
@@ -138,6 +142,16 @@ PACE_MAX = 10.0
 # a machine of its own and cannot slow the controllers down; here a hundred of them share two
 # cores with the three controllers and etcd, and must not starve them.
 COMPUTE_NICE = 5
+# And all of them together weigh as one session (nice 0) beside each controller's process
+# sessions: every compute host's process runs in one CPU cgroup with these shares (where the
+# machine has the cgroup v1 CPU controller). With autogroups, the CPU was shared between
+# sessions first, a hundred computes' agents, services and probes each a session: at 50
+# computes the DC's agent got a few per cent of a core while the configuration was applied,
+# its cycle stopped for its whole alive window, its process watchdog killed it, the others
+# deposed and fenced it — its etcd member with it — and then the next DC (docs/control-
+# plane.md, "What broke at 50 computes"). Inside the group the computes' nice values count
+# against each other again (their liveness threads before their probes).
+COMPUTE_CPU_SHARES = 1024
 # Memory a host's processes take, rounded up from bench/lab_up.py (PSS, idle, 100 computes:
 # supervisor + agent + watchdog ≈ 44 MiB; a controller adds etcd, ≈ 66 MiB, and is the DC).
 MIB_PER_COMPUTE = 60
@@ -279,6 +293,11 @@ class Lab(Harness):
             return self._memory_dir() / node
         return super().etcd_data_dir(node)
 
+    def _cpu_group(self) -> Path | None:
+        """The compute hosts' CPU cgroup, when `up` made one."""
+        made = self.state.get("created", {}).get("cpu_groups", [])
+        return Path(made[0]) if made else None
+
     def _memory_dir(self) -> Path:
         return MEMORY_ROOT / f"hastack-lab-{self.topology.prefix}"
 
@@ -412,6 +431,8 @@ class Lab(Harness):
             if etcd_data == "memory":
                 lab._created("memory", str(lab._memory_dir()))
                 lab._memory_dir().mkdir(mode=0o700)
+            if computes:
+                lab._make_cpu_group(say)
             waves = lab._waves(start_wave)
             # One status feed for the whole start: each wait below is bounded by `wait`. Each
             # report reads the whole cluster and asks every member for its status over fresh
@@ -431,6 +452,20 @@ class Lab(Harness):
             lab.down(keep_logs=True)
             raise
         return lab
+
+    def _make_cpu_group(self, say: Callable[[str], None]) -> None:
+        name = f"hastack-lab-{self.topology.prefix}-computes"
+        self._created("cpu_groups", str(CPU_CGROUP_ROOT / name))
+        try:
+            group = make_cpu_group(name, COMPUTE_CPU_SHARES, CPU_CGROUP_ROOT)
+        except FileExistsError:
+            group = None
+        if group is None:  # not ours to remove
+            self.state["created"]["cpu_groups"] = []
+            self._save()
+            say("no CPU cgroup for the computes (no cgroup v1 CPU controller): sessions only")
+        else:
+            say(f"compute hosts' processes in CPU cgroup {group} ({COMPUTE_CPU_SHARES} shares)")
 
     def _waves(self, size: int) -> list[list[str]]:
         """The controllers' agents, then the computes' `size` at a time."""
@@ -535,6 +570,9 @@ class Lab(Harness):
         ]  # fmt: skip
         if host.role is HostRole.COMPUTE:  # nice, like ip netns exec, execs in place
             wrapped = ["nice", "-n", str(COMPUTE_NICE), *wrapped]
+            group = self._cpu_group()
+            if group is not None:
+                wrapped = in_cpu_group(group, wrapped)
         record, _ = spawn(wrapped, log_path=log)
         if host.role is HostRole.COMPUTE:  # its session too: see set_autogroup_nice
             set_autogroup_nice(record.pid, COMPUTE_NICE)
@@ -896,6 +934,12 @@ class Lab(Harness):
             if Path(path).exists():
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(f"etcd data in memory {path}")
+        for path in created.get("cpu_groups", []):
+            try:
+                if remove_cpu_group(Path(path)):
+                    removed.append(f"CPU cgroup {path}")
+            except OSError as exc:
+                removed.append(f"CPU cgroup {path} NOT removed ({exc})")
         if keep_logs:
             for h in self.controllers():
                 shutil.rmtree(self.host_dir(h.name) / "etcd", ignore_errors=True)
@@ -916,6 +960,7 @@ class Lab(Harness):
         holes = links.blackholes()
         out += [f"blackhole {n}" for n in created.get("blackholes", []) if n in holes]
         out += [f"etcd data {p}" for p in created.get("memory", []) if Path(p).exists()]
+        out += [f"CPU cgroup {p}" for p in created.get("cpu_groups", []) if Path(p).exists()]
         for h in self.hosts():
             for what in ("agent", "etcd"):
                 if self.alive(h.name, what):
