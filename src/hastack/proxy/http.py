@@ -86,6 +86,9 @@ def error_response(status: int, why: str) -> bytes:
     ).encode() + body
 
 
+_NOT_TRIED: frozenset[str] = frozenset()
+
+
 class _Refuse(Exception):
     def __init__(self, status: int, why: str) -> None:
         super().__init__(why)
@@ -141,7 +144,9 @@ class Exchange:
         self.server: ServerRuntime | None = None  # the slot held
         self.conn: HttpServerConn | None = None
         self.attempts = 0
-        self.tried: set[str] = set()
+        # Servers tried already: a shared empty set until a retry adds one (most requests
+        # are never retried, so they allocate no set).
+        self.tried: frozenset[str] | set[str] = _NOT_TRIED
         self.started = False  # response bytes have gone to the client
         self.status = 0
         self.task: asyncio.Task[None] | None = None
@@ -518,8 +523,8 @@ class HttpClientConn:
     def _dispatch(self, ex: Exchange) -> None:
         """Fast path when a slot and a pooled connection are free; else a task."""
         backend = self.backend
-        exclude = ex.tried if backend.redispatch else ()
-        server = backend.try_acquire(self.client_key, exclude)  # type: ignore[arg-type]
+        exclude = ex.tried if backend.redispatch else _NOT_TRIED
+        server = backend.try_acquire(self.client_key, exclude)
         if server is not None:
             ex.server = server
             self._note_redispatch(ex, server)
@@ -539,7 +544,7 @@ class HttpClientConn:
         try:
             while True:
                 if ex.server is None:
-                    exclude = ex.tried if backend.redispatch else set()
+                    exclude = ex.tried if backend.redispatch else _NOT_TRIED
                     server = await backend.acquire(self.client_key, exclude)
                     ex.server = server
                     self._note_redispatch(ex, server)
@@ -553,7 +558,7 @@ class HttpClientConn:
                         server.counters.conn_errors += 1
                         self.plane.report_error(backend.name, server.name, f"connect: {last_error}")
                         self._release(ex)
-                        ex.tried.add(server.name)
+                        _add_tried(ex, server.name)
                         ex.attempts += 1
                         if ex.attempts > backend.retries:
                             raise Refusal(
@@ -618,7 +623,7 @@ class HttpClientConn:
                 self.plane.report_error(self.backend.name, server.name, why)
             if ex.replayable and ex.attempts < self.backend.retries:
                 ex.attempts += 1
-                ex.tried.add(server.name)
+                _add_tried(ex, server.name)
                 server.counters.retries += 1
                 self._dispatch(ex)
                 return
@@ -717,6 +722,32 @@ def _drop_listed(parts: list[bytes], listed: bytes) -> list[bytes]:
     return out
 
 
+def _decimal(data: bytes, start: int, end: int) -> int:
+    """The number written in data[start:end] between optional spaces and tabs, or -1 if it is
+    not only decimal digits (or too long to be a length we take on this path)."""
+    while start < end and (data[start] == 32 or data[start] == 9):
+        start += 1
+    while end > start and (data[end - 1] == 32 or data[end - 1] == 9):
+        end -= 1
+    if start == end or end - start > 18:
+        return -1
+    n = 0
+    for i in range(start, end):
+        c = data[i]
+        if c < 48 or c > 57:
+            return -1
+        n = n * 10 + c - 48
+    return n
+
+
+def _add_tried(ex: Exchange, name: str) -> None:
+    tried = ex.tried
+    if isinstance(tried, set):
+        tried.add(name)
+    else:
+        ex.tried = {name}
+
+
 def _pop_idle(server: ServerRuntime) -> HttpServerConn | None:
     idle = server.idle
     while idle:
@@ -749,7 +780,10 @@ class HttpServerConn:
         self.upgrade_line = b""
         self.length = -1
         self.te = b""
-        self.plain = b""
+        self.plain = b""  # a usual response head as received (`_plain_head`), else b""
+        self.as_is = True  # ... with no Connection header, or `keep-alive`
+        self.conn_at = -1  # ... and where its Connection line starts and ends (-1: none)
+        self.conn_end = -1
         self.message_done = False
         self.keep = False
         self.dechunk = False
@@ -884,7 +918,6 @@ class HttpServerConn:
             return
         n = len(data)
         self.server.counters.bytes_out += n
-        self.deadline = self.loop.time() + self.backend.server_timeout
         mode = self.mode
         if mode == _LENGTH:
             self.data_received_body(ex, data)
@@ -895,6 +928,10 @@ class HttpServerConn:
         else:
             self.got = True
             self._head(ex, data)
+        if self.ex is ex:
+            # Still answering: the server has `server_timeout` for its next bytes. (A finished
+            # response set the pool's deadline instead; usually one read is the whole answer.)
+            self.deadline = self.loop.time() + self.backend.server_timeout
 
     def _chunked(self, ex: Exchange, data: bytes) -> None:
         if not self.dechunk:
@@ -926,6 +963,7 @@ class HttpServerConn:
         buf = self.head_buf + data if self.head_buf else data
         client = ex.client
         while True:
+            start = buf
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > MAX_RESPONSE_HEAD:
@@ -999,7 +1037,6 @@ class HttpServerConn:
         if mode in (_CLOSE, _TUNNEL):
             self.keep = False
         ex.started = True
-        head = self._response_head(ex, status, keep=ex.client_keep)
         # The head and the body bytes that came with it go out in one write: one system call
         # per small response instead of two.
         if mode == _LENGTH:
@@ -1009,14 +1046,24 @@ class HttpServerConn:
                 buf = buf[:length]
             if buf and parser is self.validator:
                 parser.feed_data(buf)  # counted by llhttp too: the next head starts clean
+            if self.plain and self.as_is and ex.client_keep and not ex.http10 and n <= length:
+                # The usual case: what to send is what came, without its Connection line if
+                # it has one (`start` is this head and the body bytes that came with it).
+                conn = self.conn_at
+                out = start if conn < 0 else start[:conn] + start[self.conn_end :]
+            else:
+                head = self._response_head(ex, status, keep=ex.client_keep)
+                out = head + buf if buf else head
             if n < length:
                 self.remaining = length - n
-                client.write_response(head + buf if buf else head)
+                client.write_response(out)
                 return
             self.remaining = 0
-            client.write_response(head + buf if buf else head)
+            client.write_response(out)
             self._finish(ex)
-        elif mode == _NOBODY:
+            return
+        head = self._response_head(ex, status, keep=ex.client_keep)
+        if mode == _NOBODY:
             client.write_response(head)
             if buf:
                 self.keep = False
@@ -1065,35 +1112,47 @@ class HttpServerConn:
         """
         if not head.startswith(b"HTTP/1.1 "):
             return b""
+        self.conn_at = -1
+        self.as_is = True
         low = head.lower()
         for name in _NOT_PLAIN:
-            if name in low:
+            # find(), not `name in low`: bytes.__contains__ first tries its argument as an
+            # integer and builds a TypeError for every substring search (measured: half of
+            # this function's time).
+            if low.find(name) >= 0:
                 return b""
         start = low.find(b"\r\ncontent-length:")
         if start < 0:
             return b""
         end = low.find(b"\r\n", start + 17)
-        value = low[start + 17 : end].strip()
-        if not value.isdigit():
+        length = _decimal(low, start + 17, end)
+        if length < 0:
             return b""
         conn = low.find(b"\r\nconnection:")
         if conn >= 0:
             conn_end = low.find(b"\r\n", conn + 13)
-            if low[conn + 13 : conn_end].strip() not in (b"keep-alive", b"close"):
+            token = low[conn + 13 : conn_end].strip()
+            if token not in (b"keep-alive", b"close"):
                 return b""
             if low.find(b"\r\nconnection:", conn_end) >= 0:
                 return b""
-            head = head[:conn] + head[conn_end:]
-        self.length = int(value)
-        return head[:-2]  # without the blank line: our Connection header may follow
+            self.conn_at = conn
+            self.conn_end = conn_end
+            self.as_is = token == b"keep-alive"
+        self.length = length
+        return head  # as received; `_response_head` rewrites it only when it must
 
     def _response_head(self, ex: Exchange, status: int, *, keep: bool) -> bytes:
         if self.plain:
+            head = self.plain
+            if self.conn_at >= 0:
+                head = head[: self.conn_at] + head[self.conn_end :]
+            head = head[:-2]  # without the blank line: our Connection header follows
             if not keep:
-                return self.plain + b"Connection: close\r\n\r\n"
+                return head + b"Connection: close\r\n\r\n"
             if ex.http10:
-                return self.plain + b"Connection: keep-alive\r\n\r\n"
-            return self.plain + b"\r\n"
+                return head + b"Connection: keep-alive\r\n\r\n"
+            return head + b"\r\n"
         parts = _drop_listed(self.parts, self.conn_value) if self.conn_value else self.parts
         if self.dechunk:
             parts = _drop_listed(parts, b"transfer-encoding")
