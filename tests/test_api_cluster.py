@@ -97,12 +97,16 @@ def start(local_cluster: ClusterFactory) -> LocalCluster:
     applied = hastack_cli(lc, "config", "apply", "-", "--yes", stdin=cluster_config(lc))
     assert applied.returncode == 0, applied.stderr
 
+    last: dict[str, object] = {}  # what each node said last: shown if it never settles
+
     def settled() -> bool:
         for node in lc.node_names:
             try:
                 status, data = call(lc, node, "/api/v1/status")
-            except urllib.error.URLError:
+            except urllib.error.URLError as exc:
+                last[node] = f"no API yet ({exc})"
                 return False  # its agent has not bound the API yet
+            last[node] = (status, data.get("dc_node"), data.get("nodes"), data.get("stopped"))
             if status != 200 or data["dc_node"] is None:
                 return False
             if not all(n["online"] for n in data["nodes"]) or len(data["nodes"]) != 3:
@@ -111,7 +115,10 @@ def start(local_cluster: ClusterFactory) -> LocalCluster:
                 return False
         return True
 
-    wait_until(settled, timeout=30, interval=0.2)
+    try:
+        wait_until(settled, timeout=30, interval=0.2)
+    except AssertionError:
+        raise AssertionError(f"the cluster did not settle within 30 s; last seen: {last}") from None
     return lc
 
 
