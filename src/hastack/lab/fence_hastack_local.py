@@ -12,12 +12,18 @@ Actions: off, on, reboot, status (exit 0 on, 2 off), monitor, list, metadata.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from hastack.lab.power import RegistryError, power_off, power_status, preload, read_registry
+from hastack.lab.power import (
+    RegistryError,
+    leave,
+    power_off,
+    power_status,
+    preload,
+    read_registry,
+)
 
 __all__ = ["main"]
 
@@ -75,18 +81,11 @@ def _read_args(argv: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """The program (`argv` None: from the command line and stdin, and out at once when done)
-    or one call of it (`argv` given: returns the exit status).
-
-    Out at once: the fencer's answer is this process's exit, and an interpreter's ordinary
-    teardown with pyroute2 loaded took 0.1-0.4 s on this machine (2026-12-07; 6-20 ms
-    without it) — all of it after the node was off, on the failover's path. Nothing is left
-    for the teardown to do: the output is flushed, the exclusivity log closed after its write.
-    """
+    or one call of it (`argv` given: returns the exit status). Out at once: the fencer's
+    answer is this process's exit (`hastack.lab.power.leave`)."""
     code = _act(_read_args(sys.argv[1:] if argv is None else argv))
     if argv is None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        leave(code)
     return code
 
 
