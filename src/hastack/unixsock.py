@@ -8,9 +8,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-__all__ = ["SUN_PATH_MAX", "socket_path_for"]
+__all__ = ["SOCKET_NAMES", "SUN_PATH_MAX", "remove_fallbacks", "socket_path_for"]
 
 SUN_PATH_MAX = 100  # of sun_path's 108 bytes, with room to spare
+
+# The sockets a node's agent state directory has: the attribute server's and the watchdog's.
+SOCKET_NAMES = ("attrd", "watchdog")
 
 
 def socket_path_for(state_dir: str | Path, name: str) -> Path:
@@ -20,3 +23,16 @@ def socket_path_for(state_dir: str | Path, name: str) -> Path:
         return path
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
     return Path(f"/tmp/hastack-{name}-{digest}.sock")
+
+
+def remove_fallbacks(state_dir: str | Path) -> list[Path]:
+    """Remove the /tmp fallbacks of `state_dir`'s sockets, for whoever removes the directory
+    once its processes are gone: a process ended by SIGKILL (a lab crash, a fence) leaves its
+    socket file, and one outside the directory is not removed with it. Returns those removed."""
+    removed = []
+    for name in SOCKET_NAMES:
+        path = socket_path_for(state_dir, name)
+        if path.parent == Path("/tmp") and path.is_socket():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

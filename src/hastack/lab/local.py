@@ -33,6 +33,7 @@ from hastack.lab.power import NodePower, power_off, read_registry
 from hastack.model.agent_config import Timings
 from hastack.processes import ProcessRecord, is_alive, send, spawn, stop, wait_gone
 from hastack.store import endpoint_status
+from hastack.unixsock import remove_fallbacks
 
 __all__ = [
     "CLIENT_FILE",
@@ -354,6 +355,8 @@ class LocalCluster(Harness):
                 break
             time.sleep(0.2)
         remove_namespaces(self.state.get("namespaces", []))
+        for node in self.node_names:
+            remove_fallbacks(self.agent_state_dir(node))
         if keep_logs:
             for node in self.node_names:
                 shutil.rmtree(self.directory / node / "etcd", ignore_errors=True)

@@ -85,6 +85,7 @@ from hastack.processes import (
     wait_gone,
     wait_stopped,
 )
+from hastack.unixsock import remove_fallbacks
 
 __all__ = [
     "FAST_TIMINGS",
@@ -930,6 +931,8 @@ class Lab(Harness):
         for network in created.get("blackholes", []):
             if links.remove_blackhole(network):
                 removed.append(f"blackhole route {network}")
+        for h in self.hosts():
+            removed += [f"socket {p}" for p in remove_fallbacks(self.agent_state_dir(h.name))]
         for path in created.get("memory", []):
             if Path(path).exists():
                 shutil.rmtree(path, ignore_errors=True)
