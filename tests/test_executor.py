@@ -24,6 +24,7 @@ from hastack.model.members import ClusterSnapshot
 from hastack.model.requests import CleanupRequest
 from hastack.model.state import base_id
 from hastack.model.status import ResourceReport
+from hastack.nsthread import call_in_netns
 from hastack.processes import ProcessRecord, is_alive
 from hastack.store import Keys, PutOp
 from hastack.store.config import read_config, write_config
@@ -86,10 +87,16 @@ def wait_running(
 
 
 def has_address(lc: LocalCluster, node: str, address: str) -> bool:
-    from pyroute2 import NetNS
+    """Looked at from a thread inside the node's namespace: pyroute2's `NetNS` forks a child
+    to open its socket there, and a fork of this threaded process (gRPC's threads) crashed
+    with a segmentation fault in a CI run."""
+    from pyroute2 import IPRoute
 
-    with NetNS(lc.netns(node) or "") as ns:
-        return any(a.get_attr("IFA_ADDRESS") == address for a in ns.get_addr())
+    def look() -> bool:
+        with IPRoute() as ip:
+            return any(a.get_attr("IFA_ADDRESS") == address for a in ip.get_addr())
+
+    return call_in_netns(lc.netns(node) or "", look)
 
 
 def service_record(lc: LocalCluster, node: str, instance: str) -> ProcessRecord:
