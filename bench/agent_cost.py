@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -238,6 +239,7 @@ def main() -> int:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(dog, signal.SIGTERM)
         lc.down()
+        shutil.rmtree(directory, ignore_errors=True)  # the computes' directories
     return 0
 
 
