@@ -135,6 +135,14 @@ SCENARIOS = {
         {"host": "c2", "instances": 6, "evacuable": 4, "within": "10s"},
         "30s",
     ),
+    "compute-kill-service-30": scenario(
+        "compute-kill-service-30",
+        "K3 with 30 computes",
+        30,
+        [{"at": "2s", "op": "kill", "node": "c3", "process": "nova-compute"}],
+        {"host": "c3", "instances": 4, "evacuable": 4, "expect": "stays"},
+        "16s",
+    ),
 }  # fmt: skip
 
 

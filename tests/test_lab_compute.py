@@ -53,8 +53,9 @@ def test_cut_off_compute_runs_its_instances_until_the_fence_then_they_move(
 
 
 @pytest.mark.lab
-def test_killed_compute_service_is_restarted_in_place(tmp_path: Path) -> None:
-    result = run("compute-kill-service", tmp_path)
+@pytest.mark.parametrize("name", ["compute-kill-service", "compute-kill-service-30"])
+def test_killed_compute_service_is_restarted_in_place(name: str, tmp_path: Path) -> None:
+    result = run(name, tmp_path)
     summary = (result.results / "summary.txt").read_text()
     assert result.check("instances").valid is True, summary
 
