@@ -1,0 +1,167 @@
+"""What comes after a crash is detected, decided purely (docs/fencing.md, "After detection"):
+
+* the DC decides, the moment the device answers, on its view as it will read once the
+  fencing record is in (`assume_recorded`), and writes the record with those targets: the
+  targets must be the ones it would write a watch event and a cycle later, from the store;
+* a new DC puts every target under its epoch (a node refuses an older DC's); a target that
+  only changed its stamp asks nothing of a node that finished the older one, so the new DC
+  does not wait for its acknowledgement (`WrittenTargets.restamps`) — but it still waits for
+  a node that has not finished the older one.
+
+On the in-memory cluster of tests/cluster_sim.py."""
+
+from __future__ import annotations
+
+import copy
+
+from cluster_sim import SimCluster, action_text
+from hastack.model.config import ClusterConfig, Role
+from hastack.model.fencing import FenceRecord, assume_recorded
+
+NODES = ["n1", "n2", "n3"]
+
+
+def _config() -> ClusterConfig:
+    config = ClusterConfig.model_validate(
+        {
+            "properties": {"stonith-enabled": True},
+            "resource-defaults": {"resource-stickiness": 100},
+            "fencing": {"devices": [{"device": "power", "agent": "fence_hastack_local"}]},
+            "resources": [
+                {"primitive": "vip", "agent": "hastack:vip", "params": {"ip": "10.0.0.9"}},
+                {"primitive": "web", "agent": "ocf:heartbeat:Dummy"},
+            ],
+        }
+    )
+    assert config.reference_problems() == []
+    return config
+
+
+def _settled(holder: str = "n1") -> SimCluster:
+    """vip on `holder`, web on n3, every node done with its target."""
+    sim = SimCluster(
+        _config(), NODES, running={holder: {"vip": Role.STARTED}, "n3": {"web": Role.STARTED}}
+    )
+    for _ in range(6):
+        sim.step()
+        for name in NODES:
+            sim.execute(name)
+    assert sim.step().ready == ()
+    return sim
+
+
+def _record(sim: SimCluster, node: str) -> FenceRecord:
+    return FenceRecord(
+        node, "off", "success", 1, ("power",), "test", sim.now, sim.now, sim.dc, sim.epoch
+    )
+
+
+def _roles(sim: SimCluster) -> dict[str, dict[str, Role]]:
+    return {n: dict(t.resources) for n, t in sorted(sim.targets.items())}
+
+
+def test_the_targets_written_with_the_record_are_those_the_store_would_give() -> None:
+    sim = _settled()
+    decision = sim.step(suspects=["n1"])
+    assert action_text(decision) == ["fence n1"]
+    real = copy.deepcopy(sim)
+
+    # Pipelined: decided on the view with the record assumed, then both written at once.
+    record = _record(sim, "n1")
+    view = assume_recorded(sim.snapshot(), record)
+    assert view is not None
+    pipelined = sim.controller.decide(
+        view, sim.config, epoch=sim.epoch, now=sim.now, suspects=frozenset({"n1"})
+    )
+    # As before: the record is written, the DC's next cycle reads it and decides.
+    real.fence("n1")
+    later = real.step(suspects=["n1"])
+
+    assert sorted(action_text(pipelined)) == sorted(action_text(later))
+    assert any(a.startswith("start vip ") for a in action_text(pipelined))
+    sim.fence("n1")  # the store after the one write: the record ...
+    sim.write(pipelined)  # ... and the targets
+    assert _roles(sim) == _roles(real)
+    # The view the DC read next shows nothing it did not foresee: it follows its plan.
+    assert not sim.step(suspects=["n1"]).replanned
+
+
+def test_the_assumed_record_counts_after_the_nodes_join_and_report() -> None:
+    sim = _settled()
+    snapshot = sim.snapshot()
+    assert not snapshot.fenced_since_join("n1")
+    view = assume_recorded(snapshot, _record(sim, "n1"))
+    assert view is not None
+    assert view.fenced_since_join("n1") and view.fenced_since_report("n1")
+    assert view.fences()["n1"] > snapshot.revision
+    # Nothing else of the view changes.
+    assert view.statuses == snapshot.statuses and view.targets == snapshot.targets
+
+
+def test_a_record_that_would_not_be_appended_is_not_assumed() -> None:
+    sim = _settled()
+    record = _record(sim, "n1")
+    sim.fence("n1")
+    sim.fencing["n1"] = [record]
+    assert assume_recorded(sim.snapshot(), record) is None  # a copy of the same write
+    failed = FenceRecord(
+        "n1", "off", "failed", 1, ("power",), "", sim.now - 5, sim.now - 4, sim.dc, sim.epoch
+    )
+    assert assume_recorded(sim.snapshot(), failed) is None  # began before the success
+
+
+def _dc_crash(*, restamping: bool) -> SimCluster:
+    """n1, the DC holding vip, crashes: n2 becomes DC and fences it."""
+    sim = _settled()
+    sim.dc = "n2"
+    sim.new_dc()
+    sim.restamping = restamping
+    decision = sim.step(suspects=["n1"])
+    assert action_text(decision) == ["fence n1"]
+    # Every node's target put under the new epoch, the same work as before.
+    assert {n for n, t in sim.targets.items() if t.epoch == sim.epoch} == {"n2", "n3"}
+    return sim
+
+
+def test_a_new_dc_does_not_wait_for_the_acknowledgement_of_a_restamp() -> None:
+    sim = _dc_crash(restamping=True)
+    assert set(sim.written.restamps()) == {"n2", "n3"}
+    sim.fence("n1")
+    decision = sim.step(suspects=["n1"])  # n2 and n3 have not acknowledged the restamps
+    assert not decision.hold, decision.reason
+    assert action_text(decision) in (["start vip n2"], ["start vip n3"])
+
+
+def test_without_restamps_the_new_dc_waits_for_every_acknowledgement() -> None:
+    # The negative control: the same story, the new DC as it was.
+    sim = _dc_crash(restamping=False)
+    sim.fence("n1")
+    decision = sim.step(suspects=["n1"])
+    assert decision.hold and decision.reason == "waiting for n2, n3 to finish"
+
+
+def test_a_node_that_refused_the_older_target_is_still_waited_for() -> None:
+    sim = _settled()
+    # The old DC gives n3 new work (db, which prefers n3) ...
+    raw = _config().model_dump(mode="json", by_alias=True, exclude_none=True)
+    raw["resources"].append({"primitive": "db", "agent": "ocf:heartbeat:Dummy"})
+    raw["constraints"] = [{"location": "db-on-n3", "resource": "db", "node": "n3", "score": 100}]
+    sim.set_config(ClusterConfig.model_validate(raw))
+    for name in NODES:
+        sim.report(name)  # probed
+    assert action_text(sim.step()) == ["start db n3"]
+    sim.execute("n1")
+    sim.execute("n2")
+    older = sim.target_revisions["n3"]
+    # ... and crashes; n3 sees the new DC before that target, and refuses it.
+    sim.dc = "n2"
+    sim.new_dc()
+    sim.nodes["n3"].refused = older
+    decision = sim.step(suspects=["n1"])
+    assert "fence n1" in action_text(decision)
+    assert sim.written.restamps()["n3"] == (sim.target_revisions["n3"], older)
+    sim.fence("n1")
+    decision = sim.step(suspects=["n1"])
+    assert decision.hold and decision.reason == "waiting for n3 to finish"
+    sim.execute("n3")
+    assert action_text(sim.step(suspects=["n1"])) in (["start vip n2"], ["start vip n3"])
