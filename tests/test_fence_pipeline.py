@@ -92,10 +92,12 @@ def test_the_assumed_record_counts_after_the_nodes_join_and_report() -> None:
     assert not snapshot.fenced_since_join("n1")
     view = assume_recorded(snapshot, _record(sim, "n1"))
     assert view is not None
-    assert view.fenced_since_join("n1") and view.fenced_since_report("n1")
+    assert view.fenced_since_join("n1")
+    assert view.fenced_since_report("n1")
     assert view.fences()["n1"] > snapshot.revision
     # Nothing else of the view changes.
-    assert view.statuses == snapshot.statuses and view.targets == snapshot.targets
+    assert view.statuses == snapshot.statuses
+    assert view.targets == snapshot.targets
 
 
 def test_a_record_that_would_not_be_appended_is_not_assumed() -> None:
@@ -137,7 +139,8 @@ def test_without_restamps_the_new_dc_waits_for_every_acknowledgement() -> None:
     sim = _dc_crash(restamping=False)
     sim.fence("n1")
     decision = sim.step(suspects=["n1"])
-    assert decision.hold and decision.reason == "waiting for n2, n3 to finish"
+    assert decision.hold
+    assert decision.reason == "waiting for n2, n3 to finish"
 
 
 def test_a_node_that_refused_the_older_target_is_still_waited_for() -> None:
@@ -162,6 +165,7 @@ def test_a_node_that_refused_the_older_target_is_still_waited_for() -> None:
     assert sim.written.restamps()["n3"] == (sim.target_revisions["n3"], older)
     sim.fence("n1")
     decision = sim.step(suspects=["n1"])
-    assert decision.hold and decision.reason == "waiting for n3 to finish"
+    assert decision.hold
+    assert decision.reason == "waiting for n3 to finish"
     sim.execute("n3")
     assert action_text(sim.step(suspects=["n1"])) in (["start vip n2"], ["start vip n3"])
