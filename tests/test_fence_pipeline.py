@@ -1,4 +1,5 @@
-"""What comes after a crash is detected, decided purely (docs/fencing.md, "After detection"):
+"""What comes after a crash is detected, decided purely (docs/fencing.md, "The confirmation and
+the schedule in one write", "A new DC waits for no restamp"):
 
 * the DC decides, the moment the device answers, on its view as it will read once the
   fencing record is in (`assume_recorded`), and writes the record with those targets: the
