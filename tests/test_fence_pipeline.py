@@ -13,11 +13,24 @@ On the in-memory cluster of tests/cluster_sim.py."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
+import time
+from pathlib import Path
 
 from cluster_sim import SimCluster, action_text
-from hastack.model.config import ClusterConfig, Role
-from hastack.model.fencing import FenceRecord, assume_recorded
+from hastack.agent import Agent
+from hastack.model.config import ClusterConfig, Role, parse_cluster_config
+from hastack.model.config_text import config_to_json
+from hastack.model.fencing import FenceRecord, assume_recorded, decode_history
+from hastack.model.members import NodeKind, NodeRecord
+from hastack.model.status import NodeReport, ResourceReport
+from hastack.model.targets import decode_target
+from hastack.store import Keys
+from hastack.store.memory import MemoryBackend, MemoryStore
+from hastack.store.snapshot import read_snapshot
+from helpers import memory_agent
 
 NODES = ["n1", "n2", "n3"]
 
@@ -170,3 +183,97 @@ def test_a_node_that_refused_the_older_target_is_still_waited_for() -> None:
     assert decision.reason == "waiting for n3 to finish"
     sim.execute("n3")
     assert action_text(sim.step(suspects=["n1"])) in (["start vip n2"], ["start vip n3"])
+
+
+# ---- the agent's one write, on the in-memory store ----------------------------------------
+
+AGENT_CONFIG = """\
+properties: {stonith-enabled: true, self-fence-margin: 60s, cluster-delay: 5s}
+nodes: [{node: n1}, {node: n2}]
+fencing:
+  devices: [{device: power, agent: fence_hastack_local}]
+resources:
+  - {primitive: solo, agent: "ocf:heartbeat:Dummy"}
+"""
+
+
+async def _dc_waiting_for_n2(tmp_path: Path) -> tuple[Agent, MemoryStore, Keys, asyncio.Task[None]]:
+    """n1, the DC, alone: n2 (no member key, its lease gone under 60 s ago) last reported
+    solo running, so nothing starts it on n1 until n2 is fenced. The DC's own fencing is
+    left out: the test confirms the fence itself."""
+    backend = MemoryBackend(min_lease_ttl=2)
+    observer = MemoryStore(backend)
+    keys = Keys("pipe")
+    await observer.put(keys.config, config_to_json(parse_cluster_config(AGENT_CONFIG, "t.yaml")))
+    await observer.put(keys.node("n2"), NodeRecord("n2", NodeKind.FULL).encode())
+    report = NodeReport("n2", updated=time.time(), resources={"solo": ResourceReport(Role.STARTED)})
+    await observer.put(keys.status("n2"), report.encode())
+    agent = memory_agent("pipe", "n1", tmp_path, MemoryStore(backend, timeout=0.5))
+    agent.fencing.ensure = lambda *_args, **_kw: None  # type: ignore[method-assign]
+    task = asyncio.create_task(agent.run())
+    for _ in range(100):
+        snap = await read_snapshot(observer, keys)
+        mine = snap.statuses.get("n1")
+        if (
+            agent.epoch is not None
+            and "n1" in snap.targets
+            and mine is not None
+            and "solo" in mine.probed
+            and mine.acked == snap.target_revisions["n1"]
+        ):
+            return agent, observer, keys, task
+        await asyncio.sleep(0.1)
+    raise AssertionError("n1 did not become a settled DC within 10 s")
+
+
+async def _stop(agent: Agent, task: asyncio.Task[None]) -> None:
+    agent.stop()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(task, 30)
+
+
+async def test_the_agent_writes_the_record_and_the_replacement_at_one_revision(
+    tmp_path: Path,
+) -> None:
+    agent, observer, keys, task = await _dc_waiting_for_n2(tmp_path)
+    try:
+        assert agent.epoch is not None
+        before = await read_snapshot(observer, keys)
+        assert "solo" not in before.targets["n1"].resources
+        record = _fence_of_n2(agent.epoch)
+        assert await agent._confirm_fencing(record, agent.epoch) is True
+        history = await observer.get(keys.fence_history("n2"))
+        target = await observer.get(keys.target("n1"))
+        assert history is not None
+        assert target is not None
+        assert decode_history(history.value) == [record]
+        assert decode_target(target.value).resources == {"solo": Role.STARTED}
+        assert target.mod_revision == history.mod_revision  # one write
+    finally:
+        await _stop(agent, task)
+
+
+async def test_a_node_that_rejoined_since_the_view_gets_nothing_written(tmp_path: Path) -> None:
+    agent, observer, keys, task = await _dc_waiting_for_n2(tmp_path)
+    try:
+        assert agent.epoch is not None
+        assert agent._mirror is not None
+        stale = agent._mirror.snapshot()
+        # n2 joins again after the view the DC decides on (its new life is not the one the
+        # device put off).
+        await observer.put(keys.node("n2"), NodeRecord("n2", NodeKind.FULL).encode())
+        agent._mirror.snapshot = lambda: stale  # type: ignore[method-assign]
+        before = await observer.get(keys.target("n1"))
+        assert await agent._confirm_fencing(_fence_of_n2(agent.epoch), agent.epoch) is None
+        assert await observer.get(keys.fence_history("n2")) is None
+        after = await observer.get(keys.target("n1"))
+        assert before is not None
+        assert after is not None
+        assert after.mod_revision == before.mod_revision  # nothing written
+    finally:
+        await _stop(agent, task)
+
+
+def _fence_of_n2(epoch: int) -> FenceRecord:
+    now = time.time()
+    return FenceRecord("n2", "off", "success", 1, ("power",), "test", now, now, "n1", epoch)
