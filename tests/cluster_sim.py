@@ -35,7 +35,7 @@ from hastack.model.members import (
 from hastack.model.operations import OpResult
 from hastack.model.state import base_id
 from hastack.model.status import LastOp, NodeReport, ResourceReport
-from hastack.model.targets import NodeTarget
+from hastack.model.targets import NodeTarget, WrittenTargets
 from hastack.scheduler import Plan, schedule
 
 __all__ = ["SimCluster", "action_text"]
@@ -67,6 +67,7 @@ class _Node:
     probed: frozenset[str] = frozenset()
     unprobed: frozenset[str] = frozenset()
     acked: int = 0
+    refused: int = 0  # the revision of the last target it refused (an older DC's)
     notified: tuple[str, ...] = ()
     updated: float = 0.0
     # Work assignment: what its instances serve (the truth) and what its report says.
@@ -110,6 +111,10 @@ class SimCluster:
         self.controller = Controller()
         self.epoch = 0
         self.dc = next(iter(self.nodes))
+        # What the DC agent remembers of its writes (`WrittenTargets`): its restamps. A test
+        # may turn them off (the DC waits for every acknowledgement, as before).
+        self.written = WrittenTargets()
+        self.restamping = True
         self.new_dc()
 
     # ---- the store --------------------------------------------------------------------------
@@ -143,6 +148,7 @@ class SimCluster:
                 probed=n.probed,
                 unprobed=n.unprobed,
                 acked=n.acked,
+                refused=n.refused,
                 notified=n.notified,
                 served={k: dict(v) for k, v in n.served.items()},
             )
@@ -177,6 +183,7 @@ class SimCluster:
         """The DC is replaced: a fresh controller under a new epoch (it remembers nothing)."""
         self.controller = Controller()
         self.epoch = self._bump()
+        self.written = WrittenTargets()
 
     def decide(self, suspects: Iterable[str] = ()) -> Decision:
         return self.controller.decide(
@@ -186,6 +193,7 @@ class SimCluster:
             now=self.now,
             mono=self.mono,
             suspects=frozenset(suspects),
+            restamped=self.written.restamps() if self.restamping else None,
         )
 
     def write(self, decision: Decision) -> None:
@@ -195,8 +203,23 @@ class SimCluster:
         for node, target in sorted(decision.targets.items()):
             current = self.targets.get(node)
             if current is None or current.epoch != self.epoch or not target.same_work(current):
+                # As the agent: the same work as an older DC's target for this life of the
+                # node, only put under this epoch, is a restamp.
+                older = self.target_revisions.get(node, 0)
+                restamp = (
+                    current is not None
+                    and current.epoch != self.epoch
+                    and target.same_work(current)
+                    and older > self.nodes[node].member_revision
+                )
                 self.targets[node] = target
                 self.target_revisions[node] = self._bump()
+                self.written.record(
+                    self.epoch,
+                    self.target_revisions[node],
+                    {node: target},
+                    {node: older} if restamp else None,
+                )
         for node in sorted(set(self.targets) - set(decision.targets)):
             del self.targets[node]
             del self.target_revisions[node]

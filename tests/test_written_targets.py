@@ -55,3 +55,22 @@ def test_nodes_never_written_are_the_views() -> None:
     written = WrittenTargets()
     assert written.current(3, "c9", OLD, 150, 190) == (OLD, True)
     assert written.current(3, "c9", None, 0, 190) == (None, True)
+
+
+def test_restamps_last_until_the_node_is_given_other_work() -> None:
+    written = WrittenTargets()
+    written.record(4, 300, {"c1": NEW, "c2": OLD}, restamped={"c1": 200})
+    assert written.restamps() == {"c1": (300, 200)}
+    # Still a restamp once the view shows the write (the wait is decided on it later).
+    written.current(4, "c1", NEW, 300, 305)
+    assert written.restamps() == {"c1": (300, 200)}
+    # New work for the node: no longer a restamp.
+    written.record(4, 310, {"c1": OLD})
+    assert written.restamps() == {}
+
+
+def test_restamps_are_forgotten_with_the_epoch() -> None:
+    written = WrittenTargets()
+    written.record(4, 300, {"c1": NEW}, restamped={"c1": 200})
+    written.current(5, "c1", NEW, 300, 305)
+    assert written.restamps() == {}

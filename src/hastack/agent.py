@@ -40,13 +40,14 @@ from hastack.model.events import (
     failed_action_events,
     snapshot_events,
 )
+from hastack.model.fencing import FenceRecord, assume_recorded, decode_history, encode_history
 from hastack.model.members import ClusterSnapshot, DcRecord, MemberRecord, NodeKind, NodeRecord
 from hastack.model.operations import OpResult
 from hastack.model.requests import decode_cleanup
 from hastack.model.status import NodeReport, decode_status
 from hastack.model.targets import NodeTarget, WrittenTargets
 from hastack.scheduler.plan import ActionKind
-from hastack.store import Compare, DeleteOp, EtcdStore, Keys, PutOp, Store
+from hastack.store import Compare, DeleteOp, EtcdStore, Keys, PutOp, Store, TxnResult
 from hastack.store.blocking import BlockingLeaseClient
 from hastack.store.etcd import is_own_member, local_first
 from hastack.store.history import EventRecorder, HistoryTrimmer
@@ -134,6 +135,14 @@ class Agent:
         self._trimmer: asyncio.Task[None] | None = None
         self._dc_view: ClusterSnapshot | None = None
         self._written = WrittenTargets()  # targets this DC wrote that its view may not show yet
+        # Held from a decision to the end of its targets' write: the cycle's and a fence
+        # confirmation's (`_confirm_fencing`) never interleave, so an older decision's
+        # targets are never written over a newer one's.
+        self._deciding = asyncio.Lock()
+        # The revision of the last fencing record this DC wrote with targets: a view older
+        # than that is not decided on — it does not show the node fenced, and a plan made on
+        # it would fence the node again and take its replacement's start back.
+        self._recorded_at = 0
         self._last_report: NodeReport | None = None
         self._flags = (False, False)  # this node's standby and maintenance, as last seen
         # The cluster state, kept from the store's watch streams: all of it while DC, only
@@ -244,6 +253,7 @@ class Agent:
                 tuple(self.config.fence_agent_dirs),
                 events=self.events.record,
             )
+            self._fencing.confirm = self._confirm_fencing
         return self._fencing
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -558,26 +568,82 @@ class Agent:
                     self.events.record("connectivity", text=event.text, data=dict(event.data))
             self._dc_view = snapshot
         if self.epoch is not None and snapshot.config is not None:
-            config = snapshot.config
-            started = time.monotonic()
-            decision = self.controller.decide(
-                snapshot,
-                config,
-                epoch=self.epoch,
-                now=time.time(),
-                mono=time.monotonic(),
-                suspects=self._suspects(snapshot, config),
+            async with self._deciding:
+                if self.epoch is None:
+                    return
+                if snapshot.revision < self._recorded_at:
+                    # The watch brings the record within milliseconds, and wakes the cycle.
+                    self._say(f"waiting for the view to reach revision {self._recorded_at}")
+                    return
+                await self._decide_as_dc(snapshot, snapshot.config, self.epoch)
+
+    async def _decide_as_dc(
+        self,
+        snapshot: ClusterSnapshot,
+        config: ClusterConfig,
+        epoch: int,
+        fence: _FenceWrite | None = None,
+    ) -> bool | None:
+        """Decide on `snapshot`, start the fencing it asks for, write the targets (with
+        `fence`'s record, in the same transaction). Under `_deciding`. What `_write_targets`
+        returns."""
+        started = time.monotonic()
+        decision = self.controller.decide(
+            snapshot,
+            config,
+            epoch=epoch,
+            now=time.time(),
+            mono=time.monotonic(),
+            suspects=self._suspects(snapshot, config),
+            restamped=self._written.restamps(),
+        )
+        if decision.replanned:
+            self.counters.scheduler.observe(time.monotonic() - started)
+            self._record_transition(decision)
+        self._say_overdue(decision.overdue)
+        for action in decision.ready:
+            if action.kind is ActionKind.FENCE:
+                if self._self_fencing(action.node, snapshot, config):
+                    continue
+                self.fencing.ensure(action.node, config, epoch)
+        return await self._write_targets(decision, snapshot, fence)
+
+    async def _confirm_fencing(self, record: FenceRecord, epoch: int) -> bool | None:
+        """The fence device said the node is off: record it and write the targets that
+        follow from it in one transaction (by CAS on this DC's epoch, the node's history and
+        its node record), decided on the DC's view as it will read once the record is in
+        (`assume_recorded`) — the replacement starts at the confirmation, not a watch event
+        and a cycle later (docs/fencing.md). True: recorded, with the targets; False: no
+        longer DC; None: nothing written, the caller records it alone (the view is not the
+        DC's whole one yet, the decision holds, the history or the node changed, no answer)."""
+        async with self._deciding:
+            mirror = self._mirror
+            if self.epoch != epoch or mirror is None or not self._is_full(mirror):
+                return None
+            snapshot = mirror.snapshot()
+            if snapshot.revision < self._recorded_at:
+                return None  # not yet showing the last record (another node's fencing)
+            view = assume_recorded(snapshot, record)
+            if view is None or snapshot.config is None:
+                return None
+            node = record.node
+            history = self.keys.fence_history(node)
+            known = snapshot.nodes.get(node)
+            fence = _FenceWrite(
+                record,
+                compares=(
+                    Compare.unchanged(history, snapshot.fencing_revisions.get(node, 0)),
+                    # Rejoined meanwhile: its new life is not the one the device put off.
+                    Compare.unchanged(self.keys.node(node), known.revision if known else 0),
+                ),
+                put=PutOp(history, encode_history(view.fencing[node])),
             )
-            if decision.replanned:
-                self.counters.scheduler.observe(time.monotonic() - started)
-                self._record_transition(decision)
-            self._say_overdue(decision.overdue)
-            for action in decision.ready:
-                if action.kind is ActionKind.FENCE:
-                    if self._self_fencing(action.node, snapshot, config):
-                        continue
-                    self.fencing.ensure(action.node, config, self.epoch)
-            await self._write_targets(decision, snapshot)
+            try:
+                return await self._decide_as_dc(view, snapshot.config, epoch, fence)
+            except Exception:
+                log.exception("confirming the fencing of %s with the targets failed", node)
+                self.controller.forget()
+                return None
 
     def _record_transition(self, decision: Decision) -> None:
         actions = decision.plan.actions
@@ -851,15 +917,22 @@ class Agent:
                 self.history.record(event)
         self._last_report = report
 
-    async def _write_targets(self, decision: Decision, snapshot: ClusterSnapshot) -> None:
+    async def _write_targets(
+        self, decision: Decision, snapshot: ClusterSnapshot, fence: _FenceWrite | None = None
+    ) -> bool | None:
+        """Write what changed of the decision's targets (with `fence`'s record, in the same
+        transaction). True: written (or nothing to write); False: no longer DC; None:
+        nothing written (holding, no answer, a compare of `fence` or of an assignment map
+        failed)."""
         epoch = self.epoch
         if epoch is None:
-            return
+            return False
         if decision.hold:
             self._say(decision.reason)
-            return
+            return None
         ops: list[PutOp | DeleteOp] = []
         out: dict[str, NodeTarget | None] = {}
+        restamped: dict[str, int] = {}  # node -> the revision of the older DC's same work
         # What the store holds for each node: the view's, or what this DC wrote at a revision
         # its view has not reached yet (WrittenTargets: not written again meanwhile).
         nodes = set(decision.targets) | set(snapshot.targets) | self._written.nodes()
@@ -884,6 +957,14 @@ class Agent:
                 written = dataclasses.replace(target, at=time.time())
                 ops.append(PutOp(self.keys.target(node), written.encode()))
                 out[node] = written
+                if (
+                    seen
+                    and current is not None
+                    and current.epoch != epoch
+                    and target.same_work(current)
+                    and not snapshot.target_is_void(node)
+                ):
+                    restamped[node] = snapshot.target_revisions.get(node, 0)
         for node in sorted(set(held) - set(decision.targets)):
             if held[node][0] is not None:
                 ops.append(DeleteOp(self.keys.target(node)))
@@ -894,10 +975,13 @@ class Agent:
         for name, record in sorted(decision.assignments.records.items()):
             compares.append(Compare.unchanged(self.keys.assign_map(name), record.revision))
             ops.append(PutOp(self.keys.assign_map(name), record.encode()))
+        if fence is not None:
+            compares.extend(fence.compares)
+            ops.append(fence.put)
         if decision.replanned:
             self._say(decision.reason)
         if not ops:
-            return
+            return True
         try:
             # Only the holder of this very leader key may write targets. During a failover
             # the write is re-sent while unanswered: written while etcd elects a leader in
@@ -905,7 +989,12 @@ class Agent:
             # timeout. A failover lasts as long as a member is silent and a lease TTL after:
             # the silent member leaves the view once it is fenced (its key goes), typically
             # before etcd has a new leader (the 3.29 s outlier of docs/fencing.md).
-            if self._in_failover():
+            if fence is not None:
+                result = await hedged(
+                    lambda: self._write_with_record(compares, ops, fence.record),
+                    within=self.config.timings.store_timeout,
+                )
+            elif self._in_failover():
                 result = await hedged(
                     lambda: self._store.txn(compares, success=ops),
                     within=self.config.timings.store_timeout,
@@ -914,16 +1003,27 @@ class Agent:
                 result = await self._store.txn(compares, success=ops)
         except StoreError as exc:
             self._say(f"could not write targets ({exc})")
-            return
+            return None
         if not result.succeeded:
-            if decision.assignments.records and await self._still_dc(epoch):
-                self._say("an assignment map changed under us; deciding again")
+            if (decision.assignments.records or fence is not None) and await self._still_dc(epoch):
+                # An assignment map changed under us, or the fencing history or the node's
+                # record: a decision made on a view with the record in is void (the next
+                # one is made from the view as it is).
+                self._say("a compare of the targets' write failed; deciding again")
+                if fence is not None:
+                    self.controller.forget()
                 self._wake.set()
-                return
+                return None
             self._set_epoch(None, "the leader key changed while writing targets")
             self.controller.forget()
-            return
-        self._written.record(epoch, result.revision, out)
+            return False
+        self._written.record(epoch, result.revision, out, restamped)
+        if fence is not None:
+            self._recorded_at = result.revision
+            # The confirmation, then the schedule: one write (bench/vip_failover.py's steps).
+            self.events.record(
+                "fence-recorded", peer=fence.record.node, result=fence.record.result, targets=True
+            )
         # A step of the failover pipeline (bench/vip_failover.py): targets out.
         self.events.record("targets-written", keys=sorted(self.keys.relative(o.key) for o in ops))
         for note in decision.assignments.notes:
@@ -935,6 +1035,25 @@ class Agent:
         )
         if released:
             log.info("released: %s", released)
+        return True
+
+    async def _write_with_record(
+        self, compares: list[Compare], ops: list[PutOp | DeleteOp], record: FenceRecord
+    ) -> TxnResult:
+        """The targets' write with a fencing record: re-sent while unanswered (`hedged`), a
+        copy that finds the history changed may be answering after another copy's success;
+        the record in the history says so (and the revision of that write)."""
+        result = await self._store.txn(compares, success=ops)
+        if result.succeeded:
+            return result
+        kv = await self._store.get(self.keys.fence_history(record.node))
+        try:
+            mine = kv is not None and record in decode_history(kv.value)
+        except ValueError:
+            mine = False
+        if kv is not None and mine:
+            return TxnResult(True, kv.mod_revision, ())
+        return result
 
     async def _still_dc(self, epoch: int) -> bool:
         try:
@@ -1183,6 +1302,16 @@ class Agent:
                 log.warning("store: %s", problem)
                 self.events.record("store-problem", problem=problem)
         self._reported = set(snapshot.problems)
+
+
+@dataclasses.dataclass(frozen=True)
+class _FenceWrite:
+    """A fencing record to write with the targets: its history's put, and the compares
+    under which the decision made on it holds."""
+
+    record: FenceRecord
+    compares: tuple[Compare, ...]
+    put: PutOp
 
 
 class _StoreAttributes:

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from hastack.compute.fence_step import evacuate_steps
@@ -98,6 +98,10 @@ async def record_fencing(
 
 # The DC's own record of a fencing's steps (the agent's event log): event name, fields.
 FencingEvents = Callable[..., None]
+# The DC's confirmation of a success (record, epoch): the record written with the targets
+# that follow from it, in one transaction (`Agent._confirm_fencing`). True: written; False:
+# no longer DC; None: not written, record it alone.
+ConfirmFencing = Callable[[FenceRecord, int], Awaitable[bool | None]]
 
 
 class FencingService:
@@ -119,6 +123,7 @@ class FencingService:
         self._failed_at: dict[str, float] = {}
         self.warm = WarmAgents()
         self._warming: asyncio.Task[None] | None = None
+        self.confirm: ConfirmFencing | None = None
 
     def prepare(self, config: ClusterConfig) -> None:
         """Keep one process of each fence program of `config` started and waiting
@@ -198,6 +203,14 @@ class FencingService:
         else:
             self._failed_at[target] = time.monotonic()
             log.error("fencing %s failed: %s", target, record.reason)
+        if record.succeeded and self.confirm is not None:
+            # With the targets that follow from it, in one write: the replacement starts at
+            # the confirmation (docs/fencing.md). It says "fence-recorded" itself.
+            confirmed = await self.confirm(record, epoch)
+            if confirmed is not None:
+                if not confirmed:
+                    log.error("fencing of %s not recorded: no longer DC", target)
+                return
         try:
             # Re-sent while unanswered, as the quorum check: a copy that finds the record
             # written by another changes nothing (`with_record`).

@@ -13,12 +13,24 @@ confirmed the node down) is not added, see `with_record`; the fencer's log keeps
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from hastack.model.jsontext import json_value
 
-__all__ = ["HISTORY", "FenceRecord", "decode_history", "encode_history", "with_record"]
+if TYPE_CHECKING:
+    from hastack.model.members import ClusterSnapshot
+
+__all__ = [
+    "HISTORY",
+    "FenceRecord",
+    "assume_recorded",
+    "decode_history",
+    "encode_history",
+    "with_record",
+]
 
 HISTORY = 20
 
@@ -57,6 +69,29 @@ def with_record(history: list[FenceRecord], record: FenceRecord) -> list[FenceRe
     ):
         return None
     return [*history, record]
+
+
+def assume_recorded(snapshot: ClusterSnapshot, record: FenceRecord) -> ClusterSnapshot | None:
+    """The snapshot as it will read once `record` is appended to its node's history by a
+    write made after the snapshot's revision — for the DC that decides, the moment the device
+    answers, what it writes in the same transaction as the record (docs/fencing.md, "The
+    confirmation and the schedule in one write"). None when the record would not be
+    appended (`with_record`).
+
+    The write's revision is not known yet; every revision in the snapshot is at most the
+    snapshot's own, and the write comes later, so `snapshot.revision + 1` stands for it: each
+    question the DC asks of a history's revision (fenced since the node joined, since its
+    report) compares it with a revision of the snapshot, and gets the answer it will get
+    from the store's."""
+    history = snapshot.fencing.get(record.node, [])
+    updated = with_record(list(history), record)
+    if updated is None:
+        return None
+    return dataclasses.replace(
+        snapshot,
+        fencing={**snapshot.fencing, record.node: updated[-HISTORY:]},
+        fencing_revisions={**snapshot.fencing_revisions, record.node: snapshot.revision + 1},
+    )
 
 
 def encode_history(records: list[FenceRecord]) -> bytes:

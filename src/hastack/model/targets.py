@@ -92,13 +92,38 @@ class WrittenTargets:
     def __init__(self) -> None:
         self.epoch: int | None = None
         self._written: dict[str, tuple[int, NodeTarget | None]] = {}
+        # node -> (revision of this DC's write, revision of the target it restamped): the
+        # write only put under this epoch the work of a target the view showed (below).
+        self._restamped: dict[str, tuple[int, int]] = {}
 
-    def record(self, epoch: int, revision: int, written: Mapping[str, NodeTarget | None]) -> None:
-        """`written` went out at `revision` by the DC of `epoch` (None: the key deleted)."""
+    def record(
+        self,
+        epoch: int,
+        revision: int,
+        written: Mapping[str, NodeTarget | None],
+        restamped: Mapping[str, int] | None = None,
+    ) -> None:
+        """`written` went out at `revision` by the DC of `epoch` (None: the key deleted);
+        `restamped`: those of them that are the same work as the target the view showed for
+        the node, written at the revision given, from an older DC (`restamps`)."""
         if epoch != self.epoch:
-            self.epoch, self._written = epoch, {}
+            self._start(epoch)
         for node, target in written.items():
             self._written[node] = (revision, target)
+            if restamped is not None and node in restamped:
+                self._restamped[node] = (revision, restamped[node])
+            else:
+                self._restamped.pop(node, None)
+
+    def restamps(self) -> dict[str, tuple[int, int]]:
+        """node -> (revision R of its target, revision P): this DC wrote R with the very work
+        of the older DC's target written at P, only to put it under its own epoch (a node
+        refuses an older DC's target). A node that has finished P has nothing to do for R:
+        the new DC need not wait for it to say so (`controller._unsettled`)."""
+        return dict(self._restamped)
+
+    def _start(self, epoch: int) -> None:
+        self.epoch, self._written, self._restamped = epoch, {}, {}
 
     def nodes(self) -> set[str]:
         return set(self._written)
@@ -110,7 +135,7 @@ class WrittenTargets:
         `seen` (from a view at `view_revision`, where the key was last written at
         `seen_revision`) unless this DC wrote the key at a revision the view has not reached."""
         if epoch != self.epoch:
-            self.epoch, self._written = epoch, {}
+            self._start(epoch)
         mine = self._written.get(node)
         if mine is None:
             return seen, True
