@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+from collections.abc import Mapping
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hastack.model.members import ClusterSnapshot, StoredKey, decode_snapshot
 from hastack.store import Store
 from hastack.store.keys import Keys
 from hastack.store.memory import MemoryBackend, MemoryStore
@@ -218,3 +221,54 @@ async def test_a_range_whose_history_is_compacted_is_read_again() -> None:
     store.reads = 0
     await _follow_until_equal(store, mirror, expected)
     assert store.reads == 1
+
+
+VALUES = [
+    b'{"name": "n1", "kind": "full"}',
+    b'{"name": "n2", "kind": "remote"}',
+    b'{"name": "n1", "kind": "remote", "addresses": ["10.0.0.1"]}',
+    b"not json",
+]
+SNAPSHOT_NAMES = ["nodes/n1", "nodes/n2", "members/n1", "members/n2", "other/x", "status/n1"]
+snapshot_op = st.tuples(
+    st.sampled_from(["put", "delete", "progress", "snapshot"]),
+    st.sampled_from(SNAPSHOT_NAMES),
+    st.sampled_from(VALUES),
+)
+
+
+def _fields(snapshot: ClusterSnapshot) -> list[object]:
+    """Every field, mappings as their items in order (the order is part of the answer)."""
+    out: list[object] = []
+    for f in dataclasses.fields(snapshot):
+        value = getattr(snapshot, f.name)
+        out.append(list(value.items()) if isinstance(value, Mapping) else value)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(snapshot_op, max_size=40))
+def test_the_kept_snapshot_equals_a_fresh_decode(ops: list[tuple[str, str, bytes]]) -> None:
+    """The mirror keeps what its last snapshot was made from (each key as decoded, their
+    order, the snapshot itself while nothing changed): after any sequence of changes,
+    progress notifications and snapshots, its snapshot is a fresh decode of what it holds."""
+    store = ModelStore()
+    mirror = Mirror(KEYS, [KEYS.prefix])
+    mirror.load(KEYS.prefix, store.read(KEYS.prefix), store.revision)
+    delivered = store.revision
+    for kind, name, value in ops:
+        key = KEYS.prefix + name
+        if kind == "put":
+            store.put(key, value)
+        elif kind == "delete":
+            store.delete(key)
+        elif kind == "progress":
+            store.revision += 1  # a write elsewhere: the watch reports only the revision
+        events = store.events_since(KEYS.prefix, delivered)
+        mirror.apply(KEYS.prefix, WatchBatch(tuple(events), store.revision))
+        delivered = store.revision
+        stored = [
+            StoredKey(KEYS.relative(kv.key), kv.value, kv.create_revision, kv.mod_revision, 0)
+            for kv in mirror.items()
+        ]
+        assert _fields(mirror.snapshot()) == _fields(decode_snapshot(mirror.revision, stored))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
@@ -56,6 +57,13 @@ class Mirror:
         self._revisions: dict[str, int] = {}  # range -> revision it is current at
         self._loaded: dict[str, int] = {}  # range -> revision of its last full read
         self._decoder = SnapshotDecoder()
+        # What the last snapshot was made from, so that the next pays for what changed: each
+        # key as the decoder takes it (made again only for a new KeyValue), the keys in order
+        # (sorted again only when one comes or goes), and the snapshot itself (returned again
+        # while nothing changed: the DC's cycle also wakes for progress notifications).
+        self._stored: dict[str, tuple[KeyValue, StoredKey]] = {}
+        self._order: list[str] | None = None
+        self._last: ClusterSnapshot | None = None
 
     @property
     def loaded(self) -> bool:
@@ -86,6 +94,7 @@ class Mirror:
             del self._kvs[key]
         for kv in kvs:
             self._kvs[kv.key] = kv
+        self._order, self._last = None, None
         self._revisions[prefix] = revision
         self._loaded[prefix] = revision
 
@@ -97,10 +106,16 @@ class Mirror:
             if event.kv.mod_revision <= self._loaded.get(prefix, 0):
                 continue  # already in the read this range was loaded from
             if event.kind is EventKind.DELETE:
-                changed |= self._kvs.pop(key, None) is not None
+                if self._kvs.pop(key, None) is not None:
+                    changed = True
+                    self._order = None
             else:
+                if key not in self._kvs:
+                    self._order = None
                 self._kvs[key] = event.kv
                 changed = True
+        if changed:
+            self._last = None
         self._revisions[prefix] = max(self._revisions.get(prefix, 0), batch.revision)
         return changed
 
@@ -115,17 +130,29 @@ class Mirror:
 
     def snapshot(self) -> ClusterSnapshot:
         """The mirrored keys, decoded (only keys that changed since the last call)."""
-        stored = (
-            StoredKey(
-                self.keys.relative(kv.key),
-                kv.value,
-                kv.create_revision,
-                kv.mod_revision,
-                kv.lease,
+        revision = self.revision
+        last = self._last
+        if last is not None:
+            return (
+                last if last.revision == revision else dataclasses.replace(last, revision=revision)
             )
-            for kv in self.items()
-        )
-        return self._decoder.decode(self.revision, stored)
+        if self._order is None:
+            self._order = sorted(self._kvs)
+            self._stored = {k: v for k, v in self._stored.items() if k in self._kvs}
+        stored = []
+        for key in self._order:
+            kv = self._kvs[key]
+            cached = self._stored.get(key)
+            if cached is None or cached[0] is not kv:
+                name = self.keys.relative(kv.key)
+                cached = (
+                    kv,
+                    StoredKey(name, kv.value, kv.create_revision, kv.mod_revision, kv.lease),
+                )
+                self._stored[key] = cached
+            stored.append(cached[1])
+        self._last = self._decoder.decode(revision, stored)
+        return self._last
 
 
 async def follow(
