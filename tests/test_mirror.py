@@ -3,12 +3,21 @@ the same against real etcd in the store's contract suite)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Mapping
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hastack.model.members import ClusterSnapshot, StoredKey, decode_snapshot
+from hastack.store import Store
 from hastack.store.keys import Keys
-from hastack.store.mirror import Mirror
-from hastack.store.types import Event, EventKind, KeyValue, WatchBatch
+from hastack.store.memory import MemoryBackend, MemoryStore
+from hastack.store.mirror import Mirror, follow_all, is_prefix
+from hastack.store.types import Event, EventKind, KeyValue, RangeResult, WatchBatch
 
 KEYS = Keys("c")
 NAMES = ["dc", "config", "members/n1", "members/n2", "status/n1", "status/n2", "target/n1"]
@@ -130,3 +139,136 @@ def test_a_range_behind_the_cluster_is_named() -> None:
     mirror.apply(KEYS.prefix + "dc", WatchBatch((), 25))  # a progress notification
     assert mirror.is_behind(20) == [KEYS.prefix + "members/"]
     assert mirror.is_behind(10) == []
+
+
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts its range reads."""
+
+    def __init__(self, backend: MemoryBackend) -> None:
+        super().__init__(backend)
+        self.reads = 0
+
+    async def range(self, key: str, *, prefix: bool = False) -> RangeResult:
+        self.reads += 1
+        return await super().range(key, prefix=prefix)
+
+
+async def _read(store: Store, ranges: list[str]) -> list[KeyValue]:
+    """What a fresh read of the ranges says, in key order."""
+    out: list[KeyValue] = []
+    for r in ranges:
+        out += (await store.range(KEYS.prefix + r, prefix=is_prefix(KEYS.prefix + r))).kvs
+    return sorted(out, key=lambda kv: kv.key)
+
+
+async def _follow_until_equal(store: Store, mirror: Mirror, expected: list[KeyValue]) -> None:
+    """Follow the mirror's ranges until it holds `expected`; then stop following."""
+    reached = asyncio.Event()
+
+    def changed() -> None:
+        if mirror.loaded and mirror.items() == expected:
+            reached.set()
+
+    task = asyncio.create_task(follow_all(store, mirror, changed))
+    try:
+        async with asyncio.timeout(5):
+            await reached.wait()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _write(store: Store, names: list[str], value: bytes) -> None:
+    for name in names:
+        await store.put(KEYS.prefix + name, value)
+    await store.delete(KEYS.prefix + "status/n2")
+
+
+@pytest.mark.parametrize("ranges", [[""], ["dc", "members/", "target/n1"]])
+async def test_a_replaced_watch_resumes_where_the_mirror_is_without_reading(
+    ranges: list[str],
+) -> None:
+    """A watch replaced (the agent found it lagging, and follows through another member)
+    continues from the revision the mirror holds each range at: no range is read again, and
+    the mirror ends equal to a fresh read."""
+    backend = MemoryBackend()
+    store = CountingStore(backend)
+    mirror = Mirror(KEYS, [KEYS.prefix + r for r in ranges])
+    await _write(store, NAMES, b"1")
+    expected = await _read(store, ranges)
+    store.reads = 0
+    await _follow_until_equal(store, mirror, expected)
+    assert store.reads == len(ranges)  # each range read once, at the start
+    await _write(store, NAMES[::2], b"2")  # while nothing follows
+    expected = await _read(store, ranges)
+    store.reads = 0
+    await _follow_until_equal(store, mirror, expected)  # a new task, the same mirror
+    assert store.reads == 0
+
+
+async def test_a_range_whose_history_is_compacted_is_read_again() -> None:
+    """Resuming needs the store's history from where the mirror is; once it is compacted
+    past that, the range is read afresh (and only then)."""
+    backend = MemoryBackend()
+    store = CountingStore(backend)
+    mirror = Mirror(KEYS, [KEYS.prefix])
+    await _write(store, NAMES, b"1")
+    await _follow_until_equal(store, mirror, await _read(store, [""]))
+    await _write(store, NAMES[1:], b"2")
+    backend.compact(backend.revision)
+    expected = await _read(store, [""])
+    store.reads = 0
+    await _follow_until_equal(store, mirror, expected)
+    assert store.reads == 1
+
+
+VALUES = [
+    b'{"name": "n1", "kind": "full"}',
+    b'{"name": "n2", "kind": "remote"}',
+    b'{"name": "n1", "kind": "remote", "addresses": ["10.0.0.1"]}',
+    b"not json",
+]
+SNAPSHOT_NAMES = ["nodes/n1", "nodes/n2", "members/n1", "members/n2", "other/x", "status/n1"]
+snapshot_op = st.tuples(
+    st.sampled_from(["put", "delete", "progress", "snapshot"]),
+    st.sampled_from(SNAPSHOT_NAMES),
+    st.sampled_from(VALUES),
+)
+
+
+def _fields(snapshot: ClusterSnapshot) -> list[object]:
+    """Every field, mappings as their items in order (the order is part of the answer)."""
+    out: list[object] = []
+    for f in dataclasses.fields(snapshot):
+        value = getattr(snapshot, f.name)
+        out.append(list(value.items()) if isinstance(value, Mapping) else value)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(snapshot_op, max_size=40))
+def test_the_kept_snapshot_equals_a_fresh_decode(ops: list[tuple[str, str, bytes]]) -> None:
+    """The mirror keeps what its last snapshot was made from (each key as decoded, their
+    order, the snapshot itself while nothing changed): after any sequence of changes,
+    progress notifications and snapshots, its snapshot is a fresh decode of what it holds."""
+    store = ModelStore()
+    mirror = Mirror(KEYS, [KEYS.prefix])
+    mirror.load(KEYS.prefix, store.read(KEYS.prefix), store.revision)
+    delivered = store.revision
+    for kind, name, value in ops:
+        key = KEYS.prefix + name
+        if kind == "put":
+            store.put(key, value)
+        elif kind == "delete":
+            store.delete(key)
+        elif kind == "progress":
+            store.revision += 1  # a write elsewhere: the watch reports only the revision
+        events = store.events_since(KEYS.prefix, delivered)
+        mirror.apply(KEYS.prefix, WatchBatch(tuple(events), store.revision))
+        delivered = store.revision
+        stored = [
+            StoredKey(KEYS.relative(kv.key), kv.value, kv.create_revision, kv.mod_revision, 0)
+            for kv in mirror.items()
+        ]
+        assert _fields(mirror.snapshot()) == _fields(decode_snapshot(mirror.revision, stored))

@@ -206,3 +206,42 @@ async def test_a_quiet_watch_reports_how_far_the_store_has_gone(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def test_a_busy_watch_ends_when_its_task_is_cancelled(etcd: LocalCluster) -> None:
+    """Cancelling the task that follows a watch ends it, however busy the stream. (On Python
+    3.11 `asyncio.wait_for` returned a response that arrived as the task was cancelled and
+    dropped the cancellation: the watch went on, and the DC that replaced its lagging watch
+    waited on the old one until its self-check ended the agent.)"""
+    async with etcd.store(2.0) as watcher, etcd.store(2.0) as writer:
+        value = b"x" * 2000
+
+        async def write(n: int) -> None:
+            i = 0
+            while True:
+                await writer.put(f"/busy/{n}.{i % 50}", value)
+                i += 1
+
+        async def follow(start: int, seen: asyncio.Event) -> None:
+            async for _batch in watcher.watch_prefix("/busy/", start, progress_every=0.5):
+                seen.set()
+
+        writers = [asyncio.create_task(write(n)) for n in range(6)]
+        not_ended = 0
+        try:
+            for _ in range(15):
+                start = (await writer.get_prefix("/busy/")).revision + 1
+                seen = asyncio.Event()
+
+                task = asyncio.create_task(follow(start, seen))
+                async with asyncio.timeout(10):
+                    await seen.wait()
+                await asyncio.sleep(0.2)  # responses keep arriving
+                task.cancel()
+                done, _ = await asyncio.wait([task], timeout=3.0)
+                not_ended += not done
+        finally:
+            for w in writers:
+                w.cancel()
+            await asyncio.gather(*writers, return_exceptions=True)
+        assert not_ended == 0, f"{not_ended} of 15 watches went on after their task was cancelled"

@@ -575,7 +575,12 @@ class EtcdStore:
                 reader = asyncio.create_task(_read_into(stream, responses))
                 while True:
                     try:
-                        response = await asyncio.wait_for(responses.get(), progress_every)
+                        # Not `asyncio.wait_for`: on Python 3.11 it returns a response that
+                        # arrives as its task is cancelled and drops the cancellation, so a
+                        # busy watch could not be ended: at 100 computes the DC that replaced
+                        # its lagging watch waited on it until its self-check ended it.
+                        async with asyncio.timeout(progress_every):
+                            response = await responses.get()
                     except TimeoutError:
                         progress = rpc.WatchRequest(progress_request=rpc.WatchProgressRequest())
                         async with asyncio.timeout(self.timeout):

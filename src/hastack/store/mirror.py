@@ -4,7 +4,11 @@ An agent that re-read the whole cluster prefix at every change and every renew i
 the store's traffic grow with nodes × cluster size (65 MB for one configuration change on
 twelve nodes). The mirror reads each range once, then applies the changes the watch delivers
 in revision order; it reads a range again only when the watch cannot resume (its history was
-compacted). `Mirror` itself is plain data and pure; `follow` is the task that feeds it.
+compacted). A watch that broke, or that the agent replaced because it lagged (a member cut off
+from its cluster), resumes from the revision the mirror holds the range at, on whichever member
+the store client uses then: at a hundred computes a re-read of the DC's whole prefix is
+hundreds of keys to read and decode while the cluster is busiest. `Mirror` itself is plain data
+and pure; `follow` is the task that feeds it.
 
 A range ending in `/` is a prefix; any other is one exact key. Each range is consistent on its
 own (one watch stream, revision order). Which ranges an agent follows depends on its role
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
@@ -52,6 +57,13 @@ class Mirror:
         self._revisions: dict[str, int] = {}  # range -> revision it is current at
         self._loaded: dict[str, int] = {}  # range -> revision of its last full read
         self._decoder = SnapshotDecoder()
+        # What the last snapshot was made from, so that the next pays for what changed: each
+        # key as the decoder takes it (made again only for a new KeyValue), the keys in order
+        # (sorted again only when one comes or goes), and the snapshot itself (returned again
+        # while nothing changed: the DC's cycle also wakes for progress notifications).
+        self._stored: dict[str, tuple[KeyValue, StoredKey]] = {}
+        self._order: list[str] | None = None
+        self._last: ClusterSnapshot | None = None
 
     @property
     def loaded(self) -> bool:
@@ -65,12 +77,24 @@ class Mirror:
     def range_revision(self, prefix: str) -> int:
         return self._revisions.get(prefix, 0)
 
+    def resumes_at(self, prefix: str) -> int | None:
+        """The revision a watch of range `prefix` continues from (every change up to it is
+        in the mirror); None when the range must be read first."""
+        return self._revisions.get(prefix)
+
+    def forget(self, prefix: str) -> None:
+        """The range can no longer be brought up to date from its watch (the store's history
+        no longer goes back to where it is): not loaded until it is read again. Its keys stay
+        until that read replaces them."""
+        self._revisions.pop(prefix, None)
+
     def load(self, prefix: str, kvs: Iterable[KeyValue], revision: int) -> None:
         """Replace everything in range `prefix` by a fresh read made at `revision`."""
         for key in [k for k in self._kvs if in_range(k, prefix)]:
             del self._kvs[key]
         for kv in kvs:
             self._kvs[kv.key] = kv
+        self._order, self._last = None, None
         self._revisions[prefix] = revision
         self._loaded[prefix] = revision
 
@@ -82,10 +106,16 @@ class Mirror:
             if event.kv.mod_revision <= self._loaded.get(prefix, 0):
                 continue  # already in the read this range was loaded from
             if event.kind is EventKind.DELETE:
-                changed |= self._kvs.pop(key, None) is not None
+                if self._kvs.pop(key, None) is not None:
+                    changed = True
+                    self._order = None
             else:
+                if key not in self._kvs:
+                    self._order = None
                 self._kvs[key] = event.kv
                 changed = True
+        if changed:
+            self._last = None
         self._revisions[prefix] = max(self._revisions.get(prefix, 0), batch.revision)
         return changed
 
@@ -100,17 +130,29 @@ class Mirror:
 
     def snapshot(self) -> ClusterSnapshot:
         """The mirrored keys, decoded (only keys that changed since the last call)."""
-        stored = (
-            StoredKey(
-                self.keys.relative(kv.key),
-                kv.value,
-                kv.create_revision,
-                kv.mod_revision,
-                kv.lease,
+        revision = self.revision
+        last = self._last
+        if last is not None:
+            return (
+                last if last.revision == revision else dataclasses.replace(last, revision=revision)
             )
-            for kv in self.items()
-        )
-        return self._decoder.decode(self.revision, stored)
+        if self._order is None:
+            self._order = sorted(self._kvs)
+            self._stored = {k: v for k, v in self._stored.items() if k in self._kvs}
+        stored = []
+        for key in self._order:
+            kv = self._kvs[key]
+            cached = self._stored.get(key)
+            if cached is None or cached[0] is not kv:
+                name = self.keys.relative(kv.key)
+                cached = (
+                    kv,
+                    StoredKey(name, kv.value, kv.create_revision, kv.mod_revision, kv.lease),
+                )
+                self._stored[key] = cached
+            stored.append(cached[1])
+        self._last = self._decoder.decode(revision, stored)
+        return self._last
 
 
 async def follow(
@@ -120,21 +162,27 @@ async def follow(
     on_change: Callable[[], None],
     progress_every: float | None = None,
 ) -> None:
-    """Keep `prefix` of the mirror current for ever: read it, then follow its watch; read it
-    again when the watch's history is gone. Calls `on_change` after every change."""
+    """Keep `prefix` of the mirror current for ever: read it if the mirror does not hold it
+    yet, then follow its watch from the revision the mirror holds it at — also when this task
+    replaces one that was cancelled (a lagging watch moved to another member) or when the
+    watch breaks. Read again only when the store's history no longer goes back that far.
+    Calls `on_change` after every change."""
     while True:
-        try:
-            result = await store.range(prefix, prefix=is_prefix(prefix))
-        except StoreError as exc:
-            log.debug("mirror: reading %s failed (%s); retrying", prefix, exc)
-            await asyncio.sleep(_RETRY)
-            continue
-        mirror.load(prefix, result.kvs, result.revision)
-        on_change()
+        start = mirror.resumes_at(prefix)
+        if start is None:
+            try:
+                result = await store.range(prefix, prefix=is_prefix(prefix))
+            except StoreError as exc:
+                log.debug("mirror: reading %s failed (%s); retrying", prefix, exc)
+                await asyncio.sleep(_RETRY)
+                continue
+            mirror.load(prefix, result.kvs, result.revision)
+            on_change()
+            start = result.revision
         try:
             async for batch in store.watch_prefix(
                 prefix,
-                result.revision + 1,
+                start + 1,
                 exact=not is_prefix(prefix),
                 progress_every=progress_every,
             ):
@@ -142,13 +190,20 @@ async def follow(
                     on_change()
         except Compacted:
             log.info("mirror: the history of %s was compacted; reading it again", prefix)
+            mirror.forget(prefix)
         except StoreError as exc:
-            log.debug("mirror: watch on %s ended (%s); reading it again", prefix, exc)
+            log.debug(
+                "mirror: watch on %s ended (%s); resuming at %d",
+                prefix,
+                exc,
+                mirror.range_revision(prefix) + 1,
+            )
             await asyncio.sleep(_RETRY)
         except Exception:
             # Whatever went wrong, a range that stops being followed would leave its node
             # acting on what it last saw, for ever: say so, and read it again.
             log.exception("mirror: following %s failed; reading it again", prefix)
+            mirror.forget(prefix)
             await asyncio.sleep(_RETRY)
 
 
