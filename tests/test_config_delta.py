@@ -4,6 +4,8 @@ else is refused (None: read the configuration itself)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 from typing import Any
@@ -14,6 +16,10 @@ from hypothesis import strategies as st
 from hastack.model.config import parse_cluster_config
 from hastack.model.config_delta import apply_delta, make_delta
 from hastack.model.config_text import config_to_json
+from hastack.store import Keys
+from hastack.store.memory import MemoryBackend, MemoryStore
+from hastack.store.mirror import Mirror, follow
+from helpers import put_config
 
 
 def stored(resources: int, *, stickiness: int = 0) -> bytes:
@@ -88,3 +94,42 @@ def test_applying_a_delta_gives_the_new_configuration(
     after = json.dumps({"config": new, "format": 1}, sort_keys=True).encode()
     assert apply_delta(before, base, make_delta(before, after, base)) == after
     assert apply_delta(before, base + 1, make_delta(before, after, base)) is None
+
+
+async def test_a_mirror_following_the_deltas_holds_the_configuration_and_heals() -> None:
+    """Over the in-memory store: the mirror reads the configuration once, then each change
+    arrives as its delta and gives the stored configuration byte for byte at its revision;
+    one written behind write_config's back (no delta) is caught up at the next change, the
+    next delta's base not being what the mirror holds."""
+    keys = Keys("delta")
+    store = MemoryStore(MemoryBackend(), timeout=0.5)
+    first = await put_config(store, keys, stored(3))
+    mirror = Mirror(keys, (keys.config_delta,))
+    changed = asyncio.Event()
+    task = asyncio.create_task(follow(store, mirror, keys.config_delta, changed.set))
+
+    async def holds(value: bytes, revision: int) -> None:
+        for _ in range(250):
+            held = mirror.snapshot()
+            if held.config_revision == revision:
+                assert held.config is not None
+                assert config_to_json(held.config) == value
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(
+            f"the mirror is at {mirror.snapshot().config_revision}, not {revision}"
+        )
+
+    try:
+        await holds(stored(3), first)
+        second = await put_config(store, keys, stored(4))
+        await holds(stored(4), second)
+        # Behind write_config's back: no delta; the mirror does not see it ...
+        await store.put(keys.config, stored(5))
+        third = await put_config(store, keys, stored(6))
+        # ... and at the next change the delta's base is not what it holds: read again.
+        await holds(stored(6), third)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
