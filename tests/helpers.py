@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from hastack.agent import Agent
 from hastack.membership.selfcheck import SelfCheck
 from hastack.model.agent_config import AgentConfig, EtcdSpec, Timings
+from hastack.model.config_delta import make_delta
+from hastack.store import Compare, Keys, PutOp, Store
 
 if TYPE_CHECKING:
     from hastack.lab.local import LocalCluster
@@ -89,3 +91,20 @@ def hastack_cli(
         timeout=timeout,
         check=False,
     )
+
+
+async def put_config(store: Store, keys: Keys, value: bytes) -> int:
+    """Store a configuration as `store.config.write_config` does, with its delta (without an
+    audit record): agents that are not the DC see the configuration only through its deltas
+    (store/mirror.py). Returns the revision written."""
+    held = await store.get(keys.config)
+    base = held.mod_revision if held is not None else 0
+    result = await store.txn(
+        [Compare.unchanged(keys.config, base)],
+        success=[
+            PutOp(keys.config, value),
+            PutOp(keys.config_delta, make_delta(held.value if held else None, value, base)),
+        ],
+    )
+    assert result.succeeded, "the configuration changed meanwhile"
+    return result.revision

@@ -26,7 +26,7 @@ from hastack.model.status import NodeReport
 from hastack.store import Keys
 from hastack.store.memory import MemoryBackend, MemoryStore
 from hastack.store.snapshot import read_snapshot
-from helpers import MEMORY_TIMINGS, memory_agent
+from helpers import MEMORY_TIMINGS, memory_agent, put_config
 
 NODES = ("n1", "n2", "n3")
 # lease 2 s; lost after 0.3 + 2 × 0.5 = 1.3 s without a renewal.
@@ -151,7 +151,7 @@ async def test_the_cluster_settles_after_any_loss_and_rejoin(
         elsewhere = next(n for n in NODES if n != dc_now.node)
         prefer = Location(location="solo-prefers", resource="solo", node=elsewhere, score=100)
         config = CONFIG.model_copy(update={"constraints": [prefer]})
-        await observer.put(keys.config, config_to_json(config))
+        await put_config(observer, keys, config_to_json(config))
         await asyncio.sleep(after)
         snap = await snapshot()
         assert snap.dc is not None
@@ -211,7 +211,7 @@ async def test_the_dc_gives_up_on_a_node_that_never_answers(tmp_path: Path) -> N
         assert snap.dc is not None
         wedged = next(n for n in NODES if n != snap.dc.node)
         agents[wedged].lrm.set_target = never  # type: ignore[method-assign]
-        await observer.put(keys.config, config_to_json(CONFIG))
+        await put_config(observer, keys, config_to_json(CONFIG))
         events = tmp_path / snap.dc.node / "events.jsonl"
         for _ in range(150):
             if '"node-overdue"' in events.read_text():
@@ -315,7 +315,7 @@ async def test_a_restarted_agent_adopts_what_runs_on_its_node(tmp_path: Path, wh
         config = parse_cluster_config(restart_config(log), "restart.yaml")
         prefer = Location(location="solo-prefers", resource="solo", node=holder, score=100)
         config = config.model_copy(update={"constraints": [prefer]})
-        await observer.put(keys.config, config_to_json(config))
+        await put_config(observer, keys, config_to_json(config))
         if when == "settled":
             snap = await wait_settled(30.0)
             assert "solo" in snap.statuses[holder].active()

@@ -19,7 +19,7 @@ from hastack.model.members import ClusterSnapshot
 from hastack.store import Keys
 from hastack.store.memory import MemoryBackend, MemoryStore
 from hastack.store.snapshot import read_snapshot
-from helpers import MEMORY_TIMINGS, memory_agent
+from helpers import MEMORY_TIMINGS, memory_agent, put_config
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -97,7 +97,7 @@ async def test_a_cut_off_node_releases_before_its_entities_move(tmp_path: Path) 
 
     try:
         await until(lambda s: s.dc is not None and set(s.members) == set(NODES), 20, "joined")
-        await observer.put(keys.config, config(tmp_path / "notified.jsonl"))
+        await put_config(observer, keys, config(tmp_path / "notified.jsonl"))
         s = await until(all_served, 30, "all served")
         before = mapping(s)
         assert sorted(sum(1 for v in before.values() if v == (n,)) for n in NODES) == [2, 2, 2]

@@ -23,7 +23,7 @@ from hastack.model.config_text import config_to_json
 from hastack.store import Keys
 from hastack.store.memory import MemoryBackend, MemoryStore
 from hastack.store.snapshot import read_snapshot
-from helpers import MEMORY_TIMINGS, memory_agent
+from helpers import MEMORY_TIMINGS, memory_agent, put_config
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -72,7 +72,7 @@ async def test_a_node_that_skips_a_configuration_is_not_waited_for(tmp_path: Pat
         raise AssertionError(f"{sorted(names)} not settled within {timeout}s")
 
     try:
-        await observer.put(keys.config, config("a"))
+        await put_config(observer, keys, config("a"))
         await wait({"a"}, 20.0)
         snap = await read_snapshot(observer, keys)
         assert snap.dc is not None
@@ -80,7 +80,7 @@ async def test_a_node_that_skips_a_configuration_is_not_waited_for(tmp_path: Pat
         # The victim hears nothing for a moment (well within its lease): meanwhile the
         # configuration changes, the DC writes targets for it, and it changes again.
         stores[victim].partition()
-        second = await observer.put(keys.config, config("a", "b"))
+        second = await put_config(observer, keys, config("a", "b"))
         for _ in range(100):
             snap = await read_snapshot(observer, keys)
             target = snap.targets.get(victim)
@@ -89,7 +89,7 @@ async def test_a_node_that_skips_a_configuration_is_not_waited_for(tmp_path: Pat
             await asyncio.sleep(0.02)
         else:
             raise AssertionError("the DC wrote no target for the second configuration")
-        await observer.put(keys.config, config("a", "b", "c"))
+        await put_config(observer, keys, config("a", "b", "c"))
         await asyncio.sleep(0.2)
         stores[victim].heal()
         # Every node runs the newest configuration's plan, well before cluster-delay (6 s)

@@ -1218,7 +1218,8 @@ class Agent:
             return (keys.prefix,)
         return (
             keys.dc,
-            keys.config,
+            # The configuration by its deltas: a change costs what changed (store/mirror.py).
+            keys.config_delta,
             keys.members,
             keys.nodes,
             keys.target(node),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from hastack.errors import CompareFailed
 from hastack.model.audit import AuditRecord, decode_audit_record
 from hastack.model.config import ClusterConfig
+from hastack.model.config_delta import make_delta
 from hastack.model.config_text import config_from_json, config_to_json
 from hastack.store import Compare, DeleteOp, Keys, PutOp, Store
 
@@ -58,17 +59,24 @@ async def write_config(
     also: Sequence[PutOp] = (),
 ) -> int:
     """Store `config` if the stored one is still at revision `expected` (0: none yet), and
-    its audit record with it, atomically: a change without its record cannot exist; with the
-    writes `also` in the same transaction (the change's record in the event history)."""
+    its audit record and its delta with it, atomically: a change without its record cannot
+    exist; with the writes `also` in the same transaction (the change's record in the event
+    history)."""
     head = await store.get(keys.audit_head)
     seq = _head_seq(head.value if head else None) + 1
+    # What changed, for the agents that follow only that (model/config_delta.py): made from
+    # the stored one at `expected`; if it is not that one, the compare below fails anyway.
+    old = await store.get(keys.config) if expected else None
+    value = config_to_json(config)
+    delta = make_delta(old.value if old and old.mod_revision == expected else None, value, expected)
     result = await store.txn(
         [
             Compare.unchanged(keys.config, expected),
             Compare.unchanged(keys.audit_head, head.mod_revision if head else 0),
         ],
         success=[
-            PutOp(keys.config, config_to_json(config)),
+            PutOp(keys.config, value),
+            PutOp(keys.config_delta, delta),
             PutOp(keys.audit_record(seq), json.dumps(record.to_json()).encode()),
             PutOp(keys.audit_head, str(seq).encode()),
             *([DeleteOp(keys.audit_record(seq - AUDIT_KEEP))] if seq > AUDIT_KEEP else []),

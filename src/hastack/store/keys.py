@@ -16,6 +16,8 @@ class Keys:
     """The key layout of one cluster.
 
     <root>/<cluster>/config            cluster configuration (CAS on mod_revision)
+    <root>/<cluster>/config-delta      what the last change of it changed, written with it
+                                       (model/config_delta.py): what non-DC agents follow
     <root>/<cluster>/dc                leader key on the DC's lease; create_revision = epoch
     <root>/<cluster>/deposed           who deposed the last silent DC, and its epoch
     <root>/<cluster>/members/<node>    on the node's lease: the node is online
@@ -51,6 +53,10 @@ class Keys:
     @property
     def config(self) -> str:
         return self.prefix + "config"
+
+    @property
+    def config_delta(self) -> str:
+        return self.prefix + "config-delta"
 
     @property
     def dc(self) -> str:

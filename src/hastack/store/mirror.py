@@ -11,7 +11,12 @@ hundreds of keys to read and decode while the cluster is busiest. `Mirror` itsel
 and pure; `follow` is the task that feeds it.
 
 A range ending in `/` is a prefix; any other is one exact key. Each range is consistent on its
-own (one watch stream, revision order). Which ranges an agent follows depends on its role
+own (one watch stream, revision order). One range is special: `<prefix>/config-delta` (what
+each configuration change changed, written with it: model/config_delta.py) stands for the
+configuration. Whoever follows it reads the configuration once and then applies each delta
+to its copy, so a change costs it what changed rather than the whole configuration; a delta
+that does not apply to the copy (a write that bypassed `write_config`, a history compacted)
+makes it read the configuration again. Which ranges an agent follows depends on its role
 (docs/control-plane.md): the DC follows the whole prefix.
 """
 
@@ -24,6 +29,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 
 from hastack.errors import Compacted, StoreError
+from hastack.model.config_delta import apply_delta
 from hastack.model.members import ClusterSnapshot, SnapshotDecoder, StoredKey
 from hastack.store.keys import Keys
 from hastack.store.protocol import Store
@@ -98,6 +104,54 @@ class Mirror:
         self._revisions[prefix] = revision
         self._loaded[prefix] = revision
 
+    def load_config(self, kvs: Iterable[KeyValue], revision: int) -> None:
+        """The configuration as read at `revision` (none: `kvs` empty), for the delta range:
+        its deltas apply from there."""
+        prefix = self.keys.config_delta
+        if self._kvs.pop(self.keys.config, None) is not None:
+            self._order = None
+        for kv in kvs:
+            if kv.key == self.keys.config:
+                self._kvs[kv.key] = kv
+                self._order = None
+        self._last = None
+        self._revisions[prefix] = revision
+        self._loaded[prefix] = revision
+
+    def apply_delta(self, batch: WatchBatch) -> bool | None:
+        """Apply one batch of configuration deltas to the configuration held: whether it
+        changed; None when a delta does not apply to it (read the configuration again)."""
+        prefix = self.keys.config_delta
+        changed = False
+        for event in batch.events:
+            if event.kv.mod_revision <= self._loaded.get(prefix, 0):
+                continue
+            if event.kind is EventKind.DELETE:
+                return None
+            held = self._kvs.get(self.keys.config)
+            value = apply_delta(
+                held.value if held is not None else None,
+                held.mod_revision if held is not None else 0,
+                event.kv.value,
+            )
+            if value is None:
+                return None
+            if held is None:
+                self._order = None
+            self._kvs[self.keys.config] = KeyValue(
+                self.keys.config,
+                value,
+                held.create_revision if held is not None else event.kv.mod_revision,
+                event.kv.mod_revision,
+                held.version + 1 if held is not None else 1,
+                0,
+            )
+            changed = True
+        if changed:
+            self._last = None
+        self._revisions[prefix] = max(self._revisions.get(prefix, 0), batch.revision)
+        return changed
+
     def apply(self, prefix: str, batch: WatchBatch) -> bool:
         """Apply one batch of changes under `prefix`; whether anything changed."""
         changed = False
@@ -167,16 +221,23 @@ async def follow(
     replaces one that was cancelled (a lagging watch moved to another member) or when the
     watch breaks. Read again only when the store's history no longer goes back that far.
     Calls `on_change` after every change."""
+    deltas = prefix == mirror.keys.config_delta
     while True:
         start = mirror.resumes_at(prefix)
         if start is None:
             try:
-                result = await store.range(prefix, prefix=is_prefix(prefix))
+                if deltas:  # the configuration itself, then its deltas from there
+                    result = await store.range(mirror.keys.config)
+                else:
+                    result = await store.range(prefix, prefix=is_prefix(prefix))
             except StoreError as exc:
                 log.debug("mirror: reading %s failed (%s); retrying", prefix, exc)
                 await asyncio.sleep(_RETRY)
                 continue
-            mirror.load(prefix, result.kvs, result.revision)
+            if deltas:
+                mirror.load_config(result.kvs, result.revision)
+            else:
+                mirror.load(prefix, result.kvs, result.revision)
             on_change()
             start = result.revision
         try:
@@ -186,7 +247,16 @@ async def follow(
                 exact=not is_prefix(prefix),
                 progress_every=progress_every,
             ):
-                if mirror.apply(prefix, batch):
+                if not deltas:
+                    if mirror.apply(prefix, batch):
+                        on_change()
+                    continue
+                applied = mirror.apply_delta(batch)
+                if applied is None:
+                    log.info("mirror: a configuration delta does not apply; reading it again")
+                    mirror.forget(prefix)
+                    break
+                if applied:
                     on_change()
         except Compacted:
             log.info("mirror: the history of %s was compacted; reading it again", prefix)
