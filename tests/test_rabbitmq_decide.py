@@ -106,7 +106,7 @@ def render_force_boot(case: dict[str, Any]) -> str:
             r["health"],
             served_at=r.get("served_at"),
             waiting_since=r.get("waiting_since"),
-        )  # fmt: skip
+        )
         for n, r in case["reports"].items()
     }
     d = decide_force_boot(
@@ -360,7 +360,7 @@ def test_at_most_one_waiting_member_force_boots(reports: dict[str, BrokerReport]
             now=1000.0,
             patience=60.0,
             fresh=30.0,
-        ).force  # fmt: skip
+        ).force
     ]
     assert len(chosen) <= 1
     for c in chosen:
