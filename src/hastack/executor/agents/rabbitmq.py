@@ -780,6 +780,14 @@ class RabbitmqAgent(NativeAgent):
             # start ended waiting (for its peers' tables, or paused): the DC may hold other
             # starts behind this one, and the monitor judges such a broker soon enough.
             await self._monitor(request, params)
+        else:
+            # Its report, still: the other members' decide_force_boot must see that it waits
+            # (and since when) without waiting for its first monitor — one write, no CLI.
+            with contextlib.suppress(StoreError, OSError):
+                await self._report_and_keep(
+                    request, params, Health.PAUSED.value, why, None, [],
+                    waiting_since=tables_wait_since(self._output(request, params, since, 200_000)),
+                )  # fmt: skip
         return OcfRc.SUCCESS, f"{decision.reason}; {why}" if why else decision.reason
 
     @staticmethod
