@@ -117,7 +117,9 @@ def decide_start(
         waiting_for = [
             n for n in joined if not is_gone(others[n], now=now, forget_after=forget_after)
         ]
-        if force is not None:
+        if force is not None and not running:
+            # Only while no member runs: with one running, the tables come from it (a forced
+            # load beside a running copy would fork the metadata).
             return StartDecision(Start.FORCE_BOOT, f"asked by its monitor: {force}")
         if joined and not waiting_for:
             gone = ", ".join(joined)

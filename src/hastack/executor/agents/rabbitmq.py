@@ -698,6 +698,8 @@ class RabbitmqAgent(NativeAgent):
                     if not result.succeeded and founder != params.node:
                         continue  # another node founds it: decide again
                 break
+            # A monitor's request to force-boot is this start's to honour or not, never the next's.
+            (params.data / FORCE_BOOT_FILE).unlink(missing_ok=True)
             peers_down = not any(f.running for n, f in nodes.items() if n != params.node)
             return await self._carry_out(
                 request, params, store, rk, decision, deadline, peers_down=peers_down
@@ -726,7 +728,6 @@ class RabbitmqAgent(NativeAgent):
             rc, out = await self._ctl(params, "force_boot")
             if rc != 0:
                 return OcfRc.ERR_GENERIC, f"force_boot failed: {_last_lines(out)}"
-            (params.data / FORCE_BOOT_FILE).unlink(missing_ok=True)
         boots = 0
         while True:
             boots += 1
