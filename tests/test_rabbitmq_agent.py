@@ -332,6 +332,86 @@ async def test_a_cluster_life_without_wiping_data(brokers: Brokers) -> None:
     assert "os-q1" in b.ctl("n2", "list_queues", "name")
 
 
+async def test_a_cluster_whose_last_member_never_returns_is_force_booted(
+    brokers: Brokers, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The soak's end state, on real brokers: the whole cluster stopped, the member that
+    stopped last (n3) does not come back, the two others wait in mnesia for its tables. After
+    `force-boot-after`, the one that served last asks its restart to force-boot; the other
+    takes the tables from it and the two serve. Then n3 comes back, its broker is killed while
+    its start boots it, and the same start boots it again (decide_boot_exit)."""
+    b = brokers
+    monkeypatch.setattr("hastack.executor.agents.rabbitmq.REPORT_FRESH", 10.0)
+    for n in NODES:  # in turn: n1 founds, n2 and n3 join
+        rc, why = await b.start(n)
+        assert rc == OcfRc.SUCCESS, why
+    await publish(b.ports["n1"], "os-q2", 10)
+    for n in NODES:  # each served: n1 first, n3 last
+        rc, why = await b.run(n, "monitor")
+        assert rc == OcfRc.SUCCESS, why
+        await asyncio.sleep(0.1)
+    served = {n: (await b.report(n)).served_at for n in NODES}
+    assert None not in served.values()
+    assert served["n1"] < served["n2"] < served["n3"], served  # type: ignore[operator]
+    # The whole cluster stops, n3 last; n3's host is gone for good.
+    for n in NODES:
+        rc, why = await b.run(n, "stop")
+        assert rc == OcfRc.SUCCESS, why
+        await b.mark(n, online=n != "n3", running=False)
+    await asyncio.sleep(6.0)
+    for n in ("n1", "n2"):  # each start is done once its broker waits for n3's tables
+        rc, why = await b.start(n, **{"force-boot-after": "5"})
+        assert rc == OcfRc.SUCCESS, why
+        assert "waits for its peers' tables" in why, why
+        assert (await b.report(n)).waiting_since is not None  # reported at the start's end
+    await asyncio.sleep(6.0)  # n3's last report ("running") is no longer fresh
+    # Both wait; n2 served last of the two: n1's monitor says so and stays paused, n2's asks
+    # its restart to force-boot.
+    rc, why = await b.run("n1", "monitor", **{"force-boot-after": "5"})
+    assert rc == OcfRc.SUCCESS, why
+    assert (await b.report("n1")).waiting_since is not None
+    rc, why = await b.run("n2", "monitor", **{"force-boot-after": "5"})
+    assert rc == OcfRc.ERR_GENERIC, why
+    assert "this node served last" in why, why
+    rc, why = await b.run("n1", "monitor", **{"force-boot-after": "5"})
+    assert rc == OcfRc.SUCCESS, why  # still n2's turn, never n1's as well
+    # hastack's recovery of a failed instance: stop, start — the forced boot.
+    rc, why = await b.run("n2", "stop")
+    assert rc == OcfRc.SUCCESS, why
+    rc, why = await b.start("n2", **{"force-boot-after": "5"})
+    assert rc == OcfRc.SUCCESS, why
+    assert "asked by its monitor" in why, why
+    for _ in range(120):  # n1's waiting boot gets the tables from n2 and finishes
+        rc, why = await b.run("n1", "monitor")
+        if rc == OcfRc.SUCCESS and (await b.report("n1")).health == "running":
+            break
+        await asyncio.sleep(1.0)
+    assert (await b.report("n1")).health == "running", why
+    rc, why = await b.run("n2", "monitor")
+    assert rc == OcfRc.SUCCESS, why
+    assert (await b.report("n2")).health == "running"
+    assert "os-q2" in b.ctl("n1", "list_queues", "name")
+
+    # n3 returns; its broker is killed 0.5 s into the boot (the soak's nemesis did that):
+    # the start boots it again rather than fail (a failed start bans the node).
+    await b.mark("n3", online=True, running=False)
+    pidfile = b.root / "n3" / "rabbitmq" / "rabbit" / "rabbit.pid"
+    pidfile.unlink(missing_ok=True)
+    start = asyncio.create_task(b.start("n3"))
+    for _ in range(600):
+        if pidfile.exists() and pidfile.read_text().strip():
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    rc, why = await start
+    assert rc == OcfRc.SUCCESS, why
+    assert "exited while booting" in caplog.text, caplog.text[-2000:]
+    rc, why = await b.run("n3", "monitor")
+    assert rc == OcfRc.SUCCESS, why
+    assert (await b.report("n3")).health == "running"
+
+
 def test_a_restart_waiting_for_tables_is_told_from_one_that_got_them() -> None:
     """What the broker prints while mnesia waits for its peers, and once a peer answered."""
     waiting = "[info] <0.227.0> Waiting for Mnesia tables for 30000 ms, 9 retries left\n"

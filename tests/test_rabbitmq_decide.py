@@ -17,16 +17,21 @@ import yaml
 from hypothesis import given
 
 from hastack.rabbitmq import (
+    BOOT_ATTEMPTS,
+    BrokerReport,
     BrokerStatus,
     Health,
     MemberState,
     NodeFacts,
     QueueInfo,
     Start,
+    decide_boot_exit,
+    decide_force_boot,
     decide_forget,
     decide_grow,
     decide_start,
     monitor_verdict,
+    tables_wait_since,
 )
 
 GOLDEN = Path(__file__).parent / "golden" / "rabbitmq"
@@ -52,6 +57,7 @@ def render_start(case: dict[str, Any]) -> str:
         founder=case.get("founder"),
         now=float(case.get("now", 1000)),
         forget_after=case.get("forget_after"),
+        force=case.get("force"),
     )
     extra = (f" {d.peer}" if d.peer else "") + (" (set aside)" if d.set_aside else "")
     return f"{d.action.value}{extra} — {d.reason}"
@@ -92,7 +98,43 @@ def render_monitor(case: dict[str, Any]) -> str:
     return f"{v.health.value}" + (f" — {v.reason}" if v.reason else "")
 
 
-RENDER = {"start": render_start, "forget": render_forget, "monitor": render_monitor}
+def render_force_boot(case: dict[str, Any]) -> str:
+    reports = {
+        n: BrokerReport(
+            n,
+            float(r["at"]),
+            r["health"],
+            served_at=r.get("served_at"),
+            waiting_since=r.get("waiting_since"),
+        )
+        for n, r in case["reports"].items()
+    }
+    d = decide_force_boot(
+        case["me"],
+        members=case.get("members", ["n1", "n2", "n3"]),
+        reports=reports,
+        waiting_since=float(case["waiting_since"]),
+        now=float(case.get("now", 1000)),
+        patience=float(case.get("patience", 60)),
+        fresh=float(case.get("fresh", 30)),
+    )
+    return ("force-boot" if d.force else "wait") + f" — {d.reason}"
+
+
+def render_boot_exit(case: dict[str, Any]) -> str:
+    d = decide_boot_exit(
+        case["cause"], case["last"], case["boots"], config_error=case["config_error"]
+    )
+    return ("boot again" if d.again else "fail") + f" — {d.reason}"
+
+
+RENDER = {
+    "start": render_start,
+    "forget": render_forget,
+    "monitor": render_monitor,
+    "force_boot": render_force_boot,
+    "boot_exit": render_boot_exit,
+}
 
 
 @pytest.mark.parametrize("kind", sorted(RENDER))
@@ -272,3 +314,60 @@ def test_a_boot_is_told_from_the_brokers_own_output() -> None:
     assert not _booting(start + wait + synced + done)
     assert _booting(start + wait + synced + done + start)  # booting again (a new life)
     assert not _booting("")  # nothing known: not called booting
+
+
+def test_the_wait_for_tables_is_dated_from_the_brokers_own_console() -> None:
+    """Lines as rabbitmq-server 3.10 printed them in the soak of 2026-12-07 (colours kept)."""
+    banner = "  Starting broker...\x1b[0m2026-12-07 07:00:08.336889+00:00 [info] <0.223.0>\n"
+    wait1 = "2026-12-07 07:00:08.469828+00:00 [info] <0.223.0> Waiting for Mnesia tables for "
+    wait1 += "30000 ms, 9 retries left\n"
+    wait2 = wait1.replace("07:00:08.469828", "07:00:38.470729").replace("9 retries", "8 retries")
+    synced = "2026-12-07 07:00:09.0+00:00 [info] <0.223.0> Successfully synced tables from a peer\n"
+    done = "2026-12-07 07:00:10.0+00:00 [info] <0.223.0> Server startup complete; 0 plugins\n"
+    first = 1796626808.469828  # 2026-12-07 07:00:08.469828 UTC
+    assert tables_wait_since(banner + wait1 + wait2) == pytest.approx(first)
+    assert tables_wait_since(banner + wait1 + synced) is None  # synced: not waiting
+    later = wait2.replace("07:00:38.470729", "07:00:39.5")
+    assert tables_wait_since(banner + wait1 + synced + later) == pytest.approx(first + 31.030172)
+    assert tables_wait_since(banner + wait1 + synced + done) is None  # booted
+    assert tables_wait_since(wait1 + banner) is None  # a new boot, not waiting yet
+    assert tables_wait_since("") is None
+
+
+REPORT = st.builds(
+    BrokerReport,
+    node=st.just("x"),
+    at=st.floats(900, 1000),
+    health=st.sampled_from(["running", "paused", "failed"]),
+    served_at=st.none() | st.floats(0, 1000),
+    waiting_since=st.none() | st.floats(0, 1000),
+)
+
+
+@given(st.dictionaries(st.sampled_from(["n1", "n2", "n3"]), REPORT, min_size=1))
+def test_at_most_one_waiting_member_force_boots(reports: dict[str, BrokerReport]) -> None:
+    """Every member that waits decides on the same reports: at most one of them force-boots,
+    and none while a member serves."""
+    waiting = {n: r for n, r in reports.items() if r.waiting_since is not None and r.at >= 970}
+    chosen = [
+        n
+        for n, r in waiting.items()
+        if decide_force_boot(
+            n,
+            members=["n1", "n2", "n3"],
+            reports=reports,
+            waiting_since=0.0,
+            now=1000.0,
+            patience=60.0,
+            fresh=30.0,
+        ).force
+    ]
+    assert len(chosen) <= 1
+    for c in chosen:
+        assert not any(r.health == "running" and r.at >= 970 for n, r in reports.items() if n != c)
+
+
+def test_a_start_boots_a_killed_broker_at_most_boot_attempts_times() -> None:
+    again = [decide_boot_exit("", "", n, config_error=False).again for n in range(1, 6)]
+    assert again == [n < BOOT_ATTEMPTS for n in range(1, 6)]
+    assert not decide_boot_exit("the AMQP port is taken", "", 1, config_error=True).again

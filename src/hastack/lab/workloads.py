@@ -39,6 +39,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import urllib.parse
 import weakref
@@ -69,6 +70,8 @@ __all__ = [
 MAX_DURATION = 1200.0  # a soak's load (it may end it sooner: SIGUSR1)
 RECENT = 5.0  # seconds a broker that failed a client is tried last
 MAX_OPS = 100_000
+CALL_GRACE = 5.0  # an RPC call is given up this long after its own timeout (rpc workload)
+CLOSE_BOUND = 5.0  # closing the rpc workload's connections waits at most this long
 
 
 class History:
@@ -543,13 +546,55 @@ class CacheWorkload(HttpWorkload):
         return "ok", read, extra
 
 
+class Unanswered(TimeoutError):
+    """A blocking client call that did not return within its bound (it may still finish)."""
+
+
+async def _in_daemon_thread(name: str, bound: float, fn: Any, *args: Any) -> Any:
+    """`fn(*args)` in a daemon thread of its own, waited for at most `bound` seconds.
+
+    oslo.messaging blocks without a bound while no broker answers: a `call()` retries its
+    connection for ever (its timeout counts only once the request is sent), a notification
+    too. `asyncio.to_thread` could not leave such a call behind: the loop's executor joins its
+    threads at exit, and the soak's client overran its bound and was killed before it read
+    the notifications back. A daemon thread is left behind and dies with the process."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            (future.set_result if ok else future.set_exception)(value)
+
+    def run() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:
+            outcome = (False, exc)
+        else:
+            outcome = (True, result)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    try:
+        return await asyncio.wait_for(asyncio.shield(future), bound)
+    except TimeoutError:
+        raise Unanswered(f"{name}: no answer within {bound:g}s") from None
+
+
 class RpcWorkload(Workload):
     """OpenStack's own client: oslo.messaging `call()`s (`call`: ok with the answer, `fail`
     with the exception's name, e.g. MessagingTimeout) by `clients` callers at `rate`, and
     notifications at `notify-rate` from one notifier (recorded as `enqueue`: ok once the
     broker confirmed). At the end, every notification the servers consumed (the files they
     write under `consumed`) is read back as one `drain`, so the total-queue checker judges
-    notifications like any queue."""
+    notifications like any queue.
+
+    Bounded whatever the brokers do: each blocking call runs in a daemon thread and is given
+    up after its bound (a call: `timeout` + CALL_GRACE, recorded `fail` Unanswered; a
+    notification: `timeout`, recorded `info`: not confirmed, may still arrive), and the
+    read-back ends `final-timeout` after the load's end, so the client exits within
+    `duration` + `final-timeout` + CLOSE_BOUND."""
 
     kind: ClassVar[str] = "rpc"
 
@@ -563,6 +608,7 @@ class RpcWorkload(Workload):
         self.final_timeout = float(spec.get("final-timeout", 60.0))
         self.options = dict(spec.get("options") or {})
         self._client: Any = None
+        self._load_end: float | None = None  # monotonic: the end of the load
 
     async def setup(self) -> None:
         try:
@@ -581,12 +627,15 @@ class RpcWorkload(Workload):
 
     async def perform(self, f: str, value: Any) -> tuple[str, Any, dict[str, Any]]:
         try:
-            answer = await asyncio.to_thread(self._client.call, value)
+            answer = await _in_daemon_thread(
+                f"call {value}", self.timeout + CALL_GRACE, self._client.call, value
+            )
         except Exception as exc:
             return "fail", value, {"error": type(exc).__name__}
         return "ok", value, {"node": str(answer.get("host", ""))}
 
     async def background(self, history: History, deadline: float) -> None:
+        self._load_end = deadline
         process = f"{self.name}-notify"
         interval = 1.0 / self.notify_rate if self.notify_rate > 0 else deadline
         n = 0
@@ -596,7 +645,7 @@ class RpcWorkload(Workload):
             n += 1
             history.write(process, "invoke", "enqueue", value)
             try:
-                await asyncio.to_thread(self._client.notify, value)
+                await _in_daemon_thread(f"notify {value}", self.timeout, self._client.notify, value)
             except Exception as exc:
                 history.write(process, "info", "enqueue", value, error=type(exc).__name__)
             else:
@@ -608,7 +657,10 @@ class RpcWorkload(Workload):
 
         process = f"{self.name}-drain"
         history.write(process, "invoke", "drain", None)
-        deadline = time.monotonic() + self.final_timeout
+        # From the load's end, not from now: a call left hanging at the end must not push
+        # the read-back past the client's bound.
+        end = self._load_end if self._load_end is not None else time.monotonic()
+        deadline = min(time.monotonic(), end) + self.final_timeout
         confirmed = set()
         for line in Path(history.path).read_text().splitlines():
             entry = json.loads(line)
@@ -623,7 +675,8 @@ class RpcWorkload(Workload):
 
     async def close(self) -> None:
         if self._client is not None:
-            await asyncio.to_thread(self._client.close)
+            with contextlib.suppress(Unanswered):
+                await _in_daemon_thread("close", CLOSE_BOUND, self._client.close)
 
 
 class ProbeWorkload(HttpWorkload):

@@ -11,12 +11,17 @@ Nothing here does I/O (`tests/test_import_rule.py`). The design is `docs/rabbitm
 from __future__ import annotations
 
 from hastack.rabbitmq.decide import (
+    BOOT_ATTEMPTS,
+    BootExit,
+    ForceBoot,
     Health,
     MemberState,
     NodeFacts,
     Start,
     StartDecision,
     Verdict,
+    decide_boot_exit,
+    decide_force_boot,
     decide_forget,
     decide_grow,
     decide_start,
@@ -32,11 +37,15 @@ from hastack.rabbitmq.status import (
     parse_cluster_status,
     parse_node_status,
     parse_queues,
+    tables_wait_since,
 )
 
 __all__ = [
+    "BOOT_ATTEMPTS",
+    "BootExit",
     "BrokerReport",
     "BrokerStatus",
+    "ForceBoot",
     "Health",
     "MemberRecord",
     "MemberState",
@@ -45,6 +54,8 @@ __all__ = [
     "Start",
     "StartDecision",
     "Verdict",
+    "decide_boot_exit",
+    "decide_force_boot",
     "decide_forget",
     "decide_grow",
     "decide_start",
@@ -54,4 +65,5 @@ __all__ = [
     "parse_cluster_status",
     "parse_node_status",
     "parse_queues",
+    "tables_wait_since",
 ]

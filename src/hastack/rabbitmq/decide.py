@@ -5,7 +5,11 @@
 * `decide_forget` — which nodes the cluster must forget (fenced **and** declared gone), and
   which forgets to retry;
 * `decide_grow` — which running members quorum queues must be grown onto;
-* `monitor_verdict` — running, paused in a minority, partitioned, hung, or not running.
+* `monitor_verdict` — running, paused in a minority, partitioned, hung, or not running;
+* `decide_boot_exit` — a broker that exited while its start booted it: boot it again, or
+  fail the start;
+* `decide_force_boot` — a broker waiting for its peers' tables while none serves: which of the
+  waiting members force-boots (the one that served last), and when.
 
 Each decision carries a one-line reason. docs/rabbitmq.md has the rules and why they are
 safe; the tests replay them from golden tables (tests/golden/rabbitmq/).
@@ -17,15 +21,19 @@ import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from hastack.rabbitmq.status import BrokerStatus, QueueInfo
+from hastack.rabbitmq.status import BrokerReport, BrokerStatus, QueueInfo
 
 __all__ = [
+    "BootExit",
+    "ForceBoot",
     "Health",
     "MemberState",
     "NodeFacts",
     "Start",
     "StartDecision",
     "Verdict",
+    "decide_boot_exit",
+    "decide_force_boot",
     "decide_forget",
     "decide_grow",
     "decide_start",
@@ -95,9 +103,11 @@ def decide_start(
     founder: str | None,
     now: float,
     forget_after: float | None = None,
+    force: str | None = None,
 ) -> StartDecision:
     """How node `me` starts its broker. `nodes` covers every node with a record or a running
-    broker (`me` included or not); `founder` is the `cluster` record's node, if any."""
+    broker (`me` included or not); `founder` is the `cluster` record's node, if any; `force`:
+    why its last monitor asked for a forced boot (`decide_force_boot`), if it did."""
     mine = nodes.get(me, NodeFacts())
     others = {n: f for n, f in sorted(nodes.items()) if n != me}
     running = [n for n, f in others.items() if f.running and f.record is MemberState.JOINED]
@@ -107,6 +117,10 @@ def decide_start(
         waiting_for = [
             n for n in joined if not is_gone(others[n], now=now, forget_after=forget_after)
         ]
+        if force is not None and not running:
+            # Only while no member runs: with one running, the tables come from it (a forced
+            # load beside a running copy would fork the metadata).
+            return StartDecision(Start.FORCE_BOOT, f"asked by its monitor: {force}")
         if joined and not waiting_for:
             gone = ", ".join(joined)
             return StartDecision(
@@ -278,3 +292,88 @@ def monitor_verdict(
     if probe_error is not None:
         return Verdict(Health.FAILED, f"accepts connections but {probe_error}")
     return Verdict(Health.RUNNING)
+
+
+# ---- a boot that ends early, a boot that waits for ever ----------------------------------------
+
+BOOT_ATTEMPTS = 3  # boots one start makes of a broker that exits while it boots
+
+
+@dataclass(frozen=True, slots=True)
+class BootExit:
+    again: bool  # boot the broker again within the same start
+    reason: str
+
+
+def decide_boot_exit(cause: str, last_line: str, boots: int, *, config_error: bool) -> BootExit:
+    """The broker exited while the start booted it (`boots`: how many boots this start made,
+    this one included). A cause a new boot would meet again (`config_error`: a port taken, a
+    cookie rejected) fails the start at once. Anything else — killed (the soak's nemesis kills
+    brokers 3 s into their boot), or mnesia giving up its wait for the peers' tables — is
+    what a start is for: boot again, up to BOOT_ATTEMPTS. Pacemaker makes a failed start fatal
+    on the node (start-failure-is-fatal): a broker killed while booting must not ban the node
+    that holds the tables its peers wait for."""
+    what = cause or last_line or "no reason printed"
+    if config_error:
+        return BootExit(False, f"rabbitmq-server exited: {what}")
+    if boots >= BOOT_ATTEMPTS:
+        return BootExit(False, f"rabbitmq-server exited while booting, {boots} times: {what}")
+    return BootExit(True, f"rabbitmq-server exited while booting ({what}): boot {boots + 1} of "
+                          f"{BOOT_ATTEMPTS}")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ForceBoot:
+    force: bool
+    reason: str
+
+
+def decide_force_boot(
+    me: str,
+    *,
+    members: Iterable[str],
+    reports: Mapping[str, BrokerReport],
+    waiting_since: float,
+    now: float,
+    patience: float,
+    fresh: float,
+) -> ForceBoot:
+    """`me`'s broker has waited since `waiting_since` for its peers' Mnesia tables. RabbitMQ
+    boots a member only with the tables of the member that stopped last; if that one cannot
+    come back (its start failed, its host is gone) the others wait, give up after 5 min, are
+    restarted and wait again — the soak's end state. So after `patience` with no member
+    serving, one waiting member force-boots (`rabbitmqctl force_boot`: it loads its own
+    tables) and the others take the tables from it: the one that **served last** by its
+    reports (`served_at`; ties: the first by name), which is the nearest hastack can tell to
+    "stopped last" — its tables are the newest of those at hand. A member counts as waiting or
+    serving only by a report fresher than `fresh` seconds (`members`: every joined member,
+    `me` included; `reports` by hastack node name, `me`'s included)."""
+    waited = now - waiting_since
+    if waited < patience:
+        return ForceBoot(False, f"waits for its peers' tables ({waited:.0f}s of {patience:g}s)")
+
+    def is_fresh(node: str) -> bool:
+        r = reports.get(node)
+        return r is not None and now - r.at <= fresh
+
+    others = sorted(n for n in set(members) if n != me)
+    serving = [n for n in others if is_fresh(n) and reports[n].health == "running"]
+    if serving:
+        return ForceBoot(False, f"{', '.join(serving)} serves: the tables come from it")
+    waiting = [me] + [n for n in others if is_fresh(n) and reports[n].waiting_since is not None]
+    absent = [n for n in others if n not in waiting]
+
+    def served(node: str) -> float:
+        r = reports.get(node)
+        return r.served_at if r is not None and r.served_at is not None else float("-inf")
+
+    chosen = sorted(waiting, key=lambda n: (-served(n), n))[0]
+    if chosen != me:
+        return ForceBoot(False, f"{chosen} served last of those waiting: it force-boots")
+    last = served(me)
+    when = f" (at {last:.0f})" if last != float("-inf") else ""
+    return ForceBoot(
+        True,
+        f"waited {waited:.0f}s for the tables of {', '.join(absent) or 'its peers'}, none "
+        f"serves; waiting: {', '.join(sorted(waiting))}; this node served last{when}",
+    )

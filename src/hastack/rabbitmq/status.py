@@ -8,7 +8,9 @@ tests/golden/rabbitmq/) and raise ValueError on anything else, naming what was w
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,6 +24,7 @@ __all__ = [
     "parse_cluster_status",
     "parse_node_status",
     "parse_queues",
+    "tables_wait_since",
 ]
 
 
@@ -172,6 +175,48 @@ class MemberRecord:
         return record
 
 
+def _time(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+# The broker's console (3.10): each line starts with its time, e.g.
+# `2026-12-07 07:00:08.469828+00:00 [info] <0.223.0> Waiting for Mnesia tables for 30000 ms`.
+_BANNER = "Starting broker"
+_WAITING = "Waiting for Mnesia tables"
+_SYNCED = "Successfully synced tables"
+_BOOTED = "Server startup complete"
+_STAMP = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)?)")
+
+
+def tables_wait_since(console: str) -> float | None:
+    """Since when (a POSIX time, from the console's own stamps) the broker's current boot has
+    waited for its peers' Mnesia tables: the first "Waiting for Mnesia tables" line after the
+    last boot banner and after the last "Successfully synced tables" — None when the boot is
+    not waiting (not begun, synced, finished) or the line has no readable time."""
+    boot = console.rfind(_BANNER)
+    if boot < 0:
+        return None
+    tail = console[boot:]
+    if _BOOTED in tail:
+        return None
+    synced = tail.rfind(_SYNCED)
+    at = tail.find(_WAITING, max(0, synced))
+    if at < 0:
+        return None
+    line_start = tail.rfind("\n", 0, at) + 1
+    found = _STAMP.search(tail[line_start:at])
+    if found is None:
+        return None
+    stamp = found.group(1).replace("Z", "+00:00")
+    try:
+        when = datetime.datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerReport:
     """`rabbitmq/<rsc>/report/<node>`: what the node's monitor last saw."""
@@ -182,6 +227,11 @@ class BrokerReport:
     reason: str = ""
     status: BrokerStatus | None = None
     queues: Sequence[QueueInfo] = field(default_factory=tuple)
+    # The last time a monitor saw this broker serve (carried from report to report), and
+    # since when its boot waits for its peers' Mnesia tables (its console's clock): what
+    # `decide_force_boot` compares.
+    served_at: float | None = None
+    waiting_since: float | None = None
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -192,6 +242,8 @@ class BrokerReport:
                 "reason": self.reason,
                 "status": asdict(self.status) if self.status else None,
                 "queues": [asdict(q) for q in self.queues],
+                "served_at": self.served_at,
+                "waiting_since": self.waiting_since,
             },
             sort_keys=True,
         ).encode()
@@ -227,6 +279,8 @@ class BrokerReport:
                     )
                     for q in data.get("queues", [])
                 ),
+                served_at=_time(data.get("served_at")),
+                waiting_since=_time(data.get("waiting_since")),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a broker report: {exc}") from None

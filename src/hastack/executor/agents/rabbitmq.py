@@ -14,7 +14,7 @@ or `n1=5672 n2=5673`), dist-port, epmd-port, listen, data-dir, users
 (`NAME:PASSWORD[:TAG,TAG] ...`), permissions (`USER:VHOST:CONF:WRITE:READ ...`, default full
 on / for every user), policies (a JSON list of {name, pattern, definition, apply-to,
 priority, vhost}), forget-after (seconds), quorum-size (3), probe-timeout (5),
-net-ticktime (10), aten-poll-ms (500), stop-grace (30).
+net-ticktime (10), aten-poll-ms (500), stop-grace (30), force-boot-after (60; 0: never).
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ from hastack.rabbitmq import (
     QueueInfo,
     Start,
     StartDecision,
+    decide_boot_exit,
+    decide_force_boot,
     decide_forget,
     decide_grow,
     decide_start,
@@ -58,6 +60,7 @@ from hastack.rabbitmq import (
     parse_cluster_status,
     parse_node_status,
     parse_queues,
+    tables_wait_since,
 )
 from hastack.store import Compare, EtcdStore, Keys, PutOp
 from hastack.store.snapshot import read_snapshot
@@ -131,6 +134,10 @@ BOOT_POLL = 0.25  # the console is read this often while the broker boots
 PROBE_EVERY = 1.0  # once it says the application started, AMQP confirms it at most this often
 CLI_AFTER = 20.0  # the CLI is asked too (in the background) if the console has not said so by then
 PEER_PATIENCE = 3.0  # a restart still waiting for its running peers' tables this long is done
+# A peer's report counts (as waiting or serving) in `decide_force_boot` while younger than
+# this: three monitor intervals of the default 10 s, so one late monitor does not matter.
+REPORT_FRESH = 30.0
+FORCE_BOOT_FILE = "force-boot"  # the monitor's request to the next start: force-boot (why)
 
 # Causes worth naming, found in the broker's or the CLI's output.
 CAUSES = (
@@ -145,6 +152,7 @@ CAUSES = (
     ),
     (re.compile(r"nodedown|not running at all"), "node unreachable"),
 )
+NODEDOWN = "node unreachable"  # the one cause above a new boot may not meet again
 
 
 def rabbitmq_keys(keys: Keys, resource: str) -> dict[str, str]:
@@ -190,6 +198,7 @@ class Params:
     net_ticktime: int
     aten_poll_ms: int
     stop_grace: float
+    force_boot_after: float = 60.0
 
     @staticmethod
     def parse(request: OpRequest) -> Params:
@@ -246,6 +255,7 @@ class Params:
             net_ticktime=int(p.get("net-ticktime", "10")),
             aten_poll_ms=int(p.get("aten-poll-ms", "500")),
             stop_grace=float(p.get("stop-grace", "30")),
+            force_boot_after=float(p.get("force-boot-after", "60")),
         )
 
     @property
@@ -485,6 +495,7 @@ class RabbitmqAgent(NativeAgent):
         "net-ticktime": False,
         "aten-poll-ms": False,
         "stop-grace": False,
+        "force-boot-after": False,
     }
     default_timeouts: ClassVar[dict[str, float]] = {
         "start": 300.0,
@@ -672,6 +683,7 @@ class RabbitmqAgent(NativeAgent):
                     founder=founder,
                     now=time.time(),
                     forget_after=params.forget_after,
+                    force=self._force_asked(params),
                 )
                 if decision.action is Start.WAIT:
                     if time.monotonic() > deadline:
@@ -686,6 +698,8 @@ class RabbitmqAgent(NativeAgent):
                     if not result.succeeded and founder != params.node:
                         continue  # another node founds it: decide again
                 break
+            # A monitor's request to force-boot is this start's to honour or not, never the next's.
+            (params.data / FORCE_BOOT_FILE).unlink(missing_ok=True)
             peers_down = not any(f.running for n, f in nodes.items() if n != params.node)
             return await self._carry_out(
                 request, params, store, rk, decision, deadline, peers_down=peers_down
@@ -714,21 +728,35 @@ class RabbitmqAgent(NativeAgent):
             rc, out = await self._ctl(params, "force_boot")
             if rc != 0:
                 return OcfRc.ERR_GENERIC, f"force_boot failed: {_last_lines(out)}"
-        try:
-            since = self._output_path(request, params).stat().st_size
-        except OSError:
-            since = 0
-        result = await self._service.execute(self._service_request(request, params))
-        if result.rc != OcfRc.SUCCESS:
-            return OcfRc.ERR_GENERIC, f"rabbitmq-server did not start: {result.reason}"
-        booted, why = await self._await_boot(
-            request, params, deadline, since=since,
-            peers_may_wait=action is Start.RESTART and peers_down,
-            may_pause=action in (Start.RESTART, Start.FORCE_BOOT),
-        )  # fmt: skip
-        if not booted:
-            await self._stop(request, params)
-            return OcfRc.ERR_GENERIC, why
+        boots = 0
+        while True:
+            boots += 1
+            try:
+                since = self._output_path(request, params).stat().st_size
+            except OSError:
+                since = 0
+            result = await self._service.execute(self._service_request(request, params))
+            if result.rc != OcfRc.SUCCESS:
+                return OcfRc.ERR_GENERIC, f"rabbitmq-server did not start: {result.reason}"
+            booted, why = await self._await_boot(
+                request, params, deadline, since=since,
+                peers_may_wait=action is Start.RESTART and peers_down,
+                may_pause=action in (Start.RESTART, Start.FORCE_BOOT),
+            )  # fmt: skip
+            if booted:
+                break
+            if self._alive(request, params) or time.monotonic() >= deadline:
+                await self._stop(request, params)
+                return OcfRc.ERR_GENERIC, why
+            out = self._output(request, params, since)
+            cause = _cause(out)
+            again = decide_boot_exit(
+                cause, _last_lines(out), boots, config_error=bool(cause) and cause != NODEDOWN
+            )
+            log.warning("%s: %s", params.resource, again.reason)
+            if not again.again:
+                await self._stop(request, params)
+                return OcfRc.ERR_GENERIC, again.reason
         if action is Start.JOIN:
             peer = params.erlang_name(decision.peer or "")
             for step in (("stop_app",), ("join_cluster", peer), ("start_app",)):
@@ -753,7 +781,23 @@ class RabbitmqAgent(NativeAgent):
             # start ended waiting (for its peers' tables, or paused): the DC may hold other
             # starts behind this one, and the monitor judges such a broker soon enough.
             await self._monitor(request, params)
+        else:
+            # Its report, still: the other members' decide_force_boot must see that it waits
+            # (and since when) without waiting for its first monitor — one write, no CLI.
+            with contextlib.suppress(StoreError, OSError):
+                await self._report_and_keep(
+                    request, params, Health.PAUSED.value, why, None, [],
+                    waiting_since=tables_wait_since(self._output(request, params, since, 200_000)),
+                )  # fmt: skip
         return OcfRc.SUCCESS, f"{decision.reason}; {why}" if why else decision.reason
+
+    @staticmethod
+    def _force_asked(params: Params) -> str | None:
+        """Why the last monitor asked this start to force-boot (`decide_force_boot`), if it did."""
+        try:
+            return (params.data / FORCE_BOOT_FILE).read_text().strip() or "force-boot"
+        except OSError:
+            return None
 
     async def _await_boot(
         self,
@@ -887,7 +931,9 @@ class RabbitmqAgent(NativeAgent):
         # The console first: a boot it shows unfinished may finish while the broker is asked,
         # never the other way round (a boot begun meanwhile is a new process, seen by the
         # next monitor). A boot logs about 40 kB before its application starts.
-        booting = _booting(self._output(request, params, last=200_000))
+        console = self._output(request, params, last=200_000)
+        booting = _booting(console)
+        waiting_since = tables_wait_since(console)
         probe_error = await self._serves(params)
         if _erl_call():
             broker, status_error, vm_answers = await self._node_status(params, probe_error is None)
@@ -923,9 +969,18 @@ class RabbitmqAgent(NativeAgent):
                 if rc == 0:
                     with contextlib.suppress(ValueError):
                         queues += parse_queues(out, vhost=vhost)
+        force = None
         with contextlib.suppress(StoreError, OSError):
-            await self._report_and_keep(request, params, verdict.health.value, verdict.reason,
-                                        broker, queues)  # fmt: skip
+            force = await self._report_and_keep(
+                request, params, verdict.health.value, verdict.reason, broker, queues,
+                waiting_since=waiting_since if verdict.health is Health.PAUSED else None,
+            )  # fmt: skip
+        if force is not None:
+            # The restart hastack makes of a failed instance is the forced boot (the start
+            # reads the request): a stop and a boot, both under the DC's eye.
+            (params.data / FORCE_BOOT_FILE).write_text(force + "\n")
+            log.warning("%s: force-boot asked: %s", params.resource, force)
+            return OcfRc.ERR_GENERIC, f"stuck waiting for its peers' tables: {force}"
         if verdict.health is Health.NOT_RUNNING:
             return OcfRc.NOT_RUNNING, verdict.reason
         if verdict.health is Health.FAILED:
@@ -977,15 +1032,29 @@ class RabbitmqAgent(NativeAgent):
         reason: str,
         broker: BrokerStatus | None,
         queues: list[QueueInfo],
-    ) -> None:
-        """Write this node's report, then forget and grow if this node is the one to act."""
+        *,
+        waiting_since: float | None = None,
+    ) -> str | None:
+        """Write this node's report, then forget and grow if this node is the one to act; or,
+        its broker waiting for its peers' tables (`waiting_since`), decide whether to force
+        its boot: why, if so."""
         store, keys = self._store(request)
         rk = rabbitmq_keys(keys, params.resource)
         async with store:
-            report = BrokerReport(params.node, time.time(), health, reason, broker, tuple(queues))
+            now = time.time()
+            served_at: float | None = now if health == Health.RUNNING.value else None
+            if served_at is None:
+                with contextlib.suppress(ValueError):
+                    kv = await store.get(rk["report"] + params.node)
+                    if kv is not None:
+                        served_at = BrokerReport.decode(kv.value).served_at
+            report = BrokerReport(params.node, now, health, reason, broker, tuple(queues),
+                                  served_at=served_at, waiting_since=waiting_since)  # fmt: skip
             await store.put(rk["report"] + params.node, report.encode())
+            if waiting_since is not None and params.force_boot_after > 0:
+                return await self._force_boot_asked(store, keys, params, report)
             if broker is None or health != Health.RUNNING.value:
-                return
+                return None
             snapshot = await read_snapshot(store, keys)
             nodes, _, revisions = self._facts(snapshot, keys, params)
             by_erlang = {params.erlang_name(n): n for n in nodes}
@@ -998,7 +1067,7 @@ class RabbitmqAgent(NativeAgent):
             )  # fmt: skip
             running = sorted(by_erlang[e] for e in broker.running_nodes if e in by_erlang)
             if not running or running[0] != params.node:
-                return  # the first running member by name acts; the others stay quiet
+                return None  # the first running member by name acts; the others stay quiet
             listed = [by_erlang[e] for e in broker.disc_nodes if e in by_erlang]
             for node, why in decide_forget(
                 nodes, me=params.node, listed=listed, now=time.time(),
@@ -1023,6 +1092,32 @@ class RabbitmqAgent(NativeAgent):
                 rc, out = await self._ctl(params, "grow", erlang, "all", program=QUEUES, timeout=60)
                 log.info("grew quorum queues onto %s: %s", erlang,
                          "done" if rc == 0 else _last_lines(out))  # fmt: skip
+        return None
+
+    async def _force_boot_asked(
+        self, store: EtcdStore, keys: Keys, params: Params, mine: BrokerReport
+    ) -> str | None:
+        """`decide_force_boot` on the members' reports: why this node force-boots, or None."""
+        assert mine.waiting_since is not None
+        snapshot = await read_snapshot(store, keys)
+        nodes, _, _ = self._facts(snapshot, keys, params)
+        rk = rabbitmq_keys(keys, params.resource)
+        base = rk["report"].removeprefix(keys.prefix)
+        reports = {params.node: mine}
+        for name, kv in snapshot.other.items():
+            if name.startswith(base):
+                with contextlib.suppress(ValueError):
+                    reports.setdefault(name.removeprefix(base), BrokerReport.decode(kv.value))
+        members = [n for n, f in nodes.items() if f.record is MemberState.JOINED]
+        decision = decide_force_boot(
+            params.node, members=[*members, params.node], reports=reports,
+            waiting_since=mine.waiting_since, now=mine.at,
+            patience=params.force_boot_after, fresh=REPORT_FRESH,
+        )  # fmt: skip
+        if not decision.force:
+            log.debug("%s: %s", params.resource, decision.reason)
+            return None
+        return decision.reason
 
     # ---- a peer's fence --------------------------------------------------------------------------
 

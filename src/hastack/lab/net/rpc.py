@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
 import socket
 import sys
@@ -29,7 +30,7 @@ import oslo_messaging
 from oslo_config import cfg
 from oslo_messaging._drivers import impl_rabbit
 
-__all__ = ["RECOMMENDED", "Client", "main"]
+__all__ = ["RECOMMENDED", "Client", "NotificationDropped", "main"]
 
 TOPIC = "hastack-rpc"
 NOTIFY_TOPIC = "hastack-notify"
@@ -130,6 +131,38 @@ class _HostsInOrder:
         return getattr(random, name)
 
 
+class NotificationDropped(RuntimeError):
+    """oslo.messaging's notifier logged that it could not send (and returned as if sent)."""
+
+
+class _DroppedNotifications(logging.Handler):
+    """oslo.messaging's Notifier never raises: its drivers catch a failed send and log it
+    ("Could not send notification to …", "Problem … attempting to send to notification
+    system"), then return as if it had been sent — an OpenStack service loses that
+    notification. The lab must not count it as confirmed (the 2026-12-07 09:18 soak counted 374
+    such sends, made while no broker accepted connections, as confirmed and then lost). The
+    log record is emitted in the sending thread: a thread-local note of it is the send's
+    outcome."""
+
+    LOGGERS = ("oslo_messaging.notify.messaging", "oslo_messaging.notify.notifier")
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.local = threading.local()
+        for name in self.LOGGERS:
+            logging.getLogger(name).addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        cause = record.exc_info[1] if record.exc_info else None
+        self.local.dropped = f"{type(cause).__name__}: {cause}" if cause else "send failed"
+
+    def reset(self) -> None:
+        self.local.dropped = None
+
+    def dropped(self) -> str | None:
+        return getattr(self.local, "dropped", None)
+
+
 class Client:
     """One RPC client and notifier (blocking, like OpenStack services' own).
 
@@ -152,15 +185,21 @@ class Client:
             self._notify_transport, publisher_id="hastack-lab", driver="messaging",
             topics=[NOTIFY_TOPIC],
         )  # fmt: skip
+        self._dropped = _DroppedNotifications()
 
     def call(self, value: int) -> dict[str, Any]:
         result: dict[str, Any] = self._client.call({}, "echo", value=value)
         return result
 
     def notify(self, value: int) -> None:
-        # The rabbit driver publishes with publisher confirms (kombu's confirm_publish): a
-        # return without an exception means the broker took it.
+        """Send one notification; NotificationDropped when the notifier dropped it. The rabbit
+        driver publishes with publisher confirms (kombu's confirm_publish): a send that
+        neither raised nor logged a failure was confirmed by the broker."""
+        self._dropped.reset()
         self._notifier.info({}, "hastack.lab", {"value": value})
+        dropped = self._dropped.dropped()
+        if dropped is not None:
+            raise NotificationDropped(f"the notifier dropped it: {dropped}")
 
     def close(self) -> None:
         self._transport.cleanup()
