@@ -358,6 +358,12 @@ class Controller:
         if transition is None or transition.config_revision != snapshot.config_revision:
             reason = "new configuration" if transition is not None else "no plan yet"
             transition = None
+        elif transition.plan.expires_at is not None and state.now >= transition.plan.expires_at:
+            # A failure-timeout ran out: nothing observed changes with it (the fail count
+            # stays as the node reported it), so only the clock says the plan is stale. A
+            # broker banned after a failed start stayed banned while its peers waited for it.
+            reason = "a failure expired (failure-timeout)"
+            transition = None
         else:
             # Progress only grows: an action seen done stays done (a recovery's stop is undone
             # by its start), and whatever a done action waited for is done too.

@@ -60,4 +60,4 @@ def schedule(config: ClusterConfig, state: ClusterState) -> Plan:
     finally:
         if was_enabled:
             gc.enable()
-    return Plan(outcome.assignments, outcome.actions, outcome.warnings)
+    return Plan(outcome.assignments, outcome.actions, outcome.warnings, run.expires_at)

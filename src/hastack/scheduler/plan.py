@@ -58,6 +58,8 @@ class Plan:
     assignments: tuple[Assignment, ...]
     actions: tuple[Action, ...]
     warnings: tuple[str, ...] = ()
+    # When a failure it counted expires (failure-timeout): it is to be made again then.
+    expires_at: float | None = None
 
     def placement(self) -> Mapping[str, tuple[str | None, Role]]:
         return {a.instance: (a.node, a.role) for a in self.assignments}

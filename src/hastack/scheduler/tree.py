@@ -269,6 +269,9 @@ class Run:
     # Nodes that can take new resources (node states do not change during a run).
     available_nodes: frozenset[str] = frozenset()
     warnings: list[str] = field(default_factory=list)
+    # The earliest moment (wall time) a failure counted in this run expires by its
+    # failure-timeout: a plan made now is stale then, whatever else happens.
+    expires_at: float | None = None
     load: LoadIndex = field(init=False)
 
     def __post_init__(self) -> None:
@@ -691,6 +694,15 @@ def _record(run: Run, r: Rsc, status: ResourceStatus) -> None:
         and now >= status.last_failure + r.failure_timeout
         and not status.blocked
     )
+    if (
+        r.failure_timeout > 0
+        and status.last_failure is not None
+        and not expired
+        and not status.blocked
+        and (status.fail_count or status.failed)
+    ):
+        at = status.last_failure + r.failure_timeout
+        run.expires_at = at if run.expires_at is None else min(run.expires_at, at)
     if status.fail_count and not expired:
         r.fail_counts[status.node] = max(r.fail_counts.get(status.node, 0), status.fail_count)
     if status.last_failure is not None and not expired and (status.fail_count or status.failed):
