@@ -70,6 +70,17 @@ op = st.tuples(
     st.sampled_from([[""], ["dc", "members/", "target/n1"]]),
     st.integers(1, 3),
 )
+def carry_out(store: ModelStore, kind: str, key: str, value: bytes) -> bool:
+    """Carry out a `put` or `delete` op on the model store; False for any other kind."""
+    if kind == "put":
+        store.put(key, value)
+    elif kind == "delete":
+        store.delete(key)
+    else:
+        return False
+    return True
+
+
 def test_the_mirror_equals_a_full_read_at_every_revision(
     ops: list[tuple[str, str, bytes]], ranges: list[str], chunk: int
 ) -> None:
@@ -93,11 +104,9 @@ def test_the_mirror_equals_a_full_read_at_every_revision(
 
     for kind, name, value in ops:
         key = KEYS.prefix + name
-        if kind == "put":
-            store.put(key, value)
-        elif kind == "delete":
-            store.delete(key)
-        elif kind == "reload":
+        if carry_out(store, kind, key, value):
+            continue
+        if kind == "reload":
             # a compaction: the range is read afresh, the watch resumed after that read
             deliver()
             p = next((p for p in prefixes if key.startswith(p)), prefixes[0])
@@ -258,11 +267,7 @@ def test_the_kept_snapshot_equals_a_fresh_decode(ops: list[tuple[str, str, bytes
     delivered = store.revision
     for kind, name, value in ops:
         key = KEYS.prefix + name
-        if kind == "put":
-            store.put(key, value)
-        elif kind == "delete":
-            store.delete(key)
-        elif kind == "progress":
+        if not carry_out(store, kind, key, value) and kind == "progress":
             store.revision += 1  # a write elsewhere: the watch reports only the revision
         events = store.events_since(KEYS.prefix, delivered)
         mirror.apply(KEYS.prefix, WatchBatch(tuple(events), store.revision))
