@@ -64,12 +64,6 @@ op = st.tuples(
 )
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(op, max_size=40),
-    st.sampled_from([[""], ["dc", "members/", "target/n1"]]),
-    st.integers(1, 3),
-)
 def carry_out(store: ModelStore, kind: str, key: str, value: bytes) -> bool:
     """Carry out a `put` or `delete` op on the model store; False for any other kind."""
     if kind == "put":
@@ -81,6 +75,12 @@ def carry_out(store: ModelStore, kind: str, key: str, value: bytes) -> bool:
     return True
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(op, max_size=40),
+    st.sampled_from([[""], ["dc", "members/", "target/n1"]]),
+    st.integers(1, 3),
+)
 def test_the_mirror_equals_a_full_read_at_every_revision(
     ops: list[tuple[str, str, bytes]], ranges: list[str], chunk: int
 ) -> None:
