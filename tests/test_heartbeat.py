@@ -227,6 +227,29 @@ def test_suspect_after_three_intervals_exactly_is_accepted() -> None:
         Properties.model_validate({"heartbeat-interval": "200ms", "suspect-after": "599ms"})
 
 
+def test_a_compute_is_judged_on_its_longer_silence() -> None:
+    """A peer with a floor (a compute: remote-suspect-after) is not found silent at the
+    controllers' suspect-after, only at its own; the others are, and `next_silence` agrees.
+    (In the lab, two computes starved of CPU for 1.1 s were fenced at 1 s: docs/compute.md.)"""
+    clock = Clock()
+    hb = Heartbeat("a", "127.0.0.1", 0, interval=INTERVAL, clock=clock)
+    hb.heard("c1")
+    hb.heard("n2")
+    hb.floors = {"c1": 3.0}
+    clock.now = 1.5
+    assert hb.silent(["c1", "n2"], AFTER, since=0.0) == ["n2"]
+    assert abs(hb.next_silence(["c1"], AFTER, since=0.0) - 1.5) < 1e-9
+    clock.now = 3.01
+    assert hb.silent(["c1", "n2"], AFTER, since=0.0) == ["c1", "n2"]
+
+
+def test_remote_suspect_after_is_never_shorter_than_suspect_after() -> None:
+    ok = Properties.model_validate({"suspect-after": "1s"})
+    assert ok.remote_suspect_after == 3.0
+    with pytest.raises(ValueError, match="remote-suspect-after must be at least suspect-after"):
+        Properties.model_validate({"suspect-after": "2s", "remote-suspect-after": "1s"})
+
+
 # ---- over real sockets (loopback) ------------------------------------------------------------
 
 

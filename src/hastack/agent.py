@@ -227,6 +227,7 @@ class Agent:
         self._lives: dict[str, tuple[int | None, float]] = {}
         self._heartbeat_interval = 0.2
         self._suspect_after = 1.0
+        self._remote_suspect_after = 3.0
         self._silent_now: frozenset[str] = frozenset()  # members found silent, now
         self._silence_seen = -math.inf  # monotonic: when a member was last found silent
         self._deposed: tuple[str, int] | None = None  # the DC (node, epoch) this agent deposed
@@ -703,6 +704,7 @@ class Agent:
         if snapshot.config is not None:
             self._heartbeat_interval = snapshot.config.properties.heartbeat_interval
             self._suspect_after = snapshot.config.properties.suspect_after
+            self._remote_suspect_after = snapshot.config.properties.remote_suspect_after
         if self.heartbeat is not None:
             # Beats go to the full nodes only: they are the ones that may be DC and judge
             # silence. A hundred computes beating to each other would be 50,000 datagrams a
@@ -718,6 +720,13 @@ class Agent:
             self.heartbeat.probing = self.config.kind is NodeKind.FULL
             self.heartbeat.interval = self._heartbeat_interval
             self.heartbeat.suspect_after = self._suspect_after
+            # Computes are judged on a longer silence: one starved of CPU for a second is
+            # not fenced (docs/compute.md, section 6).
+            self.heartbeat.floors = {
+                name: self._remote_suspect_after
+                for name in self._peers
+                if snapshot.members[name].kind is NodeKind.REMOTE
+            }
 
     def _suspects(self, snapshot: ClusterSnapshot, config: ClusterConfig) -> frozenset[str]:
         """Members whose heartbeats stopped, when fencing can act on it (else only the

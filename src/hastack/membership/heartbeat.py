@@ -120,8 +120,10 @@ class Heartbeat:
         # a DC that says it lost its membership is deposed at once.
         self.member = True
         self._gave_up: dict[str, int] = {}  # node -> the lease its last datagram gave up
-        # Set by the agent: the silence that gets a peer suspected (probes start before it).
+        # Set by the agent: the silence that gets a peer suspected (probes start before it),
+        # and a longer one for some peers (computes: remote-suspect-after).
         self.suspect_after = 1.0
+        self.floors: Mapping[str, float] = {}
         self._probed_at: dict[str, float] = {}
         self._encoded: dict[str, tuple[tuple[str, int, bool], bytes]] = {}
         self.probes_sent = 0
@@ -386,13 +388,15 @@ class Heartbeat:
         return self._clock() - self.last_seen.get(node, self.started)
 
     def threshold(self, node: str, after: float) -> float:
-        """How long `node` must be silent to be suspected: `after`, or — when its recent beats
+        """How long `node` must be silent to be suspected: `after` (at least its floor: a
+        compute's remote-suspect-after), or — when its recent beats
         already came with holes (a gap of HOLE intervals or more) — LOSS_FACTOR × the longest
         recent hole, whichever is longer. A crash on a clean link is seen at `after` (a beat
         a little late is no hole: counted as one, it put a clean link's threshold above
         `after` = 3 intervals); a link that loses 30 % of its datagrams (holes of 4-5
         intervals within a minute) does not get its node fenced: a false suspicion would
         need a hole three times the longest it has shown."""
+        after = max(after, self.floors.get(node, 0.0))
         gaps = self.gaps.get(node)
         if not gaps or len(gaps) < 3:
             return after

@@ -533,6 +533,9 @@ class Properties(Spec):
     # suspects (and, with fencing, fences) a member silent for suspect-after.
     heartbeat_interval: Duration = 0.2
     suspect_after: Duration = 1.0
+    # Computes (remote nodes) are suspected after this long instead: fencing one evacuates
+    # its instances, and one starved of CPU for a second is alive (docs/compute.md, 6).
+    remote_suspect_after: Duration = 3.0
     # After a lost node's lease expired on the server, how long the DC still waits before it
     # counts the node as having stopped its resources itself (watchdog reset latency, clock
     # rate differences).
@@ -564,6 +567,12 @@ class Properties(Spec):
                 "suspect-after must be at least 3 × heartbeat-interval, or one lost datagram "
                 f"gets a node fenced: got {self.suspect_after:g}s < "
                 f"3 × {self.heartbeat_interval:g}s"
+            )
+        if round(self.remote_suspect_after * 1e6) < round(self.suspect_after * 1e6):
+            raise ValueError(
+                "remote-suspect-after must be at least suspect-after (a compute is never "
+                f"judged on a shorter silence than a controller): got "
+                f"{self.remote_suspect_after:g}s < {self.suspect_after:g}s"
             )
         return self
 
