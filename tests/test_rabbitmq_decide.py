@@ -43,6 +43,7 @@ def facts(data: dict[str, Any]) -> NodeFacts:
         record_revision=int(data.get("record_revision", 0)),
         online=bool(data.get("online", False)),
         running=bool(data.get("running", False)),
+        serving=bool(data.get("serving", False)),
         fenced_revision=data.get("fenced_revision"),
         fenced_at=data.get("fenced_at"),
         removed_revision=data.get("removed_revision"),

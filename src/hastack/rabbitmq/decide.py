@@ -58,6 +58,9 @@ class NodeFacts:
     record_revision: int = 0  # the revision of that record (0: none)
     online: bool = False  # a hastack member now
     running: bool = False  # online, and its status reports the broker instance running
+    # Its broker's own last report (fresh) says it serves: not merely running while it waits
+    # in mnesia for its peers' tables (the instance is Started then too).
+    serving: bool = False
     # The revision of its last successful fencing after it last joined hastack (None: not
     # fenced in its current or last life); its wall time, for `forget-after`.
     fenced_revision: int | None = None
@@ -117,9 +120,10 @@ def decide_start(
         waiting_for = [
             n for n in joined if not is_gone(others[n], now=now, forget_after=forget_after)
         ]
-        if force is not None and not running:
-            # Only while no member runs: with one running, the tables come from it (a forced
-            # load beside a running copy would fork the metadata).
+        if force is not None and not any(others[n].serving for n in running):
+            # Only while no member serves: with one serving, the tables come from it (a forced
+            # load beside a serving copy would fork the metadata). One that runs but waits for
+            # its peers' tables is what the forced boot is for.
             return StartDecision(Start.FORCE_BOOT, f"asked by its monitor: {force}")
         if joined and not waiting_for:
             gone = ", ".join(joined)

@@ -612,6 +612,9 @@ class RabbitmqAgent(NativeAgent):
         removed: dict[str, int] = {}
         founder: str | None = None
         base = rk["base"].removeprefix(keys.prefix)
+        report_base = rk["report"].removeprefix(keys.prefix)
+        serving: set[str] = set()  # whose broker's fresh report says it serves
+        now = time.time()
         for name, kv in snapshot.other.items():
             if name == base + "cluster":
                 with contextlib.suppress(ValueError, KeyError, TypeError):
@@ -622,6 +625,11 @@ class RabbitmqAgent(NativeAgent):
                     records[name.rpartition("/")[2]] = (MemberState(record.state), kv.mod_revision)
             elif name.startswith("removed/"):
                 removed[name.removeprefix("removed/")] = kv.mod_revision
+            elif name.startswith(report_base):
+                with contextlib.suppress(ValueError):
+                    said = BrokerReport.decode(kv.value)
+                    if said.health == "running" and now - said.at <= REPORT_FRESH:
+                        serving.add(name.removeprefix(report_base))
         names = set(records) | set(snapshot.members) | set(snapshot.nodes) | set(removed)
         out: dict[str, NodeFacts] = {}
         for node in sorted(names):
@@ -649,6 +657,7 @@ class RabbitmqAgent(NativeAgent):
                 record_revision=revision,
                 online=online,
                 running=running,
+                serving=running and node in serving,
                 fenced_revision=fenced_rev,
                 fenced_at=fenced_at,
                 removed_revision=removed.get(node),
