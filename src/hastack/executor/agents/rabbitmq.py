@@ -603,6 +603,17 @@ class RabbitmqAgent(NativeAgent):
         return store, keys
 
     @staticmethod
+    def _reports(snapshot: ClusterSnapshot, keys: Keys, params: Params) -> dict[str, BrokerReport]:
+        """Each node's last broker report (`rabbitmq/<rsc>/report/<node>`) that decodes."""
+        base = rabbitmq_keys(keys, params.resource)["report"].removeprefix(keys.prefix)
+        out: dict[str, BrokerReport] = {}
+        for name, kv in snapshot.other.items():
+            if name.startswith(base):
+                with contextlib.suppress(ValueError):
+                    out[name.removeprefix(base)] = BrokerReport.decode(kv.value)
+        return out
+
+    @staticmethod
     def _facts(
         snapshot: ClusterSnapshot, keys: Keys, params: Params
     ) -> tuple[dict[str, NodeFacts], str | None, dict[str, int]]:
@@ -612,9 +623,12 @@ class RabbitmqAgent(NativeAgent):
         removed: dict[str, int] = {}
         founder: str | None = None
         base = rk["base"].removeprefix(keys.prefix)
-        report_base = rk["report"].removeprefix(keys.prefix)
-        serving: set[str] = set()  # whose broker's fresh report says it serves
         now = time.time()
+        serving = {  # whose broker's fresh report says it serves
+            node
+            for node, said in RabbitmqAgent._reports(snapshot, keys, params).items()
+            if said.health == "running" and now - said.at <= REPORT_FRESH
+        }
         for name, kv in snapshot.other.items():
             if name == base + "cluster":
                 with contextlib.suppress(ValueError, KeyError, TypeError):
@@ -625,11 +639,6 @@ class RabbitmqAgent(NativeAgent):
                     records[name.rpartition("/")[2]] = (MemberState(record.state), kv.mod_revision)
             elif name.startswith("removed/"):
                 removed[name.removeprefix("removed/")] = kv.mod_revision
-            elif name.startswith(report_base):
-                with contextlib.suppress(ValueError):
-                    said = BrokerReport.decode(kv.value)
-                    if said.health == "running" and now - said.at <= REPORT_FRESH:
-                        serving.add(name.removeprefix(report_base))
         names = set(records) | set(snapshot.members) | set(snapshot.nodes) | set(removed)
         out: dict[str, NodeFacts] = {}
         for node in sorted(names):
@@ -1110,13 +1119,7 @@ class RabbitmqAgent(NativeAgent):
         assert mine.waiting_since is not None
         snapshot = await read_snapshot(store, keys)
         nodes, _, _ = self._facts(snapshot, keys, params)
-        rk = rabbitmq_keys(keys, params.resource)
-        base = rk["report"].removeprefix(keys.prefix)
-        reports = {params.node: mine}
-        for name, kv in snapshot.other.items():
-            if name.startswith(base):
-                with contextlib.suppress(ValueError):
-                    reports.setdefault(name.removeprefix(base), BrokerReport.decode(kv.value))
+        reports = {**self._reports(snapshot, keys, params), params.node: mine}
         members = [n for n, f in nodes.items() if f.record is MemberState.JOINED]
         decision = decide_force_boot(
             params.node, members=[*members, params.node], reports=reports,
