@@ -687,22 +687,15 @@ def _on_fail(run: Run, r: Rsc, status: ResourceStatus) -> None:
 
 
 def _record(run: Run, r: Rsc, status: ResourceStatus) -> None:
-    now = run.state.now
-    expired = (
-        r.failure_timeout > 0
-        and status.last_failure is not None
-        and now >= status.last_failure + r.failure_timeout
-        and not status.blocked
+    # When this failure stops counting (failure-timeout; never for a blocked resource).
+    expires = (
+        status.last_failure + r.failure_timeout
+        if r.failure_timeout > 0 and status.last_failure is not None and not status.blocked
+        else None
     )
-    if (
-        r.failure_timeout > 0
-        and status.last_failure is not None
-        and not expired
-        and not status.blocked
-        and (status.fail_count or status.failed)
-    ):
-        at = status.last_failure + r.failure_timeout
-        run.expires_at = at if run.expires_at is None else min(run.expires_at, at)
+    expired = expires is not None and run.state.now >= expires
+    if expires is not None and not expired and (status.fail_count or status.failed):
+        run.expires_at = expires if run.expires_at is None else min(run.expires_at, expires)
     if status.fail_count and not expired:
         r.fail_counts[status.node] = max(r.fail_counts.get(status.node, 0), status.fail_count)
     if status.last_failure is not None and not expired and (status.fail_count or status.failed):
