@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.computes} computes, one crashed with 6 instances (4 evacuable)",
         args.computes,
         [{"at": "2s", "op": "crash", "node": "c2"}, {"at": "20s", "op": "start", "node": "c2"}],
-        {"host": "c2", "instances": 6, "evacuable": 4, "within": "10s"},
+        {"host": "c2", "instances": 6, "evacuable": 4, "within": "10s", "boot-timeout": "120s"},
         "32s",
     )
     body["ready-timeout"] = "300s"

@@ -737,9 +737,8 @@ class Agent:
         if not config.fencing.devices:
             return frozenset()
         beating = [n for n in self._peers if n != self.config.node]
-        silent = self.heartbeat.silent(
-            beating, config.properties.suspect_after, since=self._since()
-        )
+        since = self._since()
+        silent = self.heartbeat.silent(beating, config.properties.suspect_after, since=since)
         if len(beating) >= 2 and len(silent) == len(beating):
             self._say(f"every other member looks silent ({', '.join(silent)}); suspecting none")
             return frozenset()
@@ -747,9 +746,8 @@ class Agent:
             # A step of the failover pipeline, timed by bench/vip_failover.py.
             log.warning("suspecting %s: no heartbeat for %gs", node, self.heartbeat.threshold(
                 node, config.properties.suspect_after))  # fmt: skip
-            self.events.record(
-                "node-suspected", peer=node, silent_for=round(self.heartbeat.silent_for(node), 4)
-            )
+            quiet = round(self.heartbeat.silence(node, since=since), 4)
+            self.events.record("node-suspected", peer=node, silent_for=quiet)
         self._suspected = set(silent)
         return frozenset(silent)
 
@@ -851,10 +849,12 @@ class Agent:
             if now_silent:
                 self._silence_seen = time.monotonic()
             if now_silent - silent:
+                since = self._since()
                 for node in sorted(now_silent - silent):
                     # The first step of the failover pipeline (bench/vip_failover.py): the
-                    # last beat heard is `silent_for` before this.
-                    quiet = round(self.heartbeat.silent_for(node), 4)
+                    # last beat heard is `silent_for` before this — or, for a member that
+                    # has sent none in its current life, the moment its life was first seen.
+                    quiet = round(self.heartbeat.silence(node, since=since), 4)
                     self.events.record("node-silent", peer=node, silent_for=quiet)
                 self._wake.set()
                 self._leave_silent_hosts(now_silent - silent)

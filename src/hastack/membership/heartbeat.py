@@ -412,10 +412,9 @@ class Heartbeat:
         if no beat comes from it meanwhile; a long time when there is none."""
         now = self._clock()
         waits = [
-            max(self.last_seen.get(m, start), start, self.started) + self.threshold(m, after) - now
+            self._quiet_from(m, since) + self.threshold(m, after) - now
             for m in members
             if m != self.node
-            for start in (since.get(m, self.started) if isinstance(since, Mapping) else since,)
         ]
         ahead = [w for w in waits if w >= 0]
         return min(ahead, default=3600.0)
@@ -429,14 +428,17 @@ class Heartbeat:
         from when it first saw that member's current life, so a member that has just
         (re)joined gets its grace before anything is held against it."""
         now = self._clock()
-
-        def start(m: str) -> float:
-            return since.get(m, self.started) if isinstance(since, Mapping) else since
-
         return [
             m
             for m in members
-            if m != self.node
-            and now - max(self.last_seen.get(m, start(m)), start(m), self.started)
-            > self.threshold(m, after)
+            if m != self.node and now - self._quiet_from(m, since) > self.threshold(m, after)
         ]
+
+    def silence(self, node: str, *, since: Mapping[str, float] | float) -> float:
+        """How long `node` has been silent as `silent` counts it (from its last beat, from
+        `since`, or from when this agent began listening: the latest), in seconds."""
+        return self._clock() - self._quiet_from(node, since)
+
+    def _quiet_from(self, node: str, since: Mapping[str, float] | float) -> float:
+        start = since.get(node, self.started) if isinstance(since, Mapping) else since
+        return max(self.last_seen.get(node, start), start, self.started)

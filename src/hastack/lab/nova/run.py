@@ -25,7 +25,7 @@ from typing import Any, Literal
 import pydantic
 
 from hastack.checkers import CheckResult, check_in_place, check_instances, parse_log
-from hastack.lab.net.lab import Lab
+from hastack.lab.net.lab import Lab, LabError
 from hastack.lab.net.topology import CLIENT, HostRole
 from hastack.model.base import Duration, Name, Spec
 from hastack.processes import ProcessRecord, is_alive, send, spawn, wait_gone
@@ -67,16 +67,24 @@ class NovaRun:
         }
 
     def _client(self, argv: list[str], timeout: float = 20.0) -> str:
+        """Run a small client in the client host; its output, or a LabError saying why not
+        (the last line of its error: a timeout, a refused connection)."""
         ns = self.lab.host(CLIENT).namespace
-        done = subprocess.run(
-            ["ip", "netns", "exec", ns, *argv],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        try:
+            done = subprocess.run(
+                ["ip", "netns", "exec", ns, *argv],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise LabError(
+                f"the fake Nova API's client got no answer within {timeout:g}s"
+            ) from None
         if done.returncode != 0:
-            raise RuntimeError(f"client host: {' '.join(argv[:3])}: {done.stderr.strip()}")
+            lines = done.stderr.strip().splitlines()
+            raise LabError(f"the fake Nova API's client: {lines[-1] if lines else done.returncode}")
         return done.stdout
 
     def start(self, lifetime: float) -> None:
@@ -91,13 +99,14 @@ class NovaRun:
         ]  # fmt: skip
         self.api, _ = spawn(argv, log_path=self.results / "nova-api.log")
         deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline:
+        while True:
             try:
                 self._client([sys.executable, "-c", _GET.format(url=self.url + "/")], 3.0)
                 return
-            except (RuntimeError, subprocess.TimeoutExpired):
+            except LabError as e:
+                if time.monotonic() > deadline:
+                    raise LabError(f"the fake Nova API did not answer within 10 s ({e})") from None
                 time.sleep(0.2)
-        raise RuntimeError("the fake Nova API did not answer within 10 s")
 
     def boot(self) -> None:
         """Once every compute's service reports to Nova, create the instances on the judged
@@ -107,15 +116,24 @@ class NovaRun:
         spec = self.spec
         computes = {h.name for h in self.lab.hosts() if h.role is HostRole.COMPUTE}
         deadline = time.monotonic() + spec.boot_timeout
+        up: set[str] = set()
         while True:
-            out = self._client([sys.executable, "-c", _UP.format(url=self.url)], 5.0)
-            up = set(out.split())
+            # One poll that gets no answer (the API starved of CPU on a loaded machine) is
+            # "not known up yet", not the end of the run: only the deadline ends it.
+            failed = ""
+            try:
+                up = set(
+                    self._client([sys.executable, "-c", _UP.format(url=self.url)], 5.0).split()
+                )
+            except LabError as e:
+                failed = f"; last poll: {e}"
             if computes <= up:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(
+                raise LabError(
                     f"compute services not up in Nova within {spec.boot_timeout:g}s: "
                     + " ".join(sorted(computes - up))
+                    + failed
                 )
             time.sleep(0.2)
         body = [
@@ -129,7 +147,7 @@ class NovaRun:
             if len(logs) >= spec.instances and all(p.stat().st_size > 60 for p in logs):
                 return
             time.sleep(0.2)
-        raise RuntimeError(
+        raise LabError(
             f"only {len(list(self.instances.glob('*.log')))} of {spec.instances} instances "
             f"started within {spec.boot_timeout:g}s"
         )
