@@ -3,7 +3,7 @@ computes × R resources on one machine's network-namespace lab.
 
     flock /tmp/hastack-lab.lock .venv/bin/python bench/scale.py \\
         [--computes 9,30] [--resources 150] [--idle 20] [--changes 5] [--monitor 30] \\
-        [--keep DIR] [--in-memory] [--etcd-data memory|disk]
+        [--keep DIR] [--in-memory] [--etcd-data memory|disk] [--fencing]
 
 Root only; hold the machine's lab lock for the whole run (it measures). For each M a lab is
 brought up (compute agents started in waves), then:
@@ -27,6 +27,10 @@ the agents' events.jsonl; memberships lost must be 0); CPU of the DC's agent, of
 controllers', of the compute agents (median and max), of etcd and of the whole machine
 (/proc/PID/stat, /proc/stat, /proc/loadavg), and the agents' memory (RSS, PSS). At the end
 one table over every size, then Pacemaker's documented limits and throttling defaults.
+
+`--fencing` turns fencing on (every host powered off through the lab's power registry, as
+the scenarios do): nothing crashes in this benchmark, so every member suspected and every
+fence confirmed is false, and both are printed beside the silences (must be 0).
 
 `--etcd-data` says where the etcd members keep their data: in memory (/dev/shm, the lab's
 default since the disk stalled them: docs/lab.md, "etcd's data in memory") or on disk, in
@@ -153,6 +157,8 @@ class Window:
     late: int  # lease renewals that used over half of their margin
     worst_gap: float  # the longest time between two good renewals among them (0: none late)
     silent: int  # a controller's agent found a member silent (nothing crashed: all false)
+    suspected: int  # with --fencing: a member suspected (all false: nothing crashed)
+    fenced: int  # with --fencing: fences confirmed (all false)
     why_lost: dict[str, int] = field(default_factory=dict)  # each reason given, how often
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -229,7 +235,15 @@ class Meter:
         )
         seconds = b.mono - a.mono
         events = labstats.events(
-            self.lab, ["membership-lost", "dc-elected", "lease-renewal-late", "node-silent"]
+            self.lab,
+            [
+                "membership-lost",
+                "dc-elected",
+                "lease-renewal-late",
+                "node-silent",
+                "node-suspected",
+                "fence-recorded",
+            ],
         )
         inside = [e for e in events if a.wall <= float(e.get("t", 0.0)) <= b.wall]
         return Window(
@@ -255,6 +269,8 @@ class Meter:
             elections=sum(1 for e in inside if e.get("event") == "dc-elected"),
             late=sum(1 for e in inside if e.get("event") == "lease-renewal-late"),
             silent=sum(1 for e in inside if e.get("event") == "node-silent"),
+            suspected=sum(1 for e in inside if e.get("event") == "node-suspected"),
+            fenced=sum(1 for e in inside if e.get("event") == "fence-recorded"),
             worst_gap=max(
                 (float(e["gap"]) for e in inside if e.get("event") == "lease-renewal-late"),
                 default=0.0,
@@ -266,9 +282,22 @@ class Meter:
 # ---- the workload ------------------------------------------------------------------------------
 
 
-def config_text(resources: int, monitor: int, added: int = 0) -> str:
+def head(fencing: str | None) -> list[str]:
+    """The configuration's properties and fencing: none, or (`--fencing`) every node fenced
+    by powering its host off through the lab's power registry at `fencing`."""
+    if fencing is None:
+        return ["properties: {stonith-enabled: false}"]
+    return [
+        "properties: {stonith-enabled: true, stonith-action: 'off'}",
+        "fencing:",
+        "  devices:",
+        f"    - {{device: power, agent: fence_hastack_local, params: {{registry: '{fencing}'}}}}",
+    ]
+
+
+def config_text(resources: int, monitor: int, added: int = 0, fencing: str | None = None) -> str:
     op = f"ops: [{{name: monitor, interval: {monitor}s}}]"
-    lines = ["properties: {stonith-enabled: false}", "resources:"]
+    lines = [*head(fencing), "resources:"]
     lines += [
         f"  - {{primitive: r{i}, agent: 'ocf:heartbeat:Dummy', {op}}}" for i in range(resources)
     ]
@@ -280,7 +309,8 @@ def config_text(resources: int, monitor: int, added: int = 0) -> str:
     return "\n".join(lines) + "\n"
 
 
-EMPTY = "properties: {stonith-enabled: false}\nresources: []\n"
+def empty(fencing: str | None) -> str:
+    return "\n".join([*head(fencing), "resources: []"]) + "\n"
 
 
 def apply(lab: Lab, text: str, work: Path) -> float:
@@ -347,8 +377,8 @@ def say_window(
     late = f" (longest gap {w.worst_gap:.2f} s of {limit})" if w.late else ""
     print(
         f"    memberships lost {w.lost} (must be 0), members found silent {w.silent} (must be "
-        f"0), DC elections {w.elections}, late lease renewals {w.late}{late}; "
-        + cpu_summary(lab, w),
+        f"0), suspected {w.suspected} and fenced {w.fenced} (must be 0), DC elections "
+        f"{w.elections}, late lease renewals {w.late}{late}; " + cpu_summary(lab, w),
         file=out,
         flush=True,
     )
@@ -470,7 +500,8 @@ def run_resources(
         f"  -- {r} resources + a clone on {3 + computes} nodes ({instances} instances)", flush=True
     )
     a = meter.mark()
-    took = apply(lab, config_text(r, args.monitor), work)
+    fencing = str(lab.power_registry) if args.fencing else None
+    took = apply(lab, config_text(r, args.monitor, fencing=fencing), work)
     done = probe.ask(
         op="wait", names=names(r), count=instances, timeout=args.apply_timeout, interval=1.0
     )
@@ -482,7 +513,7 @@ def run_resources(
         print(f"  NOT all running after {args.apply_timeout:g} s: {done}")
     say_window(lab, row.apply_w, r, "resource", idle0)
     if not done["ok"]:
-        clear(lab, probe, names(r), work)
+        clear(lab, probe, names(r), work, fencing)
         return row
     time.sleep(args.settle)
     a = meter.mark()
@@ -491,7 +522,7 @@ def run_resources(
     say_window(lab, row.idle, row.idle.seconds, "second")
     a = meter.mark()
     for k in range(1, args.changes + 1):
-        took = apply(lab, config_text(r, args.monitor, added=k), work)
+        took = apply(lab, config_text(r, args.monitor, added=k, fencing=fencing), work)
         one = probe.ask(
             op="wait", names=[f"x{k - 1}"], count=1, timeout=CHANGE_TIMEOUT, interval=0.25
         )
@@ -501,12 +532,12 @@ def run_resources(
     print(f"  one resource added, running after (s): {times}", flush=True)
     say_window(lab, row.change, args.changes, "change", row.idle)
     row.rss = memory_summary(meter)
-    clear(lab, probe, names(r, args.changes), work)
+    clear(lab, probe, names(r, args.changes), work, fencing)
     return row
 
 
-def clear(lab: Lab, probe: EtcdProbe, gone: list[str], work: Path) -> None:
-    apply(lab, EMPTY, work)
+def clear(lab: Lab, probe: EtcdProbe, gone: list[str], work: Path, fencing: str | None) -> None:
+    apply(lab, empty(fencing), work)
     done = probe.ask(op="wait", names=[], count=0, gone=gone, timeout=CLEAR_TIMEOUT, interval=1.0)
     if not done["ok"]:
         print(f"  (resources still running {CLEAR_TIMEOUT:g} s after the clear: {done})")
@@ -516,7 +547,8 @@ def summary(rows: list[Row], args: argparse.Namespace) -> str:
     head = (
         f"{'computes':>8} {'rsc':>5} {'up s':>6} {'all started s':>13} "
         f"{'per change: s':>13} {'req':>6} {'KiB':>6} "
-        f"{'idle/s: req':>11} {'KiB':>6} {'lost':>5} {'silent':>6} {'elect':>5} {'late':>5} "
+        f"{'idle/s: req':>11} {'KiB':>6} {'lost':>5} {'silent':>6} {'susp':>4} {'fenced':>6} "
+        f"{'elect':>5} {'late':>5} "
         f"{'compute agent %':>15} {'machine %':>9}"
     )
     lines = [head]
@@ -525,6 +557,8 @@ def summary(rows: list[Row], args: argparse.Namespace) -> str:
         windows = [w for w in (row.apply_w, row.idle, row.change) if w is not None]
         lost = sum(w.lost for w in windows)
         silent = sum(w.silent for w in windows)
+        suspected = sum(w.suspected for w in windows)
+        fenced = sum(w.fenced for w in windows)
         elect = sum(w.elections for w in windows)
         late = sum(w.late for w in windows)
         comp = [v for p, v in idle.cpu.items() if p.kind == "agent" and p.role == "compute"]
@@ -541,7 +575,7 @@ def summary(rows: list[Row], args: argparse.Namespace) -> str:
             f"{change[0]:>6.0f} {change[1] / 1024:>6.1f} "
             f"{idle.requests / idle.seconds:>11.1f} "
             f"{idle.client_bytes / idle.seconds / 1024:>6.1f} "
-            f"{lost:>5} {silent:>6} {elect:>5} {late:>5} "
+            f"{lost:>5} {silent:>6} {suspected:>4} {fenced:>6} {elect:>5} {late:>5} "
             f"{statistics.median(comp) if comp else 0.0:>15.2f} {100 * idle.machine_busy:>9.0f}"
         )
     lines += [
@@ -551,8 +585,9 @@ def summary(rows: list[Row], args: argparse.Namespace) -> str:
         f"  idle/s: with the R resources running, each monitored every {args.monitor} s",
         "  lost: memberships lost while applying, idle and changing (must be 0); silent: "
         "members a controller heard no heartbeat from for suspect-after, nothing having "
-        "crashed (false suspicions, must be 0); elect: DC elections then; late: lease "
-        "renewals that used over half of their margin",
+        "crashed (must be 0); susp, fenced: with --fencing, members suspected and fences "
+        "confirmed (false, must be 0; without it none can be); elect: DC elections then; "
+        "late: lease renewals that used over half of their margin",
         "  compute agent %: median CPU of a compute agent while idle, % of one core; machine %: "
         "of all cores, idle",
     ]
@@ -575,6 +610,12 @@ def main() -> int:
     parser.add_argument("--monitor", type=int, default=30, help="monitor interval, seconds")
     parser.add_argument("--apply-timeout", type=float, default=600.0)
     parser.add_argument("--keep", default=None, help="keep the agents' and etcd's logs here")
+    parser.add_argument(
+        "--fencing",
+        action="store_true",
+        help="fencing on (every host powered off through the lab's registry when suspected): "
+        "suspicions and fences are counted, and each is false",
+    )
     parser.add_argument(
         "--in-memory",
         action="store_true",
