@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from hastack.agent import Agent
 from hastack.membership.selfcheck import SelfCheck
 from hastack.model.agent_config import AgentConfig, EtcdSpec, Timings
-from hastack.model.config_delta import make_delta
-from hastack.store import Compare, Keys, PutOp, Store
+from hastack.model.audit import Actor, AuditRecord
+from hastack.store import Keys, Store
+from hastack.store.config import write_config_value
 
 if TYPE_CHECKING:
     from hastack.lab.local import LocalCluster
@@ -94,17 +95,11 @@ def hastack_cli(
 
 
 async def put_config(store: Store, keys: Keys, value: bytes) -> int:
-    """Store a configuration as `store.config.write_config` does, with its delta (without an
-    audit record): agents that are not the DC see the configuration only through its deltas
-    (store/mirror.py). Returns the revision written."""
+    """Store a configuration through `store.config.write_config_value`, the one writer (with
+    its delta and an audit record by "tests"): agents that are not the DC see the
+    configuration only through its deltas (store/mirror.py). Returns the revision written."""
     held = await store.get(keys.config)
-    base = held.mod_revision if held is not None else 0
-    result = await store.txn(
-        [Compare.unchanged(keys.config, base)],
-        success=[
-            PutOp(keys.config, value),
-            PutOp(keys.config_delta, make_delta(held.value if held else None, value, base)),
-        ],
+    record = AuditRecord.of_change(time.time(), Actor("tests", "tests", "here"), "put", 0, [])
+    return await write_config_value(
+        store, keys, value, expected=held.mod_revision if held else 0, record=record
     )
-    assert result.succeeded, "the configuration changed meanwhile"
-    return result.revision

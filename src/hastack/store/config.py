@@ -21,6 +21,7 @@ __all__ = [
     "read_audit",
     "read_config",
     "write_config",
+    "write_config_value",
 ]
 
 # The audit trail keeps the last this many changes: each change deletes the record this far
@@ -62,12 +63,27 @@ async def write_config(
     its audit record and its delta with it, atomically: a change without its record cannot
     exist; with the writes `also` in the same transaction (the change's record in the event
     history)."""
+    return await write_config_value(
+        store, keys, config_to_json(config), expected=expected, record=record, also=also
+    )
+
+
+async def write_config_value(
+    store: Store,
+    keys: Keys,
+    value: bytes,
+    *,
+    expected: int,
+    record: AuditRecord,
+    also: Sequence[PutOp] = (),
+) -> int:
+    """`write_config` of a configuration already encoded (`value`, as stored), unchecked:
+    the one writer of the configuration key."""
     head = await store.get(keys.audit_head)
     seq = _head_seq(head.value if head else None) + 1
     # What changed, for the agents that follow only that (model/config_delta.py): made from
     # the stored one at `expected`; if it is not that one, the compare below fails anyway.
     old = await store.get(keys.config) if expected else None
-    value = config_to_json(config)
     delta = make_delta(old.value if old and old.mod_revision == expected else None, value, expected)
     result = await store.txn(
         [
