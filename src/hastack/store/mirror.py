@@ -96,25 +96,25 @@ class Mirror:
 
     def load(self, prefix: str, kvs: Iterable[KeyValue], revision: int) -> None:
         """Replace everything in range `prefix` by a fresh read made at `revision`."""
-        for key in [k for k in self._kvs if in_range(k, prefix)]:
-            del self._kvs[key]
-        for kv in kvs:
-            self._kvs[kv.key] = kv
-        self._order, self._last = None, None
-        self._revisions[prefix] = revision
-        self._loaded[prefix] = revision
+        self._replace(prefix, lambda key: in_range(key, prefix), kvs, revision)
 
     def load_config(self, kvs: Iterable[KeyValue], revision: int) -> None:
         """The configuration as read at `revision` (none: `kvs` empty), for the delta range:
         its deltas apply from there."""
-        prefix = self.keys.config_delta
-        if self._kvs.pop(self.keys.config, None) is not None:
-            self._order = None
+        config = self.keys.config
+        held = [kv for kv in kvs if kv.key == config]
+        self._replace(self.keys.config_delta, lambda key: key == config, held, revision)
+
+    def _replace(
+        self, prefix: str, held: Callable[[str], bool], kvs: Iterable[KeyValue], revision: int
+    ) -> None:
+        """The keys `held` selects replaced by `kvs`, read at `revision`: range `prefix` is
+        current there (its events up to it are in the read)."""
+        for key in [k for k in self._kvs if held(k)]:
+            del self._kvs[key]
         for kv in kvs:
-            if kv.key == self.keys.config:
-                self._kvs[kv.key] = kv
-                self._order = None
-        self._last = None
+            self._kvs[kv.key] = kv
+        self._order, self._last = None, None
         self._revisions[prefix] = revision
         self._loaded[prefix] = revision
 
