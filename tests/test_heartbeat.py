@@ -439,3 +439,45 @@ def test_a_flood_of_datagrams_is_read_in_batches(
     finally:
         a.close()
         sender.close()
+
+
+def test_arrived_ago_is_the_stamps_age_within_one_interval() -> None:
+    now = 1_000_000_000_000
+    assert heartbeat.arrived_ago(None, now, 0.2) == 0.0
+    assert heartbeat.arrived_ago(now - 30_000_000, now, 0.2) == pytest.approx(0.03)
+    assert heartbeat.arrived_ago(now + 5_000_000, now, 0.2) == 0.0  # a clock stepped back
+    assert heartbeat.arrived_ago(now - 9_000_000_000, now, 0.2) == 0.2  # ... or forward
+
+
+@pytest.mark.parametrize("stamped", [True, False])
+def test_a_beat_read_late_is_dated_when_it_arrived(
+    stamped: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread reads what arrived, then waits (receive_batch; 0.5 s here) before reading
+    again: a beat that came meanwhile is dated by the kernel's stamp, not by the read. The
+    negative control, without the stamp: dated as read, up to the wait later."""
+    monkeypatch.setattr(heartbeat, "receive_batch", lambda interval: 0.5)
+    if not stamped:
+        monkeypatch.setattr(heartbeat, "_SO_TIMESTAMPNS", None)
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.5", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    a = Heartbeat("a", "127.0.0.5", port, interval=1.0)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a.start()
+    try:
+        sender.sendto(encode_message("x", 1, "beat"), ("127.0.0.5", port))
+        time.sleep(0.1)  # read, and the thread now waits before reading again
+        assert "x" in a.last_seen
+        sent = time.monotonic()
+        sender.sendto(encode_message("y", 1, "beat"), ("127.0.0.5", port))
+        time.sleep(0.7)
+        late = a.last_seen["y"] - sent
+        if stamped:
+            assert -0.01 <= late < 0.05, late
+        else:
+            assert late > 0.2, late
+    finally:
+        a.close()
+        sender.close()

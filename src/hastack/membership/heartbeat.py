@@ -29,6 +29,8 @@ import logging
 import math
 import select
 import socket
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +43,7 @@ __all__ = [
     "LOSS_FACTOR",
     "PROBES",
     "Heartbeat",
+    "arrived_ago",
     "encode_message",
     "probe_window",
     "receive_batch",
@@ -66,8 +69,31 @@ def receive_batch(interval: float) -> float:
     and on a saturated machine each time cost the loop a wait for the CPU to get it back
     (at 100 computes the DC's loop stopped for 7 s, its watchdog killed it and the others
     fenced its host; docs/control-plane.md). A datagram is then seen up to this much later:
-    a silence is judged at most this much late, a beat never early."""
+    a silence is judged at most this much late, a beat never early. Where the kernel stamps
+    each datagram as it arrives (SO_TIMESTAMPNS, `arrived_ago`), the beat is dated by that
+    stamp, not by when it was read."""
     return min(0.02, interval / 10)
+
+
+# SO_TIMESTAMPNS's control message: a struct timespec (two native longs) of CLOCK_REALTIME.
+# Python's socket module names the option only from 3.14; 35 is Linux's generic value (the
+# architectures this runs on; `SO_TIMESTAMPNS_OLD`, the same layout as the new one there).
+_TIMESPEC = struct.Struct("@ll")
+_SO_TIMESTAMPNS: int | None = getattr(
+    socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None
+)
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
+
+
+def arrived_ago(stamp_ns: int | None, now_ns: int, interval: float) -> float:
+    """How long before `now_ns` (CLOCK_REALTIME, ns) a datagram the kernel stamped
+    `stamp_ns` arrived: 0 without a stamp, and never more than one heartbeat interval
+    earlier than it was read (the stamp is wall-clock time: a clock stepped meanwhile must
+    not date a beat long before it came and so lengthen a silence — at worst it is dated as
+    if read at once, as without the stamp)."""
+    if stamp_ns is None:
+        return 0.0
+    return min(max(0.0, (now_ns - stamp_ns) / 1e9), interval)
 
 
 def probe_window(threshold: float, interval: float) -> float:
@@ -160,6 +186,9 @@ class Heartbeat:
             family = socket.AF_INET6 if ":" in address else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_DGRAM)
             sock.setblocking(False)
+            if _SO_TIMESTAMPNS is not None:
+                with contextlib.suppress(OSError):  # then dated as read (receive_batch)
+                    sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
             try:
                 sock.bind((address, self.port))
             except OSError:
@@ -234,9 +263,15 @@ class Heartbeat:
     def _drain(self, sock: socket.socket) -> None:
         while True:
             try:
-                data, sender = sock.recvfrom(512)
+                data, ancillary, _flags, sender = sock.recvmsg(512, _CMSG_SPACE)
             except BlockingIOError:
                 return
+            stamp: int | None = None
+            for level, cmsg_type, raw in ancillary:
+                if level == socket.SOL_SOCKET and cmsg_type == _SO_TIMESTAMPNS:
+                    seconds, nanoseconds = _TIMESPEC.unpack(raw[: _TIMESPEC.size])
+                    stamp = seconds * 1_000_000_000 + nanoseconds
+            ago = arrived_ago(stamp, time.time_ns(), self.interval)
             try:
                 message = json.loads(data)
                 node = str(message["node"])
@@ -250,7 +285,7 @@ class Heartbeat:
             if kind == "probe":
                 self._answer(sock, sender)
             # A probe is a sign of life too (its sender is beating): only beats make gaps.
-            self.heard(node, lease, beat=kind == "beat", member=member)
+            self.heard(node, lease, beat=kind == "beat", member=member, ago=ago)
             if kind == "answer":
                 self.probes_answered += 1
 
@@ -343,15 +378,24 @@ class Heartbeat:
                 with contextlib.suppress(OSError):
                     sock.sendto(data, (address, port))
 
-    def heard(self, node: str, lease: int = 0, *, beat: bool = True, member: bool = True) -> None:
-        """A datagram from `node` (sent under `lease`) arrived now: a beat, or (`beat`
+    def heard(
+        self,
+        node: str,
+        lease: int = 0,
+        *,
+        beat: bool = True,
+        member: bool = True,
+        ago: float = 0.0,
+    ) -> None:
+        """A datagram from `node` (sent under `lease`) arrived `ago` seconds ago (the
+        kernel's stamp; 0: now): a beat, or (`beat`
         false) a probe or a probe's answer, which ends a silence but makes no gap (the gaps
         are the beats' own: the loss they show is what lengthens the threshold). The first
         datagram of a new life (another lease) starts the gaps afresh: the silence between
         two lives was a restart, not a lossy link, and counted as a hole it would slow the
         next crash's detection threefold for a minute (measured: 3.2 s instead of 1 s).
         `member` false: the sender said it lost its membership (the lease it names)."""
-        now = self._clock()
+        now = self._clock() - ago
         if member:
             self._gave_up.pop(node, None)
         else:
@@ -364,11 +408,13 @@ class Heartbeat:
             previous = None
         if lease:
             self._lives[node] = lease
+        # Dated by the kernel, a datagram read from a second link's socket after the first's
+        # may have arrived before what was just heard: a silence never moves back in time.
         if beat:
-            if previous is not None:
+            if previous is not None and now >= previous:
                 self._add_gap(node, now - previous)
-            self._last_beat[node] = now
-        self.last_seen[node] = now
+            self._last_beat[node] = max(now, previous) if previous is not None else now
+        self.last_seen[node] = max(now, self.last_seen.get(node, now))
 
     def _add_gap(self, node: str, gap: float) -> None:
         """Remember a gap, and keep the longest of them at hand (`threshold` is asked for
