@@ -42,6 +42,34 @@ def config(*primitives: str) -> bytes:
     return config_to_json(parse_cluster_config("\n".join(lines) + "\n", "race.yaml"))
 
 
+async def settled(observer: MemoryStore, keys: Keys, names: set[str]) -> bool:
+    """A DC, every node a member, every node done with its target, `names` what runs."""
+    snap = await read_snapshot(observer, keys)
+    if snap.dc is None or set(snap.members) != set(NODES):
+        return False
+    active = {i for r in snap.statuses.values() for i in r.active()}
+    acked = all(
+        snap.statuses.get(n) is not None
+        and snap.statuses[n].acked == snap.target_revisions.get(n, -1)
+        for n in NODES
+    )
+    return acked and active == names
+
+
+async def wait(observer: MemoryStore, keys: Keys, names: set[str], timeout: float) -> float:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while loop.time() - started < timeout:
+        if await settled(observer, keys, names):
+            return loop.time() - started
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{sorted(names)} not settled within {timeout}s")
+
+
+def overdue(events: Path) -> list[str]:
+    return [e for e in events.read_text().splitlines() if json.loads(e)["event"] == "node-overdue"]
+
+
 async def test_a_node_that_skips_a_configuration_is_not_waited_for(tmp_path: Path) -> None:
     backend = MemoryBackend(min_lease_ttl=2)
     stores = {n: MemoryStore(backend, timeout=TIMINGS.store_timeout) for n in NODES}
@@ -50,30 +78,9 @@ async def test_a_node_that_skips_a_configuration_is_not_waited_for(tmp_path: Pat
     running = [asyncio.create_task(a.run(), name=n) for n, a in agents.items()]
     observer = MemoryStore(backend)
 
-    async def settled(names: set[str]) -> bool:
-        snap = await read_snapshot(observer, keys)
-        if snap.dc is None or set(snap.members) != set(NODES):
-            return False
-        active = {i for r in snap.statuses.values() for i in r.active()}
-        acked = all(
-            snap.statuses.get(n) is not None
-            and snap.statuses[n].acked == snap.target_revisions.get(n, -1)
-            for n in NODES
-        )
-        return acked and active == names
-
-    async def wait(names: set[str], timeout: float) -> float:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        while loop.time() - started < timeout:
-            if await settled(names):
-                return loop.time() - started
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"{sorted(names)} not settled within {timeout}s")
-
     try:
         await put_config(observer, keys, config("a"))
-        await wait({"a"}, 20.0)
+        await wait(observer, keys, {"a"}, 20.0)
         snap = await read_snapshot(observer, keys)
         assert snap.dc is not None
         victim = next(n for n in NODES if n != snap.dc.node)
@@ -94,11 +101,49 @@ async def test_a_node_that_skips_a_configuration_is_not_waited_for(tmp_path: Pat
         stores[victim].heal()
         # Every node runs the newest configuration's plan, well before cluster-delay (6 s)
         # could end a wait: nobody was given up on.
-        took = await wait({"a", "b", "c"}, 20.0)
-        events = (tmp_path / snap.dc.node / "events.jsonl").read_text().splitlines()
-        overdue = [e for e in events if json.loads(e)["event"] == "node-overdue"]
-        assert overdue == []
+        took = await wait(observer, keys, {"a", "b", "c"}, 20.0)
+        assert overdue(tmp_path / snap.dc.node / "events.jsonl") == []
         assert took < 5.0
+    finally:
+        for a in agents.values():
+            a.stop()
+        for task in running:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 30)
+
+
+async def test_a_configuration_written_around_hastack_reaches_every_node(tmp_path: Path) -> None:
+    """Written with a plain put (as etcdctl would: no delta), the configuration reaches the
+    DC, which writes targets for it; the other nodes, which follow the configuration by its
+    deltas, see their target's configuration revision pass them by and read it whole — not
+    wait for a delta that will never come until cluster-delay (6 s) gives up on them. The
+    negative control is the same test on a tree without `Agent._missed_config`."""
+    backend = MemoryBackend(min_lease_ttl=2)
+    keys = Keys("race")
+    agents = {
+        n: memory_agent("race", n, tmp_path, MemoryStore(backend, timeout=TIMINGS.store_timeout))
+        for n in NODES
+    }
+    running = [asyncio.create_task(a.run(), name=n) for n, a in agents.items()]
+    observer = MemoryStore(backend)
+    try:
+        await put_config(observer, keys, config("a"))
+        await wait(observer, keys, {"a"}, 20.0)
+        await observer.put(keys.config, config("a", "b"))
+        took = await wait(observer, keys, {"a", "b"}, 20.0)
+        snap = await read_snapshot(observer, keys)
+        assert snap.dc is not None
+        assert overdue(tmp_path / snap.dc.node / "events.jsonl") == []
+        assert took < 5.0
+        reread = [
+            n
+            for n in NODES
+            if any(
+                json.loads(e)["event"] == "config-reread"
+                for e in (tmp_path / n / "events.jsonl").read_text().splitlines()
+            )
+        ]
+        assert sorted(reread) == sorted(n for n in NODES if n != snap.dc.node)
     finally:
         for a in agents.values():
             a.stop()

@@ -512,7 +512,13 @@ class Agent:
                 await self._resume_elsewhere(mirror)
                 continue
             if mirror.loaded:
-                await self._decide_and_act(mirror.snapshot())
+                snapshot = mirror.snapshot()
+                if self._missed_config(mirror, snapshot):
+                    await self._stop_following()
+                    mirror.forget(self.keys.config_delta)
+                    self._start_following(mirror)
+                    continue
+                await self._decide_and_act(snapshot)
             else:
                 self._say("reading the cluster state", about="role")
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation
@@ -1270,6 +1276,32 @@ class Agent:
         self._confirmed.clear()
         return True
 
+    def _missed_config(self, mirror: Mirror, snapshot: ClusterSnapshot) -> bool:
+        """Is this node's target made for a configuration it will never get by its deltas?
+        One written around `write_config` (with etcdctl: no delta) would otherwise leave it
+        waiting for that configuration — and the DC waiting for it, until cluster-delay
+        called it failed. Known once the deltas' watch has passed the target's configuration
+        revision without bringing it (a watch sends every event up to a revision before it
+        reports reaching it): then the configuration is read again whole."""
+        delta = self.keys.config_delta
+        target = snapshot.targets.get(self.config.node)
+        if delta not in mirror.ranges or target is None:
+            return False
+        if target.config_revision <= snapshot.config_revision:
+            return False
+        if mirror.range_revision(delta) < target.config_revision:
+            return False  # its delta may still be on its way
+        log.warning(
+            "the target is for configuration revision %d and no delta brought it (held: %d): "
+            "was it written around hastack (etcdctl)? Reading the configuration again",
+            target.config_revision,
+            snapshot.config_revision,
+        )
+        self.events.record(
+            "config-reread", wanted=target.config_revision, held=snapshot.config_revision
+        )
+        return True
+
     def _is_full(self, mirror: Mirror) -> bool:
         return mirror.ranges == (self.keys.prefix,) and mirror.loaded
 
@@ -1299,9 +1331,10 @@ class Agent:
         self._start_following(mirror)
 
     def _start_following(self, mirror: Mirror) -> None:
-        progress = self._progress_every if self._lease_client is not None else None
+        # Progress notifications: a quiet range still learns the revision it is current at
+        # (`_is_stale`, `_missed_config`).
         self._mirror_task = asyncio.create_task(
-            follow_all(self._store, mirror, self._wake.set, progress), name="mirror"
+            follow_all(self._store, mirror, self._wake.set, self._progress_every), name="mirror"
         )
 
     async def _stop_following(self) -> None:

@@ -612,7 +612,6 @@ class MemoryStore:
         progress_every: float | None = None,
     ) -> AsyncIterator[WatchBatch]:
         self._check_open()
-        _ = progress_every  # a change is delivered at once; there is no lag to reveal here
         backend = self.backend
         backend.expire()
         position = start_revision if start_revision > 0 else backend.revision + 1
@@ -620,6 +619,9 @@ class MemoryStore:
         event = asyncio.Event()
         backend._waiting.add(event)
         self._waiting.add(event)
+        # As etcd's progress notifications: a quiet watch still says, this often, the revision
+        # it has delivered everything up to (no events).
+        progress_at = time.monotonic() + progress_every if progress_every else float("inf")
         try:
             while True:
                 self._check_open()
@@ -640,11 +642,19 @@ class MemoryStore:
                     if events:
                         yield WatchBatch(events, revision)
                         continue
+                    if progress_every and time.monotonic() >= progress_at:
+                        progress_at = time.monotonic() + progress_every
+                        yield WatchBatch((), position - 1)
+                        continue
                 event.clear()
                 if lag > 0 and not self._partitioned:
                     await asyncio.sleep(lag)
                     continue
-                await _wait(event, None if self._partitioned else _until(backend))
+                until = None if self._partitioned else _until(backend)
+                if progress_every and not self._partitioned:
+                    due = max(0.0, progress_at - time.monotonic())
+                    until = due if until is None else min(until, due)
+                await _wait(event, until)
         finally:
             backend._waiting.discard(event)
             self._waiting.discard(event)
