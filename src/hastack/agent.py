@@ -156,6 +156,7 @@ class Agent:
             self._progress_every + config.timings.renew_interval + config.timings.store_timeout
         )
         self._confirmed: list[tuple[int, float]] = []  # (cluster revision, when), oldest first
+        self._reread_for = 0  # the target configuration revision last read again for
         # An agent never goes silent: if its cycle stops running, the self-check ends the
         # process (its supervisor starts a fresh one), and a watchdog that hears nothing
         # more kills it in case even that cannot happen (docs/control-plane.md).
@@ -1291,6 +1292,9 @@ class Agent:
             return False
         if mirror.range_revision(delta) < target.config_revision:
             return False  # its delta may still be on its way
+        if self._reread_for == target.config_revision:
+            return False  # read once for it already (the key deleted since: nothing to get)
+        self._reread_for = target.config_revision
         log.warning(
             "the target is for configuration revision %d and no delta brought it (held: %d): "
             "was it written around hastack (etcdctl)? Reading the configuration again",
