@@ -4,11 +4,12 @@ running the `hastack` command against a test cluster."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -92,6 +93,15 @@ def hastack_cli(
         timeout=timeout,
         check=False,
     )
+
+
+async def stop_agents(agents: Iterable[Agent], running: Iterable[asyncio.Task[Any]]) -> None:
+    """Stop in-memory agents and wait (30 s at most each) for their runs to end."""
+    for agent in agents:
+        agent.stop()
+    for task in running:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 30)
 
 
 async def put_config(store: Store, keys: Keys, value: bytes) -> int:

@@ -26,7 +26,7 @@ from hastack.model.status import NodeReport
 from hastack.store import Keys
 from hastack.store.memory import MemoryBackend, MemoryStore
 from hastack.store.snapshot import read_snapshot
-from helpers import MEMORY_TIMINGS, memory_agent, put_config
+from helpers import MEMORY_TIMINGS, memory_agent, put_config, stop_agents
 
 NODES = ("n1", "n2", "n3")
 # lease 2 s; lost after 0.3 + 2 × 0.5 = 1.3 s without a renewal.
@@ -186,11 +186,7 @@ async def test_the_cluster_settles_after_any_loss_and_rejoin(
         assert overlaps == []
     finally:
         sampler.cancel()
-        for a in agents.values():
-            a.stop()
-        for task in running:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 30)
+        await stop_agents(agents.values(), running)
 
 
 async def test_the_dc_gives_up_on_a_node_that_never_answers(tmp_path: Path) -> None:
@@ -233,11 +229,7 @@ async def test_the_dc_gives_up_on_a_node_that_never_answers(tmp_path: Path) -> N
         else:
             raise AssertionError(f"the healthy nodes did not carry on: {runs}")
     finally:
-        for a in agents.values():
-            a.stop()
-        for task in running:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 30)
+        await stop_agents(agents.values(), running)
 
 
 TEST_AGENTS = str(Path(__file__).parent / "ocf" / "resource.d")

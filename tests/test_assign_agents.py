@@ -7,7 +7,6 @@ moves back when it returns; and at no sampled moment do two executors serve one 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from hastack.model.members import ClusterSnapshot
 from hastack.store import Keys
 from hastack.store.memory import MemoryBackend, MemoryStore
 from hastack.store.snapshot import read_snapshot
-from helpers import MEMORY_TIMINGS, memory_agent, put_config
+from helpers import MEMORY_TIMINGS, memory_agent, put_config, stop_agents
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -121,8 +120,4 @@ async def test_a_cut_off_node_releases_before_its_entities_move(tmp_path: Path) 
         assert doubles == []
     finally:
         sampler.cancel()
-        for a in agents.values():
-            a.stop()
-        for task in running:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 30)
+        await stop_agents(agents.values(), running)

@@ -12,7 +12,6 @@ failed (bench/soak.py found healthy computes fenced that way).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from hastack.model.config_text import config_to_json
 from hastack.store import Keys
 from hastack.store.memory import MemoryBackend, MemoryStore
 from hastack.store.snapshot import read_snapshot
-from helpers import MEMORY_TIMINGS, memory_agent, put_config
+from helpers import MEMORY_TIMINGS, memory_agent, put_config, stop_agents
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -105,11 +104,7 @@ async def test_a_node_that_skips_a_configuration_is_not_waited_for(tmp_path: Pat
         assert overdue(tmp_path / snap.dc.node / "events.jsonl") == []
         assert took < 5.0
     finally:
-        for a in agents.values():
-            a.stop()
-        for task in running:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 30)
+        await stop_agents(agents.values(), running)
 
 
 async def test_a_configuration_written_around_hastack_reaches_every_node(tmp_path: Path) -> None:
@@ -145,8 +140,4 @@ async def test_a_configuration_written_around_hastack_reaches_every_node(tmp_pat
         ]
         assert sorted(reread) == sorted(n for n in NODES if n != snap.dc.node)
     finally:
-        for a in agents.values():
-            a.stop()
-        for task in running:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 30)
+        await stop_agents(agents.values(), running)
