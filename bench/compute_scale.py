@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         "--results", type=Path, default=Path(tempfile.gettempdir()) / "hastack-compute-scale"
     )
     args = parser.parse_args(argv)
+    # Stopped from outside (`timeout`): end as an exception does, so the lab is brought down.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     body = scenario(
         f"compute-scale-{args.computes}",
         f"{args.computes} computes, one crashed with 6 instances (4 evacuable)",

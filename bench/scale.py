@@ -51,6 +51,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -631,6 +632,9 @@ def main() -> int:
     if os.geteuid() != 0:
         print("the lab needs root", file=sys.stderr)
         return 1
+    # Stopped from outside (`timeout`, a hold's end): end as an exception does, so that the
+    # lab is brought down (run_size's `finally`) instead of left up with its hundred agents.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     rows: list[Row] = []
     for computes in _sizes(args.computes):
         rows += run_size(computes, sorted(_sizes(args.resources)), args)
