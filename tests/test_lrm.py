@@ -197,6 +197,32 @@ async def test_a_resource_removed_while_its_probe_asks_for_metadata(harness: Har
         await asyncio.gather(loop, return_exceptions=True)
 
 
+async def test_probes_of_a_resource_added_later_are_reported_under_way(harness: Harness) -> None:
+    """A resource added to the configuration is probed here too, and that probe is listed
+    under way like the first ones: the DC's deadline for the node is the probe's timeout,
+    not cluster-delay alone (untracked, a node probing a hundred new resources on a
+    saturated CPU reported nothing under way and was given up on as failed, then fenced)."""
+    h = harness
+    h.driver = HeldProbe()
+    h.driver.release.set()  # the first probes answer at once
+    loop = asyncio.create_task(h.lrm.run())
+    try:
+        h.lrm.set_previous(NodeReport("n1"))
+        h.lrm.set_config(ONE, revision=3)
+        await h.until(lambda r: not r.probing and r.probed == {"keep"})
+        h.driver.release.clear()
+        h.lrm.set_config(TWO, revision=4)
+        held = await h.until(lambda r: "gone" in r.pending)
+        assert held.pending["gone"].op == "probe"
+        assert not held.probing  # the node stays online: only the new resource is looked at
+        h.driver.release.set()
+        done = await h.until(lambda r: "gone" in r.probed)
+        assert done.pending == {}
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
 # A clone: not exclusive, so self-fencing leaves it running unless its agent says otherwise.
 CLONED = parse_cluster_config(
     """\

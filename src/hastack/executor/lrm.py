@@ -1180,9 +1180,12 @@ class LocalResourceManager:
                 continue
             if inst is None:
                 inst = Instance(name, primitive)
-            # The first probes are reported under way: the DC waits for them, and for as
-            # long as their timeouts say.
-            result = await self._execute(inst, "probe", track=not self._ready)
+            # Probes are reported under way: the DC waits for them, and for as long as their
+            # timeouts say — those of resources added later too. Untracked, a node probing a
+            # hundred new resources one at a time (its CPU saturated, the throttle at one
+            # operation) reported nothing under way, and after cluster-delay the DC gave up
+            # on it as failed and fenced it (bench/scale.py --fencing at 100 computes).
+            result = await self._execute(inst, "probe", track=True)
             inst.report = after_probe(
                 inst.report, result, now=self._clock(), promotable=placement.promotable
             )
