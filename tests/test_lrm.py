@@ -223,6 +223,47 @@ async def test_probes_of_a_resource_added_later_are_reported_under_way(harness: 
         await asyncio.gather(loop, return_exceptions=True)
 
 
+class SlowProbe(Scripted):
+    """Probes (monitors at interval 0) that take 0.1 s."""
+
+    async def execute(self, request: OpRequest) -> OpResult:
+        if request.op == "monitor" and request.interval == 0:
+            await asyncio.sleep(0.1)
+        return await super().execute(request)
+
+
+async def test_probes_of_many_resources_added_later_do_not_publish_a_report_each(
+    harness: Harness,
+) -> None:
+    """Forty resources added at once are probed one after another (0.1 s each): their
+    listing under way goes out lazily — a few reports, not two per probe. The negative
+    control is the same on a tree that lists them at once (81 reports and more)."""
+    h = harness
+    h.driver = SlowProbe()
+    loop = asyncio.create_task(h.lrm.run())
+    try:
+        h.lrm.set_previous(NodeReport("n1"))
+        h.lrm.set_config(ONE, revision=3)
+        await h.until(lambda r: not r.probing and r.probed == {"keep"})
+        await h.lrm.throttle.set_limit(1)
+        lines = [f'  - {{primitive: p{i}, agent: "ocf:test:scripted"}}' for i in range(40)]
+        many = parse_cluster_config(
+            'resources:\n  - {primitive: keep, agent: "ocf:test:scripted"}\n'
+            + "\n".join(lines)
+            + "\n",
+            "test.yaml",
+        )
+        before = len(h.reports)
+        h.lrm.set_config(many, revision=4)
+        await h.until(lambda r: len(r.probed) == 41)
+        published = len(h.reports) - before
+        assert published <= 12, published
+        assert any(r.pending for r in h.reports[before:])  # listed, all the same
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
 # A clone: not exclusive, so self-fencing leaves it running unless its agent says otherwise.
 CLONED = parse_cluster_config(
     """\

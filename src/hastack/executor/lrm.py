@@ -74,6 +74,9 @@ _PUBLISH_DELAY = 0.01
 _PUBLISH_SPACING = 0.05
 # How often the node's CPU load is sampled for the throttle.
 _LOAD_PERIOD = 1.0
+# Operations listed under way lazily (probes of resources added later: a hundred of them on
+# each node) are published with the next report, or at most this long after they start or end.
+_LAZY_PUBLISH = 2.0
 # How many notification keys a node reports (the DC needs only the current transition's).
 _NOTIFIED_KEPT = 256
 # After a failed assignment notification, wait this long before trying again.
@@ -222,6 +225,8 @@ class LocalResourceManager:
         self._assign_failed_at: dict[str, float] = {}
         self.refused = 0  # the revision of the last target refused (an older DC's)
         self.last_pass = time.monotonic()  # when the loop last ran a pass (self-check)
+        self._lazy_pending = False  # the pending list changed and was not published for it
+        self._lazy_published = 0.0
         # The revision of each node's latest successful fence, as last seen (None: nothing
         # seen yet); a newer one is told to the instances that hear fencing.
         self._fences: dict[str, int] | None = None
@@ -421,6 +426,7 @@ class LocalResourceManager:
             await self._dirty.wait()
             await asyncio.sleep(_PUBLISH_DELAY)
             self._dirty.clear()
+            self._lazy_pending = False  # this report lists what is under way now
             if not self._configured:
                 continue  # not even the last report is known yet: nothing to say
             report = self.report()
@@ -456,6 +462,11 @@ class LocalResourceManager:
                     )
                 await self.throttle.set_limit(limit)
             before = sample
+            now = time.monotonic()
+            if self._lazy_pending and now - self._lazy_published >= _LAZY_PUBLISH:
+                self._lazy_pending = False
+                self._lazy_published = now
+                self._dirty.set()
             await asyncio.sleep(_LOAD_PERIOD)
 
     def report(self) -> NodeReport:
@@ -938,13 +949,15 @@ class LocalResourceManager:
         *,
         throttled: bool = True,
         track: bool = False,
+        lazy: bool = False,
     ) -> OpResult:
         """Run one operation. `throttled`: wait for a slot under the node's limit first
-        (self-fencing never waits); `track`: list it as pending while it runs."""
+        (self-fencing never waits); `track`: list it as pending while it runs — `lazy`: that
+        listing goes out with the next report or within _LAZY_PUBLISH, not at once."""
         if not throttled:
-            return await self._run_op(inst, op, interval, extra, track)
+            return await self._run_op(inst, op, interval, extra, track, lazy)
         async with self.throttle.slot():
-            return await self._run_op(inst, op, interval, extra, track)
+            return await self._run_op(inst, op, interval, extra, track, lazy)
 
     async def _run_op(
         self,
@@ -953,6 +966,7 @@ class LocalResourceManager:
         interval: float,
         extra: Mapping[str, str] | None,
         track: bool,
+        lazy: bool = False,
     ) -> OpResult:
         made = await self._request(inst, op, interval, extra)
         if isinstance(made, OpResult):
@@ -960,7 +974,7 @@ class LocalResourceManager:
         request, driver = made
         if track:
             self.pending[inst.name] = PendingOp(op, self._clock(), request.timeout)
-            self._dirty.set()
+            self._pending_changed(lazy)
         try:
             # OCF scripts are killed at their timeout by the driver; native agents are
             # cancelled here, with a little slack so the driver's own message wins.
@@ -976,7 +990,13 @@ class LocalResourceManager:
         finally:
             if track:
                 self.pending.pop(inst.name, None)
-                self._dirty.set()
+                self._pending_changed(lazy)
+
+    def _pending_changed(self, lazy: bool) -> None:
+        if lazy:
+            self._lazy_pending = True  # published by _sample_load's next round at the latest
+        else:
+            self._dirty.set()
 
     # ---- exclusivity --------------------------------------------------------------------------
 
@@ -1184,8 +1204,10 @@ class LocalResourceManager:
             # timeouts say — those of resources added later too. Untracked, a node probing a
             # hundred new resources one at a time (its CPU saturated, the throttle at one
             # operation) reported nothing under way, and after cluster-delay the DC gave up
-            # on it as failed and fenced it (bench/scale.py --fencing at 100 computes).
-            result = await self._execute(inst, "probe", track=True)
+            # on it as failed and fenced it (bench/scale.py --fencing at 100 computes). The
+            # later ones lazily: a report published at each of their starts and ends cost the
+            # starved computes more CPU than the probes (nothing started in 420 s).
+            result = await self._execute(inst, "probe", track=True, lazy=self._ready)
             inst.report = after_probe(
                 inst.report, result, now=self._clock(), promotable=placement.promotable
             )
