@@ -464,3 +464,28 @@ async def test_a_target_taken_on_stays_the_nodes_work_through_a_newer_configurat
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
+
+
+def test_a_reports_operations_leave_out_what_the_decoder_assumes() -> None:
+    """An empty reason and a zero interval are not written (a node's report lists the last
+    operation of every instance it runs, and is written whole at each change): the same
+    report back, fewer bytes."""
+    start = LastOp("start", 0, "", 1765100000.25, 0.5)
+    monitor = LastOp("monitor", 7, "not running", 1765100001.5, 0.25, interval=10.0)
+    report = NodeReport(
+        "n1",
+        updated=1765100002.0,
+        resources={
+            "a": ResourceReport(Role.STARTED, last_op=start),
+            "b": ResourceReport(
+                Role.STOPPED, failed=True, fail_count=1, last_op=monitor, failed_op=monitor
+            ),
+        },
+        probed=frozenset({"a", "b"}),
+    )
+    raw = report.encode()
+    assert decode_status("n1", raw) == report
+    assert b'"reason":""' not in raw
+    assert b'"interval":0' not in raw
+    assert b'"reason":"not running"' in raw
+    assert b'"interval":10.0' in raw
