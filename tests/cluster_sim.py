@@ -67,6 +67,7 @@ class _Node:
     probed: frozenset[str] = frozenset()
     unprobed: frozenset[str] = frozenset()
     acked: int = 0
+    working: int = 0  # the revision of the target it took on in this life
     refused: int = 0  # the revision of the last target it refused (an older DC's)
     notified: tuple[str, ...] = ()
     updated: float = 0.0
@@ -115,6 +116,7 @@ class SimCluster:
         # may turn them off (the DC waits for every acknowledgement, as before).
         self.written = WrittenTargets()
         self.restamping = True
+        self.written_now: list[str] = []  # the nodes whose targets the last `write` wrote
         self.new_dc()
 
     # ---- the store --------------------------------------------------------------------------
@@ -148,6 +150,7 @@ class SimCluster:
                 probed=n.probed,
                 unprobed=n.unprobed,
                 acked=n.acked,
+                working=n.working,
                 refused=n.refused,
                 notified=n.notified,
                 served={k: dict(v) for k, v in n.served.items()},
@@ -198,22 +201,30 @@ class SimCluster:
 
     def write(self, decision: Decision) -> None:
         """Write the decision's targets as the DC agent does."""
+        self.written_now = []
         if decision.hold:
             return
         for node, target in sorted(decision.targets.items()):
             current = self.targets.get(node)
-            if current is None or current.epoch != self.epoch or not target.same_work(current):
+            revision = self.target_revisions.get(node, 0)
+            taken = self.nodes[node].working == revision > 0
+            if (
+                current is None
+                or current.epoch != self.epoch
+                or not target.stands_in(current, taken=taken)
+            ):
                 # As the agent: the same work as an older DC's target for this life of the
                 # node, only put under this epoch, is a restamp.
                 older = self.target_revisions.get(node, 0)
                 restamp = (
                     current is not None
                     and current.epoch != self.epoch
-                    and target.same_work(current)
+                    and target.same_work(current, taken=taken)
                     and older > self.nodes[node].member_revision
                 )
                 self.targets[node] = target
                 self.target_revisions[node] = self._bump()
+                self.written_now.append(node)
                 self.written.record(
                     self.epoch,
                     self.target_revisions[node],
@@ -245,6 +256,7 @@ class SimCluster:
         node.member_revision = node.record_revision
         node.joined_at = self.now
         node.acked = 0
+        node.working = 0
         node.notified = ()
         if reported:
             self.report(node.name)
@@ -268,6 +280,7 @@ class SimCluster:
         if node.in_flight or not node.member or target is None or self.fenced(name):
             return
         instances = self._instances(node, target)
+        node.working = self.target_revisions[name]
         node.in_flight = local_steps(target, instances)
         self._operate(
             instances, [(i, op) for i, op in node.in_flight if op in ("start", "promote")]
@@ -297,6 +310,17 @@ class SimCluster:
         node.serving = {k: dict(v) for k, v in target.assigned.items() if v}
         node.served = {k: dict(v) for k, v in node.serving.items()}
         node.notified = (*node.notified, *(n.key for n in target.notify))
+        node.acked = node.working = self.target_revisions[name]
+        node.updated = self.now
+        node.status_revision = self._bump()
+
+    def answer(self, name: str) -> None:
+        """The node answers for its current target without taking it on, as an executor does
+        for a target made for a configuration it has already replaced: acknowledged, nothing
+        of it done (`working` stays)."""
+        node = self.nodes[name]
+        if not node.member or name not in self.targets:
+            return
         node.acked = self.target_revisions[name]
         node.updated = self.now
         node.status_revision = self._bump()

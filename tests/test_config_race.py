@@ -19,6 +19,8 @@ import pytest
 
 from hastack.model.config import parse_cluster_config
 from hastack.model.config_text import config_to_json
+from hastack.model.members import ClusterSnapshot
+from hastack.model.state import base_id
 from hastack.store import Keys
 from hastack.store.memory import MemoryBackend, MemoryStore
 from hastack.store.snapshot import read_snapshot
@@ -30,7 +32,8 @@ NODES = ("n1", "n2", "n3")
 TIMINGS = MEMORY_TIMINGS
 
 
-def config(*primitives: str) -> bytes:
+def config(*primitives: str, clone: bool = False) -> bytes:
+    """The primitives, and with `clone` a clone `k` on every node."""
     lines = [
         "properties: {stonith-enabled: false, cluster-delay: 6s}",
         "op-defaults: {timeout: 10s}",
@@ -38,6 +41,8 @@ def config(*primitives: str) -> bytes:
         "resources:",
         *(f"  - {{primitive: {p}, agent: 'ocf:heartbeat:Dummy'}}" for p in primitives),
     ]
+    if clone:
+        lines.append("  - {clone: kk, resource: {primitive: k, agent: 'ocf:heartbeat:Dummy'}}")
     return config_to_json(parse_cluster_config("\n".join(lines) + "\n", "race.yaml"))
 
 
@@ -46,7 +51,7 @@ async def settled(observer: MemoryStore, keys: Keys, names: set[str]) -> bool:
     snap = await read_snapshot(observer, keys)
     if snap.dc is None or set(snap.members) != set(NODES):
         return False
-    active = {i for r in snap.statuses.values() for i in r.active()}
+    active = {base_id(i) for r in snap.statuses.values() for i in r.active()}
     acked = all(
         snap.statuses.get(n) is not None
         and snap.statuses[n].acked == snap.target_revisions.get(n, -1)
@@ -78,13 +83,14 @@ async def test_a_node_that_skips_a_configuration_is_not_waited_for(tmp_path: Pat
     observer = MemoryStore(backend)
 
     try:
-        await put_config(observer, keys, config("a"))
-        await wait(observer, keys, {"a"}, 20.0)
+        await put_config(observer, keys, config("a", clone=True))
+        await wait(observer, keys, {"a", "k"}, 20.0)
         snap = await read_snapshot(observer, keys)
         assert snap.dc is not None
         victim = next(n for n in NODES if n != snap.dc.node)
         # The victim hears nothing for a moment (well within its lease): meanwhile the
-        # configuration changes, the DC writes targets for it, and it changes again.
+        # configuration changes, the DC writes targets for it (the clone's instance there is
+        # to stop: new work, so a new target), and it changes again.
         stores[victim].partition()
         second = await put_config(observer, keys, config("a", "b"))
         for _ in range(100):
@@ -139,5 +145,60 @@ async def test_a_configuration_written_around_hastack_reaches_every_node(tmp_pat
             )
         ]
         assert sorted(reread) == sorted(n for n in NODES if n != snap.dc.node)
+    finally:
+        await stop_agents(agents.values(), running)
+
+
+async def test_a_new_configuration_rewrites_only_the_targets_whose_work_changed(
+    tmp_path: Path,
+) -> None:
+    """One primitive added: the DC writes the target of the node that is to start it, and no
+    other (before, every node's target was written again for the new revision, and every
+    node took it on and reported it: a write and a report per node per change)."""
+    backend = MemoryBackend(min_lease_ttl=2)
+    stores = {n: MemoryStore(backend, timeout=TIMINGS.store_timeout) for n in NODES}
+    keys = Keys("stamps")
+    agents = {n: memory_agent("stamps", n, tmp_path, stores[n]) for n in NODES}
+    running = [asyncio.create_task(a.run(), name=n) for n, a in agents.items()]
+    observer = MemoryStore(backend)
+
+    async def settled(names: set[str]) -> ClusterSnapshot | None:
+        snap = await read_snapshot(observer, keys)
+        if snap.dc is None or set(snap.members) != set(NODES):
+            return None
+        active = {i for r in snap.statuses.values() for i in r.active()}
+        if active != names or any(
+            snap.statuses.get(n) is None
+            or snap.statuses[n].acked != snap.target_revisions.get(n, -1)
+            for n in NODES
+        ):
+            return None
+        return snap
+
+    async def wait(names: set[str]) -> ClusterSnapshot:
+        for _ in range(400):
+            snap = await settled(names)
+            if snap is not None:
+                return snap
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{sorted(names)} not settled")
+
+    try:
+        first = await put_config(observer, keys, config("a"))
+        before = await wait({"a"})
+        second = await put_config(observer, keys, config("a", "b"))
+        after = await wait({"a", "b"})
+        assert after.config_revision == second
+        (host,) = [n for n, r in after.statuses.items() if "b" in r.active()]
+        for node in NODES:
+            target = after.targets[node]
+            if node == host:
+                assert after.target_revisions[node] > second
+                assert target.config_revision == second
+            else:
+                # Taken on under the first configuration and still the node's work.
+                assert after.target_revisions[node] == before.target_revisions[node]
+                assert target.config_revision == first
+                assert after.statuses[node].working == before.target_revisions[node]
     finally:
         await stop_agents(agents.values(), running)

@@ -14,6 +14,9 @@ targets as the DC agent would:
           hold: true                          only when the DC holds
           ready: [start web n1]               the actions released, in plan order
           targets: {n1: {vip: Started, web: Started}, n3: {}}
+          written: [n1]                       with `written: true` at the top of the case:
+                                              the nodes whose targets the DC then writes
+                                              (a target asking the same work stays)
 
 When the controller's behaviour changes on purpose, rewrite every `expect` from what it now
 decides and review the diff:
@@ -90,6 +93,8 @@ EVENTS: dict[str, Callable[[SimCluster, Any], None]] = {
     "fail": _per_node(SimCluster.fail),
     # {node: [primitive, ...]}: the node has not probed those (yet)
     "unprobe": _per_node(SimCluster.unprobe),
+    # the node answers for its target without taking it on (as for a superseded one)
+    "answer": _each(SimCluster.answer),
     # a new configuration (a new revision)
     "config": lambda sim, arg: sim.set_config(_config(arg)),
     # a new DC takes over, remembering nothing
@@ -138,6 +143,8 @@ def run_case(case: dict[str, Any]) -> list[dict[str, Any]]:
         decision = sim.decide(cycle.get("suspects", []))
         outcomes.append(outcome(decision))
         sim.write(decision)
+        if case.get("written"):
+            outcomes[-1]["written"] = list(sim.written_now)
     return outcomes
 
 

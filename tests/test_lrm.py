@@ -502,3 +502,57 @@ async def test_a_target_made_for_a_replaced_configuration_is_answered_for_not_do
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_a_target_taken_on_stays_the_nodes_work_through_a_newer_configuration(
+    harness: Harness,
+) -> None:
+    """The DC does not write a target again when its plan for a newer configuration asks the
+    same work of a node that took it on (NodeTarget.same_work, `taken`): the node keeps it
+    — it is neither dropped nor answered for again — and its report keeps saying it works on
+    it (`working`), which is what the DC looks at."""
+    h = harness
+    h.driver.answers = {"start": OcfRc.SUCCESS}
+    h.lrm.set_config(ONE, revision=1)
+    loop = asyncio.create_task(h.lrm.run())
+    try:
+        await h.until(lambda r: "keep" in r.probed)
+        taken = NodeTarget(1, 1, {"keep": Role.STARTED})
+        h.lrm.set_target(taken, dc_epoch=1, revision=5)
+        await h.until(lambda r: r.acked == 5)
+        h.lrm.set_config(TWO, revision=3)
+        for _ in range(3):  # each cycle of the agent gives it the target the store holds
+            assert h.lrm.set_target(taken, dc_epoch=1, revision=5) is None
+        after = await h.until(lambda r: "gone" in r.probed)
+        assert h.lrm.target is taken
+        assert (after.working, after.acked) == (5, 5)
+        assert after.active() == {"keep": Role.STARTED}
+        assert [c.op for c in h.driver.calls] == ["monitor", "start", "monitor"]
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+def test_a_reports_operations_leave_out_what_the_decoder_assumes() -> None:
+    """An empty reason and a zero interval are not written (a node's report lists the last
+    operation of every instance it runs, and is written whole at each change): the same
+    report back, fewer bytes."""
+    start = LastOp("start", 0, "", 1765100000.25, 0.5)
+    monitor = LastOp("monitor", 7, "not running", 1765100001.5, 0.25, interval=10.0)
+    report = NodeReport(
+        "n1",
+        updated=1765100002.0,
+        resources={
+            "a": ResourceReport(Role.STARTED, last_op=start),
+            "b": ResourceReport(
+                Role.STOPPED, failed=True, fail_count=1, last_op=monitor, failed_op=monitor
+            ),
+        },
+        probed=frozenset({"a", "b"}),
+    )
+    raw = report.encode()
+    assert decode_status("n1", raw) == report
+    assert b'"reason":""' not in raw
+    assert b'"interval":0' not in raw
+    assert b'"reason":"not running"' in raw
+    assert b'"interval":10.0' in raw

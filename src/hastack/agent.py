@@ -971,10 +971,18 @@ class Agent:
         }
         for node, target in sorted(decision.targets.items()):
             current, seen = held[node]
+            # A target the node works on stays its target while the work asked is the same,
+            # whatever configuration the DC plans for now (NodeTarget.stands_in).
+            report = snapshot.statuses.get(node)
+            taken = (
+                seen
+                and report is not None
+                and report.working == snapshot.target_revisions.get(node, 0) > 0
+            )
             if (
                 current is None
                 or current.epoch != epoch
-                or not target.same_work(current)
+                or not target.stands_in(current, taken=taken)
                 or (seen and snapshot.target_is_void(node))
             ):
                 written = dataclasses.replace(target, at=time.time())
@@ -984,7 +992,7 @@ class Agent:
                     seen
                     and current is not None
                     and current.epoch != epoch
-                    and target.same_work(current)
+                    and target.same_work(current, taken=taken)
                     and not snapshot.target_is_void(node)
                 ):
                     restamped[node] = snapshot.target_revisions.get(node, 0)

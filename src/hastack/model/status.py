@@ -45,14 +45,17 @@ class LastOp:
     interval: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "op": self.op,
-            "rc": self.rc,
-            "reason": self.reason,
-            "at": self.at,
-            "duration": self.duration,
-            "interval": self.interval,
-        }
+        # An empty reason and a zero interval (every start, stop and probe) are left out, as
+        # the decoder assumes them: a node's report lists an operation for each instance it
+        # runs, and is written whole at every change (docs/control-plane.md, section 6).
+        out: dict[str, Any] = {"op": self.op, "rc": self.rc}
+        if self.reason:
+            out["reason"] = self.reason
+        out["at"] = self.at
+        out["duration"] = self.duration
+        if self.interval:
+            out["interval"] = self.interval
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,15 +65,44 @@ class NodeTarget:
             doc["assigned"] = assigned
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
-    def same_work(self, other: NodeTarget | None) -> bool:
-        """Equal apart from the epoch that wrote it (no need to write it again)."""
+    def same_work(self, other: NodeTarget | None, *, taken: bool = False) -> bool:
+        """`other` asks the node the same work as this one, whatever the epoch that wrote it:
+        the same instances, roles, notifications and grants, for the same configuration — or,
+        when the node has taken `other` on in its current life (`taken`: its report says it
+        works on that very target, `NodeReport.working`), for an older one.
+
+        A target's `config` is the configuration the DC planned for when it wrote the target.
+        A node takes a newly written target on only while it holds exactly that configuration
+        (an older one: it waits for the newer; a newer one: the target is superseded, answered
+        for and not done, `executor.lrm`). A target it has taken on stays its work through
+        later configurations until the DC writes another one: it keeps carrying it out with
+        the configuration it holds. So when the DC's plan for a newer configuration asks the
+        same of a node that took its target on, the target already says it: restamping it
+        only for the revision had every node take its target again and report it, a write and
+        a report per node for each configuration change (docs/control-plane.md, "What a
+        target's configuration revision promises"). A target the node never took (superseded,
+        or not seen yet) is no such thing: its work is not under way there, and the
+        acknowledgement of a superseded target says only that nothing of it was done."""
         return (
             other is not None
-            and other.config_revision == self.config_revision
+            and (
+                other.config_revision == self.config_revision
+                or (taken and other.config_revision < self.config_revision)
+            )
             and dict(other.resources) == dict(self.resources)
             and other.unmanaged == self.unmanaged
             and other.notify == self.notify
             and encode_grants(other.assigned) == encode_grants(self.assigned)
+        )
+
+    def stands_in(self, stored: NodeTarget | None, *, taken: bool) -> bool:
+        """May `stored`, the node's target as the store holds it, stay there in place of this
+        one (not written again)? When this DC wrote it (the same epoch) and it asks the same
+        work (`same_work`)."""
+        return (
+            stored is not None
+            and stored.epoch == self.epoch
+            and self.same_work(stored, taken=taken)
         )
 
 
