@@ -14,11 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hastack.model.config import parse_cluster_config
-from hastack.model.config_delta import apply_delta, make_delta
+from hastack.model.config_delta import apply_delta, delta_revision, make_delta
 from hastack.model.config_text import config_to_json
 from hastack.store import Keys
 from hastack.store.memory import MemoryBackend, MemoryStore
 from hastack.store.mirror import Mirror, follow
+from hastack.store.types import Event, EventKind, KeyValue, WatchBatch
 from helpers import put_config
 
 
@@ -133,3 +134,24 @@ async def test_a_mirror_following_the_deltas_holds_the_configuration_and_heals()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def test_a_paired_delta_gives_the_revision_the_configuration_was_stored_at() -> None:
+    """The DC's delta for a configuration written without one (at 7; its delta at 9) makes
+    the follower hold it at 7, where the next delta (base 7) applies; an ordinary delta's
+    configuration is at the delta's own revision."""
+    keys = Keys("paired")
+    mirror = Mirror(keys, (keys.config_delta,))
+    mirror.load_config([KeyValue(keys.config, stored(3), 5, 5, 1, 0)], 5)
+    late = make_delta(None, stored(4), 5, revision=7)
+    assert delta_revision(late, 9) == 7
+    assert delta_revision(make_delta(stored(3), stored(4), 5), 9) == 9
+    put = EventKind.PUT
+    batch = WatchBatch((Event(put, KeyValue(keys.config_delta, late, 2, 9, 3, 0)),), 9)
+    assert mirror.apply_delta(batch) is True
+    assert mirror.snapshot().config_revision == 7
+    after = make_delta(stored(4), stored(5), 7)
+    batch = WatchBatch((Event(put, KeyValue(keys.config_delta, after, 2, 11, 4, 0)),), 11)
+    assert mirror.apply_delta(batch) is True
+    assert mirror.snapshot().config_revision == 11
+    assert mirror.unpaired_config() is None  # a follower holds no delta key: nothing to pair

@@ -115,10 +115,9 @@ async def test_a_node_that_skips_a_configuration_is_not_waited_for(tmp_path: Pat
 
 async def test_a_configuration_written_around_hastack_reaches_every_node(tmp_path: Path) -> None:
     """Written with a plain put (as etcdctl would: no delta), the configuration reaches the
-    DC, which writes targets for it; the other nodes, which follow the configuration by its
-    deltas, see their target's configuration revision pass them by and read it whole — not
-    wait for a delta that will never come until cluster-delay (6 s) gives up on them. The
-    negative control is the same test on a tree without `Agent._missed_config`."""
+    DC, which writes its delta for the other nodes (they follow it by its deltas only): the
+    new primitive is probed everywhere and runs within 5 s, nobody overdue. The negative
+    control is the same test on a tree without `Agent._pair_config` (never runs)."""
     backend = MemoryBackend(min_lease_ttl=2)
     keys = Keys("race")
     agents = {
@@ -130,21 +129,25 @@ async def test_a_configuration_written_around_hastack_reaches_every_node(tmp_pat
     try:
         await put_config(observer, keys, config("a"))
         await wait(observer, keys, {"a"}, 20.0)
-        await observer.put(keys.config, config("a", "b"))
+        written = await observer.put(keys.config, config("a", "b"))
         took = await wait(observer, keys, {"a", "b"}, 20.0)
         snap = await read_snapshot(observer, keys)
         assert snap.dc is not None
         assert overdue(tmp_path / snap.dc.node / "events.jsonl") == []
         assert took < 5.0
-        reread = [
-            n
-            for n in NODES
-            if any(
-                json.loads(e)["event"] == "config-reread"
-                for e in (tmp_path / n / "events.jsonl").read_text().splitlines()
-            )
+        paired = [
+            json.loads(e)
+            for e in (tmp_path / snap.dc.node / "events.jsonl").read_text().splitlines()
+            if json.loads(e)["event"] == "config-paired"
         ]
-        assert sorted(reread) == sorted(n for n in NODES if n != snap.dc.node)
+        assert [e["revision"] for e in paired] == [written]
+        # The next change through hastack applies on top of it, delta by delta.
+        third = await put_config(observer, keys, config("a", "b", "c"))
+        await wait(observer, keys, {"a", "b", "c"}, 20.0)
+        for node, agent in agents.items():
+            mirror = agent._mirror
+            assert mirror is not None
+            assert mirror.snapshot().config_revision == third, node
     finally:
         await stop_agents(agents.values(), running)
 

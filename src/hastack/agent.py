@@ -34,6 +34,7 @@ from hastack.membership.lease import LeaseKeeper, LeaseLost
 from hastack.membership.selfcheck import SelfCheck, thread_stacks
 from hastack.model.agent_config import AgentConfig
 from hastack.model.config import ClusterConfig
+from hastack.model.config_delta import make_delta
 from hastack.model.events import (
     ClusterEvent,
     EventKind,
@@ -156,7 +157,7 @@ class Agent:
             self._progress_every + config.timings.renew_interval + config.timings.store_timeout
         )
         self._confirmed: list[tuple[int, float]] = []  # (cluster revision, when), oldest first
-        self._reread_for = 0  # the target configuration revision last read again for
+        self._paired = 0  # the configuration revision last given its delta (_pair_config)
         # An agent never goes silent: if its cycle stops running, the self-check ends the
         # process (its supervisor starts a fresh one), and a watchdog that hears nothing
         # more kills it in case even that cannot happen (docs/control-plane.md).
@@ -513,13 +514,9 @@ class Agent:
                 await self._resume_elsewhere(mirror)
                 continue
             if mirror.loaded:
-                snapshot = mirror.snapshot()
-                if self._missed_config(mirror, snapshot):
-                    await self._stop_following()
-                    mirror.forget(self.keys.config_delta)
-                    self._start_following(mirror)
-                    continue
-                await self._decide_and_act(snapshot)
+                if self.epoch is not None:
+                    await self._pair_config(mirror, self.epoch)
+                await self._decide_and_act(mirror.snapshot())
             else:
                 self._say("reading the cluster state", about="role")
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation
@@ -1285,34 +1282,38 @@ class Agent:
         self._confirmed.clear()
         return True
 
-    def _missed_config(self, mirror: Mirror, snapshot: ClusterSnapshot) -> bool:
-        """Is this node's target made for a configuration it will never get by its deltas?
-        One written around `write_config` (with etcdctl: no delta) would otherwise leave it
-        waiting for that configuration — and the DC waiting for it, until cluster-delay
-        called it failed. Known once the deltas' watch has passed the target's configuration
-        revision without bringing it (a watch sends every event up to a revision before it
-        reports reaching it): then the configuration is read again whole."""
-        delta = self.keys.config_delta
-        target = snapshot.targets.get(self.config.node)
-        if delta not in mirror.ranges or target is None:
-            return False
-        if target.config_revision <= snapshot.config_revision:
-            return False
-        if mirror.range_revision(delta) < target.config_revision:
-            return False  # its delta may still be on its way
-        if self._reread_for == target.config_revision:
-            return False  # read once for it already (the key deleted since: nothing to get)
-        self._reread_for = target.config_revision
-        log.warning(
-            "the target is for configuration revision %d and no delta brought it (held: %d): "
-            "was it written around hastack (etcdctl)? Reading the configuration again",
-            target.config_revision,
-            snapshot.config_revision,
-        )
-        self.events.record(
-            "config-reread", wanted=target.config_revision, held=snapshot.config_revision
-        )
-        return True
+    async def _pair_config(self, mirror: Mirror, epoch: int) -> None:
+        """A configuration written around `write_config` (with etcdctl: no delta) is given
+        its delta by the DC: the other nodes follow the configuration by its deltas only, and
+        would never see it. The delta carries the whole configuration and the revision it was
+        stored at, from the revision of the last delta (what they hold); by CAS on this DC's
+        epoch and both keys. Once per configuration revision."""
+        unpaired = mirror.unpaired_config()
+        if unpaired is None or unpaired[0].mod_revision == self._paired:
+            return
+        config, paired = unpaired
+        self._paired = config.mod_revision
+        delta = make_delta(None, config.value, paired, revision=config.mod_revision)
+        try:
+            result = await self._store.txn(
+                [
+                    Compare.created_at(self.keys.dc, epoch),
+                    Compare.unchanged(self.keys.config, config.mod_revision),
+                    Compare.unchanged(self.keys.config_delta, paired),
+                ],
+                success=[PutOp(self.keys.config_delta, delta)],
+            )
+        except StoreError as exc:
+            log.info("pairing the configuration with its delta failed (%s); retrying", exc)
+            self._paired = 0
+            return
+        if result.succeeded:
+            log.warning(
+                "the configuration at revision %d was written without its delta (around "
+                "hastack: etcdctl?); its delta written for the other nodes",
+                config.mod_revision,
+            )
+            self.events.record("config-paired", revision=config.mod_revision)
 
     def _is_full(self, mirror: Mirror) -> bool:
         return mirror.ranges == (self.keys.prefix,) and mirror.loaded
@@ -1344,7 +1345,7 @@ class Agent:
 
     def _start_following(self, mirror: Mirror) -> None:
         # Progress notifications: a quiet range still learns the revision it is current at
-        # (`_is_stale`, `_missed_config`).
+        # (`_is_stale`).
         self._mirror_task = asyncio.create_task(
             follow_all(self._store, mirror, self._wake.set, self._progress_every), name="mirror"
         )

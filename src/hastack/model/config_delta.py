@@ -26,7 +26,7 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["apply_delta", "make_delta"]
+__all__ = ["apply_delta", "delta_revision", "make_delta"]
 
 
 def _encode(doc: object) -> bytes:
@@ -71,9 +71,10 @@ def _changes(old_doc: object, new_doc: object) -> list[dict[str, Any]] | None:
     return out
 
 
-def make_delta(old: bytes | None, new: bytes, base: int) -> bytes:
+def make_delta(old: bytes | None, new: bytes, base: int, revision: int | None = None) -> bytes:
     """The delta from the stored configuration `old` (at revision `base`; None: none) to the
-    stored configuration `new`."""
+    stored configuration `new` — stored at `revision`, when that is not the delta's own (a
+    configuration written without its delta, paired afterwards by the DC)."""
     new_doc = json.loads(new)
     changes = None
     if old is not None:
@@ -82,6 +83,8 @@ def make_delta(old: bytes | None, new: bytes, base: int) -> bytes:
         except ValueError:
             changes = None  # an unreadable old one: whoever holds it reads the new one whole
     doc: dict[str, Any] = {"base": base, "sha256": hashlib.sha256(new).hexdigest()}
+    if revision is not None:
+        doc["revision"] = revision
     if changes is None:
         doc["whole"] = new_doc
     else:
@@ -122,3 +125,14 @@ def apply_delta(old: bytes | None, old_revision: int, delta: bytes) -> bytes | N
     if hashlib.sha256(result).hexdigest() != doc.get("sha256"):
         return None
     return result
+
+
+def delta_revision(delta: bytes, own: int) -> int:
+    """The revision of the configuration a delta gives: its `revision` when it carries one,
+    else its own (written with the configuration, in the same transaction)."""
+    try:
+        doc = json.loads(delta)
+        revision = doc.get("revision") if isinstance(doc, dict) else None
+    except ValueError:
+        return own
+    return revision if isinstance(revision, int) and revision > 0 else own

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 
 from hastack.errors import Compacted, StoreError
-from hastack.model.config_delta import apply_delta
+from hastack.model.config_delta import apply_delta, delta_revision
 from hastack.model.members import ClusterSnapshot, SnapshotDecoder, StoredKey
 from hastack.store.keys import Keys
 from hastack.store.protocol import Store
@@ -138,11 +138,12 @@ class Mirror:
                 return None
             if held is None:
                 self._order = None
+            stored_at = delta_revision(event.kv.value, event.kv.mod_revision)
             self._kvs[self.keys.config] = KeyValue(
                 self.keys.config,
                 value,
-                held.create_revision if held is not None else event.kv.mod_revision,
-                event.kv.mod_revision,
+                held.create_revision if held is not None else stored_at,
+                stored_at,
                 held.version + 1 if held is not None else 1,
                 0,
             )
@@ -151,6 +152,20 @@ class Mirror:
             self._last = None
         self._revisions[prefix] = max(self._revisions.get(prefix, 0), batch.revision)
         return changed
+
+    def unpaired_config(self) -> tuple[KeyValue, int] | None:
+        """The configuration, when it was written after its last delta (around
+        `write_config`: etcdctl), with the revision of that delta (0: none); None when they
+        go together, and on a mirror that does not follow the whole prefix (the DC's does):
+        one that follows the deltas holds the configuration without them."""
+        if self.ranges != (self.keys.prefix,):
+            return None
+        config = self._kvs.get(self.keys.config)
+        delta = self._kvs.get(self.keys.config_delta)
+        paired = delta.mod_revision if delta is not None else 0
+        if config is None or config.mod_revision <= paired:
+            return None
+        return config, paired
 
     def apply(self, prefix: str, batch: WatchBatch) -> bool:
         """Apply one batch of changes under `prefix`; whether anything changed."""
