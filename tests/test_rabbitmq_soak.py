@@ -250,3 +250,32 @@ def test_serve_again_needs_room_in_the_load_after_the_last_step() -> None:
         Scenario.model_validate(data)
     data["workloads"][0]["duration"] = last + rabbitmq_soak.RECOVER + rabbitmq_soak.TAIL
     assert Scenario.model_validate(data).serve_again is not None
+
+
+def test_the_lab_listener_consumes_the_queue_the_notifier_publishes_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """oslo.messaging's notifier declares and publishes into `<topic>.<priority>`; a listener
+    with a pool consumes a queue named after the pool instead, so a notification sent before
+    that queue is bound is confirmed and never consumed (R5, 2026-12-07 12:34: 1 lost). The
+    lab's servers listen without a pool."""
+    rpc = pytest.importorskip("hastack.lab.net.rpc")
+    seen: dict[str, object] = {}
+
+    class Started:
+        def start(self) -> None:
+            pass
+
+    def listener(transport: object, targets: object, endpoints: object, **kw: object) -> Started:
+        seen.update(kw)
+        seen["targets"] = targets
+        return Started()
+
+    monkeypatch.setattr(rpc, "_conf", lambda url, options: object())
+    monkeypatch.setattr(rpc.oslo_messaging, "get_rpc_transport", lambda *a, **k: object())
+    monkeypatch.setattr(rpc.oslo_messaging, "get_notification_transport", lambda *a, **k: object())
+    monkeypatch.setattr(rpc.oslo_messaging, "get_rpc_server", lambda *a, **k: Started())
+    monkeypatch.setattr(rpc.oslo_messaging, "get_notification_listener", listener)
+    rpc.serve("rabbit://u:p@127.0.0.1:1/", tmp_path, {}, 0.0)
+    assert seen.get("pool") is None  # the queue consumed: hastack-notify.info, the notifier's
+    assert [t.topic for t in seen["targets"]] == [rpc.NOTIFY_TOPIC]
