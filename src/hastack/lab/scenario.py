@@ -120,7 +120,9 @@ __all__ = [
     "RandomNemesis",
     "Scenario",
     "ScenarioResult",
+    "ServeAgain",
     "WorkloadSpec",
+    "brokers_running",
     "load_scenario",
     "run_scenario",
 ]
@@ -318,6 +320,36 @@ class Expect(Spec):
     alert: bool = False
 
 
+class ServeAgain(Spec):
+    """After the nemesis' last step, the load goes on until the cluster serves again — every
+    `ready` resource runs and, with hastack:rabbitmq, every controller's broker reports
+    `running` (BROKER_FRESH) — at most `within`, then `tail` more seconds (its clients seen
+    succeeding), and ends (SIGUSR1). The run records when in `serve-again.json`; the load's
+    duration must leave room for `within` + `tail` after the last step."""
+
+    within: Duration = pydantic.Field(default=120.0, gt=0)
+    tail: Duration = pydantic.Field(default=15.0, ge=0)
+
+
+# A broker's report counts for "serving again" when its agent wrote it this recently (its
+# monitor runs every few seconds; a frozen agent's last report must not count).
+BROKER_FRESH = 10.0
+
+
+def brokers_running(report: Mapping[str, Any], nodes: list[str]) -> bool:
+    """Every one of `nodes` runs a broker of every hastack:rabbitmq resource, by its agent's
+    report no older than BROKER_FRESH when the status was collected."""
+    entries = report.get("rabbitmq") or []
+    collected = float(report.get("collected_at") or 0.0)
+    for entry in entries:
+        reports = entry.get("reports") or {}
+        for node in nodes:
+            r = reports.get(node) or {}
+            if r.get("health") != "running" or collected - float(r.get("at") or 0) > BROKER_FRESH:
+                return False
+    return bool(entries)
+
+
 class Scenario(Spec):
     name: Name
     description: str = ""
@@ -342,6 +374,20 @@ class Scenario(Spec):
     # Random faults, each once the cluster is whole again, instead of `nemesis`; the load
     # ends `tail` after the last (hastack.lab.soak)
     soak: SoakSpec | None = None
+    serve_again: ServeAgain | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _serve_again_room(self) -> Scenario:
+        if self.serve_again is None:
+            return self
+        if not self.workloads or not self.nemesis or self.soak is not None:
+            raise ValueError("serve-again needs workloads and a nemesis (not a soak)")
+        room = self.serve_again.within + self.serve_again.tail
+        last = max(st.at for st in self.nemesis)
+        if min(w.duration for w in self.workloads) < last + room:
+            raise ValueError(f"serve-again: the load must last until {last + room:g}s "
+                             f"(the last step at {last:g}s + within + tail)")  # fmt: skip
+        return self
 
     @pydantic.model_validator(mode="after")
     def _soak_alone(self) -> Scenario:
@@ -927,6 +973,8 @@ class Runner:
                 except (LabError, ValueError, OSError) as exc:
                     self.notes.append(f"nemesis {step.op} at {step.at:g}s failed: {exc}")
                     self.say(f"  nemesis: {step.op} FAILED: {exc}")
+            if s.serve_again is not None and workers is not None:
+                self.wait_serving_again(s.serve_again, load_start, workers)
             if proc is None:
                 time.sleep(max(0.0, load_start + longest - time.monotonic()))
             else:
@@ -1000,6 +1048,38 @@ class Runner:
         time.sleep(max(0.0, min(spec.tail, load_end - time.monotonic())))
         if workers is not None:
             send(workers, signal.SIGUSR1)
+
+    def serves(self, report: dict[str, Any]) -> bool:
+        """Every `ready` resource runs and, with hastack:rabbitmq, every broker runs."""
+        nodes = [h.name for h in self.lab.controllers()]
+        return self.is_ready(report) and (not self.has_rabbitmq or brokers_running(report, nodes))
+
+    def wait_serving_again(
+        self, spec: ServeAgain, load_start: float, workers: ProcessRecord
+    ) -> None:
+        """`serve-again` (ServeAgain): wait up to `within` after the nemesis' last step for the
+        cluster to serve, keep the load `tail` more seconds, end it; record the moments."""
+        assert self.feed is not None
+        last = load_start + self.slip + max(st.at for st in self.scenario.nemesis)
+        wall = time.time() - time.monotonic()  # monotonic -> wall clock
+        record: dict[str, Any] = {"last_step": last + wall, "within": spec.within,
+                                  "tail": spec.tail, "serving_at": None}  # fmt: skip
+        try:
+            report = self.feed.wait_for(
+                self.serves, max(0.0, last + spec.within - time.monotonic()),
+                "the cluster to serve again",
+            )  # fmt: skip
+            record["serving_at"] = float(report.get("collected_at") or time.time())
+            self.say(f"  serving again {record['serving_at'] - record['last_step']:.1f}s "
+                     "after the nemesis' last step")  # fmt: skip
+        except LabError:
+            self.notes.append(f"serve-again: the cluster did not serve within {spec.within:g}s "
+                              "of the nemesis' last step")  # fmt: skip
+            self.say(f"  NOT serving {spec.within:g}s after the nemesis' last step")
+        time.sleep(spec.tail)
+        record["load_ended"] = time.time()
+        send(workers, signal.SIGUSR1)
+        (self.results / "serve-again.json").write_text(json.dumps(record, indent=2))
 
     def wait_rejoined(self, load_start: float) -> None:
         """With `expect.rejoin`: keep recording until the booted nodes' instances run again

@@ -104,6 +104,9 @@ class Workload:
         self.timeout = float(spec.get("timeout", 1.0))
         self.name = str(spec.get("name", self.kind))
         self.allow = list(allow)
+        # Set by run_workloads: the load was ended early (SIGUSR1), for work in `background`
+        # that belongs to the load (the rpc notifier) rather than to its draining.
+        self.ended = asyncio.Event()
         if not 1 <= self.clients <= 64:
             raise ValueError(f"{self.name}: clients must be 1..64, got {self.clients}")
 
@@ -639,7 +642,7 @@ class RpcWorkload(Workload):
         process = f"{self.name}-notify"
         interval = 1.0 / self.notify_rate if self.notify_rate > 0 else deadline
         n = 0
-        while time.monotonic() < deadline and n < self.max_ops:
+        while time.monotonic() < deadline and n < self.max_ops and not self.ended.is_set():
             started = time.monotonic()
             value = 9_000_000 + n
             n += 1
@@ -650,7 +653,12 @@ class RpcWorkload(Workload):
                 history.write(process, "info", "enqueue", value, error=type(exc).__name__)
             else:
                 history.write(process, "ok", "enqueue", value)
-            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.ended.wait(), max(0.0, interval - (time.monotonic() - started))
+                )
+        if self.ended.is_set():  # the load ended early (SIGUSR1): the read-back counts from now
+            self._load_end = min(deadline, time.monotonic())
 
     async def finish(self, history: History) -> None:
         from hastack.lab.net.rpc import consumed_values  # noqa: PLC0415 (the lab extra)
@@ -976,9 +984,11 @@ async def run_workloads(
         workloads.append(KINDS[kind](spec, networks))
     history = History(history_path)
     # SIGUSR1 ends the load before its duration (a soak's last fault is over): the clients
-    # stop, then each workload's final read as usual. Work beside the clients (consumers)
-    # runs to its deadline.
+    # and the rpc notifier stop, then each workload's final read as usual. Other work beside
+    # the clients (consumers) runs to its deadline.
     ended = asyncio.Event()
+    for w in workloads:
+        w.ended = ended
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, ended.set)
     try:
         for w in workloads:

@@ -1,11 +1,12 @@
 """OpenStack's own messaging client in the lab: oslo.messaging RPC and notifications.
 
 `python -m hastack.lab.net.rpc server --url TRANSPORT_URL --consumed DIR` is an RPC server
-(topic `hastack-rpc`, method `echo`) and a notification listener (topic `hastack-notify`, one
-pool, so each notification is consumed once by some server), as an OpenStack service would
-run them; it appends every notification it consumes to `DIR/<host>.jsonl`. The lab runs it as
-a `hastack:service` clone. The `rpc` workload (hastack.lab.workloads) is the client side:
-`call()`s at a fixed rate and notifications, through `Client` below.
+(topic `hastack-rpc`, method `echo`) and a notification listener (topic `hastack-notify`, no
+pool: the servers consume the notifier's own queue, `hastack-notify.info`, each notification
+once by some server), as an OpenStack service would run them; it appends every notification
+it consumes to `DIR/<host>.jsonl`. The lab runs it as a `hastack:service` clone. The `rpc`
+workload (hastack.lab.workloads) is the client side: `call()`s at a fixed rate and
+notifications, through `Client` below.
 
 Settings come from `options` (oslo.messaging's `[oslo_messaging_rabbit]` names): the
 defaults are oslo.messaging's own, and the README says which ones matter
@@ -40,6 +41,12 @@ RECOMMENDED: dict[str, Any] = {
     # Quorum queues: RPC topic and notification queues survive a broker's death with their
     # messages (classic queues on the dead node are gone until it returns).
     "rabbit_quorum_queue": True,
+    # The reply and fanout queues too (oslo.messaging >= 14): as classic transient queues
+    # they live on one broker and die with it. R5 of 2026-12-07 12:51: the RPC servers'
+    # fanout queues were on the crashed broker, their re-subscription met `not_found` while
+    # the survivor deleted them, and oslo.messaging consumed nothing more — calls never came
+    # back. With it, 13:09: 353 of 353 calls ok, back 7.8 s after the crash.
+    "rabbit_transient_quorum_queue": True,
     # A dead broker behind a silent network is only noticed by missing heartbeats: 60 s by
     # default. oslo.messaging also sets the socket's read timeout and TCP_USER_TIMEOUT to the
     # threshold, so a call's publish (confirmed) fails after it, and the reply listener,
@@ -113,7 +120,12 @@ def serve(url: str, consumed: Path, options: Mapping[str, Any], duration: float)
         [oslo_messaging.Target(topic=NOTIFY_TOPIC)],
         [_Notifications(consumed / f"{socket.gethostname()}.jsonl")],
         executor="threading",
-        pool="hastack-lab",
+        # No pool: a pool's listeners consume a queue of the pool's name, bound only once
+        # they start, while the notifier declares (and publishes into) `<topic>.<priority>`.
+        # A notification sent before the pool's queue was bound went to the notifier's
+        # queue alone, which nothing consumed: R5 of 2026-12-07 12:34 lost its first one
+        # that way (confirmed 0.17 s after the load began). Without a pool the listeners
+        # consume the notifier's queue, where early notifications wait.
     )
     server.start()
     listener.start()
