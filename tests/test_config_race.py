@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
+from hastack.agent import Agent
 from hastack.model.config import parse_cluster_config
 from hastack.model.config_text import config_to_json
 from hastack.model.members import ClusterSnapshot
@@ -74,13 +76,25 @@ def overdue(events: Path) -> list[str]:
     return [e for e in events.read_text().splitlines() if json.loads(e)["event"] == "node-overdue"]
 
 
-async def test_a_node_that_skips_a_configuration_is_not_waited_for(tmp_path: Path) -> None:
+class Cluster(NamedTuple):
+    stores: dict[str, MemoryStore]
+    keys: Keys
+    agents: dict[str, Agent]
+    running: list[asyncio.Task[None]]
+    observer: MemoryStore
+
+
+def start(name: str, tmp_path: Path) -> Cluster:
+    """Three in-memory agents (each through its own store client) and an observer."""
     backend = MemoryBackend(min_lease_ttl=2)
     stores = {n: MemoryStore(backend, timeout=TIMINGS.store_timeout) for n in NODES}
-    keys = Keys("race")
-    agents = {n: memory_agent("race", n, tmp_path, stores[n]) for n in NODES}
+    agents = {n: memory_agent(name, n, tmp_path, stores[n]) for n in NODES}
     running = [asyncio.create_task(a.run(), name=n) for n, a in agents.items()]
-    observer = MemoryStore(backend)
+    return Cluster(stores, Keys(name), agents, running, MemoryStore(backend))
+
+
+async def test_a_node_that_skips_a_configuration_is_not_waited_for(tmp_path: Path) -> None:
+    stores, keys, agents, running, observer = start("race", tmp_path)
 
     try:
         await put_config(observer, keys, config("a", clone=True))
@@ -118,14 +132,7 @@ async def test_a_configuration_written_around_hastack_reaches_every_node(tmp_pat
     DC, which writes its delta for the other nodes (they follow it by its deltas only): the
     new primitive is probed everywhere and runs within 5 s, nobody overdue. The negative
     control is the same test on a tree without `Agent._pair_config` (never runs)."""
-    backend = MemoryBackend(min_lease_ttl=2)
-    keys = Keys("race")
-    agents = {
-        n: memory_agent("race", n, tmp_path, MemoryStore(backend, timeout=TIMINGS.store_timeout))
-        for n in NODES
-    }
-    running = [asyncio.create_task(a.run(), name=n) for n, a in agents.items()]
-    observer = MemoryStore(backend)
+    _, keys, agents, running, observer = start("race", tmp_path)
     try:
         await put_config(observer, keys, config("a"))
         await wait(observer, keys, {"a"}, 20.0)
@@ -158,12 +165,7 @@ async def test_a_new_configuration_rewrites_only_the_targets_whose_work_changed(
     """One primitive added: the DC writes the target of the node that is to start it, and no
     other (before, every node's target was written again for the new revision, and every
     node took it on and reported it: a write and a report per node per change)."""
-    backend = MemoryBackend(min_lease_ttl=2)
-    stores = {n: MemoryStore(backend, timeout=TIMINGS.store_timeout) for n in NODES}
-    keys = Keys("stamps")
-    agents = {n: memory_agent("stamps", n, tmp_path, stores[n]) for n in NODES}
-    running = [asyncio.create_task(a.run(), name=n) for n, a in agents.items()]
-    observer = MemoryStore(backend)
+    _, keys, agents, running, observer = start("stamps", tmp_path)
 
     async def settled(names: set[str]) -> ClusterSnapshot | None:
         snap = await read_snapshot(observer, keys)
