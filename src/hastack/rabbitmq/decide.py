@@ -175,15 +175,18 @@ def decide_forget(
 ) -> list[tuple[str, str]]:
     """(node, reason) for every node the running broker of `me` must forget now, given the
     nodes its cluster lists (`listed`, hastack names): gone and still recorded as joined
-    (claim it, then forget), or recorded forgotten while the broker still lists it (a forget
-    interrupted after its claim: retry it)."""
+    (claim it, then forget), or recorded forgotten while the broker still lists it and it is
+    offline (a forget interrupted after its claim: retry it). Online, a node recorded
+    forgotten is joining again (its record says "joined" once the join is done): forgotten
+    again in the middle of its join, it failed with `inconsistent_cluster` (R4, 2026-12-07)."""
     out = []
     members = set(listed)
     for node, facts in sorted(nodes.items()):
         if node == me or node not in members:
             continue
         if facts.record is MemberState.FORGOTTEN:
-            out.append((node, "recorded forgotten but still a member: retry the forget"))
+            if not facts.online:
+                out.append((node, "recorded forgotten but still a member: retry the forget"))
         elif facts.record is MemberState.JOINED and is_gone(
             facts, now=now, forget_after=forget_after
         ):
