@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from hastack.executor.exclusive import ExclusiveGuard
 from hastack.fencing.watchdog import ProcessWatchdogClient
 from hastack.model.exclusivity import find_overlaps, intervals_from_events, parse_events
 from hastack.processes import is_alive, spawn, start_ticks, stop
@@ -175,3 +176,52 @@ def test_a_power_cut_empties_the_nodes_volatile_state(tmp_path: Path) -> None:
     assert not rsctmp.exists()
     assert keep.exists()
     assert '"event": "dead"' in log.read_text()
+
+
+class FakeWatchdog:
+    def __init__(self) -> None:
+        self.said: list[tuple[str, float | None]] = []
+
+    def arm(self, deadline: float) -> bool:
+        self.said.append(("arm", deadline))
+        return True
+
+    def alive(self, deadline: float) -> bool:
+        self.said.append(("alive", deadline))
+        return True
+
+    def safe(self) -> bool:
+        self.said.append(("safe", None))
+        return True
+
+
+def test_a_renewal_rearms_the_watchdog_while_the_loop_is_busy() -> None:
+    """The renewal thread arms the watchdog with each new lease-safe deadline while something
+    exclusive is held and the agent's loop counts as alive: a loop busy with a large plan
+    does not leave the watchdog with the deadline of the renewal before (a DC at load 100
+    was reset that way with every renewal good)."""
+    now = [100.0]
+    dog = FakeWatchdog()
+    guard = ExclusiveGuard("n1", None, dog, clock=lambda: now[0])
+    guard.set_deadline(102.7, alive_until=106.0)  # the loop's pass: nothing held
+    assert dog.said == [("alive", 106.0)]
+    guard.renewed(103.2)  # nothing exclusive held: the loop's next pass says what holds
+    assert dog.said == [("alive", 106.0)]
+    guard.acquire("vip")
+    assert dog.said[-1] == ("arm", 102.7)
+    now[0] = 101.0
+    guard.renewed(103.7)  # the loop has not passed since: armed all the same
+    assert dog.said[-1] == ("arm", 103.7)
+    guard.renewed(103.5)  # never moved back
+    assert dog.said[-1] == ("arm", 103.7)
+    # A loop that has not passed within its alive window is wedged: renewals no longer arm,
+    # so the watchdog resets the node at the last deadline.
+    now[0] = 106.0
+    guard.renewed(108.7)
+    assert dog.said[-1] == ("arm", 103.7)
+    # Released: `safe`, and a renewal after it arms nothing.
+    guard.set_deadline(108.7, alive_until=112.0)
+    guard.release("vip")
+    assert dog.said[-1] == ("safe", None)
+    guard.renewed(109.7)
+    assert dog.said[-1] == ("safe", None)

@@ -128,7 +128,7 @@ class Agent:
         self._keeper = LeaseKeeper(self._store, config.timings)
         # Numbers for the API's metrics; the liveness thread adds its renewals' latency.
         self.counters = AgentCounters()
-        self._keeper.on_renewed = self.counters.renewals.observe
+        self._keeper.on_renewed = self._lease_renewed
         self._keeper.on_late = self._renewal_late
         # The cluster's event history (docs/api.md §4): written off the cycle, trimmed by
         # the DC, which also records what it sees change between its views.
@@ -421,6 +421,12 @@ class Agent:
         # The DC counts a member as online once it has reported in its current life: report
         # now, even if nothing changed here since the last life (else it waits for ever).
         self.lrm.announce()
+
+    def _lease_renewed(self, round_trip: float) -> None:
+        """In the renewal thread, after each good renewal: its latency for the metrics, and
+        the watchdog re-armed with the new lease-safe deadline."""
+        self.counters.renewals.observe(round_trip)
+        self.guard.renewed(self._keeper.server_expiry_bound - _WATCHDOG_LEAD)
 
     async def _leave(self) -> None:
         """Graceful exit: stop what must not run twice, then give up the DC key and the
