@@ -4,6 +4,7 @@ store. The wall clock is fake; the loop waits on events, never on a timer of the
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -259,6 +260,59 @@ async def test_probes_of_many_resources_added_later_do_not_publish_a_report_each
         published = len(h.reports) - before
         assert published <= 12, published
         assert any(r.pending for r in h.reports[before:])  # listed, all the same
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+class CountingProbe(Scripted):
+    """Probes that take 0.1 s, counting how many run at once and when each began."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = 0
+        self.starts: list[tuple[float, int]] = []  # (monotonic time, running with it)
+
+    async def execute(self, request: OpRequest) -> OpResult:
+        if request.op == "monitor" and request.interval == 0:
+            self.running += 1
+            self.starts.append((time.monotonic(), self.running))
+            try:
+                await asyncio.sleep(0.1)
+            finally:
+                self.running -= 1
+        return await super().execute(request)
+
+
+async def test_a_burst_of_probes_starts_one_at_a_time(harness: Harness) -> None:
+    """Forty resources added at once are probed one at a time during the first load period
+    (the node's limit is 4), more at once after it: a hundred nodes given the same
+    configuration do not each start four probes in the same instant. The negative control
+    is the same on a tree without the ramp (four at once from the start)."""
+    h = harness
+    h.driver = CountingProbe()
+    loop = asyncio.create_task(h.lrm.run())
+    try:
+        h.lrm.set_previous(NodeReport("n1"))
+        h.lrm.set_config(ONE, revision=3)
+        await h.until(lambda r: not r.probing and r.probed == {"keep"})
+        await h.lrm.throttle.set_limit(4)
+        h.driver.starts.clear()
+        lines = [f'  - {{primitive: p{i}, agent: "ocf:test:scripted"}}' for i in range(40)]
+        many = parse_cluster_config(
+            'resources:\n  - {primitive: keep, agent: "ocf:test:scripted"}\n'
+            + "\n".join(lines)
+            + "\n",
+            "test.yaml",
+        )
+        h.lrm.set_config(many, revision=4)
+        async with asyncio.timeout(30):
+            await h.until(lambda r: len(r.probed) == 41)
+        first = h.driver.starts[0][0]
+        early = [n for t, n in h.driver.starts if t - first < 0.9]
+        later = [n for t, n in h.driver.starts if t - first >= 1.1]
+        assert max(early, default=0) == 1, h.driver.starts
+        assert max(later, default=0) > 1, h.driver.starts
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)

@@ -12,6 +12,7 @@ from hastack.executor.throttle import (
     effective_limit,
     node_limit,
     parse_proc_stat,
+    ramp_limit,
 )
 
 STAT = """\
@@ -49,6 +50,21 @@ def test_limits_step_down_with_load() -> None:
 def test_more_load_never_allows_more_operations(limit: int, a: float, b: float, t: int) -> None:
     low, high = sorted((a, b))
     assert 1 <= effective_limit(limit, high, t) <= effective_limit(limit, low, t) <= limit
+
+
+def test_a_burst_of_probes_starts_one_at_a_time_and_doubles_each_period() -> None:
+    assert [ramp_limit(t, 1.0, 4) for t in (0, 0.5, 1.0, 1.9, 2.0, 3.5, 100)] == [
+        1, 1, 2, 2, 4, 4, 4,
+    ]  # fmt: skip
+    assert ramp_limit(5.0, 1.0, 1) == 1
+    assert ramp_limit(1e9, 1.0, 7) == 7  # no overflow, capped
+    assert ramp_limit(0.0, 0.0, 5) == 5  # no period: no ramp
+
+
+@given(st.floats(0, 1e6), st.floats(0, 1e6), st.integers(1, 64))
+def test_the_ramp_never_shrinks_and_never_passes_the_limit(a: float, b: float, limit: int) -> None:
+    early, late = sorted((a, b))
+    assert 1 <= ramp_limit(early, 1.0, limit) <= ramp_limit(late, 1.0, limit) <= limit
 
 
 # ---- the DC's batch-limit ----------------------------------------------------------------------

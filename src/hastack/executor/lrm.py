@@ -34,6 +34,7 @@ from hastack.executor.throttle import (
     effective_limit,
     node_limit,
     parse_proc_stat,
+    ramp_limit,
 )
 from hastack.executor.transitions import (
     Host,
@@ -77,6 +78,10 @@ _LOAD_PERIOD = 1.0
 # Operations listed under way lazily (probes of resources added later: a hundred of them on
 # each node) are published with the next report, or at most this long after they start or end.
 _LAZY_PUBLISH = 2.0
+# A burst of probes begins after a random delay up to this long (each node its own), so that
+# a hundred nodes given the same configuration do not start their first probes in the same
+# instant; one probe at a time at first (hastack.executor.throttle.ramp_limit).
+_PROBE_JITTER = 0.5
 # How many notification keys a node reports (the DC needs only the current transition's).
 _NOTIFIED_KEPT = 256
 # After a failed assignment notification, wait this long before trying again.
@@ -127,6 +132,36 @@ class Throttle:
         async with self._free:
             self.limit = max(1, limit)
             self._free.notify_all()
+
+
+class ProbeRamp:
+    """The slow start of a burst of probes: at most `ramp_limit` of them at once."""
+
+    def __init__(self, ceiling: Callable[[], int], clock: Callable[[], float]) -> None:
+        self._ceiling = ceiling
+        self._clock = clock
+        self._began = clock()
+        self._running = 0
+        self._free = asyncio.Condition()
+
+    def _limit(self) -> int:
+        return ramp_limit(self._clock() - self._began, _LOAD_PERIOD, self._ceiling())
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with self._free:
+            while self._running >= self._limit():
+                # Woken by a probe's end, or at the next doubling.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_LOAD_PERIOD / 4):
+                        await self._free.wait()
+            self._running += 1
+        try:
+            yield
+        finally:
+            async with self._free:
+                self._running -= 1
+                self._free.notify_all()
 
 
 class ClusterAttributes(Protocol):
@@ -1160,7 +1195,17 @@ class LocalResourceManager:
         todo = [p for p in self._placements if p not in self.probed and p not in self.unprobed]
         if not todo:
             return
-        await asyncio.gather(*(self._probe(p) for p in todo))
+        if len(todo) == 1:
+            await self._probe(todo[0])
+        else:
+            await asyncio.sleep(random.uniform(0, _PROBE_JITTER))
+            ramp = ProbeRamp(lambda: self.throttle.limit, time.monotonic)
+
+            async def ramped(primitive: str) -> None:
+                async with ramp.slot():
+                    await self._probe(primitive)
+
+            await asyncio.gather(*(ramped(p) for p in todo))
         self._dirty.set()
 
     def _update_unprobed(self, config: ClusterConfig) -> None:

@@ -7,13 +7,27 @@ threshold, a quarter above 1.2 × the threshold, one at a time above 1.5 × — 
 on a saturated machine slows down instead of starving the agent and etcd. Load here is the
 larger of the CPU busy fraction over the last sample period and the runnable processes per
 core, so a long queue of runnable work counts even when every core reads 100 %.
+
+A burst of probes (a configuration that adds many primitives at once) also starts slowly:
+one probe at a time, twice as many after each sample period, up to the node's limit
+(`ramp_limit`). The load is sampled once a period, so without it every node of a large
+cluster started its first `node-action-limit` probes in the same instant — 412 processes on
+a 2-core machine with 103 nodes — before any sample could see the load, and the DC's
+heartbeats went silent for a second (bench/scale.py --computes 100, 2026-12-07 15:34).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CpuSample", "cpu_load", "effective_limit", "node_limit", "parse_proc_stat"]
+__all__ = [
+    "CpuSample",
+    "cpu_load",
+    "effective_limit",
+    "node_limit",
+    "parse_proc_stat",
+    "ramp_limit",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +82,13 @@ def effective_limit(limit: int, load: float, threshold_percent: int) -> int:
     if load <= 1.5 * threshold:
         return max(1, limit // 4)
     return 1
+
+
+def ramp_limit(elapsed: float, period: float, ceiling: int) -> int:
+    """How many probes of a burst may run at once `elapsed` seconds after it began: one,
+    doubling after each `period`, never above `ceiling` (at least one)."""
+    ceiling = max(1, ceiling)
+    if elapsed <= 0 or period <= 0:
+        return 1 if period > 0 else ceiling
+    steps = int(elapsed / period)
+    return ceiling if steps >= ceiling.bit_length() else min(ceiling, 1 << steps)
