@@ -24,6 +24,7 @@ from hastack.model.status import (
     ResourceReport,
     decode_status,
     decode_status_keys,
+    part_count,
     part_of,
     split_status,
 )
@@ -91,6 +92,8 @@ def test_golden_split() -> None:
         "updated": 5.5,
         "attributes": {"pingd": "1"},
     }
+    # Three primitives: one part. At 64 parts, `web:1` goes with `web`.
+    assert part_count(report) == 1
     assert (part_of("vip"), part_of("web"), part_of("web:1"), part_of("far")) == (
         "22",
         "11",
@@ -98,11 +101,9 @@ def test_golden_split() -> None:
         "36",
     )
     assert parts == {
-        "11": b'{"probed":["web"],"resources":{"web:1":{"fail-count":2,"failed":true,'
-        b'"role":"Stopped"}}}',
-        "22": b'{"probed":["vip"],"resources":{"vip":{"last-op":{"at":5.0,"duration":0.0,'
-        b'"op":"start","rc":0},"role":"Started"}}}',
-        "36": b'{"unprobed":["far"]}',
+        "00": b'{"probed":["vip","web"],"resources":{"vip":{"last-op":{"at":5.0,"duration":0.0,'
+        b'"op":"start","rc":0},"role":"Started"},"web:1":{"fail-count":2,"failed":true,'
+        b'"role":"Stopped"}},"unprobed":["far"]}',
     }
     assert decode_status_keys("n1", head, parts) == report == decode_status("n1", report.encode())
 
@@ -116,11 +117,21 @@ def test_a_whole_document_still_reads_as_before() -> None:
 
 def test_the_parts_are_small_and_bounded() -> None:
     """At 1,000 resources the head and any part are a few hundred bytes where the whole
-    report is ~15 KiB; never more parts than PARTS."""
+    report is ~15 KiB; never more parts than PARTS; about PER_PART primitives a part."""
     report = bench_like()
     head, parts = split_status(report)
     assert len(report.encode()) > 14_000
-    assert len(parts) <= PARTS
+    assert len(parts) == part_count(report) == 32
+    assert [part_count(bench_like(n, 0)) for n in (0, 32, 33, 64, 65, 2048, 2049, 10_000)] == [
+        1,
+        1,
+        2,
+        2,
+        4,
+        64,
+        64,
+        64,
+    ]
     assert len(head) < 400
     assert max(len(v) for v in parts.values()) < 1_200
 
@@ -226,11 +237,12 @@ async def test_a_probe_writes_the_head_and_its_part_only() -> None:
     assert fresh(backend).statuses["n1"] == report
     store.writes.clear()
     added = dataclasses.replace(report, probed=report.probed | {"dummy-1000"})
+    assert part_count(added) == part_count(report)
     revision = await writer.publish(added)
     (ops,) = [w for w in store.writes if w]  # one transaction, no read before it
     assert [op.key for op in ops] == [
         KEYS.status("n1"),
-        KEYS.status_parts("n1") + part_of("dummy-1000"),
+        KEYS.status_parts("n1") + part_of("dummy-1000", part_count(added)),
     ]
     written = sum(len(op.key) + len(op.value) for op in ops if isinstance(op, PutOp))
     assert written < len(report.encode()) / 10
@@ -240,24 +252,44 @@ async def test_a_probe_writes_the_head_and_its_part_only() -> None:
 
 
 async def test_vanished_instances_are_deleted_and_the_rest_kept() -> None:
+    """Every name of a part gone (its primitives deleted): that part is deleted, the head
+    written, nothing else."""
     backend = MemoryBackend()
     store = Recording(backend)
     writer = StatusWriter(store, KEYS, "n1")
-    report = bench_like(40, 10)
+    report = bench_like(200, 60)
+    count = part_count(report)
     await writer.publish(report)
-    alone = next(
-        n for n in report.resources if sum(part_of(m) == part_of(n) for m in report.probed) == 1
-    )
+    emptied = part_of("dummy-0000", count)
     gone = dataclasses.replace(
         report,
-        resources={k: v for k, v in report.resources.items() if k != alone},
-        probed=report.probed - {alone},
+        resources={k: v for k, v in report.resources.items() if part_of(k, count) != emptied},
+        probed=frozenset(n for n in report.probed if part_of(n, count) != emptied),
     )
+    assert part_count(gone) == count
+    assert len(gone.resources) < len(report.resources)
     store.writes.clear()
     await writer.publish(gone)
     (ops,) = store.writes
-    assert ops[1:] == [DeleteOp(KEYS.status_parts("n1") + part_of(alone))]
+    assert ops[0].key == KEYS.status("n1")
+    assert ops[1:] == [DeleteOp(KEYS.status_parts("n1") + emptied)]
     assert fresh(backend).statuses["n1"] == gone
+
+
+async def test_a_count_of_parts_that_changes_rewrites_them_all() -> None:
+    """Past a power of two of primitives the names hash into more (or fewer) parts: that
+    publish writes the new parts and deletes the old, in one transaction within etcd's 128
+    operations."""
+    backend = MemoryBackend()
+    store = Recording(backend)
+    writer = StatusWriter(store, KEYS, "n1")
+    for probed in (64, 65, 2048, 3000, 1000, 20, 0):
+        report = bench_like(probed, min(probed, 10))
+        await writer.publish(report)
+        assert fresh(backend).statuses["n1"] == report
+        held = backend.range(KEYS.status_parts("n1"), prefix=True).kvs
+        assert len(held) == len(split_status(report)[1])
+        assert len(store.writes[-1]) <= 128
 
 
 async def test_a_new_life_reads_what_the_store_holds_and_deletes_the_rest() -> None:
@@ -324,7 +356,7 @@ async def test_a_fence_after_the_last_report_is_seen_and_a_report_after_it_count
     # The negative control.
     await store.put(KEYS.fence_history("n1"), _fence("n1"))
     _, parts = split_status(dataclasses.replace(probed, probed=probed.probed | {"later"}))
-    part = part_of("later")
+    part = part_of("later", part_count(probed))
     await store.put(KEYS.status_parts("n1") + part, parts[part])
     assert fresh(backend).fenced_since_report("n1")
 

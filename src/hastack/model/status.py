@@ -26,7 +26,8 @@ probed), for every node, at every configuration change. So the executor writes i
 `status/<node>`, the *head* (everything above but `resources`, `probed` and `unprobed`), and
 up to `PARTS` keys `status/<node>/<part>`, each holding those three for the names that fall
 into it (`part_of`: a hash of the primitive's name, so an instance and its primitive's probe
-share a part):
+share a part; as many parts as there are `PER_PART` primitives named, in a power of two: few
+keys for the DC to go through at a hundred nodes with a small configuration):
 
     status/n1      {"node": "n1", "epoch": 42, "working": ..., "attributes": {...}, ...}
     status/n1/3a   {"probed": ["vip", ...], "resources": {"vip": {"role": "Started"}}}
@@ -62,14 +63,18 @@ __all__ = [
     "decode_status",
     "decode_status_keys",
     "decode_status_part",
+    "part_count",
     "part_of",
     "split_status",
 ]
 
 # How many parts a report is written in, at most. Each publish is one transaction of the head
-# and at most one operation per part (plus, once, the deletion of keys no longer written):
+# and at most one operation per part, plus the deletion of the parts of another count
+# (after the number of primitives crossed a power of two: at most PARTS / 2 of them):
 # etcd refuses a transaction of more than 128 operations (--max-txn-ops).
 PARTS = 64
+# Primitives per part, about: at 1,000 resources 32 parts of ~500 bytes.
+PER_PART = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,24 +238,35 @@ class StatusPart:
         return _dumps(doc)
 
 
-def part_of(name: str) -> str:
-    """The part a primitive's or instance's name is written in (a clone instance `web:2`
-    with its primitive `web`): a stable hash, so every writer agrees. Readers take any part
-    name: nothing but the writer depends on this."""
-    return f"{zlib.crc32(name.partition(':')[0].encode()) % PARTS:02x}"
+def part_count(report: NodeReport) -> int:
+    """How many parts `report` is written in: a power of two, one per PER_PART primitives
+    it names (at least 1, at most PARTS)."""
+    names = {n.partition(":")[0] for n in report.resources} | report.probed | report.unprobed
+    count = 1
+    while count < PARTS and count * PER_PART < len(names):
+        count *= 2
+    return count
+
+
+def part_of(name: str, count: int = PARTS) -> str:
+    """The part of `count` that a primitive's or instance's name is written in (a clone
+    instance `web:2` with its primitive `web`): a stable hash, so every writer agrees.
+    Readers take any part name: nothing but the writer depends on this."""
+    return f"{zlib.crc32(name.partition(':')[0].encode()) % count:02x}"
 
 
 def split_status(report: NodeReport) -> tuple[bytes, dict[str, bytes]]:
     """The report as its head's value and each non-empty part's (part name -> value)."""
+    count = part_count(report)
     resources: dict[str, dict[str, ResourceReport]] = {}
     probed: dict[str, set[str]] = {}
     unprobed: dict[str, set[str]] = {}
     for name, item in report.resources.items():
-        resources.setdefault(part_of(name), {})[name] = item
+        resources.setdefault(part_of(name, count), {})[name] = item
     for name in report.probed:
-        probed.setdefault(part_of(name), set()).add(name)
+        probed.setdefault(part_of(name, count), set()).add(name)
     for name in report.unprobed:
-        unprobed.setdefault(part_of(name), set()).add(name)
+        unprobed.setdefault(part_of(name, count), set()).add(name)
     parts = {
         part: StatusPart(
             resources.get(part, {}),
