@@ -39,7 +39,7 @@ import grpc
 from aetcd import rpc
 
 from hastack.model.agent_config import EtcdSpec, parse_client_config, parse_endpoint
-from hastack.model.status import decode_status
+from hastack.model.status import decode_status_keys
 from hastack.store import Keys
 from hastack.store.etcd import prefix_end
 from hastack.store.tls import load_credentials
@@ -133,10 +133,18 @@ class Probe:
             for kv in self._range(self.keys.members, keys_only=True).kvs
         }
         counts = {"running": 0, "failed": 0, "gone-running": 0, "online": len(online)}
+        # Each node's report is its head and its parts (model/status.py).
+        heads: dict[str, bytes] = {}
+        parts: dict[str, dict[str, bytes]] = {}
         for kv in self._range(self.keys.statuses).kvs:
-            node = kv.key.decode().removeprefix(self.keys.statuses)
+            node, _, part = kv.key.decode().removeprefix(self.keys.statuses).partition("/")
+            if part:
+                parts.setdefault(node, {})[part] = kv.value
+            else:
+                heads[node] = kv.value
+        for node, head in sorted(heads.items()):
             try:
-                report = decode_status(node, kv.value)
+                report = decode_status_keys(node, head, parts.get(node, {}))
             except ValueError:
                 continue
             for instance, r in report.resources.items():

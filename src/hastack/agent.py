@@ -53,6 +53,7 @@ from hastack.store.blocking import BlockingLeaseClient
 from hastack.store.etcd import is_own_member, local_first
 from hastack.store.history import EventRecorder, HistoryTrimmer
 from hastack.store.mirror import Mirror, follow_all
+from hastack.store.status import StatusWriter
 from hastack.store.tls import load_credentials
 
 if TYPE_CHECKING:
@@ -190,6 +191,8 @@ class Agent:
         )
         self.watchdog = _watchdog(config, resource_dir)
         self.guard = ExclusiveGuard(config.node, resource_dir / "exclusive.jsonl", self.watchdog)
+        # The node's report in parts, one transaction per publish (store/status.py).
+        self._status_writer = StatusWriter(self._store, self.keys, config.node)
         self.lrm = LocalResourceManager(
             config.node,
             state_dir=str(resource_dir),
@@ -934,7 +937,7 @@ class Agent:
         )
 
     async def _publish_status(self, report: NodeReport) -> None:
-        await self._store.put(self.keys.status(self.config.node), report.encode())
+        await self._status_writer.publish(report)
         # While probing, the report carries the last life's failures, recorded then.
         if not report.probing:
             for event in failed_action_events(
@@ -1425,6 +1428,7 @@ class _StoreAttributes:
     async def transient_of(self, node: str, name: str) -> str | None:
         if await self._store.get(self._keys.member(node)) is None:
             return None  # not online: its transient attributes are gone with it
+        # Attributes are in the report's head: its parts are not needed (model/status.py).
         found = await self._store.get(self._keys.status(node))
         if found is None:
             return None

@@ -23,7 +23,13 @@ from hastack.model.config import ClusterConfig
 from hastack.model.config_text import config_from_json
 from hastack.model.fencing import FenceRecord, decode_history
 from hastack.model.jsontext import json_object
-from hastack.model.status import NodeReport, decode_status
+from hastack.model.status import (
+    NodeReport,
+    StatusPart,
+    assemble_status,
+    decode_status,
+    decode_status_part,
+)
 from hastack.model.targets import NodeTarget, decode_target
 
 __all__ = [
@@ -328,6 +334,14 @@ def _decode_one(key: StoredKey) -> tuple[str, str, object]:
     section, _, rest = key.name.partition("/")
     if section not in _SECTIONS:
         return "other", key.name, key
+    if section == "status" and "/" in rest:  # status/<node>/<part>: model/status.py
+        node, _, part = rest.partition("/")
+        if not is_valid_name(node) or not is_valid_name(part):
+            raise _Bad("not a report's part (status/NODE/PART)")
+        try:
+            return "status-part", node, (part, decode_status_part(key.value))
+        except ValueError as exc:
+            raise _Bad(str(exc)) from None
     if not is_valid_name(rest):
         raise _Bad(f"{rest!r} is not a valid node name")
     if section == "members":
@@ -349,6 +363,8 @@ class SnapshotDecoder:
     def __init__(self) -> None:
         # key name -> (mod_revision, decoded or the problem text)
         self._cache: dict[str, tuple[int, tuple[str, str, object] | str]] = {}
+        # node -> (the revisions of its head and parts, their assembled report or problem)
+        self._reports: dict[str, tuple[tuple[object, ...], NodeReport | str]] = {}
 
     def decode(self, revision: int, keys: Iterable[StoredKey]) -> ClusterSnapshot:
         dc: DcRecord | None = None
@@ -368,6 +384,10 @@ class SnapshotDecoder:
         rebalance_requests: dict[str, RebalanceRequest] = {}
         problems: list[str] = []
         seen: set[str] = set()
+        # Reports in parts (model/status.py): assembled once every key is decoded.
+        parts: dict[str, dict[str, tuple[int, StatusPart]]] = {}
+        broken: set[str] = set()  # nodes with a part that does not decode
+        heads: set[str] = set()  # nodes whose head does not decode
         for key in keys:
             seen.add(key.name)
             cached = self._cache.get(key.name)
@@ -383,6 +403,8 @@ class SnapshotDecoder:
                 config_revision = key.mod_revision
             if isinstance(result, str):
                 problems.append(result)
+                if key.name.startswith("status/"):
+                    (broken if key.name.count("/") >= 2 else heads).add(key.name.split("/")[1])
                 continue
             section, name, value = result
             if section == "dc":
@@ -401,6 +423,9 @@ class SnapshotDecoder:
                 assert isinstance(value, NodeReport)
                 statuses[name] = value
                 status_revisions[name] = key.mod_revision
+            elif section == "status-part":
+                assert isinstance(value, tuple)
+                parts.setdefault(name, {})[value[0]] = (key.mod_revision, value[1])
             elif section == "fencing":
                 assert isinstance(value, list)
                 fencing[name] = value
@@ -423,6 +448,7 @@ class SnapshotDecoder:
                 other[name] = value
         for gone in set(self._cache) - seen:
             del self._cache[gone]
+        self._assemble(statuses, status_revisions, parts, broken | heads, problems)
         return ClusterSnapshot(
             revision=revision,
             dc=dc,
@@ -442,6 +468,45 @@ class SnapshotDecoder:
             rebalance_requests=rebalance_requests,
             status_revisions=status_revisions,
         )
+
+    def _assemble(
+        self,
+        statuses: dict[str, NodeReport],
+        revisions: dict[str, int],
+        parts: Mapping[str, Mapping[str, tuple[int, StatusPart]]],
+        broken: set[str],
+        problems: list[str],
+    ) -> None:
+        """Each head in `statuses` with its parts; a report with a part that does not decode,
+        or that does not assemble, is no report (as a head that does not decode): taken
+        without a part, it could say that something running there does not run."""
+        for node in sorted(set(parts) - set(statuses) - broken):
+            problems.append(f"status/{node}/: parts without a report status/{node}; ignored")
+        assembled: dict[str, tuple[tuple[object, ...], NodeReport | str]] = {}
+        for node in sorted(statuses):
+            if node in broken:
+                problems.append(f"status/{node}: a part does not decode; the report is ignored")
+                del statuses[node], revisions[node]
+                continue
+            own = parts.get(node, {})
+            if not own:
+                continue
+            signature = (revisions[node], *sorted((p, r) for p, (r, _) in own.items()))
+            cached = self._reports.get(node)
+            if cached is not None and cached[0] == signature:
+                result = cached[1]
+            else:
+                try:
+                    result = assemble_status(statuses[node], {p: v for p, (_, v) in own.items()})
+                except ValueError as exc:
+                    result = f"status/{node}: {exc}; ignored"
+            assembled[node] = (signature, result)
+            if isinstance(result, str):
+                problems.append(result)
+                del statuses[node], revisions[node]
+            else:
+                statuses[node] = result
+        self._reports = assembled
 
 
 def decode_snapshot(revision: int, keys: Iterable[StoredKey]) -> ClusterSnapshot:

@@ -19,20 +19,62 @@ changes (an operation finished, a monitor failed, a fail count moved):
 
 Readers (the DC's scheduler, the proxy, `hastack status`) decode it with `decode_status`;
 a value that does not decode is a problem to report, never an exception.
+
+Stored in parts (docs/control-plane.md, section 6, "Reports in parts"). Written whole, a
+node's report costs its whole size at every change (15.5 KiB at 1,000 resources: every name
+probed), for every node, at every configuration change. So the executor writes it as
+`status/<node>`, the *head* (everything above but `resources`, `probed` and `unprobed`), and
+up to `PARTS` keys `status/<node>/<part>`, each holding those three for the names that fall
+into it (`part_of`: a hash of the primitive's name, so an instance and its primitive's probe
+share a part; as many parts as there are `PER_PART` primitives named, in a power of two: few
+keys for the DC to go through at a hundred nodes with a small configuration):
+
+    status/n1      {"node": "n1", "epoch": 42, "working": ..., "attributes": {...}, ...}
+    status/n1/3a   {"probed": ["vip", ...], "resources": {"vip": {"role": "Started"}}}
+
+`split_status` cuts a report into those values, `assemble_status` puts it back together
+(the report is the head with every part's names added; a name in two places is an error),
+and `decode_status` still reads a whole document at `status/<node>` (a head with its own
+`resources`), so a report written whole (older agents, the tests' fixtures) reads as before.
+The head is written in every publish, in the same transaction as the parts that changed: its
+mod_revision is the revision of the node's last report (ClusterSnapshot.status_revisions).
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hastack.model.assign import AssignRole, decode_grants, encode_grants
 from hastack.model.config import Role
 from hastack.model.jsontext import json_object
 
-__all__ = ["LastOp", "NodeReport", "PendingOp", "ResourceReport", "decode_status"]
+__all__ = [
+    "PARTS",
+    "LastOp",
+    "NodeReport",
+    "PendingOp",
+    "ResourceReport",
+    "StatusPart",
+    "assemble_status",
+    "decode_status",
+    "decode_status_keys",
+    "decode_status_part",
+    "part_count",
+    "part_of",
+    "split_status",
+]
+
+# How many parts a report is written in, at most. Each publish is one transaction of the head
+# and at most one operation per part, plus the deletion of the parts of another count
+# (after the number of primitives crossed a power of two: at most PARTS / 2 of them):
+# etcd refuses a transaction of more than 128 operations (--max-txn-ops).
+PARTS = 64
+# Primitives per part, about: at 1,000 resources 32 parts of ~500 bytes.
+PER_PART = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +184,11 @@ class NodeReport:
         return any(self.served.values())
 
     def encode(self) -> bytes:
-        doc = {
+        """The whole report as one document (what `decode_status` reads)."""
+        return _dumps(self._head(whole=True))
+
+    def _head(self, *, whole: bool) -> dict[str, Any]:
+        doc: dict[str, Any] = {
             "node": self.node,
             "epoch": self.epoch,
             "acked": self.acked,
@@ -151,20 +197,113 @@ class NodeReport:
             "pending": {k: v.to_json() for k, v in sorted(self.pending.items())},
             "notified": list(self.notified),
             "updated": self.updated,
-            "probed": sorted(self.probed),
-            **({"unprobed": sorted(self.unprobed)} if self.unprobed else {}),
             **({"probing": True} if self.probing else {}),
             "attributes": dict(sorted(self.attributes.items())),
-            "resources": {k: v.to_json() for k, v in sorted(self.resources.items())},
         }
+        if whole:
+            doc["probed"] = sorted(self.probed)
+            if self.unprobed:
+                doc["unprobed"] = sorted(self.unprobed)
+            doc["resources"] = {k: v.to_json() for k, v in sorted(self.resources.items())}
         served = encode_grants(self.served)
         if served:
             doc["served"] = served
-        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        return doc
 
     def active(self) -> dict[str, Role]:
         """Instances running here (Started, Unpromoted or Promoted)."""
         return {k: v.role for k, v in self.resources.items() if v.role is not Role.STOPPED}
+
+
+def _dumps(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class StatusPart:
+    """What one key `status/<node>/<part>` holds: the per-name fields of some names."""
+
+    resources: Mapping[str, ResourceReport] = field(default_factory=dict)
+    probed: frozenset[str] = frozenset()
+    unprobed: frozenset[str] = frozenset()
+
+    def encode(self) -> bytes:
+        doc: dict[str, Any] = {}
+        if self.probed:
+            doc["probed"] = sorted(self.probed)
+        if self.unprobed:
+            doc["unprobed"] = sorted(self.unprobed)
+        if self.resources:
+            doc["resources"] = {k: v.to_json() for k, v in sorted(self.resources.items())}
+        return _dumps(doc)
+
+
+def part_count(report: NodeReport) -> int:
+    """How many parts `report` is written in: a power of two, one per PER_PART primitives
+    it names (at least 1, at most PARTS)."""
+    names = {n.partition(":")[0] for n in report.resources} | report.probed | report.unprobed
+    count = 1
+    while count < PARTS and count * PER_PART < len(names):
+        count *= 2
+    return count
+
+
+def part_of(name: str, count: int = PARTS) -> str:
+    """The part of `count` that a primitive's or instance's name is written in (a clone
+    instance `web:2` with its primitive `web`): a stable hash, so every writer agrees.
+    Readers take any part name: nothing but the writer depends on this."""
+    return f"{zlib.crc32(name.partition(':')[0].encode()) % count:02x}"
+
+
+def split_status(report: NodeReport) -> tuple[bytes, dict[str, bytes]]:
+    """The report as its head's value and each non-empty part's (part name -> value)."""
+    count = part_count(report)
+    resources: dict[str, dict[str, ResourceReport]] = {}
+    probed: dict[str, set[str]] = {}
+    unprobed: dict[str, set[str]] = {}
+    for name, item in report.resources.items():
+        resources.setdefault(part_of(name, count), {})[name] = item
+    for name in report.probed:
+        probed.setdefault(part_of(name, count), set()).add(name)
+    for name in report.unprobed:
+        unprobed.setdefault(part_of(name, count), set()).add(name)
+    parts = {
+        part: StatusPart(
+            resources.get(part, {}),
+            frozenset(probed.get(part, ())),
+            frozenset(unprobed.get(part, ())),
+        ).encode()
+        for part in sorted(set(resources) | set(probed) | set(unprobed))
+    }
+    return _dumps(report._head(whole=False)), parts
+
+
+def assemble_status(head: NodeReport, parts: Mapping[str, StatusPart]) -> NodeReport:
+    """The report of a head and its parts (part name -> part): the head's own names (a
+    report written whole has them) and each part's. ValueError when a name is in two places
+    (no writer does that: which one would be right?)."""
+    if not parts:
+        return head
+    resources = dict(head.resources)
+    probed, unprobed = set(head.probed), set(head.unprobed)
+    for name, part in sorted(parts.items()):
+        for kind, held, new in (
+            ("resource", resources, part.resources),
+            ("probed name", probed, part.probed),
+            ("unprobed name", unprobed, part.unprobed),
+        ):
+            twice = sorted(set(new) & set(held))
+            if twice:
+                raise ValueError(f"part {name!r}: {kind} {twice[0]!r} is also elsewhere")
+        resources.update(part.resources)
+        probed |= part.probed
+        unprobed |= part.unprobed
+    return replace(
+        head,
+        resources=dict(sorted(resources.items())),
+        probed=frozenset(probed),
+        unprobed=frozenset(unprobed),
+    )
 
 
 class _Bad(ValueError):
@@ -294,3 +433,41 @@ def decode_status(node: str, raw: bytes) -> NodeReport:
         )
     except _Bad as exc:
         raise ValueError(str(exc)) from None
+
+
+def decode_status_part(raw: bytes) -> StatusPart:
+    """Decode `status/<node>/<part>`; ValueError names what is wrong."""
+    data = json_object(raw)
+    unknown = sorted(set(data) - {"resources", "probed", "unprobed"})
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r} (a part holds resources, probed, unprobed)")
+    resources = data.get("resources", {})
+    if not isinstance(resources, dict):
+        raise ValueError("'resources' must be an object")
+    try:
+        return StatusPart(
+            resources={str(k): _resource(str(k), v) for k, v in resources.items()},
+            probed=_names(data.get("probed", []), "probed"),
+            unprobed=_names(data.get("unprobed", []), "unprobed"),
+        )
+    except _Bad as exc:
+        raise ValueError(str(exc)) from None
+
+
+def decode_status_keys(node: str, head: bytes, parts: Mapping[str, bytes]) -> NodeReport:
+    """A node's report from the values of `status/<node>` and of its parts (part name ->
+    value); ValueError names the key that is wrong (`status/<node>/<part>: ...`)."""
+    try:
+        report = decode_status(node, head)
+    except ValueError as exc:
+        raise ValueError(f"status/{node}: {exc}") from None
+    decoded = {}
+    for name, raw in parts.items():
+        try:
+            decoded[name] = decode_status_part(raw)
+        except ValueError as exc:
+            raise ValueError(f"status/{node}/{name}: {exc}") from None
+    try:
+        return assemble_status(report, decoded)
+    except ValueError as exc:
+        raise ValueError(f"status/{node}: {exc}") from None

@@ -22,7 +22,13 @@ from typing import Protocol
 
 from hastack.errors import Compacted, StoreError
 from hastack.model.members import MemberRecord, StoredKey, decode_snapshot
-from hastack.model.status import NodeReport, decode_status
+from hastack.model.status import (
+    NodeReport,
+    StatusPart,
+    assemble_status,
+    decode_status,
+    decode_status_part,
+)
 from hastack.proxy.config import ClusterPool
 from hastack.proxy.follow import follow
 from hastack.proxy.view import Endpoint
@@ -76,11 +82,19 @@ def _member(keys: Keys, kv: KeyValue) -> MemberRecord | None:
     return next(iter(snapshot.members.values()), None)
 
 
-def _report(node: str, kv: KeyValue) -> NodeReport | None:
+def _head(node: str, kv: KeyValue) -> NodeReport | None:
     try:
         return decode_status(node, kv.value)
     except ValueError as exc:
         log.warning("proxy: status/%s: %s; ignored", node, exc)
+        return None
+
+
+def _part(node: str, part: str, kv: KeyValue) -> StatusPart | None:
+    try:
+        return decode_status_part(kv.value)
+    except ValueError as exc:
+        log.warning("proxy: status/%s/%s: %s; the report of %s ignored", node, part, exc, node)
         return None
 
 
@@ -94,6 +108,32 @@ class ClusterSource:
         self.members: dict[str, MemberRecord] = {}
         self.reports: dict[str, NodeReport] = {}
         self.revision = 0
+        # Each node's report as stored (model/status.py): its head (None: it does not decode)
+        # and its parts (None: one that does not decode); assembled into `reports` by
+        # `_settle` once a batch of changes is applied.
+        self._heads: dict[str, NodeReport | None] = {}
+        self._parts: dict[str, dict[str, StatusPart | None]] = {}
+        self._unsettled: set[str] = set()
+
+    def _settle(self) -> None:
+        """Assemble the report of every node whose keys changed: none while its head is
+        missing or a key does not decode (a report without a part could say that a server
+        serving there does not run)."""
+        for node in sorted(self._unsettled):
+            head, parts = self._heads.get(node), self._parts.get(node, {})
+            report = None
+            if head is not None and all(p is not None for p in parts.values()):
+                try:
+                    report = assemble_status(
+                        head, {k: v for k, v in parts.items() if v is not None}
+                    )
+                except ValueError as exc:
+                    log.warning("proxy: status/%s: %s; ignored", node, exc)
+            if report is None:
+                self.reports.pop(node, None)
+            else:
+                self.reports[node] = report
+        self._unsettled.clear()
 
     def _lists(self) -> dict[str, tuple[Endpoint, ...]]:
         return {name: follow(pool, self.members, self.reports) for name, pool in self.pools.items()}
@@ -109,11 +149,18 @@ class ClusterSource:
                 self.members[node] = member
             return True
         if section == "status":
-            report = _report(node, kv) if kind is EventKind.PUT else None
-            if report is None:
-                self.reports.pop(node, None)
+            node, _, part = node.partition("/")
+            if part:
+                parts = self._parts.setdefault(node, {})
+                if kind is EventKind.PUT:
+                    parts[part] = _part(node, part, kv)
+                else:
+                    parts.pop(part, None)
+            elif kind is EventKind.PUT:
+                self._heads[node] = _head(node, kv)
             else:
-                self.reports[node] = report
+                self._heads.pop(node, None)
+            self._unsettled.add(node)
             return True
         return False
 
@@ -129,8 +176,11 @@ class ClusterSource:
                 delay = min(delay * 2, 2.0)
         self.members.clear()
         self.reports.clear()
+        self._heads.clear()
+        self._parts.clear()
         for kv in result.kvs:
             self._apply(EventKind.PUT, kv)
+        self._settle()
         self.revision = result.revision
 
     async def updates(self) -> AsyncIterator[ServerLists]:
@@ -148,6 +198,7 @@ class ClusterSource:
                     touched = False
                     for event in batch.events:
                         touched = self._apply(event.kind, event.kv) or touched
+                    self._settle()
                     self.revision = batch.revision
                     if touched:
                         lists = self._lists()

@@ -23,7 +23,8 @@ class Keys:
     <root>/<cluster>/members/<node>    on the node's lease: the node is online
     <root>/<cluster>/nodes/<node>      persistent: every node that ever joined (for OFFLINE)
     <root>/<cluster>/target/<node>     desired states for that node, written by the DC
-    <root>/<cluster>/status/<node>     observed states reported by the node
+    <root>/<cluster>/status/<node>     observed states reported by the node: its head, and
+    <root>/<cluster>/status/<node>/<part>  the rest in parts (model/status.py)
     <root>/<cluster>/fencing/<node>    fencing history
     <root>/<cluster>/requests/cleanup/<id>  an operator's cleanup request, on a short lease
     <root>/<cluster>/assign/<name>/map                 entities -> nodes, written by the DC
@@ -93,6 +94,11 @@ class Keys:
 
     def status(self, node: str) -> str:
         return self.statuses + node
+
+    def status_parts(self, node: str) -> str:
+        """The prefix of the node's report's parts (with its `/`: `status/n1` is also the
+        start of `status/n10`)."""
+        return self.statuses + node + "/"
 
     @property
     def fencing(self) -> str:
