@@ -64,6 +64,7 @@ from typing import Any, TextIO
 
 import labstats
 from hastack.lab.net import Lab
+from hastack.lab.net.lab import LabError
 from hastack.lab.net.topology import CLIENT
 
 PROBE = Path(__file__).resolve().parent / "etcd_probe.py"
@@ -637,7 +638,13 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     rows: list[Row] = []
     for computes in _sizes(args.computes):
-        rows += run_size(computes, sorted(_sizes(args.resources)), args)
+        try:
+            rows += run_size(computes, sorted(_sizes(args.resources)), args)
+        except LabError as exc:  # the lab is down again (run_size's `finally`)
+            print(f"scale: {computes} computes: the run ended: {exc}", file=sys.stderr)
+            if rows:
+                print("\n" + summary(rows, args))
+            return 1
     print("\n" + summary(rows, args))
     print()
     print(PACEMAKER)
