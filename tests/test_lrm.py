@@ -4,8 +4,9 @@ store. The wall clock is fake; the loop waits on events, never on a timer of the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -77,6 +78,21 @@ class Harness:
             self.published.clear()
             await self.published.wait()
 
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[asyncio.Task[None]]:
+        """The executor's loop, run for the block, then cancelled and awaited. What it raises
+        as it is cancelled is dropped; an exception it ended with by itself before then is
+        raised here, so that a crashed executor is not hidden."""
+        loop = asyncio.create_task(self.lrm.run())
+        try:
+            yield loop
+        finally:
+            crashed = loop.exception() if loop.done() and not loop.cancelled() else None
+            loop.cancel()
+            await asyncio.gather(loop, return_exceptions=True)
+            if crashed is not None:
+                raise crashed
+
 
 @pytest.fixture
 def harness(monkeypatch: pytest.MonkeyPatch) -> Harness:
@@ -87,8 +103,7 @@ async def test_probe_then_start_stamped_with_the_lrms_clock(harness: Harness) ->
     h = harness
     h.driver.answers = {"start": OcfRc.SUCCESS}
     h.lrm.set_config(ONE, revision=3)
-    loop = asyncio.create_task(h.lrm.run())
-    try:
+    async with h.running():
         await h.until(lambda r: "keep" in r.probed)
         h.now = 1042.5
         h.lrm.set_target(NodeTarget(1, 3, {"keep": Role.STARTED}), dc_epoch=1, revision=9)
@@ -97,9 +112,6 @@ async def test_probe_then_start_stamped_with_the_lrms_clock(harness: Harness) ->
         assert done.resources["keep"].last_op == LastOp("start", 0, "", 1042.5, 0.25)
         assert done.updated == 1042.5
         assert [c.op for c in h.driver.calls] == ["monitor", "start"]
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 class HeldProbe(Scripted):
@@ -133,8 +145,7 @@ async def test_a_node_reports_probing_until_it_has_probed_the_configuration(
         probed=frozenset({"keep"}),
         acked=7,
     )
-    loop = asyncio.create_task(h.lrm.run())
-    try:
+    async with h.running():
         h.lrm.announce()  # joined, the store not read yet
         await asyncio.sleep(0.05)  # time for a report to go out (10 ms), were one due
         assert h.reports == []
@@ -154,25 +165,18 @@ async def test_a_node_reports_probing_until_it_has_probed_the_configuration(
         assert done.resources["keep"].last_op is not None
         assert done.resources["keep"].last_op.op == "probe"
         assert "probing" not in done.encode().decode()
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 async def test_a_cluster_without_configuration_is_reported_at_once(harness: Harness) -> None:
     """Nothing to probe: the node reports as soon as it knows there is no configuration (the
     DC counts it online from that report)."""
     h = harness
-    loop = asyncio.create_task(h.lrm.run())
-    try:
+    async with h.running():
         h.lrm.set_config(None)
         first = await h.until(lambda r: not r.probing)
         assert first.resources == {}
         assert first.probed == frozenset()
         assert h.driver.calls == []
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 def without(config: ClusterConfig, primitive: str) -> ClusterConfig:
@@ -184,8 +188,7 @@ async def test_a_resource_removed_while_its_probe_asks_for_metadata(harness: Har
     h = harness
     h.driver.metadata_ready.clear()
     h.lrm.set_config(TWO, revision=1)
-    loop = asyncio.create_task(h.lrm.run())
-    try:
+    async with h.running() as loop:
         await h.driver.asking.wait()
         h.lrm.set_config(ONE, revision=2)
         h.driver.metadata_ready.set()
@@ -193,9 +196,6 @@ async def test_a_resource_removed_while_its_probe_asks_for_metadata(harness: Har
         await asyncio.wait([loop, probed], return_when=asyncio.FIRST_COMPLETED)
         probed.cancel()
         assert not loop.done(), loop.exception()
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 async def test_probes_of_a_resource_added_later_are_reported_under_way(harness: Harness) -> None:
@@ -206,8 +206,7 @@ async def test_probes_of_a_resource_added_later_are_reported_under_way(harness: 
     h = harness
     h.driver = HeldProbe()
     h.driver.release.set()  # the first probes answer at once
-    loop = asyncio.create_task(h.lrm.run())
-    try:
+    async with h.running():
         h.lrm.set_previous(NodeReport("n1"))
         h.lrm.set_config(ONE, revision=3)
         await h.until(lambda r: not r.probing and r.probed == {"keep"})
@@ -219,9 +218,6 @@ async def test_probes_of_a_resource_added_later_are_reported_under_way(harness: 
         h.driver.release.set()
         done = await h.until(lambda r: "gone" in r.probed)
         assert done.pending == {}
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 class SlowProbe(Scripted):
@@ -241,8 +237,7 @@ async def test_probes_of_many_resources_added_later_do_not_publish_a_report_each
     control is the same on a tree that lists them at once (81 reports and more)."""
     h = harness
     h.driver = SlowProbe()
-    loop = asyncio.create_task(h.lrm.run())
-    try:
+    async with h.running():
         h.lrm.set_previous(NodeReport("n1"))
         h.lrm.set_config(ONE, revision=3)
         await h.until(lambda r: not r.probing and r.probed == {"keep"})
@@ -260,9 +255,6 @@ async def test_probes_of_many_resources_added_later_do_not_publish_a_report_each
         published = len(h.reports) - before
         assert published <= 12, published
         assert any(r.pending for r in h.reports[before:])  # listed, all the same
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 class CountingProbe(Scripted):
@@ -291,8 +283,7 @@ async def test_a_burst_of_probes_starts_one_at_a_time(harness: Harness) -> None:
     is the same on a tree without the ramp (four at once from the start)."""
     h = harness
     h.driver = CountingProbe()
-    loop = asyncio.create_task(h.lrm.run())
-    try:
+    async with h.running():
         h.lrm.set_previous(NodeReport("n1"))
         h.lrm.set_config(ONE, revision=3)
         await h.until(lambda r: not r.probing and r.probed == {"keep"})
@@ -313,9 +304,6 @@ async def test_a_burst_of_probes_starts_one_at_a_time(harness: Harness) -> None:
         later = [n for t, n in h.driver.starts if t - first >= 1.1]
         assert max(early, default=0) == 1, h.driver.starts
         assert max(later, default=0) > 1, h.driver.starts
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 # A clone: not exclusive, so self-fencing leaves it running unless its agent says otherwise.
@@ -343,8 +331,7 @@ async def test_what_must_not_outlive_an_isolation_is_stopped(
     h.driver = Isolating()
     h.driver.answers = {"start": OcfRc.SUCCESS, "stop": OcfRc.SUCCESS}
     h.lrm.set_config(CLONED, revision=3)
-    loop = asyncio.create_task(h.lrm.run())
-    try:
+    async with h.running():
         await h.until(lambda r: "keep" in r.probed)
         h.lrm.set_target(NodeTarget(1, 3, {"keep:0": Role.STARTED}), dc_epoch=1, revision=9)
         await h.until(
@@ -358,17 +345,13 @@ async def test_what_must_not_outlive_an_isolation_is_stopped(
         assert stopped.resources["keep:0"].last_op.op == "stop"
         assert h.lrm.target is None  # no DC's word counts until the node rejoins
         assert await h.lrm.stop_isolated() == []  # nothing left to stop
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 async def test_an_ordinary_resource_outlives_an_isolation(harness: Harness) -> None:
     h = harness
     h.driver.answers = {"start": OcfRc.SUCCESS}
     h.lrm.set_config(CLONED, revision=3)
-    loop = asyncio.create_task(h.lrm.run())
-    try:
+    async with h.running():
         await h.until(lambda r: "keep" in r.probed)
         h.lrm.set_target(NodeTarget(1, 3, {"keep:0": Role.STARTED}), dc_epoch=1, revision=9)
         await h.until(
@@ -376,9 +359,6 @@ async def test_an_ordinary_resource_outlives_an_isolation(harness: Harness) -> N
         )
         assert await h.lrm.stop_isolated() == []
         assert [c.op for c in h.driver.calls] == ["monitor", "start"]
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 class HearsFencing(Scripted):
@@ -397,14 +377,13 @@ class HearsFencing(Scripted):
         return result
 
 
-async def _started_clone(h: Harness) -> asyncio.Task[None]:
+async def _started_clone(h: Harness) -> None:
+    """Within h.running(): the clone's instance started on this node."""
     h.driver.answers = {"start": OcfRc.SUCCESS, "peer-fenced": OcfRc.SUCCESS}
     h.lrm.set_config(CLONED, revision=3)
-    loop = asyncio.create_task(h.lrm.run())
     await h.until(lambda r: "keep" in r.probed)
     h.lrm.set_target(NodeTarget(1, 3, {"keep:0": Role.STARTED}), dc_epoch=1, revision=9)
     await h.until(lambda r: "keep:0" in r.resources and r.resources["keep:0"].role is Role.STARTED)
-    return loop
 
 
 async def test_a_peers_new_fence_is_told_at_once_even_while_a_monitor_holds_the_resource(
@@ -412,8 +391,8 @@ async def test_a_peers_new_fence_is_told_at_once_even_while_a_monitor_holds_the_
 ) -> None:
     h = Harness(monkeypatch)
     driver = h.driver = HearsFencing()
-    loop = await _started_clone(h)
-    try:
+    async with h.running():
+        await _started_clone(h)
         h.lrm.peers_fenced({"n2": 5})  # what was there before: not news
         async with h.lrm.instances["keep:0"].lock:  # a monitor stuck on the dead peer
             h.lrm.peers_fenced({"n2": 5, "n3": 7, "n1": 8})  # n1 is this node
@@ -426,22 +405,16 @@ async def test_a_peers_new_fence_is_told_at_once_even_while_a_monitor_holds_the_
         await asyncio.wait_for(driver.told.wait(), 5)
         told = [c for c in driver.calls if c.op == "peer-fenced"]
         assert [c.meta["fenced_node"] for c in told] == ["n3", "n2"]
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 async def test_an_agent_that_does_not_hear_fencing_is_not_told(harness: Harness) -> None:
     h = harness
-    loop = await _started_clone(h)
-    try:
+    async with h.running():
+        await _started_clone(h)
         h.lrm.peers_fenced({})
         h.lrm.peers_fenced({"n2": 5})
         await asyncio.sleep(0.1)
         assert "peer-fenced" not in [c.op for c in h.driver.calls]
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 DISCOVERY = """\
@@ -473,8 +446,7 @@ async def test_resource_discovery_keeps_probes_off_this_node(
     )
     h.driver.answers = {"start": OcfRc.SUCCESS}
     h.lrm.set_config(parse_cluster_config(DISCOVERY, "test.yaml"), revision=1)
-    loop = asyncio.create_task(h.lrm.run())
-    try:
+    async with h.running():
         first = await h.until(lambda r: "keep" in r.probed)
         assert first.probed == {"keep"}
         assert first.unprobed == {"far", "tool"}
@@ -491,9 +463,6 @@ async def test_resource_discovery_keeps_probes_off_this_node(
         again = await h.until(lambda r: "far" in r.probed)
         assert again.unprobed == {"tool"}
         assert [(c.instance, c.op) for c in h.driver.calls] == [("far", "monitor")]
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 async def test_a_resource_removed_from_the_configuration_is_stopped_by_its_last_definition(
@@ -505,8 +474,7 @@ async def test_a_resource_removed_from_the_configuration_is_stopped_by_its_last_
     h = harness
     h.driver.answers = {"start": OcfRc.SUCCESS, "stop": OcfRc.SUCCESS}
     h.lrm.set_config(TWO, revision=1)
-    loop = asyncio.create_task(h.lrm.run())
-    try:
+    async with h.running():
         await h.until(lambda r: {"keep", "gone"} <= r.probed)
         both = {"keep": Role.STARTED, "gone": Role.STARTED}
         h.lrm.set_target(NodeTarget(1, 1, both), dc_epoch=1, revision=5)
@@ -521,9 +489,6 @@ async def test_a_resource_removed_from_the_configuration_is_stopped_by_its_last_
         # Once stopped, the next configuration forgets it.
         h.lrm.set_config(ONE.model_copy(), revision=3)
         assert "gone" not in h.lrm._placements
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 async def test_a_target_made_for_a_replaced_configuration_is_answered_for_not_done(
@@ -535,8 +500,7 @@ async def test_a_target_made_for_a_replaced_configuration_is_answered_for_not_do
     h = harness
     h.driver.answers = {"start": OcfRc.SUCCESS, "stop": OcfRc.SUCCESS}
     h.lrm.set_config(ONE, revision=1)
-    loop = asyncio.create_task(h.lrm.run())
-    try:
+    async with h.running():
         await h.until(lambda r: "keep" in r.probed)
         h.lrm.set_target(NodeTarget(1, 1, {"keep": Role.STARTED}), dc_epoch=1, revision=5)
         await h.until(lambda r: r.acked == 5)
@@ -553,9 +517,6 @@ async def test_a_target_made_for_a_replaced_configuration_is_answered_for_not_do
         h.lrm.set_target(ahead, dc_epoch=1, revision=9)
         await asyncio.sleep(0.05)
         assert h.lrm.acked == 7
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 async def test_a_target_taken_on_stays_the_nodes_work_through_a_newer_configuration(
@@ -568,8 +529,7 @@ async def test_a_target_taken_on_stays_the_nodes_work_through_a_newer_configurat
     h = harness
     h.driver.answers = {"start": OcfRc.SUCCESS}
     h.lrm.set_config(ONE, revision=1)
-    loop = asyncio.create_task(h.lrm.run())
-    try:
+    async with h.running():
         await h.until(lambda r: "keep" in r.probed)
         taken = NodeTarget(1, 1, {"keep": Role.STARTED})
         h.lrm.set_target(taken, dc_epoch=1, revision=5)
@@ -582,9 +542,6 @@ async def test_a_target_taken_on_stays_the_nodes_work_through_a_newer_configurat
         assert (after.working, after.acked) == (5, 5)
         assert after.active() == {"keep": Role.STARTED}
         assert [c.op for c in h.driver.calls] == ["monitor", "start", "monitor"]
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 def test_a_reports_operations_leave_out_what_the_decoder_assumes() -> None:

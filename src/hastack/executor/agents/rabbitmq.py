@@ -469,11 +469,21 @@ def _erl_form(params: Params) -> str:
     return "-name" if "." in params.erlang.partition("@")[2] else "-sname"
 
 
+# Where _erl_call found erl_call. It does not move while the agent runs, and the monitor asks
+# for it several times each round: one glob of Erlang's library directory is enough. Looked for
+# again only once that file is gone (erlang-base upgraded: a new erl_interface-<version>), or
+# while it has not been found (installed later).
+_erl_call_path: str | None = None
+
+
 def _erl_call() -> str | None:
     """Erlang's own C client (package erlang-base, which RabbitMQ needs): it calls a function
     on the broker in milliseconds, where rabbitmqctl first boots an Erlang VM of its own."""
-    found = sorted(glob.glob(ERL_CALL))
-    return found[-1] if found else None
+    global _erl_call_path
+    if _erl_call_path is None or not os.path.exists(_erl_call_path):
+        found = sorted(glob.glob(ERL_CALL))
+        _erl_call_path = found[-1] if found else None
+    return _erl_call_path
 
 
 class RabbitmqAgent(NativeAgent):
