@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -113,3 +114,14 @@ async def put_config(store: Store, keys: Keys, value: bytes) -> int:
     return await write_config_value(
         store, keys, value, expected=held.mod_revision if held else 0, record=record
     )
+
+
+def snapshot_fields(snapshot: object) -> list[object]:
+    """Every field of a dataclass (a ClusterSnapshot), mappings as their items in order (the
+    order is part of the answer): what two snapshots are compared by."""
+    assert dataclasses.is_dataclass(snapshot)
+    out: list[object] = []
+    for f in dataclasses.fields(snapshot):
+        value = getattr(snapshot, f.name)
+        out.append(list(value.items()) if isinstance(value, Mapping) else value)
+    return out

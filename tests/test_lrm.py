@@ -220,6 +220,14 @@ async def test_probes_of_a_resource_added_later_are_reported_under_way(harness: 
         assert done.pending == {}
 
 
+# ONE and forty more primitives, added at once.
+FORTY_MORE = parse_cluster_config(
+    'resources:\n  - {primitive: keep, agent: "ocf:test:scripted"}\n'
+    + "".join(f'  - {{primitive: p{i}, agent: "ocf:test:scripted"}}\n' for i in range(40)),
+    "test.yaml",
+)
+
+
 class SlowProbe(Scripted):
     """Probes (monitors at interval 0) that take 0.1 s."""
 
@@ -242,13 +250,7 @@ async def test_probes_of_many_resources_added_later_do_not_publish_a_report_each
         h.lrm.set_config(ONE, revision=3)
         await h.until(lambda r: not r.probing and r.probed == {"keep"})
         await h.lrm.throttle.set_limit(1)
-        lines = [f'  - {{primitive: p{i}, agent: "ocf:test:scripted"}}' for i in range(40)]
-        many = parse_cluster_config(
-            'resources:\n  - {primitive: keep, agent: "ocf:test:scripted"}\n'
-            + "\n".join(lines)
-            + "\n",
-            "test.yaml",
-        )
+        many = FORTY_MORE
         before = len(h.reports)
         h.lrm.set_config(many, revision=4)
         await h.until(lambda r: len(r.probed) == 41)
@@ -291,13 +293,7 @@ async def test_a_burst_of_probes_starts_one_at_a_time(monkeypatch: pytest.Monkey
         await h.until(lambda r: not r.probing and r.probed == {"keep"})
         await h.lrm.throttle.set_limit(4)
         h.driver.starts.clear()
-        lines = [f'  - {{primitive: p{i}, agent: "ocf:test:scripted"}}' for i in range(40)]
-        many = parse_cluster_config(
-            'resources:\n  - {primitive: keep, agent: "ocf:test:scripted"}\n'
-            + "\n".join(lines)
-            + "\n",
-            "test.yaml",
-        )
+        many = FORTY_MORE
         h.lrm.set_config(many, revision=4)
         async with asyncio.timeout(30):
             await h.until(lambda r: len(r.probed) == 41)

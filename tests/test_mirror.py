@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-from collections.abc import Mapping
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hastack.model.members import ClusterSnapshot, StoredKey, decode_snapshot
+from hastack.model.members import StoredKey, decode_snapshot
 from hastack.store import Store
 from hastack.store.keys import Keys
 from hastack.store.memory import MemoryBackend, MemoryStore
 from hastack.store.mirror import Mirror, follow_all, is_prefix
 from hastack.store.types import Event, EventKind, KeyValue, RangeResult, WatchBatch
+from helpers import snapshot_fields
 
 KEYS = Keys("c")
 NAMES = ["dc", "config", "members/n1", "members/n2", "status/n1", "status/n2", "target/n1"]
@@ -246,15 +245,6 @@ snapshot_op = st.tuples(
 )
 
 
-def _fields(snapshot: ClusterSnapshot) -> list[object]:
-    """Every field, mappings as their items in order (the order is part of the answer)."""
-    out: list[object] = []
-    for f in dataclasses.fields(snapshot):
-        value = getattr(snapshot, f.name)
-        out.append(list(value.items()) if isinstance(value, Mapping) else value)
-    return out
-
-
 @settings(max_examples=200, deadline=None)
 @given(st.lists(snapshot_op, max_size=40))
 def test_the_kept_snapshot_equals_a_fresh_decode(ops: list[tuple[str, str, bytes]]) -> None:
@@ -276,4 +266,6 @@ def test_the_kept_snapshot_equals_a_fresh_decode(ops: list[tuple[str, str, bytes
             StoredKey(KEYS.relative(kv.key), kv.value, kv.create_revision, kv.mod_revision, 0)
             for kv in mirror.items()
         ]
-        assert _fields(mirror.snapshot()) == _fields(decode_snapshot(mirror.revision, stored))
+        assert snapshot_fields(mirror.snapshot()) == snapshot_fields(
+            decode_snapshot(mirror.revision, stored)
+        )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -35,6 +35,7 @@ from hastack.store.memory import MemoryBackend, MemoryStore
 from hastack.store.mirror import Mirror
 from hastack.store.status import StatusWriter, delete_status
 from hastack.store.types import Compare, DeleteOp, Op, TxnResult, WatchBatch
+from helpers import snapshot_fields
 
 KEYS = Keys("c")
 
@@ -414,14 +415,6 @@ action = st.one_of(
 )
 
 
-def _fields(snapshot: ClusterSnapshot) -> list[object]:
-    out: list[object] = []
-    for f in dataclasses.fields(snapshot):
-        value = getattr(snapshot, f.name)
-        out.append(list(value.items()) if isinstance(value, Mapping) else value)
-    return out
-
-
 @settings(max_examples=150, deadline=None)
 @given(st.lists(action, max_size=25))
 def test_the_mirror_assembles_what_a_fresh_read_does(
@@ -462,7 +455,7 @@ async def _run_mirror(actions: list[tuple[str, str, NodeReport | None]]) -> None
         events, revision = backend._events_since(start, KEYS.prefix)
         mirror.apply(KEYS.prefix, WatchBatch(events, revision))
         snapshot = mirror.snapshot()
-        assert _fields(snapshot) == _fields(fresh(backend))
+        assert snapshot_fields(snapshot) == snapshot_fields(fresh(backend))
         for name, want in expected.items():
             assert snapshot.statuses[name] == want
             assert (
