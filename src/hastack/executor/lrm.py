@@ -106,18 +106,31 @@ class Throttle:
     """At most `limit` operations at once on this node (node-action-limit, lowered while the
     CPU is busier than load-threshold: hastack.executor.throttle)."""
 
+    # While waiting, the limit is looked at again on every change and, if set, this often
+    # (a limit that moves with time).
+    recheck: float | None = None
+
     def __init__(self, limit: int) -> None:
         self.limit = max(1, limit)
         self.running = 0
         self.waiting = 0
         self._free = asyncio.Condition()
 
+    def allowed(self) -> int:
+        return self.limit
+
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         async with self._free:
             self.waiting += 1
             try:
-                await self._free.wait_for(lambda: self.running < self.limit)
+                while self.running >= self.allowed():
+                    if self.recheck is None:
+                        await self._free.wait()
+                        continue
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.recheck):
+                            await self._free.wait()
             finally:
                 self.waiting -= 1
             self.running += 1
@@ -134,34 +147,20 @@ class Throttle:
             self._free.notify_all()
 
 
-class ProbeRamp:
-    """The slow start of a burst of probes: at most `ramp_limit` of them at once."""
+class ProbeRamp(Throttle):
+    """The slow start of a burst of probes: at most `ramp_limit` of them at once, the node's
+    own limit (`ceiling`) at most; looked at again four times per doubling."""
+
+    recheck = _LOAD_PERIOD / 4
 
     def __init__(self, ceiling: Callable[[], int], clock: Callable[[], float]) -> None:
+        super().__init__(1)
         self._ceiling = ceiling
         self._clock = clock
         self._began = clock()
-        self._running = 0
-        self._free = asyncio.Condition()
 
-    def _limit(self) -> int:
+    def allowed(self) -> int:
         return ramp_limit(self._clock() - self._began, _LOAD_PERIOD, self._ceiling())
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        async with self._free:
-            while self._running >= self._limit():
-                # Woken by a probe's end, or at the next doubling.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(_LOAD_PERIOD / 4):
-                        await self._free.wait()
-            self._running += 1
-        try:
-            yield
-        finally:
-            async with self._free:
-                self._running -= 1
-                self._free.notify_all()
 
 
 class ClusterAttributes(Protocol):
