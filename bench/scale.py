@@ -467,6 +467,9 @@ def run_size(computes: int, resources: list[int], args: argparse.Namespace) -> l
             probe.close()
             if args.keep:
                 keep_records(lab, Path(args.keep) / f"computes-{computes}")
+            # A SIGTERM now (the hold's `timeout`) would stop the lab's removal half-way and
+            # leave a hundred namespaces and watchdogs behind (2026-12-07 15:18): finish it.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             lab.down()
             left = lab.leftovers()
             if left:
