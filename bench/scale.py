@@ -469,8 +469,9 @@ def run_size(computes: int, resources: list[int], args: argparse.Namespace) -> l
                 keep_records(lab, Path(args.keep) / f"computes-{computes}")
             # A SIGTERM now (the hold's `timeout`) would stop the lab's removal half-way and
             # leave a hundred namespaces and watchdogs behind (2026-12-07 15:18): finish it.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            on_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
             lab.down()
+            signal.signal(signal.SIGTERM, on_term)
             left = lab.leftovers()
             if left:
                 print(f"  left behind: {', '.join(left)}")
