@@ -44,6 +44,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from hastack.membership.priority import LIVENESS_NICE, favour_this_thread
 from hastack.processes import ProcessRecord, is_alive, set_autogroup_nice, spawn, start_ticks
 from hastack.unixsock import socket_path_for
 
@@ -65,9 +66,6 @@ WDIOC_KEEPALIVE = 0x80045705  # _IOR('W', 5, int)
 # reset should be over within the self-fence margin; this bound only keeps a hung command
 # from hiding that the node was never made safe.
 RESET_TIMEOUT = 10.0
-# The watchdog's and its reset's CPU priority (`favour_the_reset`): the liveness threads' own
-# (hastack.membership.priority), not imported so that this process stays small.
-RESET_NICE = -10
 
 _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -212,7 +210,7 @@ def _run_reset_command(command: Sequence[str], node: str) -> bool:
     except OSError as exc:
         log.error("reset command %s cannot run: %s", argv, exc)
         return False
-    set_autogroup_nice(proc.pid, RESET_NICE)  # its session too (see `favour_the_reset`)
+    set_autogroup_nice(proc.pid, LIVENESS_NICE)  # its session too (`favour_the_reset`)
     try:
         code = proc.wait(RESET_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -231,10 +229,9 @@ def favour_the_reset() -> None:
     kernel allows it (root): the reset has the watchdog's lead and the DC's self-fence margin
     (0.8 s) to finish before the node's exclusive resources may start elsewhere, and a
     fresh process at the default priority took 1.4 s at a load of 26 and 4.9 s at 100
-    (docs/fencing.md, "Watchdog")."""
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, 0, RESET_NICE)
-    set_autogroup_nice(os.getpid(), RESET_NICE)
+    (docs/fencing.md, "Watchdog"). The liveness threads' priority; this process has one."""
+    favour_this_thread(LIVENESS_NICE)
+    set_autogroup_nice(os.getpid(), LIVENESS_NICE)
 
 
 def reset_node(
