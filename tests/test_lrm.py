@@ -207,9 +207,7 @@ async def test_probes_of_a_resource_added_later_are_reported_under_way(harness: 
     h.driver = HeldProbe()
     h.driver.release.set()  # the first probes answer at once
     async with h.running():
-        h.lrm.set_previous(NodeReport("n1"))
-        h.lrm.set_config(ONE, revision=3)
-        await h.until(lambda r: not r.probing and r.probed == {"keep"})
+        await _keep_probed(h)
         h.driver.release.clear()
         h.lrm.set_config(TWO, revision=4)
         held = await h.until(lambda r: "gone" in r.pending)
@@ -218,6 +216,13 @@ async def test_probes_of_a_resource_added_later_are_reported_under_way(harness: 
         h.driver.release.set()
         done = await h.until(lambda r: "gone" in r.probed)
         assert done.pending == {}
+
+
+async def _keep_probed(h: Harness) -> None:
+    """A fresh life given ONE, until its one primitive is probed."""
+    h.lrm.set_previous(NodeReport("n1"))
+    h.lrm.set_config(ONE, revision=3)
+    await h.until(lambda r: not r.probing and r.probed == {"keep"})
 
 
 # ONE and forty more primitives, added at once.
@@ -246,13 +251,10 @@ async def test_probes_of_many_resources_added_later_do_not_publish_a_report_each
     h = harness
     h.driver = SlowProbe()
     async with h.running():
-        h.lrm.set_previous(NodeReport("n1"))
-        h.lrm.set_config(ONE, revision=3)
-        await h.until(lambda r: not r.probing and r.probed == {"keep"})
+        await _keep_probed(h)
         await h.lrm.throttle.set_limit(1)
-        many = FORTY_MORE
         before = len(h.reports)
-        h.lrm.set_config(many, revision=4)
+        h.lrm.set_config(FORTY_MORE, revision=4)
         await h.until(lambda r: len(r.probed) == 41)
         published = len(h.reports) - before
         assert published <= 12, published
@@ -288,13 +290,10 @@ async def test_a_burst_of_probes_starts_one_at_a_time(monkeypatch: pytest.Monkey
     h = Harness(monkeypatch)
     h.driver = CountingProbe()
     async with h.running():
-        h.lrm.set_previous(NodeReport("n1"))
-        h.lrm.set_config(ONE, revision=3)
-        await h.until(lambda r: not r.probing and r.probed == {"keep"})
+        await _keep_probed(h)
         await h.lrm.throttle.set_limit(4)
         h.driver.starts.clear()
-        many = FORTY_MORE
-        h.lrm.set_config(many, revision=4)
+        h.lrm.set_config(FORTY_MORE, revision=4)
         async with asyncio.timeout(30):
             await h.until(lambda r: len(r.probed) == 41)
         first = h.driver.starts[0][0]
