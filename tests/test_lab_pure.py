@@ -410,22 +410,6 @@ def test_a_cpu_group_is_made_with_its_shares_and_refuses_anothers(tmp_path: Path
     assert not remove_cpu_group(group)
 
 
-def test_an_idle_cpu_group_is_idle_where_the_kernel_can(tmp_path: Path) -> None:
-    from hastack.processes import cpu_group_is_idle, make_cpu_group
-
-    (tmp_path / "cpu.shares").write_text("1024")
-    group = make_cpu_group("old-kernel", 1024, tmp_path, idle=True)
-    assert group is not None
-    assert not cpu_group_is_idle(group)
-    (tmp_path / "cpu.idle").write_text("0")
-    group = make_cpu_group("computes", 1024, tmp_path, idle=True)
-    assert group is not None
-    assert cpu_group_is_idle(group)
-    group = make_cpu_group("not-idle", 1024, tmp_path)
-    assert group is not None
-    assert not cpu_group_is_idle(group)
-
-
 def test_a_command_joins_its_cpu_group_before_it_runs(tmp_path: Path) -> None:
     import subprocess
 

@@ -18,7 +18,6 @@ from pathlib import Path
 __all__ = [
     "CPU_CGROUP_ROOT",
     "ProcessRecord",
-    "cpu_group_is_idle",
     "in_cpu_group",
     "is_alive",
     "make_cpu_group",
@@ -241,15 +240,9 @@ def pids_by_netns(namespaces: list[str]) -> dict[str, list[ProcessRecord]]:
 CPU_CGROUP_ROOT = Path("/sys/fs/cgroup/cpu")
 
 
-def make_cpu_group(
-    name: str, shares: int, root: Path = CPU_CGROUP_ROOT, idle: bool = False
-) -> Path | None:
+def make_cpu_group(name: str, shares: int, root: Path = CPU_CGROUP_ROOT) -> Path | None:
     """A CPU cgroup of our own under `root` with `shares` (1024 weighs as much as one
     nice-0 session beside it); None where there is no such hierarchy or we may not write it.
-    With `idle`, the group as a whole is also scheduled as SCHED_IDLE beside everything
-    outside it (`cpu.idle`, Linux 5.15+): it runs when nothing else wants the CPU, and any
-    other task that wakes takes the CPU from it at once; where the kernel has no such file
-    the group keeps its shares alone.
 
     Autogroups apply only to processes in the root cgroup: inside a group of its own, a
     whole set of processes (a hundred lab computes, each in sessions of its own) weighs
@@ -269,18 +262,7 @@ def make_cpu_group(
     except OSError:
         path.rmdir()
         return None
-    if idle and (root / "cpu.idle").exists():
-        with contextlib.suppress(OSError):
-            (path / "cpu.idle").write_text("1")
     return path
-
-
-def cpu_group_is_idle(group: Path) -> bool:
-    """Whether `group` is scheduled as SCHED_IDLE (make_cpu_group's `idle`)."""
-    try:
-        return (group / "cpu.idle").read_text().strip() == "1"
-    except OSError:
-        return False
 
 
 def in_cpu_group(group: Path, argv: Sequence[str]) -> list[str]:

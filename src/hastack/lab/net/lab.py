@@ -75,7 +75,6 @@ from hastack.model.agent_config import Timings
 from hastack.processes import (
     CPU_CGROUP_ROOT,
     ProcessRecord,
-    cpu_group_is_idle,
     in_cpu_group,
     is_alive,
     make_cpu_group,
@@ -153,14 +152,6 @@ COMPUTE_NICE = 5
 # deposed and fenced it — its etcd member with it — and then the next DC (docs/control-
 # plane.md, "What broke at 50 computes"). Inside the group the computes' nice values count
 # against each other again (their liveness threads before their probes).
-# The group is also SCHED_IDLE beside everything outside it (cpu.idle): the computes use the
-# CPU the controllers and etcd leave, and a controller's or etcd's thread that wakes takes a
-# CPU from them at once. Shares alone bound what the computes take on average, not how long
-# such a thread waits for a CPU: at 100 computes applying 150 resources (15,450 probes, 340
-# runnable tasks) etcd's threads, at nice -10 in a session of their own, waited for a CPU
-# 5-10 times as long as they ran, and the controllers' lease renewals failed (docs/control-
-# plane.md, "With fencing on at 100 computes"). Confining the computes to one CPU instead (a
-# cpuset) left a hundred of them too little: three lost their membership while the lab came up.
 COMPUTE_CPU_SHARES = 1024
 # Memory a host's processes take, rounded up from bench/lab_up.py (PSS, idle, 100 computes:
 # supervisor + agent + watchdog ≈ 44 MiB; a controller adds etcd, ≈ 66 MiB, and is the DC).
@@ -467,15 +458,13 @@ class Lab(Harness):
         name = f"hastack-lab-{self.topology.prefix}-computes"
         self._created("cpu_groups", str(CPU_CGROUP_ROOT / name))
         try:
-            group = make_cpu_group(name, COMPUTE_CPU_SHARES, CPU_CGROUP_ROOT, idle=True)
+            group = make_cpu_group(name, COMPUTE_CPU_SHARES, CPU_CGROUP_ROOT)
         except FileExistsError:
             group = None
         if group is None:  # not ours to remove
             self.state["created"]["cpu_groups"] = []
             self._save()
             say("no CPU cgroup for the computes (no cgroup v1 CPU controller): sessions only")
-        elif cpu_group_is_idle(group):
-            say(f"compute hosts' processes in CPU cgroup {group} (idle: below every other task)")
         else:
             say(f"compute hosts' processes in CPU cgroup {group} ({COMPUTE_CPU_SHARES} shares)")
 
