@@ -287,6 +287,7 @@ async def test_a_burst_of_probes_starts_one_at_a_time(monkeypatch: pytest.Monkey
     is the same on a tree without the ramp (four at once from the start). The machine's
     own load is kept out (it would lower the limit to one)."""
     monkeypatch.setattr(lrm, "effective_limit", lambda limit, _load, _threshold: limit)
+    monkeypatch.setattr(lrm, "cluster_share", lambda _load, _threshold: 1)
     h = Harness(monkeypatch)
     h.driver = CountingProbe()
     async with h.running():
@@ -301,6 +302,40 @@ async def test_a_burst_of_probes_starts_one_at_a_time(monkeypatch: pytest.Monkey
         later = [n for t, n in h.driver.starts if t - first >= 1.1]
         assert max(early, default=0) == 1, h.driver.starts
         assert max(later, default=0) > 1, h.driver.starts
+
+
+@pytest.mark.parametrize("busy", [True, False])
+async def test_a_busy_node_starts_probes_in_its_turns_alone(
+    monkeypatch: pytest.MonkeyPatch, busy: bool
+) -> None:
+    """While the load is extreme a node starts probes only in its one load period of four
+    (throttle.probe_turn): a hundred busy nodes do not all probe at once. The negative control
+    (not busy) starts them outside those periods too."""
+    from hastack.executor.throttle import probe_turn
+
+    monkeypatch.setattr(lrm, "effective_limit", lambda limit, _load, _threshold: limit)
+    share = 4 if busy else 1
+    monkeypatch.setattr(lrm, "cluster_share", lambda _load, _threshold: share)
+    h = Harness(monkeypatch)
+    h.driver = CountingProbe()
+    async with h.running():
+        await _keep_probed(h)
+        await h.lrm.throttle.set_limit(4)
+        h.driver.starts.clear()
+        h.lrm.set_config(FORTY_MORE, revision=4)
+        async with asyncio.timeout(30):
+            await h.until(lambda r: len(r.probed) == 41)
+    # Decided in its turn, begun a moment later (perhaps just past the turn's end).
+    outside = [
+        t
+        for t, _ in h.driver.starts
+        if not probe_turn(h.lrm.node, t, 1.0, 4) and not probe_turn(h.lrm.node, t - 0.05, 1.0, 4)
+    ]
+    assert len(h.driver.starts) == 40
+    if busy:
+        assert outside == [], h.driver.starts
+    else:
+        assert outside, h.driver.starts
 
 
 # A clone: not exclusive, so self-fencing leaves it running unless its agent says otherwise.

@@ -8,10 +8,12 @@ from hypothesis import strategies as st
 
 from hastack.executor.throttle import (
     CpuSample,
+    cluster_share,
     cpu_load,
     effective_limit,
     node_limit,
     parse_proc_stat,
+    probe_turn,
     ramp_limit,
 )
 
@@ -65,6 +67,39 @@ def test_a_burst_of_probes_starts_one_at_a_time_and_doubles_each_period() -> Non
 def test_the_ramp_never_shrinks_and_never_passes_the_limit(a: float, b: float, limit: int) -> None:
     early, late = sorted((a, b))
     assert 1 <= ramp_limit(early, 1.0, limit) <= ramp_limit(late, 1.0, limit) <= limit
+
+
+def test_busy_nodes_take_turns_half_then_a_quarter_of_them() -> None:
+    # load-threshold 80 %: high above 96 %, extreme above 120 % (runnable tasks per core count).
+    assert [cluster_share(x, 80) for x in (0.0, 0.8, 0.96, 0.97, 1.2, 1.21, 50.0)] == [
+        1, 1, 1, 2, 2, 4, 4,
+    ]  # fmt: skip
+    # Golden: c1's and c2's turns among four (CRC-32 of the names), and no turns when not busy.
+    assert [probe_turn("c1", t, 1.0, 4) for t in (0.0, 1.5, 2.0, 3.9)] == [
+        t == 3.9 for t in (0.0, 1.5, 2.0, 3.9)
+    ]
+    assert [probe_turn("c2", t, 1.0, 4) for t in (0.0, 1.5, 2.0, 3.9)] == [
+        t == 1.5 for t in (0.0, 1.5, 2.0, 3.9)
+    ]
+    assert all(probe_turn("c1", t / 10, 1.0, 1) for t in range(40))
+    assert probe_turn("c1", 0.0, 0.0, 4)  # no period: no turns
+
+
+@given(st.text(min_size=1, max_size=12), st.integers(1, 8), st.floats(0, 1e6))
+def test_each_node_has_exactly_one_turn_in_share_consecutive_periods(
+    node: str, share: int, start: float
+) -> None:
+    first = int(start)
+    turns = [probe_turn(node, p + 0.5, 1.0, share) for p in range(first, first + share)]
+    assert turns.count(True) == 1
+
+
+def test_about_one_node_in_share_is_in_its_turn() -> None:
+    nodes = [f"c{i}" for i in range(1, 101)]
+    for share in (2, 4):
+        counts = [sum(probe_turn(n, p + 0.5, 1.0, share) for n in nodes) for p in range(8)]
+        assert sum(counts) == 2 * len(nodes) * 4 // share  # each node share-th of the periods
+        assert max(counts) <= 2 * len(nodes) // share, counts  # never all at once
 
 
 # ---- the DC's batch-limit ----------------------------------------------------------------------

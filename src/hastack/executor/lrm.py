@@ -30,10 +30,12 @@ from hastack.executor.attrd import AttributeServer, socket_path, write_shims
 from hastack.executor.exclusive import ExclusiveGuard
 from hastack.executor.throttle import (
     CpuSample,
+    cluster_share,
     cpu_load,
     effective_limit,
     node_limit,
     parse_proc_stat,
+    probe_turn,
     ramp_limit,
 )
 from hastack.executor.transitions import (
@@ -149,18 +151,30 @@ class Throttle:
 
 class ProbeRamp(Throttle):
     """The slow start of a burst of probes: at most `ramp_limit` of them at once, the node's
-    own limit (`ceiling`) at most; looked at again four times per doubling."""
+    own limit (`ceiling`) at most, and none outside the node's turn while the load asks nodes
+    to take turns (`share`: throttle.probe_turn); looked at again four times a load period."""
 
     recheck = _LOAD_PERIOD / 4
 
-    def __init__(self, ceiling: Callable[[], int], clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        ceiling: Callable[[], int],
+        clock: Callable[[], float],
+        node: str = "",
+        share: Callable[[], int] = lambda: 1,
+    ) -> None:
         super().__init__(1)
         self._ceiling = ceiling
         self._clock = clock
         self._began = clock()
+        self._node = node
+        self._share = share
 
     def allowed(self) -> int:
-        return ramp_limit(self._clock() - self._began, _LOAD_PERIOD, self._ceiling())
+        now = self._clock()
+        if not probe_turn(self._node, now, _LOAD_PERIOD, self._share()):
+            return 0
+        return ramp_limit(now - self._began, _LOAD_PERIOD, self._ceiling())
 
 
 class ClusterAttributes(Protocol):
@@ -1198,7 +1212,13 @@ class LocalResourceManager:
             await self._probe(todo[0])
         else:
             await asyncio.sleep(random.uniform(0, _PROBE_JITTER))
-            ramp = ProbeRamp(lambda: self.throttle.limit, time.monotonic)
+            props = self.config.properties
+            ramp = ProbeRamp(
+                lambda: self.throttle.limit,
+                time.monotonic,
+                self.node,
+                lambda: cluster_share(self.load, props.load_threshold),
+            )
 
             async def ramped(primitive: str) -> None:
                 async with ramp.slot():

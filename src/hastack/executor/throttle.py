@@ -14,18 +14,31 @@ one probe at a time, twice as many after each sample period, up to the node's li
 cluster started its first `node-action-limit` probes in the same instant — 412 processes on
 a 2-core machine with 103 nodes — before any sample could see the load, and the DC's
 heartbeats went silent for a second (bench/scale.py --computes 100, 2026-12-07 15:34).
+
+And while a node's load is high, nodes take turns to start probes (`cluster_share`,
+`probe_turn`): Pacemaker's DC bounds the whole cluster's jobs to half its nodes while one
+node's load is high and a quarter while it is extreme, each node then running what its own
+limit allows. Here each node probes by itself (no DC hands the probes out), so a busy node
+starts new probes only in one load period of two (high) or four (extreme), its turn fixed by
+its name: whatever the phases of the nodes' clocks, about that share of the nodes is in its
+turn at any moment. At 100 computes on 2 cores, one probe per node at once was still 103
+probes beside 103 agents parsing the configuration (procs_running 100-340), and the
+controllers' leases and etcd starved (docs/control-plane.md, section 8).
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 __all__ = [
     "CpuSample",
+    "cluster_share",
     "cpu_load",
     "effective_limit",
     "node_limit",
     "parse_proc_stat",
+    "probe_turn",
     "ramp_limit",
 ]
 
@@ -92,3 +105,23 @@ def ramp_limit(elapsed: float, period: float, ceiling: int) -> int:
         return 1 if period > 0 else ceiling
     steps = int(elapsed / period)
     return ceiling if steps >= ceiling.bit_length() else min(ceiling, 1 << steps)
+
+
+def cluster_share(load: float, threshold_percent: int) -> int:
+    """One node in how many may start probes at a time: 1 at or below 1.2 × load-threshold,
+    2 above it, 4 above 1.5 × (the steps `effective_limit` takes to a quarter and to one)."""
+    threshold = threshold_percent / 100.0
+    if load > 1.5 * threshold:
+        return 4
+    if load > 1.2 * threshold:
+        return 2
+    return 1
+
+
+def probe_turn(node: str, now: float, period: float, share: int) -> bool:
+    """Whether `node` may start probes in the `period` that `now` falls in when one node in
+    `share` may: consecutive periods go round the nodes by a CRC-32 of their names (stable
+    across processes and machines), so each node has one period in `share`."""
+    if share <= 1 or period <= 0:
+        return True
+    return (int(now // period) + zlib.crc32(node.encode())) % share == 0
