@@ -304,6 +304,67 @@ async def test_a_burst_of_probes_starts_one_at_a_time(monkeypatch: pytest.Monkey
         assert max(later, default=0) > 1, h.driver.starts
 
 
+class CountingThrottle(lrm.Throttle):
+    """Counts how often a waiter looks at the limit (each look is a waiter woken)."""
+
+    recheck = 0.01
+    looks = 0
+
+    def allowed(self) -> int:
+        self.looks += 1
+        return super().allowed()
+
+
+async def test_waiting_for_a_slot_wakes_one_waiter_not_every_one() -> None:
+    """A hundred operations queued behind one slot, each holding it a moment: the waiters
+    look at the limit about once per slot released and per recheck of the one at the head,
+    and get the slot in the order they came. With every waiter on the condition (the
+    negative control, the tree before) each release and each recheck woke all of them:
+    thousands of looks."""
+    throttle = CountingThrottle(1)
+    order: list[int] = []
+
+    async def work(n: int) -> None:
+        async with throttle.slot():
+            order.append(n)
+            await asyncio.sleep(0.002)
+
+    tasks = []
+    for n in range(100):
+        tasks.append(asyncio.create_task(work(n)))
+        await asyncio.sleep(0)  # each queued before the next comes
+    await asyncio.gather(*tasks)
+    assert throttle.looks < 400, throttle.looks
+    assert order == list(range(100))
+    assert throttle.waiting == 0
+    assert throttle.running == 0
+
+
+async def test_a_waiter_cancelled_in_the_queue_leaves_it() -> None:
+    throttle = lrm.Throttle(1)
+    got: list[str] = []
+    release = asyncio.Event()
+
+    async def hold(name: str) -> None:
+        async with throttle.slot():
+            got.append(name)
+            await release.wait()
+
+    first = asyncio.create_task(hold("first"))
+    await asyncio.sleep(0)
+    head = asyncio.create_task(hold("head"))  # waits on the slot
+    behind = asyncio.create_task(hold("behind"))  # waits in the queue behind it
+    await asyncio.sleep(0.01)
+    head.cancel()
+    await asyncio.gather(head, return_exceptions=True)
+    assert throttle.waiting == 1
+    release.set()
+    await asyncio.gather(first, behind)
+    assert got == ["first", "behind"]
+    assert throttle.waiting == 0
+    assert throttle.running == 0
+
+
 @pytest.mark.parametrize("busy", [True, False])
 async def test_a_busy_node_starts_probes_in_its_turns_alone(
     monkeypatch: pytest.MonkeyPatch, busy: bool
