@@ -286,8 +286,20 @@ async def test_a_burst_of_probes_starts_one_at_a_time(monkeypatch: pytest.Monkey
     configuration do not each start four probes in the same instant. The negative control
     is the same on a tree without the ramp (four at once from the start). The machine's
     own load is kept out (it would lower the limit to one)."""
+    starts = await _forty_probed(monkeypatch, share=1)
+    first = starts[0][0]
+    early = [n for t, n in starts if t - first < 0.9]
+    later = [n for t, n in starts if t - first >= 1.1]
+    assert max(early, default=0) == 1, starts
+    assert max(later, default=0) > 1, starts
+
+
+async def _forty_probed(monkeypatch: pytest.MonkeyPatch, share: int) -> list[tuple[float, int]]:
+    """Forty primitives added at once to a node whose limit is 4 (the machine's own load
+    kept out) and where one node in `share` probes at a time: when each probe began, and
+    how many ran with it."""
     monkeypatch.setattr(lrm, "effective_limit", lambda limit, _load, _threshold: limit)
-    monkeypatch.setattr(lrm, "cluster_share", lambda _load, _threshold: 1)
+    monkeypatch.setattr(lrm, "cluster_share", lambda _load, _threshold: share)
     h = Harness(monkeypatch)
     h.driver = CountingProbe()
     async with h.running():
@@ -297,11 +309,7 @@ async def test_a_burst_of_probes_starts_one_at_a_time(monkeypatch: pytest.Monkey
         h.lrm.set_config(FORTY_MORE, revision=4)
         async with asyncio.timeout(30):
             await h.until(lambda r: len(r.probed) == 41)
-        first = h.driver.starts[0][0]
-        early = [n for t, n in h.driver.starts if t - first < 0.9]
-        later = [n for t, n in h.driver.starts if t - first >= 1.1]
-        assert max(early, default=0) == 1, h.driver.starts
-        assert max(later, default=0) > 1, h.driver.starts
+    return list(h.driver.starts)
 
 
 class CountingThrottle(lrm.Throttle):
@@ -374,29 +382,18 @@ async def test_a_busy_node_starts_probes_in_its_turns_alone(
     (not busy) starts them outside those periods too."""
     from hastack.executor.throttle import probe_turn
 
-    monkeypatch.setattr(lrm, "effective_limit", lambda limit, _load, _threshold: limit)
-    share = 4 if busy else 1
-    monkeypatch.setattr(lrm, "cluster_share", lambda _load, _threshold: share)
-    h = Harness(monkeypatch)
-    h.driver = CountingProbe()
-    async with h.running():
-        await _keep_probed(h)
-        await h.lrm.throttle.set_limit(4)
-        h.driver.starts.clear()
-        h.lrm.set_config(FORTY_MORE, revision=4)
-        async with asyncio.timeout(30):
-            await h.until(lambda r: len(r.probed) == 41)
+    starts = await _forty_probed(monkeypatch, share=4 if busy else 1)
     # Decided in its turn, begun a moment later (perhaps just past the turn's end).
     outside = [
         t
-        for t, _ in h.driver.starts
-        if not probe_turn(h.lrm.node, t, 1.0, 4) and not probe_turn(h.lrm.node, t - 0.05, 1.0, 4)
+        for t, _ in starts
+        if not probe_turn("n1", t, 1.0, 4) and not probe_turn("n1", t - 0.05, 1.0, 4)
     ]
-    assert len(h.driver.starts) == 40
+    assert len(starts) == 40
     if busy:
-        assert outside == [], h.driver.starts
+        assert outside == [], starts
     else:
-        assert outside, h.driver.starts
+        assert outside, starts
 
 
 # A clone: not exclusive, so self-fencing leaves it running unless its agent says otherwise.
