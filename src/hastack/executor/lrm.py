@@ -166,8 +166,8 @@ class ProbeRamp(Throttle):
         self,
         ceiling: Callable[[], int],
         clock: Callable[[], float],
-        node: str = "",
-        share: Callable[[], int] = lambda: 1,
+        node: str,
+        share: Callable[[], int],
     ) -> None:
         super().__init__(1)
         self._ceiling = ceiling

@@ -85,16 +85,24 @@ def node_limit(configured: int, cores: int) -> int:
     return configured if configured > 0 else 2 * max(1, cores)
 
 
-def effective_limit(limit: int, load: float, threshold_percent: int) -> int:
-    """The limit, lowered while the node is busier than the threshold."""
+def _busy_step(load: float, threshold_percent: int) -> int:
+    """How far above load-threshold the load is: 0 at or below it, 1 up to 1.2 × it, 2 up
+    to 1.5 ×, 3 above."""
     threshold = threshold_percent / 100.0
     if load <= threshold:
-        return limit
+        return 0
     if load <= 1.2 * threshold:
-        return max(1, limit // 2)
+        return 1
     if load <= 1.5 * threshold:
-        return max(1, limit // 4)
-    return 1
+        return 2
+    return 3
+
+
+def effective_limit(limit: int, load: float, threshold_percent: int) -> int:
+    """The limit, lowered while the node is busier than the threshold: a half, a quarter,
+    then one."""
+    lowered = (limit, max(1, limit // 2), max(1, limit // 4), 1)
+    return lowered[_busy_step(load, threshold_percent)]
 
 
 def ramp_limit(elapsed: float, period: float, ceiling: int) -> int:
@@ -108,14 +116,10 @@ def ramp_limit(elapsed: float, period: float, ceiling: int) -> int:
 
 
 def cluster_share(load: float, threshold_percent: int) -> int:
-    """One node in how many may start probes at a time: 1 at or below 1.2 × load-threshold,
-    2 above it, 4 above 1.5 × (the steps `effective_limit` takes to a quarter and to one)."""
-    threshold = threshold_percent / 100.0
-    if load > 1.5 * threshold:
-        return 4
-    if load > 1.2 * threshold:
-        return 2
-    return 1
+    """One node in how many may start probes at a time: 1 up to 1.2 × load-threshold, 2
+    above it, 4 above 1.5 × (the steps where `effective_limit` goes to a quarter and to
+    one)."""
+    return (1, 1, 2, 4)[_busy_step(load, threshold_percent)]
 
 
 def probe_turn(node: str, now: float, period: float, share: int) -> bool:
