@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from hastack.executor.agents import Driver, OcfRc, OpRequest, OpResult, UnknownAgent, driver_for
+from hastack.executor.agents import (
+    Driver,
+    MetadataCache,
+    OcfRc,
+    OpRequest,
+    OpResult,
+    UnknownAgent,
+    driver_for,
+)
 from hastack.executor.assignfile import Assigned, read_assigned, write_assigned
 from hastack.executor.attrd import AttributeServer, socket_path, write_shims
 from hastack.executor.exclusive import ExclusiveGuard
@@ -235,6 +243,7 @@ class LocalResourceManager:
         self.config: ClusterConfig | None = None
         self._placements: dict[str, Placement] = {}
         self._drivers: dict[str, Driver] = {}
+        self._metadata_cache = MetadataCache()  # OCF meta-data, once per agent script
         self.target: NodeTarget | None = None
         self.highest_epoch = 0
         self.probed: set[str] = set()
@@ -958,7 +967,10 @@ class LocalResourceManager:
         if driver is None:
             placement = self._placements[primitive]
             driver = driver_for(
-                placement.primitive.agent, ocf_root=self._ocf_root, ocf_dirs=self._ocf_dirs
+                placement.primitive.agent,
+                ocf_root=self._ocf_root,
+                ocf_dirs=self._ocf_dirs,
+                metadata_cache=self._metadata_cache,
             )
             self._drivers[primitive] = driver
         return driver

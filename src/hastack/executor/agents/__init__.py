@@ -22,13 +22,14 @@ from hastack.executor.agents.base import (
     OpRequest,
     OpResult,
 )
-from hastack.executor.agents.ocf import OCF_ROOT, OcfDriver
+from hastack.executor.agents.ocf import OCF_ROOT, MetadataCache, OcfDriver
 from hastack.model.config import AgentRef
 
 __all__ = [
     "NATIVE",
     "AgentMetadata",
     "Driver",
+    "MetadataCache",
     "NativeAgent",
     "OcfRc",
     "OpRequest",
@@ -76,10 +77,20 @@ class UnknownAgent(Exception):
 
 
 def driver_for(
-    ref: AgentRef, *, ocf_root: str | None = None, ocf_dirs: tuple[str, ...] = ()
+    ref: AgentRef,
+    *,
+    ocf_root: str | None = None,
+    ocf_dirs: tuple[str, ...] = (),
+    metadata_cache: MetadataCache | None = None,
 ) -> Driver:
     if ref.cls == "ocf" and ref.provider:
-        return OcfDriver(ref.provider, ref.type, root=ocf_root or OCF_ROOT, extra_dirs=ocf_dirs)
+        return OcfDriver(
+            ref.provider,
+            ref.type,
+            root=ocf_root or OCF_ROOT,
+            extra_dirs=ocf_dirs,
+            metadata_cache=metadata_cache,
+        )
     if ref.cls == "hastack":
         native = NATIVE.get(ref.type)
         if native is None:

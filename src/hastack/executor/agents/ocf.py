@@ -19,7 +19,7 @@ from hastack.executor.agents.base import AgentMetadata, Driver, OcfRc, OpRequest
 from hastack.model.durations import parse_duration
 from hastack.processes import set_autogroup_nice
 
-__all__ = ["OCF_ROOT", "OcfDriver", "parse_metadata"]
+__all__ = ["OCF_ROOT", "MetadataCache", "OcfDriver", "parse_metadata"]
 
 OCF_ROOT = "/usr/lib/ocf"
 _METADATA_TIMEOUT = 10.0
@@ -72,6 +72,49 @@ def _exit_reason(stdout: bytes, stderr: bytes) -> str:
     return lines[-1][:300] if lines else ""
 
 
+_Read = tuple[AgentMetadata | None, str]  # the metadata, or why there is none
+
+
+class MetadataCache:
+    """Each OCF agent script's meta-data, read once per version of the script (its path,
+    size and modification time) however many primitives use it, and once for all the
+    operations that ask while it is being read. Pacemaker's controller caches an agent's
+    meta-data the same way. Without it, a node taking on 150 `ocf:heartbeat:Dummy`
+    primitives ran `Dummy meta-data` 150 times, at once, beside its 150 probes
+    (docs/control-plane.md, "What a node spends taking a configuration on"). A failed
+    read is not kept: the next operation reads again."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[tuple[int, int], AgentMetadata]] = {}
+        self._reading: dict[tuple[str, int, int], asyncio.Future[_Read]] = {}
+
+    async def read(self, driver: OcfDriver) -> _Read:
+        try:
+            st = driver.path.stat()
+        except OSError:
+            return None, f"agent script {driver.path} is not installed"
+        version = (st.st_mtime_ns, st.st_size)
+        known = self._known.get(str(driver.path))
+        if known is not None and known[0] == version:
+            return known[1], ""
+        key = (str(driver.path), *version)
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = asyncio.ensure_future(driver.read_metadata())
+            self._reading[key] = reading
+            reading.add_done_callback(lambda done: self._done(key, done))
+        # Shielded: an operation cancelled while it waits leaves the read to the others.
+        return await asyncio.shield(reading)
+
+    def _done(self, key: tuple[str, int, int], done: asyncio.Future[_Read]) -> None:
+        del self._reading[key]
+        if done.cancelled() or done.exception() is not None:
+            return
+        metadata, _ = done.result()
+        if metadata is not None:
+            self._known[key[0]] = ((key[1], key[2]), metadata)
+
+
 class OcfDriver(Driver):
     def __init__(
         self,
@@ -80,14 +123,17 @@ class OcfDriver(Driver):
         *,
         root: str = OCF_ROOT,
         extra_dirs: tuple[str, ...] = (),
+        metadata_cache: MetadataCache | None = None,
     ) -> None:
+        """`metadata_cache`: shared by the drivers of one executor (each primitive has its
+        own driver); without one the driver keeps its own."""
         self.provider = provider
         self.type = agent_type
         self.root = root
         candidates = [Path(d) / provider / agent_type for d in extra_dirs]
         candidates.append(Path(root) / "resource.d" / provider / agent_type)
         self.path = next((c for c in candidates if c.exists()), candidates[-1])
-        self._metadata: AgentMetadata | None = None
+        self._metadata_cache = metadata_cache or MetadataCache()
         self.metadata_problem = ""
 
     def _env(self, request: OpRequest) -> dict[str, str]:
@@ -137,22 +183,21 @@ class OcfDriver(Driver):
         return await run_process(argv, self._env(request), request.timeout, nice=request.nice)
 
     async def metadata(self) -> AgentMetadata | None:
-        if self._metadata is not None:
-            return self._metadata
+        metadata, self.metadata_problem = await self._metadata_cache.read(self)
+        return metadata
+
+    async def read_metadata(self) -> _Read:
+        """Run the script's `meta-data` action (MetadataCache.read calls it)."""
         if not self.path.is_file():
-            self.metadata_problem = f"agent script {self.path} is not installed"
-            return None
+            return None, f"agent script {self.path} is not installed"
         request = OpRequest(self.type, self.type, "meta-data", {}, {}, _METADATA_TIMEOUT)
         result, stdout = await self._run(request)
         if result.rc != OcfRc.SUCCESS:
-            self.metadata_problem = f"meta-data failed: {OcfRc.describe(result.rc)} {result.reason}"
-            return None
+            return None, f"meta-data failed: {OcfRc.describe(result.rc)} {result.reason}"
         try:
-            self._metadata = parse_metadata(stdout, f"{self.provider}:{self.type}")
+            return parse_metadata(stdout, f"{self.provider}:{self.type}"), ""
         except ValueError as exc:
-            self.metadata_problem = str(exc)
-            return None
-        return self._metadata
+            return None, str(exc)
 
 
 async def run_process(
