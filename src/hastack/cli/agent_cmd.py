@@ -7,6 +7,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+from hastack import childwatch
 from hastack.agent import Agent, install_signal_handlers
 from hastack.errors import HastackError
 from hastack.model.agent_config import AgentConfig, parse_agent_config
@@ -44,6 +45,7 @@ def run_agent(args: argparse.Namespace) -> int:
     _configure_logging(config.node, args.log_level)
     state_dir = Path(args.state_dir or config.state_dir or f"/var/lib/hastack/{config.node}")
     agent = Agent(config, state_dir=state_dir)
+    childwatch.install()  # no thread per resource-agent action (hastack.childwatch)
     asyncio.run(_serve(agent))
     return 0
 
