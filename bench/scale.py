@@ -3,7 +3,8 @@ computes × R resources on one machine's network-namespace lab.
 
     flock /tmp/hastack-lab.lock .venv/bin/python bench/scale.py \\
         [--computes 9,30] [--resources 150] [--idle 20] [--changes 5] [--monitor 30] \\
-        [--keep DIR] [--in-memory] [--etcd-data memory|disk] [--fencing]
+        [--keep DIR] [--in-memory] [--etcd-data memory|disk] [--fencing] \\
+        [--heartbeat-interval 0.2] [--suspect-after 0.6]
 
 Root only; hold the machine's lab lock for the whole run (it measures). For each M a lab is
 brought up (compute agents started in waves), then:
@@ -284,22 +285,29 @@ class Meter:
 # ---- the workload ------------------------------------------------------------------------------
 
 
-def head(fencing: str | None) -> list[str]:
+def head(fencing: str | None, detection: str = "") -> list[str]:
     """The configuration's properties and fencing: none, or (`--fencing`) every node fenced
-    by powering its host off through the lab's power registry at `fencing`."""
+    by powering its host off through the lab's power registry at `fencing`. `detection`:
+    more properties (`--heartbeat-interval`, `--suspect-after`), `, name: value` each."""
     if fencing is None:
-        return ["properties: {stonith-enabled: false}"]
+        return [f"properties: {{stonith-enabled: false{detection}}}"]
     return [
-        "properties: {stonith-enabled: true, stonith-action: 'off'}",
+        f"properties: {{stonith-enabled: true, stonith-action: 'off'{detection}}}",
         "fencing:",
         "  devices:",
         f"    - {{device: power, agent: fence_hastack_local, params: {{registry: '{fencing}'}}}}",
     ]
 
 
-def config_text(resources: int, monitor: int, added: int = 0, fencing: str | None = None) -> str:
+def config_text(
+    resources: int,
+    monitor: int,
+    added: int = 0,
+    fencing: str | None = None,
+    detection: str = "",
+) -> str:
     op = f"ops: [{{name: monitor, interval: {monitor}s}}]"
-    lines = [*head(fencing), "resources:"]
+    lines = [*head(fencing, detection), "resources:"]
     lines += [
         f"  - {{primitive: r{i}, agent: 'ocf:heartbeat:Dummy', {op}}}" for i in range(resources)
     ]
@@ -311,8 +319,18 @@ def config_text(resources: int, monitor: int, added: int = 0, fencing: str | Non
     return "\n".join(lines) + "\n"
 
 
-def empty(fencing: str | None) -> str:
-    return "\n".join([*head(fencing), "resources: []"]) + "\n"
+def empty(fencing: str | None, detection: str = "") -> str:
+    return "\n".join([*head(fencing, detection), "resources: []"]) + "\n"
+
+
+def detection(args: argparse.Namespace) -> str:
+    """The heartbeat timings asked for, as properties to add (none: the defaults)."""
+    text = ""
+    if args.heartbeat_interval is not None:
+        text += f", heartbeat-interval: {args.heartbeat_interval * 1000:g}ms"
+    if args.suspect_after is not None:
+        text += f", suspect-after: {args.suspect_after * 1000:g}ms"
+    return text
 
 
 def apply(lab: Lab, text: str, work: Path) -> float:
@@ -447,7 +465,8 @@ def run_size(computes: int, resources: list[int], args: argparse.Namespace) -> l
         print(
             f"  timings: controllers {lab.timings.loss_after:g} s to lose a membership, "
             f"computes {rt.loss_after:g} s (TTL {rt.lease_ttl:g} s, renew {rt.renew_interval:g}"
-            f" s, store timeout {rt.store_timeout:g} s)"
+            f" s, store timeout {rt.store_timeout:g} s); heartbeats: "
+            + (detection(args).lstrip(", ") or "the configuration's defaults")
         )
         up = time.monotonic() - started
         probe = EtcdProbe(lab)
@@ -455,6 +474,10 @@ def run_size(computes: int, resources: list[int], args: argparse.Namespace) -> l
             meter = Meter(lab, probe)
             lost_at_start = len(labstats.events(lab, ["membership-lost"]))
             print(f"  lab up in {up:.1f} s ({lost_at_start} membership(s) lost while starting)")
+            if args.fencing or detection(args):
+                # The idle window too runs with fencing and the heartbeat timings asked for.
+                fencing = str(lab.power_registry) if args.fencing else None
+                apply(lab, empty(fencing, detection(args)), work)
             time.sleep(args.settle)
             a = meter.mark()
             time.sleep(args.idle)
@@ -507,7 +530,8 @@ def run_resources(
     )
     a = meter.mark()
     fencing = str(lab.power_registry) if args.fencing else None
-    took = apply(lab, config_text(r, args.monitor, fencing=fencing), work)
+    text = config_text(r, args.monitor, fencing=fencing, detection=detection(args))
+    took = apply(lab, text, work)
     done = probe.ask(
         op="wait", names=names(r), count=instances, timeout=args.apply_timeout, interval=1.0
     )
@@ -519,7 +543,7 @@ def run_resources(
         print(f"  NOT all running after {args.apply_timeout:g} s: {done}")
     say_window(lab, row.apply_w, r, "resource", idle0)
     if not done["ok"]:
-        clear(lab, probe, names(r), work, fencing)
+        clear(lab, probe, names(r), work, fencing, detection(args))
         return row
     time.sleep(args.settle)
     a = meter.mark()
@@ -528,7 +552,11 @@ def run_resources(
     say_window(lab, row.idle, row.idle.seconds, "second")
     a = meter.mark()
     for k in range(1, args.changes + 1):
-        took = apply(lab, config_text(r, args.monitor, added=k, fencing=fencing), work)
+        took = apply(
+            lab,
+            config_text(r, args.monitor, added=k, fencing=fencing, detection=detection(args)),
+            work,
+        )
         one = probe.ask(
             op="wait", names=[f"x{k - 1}"], count=1, timeout=CHANGE_TIMEOUT, interval=0.25
         )
@@ -538,12 +566,14 @@ def run_resources(
     print(f"  one resource added, running after (s): {times}", flush=True)
     say_window(lab, row.change, args.changes, "change", row.idle)
     row.rss = memory_summary(meter)
-    clear(lab, probe, names(r, args.changes), work, fencing)
+    clear(lab, probe, names(r, args.changes), work, fencing, detection(args))
     return row
 
 
-def clear(lab: Lab, probe: EtcdProbe, gone: list[str], work: Path, fencing: str | None) -> None:
-    apply(lab, empty(fencing), work)
+def clear(
+    lab: Lab, probe: EtcdProbe, gone: list[str], work: Path, fencing: str | None, detect: str
+) -> None:
+    apply(lab, empty(fencing, detect), work)
     done = probe.ask(op="wait", names=[], count=0, gone=gone, timeout=CLEAR_TIMEOUT, interval=1.0)
     if not done["ok"]:
         print(f"  (resources still running {CLEAR_TIMEOUT:g} s after the clear: {done})")
@@ -621,6 +651,19 @@ def main() -> int:
         action="store_true",
         help="fencing on (every host powered off through the lab's registry when suspected): "
         "suspicions and fences are counted, and each is false",
+    )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=None,
+        help="seconds between heartbeats (default: the configuration's, 0.2)",
+    )
+    parser.add_argument(
+        "--suspect-after",
+        type=float,
+        default=None,
+        help="seconds of silence before a full node is suspected (default: the "
+        "configuration's, 1.0; bench/vip_failover.py measures failover at 0.6)",
     )
     parser.add_argument(
         "--in-memory",
