@@ -162,6 +162,9 @@ class Window:
     silent: int  # a controller's agent found a member silent (nothing crashed: all false)
     suspected: int  # with --fencing: a member suspected (all false: nothing crashed)
     fenced: int  # with --fencing: fences confirmed (all false)
+    # A node's watchdog reset it or killed its agent (nothing crashed: all false). A reset
+    # agent dies before it can record its membership lost: only the watchdog's event says.
+    resets: int
     why_lost: dict[str, int] = field(default_factory=dict)  # each reason given, how often
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -246,6 +249,8 @@ class Meter:
                 "node-silent",
                 "node-suspected",
                 "fence-recorded",
+                "watchdog-reset",
+                "watchdog-killed-agent",
             ],
         )
         inside = [e for e in events if a.wall <= float(e.get("t", 0.0)) <= b.wall]
@@ -274,6 +279,9 @@ class Meter:
             silent=sum(1 for e in inside if e.get("event") == "node-silent"),
             suspected=sum(1 for e in inside if e.get("event") == "node-suspected"),
             fenced=sum(1 for e in inside if e.get("event") == "fence-recorded"),
+            resets=sum(
+                1 for e in inside if e.get("event") in ("watchdog-reset", "watchdog-killed-agent")
+            ),
             worst_gap=max(
                 (float(e["gap"]) for e in inside if e.get("event") == "lease-renewal-late"),
                 default=0.0,
@@ -397,7 +405,8 @@ def say_window(
     late = f" (longest gap {w.worst_gap:.2f} s of {limit})" if w.late else ""
     print(
         f"    memberships lost {w.lost} (must be 0), members found silent {w.silent} (must be "
-        f"0), suspected {w.suspected} and fenced {w.fenced} (must be 0), DC elections "
+        f"0), suspected {w.suspected} and fenced {w.fenced} (must be 0), watchdog resets "
+        f"{w.resets} (must be 0), DC elections "
         f"{w.elections}, late lease renewals {w.late}{late}; " + cpu_summary(lab, w),
         file=out,
         flush=True,
@@ -584,7 +593,7 @@ def summary(rows: list[Row], args: argparse.Namespace) -> str:
         f"{'computes':>8} {'rsc':>5} {'up s':>6} {'all started s':>13} "
         f"{'per change: s':>13} {'req':>6} {'KiB':>6} "
         f"{'idle/s: req':>11} {'KiB':>6} {'lost':>5} {'silent':>6} {'susp':>4} {'fenced':>6} "
-        f"{'elect':>5} {'late':>5} "
+        f"{'reset':>5} {'elect':>5} {'late':>5} "
         f"{'compute agent %':>15} {'machine %':>9}"
     )
     lines = [head]
@@ -595,6 +604,7 @@ def summary(rows: list[Row], args: argparse.Namespace) -> str:
         silent = sum(w.silent for w in windows)
         suspected = sum(w.suspected for w in windows)
         fenced = sum(w.fenced for w in windows)
+        resets = sum(w.resets for w in windows)
         elect = sum(w.elections for w in windows)
         late = sum(w.late for w in windows)
         comp = [v for p, v in idle.cpu.items() if p.kind == "agent" and p.role == "compute"]
@@ -611,7 +621,7 @@ def summary(rows: list[Row], args: argparse.Namespace) -> str:
             f"{change[0]:>6.0f} {change[1] / 1024:>6.1f} "
             f"{idle.requests / idle.seconds:>11.1f} "
             f"{idle.client_bytes / idle.seconds / 1024:>6.1f} "
-            f"{lost:>5} {silent:>6} {suspected:>4} {fenced:>6} {elect:>5} {late:>5} "
+            f"{lost:>5} {silent:>6} {suspected:>4} {fenced:>6} {resets:>5} {elect:>5} {late:>5} "
             f"{statistics.median(comp) if comp else 0.0:>15.2f} {100 * idle.machine_busy:>9.0f}"
         )
     lines += [
@@ -622,7 +632,8 @@ def summary(rows: list[Row], args: argparse.Namespace) -> str:
         "  lost: memberships lost while applying, idle and changing (must be 0); silent: "
         "members a controller heard no heartbeat from for suspect-after, nothing having "
         "crashed (must be 0); susp, fenced: with --fencing, members suspected and fences "
-        "confirmed (false, must be 0; without it none can be); elect: DC elections then; "
+        "confirmed (false, must be 0; without it none can be); reset: nodes their own "
+        "watchdog reset, or agents it killed (must be 0); elect: DC elections then; "
         "late: lease renewals that used over half of their margin",
         "  compute agent %: median CPU of a compute agent while idle, % of one core; machine %: "
         "of all cores, idle",

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from hastack.eventlog import read_events
 from hastack.executor.exclusive import ExclusiveGuard
 from hastack.fencing.watchdog import ProcessWatchdogClient
 from hastack.model.exclusivity import find_overlaps, intervals_from_events, parse_events
@@ -93,7 +94,9 @@ def test_process_watchdog_resets_after_the_deadline_unless_safe(tmp_path: Path) 
         client.safe()
         time.sleep(0.6)
         assert is_alive(victim)
-        # Armed and left alone: the node is reset at the deadline.
+        assert not read_events(tmp_path / "events.jsonl")
+        # Armed and left alone: the node is reset at the deadline, and it says so in the
+        # node's event log (the agent, reset, could not have written membership-lost).
         armed_at = time.monotonic()
         client.arm(armed_at + 0.3)
         wait_until(lambda: not is_alive(victim), 5, 0.01)
@@ -102,6 +105,8 @@ def test_process_watchdog_resets_after_the_deadline_unless_safe(tmp_path: Path) 
         wait_until(log.exists, 5, 0.01)
         dead = [json.loads(x) for x in log.read_text().splitlines()]
         assert dead[-1]["event"] == "dead"
+        resets = read_events(tmp_path / "events.jsonl")
+        assert [(e["event"], e["node"]) for e in resets] == [("watchdog-reset", "n1")]
         wait_until(lambda: not is_alive(dog), 5)
     finally:
         stop(victim)
@@ -156,6 +161,8 @@ def test_default_reset_kills_the_agents_group_and_its_services(tmp_path: Path) -
         wait_until(lambda: not is_alive(dog), 5)  # it fired once, and is done
         dead = [json.loads(x) for x in (tmp_path / "exclusive.jsonl").read_text().splitlines()]
         assert dead[-1]["event"] == "dead"
+        resets = read_events(tmp_path / "events.jsonl")
+        assert [(e["event"], e["node"]) for e in resets] == [("watchdog-reset", "n1")]
         assert "default reset done" in (tmp_path / "wd.log").read_text()
     finally:
         for record in (service, bystander, dog, *([agent] if agent else [])):

@@ -16,6 +16,7 @@ import yaml
 from conftest import ClusterFactory
 from hastack.agent import Agent
 from hastack.controller import Controller
+from hastack.eventlog import read_events
 from hastack.fencing.watchdog import ensure_process_watchdog
 from hastack.membership.selfcheck import EXIT_STALLED, SelfCheck, is_stalled, run_queue_wait
 from hastack.model.agent_config import parse_agent_config
@@ -347,6 +348,9 @@ def test_a_watchdog_that_stops_hearing_from_its_agent_kills_it(tmp_path: Path) -
         )
         assert speaking.wait(timeout=15) == 0
         assert (tmp_path / "watchdog.log").read_text().count("no word from the agent") == 1
+        # ... and in the node's event log, where the benchmarks count it.
+        killed = [e for e in read_events(tmp_path / "events.jsonl") if "watchdog" in e["event"]]
+        assert [(e["event"], e["node"]) for e in killed] == [("watchdog-killed-agent", "w1")]
     finally:
         client.safe()
         client.exit()

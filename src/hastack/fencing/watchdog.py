@@ -44,6 +44,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from hastack.eventlog import EventLog
 from hastack.membership.priority import LIVENESS_NICE, favour_this_thread
 from hastack.processes import ProcessRecord, is_alive, set_autogroup_nice, spawn, start_ticks
 from hastack.unixsock import socket_path_for
@@ -250,6 +251,15 @@ def reset_node(
 # ---- the watchdog process -------------------------------------------------------------------
 
 
+def _record(state_dir: Path, node: str, event: str, **fields: float) -> None:
+    """What the watchdog did, in the node's own event log (the agent's events.jsonl in the
+    same state directory), where an operator and the benchmarks see it: a reset leaves no
+    `membership-lost` behind when the agent dies before it can write one. One append; a
+    failure to write never holds the reset back."""
+    with contextlib.suppress(OSError):
+        EventLog(state_dir / "events.jsonl", node).record(event, **fields)
+
+
 def _sender(ancdata: list[tuple[int, int, bytes]]) -> ProcessRecord | None:
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
@@ -286,6 +296,7 @@ def run_process_watchdog(
                     "watchdog for %s: deadline passed with exclusive resources held; resetting",
                     node,
                 )
+                _record(state_dir, node, "watchdog-reset", late=round(now - deadline, 4))
                 reset_node(node, state_dir, reset, armed_by)
                 return 1
             if deadline is None and alive_until is not None and now - woke_late > _FROZEN:
@@ -298,6 +309,7 @@ def run_process_watchdog(
                     "killing it so that its supervisor starts it again",
                     node, alive_by.pid if alive_by else "?",
                 )  # fmt: skip
+                _record(state_dir, node, "watchdog-killed-agent", late=round(now - alive_until, 4))
                 if alive_by is not None and is_alive(alive_by):
                     with contextlib.suppress(OSError):
                         os.kill(alive_by.pid, signal.SIGKILL)
