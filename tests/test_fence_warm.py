@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from hastack.fencing import service
 from hastack.fencing.protocol import WarmAgents, run_agent
+from hastack.fencing.protocol import find_agent as protocol_find
+from hastack.model.config import parse_cluster_config
+from hastack.store import Keys
+from hastack.store.memory import MemoryBackend, MemoryStore
 
 # A fence agent that takes a while to start (an interpreter and its imports), then reads its
 # arguments; it records its pid at start, and acts (a line in `acted`) only when told a plug.
@@ -114,3 +119,42 @@ def test_a_waiting_process_runs_at_the_liveness_priority_its_session_too(agent: 
     assert nice == LIVENESS_NICE
     if session is not None:
         assert session == str(LIVENESS_NICE)
+
+
+def test_preparing_at_every_cycle_looks_for_the_programs_once_per_configuration(
+    agent: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DC prepares at every cycle (hundreds a second at an apply at 100 computes): the
+    fence programs are looked for again only when the configuration changes or after a
+    while, and one process waits, however many cycles ask."""
+    looked: list[str] = []
+
+    def find(name: str, dirs: tuple[str, ...] = ()) -> Path | None:
+        looked.append(name)
+        return protocol_find(name, dirs)
+
+    monkeypatch.setattr(service, "find_agent", find)
+    text = (
+        "properties: {stonith-enabled: true}\n"
+        "fencing: {devices: [{device: d, agent: fence_slow, params: {plug: x}}]}\n"
+    )
+    first = parse_cluster_config(text, "a.yaml")
+    second = parse_cluster_config(text, "b.yaml")
+
+    async def main() -> None:
+        fencing = service.FencingService(
+            MemoryStore(MemoryBackend()), Keys("c"), "n1", [str(agent.parent)]
+        )
+        for _ in range(200):
+            fencing.prepare(first)
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.1)
+        assert looked == ["fence_slow"]
+        fencing.prepare(second)  # a new configuration: looked for again
+        assert looked == ["fence_slow"] * 2
+        await asyncio.sleep(0.1)
+        assert fencing.warm.fresh(agent)
+        await fencing.warm.close()
+
+    asyncio.run(main())
+    assert len(_wait_for(agent.parent / "started", 1)) == 1

@@ -95,7 +95,8 @@ class WarmAgents:
         self._ready: dict[Path, tuple[asyncio.subprocess.Process, float]] = {}
         self._starting: set[Path] = set()
 
-    def _fresh(self, path: Path) -> bool:
+    def fresh(self, path: Path) -> bool:
+        """One process of `path` waits, young enough to be used."""
         entry = self._ready.get(path)
         if entry is None:
             return False
@@ -104,7 +105,7 @@ class WarmAgents:
 
     async def warm(self, path: Path) -> None:
         """Have one process of `path` waiting (started now if none is, or it is too old)."""
-        if self._fresh(path) or path in self._starting:
+        if self.fresh(path) or path in self._starting:
             return
         old = self._ready.pop(path, None)
         if old is not None:
@@ -117,7 +118,7 @@ class WarmAgents:
 
     def take(self, path: Path) -> asyncio.subprocess.Process | None:
         """The waiting process of `path` (no longer waiting), or None."""
-        if not self._fresh(path):
+        if not self.fresh(path):
             return None
         return self._ready.pop(path)[0]
 

@@ -26,6 +26,8 @@ log = logging.getLogger("hastack.fencing")
 
 # After a failed attempt, wait this long before trying the same node again.
 _RETRY_AFTER = 2.0
+# How long the fence programs found for a configuration are trusted (FencingService._programs).
+_FIND_AGAIN = 10.0
 # How long a DC keeps asking the store's quorum whether it still leads before it fences
 # (through an etcd election: about one election timeout); then it gives up this attempt.
 _CONFIRM_WITHIN = 3.0
@@ -123,6 +125,11 @@ class FencingService:
         self._failed_at: dict[str, float] = {}
         self.warm = WarmAgents()
         self._warming: asyncio.Task[None] | None = None
+        # The fence programs of the configuration last prepared for, where they were found
+        # and when: the DC prepares at every cycle, hundreds a second while a hundred nodes
+        # report, and the search (a few stat calls, PATH walked) was 5 % of its loop's time
+        # at an apply at 100 computes (docs/control-plane.md, section 7).
+        self._found: tuple[object, float, tuple[Path, ...]] | None = None
         self.confirm: ConfirmFencing | None = None
 
     def prepare(self, config: ClusterConfig) -> None:
@@ -130,15 +137,27 @@ class FencingService:
         (`WarmAgents`): called by every node that is or may become DC, each cycle."""
         if self._warming is not None and not self._warming.done():
             return
-        paths = []
+        paths = self._programs(config)
+        if any(not self.warm.fresh(p) for p in paths):
+            self._warming = asyncio.create_task(self._warm(paths), name="warm fence agents")
+
+    def _programs(self, config: ClusterConfig) -> tuple[Path, ...]:
+        """The fence programs of `config`'s devices (those installed), looked for again when
+        the configuration changes and every _FIND_AGAIN seconds (a program installed since)."""
+        now = time.monotonic()
+        if self._found is not None:
+            fencing, at, paths = self._found
+            if fencing is config.fencing and now - at < _FIND_AGAIN:
+                return paths
+        found: list[Path] = []
         for device in config.fencing.devices:
             if device.is_evacuate_step:
                 continue
             path = find_agent(device.agent, self._dirs)
-            if path is not None and path not in paths:
-                paths.append(path)
-        if paths:
-            self._warming = asyncio.create_task(self._warm(paths), name="warm fence agents")
+            if path is not None and path not in found:
+                found.append(path)
+        self._found = (config.fencing, now, tuple(found))
+        return self._found[2]
 
     async def _warm(self, paths: Sequence[Path]) -> None:
         for path in paths:
