@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ import pytest
 from hastack.executor.agents import NATIVE
 from hastack.executor.agents.base import OcfRc
 from hastack.model.operations import OpRequest
+from hastack.processes import start_ticks
 from hastack.proxy.config import ProxyConfig
 from hastack.proxy.haproxy import command, render
 from hastack.proxy.sources import PushSource
@@ -258,3 +263,44 @@ async def test_the_haproxy_resource_runs_the_same_model_on_haproxy(tmp_path: Pat
             assert (await agent.execute(request("stop"))).rc == OcfRc.SUCCESS
         output = next(tmp_path.glob("services/*/output.log")).read_text()
         assert "haproxy running" in output
+
+
+ORPHAN = """
+import asyncio, os, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from test_proxy_haproxy import haproxy_config
+from test_proxy_support import free_port
+from hastack.proxy.haproxy import HaproxyPlane
+
+async def main() -> None:
+    folder = Path(sys.argv[2])
+    config = haproxy_config(free_port(), [{"name": "a", "address": "127.0.0.1:9"}], folder)
+    plane = HaproxyPlane(config, folder)
+    await plane.start()
+    print(plane.process.pid, flush=True)
+    os._exit(0)  # gone without stopping it: a crash
+
+asyncio.run(main())
+"""
+
+
+def test_haproxy_ends_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """The process that started HAProxy dies without a word: HAProxy's master gets SIGTERM
+    and ends (PR_SET_PDEATHSIG, set by setpriv before the exec), as the built-in workers
+    end when their supervisor goes."""
+    out = subprocess.run(
+        [sys.executable, "-c", ORPHAN, str(Path(__file__).parent), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    master = int(out.stdout.split()[-1])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and start_ticks(master) is not None:
+        time.sleep(0.05)
+    alive = start_ticks(master) is not None
+    if alive:
+        os.kill(master, signal.SIGKILL)
+    assert not alive, "haproxy outlived the process that started it"

@@ -35,6 +35,7 @@ MANIFEST = ROOT / "scripts" / "debian-packages"
 # bash, ...), so nothing needs to install them.
 BASE = {
     "sh", "bash", "sleep", "du", "kill", "true", "false", "cat", "env", "nice", "apt-get", "dpkg",
+    "setpriv",  # util-linux, Essential
 }  # fmt: skip
 # Named but never run: absent on purpose (the tests check that a missing agent is refused),
 # or only recognised in an imported Pacemaker CIB.
@@ -43,6 +44,7 @@ NOT_RUN = {
     "ocf:hastack-test:no-such-agent",
     "ocf:pacemaker:remote",
     "ocf:test:scripted",  # tests/test_lrm.py drives it through a scripted in-memory driver
+    "ocf:test:counted",  # tests/test_ocf_metadata.py writes it into its temporary directory
 }
 SUBPROCESS_CALLS = {"run", "Popen", "check_output", "check_call", "call", "create_subprocess_exec"}
 PROGRAM_CALLS = {"which", "spawn", "ensure_programs"}

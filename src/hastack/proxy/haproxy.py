@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import ctypes
 import io
 import logging
 import os
@@ -321,11 +320,12 @@ def parse_stat(text: str) -> dict[str, Any]:
     return {"frontends": frontends, "backends": backends}
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: HAProxy's master gets SIGTERM if this process dies, as the
-    built-in workers stop when their supervisor's socket closes (Linux PR_SET_PDEATHSIG)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+# HAProxy's master gets SIGTERM if the process that started it dies, as the built-in workers
+# stop when their supervisor's socket closes (Linux PR_SET_PDEATHSIG, kept across exec). Set
+# by util-linux's `setpriv` (in every Debian), not by a `preexec_fn`: Python code between fork
+# and exec in a process with threads (every agent: gRPC's) may deadlock or crash — one start
+# in the full test run died so, with gRPC's poller complaining in the child before the exec.
+_DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "TERM", "--")
 
 
 class HaproxyPlane:
@@ -429,6 +429,7 @@ class HaproxyPlane:
         log_path = self.folder / "haproxy.log"
         with log_path.open("ab") as out:
             self.process = await asyncio.create_subprocess_exec(
+                *_DIE_WITH_PARENT,
                 self.binary,
                 "-W",
                 "-db",
@@ -437,7 +438,6 @@ class HaproxyPlane:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,
-                preexec_fn=_die_with_parent,
             )
         try:
             await self._wait_worker(None)
