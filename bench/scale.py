@@ -23,8 +23,9 @@ For every phase it prints: etcd requests (gRPC messages the members received: un
 requests, lease keep-alives, watch requests) and client bytes (in + out), read from etcd's
 own Prometheus counters before and after (`http://MEMBER:2379/metrics`, scraped from the
 client host by `bench/etcd_probe.py`, whose own reads are subtracted), watch messages sent,
-store writes (revisions), per second or per change; memberships lost and DC elections (from
-the agents' events.jsonl; memberships lost must be 0); CPU of the DC's agent, of the other
+store writes (revisions), per second or per change; memberships lost, watchdog resets and
+DC elections (from the nodes' events.jsonl, where the process watchdog records its resets:
+a reset agent records nothing; lost and resets must be 0); CPU of the DC's agent, of the other
 controllers', of the compute agents (median and max), of etcd and of the whole machine
 (/proc/PID/stat, /proc/stat, /proc/loadavg), and the agents' memory (RSS, PSS). At the end
 one table over every size, then Pacemaker's documented limits and throttling defaults.
