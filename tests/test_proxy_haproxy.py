@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ import pytest
 from hastack.executor.agents import NATIVE
 from hastack.executor.agents.base import OcfRc
 from hastack.model.operations import OpRequest
-from hastack.processes import start_ticks
+from hastack.processes import ProcessRecord, send, start_ticks, wait_gone
 from hastack.proxy.config import ProxyConfig
 from hastack.proxy.haproxy import command, render
 from hastack.proxy.sources import PushSource
@@ -296,11 +294,9 @@ def test_haproxy_ends_with_the_process_that_started_it(tmp_path: Path) -> None:
         timeout=60,
         check=True,
     )
-    master = int(out.stdout.split()[-1])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and start_ticks(master) is not None:
-        time.sleep(0.05)
-    alive = start_ticks(master) is not None
-    if alive:
-        os.kill(master, signal.SIGKILL)
-    assert not alive, "haproxy outlived the process that started it"
+    pid = int(out.stdout.split()[-1])
+    master = ProcessRecord(pid, start_ticks(pid) or 0)
+    gone = wait_gone(master, 10)
+    if not gone:
+        send(master, signal.SIGKILL)
+    assert gone, "haproxy outlived the process that started it"
