@@ -72,6 +72,8 @@ from hastack.lab.net.topology import CLIENT
 PROBE = Path(__file__).resolve().parent / "etcd_probe.py"
 CLEAR_TIMEOUT = 180.0
 CHANGE_TIMEOUT = 60.0
+# What a node's process watchdog records when it resets the node or kills its agent.
+WATCHDOG_EVENTS = ("watchdog-reset", "watchdog-killed-agent")
 
 PACEMAKER = """\
 Pacemaker's documented limits and defaults, for comparison (not measured here):
@@ -250,8 +252,7 @@ class Meter:
                 "node-silent",
                 "node-suspected",
                 "fence-recorded",
-                "watchdog-reset",
-                "watchdog-killed-agent",
+                *WATCHDOG_EVENTS,
             ],
         )
         inside = [e for e in events if a.wall <= float(e.get("t", 0.0)) <= b.wall]
@@ -280,9 +281,7 @@ class Meter:
             silent=sum(1 for e in inside if e.get("event") == "node-silent"),
             suspected=sum(1 for e in inside if e.get("event") == "node-suspected"),
             fenced=sum(1 for e in inside if e.get("event") == "fence-recorded"),
-            resets=sum(
-                1 for e in inside if e.get("event") in ("watchdog-reset", "watchdog-killed-agent")
-            ),
+            resets=sum(1 for e in inside if e.get("event") in WATCHDOG_EVENTS),
             worst_gap=max(
                 (float(e["gap"]) for e in inside if e.get("event") == "lease-renewal-late"),
                 default=0.0,
@@ -330,6 +329,11 @@ def config_text(
 
 def empty(fencing: str | None, detection: str = "") -> str:
     return "\n".join([*head(fencing, detection), "resources: []"]) + "\n"
+
+
+def fencing_of(lab: Lab, args: argparse.Namespace) -> str | None:
+    """The power registry the configuration fences through (`--fencing`), or None."""
+    return str(lab.power_registry) if args.fencing else None
 
 
 def detection(args: argparse.Namespace) -> str:
@@ -486,8 +490,7 @@ def run_size(computes: int, resources: list[int], args: argparse.Namespace) -> l
             print(f"  lab up in {up:.1f} s ({lost_at_start} membership(s) lost while starting)")
             if args.fencing or detection(args):
                 # The idle window too runs with fencing and the heartbeat timings asked for.
-                fencing = str(lab.power_registry) if args.fencing else None
-                apply(lab, empty(fencing, detection(args)), work)
+                apply(lab, empty(fencing_of(lab, args), detection(args)), work)
             time.sleep(args.settle)
             a = meter.mark()
             time.sleep(args.idle)
@@ -539,7 +542,7 @@ def run_resources(
         f"  -- {r} resources + a clone on {3 + computes} nodes ({instances} instances)", flush=True
     )
     a = meter.mark()
-    fencing = str(lab.power_registry) if args.fencing else None
+    fencing = fencing_of(lab, args)
     text = config_text(r, args.monitor, fencing=fencing, detection=detection(args))
     took = apply(lab, text, work)
     done = probe.ask(
