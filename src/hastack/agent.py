@@ -216,10 +216,14 @@ class Agent:
         )
         addresses = [str(a) for a in config.addresses]
         self.heartbeat = (
-            Heartbeat(config.node, addresses, config.heartbeat_port)
+            Heartbeat(config.node, addresses, config.heartbeat_port, own_process=True)
             if addresses and config.heartbeat_port
             else None
         )
+        if self.heartbeat is not None:
+            # Its beats go on while the agent is busy, and stop one alive window after the
+            # agent last vouched for itself (hastack.membership.beater).
+            self.heartbeat.alive_window = self._alive_window
         self._fencing: FencingService | None = None
         if config.kind is NodeKind.FULL:
             # A node that may become DC loads what the DC runs now, not while it takes over

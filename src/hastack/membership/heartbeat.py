@@ -9,6 +9,9 @@ suspicion only ever leads to fencing, and recovery still waits for the fence to 
 Sending and receiving run in a thread of their own (docs/control-plane.md): a main event
 loop busy with a burst of resource operations must not make its node look dead, nor make it
 think its peers are. The main loop sets the peers and the lease, and asks who is silent.
+The agent's beats themselves go out from a process of their own (`own_process`,
+hastack.membership.beater), which this thread vouches for at each beat: a thread needs the
+interpreter, and a busy agent's main thread can hold it while it waits for a CPU.
 
 **Probes before suspicion.** Three beats are little evidence: a link that suddenly loses
 30 % of its datagrams loses three in a row every few seconds, before any hole is in the
@@ -34,10 +37,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from hastack.membership.priority import favour_this_thread
 
+if TYPE_CHECKING:
+    from hastack.membership.beater import BeaterProcess
+
 __all__ = [
+    "BEATER_AGAIN",
     "GAP_HISTORY",
     "HOLE",
     "LOSS_FACTOR",
@@ -59,6 +67,8 @@ HOLE = 1.5
 # Probes sent to a peer over its probe window (the last part of its silence before it would
 # be suspected): at most one every window / PROBES.
 PROBES = 20
+# A heartbeat sender process that could not start or died is tried again this much later.
+BEATER_AGAIN = 10.0
 
 
 def receive_batch(interval: float) -> float:
@@ -124,8 +134,16 @@ class Heartbeat:
         *,
         interval: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
+        own_process: bool = False,
     ) -> None:
         self.node = node
+        # Beats sent by a process of their own (hastack.membership.beater), vouched for by
+        # this thread until `alive_window` ahead at each beat; the thread sends them itself
+        # only while that process cannot.
+        self.own_process = own_process
+        self.alive_window = 5.0
+        self._beater: BeaterProcess | None = None
+        self._beater_again = -math.inf  # when to try starting it again
         # One socket per address (one per link, docs/connectivity.md): a beat goes to every
         # address of a peer, from this node's address of the same index, and either counts.
         self.addresses = (address,) if isinstance(address, str) else tuple(address)
@@ -200,6 +218,8 @@ class Heartbeat:
             self._socks.append(sock)
         self._sock = self._socks[0]
         self.started = self._clock()
+        if self.own_process:
+            self._start_beater()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
         self._thread.start()
 
@@ -208,6 +228,9 @@ class Heartbeat:
         if self._thread is not None:
             self._thread.join(timeout=2 * self.interval + 1.0)
             self._thread = None
+        if self._beater is not None:
+            self._beater.close()
+            self._beater = None
         for sock in self._socks:
             sock.close()
         self._socks = []
@@ -221,7 +244,7 @@ class Heartbeat:
         while not self._stop.is_set():
             now = self._clock()
             if now >= next_send:
-                self.send(self._peers)
+                self._beat()
                 next_send = now + self.interval
                 self._probe_due = now  # looked at again with every beat sent
             wake = next_send
@@ -237,6 +260,46 @@ class Heartbeat:
                     self._stop.wait(
                         max(0.0, min(receive_batch(self.interval), wake - self._clock()))
                     )
+
+    @property
+    def beater_pid(self) -> int | None:
+        """The process sending this node's beats, None while this thread sends them."""
+        return self._beater.pid if self._beater is not None else None
+
+    def _start_beater(self) -> None:
+        from hastack.membership.beater import BeaterProcess  # noqa: PLC0415 (it imports us)
+
+        try:
+            self._beater = BeaterProcess.start(self.node, self.addresses)
+        except OSError as exc:
+            log.warning("heartbeats sent by the agent itself (no sender process: %s)", exc)
+            self._beater_again = time.monotonic() + BEATER_AGAIN
+
+    def _beat(self) -> None:
+        """One beat: the sender process vouched for until an alive window ahead, or, while
+        there is none, the beat sent from here."""
+        beater = self._beater
+        if beater is not None:
+            if beater.feed(
+                until=time.monotonic() + self.alive_window,
+                lease=self.lease,
+                member=self.member,
+                interval=self.interval,
+                peers=self._peers,
+            ):
+                return
+            log.warning("heartbeat sender (pid %d) %s; the agent sends them", beater.pid,
+                        beater.gone)  # fmt: skip
+            beater.close()
+            self._beater = None
+            self._beater_again = time.monotonic() + BEATER_AGAIN
+        elif self.own_process and time.monotonic() >= self._beater_again:
+            self._start_beater()
+            if self._beater is not None:
+                log.info("heartbeat sender started again (pid %d)", self._beater.pid)
+                self._beat()
+                return
+        self.send(self._peers)
 
     def probe_step(self, now: float) -> float | None:
         """Probe the watched members that are due, and return when the next probe is due

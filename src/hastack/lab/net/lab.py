@@ -154,7 +154,8 @@ COMPUTE_NICE = 5
 # against each other again (their liveness threads before their probes).
 COMPUTE_CPU_SHARES = 1024
 # Memory a host's processes take, rounded up from bench/lab_up.py (PSS, idle, 100 computes:
-# supervisor + agent + watchdog ≈ 44 MiB; a controller adds etcd, ≈ 66 MiB, and is the DC).
+# supervisor + agent + watchdog ≈ 44 MiB, the heartbeat sender ~10 more, measured alone;
+# a controller adds etcd, ≈ 66 MiB, and is the DC).
 MIB_PER_COMPUTE = 60
 MIB_PER_CONTROLLER = 150
 

@@ -1,0 +1,213 @@
+"""The heartbeat sender process (hastack.membership.beater): an agent whose interpreter is held
+keeps beating; a dead agent's sender stops at once, a stuck one's one alive window later."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from hastack.membership import heartbeat as heartbeat_module
+from hastack.membership.beater import BeaterProcess, BeatState
+from hastack.membership.heartbeat import Heartbeat
+from hastack.processes import ProcessRecord, is_alive, start_ticks
+
+SO_TIMESTAMPNS = 35  # Linux's generic value (socket.SO_TIMESTAMPNS only from Python 3.14)
+TIMESPEC = struct.Struct("@ll")
+
+
+# ---- what the sender makes of the agent's lines (no I/O) ------------------------------------
+
+
+def test_a_line_updates_only_the_fields_it_carries() -> None:
+    state = BeatState("n1")
+    peers = {"n2": [["10.0.0.2", "10.1.0.2"], 5405]}
+    assert state.apply(
+        json.dumps({"until": 12.5, "lease": 7, "interval": 0.1, "peers": peers}).encode()
+    )
+    assert (state.until, state.lease, state.member, state.interval) == (12.5, 7, True, 0.1)
+    assert state.peers == {"n2": (("10.0.0.2", "10.1.0.2"), 5405)}
+    assert state.apply(b'{"until": 13.0, "member": false}')
+    assert (state.until, state.lease, state.member, state.interval) == (13.0, 7, False, 0.1)
+    assert state.peers == {"n2": (("10.0.0.2", "10.1.0.2"), 5405)}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"until": "soon"}',
+        b'{"interval": 0}',
+        b'{"interval": -1}',
+        b'{"peers": {"n2": 5}}',
+        b'{"peers": {"n2": [["10.0.0.2"], "x"]}}',
+        b'{"lease": "seven"}',
+    ],
+)
+def test_a_line_not_understood_changes_nothing(line: bytes) -> None:
+    state = BeatState("n1")
+    assert state.apply(b'{"until": 5, "lease": 3, "peers": {"n2": [["10.0.0.2"], 1]}}')
+    assert not state.apply(line)
+    assert (state.until, state.lease, state.member, state.interval) == (5.0, 3, True, 0.2)
+    assert state.peers == {"n2": (("10.0.0.2",), 1)}
+
+
+def test_a_beat_is_due_only_with_a_lease_and_before_the_vouched_moment() -> None:
+    state = BeatState("n1")
+    assert not state.beat_due(0.0)  # never a member: nothing is sent
+    state.apply(b'{"lease": 4}')
+    assert not state.beat_due(0.0)  # nobody vouched yet
+    state.apply(b'{"until": 10}')
+    assert state.beat_due(9.99)
+    assert not state.beat_due(10.0)
+    state.apply(b'{"member": false}')
+    assert state.beat_due(9.0)  # a lost membership is said by beating, not by silence
+
+
+# ---- the process ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def receiver() -> Iterator[socket.socket]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    yield sock
+    sock.close()
+
+
+def arrivals(sock: socket.socket) -> list[tuple[float, dict[str, object]]]:
+    """Every datagram waiting: (the kernel's arrival stamp in seconds, its message)."""
+    out = []
+    while True:
+        try:
+            data, ancillary, _, _ = sock.recvmsg(512, socket.CMSG_SPACE(TIMESPEC.size))
+        except BlockingIOError:
+            return out
+        stamp = 0.0
+        for level, kind, raw in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                seconds, nanoseconds = TIMESPEC.unpack(raw[: TIMESPEC.size])
+                stamp = seconds + nanoseconds / 1e9
+        out.append((stamp, json.loads(data)))
+
+
+def longest_gap(stamps: list[float], start: float, end: float) -> float:
+    """The longest stretch of [start, end] with no datagram."""
+    points = [start, *sorted(s for s in stamps if start < s < end), end]
+    return max(b - a for a, b in itertools.pairwise(points))
+
+
+def test_the_sender_beats_as_fed_and_stops_at_the_vouched_moment(receiver: socket.socket) -> None:
+    port = receiver.getsockname()[1]
+    beater = BeaterProcess.start("n1", ["127.0.0.1"])
+    try:
+        peers = {"n2": (("127.0.0.1",), port), "n1": (("127.0.0.1",), port)}
+        assert beater.feed(until=time.monotonic() + 0.6, lease=9, member=False, interval=0.05,
+                           peers=peers)  # fmt: skip
+        time.sleep(1.2)
+        got = arrivals(receiver)
+        wall_now = time.time()
+        assert len(got) >= 4, got
+        assert {json.dumps(m, sort_keys=True) for _, m in got} == {
+            json.dumps({"node": "n1", "lease": 9, "kind": "beat", "member": False}, sort_keys=True)
+        }  # to n2 only: never to itself
+        # Nothing in the last half second: it stopped when the agent stopped vouching.
+        assert max(s for s, _ in got) < wall_now - 0.45
+        assert is_alive(ProcessRecord(beater.pid, start_ticks(beater.pid) or 0))
+    finally:
+        beater.close()
+
+
+def test_a_dead_agents_sender_exits_at_once(receiver: socket.socket) -> None:
+    port = receiver.getsockname()[1]
+    beater = BeaterProcess.start("n1", ["127.0.0.1"])
+    record = ProcessRecord(beater.pid, start_ticks(beater.pid) or 0)
+    beater.feed(until=time.monotonic() + 60, lease=1, member=True, interval=0.05,
+                peers={"n2": (("127.0.0.1",), port)})  # fmt: skip
+    time.sleep(0.5)
+    assert arrivals(receiver)
+    assert beater._proc.stdin is not None
+    beater._proc.stdin.close()  # as the kernel does when the agent dies
+    ended = time.monotonic()
+    while is_alive(record) and time.monotonic() - ended < 2:
+        beater._proc.poll()
+        time.sleep(0.01)
+    assert not is_alive(record)
+    quiet_from = time.time()
+    time.sleep(0.3)
+    assert not [s for s, _ in arrivals(receiver) if s > quiet_from]
+    beater.close()
+
+
+def hold_the_interpreter(seconds: float) -> None:
+    """Keep the interpreter from every other thread of this process for `seconds`: what an
+    agent's main thread does when it is taken off the CPU in a long call."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(seconds + 5)
+    try:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+    finally:
+        sys.setswitchinterval(before)
+
+
+@pytest.mark.parametrize("own_process", [True, False])
+def test_an_agent_holding_its_interpreter_keeps_beating_only_with_the_sender(
+    receiver: socket.socket, own_process: bool
+) -> None:
+    """The negative control (own_process False, the thread beats alone) goes silent for the
+    whole hold: the false suspicion of docs/control-plane.md, section 8, run 18."""
+    hb = Heartbeat("n1", "127.0.0.1", 0, interval=0.05, own_process=own_process)
+    hb.lease = 3
+    hb.set_peers({"n2": (("127.0.0.1",), receiver.getsockname()[1])})
+    hb.start()
+    try:
+        assert (hb.beater_pid is not None) is own_process
+        time.sleep(0.5)  # the sender is running and fed
+        arrivals(receiver)
+        start = time.time()
+        hold_the_interpreter(1.5)
+        end = time.time()
+        time.sleep(0.2)
+        gap = longest_gap([s for s, _ in arrivals(receiver)], start, end)
+        if own_process:
+            assert gap < 0.6, f"silent {gap:.2f}s while the interpreter was held"
+        else:
+            assert gap > 1.2
+    finally:
+        hb.close()
+
+
+def test_the_thread_beats_itself_while_the_sender_is_gone_and_starts_it_again(
+    receiver: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(heartbeat_module, "BEATER_AGAIN", 0.5)
+    hb = Heartbeat("n1", "127.0.0.1", 0, interval=0.05, own_process=True)
+    hb.lease = 3
+    hb.set_peers({"n2": (("127.0.0.1",), receiver.getsockname()[1])})
+    hb.start()
+    try:
+        first = hb.beater_pid
+        assert first is not None
+        time.sleep(0.3)
+        arrivals(receiver)
+        start = time.time()
+        os.kill(first, signal.SIGKILL)
+        time.sleep(1.5)
+        gap = longest_gap([s for s, _ in arrivals(receiver)], start, time.time())
+        assert gap < 0.5, f"silent {gap:.2f}s after the sender died"
+        assert hb.beater_pid not in (None, first)  # started again
+    finally:
+        hb.close()
