@@ -9,16 +9,19 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+import hastack
 from hastack.membership import heartbeat as heartbeat_module
-from hastack.membership.beater import BeaterProcess, BeatState
+from hastack.membership.beater import BeaterProcess, BeatState, is_stopped
 from hastack.membership.heartbeat import Heartbeat
-from hastack.processes import ProcessRecord, is_alive, start_ticks
+from hastack.processes import ProcessRecord, is_alive, start_ticks, wait_gone
 
 SO_TIMESTAMPNS = 35  # Linux's generic value (socket.SO_TIMESTAMPNS only from Python 3.14)
 TIMESPEC = struct.Struct("@ll")
@@ -211,3 +214,52 @@ def test_the_thread_beats_itself_while_the_sender_is_gone_and_starts_it_again(
         assert hb.beater_pid not in (None, first)  # started again
     finally:
         hb.close()
+
+
+AGENT = """
+import sys, time
+from hastack.membership.beater import BeaterProcess
+beater = BeaterProcess.start("n1", ["127.0.0.1"])
+print(beater.pid, flush=True)
+peers = {"n2": (("127.0.0.1",), int(sys.argv[1]))}
+while True:
+    beater.feed(until=time.monotonic() + 30, lease=1, member=True, interval=0.05, peers=peers)
+    time.sleep(0.05)
+"""
+
+
+def test_a_stopped_agent_does_not_beat_and_a_killed_one_ends_its_sender(
+    receiver: socket.socket,
+) -> None:
+    """The sender runs in a session of its own (a signal to the agent's group does not reach
+    it), so it looks at its agent before each beat: stopped (SIGSTOP), no beat; killed, the
+    pipe ends and so does the sender."""
+    agent = subprocess.Popen(
+        [sys.executable, "-c", AGENT, str(receiver.getsockname()[1])],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(hastack.__file__).parent.parent)},
+    )
+    try:
+        assert agent.stdout is not None
+        beater = int(agent.stdout.readline())
+        record = ProcessRecord(beater, start_ticks(beater) or 0)
+        assert os.getsid(beater) != os.getsid(agent.pid)
+        time.sleep(0.5)
+        assert arrivals(receiver)
+        os.kill(agent.pid, signal.SIGSTOP)
+        time.sleep(0.2)
+        stopped_at = time.time()
+        time.sleep(0.5)
+        assert not [s for s, _ in arrivals(receiver) if s > stopped_at]
+        assert is_stopped(agent.pid)
+        os.kill(agent.pid, signal.SIGCONT)
+        time.sleep(0.3)
+        assert not is_stopped(agent.pid)
+        assert arrivals(receiver)  # beating again
+        os.kill(agent.pid, signal.SIGKILL)
+        agent.wait()
+        assert wait_gone(record, 2.0)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()

@@ -6,18 +6,24 @@ ready at nice −10, waits with it: at 100 computes a controller's beats stopped
 a live DC was deposed after 1.16 s of silence (docs/control-plane.md, section 4, "Where the
 interpreter still binds them"). This process shares nothing with the agent but a pipe: it
 beats to the peers the agent names, under the lease and membership the agent names, every
-interval — **until the moment the agent last gave it** ("alive until T", renewed by the
-heartbeat thread at each beat). So:
+interval — **until the moment the agent last gave it** ("alive until T", its alive window
+ahead, renewed by the heartbeat thread at a beat once a quarter of the window has passed, and
+at once when anything else changes). So:
 
 * an agent that is merely busy keeps beating: its thread renews T once it gets the
   interpreter back, long before T passes (T is its alive window ahead, seconds);
-* an agent whose interpreter is stuck for good stops beating one alive window later, when its
-  self-check and process watchdog would have ended it anyway;
+* an agent whose interpreter is stuck for good stops beating at most one alive window later
+  (three quarters at least), when its self-check and process watchdog would have ended it
+  anyway;
 * an agent that dies closes the pipe, and this process exits at once (end of file), without
   another beat;
-* it runs in the agent's process group and session: a signal to the agent's group (the lab's
-  pause, the watchdog's kill) reaches it too, and it takes no CPU share of its own beyond the
-  agent's session.
+* an agent the kernel has stopped (SIGSTOP: a debugger, the lab's pause) does not beat: the
+  sender looks at the agent's state before each beat;
+* it runs in a session of its own at the liveness priority (nice −10, and its session's too,
+  as the process watchdog does): the kernel shares the CPU between sessions first, and at
+  100 computes a DC's session, busy with an apply, was starved as a whole — its beats, sent
+  from its own session, stopped for 1.17 s and the DC was deposed (docs/control-plane.md,
+  section 8).
 
 Only beats are sent here. Probes and their answers, and everything heard, stay with the
 agent's heartbeat thread (hastack.membership.heartbeat): the receiving side is dated by the
@@ -47,7 +53,8 @@ import time
 from collections.abc import Mapping, Sequence
 
 from hastack.membership.heartbeat import encode_message
-from hastack.membership.priority import favour_this_thread
+from hastack.membership.priority import LIVENESS_NICE, favour_this_thread
+from hastack.processes import set_autogroup_nice
 
 __all__ = ["PENDING_AT_MOST", "BeatState", "BeaterProcess", "main"]
 
@@ -56,6 +63,12 @@ log = logging.getLogger("hastack.beater")
 # What the agent may have written and the sender not yet read before it is given up as stuck
 # (a line is ~100 bytes plus the peers when they change: this is thousands of beats).
 PENDING_AT_MOST = 64 * 1024
+
+# The agent vouches again once a quarter of its window has passed since it last did (or at
+# once when anything else changed): a stuck agent's beats stop between three quarters of its
+# alive window and the whole of it, and the sender is woken by its own timer, not by a line
+# at every beat.
+VOUCH_EVERY = 0.25
 
 Peers = Mapping[str, tuple[tuple[str, ...], int]]
 
@@ -71,6 +84,7 @@ class BeatState:
         self.interval = 0.2
         self.peers: dict[str, tuple[tuple[str, ...], int]] = {}
         self._said_bad = False
+        self._encoded: tuple[tuple[int, bool], bytes] | None = None
 
     def apply(self, line: bytes) -> bool:
         """Take one line from the agent; False (and said once) when it is not understood."""
@@ -99,6 +113,13 @@ class BeatState:
         self.peers = peers
         return True
 
+    def message(self) -> bytes:
+        """The beat's datagram, encoded once per lease and membership."""
+        key = (self.lease, self.member)
+        if self._encoded is None or self._encoded[0] != key:
+            self._encoded = (key, encode_message(self.node, self.lease, "beat", member=self.member))
+        return self._encoded[1]
+
     def beat_due(self, now: float) -> bool:
         """Whether a beat goes out now: a member (or one that lost its membership and says
         so: it beats until it joins again) that the agent vouched for until later than now."""
@@ -106,7 +127,7 @@ class BeatState:
 
 
 def _send_beat(state: BeatState, socks: Sequence[socket.socket]) -> None:
-    data = encode_message(state.node, state.lease, "beat", member=state.member)
+    data = state.message()
     for node, (addresses, port) in state.peers.items():
         if node == state.node or not port:
             continue
@@ -133,8 +154,21 @@ def _bind(addresses: Sequence[str]) -> list[socket.socket]:
     return socks
 
 
-def serve(node: str, addresses: Sequence[str], source: int) -> int:
-    """Beat as the lines read from `source` say, until it ends; the exit code."""
+def is_stopped(pid: int) -> bool:
+    """Is the process `pid` stopped by a signal or a tracer (state T or t)? False when it
+    cannot be read (gone: the pipe's end of file says so)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(b")") + 1 :].split()
+    return bool(fields) and fields[0] in (b"T", b"t")
+
+
+def serve(node: str, addresses: Sequence[str], source: int, agent: int) -> int:
+    """Beat as the lines read from `source` say, while the process `agent` is not stopped,
+    until `source` ends; the exit code."""
     state = BeatState(node)
     socks = _bind(addresses)
     os.set_blocking(source, False)
@@ -144,7 +178,8 @@ def serve(node: str, addresses: Sequence[str], source: int) -> int:
         while True:
             now = time.monotonic()
             if state.beat_due(now) and now >= next_beat:
-                _send_beat(state, socks)
+                if not is_stopped(agent):
+                    _send_beat(state, socks)
                 # Never a burst to catch up: the next beat one interval after this one.
                 next_beat = now + state.interval
             wait: float | None = None
@@ -181,12 +216,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("addresses", nargs="+", help="this node's address on each link")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s beater %(message)s")
-    # Ctrl-C in a terminal reaches the agent's whole group: the agent stops in its own time,
-    # and this process with it (end of file), not first with a traceback.
+    # The agent stops in its own time, and this process with it (end of file), not first
+    # with a traceback should an interrupt reach it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    favour_this_thread()
+    favour_this_thread(LIVENESS_NICE)
+    set_autogroup_nice(os.getpid(), LIVENESS_NICE)
     try:
-        return serve(args.node, args.addresses, sys.stdin.fileno())
+        return serve(args.node, args.addresses, sys.stdin.fileno(), os.getppid())
     except OSError as exc:
         log.error("cannot send heartbeats from %s: %s", ", ".join(args.addresses), exc)
         return 1
@@ -203,15 +239,17 @@ class BeaterProcess:
         self._pending = b""
         self._sent: tuple[int, bool, float, dict[str, tuple[tuple[str, ...], int]]] | None = None
         self.gone: str | None = None  # why it no longer sends, once it does not
+        self._until = -math.inf  # the moment last vouched for
 
     @classmethod
     def start(cls, node: str, addresses: Sequence[str]) -> BeaterProcess:
-        """Start the sender for `node`, beating from `addresses` (one per link). Same process
-        group and session as the caller (see the module's docstring); OSError if it cannot."""
+        """Start the sender for `node`, beating from `addresses` (one per link), in a session
+        of its own (see the module's docstring); OSError if it cannot."""
         proc = subprocess.Popen(
             [sys.executable, "-m", "hastack.membership.beater", node, *addresses],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
+            start_new_session=True,
         )
         return cls(proc)
 
@@ -231,8 +269,11 @@ class BeaterProcess:
         if code is not None:
             self.gone = f"exited with code {code}"
             return False
-        message: dict[str, object] = {"until": round(until, 6)}
         current = (lease, member, interval, dict(peers))
+        if current == self._sent and until - self._until < VOUCH_EVERY * (until - time.monotonic()):
+            return True  # vouched for long enough ahead already: one line fewer to read
+        self._until = until
+        message: dict[str, object] = {"until": round(until, 6)}
         if self._sent is None or current != self._sent:
             message.update(lease=lease, member=member, interval=interval)
             if self._sent is None or current[3] != self._sent[3]:
