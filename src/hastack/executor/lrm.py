@@ -260,6 +260,9 @@ class LocalResourceManager:
         self._wake = asyncio.Event()
         self._dirty = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        # The probes of the primitives not probed yet, run beside the executor's passes
+        # (`_probe_new`); None when none are under way.
+        self._probes: asyncio.Task[None] | None = None
         # The report says what runs here only once the agent has said which configuration
         # the cluster holds (`_configured`; None too: a cluster without one) and the node has
         # probed it (`_ready`). Until then it is published as `probing`, with the probes
@@ -399,11 +402,12 @@ class LocalResourceManager:
                 self._wake.clear()
                 self.last_pass = time.monotonic()
                 try:
-                    await self._probe_new()
-                    if not self._ready and self._configured:
+                    self._probe_new()
+                    if not self._ready and self._configured and not self._probes_owed():
                         self._ready = True
                         self._dirty.set()
-                    self._reconcile()
+                    if self._ready or self._probes is None:
+                        self._reconcile()
                 except Exception:
                     # A bug must not stop this node's executor for good (the node would run
                     # nothing more and nobody would notice): say so loudly and go on.
@@ -414,6 +418,7 @@ class LocalResourceManager:
             publisher.cancel()
             sampler.cancel()
             pending = [publisher, sampler, *self._tasks]
+            pending += [self._probes] if self._probes is not None else []
             pending += [i.monitor for i in self.instances.values() if i.monitor is not None]
             for task in pending:
                 task.cancel()
@@ -592,6 +597,8 @@ class LocalResourceManager:
                 busy={name for name, inst in self.instances.items() if inst.busy},
             )
             for name, op in steps:
+                if self._instance_awaits_probe(name):
+                    continue  # done once its probe has said what runs (`_probe_new`)
                 inst = self.instances.get(name)
                 if inst is None:
                     primitive = base_id(name) if base_id(name) in self._placements else name
@@ -604,6 +611,7 @@ class LocalResourceManager:
             any(i.busy for i in self.instances.values())
             or bool(self._notifying)
             or bool(self.telling)
+            or self._probes_owed()
         )
         done = max(self._target_revision if self.target is not None else 0, self._superseded)
         if not steps and not busy and self.acked != done:
@@ -641,6 +649,8 @@ class LocalResourceManager:
         for request in target.notify:
             if request.key in self._notifying or request.key in self.notified:
                 continue
+            if self._instance_awaits_probe(request.instance):
+                continue  # whether it runs here, its probe says first
             inst = self._notify_recipient(request.instance)
             if inst is None:
                 # Not running here (any more): there is no one to tell.
@@ -768,6 +778,8 @@ class LocalResourceManager:
             if time.monotonic() - self._assign_failed_at.get(name, -1e9) < 0.9 * _ASSIGN_RETRY:
                 continue
             inst = self._assignment_instance(a)
+            if inst is not None and self._awaits_probe(inst.primitive):
+                continue  # told once its probe has said what runs
             wanted = dict(target.assigned.get(name, {})) if inst is not None else {}
             if wanted == self.told.get(name, {}):
                 continue
@@ -1217,33 +1229,81 @@ class LocalResourceManager:
 
     # ---- probes -----------------------------------------------------------------------------
 
-    async def _probe_new(self) -> None:
-        """Probe every configured primitive not probed yet (at start, and when one is added),
-        but those resource-discovery keeps this node from looking for."""
+    def _probe_new(self) -> None:
+        """Start probing every configured primitive not probed yet (at start, and when some
+        are added), but those resource-discovery keeps this node from looking for.
+
+        The probes run in a task of their own, beside the executor's passes: a burst of a
+        thousand lasted 20 s at 100 computes, and awaited inside the pass it held back every
+        target meanwhile (a stop or a start of another resource waited for the burst's end)
+        and got the node's executor called stalled (docs/control-plane.md, section 5). While
+        it runs, a pass acts on everything but what awaits its probe (`_awaits_probe`): no
+        operation races a probe of its resource, and nothing is started here that a probe
+        has not yet said is stopped. Primitives added meanwhile are probed by the next
+        burst, started as this one ends."""
         if self.config is None:
             return
         self._update_unprobed(self.config)
-        todo = [p for p in self._placements if p not in self.probed and p not in self.unprobed]
+        if self._probes is not None:
+            return
+        todo = [p for p in self._placements if self._awaits_probe(p)]
         if not todo:
             return
+        self._probes = asyncio.create_task(self._probe_all(todo), name="probes")
+        self._probes.add_done_callback(self._probes_done)
+
+    def _probes_done(self, task: asyncio.Task[None]) -> None:
+        self._probes = None
+        self._dirty.set()
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            # A bug must not leave primitives unprobed for good: said, and tried again.
+            log.error("probing failed; trying again", exc_info=error)
+            asyncio.get_running_loop().call_later(0.5, self._wake.set)
+            return
+        self._wake.set()  # a pass for what they found, and any primitive added meanwhile
+
+    def _awaits_probe(self, primitive: str) -> bool:
+        """Is `primitive` configured to be probed here and not probed (again) yet?"""
+        return (
+            primitive in self._placements
+            and primitive not in self.probed
+            and primitive not in self.unprobed
+        )
+
+    def _probes_owed(self) -> bool:
+        """Are probes under way, or primitives waiting for theirs?"""
+        return self._probes is not None or any(self._awaits_probe(p) for p in self._placements)
+
+    def _instance_awaits_probe(self, name: str) -> bool:
+        """Does the instance `name` (of a configured primitive) await its primitive's probe?"""
+        inst = self.instances.get(name)
+        primitive = inst.primitive if inst is not None else base_id(name)
+        if primitive not in self._placements:
+            primitive = name
+        return self._awaits_probe(primitive)
+
+    async def _probe_all(self, todo: list[str]) -> None:
+        assert self.config is not None
         if len(todo) == 1:
             await self._probe(todo[0])
-        else:
-            await asyncio.sleep(random.uniform(0, _PROBE_JITTER))
-            props = self.config.properties
-            ramp = ProbeRamp(
-                lambda: self.throttle.limit,
-                time.monotonic,
-                self.node,
-                lambda: cluster_share(self.load, props.load_threshold),
-            )
+            return
+        await asyncio.sleep(random.uniform(0, _PROBE_JITTER))
+        props = self.config.properties
+        ramp = ProbeRamp(
+            lambda: self.throttle.limit,
+            time.monotonic,
+            self.node,
+            lambda: cluster_share(self.load, props.load_threshold),
+        )
 
-            async def ramped(primitive: str) -> None:
-                async with ramp.slot():
-                    await self._probe(primitive)
+        async def ramped(primitive: str) -> None:
+            async with ramp.slot():
+                await self._probe(primitive)
 
-            await asyncio.gather(*(ramped(p) for p in todo))
-        self._dirty.set()
+        await asyncio.gather(*(ramped(p) for p in todo))
 
     def _update_unprobed(self, config: ClusterConfig) -> None:
         """Work out again what this node does not probe when the configuration or the
@@ -1267,8 +1327,9 @@ class LocalResourceManager:
             self._dirty.set()
 
     async def _probe(self, primitive: str) -> None:
-        placement = self._placements[primitive]
-        assert self.config is not None  # placements come from it
+        placement = self._placements.get(primitive)
+        if placement is None or self.config is None:
+            return  # no longer configured since the burst began
         for name in probe_names(placement, self.config, self.known_nodes):
             inst = self.instances.get(name) or next(
                 (
