@@ -263,3 +263,30 @@ def test_a_stopped_agent_does_not_beat_and_a_killed_one_ends_its_sender(
         if agent.poll() is None:
             agent.kill()
             agent.wait()
+
+
+def test_the_thread_beats_until_the_sender_says_it_is_ready(
+    receiver: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sender started at a load of 40 took seconds to begin: a node that joined meanwhile
+    must not be silent. Here the sender never gets there."""
+
+    def slow(cls: type[BeaterProcess], node: str, addresses: list[str]) -> BeaterProcess:
+        proc = subprocess.Popen(
+            ["sleep", "30"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+        )
+        return cls(proc)
+
+    monkeypatch.setattr(BeaterProcess, "start", classmethod(slow))
+    hb = Heartbeat("n1", "127.0.0.1", 0, interval=0.05, own_process=True)
+    hb.lease = 3
+    hb.set_peers({"n2": (("127.0.0.1",), receiver.getsockname()[1])})
+    hb.start()
+    try:
+        assert hb.beater_pid is not None
+        start = time.time()
+        time.sleep(1.0)
+        gap = longest_gap([s for s, _ in arrivals(receiver)], start, time.time())
+        assert gap < 0.5, f"silent {gap:.2f}s while the sender was starting"
+    finally:
+        hb.close()

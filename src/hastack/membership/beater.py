@@ -172,6 +172,11 @@ def serve(node: str, addresses: Sequence[str], source: int, agent: int) -> int:
     state = BeatState(node)
     socks = _bind(addresses)
     os.set_blocking(source, False)
+    # Said once, on standard output: until then the agent's thread beats itself (a process
+    # started at a load of 40 took seconds to get here, and a node that joined meanwhile
+    # would have been silent).
+    with contextlib.suppress(OSError):
+        os.write(sys.stdout.fileno(), b"ready\n")
     buffered = b""
     next_beat = -math.inf
     try:
@@ -236,6 +241,9 @@ class BeaterProcess:
         assert proc.stdin is not None
         self._fd = proc.stdin.fileno()
         os.set_blocking(self._fd, False)
+        assert proc.stdout is not None
+        os.set_blocking(proc.stdout.fileno(), False)
+        self._ready = False
         self._pending = b""
         self._sent: tuple[int, bool, float, dict[str, tuple[tuple[str, ...], int]]] | None = None
         self.gone: str | None = None  # why it no longer sends, once it does not
@@ -248,10 +256,18 @@ class BeaterProcess:
         proc = subprocess.Popen(
             [sys.executable, "-m", "hastack.membership.beater", node, *addresses],
             stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             start_new_session=True,
         )
         return cls(proc)
+
+    @property
+    def ready(self) -> bool:
+        """Has the sender said it is beating? Until then its agent beats itself too."""
+        if not self._ready and self._proc.stdout is not None:
+            with contextlib.suppress(BlockingIOError, OSError):
+                self._ready = os.read(self._proc.stdout.fileno(), 64).startswith(b"ready")
+        return self._ready
 
     @property
     def pid(self) -> int:
@@ -304,6 +320,8 @@ class BeaterProcess:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
 
 
 if __name__ == "__main__":

@@ -287,6 +287,8 @@ class Heartbeat:
                 interval=self.interval,
                 peers=self._peers,
             ):
+                if not beater.ready:
+                    self.send(self._peers)  # not beating yet: this thread does
                 return
             log.warning("heartbeat sender (pid %d) %s; the agent sends them", beater.pid,
                         beater.gone)  # fmt: skip
