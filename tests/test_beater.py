@@ -18,10 +18,15 @@ from pathlib import Path
 import pytest
 
 import hastack
+from hastack.agent import Agent
 from hastack.membership import heartbeat as heartbeat_module
 from hastack.membership.beater import BeaterProcess, BeatState, is_stopped
 from hastack.membership.heartbeat import Heartbeat
+from hastack.model.agent_config import AgentConfig, EtcdSpec
+from hastack.model.members import NodeKind
 from hastack.processes import ProcessRecord, is_alive, start_ticks, wait_gone
+from hastack.store.memory import MemoryBackend, MemoryStore
+from helpers import MEMORY_TIMINGS
 
 SO_TIMESTAMPNS = 35  # Linux's generic value (socket.SO_TIMESTAMPNS only from Python 3.14)
 TIMESPEC = struct.Struct("@ll")
@@ -290,3 +295,23 @@ def test_the_thread_beats_until_the_sender_says_it_is_ready(
         assert gap < 0.5, f"silent {gap:.2f}s while the sender was starting"
     finally:
         hb.close()
+
+
+@pytest.mark.parametrize(("kind", "own"), [(NodeKind.FULL, True), (NodeKind.REMOTE, False)])
+def test_a_full_nodes_beats_leave_from_a_sender_a_computes_from_its_thread(
+    tmp_path: Path, kind: NodeKind, own: bool
+) -> None:
+    """Controllers are judged on suspect-after (0.6 s in the failover benchmark), which a
+    held interpreter reaches; computes on remote-suspect-after (3 s)."""
+    config = AgentConfig(
+        cluster="c",
+        node="n1",
+        kind=kind,
+        addresses=["127.0.0.1"],
+        etcd=EtcdSpec(endpoints=["127.0.0.1:1"], election_timeout=0.2, insecure=True),
+        timings=MEMORY_TIMINGS,
+        heartbeat_port=7941,
+    )
+    agent = Agent(config, state_dir=tmp_path, store=MemoryStore(MemoryBackend()))
+    assert agent.heartbeat is not None
+    assert agent.heartbeat.own_process is own

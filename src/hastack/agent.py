@@ -215,14 +215,22 @@ class Agent:
             on_operation=self._operation_done,
         )
         addresses = [str(a) for a in config.addresses]
+        # A full node's beats leave from a process of their own (hastack.membership.beater):
+        # they go on while the agent is busy, and stop one alive window after the agent last
+        # vouched for itself. A compute's are judged on remote-suspect-after (3 s), which a
+        # busy interpreter does not reach; a hundred more processes cost the lab's hundred
+        # computes 12-20 % of a core (docs/control-plane.md, section 4).
         self.heartbeat = (
-            Heartbeat(config.node, addresses, config.heartbeat_port, own_process=True)
+            Heartbeat(
+                config.node,
+                addresses,
+                config.heartbeat_port,
+                own_process=config.kind is NodeKind.FULL,
+            )
             if addresses and config.heartbeat_port
             else None
         )
         if self.heartbeat is not None:
-            # Its beats go on while the agent is busy, and stop one alive window after the
-            # agent last vouched for itself (hastack.membership.beater).
             self.heartbeat.alive_window = self._alive_window
         self._fencing: FencingService | None = None
         if config.kind is NodeKind.FULL:
