@@ -315,3 +315,47 @@ def test_a_full_nodes_beats_leave_from_a_sender_a_computes_from_its_thread(
     agent = Agent(config, state_dir=tmp_path, store=MemoryStore(MemoryBackend()))
     assert agent.heartbeat is not None
     assert agent.heartbeat.own_process is own
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("catch_up", [True, False])
+def test_a_judge_that_held_the_interpreter_judges_on_what_arrived(
+    monkeypatch: pytest.MonkeyPatch, catch_up: bool
+) -> None:
+    """The agent's loop asks who is silent right after a long call that kept the heartbeat
+    thread from reading: it reads what arrived first (the negative control, judging on what
+    the thread had read, finds a beating peer silent: a DC stalled 4 s this way fenced both
+    other controllers, run 25)."""
+    if not catch_up:
+        monkeypatch.setattr(Heartbeat, "catch_up", lambda self: None)
+    port = free_udp_port()
+    judge = Heartbeat("n1", "127.0.0.1", port, interval=0.05)
+    judge.lease = 1
+    judge.start()
+    peer = BeaterProcess.start("n2", ["127.0.0.1"])
+    try:
+        peer.feed(until=time.monotonic() + 30, lease=2, member=True, interval=0.05,
+                  peers={"n1": (("127.0.0.1",), port)})  # fmt: skip
+        time.sleep(0.6)  # beating, and heard
+        if os.geteuid() == 0:  # room for seconds of a hundred computes' beats, unread
+            got = judge._socks[0].getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            assert got >= heartbeat_module.RECEIVE_BUFFER
+        assert judge.silent(["n2"], 0.3, since=0.0) == []
+        before = sys.getswitchinterval()
+        sys.setswitchinterval(10)
+        try:
+            end = time.monotonic() + 1.2
+            while time.monotonic() < end:
+                pass
+            silent = judge.silent(["n2"], 0.3, since=0.0)  # still holding the interpreter
+        finally:
+            sys.setswitchinterval(before)
+        assert silent == ([] if catch_up else ["n2"])
+    finally:
+        peer.close()
+        judge.close()

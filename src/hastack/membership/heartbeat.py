@@ -50,6 +50,7 @@ __all__ = [
     "HOLE",
     "LOSS_FACTOR",
     "PROBES",
+    "RECEIVE_BUFFER",
     "Heartbeat",
     "arrived_ago",
     "encode_message",
@@ -93,6 +94,27 @@ _SO_TIMESTAMPNS: int | None = getattr(
     socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None
 )
 _CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
+
+
+# What a heartbeat socket may hold unread: a controller hears a hundred computes five times
+# a second (~1 KiB of kernel memory each), and its reader may be held up for seconds on a
+# saturated machine (`catch_up`). With the default (208 KiB) a 4 s stall filled it in half a
+# second and the datagrams after were dropped — those of the other controllers among them.
+RECEIVE_BUFFER = 8 * 1024 * 1024
+# SO_RCVBUFFORCE (Linux): above net.core.rmem_max, for a process with CAP_NET_ADMIN.
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform == "linux" else None)
+
+
+def _enlarge_receive_buffer(sock: socket.socket) -> None:
+    """RECEIVE_BUFFER, past the system's maximum where allowed, else as much as it allows."""
+    if _SO_RCVBUFFORCE is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, RECEIVE_BUFFER)
+            return
+        except OSError:
+            pass
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
 
 def arrived_ago(stamp_ns: int | None, now_ns: int, interval: float) -> float:
@@ -182,6 +204,7 @@ class Heartbeat:
         self._sock: socket.socket | None = None
         self._socks: list[socket.socket] = []
         self._stop = threading.Event()
+        self._reading = threading.Lock()  # one reader of the sockets at a time (`catch_up`)
         self._thread: threading.Thread | None = None
         self.started = clock()
 
@@ -207,6 +230,7 @@ class Heartbeat:
             if _SO_TIMESTAMPNS is not None:
                 with contextlib.suppress(OSError):  # then dated as read (receive_batch)
                     sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            _enlarge_receive_buffer(sock)
             try:
                 sock.bind((address, self.port))
             except OSError:
@@ -253,8 +277,9 @@ class Heartbeat:
                 wake = min(wake, probing)
             with contextlib.suppress(OSError, ValueError):
                 ready, _, _ = select.select(socks, [], [], max(0.0, wake - self._clock()))
-                for sock in ready:
-                    self._drain(sock)
+                with self._reading:
+                    for sock in ready:
+                        self._drain(sock)
                 if ready:
                     # What arrives meanwhile waits in the socket, read together next time.
                     self._stop.wait(
@@ -324,6 +349,20 @@ class Heartbeat:
         probing = self.next_probe(list(watched))
         self._probe_due = probing if probing is not None else math.inf
         return probing
+
+    def catch_up(self) -> None:
+        """Read what has arrived and this thread has not read yet, before a silence is
+        judged. A thread that judges silence (the agent's loop) may have held the
+        interpreter through a long call while beats arrived: judged on what the heartbeat
+        thread had read before then, every peer looked silent for as long as the call
+        lasted. At 100 computes a DC stalled 4 s planning 253 actions, then suspected both
+        other controllers and fenced them — and the store's quorum with them
+        (docs/control-plane.md, section 8, run 25). What is read now is dated by the
+        kernel's arrival stamps, as the thread dates it."""
+        with self._reading:
+            for sock in self._socks:
+                with contextlib.suppress(OSError, ValueError):
+                    self._drain(sock)
 
     def _drain(self, sock: socket.socket) -> None:
         while True:
@@ -496,6 +535,7 @@ class Heartbeat:
 
     def silent_for(self, node: str) -> float:
         """Seconds since the last beat from `node` (since listening began if none came)."""
+        self.catch_up()
         return self._clock() - self.last_seen.get(node, self.started)
 
     def threshold(self, node: str, after: float) -> float:
@@ -537,7 +577,9 @@ class Heartbeat:
         `threshold`). Silence counts at the earliest from
         `since` (one moment, or one per member): from when this agent started listening, or
         from when it first saw that member's current life, so a member that has just
-        (re)joined gets its grace before anything is held against it."""
+        (re)joined gets its grace before anything is held against it. What has arrived is
+        read first (`catch_up`)."""
+        self.catch_up()
         now = self._clock()
         return [
             m
