@@ -1286,12 +1286,14 @@ class LocalResourceManager:
         return self._awaits_probe(primitive)
 
     async def _probe_all(self, todo: list[str]) -> None:
-        assert self.config is not None
+        config = self.config
+        if config is None:
+            return  # the configuration went before the burst began
         if len(todo) == 1:
             await self._probe(todo[0])
             return
         await asyncio.sleep(random.uniform(0, _PROBE_JITTER))
-        props = self.config.properties
+        props = config.properties
         ramp = ProbeRamp(
             lambda: self.throttle.limit,
             time.monotonic,
