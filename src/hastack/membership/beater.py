@@ -55,6 +55,7 @@ from collections.abc import Mapping, Sequence
 from hastack.membership.heartbeat import encode_message
 from hastack.membership.priority import LIVENESS_NICE, favour_this_thread
 from hastack.processes import set_autogroup_nice
+from hastack.processes import state as process_state
 
 __all__ = ["PENDING_AT_MOST", "BeatState", "BeaterProcess", "main"]
 
@@ -156,14 +157,8 @@ def _bind(addresses: Sequence[str]) -> list[socket.socket]:
 
 def is_stopped(pid: int) -> bool:
     """Is the process `pid` stopped by a signal or a tracer (state T or t)? False when it
-    cannot be read (gone: the pipe's end of file says so)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    fields = stat[stat.rfind(b")") + 1 :].split()
-    return bool(fields) and fields[0] in (b"T", b"t")
+    is gone (the pipe's end of file says so)."""
+    return process_state(pid) in ("T", "t")
 
 
 def serve(node: str, addresses: Sequence[str], source: int, agent: int) -> int:
