@@ -12,8 +12,9 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -28,6 +29,7 @@ from hastack.processes import ProcessRecord, is_alive, start_ticks, wait_gone
 from hastack.store.memory import MemoryBackend, MemoryStore
 from helpers import MEMORY_TIMINGS
 
+T = TypeVar("T")
 SO_TIMESTAMPNS = 35  # Linux's generic value (socket.SO_TIMESTAMPNS only from Python 3.14)
 TIMESPEC = struct.Struct("@ll")
 
@@ -158,15 +160,17 @@ def test_a_dead_agents_sender_exits_at_once(receiver: socket.socket) -> None:
     beater.close()
 
 
-def hold_the_interpreter(seconds: float) -> None:
+def hold_the_interpreter(seconds: float, then: Callable[[], T] | None = None) -> T | None:
     """Keep the interpreter from every other thread of this process for `seconds`: what an
-    agent's main thread does when it is taken off the CPU in a long call."""
+    agent's main thread does when it is taken off the CPU in a long call. `then` runs at
+    the end, still holding it; what it returns is returned."""
     before = sys.getswitchinterval()
     sys.setswitchinterval(seconds + 5)
     try:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             pass
+        return then() if then is not None else None
     finally:
         sys.setswitchinterval(before)
 
@@ -346,15 +350,7 @@ def test_a_judge_that_held_the_interpreter_judges_on_what_arrived(
             got = judge._socks[0].getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
             assert got >= heartbeat_module.RECEIVE_BUFFER
         assert judge.silent(["n2"], 0.3, since=0.0) == []
-        before = sys.getswitchinterval()
-        sys.setswitchinterval(10)
-        try:
-            end = time.monotonic() + 1.2
-            while time.monotonic() < end:
-                pass
-            silent = judge.silent(["n2"], 0.3, since=0.0)  # still holding the interpreter
-        finally:
-            sys.setswitchinterval(before)
+        silent = hold_the_interpreter(1.2, lambda: judge.silent(["n2"], 0.3, since=0.0))
         assert silent == ([] if catch_up else ["n2"])
     finally:
         peer.close()
